@@ -1,0 +1,70 @@
+# Podium build tooling. Everything is created on demand from a fresh clone:
+#   .tools/  a bootstrap venv holding only uv (pinned below)
+#   .venv/   the uv workspace venv (podium + podium-client editable, all dependency groups)
+#   node_modules/  buf, from package-lock.json
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.uv-synced
+BUF := node_modules/.bin/buf
+# Directories type-checked by mypy (only those that exist yet).
+MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli tests bench scripts)
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
+
+.PHONY: install protos lint typecheck check test demo bench fmt clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV_STAMP): pyproject.toml client/pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-groups --python "$(PYTHON)"
+	touch $@
+
+# Not `npm ci`: the registry reachable here lacks buf's darwin/win32/armv7 optional packages, so
+# the lock holds only the linux ones and `npm ci` rejects it as out of sync. `npm install --no-save`
+# installs exactly the locked versions (with their integrity hashes) and never rewrites the lock.
+$(BUF): package.json package-lock.json
+	npm install --no-save --no-audit --no-fund
+	touch $@
+
+install: $(VENV_STAMP) $(BUF)
+
+protos: $(VENV_STAMP)
+	$(PY) scripts/gen_protos.py client
+
+lint: $(VENV_STAMP) $(BUF)
+	$(BUF) lint
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+typecheck: $(VENV_STAMP)
+	$(PY) -m mypy $(MYPY_PATHS)
+
+check: lint typecheck
+
+test: check
+	$(PY) -m pytest -q
+
+demo: install
+	$(PY) scripts/demo.py
+
+bench: install
+	$(PY) bench/run.py
+
+fmt: $(VENV_STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(TOOLS) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
