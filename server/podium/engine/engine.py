@@ -1,0 +1,306 @@
+"""The engine: owns active runs, starts, cancels and resumes them.
+
+Servicers call the engine with domain values; the engine decides and records
+through the store. Nothing here knows about gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from podium.engine.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
+from podium.engine.executor import RunExecutor
+from podium.engine.hub import EventHub
+from podium.engine.model import Event, RunRecord, RunView, StepRecord
+from podium.engine.recorder import Recorder
+from podium.engine.clock import Clock, SystemClock
+from podium.engine.spec import WorkflowSpec, WorkflowVersion
+from podium.engine.states import EventType, RunState
+from podium.engine.validation import Plan, compile_plan
+from podium.plugins.registry import Registry
+from podium.store.store import Store
+
+log = logging.getLogger("podium.engine")
+
+WORKFLOW_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+DEFAULT_MAX_CONCURRENCY = 256
+PLAN_CACHE_SIZE = 256
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        *,
+        hub: EventHub | None = None,
+        clock: Clock | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.hub = hub or EventHub()
+        self.clock: Clock = clock or SystemClock()
+        self.recorder = Recorder(store, self.hub)
+        self.max_concurrency = max_concurrency
+        self.running_steps = 0
+        self.active: dict[str, RunExecutor] = {}
+        self._plans: OrderedDict[tuple[str, int], Plan] = OrderedDict()
+        self._starting: dict[str, asyncio.Future[str]] = {}
+        self._recovery: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- workflows -------------------------------------------------------------
+
+    def validate(self, spec: WorkflowSpec) -> Plan:
+        """The plan of a valid spec; raises InvalidArgument. No side effect."""
+        return compile_plan(spec, self.registry, self.registry.agent)
+
+    async def create_workflow(self, workflow_id: str, spec: WorkflowSpec) -> WorkflowVersion:
+        if not WORKFLOW_ID.match(workflow_id):
+            raise InvalidArgument(
+                "invalid workflow_id",
+                [FieldViolation("workflow_id", "must match [a-z][a-z0-9-]* (at most 63 characters)")],
+            )
+        plan = self.validate(spec)
+        now = self.clock.now()
+        version = await self.store.create_workflow(workflow_id, spec, now)
+        self._remember_plan(workflow_id, version, plan)
+        return WorkflowVersion(workflow_id=workflow_id, version=version, spec=spec, create_time=now)
+
+    async def get_workflow(self, workflow_id: str, version: int = 0) -> WorkflowVersion:
+        found = await self.store.get_workflow(workflow_id, version)
+        if found is None:
+            suffix = f" version {version}" if version else ""
+            raise NotFound(f"workflow {workflow_id!r}{suffix} not found", reason="WORKFLOW_NOT_FOUND")
+        return found
+
+    async def delete_workflow(self, workflow_id: str) -> None:
+        if not await self.store.delete_workflow(workflow_id):
+            raise NotFound(f"workflow {workflow_id!r} not found", reason="WORKFLOW_NOT_FOUND")
+
+    def _remember_plan(self, workflow_id: str, version: int, plan: Plan) -> None:
+        self._plans[(workflow_id, version)] = plan
+        self._plans.move_to_end((workflow_id, version))
+        while len(self._plans) > PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
+
+    def _plan_for(self, workflow: WorkflowVersion) -> Plan:
+        key = (workflow.workflow_id, workflow.version)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self.validate(workflow.spec)
+            self._remember_plan(*key, plan)
+        return plan
+
+    # -- runs ------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        workflow_id: str,
+        *,
+        version: int = 0,
+        input: Mapping[str, Any] | None = None,
+        request_id: str = "",
+        labels: Mapping[str, str] | None = None,
+        max_concurrency: int = 0,
+    ) -> RunView:
+        """Starts a run; it is durable when this returns. Idempotent on request_id."""
+        self._check_open()
+        if max_concurrency < 0:
+            raise InvalidArgument(
+                "invalid max_concurrency",
+                [FieldViolation("max_concurrency", "must be 0 (workflow default) or positive")],
+            )
+        input_value = dict(input or {})
+        labels_value = dict(labels or {})
+        request_hash = _request_hash(workflow_id, version, input_value, labels_value, max_concurrency)
+        if not request_id:
+            return await self._create_run(
+                workflow_id, version, input_value, "", request_hash, labels_value, max_concurrency
+            )
+        pending = self._starting.get(request_id)
+        if pending is not None:
+            run_id = await asyncio.shield(pending)
+            return await self._same_request(run_id, request_id, request_hash)
+        existing = await self.store.find_run_by_request_id(request_id)
+        if existing is not None:
+            return await self._same_request(existing.run_id, request_id, request_hash)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._starting[request_id] = future
+        try:
+            view = await self._create_run(
+                workflow_id, version, input_value, request_id, request_hash, labels_value, max_concurrency
+            )
+            future.set_result(view.run.run_id)
+            return view
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: a failed start is reported to its own caller only
+            raise
+        finally:
+            del self._starting[request_id]
+
+    async def _same_request(self, run_id: str, request_id: str, request_hash: str) -> RunView:
+        view = await self.get_run(run_id)
+        if view.run.request_hash != request_hash:
+            raise AlreadyExists(
+                f"request_id {request_id!r} was already used for a different request "
+                f"(run runs/{run_id})",
+                resource=f"runs/{run_id}",
+                reason="REQUEST_ID_REUSED",
+            )
+        return view
+
+    async def _create_run(
+        self,
+        workflow_id: str,
+        version: int,
+        input: dict[str, Any],
+        request_id: str,
+        request_hash: str,
+        labels: dict[str, str],
+        max_concurrency: int,
+    ) -> RunView:
+        workflow = await self.get_workflow(workflow_id, version)
+        plan = self._plan_for(workflow)
+        now = self.clock.now()
+        run = RunRecord(
+            run_id=uuid.uuid4().hex,
+            workflow_id=workflow_id,
+            workflow_version=workflow.version,
+            state=RunState.PENDING,
+            input=input,
+            create_time=now,
+            request_id=request_id,
+            request_hash=request_hash,
+            labels={**workflow.spec.labels, **labels},
+            max_concurrency=max_concurrency,
+        )
+        steps = [
+            StepRecord(step_id=step.id, agent=step.agent, position=i)
+            for i, step in enumerate(workflow.spec.steps)
+        ]
+        recorder = self.recorder
+        recorder.run(run)
+        for step in steps:
+            recorder.step(run.run_id, step)
+        executor = RunExecutor(self, run, steps, plan)
+        executor._emit(EventType.RUN_CREATED)
+        recorder.run(run)
+        await recorder.durable()
+        self.active[run.run_id] = executor
+        executor.start()
+        return RunView(run, list(executor.steps.values()))
+
+    async def get_run(self, run_id: str) -> RunView:
+        executor = self.active.get(run_id)
+        if executor is not None:
+            return RunView(executor.run, list(executor.steps.values()))
+        view = await self.store.get_run(run_id)
+        if view is None:
+            raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
+        return view
+
+    async def cancel_run(self, run_id: str, reason: str = "") -> RunView:
+        self._check_open()
+        executor = self.active.get(run_id)
+        if executor is None:
+            view = await self.get_run(run_id)
+            if view.run.state == RunState.CANCELLED:
+                return view
+            if view.run.state.is_final:
+                raise FailedPrecondition(
+                    f"run {run_id!r} already ended {view.run.state.name}", reason="RUN_ALREADY_ENDED"
+                )
+            raise FailedPrecondition(
+                f"run {run_id!r} is being resumed; try again", reason="RUN_RESUMING"
+            )
+        executor.cancel(reason)
+        await self.recorder.durable()
+        return RunView(executor.run, list(executor.steps.values()))
+
+    def run_finished(self, executor: RunExecutor) -> None:
+        self.active.pop(executor.run.run_id, None)
+
+    # -- events ----------------------------------------------------------------
+
+    async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
+        return await self.store.read_events(run_id, after_sequence, limit)
+
+    # -- start-up and shutdown ---------------------------------------------------
+
+    def start_recovery(self) -> asyncio.Task[None]:
+        """Resumes unfinished runs in the background: the server answers
+        (health, GetRun) while this proceeds."""
+        self._recovery = asyncio.create_task(self._recover(), name="podium-recovery")
+        return self._recovery
+
+    async def _recover(self) -> None:
+        run_ids = await self.store.unfinished_run_ids()
+        if run_ids:
+            log.info("resuming %d unfinished runs", len(run_ids))
+        for run_id in run_ids:
+            if self._closed:
+                return
+            try:
+                await self._resume(run_id)
+            except Exception:
+                log.exception("could not resume run %s", run_id)
+            await asyncio.sleep(0)  # let RPCs in between resumptions
+
+    async def _resume(self, run_id: str) -> None:
+        view = await self.store.get_run(run_id)
+        if view is None or view.run.state.is_final or run_id in self.active:
+            return
+        workflow = await self.store.get_workflow_version_any(view.run.workflow_id, view.run.workflow_version)
+        if workflow is None:
+            log.error("run %s: workflow version is gone; cannot resume", run_id)
+            return
+        view.run.last_sequence = await self.store.last_sequence(run_id)
+        executor = RunExecutor(self, view.run, view.steps, self._plan_for(workflow))
+        self.active[run_id] = executor
+        executor.start()
+
+    async def shutdown(self) -> None:
+        """Stops executing; unfinished runs stay resumable in the store."""
+        self._closed = True
+        if self._recovery is not None and not self._recovery.done():
+            self._recovery.cancel()
+            await asyncio.gather(self._recovery, return_exceptions=True)
+        await asyncio.gather(*(executor.stop() for executor in list(self.active.values())))
+        self.active.clear()
+        self.hub.close_all()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            from podium.engine.errors import Unavailable
+
+            raise Unavailable("the server is shutting down", reason="SHUTTING_DOWN")
+
+
+def _request_hash(
+    workflow_id: str,
+    version: int,
+    input: dict[str, Any],
+    labels: dict[str, str],
+    max_concurrency: int,
+) -> str:
+    canonical = json.dumps(
+        [workflow_id, version, input, labels, max_concurrency], sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

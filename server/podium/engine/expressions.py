@@ -1,0 +1,120 @@
+"""CEL expressions: compiled once per workflow version, evaluated per step.
+
+We use Google's cel-expr-python (the C++ runtime behind a Python binding): it
+type-checks references at compile time and evaluates a typical condition in a
+few microseconds, which keeps expression evaluation off the per-step budget.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cel_expr_python import cel
+
+# Variables every expression of a step's input or a run's output may use.
+STEP_SCOPE = ("input", "steps")
+
+
+class ExpressionError(Exception):
+    """A CEL expression failed to compile or to evaluate."""
+
+
+class Expression:
+    """A compiled CEL expression."""
+
+    __slots__ = ("_program", "source")
+
+    def __init__(self, source: str, program: cel.Expression) -> None:
+        self.source = source
+        self._program = program
+
+    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+        """Evaluates to a JSON-compatible Python value, or raises ExpressionError."""
+        value = self._program.eval(data=variables)
+        if value.type() == cel.Type.ERROR:
+            raise ExpressionError(f"{self.source!r}: {value}")
+        return to_json_value(value.plain_value())
+
+
+_ENVS: dict[tuple[str, ...], cel.Env] = {}
+
+
+def _env(variables: Iterable[str]) -> cel.Env:
+    key = tuple(sorted(variables))
+    env = _ENVS.get(key)
+    if env is None:
+        env = cel.NewEnv(variables={name: cel.Type.DYN for name in key})
+        _ENVS[key] = env
+    return env
+
+
+def compile_expression(source: str, variables: Iterable[str] = STEP_SCOPE) -> Expression:
+    """Compiles `source` with the given variables in scope, or raises ExpressionError."""
+    if not source.strip():
+        raise ExpressionError("expression is empty")
+    try:
+        program = _env(variables).compile(source)
+    except RuntimeError as error:
+        raise ExpressionError(_first_error_line(str(error))) from None
+    return Expression(source, program)
+
+
+def _first_error_line(message: str) -> str:
+    # cel-cpp prefixes "INVALID_ARGUMENT: ERROR: <input>:1:5: ..." and appends a
+    # caret diagram; keep the sentence a user can act on.
+    line = message.splitlines()[0] if message else "invalid expression"
+    line = re.sub(r"^[A-Z_]+: ERROR: <input>:", "at ", line)
+    return line.strip()
+
+
+_STRING_LITERAL = re.compile(r"'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"", re.S)
+_STEP_FIELD = re.compile(r"(?<![\w.])steps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_STEP_INDEX = re.compile(r"(?<![\w.])steps\s*\[\s*(?:'([^'\\]*)'|\"([^\"\\]*)\")\s*\]")
+_STEP_ANY = re.compile(r"(?<![\w.])steps\b")
+
+
+def step_references(source: str) -> set[str] | None:
+    """The step ids an expression reads through `steps`, or None if it reads
+    `steps` in a way that cannot be resolved statically (e.g. steps[x])."""
+    referenced = {a or b for a, b in _STEP_INDEX.findall(source)}
+    without_indexing = _STEP_INDEX.sub("_", source)
+    without_strings = _STRING_LITERAL.sub("''", without_indexing)
+    referenced.update(_STEP_FIELD.findall(without_strings))
+    remaining = _STEP_FIELD.sub("_", without_strings)
+    if _STEP_ANY.search(remaining):
+        return None
+    return referenced
+
+
+def to_json_value(value: Any) -> Any:
+    """Turns a CEL plain value into what JSON (and google.protobuf.Value) can hold."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list):
+        return [to_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): to_json_value(item) for key, item in value.items()}
+    if isinstance(value, datetime.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, datetime.timedelta):
+        return f"{value.total_seconds():g}s"
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
+
+
+def from_json_numbers(value: Any) -> Any:
+    """Integral floats become ints: JSON and google.protobuf.Struct carry every
+    number as a double, and CEL has no int/double arithmetic (`x + 1` fails on
+    a double x)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, list):
+        return [from_json_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: from_json_numbers(item) for key, item in value.items()}
+    return value

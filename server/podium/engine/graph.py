@@ -1,0 +1,101 @@
+"""Graph algorithms on the step DAG: cycles, levels, ancestors, critical path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """A cycle as a path [a, b, ..., a] following depends_on edges, or None.
+
+    `edges` maps each node to the nodes it depends on; unknown targets are ignored.
+    """
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(edges, white)
+    for root in edges:
+        if color[root] != white:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path: list[str] = [root]
+        color[root] = grey
+        while stack:
+            node, index = stack[-1]
+            targets = [t for t in edges[node] if t in edges]
+            if index < len(targets):
+                stack[-1] = (node, index + 1)
+                target = targets[index]
+                if color[target] == grey:
+                    return [*path[path.index(target) :], target]
+                if color[target] == white:
+                    color[target] = grey
+                    stack.append((target, 0))
+                    path.append(target)
+            else:
+                color[node] = black
+                stack.pop()
+                path.pop()
+    return None
+
+
+def topological_order(edges: Mapping[str, Sequence[str]]) -> list[str]:
+    """Nodes so that each comes after its dependencies (input must be acyclic);
+    ties keep the input order."""
+    remaining = {node: len(set(deps)) for node, deps in edges.items()}
+    dependents = dependents_of(edges)
+    order = [node for node, count in remaining.items() if count == 0]
+    for node in order:  # grows while iterating
+        for dependent in dependents[node]:
+            remaining[dependent] -= 1
+            if remaining[dependent] == 0:
+                order.append(dependent)
+    return order
+
+
+def dependents_of(edges: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    dependents: dict[str, list[str]] = {node: [] for node in edges}
+    for node, deps in edges.items():
+        for dep in dict.fromkeys(deps):
+            dependents[dep].append(node)
+    return dependents
+
+
+def levels(edges: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Nodes grouped by depth: level 0 has no dependencies, level n depends on < n."""
+    depth: dict[str, int] = {}
+    for node in topological_order(edges):
+        depth[node] = 1 + max((depth[d] for d in edges[node]), default=-1)
+    grouped: list[list[str]] = [[] for _ in range(1 + max(depth.values(), default=-1))]
+    for node in edges:
+        grouped[depth[node]].append(node)
+    return grouped
+
+
+def ancestors(edges: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+    """For each node, every node it transitively depends on."""
+    result: dict[str, set[str]] = {}
+    for node in topological_order(edges):
+        found: set[str] = set()
+        for dep in edges[node]:
+            found.add(dep)
+            found |= result[dep]
+        result[node] = found
+    return result
+
+
+def critical_path(
+    edges: Mapping[str, Sequence[str]], weight: Mapping[str, float] | None = None
+) -> list[str]:
+    """The heaviest chain of dependent nodes (each node weighs 1 by default)."""
+    best: dict[str, tuple[float, str | None]] = {}
+    for node in topological_order(edges):
+        own = 1.0 if weight is None else weight.get(node, 1.0)
+        previous = max(edges[node], key=lambda d: best[d][0], default=None)
+        best[node] = (own + (best[previous][0] if previous else 0.0), previous)
+    if not best:
+        return []
+    node: str | None = max(best, key=lambda n: best[n][0])
+    path: list[str] = []
+    while node is not None:
+        path.append(node)
+        node = best[node][1]
+    return path[::-1]

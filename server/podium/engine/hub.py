@@ -1,0 +1,111 @@
+"""Live fan-out of committed events to subscribers.
+
+The engine never waits for a subscriber: publishing appends to each
+subscriber's bounded buffer and returns. A subscriber whose buffer overflows is
+marked `lagging` and its buffer dropped; a run watcher then catches up from the
+event log (see progress.py), so memory stays bounded whatever a client does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from podium.engine.model import Event
+
+DEFAULT_BUFFER = 2048
+
+
+class Subscription:
+    __slots__ = ("_hub", "_key", "buffer", "capacity", "closed", "lagging", "matches", "wake")
+
+    def __init__(
+        self,
+        hub: EventHub,
+        key: str | None,
+        capacity: int,
+        matches: Callable[[Event], bool] | None,
+    ) -> None:
+        self._hub = hub
+        self._key = key
+        self.capacity = capacity
+        self.matches = matches
+        self.buffer: deque[Event] = deque()
+        self.wake = asyncio.Event()
+        self.lagging = False
+        self.closed = False
+
+    def push(self, event: Event) -> None:
+        if self.lagging or (self.matches is not None and not self.matches(event)):
+            return
+        if len(self.buffer) >= self.capacity:
+            self.buffer.clear()
+            self.lagging = True
+        else:
+            self.buffer.append(event)
+        self.wake.set()
+
+    def drain(self) -> list[Event]:
+        events = list(self.buffer)
+        self.buffer.clear()
+        self.wake.clear()
+        return events
+
+    async def wait(self) -> None:
+        await self.wake.wait()
+
+    def reset_lag(self) -> None:
+        self.lagging = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._hub._remove(self._key, self)
+            self.wake.set()
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._by_run: dict[str, set[Subscription]] = {}
+        self._all: set[Subscription] = set()
+
+    def subscribe_run(self, run_id: str, capacity: int = DEFAULT_BUFFER) -> Subscription:
+        subscription = Subscription(self, run_id, capacity, None)
+        self._by_run.setdefault(run_id, set()).add(subscription)
+        return subscription
+
+    def subscribe_all(
+        self, matches: Callable[[Event], bool] | None = None, capacity: int = DEFAULT_BUFFER
+    ) -> Subscription:
+        subscription = Subscription(self, None, capacity, matches)
+        self._all.add(subscription)
+        return subscription
+
+    def publish(self, events: Iterable[Event]) -> None:
+        for event in events:
+            for subscription in self._by_run.get(event.run_id, ()):
+                subscription.push(event)
+            for subscription in self._all:
+                subscription.push(event)
+
+    def close_all(self) -> None:
+        for subscriptions in list(self._by_run.values()):
+            for subscription in list(subscriptions):
+                subscription.close()
+        for subscription in list(self._all):
+            subscription.close()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._all) + sum(len(s) for s in self._by_run.values())
+
+    def _remove(self, key: str | None, subscription: Subscription) -> None:
+        if key is None:
+            self._all.discard(subscription)
+            return
+        subscriptions = self._by_run.get(key)
+        if subscriptions is not None:
+            subscriptions.discard(subscription)
+            if not subscriptions:
+                del self._by_run[key]

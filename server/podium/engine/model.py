@@ -1,0 +1,176 @@
+"""The engine's records: usage, failures, runs, steps, attempts and events.
+
+Records are plain mutable dataclasses owned by the engine; the store snapshots
+them when asked to persist, so later mutation never races a commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from podium.engine.states import AttemptState, EventType, RunState, StepState
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    calls: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.calls += other.calls
+
+    def copy(self) -> Usage:
+        return Usage(
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_input_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.calls,
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return self.calls == 0 and self.input_tokens == 0 and self.output_tokens == 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "calls": self.calls,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, int] | None) -> Usage:
+        return cls(**data) if data else cls()
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why something failed: a stable error name and a human message."""
+
+    type: str
+    message: str
+    retryable: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "retryable": self.retryable}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Failure | None:
+        return cls(**data) if data else None
+
+
+# Reserved failure types, named like the agent error classes they sit beside.
+TIMEOUT = "podium.Timeout"
+CANCELLED = "podium.Cancelled"
+INVALID_INPUT = "podium.InvalidInput"
+INVALID_OUTPUT = "podium.InvalidOutput"
+UNKNOWN_AGENT = "podium.UnknownAgent"
+INTERRUPTED = "podium.Interrupted"
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    number: int
+    state: AttemptState
+    start_time: float
+    end_time: float | None = None
+    failure: Failure | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class StepRecord:
+    step_id: str
+    agent: str
+    position: int
+    state: StepState = StepState.PENDING
+    input: Any = None
+    output: Any = None
+    failure: Failure | None = None
+    reason: str = ""
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    start_time: float | None = None
+    end_time: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class RunRecord:
+    run_id: str
+    workflow_id: str
+    workflow_version: int
+    state: RunState
+    input: dict[str, Any]
+    create_time: float
+    request_id: str = ""
+    request_hash: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    max_concurrency: int = 0
+    output: dict[str, Any] | None = None
+    failure: Failure | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    last_sequence: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class RunView:
+    """A run with its steps, as read back from the store or the engine."""
+
+    run: RunRecord
+    steps: list[StepRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One state change of a run or of one of its steps (contract: RunEvent)."""
+
+    run_id: str
+    sequence: int
+    time: float
+    type: EventType
+    workflow_id: str
+    run_state: RunState
+    step_id: str = ""
+    step_state: StepState | None = None
+    attempt: int = 0
+    message: str = ""
+    progress: float = 0.0
+    failure: Failure | None = None
+    output: Any = None
+    usage: Usage | None = None
+    cost: Decimal | None = None
+    provider: str = ""
+    model: str = ""
+
+    @property
+    def is_final(self) -> bool:
+        """True for the last event of a run."""
+        return self.type in _FINAL_EVENT_TYPES
+
+
+_FINAL_EVENT_TYPES = frozenset(
+    {EventType.RUN_SUCCEEDED, EventType.RUN_FAILED, EventType.RUN_CANCELLED}
+)

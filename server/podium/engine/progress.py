@@ -1,0 +1,108 @@
+"""Watching runs: replay from the event log, then live events, gap-free.
+
+A watcher subscribes *before* reading the log, so every event committed after
+the read reaches its buffer; duplicates between the two are dropped by
+sequence. A watcher too slow for its bounded buffer is marked lagging and
+catches up from the log again: it never slows the engine and never holds more
+than its buffer in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Collection
+
+from podium.engine.engine import Engine
+from podium.engine.errors import NotFound, ResourceExhausted, Unavailable
+from podium.engine.model import Event
+from podium.engine.states import EventType, RunState
+
+REPLAY_PAGE = 1000
+
+
+async def watch_run(engine: Engine, run_id: str, after_sequence: int) -> AsyncIterator[list[Event]]:
+    """Batches of consecutive events after `after_sequence`; ends after the
+    run's final event."""
+    subscription = engine.hub.subscribe_run(run_id)
+    try:
+        view = await engine.get_run(run_id)
+        last = max(0, after_sequence)
+        while True:
+            # Catch up from the log (first time, and whenever we lagged).
+            while True:
+                events = await engine.read_events(run_id, last, REPLAY_PAGE)
+                if not events:
+                    break
+                last = events[-1].sequence
+                yield events
+                if events[-1].is_final:
+                    return
+            if view.run.state.is_final and last >= view.run.last_sequence:
+                return
+            subscription.reset_lag()
+            # Live: everything committed from now on lands in the buffer.
+            while not subscription.lagging:
+                await subscription.wait()
+                if subscription.closed:
+                    raise Unavailable("the server is shutting down; reconnect", reason="SHUTTING_DOWN")
+                if subscription.lagging:
+                    break
+                batch = [e for e in subscription.drain() if e.sequence > last]
+                if not batch:
+                    continue
+                if batch[0].sequence != last + 1:
+                    break  # defensive: never skip; read the gap from the log
+                last = batch[-1].sequence
+                yield batch
+                if batch[-1].is_final:
+                    return
+            subscription.drain()
+            view = await engine.get_run(run_id)
+    except NotFound:
+        raise
+    finally:
+        subscription.close()
+
+
+async def watch_runs(
+    engine: Engine,
+    workflow_ids: Collection[str] = (),
+    run_states: Collection[RunState] = (),
+    event_types: Collection[EventType] = (),
+) -> AsyncIterator[list[Event]]:
+    """Live events of every run that match the filters, until the client
+    leaves. A subscriber that falls a whole buffer behind is cut off with
+    RESOURCE_EXHAUSTED: there is no single log position to resume many runs
+    from, so it should reconnect and re-read the runs it cares about."""
+    matches = _matcher(set(workflow_ids), set(run_states), set(event_types))
+    subscription = engine.hub.subscribe_all(matches)
+    try:
+        while True:
+            await subscription.wait()
+            if subscription.closed:
+                raise Unavailable("the server is shutting down; reconnect", reason="SHUTTING_DOWN")
+            if subscription.lagging:
+                raise ResourceExhausted(
+                    "subscriber fell too far behind the live event stream; reconnect",
+                    reason="SUBSCRIBER_TOO_SLOW",
+                )
+            batch = subscription.drain()
+            if batch:
+                yield batch
+    finally:
+        subscription.close()
+
+
+def _matcher(
+    workflow_ids: set[str], run_states: set[RunState], event_types: set[EventType]
+) -> Callable[[Event], bool] | None:
+    if not (workflow_ids or run_states or event_types):
+        return None
+
+    def matches(event: Event) -> bool:
+        return (
+            (not workflow_ids or event.workflow_id in workflow_ids)
+            and (not run_states or event.run_state in run_states)
+            and (not event_types or event.type in event_types)
+        )
+
+    return matches

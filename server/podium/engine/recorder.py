@@ -1,0 +1,40 @@
+"""Persists run state and events, and publishes events once committed."""
+
+from __future__ import annotations
+
+from podium.engine.hub import EventHub
+from podium.engine.model import AttemptRecord, Event, RunRecord, StepRecord
+from podium.store.store import Store
+
+
+class Recorder:
+    def __init__(self, store: Store, hub: EventHub) -> None:
+        self.store = store
+        self.hub = hub
+        self._batch_id = -1
+        self._unpublished: list[Event] = []
+
+    def run(self, run: RunRecord) -> None:
+        self.store.put_run(run)
+
+    def step(self, run_id: str, step: StepRecord) -> None:
+        self.store.put_step(run_id, step)
+
+    def attempt(self, run_id: str, step_id: str, attempt: AttemptRecord) -> None:
+        self.store.put_attempt(run_id, step_id, attempt)
+
+    def event(self, event: Event) -> None:
+        self.store.put_event(event)
+        writer = self.store.writer
+        if writer.batch_id != self._batch_id:
+            # First event of a new batch: publish this batch's events, and only
+            # them, once it has committed.
+            self._batch_id = writer.batch_id
+            events: list[Event] = []
+            self._unpublished = events
+            writer.after_commit(lambda: self.hub.publish(events))
+        self._unpublished.append(event)
+
+    async def durable(self) -> None:
+        """Waits until everything recorded so far is committed."""
+        await self.store.writer.commit()

@@ -1,0 +1,66 @@
+"""Lifecycle states of runs, steps and attempts, and the kinds of run events.
+
+The names match the contract's enums (`RUN_STATE_<NAME>` and so on) so that
+translation is by name, and the values match their numbers.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class RunState(IntEnum):
+    PENDING = 1
+    RUNNING = 2
+    SUCCEEDED = 3
+    FAILED = 4
+    CANCELLED = 5
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_RUN_STATES
+
+
+_FINAL_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+
+
+class StepState(IntEnum):
+    PENDING = 1
+    READY = 2
+    RUNNING = 3
+    SUCCEEDED = 4
+    FAILED = 5
+    SKIPPED = 6
+    CANCELLED = 7
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_STEP_STATES
+
+
+_FINAL_STEP_STATES = frozenset(
+    {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED}
+)
+
+
+class AttemptState(IntEnum):
+    RUNNING = 1
+    SUCCEEDED = 2
+    FAILED = 3
+    INTERRUPTED = 4
+    CANCELLED = 5
+
+
+class EventType(IntEnum):
+    RUN_CREATED = 1
+    RUN_STARTED = 2
+    RUN_SUCCEEDED = 3
+    RUN_FAILED = 4
+    RUN_CANCELLED = 5
+    STEP_STARTED = 6
+    STEP_PROGRESS = 7
+    STEP_SUCCEEDED = 8
+    STEP_FAILED = 9
+    STEP_SKIPPED = 10
+    STEP_CANCELLED = 11
+    LLM_CALL = 12

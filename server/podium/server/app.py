@@ -1,0 +1,108 @@
+"""Wires the server: store, plugins, engine, servicers, health and reflection."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from podium.engine.engine import Engine
+from podium.plugins.manager import PluginReport, load_plugins
+from podium.server.control_service import ControlService
+from podium.server.execution_service import ExecutionService
+from podium.server.progress_service import ProgressService
+from podium.server.workflow_service import WorkflowService
+from podium.store.store import Store
+from podium.v1 import (
+    control_service_pb2,
+    control_service_pb2_grpc,
+    execution_service_pb2,
+    execution_service_pb2_grpc,
+    progress_service_pb2,
+    progress_service_pb2_grpc,
+    workflow_service_pb2,
+    workflow_service_pb2_grpc,
+)
+
+log = logging.getLogger("podium.server")
+
+SERVICE_NAMES = (
+    workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+    execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
+    progress_service_pb2.DESCRIPTOR.services_by_name["ProgressService"].full_name,
+    control_service_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name,
+)
+
+
+@dataclass
+class PodiumServer:
+    """A running server; `stop()` shuts it down gracefully."""
+
+    server: grpc.aio.Server
+    engine: Engine
+    store: Store
+    health: health.aio.HealthServicer
+    plugins: PluginReport
+    port: int
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stops accepting calls, lets unary calls finish within `grace`,
+        ends watch streams with UNAVAILABLE (clients reconnect elsewhere or
+        after restart), stops runs resumably and commits what is pending."""
+        await self.health.enter_graceful_shutdown()
+        self.engine.hub.close_all()
+        await self.server.stop(grace)
+        await self.engine.shutdown()
+        await self.store.close()
+
+
+async def start_server(
+    address: str = "127.0.0.1:50051",
+    db_path: str = ":memory:",
+    *,
+    plugins: PluginReport | None = None,
+    version: str = "",
+) -> PodiumServer:
+    """Opens the store, loads plugins, starts serving and resumes unfinished runs."""
+    started = time.time()
+    store = Store(db_path)
+    await store.open()
+    report = plugins if plugins is not None else load_plugins()
+    for failed in report.failed:
+        log.warning("plugin %s failed to load: %s", failed.name, failed.error)
+    engine = Engine(store, report.registry)
+
+    server = grpc.aio.server()
+    workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowService(engine), server)
+    execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionService(engine), server)
+    progress_service_pb2_grpc.add_ProgressServiceServicer_to_server(ProgressService(engine), server)
+    control_service_pb2_grpc.add_ControlServiceServicer_to_server(
+        ControlService(engine, report, version or _version(), started), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        await store.close()
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    engine.start_recovery()
+    for name in (*SERVICE_NAMES, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return PodiumServer(server, engine, store, health_servicer, report, port)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("podium")
+    except PackageNotFoundError:
+        return "0+unknown"

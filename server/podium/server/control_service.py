@@ -1,0 +1,98 @@
+"""ControlService: translation only."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+
+from podium.engine.engine import Engine
+from podium.plugins.manager import PluginReport
+from podium.server import translate
+from podium.server.status import unary
+from podium.v1 import control_service_pb2, control_service_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_PLUGIN_STATUS = {
+    "loaded": control_service_pb2.PLUGIN_STATUS_LOADED,
+    "failed": control_service_pb2.PLUGIN_STATUS_FAILED,
+    "disabled": control_service_pb2.PLUGIN_STATUS_DISABLED,
+}
+
+
+class ControlService(control_service_pb2_grpc.ControlServiceServicer):
+    def __init__(self, engine: Engine, plugins: PluginReport, version: str, start_time: float) -> None:
+        self._engine = engine
+        self._plugins = plugins
+        self._version = version
+        self._start_time = start_time
+
+    @unary
+    async def ListAgents(
+        self, request: control_service_pb2.ListAgentsRequest, context: Context
+    ) -> control_service_pb2.ListAgentsResponse:
+        return control_service_pb2.ListAgentsResponse(
+            agents=[
+                control_service_pb2.AgentInfo(
+                    name=entry.agent.name,
+                    description=entry.agent.description,
+                    version=entry.agent.version,
+                    plugin=entry.plugin,
+                )
+                for entry in self._plugins.registry.agents()
+            ]
+        )
+
+    @unary
+    async def ListProviders(
+        self, request: control_service_pb2.ListProvidersRequest, context: Context
+    ) -> control_service_pb2.ListProvidersResponse:
+        return control_service_pb2.ListProvidersResponse(
+            providers=[
+                control_service_pb2.ProviderInfo(
+                    name=entry.provider.name,
+                    description=entry.provider.description,
+                    models=list(entry.provider.models),
+                    plugin=entry.plugin,
+                )
+                for entry in self._plugins.registry.providers()
+            ]
+        )
+
+    @unary
+    async def ListPlugins(
+        self, request: control_service_pb2.ListPluginsRequest, context: Context
+    ) -> control_service_pb2.ListPluginsResponse:
+        return control_service_pb2.ListPluginsResponse(
+            plugins=[
+                control_service_pb2.PluginInfo(
+                    name=plugin.name,
+                    distribution=plugin.distribution,
+                    version=plugin.version,
+                    status=_PLUGIN_STATUS[plugin.status],
+                    error=plugin.error,
+                    agents=plugin.agents,
+                    providers=plugin.providers,
+                    tools=plugin.tools,
+                )
+                for plugin in self._plugins.plugins
+            ]
+        )
+
+    @unary
+    async def GetSystemStatus(
+        self, request: control_service_pb2.GetSystemStatusRequest, context: Context
+    ) -> control_service_pb2.GetSystemStatusResponse:
+        uptime = duration_pb2.Duration()
+        uptime.FromNanoseconds(int((time.time() - self._start_time) * 1e9))
+        return control_service_pb2.GetSystemStatusResponse(
+            version=self._version,
+            start_time=translate.timestamp(self._start_time),
+            uptime=uptime,
+            active_runs=len(self._engine.active),
+            running_steps=self._engine.running_steps,
+            failed_plugins=len(self._plugins.failed),
+        )

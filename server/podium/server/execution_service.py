@@ -1,0 +1,85 @@
+"""ExecutionService: translation only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from podium.engine.engine import Engine
+from podium.engine.states import RunState
+from podium.server import requests, translate
+from podium.server.status import invalid, unary
+from podium.store.store import PageToken
+from podium.v1 import execution_service_pb2, execution_service_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+MAX_REQUEST_ID = 128
+
+
+class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @unary
+    async def StartRun(
+        self, request: execution_service_pb2.StartRunRequest, context: Context
+    ) -> execution_service_pb2.StartRunResponse:
+        workflow_id = requests.workflow_id(request.workflow, "workflow")
+        if request.workflow_version < 0:
+            raise invalid("workflow_version", "must not be negative")
+        if len(request.request_id) > MAX_REQUEST_ID:
+            raise invalid("request_id", f"at most {MAX_REQUEST_ID} characters")
+        view = await self._engine.start_run(
+            workflow_id,
+            version=request.workflow_version,
+            input=translate.struct_to_dict(request.input),
+            request_id=request.request_id,
+            labels=dict(request.labels),
+            max_concurrency=request.max_concurrency,
+        )
+        return execution_service_pb2.StartRunResponse(run=translate.run_view_to_proto(view))
+
+    @unary
+    async def GetRun(
+        self, request: execution_service_pb2.GetRunRequest, context: Context
+    ) -> execution_service_pb2.GetRunResponse:
+        view = await self._engine.get_run(requests.run_id(request.name))
+        return execution_service_pb2.GetRunResponse(run=translate.run_view_to_proto(view))
+
+    @unary
+    async def ListRuns(
+        self, request: execution_service_pb2.ListRunsRequest, context: Context
+    ) -> execution_service_pb2.ListRunsResponse:
+        size = requests.page_size(request.page_size)
+        key = requests.page_key(request.page_token)
+        after: tuple[float, str] | None = None
+        if key is not None:
+            if len(key) != 2 or not isinstance(key[0], int | float) or not isinstance(key[1], str):
+                raise invalid("page_token", "page_token is not a token this server issued")
+            after = (float(key[0]), key[1])
+        workflow_id = requests.workflow_id(request.workflow, "workflow") if request.workflow else ""
+        states = []
+        for i, state in enumerate(request.states):
+            try:
+                states.append(RunState(state))
+            except ValueError:
+                raise invalid(f"states[{i}]", f"unknown run state {state}") from None
+        found = await self._engine.store.list_runs(
+            size + 1, after=after, workflow_id=workflow_id, states=states, labels=dict(request.labels)
+        )
+        page = found[:size]
+        token = PageToken.encode(page[-1].create_time, page[-1].run_id) if len(found) > size else ""
+        # Active runs are fresher in memory than in the store.
+        active = self._engine.active
+        runs = [active[r.run_id].run if r.run_id in active else r for r in page]
+        return execution_service_pb2.ListRunsResponse(
+            runs=[translate.run_to_proto(run) for run in runs], next_page_token=token
+        )
+
+    @unary
+    async def CancelRun(
+        self, request: execution_service_pb2.CancelRunRequest, context: Context
+    ) -> execution_service_pb2.CancelRunResponse:
+        view = await self._engine.cancel_run(requests.run_id(request.name), request.reason)
+        return execution_service_pb2.CancelRunResponse(run=translate.run_view_to_proto(view))

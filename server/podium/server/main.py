@@ -1,0 +1,38 @@
+"""`podium serve`: run the server until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from podium.server.app import start_server
+
+log = logging.getLogger("podium.server")
+
+
+def run_server(address: str, db_path: str, grace_seconds: float = 10.0) -> int:
+    """Serves until a signal arrives; returns the process exit code."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return asyncio.run(_serve(address, db_path, grace_seconds))
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+async def _serve(address: str, db_path: str, grace_seconds: float) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    server = await start_server(address, db_path)
+    log.info("podium serving on %s (port %d), database %s", address, server.port, db_path)
+    await stop.wait()
+    log.info("shutting down (grace %.1fs)", grace_seconds)
+    await server.stop(grace_seconds)
+    log.info("stopped")
+    return 0

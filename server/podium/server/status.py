@@ -1,0 +1,113 @@
+"""Domain errors -> google.rpc.Status with ErrorInfo (domain "podium") and,
+for bad input, BadRequest field violations."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from podium.engine.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PodiumError,
+    ResourceExhausted,
+    Unavailable,
+)
+
+DOMAIN = "podium"
+log = logging.getLogger("podium.server")
+
+_CODES: list[tuple[type[PodiumError], int]] = [
+    (InvalidArgument, code_pb2.INVALID_ARGUMENT),
+    (NotFound, code_pb2.NOT_FOUND),
+    (AlreadyExists, code_pb2.ALREADY_EXISTS),
+    (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
+    (Unavailable, code_pb2.UNAVAILABLE),
+]
+
+
+def to_status(error: PodiumError) -> status_pb2.Status:
+    code = next((c for kind, c in _CODES if isinstance(error, kind)), code_pb2.INTERNAL)
+    metadata: dict[str, str] = {}
+    details: list[Any] = []
+    if isinstance(error, AlreadyExists):
+        metadata["resource"] = error.resource
+        details.append(error_details_pb2.ResourceInfo(resource_name=error.resource))
+    details.insert(0, error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))
+    if isinstance(error, InvalidArgument):
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        )
+    packed = []
+    for detail in details:
+        holder = any_pb2.Any()
+        holder.Pack(detail)
+        packed.append(holder)
+    return status_pb2.Status(code=code, message=_message(error), details=packed)
+
+
+def _message(error: PodiumError) -> str:
+    if isinstance(error, InvalidArgument) and error.violations:
+        return "; ".join(f"{v.field}: {v.description}" for v in error.violations)
+    return error.message
+
+
+def invalid(field: str, description: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
+    return InvalidArgument(f"{field}: {description}", [FieldViolation(field, description)], reason=reason)
+
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Servicer = TypeVar("Servicer")
+
+
+def unary(
+    method: Callable[[Servicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
+) -> Callable[[Servicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
+    """Maps domain errors raised by a unary handler to rich gRPC statuses."""
+
+    @functools.wraps(method)
+    async def handler(
+        self: Servicer, request: Request, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Response:
+        try:
+            return await method(self, request, context)
+        except PodiumError as error:
+            await context.abort_with_status(rpc_status.to_status(to_status(error)))
+            raise  # unreachable: abort raises
+
+    return handler
+
+
+def streaming(
+    method: Callable[[Servicer, Request, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Response]],
+) -> Callable[[Servicer, Request, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Response]]:
+    """Maps domain errors raised by a server-streaming handler to rich statuses."""
+
+    @functools.wraps(method)
+    async def handler(
+        self: Servicer, request: Request, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Response]:
+        try:
+            async for response in method(self, request, context):
+                yield response
+        except PodiumError as error:
+            await context.abort_with_status(rpc_status.to_status(to_status(error)))
+
+    return handler

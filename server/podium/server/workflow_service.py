@@ -1,0 +1,76 @@
+"""WorkflowService: translation only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from pydantic import ValidationError
+
+from podium.engine.engine import Engine
+from podium.server import requests, translate
+from podium.server.status import invalid, unary
+from podium.store.store import PageToken
+from podium.v1 import workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @unary
+    async def CreateWorkflow(
+        self, request: workflow_service_pb2.CreateWorkflowRequest, context: Context
+    ) -> workflow_service_pb2.CreateWorkflowResponse:
+        spec = _spec(request.spec)
+        workflow = await self._engine.create_workflow(request.workflow_id, spec)
+        return workflow_service_pb2.CreateWorkflowResponse(workflow=translate.workflow_to_proto(workflow))
+
+    @unary
+    async def GetWorkflow(
+        self, request: workflow_service_pb2.GetWorkflowRequest, context: Context
+    ) -> workflow_service_pb2.GetWorkflowResponse:
+        if request.version < 0:
+            raise invalid("version", "must not be negative")
+        workflow = await self._engine.get_workflow(requests.workflow_id(request.name), request.version)
+        return workflow_service_pb2.GetWorkflowResponse(workflow=translate.workflow_to_proto(workflow))
+
+    @unary
+    async def ListWorkflows(
+        self, request: workflow_service_pb2.ListWorkflowsRequest, context: Context
+    ) -> workflow_service_pb2.ListWorkflowsResponse:
+        size = requests.page_size(request.page_size)
+        key = requests.page_key(request.page_token)
+        after = str(key[0]) if key else ""
+        found = await self._engine.store.list_workflows(size + 1, after)
+        page = found[:size]
+        token = PageToken.encode(page[-1].workflow_id) if len(found) > size else ""
+        return workflow_service_pb2.ListWorkflowsResponse(
+            workflows=[translate.workflow_to_proto(w) for w in page], next_page_token=token
+        )
+
+    @unary
+    async def DeleteWorkflow(
+        self, request: workflow_service_pb2.DeleteWorkflowRequest, context: Context
+    ) -> workflow_service_pb2.DeleteWorkflowResponse:
+        await self._engine.delete_workflow(requests.workflow_id(request.name))
+        return workflow_service_pb2.DeleteWorkflowResponse()
+
+    @unary
+    async def ValidateWorkflow(
+        self, request: workflow_service_pb2.ValidateWorkflowRequest, context: Context
+    ) -> workflow_service_pb2.ValidateWorkflowResponse:
+        plan = self._engine.validate(_spec(request.spec))
+        return workflow_service_pb2.ValidateWorkflowResponse(
+            levels=[workflow_pb2.ExecutionLevel(step_ids=level) for level in plan.levels],
+            critical_path=plan.critical_path,
+        )
+
+
+def _spec(message: workflow_pb2.WorkflowSpec) -> Any:
+    try:
+        return translate.spec_from_proto(message)
+    except ValidationError as error:  # defensive: proto types already constrain shapes
+        raise invalid("spec", str(error).splitlines()[0]) from None

@@ -1,0 +1,226 @@
+"""Records <-> rows: JSON for structured columns, integer nanos for money."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from podium.engine.model import (
+    AttemptRecord,
+    Event,
+    Failure,
+    RunRecord,
+    StepRecord,
+    Usage,
+)
+from podium.engine.states import AttemptState, EventType, RunState, StepState
+
+NANOS = Decimal(1_000_000_000)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def dumps(value: Any) -> str:
+    return _dumps(value)
+
+
+def dumps_optional(value: Any) -> str | None:
+    return None if value is None else _dumps(value)
+
+
+def loads_optional(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def to_nanos(amount: Decimal) -> int:
+    # Round half-even to the nano: finer than any provider bills.
+    return int((amount * NANOS).to_integral_value())
+
+
+def from_nanos(nanos: int) -> Decimal:
+    return Decimal(nanos) / NANOS
+
+
+def _failure(failure: Failure | None) -> str | None:
+    return None if failure is None else _dumps(failure.to_dict())
+
+
+def _usage(usage: Usage) -> str | None:
+    return None if usage.is_empty else _dumps(usage.to_dict())
+
+
+RUN_COLUMNS = (
+    "run_id, workflow_id, workflow_version, state, input, output, failure, request_id,"
+    " request_hash, labels, max_concurrency, create_time, start_time, end_time,"
+    " last_sequence, usage, cost_nanos"
+)
+
+
+def run_row(run: RunRecord) -> tuple[Any, ...]:
+    return (
+        run.run_id,
+        run.workflow_id,
+        run.workflow_version,
+        int(run.state),
+        _dumps(run.input),
+        dumps_optional(run.output),
+        _failure(run.failure),
+        run.request_id or None,
+        run.request_hash,
+        _dumps(run.labels),
+        run.max_concurrency,
+        run.create_time,
+        run.start_time,
+        run.end_time,
+        run.last_sequence,
+        _usage(run.usage),
+        to_nanos(run.cost),
+    )
+
+
+def run_from_row(row: Any) -> RunRecord:
+    return RunRecord(
+        run_id=row[0],
+        workflow_id=row[1],
+        workflow_version=row[2],
+        state=RunState(row[3]),
+        input=json.loads(row[4]),
+        output=loads_optional(row[5]),
+        failure=Failure.from_dict(loads_optional(row[6])),
+        request_id=row[7] or "",
+        request_hash=row[8],
+        labels=json.loads(row[9]),
+        max_concurrency=row[10],
+        create_time=row[11],
+        start_time=row[12],
+        end_time=row[13],
+        last_sequence=row[14],
+        usage=Usage.from_dict(loads_optional(row[15])),
+        cost=from_nanos(row[16]),
+    )
+
+
+STEP_COLUMNS = (
+    "run_id, step_id, position, agent, state, input, output, failure, reason,"
+    " start_time, end_time, usage, cost_nanos"
+)
+
+
+def step_row(run_id: str, step: StepRecord) -> tuple[Any, ...]:
+    return (
+        run_id,
+        step.step_id,
+        step.position,
+        step.agent,
+        int(step.state),
+        dumps_optional(step.input),
+        dumps_optional(step.output),
+        _failure(step.failure),
+        step.reason,
+        step.start_time,
+        step.end_time,
+        _usage(step.usage),
+        to_nanos(step.cost),
+    )
+
+
+def step_from_row(row: Any) -> StepRecord:
+    return StepRecord(
+        step_id=row[1],
+        position=row[2],
+        agent=row[3],
+        state=StepState(row[4]),
+        input=loads_optional(row[5]),
+        output=loads_optional(row[6]),
+        failure=Failure.from_dict(loads_optional(row[7])),
+        reason=row[8],
+        start_time=row[9],
+        end_time=row[10],
+        usage=Usage.from_dict(loads_optional(row[11])),
+        cost=from_nanos(row[12]),
+    )
+
+
+ATTEMPT_COLUMNS = (
+    "run_id, step_id, number, state, start_time, end_time, failure, usage, cost_nanos"
+)
+
+
+def attempt_row(run_id: str, step_id: str, attempt: AttemptRecord) -> tuple[Any, ...]:
+    return (
+        run_id,
+        step_id,
+        attempt.number,
+        int(attempt.state),
+        attempt.start_time,
+        attempt.end_time,
+        _failure(attempt.failure),
+        _usage(attempt.usage),
+        to_nanos(attempt.cost),
+    )
+
+
+def attempt_from_row(row: Any) -> AttemptRecord:
+    return AttemptRecord(
+        number=row[2],
+        state=AttemptState(row[3]),
+        start_time=row[4],
+        end_time=row[5],
+        failure=Failure.from_dict(loads_optional(row[6])),
+        usage=Usage.from_dict(loads_optional(row[7])),
+        cost=from_nanos(row[8]),
+    )
+
+
+def event_row(event: Event) -> tuple[Any, ...]:
+    body: dict[str, Any] = {"w": event.workflow_id, "rs": int(event.run_state)}
+    if event.step_id:
+        body["s"] = event.step_id
+    if event.step_state is not None:
+        body["ss"] = int(event.step_state)
+    if event.attempt:
+        body["a"] = event.attempt
+    if event.message:
+        body["m"] = event.message
+    if event.progress:
+        body["p"] = event.progress
+    if event.failure is not None:
+        body["f"] = event.failure.to_dict()
+    if event.output is not None:
+        body["o"] = event.output
+    if event.usage is not None:
+        body["u"] = event.usage.to_dict()
+    if event.cost is not None:
+        body["c"] = to_nanos(event.cost)
+    if event.provider:
+        body["pv"] = event.provider
+    if event.model:
+        body["md"] = event.model
+    return (event.run_id, event.sequence, event.time, int(event.type), _dumps(body))
+
+
+def event_from_row(row: Any) -> Event:
+    body = json.loads(row[4])
+    step_state = body.get("ss")
+    usage = body.get("u")
+    cost = body.get("c")
+    return Event(
+        run_id=row[0],
+        sequence=row[1],
+        time=row[2],
+        type=EventType(row[3]),
+        workflow_id=body["w"],
+        run_state=RunState(body["rs"]),
+        step_id=body.get("s", ""),
+        step_state=None if step_state is None else StepState(step_state),
+        attempt=body.get("a", 0),
+        message=body.get("m", ""),
+        progress=body.get("p", 0.0),
+        failure=Failure.from_dict(body.get("f")),
+        output=body.get("o"),
+        usage=None if usage is None else Usage.from_dict(usage),
+        cost=None if cost is None else from_nanos(cost),
+        provider=body.get("pv", ""),
+        model=body.get("md", ""),
+    )

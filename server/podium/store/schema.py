@@ -1,0 +1,102 @@
+"""Versioned schema migrations. Append a migration; never edit a shipped one."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+MIGRATIONS: list[str] = [
+    # 1: workflows, runs, steps, attempts and the event log.
+    """
+    CREATE TABLE workflows (
+        workflow_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        create_time REAL NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (workflow_id, version)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        workflow_id TEXT NOT NULL,
+        workflow_version INTEGER NOT NULL,
+        state INTEGER NOT NULL,
+        input TEXT NOT NULL,
+        output TEXT,
+        failure TEXT,
+        request_id TEXT,
+        request_hash TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        max_concurrency INTEGER NOT NULL,
+        create_time REAL NOT NULL,
+        start_time REAL,
+        end_time REAL,
+        last_sequence INTEGER NOT NULL,
+        usage TEXT,
+        cost_nanos INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX runs_by_request_id ON runs (request_id) WHERE request_id IS NOT NULL;
+    CREATE INDEX runs_by_create_time ON runs (create_time DESC, run_id DESC);
+    CREATE INDEX runs_by_workflow ON runs (workflow_id, create_time DESC, run_id DESC);
+    CREATE INDEX runs_unfinished ON runs (state) WHERE state IN (1, 2);
+
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        agent TEXT NOT NULL,
+        state INTEGER NOT NULL,
+        input TEXT,
+        output TEXT,
+        failure TEXT,
+        reason TEXT NOT NULL,
+        start_time REAL,
+        end_time REAL,
+        usage TEXT,
+        cost_nanos INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE attempts (
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        state INTEGER NOT NULL,
+        start_time REAL NOT NULL,
+        end_time REAL,
+        failure TEXT,
+        usage TEXT,
+        cost_nanos INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step_id, number)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE events (
+        run_id TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        time REAL NOT NULL,
+        type INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (run_id, sequence)
+    ) WITHOUT ROWID;
+    """,
+]
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Brings the schema up to date; returns the resulting version."""
+    await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    async with conn.execute("SELECT version FROM schema_version") as cursor:
+        row = await cursor.fetchone()
+    current = int(row[0]) if row else 0
+    if current > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {current} is newer than this server ({len(MIGRATIONS)})"
+        )
+    for version in range(current + 1, len(MIGRATIONS) + 1):
+        await conn.executescript(
+            "BEGIN IMMEDIATE;\n"
+            + MIGRATIONS[version - 1]
+            + "\nDELETE FROM schema_version;"
+            + f"\nINSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;"
+        )
+    return len(MIGRATIONS)

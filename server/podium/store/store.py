@@ -1,0 +1,273 @@
+"""SQLite persistence: the only module that speaks SQL.
+
+One writer connection (see writer.py) and one reader connection; WAL lets the
+reader see committed data while the writer works. An in-memory database has a
+single connection, so readers take the writer's lock instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from podium.engine.model import AttemptRecord, Event, RunRecord, RunView, StepRecord
+from podium.engine.spec import WorkflowSpec, WorkflowVersion
+from podium.engine.states import RunState
+from podium.store import codec
+from podium.store.schema import migrate
+from podium.store.writer import Writer
+
+MEMORY = ":memory:"
+
+
+class PageToken:
+    """Opaque, URL-safe pagination tokens: the sort key of the last item."""
+
+    @staticmethod
+    def encode(*key: Any) -> str:
+        return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+    @staticmethod
+    def decode(token: str) -> list[Any]:
+        padded = token + "=" * (-len(token) % 4)
+        try:
+            key = json.loads(base64.urlsafe_b64decode(padded))
+        except ValueError:
+            raise ValueError("page_token is not a token this server issued") from None
+        if not isinstance(key, list):
+            raise ValueError("page_token is not a token this server issued")
+        return key
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer_conn: aiosqlite.Connection | None = None
+        self._reader_conn: aiosqlite.Connection | None = None
+        self._writer: Writer | None = None
+
+    @property
+    def writer(self) -> Writer:
+        assert self._writer is not None, "store is not open"
+        return self._writer
+
+    async def open(self) -> None:
+        memory = self.path == MEMORY
+        if not memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk when StartRun returns, even across a power
+        # loss; group commit amortises the fsync.
+        await conn.execute("PRAGMA synchronous=FULL")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        await migrate(conn)
+        self._writer_conn = conn
+        self._writer = Writer(conn)
+        self._writer.start()
+        if memory:
+            self._reader_conn = conn
+        else:
+            reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await reader.execute("PRAGMA query_only=1")
+            await reader.execute("PRAGMA busy_timeout=5000")
+            self._reader_conn = reader
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+        if self._reader_conn is not None and self._reader_conn is not self._writer_conn:
+            await self._reader_conn.close()
+        if self._writer_conn is not None:
+            await self._writer_conn.close()
+        self._writer = self._reader_conn = self._writer_conn = None
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        assert self._reader_conn is not None, "store is not open"
+        if self._reader_conn is self._writer_conn:
+            async with self.writer.lock:
+                yield self._reader_conn
+        else:
+            yield self._reader_conn
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._read() as conn:
+            return list(await conn.execute_fetchall(sql, params))
+
+    # -- workflows --------------------------------------------------------
+
+    async def create_workflow(self, workflow_id: str, spec: WorkflowSpec, now: float) -> int:
+        """Stores the next version of a workflow; durable when this returns."""
+        self.writer.execute(
+            "INSERT INTO workflows (workflow_id, version, spec, create_time) "
+            "SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM workflows WHERE workflow_id = ?",
+            (workflow_id, spec.model_dump_json(), now, workflow_id),
+        )
+        await self.writer.commit()
+        rows = await self._fetchall(
+            "SELECT MAX(version) FROM workflows WHERE workflow_id = ?", (workflow_id,)
+        )
+        return int(rows[0][0])
+
+    async def get_workflow(self, workflow_id: str, version: int = 0) -> WorkflowVersion | None:
+        """A version (latest when 0) of a workflow that is not deleted."""
+        if version:
+            rows = await self._fetchall(
+                "SELECT workflow_id, version, spec, create_time FROM workflows "
+                "WHERE workflow_id = ? AND version = ? AND deleted = 0",
+                (workflow_id, version),
+            )
+        else:
+            rows = await self._fetchall(
+                "SELECT workflow_id, version, spec, create_time FROM workflows "
+                "WHERE workflow_id = ? AND deleted = 0 ORDER BY version DESC LIMIT 1",
+                (workflow_id,),
+            )
+        return _workflow(rows[0]) if rows else None
+
+    async def get_workflow_version_any(self, workflow_id: str, version: int) -> WorkflowVersion | None:
+        """A version even if deleted: runs keep the version they are pinned to."""
+        rows = await self._fetchall(
+            "SELECT workflow_id, version, spec, create_time FROM workflows "
+            "WHERE workflow_id = ? AND version = ?",
+            (workflow_id, version),
+        )
+        return _workflow(rows[0]) if rows else None
+
+    async def list_workflows(self, limit: int, after_id: str = "") -> list[WorkflowVersion]:
+        """Latest version of each live workflow, by id, after `after_id`."""
+        rows = await self._fetchall(
+            "SELECT w.workflow_id, w.version, w.spec, w.create_time FROM workflows w "
+            "JOIN (SELECT workflow_id, MAX(version) AS version FROM workflows "
+            "      WHERE deleted = 0 AND workflow_id > ? GROUP BY workflow_id) latest "
+            "ON w.workflow_id = latest.workflow_id AND w.version = latest.version "
+            "ORDER BY w.workflow_id LIMIT ?",
+            (after_id, limit),
+        )
+        return [_workflow(row) for row in rows]
+
+    async def delete_workflow(self, workflow_id: str) -> bool:
+        exists = await self.get_workflow(workflow_id)
+        if exists is None:
+            return False
+        self.writer.execute("UPDATE workflows SET deleted = 1 WHERE workflow_id = ?", (workflow_id,))
+        await self.writer.commit()
+        return True
+
+    # -- runs: writes (fire and forget; await writer.commit() for durability)
+
+    def put_run(self, run: RunRecord) -> None:
+        self.writer.put_run(codec.run_row(run))
+
+    def put_step(self, run_id: str, step: StepRecord) -> None:
+        self.writer.put_step(codec.step_row(run_id, step))
+
+    def put_attempt(self, run_id: str, step_id: str, attempt: AttemptRecord) -> None:
+        self.writer.put_attempt(codec.attempt_row(run_id, step_id, attempt))
+
+    def put_event(self, event: Event) -> None:
+        self.writer.put_event(codec.event_row(event))
+
+    # -- runs: reads -------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunView | None:
+        rows = await self._fetchall(f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            return None
+        run = codec.run_from_row(rows[0])
+        steps = await self._steps_of(run_id)
+        return RunView(run, steps)
+
+    async def _steps_of(self, run_id: str) -> list[StepRecord]:
+        step_rows = await self._fetchall(
+            f"SELECT {codec.STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position", (run_id,)
+        )
+        attempt_rows = await self._fetchall(
+            f"SELECT {codec.ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? "
+            "ORDER BY step_id, number",
+            (run_id,),
+        )
+        steps = [codec.step_from_row(row) for row in step_rows]
+        by_id = {step.step_id: step for step in steps}
+        for row in attempt_rows:
+            step = by_id.get(row[1])
+            if step is not None:
+                step.attempts.append(codec.attempt_from_row(row))
+        return steps
+
+    async def find_run_by_request_id(self, request_id: str) -> RunRecord | None:
+        rows = await self._fetchall(
+            f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE request_id = ?", (request_id,)
+        )
+        return codec.run_from_row(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        limit: int,
+        *,
+        after: tuple[float, str] | None = None,
+        workflow_id: str = "",
+        states: Iterable[RunState] = (),
+        labels: dict[str, str] | None = None,
+    ) -> list[RunRecord]:
+        """Runs newest first (create_time, then run_id), after the `after` key."""
+        where: list[str] = []
+        params: list[Any] = []
+        if after is not None:
+            where.append("(create_time < ? OR (create_time = ? AND run_id < ?))")
+            params += [after[0], after[0], after[1]]
+        if workflow_id:
+            where.append("workflow_id = ?")
+            params.append(workflow_id)
+        state_values = [int(s) for s in states]
+        if state_values:
+            where.append(f"state IN ({', '.join('?' for _ in state_values)})")
+            params += state_values
+        for key, value in (labels or {}).items():
+            where.append("json_extract(labels, ?) = ?")
+            params += ["$." + json.dumps(key), value]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetchall(
+            f"SELECT {codec.RUN_COLUMNS} FROM runs {clause} "
+            "ORDER BY create_time DESC, run_id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [codec.run_from_row(row) for row in rows]
+
+    async def unfinished_run_ids(self) -> list[str]:
+        rows = await self._fetchall(
+            "SELECT run_id FROM runs WHERE state IN (?, ?) ORDER BY create_time",
+            (int(RunState.PENDING), int(RunState.RUNNING)),
+        )
+        return [row[0] for row in rows]
+
+    async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
+        rows = await self._fetchall(
+            "SELECT run_id, sequence, time, type, body FROM events "
+            "WHERE run_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+            (run_id, after_sequence, limit),
+        )
+        return [codec.event_from_row(row) for row in rows]
+
+    async def last_sequence(self, run_id: str) -> int:
+        rows = await self._fetchall(
+            "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE run_id = ?", (run_id,)
+        )
+        return int(rows[0][0])
+
+
+def _workflow(row: Any) -> WorkflowVersion:
+    return WorkflowVersion(
+        workflow_id=row[0],
+        version=row[1],
+        spec=WorkflowSpec.model_validate_json(row[2]),
+        create_time=row[3],
+    )

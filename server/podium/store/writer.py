@@ -1,0 +1,169 @@
+"""The single writer: every write goes through one connection and is batched.
+
+Writes accumulate while the previous batch commits, and the next batch takes
+all of them in one transaction (group commit), so throughput does not hinge on
+one fsync per event. Row writes are upserts keyed by primary key, so several
+updates of the same step within one batch collapse into the last one.
+Callbacks registered with a write run after its commit: that is how events
+become visible to subscribers only once they are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiosqlite
+
+from podium.store.codec import ATTEMPT_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+
+log = logging.getLogger("podium.store")
+
+
+def _upsert(table: str, columns: str, key: str) -> str:
+    names = [c.strip() for c in columns.split(",")]
+    keys = {k.strip() for k in key.split(",")}
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
+    marks = ", ".join("?" for _ in names)
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    )
+
+
+UPSERT_RUN = _upsert("runs", RUN_COLUMNS, "run_id")
+UPSERT_STEP = _upsert("steps", STEP_COLUMNS, "run_id, step_id")
+UPSERT_ATTEMPT = _upsert("attempts", ATTEMPT_COLUMNS, "run_id, step_id, number")
+INSERT_EVENT = "INSERT INTO events (run_id, sequence, time, type, body) VALUES (?, ?, ?, ?, ?)"
+
+
+class _Batch:
+    __slots__ = ("after_commit", "attempts", "events", "runs", "statements", "steps", "waiters")
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+        self.runs: dict[str, tuple[Any, ...]] = {}
+        self.steps: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.attempts: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self.events: list[tuple[Any, ...]] = []
+        self.waiters: list[asyncio.Future[None]] = []
+        self.after_commit: list[Callable[[], None]] = []
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.statements or self.runs or self.steps or self.attempts or self.events
+            or self.waiters or self.after_commit
+        )
+
+
+class Writer:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._batch = _Batch()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        # Held while a batch is in a transaction; readers sharing this
+        # connection (":memory:") take it to never see an uncommitted batch.
+        self.lock = asyncio.Lock()
+        self.commits = 0
+        # Increments when a batch is taken for commit: writes submitted under
+        # the same id commit together.
+        self.batch_id = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="podium-store-writer")
+
+    async def close(self) -> None:
+        """Commits everything submitted so far, then stops."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    # Submissions are synchronous: the caller decides whether to await commit().
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self._batch.statements.append((sql, params))
+        self._wake.set()
+
+    def put_run(self, row: tuple[Any, ...]) -> None:
+        self._batch.runs[row[0]] = row
+        self._wake.set()
+
+    def put_step(self, row: tuple[Any, ...]) -> None:
+        self._batch.steps[(row[0], row[1])] = row
+        self._wake.set()
+
+    def put_attempt(self, row: tuple[Any, ...]) -> None:
+        self._batch.attempts[(row[0], row[1], row[2])] = row
+        self._wake.set()
+
+    def put_event(self, row: tuple[Any, ...]) -> None:
+        self._batch.events.append(row)
+        self._wake.set()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Runs `callback` once everything submitted so far is committed."""
+        self._batch.after_commit.append(callback)
+        self._wake.set()
+
+    def commit(self) -> asyncio.Future[None]:
+        """A future resolved when everything submitted so far is committed."""
+        if self._closing and self._task is not None and self._task.done():
+            raise RuntimeError("the store is closed")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch.waiters.append(future)
+        self._wake.set()
+        return future
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._batch = self._batch, _Batch()
+            self.batch_id += 1
+            if batch:
+                await self._write(batch)
+            if self._closing and not self._batch:
+                return
+
+    async def _write(self, batch: _Batch) -> None:
+        error: BaseException | None = None
+        async with self.lock:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                for sql, params in batch.statements:
+                    await self._conn.execute(sql, params)
+                if batch.runs:
+                    await self._conn.executemany(UPSERT_RUN, list(batch.runs.values()))
+                if batch.steps:
+                    await self._conn.executemany(UPSERT_STEP, list(batch.steps.values()))
+                if batch.attempts:
+                    await self._conn.executemany(UPSERT_ATTEMPT, list(batch.attempts.values()))
+                if batch.events:
+                    await self._conn.executemany(INSERT_EVENT, batch.events)
+                await self._conn.commit()
+                self.commits += 1
+            except Exception as exc:  # a failed batch must not kill the writer
+                log.exception("store batch failed; rolled back")
+                error = exc
+                try:
+                    await self._conn.rollback()
+                except Exception:
+                    log.exception("rollback failed")
+        for waiter in batch.waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+        if error is None:
+            for callback in batch.after_commit:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("after-commit callback failed")
