@@ -1,0 +1,221 @@
+"""What plugins implement and what they receive: agents, providers, tools and
+the step context. This module is the plugin author's contract; keep it small
+and stable.
+
+Hooks (see hookspecs.py) are synchronous and only register objects; the
+objects do the work in `async` methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from podium.engine.model import Usage
+
+__all__ = [
+    "Agent",
+    "AgentError",
+    "Catalog",
+    "Completion",
+    "CompletionRequest",
+    "ConfigProblem",
+    "LlmGateway",
+    "LlmResult",
+    "Message",
+    "ModelPrice",
+    "Provider",
+    "ProviderError",
+    "StepContext",
+    "Tool",
+    "Usage",
+]
+
+# A problem in a step's `config`: (field path inside config, reason).
+ConfigProblem = tuple[str, str]
+
+
+class AgentError(Exception):
+    """An error an agent raises on purpose. `code` becomes the failure type
+    that retry policies match on (default: the exception's class name)."""
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.code = code or type(self).__name__
+        self.retryable = retryable
+
+
+class ProviderError(Exception):
+    """An error a provider raises; `kind` tells governance how to react:
+    "rate_limited", "overloaded", "server_error", "timeout", "connection",
+    "bad_request", "authentication"."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def code(self) -> str:
+        return f"provider.{self.kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    model: str
+    messages: Sequence[Message]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    # Provider-specific settings from the step's config (e.g. the simulated
+    # provider's latency_ms); providers ignore keys they do not know.
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    usage: Usage
+    finish_reason: str = "stop"
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """USD per million tokens."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+
+    def cost(self, usage: Usage) -> Decimal:
+        cached = usage.cached_input_tokens
+        uncached = max(usage.input_tokens - cached, 0)
+        total = uncached * self.input + usage.output_tokens * self.output
+        total += cached * (self.cached_input if self.cached_input is not None else self.input)
+        total += usage.cache_write_tokens * (
+            self.cache_write if self.cache_write is not None else self.input
+        )
+        return total / Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class LlmResult:
+    """What the governed gateway returns to an agent."""
+
+    completion: Completion
+    provider: str
+    model: str
+    cost: Decimal
+
+
+class LlmGateway(Protocol):
+    """The step's door to providers: every call is recorded (usage, cost, an
+    LLM_CALL event) and, as governance grows, admitted by quotas, budgets and
+    circuit breakers."""
+
+    async def complete(self, provider: str, request: CompletionRequest) -> LlmResult: ...
+
+
+class StepContext(Protocol):
+    """What an agent gets for one attempt of one step."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def step_id(self) -> str: ...
+    @property
+    def attempt(self) -> int:
+        """1 for the first attempt."""
+        ...
+
+    @property
+    def input(self) -> Any:
+        """The step's input: its CEL expressions evaluated (JSON-compatible)."""
+        ...
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The step's static agent settings."""
+        ...
+
+    @property
+    def llm(self) -> LlmGateway: ...
+
+    def report(self, progress: float, message: str = "") -> None:
+        """Publishes a STEP_PROGRESS event; progress is a fraction in [0, 1]."""
+        ...
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Runs one step. Cancellation arrives as asyncio.CancelledError in `run`."""
+
+    name: str
+    description: str
+    version: str
+
+    async def run(self, ctx: StepContext) -> Any:
+        """Returns the step's output: anything JSON can hold."""
+        ...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+    description: str
+    models: Sequence[str]
+
+    def price(self, model: str) -> ModelPrice | None:
+        """USD price of a model, or None if unknown (the call is then free
+        of charge in the ledger and flagged)."""
+        ...
+
+    async def complete(self, request: CompletionRequest) -> Completion: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    # JSON schema of the arguments object.
+    parameters: Mapping[str, Any]
+    call: Callable[[Mapping[str, Any]], Awaitable[Any]]
+
+
+class Catalog(Protocol):
+    """Names of what is registered, for agents that check their step config."""
+
+    @property
+    def agent_names(self) -> Collection[str]: ...
+    @property
+    def provider_names(self) -> Collection[str]: ...
+    @property
+    def tool_names(self) -> Collection[str]: ...
+
+
+def config_problems(
+    agent: Agent, config: Mapping[str, Any], catalog: Catalog
+) -> list[ConfigProblem]:
+    """Asks an agent to check a step's config, if it knows how: an agent may
+    define `check_config(config, catalog) -> Iterable[ConfigProblem]`, which
+    CreateWorkflow and ValidateWorkflow call so that a bad config is rejected
+    before any run starts."""
+    check = getattr(agent, "check_config", None)
+    return list(check(config, catalog)) if callable(check) else []

@@ -1,0 +1,126 @@
+"""The `llm` agent: renders a prompt from the step input and asks a provider,
+through the governed gateway, for a completion."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from podium.engine.expressions import ExpressionError, from_json_numbers
+from podium.engine.model import INVALID_INPUT
+from podium.plugins.api import (
+    AgentError,
+    Catalog,
+    CompletionRequest,
+    ConfigProblem,
+    Message,
+    StepContext,
+)
+from podium.plugins.builtin.settings import as_int, is_number, raise_if_invalid, unknown_settings
+from podium.plugins.builtin.template import compile_template
+
+_SETTINGS = ("provider", "model", "prompt", "system", "max_tokens", "temperature", "options")
+DEFAULT_PROVIDER = "simulated"
+DEFAULT_MODEL = "sim-small"
+DEFAULT_MAX_TOKENS = 512
+
+
+class LlmAgent:
+    """Config: provider, model, prompt and system (templates with
+    `{{ CEL }}` placeholders over `input`; without `prompt`, the input's
+    `prompt` string is sent as is), max_tokens, temperature, options (passed
+    to the provider)."""
+
+    name = "llm"
+    description = "Sends a prompt rendered from the step input to an LLM provider."
+    version = "1"
+
+    async def run(self, ctx: StepContext) -> Any:
+        config = ctx.config
+        raise_if_invalid(_problems(config))
+        provider = str(config.get("provider", DEFAULT_PROVIDER))
+        messages = _messages(config, ctx.input)
+        temperature = config.get("temperature")
+        request = CompletionRequest(
+            model=str(config.get("model", DEFAULT_MODEL)),
+            messages=messages,
+            max_tokens=as_int(config.get("max_tokens", DEFAULT_MAX_TOKENS)),
+            temperature=float(temperature) if temperature is not None else None,
+            options=dict(config.get("options") or {}),
+        )
+        result = await ctx.llm.complete(provider, request)
+        completion = result.completion
+        return {
+            "text": completion.text,
+            "model": result.model,
+            "provider": result.provider,
+            "finish_reason": completion.finish_reason,
+            "usage": {
+                "input_tokens": completion.usage.input_tokens,
+                "output_tokens": completion.usage.output_tokens,
+            },
+            "cost": str(result.cost),
+        }
+
+    def check_config(self, config: Mapping[str, Any], catalog: Catalog) -> list[ConfigProblem]:
+        problems = list(_problems(config))
+        provider = config.get("provider", DEFAULT_PROVIDER)
+        if isinstance(provider, str) and provider not in catalog.provider_names:
+            known = ", ".join(sorted(catalog.provider_names)) or "none"
+            problems.append(("provider", f"unknown provider {provider!r}; known: {known}"))
+        return problems
+
+
+def _messages(config: Mapping[str, Any], step_input: Any) -> list[Message]:
+    variables = {"input": from_json_numbers(step_input)}
+    messages = []
+    try:
+        if "system" in config:
+            messages.append(Message("system", compile_template(config["system"]).render(variables)))
+        if "prompt" in config:
+            prompt = compile_template(config["prompt"]).render(variables)
+        else:
+            prompt = _prompt_from_input(step_input)
+    except ExpressionError as error:
+        message = f"cannot render the prompt: {error}"
+        raise AgentError(message, code=INVALID_INPUT, retryable=False) from None
+    messages.append(Message("user", prompt))
+    return messages
+
+
+def _prompt_from_input(step_input: Any) -> str:
+    prompt = step_input.get("prompt") if isinstance(step_input, Mapping) else None
+    if not isinstance(prompt, str):
+        raise AgentError(
+            "no `prompt` in the step config, and the input has no `prompt` string",
+            code=INVALID_INPUT,
+            retryable=False,
+        )
+    return prompt
+
+
+def _problems(config: Mapping[str, Any]) -> Iterator[ConfigProblem]:
+    yield from unknown_settings(config, _SETTINGS)
+    for key in ("provider", "model"):
+        value = config.get(key)
+        if key in config and (not isinstance(value, str) or not value.strip()):
+            yield (key, "must be a non-empty string")
+    for key in ("prompt", "system"):
+        if key not in config:
+            continue
+        if not isinstance(config[key], str):
+            yield (key, "must be a string")
+            continue
+        try:
+            compile_template(config[key])
+        except ExpressionError as error:
+            yield (key, str(error))
+    if "max_tokens" in config:
+        max_tokens = as_int(config["max_tokens"])
+        if max_tokens is None or max_tokens <= 0:
+            yield ("max_tokens", "must be an integer > 0")
+    temperature = config.get("temperature")
+    if temperature is not None and (not is_number(temperature) or temperature < 0):
+        yield ("temperature", "must be a number >= 0")
+    if config.get("options") is not None and not isinstance(config["options"], Mapping):
+        yield ("options", "must be a mapping")
