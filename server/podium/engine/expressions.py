@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cel_expr_python import cel
+from cel_expr_python.ext import ext_encoders, ext_math, ext_strings
 
 # Variables every expression of a step's input or a run's output may use.
 STEP_SCOPE = ("input", "steps")
@@ -47,7 +48,13 @@ def _env(variables: Iterable[str]) -> cel.Env:
     key = tuple(sorted(variables))
     env = _ENVS.get(key)
     if env is None:
-        env = cel.NewEnv(variables={name: cel.Type.DYN for name in key})
+        env = cel.NewEnv(
+            variables={name: cel.Type.DYN for name in key},
+            # The standard extensions users of CEL expect: strings
+            # (upperAscii, join, format, ...), math (greatest, least, ...),
+            # base64 encoders.
+            extensions=[ext_strings.ExtStrings(), ext_math.ExtMath(), ext_encoders.ExtEncoders()],
+        )
         _ENVS[key] = env
     return env
 
