@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from podium.engine.clock import Clock, SystemClock
 from podium.engine.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -27,7 +28,6 @@ from podium.engine.executor import RunExecutor
 from podium.engine.hub import EventHub
 from podium.engine.model import Event, RunRecord, RunView, StepRecord
 from podium.engine.recorder import Recorder
-from podium.engine.clock import Clock, SystemClock
 from podium.engine.spec import WorkflowSpec, WorkflowVersion
 from podium.engine.states import EventType, RunState
 from podium.engine.validation import Plan, compile_plan
@@ -74,7 +74,11 @@ class Engine:
         if not WORKFLOW_ID.match(workflow_id):
             raise InvalidArgument(
                 "invalid workflow_id",
-                [FieldViolation("workflow_id", "must match [a-z][a-z0-9-]* (at most 63 characters)")],
+                [
+                    FieldViolation(
+                        "workflow_id", "must match [a-z][a-z0-9-]* (at most 63 characters)"
+                    )
+                ],
             )
         plan = self.validate(spec)
         now = self.clock.now()
@@ -86,7 +90,9 @@ class Engine:
         found = await self.store.get_workflow(workflow_id, version)
         if found is None:
             suffix = f" version {version}" if version else ""
-            raise NotFound(f"workflow {workflow_id!r}{suffix} not found", reason="WORKFLOW_NOT_FOUND")
+            raise NotFound(
+                f"workflow {workflow_id!r}{suffix} not found", reason="WORKFLOW_NOT_FOUND"
+            )
         return found
 
     async def delete_workflow(self, workflow_id: str) -> None:
@@ -128,7 +134,9 @@ class Engine:
             )
         input_value = dict(input or {})
         labels_value = dict(labels or {})
-        request_hash = _request_hash(workflow_id, version, input_value, labels_value, max_concurrency)
+        request_hash = _request_hash(
+            workflow_id, version, input_value, labels_value, max_concurrency
+        )
         if not request_id:
             return await self._create_run(
                 workflow_id, version, input_value, "", request_hash, labels_value, max_concurrency
@@ -144,7 +152,13 @@ class Engine:
         self._starting[request_id] = future
         try:
             view = await self._create_run(
-                workflow_id, version, input_value, request_id, request_hash, labels_value, max_concurrency
+                workflow_id,
+                version,
+                input_value,
+                request_id,
+                request_hash,
+                labels_value,
+                max_concurrency,
             )
             future.set_result(view.run.run_id)
             return view
@@ -225,7 +239,8 @@ class Engine:
                 return view
             if view.run.state.is_final:
                 raise FailedPrecondition(
-                    f"run {run_id!r} already ended {view.run.state.name}", reason="RUN_ALREADY_ENDED"
+                    f"run {run_id!r} already ended {view.run.state.name}",
+                    reason="RUN_ALREADY_ENDED",
                 )
             raise FailedPrecondition(
                 f"run {run_id!r} is being resumed; try again", reason="RUN_RESUMING"
@@ -267,7 +282,9 @@ class Engine:
         view = await self.store.get_run(run_id)
         if view is None or view.run.state.is_final or run_id in self.active:
             return
-        workflow = await self.store.get_workflow_version_any(view.run.workflow_id, view.run.workflow_version)
+        workflow = await self.store.get_workflow_version_any(
+            view.run.workflow_id, view.run.workflow_version
+        )
         if workflow is None:
             log.error("run %s: workflow version is gone; cannot resume", run_id)
             return
@@ -301,6 +318,8 @@ def _request_hash(
     max_concurrency: int,
 ) -> str:
     canonical = json.dumps(
-        [workflow_id, version, input, labels, max_concurrency], sort_keys=True, separators=(",", ":")
+        [workflow_id, version, input, labels, max_concurrency],
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -47,7 +47,9 @@ class RunExecutor:
         self.run = run
         self.plan = plan
         self.steps = {step.step_id: step for step in steps}
-        self.limit = max(1, run.max_concurrency or plan.spec.max_concurrency or engine.max_concurrency)
+        self.limit = max(
+            1, run.max_concurrency or plan.spec.max_concurrency or engine.max_concurrency
+        )
         self.running: dict[str, asyncio.Task[None]] = {}
         self.ready: deque[str] = deque()
         self.unmet: dict[str, int] = {}
@@ -126,7 +128,9 @@ class RunExecutor:
             if pending:
                 # Unreachable for a valid DAG; fail loudly rather than hang.
                 self._ending = RunState.FAILED
-                self._ending_failure = Failure("podium.Internal", f"steps never became ready: {pending}")
+                self._ending_failure = Failure(
+                    "podium.Internal", f"steps never became ready: {pending}"
+                )
                 self._abandon_pending(StepState.SKIPPED, "run failed")
         self._finish()
 
@@ -183,7 +187,9 @@ class RunExecutor:
         clock = self.engine.clock
         spec = self.plan.steps[step.step_id]
         now = clock.now()
-        attempt = AttemptRecord(number=len(step.attempts) + 1, state=AttemptState.RUNNING, start_time=now)
+        attempt = AttemptRecord(
+            number=len(step.attempts) + 1, state=AttemptState.RUNNING, start_time=now
+        )
         step.attempts.append(attempt)
         step.state = StepState.RUNNING
         step.reason = ""
@@ -414,4 +420,6 @@ def _json_compatible(value: Any) -> Any:
 
 
 def _invalid_output(detail: str) -> Exception:
-    return AgentError(f"agent output is not JSON-compatible: {detail}", code=INVALID_OUTPUT, retryable=False)
+    return AgentError(
+        f"agent output is not JSON-compatible: {detail}", code=INVALID_OUTPUT, retryable=False
+    )

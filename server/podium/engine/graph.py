@@ -93,9 +93,9 @@ def critical_path(
         best[node] = (own + (best[previous][0] if previous else 0.0), previous)
     if not best:
         return []
-    node: str | None = max(best, key=lambda n: best[n][0])
+    cursor: str | None = max(best, key=lambda n: best[n][0])
     path: list[str] = []
-    while node is not None:
-        path.append(node)
-        node = best[node][1]
+    while cursor is not None:
+        path.append(cursor)
+        cursor = best[cursor][1]
     return path[::-1]

@@ -43,7 +43,9 @@ async def watch_run(engine: Engine, run_id: str, after_sequence: int) -> AsyncIt
             while not subscription.lagging:
                 await subscription.wait()
                 if subscription.closed:
-                    raise Unavailable("the server is shutting down; reconnect", reason="SHUTTING_DOWN")
+                    raise Unavailable(
+                        "the server is shutting down; reconnect", reason="SHUTTING_DOWN"
+                    )
                 if subscription.lagging:
                     break
                 batch = [e for e in subscription.drain() if e.sequence > last]

@@ -70,7 +70,10 @@ def compile_plan(
                 f"step id {step.id!r} must match [A-Za-z_][A-Za-z0-9_]* (at most 63 characters)",
             )
         elif step.id in index_of:
-            problem(f"{where}.id", f"duplicate step id {step.id!r} (also spec.steps[{index_of[step.id]}])")
+            problem(
+                f"{where}.id",
+                f"duplicate step id {step.id!r} (also spec.steps[{index_of[step.id]}])",
+            )
         else:
             index_of[step.id] = i
         if not step.agent:
@@ -149,9 +152,7 @@ def compile_plan(
     )
 
 
-def _compile(
-    source: str, field: str, problem: Callable[[str, str], None]
-) -> Expression | None:
+def _compile(source: str, field: str, problem: Callable[[str, str], None]) -> Expression | None:
     try:
         return compile_expression(source, STEP_SCOPE)
     except ExpressionError as error:

@@ -78,7 +78,9 @@ async def start_server(
 
     server = grpc.aio.server()
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowService(engine), server)
-    execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionService(engine), server)
+    execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
+        ExecutionService(engine), server
+    )
     progress_service_pb2_grpc.add_ProgressServiceServicer_to_server(ProgressService(engine), server)
     control_service_pb2_grpc.add_ControlServiceServicer_to_server(
         ControlService(engine, report, version or _version(), started), server

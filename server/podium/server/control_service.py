@@ -24,7 +24,9 @@ _PLUGIN_STATUS = {
 
 
 class ControlService(control_service_pb2_grpc.ControlServiceServicer):
-    def __init__(self, engine: Engine, plugins: PluginReport, version: str, start_time: float) -> None:
+    def __init__(
+        self, engine: Engine, plugins: PluginReport, version: str, start_time: float
+    ) -> None:
         self._engine = engine
         self._plugins = plugins
         self._version = version
@@ -42,7 +44,7 @@ class ControlService(control_service_pb2_grpc.ControlServiceServicer):
                     version=entry.agent.version,
                     plugin=entry.plugin,
                 )
-                for entry in self._plugins.registry.agents()
+                for entry in self._plugins.registry.agents
             ]
         )
 
@@ -58,7 +60,7 @@ class ControlService(control_service_pb2_grpc.ControlServiceServicer):
                     models=list(entry.provider.models),
                     plugin=entry.plugin,
                 )
-                for entry in self._plugins.registry.providers()
+                for entry in self._plugins.registry.providers
             ]
         )
 

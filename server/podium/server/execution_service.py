@@ -66,7 +66,11 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             except ValueError:
                 raise invalid(f"states[{i}]", f"unknown run state {state}") from None
         found = await self._engine.store.list_runs(
-            size + 1, after=after, workflow_id=workflow_id, states=states, labels=dict(request.labels)
+            size + 1,
+            after=after,
+            workflow_id=workflow_id,
+            states=states,
+            labels=dict(request.labels),
         )
         page = found[:size]
         token = PageToken.encode(page[-1].create_time, page[-1].run_id) if len(found) > size else ""

@@ -15,7 +15,9 @@ log = logging.getLogger("podium.server")
 def run_server(address: str, db_path: str, grace_seconds: float = 10.0) -> int:
     """Serves until a signal arrives; returns the process exit code."""
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     try:
         return asyncio.run(_serve(address, db_path, grace_seconds))

@@ -22,7 +22,7 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
         self._engine = engine
 
     @streaming
-    async def WatchRun(  # type: ignore[override]
+    async def WatchRun(
         self, request: progress_service_pb2.WatchRunRequest, context: Context
     ) -> AsyncIterator[progress_service_pb2.WatchRunResponse]:
         run_id = requests.run_id(request.run, "run")
@@ -34,12 +34,16 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
             )
 
     @streaming
-    async def WatchRuns(  # type: ignore[override]
+    async def WatchRuns(
         self, request: progress_service_pb2.WatchRunsRequest, context: Context
     ) -> AsyncIterator[progress_service_pb2.WatchRunsResponse]:
-        workflows = [requests.workflow_id(w, f"workflows[{i}]") for i, w in enumerate(request.workflows)]
+        workflows = [
+            requests.workflow_id(w, f"workflows[{i}]") for i, w in enumerate(request.workflows)
+        ]
         states = [_enum(RunState, v, f"run_states[{i}]") for i, v in enumerate(request.run_states)]
-        types = [_enum(EventType, v, f"event_types[{i}]") for i, v in enumerate(request.event_types)]
+        types = [
+            _enum(EventType, v, f"event_types[{i}]") for i, v in enumerate(request.event_types)
+        ]
         async for batch in progress.watch_runs(self._engine, workflows, states, types):
             yield progress_service_pb2.WatchRunsResponse(
                 events=[translate.event_to_proto(e) for e in batch]

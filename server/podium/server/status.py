@@ -44,12 +44,16 @@ def to_status(error: PodiumError) -> status_pb2.Status:
     if isinstance(error, AlreadyExists):
         metadata["resource"] = error.resource
         details.append(error_details_pb2.ResourceInfo(resource_name=error.resource))
-    details.insert(0, error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))
+    details.insert(
+        0, error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)
+    )
     if isinstance(error, InvalidArgument):
         details.append(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
                     for v in error.violations
                 ]
             )
@@ -69,7 +73,9 @@ def _message(error: PodiumError) -> str:
 
 
 def invalid(field: str, description: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
-    return InvalidArgument(f"{field}: {description}", [FieldViolation(field, description)], reason=reason)
+    return InvalidArgument(
+        f"{field}: {description}", [FieldViolation(field, description)], reason=reason
+    )
 
 
 Request = TypeVar("Request")
@@ -96,7 +102,9 @@ def unary(
 
 
 def streaming(
-    method: Callable[[Servicer, Request, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Response]],
+    method: Callable[
+        [Servicer, Request, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Response]
+    ],
 ) -> Callable[[Servicer, Request, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Response]]:
     """Maps domain errors raised by a server-streaming handler to rich statuses."""
 

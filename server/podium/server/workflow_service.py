@@ -26,7 +26,9 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     ) -> workflow_service_pb2.CreateWorkflowResponse:
         spec = _spec(request.spec)
         workflow = await self._engine.create_workflow(request.workflow_id, spec)
-        return workflow_service_pb2.CreateWorkflowResponse(workflow=translate.workflow_to_proto(workflow))
+        return workflow_service_pb2.CreateWorkflowResponse(
+            workflow=translate.workflow_to_proto(workflow)
+        )
 
     @unary
     async def GetWorkflow(
@@ -34,8 +36,12 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     ) -> workflow_service_pb2.GetWorkflowResponse:
         if request.version < 0:
             raise invalid("version", "must not be negative")
-        workflow = await self._engine.get_workflow(requests.workflow_id(request.name), request.version)
-        return workflow_service_pb2.GetWorkflowResponse(workflow=translate.workflow_to_proto(workflow))
+        workflow = await self._engine.get_workflow(
+            requests.workflow_id(request.name), request.version
+        )
+        return workflow_service_pb2.GetWorkflowResponse(
+            workflow=translate.workflow_to_proto(workflow)
+        )
 
     @unary
     async def ListWorkflows(

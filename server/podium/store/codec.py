@@ -142,9 +142,7 @@ def step_from_row(row: Any) -> StepRecord:
     )
 
 
-ATTEMPT_COLUMNS = (
-    "run_id, step_id, number, state, start_time, end_time, failure, usage, cost_nanos"
-)
+ATTEMPT_COLUMNS = "run_id, step_id, number, state, start_time, end_time, failure, usage, cost_nanos"
 
 
 def attempt_row(run_id: str, step_id: str, attempt: AttemptRecord) -> tuple[Any, ...]:

@@ -133,7 +133,9 @@ class Store:
             )
         return _workflow(rows[0]) if rows else None
 
-    async def get_workflow_version_any(self, workflow_id: str, version: int) -> WorkflowVersion | None:
+    async def get_workflow_version_any(
+        self, workflow_id: str, version: int
+    ) -> WorkflowVersion | None:
         """A version even if deleted: runs keep the version they are pinned to."""
         rows = await self._fetchall(
             "SELECT workflow_id, version, spec, create_time FROM workflows "
@@ -158,7 +160,9 @@ class Store:
         exists = await self.get_workflow(workflow_id)
         if exists is None:
             return False
-        self.writer.execute("UPDATE workflows SET deleted = 1 WHERE workflow_id = ?", (workflow_id,))
+        self.writer.execute(
+            "UPDATE workflows SET deleted = 1 WHERE workflow_id = ?", (workflow_id,)
+        )
         await self.writer.commit()
         return True
 
@@ -179,7 +183,9 @@ class Store:
     # -- runs: reads -------------------------------------------------------
 
     async def get_run(self, run_id: str) -> RunView | None:
-        rows = await self._fetchall(f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        rows = await self._fetchall(
+            f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+        )
         if not rows:
             return None
         run = codec.run_from_row(rows[0])

@@ -53,8 +53,13 @@ class _Batch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.statements or self.runs or self.steps or self.attempts or self.events
-            or self.waiters or self.after_commit
+            self.statements
+            or self.runs
+            or self.steps
+            or self.attempts
+            or self.events
+            or self.waiters
+            or self.after_commit
         )
 
 
