@@ -1,0 +1,38 @@
+"""The README stays true to the code: every plugin hook is documented there,
+and the examples it names exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from podium.plugins import hookspecs
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def hook_names() -> list[str]:
+    return [
+        name
+        for name in dir(hookspecs)
+        if callable(getattr(hookspecs, name))
+        and hasattr(getattr(hookspecs, name), f"{hookspecs.PROJECT_NAME}_spec")
+    ]
+
+
+def test_every_hook_is_documented_in_the_readme() -> None:
+    names = hook_names()
+    assert names, "no hookspecs found"
+    for name in names:
+        assert f"`{name}(register)`" in README, f"hook {name} is not documented in README.md"
+
+
+def test_files_the_readme_names_exist() -> None:
+    for path in set(re.findall(r"examples/[\w.-]+\.(?:yaml|json)", README)):
+        assert (ROOT / path).is_file(), path
+
+
+def test_readme_shows_the_two_commands() -> None:
+    assert "make demo" in README
+    assert "make test" in README
