@@ -1,0 +1,1 @@
+"""The `podium` command line: `podium.cli.main:main`."""

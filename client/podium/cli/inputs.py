@@ -1,0 +1,56 @@
+"""argparse `type=` converters for run inputs, labels and states.
+
+They raise ArgumentTypeError so argparse reports "argument --input: ..." as a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from podium.client import DefinitionError
+from podium.client.definitions import read_document
+from podium.client.enums import run_state
+from podium.v1 import run_pb2
+
+__all__ = ["label", "run_input", "state"]
+
+
+def run_input(text: str) -> dict[str, Any]:
+    """A JSON object, or @FILE holding JSON or YAML."""
+    if text.startswith("@"):
+        try:
+            document = read_document(Path(text[1:]))
+        except DefinitionError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        origin = text[1:]
+    else:
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(
+                f"invalid JSON at column {error.colno}: {error.msg} (use @FILE to read a file)"
+            ) from None
+        origin = "input"
+    if not isinstance(document, dict):
+        kind = "nothing" if document is None else type(document).__name__
+        raise argparse.ArgumentTypeError(f"{origin}: expected a JSON object, got {kind}")
+    return document
+
+
+def label(text: str) -> tuple[str, str]:
+    """KEY=VALUE."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def state(text: str) -> run_pb2.RunState.ValueType:
+    """A run state name: running, SUCCEEDED, RUN_STATE_FAILED, ..."""
+    try:
+        return run_state(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

@@ -1,0 +1,48 @@
+"""The argparse tree: global options, command groups, and one-line usage errors."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+__all__ = ["ArgumentParser", "UsageError", "json_option", "leaf_options"]
+
+
+class UsageError(Exception):
+    """A bad argument or an unreadable input: the CLI prints one line and exits 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are exceptions, so main() prints exactly one line.
+
+    argparse's default prints the whole usage block and exits from deep inside parse_args;
+    subparsers inherit this class through add_subparsers().
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def leaf_options() -> ArgumentParser:
+    """Options every command accepts after its name too (`podium runs get X --address A`).
+
+    SUPPRESS leaves the top-level value in place unless the option is repeated here.
+    """
+    parent = ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--address",
+        default=argparse.SUPPRESS,
+        help="server address host:port (default: $PODIUM_ADDRESS or 127.0.0.1:50051)",
+    )
+    return parent
+
+
+def json_option() -> ArgumentParser:
+    parent = ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the proto JSON mapping instead of a table",
+    )
+    return parent

@@ -1,0 +1,205 @@
+"""The state of a watched run, folded from its events, and its live rich rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from podium.cli.formatting import (
+    datetime_of,
+    format_duration,
+    format_tokens,
+    run_state_text,
+    state_style,
+    tokens_of,
+)
+from podium.client.enums import step_state_label
+from podium.client.money import format_usd, to_decimal
+from podium.v1 import event_pb2, run_pb2
+
+__all__ = ["RunProgress", "StepProgress"]
+
+_E = event_pb2
+_STATE_OF_EVENT = {
+    _E.RUN_EVENT_TYPE_STEP_STARTED: run_pb2.STEP_STATE_RUNNING,
+    _E.RUN_EVENT_TYPE_STEP_PROGRESS: run_pb2.STEP_STATE_RUNNING,
+    _E.RUN_EVENT_TYPE_STEP_SUCCEEDED: run_pb2.STEP_STATE_SUCCEEDED,
+    _E.RUN_EVENT_TYPE_STEP_FAILED: run_pb2.STEP_STATE_FAILED,
+    _E.RUN_EVENT_TYPE_STEP_SKIPPED: run_pb2.STEP_STATE_SKIPPED,
+    _E.RUN_EVENT_TYPE_STEP_CANCELLED: run_pb2.STEP_STATE_CANCELLED,
+}
+_STEP_TOTAL_EVENTS = frozenset({_E.RUN_EVENT_TYPE_STEP_SUCCEEDED, _E.RUN_EVENT_TYPE_STEP_FAILED})
+_FINISHED_STEP_STATES = frozenset(
+    {
+        run_pb2.STEP_STATE_SUCCEEDED,
+        run_pb2.STEP_STATE_FAILED,
+        run_pb2.STEP_STATE_SKIPPED,
+        run_pb2.STEP_STATE_CANCELLED,
+    }
+)
+
+
+@dataclass
+class StepProgress:
+    step_id: str
+    agent: str = ""
+    state: int = run_pb2.STEP_STATE_PENDING
+    attempt: int = 0
+    started: datetime | None = None
+    ended: datetime | None = None
+    fraction: float = 0.0
+    message: str = ""
+    tokens: int = 0
+    cost: Decimal = field(default_factory=Decimal)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in _FINISHED_STEP_STATES
+
+    def elapsed(self, now: datetime) -> float | None:
+        if self.started is None:
+            return None
+        return ((self.ended or now) - self.started).total_seconds()
+
+
+class RunProgress:
+    """Folds RunEvents into per-step rows and run totals.
+
+    Built by replaying the run from sequence 0, so the totals are exact: LLM_CALL events add to
+    a step as they settle, and the step's own STEP_SUCCEEDED/FAILED total replaces the sum.
+    """
+
+    def __init__(self, run: run_pb2.Run) -> None:
+        self.name = run.name
+        self.workflow = run.workflow
+        self.state: int = run.state
+        self.started = datetime_of(run.start_time) or datetime_of(run.create_time)
+        self.ended: datetime | None = None
+        self.failure = ""
+        # Rows in definition order, known before any event so that every step shows at once.
+        self.steps: dict[str, StepProgress] = {
+            step.step_id: StepProgress(step.step_id, agent=step.agent) for step in run.steps
+        }
+        self._unattributed_tokens = 0
+        self._unattributed_cost = Decimal()
+        self._run_total: tuple[int, Decimal] | None = None
+
+    @property
+    def tokens(self) -> int:
+        if self._run_total is not None:
+            return self._run_total[0]
+        return sum(s.tokens for s in self._rows()) + self._unattributed_tokens
+
+    @property
+    def cost(self) -> Decimal:
+        if self._run_total is not None:
+            return self._run_total[1]
+        return sum((s.cost for s in self._rows()), self._unattributed_cost)
+
+    def apply(self, event: event_pb2.RunEvent) -> None:
+        if event.run_state:
+            self.state = event.run_state
+        when = datetime_of(event.time)
+        if event.type == _E.RUN_EVENT_TYPE_RUN_STARTED and when:
+            self.started = when
+        if event.HasField("failure") and not event.step_id:
+            self.failure = " ".join(f"{event.failure.type}: {event.failure.message}".split())
+        if event.type in (
+            _E.RUN_EVENT_TYPE_RUN_SUCCEEDED,
+            _E.RUN_EVENT_TYPE_RUN_FAILED,
+            _E.RUN_EVENT_TYPE_RUN_CANCELLED,
+        ):
+            self.ended = when
+            if event.HasField("usage") or event.HasField("cost"):
+                self._run_total = (tokens_of(event.usage), to_decimal(event.cost))
+        if event.step_id:
+            self._apply_step(event, when)
+        elif event.type == _E.RUN_EVENT_TYPE_LLM_CALL:
+            self._unattributed_tokens += tokens_of(event.usage)
+            self._unattributed_cost += to_decimal(event.cost)
+
+    def _apply_step(self, event: event_pb2.RunEvent, when: datetime | None) -> None:
+        step = self.steps.get(event.step_id)
+        if step is None:
+            # A step the definition did not list (the server may add some): show it anyway.
+            step = self.steps[event.step_id] = StepProgress(event.step_id)
+        state = event.step_state or _STATE_OF_EVENT.get(event.type)
+        if state:
+            step.state = state
+        if event.attempt:
+            step.attempt = event.attempt
+        if event.type == _E.RUN_EVENT_TYPE_STEP_STARTED:
+            # A retry starts the clock and the bar again.
+            step.started, step.ended, step.fraction = when, None, 0.0
+        elif event.type == _E.RUN_EVENT_TYPE_STEP_PROGRESS:
+            step.fraction = min(max(event.progress, 0.0), 1.0)
+        elif event.type == _E.RUN_EVENT_TYPE_LLM_CALL:
+            step.tokens += tokens_of(event.usage)
+            step.cost += to_decimal(event.cost)
+        # Flattened: a table row has room for one line.
+        if event.message:
+            step.message = " ".join(event.message.split())
+        if event.HasField("failure"):
+            step.message = " ".join(f"{event.failure.type}: {event.failure.message}".split())
+        if event.type in _STEP_TOTAL_EVENTS and (event.HasField("usage") or event.HasField("cost")):
+            step.tokens, step.cost = tokens_of(event.usage), to_decimal(event.cost)
+        if step.finished:
+            step.ended = step.ended or when
+            if step.state == run_pb2.STEP_STATE_SUCCEEDED:
+                step.fraction = 1.0
+
+    def _rows(self) -> list[StepProgress]:
+        # A copy: rich's refresh thread renders while the main thread applies events.
+        return list(self.steps.values())
+
+    def elapsed(self, now: datetime | None = None) -> float | None:
+        if self.started is None:
+            return None
+        return ((self.ended or now or datetime.now(UTC)) - self.started).total_seconds()
+
+    def total_line(self, now: datetime | None = None) -> Text:
+        label, style = run_state_text(self.state)
+        return Text.assemble(
+            ("run ", "bold"),
+            (self.name, "bold"),
+            "  ",
+            (label, style),
+            f"  elapsed {format_duration(self.elapsed(now))}",
+            f"  tokens {format_tokens(self.tokens)}",
+            f"  cost {format_usd(self.cost)}",
+        )
+
+    def __rich__(self) -> RenderableType:
+        """Rendered again on every refresh, so running steps' elapsed times keep ticking."""
+        now = datetime.now(UTC)
+        table = Table(box=None, header_style="bold", pad_edge=False, expand=False)
+        for column in ("STEP", "AGENT", "STATE", "TRY", "PROGRESS", "ELAPSED", "TOKENS", "COST"):
+            right = column in ("TRY", "ELAPSED", "TOKENS", "COST")
+            table.add_column(column, justify="right" if right else "left", no_wrap=True)
+        table.add_column("MESSAGE", overflow="ellipsis", no_wrap=True, max_width=40)
+        for step in self._rows():
+            label = step_state_label(step.state)
+            table.add_row(
+                step.step_id,
+                step.agent,
+                Text(label, style=state_style(label)),
+                str(step.attempt or "-"),
+                ProgressBar(
+                    total=1.0,
+                    completed=step.fraction,
+                    width=16,
+                    complete_style="yellow",
+                    finished_style="green",
+                ),
+                format_duration(step.elapsed(now)),
+                format_tokens(step.tokens),
+                format_usd(step.cost),
+                step.message,
+            )
+        return Group(table, Text(), self.total_line(now))

@@ -1,0 +1,129 @@
+"""`podium runs start|get|list|cancel|watch`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from podium.cli import inputs
+from podium.cli.context import Context
+from podium.cli.parser import ArgumentParser, json_option, leaf_options
+from podium.cli.render import run_details, runs_table
+from podium.cli.watch import follow_run
+from podium.client.enums import run_state_label
+from podium.v1 import execution_service_pb2
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    group: ArgumentParser = commands.add_parser("runs", help="start, inspect and follow runs")
+    sub = group.add_subparsers(dest="runs_command", metavar="COMMAND", required=True)
+    common, read = [leaf_options()], [leaf_options(), json_option()]
+
+    start = sub.add_parser("start", parents=read, help="start a run of a workflow")
+    start.add_argument("workflow", metavar="WORKFLOW", help="workflow id or workflows/ID")
+    start.add_argument(
+        "--input", type=inputs.run_input, default=None, help="run input: a JSON object or @FILE"
+    )
+    start.add_argument(
+        "--label",
+        type=inputs.label,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label the run (repeatable)",
+    )
+    start.add_argument("--request-id", default=None, help="idempotency key (default: random)")
+    start.add_argument("--max-concurrency", type=int, default=0, help="most steps at once")
+    start.add_argument("--workflow-version", type=int, default=0, help="default: latest")
+    start.add_argument("--watch", action="store_true", help="follow the run until it ends")
+    start.set_defaults(handler=start_run)
+
+    get = sub.add_parser("get", parents=read, help="show a run and its steps")
+    get.add_argument("run", metavar="RUN", help="run id or runs/ID")
+    get.set_defaults(handler=get_run)
+
+    listing = sub.add_parser("list", parents=read, help="list runs, newest first")
+    listing.add_argument("--workflow", default=None, help="only runs of this workflow")
+    listing.add_argument(
+        "--state",
+        type=inputs.state,
+        action="append",
+        default=[],
+        metavar="STATE",
+        help="only runs in this state (repeatable): pending, running, succeeded, ...",
+    )
+    listing.add_argument(
+        "--label", type=inputs.label, action="append", default=[], metavar="KEY=VALUE"
+    )
+    listing.set_defaults(handler=list_runs)
+
+    cancel = sub.add_parser("cancel", parents=read, help="cancel a run")
+    cancel.add_argument("run", metavar="RUN", help="run id or runs/ID")
+    cancel.add_argument("--reason", default="", help="recorded on the run")
+    cancel.set_defaults(handler=cancel_run)
+
+    watch = sub.add_parser("watch", parents=common, help="follow a run until it ends")
+    watch.add_argument("run", metavar="RUN", help="run id or runs/ID")
+    watch.add_argument(
+        "--after", type=int, default=0, metavar="N", help="print only events after sequence N"
+    )
+    watch.set_defaults(handler=watch_run)
+
+
+def start_run(args: argparse.Namespace, ctx: Context) -> int:
+    run = ctx.client().start_run(
+        args.workflow,
+        args.input,
+        request_id=args.request_id,
+        labels=dict(args.label),
+        max_concurrency=args.max_concurrency,
+        workflow_version=args.workflow_version,
+    )
+    if args.watch:
+        ctx.out.print(f"started {run.name} of {run.workflow}", highlight=False, soft_wrap=True)
+        return follow_run(ctx, run.name)
+    if ctx.json:
+        ctx.print_message(run)
+    else:
+        ctx.out.print(
+            f"started {run.name} of {run.workflow} version {run.workflow_version}"
+            f" ({run_state_label(run.state)})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return 0
+
+
+def get_run(args: argparse.Namespace, ctx: Context) -> int:
+    run = ctx.client().get_run(args.run)
+    if ctx.json:
+        ctx.print_message(run)
+    else:
+        ctx.out.print(run_details(run))
+    return 0
+
+
+def list_runs(args: argparse.Namespace, ctx: Context) -> int:
+    runs = list(ctx.client().list_runs(args.workflow, args.state, dict(args.label)))
+    if ctx.json:
+        ctx.print_message(execution_service_pb2.ListRunsResponse(runs=runs))
+    elif not runs:
+        ctx.out.print("no runs")
+    else:
+        ctx.out.print(runs_table(runs))
+    return 0
+
+
+def cancel_run(args: argparse.Namespace, ctx: Context) -> int:
+    run = ctx.client().cancel_run(args.run, reason=args.reason)
+    if ctx.json:
+        ctx.print_message(run)
+    else:
+        ctx.out.print(f"{run.name}: {run_state_label(run.state)}", highlight=False)
+    return 0
+
+
+def watch_run(args: argparse.Namespace, ctx: Context) -> int:
+    return follow_run(ctx, args.run, after_sequence=args.after)

@@ -1,0 +1,50 @@
+"""`podium serve`: runs the control plane from the `podium` distribution, if installed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any
+
+from podium.cli.context import Context
+from podium.cli.parser import ArgumentParser
+
+__all__ = ["register"]
+
+DEFAULT_DB = "./.podium/podium.db"
+DEFAULT_GRACE = 10.0
+_SERVER_MODULES = frozenset({"podium", "podium.server", "podium.server.main"})
+
+
+def register(commands: Any) -> None:
+    serve: ArgumentParser = commands.add_parser("serve", help="run the Podium server")
+    serve.add_argument(
+        "--address",
+        default=argparse.SUPPRESS,
+        help="listen on host:port (default: $PODIUM_ADDRESS or 127.0.0.1:50051)",
+    )
+    serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default: {DEFAULT_DB})")
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, let in-flight calls finish this long (default: 10)",
+    )
+    serve.set_defaults(handler=serve_command)
+
+
+def serve_command(args: argparse.Namespace, ctx: Context) -> int:
+    # Imported by name at run time: podium-client must work without the server distribution,
+    # and nothing else in the CLI should pay for importing the server.
+    try:
+        module = importlib.import_module("podium.server.main")
+    except ModuleNotFoundError as error:
+        if error.name not in _SERVER_MODULES:
+            raise
+        print("error: podium serve needs the 'podium' distribution installed", file=sys.stderr)
+        return 2
+    run_server = module.run_server
+    code = run_server(address=ctx.address, db_path=args.db, grace_seconds=args.grace)
+    return int(code or 0)

@@ -1,0 +1,32 @@
+"""Python client for Podium: `Client` (blocking) and `AsyncClient` (asyncio).
+
+The messages they take and return are the generated `podium.v1` protos; this package adds
+name normalization, definition loading, Money <-> Decimal and decoded errors.
+"""
+
+from podium.client._async_client import AsyncClient
+from podium.client._channel import ADDRESS_ENV, DEFAULT_ADDRESS
+from podium.client._sync_client import Client
+from podium.client._watch import TERMINAL_EVENT_TYPES, ReconnectPolicy
+from podium.client.definitions import DefinitionSource, load_definition
+from podium.client.errors import DefinitionError, PodiumError
+from podium.client.money import format_usd, from_decimal, to_decimal
+from podium.client.names import run_name, workflow_name
+
+__all__ = [
+    "ADDRESS_ENV",
+    "DEFAULT_ADDRESS",
+    "TERMINAL_EVENT_TYPES",
+    "AsyncClient",
+    "Client",
+    "DefinitionError",
+    "DefinitionSource",
+    "PodiumError",
+    "ReconnectPolicy",
+    "format_usd",
+    "from_decimal",
+    "load_definition",
+    "run_name",
+    "to_decimal",
+    "workflow_name",
+]

@@ -1,0 +1,221 @@
+"""The blocking client: one grpc channel, no event loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from podium.client import _requests
+from podium.client._channel import CHANNEL_OPTIONS, DEFAULT_TIMEOUT, resolve_address
+from podium.client._watch import ReconnectPolicy, WatchCursor
+from podium.client.definitions import DefinitionSource, load_definition
+from podium.client.errors import PodiumError, translate_rpc_errors
+from podium.client.names import run_name, workflow_name
+from podium.v1 import (
+    event_pb2,
+    execution_service_pb2_grpc,
+    progress_service_pb2,
+    progress_service_pb2_grpc,
+    run_pb2,
+    workflow_pb2,
+    workflow_service_pb2,
+    workflow_service_pb2_grpc,
+)
+
+__all__ = ["Client"]
+
+
+class Client:
+    """Blocking Podium client. Every failed call raises PodiumError.
+
+    >>> with Client() as podium:
+    ...     run = podium.start_run("erp", {"order": 42})
+    ...     for event in podium.watch(run.name):
+    ...         print(event.sequence, event.type)
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        reconnect: ReconnectPolicy | None = None,
+    ) -> None:
+        self.address = resolve_address(address)
+        self.timeout = timeout
+        self._reconnect = reconnect or ReconnectPolicy()
+        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._workflows = workflow_service_pb2_grpc.WorkflowServiceStub(self._channel)
+        self._executions = execution_service_pb2_grpc.ExecutionServiceStub(self._channel)
+        self._progress = progress_service_pb2_grpc.ProgressServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # Workflows
+
+    def load_definition(
+        self, source: DefinitionSource
+    ) -> workflow_service_pb2.CreateWorkflowRequest:
+        """Parse a YAML/JSON file or a mapping; DefinitionError if it is malformed."""
+        return load_definition(source)
+
+    def apply_workflow(self, source: DefinitionSource) -> workflow_pb2.Workflow:
+        """Store the definition as the workflow's next version."""
+        request = load_definition(source)
+        with translate_rpc_errors():
+            response = self._workflows.CreateWorkflow(request, timeout=self.timeout)
+        return response.workflow
+
+    def validate_workflow(
+        self, source: DefinitionSource
+    ) -> workflow_service_pb2.ValidateWorkflowResponse:
+        """Check a definition without storing it: PodiumError (INVALID_ARGUMENT) if invalid."""
+        request = workflow_service_pb2.ValidateWorkflowRequest(spec=load_definition(source).spec)
+        with translate_rpc_errors():
+            return self._workflows.ValidateWorkflow(request, timeout=self.timeout)
+
+    def get_workflow(self, name_or_id: str, version: int = 0) -> workflow_pb2.Workflow:
+        """One version of a workflow; 0 for the latest."""
+        request = _requests.get_workflow(name_or_id, version)
+        with translate_rpc_errors():
+            return self._workflows.GetWorkflow(request, timeout=self.timeout).workflow
+
+    def list_workflows(self, *, page_size: int = 0) -> Iterator[workflow_pb2.Workflow]:
+        """The latest version of every workflow, fetching pages as the iteration goes."""
+        token = ""
+        while True:
+            request = workflow_service_pb2.ListWorkflowsRequest(
+                page_size=page_size, page_token=token
+            )
+            with translate_rpc_errors():
+                response = self._workflows.ListWorkflows(request, timeout=self.timeout)
+            yield from response.workflows
+            token = response.next_page_token
+            if not token:
+                return
+
+    def delete_workflow(self, name_or_id: str) -> None:
+        """Delete every version of a workflow (its runs stay readable)."""
+        request = workflow_service_pb2.DeleteWorkflowRequest(name=workflow_name(name_or_id))
+        with translate_rpc_errors():
+            self._workflows.DeleteWorkflow(request, timeout=self.timeout)
+
+    # Runs
+
+    def start_run(
+        self,
+        workflow: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        max_concurrency: int = 0,
+        workflow_version: int = 0,
+    ) -> run_pb2.Run:
+        """Start a run; the same request_id returns the same run instead of a second one."""
+        request = _requests.start_run(
+            workflow, input, request_id, labels, max_concurrency, workflow_version
+        )
+        with translate_rpc_errors():
+            return self._executions.StartRun(request, timeout=self.timeout).run
+
+    def get_run(self, run: str) -> run_pb2.Run:
+        with translate_rpc_errors():
+            return self._executions.GetRun(_requests.get_run(run), timeout=self.timeout).run
+
+    def list_runs(
+        self,
+        workflow: str | None = None,
+        states: Iterable[int | str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        page_size: int = 0,
+    ) -> Iterator[run_pb2.Run]:
+        """Runs (without their steps), newest first, fetching pages as the iteration goes."""
+        request = _requests.list_runs(workflow, states, labels, page_size)
+        while True:
+            with translate_rpc_errors():
+                response = self._executions.ListRuns(request, timeout=self.timeout)
+            yield from response.runs
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
+
+    def cancel_run(self, run: str, reason: str = "") -> run_pb2.Run:
+        request = _requests.cancel_run(run, reason)
+        with translate_rpc_errors():
+            return self._executions.CancelRun(request, timeout=self.timeout).run
+
+    # Progress
+
+    def watch(self, run: str, after_sequence: int = 0) -> Iterator[event_pb2.RunEvent]:
+        """Every event of `run` after `after_sequence`, then live ones, until the run ends.
+
+        Reconnects on connection loss from the last sequence seen, so no event is skipped or
+        repeated; raises PodiumError once reconnecting has failed for the policy's time.
+        """
+        cursor = WatchCursor(after_sequence, self._reconnect)
+        name = run_name(run)
+        while True:
+            request = progress_service_pb2.WatchRunRequest(
+                run=name, after_sequence=cursor.last_sequence
+            )
+            cursor.stream_opened()
+            call = self._progress.WatchRun(request)
+            try:
+                for response in call:
+                    yield from cursor.accept(response.events)
+            except grpc.RpcError as error:
+                delay = cursor.retry_delay(error)
+                if delay is None:
+                    raise PodiumError.from_rpc_error(error) from error
+                time.sleep(delay)
+                continue
+            finally:
+                # Stops the server-side stream when the caller abandons the iteration early.
+                _cancel(call)
+            if not cursor.resume_after_end():
+                return
+
+    def watch_runs(
+        self,
+        workflows: Iterable[str] = (),
+        run_states: Iterable[int | str] = (),
+        event_types: Iterable[int | str] = (),
+    ) -> Iterator[event_pb2.RunEvent]:
+        """Live events of many runs, filtered; never ends by itself.
+
+        Not resumed after a connection loss (the stream has no position to resume from): the
+        PodiumError reaches the caller, who knows whether a gap matters.
+        """
+        request = _requests.watch_runs(workflows, run_states, event_types)
+        call = self._progress.WatchRuns(request)
+        try:
+            with translate_rpc_errors():
+                for response in call:
+                    yield from response.events
+        finally:
+            _cancel(call)
+
+
+def _cancel(call: object) -> None:
+    # Through getattr: grpc-stubs versions disagree on whether Call.cancel is typed.
+    cancel = getattr(call, "cancel", None)
+    if callable(cancel):
+        cancel()
