@@ -23,13 +23,14 @@ from podium.engine.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 from podium.engine.executor import RunExecutor
 from podium.engine.hub import EventHub
 from podium.engine.model import Event, RunRecord, RunView, StepRecord
 from podium.engine.recorder import Recorder
 from podium.engine.spec import WorkflowSpec, WorkflowVersion
-from podium.engine.states import EventType, RunState
+from podium.engine.states import RunState
 from podium.engine.validation import Plan, compile_plan
 from podium.plugins.registry import Registry
 from podium.store.store import Store
@@ -214,8 +215,7 @@ class Engine:
         for step in steps:
             recorder.step(run.run_id, step)
         executor = RunExecutor(self, run, steps, plan)
-        executor._emit(EventType.RUN_CREATED)
-        recorder.run(run)
+        executor.created()
         await recorder.durable()
         self.active[run.run_id] = executor
         executor.start()
@@ -305,8 +305,6 @@ class Engine:
 
     def _check_open(self) -> None:
         if self._closed:
-            from podium.engine.errors import Unavailable
-
             raise Unavailable("the server is shutting down", reason="SHUTTING_DOWN")
 
 

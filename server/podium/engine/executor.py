@@ -62,6 +62,11 @@ class RunExecutor:
 
     # -- lifecycle ---------------------------------------------------------
 
+    def created(self) -> None:
+        """Records a new run (PENDING, with its steps' rows written by the engine)."""
+        self._emit(EventType.RUN_CREATED)
+        self._save_run()
+
     def start(self) -> None:
         """Starts a new run, or resumes one read back from the store."""
         clock = self.engine.clock
