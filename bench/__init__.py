@@ -1,0 +1,1 @@
+"""`make bench`: Podium against a bare asyncio executor (see run.py)."""

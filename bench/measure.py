@@ -1,0 +1,45 @@
+"""Timing and memory helpers shared by both systems."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bench.workloads import Workload
+
+
+@dataclass(frozen=True)
+class Measurement:
+    walls_s: list[float]  # one per timed repetition
+    peak_rss_mb: float  # of the process that executed the workload
+
+    @property
+    def wall_s(self) -> float:
+        return statistics.median(self.walls_s)
+
+
+async def repeat(workload: Workload, once: Callable[[], Awaitable[float]]) -> list[float]:
+    """Wall times of the timed repetitions, after one untimed warm-up run
+    (imports, caches, first connections and SQLite pages are paid there)."""
+    await once()
+    return [await once() for _ in range(workload.repetitions)]
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak resident set size, in MB."""
+    # VmHWM, not ru_maxrss, where there is one: Linux carries ru_maxrss across
+    # exec, so a child forked from the benchmark would report the benchmark's
+    # own footprint as its floor.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in kilobytes on Linux but in bytes on macOS.
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

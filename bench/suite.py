@@ -1,0 +1,66 @@
+"""Runs every selected workload on the floor, then on Podium, and reports.
+
+Both systems run each workload in a fresh process so that peak RSS is per
+workload and per system; the floor first, since its figure divides Podium's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from bench import podium_run
+from bench.measure import Measurement
+from bench.report import FLOOR, PODIUM, Row, print_table, write_json
+from bench.workloads import WORKLOADS, Workload, by_name
+
+
+async def measure_floor(workload: Workload) -> Measurement:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.floor",
+        workload.name,
+        cwd=podium_run.REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise podium_run.BenchError(f"floor {workload.name} exited with {process.returncode}")
+    figures = json.loads(out)
+    return Measurement(list(figures["walls_s"]), float(figures["peak_rss_mb"]))
+
+
+async def run_suite(workloads: list[Workload], console: Console) -> list[Row]:
+    rows: list[Row] = []
+    for workload in workloads:
+        with console.status(f"{workload.name}: {workload.description}"):
+            floor = await measure_floor(workload)
+            podium = await podium_run.measure(workload)
+        rows.append(Row(workload, PODIUM, podium, floor.wall_s))
+        rows.append(Row(workload, FLOOR, floor, floor.wall_s))
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__)
+    parser.add_argument(
+        "workloads",
+        nargs="*",
+        help=f"subset to run (default: all of {[w.name for w in WORKLOADS]})",
+    )
+    args = parser.parse_args(argv)
+    console = Console()
+    rows = asyncio.run(run_suite(by_name(args.workloads), console))
+    print_table(rows, console)
+    json_path = os.environ.get("BENCH_JSON")
+    if json_path:
+        write_json(rows, Path(json_path))
+    # Not a test: a missed target is reported in the table, not as a failure.
+    return 0

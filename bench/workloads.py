@@ -1,0 +1,148 @@
+"""The benchmark workloads: a registry that later issues extend.
+
+A workload is a DAG shape plus how many copies of it run at once. The same
+shape drives both systems (Podium and the floor), so the two can only differ
+in what they add on top of running the steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepDef:
+    id: str
+    depends_on: tuple[str, ...] = ()
+    delay_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Target:
+    """The issue's pass/fail rule for a Podium row: a per-step overhead ceiling,
+    or a ceiling on the wall time relative to the ideal (critical path)."""
+
+    max_overhead_ms_per_step: float | None = None
+    max_excess_over_ideal: float | None = None  # 0.05 = within 5% of the ideal
+
+    def passes(self, wall_s: float, overhead_ms_per_step: float, ideal_s: float) -> bool:
+        if self.max_overhead_ms_per_step is not None:
+            return overhead_ms_per_step <= self.max_overhead_ms_per_step
+        if self.max_excess_over_ideal is not None:
+            return wall_s <= ideal_s * (1 + self.max_excess_over_ideal)
+        return True
+
+    def describe(self, ideal_s: float) -> str:
+        if self.max_overhead_ms_per_step is not None:
+            return f"≤{self.max_overhead_ms_per_step:g} ms/step"
+        if self.max_excess_over_ideal is not None:
+            ceiling_ms = ideal_s * (1 + self.max_excess_over_ideal) * 1000
+            return f"≤{ceiling_ms:g} ms"
+        return "-"
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    description: str
+    build: Callable[[], list[StepDef]]
+    target: Target
+    runs: int = 1  # copies of the DAG started at once, each with its own subscriber
+    repetitions: int = 5  # timed repetitions; the median is reported
+
+    @property
+    def steps_per_run(self) -> int:
+        return len(self.build())
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_run * self.runs
+
+    @property
+    def ideal_s(self) -> float:
+        """Wall time with zero overhead: the DAG's critical path (concurrent
+        runs overlap entirely, so it is also the ideal for all of them)."""
+        return critical_path_ms(self.build()) / 1000
+
+
+def critical_path_ms(steps: Sequence[StepDef]) -> int:
+    by_id = {step.id: step for step in steps}
+    finish: dict[str, int] = {}
+
+    def finish_ms(step_id: str) -> int:
+        if step_id not in finish:
+            step = by_id[step_id]
+            start = max((finish_ms(dep) for dep in step.depends_on), default=0)
+            finish[step_id] = start + step.delay_ms
+        return finish[step_id]
+
+    # Iterating in definition order keeps the recursion shallow for chains
+    # defined head first (W2 would otherwise recurse 200 deep).
+    return max((finish_ms(step.id) for step in steps), default=0)
+
+
+def fan_in(width: int) -> list[StepDef]:
+    leaves = [StepDef(f"leaf_{i}") for i in range(width)]
+    return [*leaves, StepDef("join", tuple(leaf.id for leaf in leaves))]
+
+
+def chain(length: int) -> list[StepDef]:
+    return [StepDef(f"s_{i}", (f"s_{i - 1}",) if i else ()) for i in range(length)]
+
+
+def diamond() -> list[StepDef]:
+    return [
+        StepDef("a"),
+        StepDef("b", ("a",)),
+        StepDef("c", ("a",)),
+        StepDef("d", ("a",)),
+        StepDef("e", ("b", "c", "d")),
+    ]
+
+
+# The shape of examples/erp.yaml: three department chains feeding a compliance
+# check, then an audit. Critical path: five steps (e.g. the finance chain).
+ERP_EDGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("resume_parse", ()),
+    ("screen", ("resume_parse",)),
+    ("schedule", ("screen",)),
+    ("invoice", ()),
+    ("payment", ("invoice",)),
+    ("reconcile", ("payment",)),
+    ("stock_analysis", ()),
+    ("reorder", ("stock_analysis",)),
+    ("supplier_select", ("reorder",)),
+    ("policy_check", ("screen", "reconcile", "supplier_select")),
+    ("audit_report", ("policy_check",)),
+)
+
+
+def erp(delay_ms: int) -> list[StepDef]:
+    return [StepDef(step_id, deps, delay_ms) for step_id, deps in ERP_EDGES]
+
+
+NO_OP_TARGET = Target(max_overhead_ms_per_step=0.5)
+
+WORKLOADS: list[Workload] = [
+    Workload("W1", "500 no-op steps fanning into one", lambda: fan_in(500), NO_OP_TARGET),
+    Workload("W2", "200-step chain", lambda: chain(200), NO_OP_TARGET),
+    Workload("W3", "ERP DAG, 50 ms per step", lambda: erp(50), Target(max_excess_over_ideal=0.05)),
+    Workload(
+        "W4",
+        "100 concurrent 5-step diamonds",
+        diamond,
+        NO_OP_TARGET,
+        runs=100,
+        repetitions=3,
+    ),
+]
+
+
+def by_name(names: Sequence[str]) -> list[Workload]:
+    """The named workloads in registry order; all of them when `names` is empty."""
+    known = {w.name: w for w in WORKLOADS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {unknown}; known: {sorted(known)}")
+    return [w for w in WORKLOADS if not names or w.name in names]
