@@ -14,6 +14,7 @@ import signal
 import sys
 
 from bench.measure import own_peak_rss_mb
+from podium.server import loop
 from podium.server.app import start_server
 
 
@@ -30,4 +31,4 @@ async def serve(db_path: str) -> None:
 
 if __name__ == "__main__":
     (db,) = sys.argv[1:]
-    asyncio.run(serve(db))
+    loop.run(serve(db))

@@ -61,6 +61,9 @@ class Engine:
         self.running_steps = 0
         self.active: dict[str, RunExecutor] = {}
         self._plans: OrderedDict[tuple[str, int], Plan] = OrderedDict()
+        # Latest version of each workflow: this process is the only writer of
+        # workflows, so the cache is exact; StartRun then needs no read.
+        self._latest: dict[str, WorkflowVersion] = {}
         self._starting: dict[str, asyncio.Future[str]] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
@@ -85,10 +88,19 @@ class Engine:
         now = self.clock.now()
         version = await self.store.create_workflow(workflow_id, spec, now)
         self._remember_plan(workflow_id, version, plan)
-        return WorkflowVersion(workflow_id=workflow_id, version=version, spec=spec, create_time=now)
+        created = WorkflowVersion(
+            workflow_id=workflow_id, version=version, spec=spec, create_time=now
+        )
+        self._latest[workflow_id] = created
+        return created
 
     async def get_workflow(self, workflow_id: str, version: int = 0) -> WorkflowVersion:
+        latest = self._latest.get(workflow_id)
+        if latest is not None and version in (0, latest.version):
+            return latest
         found = await self.store.get_workflow(workflow_id, version)
+        if found is not None and not version:
+            self._latest[workflow_id] = found
         if found is None:
             suffix = f" version {version}" if version else ""
             raise NotFound(
@@ -97,6 +109,7 @@ class Engine:
         return found
 
     async def delete_workflow(self, workflow_id: str) -> None:
+        self._latest.pop(workflow_id, None)
         if not await self.store.delete_workflow(workflow_id):
             raise NotFound(f"workflow {workflow_id!r} not found", reason="WORKFLOW_NOT_FOUND")
 
@@ -229,6 +242,16 @@ class Engine:
         if view is None:
             raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
         return view
+
+    async def run_status(self, run_id: str) -> tuple[RunState, int]:
+        """A run's state and last event sequence, without reading its steps."""
+        executor = self.active.get(run_id)
+        if executor is not None:
+            return executor.run.state, executor.run.last_sequence
+        status = await self.store.run_status(run_id)
+        if status is None:
+            raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
+        return status
 
     async def cancel_run(self, run_id: str, reason: str = "") -> RunView:
         self._check_open()

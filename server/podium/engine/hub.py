@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterable
 from podium.engine.model import Event
 
 DEFAULT_BUFFER = 2048
+# Committed events kept per unfinished run, so that a watcher that connects
+# right after StartRun (the common case) replays from memory, not SQLite.
+RECENT_EVENTS = 64
 
 
 class Subscription:
@@ -69,6 +72,7 @@ class EventHub:
     def __init__(self) -> None:
         self._by_run: dict[str, set[Subscription]] = {}
         self._all: set[Subscription] = set()
+        self._recent: dict[str, deque[Event]] = {}
 
     def subscribe_run(self, run_id: str, capacity: int = DEFAULT_BUFFER) -> Subscription:
         subscription = Subscription(self, run_id, capacity, None)
@@ -83,11 +87,27 @@ class EventHub:
         return subscription
 
     def publish(self, events: Iterable[Event]) -> None:
+        """Called with committed events only, in commit order."""
+        recent = self._recent
         for event in events:
+            ring = recent.get(event.run_id)
+            if ring is None:
+                ring = recent[event.run_id] = deque(maxlen=RECENT_EVENTS)
+            ring.append(event)
             for subscription in self._by_run.get(event.run_id, ()):
                 subscription.push(event)
             for subscription in self._all:
                 subscription.push(event)
+            if event.is_final:
+                del recent[event.run_id]
+
+    def recent(self, run_id: str, after_sequence: int) -> list[Event] | None:
+        """The committed events after `after_sequence` if memory still holds
+        all of them, else None (read the log)."""
+        ring = self._recent.get(run_id)
+        if not ring or ring[0].sequence > after_sequence + 1:
+            return None
+        return [event for event in ring if event.sequence > after_sequence]
 
     def close_all(self) -> None:
         for subscriptions in list(self._by_run.values()):

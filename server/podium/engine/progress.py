@@ -24,19 +24,22 @@ async def watch_run(engine: Engine, run_id: str, after_sequence: int) -> AsyncIt
     run's final event."""
     subscription = engine.hub.subscribe_run(run_id)
     try:
-        view = await engine.get_run(run_id)
+        state, last_sequence = await engine.run_status(run_id)
         last = max(0, after_sequence)
         while True:
-            # Catch up from the log (first time, and whenever we lagged).
+            # Catch up (first time, and whenever we lagged): from memory when
+            # it still holds everything after `last`, else from the log.
             while True:
-                events = await engine.read_events(run_id, last, REPLAY_PAGE)
+                events = engine.hub.recent(run_id, last)
+                if events is None:
+                    events = await engine.read_events(run_id, last, REPLAY_PAGE)
                 if not events:
                     break
                 last = events[-1].sequence
                 yield events
                 if events[-1].is_final:
                     return
-            if view.run.state.is_final and last >= view.run.last_sequence:
+            if state.is_final and last >= last_sequence:
                 return
             subscription.reset_lag()
             # Live: everything committed from now on lands in the buffer.
@@ -58,7 +61,7 @@ async def watch_run(engine: Engine, run_id: str, after_sequence: int) -> AsyncIt
                 if batch[-1].is_final:
                     return
             subscription.drain()
-            view = await engine.get_run(run_id)
+            state, last_sequence = await engine.run_status(run_id)
     except NotFound:
         raise
     finally:

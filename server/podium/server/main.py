@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from podium.server import loop
 from podium.server.app import start_server
 
 log = logging.getLogger("podium.server")
@@ -20,7 +21,7 @@ def run_server(address: str, db_path: str, grace_seconds: float = 10.0) -> int:
         stream=sys.stderr,
     )
     try:
-        return asyncio.run(_serve(address, db_path, grace_seconds))
+        return loop.run(_serve(address, db_path, grace_seconds))
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

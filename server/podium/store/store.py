@@ -209,6 +209,12 @@ class Store:
                 step.attempts.append(codec.attempt_from_row(row))
         return steps
 
+    async def run_status(self, run_id: str) -> tuple[RunState, int] | None:
+        rows = await self._fetchall(
+            "SELECT state, last_sequence FROM runs WHERE run_id = ?", (run_id,)
+        )
+        return (RunState(rows[0][0]), int(rows[0][1])) if rows else None
+
     async def find_run_by_request_id(self, request_id: str) -> RunRecord | None:
         rows = await self._fetchall(
             f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE request_id = ?", (request_id,)
