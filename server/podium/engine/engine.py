@@ -75,16 +75,20 @@ class Engine:
         return compile_plan(spec, self.registry, self.registry.agent)
 
     async def create_workflow(self, workflow_id: str, spec: WorkflowSpec) -> WorkflowVersion:
+        violations: list[FieldViolation] = []
         if not WORKFLOW_ID.match(workflow_id):
-            raise InvalidArgument(
-                "invalid workflow_id",
-                [
-                    FieldViolation(
-                        "workflow_id", "must match [a-z][a-z0-9-]* (at most 63 characters)"
-                    )
-                ],
+            violations.append(
+                FieldViolation("workflow_id", "must match [a-z][a-z0-9-]* (at most 63 characters)")
             )
-        plan = self.validate(spec)
+        try:
+            plan = self.validate(spec)
+        except InvalidArgument as error:
+            # Report every problem at once, the id's included.
+            raise InvalidArgument(
+                error.message, violations + error.violations, reason=error.reason
+            ) from None
+        if violations:
+            raise InvalidArgument("invalid workflow_id", violations, reason="INVALID_WORKFLOW")
         now = self.clock.now()
         version = await self.store.create_workflow(workflow_id, spec, now)
         self._remember_plan(workflow_id, version, plan)

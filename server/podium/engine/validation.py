@@ -22,7 +22,7 @@ from podium.engine.expressions import (
 from podium.engine.spec import StepSpec, WorkflowSpec
 from podium.plugins.api import Agent, Catalog, config_problems
 
-STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+STEP_ID = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MAX_STEPS = 10_000
 
 
@@ -67,7 +67,7 @@ def compile_plan(
         if not STEP_ID.match(step.id):
             problem(
                 f"{where}.id",
-                f"step id {step.id!r} must match [A-Za-z_][A-Za-z0-9_]* (at most 63 characters)",
+                f"step id {step.id!r} must match [a-z_][a-z0-9_]* (at most 63 characters)",
             )
         elif step.id in index_of:
             problem(
