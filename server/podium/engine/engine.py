@@ -40,6 +40,7 @@ log = logging.getLogger("podium.engine")
 WORKFLOW_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 DEFAULT_MAX_CONCURRENCY = 256
 PLAN_CACHE_SIZE = 256
+CANCEL_WAIT_SECONDS = 5.0
 
 
 class Engine:
@@ -163,12 +164,15 @@ class Engine:
         if pending is not None:
             run_id = await asyncio.shield(pending)
             return await self._same_request(run_id, request_id, request_hash)
-        existing = await self.store.find_run_by_request_id(request_id)
-        if existing is not None:
-            return await self._same_request(existing.run_id, request_id, request_hash)
+        # Claim the key before the first await, so that concurrent calls with
+        # the same request_id wait for this one instead of racing it.
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._starting[request_id] = future
         try:
+            existing = await self.store.find_run_by_request_id(request_id)
+            if existing is not None:
+                future.set_result(existing.run_id)
+                return await self._same_request(existing.run_id, request_id, request_hash)
             view = await self._create_run(
                 workflow_id,
                 version,
@@ -181,11 +185,13 @@ class Engine:
             future.set_result(view.run.run_id)
             return view
         except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: a failed start is reported to its own caller only
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: the waiters re-raise it themselves
             raise
         finally:
-            del self._starting[request_id]
+            if self._starting.get(request_id) is future:
+                del self._starting[request_id]
 
     async def _same_request(self, run_id: str, request_id: str, request_hash: str) -> RunView:
         view = await self.get_run(run_id)
@@ -273,6 +279,12 @@ class Engine:
                 f"run {run_id!r} is being resumed; try again", reason="RUN_RESUMING"
             )
         executor.cancel(reason)
+        # Running agents see CancelledError; give them a moment to unwind so
+        # that the reply (and any read after it) shows the final state.
+        try:
+            await asyncio.wait_for(executor.finished.wait(), CANCEL_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("run %s: agents still unwinding after cancellation", run_id)
         await self.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 

@@ -166,7 +166,9 @@ class RunExecutor:
         )
         self._save_run()
         self.finished.set()
-        self.engine.run_finished(self)
+        # Stay readable from memory until the final state is committed, so a
+        # read never falls back to an older row in the store.
+        self.engine.recorder.after_commit(lambda: self.engine.run_finished(self))
 
     def _run_output(self) -> dict[str, Any]:
         if self.plan.output:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from podium.engine.hub import EventHub
 from podium.engine.model import AttemptRecord, Event, RunRecord, StepRecord
 from podium.store.store import Store
@@ -34,6 +36,10 @@ class Recorder:
             self._unpublished = events
             writer.after_commit(lambda: self.hub.publish(events))
         self._unpublished.append(event)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Runs `callback` once everything recorded so far is committed."""
+        self.store.writer.after_commit(callback)
 
     async def durable(self) -> None:
         """Waits until everything recorded so far is committed."""

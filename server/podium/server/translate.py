@@ -110,7 +110,7 @@ def spec_to_proto(spec: WorkflowSpec) -> workflow_pb2.WorkflowSpec:
                 agent=step.agent,
                 input=step.input,
                 depends_on=step.depends_on,
-                config=struct(step.config),
+                config=struct(step.config) if step.config else None,
                 description=step.description,
             )
             for step in spec.steps
