@@ -9,6 +9,7 @@ import grpc
 import pytest
 from conftest import Stubs, create_workflow, echo, error_info, field_violations, make_spec
 
+from podium.server.app import PodiumServer
 from podium.v1 import workflow_service_pb2
 
 W = workflow_service_pb2
@@ -261,3 +262,26 @@ async def test_step_ids_follow_the_contract_pattern(stubs: Stubs) -> None:
         )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [field for field, _ in field_violations(error.value)] == ["spec.steps[0].id"]
+
+
+async def test_an_agent_whose_config_check_raises_is_a_field_error(
+    stubs: Stubs, server: PodiumServer
+) -> None:
+    class Brittle:
+        name = "brittle"
+        description = "its config check has a bug"
+        version = "1"
+
+        async def run(self, ctx: object) -> None:
+            return None
+
+        def check_config(self, config: object, catalog: object) -> list[tuple[str, str]]:
+            raise RuntimeError("boom")
+
+    server.plugins.registry.add_agent(Brittle(), "test")
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await create_workflow(stubs, "brittle", {"steps": [{"id": "a", "agent": "brittle"}]})
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = field_violations(error.value)
+    assert [field for field, _ in violations] == ["spec.steps[0].config"]
+    assert "boom" in violations[0][1]

@@ -218,4 +218,9 @@ def config_problems(
     CreateWorkflow and ValidateWorkflow call so that a bad config is rejected
     before any run starts."""
     check = getattr(agent, "check_config", None)
-    return list(check(config, catalog)) if callable(check) else []
+    if not callable(check):
+        return []
+    try:
+        return [(str(field), str(reason)) for field, reason in check(config, catalog)]
+    except Exception as error:  # a plugin's bug must not fail the RPC itself
+        return [("", f"agent {agent.name!r} could not check its config: {error!r}")]
