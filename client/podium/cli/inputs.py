@@ -1,4 +1,4 @@
-"""argparse `type=` converters for run inputs, labels and states.
+"""argparse `type=` converters for run inputs, labels, states and ages.
 
 They raise ArgumentTypeError so argparse reports "argument --input: ..." as a usage error.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from podium.client.definitions import read_document
 from podium.client.enums import run_state
 from podium.v1 import run_pb2
 
-__all__ = ["label", "run_input", "state"]
+__all__ = ["age", "label", "run_input", "state"]
 
 
 def run_input(text: str) -> dict[str, Any]:
@@ -54,3 +56,18 @@ def state(text: str) -> run_pb2.RunState.ValueType:
         return run_state(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def age(text: str) -> float:
+    """A duration in seconds: 30d, 12h, 90m, 3600s or a bare number of seconds."""
+    match = _AGE.match(text.strip().lower())
+    seconds = float(match.group(1)) * _AGE_UNITS[match.group(2)] if match else math.nan
+    if not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError(
+            f"expected an age such as 30d, 12h, 90m or 3600s, got {text!r}"
+        )
+    return seconds

@@ -1,4 +1,4 @@
-"""`podium runs start|get|list|cancel|watch`."""
+"""`podium runs start|get|list|cancel|watch|delete|approve|reject`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from podium.cli.parser import ArgumentParser, json_option, leaf_options
 from podium.cli.render import run_details, runs_table
 from podium.cli.watch import follow_run
 from podium.client.enums import run_state_label
+from podium.client.names import run_name
 from podium.v1 import execution_service_pb2
 
 __all__ = ["register"]
@@ -71,6 +72,24 @@ def register(commands: Any) -> None:
     )
     watch.set_defaults(handler=watch_run)
 
+    delete = sub.add_parser("delete", parents=common, help="delete a finished run and its events")
+    delete.add_argument("run", metavar="RUN", help="run id or runs/ID")
+    delete.set_defaults(handler=delete_run)
+
+    for verb, approve in (("approve", True), ("reject", False)):
+        decide = sub.add_parser(
+            verb, parents=read, help=f"{verb} an approval step that waits for a decision"
+        )
+        decide.add_argument("run", metavar="RUN", help="run id or runs/ID")
+        decide.add_argument("step", metavar="STEP", help="the approval step's id")
+        decide.add_argument(
+            "--comment",
+            default="",
+            help="recorded with the decision"
+            + ("" if approve else " (recommended: say why, for whoever reads the run)"),
+        )
+        decide.set_defaults(handler=resolve_approval, approve=approve)
+
 
 def start_run(args: argparse.Namespace, ctx: Context) -> int:
     run = ctx.client().start_run(
@@ -127,3 +146,25 @@ def cancel_run(args: argparse.Namespace, ctx: Context) -> int:
 
 def watch_run(args: argparse.Namespace, ctx: Context) -> int:
     return follow_run(ctx, args.run, after_sequence=args.after)
+
+
+def delete_run(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.client().delete_run(args.run)
+    ctx.out.print(f"deleted {run_name(args.run)}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def resolve_approval(args: argparse.Namespace, ctx: Context) -> int:
+    run = ctx.client().resolve_approval(
+        args.run, args.step, approve=args.approve, comment=args.comment
+    )
+    if ctx.json:
+        ctx.print_message(run)
+    else:
+        verb = "approved" if args.approve else "rejected"
+        ctx.out.print(
+            f"{verb} {args.step} of {run.name}: run {run_state_label(run.state)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return 0

@@ -7,6 +7,7 @@ import importlib
 import sys
 from typing import Any
 
+from podium.cli import inputs
 from podium.cli.context import Context
 from podium.cli.parser import ArgumentParser
 
@@ -32,6 +33,14 @@ def register(commands: Any) -> None:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, let in-flight calls finish this long (default: 10)",
     )
+    serve.add_argument(
+        "--retention",
+        type=inputs.age,
+        default=0.0,
+        metavar="AGE",
+        help="delete runs that ended longer ago than AGE: 30d, 12h, 90m, 3600s"
+        " (default: 0, keep runs forever)",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -46,5 +55,10 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         print("error: podium serve needs the 'podium' distribution installed", file=sys.stderr)
         return 2
     run_server = module.run_server
-    code = run_server(address=ctx.address, db_path=args.db, grace_seconds=args.grace)
+    code = run_server(
+        address=ctx.address,
+        db_path=args.db,
+        grace_seconds=args.grace,
+        retention_seconds=args.retention or None,
+    )
     return int(code or 0)

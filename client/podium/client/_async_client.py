@@ -170,6 +170,20 @@ class AsyncClient:
             response = await self._executions.CancelRun(request, timeout=self.timeout)
         return response.run
 
+    async def delete_run(self, run: str) -> None:
+        """Delete a finished run with its steps and events (FAILED_PRECONDITION if it runs)."""
+        with translate_rpc_errors():
+            await self._executions.DeleteRun(_requests.delete_run(run), timeout=self.timeout)
+
+    async def resolve_approval(
+        self, run: str, step_id: str, approve: bool, comment: str = ""
+    ) -> run_pb2.Run:
+        """Approve or reject the approval step `step_id` that waits in `run`."""
+        request = _requests.resolve_approval(run, step_id, approve, comment)
+        with translate_rpc_errors():
+            response = await self._executions.ResolveApproval(request, timeout=self.timeout)
+        return response.run
+
     # Progress
 
     async def watch(self, run: str, after_sequence: int = 0) -> AsyncIterator[event_pb2.RunEvent]:

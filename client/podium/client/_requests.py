@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2
 from podium.client.enums import event_type, run_state
 from podium.client.names import run_name, workflow_name
 from podium.v1 import (
+    event_pb2,
     execution_service_pb2,
     progress_service_pb2,
     workflow_service_pb2,
@@ -18,9 +19,11 @@ from podium.v1 import (
 
 __all__ = [
     "cancel_run",
+    "delete_run",
     "get_run",
     "get_workflow",
     "list_runs",
+    "resolve_approval",
     "start_run",
     "watch_runs",
 ]
@@ -58,6 +61,21 @@ def get_run(run: str) -> execution_service_pb2.GetRunRequest:
 
 def cancel_run(run: str, reason: str) -> execution_service_pb2.CancelRunRequest:
     return execution_service_pb2.CancelRunRequest(name=run_name(run), reason=reason)
+
+
+def delete_run(run: str) -> execution_service_pb2.DeleteRunRequest:
+    return execution_service_pb2.DeleteRunRequest(name=run_name(run))
+
+
+def resolve_approval(
+    run: str, step_id: str, approve: bool, comment: str
+) -> execution_service_pb2.ResolveApprovalRequest:
+    decision = (
+        event_pb2.APPROVAL_DECISION_APPROVE if approve else event_pb2.APPROVAL_DECISION_REJECT
+    )
+    return execution_service_pb2.ResolveApprovalRequest(
+        run=run_name(run), step_id=step_id, decision=decision, comment=comment
+    )
 
 
 def list_runs(

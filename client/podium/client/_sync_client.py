@@ -162,6 +162,19 @@ class Client:
         with translate_rpc_errors():
             return self._executions.CancelRun(request, timeout=self.timeout).run
 
+    def delete_run(self, run: str) -> None:
+        """Delete a finished run with its steps and events (FAILED_PRECONDITION if it runs)."""
+        with translate_rpc_errors():
+            self._executions.DeleteRun(_requests.delete_run(run), timeout=self.timeout)
+
+    def resolve_approval(
+        self, run: str, step_id: str, approve: bool, comment: str = ""
+    ) -> run_pb2.Run:
+        """Approve or reject the approval step `step_id` that waits in `run`."""
+        request = _requests.resolve_approval(run, step_id, approve, comment)
+        with translate_rpc_errors():
+            return self._executions.ResolveApproval(request, timeout=self.timeout).run
+
     # Progress
 
     def watch(self, run: str, after_sequence: int = 0) -> Iterator[event_pb2.RunEvent]:

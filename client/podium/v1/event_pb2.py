@@ -22,21 +22,24 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from podium.v1 import common_pb2 as podium_dot_v1_dot_common__pb2
 from podium.v1 import run_pb2 as podium_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15podium/v1/event.proto\x12\tpodium.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16podium/v1/common.proto\x1a\x13podium/v1/run.proto\"\xd2\x03\n\x08RunEvent\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04type\x18\x04 \x01(\x0e\x32\x17.podium.v1.RunEventType\x12\x10\n\x08workflow\x18\x05 \x01(\t\x12&\n\trun_state\x18\x06 \x01(\x0e\x32\x13.podium.v1.RunState\x12\x0f\n\x07step_id\x18\x07 \x01(\t\x12(\n\nstep_state\x18\x08 \x01(\x0e\x32\x14.podium.v1.StepState\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x0f\n\x07message\x18\n \x01(\t\x12\x10\n\x08progress\x18\x0b \x01(\x01\x12#\n\x07\x66\x61ilure\x18\x0c \x01(\x0b\x32\x12.podium.v1.Failure\x12&\n\x06output\x18\r \x01(\x0b\x32\x16.google.protobuf.Value\x12\x1f\n\x05usage\x18\x0e \x01(\x0b\x32\x10.podium.v1.Usage\x12\x1e\n\x04\x63ost\x18\x0f \x01(\x0b\x32\x10.podium.v1.Money\x12\x10\n\x08provider\x18\x10 \x01(\t\x12\r\n\x05model\x18\x11 \x01(\t*\xb8\x03\n\x0cRunEventType\x12\x1e\n\x1aRUN_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRUN_EVENT_TYPE_RUN_CREATED\x10\x01\x12\x1e\n\x1aRUN_EVENT_TYPE_RUN_STARTED\x10\x02\x12 \n\x1cRUN_EVENT_TYPE_RUN_SUCCEEDED\x10\x03\x12\x1d\n\x19RUN_EVENT_TYPE_RUN_FAILED\x10\x04\x12 \n\x1cRUN_EVENT_TYPE_RUN_CANCELLED\x10\x05\x12\x1f\n\x1bRUN_EVENT_TYPE_STEP_STARTED\x10\x06\x12 \n\x1cRUN_EVENT_TYPE_STEP_PROGRESS\x10\x07\x12!\n\x1dRUN_EVENT_TYPE_STEP_SUCCEEDED\x10\x08\x12\x1e\n\x1aRUN_EVENT_TYPE_STEP_FAILED\x10\t\x12\x1f\n\x1bRUN_EVENT_TYPE_STEP_SKIPPED\x10\n\x12!\n\x1dRUN_EVENT_TYPE_STEP_CANCELLED\x10\x0b\x12\x1b\n\x17RUN_EVENT_TYPE_LLM_CALL\x10\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15podium/v1/event.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16podium/v1/common.proto\x1a\x13podium/v1/run.proto\"\xed\x04\n\x08RunEvent\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04type\x18\x04 \x01(\x0e\x32\x17.podium.v1.RunEventType\x12\x10\n\x08workflow\x18\x05 \x01(\t\x12&\n\trun_state\x18\x06 \x01(\x0e\x32\x13.podium.v1.RunState\x12\x0f\n\x07step_id\x18\x07 \x01(\t\x12(\n\nstep_state\x18\x08 \x01(\x0e\x32\x14.podium.v1.StepState\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x0f\n\x07message\x18\n \x01(\t\x12\x10\n\x08progress\x18\x0b \x01(\x01\x12#\n\x07\x66\x61ilure\x18\x0c \x01(\x0b\x32\x12.podium.v1.Failure\x12&\n\x06output\x18\r \x01(\x0b\x32\x16.google.protobuf.Value\x12\x1f\n\x05usage\x18\x0e \x01(\x0b\x32\x10.podium.v1.Usage\x12\x1e\n\x04\x63ost\x18\x0f \x01(\x0b\x32\x10.podium.v1.Money\x12\x10\n\x08provider\x18\x10 \x01(\t\x12\r\n\x05model\x18\x11 \x01(\t\x12\x0c\n\x04item\x18\x12 \x01(\x05\x12.\n\x0bretry_delay\x18\x13 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08\x64ue_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x08\x64\x65\x63ision\x18\x15 \x01(\x0e\x32\x1b.podium.v1.ApprovalDecision*\xf7\x06\n\x0cRunEventType\x12\x1e\n\x1aRUN_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRUN_EVENT_TYPE_RUN_CREATED\x10\x01\x12\x1e\n\x1aRUN_EVENT_TYPE_RUN_STARTED\x10\x02\x12 \n\x1cRUN_EVENT_TYPE_RUN_SUCCEEDED\x10\x03\x12\x1d\n\x19RUN_EVENT_TYPE_RUN_FAILED\x10\x04\x12 \n\x1cRUN_EVENT_TYPE_RUN_CANCELLED\x10\x05\x12\x1f\n\x1bRUN_EVENT_TYPE_STEP_STARTED\x10\x06\x12 \n\x1cRUN_EVENT_TYPE_STEP_PROGRESS\x10\x07\x12!\n\x1dRUN_EVENT_TYPE_STEP_SUCCEEDED\x10\x08\x12\x1e\n\x1aRUN_EVENT_TYPE_STEP_FAILED\x10\t\x12\x1f\n\x1bRUN_EVENT_TYPE_STEP_SKIPPED\x10\n\x12!\n\x1dRUN_EVENT_TYPE_STEP_CANCELLED\x10\x0b\x12\x1b\n\x17RUN_EVENT_TYPE_LLM_CALL\x10\x0c\x12 \n\x1cRUN_EVENT_TYPE_STEP_RETRYING\x10\r\x12\x1f\n\x1bRUN_EVENT_TYPE_STEP_WAITING\x10\x0e\x12%\n!RUN_EVENT_TYPE_APPROVAL_REQUESTED\x10\x0f\x12$\n RUN_EVENT_TYPE_APPROVAL_RESOLVED\x10\x10\x12\'\n#RUN_EVENT_TYPE_COMPENSATION_STARTED\x10\x11\x12)\n%RUN_EVENT_TYPE_COMPENSATION_SUCCEEDED\x10\x12\x12&\n\"RUN_EVENT_TYPE_COMPENSATION_FAILED\x10\x13\x12!\n\x1dRUN_EVENT_TYPE_STEP_CACHE_HIT\x10\x14\x12*\n&RUN_EVENT_TYPE_RUN_PARTIALLY_SUCCEEDED\x10\x15\x12\x1f\n\x1bRUN_EVENT_TYPE_ITEM_STARTED\x10\x16\x12!\n\x1dRUN_EVENT_TYPE_ITEM_SUCCEEDED\x10\x17\x12\x1e\n\x1aRUN_EVENT_TYPE_ITEM_FAILED\x10\x18*r\n\x10\x41pprovalDecision\x12!\n\x1d\x41PPROVAL_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41PPROVAL_DECISION_APPROVE\x10\x01\x12\x1c\n\x18\x41PPROVAL_DECISION_REJECT\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'podium.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNEVENTTYPE']._serialized_start=614
-  _globals['_RUNEVENTTYPE']._serialized_end=1054
-  _globals['_RUNEVENT']._serialized_start=145
-  _globals['_RUNEVENT']._serialized_end=611
+  _globals['_RUNEVENTTYPE']._serialized_start=801
+  _globals['_RUNEVENTTYPE']._serialized_end=1688
+  _globals['_APPROVALDECISION']._serialized_start=1690
+  _globals['_APPROVALDECISION']._serialized_end=1804
+  _globals['_RUNEVENT']._serialized_start=177
+  _globals['_RUNEVENT']._serialized_end=798
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -45,6 +46,25 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     RUN_EVENT_TYPE_STEP_CANCELLED: _RunEventType.ValueType  # 11
     RUN_EVENT_TYPE_LLM_CALL: _RunEventType.ValueType  # 12
     """One governed LLM call settled (provider, model, usage, cost)."""
+    RUN_EVENT_TYPE_STEP_RETRYING: _RunEventType.ValueType  # 13
+    """A failed attempt will be retried after retry_delay."""
+    RUN_EVENT_TYPE_STEP_WAITING: _RunEventType.ValueType  # 14
+    """The step waits (timer, approval); due_time says until when."""
+    RUN_EVENT_TYPE_APPROVAL_REQUESTED: _RunEventType.ValueType  # 15
+    """An approval step asks a human; message carries the prompt."""
+    RUN_EVENT_TYPE_APPROVAL_RESOLVED: _RunEventType.ValueType  # 16
+    """A decision arrived; message carries the comment."""
+    RUN_EVENT_TYPE_COMPENSATION_STARTED: _RunEventType.ValueType  # 17
+    RUN_EVENT_TYPE_COMPENSATION_SUCCEEDED: _RunEventType.ValueType  # 18
+    RUN_EVENT_TYPE_COMPENSATION_FAILED: _RunEventType.ValueType  # 19
+    RUN_EVENT_TYPE_STEP_CACHE_HIT: _RunEventType.ValueType  # 20
+    """The step's output came from the result cache; nothing ran."""
+    RUN_EVENT_TYPE_RUN_PARTIALLY_SUCCEEDED: _RunEventType.ValueType  # 21
+    """Final event of a run that ended with tolerated step failures."""
+    RUN_EVENT_TYPE_ITEM_STARTED: _RunEventType.ValueType  # 22
+    """A fan-out item or loop iteration started / ended (see item)."""
+    RUN_EVENT_TYPE_ITEM_SUCCEEDED: _RunEventType.ValueType  # 23
+    RUN_EVENT_TYPE_ITEM_FAILED: _RunEventType.ValueType  # 24
 
 class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
     """What happened."""
@@ -67,7 +87,44 @@ RUN_EVENT_TYPE_STEP_SKIPPED: RunEventType.ValueType  # 10
 RUN_EVENT_TYPE_STEP_CANCELLED: RunEventType.ValueType  # 11
 RUN_EVENT_TYPE_LLM_CALL: RunEventType.ValueType  # 12
 """One governed LLM call settled (provider, model, usage, cost)."""
+RUN_EVENT_TYPE_STEP_RETRYING: RunEventType.ValueType  # 13
+"""A failed attempt will be retried after retry_delay."""
+RUN_EVENT_TYPE_STEP_WAITING: RunEventType.ValueType  # 14
+"""The step waits (timer, approval); due_time says until when."""
+RUN_EVENT_TYPE_APPROVAL_REQUESTED: RunEventType.ValueType  # 15
+"""An approval step asks a human; message carries the prompt."""
+RUN_EVENT_TYPE_APPROVAL_RESOLVED: RunEventType.ValueType  # 16
+"""A decision arrived; message carries the comment."""
+RUN_EVENT_TYPE_COMPENSATION_STARTED: RunEventType.ValueType  # 17
+RUN_EVENT_TYPE_COMPENSATION_SUCCEEDED: RunEventType.ValueType  # 18
+RUN_EVENT_TYPE_COMPENSATION_FAILED: RunEventType.ValueType  # 19
+RUN_EVENT_TYPE_STEP_CACHE_HIT: RunEventType.ValueType  # 20
+"""The step's output came from the result cache; nothing ran."""
+RUN_EVENT_TYPE_RUN_PARTIALLY_SUCCEEDED: RunEventType.ValueType  # 21
+"""Final event of a run that ended with tolerated step failures."""
+RUN_EVENT_TYPE_ITEM_STARTED: RunEventType.ValueType  # 22
+"""A fan-out item or loop iteration started / ended (see item)."""
+RUN_EVENT_TYPE_ITEM_SUCCEEDED: RunEventType.ValueType  # 23
+RUN_EVENT_TYPE_ITEM_FAILED: RunEventType.ValueType  # 24
 Global___RunEventType: _TypeAlias = RunEventType  # noqa: Y015
+
+class _ApprovalDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ApprovalDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApprovalDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    APPROVAL_DECISION_UNSPECIFIED: _ApprovalDecision.ValueType  # 0
+    APPROVAL_DECISION_APPROVE: _ApprovalDecision.ValueType  # 1
+    APPROVAL_DECISION_REJECT: _ApprovalDecision.ValueType  # 2
+
+class ApprovalDecision(_ApprovalDecision, metaclass=_ApprovalDecisionEnumTypeWrapper):
+    """A human decision on an approval step."""
+
+APPROVAL_DECISION_UNSPECIFIED: ApprovalDecision.ValueType  # 0
+APPROVAL_DECISION_APPROVE: ApprovalDecision.ValueType  # 1
+APPROVAL_DECISION_REJECT: ApprovalDecision.ValueType  # 2
+Global___ApprovalDecision: _TypeAlias = ApprovalDecision  # noqa: Y015
 
 @_typing.final
 class RunEvent(_message.Message):
@@ -92,6 +149,10 @@ class RunEvent(_message.Message):
     COST_FIELD_NUMBER: _builtins.int
     PROVIDER_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    ITEM_FIELD_NUMBER: _builtins.int
+    RETRY_DELAY_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
     run: _builtins.str
     """The run: "runs/{run_id}"."""
     sequence: _builtins.int
@@ -114,6 +175,10 @@ class RunEvent(_message.Message):
     provider: _builtins.str
     """Provider and model, for LLM_CALL."""
     model: _builtins.str
+    item: _builtins.int
+    """Fan-out item index or loop iteration; -1 when the event is not about one."""
+    decision: Global___ApprovalDecision.ValueType
+    """The approval decision, for APPROVAL_RESOLVED."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -130,6 +195,14 @@ class RunEvent(_message.Message):
 
     @_builtins.property
     def cost(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def retry_delay(self) -> _duration_pb2.Duration:
+        """Delay before the next attempt, for STEP_RETRYING."""
+
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """When a wait ends, for STEP_WAITING and APPROVAL_REQUESTED."""
+
     def __init__(
         self,
         *,
@@ -150,10 +223,14 @@ class RunEvent(_message.Message):
         cost: _common_pb2.Money | None = ...,
         provider: _builtins.str = ...,
         model: _builtins.str = ...,
+        item: _builtins.int = ...,
+        retry_delay: _duration_pb2.Duration | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
+        decision: Global___ApprovalDecision.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "failure", b"failure", "output", b"output", "time", b"time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "due_time", b"due_time", "failure", b"failure", "output", b"output", "retry_delay", b"retry_delay", "time", b"time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cost", b"cost", "failure", b"failure", "message", b"message", "model", b"model", "output", b"output", "progress", b"progress", "provider", b"provider", "run", b"run", "run_state", b"run_state", "sequence", b"sequence", "step_id", b"step_id", "step_state", b"step_state", "time", b"time", "type", b"type", "usage", b"usage", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cost", b"cost", "decision", b"decision", "due_time", b"due_time", "failure", b"failure", "item", b"item", "message", b"message", "model", b"model", "output", b"output", "progress", b"progress", "provider", b"provider", "retry_delay", b"retry_delay", "run", b"run", "run_state", b"run_state", "sequence", b"sequence", "step_id", b"step_id", "step_state", b"step_state", "time", b"time", "type", b"type", "usage", b"usage", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -55,6 +55,16 @@ class ExecutionServiceStub:
                 request_serializer=podium_dot_v1_dot_execution__service__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_execution__service__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.ResolveApproval = channel.unary_unary(
+                '/podium.v1.ExecutionService/ResolveApproval',
+                request_serializer=podium_dot_v1_dot_execution__service__pb2.ResolveApprovalRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_execution__service__pb2.ResolveApprovalResponse.FromString,
+                _registered_method=True)
+        self.DeleteRun = channel.unary_unary(
+                '/podium.v1.ExecutionService/DeleteRun',
+                request_serializer=podium_dot_v1_dot_execution__service__pb2.DeleteRunRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_execution__service__pb2.DeleteRunResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -89,6 +99,20 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveApproval(self, request, context):
+        """Approves or rejects an approval step that waits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRun(self, request, context):
+        """Deletes a finished run with its steps and events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +135,16 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=podium_dot_v1_dot_execution__service__pb2.CancelRunRequest.FromString,
                     response_serializer=podium_dot_v1_dot_execution__service__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'ResolveApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveApproval,
+                    request_deserializer=podium_dot_v1_dot_execution__service__pb2.ResolveApprovalRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_execution__service__pb2.ResolveApprovalResponse.SerializeToString,
+            ),
+            'DeleteRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRun,
+                    request_deserializer=podium_dot_v1_dot_execution__service__pb2.DeleteRunRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_execution__service__pb2.DeleteRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +256,60 @@ class ExecutionService:
             '/podium.v1.ExecutionService/CancelRun',
             podium_dot_v1_dot_execution__service__pb2.CancelRunRequest.SerializeToString,
             podium_dot_v1_dot_execution__service__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ExecutionService/ResolveApproval',
+            podium_dot_v1_dot_execution__service__pb2.ResolveApprovalRequest.SerializeToString,
+            podium_dot_v1_dot_execution__service__pb2.ResolveApprovalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ExecutionService/DeleteRun',
+            podium_dot_v1_dot_execution__service__pb2.DeleteRunRequest.SerializeToString,
+            podium_dot_v1_dot_execution__service__pb2.DeleteRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class ExecutionServiceStub:
     """Lists runs, newest first."""
     CancelRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.CancelRunRequest, _execution_service_pb2.CancelRunResponse]
     """Cancels a run; cancelling a cancelled run is a no-op."""
+    ResolveApproval: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.ResolveApprovalRequest, _execution_service_pb2.ResolveApprovalResponse]
+    """Approves or rejects an approval step that waits."""
+    DeleteRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.DeleteRunRequest, _execution_service_pb2.DeleteRunResponse]
+    """Deletes a finished run with its steps and events."""
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -57,6 +61,10 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """Lists runs, newest first."""
     CancelRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.CancelRunRequest, _execution_service_pb2.CancelRunResponse]  # type: ignore[assignment]
     """Cancels a run; cancelling a cancelled run is a no-op."""
+    ResolveApproval: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.ResolveApprovalRequest, _execution_service_pb2.ResolveApprovalResponse]  # type: ignore[assignment]
+    """Approves or rejects an approval step that waits."""
+    DeleteRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.DeleteRunRequest, _execution_service_pb2.DeleteRunResponse]  # type: ignore[assignment]
+    """Deletes a finished run with its steps and events."""
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Starts, reads and cancels runs."""
@@ -93,5 +101,21 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_execution_service_pb2.CancelRunResponse, _abc.Awaitable[_execution_service_pb2.CancelRunResponse]]:
         """Cancels a run; cancelling a cancelled run is a no-op."""
+
+    @_abc_1.abstractmethod
+    def ResolveApproval(
+        self,
+        request: _execution_service_pb2.ResolveApprovalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.ResolveApprovalResponse, _abc.Awaitable[_execution_service_pb2.ResolveApprovalResponse]]:
+        """Approves or rejects an approval step that waits."""
+
+    @_abc_1.abstractmethod
+    def DeleteRun(
+        self,
+        request: _execution_service_pb2.DeleteRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.DeleteRunResponse, _abc.Awaitable[_execution_service_pb2.DeleteRunResponse]]:
+        """Deletes a finished run with its steps and events."""
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -35,6 +35,10 @@ class _RunStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunState.Val
     RUN_STATE_SUCCEEDED: _RunState.ValueType  # 3
     RUN_STATE_FAILED: _RunState.ValueType  # 4
     RUN_STATE_CANCELLED: _RunState.ValueType  # 5
+    RUN_STATE_PARTIALLY_SUCCEEDED: _RunState.ValueType  # 6
+    """Ended with some steps FAILED under FAILURE_POLICY_CONTINUE."""
+    RUN_STATE_WAITING_APPROVAL: _RunState.ValueType  # 7
+    """Running, and at least one approval step waits for a decision."""
 
 class RunState(_RunState, metaclass=_RunStateEnumTypeWrapper):
     """Lifecycle of a run."""
@@ -46,6 +50,10 @@ RUN_STATE_RUNNING: RunState.ValueType  # 2
 RUN_STATE_SUCCEEDED: RunState.ValueType  # 3
 RUN_STATE_FAILED: RunState.ValueType  # 4
 RUN_STATE_CANCELLED: RunState.ValueType  # 5
+RUN_STATE_PARTIALLY_SUCCEEDED: RunState.ValueType  # 6
+"""Ended with some steps FAILED under FAILURE_POLICY_CONTINUE."""
+RUN_STATE_WAITING_APPROVAL: RunState.ValueType  # 7
+"""Running, and at least one approval step waits for a decision."""
 Global___RunState: _TypeAlias = RunState  # noqa: Y015
 
 class _StepState:
@@ -65,6 +73,8 @@ class _StepStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepState.V
     STEP_STATE_SKIPPED: _StepState.ValueType  # 6
     """Will not run: see StepRun.reason."""
     STEP_STATE_CANCELLED: _StepState.ValueType  # 7
+    STEP_STATE_WAITING: _StepState.ValueType  # 8
+    """Waiting for a timer, a retry's due time or an approval: see reason."""
 
 class StepState(_StepState, metaclass=_StepStateEnumTypeWrapper):
     """Lifecycle of one step within a run."""
@@ -80,6 +90,8 @@ STEP_STATE_FAILED: StepState.ValueType  # 5
 STEP_STATE_SKIPPED: StepState.ValueType  # 6
 """Will not run: see StepRun.reason."""
 STEP_STATE_CANCELLED: StepState.ValueType  # 7
+STEP_STATE_WAITING: StepState.ValueType  # 8
+"""Waiting for a timer, a retry's due time or an approval: see reason."""
 Global___StepState: _TypeAlias = StepState  # noqa: Y015
 
 class _AttemptState:
@@ -151,6 +163,7 @@ class Run(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: "runs/{run_id}"."""
     workflow: _builtins.str
@@ -164,6 +177,8 @@ class Run(_message.Message):
     """Most steps running at once for this run."""
     last_sequence: _builtins.int
     """Sequence of the newest event of this run."""
+    priority: _builtins.int
+    """Higher runs first when concurrency limits are reached."""
     @_builtins.property
     def input(self) -> _struct_pb2.Struct:
         """The run's input."""
@@ -214,10 +229,11 @@ class Run(_message.Message):
         usage: _common_pb2.Usage | None = ...,
         cost: _common_pb2.Money | None = ...,
         last_sequence: _builtins.int = ...,
+        priority: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "max_concurrency", b"max_concurrency", "name", b"name", "output", b"output", "request_id", b"request_id", "start_time", b"start_time", "state", b"state", "steps", b"steps", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "max_concurrency", b"max_concurrency", "name", b"name", "output", b"output", "priority", b"priority", "request_id", b"request_id", "start_time", b"start_time", "state", b"state", "steps", b"steps", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -241,12 +257,23 @@ class StepRun(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    ITEMS_TOTAL_FIELD_NUMBER: _builtins.int
+    ITEMS_SUCCEEDED_FIELD_NUMBER: _builtins.int
+    ITEMS_FAILED_FIELD_NUMBER: _builtins.int
+    ITERATIONS_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     agent: _builtins.str
     """The agent the step runs."""
     state: Global___StepState.ValueType
     reason: _builtins.str
     """Why the step is skipped or cancelled, or what it waits for."""
+    items_total: _builtins.int
+    """Fan-out: items in all, succeeded and failed so far."""
+    items_succeeded: _builtins.int
+    items_failed: _builtins.int
+    iterations: _builtins.int
+    """Loops: iterations done so far."""
     @_builtins.property
     def input(self) -> _struct_pb2.Value:
         """The input the agent received (CEL expressions evaluated)."""
@@ -271,6 +298,10 @@ class StepRun(_message.Message):
     def usage(self) -> _common_pb2.Usage: ...
     @_builtins.property
     def cost(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """When the step's current wait ends (retry, timer, approval timeout)."""
+
     def __init__(
         self,
         *,
@@ -286,10 +317,15 @@ class StepRun(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         usage: _common_pb2.Usage | None = ...,
         cost: _common_pb2.Money | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
+        items_total: _builtins.int = ...,
+        items_succeeded: _builtins.int = ...,
+        items_failed: _builtins.int = ...,
+        iterations: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "end_time", b"end_time", "failure", b"failure", "input", b"input", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "due_time", b"due_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "attempts", b"attempts", "cost", b"cost", "end_time", b"end_time", "failure", b"failure", "input", b"input", "output", b"output", "reason", b"reason", "start_time", b"start_time", "state", b"state", "step_id", b"step_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "attempts", b"attempts", "cost", b"cost", "due_time", b"due_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "items_failed", b"items_failed", "items_succeeded", b"items_succeeded", "items_total", b"items_total", "iterations", b"iterations", "output", b"output", "reason", b"reason", "start_time", b"start_time", "state", b"state", "step_id", b"step_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -308,9 +344,12 @@ class Attempt(_message.Message):
     FAILURE_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    ITEM_FIELD_NUMBER: _builtins.int
     number: _builtins.int
     """1 for the first attempt."""
     state: Global___AttemptState.ValueType
+    item: _builtins.int
+    """Fan-out item index or loop iteration this attempt belongs to; -1: none."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -331,10 +370,11 @@ class Attempt(_message.Message):
         failure: _common_pb2.Failure | None = ...,
         usage: _common_pb2.Usage | None = ...,
         cost: _common_pb2.Money | None = ...,
+        item: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "end_time", b"end_time", "failure", b"failure", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "end_time", b"end_time", "failure", b"failure", "number", b"number", "start_time", b"start_time", "state", b"state", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "end_time", b"end_time", "failure", b"failure", "item", b"item", "number", b"number", "start_time", b"start_time", "state", b"state", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,10 +5,12 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +21,78 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Jitter:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JitterEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Jitter.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JITTER_UNSPECIFIED: _Jitter.ValueType  # 0
+    """NONE."""
+    JITTER_NONE: _Jitter.ValueType  # 1
+    JITTER_FULL: _Jitter.ValueType  # 2
+    """A uniformly random delay between 0 and the computed delay."""
+
+class Jitter(_Jitter, metaclass=_JitterEnumTypeWrapper):
+    """Randomisation of retry delays."""
+
+JITTER_UNSPECIFIED: Jitter.ValueType  # 0
+"""NONE."""
+JITTER_NONE: Jitter.ValueType  # 1
+JITTER_FULL: Jitter.ValueType  # 2
+"""A uniformly random delay between 0 and the computed delay."""
+Global___Jitter: _TypeAlias = Jitter  # noqa: Y015
+
+class _FailurePolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FailurePolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FailurePolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FAILURE_POLICY_UNSPECIFIED: _FailurePolicy.ValueType  # 0
+    """FAIL."""
+    FAILURE_POLICY_FAIL: _FailurePolicy.ValueType  # 1
+    """The run fails: running siblings are cancelled, dependents skipped."""
+    FAILURE_POLICY_CONTINUE: _FailurePolicy.ValueType  # 2
+    """The step stays FAILED, the run goes on and ends PARTIALLY_SUCCEEDED."""
+
+class FailurePolicy(_FailurePolicy, metaclass=_FailurePolicyEnumTypeWrapper):
+    """What a step's failure does to its run."""
+
+FAILURE_POLICY_UNSPECIFIED: FailurePolicy.ValueType  # 0
+"""FAIL."""
+FAILURE_POLICY_FAIL: FailurePolicy.ValueType  # 1
+"""The run fails: running siblings are cancelled, dependents skipped."""
+FAILURE_POLICY_CONTINUE: FailurePolicy.ValueType  # 2
+"""The step stays FAILED, the run goes on and ends PARTIALLY_SUCCEEDED."""
+Global___FailurePolicy: _TypeAlias = FailurePolicy  # noqa: Y015
+
+class _TriggerRule:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TriggerRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TriggerRule.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRIGGER_RULE_UNSPECIFIED: _TriggerRule.ValueType  # 0
+    """ALL_SUCCEEDED."""
+    TRIGGER_RULE_ALL_SUCCEEDED: _TriggerRule.ValueType  # 1
+    TRIGGER_RULE_ALL_DONE: _TriggerRule.ValueType  # 2
+    """Once every dependency ended, however."""
+    TRIGGER_RULE_ANY_SUCCEEDED: _TriggerRule.ValueType  # 3
+    """Once every dependency ended and at least one succeeded."""
+
+class TriggerRule(_TriggerRule, metaclass=_TriggerRuleEnumTypeWrapper):
+    """When a step may start, given how its dependencies ended."""
+
+TRIGGER_RULE_UNSPECIFIED: TriggerRule.ValueType  # 0
+"""ALL_SUCCEEDED."""
+TRIGGER_RULE_ALL_SUCCEEDED: TriggerRule.ValueType  # 1
+TRIGGER_RULE_ALL_DONE: TriggerRule.ValueType  # 2
+"""Once every dependency ended, however."""
+TRIGGER_RULE_ANY_SUCCEEDED: TriggerRule.ValueType  # 3
+"""Once every dependency ended and at least one succeeded."""
+Global___TriggerRule: _TypeAlias = TriggerRule  # noqa: Y015
 
 @_typing.final
 class Workflow(_message.Message):
@@ -111,6 +185,8 @@ class WorkflowSpec(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     """Free text shown by tools."""
     max_concurrency: _builtins.int
@@ -130,6 +206,14 @@ class WorkflowSpec(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Labels copied to every run of this workflow."""
 
+    @_builtins.property
+    def retry(self) -> _containers.RepeatedCompositeFieldContainer[Global___Retrier]:
+        """Default retry policy of steps that declare none."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Deadline of a whole run; unset: none."""
+
     def __init__(
         self,
         *,
@@ -138,10 +222,12 @@ class WorkflowSpec(_message.Message):
         output: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         max_concurrency: _builtins.int = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        retry: _abc.Iterable[Global___Retrier] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "labels", b"labels", "max_concurrency", b"max_concurrency", "output", b"output", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "labels", b"labels", "max_concurrency", b"max_concurrency", "output", b"output", "retry", b"retry", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -179,12 +265,30 @@ class Step(_message.Message):
     DEPENDS_ON_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
+    ATTEMPT_TIMEOUT_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    ON_FAILURE_FIELD_NUMBER: _builtins.int
+    TRIGGER_RULE_FIELD_NUMBER: _builtins.int
+    WHEN_FIELD_NUMBER: _builtins.int
+    FOR_EACH_FIELD_NUMBER: _builtins.int
+    LOOP_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    APPROVAL_FIELD_NUMBER: _builtins.int
+    COMPENSATE_FIELD_NUMBER: _builtins.int
+    CACHE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the workflow: [a-z_][a-z0-9_]*, at most 63 characters."""
     agent: _builtins.str
     """Name of a registered agent (see ControlService.ListAgents)."""
     description: _builtins.str
     """Free text shown by tools."""
+    on_failure: Global___FailurePolicy.ValueType
+    """What the step's failure does to the run."""
+    trigger_rule: Global___TriggerRule.ValueType
+    """When the step may start, given how its dependencies ended."""
+    when: _builtins.str
+    """CEL condition over `input` and `steps`; false: the step is SKIPPED."""
     @_builtins.property
     def input(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """The agent's input: key -> CEL expression over `input` (the run's input)
@@ -199,6 +303,48 @@ class Step(_message.Message):
     def config(self) -> _struct_pb2.Struct:
         """Static agent settings (e.g. provider, model, prompt template, delay_ms)."""
 
+    @_builtins.property
+    def retry(self) -> _containers.RepeatedCompositeFieldContainer[Global___Retrier]:
+        """Retry policy, like AWS Step Functions' Retry: the first retrier whose
+        error_equals matches the failure's type applies; none matching: no retry.
+        """
+
+    @_builtins.property
+    def attempt_timeout(self) -> _duration_pb2.Duration:
+        """Deadline of one attempt; the agent is cancelled and the attempt fails
+        with "podium.Timeout".
+        """
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Deadline of the step across all its attempts and waits."""
+
+    @_builtins.property
+    def for_each(self) -> Global___ForEach:
+        """Run the agent once per item of a list."""
+
+    @_builtins.property
+    def loop(self) -> Global___Loop:
+        """Repeat the agent until a condition holds."""
+
+    @_builtins.property
+    def wait(self) -> Global___Wait:
+        """A step that waits (no agent)."""
+
+    @_builtins.property
+    def approval(self) -> Global___Approval:
+        """A step that waits for a human decision (no agent)."""
+
+    @_builtins.property
+    def compensate(self) -> Global___Compensation:
+        """Undo action run (in reverse completion order) when the run fails or is
+        cancelled after this step succeeded.
+        """
+
+    @_builtins.property
+    def cache(self) -> Global___Cache:
+        """Reuse a previous result of the same agent version on the same input."""
+
     def __init__(
         self,
         *,
@@ -208,14 +354,272 @@ class Step(_message.Message):
         depends_on: _abc.Iterable[_builtins.str] | None = ...,
         config: _struct_pb2.Struct | None = ...,
         description: _builtins.str = ...,
+        retry: _abc.Iterable[Global___Retrier] | None = ...,
+        attempt_timeout: _duration_pb2.Duration | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        on_failure: Global___FailurePolicy.ValueType = ...,
+        trigger_rule: Global___TriggerRule.ValueType = ...,
+        when: _builtins.str = ...,
+        for_each: Global___ForEach | None = ...,
+        loop: Global___Loop | None = ...,
+        wait: Global___Wait | None = ...,
+        approval: Global___Approval | None = ...,
+        compensate: Global___Compensation | None = ...,
+        cache: Global___Cache | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "loop", b"loop", "timeout", b"timeout", "wait", b"wait"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "config", b"config", "depends_on", b"depends_on", "description", b"description", "id", b"id", "input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "for_each", b"for_each", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "retry", b"retry", "timeout", b"timeout", "trigger_rule", b"trigger_rule", "wait", b"wait", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Step: _TypeAlias = Step  # noqa: Y015
+
+@_typing.final
+class Retrier(_message.Message):
+    """One rule of a retry policy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERROR_EQUALS_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    BACKOFF_RATE_FIELD_NUMBER: _builtins.int
+    MAX_INTERVAL_FIELD_NUMBER: _builtins.int
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    JITTER_FIELD_NUMBER: _builtins.int
+    backoff_rate: _builtins.float
+    """Multiplier of the delay per retry; default 2.0, at least 1."""
+    max_attempts: _builtins.int
+    """Most attempts in all (the first included); default 3."""
+    jitter: Global___Jitter.ValueType
+    @_builtins.property
+    def error_equals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Failure types this rule matches ("podium.All" matches any retryable one)."""
+
+    @_builtins.property
+    def interval(self) -> _duration_pb2.Duration:
+        """Delay before the first retry; default 1s."""
+
+    @_builtins.property
+    def max_interval(self) -> _duration_pb2.Duration:
+        """Upper bound of the delay; unset: none."""
+
+    def __init__(
+        self,
+        *,
+        error_equals: _abc.Iterable[_builtins.str] | None = ...,
+        interval: _duration_pb2.Duration | None = ...,
+        backoff_rate: _builtins.float = ...,
+        max_interval: _duration_pb2.Duration | None = ...,
+        max_attempts: _builtins.int = ...,
+        jitter: Global___Jitter.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "max_interval", b"max_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_rate", b"backoff_rate", "error_equals", b"error_equals", "interval", b"interval", "jitter", b"jitter", "max_attempts", b"max_attempts", "max_interval", b"max_interval"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Retrier: _TypeAlias = Retrier  # noqa: Y015
+
+@_typing.final
+class ForEach(_message.Message):
+    """Fan-out: one agent execution per item, with `item` and `index` in scope."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    TOLERATED_FAILURE_COUNT_FIELD_NUMBER: _builtins.int
+    TOLERATED_FAILURE_PERCENT_FIELD_NUMBER: _builtins.int
+    items: _builtins.str
+    """CEL expression giving a list."""
+    max_concurrency: _builtins.int
+    """Most items running at once; 0: the run's limit."""
+    tolerated_failure_count: _builtins.int
+    """The step still succeeds with at most this many failed items..."""
+    tolerated_failure_percent: _builtins.float
+    """...or at most this percentage (0-100) of failed items."""
+    def __init__(
+        self,
+        *,
+        items: _builtins.str = ...,
+        max_concurrency: _builtins.int = ...,
+        tolerated_failure_count: _builtins.int = ...,
+        tolerated_failure_percent: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "max_concurrency", b"max_concurrency", "tolerated_failure_count", b"tolerated_failure_count", "tolerated_failure_percent", b"tolerated_failure_percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForEach: _TypeAlias = ForEach  # noqa: Y015
+
+@_typing.final
+class Loop(_message.Message):
+    """Repetition: `iteration` (0-based) and `previous` (the last output) in scope."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNTIL_FIELD_NUMBER: _builtins.int
+    MAX_ITERATIONS_FIELD_NUMBER: _builtins.int
+    until: _builtins.str
+    """CEL condition checked after each iteration; true ends the loop."""
+    max_iterations: _builtins.int
+    """Required; capped by the server's limit."""
+    def __init__(
+        self,
+        *,
+        until: _builtins.str = ...,
+        max_iterations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_iterations", b"max_iterations", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Loop: _TypeAlias = Loop  # noqa: Y015
+
+@_typing.final
+class Wait(_message.Message):
+    """A durable timer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DURATION_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    TIME_EXPRESSION_FIELD_NUMBER: _builtins.int
+    time_expression: _builtins.str
+    """CEL expression giving a timestamp (or an RFC 3339 string)."""
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """Wait this long after the step starts."""
+
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """Wait until this instant."""
+
+    def __init__(
+        self,
+        *,
+        duration: _duration_pb2.Duration | None = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        time_expression: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "time", b"time", "time_expression", b"time_expression", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "time", b"time", "time_expression", b"time_expression", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_until: _TypeAlias = _typing.Literal["duration", "time", "time_expression"]  # noqa: Y015
+    _WhichOneofArgType_until: _TypeAlias = _typing.Literal["until", b"until"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_until) -> _WhichOneofReturnType_until | None: ...
+
+Global___Wait: _TypeAlias = Wait  # noqa: Y015
+
+@_typing.final
+class Approval(_message.Message):
+    """A human decision: the run waits in WAITING_APPROVAL until ResolveApproval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPT_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    prompt: _builtins.str
+    """Shown to the approver; `{{ CEL }}` placeholders over `input`/`steps`."""
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """After this long without a decision the step fails with podium.Timeout."""
+
+    def __init__(
+        self,
+        *,
+        prompt: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["prompt", b"prompt", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Approval: _TypeAlias = Approval  # noqa: Y015
+
+@_typing.final
+class Compensation(_message.Message):
+    """An undo action."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class InputEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    AGENT_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    agent: _builtins.str
+    @_builtins.property
+    def input(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """CEL over `input` (the step's input) and `output` (its output)."""
+
+    @_builtins.property
+    def config(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        agent: _builtins.str = ...,
+        input: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        config: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "config", b"config", "input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Compensation: _TypeAlias = Compensation  # noqa: Y015
+
+@_typing.final
+class Cache(_message.Message):
+    """Result caching."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TTL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """How long a result may be reused."""
+
+    def __init__(
+        self,
+        *,
+        ttl: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Cache: _TypeAlias = Cache  # noqa: Y015
 
 @_typing.final
 class ExecutionLevel(_message.Message):

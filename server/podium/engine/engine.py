@@ -29,6 +29,7 @@ from podium.engine.executor import RunExecutor
 from podium.engine.hub import EventHub
 from podium.engine.model import Event, RunRecord, RunView, StepRecord
 from podium.engine.recorder import Recorder
+from podium.engine.slots import PrioritySlots
 from podium.engine.spec import WorkflowSpec, WorkflowVersion
 from podium.engine.states import RunState
 from podium.engine.validation import Plan, compile_plan
@@ -39,6 +40,7 @@ log = logging.getLogger("podium.engine")
 
 WORKFLOW_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 DEFAULT_MAX_CONCURRENCY = 256
+DEFAULT_MAX_RUNNING_STEPS = 1024
 PLAN_CACHE_SIZE = 256
 CANCEL_WAIT_SECONDS = 5.0
 
@@ -52,6 +54,7 @@ class Engine:
         hub: EventHub | None = None,
         clock: Clock | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -59,6 +62,8 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.recorder = Recorder(store, self.hub)
         self.max_concurrency = max_concurrency
+        # Server-wide limit on agent calls in flight, granted by run priority.
+        self.slots = PrioritySlots(max_running_steps, self.clock)
         self.running_steps = 0
         self.active: dict[str, RunExecutor] = {}
         self._plans: OrderedDict[tuple[str, int], Plan] = OrderedDict()
@@ -143,6 +148,7 @@ class Engine:
         request_id: str = "",
         labels: Mapping[str, str] | None = None,
         max_concurrency: int = 0,
+        priority: int = 0,
     ) -> RunView:
         """Starts a run; it is durable when this returns. Idempotent on request_id."""
         self._check_open()
@@ -158,7 +164,14 @@ class Engine:
         )
         if not request_id:
             return await self._create_run(
-                workflow_id, version, input_value, "", request_hash, labels_value, max_concurrency
+                workflow_id,
+                version,
+                input_value,
+                "",
+                request_hash,
+                labels_value,
+                max_concurrency,
+                priority,
             )
         pending = self._starting.get(request_id)
         if pending is not None:
@@ -181,6 +194,7 @@ class Engine:
                 request_hash,
                 labels_value,
                 max_concurrency,
+                priority,
             )
             future.set_result(view.run.run_id)
             return view
@@ -213,6 +227,7 @@ class Engine:
         request_hash: str,
         labels: dict[str, str],
         max_concurrency: int,
+        priority: int,
     ) -> RunView:
         workflow = await self.get_workflow(workflow_id, version)
         plan = self._plan_for(workflow)
@@ -228,6 +243,7 @@ class Engine:
             request_hash=request_hash,
             labels={**workflow.spec.labels, **labels},
             max_concurrency=max_concurrency,
+            priority=priority,
         )
         steps = [
             StepRecord(step_id=step.id, agent=step.agent, position=i)
@@ -285,6 +301,34 @@ class Engine:
             await asyncio.wait_for(executor.finished.wait(), CANCEL_WAIT_SECONDS)
         except TimeoutError:
             log.warning("run %s: agents still unwinding after cancellation", run_id)
+        await self.recorder.durable()
+        return RunView(executor.run, list(executor.steps.values()))
+
+    async def resolve_approval(
+        self, run_id: str, step_id: str, *, approve: bool, comment: str = ""
+    ) -> RunView:
+        """Approves or rejects a waiting approval step."""
+        self._check_open()
+        executor = self.active.get(run_id)
+        if executor is None:
+            view = await self.get_run(run_id)
+            if view.run.state.is_final:
+                raise FailedPrecondition(
+                    f"run {run_id!r} already ended {view.run.state.name}",
+                    reason="RUN_ALREADY_ENDED",
+                )
+            raise FailedPrecondition(
+                f"run {run_id!r} is being resumed; try again", reason="RUN_RESUMING"
+            )
+        if step_id not in executor.steps:
+            raise NotFound(f"run {run_id!r} has no step {step_id!r}", reason="STEP_NOT_FOUND")
+        if not executor.waiting_approval(step_id):
+            state = executor.steps[step_id].state.name
+            raise FailedPrecondition(
+                f"step {step_id!r} is not waiting for approval (it is {state})",
+                reason="NOT_WAITING_FOR_APPROVAL",
+            )
+        executor.resolve_approval(step_id, approve, comment)
         await self.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 

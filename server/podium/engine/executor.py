@@ -1,44 +1,55 @@
 """Runs one workflow run as a DAG.
 
-A step starts as soon as every one of its dependencies has succeeded (never
-level by level), within the run's concurrency limit. One asyncio task exists
-per *running* step, never per pending one. Every state change is recorded and
-becomes a RunEvent with the run's next sequence number.
+A step starts as soon as its dependencies allow (its trigger rule), never
+level by level; one task exists per started step, never per pending one, and
+agent calls take a run-level slot and a server-wide slot (by priority).
+Every state change is recorded and becomes a RunEvent with the run's next
+sequence number. When the run fails or is cancelled, the compensations of its
+succeeded steps run in reverse order of completion.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
-from collections import deque
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from podium.engine.clock import sleep_until
 from podium.engine.context import AttemptContext
 from podium.engine.expressions import ExpressionError, from_json_numbers
 from podium.engine.failures import failure_from_exception
 from podium.engine.model import (
     CANCELLED,
     INTERRUPTED,
-    INVALID_INPUT,
     INVALID_OUTPUT,
-    UNKNOWN_AGENT,
+    TIMEOUT,
     AttemptRecord,
     Event,
     Failure,
+    ItemRecord,
     RunRecord,
     StepRecord,
     Usage,
 )
 from podium.engine.states import AttemptState, EventType, RunState, StepState
-from podium.engine.validation import Plan
-from podium.plugins.api import AgentError
+from podium.engine.step_runner import StepRunner
+from podium.engine.validation import Plan, StepPlan
 
 if TYPE_CHECKING:
     from podium.engine.engine import Engine
 
 log = logging.getLogger("podium.engine")
+
+_FINAL_EVENT = {
+    RunState.SUCCEEDED: EventType.RUN_SUCCEEDED,
+    RunState.PARTIALLY_SUCCEEDED: EventType.RUN_PARTIALLY_SUCCEEDED,
+    RunState.FAILED: EventType.RUN_FAILED,
+    RunState.CANCELLED: EventType.RUN_CANCELLED,
+}
+_IN_PROGRESS = frozenset({StepState.READY, StepState.RUNNING, StepState.WAITING})
 
 
 class RunExecutor:
@@ -50,17 +61,21 @@ class RunExecutor:
         self.limit = max(
             1, run.max_concurrency or plan.spec.max_concurrency or engine.max_concurrency
         )
-        self.running: dict[str, asyncio.Task[None]] = {}
-        self.ready: deque[str] = deque()
-        self.unmet: dict[str, int] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
         self.finished = asyncio.Event()
+        self.stopping = False  # server shutdown: leave everything resumable
+        self._run_slots = asyncio.Semaphore(self.limit)
         self._input_scope = from_json_numbers(run.input)
-        self._outputs: dict[str, dict[str, Any]] = {}
+        self._step_scope: dict[str, dict[str, Any]] = {}
         self._ending: RunState | None = None  # FAILED or CANCELLED once decided
         self._ending_failure: Failure | None = None
-        self._stopping = False  # server shutdown: leave everything resumable
+        self._approvals: dict[str, asyncio.Future[tuple[bool, str]]] = {}
+        self._resumed: set[str] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._compensation: asyncio.Task[None] | None = None
+        self._finalizing = False
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------
 
     def created(self) -> None:
         """Records a new run (PENDING, with its steps' rows written by the engine)."""
@@ -69,82 +84,430 @@ class RunExecutor:
 
     def start(self) -> None:
         """Starts a new run, or resumes one read back from the store."""
-        clock = self.engine.clock
         if self.run.state == RunState.PENDING:
             self.run.state = RunState.RUNNING
-            self.run.start_time = clock.now()
+            self.run.start_time = self.engine.clock.now()
             self._emit(EventType.RUN_STARTED)
             self._save_run()
+        in_progress: list[StepRecord] = []
         for step in self.steps.values():
-            if step.state == StepState.SUCCEEDED:
-                self._outputs[step.step_id] = {"output": step.output}
-            elif step.state in (StepState.RUNNING, StepState.READY):
+            if step.state.is_final:
+                self._step_scope[step.step_id] = _scope_entry(step)
+            elif step.state in _IN_PROGRESS:
                 self._interrupted(step)
-        failed = [s for s in self.steps.values() if s.state == StepState.FAILED]
-        if failed:
-            # The server stopped between a step's failure and the run's end.
+                in_progress.append(step)
+        if self.plan.spec.timeout is not None and self.run.start_time is not None:
+            self._timer = asyncio.create_task(
+                self._run_deadline(self.run.start_time + self.plan.spec.timeout)
+            )
+        failed = [
+            s
+            for s in self.steps.values()
+            if s.state == StepState.FAILED and self.plan.steps[s.step_id].spec.on_failure == "FAIL"
+        ]
+        if failed:  # the server stopped between a step's failure and the run's end
             self._fail(failed[0])
-        for step_id, deps in self.plan.dependencies.items():
-            step = self.steps[step_id]
-            if step.state != StepState.PENDING:
-                continue
-            unmet = sum(1 for d in deps if self.steps[d].state != StepState.SUCCEEDED)
-            self.unmet[step_id] = unmet
-            if unmet == 0:
-                self.ready.append(step_id)
-        self._pump()
+        else:
+            for step in in_progress:
+                self._resumed.add(step.step_id)
+                self._launch(step)
+            for step_id in self.plan.dependencies:
+                if self.steps[step_id].state == StepState.PENDING:
+                    self._consider(step_id)
         self._maybe_finish()
 
     def cancel(self, reason: str) -> None:
         if self._ending is not None or self.run.state.is_final:
             return
-        self._ending = RunState.CANCELLED
-        self._ending_failure = Failure(CANCELLED, reason or "cancelled by request")
+        self._end(RunState.CANCELLED, Failure(CANCELLED, reason or "cancelled by request"))
         self._abandon_pending(StepState.CANCELLED, reason or "run cancelled")
-        for task in self.running.values():
-            task.cancel()
+        self._cancel_tasks()
         self._maybe_finish()
 
     async def stop(self) -> None:
         """Server shutdown: cancels running agents without recording it, so
         that the run resumes (in-flight attempts re-run) after a restart."""
-        self._stopping = True
-        tasks = list(self.running.values())
+        self.stopping = True
+        extra = [t for t in (self._timer, self._compensation) if t is not None]
+        tasks = [*self.tasks.values(), *extra]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    # -- scheduling ----------------------------------------------------------
+    # -- dependencies and trigger rules ------------------------------------------------
 
-    def _pump(self) -> None:
-        while self.ready and len(self.running) < self.limit and self._ending is None:
-            step_id = self.ready.popleft()
-            self.running[step_id] = asyncio.create_task(
-                self._execute(self.steps[step_id]), name=f"step:{self.run.run_id}:{step_id}"
+    def _consider(self, step_id: str) -> None:
+        """Starts or skips a PENDING step once its dependencies allow it."""
+        if self._ending is not None:
+            return
+        plan = self.plan.steps[step_id]
+        states = [self.steps[d].state for d in self.plan.dependencies[step_id]]
+        rule = plan.spec.trigger_rule
+        if rule == "ALL_SUCCEEDED":
+            for dep, state in zip(self.plan.dependencies[step_id], states, strict=True):
+                if state.is_final and state != StepState.SUCCEEDED:
+                    self.step_skipped(
+                        self.steps[step_id], f"dependency {dep!r} {state.name.lower()}"
+                    )
+                    return
+            if all(state == StepState.SUCCEEDED for state in states):
+                self._launch(self.steps[step_id])
+        elif all(state.is_final for state in states):
+            if rule == "ANY_SUCCEEDED" and states and StepState.SUCCEEDED not in states:
+                self.step_skipped(self.steps[step_id], "no dependency succeeded")
+            else:
+                self._launch(self.steps[step_id])
+
+    def _launch(self, step: StepRecord) -> None:
+        self.tasks[step.step_id] = asyncio.create_task(
+            self._step_task(step), name=f"step:{self.run.run_id}:{step.step_id}"
+        )
+
+    async def _step_task(self, step: StepRecord) -> None:
+        try:
+            await StepRunner(self, step, self.plan.steps[step.step_id]).run()
+        finally:
+            self.tasks.pop(step.step_id, None)
+            if not self.stopping:
+                self._maybe_finish()
+
+    def _step_ended(self, step: StepRecord) -> None:
+        self._step_scope[step.step_id] = _scope_entry(step)
+        for dependent in self.plan.dependents[step.step_id]:
+            if self.steps[dependent].state == StepState.PENDING:
+                self._consider(dependent)
+
+    def scope(self, plan: StepPlan) -> dict[str, Any]:
+        """What a step's expressions see: the run input and the steps they read."""
+        entries = self._step_scope
+        return {
+            "input": self._input_scope,
+            "steps": {s: entries[s] for s in plan.refs if s in entries},
+        }
+
+    # -- outcomes reported by step runners -------------------------------------------------
+
+    def step_succeeded(self, step: StepRecord, output: Any) -> None:
+        now = self.engine.clock.now()
+        step.state = StepState.SUCCEEDED
+        step.output = output
+        step.end_time = now
+        step.due_time = None
+        step.reason = ""
+        self._save_step(step)
+        self._emit(
+            EventType.STEP_SUCCEEDED,
+            step=step,
+            attempt=len(step.attempts),
+            output=output,
+            usage=step.usage.copy(),
+            cost=step.cost,
+        )
+        self._step_ended(step)
+
+    def step_failed(self, step: StepRecord, failure: Failure) -> None:
+        step.state = StepState.FAILED
+        step.failure = failure
+        step.end_time = self.engine.clock.now()
+        step.due_time = None
+        step.reason = failure.message
+        self._save_step(step)
+        self._emit(
+            EventType.STEP_FAILED,
+            step=step,
+            attempt=len(step.attempts),
+            failure=failure,
+            message=failure.message,
+            usage=step.usage.copy(),
+            cost=step.cost,
+        )
+        if self.plan.steps[step.step_id].spec.on_failure == "FAIL":
+            self._fail(step)
+        else:
+            self._step_ended(step)
+
+    def step_skipped(self, step: StepRecord, reason: str) -> None:
+        step.state = StepState.SKIPPED
+        step.reason = reason
+        step.end_time = self.engine.clock.now()
+        self._save_step(step)
+        self._emit(EventType.STEP_SKIPPED, step=step, message=reason)
+        self._step_ended(step)
+
+    def step_cancelled(self, step: StepRecord) -> None:
+        reason = self._ending_failure.message if self._ending_failure else "cancelled"
+        step.state = StepState.CANCELLED
+        step.reason = reason
+        step.end_time = self.engine.clock.now()
+        step.due_time = None
+        self._save_step(step)
+        self._emit(EventType.STEP_CANCELLED, step=step, message=reason)
+        self._step_scope[step.step_id] = _scope_entry(step)
+
+    def step_waiting(self, step: StepRecord, due: float | None, reason: str) -> None:
+        step.state = StepState.WAITING
+        step.due_time = due
+        step.reason = reason
+        self._save_step(step)
+        self._emit(EventType.STEP_WAITING, step=step, due_time=due, message=reason)
+
+    def cache_hit(self, step: StepRecord, output: Any) -> None:
+        self._emit(EventType.STEP_CACHE_HIT, step=step, output=output, message="result from cache")
+
+    # -- attempts, retries and items ---------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """A run-level slot (FIFO), then a server-wide one (by priority)."""
+        async with self._run_slots:
+            slots = self.engine.slots
+            await slots.acquire(self.run.priority)
+            try:
+                yield
+            finally:
+                slots.release()
+
+    def attempt_started(self, step: StepRecord, attempt: AttemptRecord) -> None:
+        step.attempts.append(attempt)
+        self.engine.running_steps += 1
+        event = EventType.STEP_STARTED
+        if attempt.item == -1:
+            step.state = StepState.RUNNING
+            step.due_time = None
+            step.reason = ""
+        else:
+            event = EventType.ITEM_STARTED
+            if step.state != StepState.RUNNING:
+                step.state = StepState.RUNNING
+                step.reason = ""
+        self._save_step(step, attempt)
+        self._emit(event, step=step, attempt=attempt.number, item=attempt.item)
+
+    def attempt_ended(
+        self,
+        step: StepRecord,
+        attempt: AttemptRecord,
+        state: AttemptState,
+        failure: Failure | None,
+    ) -> None:
+        self.engine.running_steps -= 1
+        attempt.state = state
+        attempt.end_time = self.engine.clock.now()
+        attempt.failure = failure
+        self.engine.recorder.attempt(self.run.run_id, step.step_id, attempt)
+
+    def retrying(
+        self,
+        step: StepRecord,
+        attempt: AttemptRecord,
+        failure: Failure,
+        delay: float,
+        due: float,
+        item: int,
+    ) -> None:
+        if item == -1:
+            # The failed attempt's own event, then the retry; the step waits.
+            self._emit(
+                EventType.STEP_FAILED,
+                step=step,
+                attempt=attempt.number,
+                failure=failure,
+                message=failure.message,
+            )
+            step.state = StepState.WAITING
+            step.due_time = due
+            step.reason = f"retrying in {delay:.3g}s after {failure.type}"
+            self._save_step(step)
+        self._emit(
+            EventType.STEP_RETRYING,
+            step=step,
+            attempt=attempt.number,
+            failure=failure,
+            message=f"attempt {attempt.number} failed ({failure.type}); retrying",
+            retry_delay=delay,
+            due_time=due,
+            item=item,
+        )
+
+    async def finished_items(self, step: StepRecord) -> list[ItemRecord]:
+        """Items a fan-out or loop finished before a restart (none for a new step)."""
+        if step.step_id not in self._resumed:
+            return []
+        return await self.engine.store.items_of(self.run.run_id, step.step_id)
+
+    def item_finished(self, step: StepRecord, record: ItemRecord) -> None:
+        self.engine.recorder.item(self.run.run_id, step.step_id, record)
+        self._save_step(step)
+        if record.succeeded:
+            self._emit(EventType.ITEM_SUCCEEDED, step=step, item=record.index, output=record.output)
+        else:
+            self._emit(
+                EventType.ITEM_FAILED,
+                step=step,
+                item=record.index,
+                failure=record.failure,
+                message=record.failure.message if record.failure else "",
             )
 
+    # -- approvals ---------------------------------------------------------------------------
+
+    def approval_requested(self, step: StepRecord, prompt: str, due: float | None) -> None:
+        step.state = StepState.WAITING
+        step.due_time = due
+        step.reason = "waiting for approval"
+        self._save_step(step)
+        self._set_run_state(RunState.WAITING_APPROVAL)
+        self._emit(EventType.APPROVAL_REQUESTED, step=step, message=prompt, due_time=due)
+
+    def approval_future(self, step_id: str) -> asyncio.Future[tuple[bool, str]]:
+        future = self._approvals.get(step_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._approvals[step_id] = future
+            self._set_run_state(RunState.WAITING_APPROVAL)
+        return future
+
+    def approval_done(self, step_id: str) -> None:
+        self._approvals.pop(step_id, None)
+        if not self._approvals and self.run.state == RunState.WAITING_APPROVAL:
+            self._set_run_state(RunState.RUNNING)
+
+    def waiting_approval(self, step_id: str) -> bool:
+        future = self._approvals.get(step_id)
+        return future is not None and not future.done()
+
+    def resolve_approval(self, step_id: str, approve: bool, comment: str) -> None:
+        future = self._approvals[step_id]
+        step = self.steps[step_id]
+        self._emit(
+            EventType.APPROVAL_RESOLVED,
+            step=step,
+            message=comment,
+            decision=1 if approve else 2,
+        )
+        future.set_result((approve, comment))
+
+    # -- ending the run ------------------------------------------------------------------------
+
+    def _fail(self, step: StepRecord) -> None:
+        failure = step.failure or Failure("podium.Internal", "step failed")
+        self._end(
+            RunState.FAILED,
+            Failure(
+                failure.type,
+                f"step {step.step_id!r} failed: {failure.message}",
+                failure.retryable,
+            ),
+        )
+        self._abandon_pending(StepState.SKIPPED, f"run failed: step {step.step_id!r} failed")
+        self._cancel_tasks()
+
+    async def _run_deadline(self, due: float) -> None:
+        await sleep_until(self.engine.clock, due)
+        if self._ending is None and not self.run.state.is_final:
+            timeout = self.plan.spec.timeout or 0
+            self._end(RunState.FAILED, Failure(TIMEOUT, f"run timed out after {timeout:g}s"))
+            self._abandon_pending(StepState.SKIPPED, "run timed out")
+            self._cancel_tasks()
+            self._maybe_finish()
+
+    def _end(self, state: RunState, failure: Failure) -> None:
+        if self._ending is None:
+            self._ending = state
+            self._ending_failure = failure
+
+    def _cancel_tasks(self) -> None:
+        current = asyncio.current_task()
+        for task in self.tasks.values():
+            if task is not current:
+                task.cancel()
+
+    def _abandon_pending(self, state: StepState, reason: str) -> None:
+        now = self.engine.clock.now()
+        event = EventType.STEP_SKIPPED if state == StepState.SKIPPED else EventType.STEP_CANCELLED
+        for step in self.steps.values():
+            if step.state != StepState.PENDING or step.step_id in self.tasks:
+                continue
+            step.state = state
+            step.reason = reason
+            step.end_time = now
+            self._save_step(step)
+            self._emit(event, step=step, message=reason)
+
     def _maybe_finish(self) -> None:
-        if self.running or self.finished.is_set() or self._stopping:
+        if self.tasks or self.finished.is_set() or self.stopping or self._finalizing:
             return
         if self._ending is None:
-            if self.ready:
-                return
             pending = [s.step_id for s in self.steps.values() if not s.state.is_final]
             if pending:
                 # Unreachable for a valid DAG; fail loudly rather than hang.
-                self._ending = RunState.FAILED
-                self._ending_failure = Failure(
-                    "podium.Internal", f"steps never became ready: {pending}"
+                self._end(
+                    RunState.FAILED,
+                    Failure("podium.Internal", f"steps never became ready: {pending}"),
                 )
                 self._abandon_pending(StepState.SKIPPED, "run failed")
-        self._finish()
+        self._finalizing = True
+        if self._ending is not None and self._compensations():
+            self._compensation = asyncio.create_task(
+                self._compensate_then_finish(), name=f"compensate:{self.run.run_id}"
+            )
+        else:
+            self._finish()
+
+    def _compensations(self) -> list[StepRecord]:
+        done = [
+            s
+            for s in self.steps.values()
+            if s.state == StepState.SUCCEEDED and self.plan.steps[s.step_id].spec.compensate
+        ]
+        return sorted(done, key=lambda s: s.end_time or 0.0, reverse=True)
+
+    async def _compensate_then_finish(self) -> None:
+        try:
+            for step in self._compensations():
+                await self._compensate(step)
+        finally:
+            if not self.stopping:
+                self._finish()
+
+    async def _compensate(self, step: StepRecord) -> None:
+        plan = self.plan.steps[step.step_id]
+        compensation = plan.spec.compensate
+        assert compensation is not None
+        self._emit(EventType.COMPENSATION_STARTED, step=step, message=compensation.agent)
+        agent = self.engine.registry.agent(compensation.agent)
+        try:
+            if agent is None:
+                raise LookupError(f"agent {compensation.agent!r} is not registered")
+            scope = {
+                "input": from_json_numbers(step.input),
+                "output": from_json_numbers(step.output),
+            }
+            inputs = {k: e.evaluate(scope) for k, e in plan.compensation_inputs.items()}
+            attempt = AttemptRecord(0, AttemptState.RUNNING, self.engine.clock.now())
+            context = AttemptContext(self, step, attempt, inputs, compensation.config)
+            output = await agent.run(context)
+        except asyncio.CancelledError:
+            if self.stopping:
+                raise
+            self._emit(EventType.COMPENSATION_FAILED, step=step, message="cancelled")
+        except Exception as error:
+            failure = failure_from_exception(error)
+            self._emit(
+                EventType.COMPENSATION_FAILED, step=step, failure=failure, message=failure.message
+            )
+        else:
+            self._emit(EventType.COMPENSATION_SUCCEEDED, step=step, output=_jsonable(output))
 
     def _finish(self) -> None:
         run = self.run
+        if self._timer is not None:
+            self._timer.cancel()
         if self._ending is None:
             try:
                 run.output = self._run_output()
-                run.state = RunState.SUCCEEDED
+                failed = any(s.state == StepState.FAILED for s in self.steps.values())
+                run.state = RunState.PARTIALLY_SUCCEEDED if failed else RunState.SUCCEEDED
             except ExpressionError as error:
                 run.state = RunState.FAILED
                 run.failure = Failure(INVALID_OUTPUT, f"output mapping failed: {error}")
@@ -152,13 +515,8 @@ class RunExecutor:
             run.state = self._ending
             run.failure = self._ending_failure
         run.end_time = self.engine.clock.now()
-        final_type = {
-            RunState.SUCCEEDED: EventType.RUN_SUCCEEDED,
-            RunState.FAILED: EventType.RUN_FAILED,
-            RunState.CANCELLED: EventType.RUN_CANCELLED,
-        }[run.state]
         self._emit(
-            final_type,
+            _FINAL_EVENT[run.state],
             failure=run.failure,
             output=run.output,
             usage=run.usage.copy(),
@@ -172,182 +530,40 @@ class RunExecutor:
 
     def _run_output(self) -> dict[str, Any]:
         if self.plan.output:
+            entries = self._step_scope
             scope = {
                 "input": self._input_scope,
-                "steps": {s: self._outputs[s] for s in self.plan.output_refs if s in self._outputs},
+                "steps": {s: entries[s] for s in self.plan.output_refs if s in entries},
             }
             return {key: expr.evaluate(scope) for key, expr in self.plan.output.items()}
-        return {s: self.steps[s].output for s in self.plan.final_steps}
-
-    # -- one step ------------------------------------------------------------
-
-    async def _execute(self, step: StepRecord) -> None:
-        try:
-            await self._attempt(step)
-        finally:
-            self.running.pop(step.step_id, None)
-            if not self._stopping:
-                self._pump()
-                self._maybe_finish()
-
-    async def _attempt(self, step: StepRecord) -> None:
-        clock = self.engine.clock
-        spec = self.plan.steps[step.step_id]
-        now = clock.now()
-        attempt = AttemptRecord(
-            number=len(step.attempts) + 1, state=AttemptState.RUNNING, start_time=now
-        )
-        step.attempts.append(attempt)
-        step.state = StepState.RUNNING
-        step.reason = ""
-        if step.start_time is None:
-            step.start_time = now
-        agent = self.engine.registry.agent(spec.agent)
-        failure: Failure | None = None
-        try:
-            step.input = self._evaluate_input(step.step_id)
-        except ExpressionError as error:
-            failure = Failure(INVALID_INPUT, str(error))
-        if agent is None and failure is None:
-            failure = Failure(UNKNOWN_AGENT, f"agent {spec.agent!r} is not registered")
-        self.engine.running_steps += 1
-        self._save_step(step, attempt)
-        self._emit(EventType.STEP_STARTED, step=step, attempt=attempt.number)
-        try:
-            if failure is not None or agent is None:
-                self._step_failed(step, attempt, failure or Failure(UNKNOWN_AGENT, spec.agent))
-                return
-            context = AttemptContext(self, step, attempt, step.input, spec.config)
-            try:
-                output = await agent.run(context)
-                output = _json_compatible(output)
-            except asyncio.CancelledError:
-                if self._stopping:
-                    raise
-                self._step_cancelled(step, attempt)
-                return
-            except Exception as error:
-                self._step_failed(step, attempt, failure_from_exception(error))
-                return
-            self._step_succeeded(step, attempt, output)
-        finally:
-            self.engine.running_steps -= 1
-
-    def _evaluate_input(self, step_id: str) -> dict[str, Any]:
-        expressions = self.plan.inputs[step_id]
-        if not expressions:
-            return {}
-        outputs = self._outputs
-        scope = {
-            "input": self._input_scope,
-            "steps": {s: outputs[s] for s in self.plan.input_refs[step_id]},
+        return {
+            s: self.steps[s].output
+            for s in self.plan.final_steps
+            if self.steps[s].state == StepState.SUCCEEDED
         }
-        return {key: expr.evaluate(scope) for key, expr in expressions.items()}
-
-    def _step_succeeded(self, step: StepRecord, attempt: AttemptRecord, output: Any) -> None:
-        now = self.engine.clock.now()
-        attempt.state = AttemptState.SUCCEEDED
-        attempt.end_time = now
-        step.state = StepState.SUCCEEDED
-        step.output = output
-        step.end_time = now
-        self._outputs[step.step_id] = {"output": from_json_numbers(output)}
-        self._save_step(step, attempt)
-        self._emit(
-            EventType.STEP_SUCCEEDED,
-            step=step,
-            attempt=attempt.number,
-            output=output,
-            usage=step.usage.copy(),
-            cost=step.cost,
-        )
-        for dependent in self.plan.dependents[step.step_id]:
-            remaining = self.unmet.get(dependent)
-            if remaining is None:
-                continue
-            self.unmet[dependent] = remaining - 1
-            if remaining == 1 and self.steps[dependent].state == StepState.PENDING:
-                self.ready.append(dependent)
-
-    def _step_failed(self, step: StepRecord, attempt: AttemptRecord, failure: Failure) -> None:
-        now = self.engine.clock.now()
-        attempt.state = AttemptState.FAILED
-        attempt.failure = failure
-        attempt.end_time = now
-        step.state = StepState.FAILED
-        step.failure = failure
-        step.end_time = now
-        self._save_step(step, attempt)
-        self._emit(
-            EventType.STEP_FAILED,
-            step=step,
-            attempt=attempt.number,
-            failure=failure,
-            message=failure.message,
-            usage=step.usage.copy(),
-            cost=step.cost,
-        )
-        self._fail(step)
-
-    def _step_cancelled(self, step: StepRecord, attempt: AttemptRecord) -> None:
-        now = self.engine.clock.now()
-        reason = self._ending_failure.message if self._ending_failure else "cancelled"
-        attempt.state = AttemptState.CANCELLED
-        attempt.end_time = now
-        attempt.failure = Failure(CANCELLED, reason)
-        step.state = StepState.CANCELLED
-        step.reason = reason
-        step.end_time = now
-        self._save_step(step, attempt)
-        self._emit(EventType.STEP_CANCELLED, step=step, attempt=attempt.number, message=reason)
 
     def _interrupted(self, step: StepRecord) -> None:
-        """A step that was running when the server stopped runs again."""
-        if step.attempts and step.attempts[-1].state == AttemptState.RUNNING:
-            attempt = step.attempts[-1]
-            attempt.state = AttemptState.INTERRUPTED
-            attempt.end_time = self.engine.clock.now()
-            attempt.failure = Failure(INTERRUPTED, "the server stopped during this attempt", True)
-            self.engine.recorder.attempt(self.run.run_id, step.step_id, attempt)
-        step.state = StepState.PENDING
-        step.reason = "interrupted by a server restart; runs again"
-        self._save_step(step)
-        self._emit(
-            EventType.STEP_FAILED,
-            step=step,
-            attempt=len(step.attempts),
-            failure=Failure(INTERRUPTED, "the server stopped during this attempt", True),
-            message=step.reason,
-        )
-
-    def _fail(self, step: StepRecord) -> None:
-        if self._ending is not None:
-            return
-        failure = step.failure or Failure("podium.Internal", "step failed")
-        self._ending = RunState.FAILED
-        self._ending_failure = Failure(
-            failure.type, f"step {step.step_id!r} failed: {failure.message}", failure.retryable
-        )
-        self._abandon_pending(StepState.SKIPPED, f"run failed: step {step.step_id!r} failed")
-        current = asyncio.current_task()
-        for task in self.running.values():
-            if task is not current:
-                task.cancel()
-
-    def _abandon_pending(self, state: StepState, reason: str) -> None:
+        """Resuming after a restart: an attempt that was in flight is recorded
+        as interrupted (the step runner then decides whether it runs again)."""
         now = self.engine.clock.now()
-        self.ready.clear()
-        event = EventType.STEP_SKIPPED if state == StepState.SKIPPED else EventType.STEP_CANCELLED
-        for step in self.steps.values():
-            if step.state != StepState.PENDING:
-                continue
-            step.state = state
-            step.reason = reason
-            step.end_time = now
-            self._save_step(step)
-            self._emit(event, step=step, message=reason)
+        for attempt in step.attempts:
+            if attempt.state == AttemptState.RUNNING:
+                attempt.state = AttemptState.INTERRUPTED
+                attempt.end_time = now
+                attempt.failure = Failure(
+                    INTERRUPTED, "the server stopped during this attempt", True
+                )
+                self.engine.recorder.attempt(self.run.run_id, step.step_id, attempt)
+                self._emit(
+                    EventType.STEP_FAILED,
+                    step=step,
+                    attempt=attempt.number,
+                    item=attempt.item,
+                    failure=attempt.failure,
+                    message="interrupted by a server restart",
+                )
 
-    # -- what agents call through their context ------------------------------
+    # -- what agents call through their context -------------------------------------------
 
     def record_llm_call(
         self,
@@ -367,6 +583,7 @@ class RunExecutor:
             EventType.LLM_CALL,
             step=step,
             attempt=attempt.number,
+            item=attempt.item,
             usage=usage,
             cost=cost,
             provider=provider,
@@ -376,17 +593,23 @@ class RunExecutor:
     def report_progress(
         self, step: StepRecord, attempt: AttemptRecord, progress: float, message: str
     ) -> None:
-        if step.state != StepState.RUNNING or attempt is not step.attempts[-1]:
+        if attempt.state != AttemptState.RUNNING:
             return
         self._emit(
             EventType.STEP_PROGRESS,
             step=step,
             attempt=attempt.number,
+            item=attempt.item,
             progress=min(1.0, max(0.0, float(progress))),
             message=message,
         )
 
-    # -- recording -------------------------------------------------------------
+    # -- recording ----------------------------------------------------------------------------
+
+    def _set_run_state(self, state: RunState) -> None:
+        if self.run.state != state and not self.run.state.is_final:
+            self.run.state = state
+            self._save_run()
 
     def _save_run(self) -> None:
         self.engine.recorder.run(self.run)
@@ -414,19 +637,18 @@ class RunExecutor:
         self.engine.recorder.event(event)
 
 
-def _json_compatible(value: Any) -> Any:
-    """Agents must return what JSON can hold; anything else fails the step."""
-    if value is None or isinstance(value, str | bool | int | float):
-        if isinstance(value, float) and value != value:  # NaN has no JSON form
-            raise _invalid_output("NaN is not a JSON value")
-        return value
+def _scope_entry(step: StepRecord) -> dict[str, Any]:
+    """What `steps.<id>` is in CEL: the state always, the output once succeeded."""
+    entry: dict[str, Any] = {"state": step.state.name}
+    if step.state == StepState.SUCCEEDED:
+        entry["output"] = from_json_numbers(step.output)
+    return entry
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
     try:
         return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as error:
-        raise _invalid_output(str(error)) from None
-
-
-def _invalid_output(detail: str) -> Exception:
-    return AgentError(
-        f"agent output is not JSON-compatible: {detail}", code=INVALID_OUTPUT, retryable=False
-    )
+    except (TypeError, ValueError):
+        return repr(value)

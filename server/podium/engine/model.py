@@ -84,6 +84,8 @@ INVALID_INPUT = "podium.InvalidInput"
 INVALID_OUTPUT = "podium.InvalidOutput"
 UNKNOWN_AGENT = "podium.UnknownAgent"
 INTERRUPTED = "podium.Interrupted"
+REJECTED = "podium.Rejected"
+TOO_MANY_FAILED_ITEMS = "podium.TooManyFailedItems"
 
 
 @dataclass(slots=True)
@@ -91,6 +93,8 @@ class AttemptRecord:
     number: int
     state: AttemptState
     start_time: float
+    # Fan-out item index or loop iteration; -1 for a plain step.
+    item: int = -1
     end_time: float | None = None
     failure: Failure | None = None
     usage: Usage = field(default_factory=Usage)
@@ -112,6 +116,23 @@ class StepRecord:
     end_time: float | None = None
     usage: Usage = field(default_factory=Usage)
     cost: Decimal = ZERO
+    # When the current wait ends: a retry's due time, a timer, an approval's
+    # deadline. Persisted so that a restart keeps it.
+    due_time: float | None = None
+    items_total: int = 0
+    items_succeeded: int = 0
+    items_failed: int = 0
+    iterations: int = 0
+
+
+@dataclass(slots=True)
+class ItemRecord:
+    """A finished fan-out item or loop iteration (kept so a restart skips it)."""
+
+    index: int
+    succeeded: bool
+    output: Any = None
+    failure: Failure | None = None
 
 
 @dataclass(slots=True)
@@ -133,6 +154,7 @@ class RunRecord:
     last_sequence: int = 0
     usage: Usage = field(default_factory=Usage)
     cost: Decimal = ZERO
+    priority: int = 0
 
 
 @dataclass(slots=True)
@@ -164,6 +186,11 @@ class Event:
     cost: Decimal | None = None
     provider: str = ""
     model: str = ""
+    item: int = -1
+    retry_delay: float | None = None
+    due_time: float | None = None
+    # 1 approve, 2 reject (contract: ApprovalDecision), for APPROVAL_RESOLVED.
+    decision: int = 0
 
     @property
     def is_final(self) -> bool:
@@ -172,5 +199,10 @@ class Event:
 
 
 _FINAL_EVENT_TYPES = frozenset(
-    {EventType.RUN_SUCCEEDED, EventType.RUN_FAILED, EventType.RUN_CANCELLED}
+    {
+        EventType.RUN_SUCCEEDED,
+        EventType.RUN_FAILED,
+        EventType.RUN_CANCELLED,
+        EventType.RUN_PARTIALLY_SUCCEEDED,
+    }
 )

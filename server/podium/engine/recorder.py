@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from podium.engine.hub import EventHub
-from podium.engine.model import AttemptRecord, Event, RunRecord, StepRecord
+from podium.engine.model import AttemptRecord, Event, ItemRecord, RunRecord, StepRecord
 from podium.store.store import Store
 
 
@@ -24,6 +24,9 @@ class Recorder:
 
     def attempt(self, run_id: str, step_id: str, attempt: AttemptRecord) -> None:
         self.store.put_attempt(run_id, step_id, attempt)
+
+    def item(self, run_id: str, step_id: str, item: ItemRecord) -> None:
+        self.store.put_item(run_id, step_id, item)
 
     def event(self, event: Event) -> None:
         self.store.put_event(event)

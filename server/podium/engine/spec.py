@@ -1,31 +1,95 @@
-"""Workflow definitions as the engine reads them (contract: WorkflowSpec)."""
+"""Workflow definitions as the engine reads them (contract: WorkflowSpec).
+
+Durations are seconds (float) and instants are seconds since the epoch, so
+the engine never sees protobuf types.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+FailurePolicy = Literal["FAIL", "CONTINUE"]
+TriggerRule = Literal["ALL_SUCCEEDED", "ALL_DONE", "ANY_SUCCEEDED"]
+JitterMode = Literal["NONE", "FULL"]
 
-class StepSpec(BaseModel):
+
+class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str
+
+class RetrierSpec(_Frozen):
+    error_equals: list[str] = Field(default_factory=list)
+    interval: float = 1.0
+    backoff_rate: float = 2.0
+    max_interval: float | None = None
+    max_attempts: int = 3
+    jitter: JitterMode = "NONE"
+
+
+class ForEachSpec(_Frozen):
+    items: str
+    max_concurrency: int = 0
+    tolerated_failure_count: int = 0
+    tolerated_failure_percent: float = 0.0
+
+
+class LoopSpec(_Frozen):
+    until: str
+    max_iterations: int
+
+
+class WaitSpec(_Frozen):
+    duration: float | None = None
+    time: float | None = None
+    time_expression: str = ""
+
+
+class ApprovalSpec(_Frozen):
+    prompt: str = ""
+    timeout: float | None = None
+
+
+class CompensationSpec(_Frozen):
     agent: str
+    input: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class CacheSpec(_Frozen):
+    ttl: float
+
+
+class StepSpec(_Frozen):
+    id: str
+    agent: str = ""
     input: dict[str, str] = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
+    retry: list[RetrierSpec] = Field(default_factory=list)
+    attempt_timeout: float | None = None
+    timeout: float | None = None
+    on_failure: FailurePolicy = "FAIL"
+    trigger_rule: TriggerRule = "ALL_SUCCEEDED"
+    when: str = ""
+    for_each: ForEachSpec | None = None
+    loop: LoopSpec | None = None
+    wait: WaitSpec | None = None
+    approval: ApprovalSpec | None = None
+    compensate: CompensationSpec | None = None
+    cache: CacheSpec | None = None
 
 
-class WorkflowSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class WorkflowSpec(_Frozen):
     description: str = ""
     steps: list[StepSpec] = Field(default_factory=list)
     output: dict[str, str] = Field(default_factory=dict)
     max_concurrency: int = 0
     labels: dict[str, str] = Field(default_factory=dict)
+    retry: list[RetrierSpec] = Field(default_factory=list)
+    timeout: float | None = None
 
 
 class WorkflowVersion(BaseModel):

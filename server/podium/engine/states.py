@@ -15,13 +15,17 @@ class RunState(IntEnum):
     SUCCEEDED = 3
     FAILED = 4
     CANCELLED = 5
+    PARTIALLY_SUCCEEDED = 6
+    WAITING_APPROVAL = 7
 
     @property
     def is_final(self) -> bool:
         return self in _FINAL_RUN_STATES
 
 
-_FINAL_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+_FINAL_RUN_STATES = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.PARTIALLY_SUCCEEDED}
+)
 
 
 class StepState(IntEnum):
@@ -32,6 +36,7 @@ class StepState(IntEnum):
     FAILED = 5
     SKIPPED = 6
     CANCELLED = 7
+    WAITING = 8
 
     @property
     def is_final(self) -> bool:
@@ -64,3 +69,15 @@ class EventType(IntEnum):
     STEP_SKIPPED = 10
     STEP_CANCELLED = 11
     LLM_CALL = 12
+    STEP_RETRYING = 13
+    STEP_WAITING = 14
+    APPROVAL_REQUESTED = 15
+    APPROVAL_RESOLVED = 16
+    COMPENSATION_STARTED = 17
+    COMPENSATION_SUCCEEDED = 18
+    COMPENSATION_FAILED = 19
+    STEP_CACHE_HIT = 20
+    RUN_PARTIALLY_SUCCEEDED = 21
+    ITEM_STARTED = 22
+    ITEM_SUCCEEDED = 23
+    ITEM_FAILED = 24

@@ -7,8 +7,8 @@ user fixes a definition in one round trip.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from podium.engine import graph
 from podium.engine.errors import FieldViolation, InvalidArgument
@@ -19,11 +19,40 @@ from podium.engine.expressions import (
     compile_expression,
     step_references,
 )
-from podium.engine.spec import StepSpec, WorkflowSpec
+from podium.engine.retry import Retrier, retrier_violations
+from podium.engine.spec import RetrierSpec, StepSpec, WorkflowSpec
+from podium.engine.templates import Template, compile_template
 from podium.plugins.api import Agent, Catalog, config_problems
 
 STEP_ID = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MAX_STEPS = 10_000
+MAX_LOOP_ITERATIONS = 1_000
+FAN_OUT_SCOPE = (*STEP_SCOPE, "item", "index")
+LOOP_SCOPE = (*STEP_SCOPE, "iteration", "previous")
+UNTIL_SCOPE = (*STEP_SCOPE, "iteration", "output")
+COMPENSATION_SCOPE = ("input", "output")
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """One step, compiled."""
+
+    spec: StepSpec
+    inputs: dict[str, Expression]
+    # Steps whose outputs any of its expressions read: only those are handed
+    # to CEL, so evaluation cost does not grow with the run.
+    refs: frozenset[str]
+    retry: tuple[Retrier, ...]
+    when: Expression | None = None
+    items: Expression | None = None
+    until: Expression | None = None
+    wait_time: Expression | None = None
+    prompt: Template | None = None
+    compensation_inputs: dict[str, Expression] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +60,9 @@ class Plan:
     """A valid workflow, compiled: what the scheduler needs to run it."""
 
     spec: WorkflowSpec
-    steps: dict[str, StepSpec]
+    steps: dict[str, StepPlan]
     dependencies: dict[str, list[str]]
     dependents: dict[str, list[str]]
-    inputs: dict[str, dict[str, Expression]]
-    # Steps whose outputs each step's input expressions read: only those are
-    # handed to CEL, so evaluation cost does not grow with the run.
-    input_refs: dict[str, frozenset[str]]
     output: dict[str, Expression]
     output_refs: frozenset[str]
     final_steps: list[str]
@@ -45,21 +70,75 @@ class Plan:
     critical_path: list[str]
 
 
+class _Checker:
+    def __init__(self) -> None:
+        self.violations: list[FieldViolation] = []
+
+    def problem(self, field: str, description: str) -> None:
+        self.violations.append(FieldViolation(field, description))
+
+    def positive(self, value: float | None, field: str) -> None:
+        if value is not None and not value > 0:
+            self.problem(field, "must be positive")
+
+    def compile(
+        self, source: str, field: str, variables: Sequence[str] = STEP_SCOPE
+    ) -> Expression | None:
+        try:
+            return compile_expression(source, variables)
+        except ExpressionError as error:
+            self.problem(field, f"invalid CEL expression: {error}")
+            return None
+
+    def references(
+        self, source: str, field: str, allowed: set[str], known: dict[str, int]
+    ) -> set[str]:
+        """Reports references to steps outside `allowed`; returns the references."""
+        referenced = step_references(source)
+        if referenced is None:
+            self.problem(field, "steps must be referenced by name (steps.<id> or steps['<id>'])")
+            return set()
+        for step_id in sorted(referenced):
+            if step_id not in known:
+                self.problem(field, f"references unknown step {step_id!r}")
+            elif step_id not in allowed:
+                self.problem(
+                    field,
+                    f"references step {step_id!r}, which is not an ancestor "
+                    "(add it to depends_on, directly or through another step)",
+                )
+        return referenced
+
+    def retriers(self, retriers: Iterable[RetrierSpec], field: str) -> tuple[Retrier, ...]:
+        compiled = tuple(
+            Retrier(
+                error_equals=tuple(r.error_equals),
+                interval=r.interval,
+                backoff_rate=r.backoff_rate,
+                max_interval=r.max_interval,
+                max_attempts=r.max_attempts,
+                jitter=r.jitter,
+            )
+            for r in retriers
+        )
+        self.violations += retrier_violations(compiled, field)
+        return compiled
+
+
 def compile_plan(
     spec: WorkflowSpec, catalog: Catalog, agent_lookup: Callable[[str], Agent | None]
 ) -> Plan:
     """Returns the plan of a valid spec, or raises InvalidArgument listing every problem."""
-    violations: list[FieldViolation] = []
-
-    def problem(field: str, description: str) -> None:
-        violations.append(FieldViolation(field, description))
-
+    check = _Checker()
+    problem = check.problem
     if not spec.steps:
         problem("spec.steps", "a workflow needs at least one step")
     if len(spec.steps) > MAX_STEPS:
         problem("spec.steps", f"at most {MAX_STEPS} steps are allowed, got {len(spec.steps)}")
     if spec.max_concurrency < 0:
         problem("spec.max_concurrency", "must be 0 (server default) or positive")
+    check.positive(spec.timeout, "spec.timeout")
+    default_retry = check.retriers(spec.retry, "spec.retry")
 
     index_of: dict[str, int] = {}
     for i, step in enumerate(spec.steps):
@@ -76,16 +155,7 @@ def compile_plan(
             )
         else:
             index_of[step.id] = i
-        if not step.agent:
-            problem(f"{where}.agent", "an agent is required")
-        else:
-            agent = agent_lookup(step.agent)
-            if agent is None:
-                known = ", ".join(sorted(catalog.agent_names)) or "none"
-                problem(f"{where}.agent", f"unknown agent {step.agent!r} (registered: {known})")
-            else:
-                for field, reason in config_problems(agent, step.config, catalog):
-                    problem(f"{where}.config.{field}" if field else f"{where}.config", reason)
+        _check_kind(check, step, where, catalog, agent_lookup)
 
     edges: dict[str, list[str]] = {}
     for i, step in enumerate(spec.steps):
@@ -105,45 +175,34 @@ def compile_plan(
             f"spec.steps[{index_of[cycle[0]]}].depends_on",
             "dependency cycle: " + " -> ".join(cycle),
         )
-        raise InvalidArgument("invalid workflow", violations, reason="INVALID_WORKFLOW")
+        raise InvalidArgument("invalid workflow", check.violations, reason="INVALID_WORKFLOW")
 
     ancestors = graph.ancestors(edges)
-    inputs: dict[str, dict[str, Expression]] = {}
-    input_refs: dict[str, frozenset[str]] = {}
+    steps: dict[str, StepPlan] = {}
     for step_id, i in index_of.items():
-        compiled: dict[str, Expression] = {}
-        refs: set[str] = set()
-        for key, source in spec.steps[i].input.items():
-            field = f"spec.steps[{i}].input.{key}"
-            expression = _compile(source, field, problem)
-            if expression is None:
-                continue
-            compiled[key] = expression
-            refs |= _check_references(source, field, ancestors[step_id], index_of, problem)
-        inputs[step_id] = compiled
-        input_refs[step_id] = frozenset(refs)
+        steps[step_id] = _compile_step(
+            check, spec.steps[i], f"spec.steps[{i}]", ancestors[step_id], index_of, default_retry
+        )
 
     output: dict[str, Expression] = {}
     output_refs: set[str] = set()
     every_step = set(index_of)
     for key, source in spec.output.items():
         field = f"spec.output.{key}"
-        expression = _compile(source, field, problem)
+        expression = check.compile(source, field)
         if expression is not None:
             output[key] = expression
-            output_refs |= _check_references(source, field, every_step, index_of, problem)
+            output_refs |= check.references(source, field, every_step, index_of)
 
-    if violations:
-        raise InvalidArgument("invalid workflow", violations, reason="INVALID_WORKFLOW")
+    if check.violations:
+        raise InvalidArgument("invalid workflow", check.violations, reason="INVALID_WORKFLOW")
 
     dependents = graph.dependents_of(edges)
     return Plan(
         spec=spec,
-        steps={step.id: step for step in spec.steps},
+        steps=steps,
         dependencies=edges,
         dependents=dependents,
-        inputs=inputs,
-        input_refs=input_refs,
         output=output,
         output_refs=frozenset(output_refs),
         final_steps=[step_id for step_id, after in dependents.items() if not after],
@@ -152,33 +211,133 @@ def compile_plan(
     )
 
 
-def _compile(source: str, field: str, problem: Callable[[str, str], None]) -> Expression | None:
-    try:
-        return compile_expression(source, STEP_SCOPE)
-    except ExpressionError as error:
-        problem(field, f"invalid CEL expression: {error}")
-        return None
+def _check_kind(
+    check: _Checker,
+    step: StepSpec,
+    where: str,
+    catalog: Catalog,
+    agent_lookup: Callable[[str], Agent | None],
+) -> None:
+    """A step is exactly one of: an agent step, a wait, an approval."""
+    kinds = [k for k, on in (("agent", bool(step.agent)), ("wait", step.wait is not None),
+                             ("approval", step.approval is not None)) if on]  # fmt: skip
+    if not kinds:
+        check.problem(f"{where}.agent", "an agent is required (or a wait or an approval)")
+    elif len(kinds) > 1:
+        check.problem(f"{where}.{kinds[1]}", f"a step is one of agent, wait, approval; got {kinds}")
+    if step.agent:
+        agent = agent_lookup(step.agent)
+        if agent is None:
+            known = ", ".join(sorted(catalog.agent_names)) or "none"
+            check.problem(f"{where}.agent", f"unknown agent {step.agent!r} (registered: {known})")
+        else:
+            for field, reason in config_problems(agent, step.config, catalog):
+                check.problem(f"{where}.config.{field}" if field else f"{where}.config", reason)
+    elif step.for_each is not None or step.loop is not None:
+        check.problem(f"{where}.agent", "for_each and loop need an agent")
+    if step.for_each is not None and step.loop is not None:
+        check.problem(f"{where}.loop", "a step cannot have both for_each and loop")
+    if step.compensate is not None:
+        compensation = agent_lookup(step.compensate.agent) if step.compensate.agent else None
+        if compensation is None:
+            check.problem(f"{where}.compensate.agent", f"unknown agent {step.compensate.agent!r}")
+    check.positive(step.attempt_timeout, f"{where}.attempt_timeout")
+    check.positive(step.timeout, f"{where}.timeout")
+    if step.cache is not None:
+        check.positive(step.cache.ttl, f"{where}.cache.ttl")
+    if step.approval is not None:
+        check.positive(step.approval.timeout, f"{where}.approval.timeout")
+    if step.wait is not None:
+        given = [
+            step.wait.duration is not None,
+            step.wait.time is not None,
+            bool(step.wait.time_expression),
+        ]
+        if sum(given) != 1:
+            check.problem(f"{where}.wait", "give exactly one of duration, time, time_expression")
+        if step.wait.duration is not None and not step.wait.duration >= 0:
+            check.problem(f"{where}.wait.duration", "must not be negative")
+    if step.for_each is not None:
+        fan_out = step.for_each
+        if fan_out.max_concurrency < 0:
+            check.problem(f"{where}.for_each.max_concurrency", "must not be negative")
+        if fan_out.tolerated_failure_count < 0:
+            check.problem(f"{where}.for_each.tolerated_failure_count", "must not be negative")
+        if not 0 <= fan_out.tolerated_failure_percent <= 100:
+            check.problem(f"{where}.for_each.tolerated_failure_percent", "must be within 0..100")
+    if step.loop is not None and not 1 <= step.loop.max_iterations <= MAX_LOOP_ITERATIONS:
+        check.problem(
+            f"{where}.loop.max_iterations",
+            f"required, between 1 and the server limit {MAX_LOOP_ITERATIONS}",
+        )
 
 
-def _check_references(
-    source: str,
-    field: str,
-    allowed: set[str],
-    known: dict[str, int],
-    problem: Callable[[str, str], None],
-) -> set[str]:
-    """Reports references to steps outside `allowed`; returns the references."""
-    referenced = step_references(source)
-    if referenced is None:
-        problem(field, "steps must be referenced by name (steps.<id> or steps['<id>'])")
-        return set()
-    for step_id in sorted(referenced):
-        if step_id not in known:
-            problem(field, f"references unknown step {step_id!r}")
-        elif step_id not in allowed:
-            problem(
-                field,
-                f"references step {step_id!r}, which is not an ancestor "
-                "(add it to depends_on, directly or through another step)",
+def _compile_step(
+    check: _Checker,
+    step: StepSpec,
+    where: str,
+    ancestors: set[str],
+    index_of: dict[str, int],
+    default_retry: tuple[Retrier, ...],
+) -> StepPlan:
+    refs: set[str] = set()
+
+    def compile_read(source: str, field: str, variables: Sequence[str]) -> Expression | None:
+        expression = check.compile(source, field, variables)
+        if expression is not None:
+            refs.update(check.references(source, field, ancestors, index_of))
+        return expression
+
+    scope: Sequence[str] = STEP_SCOPE
+    if step.for_each is not None:
+        scope = FAN_OUT_SCOPE
+    elif step.loop is not None:
+        scope = LOOP_SCOPE
+    inputs: dict[str, Expression] = {}
+    for key, source in step.input.items():
+        expression = compile_read(source, f"{where}.input.{key}", scope)
+        if expression is not None:
+            inputs[key] = expression
+
+    when = compile_read(step.when, f"{where}.when", STEP_SCOPE) if step.when else None
+    items = until = wait_time = None
+    if step.for_each is not None:
+        items = compile_read(step.for_each.items, f"{where}.for_each.items", STEP_SCOPE)
+    if step.loop is not None:
+        until = compile_read(step.loop.until, f"{where}.loop.until", UNTIL_SCOPE)
+    if step.wait is not None and step.wait.time_expression:
+        wait_time = compile_read(
+            step.wait.time_expression, f"{where}.wait.time_expression", STEP_SCOPE
+        )
+    prompt: Template | None = None
+    if step.approval is not None and step.approval.prompt:
+        try:
+            prompt = compile_template(step.approval.prompt, STEP_SCOPE)
+            refs.update(
+                check.references(
+                    step.approval.prompt, f"{where}.approval.prompt", ancestors, index_of
+                )
             )
-    return referenced
+        except ExpressionError as error:
+            check.problem(f"{where}.approval.prompt", f"invalid template: {error}")
+    compensation_inputs: dict[str, Expression] = {}
+    if step.compensate is not None:
+        for key, source in step.compensate.input.items():
+            expression = check.compile(
+                source, f"{where}.compensate.input.{key}", COMPENSATION_SCOPE
+            )
+            if expression is not None:
+                compensation_inputs[key] = expression
+    retry = check.retriers(step.retry, f"{where}.retry") if step.retry else default_retry
+    return StepPlan(
+        spec=step,
+        inputs=inputs,
+        refs=frozenset(refs),
+        retry=retry,
+        when=when,
+        items=items,
+        until=until,
+        wait_time=wait_time,
+        prompt=prompt,
+        compensation_inputs=compensation_inputs,
+    )

@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from podium.engine.engine import Engine
+from podium.engine.retention import Pruner, default_interval
 from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
 from podium.server.execution_service import ExecutionService
@@ -48,6 +49,7 @@ class PodiumServer:
     health: health.aio.HealthServicer
     plugins: PluginReport
     port: int
+    pruner: Pruner | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
@@ -56,6 +58,9 @@ class PodiumServer:
         await self.health.enter_graceful_shutdown()
         self.engine.hub.close_all()
         await self.server.stop(grace)
+        if self.pruner is not None:
+            # Before the engine and the store go: a pass in flight would write to a closed store.
+            await self.pruner.stop()
         await self.engine.shutdown()
         await self.store.close()
 
@@ -66,8 +71,15 @@ async def start_server(
     *,
     plugins: PluginReport | None = None,
     version: str = "",
+    retention_seconds: float | None = None,
 ) -> PodiumServer:
-    """Opens the store, loads plugins, starts serving and resumes unfinished runs."""
+    """Opens the store, loads plugins, starts serving and resumes unfinished runs.
+
+    With `retention_seconds` (> 0), runs that ended longer ago than that are
+    deleted in the background; None or 0 keeps runs forever.
+    """
+    if retention_seconds is not None and retention_seconds < 0:
+        raise ValueError("retention_seconds must not be negative")
     started = time.time()
     store = Store(db_path)
     await store.open()
@@ -96,9 +108,14 @@ async def start_server(
         raise OSError(f"cannot listen on {address}")
     await server.start()
     engine.start_recovery()
+    pruner = None
+    if retention_seconds:
+        pruner = Pruner(engine, retention_seconds, default_interval(retention_seconds))
+        pruner.start()
+        log.info("deleting runs that ended over %.0fs ago", retention_seconds)
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return PodiumServer(server, engine, store, health_servicer, report, port)
+    return PodiumServer(server, engine, store, health_servicer, report, port, pruner)
 
 
 def _version() -> str:

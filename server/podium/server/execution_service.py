@@ -6,12 +6,14 @@ from typing import Any
 
 import grpc
 
+from podium.engine import retention
 from podium.engine.engine import Engine
+from podium.engine.errors import FieldViolation, InvalidArgument
 from podium.engine.states import RunState
 from podium.server import requests, translate
 from podium.server.status import invalid, unary
 from podium.store.store import PageToken
-from podium.v1 import execution_service_pb2, execution_service_pb2_grpc
+from podium.v1 import event_pb2, execution_service_pb2, execution_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128
@@ -37,6 +39,7 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             request_id=request.request_id,
             labels=dict(request.labels),
             max_concurrency=request.max_concurrency,
+            priority=request.priority,
         )
         return execution_service_pb2.StartRunResponse(run=translate.run_view_to_proto(view))
 
@@ -87,3 +90,47 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
     ) -> execution_service_pb2.CancelRunResponse:
         view = await self._engine.cancel_run(requests.run_id(request.name), request.reason)
         return execution_service_pb2.CancelRunResponse(run=translate.run_view_to_proto(view))
+
+    @unary
+    async def ResolveApproval(
+        self, request: execution_service_pb2.ResolveApprovalRequest, context: Context
+    ) -> execution_service_pb2.ResolveApprovalResponse:
+        run_id = _approval_run_id(request)  # before touching the engine: bad input changes nothing
+        view = await self._engine.resolve_approval(
+            run_id,
+            request.step_id,
+            approve=request.decision == event_pb2.APPROVAL_DECISION_APPROVE,
+            comment=request.comment,
+        )
+        return execution_service_pb2.ResolveApprovalResponse(run=translate.run_view_to_proto(view))
+
+    @unary
+    async def DeleteRun(
+        self, request: execution_service_pb2.DeleteRunRequest, context: Context
+    ) -> execution_service_pb2.DeleteRunResponse:
+        await retention.delete_run(self._engine, requests.run_id(request.name))
+        return execution_service_pb2.DeleteRunResponse()
+
+
+_DECISIONS = (event_pb2.APPROVAL_DECISION_APPROVE, event_pb2.APPROVAL_DECISION_REJECT)
+
+
+def _approval_run_id(request: execution_service_pb2.ResolveApprovalRequest) -> str:
+    """The run id of a valid request; else InvalidArgument listing every problem at once."""
+    violations: list[FieldViolation] = []
+    run_id = ""
+    try:
+        run_id = requests.run_id(request.run, "run")
+    except InvalidArgument as error:
+        violations += error.violations
+    if not request.step_id:
+        violations.append(FieldViolation("step_id", "must name the approval step"))
+    if request.decision not in _DECISIONS:
+        violations.append(
+            FieldViolation(
+                "decision", "must be APPROVAL_DECISION_APPROVE or APPROVAL_DECISION_REJECT"
+            )
+        )
+    if violations:
+        raise InvalidArgument("invalid approval", violations)
+    return run_id

@@ -13,26 +13,35 @@ from podium.server.app import start_server
 log = logging.getLogger("podium.server")
 
 
-def run_server(address: str, db_path: str, grace_seconds: float = 10.0) -> int:
-    """Serves until a signal arrives; returns the process exit code."""
+def run_server(
+    address: str,
+    db_path: str,
+    grace_seconds: float = 10.0,
+    retention_seconds: float | None = None,
+) -> int:
+    """Serves until a signal arrives; returns the process exit code.
+
+    `retention_seconds`: delete runs that ended longer ago (None or 0: keep them)."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        return loop.run(_serve(address, db_path, grace_seconds))
+        return loop.run(_serve(address, db_path, grace_seconds, retention_seconds))
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
 
-async def _serve(address: str, db_path: str, grace_seconds: float) -> int:
+async def _serve(
+    address: str, db_path: str, grace_seconds: float, retention_seconds: float | None
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    server = await start_server(address, db_path)
+    server = await start_server(address, db_path, retention_seconds=retention_seconds)
     log.info("podium serving on %s (port %d), database %s", address, server.port, db_path)
     await stop.wait()
     log.info("shutting down (grace %.1fs)", grace_seconds)

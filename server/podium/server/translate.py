@@ -6,11 +6,24 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from podium.engine.expressions import from_json_numbers
 from podium.engine.model import AttemptRecord, Event, Failure, RunRecord, RunView, StepRecord, Usage
-from podium.engine.spec import StepSpec, WorkflowSpec, WorkflowVersion
+from podium.engine.spec import (
+    ApprovalSpec,
+    CacheSpec,
+    CompensationSpec,
+    FailurePolicy,
+    ForEachSpec,
+    LoopSpec,
+    RetrierSpec,
+    StepSpec,
+    TriggerRule,
+    WaitSpec,
+    WorkflowSpec,
+    WorkflowVersion,
+)
 from podium.v1 import common_pb2, event_pb2, run_pb2, workflow_pb2
 
 NANOS = Decimal(1_000_000_000)
@@ -81,43 +94,177 @@ def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
 # -- workflows -----------------------------------------------------------------
 
 
+def seconds(message: duration_pb2.Duration) -> float:
+    return message.ToNanoseconds() / 1e9
+
+
+def duration(value: float | None) -> duration_pb2.Duration | None:
+    if value is None:
+        return None
+    message = duration_pb2.Duration()
+    message.FromNanoseconds(round(value * 1e9))
+    return message
+
+
+_JITTER = {workflow_pb2.JITTER_FULL: "FULL"}
+_JITTER_BACK = {"FULL": workflow_pb2.JITTER_FULL, "NONE": workflow_pb2.JITTER_NONE}
+_ON_FAILURE: dict[int, FailurePolicy] = {workflow_pb2.FAILURE_POLICY_CONTINUE: "CONTINUE"}
+_ON_FAILURE_BACK = {"CONTINUE": workflow_pb2.FAILURE_POLICY_CONTINUE}
+_TRIGGER: dict[int, TriggerRule] = {
+    workflow_pb2.TRIGGER_RULE_ALL_DONE: "ALL_DONE",
+    workflow_pb2.TRIGGER_RULE_ANY_SUCCEEDED: "ANY_SUCCEEDED",
+}
+_TRIGGER_BACK = {
+    "ALL_DONE": workflow_pb2.TRIGGER_RULE_ALL_DONE,
+    "ANY_SUCCEEDED": workflow_pb2.TRIGGER_RULE_ANY_SUCCEEDED,
+}
+
+
+def _retriers(messages: Iterable[workflow_pb2.Retrier]) -> list[RetrierSpec]:
+    return [
+        RetrierSpec(
+            error_equals=list(r.error_equals),
+            interval=seconds(r.interval) if r.HasField("interval") else 1.0,
+            backoff_rate=r.backoff_rate or 2.0,
+            max_interval=seconds(r.max_interval) if r.HasField("max_interval") else None,
+            max_attempts=r.max_attempts or 3,
+            jitter="FULL" if r.jitter == workflow_pb2.JITTER_FULL else "NONE",
+        )
+        for r in messages
+    ]
+
+
+def _retriers_to_proto(retriers: Iterable[RetrierSpec]) -> list[workflow_pb2.Retrier]:
+    return [
+        workflow_pb2.Retrier(
+            error_equals=r.error_equals,
+            interval=duration(r.interval),
+            backoff_rate=r.backoff_rate,
+            max_interval=duration(r.max_interval),
+            max_attempts=r.max_attempts,
+            jitter=_JITTER_BACK[r.jitter],
+        )
+        for r in retriers
+    ]
+
+
+def _step_from_proto(step: workflow_pb2.Step) -> StepSpec:
+    wait: WaitSpec | None = None
+    if step.HasField("wait"):
+        kind = step.wait.WhichOneof("until")
+        wait = WaitSpec(
+            duration=seconds(step.wait.duration) if kind == "duration" else None,
+            time=step.wait.time.ToNanoseconds() / 1e9 if kind == "time" else None,
+            time_expression=step.wait.time_expression,
+        )
+    return StepSpec(
+        id=step.id,
+        agent=step.agent,
+        input=dict(step.input),
+        depends_on=list(step.depends_on),
+        config=struct_to_dict(step.config),
+        description=step.description,
+        retry=_retriers(step.retry),
+        attempt_timeout=seconds(step.attempt_timeout) if step.HasField("attempt_timeout") else None,
+        timeout=seconds(step.timeout) if step.HasField("timeout") else None,
+        on_failure=_ON_FAILURE.get(step.on_failure, "FAIL"),
+        trigger_rule=_TRIGGER.get(step.trigger_rule, "ALL_SUCCEEDED"),
+        when=step.when,
+        for_each=ForEachSpec(
+            items=step.for_each.items,
+            max_concurrency=step.for_each.max_concurrency,
+            tolerated_failure_count=step.for_each.tolerated_failure_count,
+            tolerated_failure_percent=step.for_each.tolerated_failure_percent,
+        )
+        if step.HasField("for_each")
+        else None,
+        loop=LoopSpec(until=step.loop.until, max_iterations=step.loop.max_iterations)
+        if step.HasField("loop")
+        else None,
+        wait=wait,
+        approval=ApprovalSpec(
+            prompt=step.approval.prompt,
+            timeout=seconds(step.approval.timeout) if step.approval.HasField("timeout") else None,
+        )
+        if step.HasField("approval")
+        else None,
+        compensate=CompensationSpec(
+            agent=step.compensate.agent,
+            input=dict(step.compensate.input),
+            config=struct_to_dict(step.compensate.config),
+        )
+        if step.HasField("compensate")
+        else None,
+        cache=CacheSpec(ttl=seconds(step.cache.ttl)) if step.HasField("cache") else None,
+    )
+
+
 def spec_from_proto(message: workflow_pb2.WorkflowSpec) -> WorkflowSpec:
     return WorkflowSpec(
         description=message.description,
-        steps=[
-            StepSpec(
-                id=step.id,
-                agent=step.agent,
-                input=dict(step.input),
-                depends_on=list(step.depends_on),
-                config=struct_to_dict(step.config),
-                description=step.description,
-            )
-            for step in message.steps
-        ],
+        steps=[_step_from_proto(step) for step in message.steps],
         output=dict(message.output),
         max_concurrency=message.max_concurrency,
         labels=dict(message.labels),
+        retry=_retriers(message.retry),
+        timeout=seconds(message.timeout) if message.HasField("timeout") else None,
     )
+
+
+def _step_to_proto(step: StepSpec) -> workflow_pb2.Step:
+    message = workflow_pb2.Step(
+        id=step.id,
+        agent=step.agent,
+        input=step.input,
+        depends_on=step.depends_on,
+        config=struct(step.config) if step.config else None,
+        description=step.description,
+        retry=_retriers_to_proto(step.retry),
+        attempt_timeout=duration(step.attempt_timeout),
+        timeout=duration(step.timeout),
+        on_failure=_ON_FAILURE_BACK.get(step.on_failure, workflow_pb2.FAILURE_POLICY_UNSPECIFIED),
+        trigger_rule=_TRIGGER_BACK.get(step.trigger_rule, workflow_pb2.TRIGGER_RULE_UNSPECIFIED),
+        when=step.when,
+    )
+    if step.for_each is not None:
+        message.for_each.CopyFrom(workflow_pb2.ForEach(**step.for_each.model_dump()))
+    if step.loop is not None:
+        message.loop.CopyFrom(workflow_pb2.Loop(**step.loop.model_dump()))
+    if step.wait is not None:
+        if step.wait.duration is not None:
+            message.wait.duration.FromNanoseconds(round(step.wait.duration * 1e9))
+        elif step.wait.time is not None:
+            message.wait.time.FromNanoseconds(round(step.wait.time * 1e9))
+        else:
+            message.wait.time_expression = step.wait.time_expression
+    if step.approval is not None:
+        message.approval.CopyFrom(
+            workflow_pb2.Approval(
+                prompt=step.approval.prompt, timeout=duration(step.approval.timeout)
+            )
+        )
+    if step.compensate is not None:
+        message.compensate.CopyFrom(
+            workflow_pb2.Compensation(
+                agent=step.compensate.agent,
+                input=step.compensate.input,
+                config=struct(step.compensate.config) if step.compensate.config else None,
+            )
+        )
+    if step.cache is not None:
+        message.cache.CopyFrom(workflow_pb2.Cache(ttl=duration(step.cache.ttl)))
+    return message
 
 
 def spec_to_proto(spec: WorkflowSpec) -> workflow_pb2.WorkflowSpec:
     return workflow_pb2.WorkflowSpec(
         description=spec.description,
-        steps=[
-            workflow_pb2.Step(
-                id=step.id,
-                agent=step.agent,
-                input=step.input,
-                depends_on=step.depends_on,
-                config=struct(step.config) if step.config else None,
-                description=step.description,
-            )
-            for step in spec.steps
-        ],
+        steps=[_step_to_proto(step) for step in spec.steps],
         output=spec.output,
         max_concurrency=spec.max_concurrency,
         labels=spec.labels,
+        retry=_retriers_to_proto(spec.retry),
+        timeout=duration(spec.timeout),
     )
 
 
@@ -142,6 +289,7 @@ def attempt_to_proto(attempt: AttemptRecord) -> run_pb2.Attempt:
         failure=failure(attempt.failure),
         usage=usage(attempt.usage),
         cost=money(attempt.cost),
+        item=attempt.item,
     )
 
 
@@ -157,6 +305,11 @@ def step_to_proto(step: StepRecord) -> run_pb2.StepRun:
         end_time=timestamp(step.end_time),
         usage=usage(step.usage),
         cost=money(step.cost),
+        due_time=timestamp(step.due_time),
+        items_total=step.items_total,
+        items_succeeded=step.items_succeeded,
+        items_failed=step.items_failed,
+        iterations=step.iterations,
     )
     if step.input is not None:
         message.input.CopyFrom(value(step.input))
@@ -184,6 +337,7 @@ def run_to_proto(run: RunRecord, steps: Iterable[StepRecord] = ()) -> run_pb2.Ru
         usage=usage(run.usage),
         cost=money(run.cost),
         last_sequence=run.last_sequence,
+        priority=run.priority,
     )
 
 
@@ -209,6 +363,10 @@ def event_to_proto(event: Event) -> event_pb2.RunEvent:
         failure=failure(event.failure),
         provider=event.provider,
         model=event.model,
+        item=event.item,
+        retry_delay=duration(event.retry_delay),
+        due_time=timestamp(event.due_time),
+        decision=event_pb2.ApprovalDecision.ValueType(event.decision),
     )
     if event.step_state is not None:
         message.step_state = run_pb2.StepState.ValueType(int(event.step_state))

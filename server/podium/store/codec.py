@@ -10,6 +10,7 @@ from podium.engine.model import (
     AttemptRecord,
     Event,
     Failure,
+    ItemRecord,
     RunRecord,
     StepRecord,
     Usage,
@@ -53,7 +54,7 @@ def _usage(usage: Usage) -> str | None:
 RUN_COLUMNS = (
     "run_id, workflow_id, workflow_version, state, input, output, failure, request_id,"
     " request_hash, labels, max_concurrency, create_time, start_time, end_time,"
-    " last_sequence, usage, cost_nanos"
+    " last_sequence, usage, cost_nanos, priority"
 )
 
 
@@ -76,6 +77,7 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
         run.last_sequence,
         _usage(run.usage),
         to_nanos(run.cost),
+        run.priority,
     )
 
 
@@ -98,12 +100,14 @@ def run_from_row(row: Any) -> RunRecord:
         last_sequence=row[14],
         usage=Usage.from_dict(loads_optional(row[15])),
         cost=from_nanos(row[16]),
+        priority=row[17],
     )
 
 
 STEP_COLUMNS = (
     "run_id, step_id, position, agent, state, input, output, failure, reason,"
-    " start_time, end_time, usage, cost_nanos"
+    " start_time, end_time, usage, cost_nanos, due_time, items_total, items_succeeded,"
+    " items_failed, iterations"
 )
 
 
@@ -122,6 +126,11 @@ def step_row(run_id: str, step: StepRecord) -> tuple[Any, ...]:
         step.end_time,
         _usage(step.usage),
         to_nanos(step.cost),
+        step.due_time,
+        step.items_total,
+        step.items_succeeded,
+        step.items_failed,
+        step.iterations,
     )
 
 
@@ -139,16 +148,24 @@ def step_from_row(row: Any) -> StepRecord:
         end_time=row[10],
         usage=Usage.from_dict(loads_optional(row[11])),
         cost=from_nanos(row[12]),
+        due_time=row[13],
+        items_total=row[14],
+        items_succeeded=row[15],
+        items_failed=row[16],
+        iterations=row[17],
     )
 
 
-ATTEMPT_COLUMNS = "run_id, step_id, number, state, start_time, end_time, failure, usage, cost_nanos"
+ATTEMPT_COLUMNS = (
+    "run_id, step_id, item, number, state, start_time, end_time, failure, usage, cost_nanos"
+)
 
 
 def attempt_row(run_id: str, step_id: str, attempt: AttemptRecord) -> tuple[Any, ...]:
     return (
         run_id,
         step_id,
+        attempt.item,
         attempt.number,
         int(attempt.state),
         attempt.start_time,
@@ -161,13 +178,37 @@ def attempt_row(run_id: str, step_id: str, attempt: AttemptRecord) -> tuple[Any,
 
 def attempt_from_row(row: Any) -> AttemptRecord:
     return AttemptRecord(
-        number=row[2],
-        state=AttemptState(row[3]),
-        start_time=row[4],
-        end_time=row[5],
-        failure=Failure.from_dict(loads_optional(row[6])),
-        usage=Usage.from_dict(loads_optional(row[7])),
-        cost=from_nanos(row[8]),
+        item=row[2],
+        number=row[3],
+        state=AttemptState(row[4]),
+        start_time=row[5],
+        end_time=row[6],
+        failure=Failure.from_dict(loads_optional(row[7])),
+        usage=Usage.from_dict(loads_optional(row[8])),
+        cost=from_nanos(row[9]),
+    )
+
+
+ITEM_COLUMNS = "run_id, step_id, item, succeeded, output, failure"
+
+
+def item_row(run_id: str, step_id: str, item: ItemRecord) -> tuple[Any, ...]:
+    return (
+        run_id,
+        step_id,
+        item.index,
+        int(item.succeeded),
+        dumps_optional(item.output),
+        _failure(item.failure),
+    )
+
+
+def item_from_row(row: Any) -> ItemRecord:
+    return ItemRecord(
+        index=row[2],
+        succeeded=bool(row[3]),
+        output=loads_optional(row[4]),
+        failure=Failure.from_dict(loads_optional(row[5])),
     )
 
 
@@ -195,6 +236,14 @@ def event_row(event: Event) -> tuple[Any, ...]:
         body["pv"] = event.provider
     if event.model:
         body["md"] = event.model
+    if event.item != -1:
+        body["i"] = event.item
+    if event.retry_delay is not None:
+        body["rd"] = event.retry_delay
+    if event.due_time is not None:
+        body["dt"] = event.due_time
+    if event.decision:
+        body["dc"] = event.decision
     return (event.run_id, event.sequence, event.time, int(event.type), _dumps(body))
 
 
@@ -221,4 +270,8 @@ def event_from_row(row: Any) -> Event:
         cost=None if cost is None else from_nanos(cost),
         provider=body.get("pv", ""),
         model=body.get("md", ""),
+        item=body.get("i", -1),
+        retry_delay=body.get("rd"),
+        due_time=body.get("dt"),
+        decision=body.get("dc", 0),
     )

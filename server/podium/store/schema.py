@@ -79,6 +79,56 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, sequence)
     ) WITHOUT ROWID;
     """,
+    # 2: retention finds finished runs by end time without scanning every run.
+    """
+    CREATE INDEX runs_by_end_time ON runs (end_time) WHERE end_time IS NOT NULL;
+    """,
+    # 3: workflow semantics: priorities, waits (due_time), fan-out and loop
+    # items (attempts gain an item key), the step result cache.
+    """
+    ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE steps ADD COLUMN due_time REAL;
+    ALTER TABLE steps ADD COLUMN items_total INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE steps ADD COLUMN items_succeeded INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE steps ADD COLUMN items_failed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE steps ADD COLUMN iterations INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TABLE attempts_v3 (
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        item INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        state INTEGER NOT NULL,
+        start_time REAL NOT NULL,
+        end_time REAL,
+        failure TEXT,
+        usage TEXT,
+        cost_nanos INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step_id, item, number)
+    ) WITHOUT ROWID;
+    INSERT INTO attempts_v3
+        SELECT run_id, step_id, -1, number, state, start_time, end_time, failure, usage,
+               cost_nanos
+        FROM attempts;
+    DROP TABLE attempts;
+    ALTER TABLE attempts_v3 RENAME TO attempts;
+
+    CREATE TABLE items (
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        item INTEGER NOT NULL,
+        succeeded INTEGER NOT NULL,
+        output TEXT,
+        failure TEXT,
+        PRIMARY KEY (run_id, step_id, item)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE step_cache (
+        key TEXT PRIMARY KEY,
+        output TEXT NOT NULL,
+        expire_time REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -16,7 +16,14 @@ from typing import Any
 
 import aiosqlite
 
-from podium.engine.model import AttemptRecord, Event, RunRecord, RunView, StepRecord
+from podium.engine.model import (
+    AttemptRecord,
+    Event,
+    ItemRecord,
+    RunRecord,
+    RunView,
+    StepRecord,
+)
 from podium.engine.spec import WorkflowSpec, WorkflowVersion
 from podium.engine.states import RunState
 from podium.store import codec
@@ -180,6 +187,32 @@ class Store:
     def put_event(self, event: Event) -> None:
         self.writer.put_event(codec.event_row(event))
 
+    def put_item(self, run_id: str, step_id: str, item: ItemRecord) -> None:
+        self.writer.put_item(codec.item_row(run_id, step_id, item))
+
+    def put_cache(self, key: str, output: Any, expire_time: float) -> None:
+        self.writer.execute(
+            "INSERT INTO step_cache (key, output, expire_time) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET output = excluded.output, "
+            "expire_time = excluded.expire_time",
+            (key, codec.dumps(output), expire_time),
+        )
+
+    async def get_cache(self, key: str, now: float) -> tuple[bool, Any]:
+        """(True, output) for a live entry, else (False, None)."""
+        rows = await self._fetchall(
+            "SELECT output FROM step_cache WHERE key = ? AND expire_time > ?", (key, now)
+        )
+        return (True, json.loads(rows[0][0])) if rows else (False, None)
+
+    async def items_of(self, run_id: str, step_id: str) -> list[ItemRecord]:
+        rows = await self._fetchall(
+            f"SELECT {codec.ITEM_COLUMNS} FROM items WHERE run_id = ? AND step_id = ? "
+            "ORDER BY item",
+            (run_id, step_id),
+        )
+        return [codec.item_from_row(row) for row in rows]
+
     # -- runs: reads -------------------------------------------------------
 
     async def get_run(self, run_id: str) -> RunView | None:
@@ -198,7 +231,7 @@ class Store:
         )
         attempt_rows = await self._fetchall(
             f"SELECT {codec.ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? "
-            "ORDER BY step_id, number",
+            "ORDER BY step_id, item, number",
             (run_id,),
         )
         steps = [codec.step_from_row(row) for row in step_rows]
@@ -261,6 +294,44 @@ class Store:
         )
         return [row[0] for row in rows]
 
+    async def finished_runs_before(self, cutoff: float, limit: int) -> list[str]:
+        """Ids of runs in a final state that ended before `cutoff`, oldest first."""
+        finals = _final_states()
+        rows = await self._fetchall(
+            "SELECT run_id FROM runs WHERE end_time IS NOT NULL AND end_time < ? "
+            f"AND state IN ({', '.join('?' for _ in finals)}) "
+            "ORDER BY end_time, run_id LIMIT ?",
+            [cutoff, *finals, limit],
+        )
+        return [row[0] for row in rows]
+
+    async def delete_run(self, run_id: str) -> bool:
+        """Deletes a run with its steps, attempts and events in one transaction;
+        whether it existed. The caller makes sure the run is no longer written."""
+        return await self.delete_runs([run_id]) == 1
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Deletes runs with their steps, attempts and events in one transaction;
+        how many existed. At most a few hundred ids: each is an SQL parameter."""
+        if not run_ids:
+            return 0
+        # Flush first: the writer applies statements before the batched upserts,
+        # so a late write of one of these runs sharing the DELETEs' batch would
+        # resurrect a half of it.
+        await self.writer.commit()
+        marks = ", ".join("?" for _ in run_ids)
+        existing = await self._fetchall(
+            f"SELECT run_id FROM runs WHERE run_id IN ({marks})", list(run_ids)
+        )
+        if not existing:
+            return 0
+        ids = tuple(row[0] for row in existing)
+        marks = ", ".join("?" for _ in ids)
+        for table in ("events", "items", "attempts", "steps", "runs"):
+            self.writer.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
+        await self.writer.commit()
+        return len(ids)
+
     async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
         rows = await self._fetchall(
             "SELECT run_id, sequence, time, type, body FROM events "
@@ -274,6 +345,11 @@ class Store:
             "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE run_id = ?", (run_id,)
         )
         return int(rows[0][0])
+
+
+def _final_states() -> list[int]:
+    # Derived from RunState, so that a new final state is pruned without edits here.
+    return [int(state) for state in RunState if state.is_final]
 
 
 def _workflow(row: Any) -> WorkflowVersion:

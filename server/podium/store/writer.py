@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from podium.store.codec import ATTEMPT_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+from podium.store.codec import ATTEMPT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
 
 log = logging.getLogger("podium.store")
 
@@ -35,18 +35,29 @@ def _upsert(table: str, columns: str, key: str) -> str:
 
 UPSERT_RUN = _upsert("runs", RUN_COLUMNS, "run_id")
 UPSERT_STEP = _upsert("steps", STEP_COLUMNS, "run_id, step_id")
-UPSERT_ATTEMPT = _upsert("attempts", ATTEMPT_COLUMNS, "run_id, step_id, number")
+UPSERT_ATTEMPT = _upsert("attempts", ATTEMPT_COLUMNS, "run_id, step_id, item, number")
+UPSERT_ITEM = _upsert("items", ITEM_COLUMNS, "run_id, step_id, item")
 INSERT_EVENT = "INSERT INTO events (run_id, sequence, time, type, body) VALUES (?, ?, ?, ?, ?)"
 
 
 class _Batch:
-    __slots__ = ("after_commit", "attempts", "events", "runs", "statements", "steps", "waiters")
+    __slots__ = (
+        "after_commit",
+        "attempts",
+        "events",
+        "items",
+        "runs",
+        "statements",
+        "steps",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
         self.runs: dict[str, tuple[Any, ...]] = {}
         self.steps: dict[tuple[str, str], tuple[Any, ...]] = {}
-        self.attempts: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self.attempts: dict[tuple[str, str, int, int], tuple[Any, ...]] = {}
+        self.items: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self.events: list[tuple[Any, ...]] = []
         self.waiters: list[asyncio.Future[None]] = []
         self.after_commit: list[Callable[[], None]] = []
@@ -103,7 +114,11 @@ class Writer:
         self._wake.set()
 
     def put_attempt(self, row: tuple[Any, ...]) -> None:
-        self._batch.attempts[(row[0], row[1], row[2])] = row
+        self._batch.attempts[(row[0], row[1], row[2], row[3])] = row
+        self._wake.set()
+
+    def put_item(self, row: tuple[Any, ...]) -> None:
+        self._batch.items[(row[0], row[1], row[2])] = row
         self._wake.set()
 
     def put_event(self, row: tuple[Any, ...]) -> None:
@@ -148,6 +163,8 @@ class Writer:
                     await self._conn.executemany(UPSERT_STEP, list(batch.steps.values()))
                 if batch.attempts:
                     await self._conn.executemany(UPSERT_ATTEMPT, list(batch.attempts.values()))
+                if batch.items:
+                    await self._conn.executemany(UPSERT_ITEM, list(batch.items.values()))
                 if batch.events:
                     await self._conn.executemany(INSERT_EVENT, batch.events)
                 await self._conn.commit()

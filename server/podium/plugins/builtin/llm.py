@@ -8,6 +8,7 @@ from typing import Any
 
 from podium.engine.expressions import ExpressionError, from_json_numbers
 from podium.engine.model import INVALID_INPUT
+from podium.engine.templates import compile_template
 from podium.plugins.api import (
     AgentError,
     Catalog,
@@ -17,7 +18,6 @@ from podium.plugins.api import (
     StepContext,
 )
 from podium.plugins.builtin.settings import as_int, is_number, raise_if_invalid, unknown_settings
-from podium.plugins.builtin.template import compile_template
 
 _SETTINGS = ("provider", "model", "prompt", "system", "max_tokens", "temperature", "options")
 DEFAULT_PROVIDER = "simulated"

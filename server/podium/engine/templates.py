@@ -40,8 +40,9 @@ class Template:
 
 
 @functools.lru_cache(maxsize=512)
-def compile_template(source: str) -> Template:
-    """Parses and compiles `source`, or raises ExpressionError (not cached)."""
+def compile_template(source: str, variables: tuple[str, ...] = VARIABLES) -> Template:
+    """Parses and compiles `source` with `variables` in scope, or raises
+    ExpressionError (not cached)."""
     parts: list[str | Expression] = []
     position = 0
     for match in _PLACEHOLDER.finditer(source):
@@ -50,7 +51,7 @@ def compile_template(source: str) -> Template:
         if not expression:
             raise ExpressionError(f"empty placeholder at offset {match.start()}")
         try:
-            parts.append(compile_expression(expression, variables=VARIABLES))
+            parts.append(compile_expression(expression, variables=variables))
         except ExpressionError as error:
             raise ExpressionError(f"{{{{ {expression} }}}}: {error}") from None
         position = match.end()

@@ -1,0 +1,54 @@
+"""Server-wide execution slots, granted by priority with aging.
+
+When every slot is taken, waiters are served by effective priority
+`priority + waited / AGING_SECONDS`: higher-priority runs go first, FIFO
+within a priority, and a waiter gains one priority level per AGING_SECONDS
+so nothing starves. Since every waiter ages at the same rate, the order
+between two waiters never changes while they wait: a heap keyed on
+`enqueued / AGING_SECONDS - priority` serves them exactly in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+
+from podium.engine.clock import Clock
+
+AGING_SECONDS = 10.0
+
+
+class PrioritySlots:
+    def __init__(self, capacity: int, clock: Clock) -> None:
+        self.capacity = capacity
+        self.in_use = 0
+        self._clock = clock
+        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._tiebreak = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self, priority: int) -> None:
+        if self.in_use < self.capacity and not self._waiters:
+            self.in_use += 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        key = self._clock.monotonic() / AGING_SECONDS - priority
+        heapq.heappush(self._waiters, (key, next(self._tiebreak), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted just as we were cancelled: hand it on
+            raise
+
+    def release(self) -> None:
+        self.in_use -= 1
+        while self._waiters and self.in_use < self.capacity:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                self.in_use += 1
+                future.set_result(None)

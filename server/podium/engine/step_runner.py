@@ -1,0 +1,366 @@
+"""One step's whole life after it became ready: its condition, then a wait,
+an approval, a fan-out, a loop or a plain agent call, each agent call with
+its retries and timeouts. Reports the outcome to the run's executor.
+
+Durable state (due times, finished items, attempts) is written through the
+executor as it changes, so that a restarted server resumes the step where it
+was: a wait or a retry keeps its due time, finished items are not run again,
+and an attempt that was in flight counts as an interrupted attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import json
+import random
+from typing import TYPE_CHECKING, Any
+
+from podium.engine.clock import DeadlineExceeded, run_with_deadline, sleep_until
+from podium.engine.context import AttemptContext
+from podium.engine.expressions import ExpressionError, from_json_numbers
+from podium.engine.failures import failure_from_exception
+from podium.engine.model import (
+    INTERRUPTED,
+    INVALID_INPUT,
+    INVALID_OUTPUT,
+    REJECTED,
+    TIMEOUT,
+    TOO_MANY_FAILED_ITEMS,
+    UNKNOWN_AGENT,
+    AttemptRecord,
+    Failure,
+    ItemRecord,
+    StepRecord,
+)
+from podium.engine.retry import next_delay
+from podium.engine.states import AttemptState, StepState
+from podium.engine.validation import StepPlan
+from podium.plugins.api import AgentError
+
+if TYPE_CHECKING:
+    from podium.engine.executor import RunExecutor
+
+# A step without a retry policy still runs again after a server restart
+# (at-least-once), but not forever: a step that kills the server every time
+# must end.
+MAX_INTERRUPTIONS = 5
+_jitter = random.Random()
+
+
+class StepFailed(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class StepRunner:
+    def __init__(self, executor: RunExecutor, step: StepRecord, plan: StepPlan) -> None:
+        self.ex = executor
+        self.step = step
+        self.plan = plan
+        self.spec = plan.spec
+        self.clock = executor.engine.clock
+        self.deadline: float | None = None
+
+    async def run(self) -> None:
+        ex, step = self.ex, self.step
+        try:
+            scope = ex.scope(self.plan)
+            if self.plan.when is not None and not _truthy(self._evaluate(self.plan.when, scope)):
+                ex.step_skipped(step, f"condition is false: {self.spec.when}")
+                return
+            if step.start_time is None:
+                step.start_time = self.clock.now()
+            if self.spec.timeout is not None:
+                self.deadline = step.start_time + self.spec.timeout
+            if self.spec.wait is not None:
+                output = await self._wait(scope)
+            elif self.spec.approval is not None:
+                output = await self._approval(scope)
+            elif self.spec.for_each is not None:
+                output = await self._fan_out(scope)
+            elif self.spec.loop is not None:
+                output = await self._loop(scope)
+            else:
+                output = await self._cached_call(scope)
+        except StepFailed as failed:
+            ex.step_failed(step, failed.failure)
+        except asyncio.CancelledError:
+            if ex.stopping:
+                raise
+            ex.step_cancelled(step)
+        else:
+            ex.step_succeeded(step, output)
+
+    # -- kinds of steps ------------------------------------------------------------
+
+    async def _wait(self, scope: dict[str, Any]) -> Any:
+        wait = self.spec.wait
+        assert wait is not None
+        due = self.step.due_time
+        if due is None:
+            if wait.duration is not None:
+                due = (self.step.start_time or self.clock.now()) + wait.duration
+            elif wait.time is not None:
+                due = wait.time
+            else:
+                assert self.plan.wait_time is not None
+                due = _instant(self._evaluate(self.plan.wait_time, scope))
+            self.ex.step_waiting(self.step, due, f"waiting until {_iso(due)}")
+        await sleep_until(self.clock, due)
+        return {"waited_until": _iso(due)}
+
+    async def _approval(self, scope: dict[str, Any]) -> Any:
+        approval = self.spec.approval
+        assert approval is not None
+        resumed = self.step.state == StepState.WAITING
+        due = self.step.due_time
+        if not resumed:
+            prompt = self.plan.prompt.render(scope) if self.plan.prompt is not None else ""
+            if approval.timeout is not None:
+                due = self.clock.now() + approval.timeout
+            self.ex.approval_requested(self.step, prompt, due)
+        decision = self.ex.approval_future(self.step.step_id)
+        try:
+            if due is None:
+                approve, comment = await decision
+            else:
+                approve, comment = await run_with_deadline(
+                    _await(decision), due - self.clock.now(), self.clock
+                )
+        except DeadlineExceeded:
+            raise StepFailed(Failure(TIMEOUT, "no decision before the approval timeout")) from None
+        finally:
+            self.ex.approval_done(self.step.step_id)
+        if not approve:
+            raise StepFailed(Failure(REJECTED, comment or "rejected", retryable=False))
+        return {"approved": True, "comment": comment}
+
+    async def _fan_out(self, scope: dict[str, Any]) -> Any:
+        fan_out = self.spec.for_each
+        assert fan_out is not None and self.plan.items is not None
+        items = self._evaluate(self.plan.items, scope)
+        if not isinstance(items, list):
+            raise StepFailed(
+                Failure(INVALID_INPUT, f"for_each.items gave {type(items).__name__}, not a list")
+            )
+        step, total = self.step, len(items)
+        step.items_total = total
+        done = {record.index: record for record in await self.ex.finished_items(step)}
+        step.items_succeeded = sum(1 for r in done.values() if r.succeeded)
+        step.items_failed = len(done) - step.items_succeeded
+        tolerated = max(
+            fan_out.tolerated_failure_count,
+            int(fan_out.tolerated_failure_percent * total / 100),
+        )
+        pending = iter([i for i in range(total) if i not in done])
+        too_many: list[Failure] = []
+
+        async def worker() -> None:
+            for index in pending:
+                if too_many:
+                    return
+                item_scope = {**scope, "item": from_json_numbers(items[index]), "index": index}
+                try:
+                    output = await self._call(item_scope, item=index)
+                except StepFailed as failed:
+                    record = ItemRecord(index, False, failure=failed.failure)
+                    done[index] = record
+                    step.items_failed += 1
+                    self.ex.item_finished(step, record)
+                    if step.items_failed > tolerated:
+                        too_many.append(
+                            Failure(
+                                TOO_MANY_FAILED_ITEMS,
+                                f"{step.items_failed} of {total} items failed "
+                                f"(tolerated: {tolerated}); last: {failed.failure.message}",
+                                retryable=False,
+                            )
+                        )
+                        return
+                    continue
+                record = ItemRecord(index, True, output=output)
+                done[index] = record
+                step.items_succeeded += 1
+                self.ex.item_finished(step, record)
+
+        limit = fan_out.max_concurrency or self.ex.limit
+        workers = [asyncio.create_task(worker()) for _ in range(min(limit, total - len(done)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        if too_many:
+            raise StepFailed(too_many[0])
+        return [done[i].output if done[i].succeeded else None for i in range(total)]
+
+    async def _loop(self, scope: dict[str, Any]) -> Any:
+        loop = self.spec.loop
+        assert loop is not None and self.plan.until is not None
+        step = self.step
+        done = await self.ex.finished_items(step)
+        previous = done[-1].output if done else None
+        for iteration in range(len(done), loop.max_iterations):
+            iteration_scope = {**scope, "iteration": iteration, "previous": previous}
+            output = await self._call(iteration_scope, item=iteration)
+            step.iterations = iteration + 1
+            self.ex.item_finished(step, ItemRecord(iteration, True, output=output))
+            previous = output
+            until_scope = {**scope, "iteration": iteration, "output": from_json_numbers(output)}
+            if _truthy(self._evaluate(self.plan.until, until_scope)):
+                break
+        return previous
+
+    async def _cached_call(self, scope: dict[str, Any]) -> Any:
+        cache = self.spec.cache
+        if cache is None:
+            return await self._call(scope, item=-1)
+        inputs = self._inputs(scope)
+        agent = self.ex.engine.registry.agent(self.spec.agent)
+        key = _cache_key(self.spec.agent, agent.version if agent else "", inputs, self.spec.config)
+        hit, output = await self.ex.engine.store.get_cache(key, self.clock.now())
+        if hit:
+            self.step.input = inputs
+            self.ex.cache_hit(self.step, output)
+            return output
+        output = await self._call(scope, item=-1, inputs=inputs)
+        self.ex.engine.store.put_cache(key, output, self.clock.now() + cache.ttl)
+        return output
+
+    # -- one agent call, with retries and timeouts -----------------------------------
+
+    async def _call(self, scope: dict[str, Any], *, item: int, inputs: Any = None) -> Any:
+        ex, step, spec = self.ex, self.step, self.spec
+        if inputs is None:
+            inputs = self._inputs(scope)
+        if item == -1:
+            step.input = inputs
+        agent = ex.engine.registry.agent(spec.agent)
+        if agent is None:
+            raise StepFailed(Failure(UNKNOWN_AGENT, f"agent {spec.agent!r} is not registered"))
+        previous = [a for a in step.attempts if a.item == item]
+        if previous and previous[-1].state != AttemptState.SUCCEEDED:
+            # Resuming after a restart: decide about the last attempt again.
+            await self._retry_or_fail(previous[-1], item, len(previous), resumed=True)
+        made = len(previous)
+        while True:
+            self._check_deadline()
+            async with ex.slot():
+                made += 1
+                attempt = AttemptRecord(made, AttemptState.RUNNING, self.clock.now(), item=item)
+                ex.attempt_started(step, attempt)
+                context = AttemptContext(ex, step, attempt, inputs, spec.config)
+                try:
+                    output = await run_with_deadline(
+                        agent.run(context), self._attempt_budget(), self.clock
+                    )
+                    output = _json_compatible(output)
+                except DeadlineExceeded:
+                    failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
+                except asyncio.CancelledError:
+                    if not ex.stopping:
+                        ex.attempt_ended(step, attempt, AttemptState.CANCELLED, None)
+                    raise
+                except Exception as error:
+                    failure = failure_from_exception(error)
+                else:
+                    ex.attempt_ended(step, attempt, AttemptState.SUCCEEDED, None)
+                    return output
+            ex.attempt_ended(step, attempt, AttemptState.FAILED, failure)
+            await self._retry_or_fail(attempt, item, made, resumed=False)
+
+    async def _retry_or_fail(
+        self, attempt: AttemptRecord, item: int, made: int, *, resumed: bool
+    ) -> None:
+        """Waits for the next attempt, or raises StepFailed."""
+        failure = attempt.failure or Failure(INTERRUPTED, "the server stopped", retryable=True)
+        due: float | None = self.step.due_time if resumed and item == -1 else None
+        if due is None:
+            delay = next_delay(self.plan.retry, failure, made, _jitter.random)
+            if delay is None and failure.type == INTERRUPTED:
+                interruptions = sum(
+                    1
+                    for a in self.step.attempts
+                    if a.item == item and a.state == AttemptState.INTERRUPTED
+                )
+                delay = 0.0 if interruptions <= MAX_INTERRUPTIONS else None
+            if delay is None:
+                raise StepFailed(failure)
+            due = self.clock.now() + delay
+            if self.deadline is not None and due >= self.deadline:
+                raise StepFailed(failure)
+            self.ex.retrying(self.step, attempt, failure, delay, due, item)
+        await sleep_until(self.clock, due)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _inputs(self, scope: dict[str, Any]) -> dict[str, Any]:
+        return {key: self._evaluate(e, scope) for key, e in self.plan.inputs.items()}
+
+    def _evaluate(self, expression: Any, scope: dict[str, Any]) -> Any:
+        try:
+            return expression.evaluate(scope)
+        except ExpressionError as error:
+            raise StepFailed(Failure(INVALID_INPUT, str(error), retryable=False)) from None
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and self.clock.now() >= self.deadline:
+            raise StepFailed(Failure(TIMEOUT, self._timeout_message(), retryable=False))
+
+    def _attempt_budget(self) -> float | None:
+        budgets = [b for b in (self.spec.attempt_timeout,) if b is not None]
+        if self.deadline is not None:
+            budgets.append(self.deadline - self.clock.now())
+        return min(budgets) if budgets else None
+
+    def _timeout_message(self) -> str:
+        if self.deadline is not None and self.clock.now() >= self.deadline:
+            return f"step timed out after {self.spec.timeout:g}s"
+        return f"attempt timed out after {self.spec.attempt_timeout:g}s"
+
+
+async def _await(future: asyncio.Future[tuple[bool, str]]) -> tuple[bool, str]:
+    return await future
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (value not in (False, None, 0, "", [], {}) and bool(value))
+
+
+def _instant(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    raise StepFailed(
+        Failure(INVALID_INPUT, f"wait.time_expression gave {value!r}, not a timestamp", False)
+    )
+
+
+def _iso(seconds: float) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _cache_key(agent: str, version: str, inputs: Any, config: Any) -> str:
+    canonical = json.dumps([agent, version, inputs, config], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _json_compatible(value: Any) -> Any:
+    """Agents must return what JSON can hold; anything else fails the attempt."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise AgentError(
+            f"agent output is not JSON-compatible: {error}", code=INVALID_OUTPUT, retryable=False
+        ) from None
