@@ -71,6 +71,8 @@ class RunExecutor:
         self._ending_failure: Failure | None = None
         self._approvals: dict[str, asyncio.Future[tuple[bool, str]]] = {}
         self._resumed: set[str] = set()
+        self._deps_ended: dict[str, int] = {}
+        self._deps_succeeded: dict[str, int] = {}
         self._timer: asyncio.Task[None] | None = None
         self._compensation: asyncio.Task[None] | None = None
         self._finalizing = False
@@ -100,6 +102,7 @@ class RunExecutor:
             self._timer = asyncio.create_task(
                 self._run_deadline(self.run.start_time + self.plan.spec.timeout)
             )
+        self._count_dependencies()
         failed = [
             s
             for s in self.steps.values()
@@ -136,24 +139,41 @@ class RunExecutor:
 
     # -- dependencies and trigger rules ------------------------------------------------
 
-    def _consider(self, step_id: str) -> None:
-        """Starts or skips a PENDING step once its dependencies allow it."""
+    def _count_dependencies(self) -> None:
+        for step_id, deps in self.plan.dependencies.items():
+            states = [self.steps[d].state for d in deps]
+            self._deps_ended[step_id] = sum(1 for state in states if state.is_final)
+            self._deps_succeeded[step_id] = states.count(StepState.SUCCEEDED)
+
+    def _consider(self, step_id: str, cause: StepRecord | None = None) -> None:
+        """Starts or skips a PENDING step once its dependencies allow it
+        (counters, not scans: a join of n steps costs O(n), not O(n^2))."""
         if self._ending is not None:
             return
-        plan = self.plan.steps[step_id]
-        states = [self.steps[d].state for d in self.plan.dependencies[step_id]]
-        rule = plan.spec.trigger_rule
+        total = len(self.plan.dependencies[step_id])
+        ended = self._deps_ended[step_id]
+        succeeded = self._deps_succeeded[step_id]
+        rule = self.plan.steps[step_id].spec.trigger_rule
         if rule == "ALL_SUCCEEDED":
-            for dep, state in zip(self.plan.dependencies[step_id], states, strict=True):
-                if state.is_final and state != StepState.SUCCEEDED:
-                    self.step_skipped(
-                        self.steps[step_id], f"dependency {dep!r} {state.name.lower()}"
+            if ended > succeeded:
+                culprit = (
+                    cause if cause is not None and cause.state != StepState.SUCCEEDED else None
+                )
+                if culprit is None:
+                    culprit = next(
+                        self.steps[d]
+                        for d in self.plan.dependencies[step_id]
+                        if self.steps[d].state.is_final
+                        and self.steps[d].state != StepState.SUCCEEDED
                     )
-                    return
-            if all(state == StepState.SUCCEEDED for state in states):
+                self.step_skipped(
+                    self.steps[step_id],
+                    f"dependency {culprit.step_id!r} {culprit.state.name.lower()}",
+                )
+            elif succeeded == total:
                 self._launch(self.steps[step_id])
-        elif all(state.is_final for state in states):
-            if rule == "ANY_SUCCEEDED" and states and StepState.SUCCEEDED not in states:
+        elif ended == total:
+            if rule == "ANY_SUCCEEDED" and total and not succeeded:
                 self.step_skipped(self.steps[step_id], "no dependency succeeded")
             else:
                 self._launch(self.steps[step_id])
@@ -173,9 +193,13 @@ class RunExecutor:
 
     def _step_ended(self, step: StepRecord) -> None:
         self._step_scope[step.step_id] = _scope_entry(step)
+        succeeded = step.state == StepState.SUCCEEDED
         for dependent in self.plan.dependents[step.step_id]:
+            self._deps_ended[dependent] += 1
+            if succeeded:
+                self._deps_succeeded[dependent] += 1
             if self.steps[dependent].state == StepState.PENDING:
-                self._consider(dependent)
+                self._consider(dependent, step)
 
     def scope(self, plan: StepPlan) -> dict[str, Any]:
         """What a step's expressions see: the run input and the steps they read."""

@@ -10,7 +10,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from podium.engine.engine import Engine
+from podium.engine.clock import Clock
+from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.retention import Pruner, default_interval
 from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
@@ -72,6 +73,8 @@ async def start_server(
     plugins: PluginReport | None = None,
     version: str = "",
     retention_seconds: float | None = None,
+    clock: Clock | None = None,
+    max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -86,7 +89,7 @@ async def start_server(
     report = plugins if plugins is not None else load_plugins()
     for failed in report.failed:
         log.warning("plugin %s failed to load: %s", failed.name, failed.error)
-    engine = Engine(store, report.registry)
+    engine = Engine(store, report.registry, clock=clock, max_running_steps=max_running_steps)
 
     server = grpc.aio.server()
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowService(engine), server)
