@@ -36,3 +36,18 @@ def test_files_the_readme_names_exist() -> None:
 def test_readme_shows_the_two_commands() -> None:
     assert "make demo" in README
     assert "make test" in README
+
+
+def test_the_execution_patterns_example_is_valid_proto_json() -> None:
+    import yaml
+    from google.protobuf import json_format
+
+    from podium.v1 import workflow_pb2
+
+    block = README.split("### Execution patterns")[1].split("```yaml")[1].split("```")[0]
+    steps = yaml.safe_load(block)
+    assert isinstance(steps, list) and steps
+    for step in steps:
+        if "wait" not in step and "approval" not in step:
+            step.setdefault("agent", "echo")
+    json_format.ParseDict({"steps": steps}, workflow_pb2.WorkflowSpec())
