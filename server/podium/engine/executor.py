@@ -179,17 +179,20 @@ class RunExecutor:
                 self._launch(self.steps[step_id])
 
     def _launch(self, step: StepRecord) -> None:
-        self.tasks[step.step_id] = asyncio.create_task(
-            self._step_task(step), name=f"step:{self.run.run_id}:{step.step_id}"
-        )
+        runner = StepRunner(self, step, self.plan.steps[step.step_id])
+        task = asyncio.create_task(runner.run(), name=f"step:{self.run.run_id}:{step.step_id}")
+        self.tasks[step.step_id] = task
+        # A done-callback, not a `finally`: a task cancelled before its first
+        # step never runs its body, and its step must still end.
+        task.add_done_callback(lambda _: self._step_task_done(step))
 
-    async def _step_task(self, step: StepRecord) -> None:
-        try:
-            await StepRunner(self, step, self.plan.steps[step.step_id]).run()
-        finally:
-            self.tasks.pop(step.step_id, None)
-            if not self.stopping:
-                self._maybe_finish()
+    def _step_task_done(self, step: StepRecord) -> None:
+        self.tasks.pop(step.step_id, None)
+        if self.stopping:
+            return
+        if not step.state.is_final:
+            self.step_cancelled(step)
+        self._maybe_finish()
 
     def _step_ended(self, step: StepRecord) -> None:
         self._step_scope[step.step_id] = _scope_entry(step)
@@ -328,16 +331,18 @@ class RunExecutor:
         delay: float,
         due: float,
         item: int,
+        *,
+        announce_failure: bool = True,
     ) -> None:
         if item == -1:
-            # The failed attempt's own event, then the retry; the step waits.
-            self._emit(
-                EventType.STEP_FAILED,
-                step=step,
-                attempt=attempt.number,
-                failure=failure,
-                message=failure.message,
-            )
+            if announce_failure:  # a resumed step's failure was announced before
+                self._emit(
+                    EventType.STEP_FAILED,
+                    step=step,
+                    attempt=attempt.number,
+                    failure=failure,
+                    message=failure.message,
+                )
             step.state = StepState.WAITING
             step.due_time = due
             step.reason = f"retrying in {delay:.3g}s after {failure.type}"
@@ -352,6 +357,10 @@ class RunExecutor:
             due_time=due,
             item=item,
         )
+
+    def resumed(self, step: StepRecord) -> bool:
+        """Whether the step was in progress when the server last stopped."""
+        return step.step_id in self._resumed
 
     async def finished_items(self, step: StepRecord) -> list[ItemRecord]:
         """Items a fan-out or loop finished before a restart (none for a new step)."""

@@ -63,6 +63,7 @@ class StepRunner:
         self.spec = plan.spec
         self.clock = executor.engine.clock
         self.deadline: float | None = None
+        self._attempts_by_item: dict[int, list[AttemptRecord]] | None = None
 
     async def run(self) -> None:
         ex, step = self.ex, self.step
@@ -242,7 +243,7 @@ class StepRunner:
         agent = ex.engine.registry.agent(spec.agent)
         if agent is None:
             raise StepFailed(Failure(UNKNOWN_AGENT, f"agent {spec.agent!r} is not registered"))
-        previous = [a for a in step.attempts if a.item == item]
+        previous = self._previous_attempts(item)
         if previous and previous[-1].state != AttemptState.SUCCEEDED:
             # Resuming after a restart: decide about the last attempt again.
             await self._retry_or_fail(previous[-1], item, len(previous), resumed=True)
@@ -293,10 +294,24 @@ class StepRunner:
             due = self.clock.now() + delay
             if self.deadline is not None and due >= self.deadline:
                 raise StepFailed(failure)
-            self.ex.retrying(self.step, attempt, failure, delay, due, item)
+            self.ex.retrying(
+                self.step, attempt, failure, delay, due, item, announce_failure=not resumed
+            )
         await sleep_until(self.clock, due)
 
     # -- helpers -------------------------------------------------------------------
+
+    def _previous_attempts(self, item: int) -> list[AttemptRecord]:
+        """Attempts made before a restart for this item; a new step has none
+        (and a 10,000-item fan-out must not scan its attempts per item)."""
+        if not self.ex.resumed(self.step):
+            return []
+        if self._attempts_by_item is None:
+            grouped: dict[int, list[AttemptRecord]] = {}
+            for attempt in self.step.attempts:
+                grouped.setdefault(attempt.item, []).append(attempt)
+            self._attempts_by_item = grouped
+        return self._attempts_by_item.get(item, [])
 
     def _inputs(self, scope: dict[str, Any]) -> dict[str, Any]:
         return {key: self._evaluate(e, scope) for key, e in self.plan.inputs.items()}
