@@ -44,6 +44,7 @@ FINAL_EVENT_TYPES = frozenset(
         E.RUN_EVENT_TYPE_RUN_SUCCEEDED,
         E.RUN_EVENT_TYPE_RUN_FAILED,
         E.RUN_EVENT_TYPE_RUN_CANCELLED,
+        E.RUN_EVENT_TYPE_RUN_PARTIALLY_SUCCEEDED,
     }
 )
 
@@ -253,3 +254,83 @@ def field_violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
 
 def money_nanos(money: common_pb2.Money) -> int:
     return money.units * 1_000_000_000 + money.nanos
+
+
+# -- semantics tests: an injectable clock, a server-wide step limit, plain values ------------
+
+
+@contextlib.asynccontextmanager
+async def serving_with(
+    db_path: str,
+    *,
+    clock: Any = None,
+    max_running_steps: int | None = None,
+    plugins: Any = None,
+) -> AsyncIterator[tuple[PodiumServer, Stubs]]:
+    """Like `serving`, with the engine's clock (e.g. a ManualClock), server-wide
+    step limit and plugin report (podium.plugins.manager.load_plugins, perhaps
+    with agents added) chosen by the test."""
+    options: dict[str, Any] = {"clock": clock, "plugins": plugins}
+    if max_running_steps is not None:
+        options["max_running_steps"] = max_running_steps
+    started = await start_server("127.0.0.1:0", db_path, **options)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+            yield started, stubs_for(channel)
+    finally:
+        await started.stop(0.5)
+
+
+def plain(message: Any) -> Any:
+    """A protobuf Value/Struct (or any message) as plain Python data."""
+    return json_format.MessageToDict(message)
+
+
+def step_of(run: run_pb2.Run, step_id: str) -> run_pb2.StepRun:
+    for step in run.steps:
+        if step.step_id == step_id:
+            return step
+    raise AssertionError(f"run {run.name} has no step {step_id!r}")
+
+
+# -- semantics tests: driving runs on a ManualClock ------------------------------------------
+
+
+async def eventually(condition: Any, timeout: float = 5.0, what: str = "") -> None:
+    """Polls `condition` (a callable returning a bool, or an awaitable of one)
+    until it holds, within `timeout` real seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"not met within {timeout}s: {what or condition}")
+        await asyncio.sleep(0.005)
+
+
+async def step_reaches(
+    stubs: Stubs,
+    run: str,
+    step_id: str,
+    state: run_pb2.StepState.ValueType,
+    *,
+    attempts: int | None = None,
+    timeout: float = 5.0,
+) -> run_pb2.Run:
+    """Polls GetRun until the step is in `state` (having made `attempts`
+    attempts, if given); returns that GetRun."""
+    seen: list[run_pb2.Run] = []
+
+    async def reached() -> bool:
+        current = await get_run(stubs, run)
+        seen[:] = [current]
+        step = step_of(current, step_id)
+        return step.state == state and (attempts is None or len(step.attempts) == attempts)
+
+    want = f"{step_id} {run_pb2.StepState.Name(state)} after {attempts} attempts"
+    await eventually(reached, timeout, want)
+    return seen[0]

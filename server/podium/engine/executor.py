@@ -71,6 +71,8 @@ class RunExecutor:
         self._ending_failure: Failure | None = None
         self._approvals: dict[str, asyncio.Future[tuple[bool, str]]] = {}
         self._resumed: set[str] = set()
+        # Succeeded steps in completion order (compensations run in reverse).
+        self._completed: list[str] = []
         self._deps_ended: dict[str, int] = {}
         self._deps_succeeded: dict[str, int] = {}
         self._timer: asyncio.Task[None] | None = None
@@ -92,6 +94,9 @@ class RunExecutor:
             self._emit(EventType.RUN_STARTED)
             self._save_run()
         in_progress: list[StepRecord] = []
+        done = [s for s in self.steps.values() if s.state == StepState.SUCCEEDED]
+        done.sort(key=lambda s: (s.end_time or 0.0, s.position))
+        self._completed = [s.step_id for s in done]
         for step in self.steps.values():
             if step.state.is_final:
                 self._step_scope[step.step_id] = _scope_entry(step)
@@ -221,6 +226,7 @@ class RunExecutor:
         step.end_time = now
         step.due_time = None
         step.reason = ""
+        self._completed.append(step.step_id)
         self._save_step(step)
         self._emit(
             EventType.STEP_SUCCEEDED,
@@ -335,6 +341,10 @@ class RunExecutor:
         announce_failure: bool = True,
     ) -> None:
         if item == -1:
+            step.state = StepState.WAITING
+            step.due_time = due
+            step.reason = f"retrying in {delay:.3g}s after {failure.type}"
+            self._save_step(step)
             if announce_failure:  # a resumed step's failure was announced before
                 self._emit(
                     EventType.STEP_FAILED,
@@ -343,10 +353,6 @@ class RunExecutor:
                     failure=failure,
                     message=failure.message,
                 )
-            step.state = StepState.WAITING
-            step.due_time = due
-            step.reason = f"retrying in {delay:.3g}s after {failure.type}"
-            self._save_step(step)
         self._emit(
             EventType.STEP_RETRYING,
             step=step,
@@ -488,12 +494,11 @@ class RunExecutor:
             self._finish()
 
     def _compensations(self) -> list[StepRecord]:
-        done = [
-            s
-            for s in self.steps.values()
-            if s.state == StepState.SUCCEEDED and self.plan.steps[s.step_id].spec.compensate
+        return [
+            self.steps[step_id]
+            for step_id in reversed(self._completed)
+            if self.plan.steps[step_id].spec.compensate is not None
         ]
-        return sorted(done, key=lambda s: s.end_time or 0.0, reverse=True)
 
     async def _compensate_then_finish(self) -> None:
         try:

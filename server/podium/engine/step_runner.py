@@ -251,6 +251,8 @@ class StepRunner:
         while True:
             self._check_deadline()
             async with ex.slot():
+                # The deadline may have passed while queueing for the slot.
+                self._check_deadline()
                 made += 1
                 attempt = AttemptRecord(made, AttemptState.RUNNING, self.clock.now(), item=item)
                 ex.attempt_started(step, attempt)

@@ -241,6 +241,10 @@ def _check_kind(
         compensation = agent_lookup(step.compensate.agent) if step.compensate.agent else None
         if compensation is None:
             check.problem(f"{where}.compensate.agent", f"unknown agent {step.compensate.agent!r}")
+        else:
+            for field, reason in config_problems(compensation, step.compensate.config, catalog):
+                path = f"{where}.compensate.config"
+                check.problem(f"{path}.{field}" if field else path, reason)
     check.positive(step.attempt_timeout, f"{where}.attempt_timeout")
     check.positive(step.timeout, f"{where}.timeout")
     if step.cache is not None:
