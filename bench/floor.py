@@ -18,7 +18,7 @@ from bench.measure import Measurement, own_peak_rss_mb, repeat
 from bench.workloads import StepDef, Workload, by_name
 
 
-async def run_dag(steps: Sequence[StepDef]) -> None:
+async def run_dag(steps: Sequence[StepDef], max_concurrency: int = 0) -> None:
     dependents: dict[str, list[str]] = {step.id: [] for step in steps}
     unmet = {step.id: len(step.depends_on) for step in steps}
     for step in steps:
@@ -35,9 +35,15 @@ async def run_dag(steps: Sequence[StepDef]) -> None:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    # A fan-out's cap: at most this many steps in flight (0: none).
+    cap = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+
     async def execute(step_id: str) -> None:
         nonlocal remaining
-        if delays[step_id]:
+        if cap is not None:
+            async with cap:
+                await asyncio.sleep(delays[step_id])
+        elif delays[step_id]:
             await asyncio.sleep(delays[step_id])
         remaining -= 1
         if remaining == 0:
@@ -56,7 +62,7 @@ async def run_dag(steps: Sequence[StepDef]) -> None:
 async def run_once(workload: Workload) -> float:
     steps = workload.build()
     started = time.perf_counter()
-    await asyncio.gather(*(run_dag(steps) for _ in range(workload.runs)))
+    await asyncio.gather(*(run_dag(steps, workload.max_concurrency) for _ in range(workload.runs)))
     return time.perf_counter() - started
 
 

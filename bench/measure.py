@@ -6,7 +6,7 @@ import resource
 import statistics
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.workloads import Workload
 
@@ -15,6 +15,7 @@ from bench.workloads import Workload
 class Measurement:
     walls_s: list[float]  # one per timed repetition
     peak_rss_mb: float  # of the process that executed the workload
+    notes: tuple[str, ...] = field(default=())  # further figures, printed under the table
 
     @property
     def wall_s(self) -> float:

@@ -62,15 +62,16 @@ class ServerProcess:
 
 
 @asynccontextmanager
-async def server_process() -> AsyncIterator[ServerProcess]:
+async def server_process(db_path: Path | None = None) -> AsyncIterator[ServerProcess]:
     """A fresh server with its own SQLite file (WAL), so that neither its peak
-    RSS nor its database carries over from another workload."""
+    RSS nor its database carries over from another workload; or, given
+    `db_path`, a fresh process on that database (to restart on it)."""
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "bench.server_process",
-            str(Path(tmp) / "podium.db"),
+            str(db_path or Path(tmp) / "podium.db"),
             cwd=REPO_ROOT,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -137,7 +138,61 @@ class Driver:
         raise BenchError(f"{run.name}: the stream ended before the run's final event")
 
 
+async def run_fan_out_once(driver: Driver, workflow: str, workload: Workload) -> float:
+    """One run of a single for_each step over the workload's items; the wall
+    time until its final event arrived."""
+    total = workload.steps_per_run
+    started = time.perf_counter()
+    request = execution_service_pb2.StartRunRequest(workflow=workflow)
+    request.input.update({"items": list(range(total))})
+    run = (await driver.executions.StartRun(request)).run
+    watch = progress_service_pb2.WatchRunRequest(run=run.name)
+    succeeded_items = 0
+    async for response in driver.progress.WatchRun(watch):
+        for event in response.events:
+            if event.type == event_pb2.RUN_EVENT_TYPE_ITEM_SUCCEEDED:
+                succeeded_items += 1
+            elif event.type in FINAL_EVENTS:
+                received = time.perf_counter()
+                if event.type != event_pb2.RUN_EVENT_TYPE_RUN_SUCCEEDED:
+                    raise BenchError(f"{run.name} ended {event.run_state}: {event.failure}")
+                if succeeded_items != total:
+                    raise BenchError(f"{run.name}: {succeeded_items} of {total} items ran")
+                output = json_format.MessageToDict(event.output)["each"]
+                if len(output) != total or output[-1] != {"item": total - 1}:
+                    raise BenchError(f"{run.name}: wrong fan-out output")
+                return received - started
+    raise BenchError(f"{run.name}: the stream ended before the run's final event")
+
+
+def fan_out_request(workflow_id: str, max_concurrency: int) -> Any:
+    each: dict[str, Any] = {
+        "id": "each",
+        "agent": "echo",
+        "for_each": {"items": "input.items", "max_concurrency": max_concurrency},
+        "input": {"item": "item"},
+    }
+    body = {"workflow_id": workflow_id, "spec": {"steps": [each]}}
+    return json_format.ParseDict(body, workflow_service_pb2.CreateWorkflowRequest())
+
+
+async def measure_fan_out(workload: Workload) -> Measurement:
+    async with server_process() as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            driver = Driver(channel)
+            request = fan_out_request(workload.name.lower(), workload.max_concurrency)
+            workflow = (await driver.workflows.CreateWorkflow(request)).workflow.name
+            walls = await repeat(workload, lambda: run_fan_out_once(driver, workflow, workload))
+        return Measurement(walls, await server.stop())
+
+
 async def measure(workload: Workload) -> Measurement:
+    if workload.kind == "fan_out":
+        return await measure_fan_out(workload)
+    if workload.kind == "recovery":
+        from bench.recovery import measure_recovery
+
+        return await measure_recovery(workload)
     async with server_process() as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             driver = Driver(channel)

@@ -93,6 +93,9 @@ def print_table(rows: list[Row], console: Console) -> None:
         console.print(f"  {name}: {description}")
     console.print("  ms/step: (wall - ideal) / steps   (+x%): wall over the ideal critical path")
     console.print("  RSS MB: peak of the process that executed the steps (the server for podium)")
+    for row in rows:
+        for note in row.measurement.notes:
+            console.print(f"  {note}")
 
 
 def write_json(rows: list[Row], path: Path) -> None:

@@ -50,6 +50,11 @@ class Workload:
     target: Target
     runs: int = 1  # copies of the DAG started at once, each with its own subscriber
     repetitions: int = 5  # timed repetitions; the median is reported
+    # How Podium runs it: "dag" (one step per StepDef), "fan_out" (one for_each
+    # step whose items are the StepDefs, at most `max_concurrency` at once) or
+    # "recovery" (unfinished runs of the DAG resumed by a restarted server).
+    kind: str = "dag"
+    max_concurrency: int = 0  # 0: unbounded; the floor honours it too
 
     @property
     def steps_per_run(self) -> int:
@@ -135,6 +140,38 @@ WORKLOADS: list[Workload] = [
         NO_OP_TARGET,
         runs=100,
         repetitions=3,
+    ),
+]
+
+
+def items(count: int) -> list[StepDef]:
+    """A fan-out's items, as independent no-op steps (for the floor and the counts)."""
+    return [StepDef(f"item_{i}") for i in range(count)]
+
+
+def resumable() -> list[StepDef]:
+    """A durable wait, already due when the server restarts, then a no-op step."""
+    return [StepDef("pause"), StepDef("after", ("pause",))]
+
+
+WORKLOADS += [
+    Workload(
+        "W5",
+        "1,000 unfinished runs resumed by a restarted server",
+        resumable,
+        Target(),
+        runs=1000,
+        repetitions=1,
+        kind="recovery",
+    ),
+    Workload(
+        "W6",
+        "10,000-item fan-out, max_concurrency 100",
+        lambda: items(10_000),
+        Target(),
+        repetitions=3,
+        kind="fan_out",
+        max_concurrency=100,
     ),
 ]
 

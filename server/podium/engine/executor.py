@@ -408,6 +408,8 @@ class RunExecutor:
 
     def approval_done(self, step_id: str) -> None:
         self._approvals.pop(step_id, None)
+        if self.stopping:
+            return  # the run still waits for approval, in the store too
         if not self._approvals and self.run.state == RunState.WAITING_APPROVAL:
             self._set_run_state(RunState.RUNNING)
 

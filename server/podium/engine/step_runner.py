@@ -110,6 +110,9 @@ class StepRunner:
                 assert self.plan.wait_time is not None
                 due = _instant(self._evaluate(self.plan.wait_time, scope))
             self.ex.step_waiting(self.step, due, f"waiting until {_iso(due)}")
+        if self.deadline is not None and self.deadline < due:
+            await sleep_until(self.clock, self.deadline)
+            raise StepFailed(Failure(TIMEOUT, self._timeout_message(), retryable=False))
         await sleep_until(self.clock, due)
         return {"waited_until": _iso(due)}
 
@@ -122,6 +125,8 @@ class StepRunner:
             prompt = self.plan.prompt.render(scope) if self.plan.prompt is not None else ""
             if approval.timeout is not None:
                 due = self.clock.now() + approval.timeout
+            if self.deadline is not None:
+                due = self.deadline if due is None else min(due, self.deadline)
             self.ex.approval_requested(self.step, prompt, due)
         decision = self.ex.approval_future(self.step.step_id)
         try:

@@ -289,8 +289,8 @@ class Store:
 
     async def unfinished_run_ids(self) -> list[str]:
         rows = await self._fetchall(
-            "SELECT run_id FROM runs WHERE state IN (?, ?) ORDER BY create_time",
-            (int(RunState.PENDING), int(RunState.RUNNING)),
+            "SELECT run_id FROM runs WHERE state IN (?, ?, ?) ORDER BY create_time",
+            (int(RunState.PENDING), int(RunState.RUNNING), int(RunState.WAITING_APPROVAL)),
         )
         return [row[0] for row in rows]
 

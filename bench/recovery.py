@@ -1,0 +1,192 @@
+"""W5: a server restarted over many unfinished runs.
+
+One server process starts the runs (a durable wait until a shared instant a
+few seconds ahead, then a no-op step) and is stopped gracefully while they all
+wait. Once that instant has passed, a fresh server process opens the same
+database; from the moment it is spawned we measure
+
+  startup:  until it announces its port (it serves while it recovers),
+  resumed:  until every run's first post-restart event happened (server time),
+  finished: until every run's final event reached its WatchRun subscriber
+            (the row's wall time),
+
+and, meanwhile, how long health checks and GetRun take while recovery runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.measure import Measurement
+from bench.podium_run import FINAL_EVENTS, BenchError, Driver, server_process
+from bench.workloads import Workload
+from podium.v1 import (
+    event_pb2,
+    execution_service_pb2,
+    progress_service_pb2,
+    run_pb2,
+    workflow_service_pb2,
+)
+
+# Time the first server gets to start every run before their waits fall due.
+START_ALLOWANCE_S = 6.0
+START_CONCURRENCY = 50
+EVENTS_BEFORE_STOP = 3  # RUN_CREATED, RUN_STARTED, STEP_WAITING
+
+
+def _iso(seconds: float) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _workflow_request(workflow_id: str) -> Any:
+    steps = [
+        {"id": "pause", "wait": {"time_expression": "input.until"}},
+        {"id": "after", "agent": "echo", "depends_on": ["pause"]},
+    ]
+    body = {"workflow_id": workflow_id, "spec": {"steps": steps}}
+    return json_format.ParseDict(body, workflow_service_pb2.CreateWorkflowRequest())
+
+
+async def _start_runs(driver: Driver, workflow: str, count: int, until: str) -> list[str]:
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+
+    async def one() -> str:
+        async with gate:
+            request = execution_service_pb2.StartRunRequest(workflow=workflow)
+            request.input.update({"until": until})
+            return str((await driver.executions.StartRun(request)).run.name)
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+async def _all_waiting(driver: Driver, names: Sequence[str]) -> None:
+    """Until every run recorded its STEP_WAITING (nothing else happens before the stop)."""
+    pending = list(names)
+    deadline = time.monotonic() + START_ALLOWANCE_S
+    while pending:
+        if time.monotonic() > deadline:
+            raise BenchError(f"{len(pending)} runs did not reach their wait in time")
+        still: list[str] = []
+        for name in pending:
+            request = execution_service_pb2.GetRunRequest(name=name)
+            run = (await driver.executions.GetRun(request)).run
+            if run.last_sequence > EVENTS_BEFORE_STOP or run.state != run_pb2.RUN_STATE_RUNNING:
+                raise BenchError(f"{name} went past its wait before the restart")
+            if run.last_sequence < EVENTS_BEFORE_STOP:
+                still.append(name)
+        pending = still
+        if pending:
+            await asyncio.sleep(0.05)
+
+
+class _Resumption:
+    """One run watched from its last pre-restart event to its final one."""
+
+    def __init__(self, driver: Driver, name: str) -> None:
+        self.name = name
+        self.first_event_time = 0.0  # server time of the first post-restart event
+        self.finished_at = 0.0  # client time.time() when the final event arrived
+        self._driver = driver
+
+    async def watch(self) -> None:
+        request = progress_service_pb2.WatchRunRequest(
+            run=self.name, after_sequence=EVENTS_BEFORE_STOP
+        )
+        async for response in self._driver.progress.WatchRun(request):
+            for event in response.events:
+                if not self.first_event_time:
+                    if event.sequence != EVENTS_BEFORE_STOP + 1:
+                        raise BenchError(f"{self.name}: gap before sequence {event.sequence}")
+                    self.first_event_time = event.time.ToNanoseconds() / 1e9
+                if event.type in FINAL_EVENTS:
+                    self.finished_at = time.time()
+                    if event.type != event_pb2.RUN_EVENT_TYPE_RUN_SUCCEEDED:
+                        raise BenchError(f"{self.name} ended {event.run_state}: {event.failure}")
+                    return
+        raise BenchError(f"{self.name}: the stream ended before the run's final event")
+
+
+async def _probe(
+    channel: grpc.aio.Channel, driver: Driver, names: Sequence[str], done: asyncio.Event
+) -> tuple[list[float], list[float]]:
+    """GetRun and health-check latencies (ms), back to back, until `done`."""
+    health: Any = health_pb2_grpc.HealthStub(channel)  # typeshed's stub lists no methods
+    get_ms: list[float] = []
+    health_ms: list[float] = []
+    index = 0
+    while not done.is_set():
+        started = time.perf_counter()
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        health_ms.append((time.perf_counter() - started) * 1000)
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            raise BenchError("the restarted server is not SERVING")
+        started = time.perf_counter()
+        request = execution_service_pb2.GetRunRequest(name=names[index % len(names)])
+        await driver.executions.GetRun(request)
+        get_ms.append((time.perf_counter() - started) * 1000)
+        index += 997  # a stride through the runs, not always the first resumed
+        await asyncio.sleep(0.005)
+    return get_ms, health_ms
+
+
+def _p(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def measure_recovery(workload: Workload) -> Measurement:
+    with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
+        db = Path(tmp) / "podium.db"
+        due = time.time() + START_ALLOWANCE_S
+        async with server_process(db) as first:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
+                driver = Driver(channel)
+                request = _workflow_request(workload.name.lower())
+                workflow = (await driver.workflows.CreateWorkflow(request)).workflow.name
+                names = await _start_runs(driver, workflow, workload.runs, _iso(due))
+                await _all_waiting(driver, names)
+            if time.time() >= due:
+                raise BenchError("starting the runs took longer than their wait")
+            await first.stop()
+        await asyncio.sleep(max(0.0, due - time.time()) + 0.05)
+
+        spawned = time.time()
+        async with server_process(db) as second:
+            announced = time.time()
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+                driver = Driver(channel)
+                resumptions = [_Resumption(driver, name) for name in names]
+                done = asyncio.Event()
+                probe = asyncio.ensure_future(_probe(channel, driver, names, done))
+                try:
+                    await asyncio.gather(*(r.watch() for r in resumptions))
+                finally:
+                    done.set()
+                get_ms, health_ms = await probe
+            peak_rss_mb = await second.stop()
+
+    startup_s = announced - spawned
+    resumed_s = max(r.first_event_time for r in resumptions) - spawned
+    finished_s = max(r.finished_at for r in resumptions) - spawned
+    name = workload.name
+    notes = (
+        f"{name} after the restart: serving {startup_s:.2f} s, all {workload.runs} resumed "
+        f"{resumed_s:.2f} s, all finished {finished_s:.2f} s",
+        f"{name} while recovering: GetRun p50 {statistics.median(get_ms):.1f} / p99 "
+        f"{_p(get_ms, 0.99):.1f} / max {max(get_ms):.1f} ms ({len(get_ms)} calls)",
+        f"{name} while recovering: health check p50 {statistics.median(health_ms):.1f} / "
+        f"max {max(health_ms):.1f} ms",
+    )
+    return Measurement([finished_s], peak_rss_mb, notes)
