@@ -113,8 +113,12 @@ class RunExecutor:
             for s in self.steps.values()
             if s.state == StepState.FAILED and self.plan.steps[s.step_id].spec.on_failure == "FAIL"
         ]
+        cancelled = any(s.state == StepState.CANCELLED for s in self.steps.values())
         if failed:  # the server stopped between a step's failure and the run's end
             self._fail(failed[0])
+        elif cancelled:  # ...or while the run was being cancelled
+            self._end(RunState.CANCELLED, Failure(CANCELLED, "cancelled before a restart"))
+            self._abandon_pending(StepState.CANCELLED, "run cancelled")
         else:
             for step in in_progress:
                 self._resumed.add(step.step_id)
