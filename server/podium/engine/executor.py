@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -690,8 +691,7 @@ def _scope_entry(step: StepRecord) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
-    import json
-
+    """A compensation's output for its event; never fails the compensation."""
     try:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError):
