@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from podium.engine.clock import sleep_until
-from podium.engine.context import AttemptContext
+from podium.engine.compensation import run_compensation
 from podium.engine.expressions import ExpressionError, from_json_numbers
-from podium.engine.failures import failure_from_exception
 from podium.engine.model import (
     CANCELLED,
     INTERRUPTED,
@@ -84,7 +82,7 @@ class RunExecutor:
 
     def created(self) -> None:
         """Records a new run (PENDING, with its steps' rows written by the engine)."""
-        self._emit(EventType.RUN_CREATED)
+        self.emit(EventType.RUN_CREATED)
         self._save_run()
 
     def start(self) -> None:
@@ -92,7 +90,7 @@ class RunExecutor:
         if self.run.state == RunState.PENDING:
             self.run.state = RunState.RUNNING
             self.run.start_time = self.engine.clock.now()
-            self._emit(EventType.RUN_STARTED)
+            self.emit(EventType.RUN_STARTED)
             self._save_run()
         in_progress: list[StepRecord] = []
         done = [s for s in self.steps.values() if s.state == StepState.SUCCEEDED]
@@ -233,7 +231,7 @@ class RunExecutor:
         step.reason = ""
         self._completed.append(step.step_id)
         self._save_step(step)
-        self._emit(
+        self.emit(
             EventType.STEP_SUCCEEDED,
             step=step,
             attempt=len(step.attempts),
@@ -250,7 +248,7 @@ class RunExecutor:
         step.due_time = None
         step.reason = failure.message
         self._save_step(step)
-        self._emit(
+        self.emit(
             EventType.STEP_FAILED,
             step=step,
             attempt=len(step.attempts),
@@ -269,7 +267,7 @@ class RunExecutor:
         step.reason = reason
         step.end_time = self.engine.clock.now()
         self._save_step(step)
-        self._emit(EventType.STEP_SKIPPED, step=step, message=reason)
+        self.emit(EventType.STEP_SKIPPED, step=step, message=reason)
         self._step_ended(step)
 
     def step_cancelled(self, step: StepRecord) -> None:
@@ -279,7 +277,7 @@ class RunExecutor:
         step.end_time = self.engine.clock.now()
         step.due_time = None
         self._save_step(step)
-        self._emit(EventType.STEP_CANCELLED, step=step, message=reason)
+        self.emit(EventType.STEP_CANCELLED, step=step, message=reason)
         self._step_scope[step.step_id] = _scope_entry(step)
 
     def step_waiting(self, step: StepRecord, due: float | None, reason: str) -> None:
@@ -287,10 +285,10 @@ class RunExecutor:
         step.due_time = due
         step.reason = reason
         self._save_step(step)
-        self._emit(EventType.STEP_WAITING, step=step, due_time=due, message=reason)
+        self.emit(EventType.STEP_WAITING, step=step, due_time=due, message=reason)
 
     def cache_hit(self, step: StepRecord, output: Any) -> None:
-        self._emit(EventType.STEP_CACHE_HIT, step=step, output=output, message="result from cache")
+        self.emit(EventType.STEP_CACHE_HIT, step=step, output=output, message="result from cache")
 
     # -- attempts, retries and items ---------------------------------------------------------
 
@@ -319,7 +317,7 @@ class RunExecutor:
                 step.state = StepState.RUNNING
                 step.reason = ""
         self._save_step(step, attempt)
-        self._emit(event, step=step, attempt=attempt.number, item=attempt.item)
+        self.emit(event, step=step, attempt=attempt.number, item=attempt.item)
 
     def attempt_ended(
         self,
@@ -351,14 +349,14 @@ class RunExecutor:
             step.reason = f"retrying in {delay:.3g}s after {failure.type}"
             self._save_step(step)
             if announce_failure:  # a resumed step's failure was announced before
-                self._emit(
+                self.emit(
                     EventType.STEP_FAILED,
                     step=step,
                     attempt=attempt.number,
                     failure=failure,
                     message=failure.message,
                 )
-        self._emit(
+        self.emit(
             EventType.STEP_RETRYING,
             step=step,
             attempt=attempt.number,
@@ -383,9 +381,9 @@ class RunExecutor:
         self.engine.recorder.item(self.run.run_id, step.step_id, record)
         self._save_step(step)
         if record.succeeded:
-            self._emit(EventType.ITEM_SUCCEEDED, step=step, item=record.index, output=record.output)
+            self.emit(EventType.ITEM_SUCCEEDED, step=step, item=record.index, output=record.output)
         else:
-            self._emit(
+            self.emit(
                 EventType.ITEM_FAILED,
                 step=step,
                 item=record.index,
@@ -401,7 +399,7 @@ class RunExecutor:
         step.reason = "waiting for approval"
         self._save_step(step)
         self._set_run_state(RunState.WAITING_APPROVAL)
-        self._emit(EventType.APPROVAL_REQUESTED, step=step, message=prompt, due_time=due)
+        self.emit(EventType.APPROVAL_REQUESTED, step=step, message=prompt, due_time=due)
 
     def approval_future(self, step_id: str) -> asyncio.Future[tuple[bool, str]]:
         future = self._approvals.get(step_id)
@@ -425,7 +423,7 @@ class RunExecutor:
     def resolve_approval(self, step_id: str, approve: bool, comment: str) -> None:
         future = self._approvals[step_id]
         step = self.steps[step_id]
-        self._emit(
+        self.emit(
             EventType.APPROVAL_RESOLVED,
             step=step,
             message=comment,
@@ -478,7 +476,7 @@ class RunExecutor:
             step.reason = reason
             step.end_time = now
             self._save_step(step)
-            self._emit(event, step=step, message=reason)
+            self.emit(event, step=step, message=reason)
 
     def _maybe_finish(self) -> None:
         if self.tasks or self.finished.is_set() or self.stopping or self._finalizing:
@@ -510,39 +508,10 @@ class RunExecutor:
     async def _compensate_then_finish(self) -> None:
         try:
             for step in self._compensations():
-                await self._compensate(step)
+                await run_compensation(self, step)
         finally:
             if not self.stopping:
                 self._finish()
-
-    async def _compensate(self, step: StepRecord) -> None:
-        plan = self.plan.steps[step.step_id]
-        compensation = plan.spec.compensate
-        assert compensation is not None
-        self._emit(EventType.COMPENSATION_STARTED, step=step, message=compensation.agent)
-        agent = self.engine.registry.agent(compensation.agent)
-        try:
-            if agent is None:
-                raise LookupError(f"agent {compensation.agent!r} is not registered")
-            scope = {
-                "input": from_json_numbers(step.input),
-                "output": from_json_numbers(step.output),
-            }
-            inputs = {k: e.evaluate(scope) for k, e in plan.compensation_inputs.items()}
-            attempt = AttemptRecord(0, AttemptState.RUNNING, self.engine.clock.now())
-            context = AttemptContext(self, step, attempt, inputs, compensation.config)
-            output = await agent.run(context)
-        except asyncio.CancelledError:
-            if self.stopping:
-                raise
-            self._emit(EventType.COMPENSATION_FAILED, step=step, message="cancelled")
-        except Exception as error:
-            failure = failure_from_exception(error)
-            self._emit(
-                EventType.COMPENSATION_FAILED, step=step, failure=failure, message=failure.message
-            )
-        else:
-            self._emit(EventType.COMPENSATION_SUCCEEDED, step=step, output=_jsonable(output))
 
     def _finish(self) -> None:
         run = self.run
@@ -560,7 +529,7 @@ class RunExecutor:
             run.state = self._ending
             run.failure = self._ending_failure
         run.end_time = self.engine.clock.now()
-        self._emit(
+        self.emit(
             _FINAL_EVENT[run.state],
             failure=run.failure,
             output=run.output,
@@ -599,7 +568,7 @@ class RunExecutor:
                     INTERRUPTED, "the server stopped during this attempt", True
                 )
                 self.engine.recorder.attempt(self.run.run_id, step.step_id, attempt)
-                self._emit(
+                self.emit(
                     EventType.STEP_FAILED,
                     step=step,
                     attempt=attempt.number,
@@ -624,7 +593,7 @@ class RunExecutor:
         attempt.cost += cost
         step.cost += cost
         self.run.cost += cost
-        self._emit(
+        self.emit(
             EventType.LLM_CALL,
             step=step,
             attempt=attempt.number,
@@ -640,7 +609,7 @@ class RunExecutor:
     ) -> None:
         if attempt.state != AttemptState.RUNNING:
             return
-        self._emit(
+        self.emit(
             EventType.STEP_PROGRESS,
             step=step,
             attempt=attempt.number,
@@ -665,7 +634,8 @@ class RunExecutor:
         if attempt is not None:
             recorder.attempt(self.run.run_id, step.step_id, attempt)
 
-    def _emit(self, type: EventType, *, step: StepRecord | None = None, **fields: Any) -> None:
+    def emit(self, type: EventType, *, step: StepRecord | None = None, **fields: Any) -> None:
+        """Records an event with the run's next sequence number."""
         run = self.run
         run.last_sequence += 1
         event = Event(
@@ -688,11 +658,3 @@ def _scope_entry(step: StepRecord) -> dict[str, Any]:
     if step.state == StepState.SUCCEEDED:
         entry["output"] = from_json_numbers(step.output)
     return entry
-
-
-def _jsonable(value: Any) -> Any:
-    """A compensation's output for its event; never fails the compensation."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError):
-        return repr(value)
