@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,7 @@ from podium.plugins.api import (
     Message,
     Provider,
     ProviderError,
+    Target,
     Usage,
     config_problems,
 )
@@ -42,7 +43,13 @@ class DirectGateway:
         self.providers = providers
         self.requests: list[CompletionRequest] = []
 
-    async def complete(self, provider: str, request: CompletionRequest) -> LlmResult:
+    async def complete(
+        self,
+        provider: str,
+        request: CompletionRequest,
+        *,
+        fallbacks: Sequence[Target] = (),
+    ) -> LlmResult:
         self.requests.append(request)
         chosen = self.providers[provider]
         completion = await chosen.complete(request)

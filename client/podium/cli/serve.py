@@ -41,6 +41,12 @@ def register(commands: Any) -> None:
         help="delete runs that ended longer ago than AGE: 30d, 12h, 90m, 3600s"
         " (default: 0, keep runs forever)",
     )
+    serve.add_argument(
+        "--policy",
+        default=None,
+        metavar="FILE",
+        help="governance policy (YAML): quotas, budgets, breakers, prices",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -60,5 +66,6 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         db_path=args.db,
         grace_seconds=args.grace,
         retention_seconds=args.retention or None,
+        policy_path=args.policy,
     )
     return int(code or 0)

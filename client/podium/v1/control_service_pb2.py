@@ -24,39 +24,94 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from podium.v1 import common_pb2 as podium_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpodium/v1/control_service.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n\x11ListAgentsRequest\":\n\x12ListAgentsResponse\x12$\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x14.podium.v1.AgentInfo\"O\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06plugin\x18\x04 \x01(\t\"\x16\n\x14ListProvidersRequest\"C\n\x15ListProvidersResponse\x12*\n\tproviders\x18\x01 \x03(\x0b\x32\x17.podium.v1.ProviderInfo\"Q\n\x0cProviderInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12\x0e\n\x06plugin\x18\x04 \x01(\t\"\x14\n\x12ListPluginsRequest\"=\n\x13ListPluginsResponse\x12&\n\x07plugins\x18\x01 \x03(\x0b\x32\x15.podium.v1.PluginInfo\"\xab\x01\n\nPluginInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.podium.v1.PluginStatus\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0e\n\x06\x61gents\x18\x06 \x03(\t\x12\x11\n\tproviders\x18\x07 \x03(\t\x12\r\n\x05tools\x18\x08 \x03(\t\"\x18\n\x16GetSystemStatusRequest\"\xc9\x01\n\x17GetSystemStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06uptime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x61\x63tive_runs\x18\x04 \x01(\x03\x12\x15\n\rrunning_steps\x18\x05 \x01(\x03\x12\x16\n\x0e\x66\x61iled_plugins\x18\x06 \x01(\x03*}\n\x0cPluginStatus\x12\x1d\n\x19PLUGIN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14PLUGIN_STATUS_LOADED\x10\x01\x12\x18\n\x14PLUGIN_STATUS_FAILED\x10\x02\x12\x1a\n\x16PLUGIN_STATUS_DISABLED\x10\x03\x32\xd7\x02\n\x0e\x43ontrolService\x12I\n\nListAgents\x12\x1c.podium.v1.ListAgentsRequest\x1a\x1d.podium.v1.ListAgentsResponse\x12R\n\rListProviders\x12\x1f.podium.v1.ListProvidersRequest\x1a .podium.v1.ListProvidersResponse\x12L\n\x0bListPlugins\x12\x1d.podium.v1.ListPluginsRequest\x1a\x1e.podium.v1.ListPluginsResponse\x12X\n\x0fGetSystemStatus\x12!.podium.v1.GetSystemStatusRequest\x1a\".podium.v1.GetSystemStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpodium/v1/control_service.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16podium/v1/common.proto\"\x13\n\x11ListAgentsRequest\":\n\x12ListAgentsResponse\x12$\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x14.podium.v1.AgentInfo\"O\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06plugin\x18\x04 \x01(\t\"\x16\n\x14ListProvidersRequest\"C\n\x15ListProvidersResponse\x12*\n\tproviders\x18\x01 \x03(\x0b\x32\x17.podium.v1.ProviderInfo\"Q\n\x0cProviderInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12\x0e\n\x06plugin\x18\x04 \x01(\t\"\x14\n\x12ListPluginsRequest\"=\n\x13ListPluginsResponse\x12&\n\x07plugins\x18\x01 \x03(\x0b\x32\x15.podium.v1.PluginInfo\"\xab\x01\n\nPluginInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.podium.v1.PluginStatus\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0e\n\x06\x61gents\x18\x06 \x03(\t\x12\x11\n\tproviders\x18\x07 \x03(\t\x12\r\n\x05tools\x18\x08 \x03(\t\"\x18\n\x16GetSystemStatusRequest\"\xc9\x01\n\x17GetSystemStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06uptime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x61\x63tive_runs\x18\x04 \x01(\x03\x12\x15\n\rrunning_steps\x18\x05 \x01(\x03\x12\x16\n\x0e\x66\x61iled_plugins\x18\x06 \x01(\x03\":\n\x05Scope\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.podium.v1.ScopeKind\x12\r\n\x05value\x18\x02 \x01(\t\"\xc7\x01\n\x05Quota\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x05scope\x18\x02 \x01(\x0b\x32\x10.podium.v1.Scope\x12,\n\tdimension\x18\x03 \x01(\x0e\x32\x19.podium.v1.QuotaDimension\x12\r\n\x05limit\x18\x04 \x01(\x01\x12\r\n\x05\x62urst\x18\x05 \x01(\x01\x12\x11\n\tavailable\x18\x06 \x01(\x01\x12\x30\n\x0cpaused_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x13\n\x11ListQuotasRequest\"6\n\x12ListQuotasResponse\x12 \n\x06quotas\x18\x01 \x03(\x0b\x32\x10.podium.v1.Quota\"5\n\x12UpdateQuotaRequest\x12\x1f\n\x05quota\x18\x01 \x01(\x0b\x32\x10.podium.v1.Quota\"6\n\x13UpdateQuotaResponse\x12\x1f\n\x05quota\x18\x01 \x01(\x0b\x32\x10.podium.v1.Quota\"\"\n\x12\x44\x65leteQuotaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteQuotaResponse\"\x84\x02\n\x06\x42udget\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x05scope\x18\x02 \x01(\x0b\x32\x10.podium.v1.Scope\x12\x1f\n\x05limit\x18\x03 \x01(\x0b\x32\x10.podium.v1.Money\x12\'\n\x06period\x18\x04 \x01(\x0e\x32\x17.podium.v1.BudgetPeriod\x12\x11\n\ttime_zone\x18\x05 \x01(\t\x12\x15\n\rwarn_fraction\x18\x06 \x01(\x01\x12\x12\n\nperiod_key\x18\x07 \x01(\t\x12\x1f\n\x05spent\x18\x08 \x01(\x0b\x32\x10.podium.v1.Money\x12\"\n\x08reserved\x18\t \x01(\x0b\x32\x10.podium.v1.Money\"\x14\n\x12ListBudgetsRequest\"9\n\x13ListBudgetsResponse\x12\"\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x11.podium.v1.Budget\"8\n\x13UpdateBudgetRequest\x12!\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x11.podium.v1.Budget\"9\n\x14UpdateBudgetResponse\x12!\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x11.podium.v1.Budget\"#\n\x13\x44\x65leteBudgetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteBudgetResponse\"\x88\x01\n\x0fGetSpendRequest\x12(\n\nscope_kind\x18\x01 \x01(\x0e\x32\x14.podium.v1.ScopeKind\x12\x13\n\x0bscope_value\x18\x02 \x01(\t\x12\'\n\x06period\x18\x03 \x01(\x0e\x32\x17.podium.v1.BudgetPeriod\x12\r\n\x05since\x18\x04 \x01(\t\"q\n\nSpendEntry\x12\x1f\n\x05scope\x18\x01 \x01(\x0b\x32\x10.podium.v1.Scope\x12\x12\n\nperiod_key\x18\x02 \x01(\t\x12\x1f\n\x05spent\x18\x03 \x01(\x0b\x32\x10.podium.v1.Money\x12\r\n\x05\x63\x61lls\x18\x04 \x01(\x03\"[\n\x10GetSpendResponse\x12&\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.podium.v1.SpendEntry\x12\x1f\n\x05total\x18\x02 \x01(\x0b\x32\x10.podium.v1.Money\"\xa3\x01\n\x07\x42reaker\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.podium.v1.BreakerState\x12\r\n\x05\x63\x61use\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\x03\x12\r\n\x05\x63\x61lls\x18\x05 \x01(\x03\x12\x32\n\x0ehalf_open_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x15\n\x13ListBreakersRequest\"<\n\x14ListBreakersResponse\x12$\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x12.podium.v1.Breaker\"#\n\x13ResetBreakerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x14ResetBreakerResponse\x12#\n\x07\x62reaker\x18\x01 \x01(\x0b\x32\x12.podium.v1.Breaker*}\n\x0cPluginStatus\x12\x1d\n\x19PLUGIN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14PLUGIN_STATUS_LOADED\x10\x01\x12\x18\n\x14PLUGIN_STATUS_FAILED\x10\x02\x12\x1a\n\x16PLUGIN_STATUS_DISABLED\x10\x03*\xb3\x01\n\tScopeKind\x12\x1a\n\x16SCOPE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SCOPE_KIND_SERVER\x10\x01\x12\x17\n\x13SCOPE_KIND_PROVIDER\x10\x02\x12\x14\n\x10SCOPE_KIND_MODEL\x10\x03\x12\x14\n\x10SCOPE_KIND_AGENT\x10\x04\x12\x17\n\x13SCOPE_KIND_WORKFLOW\x10\x05\x12\x15\n\x11SCOPE_KIND_TENANT\x10\x06*\xd1\x01\n\x0eQuotaDimension\x12\x1f\n\x1bQUOTA_DIMENSION_UNSPECIFIED\x10\x00\x12\x1c\n\x18QUOTA_DIMENSION_REQUESTS\x10\x01\x12 \n\x1cQUOTA_DIMENSION_INPUT_TOKENS\x10\x02\x12!\n\x1dQUOTA_DIMENSION_OUTPUT_TOKENS\x10\x03\x12\x1a\n\x16QUOTA_DIMENSION_TOKENS\x10\x04\x12\x1f\n\x1bQUOTA_DIMENSION_CONCURRENCY\x10\x05*u\n\x0c\x42udgetPeriod\x12\x1d\n\x19\x42UDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42UDGET_PERIOD_NONE\x10\x01\x12\x15\n\x11\x42UDGET_PERIOD_DAY\x10\x02\x12\x17\n\x13\x42UDGET_PERIOD_MONTH\x10\x03*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03\x32\x95\x08\n\x0e\x43ontrolService\x12I\n\nListAgents\x12\x1c.podium.v1.ListAgentsRequest\x1a\x1d.podium.v1.ListAgentsResponse\x12R\n\rListProviders\x12\x1f.podium.v1.ListProvidersRequest\x1a .podium.v1.ListProvidersResponse\x12L\n\x0bListPlugins\x12\x1d.podium.v1.ListPluginsRequest\x1a\x1e.podium.v1.ListPluginsResponse\x12X\n\x0fGetSystemStatus\x12!.podium.v1.GetSystemStatusRequest\x1a\".podium.v1.GetSystemStatusResponse\x12I\n\nListQuotas\x12\x1c.podium.v1.ListQuotasRequest\x1a\x1d.podium.v1.ListQuotasResponse\x12L\n\x0bUpdateQuota\x12\x1d.podium.v1.UpdateQuotaRequest\x1a\x1e.podium.v1.UpdateQuotaResponse\x12L\n\x0b\x44\x65leteQuota\x12\x1d.podium.v1.DeleteQuotaRequest\x1a\x1e.podium.v1.DeleteQuotaResponse\x12L\n\x0bListBudgets\x12\x1d.podium.v1.ListBudgetsRequest\x1a\x1e.podium.v1.ListBudgetsResponse\x12O\n\x0cUpdateBudget\x12\x1e.podium.v1.UpdateBudgetRequest\x1a\x1f.podium.v1.UpdateBudgetResponse\x12O\n\x0c\x44\x65leteBudget\x12\x1e.podium.v1.DeleteBudgetRequest\x1a\x1f.podium.v1.DeleteBudgetResponse\x12\x43\n\x08GetSpend\x12\x1a.podium.v1.GetSpendRequest\x1a\x1b.podium.v1.GetSpendResponse\x12O\n\x0cListBreakers\x12\x1e.podium.v1.ListBreakersRequest\x1a\x1f.podium.v1.ListBreakersResponse\x12O\n\x0cResetBreaker\x12\x1e.podium.v1.ResetBreakerRequest\x1a\x1f.podium.v1.ResetBreakerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'podium.v1.control_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLUGINSTATUS']._serialized_start=938
-  _globals['_PLUGINSTATUS']._serialized_end=1063
-  _globals['_LISTAGENTSREQUEST']._serialized_start=111
-  _globals['_LISTAGENTSREQUEST']._serialized_end=130
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=132
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=190
-  _globals['_AGENTINFO']._serialized_start=192
-  _globals['_AGENTINFO']._serialized_end=271
-  _globals['_LISTPROVIDERSREQUEST']._serialized_start=273
-  _globals['_LISTPROVIDERSREQUEST']._serialized_end=295
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=297
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=364
-  _globals['_PROVIDERINFO']._serialized_start=366
-  _globals['_PROVIDERINFO']._serialized_end=447
-  _globals['_LISTPLUGINSREQUEST']._serialized_start=449
-  _globals['_LISTPLUGINSREQUEST']._serialized_end=469
-  _globals['_LISTPLUGINSRESPONSE']._serialized_start=471
-  _globals['_LISTPLUGINSRESPONSE']._serialized_end=532
-  _globals['_PLUGININFO']._serialized_start=535
-  _globals['_PLUGININFO']._serialized_end=706
-  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_start=708
-  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_end=732
-  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_start=735
-  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_end=936
-  _globals['_CONTROLSERVICE']._serialized_start=1066
-  _globals['_CONTROLSERVICE']._serialized_end=1409
+  _globals['_PLUGINSTATUS']._serialized_start=2689
+  _globals['_PLUGINSTATUS']._serialized_end=2814
+  _globals['_SCOPEKIND']._serialized_start=2817
+  _globals['_SCOPEKIND']._serialized_end=2996
+  _globals['_QUOTADIMENSION']._serialized_start=2999
+  _globals['_QUOTADIMENSION']._serialized_end=3208
+  _globals['_BUDGETPERIOD']._serialized_start=3210
+  _globals['_BUDGETPERIOD']._serialized_end=3327
+  _globals['_BREAKERSTATE']._serialized_start=3329
+  _globals['_BREAKERSTATE']._serialized_end=3453
+  _globals['_LISTAGENTSREQUEST']._serialized_start=135
+  _globals['_LISTAGENTSREQUEST']._serialized_end=154
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=156
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=214
+  _globals['_AGENTINFO']._serialized_start=216
+  _globals['_AGENTINFO']._serialized_end=295
+  _globals['_LISTPROVIDERSREQUEST']._serialized_start=297
+  _globals['_LISTPROVIDERSREQUEST']._serialized_end=319
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=321
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=388
+  _globals['_PROVIDERINFO']._serialized_start=390
+  _globals['_PROVIDERINFO']._serialized_end=471
+  _globals['_LISTPLUGINSREQUEST']._serialized_start=473
+  _globals['_LISTPLUGINSREQUEST']._serialized_end=493
+  _globals['_LISTPLUGINSRESPONSE']._serialized_start=495
+  _globals['_LISTPLUGINSRESPONSE']._serialized_end=556
+  _globals['_PLUGININFO']._serialized_start=559
+  _globals['_PLUGININFO']._serialized_end=730
+  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_start=732
+  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_end=756
+  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_start=759
+  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_end=960
+  _globals['_SCOPE']._serialized_start=962
+  _globals['_SCOPE']._serialized_end=1020
+  _globals['_QUOTA']._serialized_start=1023
+  _globals['_QUOTA']._serialized_end=1222
+  _globals['_LISTQUOTASREQUEST']._serialized_start=1224
+  _globals['_LISTQUOTASREQUEST']._serialized_end=1243
+  _globals['_LISTQUOTASRESPONSE']._serialized_start=1245
+  _globals['_LISTQUOTASRESPONSE']._serialized_end=1299
+  _globals['_UPDATEQUOTAREQUEST']._serialized_start=1301
+  _globals['_UPDATEQUOTAREQUEST']._serialized_end=1354
+  _globals['_UPDATEQUOTARESPONSE']._serialized_start=1356
+  _globals['_UPDATEQUOTARESPONSE']._serialized_end=1410
+  _globals['_DELETEQUOTAREQUEST']._serialized_start=1412
+  _globals['_DELETEQUOTAREQUEST']._serialized_end=1446
+  _globals['_DELETEQUOTARESPONSE']._serialized_start=1448
+  _globals['_DELETEQUOTARESPONSE']._serialized_end=1469
+  _globals['_BUDGET']._serialized_start=1472
+  _globals['_BUDGET']._serialized_end=1732
+  _globals['_LISTBUDGETSREQUEST']._serialized_start=1734
+  _globals['_LISTBUDGETSREQUEST']._serialized_end=1754
+  _globals['_LISTBUDGETSRESPONSE']._serialized_start=1756
+  _globals['_LISTBUDGETSRESPONSE']._serialized_end=1813
+  _globals['_UPDATEBUDGETREQUEST']._serialized_start=1815
+  _globals['_UPDATEBUDGETREQUEST']._serialized_end=1871
+  _globals['_UPDATEBUDGETRESPONSE']._serialized_start=1873
+  _globals['_UPDATEBUDGETRESPONSE']._serialized_end=1930
+  _globals['_DELETEBUDGETREQUEST']._serialized_start=1932
+  _globals['_DELETEBUDGETREQUEST']._serialized_end=1967
+  _globals['_DELETEBUDGETRESPONSE']._serialized_start=1969
+  _globals['_DELETEBUDGETRESPONSE']._serialized_end=1991
+  _globals['_GETSPENDREQUEST']._serialized_start=1994
+  _globals['_GETSPENDREQUEST']._serialized_end=2130
+  _globals['_SPENDENTRY']._serialized_start=2132
+  _globals['_SPENDENTRY']._serialized_end=2245
+  _globals['_GETSPENDRESPONSE']._serialized_start=2247
+  _globals['_GETSPENDRESPONSE']._serialized_end=2338
+  _globals['_BREAKER']._serialized_start=2341
+  _globals['_BREAKER']._serialized_end=2504
+  _globals['_LISTBREAKERSREQUEST']._serialized_start=2506
+  _globals['_LISTBREAKERSREQUEST']._serialized_end=2527
+  _globals['_LISTBREAKERSRESPONSE']._serialized_start=2529
+  _globals['_LISTBREAKERSRESPONSE']._serialized_end=2589
+  _globals['_RESETBREAKERREQUEST']._serialized_start=2591
+  _globals['_RESETBREAKERREQUEST']._serialized_end=2626
+  _globals['_RESETBREAKERRESPONSE']._serialized_start=2628
+  _globals['_RESETBREAKERRESPONSE']._serialized_end=2687
+  _globals['_CONTROLSERVICE']._serialized_start=3456
+  _globals['_CONTROLSERVICE']._serialized_end=4501
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from podium.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -44,6 +45,114 @@ PLUGIN_STATUS_FAILED: PluginStatus.ValueType  # 2
 PLUGIN_STATUS_DISABLED: PluginStatus.ValueType  # 3
 """Excluded by PODIUM_PLUGINS or PODIUM_DISABLE_PLUGINS."""
 Global___PluginStatus: _TypeAlias = PluginStatus  # noqa: Y015
+
+class _ScopeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScopeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScopeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCOPE_KIND_UNSPECIFIED: _ScopeKind.ValueType  # 0
+    SCOPE_KIND_SERVER: _ScopeKind.ValueType  # 1
+    """The whole server (budgets only)."""
+    SCOPE_KIND_PROVIDER: _ScopeKind.ValueType  # 2
+    """A provider, e.g. "openai"."""
+    SCOPE_KIND_MODEL: _ScopeKind.ValueType  # 3
+    """A provider's model, "provider/model"."""
+    SCOPE_KIND_AGENT: _ScopeKind.ValueType  # 4
+    """An agent, e.g. "llm"."""
+    SCOPE_KIND_WORKFLOW: _ScopeKind.ValueType  # 5
+    """A workflow id (for concurrency: its running runs)."""
+    SCOPE_KIND_TENANT: _ScopeKind.ValueType  # 6
+    """A tenant ("default" until authentication arrives)."""
+
+class ScopeKind(_ScopeKind, metaclass=_ScopeKindEnumTypeWrapper):
+    """What a quota or budget applies to."""
+
+SCOPE_KIND_UNSPECIFIED: ScopeKind.ValueType  # 0
+SCOPE_KIND_SERVER: ScopeKind.ValueType  # 1
+"""The whole server (budgets only)."""
+SCOPE_KIND_PROVIDER: ScopeKind.ValueType  # 2
+"""A provider, e.g. "openai"."""
+SCOPE_KIND_MODEL: ScopeKind.ValueType  # 3
+"""A provider's model, "provider/model"."""
+SCOPE_KIND_AGENT: ScopeKind.ValueType  # 4
+"""An agent, e.g. "llm"."""
+SCOPE_KIND_WORKFLOW: ScopeKind.ValueType  # 5
+"""A workflow id (for concurrency: its running runs)."""
+SCOPE_KIND_TENANT: ScopeKind.ValueType  # 6
+"""A tenant ("default" until authentication arrives)."""
+Global___ScopeKind: _TypeAlias = ScopeKind  # noqa: Y015
+
+class _QuotaDimension:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _QuotaDimensionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QuotaDimension.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    QUOTA_DIMENSION_UNSPECIFIED: _QuotaDimension.ValueType  # 0
+    QUOTA_DIMENSION_REQUESTS: _QuotaDimension.ValueType  # 1
+    QUOTA_DIMENSION_INPUT_TOKENS: _QuotaDimension.ValueType  # 2
+    QUOTA_DIMENSION_OUTPUT_TOKENS: _QuotaDimension.ValueType  # 3
+    QUOTA_DIMENSION_TOKENS: _QuotaDimension.ValueType  # 4
+    """Input plus output tokens."""
+    QUOTA_DIMENSION_CONCURRENCY: _QuotaDimension.ValueType  # 5
+    """Calls (or, for SCOPE_KIND_WORKFLOW, runs) in flight at once."""
+
+class QuotaDimension(_QuotaDimension, metaclass=_QuotaDimensionEnumTypeWrapper):
+    """What a rate limit counts."""
+
+QUOTA_DIMENSION_UNSPECIFIED: QuotaDimension.ValueType  # 0
+QUOTA_DIMENSION_REQUESTS: QuotaDimension.ValueType  # 1
+QUOTA_DIMENSION_INPUT_TOKENS: QuotaDimension.ValueType  # 2
+QUOTA_DIMENSION_OUTPUT_TOKENS: QuotaDimension.ValueType  # 3
+QUOTA_DIMENSION_TOKENS: QuotaDimension.ValueType  # 4
+"""Input plus output tokens."""
+QUOTA_DIMENSION_CONCURRENCY: QuotaDimension.ValueType  # 5
+"""Calls (or, for SCOPE_KIND_WORKFLOW, runs) in flight at once."""
+Global___QuotaDimension: _TypeAlias = QuotaDimension  # noqa: Y015
+
+class _BudgetPeriod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BudgetPeriodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BudgetPeriod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BUDGET_PERIOD_UNSPECIFIED: _BudgetPeriod.ValueType  # 0
+    """NONE: the budget never resets."""
+    BUDGET_PERIOD_NONE: _BudgetPeriod.ValueType  # 1
+    BUDGET_PERIOD_DAY: _BudgetPeriod.ValueType  # 2
+    BUDGET_PERIOD_MONTH: _BudgetPeriod.ValueType  # 3
+
+class BudgetPeriod(_BudgetPeriod, metaclass=_BudgetPeriodEnumTypeWrapper):
+    """The period a budget's spend resets on."""
+
+BUDGET_PERIOD_UNSPECIFIED: BudgetPeriod.ValueType  # 0
+"""NONE: the budget never resets."""
+BUDGET_PERIOD_NONE: BudgetPeriod.ValueType  # 1
+BUDGET_PERIOD_DAY: BudgetPeriod.ValueType  # 2
+BUDGET_PERIOD_MONTH: BudgetPeriod.ValueType  # 3
+Global___BudgetPeriod: _TypeAlias = BudgetPeriod  # noqa: Y015
+
+class _BreakerState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BreakerStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BreakerState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BREAKER_STATE_UNSPECIFIED: _BreakerState.ValueType  # 0
+    BREAKER_STATE_CLOSED: _BreakerState.ValueType  # 1
+    BREAKER_STATE_OPEN: _BreakerState.ValueType  # 2
+    BREAKER_STATE_HALF_OPEN: _BreakerState.ValueType  # 3
+
+class BreakerState(_BreakerState, metaclass=_BreakerStateEnumTypeWrapper):
+    """State of a circuit breaker."""
+
+BREAKER_STATE_UNSPECIFIED: BreakerState.ValueType  # 0
+BREAKER_STATE_CLOSED: BreakerState.ValueType  # 1
+BREAKER_STATE_OPEN: BreakerState.ValueType  # 2
+BREAKER_STATE_HALF_OPEN: BreakerState.ValueType  # 3
+Global___BreakerState: _TypeAlias = BreakerState  # noqa: Y015
 
 @_typing.final
 class ListAgentsRequest(_message.Message):
@@ -312,3 +421,548 @@ class GetSystemStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSystemStatusResponse: _TypeAlias = GetSystemStatusResponse  # noqa: Y015
+
+@_typing.final
+class Scope(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    kind: Global___ScopeKind.ValueType
+    value: _builtins.str
+    """Empty for SCOPE_KIND_SERVER."""
+    def __init__(
+        self,
+        *,
+        kind: Global___ScopeKind.ValueType = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Scope: _TypeAlias = Scope  # noqa: Y015
+
+@_typing.final
+class Quota(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    DIMENSION_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    PAUSED_UNTIL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique; shown in waiting reasons as "quota:<name>"."""
+    dimension: Global___QuotaDimension.ValueType
+    limit: _builtins.float
+    """Rate per minute (token-bucket refill), or the concurrency limit."""
+    burst: _builtins.float
+    """Bucket capacity; 0: equal to limit. Ignored for concurrency."""
+    available: _builtins.float
+    """Output only: what is available now (tokens left, or free leases)."""
+    @_builtins.property
+    def scope(self) -> Global___Scope: ...
+    @_builtins.property
+    def paused_until(self) -> _timestamp_pb2.Timestamp:
+        """Output only: paused by a provider's 429 until then."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        scope: Global___Scope | None = ...,
+        dimension: Global___QuotaDimension.ValueType = ...,
+        limit: _builtins.float = ...,
+        burst: _builtins.float = ...,
+        available: _builtins.float = ...,
+        paused_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["paused_until", b"paused_until", "scope", b"scope"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "burst", b"burst", "dimension", b"dimension", "limit", b"limit", "name", b"name", "paused_until", b"paused_until", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Quota: _TypeAlias = Quota  # noqa: Y015
+
+@_typing.final
+class ListQuotasRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQuotasRequest: _TypeAlias = ListQuotasRequest  # noqa: Y015
+
+@_typing.final
+class ListQuotasResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTAS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quotas(self) -> _containers.RepeatedCompositeFieldContainer[Global___Quota]: ...
+    def __init__(
+        self,
+        *,
+        quotas: _abc.Iterable[Global___Quota] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quotas", b"quotas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQuotasResponse: _TypeAlias = ListQuotasResponse  # noqa: Y015
+
+@_typing.final
+class UpdateQuotaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quota(self) -> Global___Quota: ...
+    def __init__(
+        self,
+        *,
+        quota: Global___Quota | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quota", b"quota"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quota", b"quota"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateQuotaRequest: _TypeAlias = UpdateQuotaRequest  # noqa: Y015
+
+@_typing.final
+class UpdateQuotaResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quota(self) -> Global___Quota: ...
+    def __init__(
+        self,
+        *,
+        quota: Global___Quota | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quota", b"quota"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quota", b"quota"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateQuotaResponse: _TypeAlias = UpdateQuotaResponse  # noqa: Y015
+
+@_typing.final
+class DeleteQuotaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteQuotaRequest: _TypeAlias = DeleteQuotaRequest  # noqa: Y015
+
+@_typing.final
+class DeleteQuotaResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteQuotaResponse: _TypeAlias = DeleteQuotaResponse  # noqa: Y015
+
+@_typing.final
+class Budget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    WARN_FRACTION_FIELD_NUMBER: _builtins.int
+    PERIOD_KEY_FIELD_NUMBER: _builtins.int
+    SPENT_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    period: Global___BudgetPeriod.ValueType
+    time_zone: _builtins.str
+    """IANA time zone of the period's calendar; default "UTC"."""
+    warn_fraction: _builtins.float
+    """Fraction of the limit whose crossing emits BUDGET_WARNING once a period."""
+    period_key: _builtins.str
+    """Output only: the current period ("2026-11-21", "2026-11", "all")."""
+    @_builtins.property
+    def scope(self) -> Global___Scope:
+        """SERVER, PROVIDER, AGENT or WORKFLOW (a run's budget is its max_cost)."""
+
+    @_builtins.property
+    def limit(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def spent(self) -> _common_pb2.Money:
+        """Output only: settled spend and open reservations in the current period."""
+
+    @_builtins.property
+    def reserved(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        scope: Global___Scope | None = ...,
+        limit: _common_pb2.Money | None = ...,
+        period: Global___BudgetPeriod.ValueType = ...,
+        time_zone: _builtins.str = ...,
+        warn_fraction: _builtins.float = ...,
+        period_key: _builtins.str = ...,
+        spent: _common_pb2.Money | None = ...,
+        reserved: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "reserved", b"reserved", "scope", b"scope", "spent", b"spent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "name", b"name", "period", b"period", "period_key", b"period_key", "reserved", b"reserved", "scope", b"scope", "spent", b"spent", "time_zone", b"time_zone", "warn_fraction", b"warn_fraction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Budget: _TypeAlias = Budget  # noqa: Y015
+
+@_typing.final
+class ListBudgetsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBudgetsRequest: _TypeAlias = ListBudgetsRequest  # noqa: Y015
+
+@_typing.final
+class ListBudgetsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Budget]: ...
+    def __init__(
+        self,
+        *,
+        budgets: _abc.Iterable[Global___Budget] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budgets", b"budgets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBudgetsResponse: _TypeAlias = ListBudgetsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateBudgetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def budget(self) -> Global___Budget: ...
+    def __init__(
+        self,
+        *,
+        budget: Global___Budget | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateBudgetRequest: _TypeAlias = UpdateBudgetRequest  # noqa: Y015
+
+@_typing.final
+class UpdateBudgetResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def budget(self) -> Global___Budget: ...
+    def __init__(
+        self,
+        *,
+        budget: Global___Budget | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateBudgetResponse: _TypeAlias = UpdateBudgetResponse  # noqa: Y015
+
+@_typing.final
+class DeleteBudgetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBudgetRequest: _TypeAlias = DeleteBudgetRequest  # noqa: Y015
+
+@_typing.final
+class DeleteBudgetResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBudgetResponse: _TypeAlias = DeleteBudgetResponse  # noqa: Y015
+
+@_typing.final
+class GetSpendRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCOPE_KIND_FIELD_NUMBER: _builtins.int
+    SCOPE_VALUE_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    scope_kind: Global___ScopeKind.ValueType
+    """Only this scope kind; unspecified: every kind."""
+    scope_value: _builtins.str
+    """Only this scope value; empty: every value."""
+    period: Global___BudgetPeriod.ValueType
+    """DAY (default) or MONTH, in UTC."""
+    since: _builtins.str
+    """Only periods from this one on, e.g. "2026-11-01" or "2026-11"; empty: all."""
+    def __init__(
+        self,
+        *,
+        scope_kind: Global___ScopeKind.ValueType = ...,
+        scope_value: _builtins.str = ...,
+        period: Global___BudgetPeriod.ValueType = ...,
+        since: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "scope_kind", b"scope_kind", "scope_value", b"scope_value", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSpendRequest: _TypeAlias = GetSpendRequest  # noqa: Y015
+
+@_typing.final
+class SpendEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCOPE_FIELD_NUMBER: _builtins.int
+    PERIOD_KEY_FIELD_NUMBER: _builtins.int
+    SPENT_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    period_key: _builtins.str
+    """"2026-11-21" (day) or "2026-11" (month), UTC."""
+    calls: _builtins.int
+    """Settled LLM calls."""
+    @_builtins.property
+    def scope(self) -> Global___Scope: ...
+    @_builtins.property
+    def spent(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        scope: Global___Scope | None = ...,
+        period_key: _builtins.str = ...,
+        spent: _common_pb2.Money | None = ...,
+        calls: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope", "spent", b"spent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "period_key", b"period_key", "scope", b"scope", "spent", b"spent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpendEntry: _TypeAlias = SpendEntry  # noqa: Y015
+
+@_typing.final
+class GetSpendResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpendEntry]: ...
+    @_builtins.property
+    def total(self) -> _common_pb2.Money:
+        """Sum of the entries."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___SpendEntry] | None = ...,
+        total: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSpendResponse: _TypeAlias = GetSpendResponse  # noqa: Y015
+
+@_typing.final
+class Breaker(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    HALF_OPEN_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"provider:<p>", "model:<p>/<m>" or "agent:<a>"."""
+    state: Global___BreakerState.ValueType
+    cause: _builtins.str
+    """Why it last changed state."""
+    failures: _builtins.int
+    """Failures counted in the current window (or consecutively)."""
+    calls: _builtins.int
+    """Calls counted in the current window."""
+    @_builtins.property
+    def half_open_time(self) -> _timestamp_pb2.Timestamp:
+        """When an open breaker admits a probe."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        state: Global___BreakerState.ValueType = ...,
+        cause: _builtins.str = ...,
+        failures: _builtins.int = ...,
+        calls: _builtins.int = ...,
+        half_open_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["half_open_time", b"half_open_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cause", b"cause", "failures", b"failures", "half_open_time", b"half_open_time", "name", b"name", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Breaker: _TypeAlias = Breaker  # noqa: Y015
+
+@_typing.final
+class ListBreakersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBreakersRequest: _TypeAlias = ListBreakersRequest  # noqa: Y015
+
+@_typing.final
+class ListBreakersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BREAKERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def breakers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Breaker]: ...
+    def __init__(
+        self,
+        *,
+        breakers: _abc.Iterable[Global___Breaker] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakers", b"breakers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBreakersResponse: _TypeAlias = ListBreakersResponse  # noqa: Y015
+
+@_typing.final
+class ResetBreakerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetBreakerRequest: _TypeAlias = ResetBreakerRequest  # noqa: Y015
+
+@_typing.final
+class ResetBreakerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BREAKER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def breaker(self) -> Global___Breaker: ...
+    def __init__(
+        self,
+        *,
+        breaker: Global___Breaker | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["breaker", b"breaker"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker", b"breaker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetBreakerResponse: _TypeAlias = ResetBreakerResponse  # noqa: Y015

@@ -56,6 +56,51 @@ class ControlServiceStub:
                 request_serializer=podium_dot_v1_dot_control__service__pb2.GetSystemStatusRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_control__service__pb2.GetSystemStatusResponse.FromString,
                 _registered_method=True)
+        self.ListQuotas = channel.unary_unary(
+                '/podium.v1.ControlService/ListQuotas',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.ListQuotasRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.ListQuotasResponse.FromString,
+                _registered_method=True)
+        self.UpdateQuota = channel.unary_unary(
+                '/podium.v1.ControlService/UpdateQuota',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.UpdateQuotaRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.UpdateQuotaResponse.FromString,
+                _registered_method=True)
+        self.DeleteQuota = channel.unary_unary(
+                '/podium.v1.ControlService/DeleteQuota',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.DeleteQuotaRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.DeleteQuotaResponse.FromString,
+                _registered_method=True)
+        self.ListBudgets = channel.unary_unary(
+                '/podium.v1.ControlService/ListBudgets',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.ListBudgetsRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.ListBudgetsResponse.FromString,
+                _registered_method=True)
+        self.UpdateBudget = channel.unary_unary(
+                '/podium.v1.ControlService/UpdateBudget',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.UpdateBudgetRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.UpdateBudgetResponse.FromString,
+                _registered_method=True)
+        self.DeleteBudget = channel.unary_unary(
+                '/podium.v1.ControlService/DeleteBudget',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.DeleteBudgetRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.DeleteBudgetResponse.FromString,
+                _registered_method=True)
+        self.GetSpend = channel.unary_unary(
+                '/podium.v1.ControlService/GetSpend',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.GetSpendRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.GetSpendResponse.FromString,
+                _registered_method=True)
+        self.ListBreakers = channel.unary_unary(
+                '/podium.v1.ControlService/ListBreakers',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.ListBreakersRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.ListBreakersResponse.FromString,
+                _registered_method=True)
+        self.ResetBreaker = channel.unary_unary(
+                '/podium.v1.ControlService/ResetBreaker',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -88,6 +133,68 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQuotas(self, request, context):
+        """Rate limits and concurrency limits with their current levels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateQuota(self, request, context):
+        """Creates or replaces a quota by name; persisted, survives restarts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteQuota(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBudgets(self, request, context):
+        """Budgets with their spend and reservations in the current period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateBudget(self, request, context):
+        """Creates or replaces a budget by name; persisted, survives restarts.
+        A limit below the current period's spend is INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBudget(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSpend(self, request, context):
+        """Settled spend by scope and period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBreakers(self, request, context):
+        """Circuit breakers and their state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetBreaker(self, request, context):
+        """Closes a breaker.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +217,51 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.GetSystemStatus,
                     request_deserializer=podium_dot_v1_dot_control__service__pb2.GetSystemStatusRequest.FromString,
                     response_serializer=podium_dot_v1_dot_control__service__pb2.GetSystemStatusResponse.SerializeToString,
+            ),
+            'ListQuotas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQuotas,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.ListQuotasRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.ListQuotasResponse.SerializeToString,
+            ),
+            'UpdateQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateQuota,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.UpdateQuotaRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.UpdateQuotaResponse.SerializeToString,
+            ),
+            'DeleteQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteQuota,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.DeleteQuotaRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.DeleteQuotaResponse.SerializeToString,
+            ),
+            'ListBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBudgets,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.ListBudgetsRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.ListBudgetsResponse.SerializeToString,
+            ),
+            'UpdateBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateBudget,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.UpdateBudgetRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.UpdateBudgetResponse.SerializeToString,
+            ),
+            'DeleteBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBudget,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.DeleteBudgetRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.DeleteBudgetResponse.SerializeToString,
+            ),
+            'GetSpend': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSpend,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.GetSpendRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.GetSpendResponse.SerializeToString,
+            ),
+            'ListBreakers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBreakers,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.ListBreakersRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.ListBreakersResponse.SerializeToString,
+            ),
+            'ResetBreaker': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetBreaker,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +374,249 @@ class ControlService:
             '/podium.v1.ControlService/GetSystemStatus',
             podium_dot_v1_dot_control__service__pb2.GetSystemStatusRequest.SerializeToString,
             podium_dot_v1_dot_control__service__pb2.GetSystemStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQuotas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/ListQuotas',
+            podium_dot_v1_dot_control__service__pb2.ListQuotasRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.ListQuotasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/UpdateQuota',
+            podium_dot_v1_dot_control__service__pb2.UpdateQuotaRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.UpdateQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/DeleteQuota',
+            podium_dot_v1_dot_control__service__pb2.DeleteQuotaRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.DeleteQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/ListBudgets',
+            podium_dot_v1_dot_control__service__pb2.ListBudgetsRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.ListBudgetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/UpdateBudget',
+            podium_dot_v1_dot_control__service__pb2.UpdateBudgetRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.UpdateBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/DeleteBudget',
+            podium_dot_v1_dot_control__service__pb2.DeleteBudgetRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.DeleteBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSpend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/GetSpend',
+            podium_dot_v1_dot_control__service__pb2.GetSpendRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.GetSpendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBreakers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/ListBreakers',
+            podium_dot_v1_dot_control__service__pb2.ListBreakersRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.ListBreakersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetBreaker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/ResetBreaker',
+            podium_dot_v1_dot_control__service__pb2.ResetBreakerRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.ResetBreakerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,24 @@ class ControlServiceStub:
     ListPlugins: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.ListPluginsRequest, _control_service_pb2.ListPluginsResponse]
     """Every plugin the server tried to load, with failures."""
     GetSystemStatus: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.GetSystemStatusRequest, _control_service_pb2.GetSystemStatusResponse]
+    ListQuotas: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.ListQuotasRequest, _control_service_pb2.ListQuotasResponse]
+    """Rate limits and concurrency limits with their current levels."""
+    UpdateQuota: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.UpdateQuotaRequest, _control_service_pb2.UpdateQuotaResponse]
+    """Creates or replaces a quota by name; persisted, survives restarts."""
+    DeleteQuota: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.DeleteQuotaRequest, _control_service_pb2.DeleteQuotaResponse]
+    ListBudgets: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.ListBudgetsRequest, _control_service_pb2.ListBudgetsResponse]
+    """Budgets with their spend and reservations in the current period."""
+    UpdateBudget: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.UpdateBudgetRequest, _control_service_pb2.UpdateBudgetResponse]
+    """Creates or replaces a budget by name; persisted, survives restarts.
+    A limit below the current period's spend is INVALID_ARGUMENT.
+    """
+    DeleteBudget: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.DeleteBudgetRequest, _control_service_pb2.DeleteBudgetResponse]
+    GetSpend: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.GetSpendRequest, _control_service_pb2.GetSpendResponse]
+    """Settled spend by scope and period."""
+    ListBreakers: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.ListBreakersRequest, _control_service_pb2.ListBreakersResponse]
+    """Circuit breakers and their state."""
+    ResetBreaker: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.ResetBreakerRequest, _control_service_pb2.ResetBreakerResponse]
+    """Closes a breaker."""
 
 @_typing.type_check_only
 class ControlServiceAsyncStub(ControlServiceStub):
@@ -53,6 +71,24 @@ class ControlServiceAsyncStub(ControlServiceStub):
     ListPlugins: _aio.UnaryUnaryMultiCallable[_control_service_pb2.ListPluginsRequest, _control_service_pb2.ListPluginsResponse]  # type: ignore[assignment]
     """Every plugin the server tried to load, with failures."""
     GetSystemStatus: _aio.UnaryUnaryMultiCallable[_control_service_pb2.GetSystemStatusRequest, _control_service_pb2.GetSystemStatusResponse]  # type: ignore[assignment]
+    ListQuotas: _aio.UnaryUnaryMultiCallable[_control_service_pb2.ListQuotasRequest, _control_service_pb2.ListQuotasResponse]  # type: ignore[assignment]
+    """Rate limits and concurrency limits with their current levels."""
+    UpdateQuota: _aio.UnaryUnaryMultiCallable[_control_service_pb2.UpdateQuotaRequest, _control_service_pb2.UpdateQuotaResponse]  # type: ignore[assignment]
+    """Creates or replaces a quota by name; persisted, survives restarts."""
+    DeleteQuota: _aio.UnaryUnaryMultiCallable[_control_service_pb2.DeleteQuotaRequest, _control_service_pb2.DeleteQuotaResponse]  # type: ignore[assignment]
+    ListBudgets: _aio.UnaryUnaryMultiCallable[_control_service_pb2.ListBudgetsRequest, _control_service_pb2.ListBudgetsResponse]  # type: ignore[assignment]
+    """Budgets with their spend and reservations in the current period."""
+    UpdateBudget: _aio.UnaryUnaryMultiCallable[_control_service_pb2.UpdateBudgetRequest, _control_service_pb2.UpdateBudgetResponse]  # type: ignore[assignment]
+    """Creates or replaces a budget by name; persisted, survives restarts.
+    A limit below the current period's spend is INVALID_ARGUMENT.
+    """
+    DeleteBudget: _aio.UnaryUnaryMultiCallable[_control_service_pb2.DeleteBudgetRequest, _control_service_pb2.DeleteBudgetResponse]  # type: ignore[assignment]
+    GetSpend: _aio.UnaryUnaryMultiCallable[_control_service_pb2.GetSpendRequest, _control_service_pb2.GetSpendResponse]  # type: ignore[assignment]
+    """Settled spend by scope and period."""
+    ListBreakers: _aio.UnaryUnaryMultiCallable[_control_service_pb2.ListBreakersRequest, _control_service_pb2.ListBreakersResponse]  # type: ignore[assignment]
+    """Circuit breakers and their state."""
+    ResetBreaker: _aio.UnaryUnaryMultiCallable[_control_service_pb2.ResetBreakerRequest, _control_service_pb2.ResetBreakerResponse]  # type: ignore[assignment]
+    """Closes a breaker."""
 
 class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
     """Operator view of the server: plugins, agents, providers and, in later
@@ -87,5 +123,77 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _control_service_pb2.GetSystemStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_service_pb2.GetSystemStatusResponse, _abc.Awaitable[_control_service_pb2.GetSystemStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListQuotas(
+        self,
+        request: _control_service_pb2.ListQuotasRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.ListQuotasResponse, _abc.Awaitable[_control_service_pb2.ListQuotasResponse]]:
+        """Rate limits and concurrency limits with their current levels."""
+
+    @_abc_1.abstractmethod
+    def UpdateQuota(
+        self,
+        request: _control_service_pb2.UpdateQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.UpdateQuotaResponse, _abc.Awaitable[_control_service_pb2.UpdateQuotaResponse]]:
+        """Creates or replaces a quota by name; persisted, survives restarts."""
+
+    @_abc_1.abstractmethod
+    def DeleteQuota(
+        self,
+        request: _control_service_pb2.DeleteQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.DeleteQuotaResponse, _abc.Awaitable[_control_service_pb2.DeleteQuotaResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListBudgets(
+        self,
+        request: _control_service_pb2.ListBudgetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.ListBudgetsResponse, _abc.Awaitable[_control_service_pb2.ListBudgetsResponse]]:
+        """Budgets with their spend and reservations in the current period."""
+
+    @_abc_1.abstractmethod
+    def UpdateBudget(
+        self,
+        request: _control_service_pb2.UpdateBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.UpdateBudgetResponse, _abc.Awaitable[_control_service_pb2.UpdateBudgetResponse]]:
+        """Creates or replaces a budget by name; persisted, survives restarts.
+        A limit below the current period's spend is INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteBudget(
+        self,
+        request: _control_service_pb2.DeleteBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.DeleteBudgetResponse, _abc.Awaitable[_control_service_pb2.DeleteBudgetResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSpend(
+        self,
+        request: _control_service_pb2.GetSpendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.GetSpendResponse, _abc.Awaitable[_control_service_pb2.GetSpendResponse]]:
+        """Settled spend by scope and period."""
+
+    @_abc_1.abstractmethod
+    def ListBreakers(
+        self,
+        request: _control_service_pb2.ListBreakersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.ListBreakersResponse, _abc.Awaitable[_control_service_pb2.ListBreakersResponse]]:
+        """Circuit breakers and their state."""
+
+    @_abc_1.abstractmethod
+    def ResetBreaker(
+        self,
+        request: _control_service_pb2.ResetBreakerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.ResetBreakerResponse, _abc.Awaitable[_control_service_pb2.ResetBreakerResponse]]:
+        """Closes a breaker."""
 
 def add_ControlServiceServicer_to_server(servicer: ControlServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -65,6 +65,12 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     """A fan-out item or loop iteration started / ended (see item)."""
     RUN_EVENT_TYPE_ITEM_SUCCEEDED: _RunEventType.ValueType  # 23
     RUN_EVENT_TYPE_ITEM_FAILED: _RunEventType.ValueType  # 24
+    RUN_EVENT_TYPE_CIRCUIT_OPENED: _RunEventType.ValueType  # 25
+    """A circuit breaker this run used changed state (breaker, message: cause)."""
+    RUN_EVENT_TYPE_CIRCUIT_HALF_OPEN: _RunEventType.ValueType  # 26
+    RUN_EVENT_TYPE_CIRCUIT_CLOSED: _RunEventType.ValueType  # 27
+    RUN_EVENT_TYPE_BUDGET_WARNING: _RunEventType.ValueType  # 28
+    """Settled spend crossed a budget's warning fraction (budget, cost: spent)."""
 
 class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
     """What happened."""
@@ -106,6 +112,12 @@ RUN_EVENT_TYPE_ITEM_STARTED: RunEventType.ValueType  # 22
 """A fan-out item or loop iteration started / ended (see item)."""
 RUN_EVENT_TYPE_ITEM_SUCCEEDED: RunEventType.ValueType  # 23
 RUN_EVENT_TYPE_ITEM_FAILED: RunEventType.ValueType  # 24
+RUN_EVENT_TYPE_CIRCUIT_OPENED: RunEventType.ValueType  # 25
+"""A circuit breaker this run used changed state (breaker, message: cause)."""
+RUN_EVENT_TYPE_CIRCUIT_HALF_OPEN: RunEventType.ValueType  # 26
+RUN_EVENT_TYPE_CIRCUIT_CLOSED: RunEventType.ValueType  # 27
+RUN_EVENT_TYPE_BUDGET_WARNING: RunEventType.ValueType  # 28
+"""Settled spend crossed a budget's warning fraction (budget, cost: spent)."""
 Global___RunEventType: _TypeAlias = RunEventType  # noqa: Y015
 
 class _ApprovalDecision:
@@ -153,6 +165,9 @@ class RunEvent(_message.Message):
     RETRY_DELAY_FIELD_NUMBER: _builtins.int
     DUE_TIME_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
+    BREAKER_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    PRICE_VERSION_FIELD_NUMBER: _builtins.int
     run: _builtins.str
     """The run: "runs/{run_id}"."""
     sequence: _builtins.int
@@ -179,6 +194,12 @@ class RunEvent(_message.Message):
     """Fan-out item index or loop iteration; -1 when the event is not about one."""
     decision: Global___ApprovalDecision.ValueType
     """The approval decision, for APPROVAL_RESOLVED."""
+    breaker: _builtins.str
+    """The circuit breaker, for CIRCUIT_* events ("provider:openai", ...)."""
+    budget: _builtins.str
+    """The budget, for BUDGET_WARNING."""
+    price_version: _builtins.str
+    """Version of the price table a settled LLM_CALL was priced with."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -227,10 +248,13 @@ class RunEvent(_message.Message):
         retry_delay: _duration_pb2.Duration | None = ...,
         due_time: _timestamp_pb2.Timestamp | None = ...,
         decision: Global___ApprovalDecision.ValueType = ...,
+        breaker: _builtins.str = ...,
+        budget: _builtins.str = ...,
+        price_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "due_time", b"due_time", "failure", b"failure", "output", b"output", "retry_delay", b"retry_delay", "time", b"time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cost", b"cost", "decision", b"decision", "due_time", b"due_time", "failure", b"failure", "item", b"item", "message", b"message", "model", b"model", "output", b"output", "progress", b"progress", "provider", b"provider", "retry_delay", b"retry_delay", "run", b"run", "run_state", b"run_state", "sequence", b"sequence", "step_id", b"step_id", "step_state", b"step_state", "time", b"time", "type", b"type", "usage", b"usage", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "breaker", b"breaker", "budget", b"budget", "cost", b"cost", "decision", b"decision", "due_time", b"due_time", "failure", b"failure", "item", b"item", "message", b"message", "model", b"model", "output", b"output", "price_version", b"price_version", "progress", b"progress", "provider", b"provider", "retry_delay", b"retry_delay", "run", b"run", "run_state", b"run_state", "sequence", b"sequence", "step_id", b"step_id", "step_state", b"step_state", "time", b"time", "type", b"type", "usage", b"usage", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
+from podium.v1 import common_pb2 as _common_pb2
 from podium.v1 import event_pb2 as _event_pb2
 from podium.v1 import run_pb2 as _run_pb2
 import builtins as _builtins
@@ -52,6 +53,7 @@ class StartRunRequest(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    MAX_COST_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     """"workflows/{workflow_id}"."""
     workflow_version: _builtins.int
@@ -70,6 +72,10 @@ class StartRunRequest(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Added to the workflow's labels."""
 
+    @_builtins.property
+    def max_cost(self) -> _common_pb2.Money:
+        """Hard ceiling of the run's LLM spend; overrides the workflow's when lower."""
+
     def __init__(
         self,
         *,
@@ -80,10 +86,11 @@ class StartRunRequest(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         max_concurrency: _builtins.int = ...,
         priority: _builtins.int = ...,
+        max_cost: _common_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "max_cost", b"max_cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "labels", b"labels", "max_concurrency", b"max_concurrency", "priority", b"priority", "request_id", b"request_id", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "priority", b"priority", "request_id", b"request_id", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -164,6 +164,7 @@ class Run(_message.Message):
     COST_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    MAX_COST_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: "runs/{run_id}"."""
     workflow: _builtins.str
@@ -209,6 +210,10 @@ class Run(_message.Message):
 
     @_builtins.property
     def cost(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def max_cost(self) -> _common_pb2.Money:
+        """Hard ceiling of the run's LLM spend; unset: none."""
+
     def __init__(
         self,
         *,
@@ -230,10 +235,11 @@ class Run(_message.Message):
         cost: _common_pb2.Money | None = ...,
         last_sequence: _builtins.int = ...,
         priority: _builtins.int = ...,
+        max_cost: _common_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "max_cost", b"max_cost", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "max_concurrency", b"max_concurrency", "name", b"name", "output", b"output", "priority", b"priority", "request_id", b"request_id", "start_time", b"start_time", "state", b"state", "steps", b"steps", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "name", b"name", "output", b"output", "priority", b"priority", "request_id", b"request_id", "start_time", b"start_time", "state", b"state", "steps", b"steps", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

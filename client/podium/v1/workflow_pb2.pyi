@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from podium.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -187,6 +188,7 @@ class WorkflowSpec(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     RETRY_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    MAX_COST_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     """Free text shown by tools."""
     max_concurrency: _builtins.int
@@ -214,6 +216,10 @@ class WorkflowSpec(_message.Message):
     def timeout(self) -> _duration_pb2.Duration:
         """Deadline of a whole run; unset: none."""
 
+    @_builtins.property
+    def max_cost(self) -> _common_pb2.Money:
+        """Default hard ceiling of each run's LLM spend; StartRun may lower it."""
+
     def __init__(
         self,
         *,
@@ -224,10 +230,11 @@ class WorkflowSpec(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         retry: _abc.Iterable[Global___Retrier] | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        max_cost: _common_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_cost", b"max_cost", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "labels", b"labels", "max_concurrency", b"max_concurrency", "output", b"output", "retry", b"retry", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "output", b"output", "retry", b"retry", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -277,6 +284,7 @@ class Step(_message.Message):
     APPROVAL_FIELD_NUMBER: _builtins.int
     COMPENSATE_FIELD_NUMBER: _builtins.int
     CACHE_FIELD_NUMBER: _builtins.int
+    FAIL_FAST_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the workflow: [a-z_][a-z0-9_]*, at most 63 characters."""
     agent: _builtins.str
@@ -289,6 +297,10 @@ class Step(_message.Message):
     """When the step may start, given how its dependencies ended."""
     when: _builtins.str
     """CEL condition over `input` and `steps`; false: the step is SKIPPED."""
+    fail_fast: _builtins.bool
+    """Fail at once (podium.CircuitOpen) instead of waiting while a circuit
+    breaker this step needs is open and no fallback is available.
+    """
     @_builtins.property
     def input(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """The agent's input: key -> CEL expression over `input` (the run's input)
@@ -366,10 +378,11 @@ class Step(_message.Message):
         approval: Global___Approval | None = ...,
         compensate: Global___Compensation | None = ...,
         cache: Global___Cache | None = ...,
+        fail_fast: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "loop", b"loop", "timeout", b"timeout", "wait", b"wait"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "for_each", b"for_each", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "retry", b"retry", "timeout", b"timeout", "trigger_rule", b"trigger_rule", "wait", b"wait", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "retry", b"retry", "timeout", b"timeout", "trigger_rule", b"trigger_rule", "wait", b"wait", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,21 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from decimal import Decimal
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from podium.engine.model import ZERO, AttemptRecord, StepRecord
-from podium.plugins.api import CompletionRequest, LlmResult, ProviderError
+from podium.engine.model import (
+    BUDGET_EXCEEDED,
+    CIRCUIT_OPEN,
+    AttemptRecord,
+    StepRecord,
+)
+from podium.engine.states import EventType
+from podium.governance.breakers import BreakerState, CircuitBreaker, classify
+from podium.governance.budgets import BudgetExceeded
+from podium.governance.quotas import QuotaTimeout
+from podium.governance.scopes import CallScopes
+from podium.plugins.api import (
+    AgentError,
+    CompletionRequest,
+    LlmResult,
+    ProviderError,
+    Target,
+)
 
 if TYPE_CHECKING:
     from podium.engine.executor import RunExecutor
 
+# What the gateway reserves for output when a step sets no max_tokens (and
+# then sends to the provider, so that the reservation is a true bound).
+DEFAULT_MAX_TOKENS = 1024
+_TRANSITION_EVENTS = {
+    BreakerState.OPEN: EventType.CIRCUIT_OPENED,
+    BreakerState.HALF_OPEN: EventType.CIRCUIT_HALF_OPEN,
+    BreakerState.CLOSED: EventType.CIRCUIT_CLOSED,
+}
+
 
 class StepLlmGateway:
-    """Every LLM call of one attempt: resolved to a provider, priced, and
-    recorded on the attempt, the step and the run (usage, cost, an LLM_CALL
-    event). Quotas, budgets and breakers plug in here."""
+    """Every LLM call of one attempt, governed: circuit breakers (provider,
+    model, agent), then quota admission (all or nothing; the step shows
+    WAITING `quota:<name>` meanwhile), then a budget reservation of the
+    worst-case cost in every scope, then the call; the reservation is
+    settled to the actual cost or released exactly once, whatever happens."""
 
     __slots__ = ("_attempt", "_executor", "_step")
 
@@ -25,18 +54,169 @@ class StepLlmGateway:
         self._step = step
         self._attempt = attempt
 
-    async def complete(self, provider: str, request: CompletionRequest) -> LlmResult:
-        implementation = self._executor.engine.registry.provider(provider)
+    async def complete(
+        self,
+        provider: str,
+        request: CompletionRequest,
+        *,
+        fallbacks: Sequence[Target] = (),
+    ) -> LlmResult:
+        if request.max_tokens is None:
+            request = replace(request, max_tokens=DEFAULT_MAX_TOKENS)
+        targets = [Target(provider, request.model), *fallbacks]
+        while True:
+            earliest: float | None = None
+            blocked = ""
+            for index, target in enumerate(targets):
+                last = index == len(targets) - 1
+                breakers = self._breakers(target)
+                closed = [b for b in breakers if not self._allow(b)]
+                if closed:
+                    retry = [b.retry_in() for b in closed]
+                    wait = max((r for r in retry if r is not None), default=0.0)
+                    earliest = wait if earliest is None else min(earliest, wait)
+                    blocked = blocked or closed[0].name
+                    continue
+                try:
+                    return await self._call(target, replace(request, model=target.model), breakers)
+                except ProviderError as error:
+                    if last or classify(error) != "failure":
+                        raise
+                    # Unavailable: the next target gets the call.
+            # Every target's breaker is open.
+            if self._executor.plan.steps[self._step.step_id].spec.fail_fast:
+                raise AgentError(
+                    f"circuit breaker {blocked} is open", code=CIRCUIT_OPEN, retryable=True
+                )
+            self._executor.step_waiting(self._step, None, f"breaker:{blocked}")
+            await self._executor.engine.clock.sleep(max(earliest or 0.0, 0.01))
+            self._executor.step_resumed(self._step)
+
+    def _breakers(self, target: Target) -> list[CircuitBreaker]:
+        board = self._executor.engine.governance.breakers
+        return [
+            board.breaker(f"provider:{target.provider}"),
+            board.breaker(f"model:{target.provider}/{target.model}"),
+            board.breaker(f"agent:{self._step.agent}"),
+        ]
+
+    def _allow(self, breaker: CircuitBreaker) -> bool:
+        before = breaker.state
+        allowed = breaker.allow()
+        self._transition(breaker, before, "cooldown elapsed")
+        return allowed
+
+    def _record(self, breakers: list[CircuitBreaker], outcome: Any, cause: str) -> None:
+        for breaker in breakers:
+            before = breaker.state
+            breaker.record(outcome, cause)
+            self._transition(breaker, before, cause)
+
+    def _transition(self, breaker: CircuitBreaker, before: BreakerState, cause: str) -> None:
+        after = breaker.state
+        if after != before:
+            self._executor.emit(
+                _TRANSITION_EVENTS[after],
+                step=self._step,
+                breaker=breaker.name,
+                message=breaker.view().last_cause or cause,
+            )
+
+    async def _call(
+        self, target: Target, request: CompletionRequest, breakers: list[CircuitBreaker]
+    ) -> LlmResult:
+        ex = self._executor
+        engine = ex.engine
+        governance = engine.governance
+        implementation = engine.registry.provider(target.provider)
         if implementation is None:
-            raise ProviderError(f"unknown provider {provider!r}", kind="bad_request")
-        completion = await implementation.complete(request)
-        price = implementation.price(request.model)
-        cost: Decimal = price.cost(completion.usage) if price is not None else ZERO
-        usage = completion.usage.copy()
-        usage.calls = max(usage.calls, 1)
-        model = completion.model or request.model
-        self._executor.record_llm_call(self._step, self._attempt, usage, cost, provider, model)
-        return LlmResult(completion=completion, provider=provider, model=model, cost=cost)
+            raise ProviderError(f"unknown provider {target.provider!r}", kind="bad_request")
+        call = CallScopes(
+            provider=target.provider,
+            model=target.model,
+            agent=self._step.agent,
+            workflow=ex.run.workflow_id,
+        )
+        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
+        input_estimate = _estimate_tokens(request)
+        demand = governance.quotas.plan(call, input_estimate, max_tokens)
+        waited: list[str] = []
+
+        def on_wait(reason: str) -> None:
+            waited.append(reason)
+            ex.step_waiting(self._step, None, reason)
+
+        try:
+            admission = await governance.quotas.admit(demand, None, on_wait=on_wait)
+        except QuotaTimeout as error:
+            raise AgentError(
+                f"quota {error.reason} cannot admit this call", code="podium.QuotaExceeded"
+            ) from None
+        if waited:
+            ex.step_resumed(self._step)
+        settled = False
+        try:
+            worst = governance.prices.worst_case(
+                target.provider, target.model, input_estimate, max_tokens
+            )
+            try:
+                reservation = governance.ledger.reserve(call, ex.run.run_id, ex.run.max_cost, worst)
+            except BudgetExceeded as error:
+                governance.quotas.settle(admission, 0, 0)
+                settled = True
+                raise AgentError(str(error), code=BUDGET_EXCEEDED, retryable=False) from None
+            try:
+                completion = await implementation.complete(request)
+            except BaseException as error:
+                governance.ledger.release(reservation)
+                outcome = classify(error)
+                if not isinstance(error, asyncio.CancelledError):
+                    self._record(breakers, outcome, _cause(error))
+                if isinstance(error, ProviderError) and error.kind == "rate_limited":
+                    governance.quotas.feedback_rate_limited(call, error.retry_after or 1.0)
+                raise
+            self._record(breakers, "success", "")
+            price, version = governance.prices.lookup(target.provider, target.model)
+            cost = price.cost(completion.usage) if price is not None else worst * 0
+            warnings = governance.ledger.settle(reservation, cost)
+            usage = completion.usage.copy()
+            usage.calls = max(usage.calls, 1)
+            governance.quotas.settle(admission, usage.input_tokens, usage.output_tokens)
+            settled = True
+            governance.record_spend(call, cost)
+            model = completion.model or target.model
+            ex.record_llm_call(
+                self._step, self._attempt, usage, cost, target.provider, model, version
+            )
+            for warning in warnings:
+                ex.emit(
+                    EventType.BUDGET_WARNING,
+                    step=self._step,
+                    budget=warning.budget_name,
+                    cost=warning.spent,
+                    message=f"spent {warning.spent} of {warning.limit} "
+                    f"({warning.warn_fraction:.0%} warning threshold)",
+                )
+            return LlmResult(
+                completion=completion, provider=target.provider, model=model, cost=cost
+            )
+        finally:
+            if not settled:
+                governance.quotas.settle(admission, 0, 0)
+            governance.quotas.release(admission)
+
+
+def _estimate_tokens(request: CompletionRequest) -> int:
+    # About four characters per token for English text; providers correct
+    # the reservation when the call settles.
+    characters = sum(len(message.content) for message in request.messages)
+    return max(1, math.ceil(characters / 4))
+
+
+def _cause(error: BaseException) -> str:
+    if isinstance(error, ProviderError):
+        return f"{error.kind}: {error}"
+    return f"{type(error).__name__}: {error}"
 
 
 class AttemptContext:

@@ -14,6 +14,7 @@ import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from podium.engine.clock import Clock, SystemClock
@@ -33,6 +34,9 @@ from podium.engine.slots import PrioritySlots
 from podium.engine.spec import WorkflowSpec, WorkflowVersion
 from podium.engine.states import RunState
 from podium.engine.validation import Plan, compile_plan
+from podium.governance.policy import Policy
+from podium.governance.prices import Price
+from podium.governance.service import Governance
 from podium.plugins.registry import Registry
 from podium.store.store import Store
 
@@ -55,12 +59,15 @@ class Engine:
         clock: Clock | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
+        governance: Governance | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.hub = hub or EventHub()
         self.clock: Clock = clock or SystemClock()
         self.recorder = Recorder(store, self.hub)
+        self.governance = governance or Governance(Policy(), self.clock)
+        _contribute_prices(self.governance, registry)
         self.max_concurrency = max_concurrency
         # Server-wide limit on agent calls in flight, granted by run priority.
         self.slots = PrioritySlots(max_running_steps, self.clock)
@@ -149,6 +156,7 @@ class Engine:
         labels: Mapping[str, str] | None = None,
         max_concurrency: int = 0,
         priority: int = 0,
+        max_cost: Decimal | None = None,
     ) -> RunView:
         """Starts a run; it is durable when this returns. Idempotent on request_id."""
         self._check_open()
@@ -157,10 +165,20 @@ class Engine:
                 "invalid max_concurrency",
                 [FieldViolation("max_concurrency", "must be 0 (workflow default) or positive")],
             )
+        if max_cost is not None and max_cost < 0:
+            raise InvalidArgument(
+                "invalid max_cost", [FieldViolation("max_cost", "must not be negative")]
+            )
         input_value = dict(input or {})
         labels_value = dict(labels or {})
         request_hash = _request_hash(
-            workflow_id, version, input_value, labels_value, max_concurrency
+            workflow_id,
+            version,
+            input_value,
+            labels_value,
+            max_concurrency,
+            priority,
+            None if max_cost is None else str(max_cost),
         )
         if not request_id:
             return await self._create_run(
@@ -172,6 +190,7 @@ class Engine:
                 labels_value,
                 max_concurrency,
                 priority,
+                max_cost,
             )
         pending = self._starting.get(request_id)
         if pending is not None:
@@ -195,6 +214,7 @@ class Engine:
                 labels_value,
                 max_concurrency,
                 priority,
+                max_cost,
             )
             future.set_result(view.run.run_id)
             return view
@@ -228,6 +248,7 @@ class Engine:
         labels: dict[str, str],
         max_concurrency: int,
         priority: int,
+        max_cost: Decimal | None,
     ) -> RunView:
         workflow = await self.get_workflow(workflow_id, version)
         plan = self._plan_for(workflow)
@@ -244,6 +265,7 @@ class Engine:
             labels={**workflow.spec.labels, **labels},
             max_concurrency=max_concurrency,
             priority=priority,
+            max_cost=_lower(max_cost, workflow.spec.max_cost),
         )
         steps = [
             StepRecord(step_id=step.id, agent=step.agent, position=i)
@@ -397,10 +419,33 @@ def _request_hash(
     input: dict[str, Any],
     labels: dict[str, str],
     max_concurrency: int,
+    priority: int,
+    max_cost: str | None,
 ) -> str:
     canonical = json.dumps(
-        [workflow_id, version, input, labels, max_concurrency],
+        [workflow_id, version, input, labels, max_concurrency, priority, max_cost],
         sort_keys=True,
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _lower(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+    """The stricter of two optional ceilings."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+def _contribute_prices(governance: Governance, registry: Registry) -> None:
+    """Provider plugins contribute their models' prices; the policy overrides."""
+    for entry in registry.providers:
+        provider = entry.provider
+        for model in provider.models:
+            try:
+                price = provider.price(model)
+            except Exception:  # a plugin's bug must not stop the server
+                log.exception("provider %s: price(%r) raised", provider.name, model)
+                continue
+            if price is not None:
+                governance.prices.contribute(provider.name, model, Price.from_model_price(price))

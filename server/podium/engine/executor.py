@@ -287,6 +287,14 @@ class RunExecutor:
         self._save_step(step)
         self.emit(EventType.STEP_WAITING, step=step, due_time=due, message=reason)
 
+    def step_resumed(self, step: StepRecord) -> None:
+        """A step that waited inside an attempt (quota, breaker) runs again."""
+        reason = step.reason
+        step.state = StepState.RUNNING
+        step.reason = ""
+        self._save_step(step)
+        self.emit(EventType.STEP_PROGRESS, step=step, message=f"resumed after {reason}")
+
     def cache_hit(self, step: StepRecord, output: Any) -> None:
         self.emit(EventType.STEP_CACHE_HIT, step=step, output=output, message="result from cache")
 
@@ -541,6 +549,7 @@ class RunExecutor:
         # Stay readable from memory until the final state is committed, so a
         # read never falls back to an older row in the store.
         self.engine.recorder.after_commit(lambda: self.engine.run_finished(self))
+        self.engine.governance.ledger.close_run(run.run_id)
 
     def _run_output(self) -> dict[str, Any]:
         if self.plan.output:
@@ -587,6 +596,7 @@ class RunExecutor:
         cost: Decimal,
         provider: str,
         model: str,
+        price_version: str = "",
     ) -> None:
         for target in (attempt.usage, step.usage, self.run.usage):
             target.add(usage)
@@ -602,6 +612,7 @@ class RunExecutor:
             cost=cost,
             provider=provider,
             model=model,
+            price_version=price_version,
         )
 
     def report_progress(

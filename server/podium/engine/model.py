@@ -85,6 +85,8 @@ INVALID_OUTPUT = "podium.InvalidOutput"
 UNKNOWN_AGENT = "podium.UnknownAgent"
 INTERRUPTED = "podium.Interrupted"
 REJECTED = "podium.Rejected"
+BUDGET_EXCEEDED = "podium.BudgetExceeded"
+CIRCUIT_OPEN = "podium.CircuitOpen"
 TOO_MANY_FAILED_ITEMS = "podium.TooManyFailedItems"
 
 
@@ -155,6 +157,8 @@ class RunRecord:
     usage: Usage = field(default_factory=Usage)
     cost: Decimal = ZERO
     priority: int = 0
+    # Hard ceiling of the run's LLM spend.
+    max_cost: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -191,6 +195,9 @@ class Event:
     due_time: float | None = None
     # 1 approve, 2 reject (contract: ApprovalDecision), for APPROVAL_RESOLVED.
     decision: int = 0
+    breaker: str = ""
+    budget: str = ""
+    price_version: str = ""
 
     @property
     def is_final(self) -> bool:

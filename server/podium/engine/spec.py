@@ -6,6 +6,7 @@ the engine never sees protobuf types.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,6 +81,7 @@ class StepSpec(_Frozen):
     approval: ApprovalSpec | None = None
     compensate: CompensationSpec | None = None
     cache: CacheSpec | None = None
+    fail_fast: bool = False
 
 
 class WorkflowSpec(_Frozen):
@@ -90,6 +92,7 @@ class WorkflowSpec(_Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     retry: list[RetrierSpec] = Field(default_factory=list)
     timeout: float | None = None
+    max_cost: Decimal | None = None
 
 
 class WorkflowVersion(BaseModel):

@@ -29,6 +29,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "StepContext",
+    "Target",
     "Tool",
     "Usage",
 ]
@@ -125,12 +126,28 @@ class LlmResult:
     cost: Decimal
 
 
-class LlmGateway(Protocol):
-    """The step's door to providers: every call is recorded (usage, cost, an
-    LLM_CALL event) and, as governance grows, admitted by quotas, budgets and
-    circuit breakers."""
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A provider and model to try, for fallbacks."""
 
-    async def complete(self, provider: str, request: CompletionRequest) -> LlmResult: ...
+    provider: str
+    model: str
+
+
+class LlmGateway(Protocol):
+    """The step's door to providers: every call is admitted by circuit
+    breakers, quotas and budgets, then recorded (usage, cost, an LLM_CALL
+    event). With `fallbacks`, the next target is used when a target's
+    breaker is open or its provider is unavailable; the result says which
+    target answered."""
+
+    async def complete(
+        self,
+        provider: str,
+        request: CompletionRequest,
+        *,
+        fallbacks: Sequence[Target] = (),
+    ) -> LlmResult: ...
 
 
 class StepContext(Protocol):

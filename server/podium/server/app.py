@@ -10,14 +10,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from podium.engine.clock import Clock
+from podium.engine.clock import Clock, SystemClock
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.retention import Pruner, default_interval
+from podium.governance.policy import Policy
+from podium.governance.service import Governance
 from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
 from podium.server.execution_service import ExecutionService
 from podium.server.progress_service import ProgressService
 from podium.server.workflow_service import WorkflowService
+from podium.store.governance_store import GovernanceStore
 from podium.store.store import Store
 from podium.v1 import (
     control_service_pb2,
@@ -75,6 +78,7 @@ async def start_server(
     retention_seconds: float | None = None,
     clock: Clock | None = None,
     max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
+    policy: Policy | None = None,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -89,7 +93,19 @@ async def start_server(
     report = plugins if plugins is not None else load_plugins()
     for failed in report.failed:
         log.warning("plugin %s failed to load: %s", failed.name, failed.error)
-    engine = Engine(store, report.registry, clock=clock, max_running_steps=max_running_steps)
+    governance = Governance(policy or Policy(), clock or SystemClock(), GovernanceStore(store))
+    try:
+        await governance.load()
+    except Exception:
+        await store.close()
+        raise
+    engine = Engine(
+        store,
+        report.registry,
+        clock=governance.clock,
+        max_running_steps=max_running_steps,
+        governance=governance,
+    )
 
     server = grpc.aio.server()
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowService(engine), server)

@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2
 from podium.engine.engine import Engine
 from podium.plugins.manager import PluginReport
 from podium.server import translate
+from podium.server.governance_service import GovernanceRpcs
 from podium.server.status import unary
 from podium.v1 import control_service_pb2, control_service_pb2_grpc
 
@@ -23,7 +24,7 @@ _PLUGIN_STATUS = {
 }
 
 
-class ControlService(control_service_pb2_grpc.ControlServiceServicer):
+class ControlService(GovernanceRpcs, control_service_pb2_grpc.ControlServiceServicer):
     def __init__(
         self, engine: Engine, plugins: PluginReport, version: str, start_time: float
     ) -> None:

@@ -40,6 +40,11 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             labels=dict(request.labels),
             max_concurrency=request.max_concurrency,
             priority=request.priority,
+            max_cost=(
+                translate.money_to_decimal(request.max_cost)
+                if request.HasField("max_cost")
+                else None
+            ),
         )
         return execution_service_pb2.StartRunResponse(run=translate.run_view_to_proto(view))
 

@@ -55,6 +55,10 @@ def money(amount: Decimal) -> common_pb2.Money:
     return common_pb2.Money(currency_code="USD", units=sign * units, nanos=sign * nanos)
 
 
+def money_to_decimal(message: common_pb2.Money) -> Decimal:
+    return Decimal(message.units) + Decimal(message.nanos) / NANOS
+
+
 def usage(value: Usage) -> common_pb2.Usage:
     return common_pb2.Usage(
         input_tokens=value.input_tokens,
@@ -196,6 +200,7 @@ def _step_from_proto(step: workflow_pb2.Step) -> StepSpec:
         if step.HasField("compensate")
         else None,
         cache=CacheSpec(ttl=seconds(step.cache.ttl)) if step.HasField("cache") else None,
+        fail_fast=step.fail_fast,
     )
 
 
@@ -208,6 +213,7 @@ def spec_from_proto(message: workflow_pb2.WorkflowSpec) -> WorkflowSpec:
         labels=dict(message.labels),
         retry=_retriers(message.retry),
         timeout=seconds(message.timeout) if message.HasField("timeout") else None,
+        max_cost=money_to_decimal(message.max_cost) if message.HasField("max_cost") else None,
     )
 
 
@@ -225,6 +231,7 @@ def _step_to_proto(step: StepSpec) -> workflow_pb2.Step:
         on_failure=_ON_FAILURE_BACK.get(step.on_failure, workflow_pb2.FAILURE_POLICY_UNSPECIFIED),
         trigger_rule=_TRIGGER_BACK.get(step.trigger_rule, workflow_pb2.TRIGGER_RULE_UNSPECIFIED),
         when=step.when,
+        fail_fast=step.fail_fast,
     )
     if step.for_each is not None:
         message.for_each.CopyFrom(workflow_pb2.ForEach(**step.for_each.model_dump()))
@@ -265,6 +272,7 @@ def spec_to_proto(spec: WorkflowSpec) -> workflow_pb2.WorkflowSpec:
         labels=spec.labels,
         retry=_retriers_to_proto(spec.retry),
         timeout=duration(spec.timeout),
+        max_cost=money(spec.max_cost) if spec.max_cost is not None else None,
     )
 
 
@@ -338,6 +346,7 @@ def run_to_proto(run: RunRecord, steps: Iterable[StepRecord] = ()) -> run_pb2.Ru
         cost=money(run.cost),
         last_sequence=run.last_sequence,
         priority=run.priority,
+        max_cost=money(run.max_cost) if run.max_cost is not None else None,
     )
 
 
@@ -367,6 +376,9 @@ def event_to_proto(event: Event) -> event_pb2.RunEvent:
         retry_delay=duration(event.retry_delay),
         due_time=timestamp(event.due_time),
         decision=event_pb2.ApprovalDecision.ValueType(event.decision),
+        breaker=event.breaker,
+        budget=event.budget,
+        price_version=event.price_version,
     )
     if event.step_state is not None:
         message.step_state = run_pb2.StepState.ValueType(int(event.step_state))

@@ -54,7 +54,7 @@ def _usage(usage: Usage) -> str | None:
 RUN_COLUMNS = (
     "run_id, workflow_id, workflow_version, state, input, output, failure, request_id,"
     " request_hash, labels, max_concurrency, create_time, start_time, end_time,"
-    " last_sequence, usage, cost_nanos, priority"
+    " last_sequence, usage, cost_nanos, priority, max_cost_nanos"
 )
 
 
@@ -78,6 +78,7 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
         _usage(run.usage),
         to_nanos(run.cost),
         run.priority,
+        None if run.max_cost is None else to_nanos(run.max_cost),
     )
 
 
@@ -101,6 +102,7 @@ def run_from_row(row: Any) -> RunRecord:
         usage=Usage.from_dict(loads_optional(row[15])),
         cost=from_nanos(row[16]),
         priority=row[17],
+        max_cost=None if row[18] is None else from_nanos(row[18]),
     )
 
 
@@ -244,6 +246,12 @@ def event_row(event: Event) -> tuple[Any, ...]:
         body["dt"] = event.due_time
     if event.decision:
         body["dc"] = event.decision
+    if event.breaker:
+        body["br"] = event.breaker
+    if event.budget:
+        body["bg"] = event.budget
+    if event.price_version:
+        body["pr"] = event.price_version
     return (event.run_id, event.sequence, event.time, int(event.type), _dumps(body))
 
 
@@ -274,4 +282,7 @@ def event_from_row(row: Any) -> Event:
         retry_delay=body.get("rd"),
         due_time=body.get("dt"),
         decision=body.get("dc", 0),
+        breaker=body.get("br", ""),
+        budget=body.get("bg", ""),
+        price_version=body.get("pr", ""),
     )

@@ -129,6 +129,34 @@ MIGRATIONS: list[str] = [
         expire_time REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 4: governance: quotas and budgets changed at runtime (they win over the
+    # policy file by name; a deleted one is a tombstone), budget spend per
+    # period, and spend per scope and UTC day for reporting.
+    """
+    ALTER TABLE runs ADD COLUMN max_cost_nanos INTEGER;
+    CREATE TABLE governance_quotas (
+        name TEXT PRIMARY KEY,
+        body TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE governance_budgets (
+        name TEXT PRIMARY KEY,
+        body TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE budget_spend (
+        budget TEXT NOT NULL,
+        period_key TEXT NOT NULL,
+        spent_nanos INTEGER NOT NULL,
+        PRIMARY KEY (budget, period_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE spend (
+        scope_kind TEXT NOT NULL,
+        scope_value TEXT NOT NULL,
+        day TEXT NOT NULL,
+        spent_nanos INTEGER NOT NULL,
+        calls INTEGER NOT NULL,
+        PRIMARY KEY (scope_kind, scope_value, day)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -16,10 +16,20 @@ from podium.plugins.api import (
     ConfigProblem,
     Message,
     StepContext,
+    Target,
 )
 from podium.plugins.builtin.settings import as_int, is_number, raise_if_invalid, unknown_settings
 
-_SETTINGS = ("provider", "model", "prompt", "system", "max_tokens", "temperature", "options")
+_SETTINGS = (
+    "provider",
+    "model",
+    "prompt",
+    "system",
+    "max_tokens",
+    "temperature",
+    "options",
+    "fallbacks",
+)
 DEFAULT_PROVIDER = "simulated"
 DEFAULT_MODEL = "sim-small"
 DEFAULT_MAX_TOKENS = 512
@@ -48,7 +58,8 @@ class LlmAgent:
             temperature=float(temperature) if temperature is not None else None,
             options=dict(config.get("options") or {}),
         )
-        result = await ctx.llm.complete(provider, request)
+        fallbacks = [Target(f["provider"], f["model"]) for f in config.get("fallbacks") or ()]
+        result = await ctx.llm.complete(provider, request, fallbacks=fallbacks)
         completion = result.completion
         return {
             "text": completion.text,
@@ -65,9 +76,23 @@ class LlmAgent:
     def check_config(self, config: Mapping[str, Any], catalog: Catalog) -> list[ConfigProblem]:
         problems = list(_problems(config))
         provider = config.get("provider", DEFAULT_PROVIDER)
+        known = ", ".join(sorted(catalog.provider_names)) or "none"
         if isinstance(provider, str) and provider not in catalog.provider_names:
-            known = ", ".join(sorted(catalog.provider_names)) or "none"
             problems.append(("provider", f"unknown provider {provider!r}; known: {known}"))
+        fallbacks = config.get("fallbacks", [])
+        if not isinstance(fallbacks, list):
+            problems.append(("fallbacks", "a list of {provider, model}"))
+            return problems
+        for i, target in enumerate(fallbacks):
+            if not isinstance(target, Mapping) or set(target) != {"provider", "model"}:
+                problems.append((f"fallbacks[{i}]", "needs exactly provider and model"))
+            elif target["provider"] not in catalog.provider_names:
+                problems.append(
+                    (
+                        f"fallbacks[{i}].provider",
+                        f"unknown provider {target['provider']!r}; known: {known}",
+                    )
+                )
         return problems
 
 

@@ -13,6 +13,8 @@ Request options (CompletionRequest.options):
                default "server_error"); the n-th identical request fails or
                not depending only on (seed, request, n)
   seed         varies the fail_rate draws
+  fail_models  only these models fail (default: every model), so that a
+               fallback to another model can be shown
   retry_after  seconds reported with "rate_limited" (default 1)
 """
 
@@ -101,6 +103,9 @@ class SimulatedProvider:
         fail_times = options.get("fail_times")
         fail_rate = options.get("fail_rate")
         if kind is None and fail_rate is None:
+            return None
+        only = options.get("fail_models")
+        if isinstance(only, list) and request.model not in only:
             return None
         key = _fingerprint(request)
         count = self._count(key)

@@ -1,0 +1,196 @@
+"""The governance policy: quotas, budgets, breaker settings and prices, as
+read from `podium serve --policy FILE` (YAML) and as changed at runtime
+through ControlService. One model validates both, so a bad file and a bad
+RPC are rejected with the same field names and reasons.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ScopeKind = Literal["server", "provider", "model", "agent", "workflow", "tenant"]
+Dimension = Literal["requests", "input_tokens", "output_tokens", "tokens", "concurrency"]
+Period = Literal["none", "day", "month"]
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be used; `field` names what is wrong."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def parse_scope(text: str) -> tuple[ScopeKind, str]:
+    """ "server", "provider:openai", "model:openai/gpt-4o", "agent:llm", ..."""
+    kind, _, value = text.partition(":")
+    if kind == "server":
+        if value:
+            raise ValueError("the server scope takes no value")
+        return "server", ""
+    if kind not in ("provider", "model", "agent", "workflow", "tenant"):
+        raise ValueError(
+            f"unknown scope {kind!r}: use server, provider:<name>, model:<provider>/<model>, "
+            "agent:<name>, workflow:<id> or tenant:<name>"
+        )
+    if not value:
+        raise ValueError(f"scope {kind!r} needs a value, as in {kind}:<name>")
+    if kind == "model" and "/" not in value:
+        raise ValueError("a model scope is model:<provider>/<model>")
+    return kind, value  # type: ignore[return-value]
+
+
+class QuotaPolicy(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    scope: str
+    dimension: Dimension
+    # Per minute for rates; at once for concurrency.
+    limit: float = Field(gt=0)
+    burst: float = Field(default=0, ge=0)
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        kind, _ = parse_scope(value)
+        if kind == "server":
+            raise ValueError("quotas apply to a provider, model, agent, workflow or tenant")
+        return value
+
+    @model_validator(mode="after")
+    def _fits(self) -> QuotaPolicy:
+        kind, _ = parse_scope(self.scope)
+        if self.dimension == "concurrency" and self.limit != int(self.limit):
+            raise ValueError("a concurrency limit is a whole number")
+        if kind == "workflow" and self.dimension != "concurrency":
+            raise ValueError("a workflow quota limits its running runs: dimension concurrency")
+        if self.burst and self.dimension != "concurrency" and self.burst < 1:
+            raise ValueError("burst must be at least 1")
+        return self
+
+
+class BudgetPolicy(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    scope: str
+    limit: Decimal = Field(ge=0)
+    period: Period = "none"
+    time_zone: str = "UTC"
+    warn_fraction: float = Field(default=0.8, gt=0, le=1)
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        kind, _ = parse_scope(value)
+        if kind in ("model", "tenant"):
+            raise ValueError("budgets apply to the server, a provider, an agent or a workflow")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class BreakerPolicy(_Strict):
+    failure_threshold: int | None = Field(default=5, ge=1)
+    failure_rate: float | None = Field(default=None, gt=0, le=1)
+    window: float = Field(default=60.0, gt=0)
+    min_calls: int = Field(default=10, ge=1)
+    cooldown: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> BreakerPolicy:
+        if self.failure_threshold is None and self.failure_rate is None:
+            raise ValueError("give failure_threshold or failure_rate")
+        return self
+
+
+class BreakersPolicy(_Strict):
+    defaults: BreakerPolicy = Field(default_factory=BreakerPolicy)
+    # By breaker name: "provider:<p>", "model:<p>/<m>", "agent:<a>".
+    overrides: dict[str, BreakerPolicy] = Field(default_factory=dict)
+
+    @field_validator("overrides")
+    @classmethod
+    def _names(cls, value: dict[str, BreakerPolicy]) -> dict[str, BreakerPolicy]:
+        for name in value:
+            kind, _ = parse_scope(name)
+            if kind not in ("provider", "model", "agent"):
+                raise ValueError(f"{name!r}: breakers exist per provider, model and agent")
+        return value
+
+
+class PricePolicy(_Strict):
+    """USD per million tokens."""
+
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+    cached_input: Decimal | None = Field(default=None, ge=0)
+    cache_write: Decimal | None = Field(default=None, ge=0)
+    reasoning: Decimal | None = Field(default=None, ge=0)
+
+
+class Policy(_Strict):
+    quotas: list[QuotaPolicy] = Field(default_factory=list)
+    budgets: list[BudgetPolicy] = Field(default_factory=list)
+    breakers: BreakersPolicy = Field(default_factory=BreakersPolicy)
+    prices: list[PricePolicy] = Field(default_factory=list)
+    # Provider settings by provider name (latency, base URL, ...), handed to
+    # the provider plugins.
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Policy:
+        for kind, items in (("quotas", self.quotas), ("budgets", self.budgets)):
+            seen: set[str] = set()
+            for item in items:
+                if item.name in seen:
+                    raise ValueError(f"{kind}: duplicate name {item.name!r}")
+                seen.add(item.name)
+        return self
+
+
+def field_of(error: ValidationError, prefix: str = "") -> PolicyError:
+    """The first problem of a validation error, as a field path and a reason."""
+    first = error.errors()[0]
+    parts: list[str] = []
+    for part in first["loc"]:
+        if isinstance(part, int):
+            parts[-1 if parts else 0 : None] = [f"{parts[-1] if parts else ''}[{part}]"]
+        else:
+            parts.append(str(part))
+    path = ".".join(p for p in [prefix, *parts] if p)
+    reason = first["msg"].removeprefix("Value error, ")
+    return PolicyError(path, reason)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Reads a policy file, or raises PolicyError naming the field."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as error:
+        raise PolicyError("", f"cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise PolicyError("", f"{path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise PolicyError("", f"{path} must hold a mapping with quotas, budgets, breakers, prices")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as error:
+        raise field_of(error) from None

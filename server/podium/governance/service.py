@@ -1,0 +1,217 @@
+"""The server's governance: the policy file plus runtime changes, turned into
+live quotas, budgets, breakers and prices, and kept in SQLite.
+
+Runtime changes (ControlService) win over the policy file by name and survive
+restarts; deleting a file-defined entry at runtime stores a tombstone.
+"""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from podium.engine.clock import Clock
+from podium.governance.breakers import BreakerBoard, BreakerSettings
+from podium.governance.budgets import Budget, BudgetError, BudgetLedger
+from podium.governance.policy import (
+    BreakerPolicy,
+    BudgetPolicy,
+    Policy,
+    PolicyError,
+    QuotaPolicy,
+    field_of,
+    parse_scope,
+)
+from podium.governance.prices import Price, PriceTable
+from podium.governance.quotas import ConcurrencyLimit, QuotaBook, RateLimit
+from podium.governance.scopes import CallScopes, Scope
+from podium.store.governance_store import GovernanceStore
+
+
+class Governance:
+    def __init__(self, policy: Policy, clock: Clock, store: GovernanceStore | None = None) -> None:
+        self.policy = policy
+        self.clock = clock
+        self._store = store
+        self.prices = PriceTable()
+        for price in policy.prices:
+            self.prices.override(price.provider, price.model, _price(price))
+        self._quotas: dict[str, QuotaPolicy] = {q.name: q for q in policy.quotas}
+        self._budgets: dict[str, BudgetPolicy] = {b.name: b for b in policy.budgets}
+        self.quotas = QuotaBook([], [], clock)
+        self.ledger = BudgetLedger([], clock, on_settle=self._settled)
+        self.breakers = BreakerBoard(
+            _breaker(policy.breakers.defaults),
+            {name: _breaker(b) for name, b in policy.breakers.overrides.items()},
+            clock,
+        )
+        self._pending_spend: list[tuple[str, str, Decimal]] = []
+        self._apply()
+
+    async def load(self) -> None:
+        """Applies stored runtime changes and stored spend (at start-up)."""
+        if self._store is None:
+            return
+        for name, body in (await self._store.overrides("quotas")).items():
+            if body is None:
+                self._quotas.pop(name, None)
+            else:
+                self._quotas[name] = QuotaPolicy.model_validate(body)
+        for name, body in (await self._store.overrides("budgets")).items():
+            if body is None:
+                self._budgets.pop(name, None)
+            else:
+                self._budgets[name] = BudgetPolicy.model_validate(body)
+        self.ledger.load(await self._store.budget_spend())
+        self._apply()
+
+    # -- runtime changes ---------------------------------------------------------
+
+    def quota_policies(self) -> list[QuotaPolicy]:
+        return list(self._quotas.values())
+
+    def budget_policies(self) -> list[BudgetPolicy]:
+        return list(self._budgets.values())
+
+    async def put_quota(self, data: dict[str, Any]) -> QuotaPolicy:
+        quota: QuotaPolicy = _validated(QuotaPolicy, data, "quota")
+        self._quotas[quota.name] = quota
+        self._apply()
+        await self._save("quotas", quota.name, quota.model_dump(mode="json"))
+        return quota
+
+    async def delete_quota(self, name: str) -> bool:
+        if self._quotas.pop(name, None) is None:
+            return False
+        self._apply()
+        await self._save("quotas", name, None)
+        return True
+
+    async def put_budget(self, data: dict[str, Any]) -> BudgetPolicy:
+        budget: BudgetPolicy = _validated(BudgetPolicy, data, "budget")
+        previous = self._budgets.get(budget.name)
+        self._budgets[budget.name] = budget
+        try:
+            self._apply()
+        except PolicyError:
+            if previous is None:
+                del self._budgets[budget.name]
+            else:
+                self._budgets[budget.name] = previous
+            raise
+        await self._save("budgets", budget.name, budget.model_dump(mode="json"))
+        return budget
+
+    async def delete_budget(self, name: str) -> bool:
+        if self._budgets.pop(name, None) is None:
+            return False
+        self._apply()
+        await self._save("budgets", name, None)
+        return True
+
+    async def _save(self, kind: str, name: str, body: dict[str, Any] | None) -> None:
+        if self._store is not None:
+            await self._store.save_override(kind, name, body)
+
+    def _apply(self) -> None:
+        rates: list[RateLimit] = []
+        leases: list[ConcurrencyLimit] = []
+        for quota in self._quotas.values():
+            kind, value = parse_scope(quota.scope)
+            scope = Scope(kind, value)  # type: ignore[arg-type]
+            if quota.dimension == "concurrency":
+                leases.append(ConcurrencyLimit(quota.name, scope, int(quota.limit)))
+            else:
+                rates.append(
+                    RateLimit(quota.name, scope, quota.dimension, quota.limit, quota.burst or None)
+                )
+        self.quotas.update(rates, leases)
+        budgets = []
+        for policy in self._budgets.values():
+            kind, value = parse_scope(policy.scope)
+            budgets.append(
+                Budget(
+                    policy.name,
+                    kind,  # type: ignore[arg-type]
+                    value,
+                    policy.limit,
+                    policy.period,
+                    policy.time_zone,
+                    policy.warn_fraction,
+                )
+            )
+        try:
+            self.ledger.update(budgets)
+        except BudgetError as error:
+            index = int(error.field.split("[")[1].split("]")[0]) if "[" in error.field else -1
+            name = budgets[index].name if 0 <= index < len(budgets) else ""
+            raise PolicyError(
+                f"budget {name}.limit" if name else error.field, error.reason
+            ) from None
+
+    # -- spend ----------------------------------------------------------------------
+
+    async def spend(
+        self, scope_kind: str = "", scope_value: str = "", since_day: str = ""
+    ) -> list[tuple[str, str, str, Decimal, int]]:
+        """Settled spend per scope and UTC day (empty without a store)."""
+        if self._store is None:
+            return []
+        return await self._store.spend(scope_kind, scope_value, since_day)
+
+    def _settled(self, budget: str, period_key: str, amount: Decimal) -> None:
+        if not budget.startswith("run:"):
+            self._pending_spend.append((budget, period_key, amount))
+
+    def record_spend(self, call: CallScopes, amount: Decimal) -> None:
+        """Stores a settled call's spend: per budget period, and per scope and
+        UTC day for GetSpend. Rides the writer's next batch."""
+        pending, self._pending_spend = self._pending_spend, []
+        if self._store is None:
+            return
+        day = datetime.datetime.fromtimestamp(self.clock.now(), tz=datetime.UTC).date().isoformat()
+        scopes = [("server", "")]
+        for kind, value in (
+            ("provider", call.provider),
+            ("model", call.model_key),
+            ("agent", call.agent),
+            ("workflow", call.workflow),
+        ):
+            if value:
+                scopes.append((kind, value))
+        for budget, period_key, amount_settled in pending:
+            self._store.add_budget_spend(budget, period_key, amount_settled)
+        self._store.add_spend(scopes, day, amount)
+
+
+M = TypeVar("M", QuotaPolicy, BudgetPolicy)
+
+
+def _validated(model: type[M], data: dict[str, Any], prefix: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise field_of(error, prefix) from None
+
+
+def _breaker(policy: BreakerPolicy) -> BreakerSettings:
+    return BreakerSettings(
+        failure_threshold=policy.failure_threshold,
+        failure_rate=policy.failure_rate,
+        window=policy.window,
+        min_calls=policy.min_calls,
+        cooldown=policy.cooldown,
+    )
+
+
+def _price(policy: Any) -> Price:
+    return Price(
+        input=policy.input,
+        output=policy.output,
+        cached_input=policy.cached_input,
+        cache_write=policy.cache_write,
+        reasoning=policy.reasoning,
+    )

@@ -1,0 +1,82 @@
+"""Governance persistence: runtime quota and budget changes, and spend."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from podium.store.codec import from_nanos, to_nanos
+from podium.store.store import Store
+
+
+class GovernanceStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # Runtime overrides: body None is a tombstone (deleted at runtime).
+
+    async def overrides(self, kind: str) -> dict[str, dict[str, Any] | None]:
+        table = _table(kind)
+        rows = await self._store._fetchall(f"SELECT name, body FROM {table}")
+        return {row[0]: (json.loads(row[1]) if row[1] is not None else None) for row in rows}
+
+    async def save_override(self, kind: str, name: str, body: dict[str, Any] | None) -> None:
+        table = _table(kind)
+        self._store.writer.execute(
+            f"INSERT INTO {table} (name, body) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+            (name, None if body is None else json.dumps(body, default=str)),
+        )
+        await self._store.writer.commit()
+
+    # Spend: written with the writer's batches (no await on the call path).
+
+    def add_budget_spend(self, budget: str, period_key: str, amount: Decimal) -> None:
+        self._store.writer.execute(
+            "INSERT INTO budget_spend (budget, period_key, spent_nanos) VALUES (?, ?, ?) "
+            "ON CONFLICT (budget, period_key) DO UPDATE SET "
+            "spent_nanos = spent_nanos + excluded.spent_nanos",
+            (budget, period_key, to_nanos(amount)),
+        )
+
+    def add_spend(self, scopes: list[tuple[str, str]], day: str, amount: Decimal) -> None:
+        nanos = to_nanos(amount)
+        for kind, value in scopes:
+            self._store.writer.execute(
+                "INSERT INTO spend (scope_kind, scope_value, day, spent_nanos, calls) "
+                "VALUES (?, ?, ?, ?, 1) ON CONFLICT (scope_kind, scope_value, day) DO UPDATE SET "
+                "spent_nanos = spent_nanos + excluded.spent_nanos, calls = calls + 1",
+                (kind, value, day, nanos),
+            )
+
+    async def budget_spend(self) -> dict[tuple[str, str], Decimal]:
+        rows = await self._store._fetchall(
+            "SELECT budget, period_key, spent_nanos FROM budget_spend"
+        )
+        return {(row[0], row[1]): from_nanos(row[2]) for row in rows}
+
+    async def spend(
+        self, scope_kind: str = "", scope_value: str = "", since_day: str = ""
+    ) -> list[tuple[str, str, str, Decimal, int]]:
+        """(scope_kind, scope_value, day, spent, calls) rows, oldest day first."""
+        where = ["day >= ?"]
+        params: list[Any] = [since_day]
+        if scope_kind:
+            where.append("scope_kind = ?")
+            params.append(scope_kind)
+        if scope_value:
+            where.append("scope_value = ?")
+            params.append(scope_value)
+        rows = await self._store._fetchall(
+            "SELECT scope_kind, scope_value, day, spent_nanos, calls FROM spend "
+            f"WHERE {' AND '.join(where)} ORDER BY day, scope_kind, scope_value",
+            params,
+        )
+        return [(r[0], r[1], r[2], from_nanos(r[3]), int(r[4])) for r in rows]
+
+
+def _table(kind: str) -> str:
+    if kind not in ("quotas", "budgets"):
+        raise ValueError(kind)
+    return f"governance_{kind}"
