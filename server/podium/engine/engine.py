@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -36,6 +36,7 @@ from podium.engine.states import RunState
 from podium.engine.validation import Plan, compile_plan
 from podium.governance.policy import Policy
 from podium.governance.prices import Price
+from podium.governance.quotas import Admission
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
 from podium.store.store import Store
@@ -77,6 +78,10 @@ class Engine:
         # Latest version of each workflow: this process is the only writer of
         # workflows, so the cache is exact; StartRun then needs no read.
         self._latest: dict[str, WorkflowVersion] = {}
+        # Runs waiting for their workflow's concurrency quota, and the leases
+        # of the runs that hold one.
+        self._queued: dict[str, deque[RunExecutor]] = {}
+        self._run_leases: dict[str, Admission] = {}
         self._starting: dict[str, asyncio.Future[str]] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
@@ -279,7 +284,7 @@ class Engine:
         executor.created()
         await recorder.durable()
         self.active[run.run_id] = executor
-        executor.start()
+        self._start_when_admitted(executor)
         return RunView(run, list(executor.steps.values()))
 
     async def get_run(self, run_id: str) -> RunView:
@@ -355,7 +360,44 @@ class Engine:
         return RunView(executor.run, list(executor.steps.values()))
 
     def run_finished(self, executor: RunExecutor) -> None:
-        self.active.pop(executor.run.run_id, None)
+        run = executor.run
+        self.active.pop(run.run_id, None)
+        admission = self._run_leases.pop(run.run_id, None)
+        if admission is not None:
+            self.governance.quotas.release(admission)
+            self._start_queued(run.workflow_id)
+
+    def _start_when_admitted(self, executor: RunExecutor) -> None:
+        """Starts a run once its workflow's concurrency quota (max running
+        runs) admits it; until then it stays PENDING, first come first served."""
+        workflow_id = executor.run.workflow_id
+        quotas = self.governance.quotas
+        demand = quotas.plan_run(workflow_id)
+        if not demand.leases:
+            executor.start()
+            return
+        queue = self._queued.setdefault(workflow_id, deque())
+        admitted = quotas.try_admit(demand) if not queue else None
+        if not isinstance(admitted, Admission):
+            queue.append(executor)
+            return
+        self._run_leases[executor.run.run_id] = admitted
+        executor.start()
+
+    def _start_queued(self, workflow_id: str) -> None:
+        queue = self._queued.get(workflow_id)
+        quotas = self.governance.quotas
+        while queue:
+            executor = queue[0]
+            if executor.finished.is_set() or executor.run.run_id not in self.active:
+                queue.popleft()  # cancelled while it waited
+                continue
+            admitted = quotas.try_admit(quotas.plan_run(workflow_id))
+            if not isinstance(admitted, Admission):
+                return
+            queue.popleft()
+            self._run_leases[executor.run.run_id] = admitted
+            executor.start()
 
     # -- events ----------------------------------------------------------------
 
@@ -396,7 +438,7 @@ class Engine:
         view.run.last_sequence = await self.store.last_sequence(run_id)
         executor = RunExecutor(self, view.run, view.steps, self._plan_for(workflow))
         self.active[run_id] = executor
-        executor.start()
+        self._start_when_admitted(executor)
 
     async def shutdown(self) -> None:
         """Stops executing; unfinished runs stay resumable in the store."""
