@@ -176,6 +176,12 @@ class StepLlmGateway:
                     governance.quotas.feedback_rate_limited(call, error.retry_after or 1.0)
                 raise
             self._record(breakers, "success", "")
+            if completion.remaining_requests is not None or completion.remaining_tokens is not None:
+                governance.quotas.feedback_headers(
+                    call,
+                    remaining_requests=completion.remaining_requests,
+                    remaining_tokens=completion.remaining_tokens,
+                )
             price, version = governance.prices.lookup(target.provider, target.model)
             cost = price.cost(completion.usage) if price is not None else worst * 0
             warnings = governance.ledger.settle(reservation, cost)

@@ -94,6 +94,11 @@ class Completion:
     usage: Usage
     finish_reason: str = "stop"
     model: str = ""
+    # What the provider says is left of its rate limits (from response
+    # headers such as x-ratelimit-remaining-*): governance clamps its local
+    # buckets down to it.
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ Request options (CompletionRequest.options):
                default "server_error"); the n-th identical request fails or
                not depending only on (seed, request, n)
   seed         varies the fail_rate draws
+  remaining_requests, remaining_tokens
+               reported as the provider's rate-limit headers would be
   fail_models  only these models fail (default: every model), so that a
                fallback to another model can be shown
   retry_after  seconds reported with "rate_limited" (default 1)
@@ -137,7 +139,14 @@ def respond(request: CompletionRequest) -> Completion:
         finish_reason = "length"
     input_tokens = max(1, tokens("".join(message.content for message in request.messages)))
     usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, calls=1)
-    return Completion(text=text, usage=usage, finish_reason=finish_reason, model=request.model)
+    remaining = {
+        key: int(value)
+        for key in ("remaining_requests", "remaining_tokens")
+        if isinstance(value := request.options.get(key), int | float)
+    }
+    return Completion(
+        text=text, usage=usage, finish_reason=finish_reason, model=request.model, **remaining
+    )
 
 
 def summarize(prompt: str) -> str:
