@@ -334,3 +334,20 @@ async def step_reaches(
     want = f"{step_id} {run_pb2.StepState.Name(state)} after {attempts} attempts"
     await eventually(reached, timeout, want)
     return seen[0]
+
+
+# -- governance tests: a server with a policy ------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving_governed(
+    db_path: str, policy: Any = None, *, clock: Any = None
+) -> AsyncIterator[tuple[PodiumServer, Stubs]]:
+    """Like `serving`, with a governance policy (podium.governance.policy.Policy)
+    and the engine's clock (e.g. a ManualClock) chosen by the test."""
+    started = await start_server("127.0.0.1:0", db_path, policy=policy, clock=clock)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+            yield started, stubs_for(channel)
+    finally:
+        await started.stop(0.5)

@@ -19,6 +19,7 @@ from podium.governance.breakers import BreakerState, CircuitBreaker, classify
 from podium.governance.budgets import BudgetExceeded
 from podium.governance.quotas import QuotaTimeout
 from podium.governance.scopes import CallScopes
+from podium.governance.service import Transition
 from podium.plugins.api import (
     AgentError,
     CompletionRequest,
@@ -70,7 +71,7 @@ class StepLlmGateway:
             for index, target in enumerate(targets):
                 last = index == len(targets) - 1
                 breakers = self._breakers(target)
-                closed = [b for b in breakers if not self._allow(b)]
+                closed = self._blocked(breakers)
                 if closed:
                     retry = [b.retry_in() for b in closed]
                     wait = max((r for r in retry if r is not None), default=0.0)
@@ -86,7 +87,7 @@ class StepLlmGateway:
             # Every target's breaker is open.
             if self._executor.plan.steps[self._step.step_id].spec.fail_fast:
                 raise AgentError(
-                    f"circuit breaker {blocked} is open", code=CIRCUIT_OPEN, retryable=True
+                    f"circuit breaker {blocked} does not admit calls", code=CIRCUIT_OPEN
                 )
             self._executor.step_waiting(self._step, None, f"breaker:{blocked}")
             await self._executor.engine.clock.sleep(max(earliest or 0.0, 0.01))
@@ -100,26 +101,36 @@ class StepLlmGateway:
             board.breaker(f"agent:{self._step.agent}"),
         ]
 
-    def _allow(self, breaker: CircuitBreaker) -> bool:
-        before = breaker.state
-        allowed = breaker.allow()
-        self._transition(breaker, before, "cooldown elapsed")
-        return allowed
+    def _blocked(self, breakers: list[CircuitBreaker]) -> list[CircuitBreaker]:
+        """The breakers refusing a call to this target, or none; a half-open
+        breaker's probe slot is taken only when every breaker lets the call
+        through (else it is handed back at once)."""
+        governance = self._executor.engine.governance
+        with governance.transitions() as seen:
+            blocked = [b for b in breakers if b.state is BreakerState.OPEN]
+            if not blocked:
+                taken: list[CircuitBreaker] = []
+                for breaker in breakers:
+                    (taken if breaker.allow() else blocked).append(breaker)
+                if blocked:
+                    for breaker in taken:
+                        breaker.record_ignored()
+        self._announce(seen)
+        return blocked
 
     def _record(self, breakers: list[CircuitBreaker], outcome: Any, cause: str) -> None:
-        for breaker in breakers:
-            before = breaker.state
-            breaker.record(outcome, cause)
-            self._transition(breaker, before, cause)
+        with self._executor.engine.governance.transitions() as seen:
+            for breaker in breakers:
+                breaker.record(outcome, cause)
+        self._announce(seen)
 
-    def _transition(self, breaker: CircuitBreaker, before: BreakerState, cause: str) -> None:
-        after = breaker.state
-        if after != before:
+    def _announce(self, transitions: list[Transition]) -> None:
+        for transition in transitions:
             self._executor.emit(
-                _TRANSITION_EVENTS[after],
+                _TRANSITION_EVENTS[BreakerState(transition.state)],
                 step=self._step,
-                breaker=breaker.name,
-                message=breaker.view().last_cause or cause,
+                breaker=transition.breaker,
+                message=transition.cause,
             )
 
     async def _call(

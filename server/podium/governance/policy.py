@@ -190,6 +190,13 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError("", f"{path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise PolicyError("", f"{path} must hold a mapping with quotas, budgets, breakers, prices")
+    for kind in ("quotas", "budgets"):
+        seen: set[object] = set()
+        for index, item in enumerate(data.get(kind) or []):
+            name = item.get("name") if isinstance(item, dict) else None
+            if name is not None and name in seen:
+                raise PolicyError(f"{kind}[{index}].name", f"duplicate name {name!r}")
+            seen.add(name)
     try:
         return Policy.model_validate(data)
     except ValidationError as error:

@@ -7,7 +7,12 @@ restarts; deleting a file-defined entry at runtime stores a tombstone.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -30,6 +35,22 @@ from podium.governance.quotas import ConcurrencyLimit, QuotaBook, RateLimit
 from podium.governance.scopes import CallScopes, Scope
 from podium.store.governance_store import GovernanceStore
 
+log = logging.getLogger("podium.governance")
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A circuit breaker changed state: its name, new state and the cause."""
+
+    breaker: str
+    state: str
+    cause: str
+
+
+_collector: contextvars.ContextVar[list[Transition] | None] = contextvars.ContextVar(
+    "podium_breaker_transitions", default=None
+)
+
 
 class Governance:
     def __init__(self, policy: Policy, clock: Clock, store: GovernanceStore | None = None) -> None:
@@ -47,6 +68,7 @@ class Governance:
             _breaker(policy.breakers.defaults),
             {name: _breaker(b) for name, b in policy.breakers.overrides.items()},
             clock,
+            on_transition=self._on_transition,
         )
         self._pending_spend: list[tuple[str, str, Decimal]] = []
         self._apply()
@@ -67,6 +89,25 @@ class Governance:
                 self._budgets[name] = BudgetPolicy.model_validate(body)
         self.ledger.load(await self._store.budget_spend())
         self._apply()
+
+    # -- breaker transitions ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transitions(self) -> Iterator[list[Transition]]:
+        """Collects the breaker transitions caused within the block (by this
+        task: a context variable keeps concurrent calls apart)."""
+        seen: list[Transition] = []
+        token = _collector.set(seen)
+        try:
+            yield seen
+        finally:
+            _collector.reset(token)
+
+    def _on_transition(self, name: str, old: str, new: str, cause: str) -> None:
+        log.info("circuit breaker %s: %s -> %s (%s)", name, old, new, cause)
+        seen = _collector.get()
+        if seen is not None:
+            seen.append(Transition(name, str(new), cause))
 
     # -- runtime changes ---------------------------------------------------------
 
@@ -96,12 +137,12 @@ class Governance:
         self._budgets[budget.name] = budget
         try:
             self._apply()
-        except PolicyError:
+        except PolicyError as error:
             if previous is None:
                 del self._budgets[budget.name]
             else:
                 self._budgets[budget.name] = previous
-            raise
+            raise PolicyError("budget.limit", error.reason) from None
         await self._save("budgets", budget.name, budget.model_dump(mode="json"))
         return budget
 
@@ -149,7 +190,7 @@ class Governance:
             index = int(error.field.split("[")[1].split("]")[0]) if "[" in error.field else -1
             name = budgets[index].name if 0 <= index < len(budgets) else ""
             raise PolicyError(
-                f"budget {name}.limit" if name else error.field, error.reason
+                f"budgets.{name}.limit" if name else error.field, error.reason
             ) from None
 
     # -- spend ----------------------------------------------------------------------
