@@ -30,6 +30,7 @@ _STATE_STYLES = {
     "PENDING": "dim",
     "READY": "cyan",
     "RUNNING": "bold yellow",
+    "WAITING": "yellow",
     "SUCCEEDED": "bold green",
     "FAILED": "bold red",
     "SKIPPED": "magenta",

@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import re
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from podium.client.definitions import read_document
 from podium.client.enums import run_state
 from podium.v1 import run_pb2
 
-__all__ = ["age", "label", "run_input", "state"]
+__all__ = ["age", "amount", "label", "number", "run_input", "state"]
 
 
 def run_input(text: str) -> dict[str, Any]:
@@ -71,3 +72,28 @@ def age(text: str) -> float:
             f"expected an age such as 30d, 12h, 90m or 3600s, got {text!r}"
         )
     return seconds
+
+
+def amount(text: str) -> str:
+    """A USD amount such as 5.00 or 0.25, kept as text so no float rounding creeps in.
+
+    Only the syntax is checked here; whether the amount is allowed is for the server to say.
+    """
+    try:
+        value = Decimal(text.strip().removeprefix("$"))
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"expected an amount such as 5.00, got {text!r}")
+    return str(value)
+
+
+def number(text: str) -> float:
+    """A finite number: 60, 0.5, -1 (the server judges the range)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    return value

@@ -7,9 +7,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from podium.cli import plugins, runs, serve, workflows
+from podium.cli import governance, plugins, runs, serve, workflows
 from podium.cli.context import Context
-from podium.cli.parser import ArgumentParser, UsageError
+from podium.cli.parser import ArgumentParser, InvalidValue, UsageError
 from podium.client import DefinitionError, PodiumError
 
 __all__ = ["build_parser", "main"]
@@ -36,6 +36,7 @@ def build_parser() -> ArgumentParser:
     serve.register(commands)
     workflows.register(commands)
     runs.register(commands)
+    governance.register(commands)
     plugins.register(commands)
     return parser
 
@@ -68,6 +69,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return handler(args, ctx)
     except (UsageError, DefinitionError) as error:
         return _fail(str(error), 2)
+    except InvalidValue as error:
+        return _fail(f"INVALID_ARGUMENT: {error}", 1)
     except PodiumError as error:
         if error.unreachable:
             return _fail(

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-__all__ = ["ArgumentParser", "UsageError", "json_option", "leaf_options"]
+__all__ = ["ArgumentParser", "InvalidValue", "UsageError", "json_option", "leaf_options"]
 
 
 class UsageError(Exception):
     """A bad argument or an unreadable input: the CLI prints one line and exits 2."""
+
+
+class InvalidValue(Exception):
+    """A value the client cannot even send (an unknown scope kind), found before the server
+    would have said so: reported like the server's INVALID_ARGUMENT, one line naming the field,
+    exit 1."""
 
 
 class ArgumentParser(argparse.ArgumentParser):

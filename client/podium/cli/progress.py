@@ -23,7 +23,7 @@ from podium.client.enums import step_state_label
 from podium.client.money import format_usd, to_decimal
 from podium.v1 import event_pb2, run_pb2
 
-__all__ = ["RunProgress", "StepProgress"]
+__all__ = ["NOTE_EVENTS", "RunProgress", "StepProgress", "governance_note"]
 
 _E = event_pb2
 _STATE_OF_EVENT = {
@@ -35,6 +35,21 @@ _STATE_OF_EVENT = {
     _E.RUN_EVENT_TYPE_STEP_CANCELLED: run_pb2.STEP_STATE_CANCELLED,
 }
 _STEP_TOTAL_EVENTS = frozenset({_E.RUN_EVENT_TYPE_STEP_SUCCEEDED, _E.RUN_EVENT_TYPE_STEP_FAILED})
+# Run-wide news shown under the live table rather than in a step's row.
+NOTE_EVENTS = frozenset(
+    {
+        _E.RUN_EVENT_TYPE_CIRCUIT_OPENED,
+        _E.RUN_EVENT_TYPE_CIRCUIT_HALF_OPEN,
+        _E.RUN_EVENT_TYPE_CIRCUIT_CLOSED,
+        _E.RUN_EVENT_TYPE_BUDGET_WARNING,
+    }
+)
+_CIRCUIT_STATES = {
+    _E.RUN_EVENT_TYPE_CIRCUIT_OPENED: ("open", "bold red"),
+    _E.RUN_EVENT_TYPE_CIRCUIT_HALF_OPEN: ("half-open", "bold yellow"),
+    _E.RUN_EVENT_TYPE_CIRCUIT_CLOSED: ("closed", "bold green"),
+}
+_MAX_NOTES = 5
 _FINISHED_STEP_STATES = frozenset(
     {
         run_pb2.STEP_STATE_SUCCEEDED,
@@ -57,6 +72,8 @@ class StepProgress:
     message: str = ""
     tokens: int = 0
     cost: Decimal = field(default_factory=Decimal)
+    # The message is a STEP_WAITING reason, cleared by the step's next event.
+    waiting: bool = False
 
     @property
     def finished(self) -> bool:
@@ -89,6 +106,8 @@ class RunProgress:
         self._unattributed_tokens = 0
         self._unattributed_cost = Decimal()
         self._run_total: tuple[int, Decimal] | None = None
+        # Breaker changes and budget warnings, newest last, shown under the table.
+        self.notes: list[Text] = []
 
     @property
     def tokens(self) -> int:
@@ -118,6 +137,11 @@ class RunProgress:
             self.ended = when
             if event.HasField("usage") or event.HasField("cost"):
                 self._run_total = (tokens_of(event.usage), to_decimal(event.cost))
+        if event.type in NOTE_EVENTS:
+            note = governance_note(event)
+            if note is not None:
+                self.notes = [*self.notes, note][-_MAX_NOTES:]
+            return
         if event.step_id:
             self._apply_step(event, when)
         elif event.type == _E.RUN_EVENT_TYPE_LLM_CALL:
@@ -142,8 +166,13 @@ class RunProgress:
         elif event.type == _E.RUN_EVENT_TYPE_LLM_CALL:
             step.tokens += tokens_of(event.usage)
             step.cost += to_decimal(event.cost)
+        if step.waiting:
+            step.waiting, step.message = False, ""
         # Flattened: a table row has room for one line.
-        if event.message:
+        if event.type == _E.RUN_EVENT_TYPE_STEP_WAITING:
+            step.waiting = True
+            step.message = _waiting_text(event)
+        elif event.message:
             step.message = " ".join(event.message.split())
         if event.HasField("failure"):
             step.message = " ".join(f"{event.failure.type}: {event.failure.message}".split())
@@ -202,4 +231,37 @@ class RunProgress:
                 format_usd(step.cost),
                 step.message,
             )
-        return Group(table, Text(), self.total_line(now))
+        parts: list[RenderableType] = [table, Text(), self.total_line(now)]
+        parts.extend(self.notes)
+        return Group(*parts)
+
+
+def governance_note(event: event_pb2.RunEvent) -> Text | None:
+    """ "circuit provider:openai open: 5 failures" or "budget daily: spent ...", styled; None
+    for other events."""
+    cause = " ".join(event.message.split())
+    if event.type in _CIRCUIT_STATES:
+        state, style = _CIRCUIT_STATES[event.type]
+        return Text.assemble(
+            ("circuit ", style),
+            (event.breaker or "?", style),
+            (f" {state}", style),
+            f": {cause}" if cause else "",
+        )
+    if event.type == _E.RUN_EVENT_TYPE_BUDGET_WARNING:
+        spent = f"spent {format_usd(event.cost)}" if event.HasField("cost") else ""
+        return Text.assemble(
+            ("budget ", "bold yellow"),
+            (event.budget or "?", "bold yellow"),
+            ": ",
+            cause or spent or "warning threshold crossed",
+        )
+    return None
+
+
+def _waiting_text(event: event_pb2.RunEvent) -> str:
+    """ "waiting: quota:sim-rpm", "waiting until 12:00:03", or both."""
+    reason = " ".join(event.message.split())
+    due = datetime_of(event.due_time)
+    until = f" until {due.astimezone().strftime('%H:%M:%S')}" if due else ""
+    return f"waiting{until}: {reason}" if reason else f"waiting{until}"

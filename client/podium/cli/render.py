@@ -113,6 +113,7 @@ def run_details(run: run_pb2.Run) -> RenderableType:
         ("duration", format_duration(elapsed(run.start_time, run.end_time))),
         ("labels", _pairs(run.labels) or "-"),
         ("spend", spend_text(run.usage, run.cost)),
+        ("max cost", format_usd(run.max_cost) if run.HasField("max_cost") else "-"),
     )
     parts: list[RenderableType] = [header, Text(), _steps_table(run.steps)]
     if run.HasField("output"):

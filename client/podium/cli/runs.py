@@ -38,6 +38,13 @@ def register(commands: Any) -> None:
     start.add_argument("--request-id", default=None, help="idempotency key (default: random)")
     start.add_argument("--max-concurrency", type=int, default=0, help="most steps at once")
     start.add_argument("--workflow-version", type=int, default=0, help="default: latest")
+    start.add_argument(
+        "--max-cost",
+        type=inputs.amount,
+        default=None,
+        metavar="USD",
+        help="hard ceiling of the run's LLM spend, e.g. 0.50 (lowers the workflow's)",
+    )
     start.add_argument("--watch", action="store_true", help="follow the run until it ends")
     start.set_defaults(handler=start_run)
 
@@ -99,6 +106,7 @@ def start_run(args: argparse.Namespace, ctx: Context) -> int:
         labels=dict(args.label),
         max_concurrency=args.max_concurrency,
         workflow_version=args.workflow_version,
+        max_cost=args.max_cost,
     )
     if args.watch:
         ctx.out.print(f"started {run.name} of {run.workflow}", highlight=False, soft_wrap=True)

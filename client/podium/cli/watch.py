@@ -68,14 +68,27 @@ def event_line(event: event_pb2.RunEvent) -> str:
         details.append(f"progress={event.progress:.0%}")
     if event.type == event_pb2.RUN_EVENT_TYPE_LLM_CALL:
         details.append(f"{event.provider}/{event.model}")
+    if event.breaker:
+        details.append(f"breaker={event.breaker}")
+    if event.budget:
+        details.append(f"budget={event.budget}")
     if event.HasField("usage"):
         details.append(f"tokens={format_tokens(tokens_of(event.usage))}")
     if event.HasField("cost"):
-        details.append(f"cost={format_usd(event.cost)}")
+        # A budget warning's amount is the budget's spend so far, not a cost of this event.
+        label = "spent" if event.type == event_pb2.RUN_EVENT_TYPE_BUDGET_WARNING else "cost"
+        details.append(f"{label}={format_usd(event.cost)}")
+    if event.price_version:
+        details.append(f"prices={event.price_version}")
+    if event.type == event_pb2.RUN_EVENT_TYPE_STEP_WAITING:
+        due = datetime_of(event.due_time)
+        if due:
+            details.append(f"until={due.astimezone().strftime('%H:%M:%S')}")
     if event.HasField("failure"):
         details.append(failure_text(event.failure))
     if event.message:
-        details.append(event.message)
+        waiting = event.type == event_pb2.RUN_EVENT_TYPE_STEP_WAITING
+        details.append(f"waiting: {event.message}" if waiting else event.message)
     # One line per event, whatever the message holds, so logs stay greppable.
     return " ".join(" ".join(parts + details).split("\n")).rstrip()
 

@@ -10,6 +10,7 @@ from podium.client._sync_client import Client
 from podium.client._watch import TERMINAL_EVENT_TYPES, ReconnectPolicy
 from podium.client.definitions import DefinitionSource, load_definition
 from podium.client.errors import DefinitionError, PodiumError
+from podium.client.governance import scope_message, scope_text
 from podium.client.money import format_usd, from_decimal, to_decimal
 from podium.client.names import run_name, workflow_name
 
@@ -27,6 +28,8 @@ __all__ = [
     "from_decimal",
     "load_definition",
     "run_name",
+    "scope_message",
+    "scope_text",
     "to_decimal",
     "workflow_name",
 ]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
 
 from google.protobuf import struct_pb2
 
 from podium.client.enums import event_type, run_state
+from podium.client.governance import budget_period, quota_dimension, scope_message
+from podium.client.money import from_decimal
 from podium.client.names import run_name, workflow_name
 from podium.v1 import (
+    common_pb2,
+    control_service_pb2,
     event_pb2,
     execution_service_pb2,
     progress_service_pb2,
@@ -18,15 +23,22 @@ from podium.v1 import (
 )
 
 __all__ = [
+    "amount",
     "cancel_run",
     "delete_run",
     "get_run",
+    "get_spend",
     "get_workflow",
     "list_runs",
     "resolve_approval",
     "start_run",
+    "update_budget",
+    "update_quota",
     "watch_runs",
 ]
+
+T = TypeVar("T")
+V = TypeVar("V")
 
 
 def get_workflow(name_or_id: str, version: int) -> workflow_service_pb2.GetWorkflowRequest:
@@ -40,6 +52,7 @@ def start_run(
     labels: Mapping[str, str] | None,
     max_concurrency: int,
     workflow_version: int,
+    max_cost: Decimal | str | int | None = None,
 ) -> execution_service_pb2.StartRunRequest:
     request = execution_service_pb2.StartRunRequest(
         workflow=workflow_name(workflow),
@@ -52,6 +65,8 @@ def start_run(
     )
     if input:
         request.input.CopyFrom(_struct(input))
+    if max_cost is not None:
+        request.max_cost.CopyFrom(amount(max_cost, "max_cost"))
     return request
 
 
@@ -102,6 +117,76 @@ def watch_runs(
         run_states=[run_state(s) for s in run_states],
         event_types=[event_type(t) for t in event_types],
     )
+
+
+def update_quota(
+    name: str, scope: str, dimension: int | str, limit: float, burst: float
+) -> control_service_pb2.UpdateQuotaRequest:
+    quota = control_service_pb2.Quota(
+        name=name,
+        scope=_scope(scope, "quota.scope"),
+        dimension=_field(quota_dimension, dimension, "quota.dimension"),
+        limit=limit,
+        burst=burst,
+    )
+    return control_service_pb2.UpdateQuotaRequest(quota=quota)
+
+
+def update_budget(
+    name: str,
+    scope: str,
+    limit: Decimal | str | int,
+    period: int | str,
+    time_zone: str,
+    warn_fraction: float,
+) -> control_service_pb2.UpdateBudgetRequest:
+    budget = control_service_pb2.Budget(
+        name=name,
+        scope=_scope(scope, "budget.scope"),
+        limit=amount(limit, "budget.limit"),
+        period=_field(budget_period, period, "budget.period"),
+        time_zone=time_zone,
+        warn_fraction=warn_fraction,
+    )
+    return control_service_pb2.UpdateBudgetRequest(budget=budget)
+
+
+def get_spend(
+    scope: str | None, period: int | str, since: str
+) -> control_service_pb2.GetSpendRequest:
+    request = control_service_pb2.GetSpendRequest(
+        period=_field(budget_period, period, "period"), since=since
+    )
+    if scope:
+        parsed = _scope(scope, "scope", value_required=False)
+        request.scope_kind = parsed.kind
+        request.scope_value = parsed.value
+    return request
+
+
+def amount(value: Decimal | str | int, field: str) -> common_pb2.Money:
+    """A USD amount as Money; ValueError naming `field` when it is not a finite number."""
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise ValueError(f"{field}: expected an amount such as 5.00, got {value!r}") from None
+    if not number.is_finite():
+        raise ValueError(f"{field}: expected an amount such as 5.00, got {value!r}")
+    return from_decimal(number)
+
+
+def _scope(text: str, field: str, *, value_required: bool = True) -> control_service_pb2.Scope:
+    try:
+        return scope_message(text, value_required=value_required)
+    except ValueError as error:
+        raise ValueError(f"{field}: {error}") from None
+
+
+def _field(convert: Callable[[V], T], value: V, field: str) -> T:
+    try:
+        return convert(value)
+    except ValueError as error:
+        raise ValueError(f"{field}: {error}") from None
 
 
 def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:

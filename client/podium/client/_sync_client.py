@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +17,8 @@ from podium.client.definitions import DefinitionSource, load_definition
 from podium.client.errors import PodiumError, translate_rpc_errors
 from podium.client.names import run_name, workflow_name
 from podium.v1 import (
+    control_service_pb2,
+    control_service_pb2_grpc,
     event_pb2,
     execution_service_pb2_grpc,
     progress_service_pb2,
@@ -52,6 +55,7 @@ class Client:
         self._workflows = workflow_service_pb2_grpc.WorkflowServiceStub(self._channel)
         self._executions = execution_service_pb2_grpc.ExecutionServiceStub(self._channel)
         self._progress = progress_service_pb2_grpc.ProgressServiceStub(self._channel)
+        self._control = control_service_pb2_grpc.ControlServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -127,10 +131,14 @@ class Client:
         labels: Mapping[str, str] | None = None,
         max_concurrency: int = 0,
         workflow_version: int = 0,
+        max_cost: Decimal | str | None = None,
     ) -> run_pb2.Run:
-        """Start a run; the same request_id returns the same run instead of a second one."""
+        """Start a run; the same request_id returns the same run instead of a second one.
+
+        `max_cost` (USD) caps the run's LLM spend; it overrides the workflow's when lower.
+        """
         request = _requests.start_run(
-            workflow, input, request_id, labels, max_concurrency, workflow_version
+            workflow, input, request_id, labels, max_concurrency, workflow_version, max_cost
         )
         with translate_rpc_errors():
             return self._executions.StartRun(request, timeout=self.timeout).run
@@ -174,6 +182,87 @@ class Client:
         request = _requests.resolve_approval(run, step_id, approve, comment)
         with translate_rpc_errors():
             return self._executions.ResolveApproval(request, timeout=self.timeout).run
+
+    # Governance
+
+    def list_quotas(self) -> list[control_service_pb2.Quota]:
+        """Rate and concurrency limits with what is available now."""
+        request = control_service_pb2.ListQuotasRequest()
+        with translate_rpc_errors():
+            response = self._control.ListQuotas(request, timeout=self.timeout)
+        return list(response.quotas)
+
+    def update_quota(
+        self, name: str, scope: str, dimension: int | str, limit: float, burst: float = 0
+    ) -> control_service_pb2.Quota:
+        """Create or replace the quota `name`.
+
+        `scope` is "provider:openai", "model:openai/gpt-4o", "agent:llm", "workflow:erp" or
+        "tenant:x"; `dimension` one of requests, input_tokens, output_tokens, tokens (per
+        minute) or concurrency (at once); `burst` 0 means equal to `limit`.
+        """
+        request = _requests.update_quota(name, scope, dimension, limit, burst)
+        with translate_rpc_errors():
+            response = self._control.UpdateQuota(request, timeout=self.timeout)
+        return response.quota
+
+    def delete_quota(self, name: str) -> None:
+        request = control_service_pb2.DeleteQuotaRequest(name=name)
+        with translate_rpc_errors():
+            self._control.DeleteQuota(request, timeout=self.timeout)
+
+    def list_budgets(self) -> list[control_service_pb2.Budget]:
+        """Budgets with their spend and reservations in the current period."""
+        request = control_service_pb2.ListBudgetsRequest()
+        with translate_rpc_errors():
+            response = self._control.ListBudgets(request, timeout=self.timeout)
+        return list(response.budgets)
+
+    def update_budget(
+        self,
+        name: str,
+        scope: str,
+        limit: Decimal | str | int,
+        period: int | str = "none",
+        time_zone: str = "UTC",
+        warn_fraction: float = 0.8,
+    ) -> control_service_pb2.Budget:
+        """Create or replace the budget `name` (USD; `scope` "server", "provider:x", "agent:x"
+        or "workflow:x"; `period` none, day or month in `time_zone`)."""
+        request = _requests.update_budget(name, scope, limit, period, time_zone, warn_fraction)
+        with translate_rpc_errors():
+            response = self._control.UpdateBudget(request, timeout=self.timeout)
+        return response.budget
+
+    def delete_budget(self, name: str) -> None:
+        request = control_service_pb2.DeleteBudgetRequest(name=name)
+        with translate_rpc_errors():
+            self._control.DeleteBudget(request, timeout=self.timeout)
+
+    def get_spend(
+        self, scope: str | None = None, period: int | str = "day", since: str = ""
+    ) -> control_service_pb2.GetSpendResponse:
+        """Settled spend by scope and UTC day or month, with the total.
+
+        `scope`: None for every scope, a kind ("provider") for all of its values, or one
+        scope ("provider:openai"); `since`: "2026-11-01" (day) or "2026-11" (month).
+        """
+        request = _requests.get_spend(scope, period, since)
+        with translate_rpc_errors():
+            return self._control.GetSpend(request, timeout=self.timeout)
+
+    def list_breakers(self) -> list[control_service_pb2.Breaker]:
+        request = control_service_pb2.ListBreakersRequest()
+        with translate_rpc_errors():
+            response = self._control.ListBreakers(request, timeout=self.timeout)
+        return list(response.breakers)
+
+    def reset_breaker(self, name: str) -> control_service_pb2.Breaker:
+        """Close the breaker `name` ("provider:openai", "model:openai/gpt-4o", "agent:llm")."""
+        request = control_service_pb2.ResetBreakerRequest(name=name)
+        with translate_rpc_errors():
+            response = self._control.ResetBreaker(request, timeout=self.timeout)
+        return response.breaker
 
     # Progress
 
