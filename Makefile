@@ -20,7 +20,7 @@ MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli tests benc
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: install protos lint typecheck check test demo bench fmt clean
+.PHONY: install protos lint typecheck check test demo demo-governance bench fmt clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -57,6 +57,9 @@ test: check
 
 demo: install
 	$(PY) scripts/demo.py
+
+demo-governance: install
+	$(PY) scripts/demo_governance.py
 
 bench: install
 	$(PY) bench/run.py

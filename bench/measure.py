@@ -16,6 +16,9 @@ class Measurement:
     walls_s: list[float]  # one per timed repetition
     peak_rss_mb: float  # of the process that executed the workload
     notes: tuple[str, ...] = field(default=())  # further figures, printed under the table
+    # (target, met) when the workload's pass rule is not about time per step
+    # (W7: a median per call, W8: spend within a budget); overrides its Target.
+    verdict: tuple[str, bool] | None = None
 
     @property
     def wall_s(self) -> float:

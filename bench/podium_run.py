@@ -193,6 +193,14 @@ async def measure(workload: Workload) -> Measurement:
         from bench.recovery import measure_recovery
 
         return await measure_recovery(workload)
+    if workload.kind == "gate":
+        from bench.gate import measure_gate
+
+        return await measure_gate(workload)
+    if workload.kind == "budget_race":
+        from bench.budget_race import measure_budget_race
+
+        return await measure_budget_race(workload)
     async with server_process() as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             driver = Driver(channel)

@@ -23,7 +23,7 @@ class Row:
     workload: Workload
     system: str  # PODIUM or FLOOR
     measurement: Measurement
-    floor_wall_s: float
+    floor_wall_s: float | None  # None: the workload has no floor (W7)
 
     @property
     def wall_s(self) -> float:
@@ -34,11 +34,13 @@ class Row:
         return (self.wall_s - self.workload.ideal_s) * 1000 / self.workload.total_steps
 
     @property
-    def ratio_to_floor(self) -> float:
-        return self.wall_s / self.floor_wall_s
+    def ratio_to_floor(self) -> float | None:
+        return None if self.floor_wall_s is None else self.wall_s / self.floor_wall_s
 
     @property
     def passed(self) -> bool:
+        if self.measurement.verdict is not None:
+            return self.measurement.verdict[1]
         return self.workload.target.passes(
             self.wall_s, self.overhead_ms_per_step, self.workload.ideal_s
         )
@@ -60,7 +62,9 @@ class Row:
         vs_ideal = f"({self.wall_s / ideal_s - 1:+.1%})" if ideal_s else ""
         if self.system != PODIUM:
             return vs_ideal, ""
-        target = " ".join(p for p in (self.workload.target.describe(ideal_s), vs_ideal) if p)
+        verdict = self.measurement.verdict
+        rule = verdict[0] if verdict is not None else self.workload.target.describe(ideal_s)
+        target = " ".join(p for p in (rule, vs_ideal) if p)
         return target, "[green]PASS[/]" if self.passed else "[red]FAIL[/]"
 
 
@@ -83,7 +87,7 @@ def print_table(rows: list[Row], console: Console) -> None:
             f"{row.wall_s:.4f}",
             f"{row.overhead_ms_per_step:.3f}",
             f"{row.measurement.peak_rss_mb:.1f}",
-            f"{row.ratio_to_floor:.1f}",
+            "-" if row.ratio_to_floor is None else f"{row.ratio_to_floor:.1f}",
             *row.target_cells(),
         )
     console.print(table)

@@ -41,10 +41,12 @@ async def run_suite(workloads: list[Workload], console: Console) -> list[Row]:
     rows: list[Row] = []
     for workload in workloads:
         with console.status(f"{workload.name}: {workload.description}"):
-            floor = await measure_floor(workload)
+            floor = await measure_floor(workload) if workload.has_floor else None
             podium = await podium_run.measure(workload)
-        rows.append(Row(workload, PODIUM, podium, floor.wall_s))
-        rows.append(Row(workload, FLOOR, floor, floor.wall_s))
+        floor_wall_s = floor.wall_s if floor is not None else None
+        rows.append(Row(workload, PODIUM, podium, floor_wall_s))
+        if floor is not None:
+            rows.append(Row(workload, FLOOR, floor, floor_wall_s))
     return rows
 
 

@@ -52,9 +52,13 @@ class Workload:
     repetitions: int = 5  # timed repetitions; the median is reported
     # How Podium runs it: "dag" (one step per StepDef), "fan_out" (one for_each
     # step whose items are the StepDefs, at most `max_concurrency` at once) or
-    # "recovery" (unfinished runs of the DAG resumed by a restarted server).
+    # "recovery" (unfinished runs of the DAG resumed by a restarted server),
+    # "gate" (the governance gate in-process, bench/gate.py) or "budget_race"
+    # (a fan-out of `llm` calls against one run budget, bench/budget_race.py).
     kind: str = "dag"
     max_concurrency: int = 0  # 0: unbounded; the floor honours it too
+    # False where a bare asyncio executor has nothing to compare with (W7).
+    has_floor: bool = True
 
     @property
     def steps_per_run(self) -> int:
@@ -172,6 +176,33 @@ WORKLOADS += [
         repetitions=3,
         kind="fan_out",
         max_concurrency=100,
+    ),
+]
+
+
+def calls(count: int, delay_ms: int) -> list[StepDef]:
+    """Independent LLM calls of `delay_ms` each (the floor sleeps that long)."""
+    return [StepDef(f"call_{i}", delay_ms=delay_ms) for i in range(count)]
+
+
+WORKLOADS += [
+    Workload(
+        "W7",
+        "governance gate per LLM call, in-process (20,000 calls)",
+        lambda: items(20_000),
+        Target(),
+        repetitions=1,
+        kind="gate",
+        has_floor=False,
+    ),
+    Workload(
+        "W8",
+        "200 concurrent llm calls (20 ms) racing for one run budget",
+        lambda: calls(200, 20),
+        Target(),
+        repetitions=3,
+        kind="budget_race",
+        max_concurrency=200,
     ),
 ]
 

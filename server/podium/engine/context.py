@@ -91,7 +91,7 @@ class StepLlmGateway:
                 )
             self._executor.step_waiting(self._step, None, f"breaker:{blocked}")
             await self._executor.engine.clock.sleep(max(earliest or 0.0, 0.01))
-            self._executor.step_resumed(self._step)
+            self._executor.step_resumed(self._step, f"breaker:{blocked}")
 
     def _breakers(self, target: Target) -> list[CircuitBreaker]:
         board = self._executor.engine.governance.breakers
@@ -164,7 +164,7 @@ class StepLlmGateway:
                 f"quota {error.reason} cannot admit this call", code="podium.QuotaExceeded"
             ) from None
         if waited:
-            ex.step_resumed(self._step)
+            ex.step_resumed(self._step, waited[0])
         settled = False
         try:
             worst = governance.prices.worst_case(

@@ -234,7 +234,7 @@ class RunExecutor:
         self.emit(
             EventType.STEP_SUCCEEDED,
             step=step,
-            attempt=len(step.attempts),
+            attempt=_plain_attempts(step),
             output=output,
             usage=step.usage.copy(),
             cost=step.cost,
@@ -251,7 +251,7 @@ class RunExecutor:
         self.emit(
             EventType.STEP_FAILED,
             step=step,
-            attempt=len(step.attempts),
+            attempt=_plain_attempts(step),
             failure=failure,
             message=failure.message,
             usage=step.usage.copy(),
@@ -287,9 +287,8 @@ class RunExecutor:
         self._save_step(step)
         self.emit(EventType.STEP_WAITING, step=step, due_time=due, message=reason)
 
-    def step_resumed(self, step: StepRecord) -> None:
+    def step_resumed(self, step: StepRecord, reason: str) -> None:
         """A step that waited inside an attempt (quota, breaker) runs again."""
-        reason = step.reason
         step.state = StepState.RUNNING
         step.reason = ""
         self._save_step(step)
@@ -669,3 +668,11 @@ def _scope_entry(step: StepRecord) -> dict[str, Any]:
     if step.state == StepState.SUCCEEDED:
         entry["output"] = from_json_numbers(step.output)
     return entry
+
+
+def _plain_attempts(step: StepRecord) -> int:
+    """The attempt number for a step's final event: its attempts when it ran
+    its agent once per attempt; 0 for fan-outs and loops (items have their own)."""
+    if step.items_total or step.iterations:
+        return 0
+    return len(step.attempts)

@@ -176,7 +176,7 @@ class StepRunner:
                     done[index] = record
                     step.items_failed += 1
                     self.ex.item_finished(step, record)
-                    if step.items_failed > tolerated:
+                    if step.items_failed > tolerated and not too_many:
                         too_many.append(
                             Failure(
                                 TOO_MANY_FAILED_ITEMS,
@@ -185,6 +185,12 @@ class StepRunner:
                                 retryable=False,
                             )
                         )
+                        # The step has failed: items still running or
+                        # queued for quota are cancelled, not waited for.
+                        current = asyncio.current_task()
+                        for task in workers:
+                            if task is not current:
+                                task.cancel()
                         return
                     continue
                 record = ItemRecord(index, True, output=output)
@@ -193,15 +199,19 @@ class StepRunner:
                 self.ex.item_finished(step, record)
 
         limit = fan_out.max_concurrency or self.ex.limit
-        workers = [asyncio.create_task(worker()) for _ in range(min(limit, total - len(done)))]
+        workers: list[asyncio.Task[None]] = []
+        workers += [asyncio.create_task(worker()) for _ in range(min(limit, total - len(done)))]
         try:
-            await asyncio.gather(*workers)
+            results = await asyncio.gather(*workers, return_exceptions=True)
         finally:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
         if too_many:
             raise StepFailed(too_many[0])
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return [done[i].output if done[i].succeeded else None for i in range(total)]
 
     async def _loop(self, scope: dict[str, Any]) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import zoneinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -151,9 +151,6 @@ class Policy(_Strict):
     budgets: list[BudgetPolicy] = Field(default_factory=list)
     breakers: BreakersPolicy = Field(default_factory=BreakersPolicy)
     prices: list[PricePolicy] = Field(default_factory=list)
-    # Provider settings by provider name (latency, base URL, ...), handed to
-    # the provider plugins.
-    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:

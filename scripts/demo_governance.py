@@ -1,0 +1,182 @@
+"""`make demo-governance`: quotas, a circuit breaker and a run budget, live.
+
+A server runs under examples/policy.yaml on a fresh database (removed at the
+end, so that spend never carries over from one demo to the next). One run of
+examples/governance.yaml shows a fan-out held back by a request quota and a
+failing model whose breaker opens, with calls falling back to a smaller one;
+then `podium quotas|breakers|budgets|spend`; then the same run again with a
+max_cost too small for it: once its spend nears the ceiling, calls are
+refused with podium.BudgetExceeded, and the run fails within its budget.
+
+Everything goes through the real `podium` CLI, as a user would type it; after
+each run, the lines under "what happened" are read from the run's events.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from podium.client import Client
+from podium.client.enums import event_type_label
+from podium.client.money import format_usd, to_decimal
+from podium.v1 import event_pb2, run_pb2
+
+ROOT = Path(__file__).resolve().parent.parent
+PODIUM = str(Path(sys.executable).with_name("podium"))
+POLICY = "examples/policy.yaml"
+WORKFLOW = "examples/governance.yaml"
+INPUT = "examples/governance-input.json"
+MAX_COST = "0.0005"
+_E = event_pb2
+CIRCUIT_EVENTS = (
+    _E.RUN_EVENT_TYPE_CIRCUIT_OPENED,
+    _E.RUN_EVENT_TYPE_CIRCUIT_HALF_OPEN,
+    _E.RUN_EVENT_TYPE_CIRCUIT_CLOSED,
+)
+# The model each step of the workflow asks for, by step id.
+MODELS: dict[str, str] = {
+    step["id"]: f"{step['config'].get('provider', 'simulated')}/{step['config']['model']}"
+    for step in yaml.safe_load((ROOT / WORKFLOW).read_text())["spec"]["steps"]
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_serving(address: str, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # typeshed's stub lists no methods
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise SystemExit(f"demo: the server exited with code {server.returncode}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise SystemExit("demo: the server did not become ready in time")
+
+
+def podium(*args: str, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> None:
+    print(f"\n$ podium {' '.join(args)}", flush=True)
+    result = subprocess.run([PODIUM, *args], cwd=ROOT, env=env, check=False)
+    if result.returncode not in ok:
+        raise SystemExit(f"demo: `podium {args[0]}` failed (exit {result.returncode})")
+
+
+def heading(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def latest_run(client: Client) -> run_pb2.Run:
+    return next(iter(client.list_runs("governance")))
+
+
+def what_happened(client: Client, run: run_pb2.Run) -> None:
+    """The governance the run went through, from its event log, step by step."""
+    waits: Counter[tuple[str, str]] = Counter()
+    calls: Counter[tuple[str, str]] = Counter()
+    failed: Counter[tuple[str, str]] = Counter()
+    notices: list[str] = []  # breaker changes and budget warnings, in order
+    for event in client.watch(run.name):
+        if event.type == _E.RUN_EVENT_TYPE_STEP_WAITING and event.message.startswith("quota:"):
+            waits[event.step_id, event.message] += 1
+        elif event.type == _E.RUN_EVENT_TYPE_LLM_CALL:
+            calls[event.step_id, f"{event.provider}/{event.model}"] += 1
+        elif event.type == _E.RUN_EVENT_TYPE_ITEM_FAILED:
+            failed[event.step_id, event.failure.type] += 1
+        elif event.type in CIRCUIT_EVENTS:
+            state = event_type_label(event.type).removeprefix("CIRCUIT_")
+            notices.append(f"{event.step_id}: breaker {event.breaker} {state}: {event.message}")
+        elif event.type == _E.RUN_EVENT_TYPE_BUDGET_WARNING:
+            notices.append(f"{event.step_id}: BUDGET_WARNING {event.budget}: {event.message}")
+    lines = [
+        f"{step}: {count} STEP_WAITING {reason} (calls held back by the quota)"
+        for (step, reason), count in waits.items()
+    ]
+    lines += notices
+    for (step, model), count in calls.items():
+        asked = MODELS.get(step, "")
+        fallback = f" (it asks for {asked}: the fallback)" if asked not in ("", model) else ""
+        lines.append(f"{step}: {count} LLM calls answered by {model}{fallback}")
+    lines += [f"{step}: {n} items failed with {failure}" for (step, failure), n in failed.items()]
+    final = client.get_run(run.name)
+    state = run_pb2.RunState.Name(final.state).removeprefix("RUN_STATE_")
+    outcome = f"run {state}"
+    if final.HasField("failure"):
+        outcome += f" with {final.failure.type}"
+    outcome += f", cost {format_usd(final.cost)}"
+    if final.HasField("max_cost"):
+        limit = to_decimal(final.max_cost)
+        kept = "within" if to_decimal(final.cost) <= limit else "OVER"
+        outcome += f" ({kept} its max_cost {format_usd(limit)})"
+    print("\nwhat happened:")
+    for line in [*lines, outcome]:
+        print(f"  {line}")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "PODIUM_ADDRESS": address}
+    run_input = f"@{INPUT}"
+    with tempfile.TemporaryDirectory(prefix="podium-governance-") as tmp:
+        print(f"$ podium serve --address {address} --policy {POLICY}   (a fresh database)")
+        server = subprocess.Popen(
+            [PODIUM, "serve", "--address", address, "--db", str(Path(tmp) / "podium.db"),
+             "--policy", POLICY],
+            cwd=ROOT, env=env, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_until_serving(address, server)
+            with Client(address) as client:
+                podium("workflows", "apply", "-f", WORKFLOW, env=env)
+
+                heading("1. A request quota and a circuit breaker with a fallback")
+                podium("runs", "start", "governance", "--input", run_input, "--watch", env=env)
+                what_happened(client, latest_run(client))
+
+                heading("2. What governance holds now")
+                podium("quotas", env=env)
+                podium("breakers", env=env)
+                podium("budgets", env=env)
+                podium("spend", env=env)
+
+                heading(f"3. A run budget: the same run with --max-cost {MAX_COST} (USD)")
+                podium(
+                    "runs", "start", "governance", "--input", run_input,
+                    "--max-cost", MAX_COST, "--watch",
+                    env=env, ok=(1,),  # the run fails: exit 1 is what we expect
+                )  # fmt: skip
+                what_happened(client, latest_run(client))
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    print("\nserver stopped; its database is gone", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
