@@ -50,12 +50,22 @@ class Served:
         )
 
 
-def wait_serving(address: str, process: subprocess.Popen[str], timeout: float = 30) -> None:
+class ServerExited(AssertionError):
+    """The server process ended before it served."""
+
+
+def wait_serving(
+    address: str, process: subprocess.Popen[str], timeout: float = 30, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)  # typeshed's stub lists no methods
         while time.monotonic() < deadline:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            if process.poll() is not None:
+                output = log.read_text() if log is not None and log.exists() else ""
+                if not output and process.stderr is not None:
+                    output = process.stderr.read()
+                raise ServerExited(output)
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -66,18 +76,32 @@ def wait_serving(address: str, process: subprocess.Popen[str], timeout: float = 
     raise AssertionError("server did not become SERVING")
 
 
-def start_serving(db: Path, extra_env: dict[str, str] | None = None) -> Served:
-    address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "PODIUM_ADDRESS": address, "COLUMNS": "200", **(extra_env or {})}
-    process = subprocess.Popen(
-        [*CLI, "serve", "--address", address, "--db", str(db), "--grace", "2"],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_serving(address, process)
-    return Served(process, address, env)
+def start_serving(
+    db: Path, extra_env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()
+) -> Served:
+    """A `podium serve` process on a free port. Its log goes to a file next to
+    the database (a pipe nobody reads would block a chatty server), and a
+    port taken between free_port() and the server's bind is retried."""
+    for attempt in range(3):
+        address = f"127.0.0.1:{free_port()}"
+        env = {**os.environ, "PODIUM_ADDRESS": address, "COLUMNS": "200", **(extra_env or {})}
+        log = db.with_name(f"{db.name}.serve-{attempt}-{address.rsplit(':', 1)[1]}.log")
+        with log.open("w") as sink:
+            process = subprocess.Popen(
+                [*CLI, "serve", "--address", address, "--db", str(db), "--grace", "2", *extra_args],
+                cwd=ROOT,
+                env=env,
+                stderr=sink,
+                text=True,
+            )
+        try:
+            wait_serving(address, process, log=log)
+        except ServerExited as exited:
+            if "cannot listen" in str(exited) and attempt < 2:
+                continue
+            raise
+        return Served(process, address, env)
+    raise AssertionError("unreachable")
 
 
 def stop(served: Served) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -22,8 +21,8 @@ from test_cli_e2e import (
     Served,
     assert_one_line_error,
     free_port,
+    start_serving,
     stop,
-    wait_serving,
 )
 
 from podium.cli.progress import RunProgress
@@ -62,28 +61,7 @@ spec:
 def serve_with_policy(tmp_path: Path, policy: str) -> Served:
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy)
-    address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "PODIUM_ADDRESS": address, "COLUMNS": "200"}
-    process = subprocess.Popen(
-        [
-            *CLI,
-            "serve",
-            "--address",
-            address,
-            "--db",
-            str(tmp_path / "podium.db"),
-            "--grace",
-            "2",
-            "--policy",
-            str(policy_file),
-        ],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_serving(address, process)
-    return Served(process, address, env)
+    return start_serving(tmp_path / "podium.db", extra_args=("--policy", str(policy_file)))
 
 
 @pytest.fixture
