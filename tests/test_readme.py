@@ -51,3 +51,12 @@ def test_the_execution_patterns_example_is_valid_proto_json() -> None:
         if "wait" not in step and "approval" not in step:
             step.setdefault("agent", "echo")
     json_format.ParseDict({"steps": steps}, workflow_pb2.WorkflowSpec())
+
+
+def test_the_governance_policy_example_is_valid() -> None:
+    import yaml
+
+    from podium.governance.policy import Policy
+
+    block = README.split("### Governance")[1].split("```yaml")[1].split("```")[0]
+    Policy.model_validate(yaml.safe_load(block))
