@@ -71,6 +71,10 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     RUN_EVENT_TYPE_CIRCUIT_CLOSED: _RunEventType.ValueType  # 27
     RUN_EVENT_TYPE_BUDGET_WARNING: _RunEventType.ValueType  # 28
     """Settled spend crossed a budget's warning fraction (budget, cost: spent)."""
+    RUN_EVENT_TYPE_TOOL_CALLED: _RunEventType.ValueType  # 29
+    """An agent called a tool (tool, message: the arguments as JSON)."""
+    RUN_EVENT_TYPE_TOOL_RESULT: _RunEventType.ValueType  # 30
+    """A tool answered (tool, output) or failed (tool, failure)."""
 
 class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
     """What happened."""
@@ -118,6 +122,10 @@ RUN_EVENT_TYPE_CIRCUIT_HALF_OPEN: RunEventType.ValueType  # 26
 RUN_EVENT_TYPE_CIRCUIT_CLOSED: RunEventType.ValueType  # 27
 RUN_EVENT_TYPE_BUDGET_WARNING: RunEventType.ValueType  # 28
 """Settled spend crossed a budget's warning fraction (budget, cost: spent)."""
+RUN_EVENT_TYPE_TOOL_CALLED: RunEventType.ValueType  # 29
+"""An agent called a tool (tool, message: the arguments as JSON)."""
+RUN_EVENT_TYPE_TOOL_RESULT: RunEventType.ValueType  # 30
+"""A tool answered (tool, output) or failed (tool, failure)."""
 Global___RunEventType: _TypeAlias = RunEventType  # noqa: Y015
 
 class _ApprovalDecision:
@@ -168,6 +176,7 @@ class RunEvent(_message.Message):
     BREAKER_FIELD_NUMBER: _builtins.int
     BUDGET_FIELD_NUMBER: _builtins.int
     PRICE_VERSION_FIELD_NUMBER: _builtins.int
+    TOOL_FIELD_NUMBER: _builtins.int
     run: _builtins.str
     """The run: "runs/{run_id}"."""
     sequence: _builtins.int
@@ -200,6 +209,8 @@ class RunEvent(_message.Message):
     """The budget, for BUDGET_WARNING."""
     price_version: _builtins.str
     """Version of the price table a settled LLM_CALL was priced with."""
+    tool: _builtins.str
+    """The tool, for TOOL_CALLED and TOOL_RESULT."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -251,10 +262,11 @@ class RunEvent(_message.Message):
         breaker: _builtins.str = ...,
         budget: _builtins.str = ...,
         price_version: _builtins.str = ...,
+        tool: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "due_time", b"due_time", "failure", b"failure", "output", b"output", "retry_delay", b"retry_delay", "time", b"time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "breaker", b"breaker", "budget", b"budget", "cost", b"cost", "decision", b"decision", "due_time", b"due_time", "failure", b"failure", "item", b"item", "message", b"message", "model", b"model", "output", b"output", "price_version", b"price_version", "progress", b"progress", "provider", b"provider", "retry_delay", b"retry_delay", "run", b"run", "run_state", b"run_state", "sequence", b"sequence", "step_id", b"step_id", "step_state", b"step_state", "time", b"time", "type", b"type", "usage", b"usage", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "breaker", b"breaker", "budget", b"budget", "cost", b"cost", "decision", b"decision", "due_time", b"due_time", "failure", b"failure", "item", b"item", "message", b"message", "model", b"model", "output", b"output", "price_version", b"price_version", "progress", b"progress", "provider", b"provider", "retry_delay", b"retry_delay", "run", b"run", "run_state", b"run_state", "sequence", b"sequence", "step_id", b"step_id", "step_state", b"step_state", "time", b"time", "tool", b"tool", "type", b"type", "usage", b"usage", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from podium.engine.failures import failure_from_exception
 from podium.engine.model import (
     BUDGET_EXCEEDED,
     CIRCUIT_OPEN,
     AttemptRecord,
     StepRecord,
+    Usage,
 )
 from podium.engine.states import EventType
 from podium.governance.breakers import BreakerState, CircuitBreaker, classify
@@ -26,6 +29,7 @@ from podium.plugins.api import (
     LlmResult,
     ProviderError,
     Target,
+    ToolSpec,
 )
 
 if TYPE_CHECKING:
@@ -179,7 +183,23 @@ class StepLlmGateway:
             try:
                 completion = await implementation.complete(request)
             except BaseException as error:
-                governance.ledger.release(reservation)
+                if isinstance(error, ProviderError) and error.charge_reservation:
+                    # The provider may have billed a call whose usage never
+                    # arrived: charge its worst case (fail closed), and say so.
+                    governance.ledger.settle(reservation, worst)
+                    governance.record_spend(call, worst)
+                    ex.record_llm_call(
+                        self._step,
+                        self._attempt,
+                        Usage(calls=1),
+                        worst,
+                        target.provider,
+                        target.model,
+                        governance.prices.lookup(target.provider, target.model)[1],
+                        message=f"no usage reported ({error}); charged the reservation",
+                    )
+                else:
+                    governance.ledger.release(reservation)
                 outcome = classify(error)
                 if not isinstance(error, asyncio.CancelledError):
                     self._record(breakers, outcome, _cause(error))
@@ -228,6 +248,21 @@ def _estimate_tokens(request: CompletionRequest) -> int:
     # the reservation when the call settles.
     characters = sum(len(message.content) for message in request.messages)
     return max(1, math.ceil(characters / 4))
+
+
+def _arguments_text(arguments: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(arguments, sort_keys=True, default=str)[:2000]
+    except (TypeError, ValueError):
+        return repr(arguments)[:2000]
+
+
+def _json_value(value: Any) -> Any:
+    """A tool's result as an event output (anything JSON can hold)."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _cause(error: BaseException) -> str:
@@ -279,6 +314,64 @@ class AttemptContext:
     @property
     def llm(self) -> StepLlmGateway:
         return self._llm
+
+    @property
+    def tools(self) -> list[ToolSpec]:
+        registry = self._executor.engine.registry
+        specs = []
+        for name in self._executor.plan.steps[self._step.step_id].spec.tools:
+            tool = registry.tool(name)
+            if tool is not None:
+                specs.append(ToolSpec(tool.name, tool.description, tool.parameters))
+        return specs
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> Any:
+        ex = self._executor
+        allowed = ex.plan.steps[self._step.step_id].spec.tools
+        tool = ex.engine.registry.tool(name) if name in allowed else None
+        ex.emit(
+            EventType.TOOL_CALLED,
+            step=self._step,
+            attempt=self._attempt.number,
+            item=self._attempt.item,
+            tool=name,
+            message=_arguments_text(arguments),
+        )
+        try:
+            if tool is None:
+                listed = ", ".join(allowed) or "none"
+                raise AgentError(
+                    f"tool {name!r} is not one of this step's tools ({listed})",
+                    code="podium.UnknownTool",
+                )
+            result = _json_value(await tool.call(arguments))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            failure = failure_from_exception(error)
+            ex.emit(
+                EventType.TOOL_RESULT,
+                step=self._step,
+                attempt=self._attempt.number,
+                item=self._attempt.item,
+                tool=name,
+                failure=failure,
+                message=failure.message,
+            )
+            if isinstance(error, AgentError):
+                raise
+            raise AgentError(
+                f"tool {name!r} failed: {failure.message}", code=failure.type
+            ) from None
+        ex.emit(
+            EventType.TOOL_RESULT,
+            step=self._step,
+            attempt=self._attempt.number,
+            item=self._attempt.item,
+            tool=name,
+            output=result,
+        )
+        return result
 
     def report(self, progress: float, message: str = "") -> None:
         self._executor.report_progress(self._step, self._attempt, progress, message)

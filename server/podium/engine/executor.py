@@ -596,6 +596,7 @@ class RunExecutor:
         provider: str,
         model: str,
         price_version: str = "",
+        message: str = "",
     ) -> None:
         for target in (attempt.usage, step.usage, self.run.usage):
             target.add(usage)
@@ -612,6 +613,7 @@ class RunExecutor:
             provider=provider,
             model=model,
             price_version=price_version,
+            message=message,
         )
 
     def report_progress(

@@ -198,6 +198,7 @@ class Event:
     breaker: str = ""
     budget: str = ""
     price_version: str = ""
+    tool: str = ""
 
     @property
     def is_final(self) -> bool:

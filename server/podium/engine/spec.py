@@ -82,6 +82,7 @@ class StepSpec(_Frozen):
     compensate: CompensationSpec | None = None
     cache: CacheSpec | None = None
     fail_fast: bool = False
+    tools: list[str] = Field(default_factory=list)
 
 
 class WorkflowSpec(_Frozen):

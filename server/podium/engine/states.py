@@ -85,3 +85,5 @@ class EventType(IntEnum):
     CIRCUIT_HALF_OPEN = 26
     CIRCUIT_CLOSED = 27
     BUDGET_WARNING = 28
+    TOOL_CALLED = 29
+    TOOL_RESULT = 30

@@ -245,6 +245,10 @@ def _check_kind(
             for field, reason in config_problems(compensation, step.compensate.config, catalog):
                 path = f"{where}.compensate.config"
                 check.problem(f"{path}.{field}" if field else path, reason)
+    for index, tool in enumerate(step.tools):
+        if tool not in catalog.tool_names:
+            known = ", ".join(sorted(catalog.tool_names)) or "none"
+            check.problem(f"{where}.tools[{index}]", f"unknown tool {tool!r} (registered: {known})")
     check.positive(step.attempt_timeout, f"{where}.attempt_timeout")
     check.positive(step.timeout, f"{where}.timeout")
     if step.cache is not None:

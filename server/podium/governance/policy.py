@@ -9,7 +9,7 @@ from __future__ import annotations
 import zoneinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -151,6 +151,9 @@ class Policy(_Strict):
     budgets: list[BudgetPolicy] = Field(default_factory=list)
     breakers: BreakersPolicy = Field(default_factory=BreakersPolicy)
     prices: list[PricePolicy] = Field(default_factory=list)
+    # Provider settings by provider name (API key, base URL, organisation,
+    # timeouts, per-model options), handed to the provider's `configure`.
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:

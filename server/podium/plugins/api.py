@@ -31,6 +31,8 @@ __all__ = [
     "StepContext",
     "Target",
     "Tool",
+    "ToolCall",
+    "ToolSpec",
     "Usage",
 ]
 
@@ -51,7 +53,11 @@ class AgentError(Exception):
 class ProviderError(Exception):
     """An error a provider raises; `kind` tells governance how to react:
     "rate_limited", "overloaded", "server_error", "timeout", "connection",
-    "bad_request", "authentication"."""
+    "bad_request", "authentication".
+
+    `charge_reservation`: the provider may have billed the call although no
+    usage arrived (a stream that broke midway): governance then charges the
+    call's whole reservation (fail closed) instead of releasing it."""
 
     def __init__(
         self,
@@ -60,11 +66,13 @@ class ProviderError(Exception):
         kind: str,
         status: int | None = None,
         retry_after: float | None = None,
+        charge_reservation: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
         self.retry_after = retry_after
+        self.charge_reservation = charge_reservation
 
     @property
     def code(self) -> str:
@@ -72,9 +80,35 @@ class ProviderError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A model's request to call a tool; `id` pairs it with its result."""
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    role: str  # "system" | "user" | "assistant"
-    content: str
+    """One message of a conversation. An assistant message may carry
+    `tool_calls`; a "tool" message carries the result of the call named by
+    `tool_call_id` (and the tool's `name`) in `content`."""
+
+    role: str  # "system" | "user" | "assistant" | "tool"
+    content: str = ""
+    tool_calls: Sequence[ToolCall] = ()
+    tool_call_id: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool offered to a model: its name, description and the JSON schema
+    of its arguments object."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +120,20 @@ class CompletionRequest:
     # Provider-specific settings from the step's config (e.g. the simulated
     # provider's latency_ms); providers ignore keys they do not know.
     options: Mapping[str, Any] = field(default_factory=dict)
+    tools: Sequence[ToolSpec] = ()
+    # {"type": "json_object"} or {"type": "json_schema", "name": ..., "schema": ...}.
+    response_format: Mapping[str, Any] | None = None
+    # Ask the provider to stream (usage still arrives; see ProviderError).
+    stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
     text: str
     usage: Usage
-    finish_reason: str = "stop"
+    finish_reason: str = "stop"  # "stop" | "length" | "tool_calls" | "content_filter"
     model: str = ""
+    tool_calls: Sequence[ToolCall] = ()
     # What the provider says is left of its rate limits (from response
     # headers such as x-ratelimit-remaining-*): governance clamps its local
     # buckets down to it.
@@ -179,6 +219,15 @@ class StepContext(Protocol):
 
     @property
     def llm(self) -> LlmGateway: ...
+    @property
+    def tools(self) -> Sequence[ToolSpec]:
+        """The tools this step may use (the step's `tools`)."""
+        ...
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> Any:
+        """Runs one of the step's tools, recorded as TOOL_CALLED and
+        TOOL_RESULT events; raises AgentError for an unknown or failing tool."""
+        ...
 
     def report(self, progress: float, message: str = "") -> None:
         """Publishes a STEP_PROGRESS event; progress is a fraction in [0, 1]."""
@@ -200,6 +249,10 @@ class Agent(Protocol):
 
 @runtime_checkable
 class Provider(Protocol):
+    """An LLM provider. It may also define `configure(settings)`: the
+    server calls it at start-up with the policy file's `providers.<name>`
+    settings (API key, base URL, timeouts, per-model options)."""
+
     name: str
     description: str
     models: Sequence[str]

@@ -99,6 +99,7 @@ async def start_server(
     except Exception:
         await store.close()
         raise
+    _configure_providers(report, policy or Policy())
     engine = Engine(
         store,
         report.registry,
@@ -144,3 +145,21 @@ def _version() -> str:
         return version("podium")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def _configure_providers(plugins: PluginReport, policy: Policy) -> None:
+    """Hands each provider its settings from the policy file; a provider
+    whose `configure` raises is logged and keeps its defaults."""
+    for name, settings in policy.providers.items():
+        provider = plugins.registry.provider(name)
+        if provider is None:
+            log.warning("policy has settings for provider %r, which is not installed", name)
+            continue
+        configure = getattr(provider, "configure", None)
+        if not callable(configure):
+            log.warning("provider %r takes no settings; ignoring them", name)
+            continue
+        try:
+            configure(settings)
+        except Exception:
+            log.exception("provider %r rejected its settings", name)

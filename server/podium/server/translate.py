@@ -201,6 +201,7 @@ def _step_from_proto(step: workflow_pb2.Step) -> StepSpec:
         else None,
         cache=CacheSpec(ttl=seconds(step.cache.ttl)) if step.HasField("cache") else None,
         fail_fast=step.fail_fast,
+        tools=list(step.tools),
     )
 
 
@@ -232,6 +233,7 @@ def _step_to_proto(step: StepSpec) -> workflow_pb2.Step:
         trigger_rule=_TRIGGER_BACK.get(step.trigger_rule, workflow_pb2.TRIGGER_RULE_UNSPECIFIED),
         when=step.when,
         fail_fast=step.fail_fast,
+        tools=step.tools,
     )
     if step.for_each is not None:
         message.for_each.CopyFrom(workflow_pb2.ForEach(**step.for_each.model_dump()))
@@ -379,6 +381,7 @@ def event_to_proto(event: Event) -> event_pb2.RunEvent:
         breaker=event.breaker,
         budget=event.budget,
         price_version=event.price_version,
+        tool=event.tool,
     )
     if event.step_state is not None:
         message.step_state = run_pb2.StepState.ValueType(int(event.step_state))

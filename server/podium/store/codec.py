@@ -252,6 +252,8 @@ def event_row(event: Event) -> tuple[Any, ...]:
         body["bg"] = event.budget
     if event.price_version:
         body["pr"] = event.price_version
+    if event.tool:
+        body["tl"] = event.tool
     return (event.run_id, event.sequence, event.time, int(event.type), _dumps(body))
 
 
@@ -285,4 +287,5 @@ def event_from_row(row: Any) -> Event:
         breaker=body.get("br", ""),
         budget=body.get("bg", ""),
         price_version=body.get("pr", ""),
+        tool=body.get("tl", ""),
     )

@@ -139,13 +139,15 @@ def respond(request: CompletionRequest) -> Completion:
         finish_reason = "length"
     input_tokens = max(1, tokens("".join(message.content for message in request.messages)))
     usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, calls=1)
-    remaining = {
-        key: int(value)
-        for key in ("remaining_requests", "remaining_tokens")
-        if isinstance(value := request.options.get(key), int | float)
-    }
+    left_requests = request.options.get("remaining_requests")
+    left_tokens = request.options.get("remaining_tokens")
     return Completion(
-        text=text, usage=usage, finish_reason=finish_reason, model=request.model, **remaining
+        text=text,
+        usage=usage,
+        finish_reason=finish_reason,
+        model=request.model,
+        remaining_requests=int(left_requests) if isinstance(left_requests, int | float) else None,
+        remaining_tokens=int(left_tokens) if isinstance(left_tokens, int | float) else None,
     )
 
 
