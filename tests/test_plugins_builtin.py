@@ -23,6 +23,7 @@ from podium.plugins.api import (
     Provider,
     ProviderError,
     Target,
+    ToolSpec,
     Usage,
     config_problems,
 )
@@ -67,9 +68,13 @@ class Context:
     step_id: str = "step-1"
     llm: LlmGateway = field(default_factory=lambda: DirectGateway({}))
     reports: list[tuple[float, str]] = field(default_factory=list)
+    tools: Sequence[ToolSpec] = ()
 
     def report(self, progress: float, message: str = "") -> None:
         self.reports.append((progress, message))
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> Any:
+        raise AgentError(f"no tools in this test context ({name})")
 
 
 def catalog() -> Registry:
