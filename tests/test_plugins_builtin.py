@@ -34,7 +34,7 @@ from podium.plugins.builtin import (
     SimulatedProvider,
     TransformAgent,
 )
-from podium.plugins.builtin.cel_tool import CEL_TOOL
+from podium.plugins.builtin.json_query import JSON_QUERY_TOOL
 
 
 class DirectGateway:
@@ -407,8 +407,10 @@ def test_builtin_objects_satisfy_the_contract() -> None:
     assert isinstance(SimulatedProvider(), Provider)
 
 
-async def test_cel_tool_evaluates_over_data() -> None:
-    result = await CEL_TOOL.call({"expression": "data.filter(x, x > 1).size()", "data": [1, 2, 3]})
+async def test_json_query_tool_evaluates_over_data() -> None:
+    result = await JSON_QUERY_TOOL.call(
+        {"expression": "data.filter(x, x > 1).size()", "data": [1, 2, 3]}
+    )
     assert result == 2
 
 

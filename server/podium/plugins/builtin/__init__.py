@@ -1,15 +1,19 @@
 """The builtin plugin: Podium's own agents, the offline `simulated` provider
-and the `cel` tool, registered through the same hooks as any plugin."""
+and the `calculator`, `json_query` and `current_time` tools, registered
+through the same hooks as any plugin."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from podium.plugins.api import Agent, Provider, Tool
-from podium.plugins.builtin.cel_tool import CEL_TOOL
+from podium.plugins.builtin.calculator import CALCULATOR_TOOL
+from podium.plugins.builtin.current_time import CURRENT_TIME_TOOL
 from podium.plugins.builtin.echo import EchoAgent
 from podium.plugins.builtin.flaky import FlakyAgent
+from podium.plugins.builtin.json_query import JSON_QUERY_TOOL
 from podium.plugins.builtin.llm import LlmAgent
+from podium.plugins.builtin.react import ReactAgent
 from podium.plugins.builtin.simulated_provider import SimulatedProvider
 from podium.plugins.builtin.transform import TransformAgent
 from podium.plugins.hookspecs import hookimpl
@@ -18,6 +22,7 @@ __all__ = [
     "EchoAgent",
     "FlakyAgent",
     "LlmAgent",
+    "ReactAgent",
     "SimulatedProvider",
     "TransformAgent",
     "register_agents",
@@ -28,7 +33,7 @@ __all__ = [
 
 @hookimpl
 def register_agents(register: Callable[[Agent], None]) -> None:
-    for agent in (EchoAgent(), FlakyAgent(), LlmAgent(), TransformAgent()):
+    for agent in (EchoAgent(), FlakyAgent(), LlmAgent(), ReactAgent(), TransformAgent()):
         register(agent)
 
 
@@ -39,4 +44,5 @@ def register_providers(register: Callable[[Provider], None]) -> None:
 
 @hookimpl
 def register_tools(register: Callable[[Tool], None]) -> None:
-    register(CEL_TOOL)
+    for tool in (CALCULATOR_TOOL, JSON_QUERY_TOOL, CURRENT_TIME_TOOL):
+        register(tool)

@@ -49,7 +49,7 @@ class LlmAgent:
         config = ctx.config
         raise_if_invalid(_problems(config))
         provider = str(config.get("provider", DEFAULT_PROVIDER))
-        messages = _messages(config, ctx.input)
+        messages = render_messages(config, ctx.input)
         temperature = config.get("temperature")
         request = CompletionRequest(
             model=str(config.get("model", DEFAULT_MODEL)),
@@ -58,8 +58,7 @@ class LlmAgent:
             temperature=float(temperature) if temperature is not None else None,
             options=dict(config.get("options") or {}),
         )
-        fallbacks = [Target(f["provider"], f["model"]) for f in config.get("fallbacks") or ()]
-        result = await ctx.llm.complete(provider, request, fallbacks=fallbacks)
+        result = await ctx.llm.complete(provider, request, fallbacks=fallback_targets(config))
         completion = result.completion
         return {
             "text": completion.text,
@@ -74,29 +73,42 @@ class LlmAgent:
         }
 
     def check_config(self, config: Mapping[str, Any], catalog: Catalog) -> list[ConfigProblem]:
-        problems = list(_problems(config))
-        provider = config.get("provider", DEFAULT_PROVIDER)
-        known = ", ".join(sorted(catalog.provider_names)) or "none"
-        if isinstance(provider, str) and provider not in catalog.provider_names:
-            problems.append(("provider", f"unknown provider {provider!r}; known: {known}"))
-        fallbacks = config.get("fallbacks", [])
-        if not isinstance(fallbacks, list):
-            problems.append(("fallbacks", "a list of {provider, model}"))
-            return problems
-        for i, target in enumerate(fallbacks):
-            if not isinstance(target, Mapping) or set(target) != {"provider", "model"}:
-                problems.append((f"fallbacks[{i}]", "needs exactly provider and model"))
-            elif target["provider"] not in catalog.provider_names:
-                problems.append(
-                    (
-                        f"fallbacks[{i}].provider",
-                        f"unknown provider {target['provider']!r}; known: {known}",
-                    )
-                )
+        return [*_problems(config), *catalog_problems(config, catalog)]
+
+
+def fallback_targets(config: Mapping[str, Any]) -> list[Target]:
+    return [Target(f["provider"], f["model"]) for f in config.get("fallbacks") or ()]
+
+
+def catalog_problems(config: Mapping[str, Any], catalog: Catalog) -> list[ConfigProblem]:
+    """Problems of the `provider` and `fallbacks` settings: unknown providers,
+    malformed targets."""
+    problems: list[ConfigProblem] = []
+    provider = config.get("provider", DEFAULT_PROVIDER)
+    known = ", ".join(sorted(catalog.provider_names)) or "none"
+    if isinstance(provider, str) and provider not in catalog.provider_names:
+        problems.append(("provider", f"unknown provider {provider!r}; known: {known}"))
+    fallbacks = config.get("fallbacks", [])
+    if not isinstance(fallbacks, list):
+        problems.append(("fallbacks", "a list of {provider, model}"))
         return problems
+    for i, target in enumerate(fallbacks):
+        if not isinstance(target, Mapping) or set(target) != {"provider", "model"}:
+            problems.append((f"fallbacks[{i}]", "needs exactly provider and model"))
+        elif target["provider"] not in catalog.provider_names:
+            problems.append(
+                (
+                    f"fallbacks[{i}].provider",
+                    f"unknown provider {target['provider']!r}; known: {known}",
+                )
+            )
+    return problems
 
 
-def _messages(config: Mapping[str, Any], step_input: Any) -> list[Message]:
+def render_messages(config: Mapping[str, Any], step_input: Any) -> list[Message]:
+    """The system message (if `system` is set) and the user prompt, rendered
+    over the step input; raises AgentError (podium.InvalidInput) if they
+    cannot be rendered."""
     variables = {"input": from_json_numbers(step_input)}
     messages = []
     try:
@@ -126,6 +138,13 @@ def _prompt_from_input(step_input: Any) -> str:
 
 def _problems(config: Mapping[str, Any]) -> Iterator[ConfigProblem]:
     yield from unknown_settings(config, _SETTINGS)
+    yield from setting_problems(config)
+
+
+def setting_problems(config: Mapping[str, Any]) -> Iterator[ConfigProblem]:
+    """Problems of the settings the llm agent shares with others (provider,
+    model, prompt, system, max_tokens, temperature, options), without
+    looking at the catalog."""
     for key in ("provider", "model"):
         value = config.get(key)
         if key in config and (not isinstance(value, str) or not value.strip()):

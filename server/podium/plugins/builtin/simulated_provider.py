@@ -18,12 +18,22 @@ Request options (CompletionRequest.options):
   fail_models  only these models fail (default: every model), so that a
                fallback to another model can be shown
   retry_after  seconds reported with "rate_limited" (default 1)
+  script       scripted tool calling, used only when the request offers tools:
+               a list of turns, each {"tool_calls": [{"name": ..., "arguments":
+               {...}}, ...]} or {"text": "..."}. The turn played is the number
+               of assistant messages already in the conversation (past the
+               end of the script, the usual answer). A string argument equal
+               to "$last_result" becomes the last tool result (parsed as JSON
+               when it is JSON); inside a longer string, or in a text turn,
+               "$last_result" is replaced by that result's text (a JSON
+               string without its quotes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -35,6 +45,7 @@ from podium.plugins.api import (
     Message,
     ModelPrice,
     ProviderError,
+    ToolCall,
     Usage,
 )
 
@@ -53,6 +64,7 @@ FAULTS: Mapping[str, int | None] = {
 
 CHARS_PER_TOKEN = 4
 _SUMMARY_WORDS = 12
+LAST_RESULT = "$last_result"
 # Enough to remember the retries of every request of a large demo; beyond
 # that the oldest counters are dropped (a request then counts from zero).
 _MAX_TRACKED_REQUESTS = 10_000
@@ -130,14 +142,25 @@ class SimulatedProvider:
 
 def respond(request: CompletionRequest) -> Completion:
     """The deterministic answer to `request` (assumes a known model)."""
-    text = f"[{request.model}] {summarize(_last_user_message(request.messages))}"
-    finish_reason = "stop"
-    output_tokens = tokens(text)
+    turn = scripted_turn(request)
+    calls: list[ToolCall] = []
+    if turn is None:
+        text = f"[{request.model}] {summarize(_last_user_message(request.messages))}"
+    elif "text" in turn:
+        last = _as_text(_last_tool_result(request.messages))
+        text = str(turn["text"]).replace(LAST_RESULT, last)
+    else:
+        text = ""
+        calls = _tool_calls(turn, request)
+    finish_reason = "tool_calls" if calls else "stop"
+    output_tokens = tokens(text) if not calls else tokens(_calls_text(calls))
     if request.max_tokens is not None and output_tokens > request.max_tokens:
-        text = text[: request.max_tokens * CHARS_PER_TOKEN]
+        # A real model cut short mid-call returns no usable call either.
+        text = (text or _calls_text(calls))[: request.max_tokens * CHARS_PER_TOKEN]
+        calls = []
         output_tokens = request.max_tokens
         finish_reason = "length"
-    input_tokens = max(1, tokens("".join(message.content for message in request.messages)))
+    input_tokens = max(1, tokens(_conversation_text(request.messages)))
     usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, calls=1)
     left_requests = request.options.get("remaining_requests")
     left_tokens = request.options.get("remaining_tokens")
@@ -146,9 +169,105 @@ def respond(request: CompletionRequest) -> Completion:
         usage=usage,
         finish_reason=finish_reason,
         model=request.model,
+        tool_calls=calls,
         remaining_requests=int(left_requests) if isinstance(left_requests, int | float) else None,
         remaining_tokens=int(left_tokens) if isinstance(left_tokens, int | float) else None,
     )
+
+
+def scripted_turn(request: CompletionRequest) -> Mapping[str, Any] | None:
+    """This call's turn of the `script` option, or None (no tools offered, no
+    script, or past its end); raises ProviderError for a malformed script."""
+    script = request.options.get("script")
+    if not request.tools or script is None:
+        return None
+    if not isinstance(script, list):
+        raise _bad_script("must be a list of turns")
+    index = sum(1 for message in request.messages if message.role == "assistant")
+    if index >= len(script):
+        return None
+    turn = script[index]
+    where = f"turn {index}"
+    if not isinstance(turn, Mapping) or len(turn) != 1 or not {"text", "tool_calls"} & set(turn):
+        raise _bad_script(f"{where} must be {{text: ...}} or {{tool_calls: [...]}}")
+    calls = turn.get("tool_calls", [])
+    if not isinstance(calls, list) or ("tool_calls" in turn and not calls):
+        raise _bad_script(f"{where}: tool_calls must be a non-empty list")
+    for i, call in enumerate(calls):
+        if (
+            not isinstance(call, Mapping)
+            or not isinstance(call.get("name"), str)
+            or not isinstance(call.get("arguments", {}), Mapping)
+            or not set(call) <= {"name", "arguments"}
+        ):
+            raise _bad_script(f"{where}: tool_calls[{i}] must be {{name, arguments}}")
+    return turn
+
+
+def _tool_calls(turn: Mapping[str, Any], request: CompletionRequest) -> list[ToolCall]:
+    index = sum(1 for message in request.messages if message.role == "assistant")
+    last = _last_tool_result(request.messages)
+    return [
+        ToolCall(
+            id=f"call_{index}_{i}",
+            name=call["name"],
+            arguments=_substitute(dict(call.get("arguments", {})), last),
+        )
+        for i, call in enumerate(turn["tool_calls"])
+    ]
+
+
+def _substitute(value: Any, last: str) -> Any:
+    """`value` with "$last_result" replaced by the last tool result."""
+    if isinstance(value, str):
+        if value == LAST_RESULT:
+            try:
+                return json.loads(last)
+            except ValueError:
+                return last
+        return value.replace(LAST_RESULT, _as_text(last))
+    if isinstance(value, Mapping):
+        return {key: _substitute(item, last) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, last) for item in value]
+    return value
+
+
+def _as_text(result: str) -> str:
+    """A tool result to splice into a string: a JSON string without its quotes."""
+    try:
+        value = json.loads(result)
+    except ValueError:
+        return result
+    return value if isinstance(value, str) else result
+
+
+def _last_tool_result(messages: Sequence[Message]) -> str:
+    for message in reversed(messages):
+        if message.role == "tool":
+            return message.content
+    return ""
+
+
+def _calls_text(calls: Sequence[ToolCall]) -> str:
+    return json.dumps(
+        [{"name": c.name, "arguments": c.arguments} for c in calls], default=str, sort_keys=True
+    )
+
+
+def _conversation_text(messages: Sequence[Message]) -> str:
+    """What the model reads: every message (tool results included) and the
+    tool calls it made."""
+    parts = []
+    for message in messages:
+        parts.append(message.content)
+        if message.tool_calls:
+            parts.append(_calls_text(message.tool_calls))
+    return "".join(parts)
+
+
+def _bad_script(reason: str) -> ProviderError:
+    return ProviderError(f"option script: {reason}", kind="bad_request", status=400)
 
 
 def summarize(prompt: str) -> str:
