@@ -14,8 +14,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.uv-synced
 BUF := node_modules/.bin/buf
-# Directories type-checked by mypy (only those that exist yet).
-MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli tests bench scripts)
+# Directories type-checked by mypy (only those that exist yet), plugin distributions included.
+MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli tests bench scripts plugins/*/src)
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1

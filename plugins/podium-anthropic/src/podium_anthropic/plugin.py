@@ -1,0 +1,16 @@
+"""The entry point Podium loads (`[project.entry-points.podium] anthropic`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from podium.plugins.api import Provider
+from podium.plugins.hookspecs import hookimpl
+from podium_anthropic.provider import AnthropicProvider
+
+__all__ = ["register_providers"]
+
+
+@hookimpl
+def register_providers(register: Callable[[Provider], None]) -> None:
+    register(AnthropicProvider())
