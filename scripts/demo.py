@@ -7,15 +7,18 @@ Everything goes through the real `podium` CLI, as a user would type it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import grpc
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,24 +57,54 @@ def step(title: str, *args: str, env: dict[str, str]) -> None:
         raise SystemExit(f"demo: {title} failed (exit {result.returncode})")
 
 
+# With a key in the environment the ERP workflow runs on that provider for
+# real; without one it stays on the offline simulated provider.
+REAL_PROVIDERS = (
+    ("OPENAI_API_KEY", "openai", "gpt-4o-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic", "claude-haiku-4-5"),
+)
+
+
+def erp_definition(workdir: Path) -> str:
+    """examples/erp.yaml, moved to a real provider when a key is set."""
+    source = ROOT / "examples" / "erp.yaml"
+    chosen = next(((p, m) for key, p, m in REAL_PROVIDERS if os.environ.get(key)), None)
+    if chosen is None:
+        return "examples/erp.yaml"
+    provider, model = chosen
+    definition = yaml.safe_load(source.read_text())
+    for step in definition["spec"]["steps"]:
+        if step.get("agent") == "llm":
+            config = step.setdefault("config", {})
+            config.update(provider=provider, model=model)
+            config.pop("options", None)  # the simulated provider's latency settings
+    target = workdir / "erp.yaml"
+    target.write_text(yaml.safe_dump(definition, sort_keys=False))
+    print(f"(API key found: the ERP workflow runs on {provider}/{model})", flush=True)
+    return str(target)
+
+
 def main() -> int:
     address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "PODIUM_ADDRESS": address}
     print(f"$ podium serve --address {address}   (database: ./.podium/podium.db)", flush=True)
+    workdir = tempfile.mkdtemp(prefix="podium-demo-")
     server = subprocess.Popen(
         [PODIUM, "serve", "--address", address], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
     )
     try:
         wait_until_serving(address, server)
         step("plugins", "plugins", env=env)
-        step("apply", "workflows", "apply", "-f", "examples/erp.yaml", env=env)
-        step("validate", "workflows", "validate", "-f", "examples/erp.yaml", env=env)
+        definition = erp_definition(Path(workdir))
+        step("apply", "workflows", "apply", "-f", definition, env=env)
+        step("validate", "workflows", "validate", "-f", definition, env=env)
         step(
             "run",
             "runs", "start", "erp", "--input", "@examples/erp-input.json", "--watch",
             env=env,
         )  # fmt: skip
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=30)

@@ -60,3 +60,20 @@ def test_the_governance_policy_example_is_valid() -> None:
 
     block = README.split("### Governance")[1].split("```yaml")[1].split("```")[0]
     Policy.model_validate(yaml.safe_load(block))
+
+
+def test_the_provider_settings_example_configures_the_installed_plugins() -> None:
+    import yaml
+
+    from podium.governance.policy import Policy
+    from podium.plugins.manager import load_plugins
+
+    block = README.split("### Real providers")[1].split("```yaml")[1].split("```")[0]
+    policy = Policy.model_validate(yaml.safe_load(block))
+    registry = load_plugins().registry
+    for name, settings in policy.providers.items():
+        provider = registry.provider(name)
+        assert provider is not None, name
+        configure = getattr(provider, "configure", None)
+        assert callable(configure), name
+        configure(settings)
