@@ -29,6 +29,7 @@ _SETTINGS = (
     "temperature",
     "options",
     "fallbacks",
+    "stream",
 )
 DEFAULT_PROVIDER = "simulated"
 DEFAULT_MODEL = "sim-small"
@@ -57,6 +58,7 @@ class LlmAgent:
             max_tokens=as_int(config.get("max_tokens", DEFAULT_MAX_TOKENS)),
             temperature=float(temperature) if temperature is not None else None,
             options=dict(config.get("options") or {}),
+            stream=bool(config.get("stream", False)),
         )
         result = await ctx.llm.complete(provider, request, fallbacks=fallback_targets(config))
         completion = result.completion
@@ -166,5 +168,7 @@ def setting_problems(config: Mapping[str, Any]) -> Iterator[ConfigProblem]:
     temperature = config.get("temperature")
     if temperature is not None and (not is_number(temperature) or temperature < 0):
         yield ("temperature", "must be a number >= 0")
+    if "stream" in config and not isinstance(config["stream"], bool):
+        yield ("stream", "must be true or false")
     if config.get("options") is not None and not isinstance(config["options"], Mapping):
         yield ("options", "must be a mapping")
