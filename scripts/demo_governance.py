@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import grpc
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serving import free_port, wait_until_serving
 
 from podium.client import Client
 from podium.client.enums import event_type_label
@@ -51,29 +47,6 @@ MODELS: dict[str, str] = {
     step["id"]: f"{step['config'].get('provider', 'simulated')}/{step['config']['model']}"
     for step in yaml.safe_load((ROOT / WORKFLOW).read_text())["spec"]["steps"]
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_serving(address: str, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub: Any = health_pb2_grpc.HealthStub(channel)  # typeshed's stub lists no methods
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise SystemExit(f"demo: the server exited with code {server.returncode}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise SystemExit("demo: the server did not become ready in time")
 
 
 def podium(*args: str, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> None:
