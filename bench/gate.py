@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.measure import Measurement, own_peak_rss_mb
 from bench.workloads import Workload
-from podium.engine.clock import SystemClock
+from podium.core.clock import SystemClock
 from podium.engine.context import StepLlmGateway
 from podium.governance.policy import Policy
 from podium.governance.prices import Price

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from podium.engine.clock import DeadlineExceeded, ManualClock
+from podium.core.clock import DeadlineExceeded, ManualClock
 from podium.governance.breakers import (
     BreakerBoard,
     BreakerSettings,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podium.engine.clock import ManualClock
+from podium.core.clock import ManualClock
 from podium.governance.budgets import (
     Budget,
     BudgetError,

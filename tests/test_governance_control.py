@@ -25,7 +25,7 @@ from conftest import (
     step_of,
 )
 
-from podium.engine.clock import ManualClock
+from podium.core.clock import ManualClock
 from podium.governance.policy import Policy, PolicyError, load_policy
 from podium.v1 import common_pb2, control_service_pb2
 

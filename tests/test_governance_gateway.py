@@ -33,7 +33,7 @@ from conftest import (
     step_of,
 )
 
-from podium.engine.clock import ManualClock
+from podium.core.clock import ManualClock
 from podium.governance.policy import Policy
 from podium.v1 import common_pb2, control_service_pb2, event_pb2, run_pb2
 

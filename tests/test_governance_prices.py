@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from podium.engine.model import Usage
+from podium.core.model import Usage
 from podium.governance.prices import Price, PriceTable
 from podium.plugins.api import ModelPrice
 

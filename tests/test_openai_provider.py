@@ -46,7 +46,7 @@ from podium_openai import OpenAIProvider
 from podium_openai.prices import PRICES
 from podium_openai.usage import UNPARSED_ARGUMENTS
 
-from podium.engine.clock import ManualClock
+from podium.core.clock import ManualClock
 from podium.governance.policy import Policy
 from podium.governance.prices import Price
 from podium.plugins.api import (

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from podium.engine.errors import FieldViolation
-from podium.engine.model import INTERRUPTED, TIMEOUT, Failure
+from podium.core.errors import FieldViolation
+from podium.core.failures import INTERRUPTED, TIMEOUT, Failure
 from podium.engine.retry import (
     ALL,
     MAX_ATTEMPTS_LIMIT,

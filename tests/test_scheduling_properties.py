@@ -18,7 +18,7 @@ from conftest import E, R, Stubs, collect_events, create_workflow, get_run, serv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from podium.engine.clock import ManualClock
+from podium.core.clock import ManualClock
 from podium.v1 import event_pb2, run_pb2
 
 RULES = ("ALL_SUCCEEDED", "ALL_DONE", "ANY_SUCCEEDED")

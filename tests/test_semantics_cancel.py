@@ -30,7 +30,7 @@ from conftest import (
     step_reaches,
 )
 
-from podium.engine.clock import ManualClock
+from podium.core.clock import ManualClock
 from podium.v1 import event_pb2, execution_service_pb2, run_pb2
 
 COMPENSATION_EVENTS = frozenset(

@@ -26,7 +26,7 @@ from conftest import (
     wait_for,
 )
 
-from podium.engine.clock import ManualClock
+from podium.core.clock import ManualClock
 from podium.engine.slots import AGING_SECONDS, PrioritySlots
 from podium.server.app import PodiumServer
 from podium.v1 import event_pb2, execution_service_pb2, progress_service_pb2, run_pb2

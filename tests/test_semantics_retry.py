@@ -26,7 +26,7 @@ from conftest import (
 )
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from podium.engine.clock import ManualClock
+from podium.core.clock import ManualClock
 from podium.v1 import event_pb2, run_pb2
 
 START = 1_700_000_000.0

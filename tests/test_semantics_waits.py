@@ -30,9 +30,9 @@ from conftest import (
     wait_for,
 )
 
-from podium.engine.clock import ManualClock
-from podium.engine.states import RunState
-from podium.store.store import Store
+from podium.core.clock import ManualClock
+from podium.core.states import RunState
+from podium.store.sqlite.store import Store
 from podium.v1 import event_pb2, execution_service_pb2, run_pb2
 
 T0 = 1_700_000_000.0  # ManualClock's default start: 2023-11-14T22:13:20Z

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from podium.engine.expressions import ExpressionError
+from podium.core.expressions import ExpressionError
 from podium.plugins.api import Tool
 from podium.plugins.builtin.calculator import CALCULATOR_TOOL, CalculatorError, calculate
 from podium.plugins.builtin.current_time import (

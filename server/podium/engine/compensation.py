@@ -7,14 +7,13 @@ runs them all, in reverse order of completion.
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from podium.core.failures import failure_from_exception
+from podium.core.jsonvalues import from_json_numbers, jsonable
+from podium.core.model import AttemptRecord, StepRecord
+from podium.core.states import AttemptState, EventType
 from podium.engine.context import AttemptContext
-from podium.engine.expressions import from_json_numbers
-from podium.engine.failures import failure_from_exception
-from podium.engine.model import AttemptRecord, StepRecord
-from podium.engine.states import AttemptState, EventType
 
 if TYPE_CHECKING:
     from podium.engine.executor import RunExecutor
@@ -43,12 +42,4 @@ async def run_compensation(ex: RunExecutor, step: StepRecord) -> None:
         failure = failure_from_exception(error)
         ex.emit(EventType.COMPENSATION_FAILED, step=step, failure=failure, message=failure.message)
     else:
-        ex.emit(EventType.COMPENSATION_SUCCEEDED, step=step, output=_jsonable(output))
-
-
-def _jsonable(value: Any) -> Any:
-    """A compensation's output for its event; never fails the compensation."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError):
-        return repr(value)
+        ex.emit(EventType.COMPENSATION_SUCCEEDED, step=step, output=jsonable(output))

@@ -9,15 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from podium.engine.failures import failure_from_exception
-from podium.engine.model import (
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    AttemptRecord,
-    StepRecord,
-    Usage,
-)
-from podium.engine.states import EventType
+from podium.core.failures import BUDGET_EXCEEDED, CIRCUIT_OPEN, failure_from_exception
+from podium.core.jsonvalues import jsonable
+from podium.core.model import AttemptRecord, StepRecord, Usage
+from podium.core.states import EventType
 from podium.governance.breakers import BreakerState, CircuitBreaker, classify
 from podium.governance.budgets import BudgetExceeded
 from podium.governance.quotas import QuotaTimeout
@@ -257,14 +252,6 @@ def _arguments_text(arguments: Mapping[str, Any]) -> str:
         return repr(arguments)[:2000]
 
 
-def _json_value(value: Any) -> Any:
-    """A tool's result as an event output (anything JSON can hold)."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError):
-        return repr(value)
-
-
 def _cause(error: BaseException) -> str:
     if isinstance(error, ProviderError):
         return f"{error.kind}: {error}"
@@ -344,7 +331,7 @@ class AttemptContext:
                     f"tool {name!r} is not one of this step's tools ({listed})",
                     code="podium.UnknownTool",
                 )
-            result = _json_value(await tool.call(arguments))
+            result = jsonable(await tool.call(arguments))
         except asyncio.CancelledError:
             raise
         except Exception as error:

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from podium.engine.clock import Clock, SystemClock
-from podium.engine.errors import (
+from podium.core.clock import Clock, SystemClock
+from podium.core.errors import (
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
@@ -26,20 +26,20 @@ from podium.engine.errors import (
     NotFound,
     Unavailable,
 )
+from podium.core.model import Event, RunRecord, RunView, StepRecord
+from podium.core.spec import WorkflowSpec, WorkflowVersion
+from podium.core.states import RunState
 from podium.engine.executor import RunExecutor
 from podium.engine.hub import EventHub
-from podium.engine.model import Event, RunRecord, RunView, StepRecord
 from podium.engine.recorder import Recorder
 from podium.engine.slots import PrioritySlots
-from podium.engine.spec import WorkflowSpec, WorkflowVersion
-from podium.engine.states import RunState
 from podium.engine.validation import Plan, compile_plan
 from podium.governance.policy import Policy
 from podium.governance.prices import Price
 from podium.governance.quotas import Admission
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
-from podium.store.store import Store
+from podium.store.sqlite.store import Store
 
 log = logging.getLogger("podium.engine")
 

@@ -17,23 +17,13 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from podium.engine.clock import sleep_until
+from podium.core.clock import sleep_until
+from podium.core.expressions import ExpressionError
+from podium.core.failures import CANCELLED, INTERRUPTED, INVALID_OUTPUT, TIMEOUT, Failure
+from podium.core.jsonvalues import from_json_numbers
+from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, StepRecord, Usage
+from podium.core.states import AttemptState, EventType, RunState, StepState
 from podium.engine.compensation import run_compensation
-from podium.engine.expressions import ExpressionError, from_json_numbers
-from podium.engine.model import (
-    CANCELLED,
-    INTERRUPTED,
-    INVALID_OUTPUT,
-    TIMEOUT,
-    AttemptRecord,
-    Event,
-    Failure,
-    ItemRecord,
-    RunRecord,
-    StepRecord,
-    Usage,
-)
-from podium.engine.states import AttemptState, EventType, RunState, StepState
 from podium.engine.step_runner import StepRunner
 from podium.engine.validation import Plan, StepPlan
 

@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from podium.engine.model import Event
+from podium.core.model import Event
 
 DEFAULT_BUFFER = 2048
 # Committed events kept per unfinished run, so that a watcher that connects

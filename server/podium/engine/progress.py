@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection
 
+from podium.core.errors import NotFound, ResourceExhausted, Unavailable
+from podium.core.model import Event
+from podium.core.states import EventType, RunState
 from podium.engine.engine import Engine
-from podium.engine.errors import NotFound, ResourceExhausted, Unavailable
-from podium.engine.model import Event
-from podium.engine.states import EventType, RunState
 
 REPLAY_PAGE = 1000
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, StepRecord
 from podium.engine.hub import EventHub
-from podium.engine.model import AttemptRecord, Event, ItemRecord, RunRecord, StepRecord
-from podium.store.store import Store
+from podium.store.sqlite.store import Store
 
 
 class Recorder:

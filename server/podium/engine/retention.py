@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from podium.engine.clock import Clock
+from podium.core.clock import Clock
+from podium.core.errors import FailedPrecondition, NotFound
 from podium.engine.engine import Engine
-from podium.engine.errors import FailedPrecondition, NotFound
 
 log = logging.getLogger("podium.retention")
 

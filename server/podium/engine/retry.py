@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from podium.engine.errors import FieldViolation
-from podium.engine.model import CANCELLED, INVALID_INPUT, INVALID_OUTPUT, UNKNOWN_AGENT, Failure
+from podium.core.errors import FieldViolation
+from podium.core.failures import CANCELLED, INVALID_INPUT, INVALID_OUTPUT, UNKNOWN_AGENT, Failure
 
 ALL = "podium.All"
 

@@ -14,7 +14,7 @@ import asyncio
 import heapq
 import itertools
 
-from podium.engine.clock import Clock
+from podium.core.clock import Clock
 
 AGING_SECONDS = 10.0
 

@@ -17,11 +17,9 @@ import json
 import random
 from typing import TYPE_CHECKING, Any
 
-from podium.engine.clock import DeadlineExceeded, run_with_deadline, sleep_until
-from podium.engine.context import AttemptContext
-from podium.engine.expressions import ExpressionError, from_json_numbers
-from podium.engine.failures import failure_from_exception
-from podium.engine.model import (
+from podium.core.clock import DeadlineExceeded, run_with_deadline, sleep_until
+from podium.core.expressions import ExpressionError
+from podium.core.failures import (
     INTERRUPTED,
     INVALID_INPUT,
     INVALID_OUTPUT,
@@ -29,13 +27,14 @@ from podium.engine.model import (
     TIMEOUT,
     TOO_MANY_FAILED_ITEMS,
     UNKNOWN_AGENT,
-    AttemptRecord,
     Failure,
-    ItemRecord,
-    StepRecord,
+    failure_from_exception,
 )
+from podium.core.jsonvalues import NotJsonCompatible, from_json_numbers, json_compatible
+from podium.core.model import AttemptRecord, ItemRecord, StepRecord
+from podium.core.states import AttemptState, StepState
+from podium.engine.context import AttemptContext
 from podium.engine.retry import next_delay
-from podium.engine.states import AttemptState, StepState
 from podium.engine.validation import StepPlan
 from podium.plugins.api import AgentError
 
@@ -276,7 +275,7 @@ class StepRunner:
                     output = await run_with_deadline(
                         agent.run(context), self._attempt_budget(), self.clock
                     )
-                    output = _json_compatible(output)
+                    output = _json_output(output)
                 except DeadlineExceeded:
                     failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
                 except asyncio.CancelledError:
@@ -386,13 +385,11 @@ def _cache_key(agent: str, version: str, inputs: Any, config: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _json_compatible(value: Any) -> Any:
+def _json_output(value: Any) -> Any:
     """Agents must return what JSON can hold; anything else fails the attempt."""
-    if value is None or isinstance(value, str | bool | int):
-        return value
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as error:
+        return json_compatible(value)
+    except NotJsonCompatible as error:
         raise AgentError(
             f"agent output is not JSON-compatible: {error}", code=INVALID_OUTPUT, retryable=False
         ) from None

@@ -10,18 +10,18 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from podium.engine import graph
-from podium.engine.errors import FieldViolation, InvalidArgument
-from podium.engine.expressions import (
+from podium.core.errors import FieldViolation, InvalidArgument
+from podium.core.expressions import (
     STEP_SCOPE,
     Expression,
     ExpressionError,
     compile_expression,
     step_references,
 )
+from podium.core.spec import RetrierSpec, StepSpec, WorkflowSpec
+from podium.core.templates import Template, compile_template
+from podium.engine import graph
 from podium.engine.retry import Retrier, retrier_violations
-from podium.engine.spec import RetrierSpec, StepSpec, WorkflowSpec
-from podium.engine.templates import Template, compile_template
 from podium.plugins.api import Agent, Catalog, config_problems
 
 STEP_ID = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

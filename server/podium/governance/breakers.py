@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from podium.engine.clock import Clock
+from podium.core.clock import Clock
 from podium.plugins.api import ProviderError
 
 __all__ = [

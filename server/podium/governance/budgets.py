@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from podium.engine.clock import Clock
+from podium.core.clock import Clock
 from podium.governance.scopes import CallScopes
 
 __all__ = [

@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 
-from podium.engine.model import Usage
+from podium.core.model import Usage
 from podium.plugins.api import ModelPrice
 
 __all__ = ["Price", "PriceTable"]

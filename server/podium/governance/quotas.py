@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from podium.engine.clock import Clock
+from podium.core.clock import Clock
 from podium.governance.buckets import TokenBucket
 from podium.governance.scopes import CallScopes, Scope
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from podium.engine.clock import Clock
+from podium.core.clock import Clock
 from podium.governance.breakers import BreakerBoard, BreakerSettings
 from podium.governance.budgets import Budget, BudgetError, BudgetLedger
 from podium.governance.policy import (
@@ -33,7 +33,7 @@ from podium.governance.policy import (
 from podium.governance.prices import Price, PriceTable
 from podium.governance.quotas import ConcurrencyLimit, QuotaBook, RateLimit
 from podium.governance.scopes import CallScopes, Scope
-from podium.store.governance_store import GovernanceStore
+from podium.store.sqlite.governance_store import GovernanceStore
 
 log = logging.getLogger("podium.governance")
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
-from podium.engine.model import Usage
+from podium.core.failures import AgentError, ProviderError
+from podium.core.model import Usage
 
 __all__ = [
     "Agent",
@@ -38,45 +39,6 @@ __all__ = [
 
 # A problem in a step's `config`: (field path inside config, reason).
 ConfigProblem = tuple[str, str]
-
-
-class AgentError(Exception):
-    """An error an agent raises on purpose. `code` becomes the failure type
-    that retry policies match on (default: the exception's class name)."""
-
-    def __init__(self, message: str, *, code: str | None = None, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.code = code or type(self).__name__
-        self.retryable = retryable
-
-
-class ProviderError(Exception):
-    """An error a provider raises; `kind` tells governance how to react:
-    "rate_limited", "overloaded", "server_error", "timeout", "connection",
-    "bad_request", "authentication".
-
-    `charge_reservation`: the provider may have billed the call although no
-    usage arrived (a stream that broke midway): governance then charges the
-    call's whole reservation (fail closed) instead of releasing it."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: str,
-        status: int | None = None,
-        retry_after: float | None = None,
-        charge_reservation: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.status = status
-        self.retry_after = retry_after
-        self.charge_reservation = charge_reservation
-
-    @property
-    def code(self) -> str:
-        return f"provider.{self.kind}"
 
 
 @dataclass(frozen=True, slots=True)

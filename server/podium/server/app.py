@@ -10,7 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from podium.engine.clock import Clock, SystemClock
+from podium.core.clock import Clock, SystemClock
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.retention import Pruner, default_interval
 from podium.governance.policy import Policy
@@ -20,8 +20,8 @@ from podium.server.control_service import ControlService
 from podium.server.execution_service import ExecutionService
 from podium.server.progress_service import ProgressService
 from podium.server.workflow_service import WorkflowService
-from podium.store.governance_store import GovernanceStore
-from podium.store.store import Store
+from podium.store.sqlite.governance_store import GovernanceStore
+from podium.store.sqlite.store import Store
 from podium.v1 import (
     control_service_pb2,
     control_service_pb2_grpc,

@@ -6,13 +6,13 @@ from typing import Any
 
 import grpc
 
+from podium.core.errors import FieldViolation, InvalidArgument
+from podium.core.states import RunState
 from podium.engine import retention
 from podium.engine.engine import Engine
-from podium.engine.errors import FieldViolation, InvalidArgument
-from podium.engine.states import RunState
 from podium.server import requests, translate
 from podium.server.status import invalid, unary
-from podium.store.store import PageToken
+from podium.store.sqlite.store import PageToken
 from podium.v1 import event_pb2, execution_service_pb2, execution_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]

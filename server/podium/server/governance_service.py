@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 
+from podium.core.errors import FieldViolation, InvalidArgument, NotFound
 from podium.engine.engine import Engine
-from podium.engine.errors import FieldViolation, InvalidArgument, NotFound
 from podium.governance.policy import PolicyError
 from podium.server import governance_translate as gt
 from podium.server.status import unary

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 import grpc
 
+from podium.core.states import EventType, RunState
 from podium.engine import progress
 from podium.engine.engine import Engine
-from podium.engine.states import EventType, RunState
 from podium.server import requests, translate
 from podium.server.status import invalid, streaming
 from podium.v1 import progress_service_pb2, progress_service_pb2_grpc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from podium.server.status import invalid
-from podium.store.store import PageToken
+from podium.store.sqlite.store import PageToken
 
 _WORKFLOW = re.compile(r"^workflows/([^/]+)$")
 _RUN = re.compile(r"^runs/([^/]+)$")

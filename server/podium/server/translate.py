@@ -8,9 +8,10 @@ from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
-from podium.engine.expressions import from_json_numbers
-from podium.engine.model import AttemptRecord, Event, Failure, RunRecord, RunView, StepRecord, Usage
-from podium.engine.spec import (
+from podium.core.failures import Failure
+from podium.core.jsonvalues import from_json_numbers
+from podium.core.model import AttemptRecord, Event, RunRecord, RunView, StepRecord, Usage
+from podium.core.spec import (
     ApprovalSpec,
     CacheSpec,
     CompensationSpec,

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from podium.engine.engine import Engine
 from podium.server import requests, translate
 from podium.server.status import invalid, unary
-from podium.store.store import PageToken
+from podium.store.sqlite.store import PageToken
 from podium.v1 import workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]

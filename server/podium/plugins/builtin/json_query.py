@@ -7,7 +7,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from podium.engine.expressions import Expression, compile_expression, from_json_numbers
+from podium.core.expressions import Expression, compile_expression
+from podium.core.jsonvalues import from_json_numbers
 from podium.plugins.api import Tool
 
 MAX_EXPRESSION_LENGTH = 2000

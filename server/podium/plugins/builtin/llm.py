@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from podium.engine.expressions import ExpressionError, from_json_numbers
-from podium.engine.model import INVALID_INPUT
-from podium.engine.templates import compile_template
+from podium.core.expressions import ExpressionError
+from podium.core.failures import INVALID_INPUT
+from podium.core.jsonvalues import from_json_numbers
+from podium.core.templates import compile_template
 from podium.plugins.api import (
     AgentError,
     Catalog,

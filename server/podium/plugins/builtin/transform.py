@@ -6,13 +6,9 @@ import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from podium.engine.expressions import (
-    Expression,
-    ExpressionError,
-    compile_expression,
-    from_json_numbers,
-)
-from podium.engine.model import INVALID_INPUT
+from podium.core.expressions import Expression, ExpressionError, compile_expression
+from podium.core.failures import INVALID_INPUT
+from podium.core.jsonvalues import from_json_numbers
 from podium.plugins.api import AgentError, Catalog, ConfigProblem, StepContext
 from podium.plugins.builtin.settings import raise_if_invalid, unknown_settings
 

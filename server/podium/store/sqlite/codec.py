@@ -6,16 +6,9 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from podium.engine.model import (
-    AttemptRecord,
-    Event,
-    Failure,
-    ItemRecord,
-    RunRecord,
-    StepRecord,
-    Usage,
-)
-from podium.engine.states import AttemptState, EventType, RunState, StepState
+from podium.core.failures import Failure
+from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, StepRecord, Usage
+from podium.core.states import AttemptState, EventType, RunState, StepState
 
 NANOS = Decimal(1_000_000_000)
 

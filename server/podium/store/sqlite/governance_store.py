@@ -6,8 +6,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from podium.store.codec import from_nanos, to_nanos
-from podium.store.store import Store
+from podium.store.sqlite.codec import from_nanos, to_nanos
+from podium.store.sqlite.store import Store
 
 
 class GovernanceStore:

@@ -114,16 +114,3 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     return str(value)
-
-
-def from_json_numbers(value: Any) -> Any:
-    """Integral floats become ints: JSON and google.protobuf.Struct carry every
-    number as a double, and CEL has no int/double arithmetic (`x + 1` fails on
-    a double x)."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < 2**53 else value
-    if isinstance(value, list):
-        return [from_json_numbers(item) for item in value]
-    if isinstance(value, dict):
-        return {key: from_json_numbers(item) for key, item in value.items()}
-    return value

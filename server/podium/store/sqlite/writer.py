@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from podium.store.codec import ATTEMPT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+from podium.store.sqlite.codec import ATTEMPT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
 
 log = logging.getLogger("podium.store")
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from podium.engine.expressions import Expression, ExpressionError, compile_expression
+from podium.core.expressions import Expression, ExpressionError, compile_expression
 
 VARIABLES = ("input",)
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)

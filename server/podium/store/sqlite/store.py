@@ -16,19 +16,12 @@ from typing import Any
 
 import aiosqlite
 
-from podium.engine.model import (
-    AttemptRecord,
-    Event,
-    ItemRecord,
-    RunRecord,
-    RunView,
-    StepRecord,
-)
-from podium.engine.spec import WorkflowSpec, WorkflowVersion
-from podium.engine.states import RunState
-from podium.store import codec
-from podium.store.schema import migrate
-from podium.store.writer import Writer
+from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, RunView, StepRecord
+from podium.core.spec import WorkflowSpec, WorkflowVersion
+from podium.core.states import RunState
+from podium.store.sqlite import codec
+from podium.store.sqlite.schema import migrate
+from podium.store.sqlite.writer import Writer
 
 MEMORY = ":memory:"
 

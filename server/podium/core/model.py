@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from podium.engine.states import AttemptState, EventType, RunState, StepState
+from podium.core.failures import Failure
+from podium.core.states import AttemptState, EventType, RunState, StepState
 
 ZERO = Decimal(0)
 
@@ -59,35 +60,6 @@ class Usage:
     @classmethod
     def from_dict(cls, data: dict[str, int] | None) -> Usage:
         return cls(**data) if data else cls()
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why something failed: a stable error name and a human message."""
-
-    type: str
-    message: str
-    retryable: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "message": self.message, "retryable": self.retryable}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Failure | None:
-        return cls(**data) if data else None
-
-
-# Reserved failure types, named like the agent error classes they sit beside.
-TIMEOUT = "podium.Timeout"
-CANCELLED = "podium.Cancelled"
-INVALID_INPUT = "podium.InvalidInput"
-INVALID_OUTPUT = "podium.InvalidOutput"
-UNKNOWN_AGENT = "podium.UnknownAgent"
-INTERRUPTED = "podium.Interrupted"
-REJECTED = "podium.Rejected"
-BUDGET_EXCEEDED = "podium.BudgetExceeded"
-CIRCUIT_OPEN = "podium.CircuitOpen"
-TOO_MANY_FAILED_ITEMS = "podium.TooManyFailedItems"
 
 
 @dataclass(slots=True)
