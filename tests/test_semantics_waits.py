@@ -32,7 +32,7 @@ from conftest import (
 
 from podium.core.clock import ManualClock
 from podium.core.states import RunState
-from podium.store.sqlite.store import Store
+from podium.store.sqlite.store import SqliteStore
 from podium.v1 import event_pb2, execution_service_pb2, run_pb2
 
 T0 = 1_700_000_000.0  # ManualClock's default start: 2023-11-14T22:13:20Z
@@ -477,7 +477,7 @@ async def test_a_stopped_server_leaves_the_run_waiting_for_approval(db_path: str
         await events_until(stubs, run.name, E.RUN_EVENT_TYPE_APPROVAL_REQUESTED)
         await server.stop(0.5)
     # What the store says (no server: nothing resumes it in between).
-    store = Store(db_path)
+    store = SqliteStore(db_path)
     await store.open()
     try:
         view = await store.get_run(run.name.removeprefix("runs/"))

@@ -13,7 +13,7 @@ import logging
 import re
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -29,8 +29,10 @@ from podium.core.errors import (
 from podium.core.model import Event, RunRecord, RunView, StepRecord
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import RunState
+from podium.engine import pagination
 from podium.engine.executor import RunExecutor
 from podium.engine.hub import EventHub
+from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import Plan, compile_plan
@@ -39,7 +41,6 @@ from podium.governance.prices import Price
 from podium.governance.quotas import Admission
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
-from podium.store.sqlite.store import Store
 
 log = logging.getLogger("podium.engine")
 
@@ -53,7 +54,7 @@ CANCEL_WAIT_SECONDS = 5.0
 class Engine:
     def __init__(
         self,
-        store: Store,
+        store: RunStore,
         registry: Registry,
         *,
         hub: EventHub | None = None,
@@ -134,6 +135,22 @@ class Engine:
         self._latest.pop(workflow_id, None)
         if not await self.store.delete_workflow(workflow_id):
             raise NotFound(f"workflow {workflow_id!r} not found", reason="WORKFLOW_NOT_FOUND")
+
+    async def list_workflows(
+        self, page_size: int, page_token: str
+    ) -> tuple[list[WorkflowVersion], str]:
+        """A page of workflows (latest versions, by id) and the next page's token."""
+        size = pagination.page_size(page_size)
+        key = pagination.decode_token(page_token)
+        after = ""
+        if key is not None:
+            if len(key) != 1 or not isinstance(key[0], str):
+                raise pagination.bad_token()
+            after = key[0]
+        found = await self.store.list_workflows(size + 1, after)
+        page = found[:size]
+        token = pagination.encode_token(page[-1].workflow_id) if len(found) > size else ""
+        return page, token
 
     def _remember_plan(self, workflow_id: str, version: int, plan: Plan) -> None:
         self._plans[(workflow_id, version)] = plan
@@ -295,6 +312,35 @@ class Engine:
         if view is None:
             raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
         return view
+
+    async def list_runs(
+        self,
+        page_size: int,
+        page_token: str,
+        *,
+        workflow_id: str = "",
+        states: Collection[RunState] = (),
+        labels: Mapping[str, str] | None = None,
+    ) -> tuple[list[RunRecord], str]:
+        """A page of runs, newest first, and the next page's token. Runs this
+        server is executing are shown as they are in memory (fresher than the
+        store)."""
+        size = pagination.page_size(page_size)
+        key = pagination.decode_token(page_token)
+        after: tuple[float, str] | None = None
+        if key is not None:
+            if len(key) != 2 or not isinstance(key[0], int | float) or not isinstance(key[1], str):
+                raise pagination.bad_token()
+            after = (float(key[0]), key[1])
+        found = await self.store.list_runs(
+            size + 1, after=after, workflow_id=workflow_id, states=states, labels=dict(labels or {})
+        )
+        page = found[:size]
+        token = ""
+        if len(found) > size:
+            token = pagination.encode_token(page[-1].create_time, page[-1].run_id)
+        active = self.active
+        return [active[r.run_id].run if r.run_id in active else r for r in page], token
 
     async def run_status(self, run_id: str) -> tuple[RunState, int]:
         """A run's state and last event sequence, without reading its steps."""

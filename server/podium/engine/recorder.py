@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, StepRecord
 from podium.engine.hub import EventHub
-from podium.store.sqlite.store import Store
+from podium.engine.ports import RunStore
 
 
 class Recorder:
-    def __init__(self, store: Store, hub: EventHub) -> None:
+    def __init__(self, store: RunStore, hub: EventHub) -> None:
         self.store = store
         self.hub = hub
         self._batch_id = -1
@@ -30,20 +30,20 @@ class Recorder:
 
     def event(self, event: Event) -> None:
         self.store.put_event(event)
-        writer = self.store.writer
-        if writer.batch_id != self._batch_id:
+        store = self.store
+        if store.batch_id != self._batch_id:
             # First event of a new batch: publish this batch's events, and only
             # them, once it has committed.
-            self._batch_id = writer.batch_id
+            self._batch_id = store.batch_id
             events: list[Event] = []
             self._unpublished = events
-            writer.after_commit(lambda: self.hub.publish(events))
+            store.after_commit(lambda: self.hub.publish(events))
         self._unpublished.append(event)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Runs `callback` once everything recorded so far is committed."""
-        self.store.writer.after_commit(callback)
+        self.store.after_commit(callback)
 
     async def durable(self) -> None:
         """Waits until everything recorded so far is committed."""
-        await self.store.writer.commit()
+        await self.store.commit()

@@ -36,7 +36,7 @@ async def delete_run(engine: Engine, run_id: str) -> None:
             f"run {run_id!r} has not finished ({state.name}); cancel it first",
             reason="RUN_NOT_FINISHED",
         )
-    if not await engine.store.delete_run(run_id):
+    if not await engine.store.delete_runs([run_id]):
         # Deleted by a concurrent DeleteRun or the pruner since the read above.
         raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
 

@@ -30,10 +30,10 @@ from podium.governance.policy import (
     field_of,
     parse_scope,
 )
+from podium.governance.ports import GovernanceStore, OverrideKind
 from podium.governance.prices import Price, PriceTable
 from podium.governance.quotas import ConcurrencyLimit, QuotaBook, RateLimit
 from podium.governance.scopes import CallScopes, Scope
-from podium.store.sqlite.governance_store import GovernanceStore
 
 log = logging.getLogger("podium.governance")
 
@@ -153,7 +153,7 @@ class Governance:
         await self._save("budgets", name, None)
         return True
 
-    async def _save(self, kind: str, name: str, body: dict[str, Any] | None) -> None:
+    async def _save(self, kind: OverrideKind, name: str, body: dict[str, Any] | None) -> None:
         if self._store is not None:
             await self._store.save_override(kind, name, body)
 

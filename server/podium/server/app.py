@@ -20,8 +20,8 @@ from podium.server.control_service import ControlService
 from podium.server.execution_service import ExecutionService
 from podium.server.progress_service import ProgressService
 from podium.server.workflow_service import WorkflowService
-from podium.store.sqlite.governance_store import GovernanceStore
-from podium.store.sqlite.store import Store
+from podium.store.sqlite.governance_store import SqliteGovernanceStore
+from podium.store.sqlite.store import SqliteStore
 from podium.v1 import (
     control_service_pb2,
     control_service_pb2_grpc,
@@ -49,7 +49,7 @@ class PodiumServer:
 
     server: grpc.aio.Server
     engine: Engine
-    store: Store
+    store: SqliteStore
     health: health.aio.HealthServicer
     plugins: PluginReport
     port: int
@@ -88,12 +88,14 @@ async def start_server(
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
     started = time.time()
-    store = Store(db_path)
+    store = SqliteStore(db_path)
     await store.open()
     report = plugins if plugins is not None else load_plugins()
     for failed in report.failed:
         log.warning("plugin %s failed to load: %s", failed.name, failed.error)
-    governance = Governance(policy or Policy(), clock or SystemClock(), GovernanceStore(store))
+    governance = Governance(
+        policy or Policy(), clock or SystemClock(), SqliteGovernanceStore(store)
+    )
     try:
         await governance.load()
     except Exception:

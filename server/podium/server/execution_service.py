@@ -12,7 +12,6 @@ from podium.engine import retention
 from podium.engine.engine import Engine
 from podium.server import requests, translate
 from podium.server.status import invalid, unary
-from podium.store.sqlite.store import PageToken
 from podium.v1 import event_pb2, execution_service_pb2, execution_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -59,13 +58,6 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
     async def ListRuns(
         self, request: execution_service_pb2.ListRunsRequest, context: Context
     ) -> execution_service_pb2.ListRunsResponse:
-        size = requests.page_size(request.page_size)
-        key = requests.page_key(request.page_token)
-        after: tuple[float, str] | None = None
-        if key is not None:
-            if len(key) != 2 or not isinstance(key[0], int | float) or not isinstance(key[1], str):
-                raise invalid("page_token", "page_token is not a token this server issued")
-            after = (float(key[0]), key[1])
         workflow_id = requests.workflow_id(request.workflow, "workflow") if request.workflow else ""
         states = []
         for i, state in enumerate(request.states):
@@ -73,18 +65,13 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
                 states.append(RunState(state))
             except ValueError:
                 raise invalid(f"states[{i}]", f"unknown run state {state}") from None
-        found = await self._engine.store.list_runs(
-            size + 1,
-            after=after,
+        runs, token = await self._engine.list_runs(
+            request.page_size,
+            request.page_token,
             workflow_id=workflow_id,
             states=states,
             labels=dict(request.labels),
         )
-        page = found[:size]
-        token = PageToken.encode(page[-1].create_time, page[-1].run_id) if len(found) > size else ""
-        # Active runs are fresher in memory than in the store.
-        active = self._engine.active
-        runs = [active[r.run_id].run if r.run_id in active else r for r in page]
         return execution_service_pb2.ListRunsResponse(
             runs=[translate.run_to_proto(run) for run in runs], next_page_token=token
         )

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from podium.engine.engine import Engine
 from podium.server import requests, translate
 from podium.server.status import invalid, unary
-from podium.store.sqlite.store import PageToken
 from podium.v1 import workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -47,14 +46,9 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     async def ListWorkflows(
         self, request: workflow_service_pb2.ListWorkflowsRequest, context: Context
     ) -> workflow_service_pb2.ListWorkflowsResponse:
-        size = requests.page_size(request.page_size)
-        key = requests.page_key(request.page_token)
-        after = str(key[0]) if key else ""
-        found = await self._engine.store.list_workflows(size + 1, after)
-        page = found[:size]
-        token = PageToken.encode(page[-1].workflow_id) if len(found) > size else ""
+        workflows, token = await self._engine.list_workflows(request.page_size, request.page_token)
         return workflow_service_pb2.ListWorkflowsResponse(
-            workflows=[translate.workflow_to_proto(w) for w in page], next_page_token=token
+            workflows=[translate.workflow_to_proto(w) for w in workflows], next_page_token=token
         )
 
     @unary

@@ -7,11 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 from podium.store.sqlite.codec import from_nanos, to_nanos
-from podium.store.sqlite.store import Store
+from podium.store.sqlite.store import SqliteStore
 
 
-class GovernanceStore:
-    def __init__(self, store: Store) -> None:
+class SqliteGovernanceStore:
+    """The SQLite backend of governance's GovernanceStore port (podium.governance.ports)."""
+
+    def __init__(self, store: SqliteStore) -> None:
         self._store = store
 
     # Runtime overrides: body None is a tombstone (deleted at runtime).

@@ -7,10 +7,9 @@ single connection, so readers take the writer's lock instead.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +25,9 @@ from podium.store.sqlite.writer import Writer
 MEMORY = ":memory:"
 
 
-class PageToken:
-    """Opaque, URL-safe pagination tokens: the sort key of the last item."""
+class SqliteStore:
+    """The SQLite backend of the engine's RunStore port (podium.engine.ports)."""
 
-    @staticmethod
-    def encode(*key: Any) -> str:
-        return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
-
-    @staticmethod
-    def decode(token: str) -> list[Any]:
-        padded = token + "=" * (-len(token) % 4)
-        try:
-            key = json.loads(base64.urlsafe_b64decode(padded))
-        except ValueError:
-            raise ValueError("page_token is not a token this server issued") from None
-        if not isinstance(key, list):
-            raise ValueError("page_token is not a token this server issued")
-        return key
-
-
-class Store:
     def __init__(self, path: str) -> None:
         self.path = path
         self._writer_conn: aiosqlite.Connection | None = None
@@ -88,6 +70,18 @@ class Store:
         if self._writer_conn is not None:
             await self._writer_conn.close()
         self._writer = self._reader_conn = self._writer_conn = None
+
+    # -- group commit (see writer.py) ----------------------------------------
+
+    @property
+    def batch_id(self) -> int:
+        return self.writer.batch_id
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.writer.after_commit(callback)
+
+    async def commit(self) -> None:
+        await self.writer.commit()
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -297,11 +291,6 @@ class Store:
             [cutoff, *finals, limit],
         )
         return [row[0] for row in rows]
-
-    async def delete_run(self, run_id: str) -> bool:
-        """Deletes a run with its steps, attempts and events in one transaction;
-        whether it existed. The caller makes sure the run is no longer written."""
-        return await self.delete_runs([run_id]) == 1
 
     async def delete_runs(self, run_ids: Sequence[str]) -> int:
         """Deletes runs with their steps, attempts and events in one transaction;

@@ -84,7 +84,6 @@ class Writer:
         # Held while a batch is in a transaction; readers sharing this
         # connection (":memory:") take it to never see an uncommitted batch.
         self.lock = asyncio.Lock()
-        self.commits = 0
         # Increments when a batch is taken for commit: writes submitted under
         # the same id commit together.
         self.batch_id = 0
@@ -168,7 +167,6 @@ class Writer:
                 if batch.events:
                     await self._conn.executemany(INSERT_EVENT, batch.events)
                 await self._conn.commit()
-                self.commits += 1
             except Exception as exc:  # a failed batch must not kill the writer
                 log.exception("store batch failed; rolled back")
                 error = exc

@@ -1,0 +1,122 @@
+"""What the engine needs from storage. The engine owns this contract; each
+backend under `podium.store` implements it, and only the composition root
+(`podium.server.app`) knows which one runs.
+
+Writes are fire-and-forget submissions that a backend may batch (group
+commit): `commit()` resolves once everything submitted before it is durable,
+and `after_commit` callbacks run in submission order once their batch is.
+Reads see committed data only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, RunView, StepRecord
+from podium.core.spec import WorkflowSpec, WorkflowVersion
+from podium.core.states import RunState
+
+__all__ = ["RunStore", "WorkflowStore"]
+
+
+class WorkflowStore(Protocol):
+    """Versioned workflow definitions (soft-deleted: runs keep their version)."""
+
+    async def create_workflow(self, workflow_id: str, spec: WorkflowSpec, now: float) -> int:
+        """Stores the next version of a workflow; durable when this returns."""
+        ...
+
+    async def get_workflow(self, workflow_id: str, version: int = 0) -> WorkflowVersion | None:
+        """A version (latest when 0) of a workflow that is not deleted."""
+        ...
+
+    async def get_workflow_version_any(
+        self, workflow_id: str, version: int
+    ) -> WorkflowVersion | None:
+        """A version even if its workflow is deleted."""
+        ...
+
+    async def list_workflows(self, limit: int, after_id: str = "") -> list[WorkflowVersion]:
+        """The latest version of each live workflow, ordered by id, after `after_id`."""
+        ...
+
+    async def delete_workflow(self, workflow_id: str) -> bool:
+        """Soft-deletes every version; whether the workflow existed."""
+        ...
+
+
+class RunStore(WorkflowStore, Protocol):
+    """Runs with their steps, attempts, items and events, and the step cache."""
+
+    # -- writes: submitted now, durable at the next commit ------------------------
+
+    def put_run(self, run: RunRecord) -> None: ...
+    def put_step(self, run_id: str, step: StepRecord) -> None: ...
+    def put_attempt(self, run_id: str, step_id: str, attempt: AttemptRecord) -> None: ...
+    def put_event(self, event: Event) -> None: ...
+    def put_item(self, run_id: str, step_id: str, item: ItemRecord) -> None: ...
+    def put_cache(self, key: str, output: Any, expire_time: float) -> None: ...
+
+    @property
+    def batch_id(self) -> int:
+        """Identifies the batch that writes submitted now will commit with:
+        it changes when a batch is taken for commit."""
+        ...
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Runs `callback` once everything submitted so far is committed."""
+        ...
+
+    async def commit(self) -> None:
+        """Returns once everything submitted so far is committed (durable)."""
+        ...
+
+    # -- reads: committed data only -------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunView | None: ...
+
+    async def run_status(self, run_id: str) -> tuple[RunState, int] | None:
+        """A run's state and last event sequence, without its steps."""
+        ...
+
+    async def find_run_by_request_id(self, request_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self,
+        limit: int,
+        *,
+        after: tuple[float, str] | None = None,
+        workflow_id: str = "",
+        states: Iterable[RunState] = (),
+        labels: dict[str, str] | None = None,
+    ) -> list[RunRecord]:
+        """Runs newest first (create_time, then run_id), after the `after` key."""
+        ...
+
+    async def unfinished_run_ids(self) -> list[str]:
+        """Runs not in a final state, oldest first."""
+        ...
+
+    async def last_sequence(self, run_id: str) -> int: ...
+
+    async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]: ...
+
+    async def items_of(self, run_id: str, step_id: str) -> list[ItemRecord]:
+        """A fan-out's or loop's finished items, by index."""
+        ...
+
+    async def get_cache(self, key: str, now: float) -> tuple[bool, Any]:
+        """(True, output) for a live cache entry, else (False, None)."""
+        ...
+
+    # -- retention --------------------------------------------------------------------
+
+    async def finished_runs_before(self, cutoff: float, limit: int) -> list[str]:
+        """Ids of runs in a final state that ended before `cutoff`, oldest first."""
+        ...
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Deletes runs with everything recorded about them, in one
+        transaction; how many existed."""
+        ...
