@@ -9,10 +9,10 @@ around each call, timed call by call:
   -> prices.worst_case -> ledger.reserve -> price.cost -> ledger.settle
   -> quotas.settle -> quotas.release -> breakers record -> record_spend
 
-Then, as a check on the whole path, StepLlmGateway.complete on the simulated
-provider at zero latency against the bare provider call (the gateway's
-executor is a stand-in whose event recording does nothing, so that figure is
-the gateway's governance and bookkeeping without persistence).
+Then, as a check on the whole path, LlmGate.complete on the simulated
+provider at zero latency against the bare provider call (its observer
+records nothing, so that figure is the gate's governance and bookkeeping
+without persistence).
 
 Run as `python -m bench.gate [ITERATIONS]` (from the repository root) for a
 fresh process and its own peak RSS; prints one JSON line.
@@ -29,13 +29,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from bench.measure import Measurement, own_peak_rss_mb
 from bench.workloads import Workload
 from podium.core.clock import SystemClock
-from podium.engine.context import StepLlmGateway
+from podium.governance.gate import Caller, LlmGate, NullObserver
 from podium.governance.policy import Policy
 from podium.governance.prices import Price
 from podium.governance.quotas import Admission
@@ -128,28 +127,6 @@ def time_gate(iterations: int) -> tuple[list[float], float]:
     return samples, time.perf_counter() - started
 
 
-class _Executor:
-    """What StepLlmGateway needs of a RunExecutor, with no persistence."""
-
-    def __init__(self, gov: Governance, provider: SimulatedProvider) -> None:
-        registry = SimpleNamespace(provider=lambda name: provider if name == "simulated" else None)
-        self.engine = SimpleNamespace(governance=gov, registry=registry, clock=SystemClock())
-        self.run = SimpleNamespace(workflow_id="bench", run_id="gateway-run", max_cost=RUN_LIMIT)
-        self.plan = SimpleNamespace(steps={})
-
-    def emit(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def record_llm_call(self, *args: Any) -> None:
-        pass
-
-    def step_waiting(self, *args: Any) -> None:
-        raise RuntimeError("the gateway waited")
-
-    def step_resumed(self, *args: Any) -> None:
-        pass
-
-
 async def _timed(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
     for _ in range(count // 5):
         await call()
@@ -165,10 +142,13 @@ async def _timed(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
 async def time_gateway(count: int) -> tuple[float, float]:
     """Median µs of a governed gateway call and of the bare provider call."""
     provider = SimulatedProvider(latency_ms=0)
-    executor: Any = _Executor(governance(), provider)
-    step: Any = SimpleNamespace(step_id="call", agent="llm")
-    attempt: Any = SimpleNamespace(number=1, item=-1)
-    gateway = StepLlmGateway(executor, step, attempt)
+    caller = Caller(run_id="gateway-run", workflow="bench", agent="llm", max_cost=RUN_LIMIT)
+    gateway = LlmGate(
+        governance(),
+        lambda name: provider if name == "simulated" else None,
+        caller,
+        NullObserver(),
+    )
     request = CompletionRequest(
         model="sim-small",
         messages=[Message("user", "Summarise this support ticket in one sentence: " * 10)],
@@ -205,7 +185,7 @@ async def measure_gate(workload: Workload) -> Measurement:
     notes = (
         f"{name}: gate per call median {median_us:.1f} µs, p99 {p99_us:.1f} µs "
         f"over {workload.steps_per_run:,} calls (target: median ≤{TARGET_MEDIAN_US:g} µs)",
-        f"{name}: StepLlmGateway.complete at zero provider latency median {gateway_us:.1f} µs"
+        f"{name}: LlmGate.complete at zero provider latency median {gateway_us:.1f} µs"
         f" - bare provider call {bare_us:.1f} µs = {gateway_us - bare_us:.1f} µs"
         " (events not persisted)",
     )

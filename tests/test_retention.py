@@ -156,7 +156,7 @@ async def test_prune_once_deletes_old_finished_runs_and_keeps_the_rest(
     max_age = 3600.0
     # Runs that ended before `boundary` are now older than max_age; the rest are not.
     clock = ManualClock(boundary + max_age)
-    pruner = Pruner(server.engine, max_age, 60.0, clock=clock, page_size=2)
+    pruner = Pruner(server.store, server.engine.active, max_age, 60.0, clock=clock, page_size=2)
 
     assert await pruner.prune_once() == len(old)
 
@@ -174,7 +174,7 @@ async def test_pruner_runs_every_interval_on_its_clock(
     await create_workflow(stubs, "quick", QUICK)
     run, _ = await run_to_end(stubs, "quick")
     clock = ManualClock(time.time())
-    pruner = Pruner(server.engine, 100.0, 60.0, clock=clock)
+    pruner = Pruner(server.store, server.engine.active, 100.0, 60.0, clock=clock)
     pruner.start()
     try:
 

@@ -64,7 +64,7 @@ async def hold_the_only_slot(
     blocker = await start_run(stubs, "blocker")
 
     async def holding() -> bool:
-        return any(e.run == blocker.name for e in seen) and server.engine.slots.in_use == 1
+        return any(e.run == blocker.name for e in seen) and server.engine.services.slots.in_use == 1
 
     await wait_for(holding, timeout=5.0)
     return blocker
@@ -81,7 +81,7 @@ async def queue_runs(
         queued = len(runs)
 
         async def waiting(queued: int = queued) -> bool:
-            return server.engine.slots.waiting == queued
+            return server.engine.services.slots.waiting == queued
 
         await wait_for(waiting, timeout=5.0)
     return runs

@@ -7,39 +7,41 @@ runs them all, in reverse order of completion.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from podium.core.failures import failure_from_exception
 from podium.core.jsonvalues import from_json_numbers, jsonable
 from podium.core.model import AttemptRecord, StepRecord
 from podium.core.states import AttemptState, EventType
 from podium.engine.context import AttemptContext
+from podium.engine.environment import RunEnvironment
+from podium.engine.validation import StepPlan
 
-if TYPE_CHECKING:
-    from podium.engine.executor import RunExecutor
 
-
-async def run_compensation(ex: RunExecutor, step: StepRecord) -> None:
-    plan = ex.plan.steps[step.step_id]
+async def run_compensation(env: RunEnvironment, plan: StepPlan, step: StepRecord) -> None:
     compensation = plan.spec.compensate
     assert compensation is not None
-    ex.emit(EventType.COMPENSATION_STARTED, step=step, message=compensation.agent)
-    agent = ex.engine.registry.agent(compensation.agent)
+    journal = env.journal
+    journal.emit(EventType.COMPENSATION_STARTED, step=step, message=compensation.agent)
+    agent = env.services.registry.agent(compensation.agent)
     try:
         if agent is None:
             raise LookupError(f"agent {compensation.agent!r} is not registered")
         scope = {"input": from_json_numbers(step.input), "output": from_json_numbers(step.output)}
         inputs = {key: e.evaluate(scope) for key, e in plan.compensation_inputs.items()}
         # Not stored as an attempt of the step: its usage and cost still count.
-        attempt = AttemptRecord(0, AttemptState.RUNNING, ex.engine.clock.now())
-        context = AttemptContext(ex, step, attempt, inputs, compensation.config)
+        attempt = AttemptRecord(0, AttemptState.RUNNING, env.services.clock.now())
+        context = AttemptContext(
+            env.services, journal, plan.spec, step, attempt, inputs, compensation.config
+        )
         output = await agent.run(context)
     except asyncio.CancelledError:
-        if ex.stopping:
+        if env.stop.stopping:
             raise
-        ex.emit(EventType.COMPENSATION_FAILED, step=step, message="cancelled")
+        journal.emit(EventType.COMPENSATION_FAILED, step=step, message="cancelled")
     except Exception as error:
         failure = failure_from_exception(error)
-        ex.emit(EventType.COMPENSATION_FAILED, step=step, failure=failure, message=failure.message)
+        journal.emit(
+            EventType.COMPENSATION_FAILED, step=step, failure=failure, message=failure.message
+        )
     else:
-        ex.emit(EventType.COMPENSATION_SUCCEEDED, step=step, output=jsonable(output))
+        journal.emit(EventType.COMPENSATION_SUCCEEDED, step=step, output=jsonable(output))

@@ -1,7 +1,10 @@
-"""The engine: owns active runs, starts, cancels and resumes them.
+"""The engine: owns the runs this server executes; starts, cancels and
+resumes them. Servicers call it with domain values; it decides and records
+through the store port. Nothing here knows about gRPC or SQL.
 
-Servicers call the engine with domain values; the engine decides and records
-through the store. Nothing here knows about gRPC.
+Workflow definitions are the catalog's (workflows.py); a workflow's
+concurrency quota is admission's (admission.py); a run's life is its
+executor's (executor.py), which gets narrow services, never the engine.
 """
 
 from __future__ import annotations
@@ -10,9 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import uuid
-from collections import OrderedDict, deque
 from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Any
@@ -27,27 +28,25 @@ from podium.core.errors import (
     Unavailable,
 )
 from podium.core.model import Event, RunRecord, RunView, StepRecord
-from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import RunState
-from podium.engine import pagination
+from podium.engine import pagination, retention
+from podium.engine.admission import RunAdmission
 from podium.engine.executor import RunExecutor
 from podium.engine.hub import EventHub
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
+from podium.engine.recovery import recover
+from podium.engine.services import RunServices
 from podium.engine.slots import PrioritySlots
-from podium.engine.validation import Plan, compile_plan
-from podium.governance.policy import Policy
-from podium.governance.prices import Price
-from podium.governance.quotas import Admission
+from podium.engine.validation import Plan
+from podium.engine.workflows import WorkflowCatalog
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
 
 log = logging.getLogger("podium.engine")
 
-WORKFLOW_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 DEFAULT_MAX_CONCURRENCY = 256
 DEFAULT_MAX_RUNNING_STEPS = 1024
-PLAN_CACHE_SIZE = 256
 CANCEL_WAIT_SECONDS = 5.0
 
 
@@ -56,115 +55,37 @@ class Engine:
         self,
         store: RunStore,
         registry: Registry,
+        governance: Governance,
         *,
         hub: EventHub | None = None,
         clock: Clock | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
-        governance: Governance | None = None,
     ) -> None:
         self.store = store
-        self.registry = registry
         self.hub = hub or EventHub()
         self.clock: Clock = clock or SystemClock()
-        self.recorder = Recorder(store, self.hub)
-        self.governance = governance or Governance(Policy(), self.clock)
-        _contribute_prices(self.governance, registry)
-        self.max_concurrency = max_concurrency
-        # Server-wide limit on agent calls in flight, granted by run priority.
-        self.slots = PrioritySlots(max_running_steps, self.clock)
-        self.running_steps = 0
+        self.workflows = WorkflowCatalog(store, registry, self.clock)
+        self.services = RunServices(
+            clock=self.clock,
+            store=store,
+            recorder=Recorder(store, self.hub),
+            registry=registry,
+            governance=governance,
+            # Server-wide limit on agent calls in flight, granted by run priority.
+            slots=PrioritySlots(max_running_steps, self.clock),
+            default_max_concurrency=max_concurrency,
+        )
+        self.admission = RunAdmission(governance.quotas)
         self.active: dict[str, RunExecutor] = {}
-        self._plans: OrderedDict[tuple[str, int], Plan] = OrderedDict()
-        # Latest version of each workflow: this process is the only writer of
-        # workflows, so the cache is exact; StartRun then needs no read.
-        self._latest: dict[str, WorkflowVersion] = {}
-        # Runs waiting for their workflow's concurrency quota, and the leases
-        # of the runs that hold one.
-        self._queued: dict[str, deque[RunExecutor]] = {}
-        self._run_leases: dict[str, Admission] = {}
         self._starting: dict[str, asyncio.Future[str]] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
 
-    # -- workflows -------------------------------------------------------------
-
-    def validate(self, spec: WorkflowSpec) -> Plan:
-        """The plan of a valid spec; raises InvalidArgument. No side effect."""
-        return compile_plan(spec, self.registry, self.registry.agent)
-
-    async def create_workflow(self, workflow_id: str, spec: WorkflowSpec) -> WorkflowVersion:
-        violations: list[FieldViolation] = []
-        if not WORKFLOW_ID.match(workflow_id):
-            violations.append(
-                FieldViolation("workflow_id", "must match [a-z][a-z0-9-]* (at most 63 characters)")
-            )
-        try:
-            plan = self.validate(spec)
-        except InvalidArgument as error:
-            # Report every problem at once, the id's included.
-            raise InvalidArgument(
-                error.message, violations + error.violations, reason=error.reason
-            ) from None
-        if violations:
-            raise InvalidArgument("invalid workflow_id", violations, reason="INVALID_WORKFLOW")
-        now = self.clock.now()
-        version = await self.store.create_workflow(workflow_id, spec, now)
-        self._remember_plan(workflow_id, version, plan)
-        created = WorkflowVersion(
-            workflow_id=workflow_id, version=version, spec=spec, create_time=now
-        )
-        self._latest[workflow_id] = created
-        return created
-
-    async def get_workflow(self, workflow_id: str, version: int = 0) -> WorkflowVersion:
-        latest = self._latest.get(workflow_id)
-        if latest is not None and version in (0, latest.version):
-            return latest
-        found = await self.store.get_workflow(workflow_id, version)
-        if found is not None and not version:
-            self._latest[workflow_id] = found
-        if found is None:
-            suffix = f" version {version}" if version else ""
-            raise NotFound(
-                f"workflow {workflow_id!r}{suffix} not found", reason="WORKFLOW_NOT_FOUND"
-            )
-        return found
-
-    async def delete_workflow(self, workflow_id: str) -> None:
-        self._latest.pop(workflow_id, None)
-        if not await self.store.delete_workflow(workflow_id):
-            raise NotFound(f"workflow {workflow_id!r} not found", reason="WORKFLOW_NOT_FOUND")
-
-    async def list_workflows(
-        self, page_size: int, page_token: str
-    ) -> tuple[list[WorkflowVersion], str]:
-        """A page of workflows (latest versions, by id) and the next page's token."""
-        size = pagination.page_size(page_size)
-        key = pagination.decode_token(page_token)
-        after = ""
-        if key is not None:
-            if len(key) != 1 or not isinstance(key[0], str):
-                raise pagination.bad_token()
-            after = key[0]
-        found = await self.store.list_workflows(size + 1, after)
-        page = found[:size]
-        token = pagination.encode_token(page[-1].workflow_id) if len(found) > size else ""
-        return page, token
-
-    def _remember_plan(self, workflow_id: str, version: int, plan: Plan) -> None:
-        self._plans[(workflow_id, version)] = plan
-        self._plans.move_to_end((workflow_id, version))
-        while len(self._plans) > PLAN_CACHE_SIZE:
-            self._plans.popitem(last=False)
-
-    def _plan_for(self, workflow: WorkflowVersion) -> Plan:
-        key = (workflow.workflow_id, workflow.version)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self.validate(workflow.spec)
-            self._remember_plan(*key, plan)
-        return plan
+    @property
+    def running_steps(self) -> int:
+        """Agent calls in flight, server-wide."""
+        return self.services.slots.in_use
 
     # -- runs ------------------------------------------------------------------
 
@@ -272,8 +193,8 @@ class Engine:
         priority: int,
         max_cost: Decimal | None,
     ) -> RunView:
-        workflow = await self.get_workflow(workflow_id, version)
-        plan = self._plan_for(workflow)
+        workflow = await self.workflows.get(workflow_id, version)
+        plan = self.workflows.plan_for(workflow)
         now = self.clock.now()
         run = RunRecord(
             run_id=uuid.uuid4().hex,
@@ -293,16 +214,19 @@ class Engine:
             StepRecord(step_id=step.id, agent=step.agent, position=i)
             for i, step in enumerate(workflow.spec.steps)
         ]
-        recorder = self.recorder
+        recorder = self.services.recorder
         recorder.run(run)
         for step in steps:
             recorder.step(run.run_id, step)
-        executor = RunExecutor(self, run, steps, plan)
+        executor = self._executor(run, steps, plan)
         executor.created()
         await recorder.durable()
         self.active[run.run_id] = executor
         self._start_when_admitted(executor)
         return RunView(run, list(executor.steps.values()))
+
+    def _executor(self, run: RunRecord, steps: list[StepRecord], plan: Plan) -> RunExecutor:
+        return RunExecutor(self.services, run, steps, plan, on_finished=self._run_finished)
 
     async def get_run(self, run_id: str) -> RunView:
         executor = self.active.get(run_id)
@@ -352,6 +276,13 @@ class Engine:
             raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
         return status
 
+    async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
+        return await self.store.read_events(run_id, after_sequence, limit)
+
+    async def delete_run(self, run_id: str) -> None:
+        """Deletes a finished run with everything recorded about it."""
+        await retention.delete_run(self.store, self.active, run_id)
+
     async def cancel_run(self, run_id: str, reason: str = "") -> RunView:
         self._check_open()
         executor = self.active.get(run_id)
@@ -359,14 +290,7 @@ class Engine:
             view = await self.get_run(run_id)
             if view.run.state == RunState.CANCELLED:
                 return view
-            if view.run.state.is_final:
-                raise FailedPrecondition(
-                    f"run {run_id!r} already ended {view.run.state.name}",
-                    reason="RUN_ALREADY_ENDED",
-                )
-            raise FailedPrecondition(
-                f"run {run_id!r} is being resumed; try again", reason="RUN_RESUMING"
-            )
+            raise self._not_active(run_id, view.run.state)
         executor.cancel(reason)
         # Running agents see CancelledError; give them a moment to unwind so
         # that the reply (and any read after it) shows the final state.
@@ -374,7 +298,7 @@ class Engine:
             await asyncio.wait_for(executor.finished.wait(), CANCEL_WAIT_SECONDS)
         except TimeoutError:
             log.warning("run %s: agents still unwinding after cancellation", run_id)
-        await self.recorder.durable()
+        await self.services.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 
     async def resolve_approval(
@@ -385,14 +309,7 @@ class Engine:
         executor = self.active.get(run_id)
         if executor is None:
             view = await self.get_run(run_id)
-            if view.run.state.is_final:
-                raise FailedPrecondition(
-                    f"run {run_id!r} already ended {view.run.state.name}",
-                    reason="RUN_ALREADY_ENDED",
-                )
-            raise FailedPrecondition(
-                f"run {run_id!r} is being resumed; try again", reason="RUN_RESUMING"
-            )
+            raise self._not_active(run_id, view.run.state)
         if step_id not in executor.steps:
             raise NotFound(f"run {run_id!r} has no step {step_id!r}", reason="STEP_NOT_FOUND")
         if not executor.waiting_approval(step_id):
@@ -402,87 +319,53 @@ class Engine:
                 reason="NOT_WAITING_FOR_APPROVAL",
             )
         executor.resolve_approval(step_id, approve, comment)
-        await self.recorder.durable()
+        await self.services.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 
-    def run_finished(self, executor: RunExecutor) -> None:
+    @staticmethod
+    def _not_active(run_id: str, state: RunState) -> FailedPrecondition:
+        if state.is_final:
+            return FailedPrecondition(
+                f"run {run_id!r} already ended {state.name}", reason="RUN_ALREADY_ENDED"
+            )
+        return FailedPrecondition(
+            f"run {run_id!r} is being resumed; try again", reason="RUN_RESUMING"
+        )
+
+    def _run_finished(self, executor: RunExecutor) -> None:
         run = executor.run
         self.active.pop(run.run_id, None)
-        admission = self._run_leases.pop(run.run_id, None)
-        if admission is not None:
-            self.governance.quotas.release(admission)
-            self._start_queued(run.workflow_id)
+        self.admission.run_ended(run.run_id, run.workflow_id)
 
     def _start_when_admitted(self, executor: RunExecutor) -> None:
-        """Starts a run once its workflow's concurrency quota (max running
-        runs) admits it; until then it stays PENDING, first come first served."""
-        workflow_id = executor.run.workflow_id
-        quotas = self.governance.quotas
-        demand = quotas.plan_run(workflow_id)
-        if not demand.leases:
-            executor.start()
-            return
-        queue = self._queued.setdefault(workflow_id, deque())
-        admitted = quotas.try_admit(demand) if not queue else None
-        if not isinstance(admitted, Admission):
-            queue.append(executor)
-            return
-        self._run_leases[executor.run.run_id] = admitted
-        executor.start()
-
-    def _start_queued(self, workflow_id: str) -> None:
-        queue = self._queued.get(workflow_id)
-        quotas = self.governance.quotas
-        while queue:
-            executor = queue[0]
-            if executor.finished.is_set() or executor.run.run_id not in self.active:
-                queue.popleft()  # cancelled while it waited
-                continue
-            admitted = quotas.try_admit(quotas.plan_run(workflow_id))
-            if not isinstance(admitted, Admission):
-                return
-            queue.popleft()
-            self._run_leases[executor.run.run_id] = admitted
-            executor.start()
-
-    # -- events ----------------------------------------------------------------
-
-    async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
-        return await self.store.read_events(run_id, after_sequence, limit)
+        run_id = executor.run.run_id
+        self.admission.start_when_admitted(
+            run_id,
+            executor.run.workflow_id,
+            executor.start,
+            lambda: not executor.finished.is_set() and run_id in self.active,
+        )
 
     # -- start-up and shutdown ---------------------------------------------------
 
     def start_recovery(self) -> asyncio.Task[None]:
         """Resumes unfinished runs in the background: the server answers
         (health, GetRun) while this proceeds."""
-        self._recovery = asyncio.create_task(self._recover(), name="podium-recovery")
+        self._recovery = asyncio.create_task(
+            recover(self.store, self._resume, lambda: self._closed), name="podium-recovery"
+        )
         return self._recovery
-
-    async def _recover(self) -> None:
-        run_ids = await self.store.unfinished_run_ids()
-        if run_ids:
-            log.info("resuming %d unfinished runs", len(run_ids))
-        for run_id in run_ids:
-            if self._closed:
-                return
-            try:
-                await self._resume(run_id)
-            except Exception:
-                log.exception("could not resume run %s", run_id)
-            await asyncio.sleep(0)  # let RPCs in between resumptions
 
     async def _resume(self, run_id: str) -> None:
         view = await self.store.get_run(run_id)
         if view is None or view.run.state.is_final or run_id in self.active:
             return
-        workflow = await self.store.get_workflow_version_any(
-            view.run.workflow_id, view.run.workflow_version
-        )
+        workflow = await self.workflows.pinned(view.run.workflow_id, view.run.workflow_version)
         if workflow is None:
             log.error("run %s: workflow version is gone; cannot resume", run_id)
             return
         view.run.last_sequence = await self.store.last_sequence(run_id)
-        executor = RunExecutor(self, view.run, view.steps, self._plan_for(workflow))
+        executor = self._executor(view.run, view.steps, self.workflows.plan_for(workflow))
         self.active[run_id] = executor
         self._start_when_admitted(executor)
 
@@ -523,17 +406,3 @@ def _lower(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     if a is None:
         return b
     return a if b is None else min(a, b)
-
-
-def _contribute_prices(governance: Governance, registry: Registry) -> None:
-    """Provider plugins contribute their models' prices; the policy overrides."""
-    for entry in registry.providers:
-        provider = entry.provider
-        for model in provider.models:
-            try:
-                price = provider.price(model)
-            except Exception:  # a plugin's bug must not stop the server
-                log.exception("provider %s: price(%r) raised", provider.name, model)
-                continue
-            if price is not None:
-                governance.prices.contribute(provider.name, model, Price.from_model_price(price))

@@ -10,29 +10,42 @@ than its buffer in memory.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection
+from typing import Protocol
 
 from podium.core.errors import NotFound, ResourceExhausted, Unavailable
 from podium.core.model import Event
 from podium.core.states import EventType, RunState
-from podium.engine.engine import Engine
+from podium.engine.hub import EventHub
 
 REPLAY_PAGE = 1000
 
 
-async def watch_run(engine: Engine, run_id: str, after_sequence: int) -> AsyncIterator[list[Event]]:
+class RunLog(Protocol):
+    """Where a watcher reads what memory no longer holds (the engine)."""
+
+    async def run_status(self, run_id: str) -> tuple[RunState, int]:
+        """A run's state and last sequence; NotFound for an unknown run."""
+        ...
+
+    async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]: ...
+
+
+async def watch_run(
+    hub: EventHub, log: RunLog, run_id: str, after_sequence: int
+) -> AsyncIterator[list[Event]]:
     """Batches of consecutive events after `after_sequence`; ends after the
     run's final event."""
-    subscription = engine.hub.subscribe_run(run_id)
+    subscription = hub.subscribe_run(run_id)
     try:
-        state, last_sequence = await engine.run_status(run_id)
+        state, last_sequence = await log.run_status(run_id)
         last = max(0, after_sequence)
         while True:
             # Catch up (first time, and whenever we lagged): from memory when
             # it still holds everything after `last`, else from the log.
             while True:
-                events = engine.hub.recent(run_id, last)
+                events = hub.recent(run_id, last)
                 if events is None:
-                    events = await engine.read_events(run_id, last, REPLAY_PAGE)
+                    events = await log.read_events(run_id, last, REPLAY_PAGE)
                 if not events:
                     break
                 last = events[-1].sequence
@@ -61,7 +74,7 @@ async def watch_run(engine: Engine, run_id: str, after_sequence: int) -> AsyncIt
                 if batch[-1].is_final:
                     return
             subscription.drain()
-            state, last_sequence = await engine.run_status(run_id)
+            state, last_sequence = await log.run_status(run_id)
     except NotFound:
         raise
     finally:
@@ -69,7 +82,7 @@ async def watch_run(engine: Engine, run_id: str, after_sequence: int) -> AsyncIt
 
 
 async def watch_runs(
-    engine: Engine,
+    hub: EventHub,
     workflow_ids: Collection[str] = (),
     run_states: Collection[RunState] = (),
     event_types: Collection[EventType] = (),
@@ -79,7 +92,7 @@ async def watch_runs(
     RESOURCE_EXHAUSTED: there is no single log position to resume many runs
     from, so it should reconnect and re-read the runs it cares about."""
     matches = _matcher(set(workflow_ids), set(run_states), set(event_types))
-    subscription = engine.hub.subscribe_all(matches)
+    subscription = hub.subscribe_all(matches)
     try:
         while True:
             await subscription.wait()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Container
 
 from podium.core.clock import Clock
 from podium.core.errors import FailedPrecondition, NotFound
-from podium.engine.engine import Engine
+from podium.engine.ports import RunStore
 
 log = logging.getLogger("podium.retention")
 
@@ -20,13 +21,14 @@ MAX_INTERVAL = 3600.0
 MIN_INTERVAL = 1.0
 
 
-async def delete_run(engine: Engine, run_id: str) -> None:
-    """Deletes a finished run with its steps, attempts and events."""
-    if run_id in engine.active:
+async def delete_run(store: RunStore, active: Container[str], run_id: str) -> None:
+    """Deletes a finished run with its steps, attempts and events; `active`
+    holds the runs being executed (never deleted under their executor)."""
+    if run_id in active:
         raise FailedPrecondition(
             f"run {run_id!r} has not finished; cancel it first", reason="RUN_NOT_FINISHED"
         )
-    status = await engine.store.run_status(run_id)
+    status = await store.run_status(run_id)
     if status is None:
         raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
     state, _ = status
@@ -36,7 +38,7 @@ async def delete_run(engine: Engine, run_id: str) -> None:
             f"run {run_id!r} has not finished ({state.name}); cancel it first",
             reason="RUN_NOT_FINISHED",
         )
-    if not await engine.store.delete_runs([run_id]):
+    if not await store.delete_runs([run_id]):
         # Deleted by a concurrent DeleteRun or the pruner since the read above.
         raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
 
@@ -52,21 +54,23 @@ class Pruner:
 
     def __init__(
         self,
-        engine: Engine,
+        store: RunStore,
+        active: Container[str],
         max_age: float,
         interval: float,
         *,
-        clock: Clock | None = None,
+        clock: Clock,
         page_size: int = PAGE_SIZE,
     ) -> None:
         if max_age <= 0:
             raise ValueError("max_age must be positive")
         if interval <= 0:
             raise ValueError("interval must be positive")
-        self.engine = engine
+        self.store = store
+        self.active = active
         self.max_age = max_age
         self.interval = interval
-        self.clock: Clock = clock or engine.clock
+        self.clock = clock
         self.page_size = page_size
         self._task: asyncio.Task[None] | None = None
 
@@ -93,7 +97,7 @@ class Pruner:
     async def prune_once(self) -> int:
         """One pass: deletes every run that ended before now - max_age; how many."""
         cutoff = self.clock.now() - self.max_age
-        store, active = self.engine.store, self.engine.active
+        store, active = self.store, self.active
         total = 0
         while True:
             run_ids = await store.finished_runs_before(cutoff, self.page_size)

@@ -11,8 +11,10 @@ between two waiters never changes while they wait: a heap keyed on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
+from collections.abc import AsyncIterator
 
 from podium.core.clock import Clock
 
@@ -52,3 +54,24 @@ class PrioritySlots:
             if not future.done():
                 self.in_use += 1
                 future.set_result(None)
+
+
+class RunSlots:
+    """A run's slots: its own limit (FIFO), then a server-wide slot (by priority)."""
+
+    __slots__ = ("_priority", "_run", "_server", "limit")
+
+    def __init__(self, limit: int, server: PrioritySlots, priority: int) -> None:
+        self.limit = limit
+        self._run = asyncio.Semaphore(limit)
+        self._server = server
+        self._priority = priority
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._run:
+            await self._server.acquire(self._priority)
+            try:
+                yield
+            finally:
+                self._server.release()

@@ -1,9 +1,9 @@
 """One step's whole life after it became ready: its condition, then a wait,
 an approval, a fan-out, a loop or a plain agent call, each agent call with
-its retries and timeouts. Reports the outcome to the run's executor.
+its retries and timeouts. Reports the outcome to the run's executor through a callback.
 
 Durable state (due times, finished items, attempts) is written through the
-executor as it changes, so that a restarted server resumes the step where it
+run's journal as it changes, so that a restarted server resumes the step where it
 was: a wait or a retry keeps its due time, finished items are not run again,
 and an attempt that was in flight counts as an interrupted attempt.
 """
@@ -15,7 +15,9 @@ import datetime
 import hashlib
 import json
 import random
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from podium.core.clock import DeadlineExceeded, run_with_deadline, sleep_until
 from podium.core.expressions import ExpressionError
@@ -34,12 +36,10 @@ from podium.core.jsonvalues import NotJsonCompatible, from_json_numbers, json_co
 from podium.core.model import AttemptRecord, ItemRecord, StepRecord
 from podium.core.states import AttemptState, StepState
 from podium.engine.context import AttemptContext
+from podium.engine.environment import RunEnvironment
 from podium.engine.retry import next_delay
 from podium.engine.validation import StepPlan
 from podium.plugins.api import AgentError
-
-if TYPE_CHECKING:
-    from podium.engine.executor import RunExecutor
 
 # A step without a retry policy still runs again after a server restart
 # (at-least-once), but not forever: a step that kills the server every time
@@ -54,22 +54,49 @@ class StepFailed(Exception):
         self.failure = failure
 
 
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """How a step ended: SUCCEEDED with its output, FAILED with its failure,
+    SKIPPED with the reason, or CANCELLED."""
+
+    state: StepState
+    output: Any = None
+    failure: Failure | None = None
+    reason: str = ""
+
+
 class StepRunner:
-    def __init__(self, executor: RunExecutor, step: StepRecord, plan: StepPlan) -> None:
-        self.ex = executor
+    def __init__(
+        self,
+        env: RunEnvironment,
+        step: StepRecord,
+        plan: StepPlan,
+        scope: dict[str, Any],
+        *,
+        resumed: bool,
+        on_outcome: Callable[[StepRecord, StepOutcome], None],
+    ) -> None:
+        self.env = env
+        self.journal = env.journal
+        self.services = env.services
         self.step = step
         self.plan = plan
         self.spec = plan.spec
-        self.clock = executor.engine.clock
+        self.scope = scope
+        # Whether the step was in progress when the server last stopped.
+        self.resumed = resumed
+        self.on_outcome = on_outcome
+        self.clock = env.services.clock
         self.deadline: float | None = None
         self._attempts_by_item: dict[int, list[AttemptRecord]] | None = None
 
     async def run(self) -> None:
-        ex, step = self.ex, self.step
+        step = self.step
         try:
-            scope = ex.scope(self.plan)
+            scope = self.scope
             if self.plan.when is not None and not _truthy(self._evaluate(self.plan.when, scope)):
-                ex.step_skipped(step, f"condition is false: {self.spec.when}")
+                reason = f"condition is false: {self.spec.when}"
+                self.on_outcome(step, StepOutcome(StepState.SKIPPED, reason=reason))
                 return
             if step.start_time is None:
                 step.start_time = self.clock.now()
@@ -86,13 +113,13 @@ class StepRunner:
             else:
                 output = await self._cached_call(scope)
         except StepFailed as failed:
-            ex.step_failed(step, failed.failure)
+            self.on_outcome(step, StepOutcome(StepState.FAILED, failure=failed.failure))
         except asyncio.CancelledError:
-            if ex.stopping:
+            if self.env.stop.stopping:
                 raise
-            ex.step_cancelled(step)
+            self.on_outcome(step, StepOutcome(StepState.CANCELLED))
         else:
-            ex.step_succeeded(step, output)
+            self.on_outcome(step, StepOutcome(StepState.SUCCEEDED, output=output))
 
     # -- kinds of steps ------------------------------------------------------------
 
@@ -108,7 +135,7 @@ class StepRunner:
             else:
                 assert self.plan.wait_time is not None
                 due = _instant(self._evaluate(self.plan.wait_time, scope))
-            self.ex.step_waiting(self.step, due, f"waiting until {_iso(due)}")
+            self.journal.step_waiting(self.step, due, f"waiting until {_iso(due)}")
         if self.deadline is not None and self.deadline < due:
             await sleep_until(self.clock, self.deadline)
             raise StepFailed(Failure(TIMEOUT, self._timeout_message(), retryable=False))
@@ -126,8 +153,8 @@ class StepRunner:
                 due = self.clock.now() + approval.timeout
             if self.deadline is not None:
                 due = self.deadline if due is None else min(due, self.deadline)
-            self.ex.approval_requested(self.step, prompt, due)
-        decision = self.ex.approval_future(self.step.step_id)
+            self.journal.approval_requested(self.step, prompt, due)
+        decision = self.env.approvals.decision(self.step.step_id)
         try:
             if due is None:
                 approve, comment = await decision
@@ -138,7 +165,7 @@ class StepRunner:
         except DeadlineExceeded:
             raise StepFailed(Failure(TIMEOUT, "no decision before the approval timeout")) from None
         finally:
-            self.ex.approval_done(self.step.step_id)
+            self.env.approvals.done(self.step.step_id)
         if not approve:
             raise StepFailed(Failure(REJECTED, comment or "rejected", retryable=False))
         return {"approved": True, "comment": comment}
@@ -153,7 +180,7 @@ class StepRunner:
             )
         step, total = self.step, len(items)
         step.items_total = total
-        done = {record.index: record for record in await self.ex.finished_items(step)}
+        done = {record.index: record for record in await self._finished_items()}
         step.items_succeeded = sum(1 for r in done.values() if r.succeeded)
         step.items_failed = len(done) - step.items_succeeded
         tolerated = max(
@@ -174,7 +201,7 @@ class StepRunner:
                     record = ItemRecord(index, False, failure=failed.failure)
                     done[index] = record
                     step.items_failed += 1
-                    self.ex.item_finished(step, record)
+                    self.journal.item_finished(step, record)
                     if step.items_failed > tolerated and not too_many:
                         too_many.append(
                             Failure(
@@ -195,9 +222,9 @@ class StepRunner:
                 record = ItemRecord(index, True, output=output)
                 done[index] = record
                 step.items_succeeded += 1
-                self.ex.item_finished(step, record)
+                self.journal.item_finished(step, record)
 
-        limit = fan_out.max_concurrency or self.ex.limit
+        limit = fan_out.max_concurrency or self.env.slots.limit
         workers: list[asyncio.Task[None]] = []
         workers += [asyncio.create_task(worker()) for _ in range(min(limit, total - len(done)))]
         try:
@@ -217,13 +244,13 @@ class StepRunner:
         loop = self.spec.loop
         assert loop is not None and self.plan.until is not None
         step = self.step
-        done = await self.ex.finished_items(step)
+        done = await self._finished_items()
         previous = done[-1].output if done else None
         for iteration in range(len(done), loop.max_iterations):
             iteration_scope = {**scope, "iteration": iteration, "previous": previous}
             output = await self._call(iteration_scope, item=iteration)
             step.iterations = iteration + 1
-            self.ex.item_finished(step, ItemRecord(iteration, True, output=output))
+            self.journal.item_finished(step, ItemRecord(iteration, True, output=output))
             previous = output
             until_scope = {**scope, "iteration": iteration, "output": from_json_numbers(output)}
             if _truthy(self._evaluate(self.plan.until, until_scope)):
@@ -235,26 +262,26 @@ class StepRunner:
         if cache is None:
             return await self._call(scope, item=-1)
         inputs = self._inputs(scope)
-        agent = self.ex.engine.registry.agent(self.spec.agent)
+        agent = self.services.registry.agent(self.spec.agent)
         key = _cache_key(self.spec.agent, agent.version if agent else "", inputs, self.spec.config)
-        hit, output = await self.ex.engine.store.get_cache(key, self.clock.now())
+        hit, output = await self.services.store.get_cache(key, self.clock.now())
         if hit:
             self.step.input = inputs
-            self.ex.cache_hit(self.step, output)
+            self.journal.cache_hit(self.step, output)
             return output
         output = await self._call(scope, item=-1, inputs=inputs)
-        self.ex.engine.store.put_cache(key, output, self.clock.now() + cache.ttl)
+        self.services.store.put_cache(key, output, self.clock.now() + cache.ttl)
         return output
 
     # -- one agent call, with retries and timeouts -----------------------------------
 
     async def _call(self, scope: dict[str, Any], *, item: int, inputs: Any = None) -> Any:
-        ex, step, spec = self.ex, self.step, self.spec
+        journal, step, spec = self.journal, self.step, self.spec
         if inputs is None:
             inputs = self._inputs(scope)
         if item == -1:
             step.input = inputs
-        agent = ex.engine.registry.agent(spec.agent)
+        agent = self.services.registry.agent(spec.agent)
         if agent is None:
             raise StepFailed(Failure(UNKNOWN_AGENT, f"agent {spec.agent!r} is not registered"))
         previous = self._previous_attempts(item)
@@ -264,13 +291,15 @@ class StepRunner:
         made = len(previous)
         while True:
             self._check_deadline()
-            async with ex.slot():
+            async with self.env.slots.slot():
                 # The deadline may have passed while queueing for the slot.
                 self._check_deadline()
                 made += 1
                 attempt = AttemptRecord(made, AttemptState.RUNNING, self.clock.now(), item=item)
-                ex.attempt_started(step, attempt)
-                context = AttemptContext(ex, step, attempt, inputs, spec.config)
+                journal.attempt_started(step, attempt)
+                context = AttemptContext(
+                    self.services, journal, spec, step, attempt, inputs, spec.config
+                )
                 try:
                     output = await run_with_deadline(
                         agent.run(context), self._attempt_budget(), self.clock
@@ -279,15 +308,15 @@ class StepRunner:
                 except DeadlineExceeded:
                     failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
                 except asyncio.CancelledError:
-                    if not ex.stopping:
-                        ex.attempt_ended(step, attempt, AttemptState.CANCELLED, None)
+                    if not self.env.stop.stopping:
+                        journal.attempt_ended(step, attempt, AttemptState.CANCELLED, None)
                     raise
                 except Exception as error:
                     failure = failure_from_exception(error)
                 else:
-                    ex.attempt_ended(step, attempt, AttemptState.SUCCEEDED, None)
+                    journal.attempt_ended(step, attempt, AttemptState.SUCCEEDED, None)
                     return output
-            ex.attempt_ended(step, attempt, AttemptState.FAILED, failure)
+            journal.attempt_ended(step, attempt, AttemptState.FAILED, failure)
             await self._retry_or_fail(attempt, item, made, resumed=False)
 
     async def _retry_or_fail(
@@ -310,7 +339,7 @@ class StepRunner:
             due = self.clock.now() + delay
             if self.deadline is not None and due >= self.deadline:
                 raise StepFailed(failure)
-            self.ex.retrying(
+            self.journal.retrying(
                 self.step, attempt, failure, delay, due, item, announce_failure=not resumed
             )
         await sleep_until(self.clock, due)
@@ -320,7 +349,7 @@ class StepRunner:
     def _previous_attempts(self, item: int) -> list[AttemptRecord]:
         """Attempts made before a restart for this item; a new step has none
         (and a 10,000-item fan-out must not scan its attempts per item)."""
-        if not self.ex.resumed(self.step):
+        if not self.resumed:
             return []
         if self._attempts_by_item is None:
             grouped: dict[int, list[AttemptRecord]] = {}
@@ -328,6 +357,12 @@ class StepRunner:
                 grouped.setdefault(attempt.item, []).append(attempt)
             self._attempts_by_item = grouped
         return self._attempts_by_item.get(item, [])
+
+    async def _finished_items(self) -> list[ItemRecord]:
+        """Items a fan-out or loop finished before a restart (none for a new step)."""
+        if not self.resumed:
+            return []
+        return await self.services.store.items_of(self.journal.run.run_id, self.step.step_id)
 
     def _inputs(self, scope: dict[str, Any]) -> dict[str, Any]:
         return {key: self._evaluate(e, scope) for key, e in self.plan.inputs.items()}

@@ -12,13 +12,17 @@ Token convention (that of `Usage`):
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from podium.core.model import Usage
-from podium.plugins.api import ModelPrice
+from podium.plugins.api import ModelPrice, Provider
 
-__all__ = ["Price", "PriceTable"]
+log = logging.getLogger("podium.governance")
+
+__all__ = ["Price", "PriceTable", "contribute_provider_prices"]
 
 _MILLION = Decimal(1_000_000)
 ZERO = Decimal(0)
@@ -96,12 +100,6 @@ class PriceTable:
         self._overrides[_key(provider, model)] = price
         self._refresh()
 
-    def replace_overrides(self, overrides: dict[tuple[str, str], Price]) -> None:
-        """Sets the policy's prices at once: a reloaded policy drops the
-        overrides it no longer lists."""
-        self._overrides = {_key(p, m): price for (p, m), price in overrides.items()}
-        self._refresh()
-
     def lookup(self, provider: str, model: str) -> tuple[Price | None, str]:
         key = (provider, model)
         price = self._overrides.get(key)
@@ -143,3 +141,17 @@ def _or(rate: Decimal | None, fallback: Decimal) -> Decimal:
 def _plain(rate: Decimal) -> str:
     # 1.0 and 1.00 are one price: normalize so the version ignores notation.
     return format(rate.normalize(), "f")
+
+
+def contribute_provider_prices(prices: PriceTable, providers: Iterable[Provider]) -> None:
+    """Provider plugins contribute their models' prices (a policy's override
+    wins); a provider whose `price` raises is logged, never fatal."""
+    for provider in providers:
+        for model in provider.models:
+            try:
+                price = provider.price(model)
+            except Exception:  # a plugin's bug must not stop the server
+                log.exception("provider %s: price(%r) raised", provider.name, model)
+                continue
+            if price is not None:
+                prices.contribute(provider.name, model, Price.from_model_price(price))

@@ -55,6 +55,3 @@ class CallScopes:
             ("tenant", self.tenant),
         )
         return tuple(Scope(kind, value) for kind, value in pairs if value)
-
-    def covers(self, scope: Scope) -> bool:
-        return scope in self.scopes()

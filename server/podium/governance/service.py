@@ -30,10 +30,11 @@ from podium.governance.policy import (
     field_of,
     parse_scope,
 )
-from podium.governance.ports import GovernanceStore, OverrideKind
+from podium.governance.ports import GovernanceStore, OverrideKind, SpendRow
 from podium.governance.prices import Price, PriceTable
 from podium.governance.quotas import ConcurrencyLimit, QuotaBook, RateLimit
 from podium.governance.scopes import CallScopes, Scope
+from podium.governance.spend import ReportPeriod, SpendReport, month_start, spend_report
 
 log = logging.getLogger("podium.governance")
 
@@ -197,11 +198,19 @@ class Governance:
 
     async def spend(
         self, scope_kind: str = "", scope_value: str = "", since_day: str = ""
-    ) -> list[tuple[str, str, str, Decimal, int]]:
+    ) -> list[SpendRow]:
         """Settled spend per scope and UTC day (empty without a store)."""
         if self._store is None:
             return []
         return await self._store.spend(scope_kind, scope_value, since_day)
+
+    async def spend_report(
+        self, scope_kind: str, scope_value: str, period: ReportPeriod, since: str = ""
+    ) -> SpendReport:
+        """Settled spend per scope and UTC day or month, from `since` (a day,
+        or a month for a month report), with the total."""
+        rows = await self.spend(scope_kind, scope_value, month_start(since, period))
+        return spend_report(rows, period)
 
     def _settled(self, budget: str, period_key: str, amount: Decimal) -> None:
         if not budget.startswith("run:"):

@@ -90,12 +90,6 @@ class Registry:
     def agent_entry(self, name: str) -> AgentEntry | None:
         return self._agents.get(name)
 
-    def provider_entry(self, name: str) -> ProviderEntry | None:
-        return self._providers.get(name)
-
-    def tool_entry(self, name: str) -> ToolEntry | None:
-        return self._tools.get(name)
-
     @property
     def agents(self) -> list[AgentEntry]:
         """Sorted by name."""

@@ -14,6 +14,7 @@ from podium.core.clock import Clock, SystemClock
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.retention import Pruner, default_interval
 from podium.governance.policy import Policy
+from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
 from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
@@ -102,22 +103,25 @@ async def start_server(
         await store.close()
         raise
     _configure_providers(report, policy or Policy())
+    contribute_provider_prices(governance.prices, (e.provider for e in report.registry.providers))
     engine = Engine(
         store,
         report.registry,
+        governance,
         clock=governance.clock,
         max_running_steps=max_running_steps,
-        governance=governance,
     )
 
     server = grpc.aio.server()
-    workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowService(engine), server)
+    workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
+        WorkflowService(engine.workflows), server
+    )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionService(engine), server
     )
     progress_service_pb2_grpc.add_ProgressServiceServicer_to_server(ProgressService(engine), server)
     control_service_pb2_grpc.add_ControlServiceServicer_to_server(
-        ControlService(engine, report, version or _version(), started), server
+        ControlService(engine, governance, report, version or _version(), started), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -132,7 +136,13 @@ async def start_server(
     engine.start_recovery()
     pruner = None
     if retention_seconds:
-        pruner = Pruner(engine, retention_seconds, default_interval(retention_seconds))
+        pruner = Pruner(
+            store,
+            engine.active,
+            retention_seconds,
+            default_interval(retention_seconds),
+            clock=engine.clock,
+        )
         pruner.start()
         log.info("deleting runs that ended over %.0fs ago", retention_seconds)
     for name in (*SERVICE_NAMES, ""):

@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import duration_pb2
 
 from podium.engine.engine import Engine
+from podium.governance.service import Governance
 from podium.plugins.manager import PluginReport
 from podium.server import translate
 from podium.server.governance_service import GovernanceRpcs
@@ -26,9 +27,15 @@ _PLUGIN_STATUS = {
 
 class ControlService(GovernanceRpcs, control_service_pb2_grpc.ControlServiceServicer):
     def __init__(
-        self, engine: Engine, plugins: PluginReport, version: str, start_time: float
+        self,
+        engine: Engine,
+        governance: Governance,
+        plugins: PluginReport,
+        version: str,
+        start_time: float,
     ) -> None:
         self._engine = engine
+        self._governance = governance
         self._plugins = plugins
         self._version = version
         self._start_time = start_time

@@ -8,7 +8,6 @@ import grpc
 
 from podium.core.errors import FieldViolation, InvalidArgument
 from podium.core.states import RunState
-from podium.engine import retention
 from podium.engine.engine import Engine
 from podium.server import requests, translate
 from podium.server.status import invalid, unary
@@ -100,7 +99,7 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
     async def DeleteRun(
         self, request: execution_service_pb2.DeleteRunRequest, context: Context
     ) -> execution_service_pb2.DeleteRunResponse:
-        await retention.delete_run(self._engine, requests.run_id(request.name))
+        await self._engine.delete_run(requests.run_id(request.name))
         return execution_service_pb2.DeleteRunResponse()
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import grpc
 
 from podium.core.errors import FieldViolation, InvalidArgument, NotFound
-from podium.engine.engine import Engine
 from podium.governance.policy import PolicyError
+from podium.governance.service import Governance
+from podium.governance.spend import ReportPeriod
 from podium.server import governance_translate as gt
 from podium.server.status import unary
 from podium.server.translate import money
@@ -27,13 +27,13 @@ def _invalid(error: PolicyError) -> InvalidArgument:
 class GovernanceRpcs:
     """Mixed into ControlService."""
 
-    _engine: Engine
+    _governance: Governance
 
     @unary
     async def ListQuotas(
         self, request: pb.ListQuotasRequest, context: Context
     ) -> pb.ListQuotasResponse:
-        governance = self._engine.governance
+        governance = self._governance
         snapshot = governance.quotas.snapshot()
         rates = {view.name: view for view in snapshot.rates}
         leases = {view.name: view for view in snapshot.leases}
@@ -49,7 +49,7 @@ class GovernanceRpcs:
         self, request: pb.UpdateQuotaRequest, context: Context
     ) -> pb.UpdateQuotaResponse:
         try:
-            quota = await self._engine.governance.put_quota(gt.quota_data(request.quota))
+            quota = await self._governance.put_quota(gt.quota_data(request.quota))
         except PolicyError as error:
             raise _invalid(error) from None
         return pb.UpdateQuotaResponse(quota=gt.quota_message(quota))
@@ -58,7 +58,7 @@ class GovernanceRpcs:
     async def DeleteQuota(
         self, request: pb.DeleteQuotaRequest, context: Context
     ) -> pb.DeleteQuotaResponse:
-        if not await self._engine.governance.delete_quota(request.name):
+        if not await self._governance.delete_quota(request.name):
             raise NotFound(f"quota {request.name!r} not found", reason="QUOTA_NOT_FOUND")
         return pb.DeleteQuotaResponse()
 
@@ -66,7 +66,7 @@ class GovernanceRpcs:
     async def ListBudgets(
         self, request: pb.ListBudgetsRequest, context: Context
     ) -> pb.ListBudgetsResponse:
-        governance = self._engine.governance
+        governance = self._governance
         views = {view.name: view for view in governance.ledger.snapshot()}
         return pb.ListBudgetsResponse(
             budgets=[gt.budget_message(b, views.get(b.name)) for b in governance.budget_policies()]
@@ -76,7 +76,7 @@ class GovernanceRpcs:
     async def UpdateBudget(
         self, request: pb.UpdateBudgetRequest, context: Context
     ) -> pb.UpdateBudgetResponse:
-        governance = self._engine.governance
+        governance = self._governance
         try:
             budget = await governance.put_budget(gt.budget_data(request.budget))
         except PolicyError as error:
@@ -88,36 +88,29 @@ class GovernanceRpcs:
     async def DeleteBudget(
         self, request: pb.DeleteBudgetRequest, context: Context
     ) -> pb.DeleteBudgetResponse:
-        if not await self._engine.governance.delete_budget(request.name):
+        if not await self._governance.delete_budget(request.name):
             raise NotFound(f"budget {request.name!r} not found", reason="BUDGET_NOT_FOUND")
         return pb.DeleteBudgetResponse()
 
     @unary
     async def GetSpend(self, request: pb.GetSpendRequest, context: Context) -> pb.GetSpendResponse:
-        by_month = gt.period_name(request.period) == "month"
-        since = request.since if not by_month or not request.since else request.since + "-01"
-        rows = await self._engine.governance.spend(
-            gt.scope_kind_name(request.scope_kind), request.scope_value, since
+        period: ReportPeriod = "month" if gt.period_name(request.period) == "month" else "day"
+        report = await self._governance.spend_report(
+            gt.scope_kind_name(request.scope_kind), request.scope_value, period, request.since
         )
-        totals: dict[tuple[str, str, str], tuple[Decimal, int]] = {}
-        for kind, value, day, spent, calls in rows:
-            key = (kind, value, day[:7] if by_month else day)
-            before = totals.get(key, (Decimal(0), 0))
-            totals[key] = (before[0] + spent, before[1] + calls)
-        entries = [gt.spend_entry(k, v, p, s, c) for (k, v, p), (s, c) in totals.items()]
-        server_total = sum((s for (k, _, _), (s, _) in totals.items() if k == "server"), Decimal(0))
-        total = (
-            server_total
-            if any(k == "server" for k, _, _ in totals)
-            else sum((s for s, _ in totals.values()), Decimal(0))
+        return pb.GetSpendResponse(
+            entries=[
+                gt.spend_entry(e.scope_kind, e.scope_value, e.period_key, e.spent, e.calls)
+                for e in report.entries
+            ],
+            total=money(report.total),
         )
-        return pb.GetSpendResponse(entries=entries, total=money(total))
 
     @unary
     async def ListBreakers(
         self, request: pb.ListBreakersRequest, context: Context
     ) -> pb.ListBreakersResponse:
-        governance = self._engine.governance
+        governance = self._governance
         now = governance.clock.now()
         return pb.ListBreakersResponse(
             breakers=[gt.breaker_message(view, now) for view in governance.breakers.list()]
@@ -127,7 +120,7 @@ class GovernanceRpcs:
     async def ResetBreaker(
         self, request: pb.ResetBreakerRequest, context: Context
     ) -> pb.ResetBreakerResponse:
-        governance = self._engine.governance
+        governance = self._governance
         if not governance.breakers.reset(request.name):
             raise NotFound(f"breaker {request.name!r} not found", reason="BREAKER_NOT_FOUND")
         breaker = governance.breakers.breaker(request.name)

@@ -28,7 +28,9 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
         run_id = requests.run_id(request.run, "run")
         if request.after_sequence < 0:
             raise invalid("after_sequence", "must not be negative")
-        async for batch in progress.watch_run(self._engine, run_id, request.after_sequence):
+        async for batch in progress.watch_run(
+            self._engine.hub, self._engine, run_id, request.after_sequence
+        ):
             yield progress_service_pb2.WatchRunResponse(
                 events=[translate.event_to_proto(e) for e in batch]
             )
@@ -44,7 +46,7 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
         types = [
             _enum(EventType, v, f"event_types[{i}]") for i, v in enumerate(request.event_types)
         ]
-        async for batch in progress.watch_runs(self._engine, workflows, states, types):
+        async for batch in progress.watch_runs(self._engine.hub, workflows, states, types):
             yield progress_service_pb2.WatchRunsResponse(
                 events=[translate.event_to_proto(e) for e in batch]
             )

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 from pydantic import ValidationError
 
-from podium.engine.engine import Engine
+from podium.engine.workflows import WorkflowCatalog
 from podium.server import requests, translate
 from podium.server.status import invalid, unary
 from podium.v1 import workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
@@ -16,15 +16,15 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, workflows: WorkflowCatalog) -> None:
+        self._workflows = workflows
 
     @unary
     async def CreateWorkflow(
         self, request: workflow_service_pb2.CreateWorkflowRequest, context: Context
     ) -> workflow_service_pb2.CreateWorkflowResponse:
         spec = _spec(request.spec)
-        workflow = await self._engine.create_workflow(request.workflow_id, spec)
+        workflow = await self._workflows.create(request.workflow_id, spec)
         return workflow_service_pb2.CreateWorkflowResponse(
             workflow=translate.workflow_to_proto(workflow)
         )
@@ -35,9 +35,7 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     ) -> workflow_service_pb2.GetWorkflowResponse:
         if request.version < 0:
             raise invalid("version", "must not be negative")
-        workflow = await self._engine.get_workflow(
-            requests.workflow_id(request.name), request.version
-        )
+        workflow = await self._workflows.get(requests.workflow_id(request.name), request.version)
         return workflow_service_pb2.GetWorkflowResponse(
             workflow=translate.workflow_to_proto(workflow)
         )
@@ -46,7 +44,7 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     async def ListWorkflows(
         self, request: workflow_service_pb2.ListWorkflowsRequest, context: Context
     ) -> workflow_service_pb2.ListWorkflowsResponse:
-        workflows, token = await self._engine.list_workflows(request.page_size, request.page_token)
+        workflows, token = await self._workflows.list(request.page_size, request.page_token)
         return workflow_service_pb2.ListWorkflowsResponse(
             workflows=[translate.workflow_to_proto(w) for w in workflows], next_page_token=token
         )
@@ -55,14 +53,14 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     async def DeleteWorkflow(
         self, request: workflow_service_pb2.DeleteWorkflowRequest, context: Context
     ) -> workflow_service_pb2.DeleteWorkflowResponse:
-        await self._engine.delete_workflow(requests.workflow_id(request.name))
+        await self._workflows.delete(requests.workflow_id(request.name))
         return workflow_service_pb2.DeleteWorkflowResponse()
 
     @unary
     async def ValidateWorkflow(
         self, request: workflow_service_pb2.ValidateWorkflowRequest, context: Context
     ) -> workflow_service_pb2.ValidateWorkflowResponse:
-        plan = self._engine.validate(_spec(request.spec))
+        plan = self._workflows.validate(_spec(request.spec))
         return workflow_service_pb2.ValidateWorkflowResponse(
             levels=[workflow_pb2.ExecutionLevel(step_ids=level) for level in plan.levels],
             critical_path=plan.critical_path,

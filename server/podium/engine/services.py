@@ -1,0 +1,38 @@
+"""What the engine hands down to the executors of its runs: narrow services,
+never itself, so a run's code cannot reach back into the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from podium.core.clock import Clock
+from podium.engine.ports import RunStore
+from podium.engine.recorder import Recorder
+from podium.engine.slots import PrioritySlots
+from podium.governance.service import Governance
+from podium.plugins.registry import Registry
+
+
+@dataclass(frozen=True, slots=True)
+class RunServices:
+    clock: Clock
+    # Reads of finished items and of the step cache; writes go through the recorder.
+    store: RunStore
+    recorder: Recorder
+    # Agents, tools and providers.
+    registry: Registry
+    governance: Governance
+    # Server-wide agent-call slots, granted by run priority.
+    slots: PrioritySlots
+    # A run's max_concurrency when neither the run nor its workflow sets one.
+    default_max_concurrency: int
+
+
+class StopSignal:
+    """Set when the server shuts down: running work then stops without
+    recording it, so the run stays resumable after a restart."""
+
+    __slots__ = ("stopping",)
+
+    def __init__(self) -> None:
+        self.stopping = False

@@ -1,0 +1,112 @@
+"""Workflow definitions: validation, versions, and compiled plans.
+
+This process is the only writer of workflows (one server per database), so
+caching each workflow's latest version is exact, and StartRun needs no read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+from podium.core.clock import Clock
+from podium.core.errors import FieldViolation, InvalidArgument, NotFound
+from podium.core.spec import WorkflowSpec, WorkflowVersion
+from podium.engine import pagination
+from podium.engine.ports import WorkflowStore
+from podium.engine.validation import Plan, compile_plan
+from podium.plugins.registry import Registry
+
+WORKFLOW_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+PLAN_CACHE_SIZE = 256
+
+
+class WorkflowCatalog:
+    def __init__(self, store: WorkflowStore, registry: Registry, clock: Clock) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._plans: OrderedDict[tuple[str, int], Plan] = OrderedDict()
+        self._latest: dict[str, WorkflowVersion] = {}
+
+    def validate(self, spec: WorkflowSpec) -> Plan:
+        """The plan of a valid spec; raises InvalidArgument. No side effect."""
+        return compile_plan(spec, self._registry, self._registry.agent)
+
+    async def create(self, workflow_id: str, spec: WorkflowSpec) -> WorkflowVersion:
+        """Stores a new version; durable when this returns."""
+        violations: list[FieldViolation] = []
+        if not WORKFLOW_ID.match(workflow_id):
+            violations.append(
+                FieldViolation("workflow_id", "must match [a-z][a-z0-9-]* (at most 63 characters)")
+            )
+        try:
+            plan = self.validate(spec)
+        except InvalidArgument as error:
+            # Report every problem at once, the id's included.
+            raise InvalidArgument(
+                error.message, violations + error.violations, reason=error.reason
+            ) from None
+        if violations:
+            raise InvalidArgument("invalid workflow_id", violations, reason="INVALID_WORKFLOW")
+        now = self._clock.now()
+        version = await self._store.create_workflow(workflow_id, spec, now)
+        self._remember_plan(workflow_id, version, plan)
+        created = WorkflowVersion(
+            workflow_id=workflow_id, version=version, spec=spec, create_time=now
+        )
+        self._latest[workflow_id] = created
+        return created
+
+    async def get(self, workflow_id: str, version: int = 0) -> WorkflowVersion:
+        """A live workflow's version (latest when 0), or NotFound."""
+        latest = self._latest.get(workflow_id)
+        if latest is not None and version in (0, latest.version):
+            return latest
+        found = await self._store.get_workflow(workflow_id, version)
+        if found is None:
+            suffix = f" version {version}" if version else ""
+            raise NotFound(
+                f"workflow {workflow_id!r}{suffix} not found", reason="WORKFLOW_NOT_FOUND"
+            )
+        if not version:
+            self._latest[workflow_id] = found
+        return found
+
+    async def pinned(self, workflow_id: str, version: int) -> WorkflowVersion | None:
+        """The version a run is pinned to, even if its workflow was deleted since."""
+        return await self._store.get_workflow_version_any(workflow_id, version)
+
+    async def delete(self, workflow_id: str) -> None:
+        self._latest.pop(workflow_id, None)
+        if not await self._store.delete_workflow(workflow_id):
+            raise NotFound(f"workflow {workflow_id!r} not found", reason="WORKFLOW_NOT_FOUND")
+
+    async def list(self, page_size: int, page_token: str) -> tuple[list[WorkflowVersion], str]:
+        """A page of workflows (latest versions, by id) and the next page's token."""
+        size = pagination.page_size(page_size)
+        key = pagination.decode_token(page_token)
+        after = ""
+        if key is not None:
+            if len(key) != 1 or not isinstance(key[0], str):
+                raise pagination.bad_token()
+            after = key[0]
+        found = await self._store.list_workflows(size + 1, after)
+        page = found[:size]
+        token = pagination.encode_token(page[-1].workflow_id) if len(found) > size else ""
+        return page, token
+
+    def plan_for(self, workflow: WorkflowVersion) -> Plan:
+        """The compiled plan of a stored version (cached)."""
+        key = (workflow.workflow_id, workflow.version)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self.validate(workflow.spec)
+            self._remember_plan(*key, plan)
+        return plan
+
+    def _remember_plan(self, workflow_id: str, version: int, plan: Plan) -> None:
+        self._plans[(workflow_id, version)] = plan
+        self._plans.move_to_end((workflow_id, version))
+        while len(self._plans) > PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)

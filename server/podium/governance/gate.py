@@ -1,0 +1,315 @@
+"""The governance gate: every LLM call passes it.
+
+In order: the circuit breakers of the target (provider, model, agent), then
+quota admission (all or nothing; the caller hears `waiting("quota:<name>")`
+meanwhile), then a reservation of the call's worst-case cost in every budget
+it falls in and in its run's own ceiling, then the provider call; the
+reservation is settled to the exact cost, or released, exactly once whatever
+happens. With fallbacks, the next target takes the call while a target's
+breakers are open or its provider is unavailable.
+
+The gate decides; it reports what happened to an observer (the engine turns
+that into run events), so data flows one way: engine -> gate -> provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Protocol
+
+from podium.core.failures import BUDGET_EXCEEDED, CIRCUIT_OPEN, QUOTA_EXCEEDED
+from podium.core.model import Usage
+from podium.governance.breakers import BreakerState, CircuitBreaker, Outcome, classify
+from podium.governance.budgets import BudgetExceeded, BudgetWarning
+from podium.governance.quotas import QuotaTimeout
+from podium.governance.scopes import CallScopes
+from podium.governance.service import Governance, Transition
+from podium.plugins.api import (
+    AgentError,
+    CompletionRequest,
+    LlmResult,
+    Provider,
+    ProviderError,
+    Target,
+)
+
+__all__ = ["DEFAULT_MAX_TOKENS", "Caller", "GateObserver", "LlmGate", "NullObserver"]
+
+# What the gate reserves for output when a call sets no max_tokens (and then
+# sends to the provider, so that the reservation is a true bound).
+DEFAULT_MAX_TOKENS = 1024
+# About four characters per token for English text; the reservation is
+# corrected to the provider's exact usage when the call settles.
+CHARACTERS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who makes the calls: what budgets, quotas and breakers key on."""
+
+    run_id: str
+    workflow: str
+    agent: str
+    # The run's own spending ceiling, if any.
+    max_cost: Decimal | None = None
+    # With every target's breaker open: fail at once instead of waiting.
+    fail_fast: bool = False
+
+
+class GateObserver(Protocol):
+    """What the gate reports while it works; the engine records each as a run event."""
+
+    def waiting(self, reason: str) -> None:
+        """The call waits: "quota:<name>" or "breaker:<name>"."""
+        ...
+
+    def resumed(self, reason: str) -> None:
+        """The call stopped waiting for `reason`."""
+        ...
+
+    def llm_call(
+        self,
+        usage: Usage,
+        cost: Decimal,
+        provider: str,
+        model: str,
+        price_version: str,
+        message: str = "",
+    ) -> None:
+        """A call was made and charged (settled or, failing closed, reserved)."""
+        ...
+
+    def breaker_changed(self, transition: Transition) -> None: ...
+
+    def budget_warning(self, warning: BudgetWarning) -> None: ...
+
+
+class NullObserver:
+    """An observer that records nothing (benchmarks, tools outside a run)."""
+
+    def waiting(self, reason: str) -> None:
+        pass
+
+    def resumed(self, reason: str) -> None:
+        pass
+
+    def llm_call(
+        self,
+        usage: Usage,
+        cost: Decimal,
+        provider: str,
+        model: str,
+        price_version: str,
+        message: str = "",
+    ) -> None:
+        pass
+
+    def breaker_changed(self, transition: Transition) -> None:
+        pass
+
+    def budget_warning(self, warning: BudgetWarning) -> None:
+        pass
+
+
+class LlmGate:
+    """Implements podium.plugins.api.LlmGateway for one caller."""
+
+    __slots__ = ("_caller", "_governance", "_observer", "_providers")
+
+    def __init__(
+        self,
+        governance: Governance,
+        providers: Callable[[str], Provider | None],
+        caller: Caller,
+        observer: GateObserver,
+    ) -> None:
+        self._governance = governance
+        self._providers = providers
+        self._caller = caller
+        self._observer = observer
+
+    async def complete(
+        self,
+        provider: str,
+        request: CompletionRequest,
+        *,
+        fallbacks: Sequence[Target] = (),
+    ) -> LlmResult:
+        if request.max_tokens is None:
+            request = replace(request, max_tokens=DEFAULT_MAX_TOKENS)
+        targets = [Target(provider, request.model), *fallbacks]
+        while True:
+            earliest: float | None = None
+            blocked = ""
+            for index, target in enumerate(targets):
+                last = index == len(targets) - 1
+                breakers = self._breakers(target)
+                refusing = self._refusing(breakers)
+                if refusing:
+                    retry = [b.retry_in() for b in refusing]
+                    wait = max((r for r in retry if r is not None), default=0.0)
+                    earliest = wait if earliest is None else min(earliest, wait)
+                    blocked = blocked or refusing[0].name
+                    continue
+                try:
+                    return await self._call(target, replace(request, model=target.model), breakers)
+                except ProviderError as error:
+                    if last or classify(error) != "failure":
+                        raise
+                    # Unavailable: the next target gets the call.
+            # Every target's breaker is open.
+            if self._caller.fail_fast:
+                raise AgentError(
+                    f"circuit breaker {blocked} does not admit calls", code=CIRCUIT_OPEN
+                )
+            self._observer.waiting(f"breaker:{blocked}")
+            await self._governance.clock.sleep(max(earliest or 0.0, 0.01))
+            self._observer.resumed(f"breaker:{blocked}")
+
+    # -- breakers --------------------------------------------------------------------
+
+    def _breakers(self, target: Target) -> list[CircuitBreaker]:
+        board = self._governance.breakers
+        return [
+            board.breaker(f"provider:{target.provider}"),
+            board.breaker(f"model:{target.provider}/{target.model}"),
+            board.breaker(f"agent:{self._caller.agent}"),
+        ]
+
+    def _refusing(self, breakers: list[CircuitBreaker]) -> list[CircuitBreaker]:
+        """The breakers refusing a call to this target, or none; a half-open
+        breaker's probe slot is taken only when every breaker lets the call
+        through (else it is handed back at once)."""
+        with self._governance.transitions() as seen:
+            refusing = [b for b in breakers if b.state is BreakerState.OPEN]
+            if not refusing:
+                taken: list[CircuitBreaker] = []
+                for breaker in breakers:
+                    (taken if breaker.allow() else refusing).append(breaker)
+                if refusing:
+                    for breaker in taken:
+                        breaker.record_ignored()
+        self._announce(seen)
+        return refusing
+
+    def _record(self, breakers: list[CircuitBreaker], outcome: Outcome, cause: str) -> None:
+        with self._governance.transitions() as seen:
+            for breaker in breakers:
+                breaker.record(outcome, cause)
+        self._announce(seen)
+
+    def _announce(self, transitions: list[Transition]) -> None:
+        for transition in transitions:
+            self._observer.breaker_changed(transition)
+
+    # -- one call to one target ------------------------------------------------------
+
+    async def _call(
+        self, target: Target, request: CompletionRequest, breakers: list[CircuitBreaker]
+    ) -> LlmResult:
+        governance = self._governance
+        observer = self._observer
+        caller = self._caller
+        implementation = self._providers(target.provider)
+        if implementation is None:
+            raise ProviderError(f"unknown provider {target.provider!r}", kind="bad_request")
+        call = CallScopes(
+            provider=target.provider,
+            model=target.model,
+            agent=caller.agent,
+            workflow=caller.workflow,
+        )
+        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
+        input_estimate = estimate_tokens(request)
+        demand = governance.quotas.plan(call, input_estimate, max_tokens)
+        waited: list[str] = []
+
+        def on_wait(reason: str) -> None:
+            waited.append(reason)
+            observer.waiting(reason)
+
+        try:
+            admission = await governance.quotas.admit(demand, None, on_wait=on_wait)
+        except QuotaTimeout as error:
+            raise AgentError(
+                f"quota {error.reason} cannot admit this call", code=QUOTA_EXCEEDED
+            ) from None
+        if waited:
+            observer.resumed(waited[0])
+        settled = False
+        try:
+            worst = governance.prices.worst_case(
+                target.provider, target.model, input_estimate, max_tokens
+            )
+            try:
+                reservation = governance.ledger.reserve(call, caller.run_id, caller.max_cost, worst)
+            except BudgetExceeded as error:
+                governance.quotas.settle(admission, 0, 0)
+                settled = True
+                raise AgentError(str(error), code=BUDGET_EXCEEDED, retryable=False) from None
+            try:
+                completion = await implementation.complete(request)
+            except BaseException as error:
+                if isinstance(error, ProviderError) and error.charge_reservation:
+                    # The provider may have billed a call whose usage never
+                    # arrived: charge its worst case (fail closed), and say so.
+                    governance.ledger.settle(reservation, worst)
+                    governance.record_spend(call, worst)
+                    observer.llm_call(
+                        Usage(calls=1),
+                        worst,
+                        target.provider,
+                        target.model,
+                        governance.prices.lookup(target.provider, target.model)[1],
+                        message=f"no usage reported ({error}); charged the reservation",
+                    )
+                else:
+                    governance.ledger.release(reservation)
+                outcome = classify(error)
+                if not isinstance(error, asyncio.CancelledError):
+                    self._record(breakers, outcome, _cause(error))
+                if isinstance(error, ProviderError) and error.kind == "rate_limited":
+                    governance.quotas.feedback_rate_limited(call, error.retry_after or 1.0)
+                raise
+            self._record(breakers, "success", "")
+            if completion.remaining_requests is not None or completion.remaining_tokens is not None:
+                governance.quotas.feedback_headers(
+                    call,
+                    remaining_requests=completion.remaining_requests,
+                    remaining_tokens=completion.remaining_tokens,
+                )
+            price, version = governance.prices.lookup(target.provider, target.model)
+            cost = price.cost(completion.usage) if price is not None else worst * 0
+            warnings = governance.ledger.settle(reservation, cost)
+            usage = completion.usage.copy()
+            usage.calls = max(usage.calls, 1)
+            governance.quotas.settle(admission, usage.input_tokens, usage.output_tokens)
+            settled = True
+            governance.record_spend(call, cost)
+            model = completion.model or target.model
+            observer.llm_call(usage, cost, target.provider, model, version)
+            for warning in warnings:
+                observer.budget_warning(warning)
+            return LlmResult(
+                completion=completion, provider=target.provider, model=model, cost=cost
+            )
+        finally:
+            if not settled:
+                governance.quotas.settle(admission, 0, 0)
+            governance.quotas.release(admission)
+
+
+def estimate_tokens(request: CompletionRequest) -> int:
+    """The input tokens a request is reserved for, before the provider counts them."""
+    characters = sum(len(message.content) for message in request.messages)
+    return max(1, math.ceil(characters / CHARACTERS_PER_TOKEN))
+
+
+def _cause(error: BaseException) -> str:
+    if isinstance(error, ProviderError):
+        return f"{error.kind}: {error}"
+    return f"{type(error).__name__}: {error}"
