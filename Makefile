@@ -20,7 +20,7 @@ MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli tests benc
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: install protos lint typecheck check test demo demo-governance bench fmt clean
+.PHONY: install protos lint typecheck imports check test demo demo-governance bench fmt clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -50,7 +50,11 @@ lint: $(VENV_STAMP) $(BUF)
 typecheck: $(VENV_STAMP)
 	$(PY) -m mypy $(MYPY_PATHS)
 
-check: lint typecheck
+# The layers and one-way dependencies of server/podium (contracts in pyproject.toml).
+imports: $(VENV_STAMP)
+	$(VENV)/bin/lint-imports --no-cache
+
+check: lint typecheck imports
 
 test: check
 	$(PY) -m pytest -q
