@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from podium.core.clock import Clock
 from podium.governance.breakers import BreakerBoard, BreakerSettings
-from podium.governance.budgets import Budget, BudgetError, BudgetLedger
+from podium.governance.budgets import Budget, BudgetError, BudgetLedger, BudgetView
 from podium.governance.policy import (
     BreakerPolicy,
     BudgetPolicy,
@@ -32,7 +32,7 @@ from podium.governance.policy import (
 )
 from podium.governance.ports import GovernanceStore, OverrideKind, SpendRow
 from podium.governance.prices import Price, PriceTable
-from podium.governance.quotas import ConcurrencyLimit, QuotaBook, RateLimit
+from podium.governance.quotas import ConcurrencyLimit, LeaseView, QuotaBook, RateLimit, RateView
 from podium.governance.scopes import CallScopes, Scope
 from podium.governance.spend import ReportPeriod, SpendReport, month_start, spend_report
 
@@ -46,6 +46,19 @@ class Transition:
     breaker: str
     state: str
     cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStatus:
+    policy: QuotaPolicy
+    rate: RateView | None
+    lease: LeaseView | None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    policy: BudgetPolicy
+    view: BudgetView | None
 
 
 _collector: contextvars.ContextVar[list[Transition] | None] = contextvars.ContextVar(
@@ -117,6 +130,25 @@ class Governance:
 
     def budget_policies(self) -> list[BudgetPolicy]:
         return list(self._budgets.values())
+
+    def quota_statuses(self) -> list[QuotaStatus]:
+        """Every quota with what is available now."""
+        snapshot = self.quotas.snapshot()
+        rates = {view.name: view for view in snapshot.rates}
+        leases = {view.name: view for view in snapshot.leases}
+        return [
+            QuotaStatus(quota, rates.get(quota.name), leases.get(quota.name))
+            for quota in self._quotas.values()
+        ]
+
+    def budget_status(self, budget: BudgetPolicy) -> BudgetStatus:
+        """A budget with its current period's spend and open reservations."""
+        views = {view.name: view for view in self.ledger.snapshot()}
+        return BudgetStatus(budget, views.get(budget.name))
+
+    def budget_statuses(self) -> list[BudgetStatus]:
+        views = {view.name: view for view in self.ledger.snapshot()}
+        return [BudgetStatus(b, views.get(b.name)) for b in self._budgets.values()]
 
     async def put_quota(self, data: dict[str, Any]) -> QuotaPolicy:
         quota: QuotaPolicy = _validated(QuotaPolicy, data, "quota")

@@ -33,14 +33,10 @@ class GovernanceRpcs:
     async def ListQuotas(
         self, request: pb.ListQuotasRequest, context: Context
     ) -> pb.ListQuotasResponse:
-        governance = self._governance
-        snapshot = governance.quotas.snapshot()
-        rates = {view.name: view for view in snapshot.rates}
-        leases = {view.name: view for view in snapshot.leases}
         return pb.ListQuotasResponse(
             quotas=[
-                gt.quota_message(q, rates.get(q.name), leases.get(q.name))
-                for q in governance.quota_policies()
+                gt.quota_message(s.policy, s.rate, s.lease)
+                for s in self._governance.quota_statuses()
             ]
         )
 
@@ -66,10 +62,10 @@ class GovernanceRpcs:
     async def ListBudgets(
         self, request: pb.ListBudgetsRequest, context: Context
     ) -> pb.ListBudgetsResponse:
-        governance = self._governance
-        views = {view.name: view for view in governance.ledger.snapshot()}
         return pb.ListBudgetsResponse(
-            budgets=[gt.budget_message(b, views.get(b.name)) for b in governance.budget_policies()]
+            budgets=[
+                gt.budget_message(s.policy, s.view) for s in self._governance.budget_statuses()
+            ]
         )
 
     @unary
@@ -81,8 +77,8 @@ class GovernanceRpcs:
             budget = await governance.put_budget(gt.budget_data(request.budget))
         except PolicyError as error:
             raise _invalid(error) from None
-        views = {view.name: view for view in governance.ledger.snapshot()}
-        return pb.UpdateBudgetResponse(budget=gt.budget_message(budget, views.get(budget.name)))
+        status = governance.budget_status(budget)
+        return pb.UpdateBudgetResponse(budget=gt.budget_message(status.policy, status.view))
 
     @unary
     async def DeleteBudget(
