@@ -1,0 +1,118 @@
+"""Fixtures of the store contract suite: every storage backend, opened fresh
+for each test and handed to the tests only through the ports' types
+(`RunStore`, `WorkflowStore`, `GovernanceStore`), never as a concrete class.
+
+Adding a backend (PostgreSQL, say) is adding one factory to `BACKENDS`: an
+async context manager that takes a directory private to the test, opens a
+store on a new, empty database identified by that directory, yields it as
+`Stores`, and closes it in a `finally`. Every test of the suite then runs
+against it unchanged. A factory opened twice on the same directory while
+the first store is still open must reach the same database when the backend
+can share one (a file, a server): `Stores.shared` says so, and the
+durability tests use a second store to see what the first made durable.
+
+mypy checks the conformance statically: each factory builds `Stores` from
+its concrete classes, whose fields are typed as the ports, so a signature
+that drifts from a port fails `make typecheck` here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from podium.engine.ports import RunStore, WorkflowStore
+from podium.governance.ports import GovernanceStore
+from podium.store.sqlite.governance_store import SqliteGovernanceStore
+from podium.store.sqlite.store import MEMORY, SqliteStore
+
+
+@dataclass(frozen=True)
+class Stores:
+    """One open backend, seen through the ports."""
+
+    runs: RunStore
+    governance: GovernanceStore
+    # Whether another store opened on the same directory reaches this
+    # database (False for a private in-process one, such as ":memory:").
+    shared: bool
+
+
+StoreFactory = Callable[[Path], AbstractAsyncContextManager[Stores]]
+
+
+@asynccontextmanager
+async def sqlite_file(directory: Path) -> AsyncIterator[Stores]:
+    """A SQLite file, as `podium serve --db PATH` runs."""
+    store = SqliteStore(str(directory / "podium.db"))
+    await store.open()
+    try:
+        yield Stores(runs=store, governance=SqliteGovernanceStore(store), shared=True)
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def sqlite_memory(directory: Path) -> AsyncIterator[Stores]:
+    """SQLite in memory (`--db :memory:`): one connection for reads and writes,
+    so it exercises the writer lock instead of WAL."""
+    del directory  # nothing on disk
+    store = SqliteStore(MEMORY)
+    await store.open()
+    try:
+        yield Stores(runs=store, governance=SqliteGovernanceStore(store), shared=False)
+    finally:
+        await store.close()
+
+
+BACKENDS: list[StoreFactory] = [sqlite_file, sqlite_memory]
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda factory: factory.__name__)
+def backend(request: pytest.FixtureRequest) -> StoreFactory:
+    factory: StoreFactory = request.param
+    return factory
+
+
+@pytest.fixture
+async def stores(backend: StoreFactory, tmp_path: Path) -> AsyncIterator[Stores]:
+    async with backend(tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def run_store(stores: Stores) -> RunStore:
+    return stores.runs
+
+
+@pytest.fixture
+def workflow_store(stores: Stores) -> WorkflowStore:
+    return stores.runs
+
+
+@pytest.fixture
+def governance_store(stores: Stores) -> GovernanceStore:
+    return stores.governance
+
+
+FreshStores = Callable[[], AbstractAsyncContextManager[Stores]]
+
+
+@pytest.fixture
+def fresh_stores(backend: StoreFactory, tmp_path: Path) -> FreshStores:
+    """Opens a new, empty database on each call: for hypothesis examples that
+    each need a store of their own (function-scoped fixtures are shared by
+    all the examples of a test)."""
+    numbers = itertools.count()
+
+    def open_fresh() -> AbstractAsyncContextManager[Stores]:
+        directory = tmp_path / f"example-{next(numbers)}"
+        directory.mkdir()
+        return backend(directory)
+
+    return open_fresh
