@@ -2,10 +2,11 @@
 backend under `podium.store` implements it, and only the composition root
 (`podium.server.app`) knows which one runs.
 
-Writes are fire-and-forget submissions that a backend may batch (group
-commit): `commit()` resolves once everything submitted before it is durable,
-and `after_commit` callbacks run in submission order once their batch is.
-Reads see committed data only.
+Writes are fire-and-forget submissions that a backend batches (group commit)
+and commits on its own, promptly, whether or not anyone awaits: the engine
+publishes events from `after_commit` callbacks that nothing awaits. `commit()`
+only waits until everything submitted before it is durable. A batch commits
+whole or not at all, and reads see committed data only, never part of a batch.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ class RunStore(WorkflowStore, Protocol):
         ...
 
     def after_commit(self, callback: Callable[[], None]) -> None:
-        """Runs `callback` once everything submitted so far is committed."""
+        """Runs `callback` once, in registration order, after the batch that
+        writes submitted now belong to (`batch_id`) has committed: every write
+        of that batch, those submitted after the callback included."""
         ...
 
     async def commit(self) -> None:
@@ -77,7 +80,8 @@ class RunStore(WorkflowStore, Protocol):
     async def get_run(self, run_id: str) -> RunView | None: ...
 
     async def run_status(self, run_id: str) -> tuple[RunState, int] | None:
-        """A run's state and last event sequence, without its steps."""
+        """A run's state and the last sequence its run record has committed,
+        without its steps."""
         ...
 
     async def find_run_by_request_id(self, request_id: str) -> RunRecord | None: ...
@@ -98,7 +102,10 @@ class RunStore(WorkflowStore, Protocol):
         """Runs not in a final state, oldest first."""
         ...
 
-    async def last_sequence(self, run_id: str) -> int: ...
+    async def last_sequence(self, run_id: str) -> int:
+        """The highest committed event sequence of a run (0 without events):
+        the truth a resumed run continues from."""
+        ...
 
     async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]: ...
 

@@ -1,6 +1,11 @@
 """What governance needs from storage: runtime changes of quotas and budgets,
 and settled spend. Governance owns this contract; backends under
-`podium.store` implement it."""
+`podium.store` implement it.
+
+Spend is submitted without a commit of its own: it rides the commits of the
+run store of the same backend (the engine's RunStore), so that a call's spend
+is durable with the run state that records it.
+"""
 
 from __future__ import annotations
 

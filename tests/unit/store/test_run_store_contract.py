@@ -211,11 +211,6 @@ async def test_committed_items_come_back_by_index_for_their_step_only(
     assert read == sorted(items, key=lambda item: item.index)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SqliteStore bug: writer._Batch.__bool__ ignores `items`, so a batch "
-    "holding only put_item writes is taken and dropped without being written",
-)
 async def test_an_item_submitted_alone_is_committed(run_store: RunStore) -> None:
     run_store.put_item("r1", "each", item_record(0))
     # Let a backend that commits in the background take this write on its own,
@@ -226,12 +221,6 @@ async def test_an_item_submitted_alone_is_committed(run_store: RunStore) -> None
     assert await run_store.items_of("r1", "each") == [item_record(0)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SqliteStore bug: codec._usage stores None when Usage.is_empty, which "
-    "only looks at calls, input_tokens and output_tokens; cached, cache-write and "
-    "reasoning token counts are then lost",
-)
 async def test_token_counts_round_trip_when_calls_and_io_tokens_are_zero(
     run_store: RunStore,
 ) -> None:
@@ -542,13 +531,6 @@ async def test_listing_requires_every_label_filter_to_match(run_store: RunStore)
     assert len(no_filter) == 5
 
 
-_LABEL_KEY_BUG = (
-    "SqliteStore bug: list_runs builds the JSON path with json.dumps(key), which "
-    "escapes non-ASCII as \\uXXXX (labels are stored unescaped) and a double quote "
-    'as \\" (which ends the quoted path label), so such keys never match'
-)
-
-
 @pytest.mark.parametrize(
     "key",
     [
@@ -558,8 +540,8 @@ _LABEL_KEY_BUG = (
         "$[0]",
         "back\\slash",
         "",
-        pytest.param("équipe", marks=pytest.mark.xfail(strict=True, reason=_LABEL_KEY_BUG)),
-        pytest.param('say "hi"', marks=pytest.mark.xfail(strict=True, reason=_LABEL_KEY_BUG)),
+        "équipe",
+        'say "hi"',
     ],
 )
 async def test_a_label_filter_works_for_any_key(run_store: RunStore, key: str) -> None:

@@ -74,11 +74,6 @@ async def test_a_created_workflow_is_durable_when_create_returns(
     assert found is not None and found.spec.description == "durable"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SqliteStore bug: create_workflow returns MAX(version) read after its "
-    "commit, so creates that share a batch all return the highest version",
-)
 async def test_concurrent_creates_of_one_workflow_return_distinct_versions(
     workflow_store: WorkflowStore,
 ) -> None:

@@ -41,7 +41,8 @@ def _failure(failure: Failure | None) -> str | None:
 
 
 def _usage(usage: Usage) -> str | None:
-    return None if usage.is_empty else _dumps(usage.to_dict())
+    # Every counter counts: cached, cache-write and reasoning tokens too.
+    return None if usage == Usage() else _dumps(usage.to_dict())
 
 
 RUN_COLUMNS = (

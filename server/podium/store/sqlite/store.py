@@ -7,6 +7,7 @@ single connection, so readers take the writer's lock instead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -33,6 +34,7 @@ class SqliteStore:
         self._writer_conn: aiosqlite.Connection | None = None
         self._reader_conn: aiosqlite.Connection | None = None
         self._writer: Writer | None = None
+        self._creating = asyncio.Lock()
 
     @property
     def writer(self) -> Writer:
@@ -100,6 +102,12 @@ class SqliteStore:
 
     async def create_workflow(self, workflow_id: str, spec: WorkflowSpec, now: float) -> int:
         """Stores the next version of a workflow; durable when this returns."""
+        # One create at a time: the version is read back after the commit, and
+        # two creates sharing a batch would both read the later one.
+        async with self._creating:
+            return await self._create_workflow(workflow_id, spec, now)
+
+    async def _create_workflow(self, workflow_id: str, spec: WorkflowSpec, now: float) -> int:
         self.writer.execute(
             "INSERT INTO workflows (workflow_id, version, spec, create_time) "
             "SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM workflows WHERE workflow_id = ?",
@@ -264,8 +272,12 @@ class SqliteStore:
             where.append(f"state IN ({', '.join('?' for _ in state_values)})")
             params += state_values
         for key, value in (labels or {}).items():
-            where.append("json_extract(labels, ?) = ?")
-            params += ["$." + json.dumps(key), value]
+            # json_each compares keys as stored: a JSON path would need
+            # escaping that SQLite's path syntax does not offer for every key.
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(runs.labels) WHERE key = ? AND value = ?)"
+            )
+            params += [key, value]
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self._fetchall(
             f"SELECT {codec.RUN_COLUMNS} FROM runs {clause} "

@@ -68,6 +68,7 @@ class _Batch:
             or self.runs
             or self.steps
             or self.attempts
+            or self.items
             or self.events
             or self.waiters
             or self.after_commit
