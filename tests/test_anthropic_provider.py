@@ -14,17 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import (
-    E,
-    R,
-    create_workflow,
-    money_nanos,
-    of_type,
-    plain,
-    run_to_end,
-    serving_governed,
-    step_of,
-)
 from fakes.anthropic_server import (
     FakeAnthropic,
     Reply,
@@ -48,7 +37,19 @@ from podium.plugins.api import (
     Usage,
 )
 from podium.plugins.manager import load_plugins
-from podium.v1 import control_service_pb2
+from podium.testing import (
+    create_workflow,
+    money_nanos,
+    of_type,
+    plain,
+    run_to_end,
+    serving,
+    step_of,
+)
+from podium.v1 import control_service_pb2, event_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 MODEL = "claude-haiku-4-5"
 # USD per million: input, output, cache read, cache write.
@@ -587,7 +588,7 @@ async def test_an_llm_step_on_anthropic_is_governed(db_path: str, fake: FakeAnth
         "config": {"provider": "anthropic", "model": MODEL, "prompt": "Say hi", "max_tokens": 32},
         "retry": [{"errorEquals": ["provider.overloaded"], "interval": "0.01s", "maxAttempts": 3}],
     }
-    async with serving_governed(db_path, rules) as (server, stubs):
+    async with serving(db_path, policy=rules) as (server, stubs):
         await create_workflow(stubs, "greet", {"steps": [step]})
         run, events = await run_to_end(stubs, "greet")
         board = await stubs.control.ListBreakers(control_service_pb2.ListBreakersRequest())

@@ -8,29 +8,28 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import (
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from podium.server.app import PodiumServer
+from podium.testing import (
     FINAL_EVENT_TYPES,
     Stubs,
     collect_events,
     create_workflow,
-    echo,
+    echo_step,
     error_info,
+    eventually,
     field_violations,
     get_run,
-    health_stub,
     make_spec,
     money_nanos,
     of_type,
     run_to_end,
     sequences,
     start_run,
-    wait_for,
 )
-from google.protobuf import json_format
-from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
-from podium.server.app import PodiumServer
 from podium.v1 import (
     control_service_pb2,
     event_pb2,
@@ -45,8 +44,8 @@ R = run_pb2
 W = workflow_service_pb2
 X = execution_service_pb2
 
-LINEAR = {"steps": [echo("a"), echo("b", "a")]}
-SLOW = {"steps": [echo("slow", delay_ms=5000)]}
+LINEAR = {"steps": [echo_step("a"), echo_step("b", "a")]}
+SLOW = {"steps": [echo_step("slow", delay_ms=5000)]}
 LLM = {
     "steps": [
         {
@@ -111,7 +110,7 @@ async def test_workflow_spec_round_trips_config_and_output(stubs: Stubs) -> None
                 "description": "first",
             },
             # No config: it comes back unset, not as an empty Struct.
-            echo("b", "a"),
+            echo_step("b", "a"),
         ],
         "output": {"x": "steps.a.output.x"},
         "maxConcurrency": 3,
@@ -188,11 +187,11 @@ async def test_delete_workflow_keeps_its_runs_readable(stubs: Stubs) -> None:
 async def test_validate_workflow_reports_levels_and_critical_path(stubs: Stubs) -> None:
     diamond = {
         "steps": [
-            echo("join", "left", "right"),
-            echo("left", "top"),
-            echo("top"),
-            echo("right", "mid"),
-            echo("mid", "top"),
+            echo_step("join", "left", "right"),
+            echo_step("left", "top"),
+            echo_step("top"),
+            echo_step("right", "mid"),
+            echo_step("mid", "top"),
         ]
     }
     before = await stubs.workflows.ListWorkflows(W.ListWorkflowsRequest())
@@ -349,7 +348,7 @@ async def test_list_runs_filters_and_paginates(stubs: Stubs) -> None:
 
 async def test_cancel_run_cancels_the_running_step_and_is_idempotent(stubs: Stubs) -> None:
     await create_workflow(
-        stubs, "slow", {"steps": [echo("slow", delay_ms=5000), echo("after", "slow")]}
+        stubs, "slow", {"steps": [echo_step("slow", delay_ms=5000), echo_step("after", "slow")]}
     )
     run = await start_run(stubs, "slow")
     # Wait until the slow step is running.
@@ -388,7 +387,7 @@ async def test_cancel_run_state_is_readable_as_soon_as_cancel_returns(stubs: Stu
     """CancelRun answered CANCELLED: a GetRun and a second CancelRun right
     after it must agree, without the client waiting for anything."""
     await create_workflow(
-        stubs, "slow", {"steps": [echo("slow", delay_ms=5000), echo("after", "slow")]}
+        stubs, "slow", {"steps": [echo_step("slow", delay_ms=5000), echo_step("after", "slow")]}
     )
     for _ in range(3):
         run = await start_run(stubs, "slow")
@@ -456,7 +455,7 @@ async def test_a_start_run_race_does_not_lose_other_runs_events(stubs: Stubs) ->
     race must not roll back the events of an unrelated run."""
     await create_workflow(stubs, "idem", LINEAR)
     await create_workflow(
-        stubs, "bystander", {"steps": [echo(f"b{i}", delay_ms=1 + i % 4) for i in range(60)]}
+        stubs, "bystander", {"steps": [echo_step(f"b{i}", delay_ms=1 + i % 4) for i in range(60)]}
     )
     bystander = await start_run(stubs, "bystander")
     for attempt in range(5):
@@ -472,7 +471,7 @@ async def test_a_start_run_race_does_not_lose_other_runs_events(stubs: Stubs) ->
         )
 
     try:
-        await wait_for(ended, timeout=5)  # the bystander needs ~0.2 s
+        await eventually(ended)  # the bystander needs ~0.2 s
     except AssertionError:
         stale = await get_run(stubs, bystander.name)
         raise AssertionError(
@@ -512,8 +511,8 @@ async def test_start_run_bad_input(stubs: Stubs) -> None:
 
 
 async def test_start_run_pins_the_requested_version(stubs: Stubs) -> None:
-    await create_workflow(stubs, "pinned", {"steps": [echo("one")]})
-    await create_workflow(stubs, "pinned", {"steps": [echo("two")]})
+    await create_workflow(stubs, "pinned", {"steps": [echo_step("one")]})
+    await create_workflow(stubs, "pinned", {"steps": [echo_step("two")]})
     old, _ = await run_to_end(stubs, "pinned", workflow_version=1)
     new, _ = await run_to_end(stubs, "pinned")
     assert (old.workflow_version, [s.step_id for s in old.steps]) == (1, ["one"])
@@ -650,13 +649,13 @@ async def test_system_status_counts_active_runs(stubs: Stubs) -> None:
 
 @pytest.mark.parametrize("service", ["", "podium.v1.ExecutionService", "podium.v1.WorkflowService"])
 async def test_health_is_serving(stubs: Stubs, service: str) -> None:
-    health = health_stub(stubs)
+    health = stubs.health
     response = await health.Check(health_pb2.HealthCheckRequest(service=service))
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_health_unknown_service_is_not_found(stubs: Stubs) -> None:
-    health = health_stub(stubs)
+    health = stubs.health
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await health.Check(health_pb2.HealthCheckRequest(service="podium.v1.Nope"))
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
@@ -690,7 +689,7 @@ async def test_reflection_lists_the_podium_services(stubs: Stubs) -> None:
 
 
 async def test_stopped_server_reports_not_serving(server: PodiumServer, stubs: Stubs) -> None:
-    health = health_stub(stubs)
+    health = stubs.health
     await server.health.enter_graceful_shutdown()
     response = await health.Check(health_pb2.HealthCheckRequest(service=""))
     assert response.status == health_pb2.HealthCheckResponse.NOT_SERVING

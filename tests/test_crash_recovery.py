@@ -13,56 +13,56 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-from conftest import (
+from test_cli_e2e import Served, start_serving, stop
+from test_semantics_waits import APPROVE, resolve_when_ready
+
+from podium.testing import (
     FINAL_EVENT_TYPES,
-    E,
-    R,
     Stubs,
     collect_events,
     create_workflow,
-    echo,
+    echo_step,
+    eventually,
     get_run,
     of_type,
     plain,
     sequences,
     start_run,
     step_of,
-    stubs_for,
-    wait_for,
 )
-from test_cli_e2e import Served, start_serving, stop
-from test_semantics_waits import APPROVE, resolve_when_ready
-
 from podium.v1 import event_pb2, progress_service_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 FAN_OUT_ITEMS = 50
 WAIT_SECONDS = 3
 
 CHAIN = {
     "steps": [
-        echo("first", input={"x": "input.x"}),
-        echo("slow", "first", delay_ms=1500, input={"x": "steps.first.output.x + 1"}),
-        echo("last", "slow", input={"x": "steps.slow.output.x + 1"}),
+        echo_step("first", input={"x": "input.x"}),
+        echo_step("slow", "first", delay_ms=1500, input={"x": "steps.first.output.x + 1"}),
+        echo_step("last", "slow", input={"x": "steps.slow.output.x + 1"}),
     ]
 }
 FAN_OUT = {
     "steps": [
-        echo("plan", input={"items": "input.items"}),
-        echo(
+        echo_step("plan", input={"items": "input.items"}),
+        echo_step(
             "each",
             "plan",
             delay_ms=250,
             forEach={"items": "steps.plan.output.items", "maxConcurrency": 10},
             input={"value": "item"},
         ),
-        echo("after", "each", input={"count": "size(steps.each.output)"}),
+        echo_step("after", "each", input={"count": "size(steps.each.output)"}),
     ]
 }
 TIMER = {
     "steps": [
-        echo("before"),
+        echo_step("before"),
         {"id": "pause", "dependsOn": ["before"], "wait": {"duration": f"{WAIT_SECONDS}s"}},
-        echo("after", "pause"),
+        echo_step("after", "pause"),
     ]
 }
 
@@ -138,7 +138,7 @@ async def test_sigkill_mid_flight_then_every_run_completes(tmp_path: Path) -> No
     watchers: dict[str, Watcher] = {}
     try:
         async with grpc.aio.insecure_channel(first.address) as channel:
-            stubs = stubs_for(channel)
+            stubs = Stubs.on(channel)
             await create_workflow(stubs, "chain", CHAIN)
             await create_workflow(stubs, "fan", FAN_OUT)
             await create_workflow(stubs, "timer", TIMER)
@@ -162,7 +162,7 @@ async def test_sigkill_mid_flight_then_every_run_completes(tmp_path: Path) -> No
                     and bool(of_type(timer, E.RUN_EVENT_TYPE_STEP_WAITING))
                 )
 
-            await wait_for(mid_flight, timeout=10.0)
+            await eventually(mid_flight)
             first.process.kill()  # SIGKILL: no graceful anything
             first.process.wait(timeout=10)
             await asyncio.sleep(0.1)
@@ -184,7 +184,7 @@ async def test_sigkill_mid_flight_then_every_run_completes(tmp_path: Path) -> No
     second = start_serving(db)
     try:
         async with grpc.aio.insecure_channel(second.address) as channel:
-            stubs = stubs_for(channel)
+            stubs = Stubs.on(channel)
             histories = {key: await collect_events(stubs, run.name) for key, run in runs.items()}
             finals = {key: await get_run(stubs, run.name) for key, run in runs.items()}
     finally:
@@ -257,11 +257,11 @@ async def test_sigkill_while_waiting_for_approval_then_approvable(tmp_path: Path
     """No graceful stop here: the store says WAITING_APPROVAL, whatever the
     shutdown path does."""
     db = tmp_path / "podium.db"
-    spec = {"steps": [{"id": "gate", "approval": {"prompt": "ok?"}}, echo("after", "gate")]}
+    spec = {"steps": [{"id": "gate", "approval": {"prompt": "ok?"}}, echo_step("after", "gate")]}
     first = start_serving(db)
     try:
         async with grpc.aio.insecure_channel(first.address) as channel:
-            stubs = stubs_for(channel)
+            stubs = Stubs.on(channel)
             await create_workflow(stubs, "gate", spec)
             run = await start_run(stubs, "gate")
             await collect_events(stubs, run.name, limit=3)  # ... APPROVAL_REQUESTED
@@ -272,7 +272,7 @@ async def test_sigkill_while_waiting_for_approval_then_approvable(tmp_path: Path
     second = start_serving(db)
     try:
         async with grpc.aio.insecure_channel(second.address) as channel:
-            stubs = stubs_for(channel)
+            stubs = Stubs.on(channel)
             await resolve_when_ready(stubs, run.name, "gate", APPROVE)
             events = await collect_events(stubs, run.name)
             final = await get_run(stubs, run.name)

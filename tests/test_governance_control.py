@@ -11,9 +11,10 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import (
-    E,
-    R,
+
+from podium.core.clock import ManualClock
+from podium.governance.policy import Policy, PolicyError, load_policy
+from podium.testing import (
     Stubs,
     create_workflow,
     error_info,
@@ -21,13 +22,13 @@ from conftest import (
     money_nanos,
     of_type,
     run_to_end,
-    serving_governed,
+    serving,
     step_of,
 )
+from podium.v1 import common_pb2, control_service_pb2, event_pb2, run_pb2
 
-from podium.core.clock import ManualClock
-from podium.governance.policy import Policy, PolicyError, load_policy
-from podium.v1 import common_pb2, control_service_pb2
+E = event_pb2
+R = run_pb2
 
 C = control_service_pb2
 T0 = 1_700_000_000.0  # ManualClock's default start: 2023-11-14T22:13:20Z
@@ -108,7 +109,7 @@ LISTED = {
 
 
 async def test_list_quotas_and_budgets_reflect_the_policy(db_path: str) -> None:
-    async with serving_governed(db_path, Policy.model_validate(LISTED), clock=ManualClock()) as (
+    async with serving(db_path, policy=Policy.model_validate(LISTED), clock=ManualClock()) as (
         _,
         stubs,
     ):
@@ -163,7 +164,7 @@ async def test_breakers_follow_the_policy_and_reset_closes_them(db_path: str) ->
     rules = Policy.model_validate(
         {"breakers": {"overrides": {LARGE: {"failure_threshold": 1, "cooldown": 60}}}}
     )
-    async with serving_governed(db_path, rules, clock=clock) as (_, stubs):
+    async with serving(db_path, policy=rules, clock=clock) as (_, stubs):
         assert await breakers(stubs) == {}  # created on first use
         failing = {"fail_with": "server_error", "fail_models": ["sim-large"]}
         await llm_workflow(stubs, "large-fails", model="sim-large", options=failing)
@@ -230,7 +231,7 @@ async def test_runtime_changes_persist_across_restarts(db_path: str) -> None:
     )
     raised_b = C.Budget(name="policy-b", scope=C.Scope(kind=C.SCOPE_KIND_SERVER), limit=usd("7.25"))
 
-    async with serving_governed(db_path, rules) as (_, stubs):
+    async with serving(db_path, policy=rules) as (_, stubs):
         assert set(await quotas(stubs)) == {"policy-q"}
         assert (await budgets(stubs))["policy-b"].limit == usd("5")
         updated = await stubs.control.UpdateQuota(C.UpdateQuotaRequest(quota=runtime_q))
@@ -242,7 +243,7 @@ async def test_runtime_changes_persist_across_restarts(db_path: str) -> None:
         await stubs.control.DeleteQuota(C.DeleteQuotaRequest(name="policy-q"))
         assert set(await quotas(stubs)) == {"runtime-q"}
 
-    async with serving_governed(db_path, rules) as (_, stubs):
+    async with serving(db_path, policy=rules) as (_, stubs):
         listed_quotas = await quotas(stubs)
         listed_budgets = await budgets(stubs)
         assert set(listed_quotas) == {"runtime-q"}  # the tombstone holds
@@ -273,7 +274,7 @@ async def test_runtime_changes_persist_across_restarts(db_path: str) -> None:
         ]
         assert [error.code() for error in gone] == [grpc.StatusCode.NOT_FOUND] * 2
 
-    async with serving_governed(db_path, rules) as (_, stubs):
+    async with serving(db_path, policy=rules) as (_, stubs):
         assert await quotas(stubs) == {}
         assert await budgets(stubs) == {}
 
@@ -339,7 +340,7 @@ async def spend_some(db_path: str) -> tuple[Decimal, common_pb2.Money]:
     """Runs one llm call under budget "cap" (server, $1); returns its cost and
     the budget's spent as listed."""
     rules = Policy.model_validate({"budgets": [{"name": "cap", "scope": "server", "limit": "1"}]})
-    async with serving_governed(db_path, rules) as (_, stubs):
+    async with serving(db_path, policy=rules) as (_, stubs):
         await llm_workflow(stubs, "ask")
         run, _ = await run_to_end(stubs, "ask")
         assert run.state == R.RUN_STATE_SUCCEEDED, step_of(run, "ask").failure
@@ -353,7 +354,7 @@ async def test_a_budget_limit_below_the_period_spend_is_refused(db_path: str) ->
     cost, spent = await spend_some(db_path)
     rules = Policy.model_validate({"budgets": [{"name": "cap", "scope": "server", "limit": "1"}]})
     below = C.Budget(name="cap", scope=C.Scope(kind=C.SCOPE_KIND_SERVER), limit=usd(str(cost / 2)))
-    async with serving_governed(db_path, rules) as (_, stubs):
+    async with serving(db_path, policy=rules) as (_, stubs):
         assert (await budgets(stubs))["cap"].spent == spent  # spend survives a restart
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stubs.control.UpdateBudget(C.UpdateBudgetRequest(budget=below))
@@ -372,7 +373,7 @@ async def test_a_budget_below_its_spend_names_the_request_field(db_path: str) ->
     cost, _ = await spend_some(db_path)
     rules = Policy.model_validate({"budgets": [{"name": "cap", "scope": "server", "limit": "1"}]})
     below = C.Budget(name="cap", scope=C.Scope(kind=C.SCOPE_KIND_SERVER), limit=usd(str(cost / 2)))
-    async with serving_governed(db_path, rules) as (_, stubs):
+    async with serving(db_path, policy=rules) as (_, stubs):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stubs.control.UpdateBudget(C.UpdateBudgetRequest(budget=below))
     assert [f for f, _ in field_violations(caught.value)] == ["budget.limit"]

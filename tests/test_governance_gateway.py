@@ -15,10 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import (
+
+from podium.core.clock import ManualClock
+from podium.governance.policy import Policy
+from podium.testing import (
     FINAL_EVENT_TYPES,
-    E,
-    R,
     Stubs,
     collect_events,
     create_workflow,
@@ -28,14 +29,14 @@ from conftest import (
     of_type,
     plain,
     run_to_end,
-    serving_governed,
+    serving,
     start_run,
     step_of,
 )
-
-from podium.core.clock import ManualClock
-from podium.governance.policy import Policy
 from podium.v1 import common_pb2, control_service_pb2, event_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 C = control_service_pb2
 T0 = 1_700_000_000.0  # ManualClock's default start
@@ -104,12 +105,12 @@ async def wait_event(
         seen[:] = await events_so_far(stubs, run)
         return any(e.type == type_ and message in (None, e.message) for e in seen)
 
-    await eventually(arrived, 5.0, f"{E.RunEventType.Name(type_)} {message or ''}")
+    await eventually(arrived, what=f"{E.RunEventType.Name(type_)} {message or ''}")
     return seen
 
 
 async def sleepers(clock: ManualClock, count: int = 1) -> None:
-    await eventually(lambda: clock.sleepers >= count, 5.0, f"{count} timers armed")
+    await eventually(lambda: clock.sleepers >= count, what=f"{count} timers armed")
 
 
 async def drive_to_end(
@@ -174,7 +175,7 @@ async def test_quota_waits_are_shown_and_calls_never_exceed_the_burst(db_path: s
             }
         ]
     }
-    async with serving_governed(db_path, rules, clock=clock) as (_, stubs):
+    async with serving(db_path, policy=rules, clock=clock) as (_, stubs):
         await create_workflow(stubs, "fan", spec)
         run = await start_run(stubs, "fan", {"items": ["one", "two", "three"]})
 
@@ -184,7 +185,7 @@ async def test_quota_waits_are_shown_and_calls_never_exceed_the_burst(db_path: s
             events = await events_so_far(stubs, run.name)
             return len(of_type(events, E.RUN_EVENT_TYPE_LLM_CALL)) >= 1 and clock.sleepers >= 2
 
-        await eventually(first_instant, 5.0, "one call made, two items waiting")
+        await eventually(first_instant, what="one call made, two items waiting")
         await asyncio.sleep(0.1)  # room for a call that should not happen
         early = await events_so_far(stubs, run.name)
         assert len(of_type(early, E.RUN_EVENT_TYPE_LLM_CALL)) == 1
@@ -235,7 +236,7 @@ async def test_a_429_pauses_the_bucket_and_is_no_breaker_failure(db_path: str) -
     options = {"fail_with": "rate_limited", "fail_times": 1, "retry_after": 5}
     step = llm("ask", prompt="Hello there", max_tokens=16, options=options)
     step["retry"] = [{"errorEquals": ["provider.rate_limited"], "interval": "1s", "maxAttempts": 3}]
-    async with serving_governed(db_path, rules, clock=clock) as (_, stubs):
+    async with serving(db_path, policy=rules, clock=clock) as (_, stubs):
         await create_workflow(stubs, "limited", {"steps": [step]})
         run = await start_run(stubs, "limited")
         events = await wait_event(stubs, run.name, E.RUN_EVENT_TYPE_STEP_RETRYING)
@@ -305,7 +306,7 @@ async def open_large_breaker(stubs: Stubs) -> list[event_pb2.RunEvent]:
 
 async def test_failures_open_a_model_breaker_and_fallbacks_answer(db_path: str) -> None:
     clock = ManualClock()
-    async with serving_governed(db_path, policy(BREAKER_POLICY), clock=clock) as (_, stubs):
+    async with serving(db_path, policy=policy(BREAKER_POLICY), clock=clock) as (_, stubs):
         events = await open_large_breaker(stubs)
         opened = of_type(events, E.RUN_EVENT_TYPE_CIRCUIT_OPENED)
         assert [e.breaker for e in opened] == [LARGE]
@@ -351,7 +352,7 @@ async def test_failures_open_a_model_breaker_and_fallbacks_answer(db_path: str) 
 
 async def test_a_step_waits_for_an_open_breaker_and_its_probe_closes_it(db_path: str) -> None:
     clock = ManualClock()
-    async with serving_governed(db_path, policy(BREAKER_POLICY), clock=clock) as (_, stubs):
+    async with serving(db_path, policy=policy(BREAKER_POLICY), clock=clock) as (_, stubs):
         await open_large_breaker(stubs)
         await create_workflow(
             stubs, "large-waits", {"steps": [llm("ask", model="sim-large", prompt="Hello")]}
@@ -386,7 +387,7 @@ async def probe_after_cooldown(db_path: str) -> tuple[run_pb2.Run, list[event_pb
     """Opens the sim-large breaker, lets its cooldown pass, then runs a
     healthy sim-large step (the probe)."""
     clock = ManualClock()
-    async with serving_governed(db_path, policy(BREAKER_POLICY), clock=clock) as (_, stubs):
+    async with serving(db_path, policy=policy(BREAKER_POLICY), clock=clock) as (_, stubs):
         await open_large_breaker(stubs)
         clock.advance(30.0)
         await create_workflow(
@@ -431,7 +432,7 @@ async def test_a_half_open_provider_breaker_is_not_stuck_by_an_open_model(db_pat
             }
         }
     )
-    async with serving_governed(db_path, rules, clock=clock) as (_, stubs):
+    async with serving(db_path, policy=rules, clock=clock) as (_, stubs):
         events = await open_large_breaker(stubs)
         opened = {e.breaker for e in of_type(events, E.RUN_EVENT_TYPE_CIRCUIT_OPENED)}
         assert opened == {"provider:simulated", LARGE}
@@ -467,7 +468,7 @@ async def test_a_bad_request_is_neither_retried_nor_a_breaker_failure(db_path: s
     rules = policy({"breakers": {"defaults": {"failure_threshold": 1}}})
     step = llm("ask", model="nope", prompt="Hello")
     step["retry"] = [{"errorEquals": ["podium.All"], "interval": "0.01s", "maxAttempts": 3}]
-    async with serving_governed(db_path, rules) as (_, stubs):
+    async with serving(db_path, policy=rules) as (_, stubs):
         await create_workflow(stubs, "bad-model", {"steps": [step]})
         run, events = await run_to_end(stubs, "bad-model")
         board = breakers_by_name(await stubs.control.ListBreakers(C.ListBreakersRequest()))
@@ -504,7 +505,7 @@ async def test_a_run_over_its_max_cost_fails_the_call_once_and_calls_nothing(
     step["onFailure"] = on_failure
     spec = {"steps": [step, {"id": "other", "agent": "echo"}]}
     tiny = usd(Decimal("0.00001"))
-    async with serving_governed(db_path) as (_, stubs):
+    async with serving(db_path) as (_, stubs):
         await create_workflow(stubs, "capped", spec)
         run, events = await run_to_end(stubs, "capped", max_cost=tiny)
 
@@ -531,7 +532,7 @@ async def test_a_server_budget_holds_under_concurrent_calls(db_path: str) -> Non
         {**llm(f"s{i}", prompt=prompt, max_tokens=5), "onFailure": "FAILURE_POLICY_CONTINUE"}
         for i in range(10)
     ]
-    async with serving_governed(db_path, rules) as (_, stubs):
+    async with serving(db_path, policy=rules) as (_, stubs):
         await create_workflow(stubs, "ten", {"steps": steps})
         run, events = await run_to_end(stubs, "ten")
         budgets = (await stubs.control.ListBudgets(C.ListBudgetsRequest())).budgets
@@ -587,7 +588,7 @@ async def test_spend_is_the_sum_of_the_recorded_calls(db_path: str) -> None:
             },
         ]
     }
-    async with serving_governed(db_path) as (_, stubs):
+    async with serving(db_path) as (_, stubs):
         await create_workflow(stubs, "spend", spec)
         runs = []
         calls: list[event_pb2.RunEvent] = []

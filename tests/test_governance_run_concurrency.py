@@ -7,10 +7,17 @@ import asyncio
 import itertools
 
 import grpc
-from conftest import Stubs, collect_events, create_workflow, echo, get_run, start_run, stubs_for
 
 from podium.governance.policy import Policy
 from podium.server.app import start_server
+from podium.testing import (
+    Stubs,
+    collect_events,
+    create_workflow,
+    echo_step,
+    get_run,
+    start_run,
+)
 from podium.v1 import execution_service_pb2 as X
 from podium.v1 import run_pb2 as R
 
@@ -27,8 +34,8 @@ async def test_runs_beyond_the_limit_wait_pending_and_start_in_order(db_path: st
     server = await start_server("127.0.0.1:0", db_path, policy=POLICY)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stubs: Stubs = stubs_for(channel)
-            await create_workflow(stubs, "slow", {"steps": [echo("a", delay_ms=200)]})
+            stubs: Stubs = Stubs.on(channel)
+            await create_workflow(stubs, "slow", {"steps": [echo_step("a", delay_ms=200)]})
             first = await start_run(stubs, "slow")
             second = await start_run(stubs, "slow")
             third = await start_run(stubs, "slow")
@@ -49,8 +56,8 @@ async def test_a_waiting_run_can_be_cancelled_and_the_next_one_starts(db_path: s
     server = await start_server("127.0.0.1:0", db_path, policy=POLICY)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stubs = stubs_for(channel)
-            await create_workflow(stubs, "slow", {"steps": [echo("a", delay_ms=200)]})
+            stubs = Stubs.on(channel)
+            await create_workflow(stubs, "slow", {"steps": [echo_step("a", delay_ms=200)]})
             first = await start_run(stubs, "slow")
             waiting = await start_run(stubs, "slow")
             last = await start_run(stubs, "slow")

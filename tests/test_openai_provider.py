@@ -15,20 +15,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import (
-    E,
-    R,
-    Stubs,
-    collect_events,
-    create_workflow,
-    eventually,
-    get_run,
-    money_nanos,
-    of_type,
-    serving_governed,
-    start_run,
-    step_of,
-)
 from fakes.openai_server import (
     FakeOpenAI,
     Reply,
@@ -60,7 +46,22 @@ from podium.plugins.api import (
     Usage,
 )
 from podium.plugins.manager import load_plugins
-from podium.v1 import control_service_pb2, event_pb2
+from podium.testing import (
+    Stubs,
+    collect_events,
+    create_workflow,
+    eventually,
+    get_run,
+    money_nanos,
+    of_type,
+    serving,
+    start_run,
+    step_of,
+)
+from podium.v1 import control_service_pb2, event_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 C = control_service_pb2
 HELLO = (Message("system", "Be brief."), Message("user", "Say hello"))
@@ -820,7 +821,7 @@ async def test_an_llm_step_on_openai_through_a_server(fake: FakeOpenAI, db_path:
         },
         "retry": [{"errorEquals": ["provider.rate_limited"], "interval": "1s", "maxAttempts": 3}],
     }
-    async with serving_governed(db_path, policy, clock=clock) as (server, stubs):
+    async with serving(db_path, policy=policy, clock=clock) as (server, stubs):
         await create_workflow(stubs, "ask-openai", {"steps": [step]})
         run = await start_run(stubs, "ask-openai")
 
@@ -828,7 +829,7 @@ async def test_an_llm_step_on_openai_through_a_server(fake: FakeOpenAI, db_path:
             events = await events_so_far(stubs, run.name)
             return bool(of_type(events, E.RUN_EVENT_TYPE_STEP_RETRYING))
 
-        await eventually(retrying, 10.0, "the 429 makes the step retry")
+        await eventually(retrying, what="the 429 makes the step retry")
         # The 429 paused the provider's bucket for retry-after ...
         [quota] = (await stubs.control.ListQuotas(C.ListQuotasRequest())).quotas
         assert quota.HasField("paused_until")

@@ -7,21 +7,21 @@ import asyncio
 
 import grpc
 import pytest
-from conftest import (
+from google.protobuf import json_format
+
+from podium.testing import (
     FINAL_EVENT_TYPES,
     Stubs,
     collect_events,
     create_workflow,
-    echo,
+    echo_step,
+    eventually,
     get_run,
     run_to_end,
     sequences,
     serving,
     start_run,
-    wait_for,
 )
-from google.protobuf import json_format
-
 from podium.v1 import (
     event_pb2,
     execution_service_pb2,
@@ -62,20 +62,22 @@ async def snapshot(stubs: Stubs, names: list[str]) -> dict[str, object]:
 
 async def test_finished_runs_and_workflows_survive_a_restart(db_path: str) -> None:
     async with serving(db_path) as (server, stubs):
-        await create_workflow(stubs, "kept", {"description": "v1", "steps": [echo("a")]})
+        await create_workflow(stubs, "kept", {"description": "v1", "steps": [echo_step("a")]})
         await create_workflow(
             stubs,
             "kept",
             {
                 "description": "v2",
-                "steps": [echo("a", input={"topic": "input.topic"}), LLM_STEP],
+                "steps": [echo_step("a", input={"topic": "input.topic"}), LLM_STEP],
                 "labels": {"team": "docs"},
             },
         )
         await create_workflow(
-            stubs, "breaks", {"steps": [{"id": "boom", "agent": "flaky"}, echo("next", "boom")]}
+            stubs,
+            "breaks",
+            {"steps": [{"id": "boom", "agent": "flaky"}, echo_step("next", "boom")]},
         )
-        await create_workflow(stubs, "stalls", {"steps": [echo("slow", delay_ms=5000)]})
+        await create_workflow(stubs, "stalls", {"steps": [echo_step("slow", delay_ms=5000)]})
 
         ok, _ = await run_to_end(stubs, "kept", {"topic": "otters"}, request_id="keep-1")
         old, _ = await run_to_end(stubs, "kept", workflow_version=1)
@@ -107,9 +109,9 @@ async def test_finished_runs_and_workflows_survive_a_restart(db_path: str) -> No
 async def test_an_interrupted_run_resumes_and_succeeds(db_path: str) -> None:
     spec = {
         "steps": [
-            echo("first", input={"x": "input.x"}),
-            echo("slow", "first", delay_ms=IN_FLIGHT_MS, input={"x": "steps.first.output.x"}),
-            echo("last", "slow", input={"x": "steps.slow.output.x + 1"}),
+            echo_step("first", input={"x": "input.x"}),
+            echo_step("slow", "first", delay_ms=IN_FLIGHT_MS, input={"x": "steps.first.output.x"}),
+            echo_step("last", "slow", input={"x": "steps.slow.output.x + 1"}),
         ]
     }
     async with serving(db_path) as (server, stubs):
@@ -166,7 +168,9 @@ async def test_an_interrupted_run_resumes_and_succeeds(db_path: str) -> None:
 async def test_a_run_started_just_before_a_stop_is_not_lost(db_path: str) -> None:
     async with serving(db_path) as (server, stubs):
         await create_workflow(
-            stubs, "quick", {"steps": [echo("a", delay_ms=100), echo("b", "a", delay_ms=100)]}
+            stubs,
+            "quick",
+            {"steps": [echo_step("a", delay_ms=100), echo_step("b", "a", delay_ms=100)]},
         )
         runs = [await start_run(stubs, "quick", {"i": i}) for i in range(3)]
         await server.stop(0)
@@ -184,7 +188,7 @@ async def test_a_run_started_just_before_a_stop_is_not_lost(db_path: str) -> Non
 
 
 async def test_runs_resume_after_two_restarts(db_path: str) -> None:
-    spec = {"steps": [echo("slow", delay_ms=IN_FLIGHT_MS)]}
+    spec = {"steps": [echo_step("slow", delay_ms=IN_FLIGHT_MS)]}
     async with serving(db_path) as (server, stubs):
         await create_workflow(stubs, "twice", spec)
         run = await start_run(stubs, "twice")
@@ -199,7 +203,7 @@ async def test_runs_resume_after_two_restarts(db_path: str) -> None:
                 and steps[0].attempts[1].state == R.ATTEMPT_STATE_RUNNING
             )
 
-        await wait_for(second_attempt_running, timeout=5)
+        await eventually(second_attempt_running)
         await server.stop(0)
     async with serving(db_path) as (_, stubs):
         events = await collect_events(stubs, run.name)

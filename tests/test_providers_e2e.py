@@ -17,18 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import (
-    E,
-    R,
-    Stubs,
-    create_workflow,
-    money_nanos,
-    of_type,
-    plain,
-    run_to_end,
-    serving_governed,
-    step_of,
-)
 from fakes import anthropic_server as anthropic_fake
 from fakes import openai_server as openai_fake
 from podium_anthropic import AnthropicProvider
@@ -38,7 +26,20 @@ from podium.governance.policy import Policy
 from podium.plugins.builtin.calculator import PARAMETERS as CALCULATOR_PARAMETERS
 from podium.plugins.builtin.json_query import PARAMETERS as JSON_QUERY_PARAMETERS
 from podium.server.app import PodiumServer
+from podium.testing import (
+    Stubs,
+    create_workflow,
+    money_nanos,
+    of_type,
+    plain,
+    run_to_end,
+    serving,
+    step_of,
+)
 from podium.v1 import control_service_pb2, event_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 C = control_service_pb2
 NANOS = Decimal(1_000_000_000)
@@ -103,7 +104,7 @@ async def governed(
     policy = Policy.model_validate(
         {"providers": {provider: {"api_key": "test", "base_url": base_url}}}
     )
-    async with serving_governed(db_path, policy) as (server, stubs):
+    async with serving(db_path, policy=policy) as (server, stubs):
         try:
             yield server, stubs
         finally:

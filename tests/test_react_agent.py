@@ -12,17 +12,6 @@ from typing import Any
 import grpc
 import pytest
 import yaml
-from conftest import (
-    E,
-    R,
-    Stubs,
-    create_workflow,
-    field_violations,
-    money_nanos,
-    of_type,
-    plain,
-    run_to_end,
-)
 
 from podium.plugins.api import (
     Agent,
@@ -34,7 +23,19 @@ from podium.plugins.api import (
 )
 from podium.plugins.builtin import ReactAgent
 from podium.plugins.builtin.simulated_provider import SimulatedProvider
-from podium.v1 import event_pb2
+from podium.testing import (
+    Stubs,
+    create_workflow,
+    field_violations,
+    money_nanos,
+    of_type,
+    plain,
+    run_to_end,
+)
+from podium.v1 import event_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "react.yaml"
 STEP_EVENTS = frozenset(

@@ -9,29 +9,29 @@ import time
 
 import grpc
 import pytest
-from conftest import (
+
+from podium.engine.retention import Pruner, default_interval
+from podium.server.app import PodiumServer, start_server
+from podium.testing import (
     Stubs,
     collect_events,
     create_workflow,
-    echo,
+    echo_step,
     error_info,
+    eventually,
     field_violations,
     get_run,
     run_to_end,
     start_run,
-    wait_for,
 )
-
-from podium.engine.retention import Pruner, default_interval
-from podium.server.app import PodiumServer, start_server
 from podium.v1 import event_pb2, execution_service_pb2, run_pb2
 
 E = event_pb2
 R = run_pb2
 X = execution_service_pb2
 
-QUICK = {"steps": [echo("a"), echo("b", "a")]}
-SLOW = {"steps": [echo("slow", delay_ms=2000)]}
+QUICK = {"steps": [echo_step("a"), echo_step("b", "a")]}
+SLOW = {"steps": [echo_step("slow", delay_ms=2000)]}
 TABLES = ("runs", "steps", "attempts", "events")
 
 
@@ -181,7 +181,7 @@ async def test_pruner_runs_every_interval_on_its_clock(
         async def deleted() -> bool:
             return rows_of(db_path, run.name)["runs"] == 0
 
-        await wait_for(deleted)
+        await eventually(deleted)
     finally:
         await pruner.stop()
     # Passes at +0 and +60 find it too young; the one at +120 deletes it.

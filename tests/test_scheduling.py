@@ -8,9 +8,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from conftest import Stubs, create_workflow, echo, index_of, of_type, run_to_end, sequences
 from google.protobuf import json_format
 
+from podium.testing import (
+    Stubs,
+    create_workflow,
+    echo_step,
+    index_of,
+    of_type,
+    run_to_end,
+    sequences,
+)
 from podium.v1 import event_pb2, run_pb2
 
 E = event_pb2
@@ -52,11 +60,11 @@ async def test_a_step_starts_while_an_unrelated_slow_branch_runs(stubs: Stubs) -
         "branches",
         {
             "steps": [
-                echo("slow", delay_ms=400),
-                echo("a"),
-                echo("b", "a"),
-                echo("c", "b"),
-                echo("end", "slow", "c"),
+                echo_step("slow", delay_ms=400),
+                echo_step("a"),
+                echo_step("b", "a"),
+                echo_step("c", "b"),
+                echo_step("end", "slow", "c"),
             ]
         },
     )
@@ -81,7 +89,7 @@ def random_dag(seed: int, size: int) -> dict[str, Any]:
     for i, step_id in enumerate(ids):
         deps = rng.sample(ids[:i], k=min(i, rng.randint(0, 3)))
         # Roots take a while, so that every root is running before any step ends.
-        step = echo(step_id, *deps, delay_ms=rng.choice([0, 0, 5, 15, 30]) if deps else 30)
+        step = echo_step(step_id, *deps, delay_ms=rng.choice([0, 0, 5, 15, 30]) if deps else 30)
         if deps:
             step["input"] = {"from": f"steps.{deps[0]}.output"}
         steps.append(step)
@@ -123,7 +131,7 @@ async def test_no_step_starts_before_its_dependencies_succeeded(stubs: Stubs, se
             )
 
 
-SIX_PARALLEL = {"steps": [echo(f"p{i}", delay_ms=100) for i in range(6)]}
+SIX_PARALLEL = {"steps": [echo_step(f"p{i}", delay_ms=100) for i in range(6)]}
 
 
 async def test_run_max_concurrency_caps_running_steps(stubs: Stubs) -> None:
@@ -164,10 +172,10 @@ async def test_a_failing_step_fails_the_run(stubs: Stubs) -> None:
                     "agent": "flaky",
                     "config": {"fail_attempts": 1, "delay_ms": 50, "error": "Kaboom"},
                 },
-                echo("sibling", delay_ms=5000),
-                echo("after", "boom"),
-                echo("later", "after"),
-                echo("waits_for_sibling", "sibling"),
+                echo_step("sibling", delay_ms=5000),
+                echo_step("after", "boom"),
+                echo_step("later", "after"),
+                echo_step("waits_for_sibling", "sibling"),
             ]
         },
     )
@@ -213,9 +221,9 @@ async def test_output_mapping(stubs: Stubs) -> None:
         "mapped",
         {
             "steps": [
-                echo("a", input={"n": "input.n"}),
-                echo("b", "a", input={"n": "steps.a.output.n * 10"}),
-                echo("side", input={"tag": "'side'"}),
+                echo_step("a", input={"n": "input.n"}),
+                echo_step("b", "a", input={"n": "steps.a.output.n * 10"}),
+                echo_step("side", input={"tag": "'side'"}),
             ],
             "output": {
                 "total": "steps.a.output.n + steps.b.output.n",
@@ -237,9 +245,9 @@ async def test_default_output_is_the_final_steps_outputs(stubs: Stubs) -> None:
         "finals",
         {
             "steps": [
-                echo("root", input={"v": "input.v"}),
-                echo("left", "root", input={"l": "steps.root.output.v + 1"}),
-                echo("right", "root", input={"r": "steps.root.output.v + 2"}),
+                echo_step("root", input={"v": "input.v"}),
+                echo_step("left", "root", input={"l": "steps.root.output.v + 1"}),
+                echo_step("right", "root", input={"r": "steps.root.output.v + 2"}),
             ]
         },
     )
@@ -249,7 +257,7 @@ async def test_default_output_is_the_final_steps_outputs(stubs: Stubs) -> None:
 
 async def test_output_mapping_that_fails_at_run_time_fails_the_run(stubs: Stubs) -> None:
     await create_workflow(
-        stubs, "bad-output", {"steps": [echo("a")], "output": {"x": "steps.a.output.missing"}}
+        stubs, "bad-output", {"steps": [echo_step("a")], "output": {"x": "steps.a.output.missing"}}
     )
     run, events = await run_to_end(stubs, "bad-output")
     assert run.state == R.RUN_STATE_FAILED
@@ -264,7 +272,7 @@ async def test_cel_inputs_over_input_and_step_outputs(stubs: Stubs) -> None:
         "cel",
         {
             "steps": [
-                echo(
+                echo_step(
                     "first",
                     input={
                         "greeting": "'hello ' + input.name",
@@ -284,7 +292,7 @@ async def test_cel_inputs_over_input_and_step_outputs(stubs: Stubs) -> None:
                     },
                     "config": {"output": {"sum": "input.d + 1", "shout": "input.g.upperAscii()"}},
                 },
-                echo(
+                echo_step(
                     "last",
                     "calc",
                     input={
@@ -315,7 +323,9 @@ async def test_cel_inputs_over_input_and_step_outputs(stubs: Stubs) -> None:
 
 async def test_an_input_expression_that_fails_at_run_time_fails_the_step(stubs: Stubs) -> None:
     await create_workflow(
-        stubs, "bad-input", {"steps": [echo("a", input={"x": "input.missing + 1"}), echo("b", "a")]}
+        stubs,
+        "bad-input",
+        {"steps": [echo_step("a", input={"x": "input.missing + 1"}), echo_step("b", "a")]},
     )
     run, _ = await run_to_end(stubs, "bad-input", {"present": 1})
     assert run.state == R.RUN_STATE_FAILED

@@ -14,12 +14,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import E, R, Stubs, collect_events, create_workflow, get_run, serving_with, start_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from podium.core.clock import ManualClock
+from podium.testing import (
+    Stubs,
+    collect_events,
+    create_workflow,
+    get_run,
+    serving,
+    start_run,
+)
 from podium.v1 import event_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 RULES = ("ALL_SUCCEEDED", "ALL_DONE", "ANY_SUCCEEDED")
 FINAL_RUN_EVENTS = frozenset(
@@ -210,7 +220,7 @@ async def ticking(clock: ManualClock) -> AsyncIterator[None]:
 @pytest.fixture
 async def manual(db_path: str) -> AsyncIterator[tuple[ManualClock, Stubs]]:
     clock = ManualClock()
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         yield clock, stubs
 
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import (
-    E,
-    R,
+
+from podium.core.clock import ManualClock
+from podium.testing import (
     Stubs,
     collect_events,
     create_workflow,
-    echo,
+    echo_step,
     error_info,
     eventually,
     field_violations,
@@ -24,14 +24,15 @@ from conftest import (
     plain,
     run_to_end,
     sequences,
-    serving_with,
+    serving,
     start_run,
     step_of,
     step_reaches,
 )
-
-from podium.core.clock import ManualClock
 from podium.v1 import event_pb2, execution_service_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 COMPENSATION_EVENTS = frozenset(
     {
@@ -66,7 +67,13 @@ def failing(step_id: str, *depends_on: str) -> dict[str, Any]:
 
 
 async def test_cancel_a_running_step_and_its_pending_dependents(stubs: Stubs) -> None:
-    spec = {"steps": [echo("first"), echo("long", "first", delay_ms=30_000), echo("next", "long")]}
+    spec = {
+        "steps": [
+            echo_step("first"),
+            echo_step("long", "first", delay_ms=30_000),
+            echo_step("next", "long"),
+        ]
+    }
     await create_workflow(stubs, "cancel-me", spec)
     run = await start_run(stubs, "cancel-me")
     await step_reaches(stubs, run.name, "long", R.STEP_STATE_RUNNING)
@@ -103,7 +110,7 @@ async def test_cancel_a_running_step_and_its_pending_dependents(stubs: Stubs) ->
 
 
 async def test_cancelling_an_ended_run_is_failed_precondition(stubs: Stubs) -> None:
-    await create_workflow(stubs, "ended", {"steps": [echo("a")]})
+    await create_workflow(stubs, "ended", {"steps": [echo_step("a")]})
     run, _ = await run_to_end(stubs, "ended")
     assert run.state == R.RUN_STATE_SUCCEEDED
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -116,7 +123,7 @@ async def test_cancelling_an_ended_run_is_failed_precondition(stubs: Stubs) -> N
 @pytest.fixture
 async def manual(db_path: str) -> AsyncIterator[tuple[ManualClock, Stubs]]:
     clock = ManualClock()
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         yield clock, stubs
 
 
@@ -143,8 +150,8 @@ async def test_cancel_during_a_retry_wait_ends_the_step(
 
 SAGA = {
     "steps": [
-        echo("a", input={"booked": "'flight'"}, compensate=UNDO),
-        echo("b", "a", input={"booked": "'hotel'"}, compensate=UNDO),
+        echo_step("a", input={"booked": "'flight'"}, compensate=UNDO),
+        echo_step("b", "a", input={"booked": "'hotel'"}, compensate=UNDO),
         failing("c", "b"),
     ]
 }
@@ -194,8 +201,8 @@ async def test_a_failing_compensation_does_not_stop_the_others(stubs: Stubs) -> 
     broken_undo = {"agent": "flaky", "config": {"fail_attempts": 5, "error": "UndoFailed"}}
     spec = {
         "steps": [
-            echo("a", compensate=UNDO),
-            echo("b", "a", compensate=broken_undo),
+            echo_step("a", compensate=UNDO),
+            echo_step("b", "a", compensate=broken_undo),
             failing("c", "b"),
         ]
     }
@@ -217,9 +224,9 @@ async def test_a_failing_compensation_does_not_stop_the_others(stubs: Stubs) -> 
 async def test_cancellation_runs_the_compensations_of_succeeded_steps(stubs: Stubs) -> None:
     spec = {
         "steps": [
-            echo("a", compensate=UNDO),
-            echo("long", "a", delay_ms=30_000, compensate=UNDO),
-            echo("side", compensate=UNDO, delay_ms=30_000),
+            echo_step("a", compensate=UNDO),
+            echo_step("long", "a", delay_ms=30_000, compensate=UNDO),
+            echo_step("side", compensate=UNDO, delay_ms=30_000),
         ]
     }
     await create_workflow(stubs, "saga-cancel", spec)
@@ -237,7 +244,7 @@ async def test_a_successful_or_partially_successful_run_is_not_compensated(
 ) -> None:
     spec = {
         "steps": [
-            echo("a", compensate=UNDO),
+            echo_step("a", compensate=UNDO),
             {**failing("soft"), "onFailure": "FAILURE_POLICY_CONTINUE"},
         ]
     }
@@ -250,7 +257,7 @@ async def test_a_successful_or_partially_successful_run_is_not_compensated(
 async def test_a_compensation_config_is_validated_like_a_step_config(stubs: Stubs) -> None:
     undo = {"agent": "echo", "config": {"delay_msec": 5}}
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await create_workflow(stubs, "bad-undo", {"steps": [echo("a", compensate=undo)]})
+        await create_workflow(stubs, "bad-undo", {"steps": [echo_step("a", compensate=undo)]})
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     fields = [field for field, _ in field_violations(caught.value)]
     assert any(f.startswith("spec.steps[0].compensate.config") for f in fields), fields
@@ -268,7 +275,7 @@ async def test_the_step_config_is_validated(stubs: Stubs) -> None:
 
 async def test_cancel_waits_for_a_settled_state(stubs: Stubs) -> None:
     """The CancelRun reply already shows every step ended."""
-    spec = {"steps": [echo(f"p{i}", delay_ms=30_000) for i in range(4)]}
+    spec = {"steps": [echo_step(f"p{i}", delay_ms=30_000) for i in range(4)]}
     await create_workflow(stubs, "cancel-many", spec)
     run = await start_run(stubs, "cancel-many")
 

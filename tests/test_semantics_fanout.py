@@ -11,13 +11,14 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import (
-    E,
-    R,
+
+from podium.plugins.api import StepContext
+from podium.plugins.manager import load_plugins
+from podium.testing import (
     Stubs,
     collect_events,
     create_workflow,
-    echo,
+    echo_step,
     error_info,
     field_violations,
     get_run,
@@ -25,14 +26,14 @@ from conftest import (
     plain,
     run_to_end,
     sequences,
-    serving_with,
+    serving,
     start_run,
     step_of,
 )
+from podium.v1 import event_pb2, run_pb2
 
-from podium.plugins.api import StepContext
-from podium.plugins.manager import load_plugins
-from podium.v1 import event_pb2
+E = event_pb2
+R = run_pb2
 
 ITEM_ENDS = (E.RUN_EVENT_TYPE_ITEM_SUCCEEDED, E.RUN_EVENT_TYPE_ITEM_FAILED)
 
@@ -51,7 +52,7 @@ def plan_then_each(**each: Any) -> dict[str, Any]:
             step["forEach"].update(value)
         else:
             step[key] = value
-    return {"steps": [echo("plan", input={"items": "input.items"}), step]}
+    return {"steps": [echo_step("plan", input={"items": "input.items"}), step]}
 
 
 def peak_running(events: Sequence[event_pb2.RunEvent], step_id: str = "each") -> int:
@@ -89,7 +90,7 @@ async def test_items_finishing_out_of_order_keep_their_place(db_path: str) -> No
     plugins.registry.add_agent(SleepyAgent(), plugin="tests")
     spec = plan_then_each()
     spec["steps"][1].update(agent="sleepy", input={"ms": "item", "index": "index"})
-    async with serving_with(db_path, plugins=plugins) as (_, stubs):
+    async with serving(db_path, plugins=plugins) as (_, stubs):
         await create_workflow(stubs, "fan-order", spec)
         delays = [120, 90, 60, 30, 0]
         run, events = await run_to_end(stubs, "fan-order", {"items": delays})
@@ -171,7 +172,7 @@ def dividing(**for_each: Any) -> dict[str, Any]:
     """Items {"n", "d"}: an item with d == 0 fails (CEL division by zero)."""
     return {
         "steps": [
-            echo("plan", input={"items": "input.items"}),
+            echo_step("plan", input={"items": "input.items"}),
             {
                 "id": "each",
                 "agent": "transform",
@@ -259,7 +260,7 @@ async def test_on_failure_continue_after_too_many_failed_items(stubs: Stubs) -> 
 async def test_each_item_has_its_own_attempts_and_retries(stubs: Stubs) -> None:
     spec = {
         "steps": [
-            echo("plan", input={"items": "input.items"}),
+            echo_step("plan", input={"items": "input.items"}),
             {
                 "id": "each",
                 "agent": "flaky",
@@ -391,7 +392,7 @@ async def test_a_loop_resumes_after_a_restart_where_it_was(db_path: str) -> None
             }
         ]
     }
-    async with serving_with(db_path, plugins=plugins) as (server, stubs):
+    async with serving(db_path, plugins=plugins) as (server, stubs):
         await create_workflow(stubs, "loop-durable", spec)
         run = await start_run(stubs, "loop-durable")
         before: list[event_pb2.RunEvent] = []
@@ -399,7 +400,7 @@ async def test_a_loop_resumes_after_a_restart_where_it_was(db_path: str) -> None
             after = before[-1].sequence if before else 0
             before += await collect_events(stubs, run.name, after, limit=1, timeout=5.0)
         await server.stop(0.5)
-    async with serving_with(db_path, plugins=plugins) as (_, stubs):
+    async with serving(db_path, plugins=plugins) as (_, stubs):
         rest = await collect_events(stubs, run.name, before[-1].sequence)
         final = await get_run(stubs, run.name)
     assert final.state == R.RUN_STATE_SUCCEEDED, final.failure
@@ -424,7 +425,7 @@ async def test_a_loop_resumes_after_a_restart_where_it_was(db_path: str) -> None
 
 @pytest.mark.parametrize("max_iterations", [0, -1, 1001])
 async def test_max_iterations_out_of_range_is_invalid(stubs: Stubs, max_iterations: int) -> None:
-    spec = {"steps": [echo("first"), counting_loop(max_iterations)["steps"][0]]}
+    spec = {"steps": [echo_step("first"), counting_loop(max_iterations)["steps"][0]]}
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await create_workflow(stubs, "loop-bad", spec)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

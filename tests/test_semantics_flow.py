@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import (
-    E,
-    R,
+
+from podium.testing import (
     Stubs,
     create_workflow,
-    echo,
+    echo_step,
     index_of,
     of_type,
     plain,
@@ -20,8 +19,10 @@ from conftest import (
     sequences,
     step_of,
 )
-
 from podium.v1 import event_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 CONTINUE = "FAILURE_POLICY_CONTINUE"
 
@@ -50,10 +51,12 @@ async def test_continue_keeps_the_run_going_and_ends_partially_succeeded(stubs: 
     spec = {
         "steps": [
             failing("bad"),
-            echo("dependent", "bad"),
-            echo("grandchild", "dependent"),
-            echo("independent", input={"n": "input.n"}),
-            echo("after_independent", "independent", input={"n": "steps.independent.output.n"}),
+            echo_step("dependent", "bad"),
+            echo_step("grandchild", "dependent"),
+            echo_step("independent", input={"n": "input.n"}),
+            echo_step(
+                "after_independent", "independent", input={"n": "steps.independent.output.n"}
+            ),
         ]
     }
     await create_workflow(stubs, "partial", spec)
@@ -90,8 +93,8 @@ async def test_all_done_runs_after_a_failed_dependency(stubs: Stubs) -> None:
     spec = {
         "steps": [
             failing("bad"),
-            echo("good"),
-            echo(
+            echo_step("good"),
+            echo_step(
                 "cleanup",
                 "bad",
                 "good",
@@ -113,8 +116,8 @@ async def test_all_done_runs_after_a_failed_dependency(stubs: Stubs) -> None:
 async def test_all_done_also_runs_after_a_skipped_dependency(stubs: Stubs) -> None:
     spec = {
         "steps": [
-            echo("never", when="false"),
-            echo("last", "never", triggerRule="TRIGGER_RULE_ALL_DONE"),
+            echo_step("never", when="false"),
+            echo_step("last", "never", triggerRule="TRIGGER_RULE_ALL_DONE"),
         ]
     }
     await create_workflow(stubs, "all-done-skip", spec)
@@ -126,9 +129,9 @@ async def test_all_done_also_runs_after_a_skipped_dependency(stubs: Stubs) -> No
 async def test_any_succeeded_joins_a_succeeded_and_a_skipped_branch(stubs: Stubs) -> None:
     spec = {
         "steps": [
-            echo("taken"),
-            echo("not_taken", when="1 > 2"),
-            echo(
+            echo_step("taken"),
+            echo_step("not_taken", when="1 > 2"),
+            echo_step(
                 "join",
                 "taken",
                 "not_taken",
@@ -152,9 +155,9 @@ async def test_any_succeeded_is_skipped_when_nothing_succeeded(stubs: Stubs) -> 
     spec = {
         "steps": [
             failing("bad"),
-            echo("off", when="false"),
-            echo("join", "bad", "off", triggerRule="TRIGGER_RULE_ANY_SUCCEEDED"),
-            echo("after", "join"),
+            echo_step("off", when="false"),
+            echo_step("join", "bad", "off", triggerRule="TRIGGER_RULE_ANY_SUCCEEDED"),
+            echo_step("after", "join"),
         ]
     }
     await create_workflow(stubs, "any-none", spec)
@@ -170,10 +173,10 @@ async def test_when_false_skips_the_step_and_its_dependents(stubs: Stubs) -> Non
     condition = "input.go == true"
     spec = {
         "steps": [
-            echo("gate", when=condition),
-            echo("child", "gate"),
-            echo("grandchild", "child"),
-            echo("other"),
+            echo_step("gate", when=condition),
+            echo_step("child", "gate"),
+            echo_step("grandchild", "child"),
+            echo_step("other"),
         ]
     }
     await create_workflow(stubs, "when-false", spec)
@@ -202,8 +205,8 @@ async def test_when_false_skips_the_step_and_its_dependents(stubs: Stubs) -> Non
 async def test_when_reads_an_ancestor_output(stubs: Stubs) -> None:
     spec = {
         "steps": [
-            echo("probe", input={"score": "input.score"}),
-            echo("high", "probe", when="steps.probe.output.score >= 5"),
+            echo_step("probe", input={"score": "input.score"}),
+            echo_step("high", "probe", when="steps.probe.output.score >= 5"),
         ]
     }
     await create_workflow(stubs, "when-output", spec)
@@ -215,10 +218,14 @@ async def test_when_reads_an_ancestor_output(stubs: Stubs) -> None:
 
 ROUTING = {
     "steps": [
-        echo("classify", input={"kind": "input.kind"}),
-        echo("route_a", "classify", when="steps.classify.output.kind == 'a'", input={"r": "'a'"}),
-        echo("route_b", "classify", when="steps.classify.output.kind != 'a'", input={"r": "'b'"}),
-        echo(
+        echo_step("classify", input={"kind": "input.kind"}),
+        echo_step(
+            "route_a", "classify", when="steps.classify.output.kind == 'a'", input={"r": "'a'"}
+        ),
+        echo_step(
+            "route_b", "classify", when="steps.classify.output.kind != 'a'", input={"r": "'b'"}
+        ),
+        echo_step(
             "join",
             "route_a",
             "route_b",
@@ -253,10 +260,10 @@ async def test_conditional_routing_runs_only_the_matching_branch(
 async def test_get_run_reports_every_outcome_with_its_reason(stubs: Stubs) -> None:
     spec = {
         "steps": [
-            echo("ok", input={"v": "1"}),
+            echo_step("ok", input={"v": "1"}),
             failing("broken", config={"fail_attempts": 1, "message": "it broke"}),
-            echo("cond", when="input.enabled"),
-            echo("needs_broken", "broken"),
+            echo_step("cond", when="input.enabled"),
+            echo_step("needs_broken", "broken"),
         ]
     }
     await create_workflow(stubs, "outcomes", spec)

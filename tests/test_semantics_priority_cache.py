@@ -9,27 +9,28 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from conftest import (
-    E,
-    R,
-    Stubs,
-    collect_events,
-    create_workflow,
-    echo,
-    get_run,
-    of_type,
-    plain,
-    run_to_end,
-    serving_with,
-    start_run,
-    step_of,
-    wait_for,
-)
 
 from podium.core.clock import ManualClock
 from podium.engine.slots import AGING_SECONDS, PrioritySlots
 from podium.server.app import PodiumServer
+from podium.testing import (
+    Stubs,
+    collect_events,
+    create_workflow,
+    echo_step,
+    eventually,
+    get_run,
+    of_type,
+    plain,
+    run_to_end,
+    serving,
+    start_run,
+    step_of,
+)
 from podium.v1 import event_pb2, execution_service_pb2, progress_service_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 # -- priorities through the server -----------------------------------------------------------
 
@@ -59,14 +60,14 @@ async def hold_the_only_slot(
     server: PodiumServer, stubs: Stubs, seen: list[event_pb2.RunEvent]
 ) -> run_pb2.Run:
     """Starts a run whose one step holds the server's only slot for a minute."""
-    await create_workflow(stubs, "blocker", {"steps": [echo("hold", delay_ms=60_000)]})
-    await create_workflow(stubs, "job", {"steps": [echo("work")]})
+    await create_workflow(stubs, "blocker", {"steps": [echo_step("hold", delay_ms=60_000)]})
+    await create_workflow(stubs, "job", {"steps": [echo_step("work")]})
     blocker = await start_run(stubs, "blocker")
 
     async def holding() -> bool:
         return any(e.run == blocker.name for e in seen) and server.engine.slots.in_use == 1
 
-    await wait_for(holding, timeout=5.0)
+    await eventually(holding)
     return blocker
 
 
@@ -83,7 +84,7 @@ async def queue_runs(
         async def waiting(queued: int = queued) -> bool:
             return server.engine.slots.waiting == queued
 
-        await wait_for(waiting, timeout=5.0)
+        await eventually(waiting)
     return runs
 
 
@@ -103,13 +104,13 @@ async def start_order(
     async def all_seen() -> bool:
         return len([e for e in seen if e.run in names]) == len(runs)
 
-    await wait_for(all_seen, timeout=5.0)
+    await eventually(all_seen)
     return [e.run for e in seen if e.run in names]
 
 
 async def test_the_higher_priority_run_gets_the_free_slot_first(db_path: str) -> None:
     async with (
-        serving_with(db_path, max_running_steps=1) as (server, stubs),
+        serving(db_path, max_running_steps=1) as (server, stubs),
         started_steps(stubs) as seen,
     ):
         blocker = await hold_the_only_slot(server, stubs, seen)
@@ -129,7 +130,7 @@ async def test_the_higher_priority_run_gets_the_free_slot_first(db_path: str) ->
 
 async def test_fifo_within_a_priority_and_by_priority_across(db_path: str) -> None:
     async with (
-        serving_with(db_path, max_running_steps=1) as (server, stubs),
+        serving(db_path, max_running_steps=1) as (server, stubs),
         started_steps(stubs) as seen,
     ):
         blocker = await hold_the_only_slot(server, stubs, seen)
@@ -142,7 +143,7 @@ async def test_fifo_within_a_priority_and_by_priority_across(db_path: str) -> No
 
 
 async def test_a_negative_priority_is_accepted_and_kept(stubs: Stubs) -> None:
-    await create_workflow(stubs, "prio", {"steps": [echo("work")]})
+    await create_workflow(stubs, "prio", {"steps": [echo_step("work")]})
     run, _ = await run_to_end(stubs, "prio", priority=-7)
     assert run.state == R.RUN_STATE_SUCCEEDED
     assert run.priority == -7
@@ -290,7 +291,7 @@ async def test_free_capacity_is_granted_at_once() -> None:
 
 
 def cached_step(ttl: str = "60s", **config: Any) -> dict[str, Any]:
-    step = echo("work", input={"q": "input.q"}, cache={"ttl": ttl})
+    step = echo_step("work", input={"q": "input.q"}, cache={"ttl": ttl})
     if config:
         step["config"] = config
     return {"steps": [step]}
@@ -308,7 +309,7 @@ def hits(events: Sequence[event_pb2.RunEvent]) -> list[event_pb2.RunEvent]:
 
 async def test_the_same_input_within_the_ttl_is_a_cache_hit(db_path: str) -> None:
     clock = ManualClock()
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         await create_workflow(stubs, "cached", cached_step())
         _, first_events, first = await cached_run(stubs, "cached", "otters")
         assert not hits(first_events)
@@ -330,7 +331,7 @@ async def test_the_same_input_within_the_ttl_is_a_cache_hit(db_path: str) -> Non
 
 
 async def test_a_different_input_is_a_miss(db_path: str) -> None:
-    async with serving_with(db_path, clock=ManualClock()) as (_, stubs):
+    async with serving(db_path, clock=ManualClock()) as (_, stubs):
         await create_workflow(stubs, "cached", cached_step())
         await cached_run(stubs, "cached", "otters")
         _, events, other = await cached_run(stubs, "cached", "beavers")
@@ -344,7 +345,7 @@ async def test_a_different_input_is_a_miss(db_path: str) -> None:
 
 async def test_after_the_ttl_it_is_a_miss(db_path: str) -> None:
     clock = ManualClock()
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         await create_workflow(stubs, "cached", cached_step())
         await cached_run(stubs, "cached", "otters")
         clock.advance(61)
@@ -357,7 +358,7 @@ async def test_after_the_ttl_it_is_a_miss(db_path: str) -> None:
 
 
 async def test_a_different_config_is_a_miss(db_path: str) -> None:
-    async with serving_with(db_path, clock=ManualClock()) as (_, stubs):
+    async with serving(db_path, clock=ManualClock()) as (_, stubs):
         await create_workflow(stubs, "cached", cached_step())
         await create_workflow(stubs, "cached-slow", cached_step(delay_ms=1))
         await cached_run(stubs, "cached", "otters")
@@ -368,17 +369,17 @@ async def test_a_different_config_is_a_miss(db_path: str) -> None:
 
 async def test_the_cache_survives_a_restart(db_path: str) -> None:
     clock = ManualClock()
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         await create_workflow(stubs, "cached", cached_step())
         await cached_run(stubs, "cached", "otters")
-    async with serving_with(db_path, clock=ManualClock(clock.now() + 30)) as (_, stubs):
+    async with serving(db_path, clock=ManualClock(clock.now() + 30)) as (_, stubs):
         _, events, work = await cached_run(stubs, "cached", "otters")
         assert len(hits(events)) == 1
         assert not work.attempts
 
 
 async def test_without_a_cache_nothing_is_reused(stubs: Stubs) -> None:
-    await create_workflow(stubs, "uncached", {"steps": [echo("work", input={"q": "input.q"})]})
+    await create_workflow(stubs, "uncached", {"steps": [echo_step("work", input={"q": "input.q"})]})
     for _ in range(2):
         _, events, work = await cached_run(stubs, "uncached", "otters")
         assert not hits(events)
@@ -386,7 +387,7 @@ async def test_without_a_cache_nothing_is_reused(stubs: Stubs) -> None:
 
 
 async def test_get_run_of_a_cache_hit(db_path: str) -> None:
-    async with serving_with(db_path, clock=ManualClock()) as (_, stubs):
+    async with serving(db_path, clock=ManualClock()) as (_, stubs):
         await create_workflow(stubs, "cached", cached_step())
         await cached_run(stubs, "cached", "otters")
         run, _, _ = await cached_run(stubs, "cached", "otters")

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from conftest import (
-    E,
-    R,
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from podium.core.clock import ManualClock
+from podium.testing import (
     Stubs,
     collect_events,
     create_workflow,
@@ -19,15 +20,15 @@ from conftest import (
     of_type,
     plain,
     sequences,
-    serving_with,
+    serving,
     start_run,
     step_of,
     step_reaches,
 )
-from google.protobuf import duration_pb2, timestamp_pb2
-
-from podium.core.clock import ManualClock
 from podium.v1 import event_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 START = 1_700_000_000.0
 
@@ -35,7 +36,7 @@ START = 1_700_000_000.0
 @pytest.fixture
 async def manual(db_path: str) -> AsyncIterator[tuple[ManualClock, Stubs]]:
     clock = ManualClock(start=START)
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         yield clock, stubs
 
 
@@ -272,7 +273,7 @@ async def test_workflow_default_retry_applies_to_steps_without_their_own(
 async def test_a_retry_wait_survives_a_restart(db_path: str) -> None:
     policy = [retrier("FlakyError", interval="60s")]
     clock = ManualClock(start=START)
-    async with serving_with(db_path, clock=clock) as (server, stubs):
+    async with serving(db_path, clock=clock) as (server, stubs):
         await create_workflow(stubs, "durable", {"steps": [{**flaky("f"), "retry": policy}]})
         run = await start_run(stubs, "durable")
         before = await step_reaches(stubs, run.name, "f", R.STEP_STATE_WAITING, attempts=1)
@@ -280,7 +281,7 @@ async def test_a_retry_wait_survives_a_restart(db_path: str) -> None:
         await server.stop(0.1)
 
     clock = ManualClock(start=START)
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         after = await step_reaches(stubs, run.name, "f", R.STEP_STATE_WAITING, attempts=1)
         assert step_of(after, "f").due_time == step_of(before, "f").due_time
         await armed(clock)
@@ -479,14 +480,14 @@ async def test_a_step_whose_deadline_passes_while_it_queues_does_not_start(
 async def test_a_retry_already_due_at_restart_runs_at_once(db_path: str) -> None:
     policy = [retrier("FlakyError", interval="60s")]
     clock = ManualClock(start=START)
-    async with serving_with(db_path, clock=clock) as (server, stubs):
+    async with serving(db_path, clock=clock) as (server, stubs):
         await create_workflow(stubs, "overdue", {"steps": [{**flaky("f"), "retry": policy}]})
         run = await start_run(stubs, "overdue")
         await step_reaches(stubs, run.name, "f", R.STEP_STATE_WAITING, attempts=1)
         await server.stop(0.1)
 
     # The server was down past the due time: nothing to wait for.
-    async with serving_with(db_path, clock=ManualClock(start=START + 3600)) as (_, stubs):
+    async with serving(db_path, clock=ManualClock(start=START + 3600)) as (_, stubs):
         done, _ = await finished(stubs, run.name)
     assert done.state == R.RUN_STATE_SUCCEEDED
     assert at(step_of(done, "f").attempts[1].start_time) == pytest.approx(START + 3600)
@@ -495,14 +496,14 @@ async def test_a_retry_already_due_at_restart_runs_at_once(db_path: str) -> None
 async def test_the_run_deadline_survives_a_restart(db_path: str) -> None:
     spec = {"timeout": "10s", "steps": [slow("s")]}
     clock = ManualClock(start=START)
-    async with serving_with(db_path, clock=clock) as (server, stubs):
+    async with serving(db_path, clock=clock) as (server, stubs):
         await create_workflow(stubs, "run-deadline", spec)
         run = await start_run(stubs, "run-deadline")
         await step_reaches(stubs, run.name, "s", R.STEP_STATE_RUNNING)
         await server.stop(0.1)
 
     clock = ManualClock(start=START + 5)
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         await step_reaches(stubs, run.name, "s", R.STEP_STATE_RUNNING, attempts=2)
         await armed(clock)
         clock.advance(4.9)

@@ -9,31 +9,32 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import (
+
+from podium.core.clock import ManualClock
+from podium.core.states import RunState
+from podium.store.sqlite.store import SqliteStore
+from podium.testing import (
     FINAL_EVENT_TYPES,
-    E,
-    R,
     Stubs,
     collect_events,
     create_workflow,
-    echo,
+    echo_step,
     error_info,
+    eventually,
     field_violations,
     get_run,
     of_type,
     plain,
     run_to_end,
     sequences,
-    serving_with,
+    serving,
     start_run,
     step_of,
-    wait_for,
 )
-
-from podium.core.clock import ManualClock
-from podium.core.states import RunState
-from podium.store.sqlite.store import SqliteStore
 from podium.v1 import event_pb2, execution_service_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
 
 T0 = 1_700_000_000.0  # ManualClock's default start: 2023-11-14T22:13:20Z
 
@@ -49,7 +50,7 @@ async def armed(clock: ManualClock, count: int = 1) -> None:
     async def ready() -> bool:
         return clock.sleepers >= count
 
-    await wait_for(ready, timeout=5.0)
+    await eventually(ready)
 
 
 async def settle() -> None:
@@ -78,7 +79,7 @@ def timer_then_echo(wait: dict[str, Any]) -> dict[str, Any]:
     return {
         "steps": [
             {"id": "pause", "wait": wait},
-            echo("after", "pause", input={"at": "steps.pause.output.waited_until"}),
+            echo_step("after", "pause", input={"at": "steps.pause.output.waited_until"}),
         ]
     }
 
@@ -88,7 +89,7 @@ def timer_then_echo(wait: dict[str, Any]) -> dict[str, Any]:
 
 async def test_a_duration_wait_ends_exactly_at_its_due_time(db_path: str) -> None:
     clock = ManualClock()
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         await create_workflow(stubs, "timer", timer_then_echo({"duration": "3600s"}))
         run = await start_run(stubs, "timer")
         before = await events_until(stubs, run.name, E.RUN_EVENT_TYPE_STEP_WAITING)
@@ -123,7 +124,7 @@ async def test_a_duration_wait_ends_exactly_at_its_due_time(db_path: str) -> Non
 
 async def test_a_wait_keeps_its_due_time_across_a_restart(db_path: str) -> None:
     first_clock = ManualClock(T0)
-    async with serving_with(db_path, clock=first_clock) as (server, stubs):
+    async with serving(db_path, clock=first_clock) as (server, stubs):
         await create_workflow(stubs, "durable", timer_then_echo({"duration": "3600s"}))
         run = await start_run(stubs, "durable")
         before = await events_until(stubs, run.name, E.RUN_EVENT_TYPE_STEP_WAITING)
@@ -133,7 +134,7 @@ async def test_a_wait_keeps_its_due_time_across_a_restart(db_path: str) -> None:
         await server.stop(0.5)
 
     second_clock = ManualClock(T0 + 1000)  # the same "now" as when it stopped
-    async with serving_with(db_path, clock=second_clock) as (_, stubs):
+    async with serving(db_path, clock=second_clock) as (_, stubs):
         await armed(second_clock)
         view = await get_run(stubs, run.name)
         assert step_of(view, "pause").state == R.STEP_STATE_WAITING
@@ -157,12 +158,12 @@ async def test_a_wait_keeps_its_due_time_across_a_restart(db_path: str) -> None:
 
 async def test_a_wait_whose_due_time_passed_while_down_ends_at_once(db_path: str) -> None:
     first_clock = ManualClock(T0)
-    async with serving_with(db_path, clock=first_clock) as (server, stubs):
+    async with serving(db_path, clock=first_clock) as (server, stubs):
         await create_workflow(stubs, "overdue", timer_then_echo({"duration": "60s"}))
         run = await start_run(stubs, "overdue")
         await events_until(stubs, run.name, E.RUN_EVENT_TYPE_STEP_WAITING)
         await server.stop(0.5)
-    async with serving_with(db_path, clock=ManualClock(T0 + 7200)) as (_, stubs):
+    async with serving(db_path, clock=ManualClock(T0 + 7200)) as (_, stubs):
         events = await collect_events(stubs, run.name)
         final = await get_run(stubs, run.name)
     assert final.state == R.RUN_STATE_SUCCEEDED, final.failure
@@ -187,7 +188,7 @@ async def test_a_wait_until_an_instant(
     db_path: str, wait: dict[str, Any], input: dict[str, Any], due: float
 ) -> None:
     clock = ManualClock(T0)
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         await create_workflow(stubs, "until", timer_then_echo(wait))
         run = await start_run(stubs, "until", input)
         before = await events_until(stubs, run.name, E.RUN_EVENT_TYPE_STEP_WAITING)
@@ -204,14 +205,14 @@ async def test_a_wait_until_an_instant(
 
 
 async def test_an_instant_in_the_past_does_not_wait(db_path: str) -> None:
-    async with serving_with(db_path, clock=ManualClock(T0)) as (_, stubs):
+    async with serving(db_path, clock=ManualClock(T0)) as (_, stubs):
         await create_workflow(stubs, "past", timer_then_echo({"time": iso(T0 - 3600)}))
         run, _ = await run_to_end(stubs, "past")
     assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
 
 
 async def test_a_time_expression_that_is_no_instant_fails_the_step(db_path: str) -> None:
-    async with serving_with(db_path, clock=ManualClock(T0)) as (_, stubs):
+    async with serving(db_path, clock=ManualClock(T0)) as (_, stubs):
         await create_workflow(stubs, "not-time", timer_then_echo({"timeExpression": "input.x"}))
         run, _ = await run_to_end(stubs, "not-time", {"x": "tomorrow"})
     assert run.state == R.RUN_STATE_FAILED
@@ -231,7 +232,7 @@ def approval_then_echo(**approval: Any) -> dict[str, Any]:
     return {
         "steps": [
             gate,
-            echo("after", "gate", input={"approved": "steps.gate.output.approved"}),
+            echo_step("after", "gate", input={"approved": "steps.gate.output.approved"}),
         ]
     }
 
@@ -329,7 +330,7 @@ async def test_two_approvals_are_resolved_independently(stubs: Stubs, first: str
         "steps": [
             {"id": "left", "approval": {"prompt": "left {{ input.n }}"}},
             {"id": "right", "approval": {"prompt": "right {{ input.n + 1 }}"}},
-            echo("join", "left", "right"),
+            echo_step("join", "left", "right"),
         ]
     }
     await create_workflow(stubs, "two-gates", spec)
@@ -344,7 +345,7 @@ async def test_two_approvals_are_resolved_independently(stubs: Stubs, first: str
     async def first_done() -> bool:
         return step_of(await get_run(stubs, run.name), first).state == R.STEP_STATE_SUCCEEDED
 
-    await wait_for(first_done, timeout=5.0)
+    await eventually(first_done)
     view = await get_run(stubs, run.name)
     assert view.state == R.RUN_STATE_WAITING_APPROVAL  # the other one still waits
     assert step_of(view, second).state == R.STEP_STATE_WAITING
@@ -365,7 +366,7 @@ async def test_two_approvals_are_resolved_independently(stubs: Stubs, first: str
 
 async def test_an_approval_times_out(db_path: str) -> None:
     clock = ManualClock(T0)
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         await create_workflow(stubs, "expiring", approval_then_echo(timeout="600s"))
         run = await start_run(stubs, "expiring", {"amount": 5})
         before = await events_until(stubs, run.name, E.RUN_EVENT_TYPE_APPROVAL_REQUESTED)
@@ -445,13 +446,13 @@ async def resolve_when_ready(stubs: Stubs, run: str, step_id: str, decision: int
 
 
 async def test_an_approval_survives_a_restart(db_path: str) -> None:
-    async with serving_with(db_path) as (server, stubs):
+    async with serving(db_path) as (server, stubs):
         await create_workflow(stubs, "durable-gate", approval_then_echo())
         run = await start_run(stubs, "durable-gate", {"amount": 7})
         before = await events_until(stubs, run.name, E.RUN_EVENT_TYPE_APPROVAL_REQUESTED)
         await server.stop(0.5)
 
-    async with serving_with(db_path) as (_, stubs):
+    async with serving(db_path) as (_, stubs):
 
         async def waiting_again() -> bool:
             return await state_of(stubs, run.name, "gate") == (
@@ -459,7 +460,7 @@ async def test_an_approval_survives_a_restart(db_path: str) -> None:
                 R.STEP_STATE_WAITING,
             )
 
-        await wait_for(waiting_again, timeout=5.0)
+        await eventually(waiting_again)
         await resolve_when_ready(stubs, run.name, "gate", APPROVE)
         rest = await collect_events(stubs, run.name, before[-1].sequence)
         final = await get_run(stubs, run.name)
@@ -471,7 +472,7 @@ async def test_an_approval_survives_a_restart(db_path: str) -> None:
 
 
 async def test_a_stopped_server_leaves_the_run_waiting_for_approval(db_path: str) -> None:
-    async with serving_with(db_path) as (server, stubs):
+    async with serving(db_path) as (server, stubs):
         await create_workflow(stubs, "stored-gate", approval_then_echo())
         run = await start_run(stubs, "stored-gate", {"amount": 7})
         await events_until(stubs, run.name, E.RUN_EVENT_TYPE_APPROVAL_REQUESTED)
@@ -489,7 +490,7 @@ async def test_a_stopped_server_leaves_the_run_waiting_for_approval(db_path: str
 
 async def test_an_approval_timeout_survives_a_restart(db_path: str) -> None:
     first_clock = ManualClock(T0)
-    async with serving_with(db_path, clock=first_clock) as (server, stubs):
+    async with serving(db_path, clock=first_clock) as (server, stubs):
         await create_workflow(stubs, "durable-expiry", approval_then_echo(timeout="600s"))
         run = await start_run(stubs, "durable-expiry", {"amount": 7})
         await events_until(stubs, run.name, E.RUN_EVENT_TYPE_APPROVAL_REQUESTED)
@@ -499,7 +500,7 @@ async def test_an_approval_timeout_survives_a_restart(db_path: str) -> None:
         await server.stop(0.5)
 
     second_clock = ManualClock(T0 + 500)
-    async with serving_with(db_path, clock=second_clock) as (_, stubs):
+    async with serving(db_path, clock=second_clock) as (_, stubs):
         await armed(second_clock)
         second_clock.advance(99)
         await settle()
@@ -520,7 +521,7 @@ async def test_an_approval_timeout_survives_a_restart(db_path: str) -> None:
 
 async def test_a_step_timeout_ends_a_longer_wait(db_path: str) -> None:
     clock = ManualClock(T0)
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         spec = {"steps": [{"id": "pause", "wait": {"duration": "3600s"}, "timeout": "60s"}]}
         await create_workflow(stubs, "bounded-wait", spec)
         run = await start_run(stubs, "bounded-wait")
@@ -538,7 +539,7 @@ async def test_a_step_timeout_ends_a_longer_wait(db_path: str) -> None:
 
 async def test_a_step_timeout_ends_an_approval(db_path: str) -> None:
     clock = ManualClock(T0)
-    async with serving_with(db_path, clock=clock) as (_, stubs):
+    async with serving(db_path, clock=clock) as (_, stubs):
         spec = approval_then_echo()
         spec["steps"][0]["timeout"] = "60s"
         await create_workflow(stubs, "bounded-gate", spec)

@@ -7,9 +7,16 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import Stubs, create_workflow, echo, error_info, field_violations, make_spec
 
 from podium.server.app import PodiumServer
+from podium.testing import (
+    Stubs,
+    create_workflow,
+    echo_step,
+    error_info,
+    field_violations,
+    make_spec,
+)
 from podium.v1 import workflow_service_pb2
 
 W = workflow_service_pb2
@@ -17,23 +24,30 @@ W = workflow_service_pb2
 # Each case: a spec and the (field, words of the reason) every violation must match.
 CASES: dict[str, tuple[dict[str, Any], list[tuple[str, str]]]] = {
     "cycle": (
-        {"steps": [echo("a", "b"), echo("b", "a")]},
+        {"steps": [echo_step("a", "b"), echo_step("b", "a")]},
         [("spec.steps[0].depends_on", "a -> b -> a")],
     ),
     "longer cycle": (
-        {"steps": [echo("start"), echo("x", "start", "z"), echo("y", "x"), echo("z", "y")]},
+        {
+            "steps": [
+                echo_step("start"),
+                echo_step("x", "start", "z"),
+                echo_step("y", "x"),
+                echo_step("z", "y"),
+            ]
+        },
         [("spec.steps[1].depends_on", "x -> z -> y -> x")],
     ),
     "self dependency": (
-        {"steps": [echo("solo", "solo")]},
+        {"steps": [echo_step("solo", "solo")]},
         [("spec.steps[0].depends_on", "solo -> solo")],
     ),
     "unknown dependency": (
-        {"steps": [echo("a"), echo("b", "a", "ghost")]},
+        {"steps": [echo_step("a"), echo_step("b", "a", "ghost")]},
         [("spec.steps[1].depends_on[1]", "ghost")],
     ),
     "unknown agent": (
-        {"steps": [echo("a"), {"id": "b", "agent": "no-such-agent"}]},
+        {"steps": [echo_step("a"), {"id": "b", "agent": "no-such-agent"}]},
         [("spec.steps[1].agent", "no-such-agent")],
     ),
     "missing agent": (
@@ -41,48 +55,54 @@ CASES: dict[str, tuple[dict[str, Any], list[tuple[str, str]]]] = {
         [("spec.steps[0].agent", "required")],
     ),
     "duplicate step id": (
-        {"steps": [echo("a"), echo("b"), echo("a")]},
+        {"steps": [echo_step("a"), echo_step("b"), echo_step("a")]},
         [("spec.steps[2].id", "duplicate")],
     ),
     "bad step id": (
-        {"steps": [echo("has-dash")]},
+        {"steps": [echo_step("has-dash")]},
         [("spec.steps[0].id", "has-dash")],
     ),
     "step id over 63 characters": (
-        {"steps": [echo("s" * 64)]},
+        {"steps": [echo_step("s" * 64)]},
         [("spec.steps[0].id", "63")],
     ),
     "no steps": ({"steps": []}, [("spec.steps", "at least one step")]),
     "input does not compile": (
-        {"steps": [echo("a", input={"x": "input.x +"})]},
+        {"steps": [echo_step("a", input={"x": "input.x +"})]},
         [("spec.steps[0].input.x", "invalid CEL")],
     ),
     "empty input expression": (
-        {"steps": [echo("a", input={"x": "  "})]},
+        {"steps": [echo_step("a", input={"x": "  "})]},
         [("spec.steps[0].input.x", "empty")],
     ),
     "input reads a step that is not an ancestor": (
-        {"steps": [echo("a"), echo("b"), echo("c", "a", input={"v": "steps.b.output"})]},
+        {
+            "steps": [
+                echo_step("a"),
+                echo_step("b"),
+                echo_step("c", "a", input={"v": "steps.b.output"}),
+            ]
+        },
         [("spec.steps[2].input.v", "not an ancestor")],
     ),
     "input reads a later sibling through index syntax": (
-        {"steps": [echo("a", input={"v": "steps['b'].output"}), echo("b")]},
+        {"steps": [echo_step("a", input={"v": "steps['b'].output"}), echo_step("b")]},
         [("spec.steps[0].input.v", "not an ancestor")],
     ),
     "input reads an unknown step": (
-        {"steps": [echo("a", input={"v": "steps.nope.output"})]},
+        {"steps": [echo_step("a", input={"v": "steps.nope.output"})]},
         [("spec.steps[0].input.v", "unknown step 'nope'")],
     ),
     "input reads steps dynamically": (
-        {"steps": [echo("a"), echo("b", "a", input={"v": "steps[input.which].output"})]},
+        {"steps": [echo_step("a"), echo_step("b", "a", input={"v": "steps[input.which].output"})]},
         [("spec.steps[1].input.v", "by name")],
     ),
     "output mapping does not compile": (
-        {"steps": [echo("a")], "output": {"result": "steps.a.output.("}},
+        {"steps": [echo_step("a")], "output": {"result": "steps.a.output.("}},
         [("spec.output.result", "invalid CEL")],
     ),
     "output mapping reads an unknown step": (
-        {"steps": [echo("a")], "output": {"result": "steps.zzz.output"}},
+        {"steps": [echo_step("a")], "output": {"result": "steps.zzz.output"}},
         [("spec.output.result", "unknown step 'zzz'")],
     ),
     "unknown llm provider": (
@@ -105,15 +125,15 @@ CASES: dict[str, tuple[dict[str, Any], list[tuple[str, str]]]] = {
         ],
     ),
     "unknown echo setting": (
-        {"steps": [echo("a", config={"dleay_ms": 5})]},
+        {"steps": [echo_step("a", config={"dleay_ms": 5})]},
         [("spec.steps[0].config.dleay_ms", "unknown setting")],
     ),
     "negative delay": (
-        {"steps": [echo("a", delay_ms=-5)]},
+        {"steps": [echo_step("a", delay_ms=-5)]},
         [("spec.steps[0].config.delay_ms", ">= 0")],
     ),
     "negative max_concurrency": (
-        {"steps": [echo("a")], "maxConcurrency": -1},
+        {"steps": [echo_step("a")], "maxConcurrency": -1},
         [("spec.max_concurrency", "positive")],
     ),
 }
@@ -141,7 +161,7 @@ async def list_everything(stubs: Stubs) -> W.ListWorkflowsResponse:
 @pytest.mark.parametrize("case", list(CASES))
 async def test_create_workflow_rejects_and_stores_nothing(stubs: Stubs, case: str) -> None:
     spec, expected = CASES[case]
-    await create_workflow(stubs, "existing", {"steps": [echo("a")]})
+    await create_workflow(stubs, "existing", {"steps": [echo_step("a")]})
     before = await list_everything(stubs)
 
     for workflow_id in ("fresh", "existing"):
@@ -171,9 +191,9 @@ async def test_the_fixed_definition_is_accepted(stubs: Stubs) -> None:
     about the defect, not the shape."""
     spec = {
         "steps": [
-            echo("a", input={"x": "input.x + 1"}),
-            echo("b", "a", input={"v": "steps['a'].output.x"}),
-            echo("c", "b", input={"v": "steps.a.output"}),
+            echo_step("a", input={"x": "input.x + 1"}),
+            echo_step("b", "a", input={"v": "steps['a'].output.x"}),
+            echo_step("c", "b", input={"v": "steps.a.output"}),
             {
                 "id": "ask",
                 "agent": "llm",
@@ -194,23 +214,23 @@ async def test_the_fixed_definition_is_accepted(stubs: Stubs) -> None:
 )
 async def test_create_workflow_rejects_a_bad_workflow_id(stubs: Stubs, workflow_id: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as error:
-        await create_workflow(stubs, workflow_id, {"steps": [echo("a")]})
+        await create_workflow(stubs, workflow_id, {"steps": [echo_step("a")]})
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [field for field, _ in field_violations(error.value)] == ["workflow_id"]
     assert list((await list_everything(stubs)).workflows) == []
 
 
 async def test_longest_valid_workflow_id_is_accepted(stubs: Stubs) -> None:
-    created = await create_workflow(stubs, "x" * 63, {"steps": [echo("a")]})
+    created = await create_workflow(stubs, "x" * 63, {"steps": [echo_step("a")]})
     assert created.name == "workflows/" + "x" * 63
 
 
 MANY_PROBLEMS = {
     "steps": [
-        echo("a", "ghost"),
+        echo_step("a", "ghost"),
         {"id": "b", "agent": "no-such-agent"},
-        echo("a"),
-        echo("c", input={"x": "input.x +", "y": "steps.b.output"}),
+        echo_step("a"),
+        echo_step("c", input={"x": "input.x +", "y": "steps.b.output"}),
         {"id": "ask", "agent": "llm", "config": {"provider": "nowhere", "prompt": "hi"}},
     ],
     "output": {"bad": "steps.c.output.("},
@@ -258,7 +278,7 @@ async def test_step_ids_follow_the_contract_pattern(stubs: Stubs) -> None:
     one (see the report: the server accepts [A-Za-z_][A-Za-z0-9_]*)."""
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stubs.workflows.ValidateWorkflow(
-            W.ValidateWorkflowRequest(spec=make_spec({"steps": [echo("Fetch")]}))
+            W.ValidateWorkflowRequest(spec=make_spec({"steps": [echo_step("Fetch")]}))
         )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [field for field, _ in field_violations(error.value)] == ["spec.steps[0].id"]

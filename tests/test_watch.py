@@ -7,28 +7,30 @@ import asyncio
 
 import grpc
 import pytest
-from conftest import (
+
+from podium.testing import (
     FINAL_EVENT_TYPES,
-    WATCH_TIMEOUT,
+    HANG_TIMEOUT,
     Stubs,
     collect_events,
     create_workflow,
-    echo,
+    echo_step,
     error_info,
+    eventually,
     field_violations,
     get_run,
     run_to_end,
     sequences,
     start_run,
-    wait_for,
 )
-
 from podium.v1 import event_pb2, progress_service_pb2, run_pb2
 
 E = event_pb2
 R = run_pb2
 
-CHAIN = {"steps": [echo(f"s{i}", *([f"s{i - 1}"] if i else []), delay_ms=40) for i in range(6)]}
+CHAIN = {
+    "steps": [echo_step(f"s{i}", *([f"s{i - 1}"] if i else []), delay_ms=40) for i in range(6)]
+}
 
 
 def assert_complete(events: list[event_pb2.RunEvent]) -> None:
@@ -63,7 +65,7 @@ async def test_live_watch_of_a_running_run(stubs: Stubs) -> None:
             batches.append(list(response.events))
             states_while_reading.append((await get_run(stubs, run.name)).state)
 
-    await asyncio.wait_for(read(), WATCH_TIMEOUT)
+    await asyncio.wait_for(read(), HANG_TIMEOUT)
     events = [e for batch in batches for e in batch]
     assert_complete(events)
     assert all(batch for batch in batches)
@@ -98,7 +100,7 @@ async def test_reconnect_after_the_run_ended(stubs: Stubs) -> None:
 
 async def test_two_subscribers_see_identical_sequences(stubs: Stubs) -> None:
     await create_workflow(
-        stubs, "fan", {"steps": [echo(f"p{i}", delay_ms=20 * (i % 3)) for i in range(12)]}
+        stubs, "fan", {"steps": [echo_step(f"p{i}", delay_ms=20 * (i % 3)) for i in range(12)]}
     )
     run = await start_run(stubs, "fan")
     one, two = await asyncio.gather(
@@ -109,7 +111,7 @@ async def test_two_subscribers_see_identical_sequences(stubs: Stubs) -> None:
 
 
 async def test_after_sequence_at_or_beyond_the_end_yields_nothing(stubs: Stubs) -> None:
-    await create_workflow(stubs, "chain", {"steps": [echo("a")]})
+    await create_workflow(stubs, "chain", {"steps": [echo_step("a")]})
     run, events = await run_to_end(stubs, "chain")
     last = events[-1].sequence
     for after in (last, last + 1, last + 1000):
@@ -124,7 +126,7 @@ async def test_watch_unknown_run_is_not_found(stubs: Stubs) -> None:
 
 
 async def test_watch_bad_requests_are_invalid_argument(stubs: Stubs) -> None:
-    await create_workflow(stubs, "chain", {"steps": [echo("a")]})
+    await create_workflow(stubs, "chain", {"steps": [echo_step("a")]})
     run, _ = await run_to_end(stubs, "chain")
     for request, field in (
         (progress_service_pb2.WatchRunRequest(run="nonsense"), "run"),
@@ -145,28 +147,28 @@ async def test_a_slow_subscriber_still_gets_every_event(stubs: Stubs) -> None:
     the hub's buffer of 2048) falls back to the log and loses nothing."""
     spec = {
         "steps": [
-            echo("gate", delay_ms=200),
-            *(echo(f"w{i:04d}", "gate") for i in range(WIDE)),
+            echo_step("gate", delay_ms=200),
+            *(echo_step(f"w{i:04d}", "gate") for i in range(WIDE)),
         ]
     }
     await create_workflow(stubs, "wide", spec)
     run = await start_run(stubs, "wide")
     call = stubs.progress.WatchRun(progress_service_pb2.WatchRunRequest(run=run.name))
     stream = call.__aiter__()
-    first = await asyncio.wait_for(stream.__anext__(), WATCH_TIMEOUT)
+    first = await asyncio.wait_for(stream.__anext__(), HANG_TIMEOUT)
     events = list(first.events)
     assert events[0].sequence == 1
 
     async def finished() -> bool:
         return (await get_run(stubs, run.name)).state == R.RUN_STATE_SUCCEEDED
 
-    await wait_for(finished, timeout=30)  # not reading meanwhile
+    await eventually(finished)  # not reading meanwhile
 
     async def read_rest() -> None:
         async for response in stream:
             events.extend(response.events)
 
-    await asyncio.wait_for(read_rest(), WATCH_TIMEOUT)
+    await asyncio.wait_for(read_rest(), HANG_TIMEOUT)
     assert_complete(events)
     started = {e.step_id for e in events if e.type == E.RUN_EVENT_TYPE_STEP_STARTED}
     assert len(started) == WIDE + 1
