@@ -1,20 +1,16 @@
-"""A round trip through every RPC of the contract, with the generated stubs only."""
+"""ExecutionService through a real server, with the generated stubs only:
+starting, reading, listing and cancelling runs, idempotent StartRun."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import json_format
-from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from podium.server.app import PodiumServer
 from podium.testing import (
-    FINAL_EVENT_TYPES,
     Stubs,
     collect_events,
     create_workflow,
@@ -23,7 +19,6 @@ from podium.testing import (
     eventually,
     field_violations,
     get_run,
-    make_spec,
     money_nanos,
     of_type,
     run_to_end,
@@ -31,21 +26,17 @@ from podium.testing import (
     start_run,
 )
 from podium.v1 import (
-    control_service_pb2,
     event_pb2,
     execution_service_pb2,
     progress_service_pb2,
     run_pb2,
-    workflow_service_pb2,
 )
 
 E = event_pb2
 R = run_pb2
-W = workflow_service_pb2
 X = execution_service_pb2
 
 LINEAR = {"steps": [echo_step("a"), echo_step("b", "a")]}
-SLOW = {"steps": [echo_step("slow", delay_ms=5000)]}
 LLM = {
     "steps": [
         {
@@ -70,140 +61,6 @@ LLM = {
 
 
 # -- WorkflowService ---------------------------------------------------------------
-
-
-async def test_create_workflow_versions_and_get(stubs: Stubs) -> None:
-    first = await create_workflow(stubs, "greet", {"description": "one", **LINEAR})
-    second = await create_workflow(stubs, "greet", {"description": "two", **LINEAR})
-
-    assert (first.name, first.version) == ("workflows/greet", 1)
-    assert (second.name, second.version) == ("workflows/greet", 2)
-    assert first.HasField("create_time")
-    assert [s.id for s in first.spec.steps] == ["a", "b"]
-    assert list(first.spec.steps[1].depends_on) == ["a"]
-
-    latest = (
-        await stubs.workflows.GetWorkflow(W.GetWorkflowRequest(name="workflows/greet"))
-    ).workflow
-    assert (latest.version, latest.spec.description) == (2, "two")
-    v1 = (
-        await stubs.workflows.GetWorkflow(W.GetWorkflowRequest(name="workflows/greet", version=1))
-    ).workflow
-    assert (v1.version, v1.spec.description) == (1, "one")
-    assert v1.spec == first.spec
-
-    with pytest.raises(grpc.aio.AioRpcError) as missing:
-        await stubs.workflows.GetWorkflow(W.GetWorkflowRequest(name="workflows/greet", version=3))
-    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
-    assert error_info(missing.value).domain == "podium"
-
-
-async def test_workflow_spec_round_trips_config_and_output(stubs: Stubs) -> None:
-    spec = {
-        "description": "all fields",
-        "steps": [
-            {
-                "id": "a",
-                "agent": "echo",
-                "input": {"x": "input.x + 1"},
-                "config": {"delay_ms": 1},
-                "description": "first",
-            },
-            # No config: it comes back unset, not as an empty Struct.
-            echo_step("b", "a"),
-        ],
-        "output": {"x": "steps.a.output.x"},
-        "maxConcurrency": 3,
-        "labels": {"team": "search"},
-    }
-    created = await create_workflow(stubs, "full", spec)
-    fetched = (
-        await stubs.workflows.GetWorkflow(W.GetWorkflowRequest(name="workflows/full"))
-    ).workflow
-    assert fetched.spec == make_spec(spec)
-    assert created.spec == make_spec(spec)
-
-
-async def test_list_workflows_paginates_latest_versions(stubs: Stubs) -> None:
-    for workflow_id in ("wf-c", "wf-a", "wf-b"):
-        await create_workflow(stubs, workflow_id, LINEAR)
-    await create_workflow(stubs, "wf-b", {"description": "v2", **LINEAR})
-
-    seen = []
-    token = ""
-    for _ in range(5):
-        page = await stubs.workflows.ListWorkflows(
-            W.ListWorkflowsRequest(page_size=1, page_token=token)
-        )
-        assert len(page.workflows) == 1
-        seen.append((page.workflows[0].name, page.workflows[0].version))
-        token = page.next_page_token
-        if not token:
-            break
-    assert seen == [("workflows/wf-a", 1), ("workflows/wf-b", 2), ("workflows/wf-c", 1)]
-
-    everything = await stubs.workflows.ListWorkflows(W.ListWorkflowsRequest())
-    assert [w.name for w in everything.workflows] == [name for name, _ in seen]
-    assert everything.next_page_token == ""
-
-
-@pytest.mark.parametrize("token", ["not a token!", "bm90IGpzb24", "e30"])
-async def test_list_workflows_rejects_a_bad_page_token(stubs: Stubs, token: str) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as error:
-        await stubs.workflows.ListWorkflows(W.ListWorkflowsRequest(page_size=1, page_token=token))
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert [field for field, _ in field_violations(error.value)] == ["page_token"]
-
-
-async def test_delete_workflow_keeps_its_runs_readable(stubs: Stubs) -> None:
-    await create_workflow(stubs, "doomed", LINEAR)
-    run, _ = await run_to_end(stubs, "doomed", {"k": "v"})
-
-    await stubs.workflows.DeleteWorkflow(W.DeleteWorkflowRequest(name="workflows/doomed"))
-
-    for request in (
-        W.GetWorkflowRequest(name="workflows/doomed"),
-        W.GetWorkflowRequest(name="workflows/doomed", version=1),
-    ):
-        with pytest.raises(grpc.aio.AioRpcError) as gone:
-            await stubs.workflows.GetWorkflow(request)
-        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(grpc.aio.AioRpcError) as again:
-        await stubs.workflows.DeleteWorkflow(W.DeleteWorkflowRequest(name="workflows/doomed"))
-    assert again.value.code() == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(grpc.aio.AioRpcError) as start:
-        await start_run(stubs, "doomed")
-    assert start.value.code() == grpc.StatusCode.NOT_FOUND
-    listed = await stubs.workflows.ListWorkflows(W.ListWorkflowsRequest())
-    assert "workflows/doomed" not in [w.name for w in listed.workflows]
-
-    after = await get_run(stubs, run.name)
-    assert after == run
-    assert after.state == R.RUN_STATE_SUCCEEDED
-    replay = await collect_events(stubs, run.name)
-    assert replay[-1].type == E.RUN_EVENT_TYPE_RUN_SUCCEEDED
-
-
-async def test_validate_workflow_reports_levels_and_critical_path(stubs: Stubs) -> None:
-    diamond = {
-        "steps": [
-            echo_step("join", "left", "right"),
-            echo_step("left", "top"),
-            echo_step("top"),
-            echo_step("right", "mid"),
-            echo_step("mid", "top"),
-        ]
-    }
-    before = await stubs.workflows.ListWorkflows(W.ListWorkflowsRequest())
-    plan = await stubs.workflows.ValidateWorkflow(
-        W.ValidateWorkflowRequest(spec=make_spec(diamond))
-    )
-
-    levels = [sorted(level.step_ids) for level in plan.levels]
-    assert levels == [["top"], ["left", "mid"], ["right"], ["join"]]
-    assert list(plan.critical_path) == ["top", "mid", "right", "join"]
-    after = await stubs.workflows.ListWorkflows(W.ListWorkflowsRequest())
-    assert after == before
 
 
 # -- ExecutionService ------------------------------------------------------------
@@ -522,174 +379,4 @@ async def test_start_run_pins_the_requested_version(stubs: Stubs) -> None:
 # -- ProgressService ---------------------------------------------------------------
 
 
-async def test_watch_run_delivers_the_whole_story(stubs: Stubs) -> None:
-    await create_workflow(stubs, "story", LINEAR)
-    run = await start_run(stubs, "story", {"x": 1})
-    events = await collect_events(stubs, run.name)
-
-    assert sequences(events) == list(range(1, len(events) + 1))
-    assert [(e.type, e.step_id) for e in events] == [
-        (E.RUN_EVENT_TYPE_RUN_CREATED, ""),
-        (E.RUN_EVENT_TYPE_RUN_STARTED, ""),
-        (E.RUN_EVENT_TYPE_STEP_STARTED, "a"),
-        (E.RUN_EVENT_TYPE_STEP_SUCCEEDED, "a"),
-        (E.RUN_EVENT_TYPE_STEP_STARTED, "b"),
-        (E.RUN_EVENT_TYPE_STEP_SUCCEEDED, "b"),
-        (E.RUN_EVENT_TYPE_RUN_SUCCEEDED, ""),
-    ]
-    assert all(e.run == run.name and e.workflow == "workflows/story" for e in events)
-    assert events[2].step_state == R.STEP_STATE_RUNNING and events[2].attempt == 1
-    assert events[3].step_state == R.STEP_STATE_SUCCEEDED
-    assert events[-1].run_state == R.RUN_STATE_SUCCEEDED
-    assert json_format.MessageToDict(events[-1].output) == {"b": {}}
-    times = [e.time.ToNanoseconds() for e in events]
-    assert times == sorted(times)
-    assert (await get_run(stubs, run.name)).last_sequence == events[-1].sequence
-
-
-async def test_watch_runs_filters_by_workflow(stubs: Stubs) -> None:
-    await create_workflow(stubs, "watched", LINEAR)
-    await create_workflow(stubs, "ignored", LINEAR)
-    call = stubs.progress.WatchRuns(
-        progress_service_pb2.WatchRunsRequest(workflows=["workflows/watched"])
-    )
-    await asyncio.sleep(0.05)  # let the server subscribe before anything happens
-    ignored = await start_run(stubs, "ignored")
-    watched = await start_run(stubs, "watched")
-    await collect_events(stubs, ignored.name)
-
-    received: list[event_pb2.RunEvent] = []
-
-    async def read() -> None:
-        async for response in call:
-            received.extend(response.events)
-            if any(e.type in FINAL_EVENT_TYPES for e in received):
-                return
-
-    try:
-        await asyncio.wait_for(read(), 10)
-    finally:
-        call.cancel()
-    assert received
-    assert {e.run for e in received} == {watched.name}
-    assert {e.workflow for e in received} == {"workflows/watched"}
-    assert sequences(received) == list(range(1, len(received) + 1))
-
-
-async def test_watch_runs_filters_by_event_type(stubs: Stubs) -> None:
-    await create_workflow(stubs, "typed", LINEAR)
-    call = stubs.progress.WatchRuns(
-        progress_service_pb2.WatchRunsRequest(event_types=[E.RUN_EVENT_TYPE_STEP_SUCCEEDED])
-    )
-    await asyncio.sleep(0.05)
-    run = await start_run(stubs, "typed")
-    received: list[event_pb2.RunEvent] = []
-
-    async def read() -> None:
-        async for response in call:
-            received.extend(response.events)
-            if len(received) >= 2:
-                return
-
-    try:
-        await asyncio.wait_for(read(), 10)
-    finally:
-        call.cancel()
-    assert [(e.run, e.type, e.step_id) for e in received] == [
-        (run.name, E.RUN_EVENT_TYPE_STEP_SUCCEEDED, "a"),
-        (run.name, E.RUN_EVENT_TYPE_STEP_SUCCEEDED, "b"),
-    ]
-
-
 # -- ControlService, health, reflection -------------------------------------------
-
-
-async def test_control_service_lists_agents_providers_plugins(stubs: Stubs) -> None:
-    agents = (await stubs.control.ListAgents(control_service_pb2.ListAgentsRequest())).agents
-    by_name = {a.name: a for a in agents}
-    assert {"echo", "flaky", "llm", "transform"} <= set(by_name)
-    assert by_name["echo"].plugin == "builtin"
-    assert by_name["echo"].version and by_name["echo"].description
-
-    providers = (
-        await stubs.control.ListProviders(control_service_pb2.ListProvidersRequest())
-    ).providers
-    simulated = {p.name: p for p in providers}["simulated"]
-    assert {"sim-small", "sim-large"} <= set(simulated.models)
-    assert simulated.plugin == "builtin"
-
-    plugins = (await stubs.control.ListPlugins(control_service_pb2.ListPluginsRequest())).plugins
-    builtin = {p.name: p for p in plugins}["builtin"]
-    assert builtin.status == control_service_pb2.PLUGIN_STATUS_LOADED
-    assert builtin.error == ""
-    assert {"echo", "flaky", "llm", "transform"} <= set(builtin.agents)
-    assert "simulated" in builtin.providers
-
-
-async def test_system_status_counts_active_runs(stubs: Stubs) -> None:
-    idle = await stubs.control.GetSystemStatus(control_service_pb2.GetSystemStatusRequest())
-    assert idle.version
-    assert idle.HasField("start_time")
-    assert idle.uptime.ToNanoseconds() >= 0
-    assert (idle.active_runs, idle.running_steps) == (0, 0)
-    assert idle.failed_plugins == 0
-
-    await create_workflow(stubs, "busy", SLOW)
-    run = await start_run(stubs, "busy")
-    await collect_events(stubs, run.name, limit=3)  # the slow step started
-    busy = await stubs.control.GetSystemStatus(control_service_pb2.GetSystemStatusRequest())
-    assert (busy.active_runs, busy.running_steps) == (1, 1)
-    assert busy.uptime.ToNanoseconds() >= idle.uptime.ToNanoseconds()
-
-    await stubs.executions.CancelRun(X.CancelRunRequest(name=run.name))
-    await collect_events(stubs, run.name)
-    done = await stubs.control.GetSystemStatus(control_service_pb2.GetSystemStatusRequest())
-    assert (done.active_runs, done.running_steps) == (0, 0)
-
-
-@pytest.mark.parametrize("service", ["", "podium.v1.ExecutionService", "podium.v1.WorkflowService"])
-async def test_health_is_serving(stubs: Stubs, service: str) -> None:
-    health = stubs.health
-    response = await health.Check(health_pb2.HealthCheckRequest(service=service))
-    assert response.status == health_pb2.HealthCheckResponse.SERVING
-
-
-async def test_health_unknown_service_is_not_found(stubs: Stubs) -> None:
-    health = stubs.health
-    with pytest.raises(grpc.aio.AioRpcError) as error:
-        await health.Check(health_pb2.HealthCheckRequest(service="podium.v1.Nope"))
-    assert error.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-async def test_reflection_lists_the_podium_services(stubs: Stubs) -> None:
-    reflection: Any = reflection_pb2_grpc.ServerReflectionStub(stubs.channel)  # type: ignore[arg-type]
-
-    async def ask(
-        request: reflection_pb2.ServerReflectionRequest,
-    ) -> reflection_pb2.ServerReflectionResponse:
-        call = reflection.ServerReflectionInfo(iter([request]))
-        responses: list[reflection_pb2.ServerReflectionResponse] = [r async for r in call]
-        assert len(responses) == 1
-        return responses[0]
-
-    listed = await ask(reflection_pb2.ServerReflectionRequest(list_services=""))
-    names = {s.name for s in listed.list_services_response.service}
-    assert {
-        "podium.v1.WorkflowService",
-        "podium.v1.ExecutionService",
-        "podium.v1.ProgressService",
-        "podium.v1.ControlService",
-        "grpc.health.v1.Health",
-    } <= names
-
-    described = await ask(
-        reflection_pb2.ServerReflectionRequest(file_containing_symbol="podium.v1.ExecutionService")
-    )
-    assert described.file_descriptor_response.file_descriptor_proto
-
-
-async def test_stopped_server_reports_not_serving(server: PodiumServer, stubs: Stubs) -> None:
-    health = stubs.health
-    await server.health.enter_graceful_shutdown()
-    response = await health.Check(health_pb2.HealthCheckRequest(service=""))
-    assert response.status == health_pb2.HealthCheckResponse.NOT_SERVING

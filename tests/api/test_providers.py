@@ -1,6 +1,7 @@
 """The real provider plugins end to end through gRPC: a real Podium server on
 127.0.0.1 over a SQLite file, the real openai and anthropic SDKs talking real
-HTTP to the fake APIs in tests/fakes.
+HTTP to the fake APIs each plugin ships (podium_openai.testing,
+podium_anthropic.testing).
 
 Checked: a `react` agent with two builtin tools (calculator, json_query) on
 each provider (the tool events, the exact cost of every LLM_CALL, what the
@@ -17,10 +18,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from fakes import anthropic_server as anthropic_fake
-from fakes import openai_server as openai_fake
 from podium_anthropic import AnthropicProvider
+from podium_anthropic import testing as anthropic_fake
 from podium_openai import OpenAIProvider
+from podium_openai import testing as openai_fake
 
 from podium.governance.policy import Policy
 from podium.plugins.builtin.calculator import PARAMETERS as CALCULATOR_PARAMETERS

@@ -1,6 +1,7 @@
 """The `react` agent end to end through gRPC, on the simulated provider's
 scripted tool calling: events, output, tool failures fed back to the model,
-max_turns; and the provider's script on its own."""
+max_turns. The provider's script on its own is in
+tests/unit/plugins/builtin/test_simulated_provider.py."""
 
 from __future__ import annotations
 
@@ -13,16 +14,6 @@ import grpc
 import pytest
 import yaml
 
-from podium.plugins.api import (
-    Agent,
-    CompletionRequest,
-    Message,
-    ProviderError,
-    ToolCall,
-    ToolSpec,
-)
-from podium.plugins.builtin import ReactAgent
-from podium.plugins.builtin.simulated_provider import SimulatedProvider
 from podium.testing import (
     Stubs,
     create_workflow,
@@ -37,7 +28,7 @@ from podium.v1 import event_pb2, run_pb2
 E = event_pb2
 R = run_pb2
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "react.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "react.yaml"
 STEP_EVENTS = frozenset(
     {
         E.RUN_EVENT_TYPE_LLM_CALL,
@@ -306,97 +297,3 @@ async def test_a_bad_config_is_rejected(stubs: Stubs, config: dict[str, Any], fi
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     fields = [f for f, _ in field_violations(error.value)]
     assert fields == [f"spec.steps[0].config.{field}"]
-
-
-def test_the_agent_is_registered_and_satisfies_the_contract() -> None:
-    agent = ReactAgent()
-    assert isinstance(agent, Agent)
-    assert agent.name == "react" and agent.version == "1" and agent.description
-
-
-# the simulated provider's script
-
-
-TOOLS = (ToolSpec("calculator", "math", {"type": "object"}),)
-
-
-def scripted(messages: list[Message], script: Any, **fields: Any) -> CompletionRequest:
-    options = {"script": script, "latency_ms": 0}
-    return CompletionRequest(
-        model="sim-small", messages=messages, options=options, **{"tools": TOOLS, **fields}
-    )
-
-
-async def test_the_script_turn_is_the_number_of_assistant_messages() -> None:
-    provider = SimulatedProvider(latency_ms=0)
-    script = [
-        calls(("calculator", {"expression": "1 + 1"}), ("calculator", {"expression": "2"})),
-        calls(("calculator", {"x": ["$last_result", "got $last_result"], "y": 1})),
-        {"text": "answer: $last_result"},
-    ]
-    conversation = [Message("user", "go")]
-    first = await provider.complete(scripted(conversation, script))
-    assert first.finish_reason == "tool_calls" and first.text == ""
-    assert list(first.tool_calls) == [
-        ToolCall("call_0_0", "calculator", {"expression": "1 + 1"}),
-        ToolCall("call_0_1", "calculator", {"expression": "2"}),
-    ]
-    assert first.usage.output_tokens > 0
-    conversation += [
-        Message("assistant", "", tool_calls=first.tool_calls),
-        Message("tool", "2", tool_call_id="call_0_0", name="calculator"),
-        Message("tool", '{"v": [1]}', tool_call_id="call_0_1", name="calculator"),
-    ]
-    second = await provider.complete(scripted(conversation, script))
-    assert [c.id for c in second.tool_calls] == ["call_1_0"]
-    assert second.tool_calls[0].arguments == {"x": [{"v": [1]}, 'got {"v": [1]}'], "y": 1}
-    # Tool messages and tool calls count as input.
-    assert second.usage.input_tokens > first.usage.input_tokens
-    conversation += [
-        Message("assistant", "", tool_calls=second.tool_calls),
-        Message("tool", '"forty-two"', tool_call_id="call_1_0", name="calculator"),
-    ]
-    third = await provider.complete(scripted(conversation, script))
-    assert (third.text, third.finish_reason) == ("answer: forty-two", "stop")
-    assert not third.tool_calls
-    # Past the end of the script: the usual answer.
-    conversation.append(Message("assistant", third.text))
-    fourth = await provider.complete(scripted(conversation, script))
-    assert fourth.text.startswith("[sim-small] Simulated answer") and not fourth.tool_calls
-
-
-async def test_the_script_needs_tools_in_the_request() -> None:
-    provider = SimulatedProvider(latency_ms=0)
-    request = scripted([Message("user", "go")], [calls(("calculator", {}))], tools=())
-    completion = await provider.complete(request)
-    assert completion.finish_reason == "stop" and not completion.tool_calls
-
-
-async def test_a_tool_call_cut_short_by_max_tokens_is_no_call() -> None:
-    provider = SimulatedProvider(latency_ms=0)
-    script = [calls(("calculator", {"expression": "1 + " * 50 + "1"}))]
-    completion = await provider.complete(scripted([Message("user", "go")], script, max_tokens=5))
-    assert completion.finish_reason == "length"
-    assert not completion.tool_calls
-    assert completion.usage.output_tokens == 5
-
-
-@pytest.mark.parametrize(
-    "script",
-    [
-        "calculator",
-        [{"tool_calls": []}],
-        [{"tool_calls": [{"arguments": {}}]}],
-        [{"tool_calls": [{"name": "calculator", "arguments": [1]}]}],
-        [{"tool_calls": [{"name": "calculator", "extra": 1}]}],
-        [{"text": "a", "tool_calls": [{"name": "calculator"}]}],
-        [{"say": "a"}],
-        ["a"],
-    ],
-)
-async def test_a_malformed_script_is_a_bad_request(script: Any) -> None:
-    provider = SimulatedProvider(latency_ms=0)
-    with pytest.raises(ProviderError) as error:
-        await provider.complete(scripted([Message("user", "go")], script))
-    assert error.value.kind == "bad_request"
-    assert "script" in str(error.value)

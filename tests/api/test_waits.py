@@ -25,6 +25,7 @@ from podium.testing import (
     get_run,
     of_type,
     plain,
+    resolve_approval,
     run_to_end,
     sequences,
     serving,
@@ -35,6 +36,7 @@ from podium.v1 import event_pb2, execution_service_pb2, run_pb2
 
 E = event_pb2
 R = run_pb2
+X = execution_service_pb2
 
 T0 = 1_700_000_000.0  # ManualClock's default start: 2023-11-14T22:13:20Z
 
@@ -237,21 +239,6 @@ def approval_then_echo(**approval: Any) -> dict[str, Any]:
     }
 
 
-async def resolve(
-    stubs: Stubs, run: str, step_id: str, decision: int, comment: str = ""
-) -> run_pb2.Run:
-    response = await stubs.executions.ResolveApproval(
-        execution_service_pb2.ResolveApprovalRequest(
-            run=run,
-            step_id=step_id,
-            decision=event_pb2.ApprovalDecision.ValueType(decision),
-            comment=comment,
-        )
-    )
-    return response.run
-
-
-# Shared with tests/test_crash_recovery.py.
 APPROVE = event_pb2.APPROVAL_DECISION_APPROVE
 REJECT = event_pb2.APPROVAL_DECISION_REJECT
 
@@ -271,7 +258,7 @@ async def test_an_approved_step_succeeds_and_the_run_goes_on(stubs: Stubs) -> No
     assert step_of(view, "gate").state == R.STEP_STATE_WAITING
     assert step_of(view, "after").state == R.STEP_STATE_PENDING
 
-    await resolve(stubs, run.name, "gate", APPROVE, "fine by me")
+    await resolve_approval(stubs, run.name, "gate", APPROVE, "fine by me")
     rest = await collect_events(stubs, run.name, requested.sequence)
     final = await get_run(stubs, run.name)
     assert final.state == R.RUN_STATE_SUCCEEDED, final.failure
@@ -308,7 +295,7 @@ async def test_a_rejected_step_fails_with_the_comment(
     run = await start_run(stubs, "reject", {"amount": 1_000_000})
     before = await events_until(stubs, run.name, E.RUN_EVENT_TYPE_APPROVAL_REQUESTED)
     assert before[-1].message == "Approve 1000000?"
-    await resolve(stubs, run.name, "gate", REJECT, "way too much")
+    await resolve_approval(stubs, run.name, "gate", REJECT, "way too much")
     rest = await collect_events(stubs, run.name, before[-1].sequence)
     final = await get_run(stubs, run.name)
     assert final.state == run_state
@@ -340,7 +327,7 @@ async def test_two_approvals_are_resolved_independently(stubs: Stubs, first: str
     assert prompts == {"left": "left 1", "right": "right 2"}
     second = "right" if first == "left" else "left"
 
-    await resolve(stubs, run.name, first, APPROVE, f"{first} ok")
+    await resolve_approval(stubs, run.name, first, APPROVE, f"{first} ok")
 
     async def first_done() -> bool:
         return step_of(await get_run(stubs, run.name), first).state == R.STEP_STATE_SUCCEEDED
@@ -351,7 +338,7 @@ async def test_two_approvals_are_resolved_independently(stubs: Stubs, first: str
     assert step_of(view, second).state == R.STEP_STATE_WAITING
     assert step_of(view, "join").state == R.STEP_STATE_PENDING
 
-    await resolve(stubs, run.name, second, APPROVE, f"{second} ok")
+    await resolve_approval(stubs, run.name, second, APPROVE, f"{second} ok")
     rest = await collect_events(stubs, run.name, before[-1].sequence)
     final = await get_run(stubs, run.name)
     assert final.state == R.RUN_STATE_SUCCEEDED, final.failure
@@ -383,7 +370,7 @@ async def test_an_approval_times_out(db_path: str) -> None:
         rest = await collect_events(stubs, run.name, before[-1].sequence)
         final = await get_run(stubs, run.name)
         with pytest.raises(grpc.aio.AioRpcError) as late:
-            await resolve(stubs, run.name, "gate", APPROVE)
+            await resolve_approval(stubs, run.name, "gate", APPROVE)
     assert final.state == R.RUN_STATE_FAILED
     gate = step_of(final, "gate")
     assert gate.state == R.STEP_STATE_FAILED
@@ -398,9 +385,11 @@ async def test_resolve_approval_errors(stubs: Stubs) -> None:
     run = await start_run(stubs, "gate-errors", {"amount": 1})
     await events_until(stubs, run.name, E.RUN_EVENT_TYPE_APPROVAL_REQUESTED)
 
-    async def code_and_reason(step_id: str, decision: int = APPROVE) -> tuple[Any, str]:
+    async def code_and_reason(
+        step_id: str, decision: event_pb2.ApprovalDecision.ValueType = APPROVE
+    ) -> tuple[Any, str]:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await resolve(stubs, run.name, step_id, decision)
+            await resolve_approval(stubs, run.name, step_id, decision)
         return raised.value.code(), error_info(raised.value).reason
 
     assert await code_and_reason("after") == (
@@ -409,15 +398,15 @@ async def test_resolve_approval_errors(stubs: Stubs) -> None:
     )
     assert await code_and_reason("nope") == (grpc.StatusCode.NOT_FOUND, "STEP_NOT_FOUND")
     with pytest.raises(grpc.aio.AioRpcError) as unspecified:
-        await resolve(stubs, run.name, "gate", event_pb2.APPROVAL_DECISION_UNSPECIFIED)
+        await resolve_approval(stubs, run.name, "gate", event_pb2.APPROVAL_DECISION_UNSPECIFIED)
     assert unspecified.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [f for f, _ in field_violations(unspecified.value)] == ["decision"]
     with pytest.raises(grpc.aio.AioRpcError) as no_run:
-        await resolve(stubs, "runs/0123456789abcdef0123456789abcdef", "gate", APPROVE)
+        await resolve_approval(stubs, "runs/0123456789abcdef0123456789abcdef", "gate", APPROVE)
     assert no_run.value.code() == grpc.StatusCode.NOT_FOUND
     # None of that changed anything: the approval still waits, then resolves once.
     assert (await get_run(stubs, run.name)).state == R.RUN_STATE_WAITING_APPROVAL
-    await resolve(stubs, run.name, "gate", APPROVE)
+    await resolve_approval(stubs, run.name, "gate", APPROVE)
     second_code, _ = await code_and_reason("gate")
     assert second_code == grpc.StatusCode.FAILED_PRECONDITION
     events = await collect_events(stubs, run.name)
@@ -430,19 +419,21 @@ async def test_resolve_approval_errors(stubs: Stubs) -> None:
     )
 
 
-async def resolve_when_ready(stubs: Stubs, run: str, step_id: str, decision: int) -> None:
+async def resolve_when_ready(
+    stubs: Stubs, run: str, step_id: str, decision: event_pb2.ApprovalDecision.ValueType
+) -> None:
     """ResolveApproval, retried while the restarted server is still resuming the run."""
-    deadline = asyncio.get_running_loop().time() + 5.0
-    while True:
+
+    async def resolved() -> bool:
         try:
-            await resolve(stubs, run, step_id, decision)
-            return
+            await resolve_approval(stubs, run, step_id, decision)
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.02)
+            return False
+        return True
+
+    await eventually(resolved, what=f"{step_id} resolved")
 
 
 async def test_an_approval_survives_a_restart(db_path: str) -> None:
@@ -550,8 +541,37 @@ async def test_a_step_timeout_ends_an_approval(db_path: str) -> None:
         await settle()
         view = await get_run(stubs, run.name)
         if view.state == R.RUN_STATE_WAITING_APPROVAL:
-            await resolve(stubs, run.name, "gate", REJECT)  # let the run end
+            await resolve_approval(stubs, run.name, "gate", REJECT)  # let the run end
         await collect_events(stubs, run.name)
     gate = step_of(view, "gate")
     assert gate.state == R.STEP_STATE_FAILED
     assert gate.failure.type == "podium.Timeout"
+
+
+@pytest.mark.parametrize(
+    ("approval", "fields"),
+    [
+        (
+            X.ResolveApprovalRequest(
+                run="nope", step_id="ok", decision=E.APPROVAL_DECISION_APPROVE
+            ),
+            ["run"],
+        ),
+        (X.ResolveApprovalRequest(run="runs/x", decision=E.APPROVAL_DECISION_REJECT), ["step_id"]),
+        (X.ResolveApprovalRequest(run="runs/x", step_id="ok"), ["decision"]),
+        (
+            X.ResolveApprovalRequest(
+                run="runs/x", step_id="ok", decision=E.ApprovalDecision.ValueType(9)
+            ),
+            ["decision"],
+        ),
+        (X.ResolveApprovalRequest(), ["run", "step_id", "decision"]),
+    ],
+)
+async def test_resolve_approval_rejects_bad_requests_with_their_fields(
+    stubs: Stubs, approval: X.ResolveApprovalRequest, fields: list[str]
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stubs.executions.ResolveApproval(approval)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [field for field, _ in field_violations(error.value)] == fields

@@ -1,37 +1,27 @@
 """`podium quotas|budgets|spend|breakers` and `runs start --max-cost` against a real
-`podium serve --policy FILE` process; `podium serve` refusing a bad policy; and the watch
-renderer showing waits, breaker changes and budget warnings (and surviving unknown events)."""
+`podium serve --policy FILE` process, and `podium serve` refusing a bad policy in one line."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from google.protobuf import timestamp_pb2
-from rich.console import Console
-from test_cli_e2e import (
-    CLI,
-    ROOT,
-    Served,
-    assert_one_line_error,
-    free_port,
-    start_serving,
-    stop,
-)
 
-from podium.cli.progress import RunProgress
-from podium.cli.watch import event_line
-from podium.client import AsyncClient, PodiumError, scope_message, scope_text
-from podium.client._requests import get_spend, start_run, update_budget, update_quota
-from podium.v1 import common_pb2, control_service_pb2, event_pb2, run_pb2
+from podium.client import AsyncClient, PodiumError
+from podium.testing import ServerProcess
+from podium.testing.process import CLI
+from podium.v1 import control_service_pb2
 
-C, E, R = control_service_pb2, event_pb2, run_pb2
+C = control_service_pb2
+
+# The fixtures of tests/e2e/conftest.py.
+StartServing = Callable[..., ServerProcess]
+OneLineError = Callable[..., None]
 
 POLICY = """
 quotas:
@@ -58,22 +48,14 @@ spec:
 """
 
 
-def serve_with_policy(tmp_path: Path, policy: str) -> Served:
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(policy)
-    return start_serving(tmp_path / "podium.db", extra_args=("--policy", str(policy_file)))
-
-
 @pytest.fixture
-def governed(tmp_path: Path) -> Iterator[Served]:
-    running = serve_with_policy(tmp_path, POLICY)
-    try:
-        yield running
-    finally:
-        stop(running)
+def governed(tmp_path: Path, start_serving: StartServing) -> ServerProcess:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(POLICY)
+    return start_serving(args=("--policy", str(policy_file)))
 
 
-def ok_json(served: Served, *args: str) -> dict[str, object]:
+def ok_json(served: ServerProcess, *args: str) -> dict[str, object]:
     result = served.cli(*args, "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -81,7 +63,7 @@ def ok_json(served: Served, *args: str) -> dict[str, object]:
     return data
 
 
-def ok(served: Served, *args: str) -> str:
+def ok(served: ServerProcess, *args: str) -> str:
     result = served.cli(*args)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -91,7 +73,7 @@ def ok(served: Served, *args: str) -> str:
 # -- against a real server -------------------------------------------------------------------
 
 
-def test_quotas_and_budgets_list_the_policy(governed: Served) -> None:
+def test_quotas_and_budgets_list_the_policy(governed: ServerProcess) -> None:
     quotas = {q["name"]: q for q in ok_json(governed, "quotas")["quotas"]}  # type: ignore[attr-defined]
     assert set(quotas) == {"sim-rpm", "sim-calls"}
     assert quotas["sim-rpm"]["scope"] == {"kind": "SCOPE_KIND_PROVIDER", "value": "simulated"}
@@ -122,7 +104,9 @@ def test_quotas_and_budgets_list_the_policy(governed: Served) -> None:
     assert "total: $0.00" in ok(governed, "spend")
 
 
-def test_set_and_delete_quotas_and_budgets(governed: Served) -> None:
+def test_set_and_delete_quotas_and_budgets(
+    governed: ServerProcess, one_line_error: OneLineError
+) -> None:
     out = ok(
         governed,
         "budgets",
@@ -168,53 +152,59 @@ def test_set_and_delete_quotas_and_budgets(governed: Served) -> None:
     assert "deleted budget weekly-ish" in ok(governed, "budgets", "delete", "weekly-ish")
     assert "sim-tokens" not in ok(governed, "quotas")
     assert "weekly-ish" not in ok(governed, "budgets")
-    assert_one_line_error(governed.cli("quotas", "delete", "sim-tokens"), "NOT_FOUND")
-    assert_one_line_error(governed.cli("budgets", "delete", "nope"), "NOT_FOUND", "nope")
+    one_line_error(governed.cli("quotas", "delete", "sim-tokens"), "NOT_FOUND")
+    one_line_error(governed.cli("budgets", "delete", "nope"), "NOT_FOUND", "nope")
 
 
-def test_bad_values_are_one_line_errors_naming_the_field(governed: Served) -> None:
+def test_bad_values_are_one_line_errors_naming_the_field(
+    governed: ServerProcess, one_line_error: OneLineError
+) -> None:
     negative = governed.cli("budgets", "set", "b", "--scope", "server", "--limit=-1")
     assert negative.returncode == 1
-    assert_one_line_error(negative, "INVALID_ARGUMENT", "budget.limit")
+    one_line_error(negative, "INVALID_ARGUMENT", "budget.limit")
 
     planet = governed.cli("budgets", "set", "b", "--scope", "planet:x", "--limit", "1")
     assert planet.returncode == 1
-    assert_one_line_error(planet, "INVALID_ARGUMENT", "budget.scope", "planet")
+    one_line_error(planet, "INVALID_ARGUMENT", "budget.scope", "planet")
 
     quota = governed.cli(
         "quotas", "set", "q", "--scope", "provider:x", "--dimension", "requests", "--limit=-5"
     )
     assert quota.returncode == 1
-    assert_one_line_error(quota, "INVALID_ARGUMENT", "quota.limit")
+    one_line_error(quota, "INVALID_ARGUMENT", "quota.limit")
 
     model = governed.cli(
         "quotas", "set", "q", "--scope", "agent:llm", "--dimension", "concurrency", "--limit", "1.5"
     )
-    assert_one_line_error(model, "INVALID_ARGUMENT", "quota")
+    one_line_error(model, "INVALID_ARGUMENT", "quota")
 
     zone = governed.cli(
         "budgets", "set", "b", "--scope", "server", "--limit", "1", "--time-zone", "Mars/Olympus"
     )
-    assert_one_line_error(zone, "INVALID_ARGUMENT", "budget.time_zone", "Mars/Olympus")
+    one_line_error(zone, "INVALID_ARGUMENT", "budget.time_zone", "Mars/Olympus")
 
     # Malformed syntax is a usage error (exit 2), still one line.
     usage = governed.cli("budgets", "set", "b", "--scope", "server", "--limit", "lots")
     assert usage.returncode == 2
-    assert_one_line_error(usage, "--limit")
-    assert_one_line_error(governed.cli("spend", "--scope", "planet"), "scope", "planet")
+    one_line_error(usage, "--limit")
+    one_line_error(governed.cli("spend", "--scope", "planet"), "scope", "planet")
 
     # Nothing was stored.
     names = [b["name"] for b in ok_json(governed, "budgets")["budgets"]]  # type: ignore[attr-defined]
     assert "b" not in names
 
 
-def test_resetting_an_unknown_breaker_is_not_found(governed: Served) -> None:
+def test_resetting_an_unknown_breaker_is_not_found(
+    governed: ServerProcess, one_line_error: OneLineError
+) -> None:
     result = governed.cli("breakers", "reset", "provider:nope")
     assert result.returncode == 1
-    assert_one_line_error(result, "NOT_FOUND", "provider:nope")
+    one_line_error(result, "NOT_FOUND", "provider:nope")
 
 
-def test_an_llm_run_shows_in_spend_and_breakers(governed: Served, tmp_path: Path) -> None:
+def test_an_llm_run_shows_in_spend_and_breakers(
+    governed: ServerProcess, tmp_path: Path, one_line_error: OneLineError
+) -> None:
     workflow = tmp_path / "ask.yaml"
     workflow.write_text(LLM_WORKFLOW)
     ok(governed, "workflows", "apply", "-f", str(workflow))
@@ -254,10 +244,12 @@ def test_an_llm_run_shows_in_spend_and_breakers(governed: Served, tmp_path: Path
 
     # A max cost the server refuses is one line too.
     refused = governed.cli("runs", "start", "ask", "--max-cost=-1")
-    assert_one_line_error(refused, "INVALID_ARGUMENT", "max_cost")
+    one_line_error(refused, "INVALID_ARGUMENT", "max_cost")
 
 
-def test_serve_refuses_a_bad_policy_in_one_line(tmp_path: Path) -> None:
+def test_serve_refuses_a_bad_policy_in_one_line(
+    tmp_path: Path, one_line_error: OneLineError
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         textwrap.dedent(
@@ -267,20 +259,20 @@ def test_serve_refuses_a_bad_policy_in_one_line(tmp_path: Path) -> None:
             """
         )
     )
-    address, db = f"127.0.0.1:{free_port()}", str(tmp_path / "p.db")
+    # Refused before it ever listens: any address will do.
+    address, db = "127.0.0.1:0", str(tmp_path / "p.db")
     result = subprocess.run(
         [*CLI, "serve", "--address", address, "--db", db, "--policy", str(bad)],
-        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 2
-    assert_one_line_error(result, "quotas[0].limit")
+    one_line_error(result, "quotas[0].limit")
 
 
-async def test_the_async_client_governs_too(governed: Served) -> None:
+async def test_the_async_client_governs_too(governed: ServerProcess) -> None:
     async with AsyncClient(governed.address) as podium:
         assert {q.name for q in await podium.list_quotas()} == {"sim-rpm", "sim-calls"}
         quota = await podium.update_quota("q", "agent:llm", "concurrency", 2)
@@ -298,139 +290,3 @@ async def test_the_async_client_governs_too(governed: Served) -> None:
         with pytest.raises(PodiumError) as raised:
             await podium.update_budget("b", "server", "-2")
         assert raised.value.field_violations[0][0] == "budget.limit"
-
-
-# -- client requests -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "kind", "value"),
-    [
-        ("server", C.SCOPE_KIND_SERVER, ""),
-        ("provider:openai", C.SCOPE_KIND_PROVIDER, "openai"),
-        ("model:openai/gpt-4o", C.SCOPE_KIND_MODEL, "openai/gpt-4o"),
-        ("agent:llm", C.SCOPE_KIND_AGENT, "llm"),
-        ("workflow:erp", C.SCOPE_KIND_WORKFLOW, "erp"),
-        ("tenant:default", C.SCOPE_KIND_TENANT, "default"),
-    ],
-)
-def test_scopes_round_trip(text: str, kind: int, value: str) -> None:
-    scope = scope_message(text)
-    assert (scope.kind, scope.value) == (kind, value)
-    assert scope_text(scope) == text
-
-
-@pytest.mark.parametrize("text", ["planet:x", "provider", "server:x", "model:gpt-4o", ""])
-def test_bad_scopes_are_value_errors(text: str) -> None:
-    with pytest.raises(ValueError, match=r"budget\.scope: "):
-        update_budget("b", text, "1", "none", "UTC", 0.8)
-
-
-def test_requests_carry_money_and_enums() -> None:
-    budget = update_budget("b", "agent:llm", "0.25", "day", "Europe/Paris", 0.5).budget
-    assert (budget.limit.units, budget.limit.nanos, budget.limit.currency_code) == (
-        0,
-        250_000_000,
-        "USD",
-    )
-    assert budget.period == C.BUDGET_PERIOD_DAY
-    quota = update_quota("q", "provider:openai", "output_tokens", 1000, 0).quota
-    assert quota.dimension == C.QUOTA_DIMENSION_OUTPUT_TOKENS
-    with pytest.raises(ValueError, match=r"quota\.dimension"):
-        update_quota("q", "provider:openai", "watts", 1, 0)
-    with pytest.raises(ValueError, match=r"budget\.limit"):
-        update_budget("b", "server", "lots", "none", "UTC", 0.8)
-    run = start_run("erp", None, None, None, 0, 0, Decimal("0.5"))
-    assert (run.max_cost.units, run.max_cost.nanos) == (0, 500_000_000)
-    assert not start_run("erp", None, None, None, 0, 0).HasField("max_cost")
-    spend = get_spend("provider", "month", "2026-11")
-    assert (spend.scope_kind, spend.scope_value, spend.period) == (
-        C.SCOPE_KIND_PROVIDER,
-        "",
-        C.BUDGET_PERIOD_MONTH,
-    )
-    assert get_spend(None, "day", "").scope_kind == C.SCOPE_KIND_UNSPECIFIED
-
-
-# -- the watch renderer ----------------------------------------------------------------------
-
-
-def _event(seq: int, type_: int, **fields: object) -> event_pb2.RunEvent:
-    return event_pb2.RunEvent(
-        run="runs/abc",
-        sequence=seq,
-        time=timestamp_pb2.Timestamp(seconds=1_750_000_000 + seq),
-        type=type_,  # type: ignore[arg-type]
-        run_state=R.RUN_STATE_RUNNING,
-        **fields,  # type: ignore[arg-type]
-    )
-
-
-def _render(progress: RunProgress) -> str:
-    buffer = io.StringIO()
-    Console(file=buffer, width=200, color_system=None).print(progress)
-    return buffer.getvalue()
-
-
-def test_waits_breakers_and_budget_warnings_in_the_watch() -> None:
-    run = run_pb2.Run(name="runs/abc", workflow="workflows/ask")
-    run.steps.add(step_id="ask", agent="llm")
-    progress = RunProgress(run)
-    waiting = _event(
-        3,
-        E.RUN_EVENT_TYPE_STEP_WAITING,
-        step_id="ask",
-        step_state=R.STEP_STATE_WAITING,
-        message="quota:sim-rpm",
-    )
-    opened = _event(
-        4,
-        E.RUN_EVENT_TYPE_CIRCUIT_OPENED,
-        step_id="ask",
-        breaker="provider:openai",
-        message="5 consecutive failures",
-    )
-    warned = _event(
-        5,
-        E.RUN_EVENT_TYPE_BUDGET_WARNING,
-        step_id="ask",
-        budget="daily",
-        cost=common_pb2.Money(currency_code="USD", units=4),
-        message="spent 4 of 5 (80% warning threshold)",
-    )
-    for event in (waiting, opened, warned):
-        progress.apply(event)
-    view = _render(progress)
-    assert "waiting: quota:sim-rpm" in view
-    assert "circuit provider:openai open: 5 consecutive failures" in view
-    assert "budget daily: spent 4 of 5" in view
-
-    assert "waiting: quota:sim-rpm" in event_line(waiting)
-    assert "breaker=provider:openai" in event_line(opened)
-    assert "CIRCUIT_OPENED" in event_line(opened)
-    line = event_line(warned)
-    assert "BUDGET_WARNING" in line and "budget=daily" in line and "spent=$4.00" in line
-
-    # The wait ends: the reason leaves the row.
-    progress.apply(
-        _event(6, E.RUN_EVENT_TYPE_STEP_PROGRESS, step_id="ask", step_state=R.STEP_STATE_RUNNING)
-    )
-    assert "waiting:" not in _render(progress)
-    assert progress.steps["ask"].state == R.STEP_STATE_RUNNING
-
-
-def test_unknown_event_types_never_crash_the_renderer() -> None:
-    run = run_pb2.Run(name="runs/abc", workflow="workflows/ask")
-    run.steps.add(step_id="ask", agent="llm")
-    progress = RunProgress(run)
-    strange = [
-        _event(1, 999, step_id="ask", step_state=77, message="from the future"),
-        _event(2, 998, breaker="x", budget="y"),
-        _event(3, E.RUN_EVENT_TYPE_CIRCUIT_HALF_OPEN),
-    ]
-    for event in strange:
-        progress.apply(event)
-        assert str(event.sequence) in event_line(event)
-    view = _render(progress)
-    assert "77" in view and "from the future" in view
-    assert "999" in event_line(strange[0])

@@ -1,5 +1,5 @@
 """A real `podium serve` process killed with SIGKILL while runs are in flight
-(a chain in a slow step, a fan-out half done, a durable wait), then restarted
+(a chain in a held step, a fan-out half done, a durable wait), then restarted
 on the same database: every run completes, what had finished (as far as any
 watcher was told) does not run again, interrupted attempts are recorded and
 followed by a new one, and each run's events stay gap-free."""
@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
-from test_cli_e2e import Served, start_serving, stop
-from test_semantics_waits import APPROVE, resolve_when_ready
 
 from podium.testing import (
     FINAL_EVENT_TYPES,
+    ServerProcess,
     Stubs,
     collect_events,
     create_workflow,
@@ -26,6 +28,7 @@ from podium.testing import (
     get_run,
     of_type,
     plain,
+    resolve_approval,
     sequences,
     start_run,
     step_of,
@@ -35,36 +38,68 @@ from podium.v1 import event_pb2, progress_service_pb2, run_pb2
 E = event_pb2
 R = run_pb2
 
-FAN_OUT_ITEMS = 50
-WAIT_SECONDS = 3
+# The fixture of tests/e2e/conftest.py.
+StartServing = Callable[..., ServerProcess]
 
-CHAIN = {
-    "steps": [
-        echo_step("first", input={"x": "input.x"}),
-        echo_step("slow", "first", delay_ms=1500, input={"x": "steps.first.output.x + 1"}),
-        echo_step("last", "slow", input={"x": "steps.slow.output.x + 1"}),
-    ]
-}
-FAN_OUT = {
-    "steps": [
-        echo_step("plan", input={"items": "input.items"}),
-        echo_step(
-            "each",
-            "plan",
-            delay_ms=250,
-            forEach={"items": "steps.plan.output.items", "maxConcurrency": 10},
-            input={"value": "item"},
-        ),
-        echo_step("after", "each", input={"count": "size(steps.each.output)"}),
-    ]
-}
-TIMER = {
-    "steps": [
-        echo_step("before"),
-        {"id": "pause", "dependsOn": ["before"], "wait": {"duration": f"{WAIT_SECONDS}s"}},
-        echo_step("after", "pause"),
-    ]
-}
+FAN_OUT_ITEMS = 50
+# Items below this one never hold: exactly these have succeeded at the kill.
+DONE_BEFORE_KILL = 15
+FAN_OUT_CONCURRENCY = 10
+# The durable wait's duration, longer on each try: the kill must come before
+# it falls due, which only a machine busy beyond the shortest one delays.
+WAIT_SECONDS = (3, 10, 30)
+
+
+def chain(hold: dict[str, str]) -> dict[str, Any]:
+    return {
+        "steps": [
+            echo_step("first", input={"x": "input.x"}),
+            {
+                "id": "slow",
+                "agent": "hold",
+                "dependsOn": ["first"],
+                "input": {"x": "steps.first.output.x + 1"},
+                "config": hold,
+            },
+            echo_step("last", "slow", input={"x": "steps.slow.output.x + 1"}),
+        ]
+    }
+
+
+def fan_out(hold: dict[str, str]) -> dict[str, Any]:
+    return {
+        "steps": [
+            echo_step("plan", input={"items": "input.items"}),
+            {
+                "id": "each",
+                "agent": "hold",
+                "dependsOn": ["plan"],
+                "forEach": {
+                    "items": "steps.plan.output.items",
+                    "maxConcurrency": FAN_OUT_CONCURRENCY,
+                },
+                "input": {"value": "item", "hold": f"item >= {DONE_BEFORE_KILL}"},
+                "config": hold,
+            },
+            echo_step("after", "each", input={"count": "size(steps.each.output)"}),
+        ]
+    }
+
+
+def timer(seconds: int) -> dict[str, Any]:
+    return {
+        "steps": [
+            echo_step("before"),
+            {"id": "pause", "dependsOn": ["before"], "wait": {"duration": f"{seconds}s"}},
+            echo_step("after", "pause"),
+        ]
+    }
+
+
+def iso(seconds: float) -> str:
+    """As the engine writes instants in messages and outputs."""
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 class Watcher:
@@ -131,65 +166,91 @@ def check_attempts(run: run_pb2.Run) -> int:
     return interrupted
 
 
-async def test_sigkill_mid_flight_then_every_run_completes(tmp_path: Path) -> None:
-    began = time.monotonic()
-    db = tmp_path / "podium.db"
-    first: Served = start_serving(db)
+async def wait_mid_flight(stubs: Stubs, watchers: dict[str, Watcher]) -> None:
+    """Until the chain holds in its slow step and the fan-out holds with
+    DONE_BEFORE_KILL items done and a full round of items running: a state
+    that lasts, since nothing held is released before the kill."""
+
+    def held() -> bool:
+        chain = watchers["chain"].events
+        fan = watchers["fan"].events
+        return (
+            any(e.type == E.RUN_EVENT_TYPE_STEP_STARTED and e.step_id == "slow" for e in chain)
+            and len(of_type(fan, E.RUN_EVENT_TYPE_ITEM_SUCCEEDED)) == DONE_BEFORE_KILL
+            and len(of_type(fan, E.RUN_EVENT_TYPE_ITEM_STARTED))
+            == DONE_BEFORE_KILL + FAN_OUT_CONCURRENCY
+        )
+
+    await eventually(held, what="the chain and the fan-out held mid-flight")
+
+
+async def freeze_mid_wait(
+    server: ServerProcess, stubs: Stubs, watchers: dict[str, Watcher]
+) -> run_pb2.Run:
+    """Starts a timer run and freezes the server (SIGSTOP) while its wait
+    is pending: frozen before the due time, it cannot have fired. A machine
+    too busy to get there in time gets a longer wait on the next try."""
+    for seconds in WAIT_SECONDS:
+        workflow = f"timer-{seconds}"
+        await create_workflow(stubs, workflow, timer(seconds))
+        run = await start_run(stubs, workflow)
+        watchers[workflow] = Watcher(stubs, run.name)
+
+        def waiting(key: str = workflow) -> bool:
+            return bool(of_type(watchers[key].events, E.RUN_EVENT_TYPE_STEP_WAITING))
+
+        await eventually(waiting, what=f"{workflow} waiting")
+        server.process.send_signal(signal.SIGSTOP)
+        due = of_type(watchers[workflow].events, E.RUN_EVENT_TYPE_STEP_WAITING)[0].due_time
+        if time.time() < due.ToNanoseconds() / 1e9:
+            watchers["timer"] = watchers.pop(workflow)
+            return run
+        server.process.send_signal(signal.SIGCONT)
+        await watchers.pop(workflow).close()
+    raise AssertionError(
+        f"no server could be frozen before a wait of {WAIT_SECONDS[-1]} s fell due"
+    )
+
+
+async def test_sigkill_mid_flight_then_every_run_completes(
+    start_serving: StartServing, hold_env: dict[str, str], release_file: Path
+) -> None:
+    hold = {"release": str(release_file)}
+    first = start_serving(env=hold_env)
     watchers: dict[str, Watcher] = {}
     try:
         async with grpc.aio.insecure_channel(first.address) as channel:
             stubs = Stubs.on(channel)
-            await create_workflow(stubs, "chain", CHAIN)
-            await create_workflow(stubs, "fan", FAN_OUT)
-            await create_workflow(stubs, "timer", TIMER)
+            await create_workflow(stubs, "chain", chain(hold))
+            await create_workflow(stubs, "fan", fan_out(hold))
             runs = {
                 "chain": await start_run(stubs, "chain", {"x": 1}),
                 "fan": await start_run(stubs, "fan", {"items": list(range(FAN_OUT_ITEMS))}),
-                "timer": await start_run(stubs, "timer"),
             }
             watchers = {key: Watcher(stubs, run.name) for key, run in runs.items()}
-
-            async def mid_flight() -> bool:
-                chain = watchers["chain"].events
-                fan = watchers["fan"].events
-                timer = watchers["timer"].events
-                return (
-                    any(
-                        e.type == E.RUN_EVENT_TYPE_STEP_STARTED and e.step_id == "slow"
-                        for e in chain
-                    )
-                    and len(of_type(fan, E.RUN_EVENT_TYPE_ITEM_SUCCEEDED)) >= 15
-                    and bool(of_type(timer, E.RUN_EVENT_TYPE_STEP_WAITING))
-                )
-
-            await eventually(mid_flight)
-            first.process.kill()  # SIGKILL: no graceful anything
-            first.process.wait(timeout=10)
-            await asyncio.sleep(0.1)
+            await wait_mid_flight(stubs, watchers)
+            runs["timer"] = await freeze_mid_wait(first, stubs, watchers)
             seen = {key: w.snapshot() for key, w in watchers.items()}
+            first.kill()  # SIGKILL: no graceful anything
     finally:
         for watcher in watchers.values():
             await watcher.close()
-        if first.process.poll() is None:
-            first.process.kill()
-    killed_at = time.monotonic()
+        first.kill()
 
     # Mid-flight indeed: nothing had finished, the fan-out was partly done.
     for key, events in seen.items():
         assert not [e for e in events if e.type in FINAL_EVENT_TYPES], key
-    fan_done_before = len(of_type(seen["fan"], E.RUN_EVENT_TYPE_ITEM_SUCCEEDED))
-    assert 15 <= fan_done_before < FAN_OUT_ITEMS
-    due = of_type(seen["timer"], E.RUN_EVENT_TYPE_STEP_WAITING)[0].due_time.ToSeconds()
+    assert len(of_type(seen["fan"], E.RUN_EVENT_TYPE_ITEM_SUCCEEDED)) == DONE_BEFORE_KILL
+    waiting = of_type(seen["timer"], E.RUN_EVENT_TYPE_STEP_WAITING)[0]
+    due = waiting.due_time.ToNanoseconds() / 1e9
 
-    second = start_serving(db)
-    try:
-        async with grpc.aio.insecure_channel(second.address) as channel:
-            stubs = Stubs.on(channel)
-            histories = {key: await collect_events(stubs, run.name) for key, run in runs.items()}
-            finals = {key: await get_run(stubs, run.name) for key, run in runs.items()}
-    finally:
-        assert stop(second) == 0
-    elapsed = time.monotonic() - began
+    release_file.touch()
+    second = start_serving(env=hold_env)
+    async with grpc.aio.insecure_channel(second.address) as channel:
+        stubs = Stubs.on(channel)
+        histories = {key: await collect_events(stubs, run.name) for key, run in runs.items()}
+        finals = {key: await get_run(stubs, run.name) for key, run in runs.items()}
+    assert second.stop() == 0
 
     total_interrupted = 0
     for key, history in histories.items():
@@ -222,8 +283,8 @@ async def test_sigkill_mid_flight_then_every_run_completes(tmp_path: Path) -> No
             1 for s in final.steps for a in s.attempts if a.state == R.ATTEMPT_STATE_INTERRUPTED
         )
 
-    chain = step_of(finals["chain"], "slow")
-    assert [a.state for a in chain.attempts] == [
+    slow = step_of(finals["chain"], "slow")
+    assert [a.state for a in slow.attempts] == [
         R.ATTEMPT_STATE_INTERRUPTED,
         R.ATTEMPT_STATE_SUCCEEDED,
     ]
@@ -234,31 +295,34 @@ async def test_sigkill_mid_flight_then_every_run_completes(tmp_path: Path) -> No
     assert (each.items_total, each.items_succeeded, each.items_failed) == (FAN_OUT_ITEMS,) * 2 + (
         0,
     )
-    assert any(a.state == R.ATTEMPT_STATE_INTERRUPTED for a in each.attempts)
+    interrupted_items = {a.item for a in each.attempts if a.state == R.ATTEMPT_STATE_INTERRUPTED}
+    assert len(interrupted_items) == FAN_OUT_CONCURRENCY
     assert plain(finals["fan"].output) == {"after": {"count": FAN_OUT_ITEMS}}
 
+    # The timer kept its due time: one STEP_WAITING, and it ended at that
+    # instant (or later, if the restart took longer), not a duration after it.
     pause = step_of(finals["timer"], "pause")
-    assert pause.due_time.ToSeconds() == due or not pause.HasField("due_time")
-    waited = of_type(histories["timer"], E.RUN_EVENT_TYPE_STEP_SUCCEEDED)
-    pause_done = next(e for e in waited if e.step_id == "pause").time.ToNanoseconds() / 1e9
-    # The timer kept its due time: it did not start over after the restart.
-    assert due <= pause_done < due + 1.5, (due, pause_done)
-    assert len(of_type(histories["timer"], E.RUN_EVENT_TYPE_STEP_WAITING)) == 1
-
-    assert total_interrupted >= 2
-    print(
-        f"\ncrash recovery: killed after {killed_at - began:.1f} s, "
-        f"{total_interrupted} interrupted attempts, all done after {elapsed:.1f} s"
+    assert pause.due_time.ToSeconds() == waiting.due_time.ToSeconds() or not pause.HasField(
+        "due_time"
     )
-    assert elapsed < 20, elapsed
+    assert len(of_type(histories["timer"], E.RUN_EVENT_TYPE_STEP_WAITING)) == 1
+    waited_until = datetime.datetime.fromisoformat(plain(pause.output)["waited_until"])
+    assert abs(waited_until.timestamp() - due) < 0.001, (waited_until, iso(due))
+    ended = of_type(histories["timer"], E.RUN_EVENT_TYPE_STEP_SUCCEEDED)
+    pause_done = next(e for e in ended if e.step_id == "pause").time.ToNanoseconds() / 1e9
+    assert pause_done >= due, (iso(pause_done), iso(due))
+
+    assert total_interrupted >= 1 + FAN_OUT_CONCURRENCY
+    print(f"\ncrash recovery: {total_interrupted} interrupted attempts, all resumed")
 
 
-async def test_sigkill_while_waiting_for_approval_then_approvable(tmp_path: Path) -> None:
+async def test_sigkill_while_waiting_for_approval_then_approvable(
+    start_serving: StartServing,
+) -> None:
     """No graceful stop here: the store says WAITING_APPROVAL, whatever the
     shutdown path does."""
-    db = tmp_path / "podium.db"
     spec = {"steps": [{"id": "gate", "approval": {"prompt": "ok?"}}, echo_step("after", "gate")]}
-    first = start_serving(db)
+    first = start_serving()
     try:
         async with grpc.aio.insecure_channel(first.address) as channel:
             stubs = Stubs.on(channel)
@@ -266,17 +330,26 @@ async def test_sigkill_while_waiting_for_approval_then_approvable(tmp_path: Path
             run = await start_run(stubs, "gate")
             await collect_events(stubs, run.name, limit=3)  # ... APPROVAL_REQUESTED
     finally:
-        first.process.kill()
-        first.process.wait(timeout=10)
+        first.kill()
 
-    second = start_serving(db)
-    try:
-        async with grpc.aio.insecure_channel(second.address) as channel:
-            stubs = Stubs.on(channel)
-            await resolve_when_ready(stubs, run.name, "gate", APPROVE)
-            events = await collect_events(stubs, run.name)
-            final = await get_run(stubs, run.name)
-    finally:
-        assert stop(second) == 0
+    second = start_serving()
+    async with grpc.aio.insecure_channel(second.address) as channel:
+        stubs = Stubs.on(channel)
+
+        async def approved() -> bool:
+            """Refused (FAILED_PRECONDITION) while the restarted server is
+            still resuming the run."""
+            try:
+                await resolve_approval(stubs, run.name, "gate")
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                return False
+            return True
+
+        await eventually(approved, what="the approval resolved after the restart")
+        events = await collect_events(stubs, run.name)
+        final = await get_run(stubs, run.name)
+    assert second.stop() == 0
     assert final.state == R.RUN_STATE_SUCCEEDED
     assert sequences(events) == list(range(1, len(events) + 1))

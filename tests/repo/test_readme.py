@@ -8,7 +8,7 @@ from pathlib import Path
 
 from podium.plugins import hookspecs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

@@ -1,224 +1,31 @@
-"""The builtin plugin's agents, provider and tool, driven the way the engine
-drives them: through a StepContext and an LLM gateway."""
+"""The builtin simulated provider: deterministic answers and token counts,
+Decimal prices, real but overridable and cancellable latency, injected
+faults (reproducible with a seed)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from podium.plugins import Registry, load_plugins
 from podium.plugins.api import (
-    Agent,
-    AgentError,
     CompletionRequest,
-    LlmGateway,
-    LlmResult,
     Message,
-    Provider,
     ProviderError,
-    Target,
+    ToolCall,
     ToolSpec,
     Usage,
-    config_problems,
 )
 from podium.plugins.builtin import (
-    EchoAgent,
-    FlakyAgent,
-    LlmAgent,
     SimulatedProvider,
-    TransformAgent,
 )
-from podium.plugins.builtin.json_query import JSON_QUERY_TOOL
-
-
-class DirectGateway:
-    """Stands in for the engine's governed gateway: calls the provider and prices the call."""
-
-    def __init__(self, providers: Mapping[str, Provider]) -> None:
-        self.providers = providers
-        self.requests: list[CompletionRequest] = []
-
-    async def complete(
-        self,
-        provider: str,
-        request: CompletionRequest,
-        *,
-        fallbacks: Sequence[Target] = (),
-    ) -> LlmResult:
-        self.requests.append(request)
-        chosen = self.providers[provider]
-        completion = await chosen.complete(request)
-        price = chosen.price(request.model)
-        cost = price.cost(completion.usage) if price else Decimal(0)
-        return LlmResult(completion, provider, completion.model, cost)
-
-
-@dataclass
-class Context:
-    input: Any = None
-    config: Mapping[str, Any] = field(default_factory=dict)
-    attempt: int = 1
-    run_id: str = "run-1"
-    step_id: str = "step-1"
-    llm: LlmGateway = field(default_factory=lambda: DirectGateway({}))
-    reports: list[tuple[float, str]] = field(default_factory=list)
-    tools: Sequence[ToolSpec] = ()
-
-    def report(self, progress: float, message: str = "") -> None:
-        self.reports.append((progress, message))
-
-    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> Any:
-        raise AgentError(f"no tools in this test context ({name})")
-
-
-def catalog() -> Registry:
-    return load_plugins(include_entry_points=False).registry
 
 
 def request(text: str, model: str = "sim-small", **options: Any) -> CompletionRequest:
     return CompletionRequest(model=model, messages=[Message("user", text)], options=options)
-
-
-# echo
-
-
-async def test_echo_returns_its_input_unchanged() -> None:
-    data = {"a": [1, 2, {"b": None}], "c": "d"}
-    assert await EchoAgent().run(Context(input=data)) is data
-
-
-async def test_echo_delay_is_cancellable() -> None:
-    task = asyncio.create_task(EchoAgent().run(Context(input=1, config={"delay_ms": 60_000})))
-    await asyncio.sleep(0.02)
-    assert not task.done()
-    started = time.monotonic()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert time.monotonic() - started < 1
-
-
-async def test_echo_waits_its_delay() -> None:
-    started = time.monotonic()
-    assert await EchoAgent().run(Context(input="x", config={"delay_ms": 50})) == "x"
-    assert time.monotonic() - started >= 0.045
-
-
-@pytest.mark.parametrize("delay", [-1, "10", True, [1]])
-def test_echo_rejects_a_bad_delay(delay: Any) -> None:
-    problems = config_problems(EchoAgent(), {"delay_ms": delay}, catalog())
-    assert [field for field, _ in problems] == ["delay_ms"]
-
-
-def test_echo_accepts_a_good_config_and_rejects_unknown_settings() -> None:
-    assert config_problems(EchoAgent(), {"delay_ms": 5.0}, catalog()) == []
-    assert [f for f, _ in config_problems(EchoAgent(), {"delay": 5}, catalog())] == ["delay"]
-
-
-async def test_echo_refuses_to_run_with_an_invalid_config() -> None:
-    with pytest.raises(AgentError) as error:
-        await EchoAgent().run(Context(config={"delay_ms": -5}))
-    assert error.value.code == "podium.InvalidConfig"
-    assert not error.value.retryable
-
-
-# flaky
-
-
-async def test_flaky_fails_exactly_the_first_attempts_with_the_chosen_code() -> None:
-    config = {"fail_attempts": 2, "error": "Boom", "message": "kaput"}
-    for attempt in (1, 2):
-        with pytest.raises(AgentError) as error:
-            await FlakyAgent().run(Context(input="in", config=config, attempt=attempt))
-        assert error.value.code == "Boom"
-        assert str(error.value) == "kaput"
-        assert error.value.retryable
-    assert await FlakyAgent().run(Context(input="in", config=config, attempt=3)) == "in"
-
-
-async def test_flaky_fails_the_first_attempt_by_default() -> None:
-    with pytest.raises(AgentError) as error:
-        await FlakyAgent().run(Context(attempt=1))
-    assert error.value.code == "FlakyError"
-    assert await FlakyAgent().run(Context(input=7, attempt=2)) == 7
-
-
-async def _flaky_outcomes(config: Mapping[str, Any], run_id: str, attempts: int) -> list[bool]:
-    outcomes = []
-    for attempt in range(1, attempts + 1):
-        try:
-            await FlakyAgent().run(Context(config=config, attempt=attempt, run_id=run_id))
-            outcomes.append(True)
-        except AgentError:
-            outcomes.append(False)
-    return outcomes
-
-
-async def test_flaky_probability_is_reproducible_and_roughly_right() -> None:
-    config = {"fail_probability": 0.3}
-    first = await _flaky_outcomes(config, "run-a", 400)
-    assert first == await _flaky_outcomes(config, "run-a", 400)
-    assert first != await _flaky_outcomes(config, "run-b", 400)
-    assert 0.2 < first.count(False) / len(first) < 0.4
-    assert all(await _flaky_outcomes({"fail_probability": 0}, "run-a", 50))
-    assert not any(await _flaky_outcomes({"fail_probability": 1}, "run-a", 50))
-
-
-def test_flaky_checks_its_config() -> None:
-    bad = {"fail_attempts": -1, "fail_probability": 1.5, "error": "", "retryable": "no"}
-    problems = config_problems(FlakyAgent(), bad, catalog())
-    assert sorted(field for field, _ in problems) == [
-        "error",
-        "fail_attempts",
-        "fail_probability",
-        "retryable",
-    ]
-    good = {"fail_attempts": 2.0, "fail_probability": 0.5, "error": "E", "delay_ms": 1}
-    assert config_problems(FlakyAgent(), good, catalog()) == []
-
-
-# transform
-
-
-async def test_transform_evaluates_a_cel_expression() -> None:
-    ctx = Context(input={"items": [1, 2, 3]}, config={"output": "input.items.map(x, x * 2)"})
-    assert await TransformAgent().run(ctx) == [2, 4, 6]
-
-
-async def test_transform_evaluates_a_mapping_of_expressions() -> None:
-    config = {"output": {"total": "input.a + input.b", "big": "input.a > 10"}}
-    # 2.0 as a google.protobuf.Struct would deliver it: CEL still adds it to an int.
-    assert await TransformAgent().run(Context(input={"a": 2.0, "b": 3}, config=config)) == {
-        "total": 5,
-        "big": False,
-    }
-
-
-def test_transform_reports_bad_expressions_by_field() -> None:
-    problems = config_problems(
-        TransformAgent(), {"output": {"ok": "input", "bad": "input +"}}, catalog()
-    )
-    assert [field for field, _ in problems] == ["output.bad"]
-    assert [f for f, _ in config_problems(TransformAgent(), {"output": "nope"}, catalog())] == [
-        "output"
-    ]
-    assert [f for f, _ in config_problems(TransformAgent(), {}, catalog())] == ["output"]
-
-
-async def test_transform_fails_for_good_when_evaluation_fails() -> None:
-    with pytest.raises(AgentError) as error:
-        await TransformAgent().run(Context(input={}, config={"output": "input.missing"}))
-    assert error.value.code == "podium.InvalidInput"
-    assert not error.value.retryable
-
-
-# simulated provider
 
 
 async def test_simulated_is_deterministic_and_counts_tokens() -> None:
@@ -271,10 +78,12 @@ async def test_simulated_truncates_at_max_tokens() -> None:
 
 
 async def test_simulated_latency_is_real_overridable_and_cancellable() -> None:
-    provider = SimulatedProvider(latency_ms=60_000)
+    default_s = 60
+    provider = SimulatedProvider(latency_ms=default_s * 1000)
     started = time.monotonic()
     await provider.complete(request("fast", latency_ms=30))
-    assert 0.025 <= time.monotonic() - started < 5
+    # At least the 30 ms asked for, and not the provider's default minute.
+    assert 0.025 <= time.monotonic() - started < default_s
     task = asyncio.create_task(provider.complete(request("slow")))
     await asyncio.sleep(0.02)
     task.cancel()
@@ -329,92 +138,96 @@ async def test_simulated_rejects_bad_fault_options() -> None:
     assert error.value.kind == "bad_request"
 
 
-# llm
-
-
-def gateway() -> DirectGateway:
-    return DirectGateway({"simulated": SimulatedProvider(latency_ms=0)})
-
-
-async def test_llm_renders_its_prompt_and_returns_text_usage_and_cost() -> None:
-    llm = gateway()
-    config = {
-        "model": "sim-large",
-        "system": "You are terse.",
-        "prompt": "Review {{ input.title }} with tags {{ input.tags }} ({{ input.n + 1 }})",
-        "max_tokens": 100,
-        "temperature": 0.2,
-        "options": {"latency_ms": 0},
-    }
-    ctx = Context(input={"title": "the plan", "tags": ["a", "b"], "n": 1.0}, config=config, llm=llm)
-    output = await LlmAgent().run(ctx)
-
-    sent = llm.requests[0]
-    assert [m.role for m in sent.messages] == ["system", "user"]
-    assert sent.messages[1].content == 'Review the plan with tags ["a", "b"] (2)'
-    assert (sent.model, sent.max_tokens, sent.temperature) == ("sim-large", 100, 0.2)
-    assert sent.options == {"latency_ms": 0}
-    expected = SimulatedProvider().price("sim-large")
-    assert expected is not None
-    usage = Usage(output["usage"]["input_tokens"], output["usage"]["output_tokens"])
-    assert output["cost"] == str(expected.cost(usage))
-    assert Decimal(output["cost"]) > 0
-    assert output["provider"] == "simulated" and output["model"] == "sim-large"
-    assert output["text"].startswith("[sim-large] ")
-
-
-async def test_llm_without_a_prompt_setting_sends_the_input_prompt() -> None:
-    llm = gateway()
-    output = await LlmAgent().run(Context(input={"prompt": "Hello there"}, llm=llm))
-    assert llm.requests[0].messages == [Message("user", "Hello there")]
-    assert llm.requests[0].model == "sim-small"
-    assert output["model"] == "sim-small"
-    with pytest.raises(AgentError) as error:
-        await LlmAgent().run(Context(input={"question": "?"}, llm=llm))
-    assert not error.value.retryable
-
-
-async def test_llm_propagates_provider_errors() -> None:
-    ctx = Context(input={"prompt": "x"}, config={"model": "nope"}, llm=gateway())
-    with pytest.raises(ProviderError):
-        await LlmAgent().run(ctx)
-
-
-def test_llm_checks_provider_and_templates() -> None:
-    problems = dict(
-        config_problems(
-            LlmAgent(),
-            {"provider": "openai", "prompt": "Hi {{ input. }}", "max_tokens": 0},
-            catalog(),
-        )
-    )
-    assert set(problems) == {"provider", "prompt", "max_tokens"}
-    assert "unknown provider 'openai'; known: simulated" in problems["provider"]
-    assert [f for f, _ in config_problems(LlmAgent(), {"system": "{{ oops }}"}, catalog())] == [
-        "system"
-    ]
-    assert [f for f, _ in config_problems(LlmAgent(), {"prompt": "{{ x"}, catalog())] == ["prompt"]
-    assert config_problems(LlmAgent(), {"prompt": "Hi {{ input.name }}"}, catalog()) == []
-
-
-# the plugin itself
-
-
-def test_builtin_objects_satisfy_the_contract() -> None:
-    for agent in (EchoAgent(), FlakyAgent(), LlmAgent(), TransformAgent()):
-        assert isinstance(agent, Agent)
-        assert agent.version == "1" and agent.description
-    assert isinstance(SimulatedProvider(), Provider)
-
-
-async def test_json_query_tool_evaluates_over_data() -> None:
-    result = await JSON_QUERY_TOOL.call(
-        {"expression": "data.filter(x, x > 1).size()", "data": [1, 2, 3]}
-    )
-    assert result == 2
-
-
 async def test_simulated_usage_counts_one_call() -> None:
     completion = await SimulatedProvider(latency_ms=0).complete(request("hi"))
     assert completion.usage.calls == 1
     assert completion.model == "sim-small"
+
+
+def calls(*names_and_arguments: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"tool_calls": [{"name": n, "arguments": a} for n, a in names_and_arguments]}
+
+
+TOOLS = (ToolSpec("calculator", "math", {"type": "object"}),)
+
+
+def scripted(messages: list[Message], script: Any, **fields: Any) -> CompletionRequest:
+    options = {"script": script, "latency_ms": 0}
+    return CompletionRequest(
+        model="sim-small", messages=messages, options=options, **{"tools": TOOLS, **fields}
+    )
+
+
+async def test_the_script_turn_is_the_number_of_assistant_messages() -> None:
+    provider = SimulatedProvider(latency_ms=0)
+    script = [
+        calls(("calculator", {"expression": "1 + 1"}), ("calculator", {"expression": "2"})),
+        calls(("calculator", {"x": ["$last_result", "got $last_result"], "y": 1})),
+        {"text": "answer: $last_result"},
+    ]
+    conversation = [Message("user", "go")]
+    first = await provider.complete(scripted(conversation, script))
+    assert first.finish_reason == "tool_calls" and first.text == ""
+    assert list(first.tool_calls) == [
+        ToolCall("call_0_0", "calculator", {"expression": "1 + 1"}),
+        ToolCall("call_0_1", "calculator", {"expression": "2"}),
+    ]
+    assert first.usage.output_tokens > 0
+    conversation += [
+        Message("assistant", "", tool_calls=first.tool_calls),
+        Message("tool", "2", tool_call_id="call_0_0", name="calculator"),
+        Message("tool", '{"v": [1]}', tool_call_id="call_0_1", name="calculator"),
+    ]
+    second = await provider.complete(scripted(conversation, script))
+    assert [c.id for c in second.tool_calls] == ["call_1_0"]
+    assert second.tool_calls[0].arguments == {"x": [{"v": [1]}, 'got {"v": [1]}'], "y": 1}
+    # Tool messages and tool calls count as input.
+    assert second.usage.input_tokens > first.usage.input_tokens
+    conversation += [
+        Message("assistant", "", tool_calls=second.tool_calls),
+        Message("tool", '"forty-two"', tool_call_id="call_1_0", name="calculator"),
+    ]
+    third = await provider.complete(scripted(conversation, script))
+    assert (third.text, third.finish_reason) == ("answer: forty-two", "stop")
+    assert not third.tool_calls
+    # Past the end of the script: the usual answer.
+    conversation.append(Message("assistant", third.text))
+    fourth = await provider.complete(scripted(conversation, script))
+    assert fourth.text.startswith("[sim-small] Simulated answer") and not fourth.tool_calls
+
+
+async def test_the_script_needs_tools_in_the_request() -> None:
+    provider = SimulatedProvider(latency_ms=0)
+    request = scripted([Message("user", "go")], [calls(("calculator", {}))], tools=())
+    completion = await provider.complete(request)
+    assert completion.finish_reason == "stop" and not completion.tool_calls
+
+
+async def test_a_tool_call_cut_short_by_max_tokens_is_no_call() -> None:
+    provider = SimulatedProvider(latency_ms=0)
+    script = [calls(("calculator", {"expression": "1 + " * 50 + "1"}))]
+    completion = await provider.complete(scripted([Message("user", "go")], script, max_tokens=5))
+    assert completion.finish_reason == "length"
+    assert not completion.tool_calls
+    assert completion.usage.output_tokens == 5
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "calculator",
+        [{"tool_calls": []}],
+        [{"tool_calls": [{"arguments": {}}]}],
+        [{"tool_calls": [{"name": "calculator", "arguments": [1]}]}],
+        [{"tool_calls": [{"name": "calculator", "extra": 1}]}],
+        [{"text": "a", "tool_calls": [{"name": "calculator"}]}],
+        [{"say": "a"}],
+        ["a"],
+    ],
+)
+async def test_a_malformed_script_is_a_bad_request(script: Any) -> None:
+    provider = SimulatedProvider(latency_ms=0)
+    with pytest.raises(ProviderError) as error:
+        await provider.complete(scripted([Message("user", "go")], script))
+    assert error.value.kind == "bad_request"
+    assert "script" in str(error.value)
