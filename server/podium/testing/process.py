@@ -44,6 +44,15 @@ CLI = (sys.executable, "-m", "podium.cli")
 # How long a SIGTERM gets (the server's own --grace comes first) before SIGKILL.
 STOP_TIMEOUT = 30.0
 PORT_ATTEMPTS = 3
+# How often to ask for health while the server starts. The channel's reconnect
+# backoff follows suit: by default it grows to seconds after the first refused
+# connections, and SERVING would be noticed that much later.
+HEALTH_POLL_MS = 50
+_HEALTH_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", HEALTH_POLL_MS),
+    ("grpc.min_reconnect_backoff_ms", HEALTH_POLL_MS),
+    ("grpc.max_reconnect_backoff_ms", HEALTH_POLL_MS),
+)
 # What `podium serve` prints when it cannot bind its address (podium.server.main).
 _PORT_TAKEN = "cannot listen"
 
@@ -228,7 +237,7 @@ def _free_port() -> int:
 
 def _wait_until_serving(server: ServerProcess, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(server.address) as channel:
+    with grpc.insecure_channel(server.address, options=_HEALTH_CHANNEL_OPTIONS) as channel:
         health: Any = health_pb2_grpc.HealthStub(channel)  # typeshed's stub lists no methods
         while time.monotonic() < deadline:
             if not server.running:
@@ -242,7 +251,7 @@ def _wait_until_serving(server: ServerProcess, timeout: float) -> None:
                     return
             except grpc.RpcError:
                 pass  # not listening yet
-            time.sleep(0.05)
+            time.sleep(HEALTH_POLL_MS / 1000)
     raise TimeoutError(
         f"podium serve was not SERVING after {timeout:g} s; {server.log_path.name}:\n"
         f"{server.log_tail()}"
