@@ -12,6 +12,7 @@ import pytest
 
 from podium.core.clock import ManualClock
 from podium.testing import (
+    FOREVER_MS,
     Stubs,
     collect_events,
     create_workflow,
@@ -70,7 +71,7 @@ async def test_cancel_a_running_step_and_its_pending_dependents(stubs: Stubs) ->
     spec = {
         "steps": [
             echo_step("first"),
-            echo_step("long", "first", delay_ms=30_000),
+            echo_step("long", "first", delay_ms=FOREVER_MS),
             echo_step("next", "long"),
         ]
     }
@@ -80,7 +81,7 @@ async def test_cancel_a_running_step_and_its_pending_dependents(stubs: Stubs) ->
 
     cancelled = await cancel(stubs, run.name, "operator said stop")
     assert cancelled.state == R.RUN_STATE_CANCELLED
-    events = await collect_events(stubs, run.name, timeout=5)
+    events = await collect_events(stubs, run.name)
     run = await get_run(stubs, run.name)
     assert run.state == R.RUN_STATE_CANCELLED
     assert run.failure.type == "podium.Cancelled"
@@ -137,7 +138,7 @@ async def test_cancel_during_a_retry_wait_ends_the_step(
     await step_reaches(stubs, run.name, "f", R.STEP_STATE_WAITING, attempts=1)
     assert (await cancel(stubs, run.name)).state == R.RUN_STATE_CANCELLED
     clock.advance(60)  # the retry would be due now: it must not run
-    events = await collect_events(stubs, run.name, timeout=5)
+    events = await collect_events(stubs, run.name)
     f = step_of(await get_run(stubs, run.name), "f")
     assert f.state == R.STEP_STATE_CANCELLED
     assert [a.state for a in f.attempts] == [R.ATTEMPT_STATE_FAILED]
@@ -225,15 +226,15 @@ async def test_cancellation_runs_the_compensations_of_succeeded_steps(stubs: Stu
     spec = {
         "steps": [
             echo_step("a", compensate=UNDO),
-            echo_step("long", "a", delay_ms=30_000, compensate=UNDO),
-            echo_step("side", compensate=UNDO, delay_ms=30_000),
+            echo_step("long", "a", delay_ms=FOREVER_MS, compensate=UNDO),
+            echo_step("side", compensate=UNDO, delay_ms=FOREVER_MS),
         ]
     }
     await create_workflow(stubs, "saga-cancel", spec)
     run = await start_run(stubs, "saga-cancel")
     await step_reaches(stubs, run.name, "long", R.STEP_STATE_RUNNING)
     assert (await cancel(stubs, run.name)).state == R.RUN_STATE_CANCELLED
-    events = await collect_events(stubs, run.name, timeout=5)
+    events = await collect_events(stubs, run.name)
     # Only the succeeded step is undone; cancelled ones never did anything.
     assert compensations(events) == [("STARTED", "a"), ("SUCCEEDED", "a")]
     assert events[-1].type == E.RUN_EVENT_TYPE_RUN_CANCELLED
@@ -275,7 +276,7 @@ async def test_the_step_config_is_validated(stubs: Stubs) -> None:
 
 async def test_cancel_waits_for_a_settled_state(stubs: Stubs) -> None:
     """The CancelRun reply already shows every step ended."""
-    spec = {"steps": [echo_step(f"p{i}", delay_ms=30_000) for i in range(4)]}
+    spec = {"steps": [echo_step(f"p{i}", delay_ms=FOREVER_MS) for i in range(4)]}
     await create_workflow(stubs, "cancel-many", spec)
     run = await start_run(stubs, "cancel-many")
 

@@ -4,6 +4,7 @@ plugins) and the system status."""
 from __future__ import annotations
 
 from podium.testing import (
+    FOREVER_MS,
     Stubs,
     collect_events,
     create_workflow,
@@ -18,7 +19,7 @@ from podium.v1 import (
 X = execution_service_pb2
 
 
-SLOW = {"steps": [echo_step("slow", delay_ms=5000)]}
+SLOW = {"steps": [echo_step("slow", delay_ms=FOREVER_MS)]}
 
 
 async def test_control_service_lists_agents_providers_plugins(stubs: Stubs) -> None:

@@ -11,6 +11,8 @@ import pytest
 from google.protobuf import json_format
 
 from podium.testing import (
+    FOREVER_MS,
+    HANG_TIMEOUT,
     Stubs,
     collect_events,
     create_workflow,
@@ -204,22 +206,22 @@ async def test_list_runs_filters_and_paginates(stubs: Stubs) -> None:
 
 
 async def test_cancel_run_cancels_the_running_step_and_is_idempotent(stubs: Stubs) -> None:
+    # A step only the cancellation can end: a CancelRun that waited for it would never return.
     await create_workflow(
-        stubs, "slow", {"steps": [echo_step("slow", delay_ms=5000), echo_step("after", "slow")]}
+        stubs,
+        "slow",
+        {"steps": [echo_step("slow", delay_ms=FOREVER_MS), echo_step("after", "slow")]},
     )
     run = await start_run(stubs, "slow")
     # Wait until the slow step is running.
     events = await collect_events(stubs, run.name, limit=3)
     assert events[-1].type == E.RUN_EVENT_TYPE_STEP_STARTED
 
-    loop = asyncio.get_running_loop()
-    began = loop.time()
     cancelled = (
         await stubs.executions.CancelRun(
             X.CancelRunRequest(name=run.name, reason="changed my mind")
         )
     ).run
-    assert loop.time() - began < 2.0
     assert cancelled.state == R.RUN_STATE_CANCELLED
     steps = {s.step_id: s for s in cancelled.steps}
     assert steps["slow"].state == R.STEP_STATE_CANCELLED
@@ -244,7 +246,9 @@ async def test_cancel_run_state_is_readable_as_soon_as_cancel_returns(stubs: Stu
     """CancelRun answered CANCELLED: a GetRun and a second CancelRun right
     after it must agree, without the client waiting for anything."""
     await create_workflow(
-        stubs, "slow", {"steps": [echo_step("slow", delay_ms=5000), echo_step("after", "slow")]}
+        stubs,
+        "slow",
+        {"steps": [echo_step("slow", delay_ms=FOREVER_MS), echo_step("after", "slow")]},
     )
     for _ in range(3):
         run = await start_run(stubs, "slow")
@@ -338,7 +342,7 @@ async def test_a_start_run_race_does_not_lose_other_runs_events(stubs: Stubs) ->
     last = (await get_run(stubs, bystander.name)).last_sequence
     logged: list[event_pb2.RunEvent] = []
     with contextlib.suppress(TimeoutError):  # a log with a gap never ends the stream
-        await asyncio.wait_for(_extend(stubs, bystander.name, logged), 3)
+        await asyncio.wait_for(_extend(stubs, bystander.name, logged), HANG_TIMEOUT)
     assert sequences(logged) == list(range(1, last + 1)), "events missing from the run's log"
 
 

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from podium.plugins.api import StepContext
-from podium.plugins.manager import load_plugins
+from podium.plugins.manager import PluginReport, load_plugins
 from podium.testing import (
     Stubs,
     collect_events,
@@ -70,8 +70,8 @@ def peak_running(events: Sequence[event_pb2.RunEvent], step_id: str = "each") ->
 
 
 class SleepyAgent:
-    """A test agent: sleeps its input's `ms`, then returns its input (so items
-    can finish in any order; the builtin agents' delays are per step)."""
+    """A test agent: sleeps its input's `ms`, then returns its input (the
+    builtin agents' delays are per step, this one's per item or iteration)."""
 
     name = "sleepy"
     description = "Sleeps input.ms milliseconds, then returns its input."
@@ -82,23 +82,69 @@ class SleepyAgent:
         return ctx.input
 
 
+class ReverseOrderAgent:
+    """A test agent whose items finish last first: item `index` returns only
+    once item `index + 1` has (of `input.count`), whatever the timing."""
+
+    name = "reverse_order"
+    description = "Returns its input after the next item returned."
+    version = "1"
+
+    def __init__(self) -> None:
+        self._done: dict[int, asyncio.Event] = {}
+
+    def _event(self, index: int) -> asyncio.Event:
+        return self._done.setdefault(index, asyncio.Event())
+
+    async def run(self, ctx: StepContext) -> Any:
+        index = int(ctx.input["index"])
+        if index + 1 < int(ctx.input["count"]):
+            await self._event(index + 1).wait()
+        self._event(index).set()
+        return ctx.input
+
+
+class TogetherAgent:
+    """A test agent that returns only once `parties` items run at the same
+    time: each batch of items must all be in flight together to finish."""
+
+    name = "together"
+    description = "Returns its input once `parties` items are running."
+    version = "1"
+
+    def __init__(self, parties: int) -> None:
+        self._barrier = asyncio.Barrier(parties)
+
+    async def run(self, ctx: StepContext) -> Any:
+        await self._barrier.wait()
+        return ctx.input
+
+
+def with_agent(agent: Any) -> PluginReport:
+    """The builtin plugin plus a test agent."""
+    plugins = load_plugins(include_entry_points=False)
+    plugins.registry.add_agent(agent, plugin="tests")
+    return plugins
+
+
 # -- fan-out -------------------------------------------------------------------------------
 
 
 async def test_items_finishing_out_of_order_keep_their_place(db_path: str) -> None:
-    plugins = load_plugins(include_entry_points=False)
-    plugins.registry.add_agent(SleepyAgent(), plugin="tests")
     spec = plan_then_each()
-    spec["steps"][1].update(agent="sleepy", input={"ms": "item", "index": "index"})
-    async with serving(db_path, plugins=plugins) as (_, stubs):
+    spec["steps"][1].update(
+        agent="reverse_order",
+        input={"value": "item", "index": "index", "count": "size(steps.plan.output.items)"},
+    )
+    items = ["a", "b", "c", "d", "e"]
+    async with serving(db_path, plugins=with_agent(ReverseOrderAgent())) as (_, stubs):
         await create_workflow(stubs, "fan-order", spec)
-        delays = [120, 90, 60, 30, 0]
-        run, events = await run_to_end(stubs, "fan-order", {"items": delays})
+        run, events = await run_to_end(stubs, "fan-order", {"items": items})
     assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
     finished = [e.item for e in of_type(events, E.RUN_EVENT_TYPE_ITEM_SUCCEEDED)]
     assert finished == [4, 3, 2, 1, 0]
     assert plain(step_of(run, "each").output) == [
-        {"ms": ms, "index": i} for i, ms in enumerate(delays)
+        {"value": item, "index": i, "count": len(items)} for i, item in enumerate(items)
     ]
 
 
@@ -146,26 +192,25 @@ async def test_items_that_are_not_a_list_fail_the_step(stubs: Stubs) -> None:
 
 
 @pytest.mark.parametrize("limit", [1, 3])
-async def test_max_concurrency_caps_items_in_flight(stubs: Stubs, limit: int) -> None:
-    await create_workflow(
-        stubs,
-        "fan-cap",
-        plan_then_each(forEach={"maxConcurrency": limit}, config={"delay_ms": 30}),
-    )
-    run, events = await run_to_end(stubs, "fan-cap", {"items": list(range(9))})
+async def test_max_concurrency_caps_items_in_flight(db_path: str, limit: int) -> None:
+    # Items finish only in batches of `limit` running together: the cap must
+    # let that many run (used), and no more may start meanwhile (respected).
+    spec = plan_then_each(forEach={"maxConcurrency": limit}, agent="together")
+    async with serving(db_path, plugins=with_agent(TogetherAgent(limit))) as (_, stubs):
+        await create_workflow(stubs, "fan-cap", spec)
+        run, events = await run_to_end(stubs, "fan-cap", {"items": list(range(3 * limit))})
     assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
-    # Respected, and used: with 9 slow items the cap is reached.
     assert peak_running(events) == limit
 
 
-async def test_without_a_cap_items_run_together(stubs: Stubs) -> None:
-    await create_workflow(stubs, "fan-wide", plan_then_each(config={"delay_ms": 100}))
-    started = time.perf_counter()
-    run, events = await run_to_end(stubs, "fan-wide", {"items": list(range(20))})
-    elapsed = time.perf_counter() - started
+async def test_without_a_cap_items_run_together(db_path: str) -> None:
+    # Twenty items that finish only once all twenty run at the same time.
+    spec = plan_then_each(agent="together")
+    async with serving(db_path, plugins=with_agent(TogetherAgent(20))) as (_, stubs):
+        await create_workflow(stubs, "fan-wide", spec)
+        run, events = await run_to_end(stubs, "fan-wide", {"items": list(range(20))})
     assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
     assert peak_running(events) == 20
-    assert elapsed < 1.5  # 20 x 100 ms in sequence would be 2 s
 
 
 def dividing(**for_each: Any) -> dict[str, Any]:
@@ -299,7 +344,7 @@ async def test_ten_thousand_items_in_order(stubs: Stubs) -> None:
     await create_workflow(stubs, "fan-10k", plan_then_each(forEach={"maxConcurrency": 100}))
     started = time.perf_counter()
     run, events = await run_to_end(stubs, "fan-10k", {"items": list(range(total))})
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started  # reported, not asserted: `make bench` W6 times it
     assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
     output = plain(step_of(run, "each").output)
     assert output == [{"value": i, "index": i} for i in range(total)]
@@ -309,7 +354,6 @@ async def test_ten_thousand_items_in_order(stubs: Stubs) -> None:
     assert peak_running(events) <= 100
     assert sequences(events) == list(range(1, len(events) + 1))
     print(f"\n10,000-item fan-out: {elapsed:.2f} s ({elapsed / total * 1000:.3f} ms/item)")
-    assert elapsed < 10.0, f"10,000-item fan-out took {elapsed:.1f} s"
 
 
 # -- loops ---------------------------------------------------------------------------------
@@ -380,8 +424,7 @@ async def test_a_failing_iteration_fails_the_loop(stubs: Stubs) -> None:
 
 
 async def test_a_loop_resumes_after_a_restart_where_it_was(db_path: str) -> None:
-    plugins = load_plugins(include_entry_points=False)
-    plugins.registry.add_agent(SleepyAgent(), plugin="tests")
+    plugins = with_agent(SleepyAgent())
     spec = {
         "steps": [
             {
@@ -398,7 +441,7 @@ async def test_a_loop_resumes_after_a_restart_where_it_was(db_path: str) -> None
         before: list[event_pb2.RunEvent] = []
         while len(of_type(before, E.RUN_EVENT_TYPE_ITEM_SUCCEEDED)) < 2:
             after = before[-1].sequence if before else 0
-            before += await collect_events(stubs, run.name, after, limit=1, timeout=5.0)
+            before += await collect_events(stubs, run.name, after, limit=1)
         await server.stop(0.5)
     async with serving(db_path, plugins=plugins) as (_, stubs):
         rest = await collect_events(stubs, run.name, before[-1].sequence)

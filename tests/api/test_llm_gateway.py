@@ -88,7 +88,7 @@ def small_cost(prompt: str, max_tokens: int) -> Decimal:
 
 async def events_so_far(stubs: Stubs, run: str) -> list[event_pb2.RunEvent]:
     last = (await get_run(stubs, run)).last_sequence
-    return await collect_events(stubs, run, limit=last, timeout=5.0) if last else []
+    return await collect_events(stubs, run, limit=last) if last else []
 
 
 async def wait_event(
@@ -114,22 +114,27 @@ async def sleepers(clock: ManualClock, count: int = 1) -> None:
 
 
 async def drive_to_end(
-    stubs: Stubs, clock: ManualClock, run: str, step: float = 1.0, limit: int = 60
+    stubs: Stubs, clock: ManualClock, run: str, step: float = 1.0
 ) -> tuple[run_pb2.Run, list[event_pb2.RunEvent]]:
-    """Advances the clock by `step` until the run ends; returns (GetRun, events)."""
-    for _ in range(limit):
+    """Advances the clock by `step` at each poll until the run ends; returns
+    (GetRun, events)."""
+
+    async def ended() -> bool:
         if (await get_run(stubs, run)).state in FINAL_RUN_STATES:
-            break
+            return True
         clock.advance(step)
         await asyncio.sleep(0.05)
-    events = await collect_events(stubs, run, timeout=5.0)
+        return False
+
+    await eventually(ended, what=f"{run} driven to its end")
+    events = await collect_events(stubs, run)
     assert events[-1].type in FINAL_EVENT_TYPES, events[-1]
     return await get_run(stubs, run), events
 
 
 async def finish(stubs: Stubs, run: str) -> tuple[run_pb2.Run, list[event_pb2.RunEvent]]:
     """Watches the run to its end without moving the clock; returns (GetRun, events)."""
-    events = await collect_events(stubs, run, timeout=5.0)
+    events = await collect_events(stubs, run)
     assert events[-1].type in FINAL_EVENT_TYPES, events[-1]
     return await get_run(stubs, run), events
 
@@ -268,6 +273,7 @@ async def test_a_429_pauses_the_bucket_and_is_no_breaker_failure(db_path: str) -
         await asyncio.sleep(0.1)
         events = await events_so_far(stubs, run.name)
         assert not of_type(events, E.RUN_EVENT_TYPE_LLM_CALL), "called before retry-after"
+        await sleepers(clock)  # still waiting for the pause to end, however long it took
         clock.advance(0.1)
         final, events = await finish(stubs, run.name)
         board = breakers_by_name(await stubs.control.ListBreakers(C.ListBreakersRequest()))

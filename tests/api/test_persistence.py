@@ -11,12 +11,16 @@ from google.protobuf import json_format
 
 from podium.testing import (
     FINAL_EVENT_TYPES,
+    FOREVER_MS,
+    HANG_TIMEOUT,
+    HoldAgent,
     Stubs,
     collect_events,
     create_workflow,
     echo_step,
     eventually,
     get_run,
+    plugins_with,
     run_to_end,
     sequences,
     serving,
@@ -42,9 +46,6 @@ LLM_STEP = {
     "input": {"topic": "steps.a.output.topic"},
     "config": {"provider": "simulated", "model": "sim-small", "prompt": "About {{ input.topic }}"},
 }
-# Long enough to be surely in flight when the server stops, short enough to
-# keep the suite fast when it runs again after the restart.
-IN_FLIGHT_MS = 1500
 
 
 async def snapshot(stubs: Stubs, names: list[str]) -> dict[str, object]:
@@ -77,7 +78,7 @@ async def test_finished_runs_and_workflows_survive_a_restart(db_path: str) -> No
             "breaks",
             {"steps": [{"id": "boom", "agent": "flaky"}, echo_step("next", "boom")]},
         )
-        await create_workflow(stubs, "stalls", {"steps": [echo_step("slow", delay_ms=5000)]})
+        await create_workflow(stubs, "stalls", {"steps": [echo_step("slow", delay_ms=FOREVER_MS)]})
 
         ok, _ = await run_to_end(stubs, "kept", {"topic": "otters"}, request_id="keep-1")
         old, _ = await run_to_end(stubs, "kept", workflow_version=1)
@@ -107,14 +108,21 @@ async def test_finished_runs_and_workflows_survive_a_restart(db_path: str) -> No
 
 
 async def test_an_interrupted_run_resumes_and_succeeds(db_path: str) -> None:
+    # `slow` holds until released: in flight when the server stops, however slow the machine.
+    hold = HoldAgent()
     spec = {
         "steps": [
             echo_step("first", input={"x": "input.x"}),
-            echo_step("slow", "first", delay_ms=IN_FLIGHT_MS, input={"x": "steps.first.output.x"}),
+            {
+                "id": "slow",
+                "agent": "hold",
+                "dependsOn": ["first"],
+                "input": {"x": "steps.first.output.x"},
+            },
             echo_step("last", "slow", input={"x": "steps.slow.output.x + 1"}),
         ]
     }
-    async with serving(db_path) as (server, stubs):
+    async with serving(db_path, plugins=plugins_with([hold])) as (server, stubs):
         await create_workflow(stubs, "resumable", spec)
         run = await start_run(stubs, "resumable", {"x": 41})
         before = await collect_events(stubs, run.name, limit=5)
@@ -125,13 +133,14 @@ async def test_an_interrupted_run_resumes_and_succeeds(db_path: str) -> None:
             progress_service_pb2.WatchRunRequest(run=run.name, after_sequence=before[-1].sequence)
         )
         watching = asyncio.ensure_future(_drain(watcher))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # connected by then or not, it gets UNAVAILABLE
         await server.stop(0.5)
         with pytest.raises(grpc.aio.AioRpcError) as ended:
-            await asyncio.wait_for(watching, 5)
+            await asyncio.wait_for(watching, HANG_TIMEOUT)
         assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
 
-    async with serving(db_path) as (_, stubs):
+    hold.release()
+    async with serving(db_path, plugins=plugins_with([hold])) as (_, stubs):
         rest = await collect_events(stubs, run.name, after_sequence=before[-1].sequence)
         assert sequences(before + rest) == list(range(1, len(before) + len(rest) + 1))
         assert rest[-1].type == E.RUN_EVENT_TYPE_RUN_SUCCEEDED
@@ -188,13 +197,15 @@ async def test_a_run_started_just_before_a_stop_is_not_lost(db_path: str) -> Non
 
 
 async def test_runs_resume_after_two_restarts(db_path: str) -> None:
-    spec = {"steps": [echo_step("slow", delay_ms=IN_FLIGHT_MS)]}
-    async with serving(db_path) as (server, stubs):
+    hold = HoldAgent()
+    plugins = plugins_with([hold])
+    spec = {"steps": [{"id": "slow", "agent": "hold"}]}
+    async with serving(db_path, plugins=plugins) as (server, stubs):
         await create_workflow(stubs, "twice", spec)
         run = await start_run(stubs, "twice")
         await collect_events(stubs, run.name, limit=3)
         await server.stop(0)
-    async with serving(db_path) as (server, stubs):
+    async with serving(db_path, plugins=plugins) as (server, stubs):
 
         async def second_attempt_running() -> bool:
             steps = (await get_run(stubs, run.name)).steps
@@ -205,7 +216,8 @@ async def test_runs_resume_after_two_restarts(db_path: str) -> None:
 
         await eventually(second_attempt_running)
         await server.stop(0)
-    async with serving(db_path) as (_, stubs):
+    hold.release()
+    async with serving(db_path, plugins=plugins) as (_, stubs):
         events = await collect_events(stubs, run.name)
         assert sequences(events) == list(range(1, len(events) + 1))
         assert events[-1].type in FINAL_EVENT_TYPES

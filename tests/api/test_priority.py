@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from podium.server.app import PodiumServer
 from podium.testing import (
+    FOREVER_MS,
     Stubs,
     collect_events,
     create_workflow,
@@ -28,13 +29,17 @@ R = run_pb2
 
 
 @asynccontextmanager
-async def started_steps(stubs: Stubs) -> AsyncIterator[list[event_pb2.RunEvent]]:
+async def started_steps(
+    server: PodiumServer, stubs: Stubs
+) -> AsyncIterator[list[event_pb2.RunEvent]]:
     """Every STEP_STARTED event of the server, in the order it was recorded
     (WatchRuns), collected in the background while the block runs."""
     seen: list[event_pb2.RunEvent] = []
     call = stubs.progress.WatchRuns(
         progress_service_pb2.WatchRunsRequest(event_types=[E.RUN_EVENT_TYPE_STEP_STARTED])
     )
+    # WatchRuns replays nothing: the block starts once the server holds the subscription.
+    await eventually(lambda: server.engine.hub.subscriber_count == 1, what="WatchRuns subscribed")
 
     async def read() -> None:
         async for response in call:
@@ -51,8 +56,8 @@ async def started_steps(stubs: Stubs) -> AsyncIterator[list[event_pb2.RunEvent]]
 async def hold_the_only_slot(
     server: PodiumServer, stubs: Stubs, seen: list[event_pb2.RunEvent]
 ) -> run_pb2.Run:
-    """Starts a run whose one step holds the server's only slot for a minute."""
-    await create_workflow(stubs, "blocker", {"steps": [echo_step("hold", delay_ms=60_000)]})
+    """Starts a run whose one step holds the server's only slot until cancelled."""
+    await create_workflow(stubs, "blocker", {"steps": [echo_step("hold", delay_ms=FOREVER_MS)]})
     await create_workflow(stubs, "job", {"steps": [echo_step("work")]})
     blocker = await start_run(stubs, "blocker")
 
@@ -103,7 +108,7 @@ async def start_order(
 async def test_the_higher_priority_run_gets_the_free_slot_first(db_path: str) -> None:
     async with (
         serving(db_path, max_running_steps=1) as (server, stubs),
-        started_steps(stubs) as seen,
+        started_steps(server, stubs) as seen,
     ):
         blocker = await hold_the_only_slot(server, stubs, seen)
         low, high = await queue_runs(server, stubs, [1, 5])
@@ -123,7 +128,7 @@ async def test_the_higher_priority_run_gets_the_free_slot_first(db_path: str) ->
 async def test_fifo_within_a_priority_and_by_priority_across(db_path: str) -> None:
     async with (
         serving(db_path, max_running_steps=1) as (server, stubs),
-        started_steps(stubs) as seen,
+        started_steps(server, stubs) as seen,
     ):
         blocker = await hold_the_only_slot(server, stubs, seen)
         runs = await queue_runs(server, stubs, [0, 3, 0, 3, -2, 3])

@@ -8,12 +8,15 @@ import asyncio
 
 from google.protobuf import json_format
 
+from podium.server.app import PodiumServer
 from podium.testing import (
     FINAL_EVENT_TYPES,
+    HANG_TIMEOUT,
     Stubs,
     collect_events,
     create_workflow,
     echo_step,
+    eventually,
     get_run,
     sequences,
     start_run,
@@ -26,6 +29,12 @@ from podium.v1 import (
 
 E = event_pb2
 R = run_pb2
+
+
+async def subscribed(server: PodiumServer) -> None:
+    """Until the server holds the WatchRuns subscription just opened: what
+    happens from then on reaches it (WatchRuns replays nothing)."""
+    await eventually(lambda: server.engine.hub.subscriber_count == 1, what="subscribed")
 
 
 LINEAR = {"steps": [echo_step("a"), echo_step("b", "a")]}
@@ -56,13 +65,13 @@ async def test_watch_run_delivers_the_whole_story(stubs: Stubs) -> None:
     assert (await get_run(stubs, run.name)).last_sequence == events[-1].sequence
 
 
-async def test_watch_runs_filters_by_workflow(stubs: Stubs) -> None:
+async def test_watch_runs_filters_by_workflow(server: PodiumServer, stubs: Stubs) -> None:
     await create_workflow(stubs, "watched", LINEAR)
     await create_workflow(stubs, "ignored", LINEAR)
     call = stubs.progress.WatchRuns(
         progress_service_pb2.WatchRunsRequest(workflows=["workflows/watched"])
     )
-    await asyncio.sleep(0.05)  # let the server subscribe before anything happens
+    await subscribed(server)
     ignored = await start_run(stubs, "ignored")
     watched = await start_run(stubs, "watched")
     await collect_events(stubs, ignored.name)
@@ -76,7 +85,7 @@ async def test_watch_runs_filters_by_workflow(stubs: Stubs) -> None:
                 return
 
     try:
-        await asyncio.wait_for(read(), 10)
+        await asyncio.wait_for(read(), HANG_TIMEOUT)
     finally:
         call.cancel()
     assert received
@@ -85,12 +94,12 @@ async def test_watch_runs_filters_by_workflow(stubs: Stubs) -> None:
     assert sequences(received) == list(range(1, len(received) + 1))
 
 
-async def test_watch_runs_filters_by_event_type(stubs: Stubs) -> None:
+async def test_watch_runs_filters_by_event_type(server: PodiumServer, stubs: Stubs) -> None:
     await create_workflow(stubs, "typed", LINEAR)
     call = stubs.progress.WatchRuns(
         progress_service_pb2.WatchRunsRequest(event_types=[E.RUN_EVENT_TYPE_STEP_SUCCEEDED])
     )
-    await asyncio.sleep(0.05)
+    await subscribed(server)
     run = await start_run(stubs, "typed")
     received: list[event_pb2.RunEvent] = []
 
@@ -101,7 +110,7 @@ async def test_watch_runs_filters_by_event_type(stubs: Stubs) -> None:
                 return
 
     try:
-        await asyncio.wait_for(read(), 10)
+        await asyncio.wait_for(read(), HANG_TIMEOUT)
     finally:
         call.cancel()
     assert [(e.run, e.type, e.step_id) for e in received] == [

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from podium.testing import (
+    FOREVER_MS,
     Stubs,
     collect_events,
     create_workflow,
@@ -26,7 +27,7 @@ R = run_pb2
 X = execution_service_pb2
 
 QUICK = {"steps": [echo_step("a"), echo_step("b", "a")]}
-SLOW = {"steps": [echo_step("slow", delay_ms=2000)]}
+SLOW = {"steps": [echo_step("slow", delay_ms=FOREVER_MS)]}
 TABLES = ("runs", "steps", "attempts", "events")
 
 

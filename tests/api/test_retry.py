@@ -12,6 +12,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from podium.core.clock import ManualClock
 from podium.testing import (
+    FOREVER_MS,
     Stubs,
     collect_events,
     create_workflow,
@@ -69,7 +70,7 @@ async def armed(clock: ManualClock, count: int = 1) -> None:
 
 
 async def finished(stubs: Stubs, run: str) -> tuple[run_pb2.Run, list[event_pb2.RunEvent]]:
-    events = await collect_events(stubs, run, timeout=5)
+    events = await collect_events(stubs, run)
     return await get_run(stubs, run), events
 
 
@@ -311,12 +312,12 @@ async def test_a_retry_wait_survives_a_restart(db_path: str) -> None:
 
 
 def slow(step_id: str, *depends_on: str, **fields: Any) -> dict[str, Any]:
-    """An echo that would take 5 real seconds: only a timeout ends it in time."""
+    """An echo only a timeout ends (FOREVER_MS of real time otherwise)."""
     return {
         "id": step_id,
         "agent": "echo",
         "dependsOn": list(depends_on),
-        "config": {"delay_ms": 5000},
+        "config": {"delay_ms": FOREVER_MS},
         **fields,
     }
 

@@ -238,7 +238,7 @@ async def test_random_dags_keep_the_scheduling_invariants(
     await create_workflow(stubs, workflow_id, to_spec(nodes))
     async with ticking(clock):
         started = await start_run(stubs, workflow_id, {"never": False})
-        events = await collect_events(stubs, started.name, timeout=10)
+        events = await collect_events(stubs, started.name)
     run = await get_run(stubs, started.name)
     check_log(nodes, run, events)
 

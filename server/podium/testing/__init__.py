@@ -20,6 +20,8 @@ Modules, one concept each:
 
 - fake_context: FakeStepContext, a StepContext that records what the agent did
 - fake_llm: DirectLlmGateway (providers called directly) and ScriptedProvider
+- agents: HoldAgent (a step that runs until released), BarrierAgent (steps that
+  finish only when enough run at once), served with `plugins.plugins_with(...)`
 - in_process: `serving()`, a real gRPC server in the test's event loop
 - process: `podium serve` as a subprocess (signals, crashes, the CLI)
 - stubs: typed stubs of every service on one channel
@@ -33,6 +35,7 @@ pass it to `serving(clock=...)` and timers, retries and quotas never sleep.
 from __future__ import annotations
 
 from podium.core.clock import ManualClock
+from podium.testing.agents import BarrierAgent, HoldAgent
 from podium.testing.errors import error_info, error_status, field_violations
 from podium.testing.events import FINAL_EVENT_TYPES, index_of, of_type, sequences
 from podium.testing.fake_context import FakeStepContext, ProgressReport, ToolUse
@@ -44,6 +47,7 @@ from podium.testing.fake_llm import (
     tool_calls_reply,
 )
 from podium.testing.in_process import InProcessServer, serving
+from podium.testing.plugins import plugins_with
 from podium.testing.process import (
     ServerExited,
     ServerProcess,
@@ -63,13 +67,16 @@ from podium.testing.runs import (
 from podium.testing.stubs import Stubs
 from podium.testing.values import money_nanos, plain, struct
 from podium.testing.waiting import HANG_TIMEOUT, eventually
-from podium.testing.workflows import echo_step, make_spec
+from podium.testing.workflows import FOREVER_MS, echo_step, make_spec
 
 __all__ = [
     "FINAL_EVENT_TYPES",
+    "FOREVER_MS",
     "HANG_TIMEOUT",
+    "BarrierAgent",
     "DirectLlmGateway",
     "FakeStepContext",
+    "HoldAgent",
     "InProcessServer",
     "LlmCall",
     "ManualClock",
@@ -92,6 +99,7 @@ __all__ = [
     "money_nanos",
     "of_type",
     "plain",
+    "plugins_with",
     "resolve_approval",
     "run_to_end",
     "sequences",

@@ -10,7 +10,12 @@ from google.protobuf import json_format
 
 from podium.v1 import workflow_pb2
 
-__all__ = ["echo_step", "make_spec"]
+__all__ = ["FOREVER_MS", "echo_step", "make_spec"]
+
+# An echo delay no test outlives (an hour): such a step ends only by what the
+# test does to it (CancelRun, a timeout, a stopped server), never by itself,
+# however slow the machine.
+FOREVER_MS = 3_600_000
 
 
 def make_spec(spec: Mapping[str, Any]) -> workflow_pb2.WorkflowSpec:

@@ -19,6 +19,7 @@ from podium.client import (
     Client,
     PodiumError,
 )
+from podium.testing import HANG_TIMEOUT
 from podium.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 
 
@@ -116,7 +117,10 @@ async def test_plain_status_without_details(rejecting_server: str) -> None:
 
 
 def test_unreachable_server_is_unavailable() -> None:
-    with Client("127.0.0.1:1", timeout=5) as client, pytest.raises(PodiumError) as caught:
+    with (
+        Client("127.0.0.1:1", timeout=HANG_TIMEOUT) as client,
+        pytest.raises(PodiumError) as caught,
+    ):
         client.get_run("abc")
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
     assert caught.value.unreachable

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import pytest
 
 from podium.client import AsyncClient, Client, PodiumError, ReconnectPolicy
+from podium.testing import HANG_TIMEOUT, eventually
 from podium.v1 import event_pb2, progress_service_pb2, progress_service_pb2_grpc, run_pb2
 
 E = event_pb2
-FAST = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, give_up_after=5.0)
+# Quick reconnects that never give up within a test: a server the test restarts may take its
+# time to come back on a busy machine.
+FAST = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, give_up_after=HANG_TIMEOUT)
 
 WatchContext = grpc.aio.ServicerContext[
     progress_service_pb2.WatchRunRequest, progress_service_pb2.WatchRunResponse
@@ -135,12 +139,11 @@ async def test_resumes_across_a_server_restart_on_the_same_port() -> None:
                 seen.append(e.sequence)
 
     task = asyncio.create_task(consume())
-    while len(seen) < 2:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(seen) >= 2, what="the first stream's events")
     await server.stop(grace=None)
     replacement, _ = await serve(second, port)
     try:
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, HANG_TIMEOUT)
         assert seen == [1, 2, 3, 4]
         assert second.requests[-1] == 2
     finally:
@@ -162,12 +165,17 @@ async def test_clean_end_without_final_event() -> None:
 async def test_gives_up_after_the_policy_time() -> None:
     servicer = scripted([])  # every call: UNAVAILABLE
     server, port = await serve(servicer)
-    policy = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, give_up_after=0.3)
+    # The policy's own clock, a tenth of a second further at each failure: it gives up at the
+    # fourth, whatever the machine's speed.
+    ticks = itertools.count()
+    policy = ReconnectPolicy(
+        initial_delay=0.01, max_delay=0.05, give_up_after=0.3, clock=lambda: next(ticks) / 10
+    )
     try:
         with pytest.raises(PodiumError) as caught:
-            await asyncio.wait_for(collect(f"127.0.0.1:{port}", policy=policy), 5)
+            await asyncio.wait_for(collect(f"127.0.0.1:{port}", policy=policy), HANG_TIMEOUT)
         assert caught.value.code == grpc.StatusCode.UNAVAILABLE
-        assert len(servicer.requests) > 2
+        assert len(servicer.requests) == 4
     finally:
         await server.stop(grace=None)
 

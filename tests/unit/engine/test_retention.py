@@ -14,6 +14,7 @@ import pytest
 from podium.engine.retention import Pruner, default_interval
 from podium.server.app import PodiumServer
 from podium.testing import (
+    FOREVER_MS,
     Stubs,
     collect_events,
     create_workflow,
@@ -32,7 +33,7 @@ X = execution_service_pb2
 QUICK = {"steps": [echo_step("a"), echo_step("b", "a")]}
 
 
-SLOW = {"steps": [echo_step("slow", delay_ms=2000)]}
+SLOW = {"steps": [echo_step("slow", delay_ms=FOREVER_MS)]}
 
 
 TABLES = ("runs", "steps", "attempts", "events")

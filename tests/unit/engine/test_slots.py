@@ -11,6 +11,7 @@ import pytest
 
 from podium.core.clock import ManualClock
 from podium.engine.slots import AGING_SECONDS, PrioritySlots
+from podium.testing import HANG_TIMEOUT
 
 
 async def enqueue(slots: PrioritySlots, priority: int, granted: list[int]) -> asyncio.Task[None]:
@@ -134,7 +135,7 @@ async def test_a_slot_granted_to_a_waiter_cancelled_meanwhile_is_handed_on() -> 
     slots.release()  # granted to `first` ...
     first.cancel()  # ... which is cancelled before it could run
     await asyncio.gather(first, return_exceptions=True)
-    await asyncio.wait_for(second, 1.0)
+    await asyncio.wait_for(second, HANG_TIMEOUT)
     assert granted == [1]
     assert slots.in_use == 1
     slots.release()
@@ -144,5 +145,5 @@ async def test_a_slot_granted_to_a_waiter_cancelled_meanwhile_is_handed_on() -> 
 async def test_free_capacity_is_granted_at_once() -> None:
     slots = PrioritySlots(3, ManualClock())
     for priority in (0, -5, 5):
-        await asyncio.wait_for(slots.acquire(priority), 0.1)
+        await asyncio.wait_for(slots.acquire(priority), HANG_TIMEOUT)
     assert (slots.in_use, slots.waiting) == (3, 0)
