@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from podium.governance.breakers import classify
 from podium.plugins.api import (
@@ -30,6 +31,9 @@ from podium.plugins.api import (
     ToolCall,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from podium.plugins.api import LlmGateway
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -166,3 +170,9 @@ class ScriptedProvider:
         if isinstance(reply, BaseException):
             raise reply
         return reply
+
+
+if TYPE_CHECKING:
+    # Both must keep satisfying the plugin contract as it evolves: mypy checks them here.
+    _gateway: type[LlmGateway] = DirectLlmGateway
+    _provider: type[Provider] = ScriptedProvider

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +32,7 @@ from podium.testing.waiting import HANG_TIMEOUT
 __all__ = [
     "CLI",
     "STOP_TIMEOUT",
+    "PortTaken",
     "ServerExited",
     "ServerProcess",
     "start_server_process",
@@ -53,12 +54,17 @@ _HEALTH_CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", HEALTH_POLL_MS),
     ("grpc.max_reconnect_backoff_ms", HEALTH_POLL_MS),
 )
-# What `podium serve` prints when it cannot bind its address (podium.server.main).
-_PORT_TAKEN = "cannot listen"
+# What `podium serve` logs when its port is taken: podium.server.main's message, or grpc's when
+# its bind raises (the process may then linger instead of exiting, so the log is what tells).
+_PORT_TAKEN = ("cannot listen", "Failed to bind", "Address already in use")
 
 
 class ServerExited(RuntimeError):
     """The server process ended before it served; the message ends with its log."""
+
+
+class PortTaken(ServerExited):
+    """Another process had the port: the server could not listen (it was killed)."""
 
 
 @dataclass
@@ -165,6 +171,7 @@ def start_server_process(
     log_dir: str | Path | None = None,
     grace: float | None = 2.0,
     startup_timeout: float = HANG_TIMEOUT,
+    ports: Iterable[int] | None = None,
 ) -> ServerProcess:
     """Starts `podium serve --db DB` (None: the server's default database,
     relative to `cwd`) on a free port and returns once it is SERVING.
@@ -172,7 +179,9 @@ def start_server_process(
     `args` are further `podium serve` options (`--policy`, `--retention`),
     `env` variables added to this process's environment, `log_dir` where the
     log file goes (default: next to `db`). `grace` is `--grace`: how long
-    in-flight calls get on SIGTERM (None: the server's default).
+    in-flight calls get on SIGTERM (None: the server's default). `ports` are
+    the ports to try in turn, the next one when a port turns out taken
+    (default: PORT_ATTEMPTS free ports, each chosen just before its try).
     """
     directory = Path(log_dir) if log_dir is not None else _default_log_dir(db)
     command = [*CLI, "serve"]
@@ -181,8 +190,12 @@ def start_server_process(
     if grace is not None:
         command += ["--grace", f"{grace:g}"]
     command += args
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        address = f"127.0.0.1:{_free_port()}"
+    candidates = list(ports) if ports is not None else None
+    tries = len(candidates) if candidates is not None else PORT_ATTEMPTS
+    if not tries:
+        raise ValueError("no port to try")
+    for attempt, port in enumerate(candidates or _free_ports(tries), start=1):
+        address = f"127.0.0.1:{port}"
         full_env = {**os.environ, **(env or {}), "PODIUM_ADDRESS": address}
         handle, name = tempfile.mkstemp(
             prefix=f"podium-serve-{address.rsplit(':', 1)[1]}-", suffix=".log", dir=directory
@@ -207,8 +220,8 @@ def start_server_process(
         )
         try:
             _wait_until_serving(server, startup_timeout)
-        except ServerExited:
-            if _PORT_TAKEN in server.log_tail() and attempt < PORT_ATTEMPTS:
+        except PortTaken:
+            if attempt < tries:
                 continue  # another process bound the port first
             raise
         except BaseException:
@@ -229,10 +242,14 @@ def _default_log_dir(db: str | Path | None) -> Path:
     return Path(db).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_ports(count: int) -> Iterator[int]:
+    """A port free when asked for, `count` times (chosen lazily: each just
+    before its try, the smaller the window for another process to take it)."""
+    for _ in range(count):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        yield port  # released: the server binds it next
 
 
 def _wait_until_serving(server: ServerProcess, timeout: float) -> None:
@@ -240,6 +257,10 @@ def _wait_until_serving(server: ServerProcess, timeout: float) -> None:
     with grpc.insecure_channel(server.address, options=_HEALTH_CHANNEL_OPTIONS) as channel:
         health: Any = health_pb2_grpc.HealthStub(channel)  # typeshed's stub lists no methods
         while time.monotonic() < deadline:
+            log = server.log_tail()
+            if any(marker in log for marker in _PORT_TAKEN):
+                server.kill()
+                raise PortTaken(f"{server.address} is taken; {server.log_path.name}:\n{log}")
             if not server.running:
                 raise ServerExited(
                     f"podium serve exited with code {server.process.returncode} before serving;"

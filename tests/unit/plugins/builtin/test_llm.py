@@ -20,7 +20,7 @@ from podium.plugins.builtin import (
     LlmAgent,
     SimulatedProvider,
 )
-from podium.testing import DirectLlmGateway, FakeStepContext
+from podium.testing import DirectLlmGateway, FakeStepContext, ScriptedProvider, text_reply
 
 
 def gateway() -> DirectLlmGateway:
@@ -88,3 +88,23 @@ def test_llm_checks_provider_and_templates(catalog: Registry) -> None:
     ]
     assert [f for f, _ in config_problems(LlmAgent(), {"prompt": "{{ x"}, catalog)] == ["prompt"]
     assert config_problems(LlmAgent(), {"prompt": "Hi {{ input.name }}"}, catalog) == []
+
+
+async def test_llm_streams_when_asked_and_falls_back_on_an_outage() -> None:
+    down = ScriptedProvider(ProviderError("no capacity", kind="overloaded"), name="primary")
+    backup = ScriptedProvider(text_reply("Fine.", input_tokens=3, output_tokens=1), name="backup")
+    config = {
+        "provider": "primary",
+        "model": "large",
+        "stream": True,
+        "fallbacks": [{"provider": "backup", "model": "small"}],
+    }
+    ctx = FakeStepContext({"prompt": "How are you?"}, config=config, providers=[down, backup])
+    output = await LlmAgent().run(ctx)
+    assert (output["text"], output["provider"], output["model"]) == ("Fine.", "backup", "small")
+    assert output["usage"] == {"input_tokens": 3, "output_tokens": 1}
+    assert output["cost"] == "0"  # the backup declares no price
+    assert [(r.model, r.stream) for r in ctx.llm_calls.requests] == [
+        ("large", True),
+        ("small", True),
+    ]
