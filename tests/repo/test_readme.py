@@ -1,10 +1,15 @@
 """The README stays true to the code: every plugin hook is documented there,
-and the examples it names exist."""
+the examples it names exist, and its YAML and Python examples work."""
 
 from __future__ import annotations
 
+import inspect
 import re
+import sys
+import types
 from pathlib import Path
+
+import pytest
 
 from podium.plugins import hookspecs
 
@@ -77,3 +82,34 @@ def test_the_provider_settings_example_configures_the_installed_plugins() -> Non
         configure = getattr(provider, "configure", None)
         assert callable(configure), name
         configure(settings)
+
+
+def python_block(section: str) -> str:
+    """The first Python example under a `## ` heading of the README."""
+    text = README.split(f"## {section}\n")[1].split("\n## ")[0]
+    return text.split("```python\n")[1].split("```")[0]
+
+
+async def test_the_testing_a_plugin_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The plugin it tests is the one "Writing a plugin" shows, as my_agents.plugin.
+    plugin = types.ModuleType("my_agents.plugin")
+    exec(compile(python_block("Writing a plugin"), "README.md", "exec"), plugin.__dict__)
+    package = types.ModuleType("my_agents")
+    package.plugin = plugin  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "my_agents", package)
+    monkeypatch.setitem(sys.modules, "my_agents.plugin", plugin)
+
+    example: dict[str, object] = {}
+    exec(compile(python_block("Testing a plugin"), "README.md", "exec"), example)
+    tests = {name: test for name, test in example.items() if name.startswith("test_")}
+    assert len(tests) == 2, sorted(tests)
+    for name, test in tests.items():
+        assert inspect.iscoroutinefunction(test), name
+        if "tmp_path" in inspect.signature(test).parameters:
+            own = tmp_path / name
+            own.mkdir()
+            await test(tmp_path=own)
+        else:
+            await test()
