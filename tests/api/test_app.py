@@ -1,5 +1,6 @@
 """What podium.server.app wires around the services: grpc health (SERVING, then
-NOT_SERVING on shutdown) and reflection."""
+NOT_SERVING on shutdown), reflection, and the retention pruner start_server
+starts and stops."""
 
 from __future__ import annotations
 

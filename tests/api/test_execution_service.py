@@ -62,12 +62,6 @@ LLM = {
 }
 
 
-# -- WorkflowService ---------------------------------------------------------------
-
-
-# -- ExecutionService ------------------------------------------------------------
-
-
 async def test_start_run_then_get_run(stubs: Stubs) -> None:
     await create_workflow(stubs, "pipeline", {**LINEAR, "labels": {"team": "a"}})
     started = await start_run(
@@ -378,9 +372,3 @@ async def test_start_run_pins_the_requested_version(stubs: Stubs) -> None:
     new, _ = await run_to_end(stubs, "pinned")
     assert (old.workflow_version, [s.step_id for s in old.steps]) == (1, ["one"])
     assert (new.workflow_version, [s.step_id for s in new.steps]) == (2, ["two"])
-
-
-# -- ProgressService ---------------------------------------------------------------
-
-
-# -- ControlService, health, reflection -------------------------------------------

@@ -1,5 +1,6 @@
 """Durable timers and human approvals through a real server, on a ManualClock:
-nothing here sleeps for real beyond short polls for the server to get there."""
+nothing here sleeps for real beyond short polls for the server to get there.
+ResolveApproval's invalid requests are refused field by field."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Fixtures for the end-to-end tests: `podium serve` in its own process on a
 database in tmp_path, run from the repository root (the examples are
-relative paths), and the CLI's one-line error contract."""
+relative paths), the CLI's one-line error contract, and the `hold` agent
+plugin (site/) that holds a step until the test creates a file."""
 
 from __future__ import annotations
 
