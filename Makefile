@@ -16,6 +16,9 @@ VENV_STAMP := $(VENV)/.uv-synced
 BUF := node_modules/.bin/buf
 # Directories type-checked by mypy (only those that exist yet), plugin distributions included.
 MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli tests bench scripts plugins/*/src)
+# Each plugin's tests in a mypy run of their own, as in the plugin's own repository would be:
+# their modules (conftest, test_provider) are top-level names and would clash with each other.
+PLUGIN_TESTS = $(wildcard plugins/*/tests)
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
@@ -49,6 +52,7 @@ lint: $(VENV_STAMP) $(BUF)
 
 typecheck: $(VENV_STAMP)
 	$(PY) -m mypy $(MYPY_PATHS)
+	$(foreach tests,$(PLUGIN_TESTS),$(PY) -m mypy $(tests);)
 
 # The layers and one-way dependencies of server/podium (contracts in pyproject.toml).
 imports: $(VENV_STAMP)

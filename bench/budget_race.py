@@ -20,9 +20,10 @@ import grpc
 from google.protobuf import json_format
 
 from bench.measure import Measurement, repeat
-from bench.podium_run import FINAL_EVENTS, BenchError, Driver, server_process
+from bench.server import FINAL_EVENTS, BenchError, server_process
 from bench.workloads import Workload
 from podium.plugins.builtin.simulated_provider import PRICES
+from podium.testing import Stubs
 from podium.v1 import (
     common_pb2,
     event_pb2,
@@ -81,8 +82,8 @@ def _decimal(money: common_pb2.Money) -> Decimal:
 
 
 class _Race:
-    def __init__(self, driver: Driver, workflow: str, items: int, limit: Decimal) -> None:
-        self.driver = driver
+    def __init__(self, stubs: Stubs, workflow: str, items: int, limit: Decimal) -> None:
+        self.stubs = stubs
         self.workflow = workflow
         self.items = items
         self.limit = limit
@@ -95,10 +96,10 @@ class _Race:
             workflow=self.workflow, max_cost=_money(self.limit)
         )
         request.input.update({"items": list(range(self.items))})
-        run = (await self.driver.executions.StartRun(request)).run
+        run = (await self.stubs.executions.StartRun(request)).run
         watch = progress_service_pb2.WatchRunRequest(run=run.name)
         admitted = refused = 0
-        async for response in self.driver.progress.WatchRun(watch):
+        async for response in self.stubs.progress.WatchRun(watch):
             for event in response.events:
                 if event.type == event_pb2.RUN_EVENT_TYPE_ITEM_SUCCEEDED:
                     admitted += 1
@@ -111,7 +112,7 @@ class _Race:
                     if event.type == event_pb2.RUN_EVENT_TYPE_RUN_CANCELLED:
                         raise BenchError(f"{run.name} was cancelled")
                     final = execution_service_pb2.GetRunRequest(name=run.name)
-                    cost = _decimal((await self.driver.executions.GetRun(final)).run.cost)
+                    cost = _decimal((await self.stubs.executions.GetRun(final)).run.cost)
                     self.outcomes.append((cost, admitted, refused))
                     return wall
         raise BenchError(f"{run.name}: the stream ended before the run's final event")
@@ -123,11 +124,11 @@ async def measure_budget_race(workload: Workload) -> Measurement:
     # The cheapest 60% of the calls fit exactly; any more would overrun it.
     limit = sum(sorted(costs)[: int(items * SHARE_THAT_FITS)], Decimal(0))
     async with server_process() as server:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            driver = Driver(channel)
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stubs = Stubs.on(channel)
             request = _workflow_request(workload.name.lower(), items)
-            workflow = (await driver.workflows.CreateWorkflow(request)).workflow.name
-            race = _Race(driver, workflow, items, limit)
+            workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
+            race = _Race(stubs, workflow, items, limit)
             walls = await repeat(workload, race.once)
         peak_rss_mb = await server.stop()
     worst = max(cost for cost, _, _ in race.outcomes)

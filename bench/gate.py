@@ -28,10 +28,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from bench.measure import Measurement, own_peak_rss_mb
+from bench.measure import REPO_ROOT, Measurement, own_peak_rss_mb
 from bench.workloads import Workload
 from podium.core.clock import SystemClock
 from podium.governance.gate import Caller, LlmGate, NullObserver
@@ -172,7 +171,7 @@ async def measure_gate(workload: Workload) -> Measurement:
         "-m",
         "bench.gate",
         str(workload.steps_per_run),
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO_ROOT,
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()

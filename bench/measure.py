@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import statistics
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.workloads import Workload
+
+# Where the benchmark runs its modules as processes of their own (`python -m bench.floor`).
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -47,3 +52,16 @@ def own_peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # ru_maxrss is in kilobytes on Linux but in bytes on macOS.
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def peak_rss_mb_of(pid: int) -> float:
+    """Another process's peak resident set size so far, in MB: its VmHWM,
+    which only Linux exposes (NaN elsewhere, shown as such in the table)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return math.nan

@@ -1,11 +1,13 @@
 """W5: a server restarted over many unfinished runs.
 
-One server process starts the runs (a durable wait until a shared instant a
-few seconds ahead, then a no-op step) and is stopped gracefully while they all
-wait. Once that instant has passed, a fresh server process opens the same
-database; from the moment it is spawned we measure
+A first server starts the runs (a durable wait until a shared instant, then a
+no-op step) and is stopped gracefully once they all wait. It runs in-process
+on a clock that never moves: however long starting a thousand runs takes on
+a busy machine, no wait can fall due before the stop. Once that instant has
+passed for real, a fresh `podium serve` process opens the same database; from
+the moment it is spawned we measure
 
-  startup:  until it announces its port (it serves while it recovers),
+  startup:  until grpc health says SERVING (it serves while it recovers),
   resumed:  until every run's first post-restart event happened (server time),
   finished: until every run's final event reached its WatchRun subscriber
             (the row's wall time),
@@ -26,11 +28,12 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from bench.measure import Measurement
-from bench.podium_run import FINAL_EVENTS, BenchError, Driver, server_process
+from bench.server import FINAL_EVENTS, BenchError, server_process
 from bench.workloads import Workload
+from podium.testing import ManualClock, Stubs, eventually, serving
 from podium.v1 import (
     event_pb2,
     execution_service_pb2,
@@ -39,8 +42,9 @@ from podium.v1 import (
     workflow_service_pb2,
 )
 
-# Time the first server gets to start every run before their waits fall due.
-START_ALLOWANCE_S = 6.0
+# How far ahead of the first server's (frozen) clock the runs' wait falls due:
+# already past when the second server starts, so that it resumes them all.
+WAIT_S = 1.0
 START_CONCURRENCY = 50
 EVENTS_BEFORE_STOP = 3  # RUN_CREATED, RUN_STARTED, STEP_WAITING
 
@@ -59,52 +63,63 @@ def _workflow_request(workflow_id: str) -> Any:
     return json_format.ParseDict(body, workflow_service_pb2.CreateWorkflowRequest())
 
 
-async def _start_runs(driver: Driver, workflow: str, count: int, until: str) -> list[str]:
+async def _start_runs(stubs: Stubs, workflow: str, count: int, until: str) -> list[str]:
     gate = asyncio.Semaphore(START_CONCURRENCY)
 
     async def one() -> str:
         async with gate:
             request = execution_service_pb2.StartRunRequest(workflow=workflow)
             request.input.update({"until": until})
-            return str((await driver.executions.StartRun(request)).run.name)
+            return str((await stubs.executions.StartRun(request)).run.name)
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
-async def _all_waiting(driver: Driver, names: Sequence[str]) -> None:
-    """Until every run recorded its STEP_WAITING (nothing else happens before the stop)."""
+async def _all_waiting(stubs: Stubs, names: Sequence[str]) -> None:
+    """Until every run recorded its STEP_WAITING. On the first server's frozen
+    clock nothing can happen after it, which is checked too."""
     pending = list(names)
-    deadline = time.monotonic() + START_ALLOWANCE_S
-    while pending:
-        if time.monotonic() > deadline:
-            raise BenchError(f"{len(pending)} runs did not reach their wait in time")
+
+    async def waiting() -> bool:
         still: list[str] = []
         for name in pending:
             request = execution_service_pb2.GetRunRequest(name=name)
-            run = (await driver.executions.GetRun(request)).run
+            run = (await stubs.executions.GetRun(request)).run
             if run.last_sequence > EVENTS_BEFORE_STOP or run.state != run_pb2.RUN_STATE_RUNNING:
                 raise BenchError(f"{name} went past its wait before the restart")
             if run.last_sequence < EVENTS_BEFORE_STOP:
                 still.append(name)
-        pending = still
-        if pending:
-            await asyncio.sleep(0.05)
+        pending[:] = still
+        return not pending
+
+    await eventually(waiting, what=f"{len(names)} runs waiting")
+
+
+async def _prepare(db: Path, workload: Workload, due: float) -> list[str]:
+    """The database the restarted server finds: every run waiting until `due`."""
+    async with serving(str(db), clock=ManualClock(due - WAIT_S)) as (server, stubs):
+        request = _workflow_request(workload.name.lower())
+        workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
+        names = await _start_runs(stubs, workflow, workload.runs, _iso(due))
+        await _all_waiting(stubs, names)
+        await server.stop(1.0)
+    return names
 
 
 class _Resumption:
     """One run watched from its last pre-restart event to its final one."""
 
-    def __init__(self, driver: Driver, name: str) -> None:
+    def __init__(self, stubs: Stubs, name: str) -> None:
         self.name = name
         self.first_event_time = 0.0  # server time of the first post-restart event
         self.finished_at = 0.0  # client time.time() when the final event arrived
-        self._driver = driver
+        self._stubs = stubs
 
     async def watch(self) -> None:
         request = progress_service_pb2.WatchRunRequest(
             run=self.name, after_sequence=EVENTS_BEFORE_STOP
         )
-        async for response in self._driver.progress.WatchRun(request):
+        async for response in self._stubs.progress.WatchRun(request):
             for event in response.events:
                 if not self.first_event_time:
                     if event.sequence != EVENTS_BEFORE_STOP + 1:
@@ -119,10 +134,10 @@ class _Resumption:
 
 
 async def _probe(
-    channel: grpc.aio.Channel, driver: Driver, names: Sequence[str], done: asyncio.Event
+    stubs: Stubs, names: Sequence[str], done: asyncio.Event
 ) -> tuple[list[float], list[float]]:
     """GetRun and health-check latencies (ms), back to back, until `done`."""
-    health: Any = health_pb2_grpc.HealthStub(channel)  # typeshed's stub lists no methods
+    health = stubs.health
     get_ms: list[float] = []
     health_ms: list[float] = []
     index = 0
@@ -134,7 +149,7 @@ async def _probe(
             raise BenchError("the restarted server is not SERVING")
         started = time.perf_counter()
         request = execution_service_pb2.GetRunRequest(name=names[index % len(names)])
-        await driver.executions.GetRun(request)
+        await stubs.executions.GetRun(request)
         get_ms.append((time.perf_counter() - started) * 1000)
         index += 997  # a stride through the runs, not always the first resumed
         await asyncio.sleep(0.005)
@@ -149,27 +164,18 @@ def _p(values: Sequence[float], fraction: float) -> float:
 async def measure_recovery(workload: Workload) -> Measurement:
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
         db = Path(tmp) / "podium.db"
-        due = time.time() + START_ALLOWANCE_S
-        async with server_process(db) as first:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
-                driver = Driver(channel)
-                request = _workflow_request(workload.name.lower())
-                workflow = (await driver.workflows.CreateWorkflow(request)).workflow.name
-                names = await _start_runs(driver, workflow, workload.runs, _iso(due))
-                await _all_waiting(driver, names)
-            if time.time() >= due:
-                raise BenchError("starting the runs took longer than their wait")
-            await first.stop()
+        due = time.time() + WAIT_S
+        names = await _prepare(db, workload, due)
         await asyncio.sleep(max(0.0, due - time.time()) + 0.05)
 
-        spawned = time.time()
         async with server_process(db) as second:
             announced = time.time()
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
-                driver = Driver(channel)
-                resumptions = [_Resumption(driver, name) for name in names]
+            spawned = second.spawned_at
+            async with grpc.aio.insecure_channel(second.address) as channel:
+                stubs = Stubs.on(channel)
+                resumptions = [_Resumption(stubs, name) for name in names]
                 done = asyncio.Event()
-                probe = asyncio.ensure_future(_probe(channel, driver, names, done))
+                probe = asyncio.ensure_future(_probe(stubs, names, done))
                 try:
                     await asyncio.gather(*(r.watch() for r in resumptions))
                 finally:

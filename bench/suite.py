@@ -11,14 +11,28 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from rich.console import Console
 
-from bench import podium_run
-from bench.measure import Measurement
+from bench.budget_race import measure_budget_race
+from bench.gate import measure_gate
+from bench.measure import REPO_ROOT, Measurement
+from bench.podium_run import measure_dag, measure_fan_out
+from bench.recovery import measure_recovery
 from bench.report import FLOOR, PODIUM, Row, print_table, write_json
+from bench.server import BenchError
 from bench.workloads import WORKLOADS, Workload, by_name
+
+# How Podium runs each kind of workload (Workload.kind).
+PODIUM_MEASURES: dict[str, Callable[[Workload], Awaitable[Measurement]]] = {
+    "dag": measure_dag,
+    "fan_out": measure_fan_out,
+    "recovery": measure_recovery,
+    "gate": measure_gate,
+    "budget_race": measure_budget_race,
+}
 
 
 async def measure_floor(workload: Workload) -> Measurement:
@@ -27,12 +41,12 @@ async def measure_floor(workload: Workload) -> Measurement:
         "-m",
         "bench.floor",
         workload.name,
-        cwd=podium_run.REPO_ROOT,
+        cwd=REPO_ROOT,
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()
     if process.returncode != 0:
-        raise podium_run.BenchError(f"floor {workload.name} exited with {process.returncode}")
+        raise BenchError(f"floor {workload.name} exited with {process.returncode}")
     figures = json.loads(out)
     return Measurement(list(figures["walls_s"]), float(figures["peak_rss_mb"]))
 
@@ -42,7 +56,7 @@ async def run_suite(workloads: list[Workload], console: Console) -> list[Row]:
     for workload in workloads:
         with console.status(f"{workload.name}: {workload.description}"):
             floor = await measure_floor(workload) if workload.has_floor else None
-            podium = await podium_run.measure(workload)
+            podium = await PODIUM_MEASURES[workload.kind](workload)
         floor_wall_s = floor.wall_s if floor is not None else None
         rows.append(Row(workload, PODIUM, podium, floor_wall_s))
         if floor is not None:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
-from serving import free_port, wait_until_serving
+
+from podium.testing import start_server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PODIUM = str(Path(sys.executable).with_name("podium"))
@@ -56,15 +56,13 @@ def erp_definition(workdir: Path) -> str:
 
 
 def main() -> int:
-    address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "PODIUM_ADDRESS": address}
-    print(f"$ podium serve --address {address}   (database: ./.podium/podium.db)", flush=True)
     workdir = tempfile.mkdtemp(prefix="podium-demo-")
-    server = subprocess.Popen(
-        [PODIUM, "serve", "--address", address], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
-    )
+    # On a free port (the default 127.0.0.1:50051 may be a server the user runs), on the
+    # default database; its log goes to the work directory.
+    server = start_server_process(None, cwd=ROOT, log_dir=workdir, grace=None)
+    print(f"$ podium serve --address {server.address}   (database: ./.podium/podium.db)")
+    env = server.env
     try:
-        wait_until_serving(address, server)
         step("plugins", "plugins", env=env)
         definition = erp_definition(Path(workdir))
         step("apply", "workflows", "apply", "-f", definition, env=env)
@@ -75,12 +73,8 @@ def main() -> int:
             env=env,
         )  # fmt: skip
     finally:
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
     print("\nserver stopped; the run is kept in ./.podium/podium.db", flush=True)
     return 0
 

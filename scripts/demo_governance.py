@@ -14,8 +14,6 @@ each run, the lines under "what happened" are read from the run's events.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,11 +21,11 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-from serving import free_port, wait_until_serving
 
 from podium.client import Client
 from podium.client.enums import event_type_label
 from podium.client.money import format_usd, to_decimal
+from podium.testing import start_server_process
 from podium.v1 import event_pb2, run_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,19 +107,14 @@ def what_happened(client: Client, run: run_pb2.Run) -> None:
 
 
 def main() -> int:
-    address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "PODIUM_ADDRESS": address}
     run_input = f"@{INPUT}"
     with tempfile.TemporaryDirectory(prefix="podium-governance-") as tmp:
-        print(f"$ podium serve --address {address} --policy {POLICY}   (a fresh database)")
-        server = subprocess.Popen(
-            [PODIUM, "serve", "--address", address, "--db", str(Path(tmp) / "podium.db"),
-             "--policy", POLICY],
-            cwd=ROOT, env=env, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        db = Path(tmp) / "podium.db"
+        server = start_server_process(db, args=("--policy", POLICY), cwd=ROOT, grace=None)
+        print(f"$ podium serve --address {server.address} --policy {POLICY}   (a fresh database)")
+        env = server.env
         try:
-            wait_until_serving(address, server)
-            with Client(address) as client:
+            with Client(server.address) as client:
                 podium("workflows", "apply", "-f", WORKFLOW, env=env)
 
                 heading("1. A request quota and a circuit breaker with a fallback")
@@ -142,11 +135,7 @@ def main() -> int:
                 )  # fmt: skip
                 what_happened(client, latest_run(client))
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.stop()
     print("\nserver stopped; its database is gone", flush=True)
     return 0
 

@@ -5,7 +5,7 @@ Usage: python scripts/gen_protos.py [OUT_DIR]   (OUT_DIR defaults to ``client``)
 Writes OUT_DIR/podium/v1/<name>_pb2.py, _pb2.pyi, _pb2_grpc.py and _pb2_grpc.pyi.
 Run it with the project venv's interpreter (``make protos``), so that grpcio-tools and
 mypy-protobuf are the locked versions and the output is reproducible byte for byte
-(tests/test_stubs_fresh.py checks this).
+(tests/repo/test_stubs_fresh.py checks this).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ PACKAGES = {
         "podium.engine",
         "podium.store",
         "podium.server",
+        "podium.testing",
     ),
     "client": ("podium.client", "podium.cli"),
     "bench": ("bench",),

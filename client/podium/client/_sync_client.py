@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from podium.client import _requests
+import podium.client._requests as _requests
 from podium.client._channel import CHANNEL_OPTIONS, DEFAULT_TIMEOUT, resolve_address
 from podium.client._watch import ReconnectPolicy, WatchCursor
 from podium.client.definitions import DefinitionSource, load_definition

@@ -163,8 +163,8 @@ class RunExecutor:
 
     def _consider(self, step_id: str, cause: str = "") -> None:
         """Starts or skips a PENDING step once its dependencies allow it."""
-        if self._ending is not None:
-            return
+        if self._ending is not None or step_id in self.tasks:
+            return  # ending, or launched already (still PENDING until its task runs)
         counters = self._counters
         assert counters is not None
         steps = self.steps
@@ -236,8 +236,9 @@ class RunExecutor:
         self._step_scope[step.step_id] = _scope_entry(step)
         counters = self._counters
         assert counters is not None
-        dependents = counters.step_ended(step.step_id, step.state == StepState.SUCCEEDED)
-        for dependent in dependents:
+        succeeded = step.state == StepState.SUCCEEDED
+        for dependent in counters.dependents(step.step_id):
+            counters.count_end(dependent, succeeded)
             if self.steps[dependent].state == StepState.PENDING:
                 self._consider(dependent, step.step_id)
 

@@ -116,6 +116,11 @@ class EventHub:
         for subscription in list(self._all):
             subscription.close()
 
+    @property
+    def subscriber_count(self) -> int:
+        """Live subscriptions (a test waits on it instead of sleeping)."""
+        return len(self._all) + sum(len(s) for s in self._by_run.values())
+
     def _remove(self, key: str | None, subscription: Subscription) -> None:
         if key is None:
             self._all.discard(subscription)

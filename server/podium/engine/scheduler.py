@@ -79,11 +79,14 @@ class DependencyCounters:
             self.ended[step_id] = sum(1 for state in dep_states if state.is_final)
             self.succeeded[step_id] = dep_states.count(StepState.SUCCEEDED)
 
-    def step_ended(self, step_id: str, succeeded: bool) -> Sequence[str]:
-        """Counts a step's end; returns its dependents (to reconsider)."""
-        dependents = self._dependents[step_id]
-        for dependent in dependents:
-            self.ended[dependent] += 1
-            if succeeded:
-                self.succeeded[dependent] += 1
-        return dependents
+    def dependents(self, step_id: str) -> Sequence[str]:
+        return self._dependents[step_id]
+
+    def count_end(self, dependent: str, succeeded: bool) -> None:
+        """Counts the end of one of `dependent`'s dependencies. Count one
+        dependent, then decide about it, then the next: a decision may end
+        steps itself (a skip), and a dependent must never see an end counted
+        before the decision that caused it was made, or it could start twice."""
+        self.ended[dependent] += 1
+        if succeeded:
+            self.succeeded[dependent] += 1

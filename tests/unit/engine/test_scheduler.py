@@ -75,5 +75,6 @@ def test_counters_start_from_the_states_and_count_each_end_once() -> None:
     states = {"a": StepState.SUCCEEDED, "b": StepState.PENDING, "join": StepState.PENDING}
     counters = DependencyCounters(dependencies, dependents, states)
     assert (counters.ended["join"], counters.succeeded["join"]) == (1, 1)
-    assert list(counters.step_ended("b", succeeded=False)) == ["join"]
+    assert list(counters.dependents("b")) == ["join"]
+    counters.count_end("join", succeeded=False)
     assert (counters.ended["join"], counters.succeeded["join"]) == (2, 1)

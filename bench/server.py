@@ -1,0 +1,70 @@
+"""A Podium server in a process of its own for one workload: `podium serve`,
+started and stopped through podium.testing.process, on a fresh SQLite file
+(or a given one, to restart on it). Its own process, so that its peak memory
+is its own and not the driver's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.measure import peak_rss_mb_of
+from podium.testing import ServerProcess, start_server_process_async
+from podium.v1 import event_pb2
+
+FINAL_EVENTS = (
+    event_pb2.RUN_EVENT_TYPE_RUN_SUCCEEDED,
+    event_pb2.RUN_EVENT_TYPE_RUN_FAILED,
+    event_pb2.RUN_EVENT_TYPE_RUN_CANCELLED,
+)
+# What in-flight calls get on SIGTERM: the benchmark has none left by then.
+STOP_GRACE_S = 1.0
+
+
+class BenchError(RuntimeError):
+    """A run did not do what the benchmark asked: its figures would be meaningless."""
+
+
+@dataclass
+class BenchServer:
+    process: ServerProcess
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    @property
+    def address(self) -> str:
+        return self.process.address
+
+    @property
+    def spawned_at(self) -> float:
+        """time.time() when the server's process was spawned."""
+        return self.process.spawned_at
+
+    async def stop(self) -> float:
+        """Stops the server gracefully; returns its peak RSS in MB (read just
+        before, the shutdown itself allocates next to nothing)."""
+        peak_rss_mb = peak_rss_mb_of(self.process.pid)
+        code = await self.process.stop_async()
+        if code != 0:
+            raise BenchError(f"server exited with status {code}:\n{self.process.log_tail()}")
+        return peak_rss_mb
+
+
+@asynccontextmanager
+async def server_process(db_path: Path | None = None) -> AsyncIterator[BenchServer]:
+    """A fresh server with its own SQLite file (WAL), so that neither its peak
+    RSS nor its database carries over from another workload; or, given
+    `db_path`, a fresh process on that database (to restart on it)."""
+    with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
+        db = db_path or Path(tmp) / "podium.db"
+        process = await start_server_process_async(db, log_dir=tmp, grace=STOP_GRACE_S)
+        try:
+            yield BenchServer(process)
+        finally:
+            process.kill()  # a no-op after a graceful stop

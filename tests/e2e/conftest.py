@@ -1,0 +1,79 @@
+"""Fixtures for the end-to-end tests: `podium serve` in its own process on a
+database in tmp_path, run from the repository root (the examples are
+relative paths), the CLI's one-line error contract, and the `hold` agent
+plugin (site/) that holds a step until the test creates a file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from podium.testing import ServerProcess, start_server_process
+
+ROOT = Path(__file__).resolve().parents[2]
+# A site directory with the `hold` agent plugin (see site/podium_e2e_hold.py).
+HOLD_SITE = Path(__file__).resolve().parent / "site"
+# Wide enough that the CLI's renderer never wraps an error line.
+CLI_ENV = {"COLUMNS": "200"}
+
+StartServing = Callable[..., ServerProcess]
+OneLineError = Callable[..., None]
+
+
+@pytest.fixture
+def start_serving(tmp_path: Path) -> Iterator[StartServing]:
+    """Starts `podium serve` processes (`db` defaults to one database in
+    tmp_path, so a second call restarts on it); any still running at the end
+    of the test is stopped."""
+    started: list[ServerProcess] = []
+
+    def start(
+        db: Path | None = None, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> ServerProcess:
+        server = start_server_process(
+            db or tmp_path / "podium.db", env={**CLI_ENV, **(env or {})}, args=args, cwd=ROOT
+        )
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def served(start_serving: StartServing) -> ServerProcess:
+    return start_serving()
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """The CLI failed with one line on stderr containing every needle, and no traceback."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def one_line_error() -> OneLineError:
+    return _assert_one_line_error
+
+
+@pytest.fixture
+def hold_env() -> dict[str, str]:
+    """Added to a server's environment, it loads the `hold` agent plugin:
+    steps of agent `hold` with config `{"release": FILE}` hold until FILE exists."""
+    pythonpath = os.pathsep.join(filter(None, [str(HOLD_SITE), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": pythonpath}
+
+
+@pytest.fixture
+def release_file(tmp_path: Path) -> Path:
+    """The file whose creation releases held steps (it does not exist yet)."""
+    return tmp_path / "release-the-hold"
