@@ -102,20 +102,8 @@ class AttemptContext:
         self._attempt = attempt
         self._input = input
         self._config = config
-        run = journal.run
-        caller = Caller(
-            run_id=run.run_id,
-            workflow=run.workflow_id,
-            agent=step.agent,
-            max_cost=run.max_cost,
-            fail_fast=spec.fail_fast,
-        )
-        self._llm = LlmGate(
-            services.governance,
-            services.registry.provider,
-            caller,
-            GateEvents(journal, step, attempt),
-        )
+        # Built on first use: most agents never call a model.
+        self._llm: LlmGate | None = None
 
     @property
     def run_id(self) -> str:
@@ -139,6 +127,21 @@ class AttemptContext:
 
     @property
     def llm(self) -> LlmGateway:
+        if self._llm is None:
+            run, step = self._journal.run, self._step
+            caller = Caller(
+                run_id=run.run_id,
+                workflow=run.workflow_id,
+                agent=step.agent,
+                max_cost=run.max_cost,
+                fail_fast=self._spec.fail_fast,
+            )
+            self._llm = LlmGate(
+                self._services.governance,
+                self._services.registry.provider,
+                caller,
+                GateEvents(self._journal, step, self._attempt),
+            )
         return self._llm
 
     @property

@@ -72,6 +72,8 @@ class RunExecutor:
         # Succeeded steps in completion order (compensations run in reverse).
         self._completed: list[str] = []
         self._counters: DependencyCounters | None = None
+        by_id = self.journal.steps
+        self._state_of: Callable[[str], StepState] = lambda step_id: by_id[step_id].state
         self._timer: asyncio.Task[None] | None = None
         self._compensation: asyncio.Task[None] | None = None
         self._finalizing = False
@@ -173,7 +175,7 @@ class RunExecutor:
             self.plan.dependencies[step_id],
             counters.ended[step_id],
             counters.succeeded[step_id],
-            lambda dependency: steps[dependency].state,
+            self._state_of,
             cause,
         )
         if decision.action == "launch":
