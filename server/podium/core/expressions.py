@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import datetime
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_encoders, ext_math, ext_strings
+
+from podium.core.jsonvalues import MAX_EXACT_INT, NotJsonCompatible
 
 # Variables every expression of a step's input or a run's output may use.
 STEP_SCOPE = ("input", "steps")
@@ -35,10 +38,19 @@ class Expression:
 
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
         """Evaluates to a JSON-compatible Python value, or raises ExpressionError."""
-        value = self._program.eval(data=variables)
+        try:
+            value = self._program.eval(data=variables)
+        # cel-cpp reports some faults by raising (its iteration budget, for
+        # one, is a RuntimeError), not as an error value: both are the
+        # expression's failure, never the caller's crash.
+        except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as error:
+            raise ExpressionError(f"{self.source!r}: {_first_error_line(str(error))}") from None
         if value.type() == cel.Type.ERROR:
             raise ExpressionError(f"{self.source!r}: {value}")
-        return to_json_value(value.plain_value())
+        try:
+            return to_json_value(value.plain_value())
+        except (NotJsonCompatible, ValueError, OverflowError, RecursionError) as error:
+            raise ExpressionError(f"{self.source!r} gave {error}") from None
 
 
 _ENVS: dict[tuple[str, ...], cel.Env] = {}
@@ -100,8 +112,17 @@ def step_references(source: str) -> set[str] | None:
 
 
 def to_json_value(value: Any) -> Any:
-    """Turns a CEL plain value into what JSON (and google.protobuf.Value) can hold."""
-    if value is None or isinstance(value, bool | int | float | str):
+    """Turns a CEL plain value into what JSON (and google.protobuf.Value) can
+    hold, or raises NotJsonCompatible (NaN, infinity, an integer beyond 2^53)."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotJsonCompatible(f"{value}, a number JSON cannot hold")
+        return value
+    if isinstance(value, int):
+        if abs(value) > MAX_EXACT_INT:
+            raise NotJsonCompatible(f"{value}, beyond ±2^53 (a double cannot carry it exactly)")
         return value
     if isinstance(value, list):
         return [to_json_value(item) for item in value]

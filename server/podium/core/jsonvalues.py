@@ -11,21 +11,67 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["NotJsonCompatible", "from_json_numbers", "json_compatible", "jsonable"]
+__all__ = [
+    "MAX_EXACT_INT",
+    "NotJsonCompatible",
+    "TooLarge",
+    "from_json_numbers",
+    "json_compatible",
+    "jsonable",
+]
+
+# Every number reaches clients as a double (google.protobuf.Value): integers
+# beyond 2^53 would be read back as another number than the one stored, and
+# beyond ~1.8e308 not at all, so neither is accepted.
+MAX_EXACT_INT = 2**53
 
 
 class NotJsonCompatible(ValueError):
-    """A value that JSON cannot hold (NaN, infinity, an object, a cycle)."""
+    """A value that JSON cannot hold (NaN, infinity, an object, a cycle, an
+    integer a double cannot carry exactly)."""
 
 
-def json_compatible(value: Any) -> Any:
-    """`value` as plain JSON data (a deep copy), or NotJsonCompatible."""
-    if value is None or isinstance(value, str | bool | int):
+class TooLarge(NotJsonCompatible):
+    """A value whose JSON text is longer than the limit it was checked against."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} bytes as JSON, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+def json_compatible(value: Any, *, max_bytes: int | None = None) -> Any:
+    """`value` as plain JSON data (a deep copy), or NotJsonCompatible; with
+    `max_bytes`, TooLarge when its JSON text (UTF-8) is longer than that."""
+    if value is None or (isinstance(value, str | bool) and max_bytes is None):
         return value
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as error:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    # RecursionError: nested deeper than the interpreter's stack.
+    except (TypeError, ValueError, RecursionError) as error:
         raise NotJsonCompatible(str(error)) from None
+    if max_bytes is not None and len(text) > max_bytes:
+        size = len(text.encode())  # characters <= bytes: measure only when it may matter
+        if size > max_bytes:
+            raise TooLarge(size, max_bytes)
+    copy = json.loads(text)
+    _check_integers(copy)
+    return copy
+
+
+def _check_integers(value: Any) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > MAX_EXACT_INT:
+            raise NotJsonCompatible(
+                f"an integer of {value.bit_length()} bits is beyond ±2^53, which a JSON"
+                " number (a double) cannot carry exactly; return it as a string"
+            )
+    elif isinstance(value, list):
+        for item in value:
+            _check_integers(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_integers(item)
 
 
 def jsonable(value: Any) -> Any:
