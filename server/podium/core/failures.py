@@ -15,6 +15,7 @@ __all__ = [
     "BUDGET_EXCEEDED",
     "CANCELLED",
     "CIRCUIT_OPEN",
+    "INTERNAL",
     "INTERRUPTED",
     "INVALID_INPUT",
     "INVALID_OUTPUT",
@@ -23,6 +24,7 @@ __all__ = [
     "TIMEOUT",
     "TOO_MANY_FAILED_ITEMS",
     "UNKNOWN_AGENT",
+    "AgentAborted",
     "AgentError",
     "Failure",
     "ProviderError",
@@ -41,6 +43,8 @@ BUDGET_EXCEEDED = "podium.BudgetExceeded"
 QUOTA_EXCEEDED = "podium.QuotaExceeded"
 CIRCUIT_OPEN = "podium.CircuitOpen"
 TOO_MANY_FAILED_ITEMS = "podium.TooManyFailedItems"
+# A fault in Podium's own handling of a step (a bug): recorded, never hidden.
+INTERNAL = "podium.Internal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +108,26 @@ _TRANSIENT_PROVIDER_KINDS = frozenset(
 )
 
 
+class AgentAborted(Exception):
+    """Carries what an agent or a tool raised that is not an Exception
+    (SystemExit, KeyboardInterrupt, GeneratorExit, a CancelledError nobody
+    asked for), so that it fails the attempt like any error instead of
+    stopping the event loop or ending the step as if cancelled."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+
+
 def failure_from_exception(error: BaseException) -> Failure:
     """How an exception raised by an agent, a tool or a provider is recorded."""
+    if isinstance(error, AgentAborted):
+        error = error.error
     message = str(error) or type(error).__name__
+    if not isinstance(error, Exception):
+        # The agent asked to end the process, or broke the coroutine protocol:
+        # not a transient fault, so another attempt would only do it again.
+        return Failure(type(error).__name__, message, retryable=False)
     if isinstance(error, ProviderError):
         return Failure(error.code, message, error.kind in _TRANSIENT_PROVIDER_KINDS)
     if isinstance(error, AgentError):

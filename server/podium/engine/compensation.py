@@ -12,6 +12,7 @@ from podium.core.failures import failure_from_exception
 from podium.core.jsonvalues import from_json_numbers, jsonable
 from podium.core.model import AttemptRecord, StepRecord
 from podium.core.states import AttemptState, EventType
+from podium.engine.agent_guard import guarded
 from podium.engine.context import AttemptContext
 from podium.engine.environment import RunEnvironment
 from podium.engine.validation import StepPlan
@@ -33,7 +34,7 @@ async def run_compensation(env: RunEnvironment, plan: StepPlan, step: StepRecord
         context = AttemptContext(
             env.services, journal, plan.spec, step, attempt, inputs, compensation.config
         )
-        output = await agent.run(context)
+        output = await guarded(agent.run(context))
     except asyncio.CancelledError:
         if env.stop.stopping:
             raise

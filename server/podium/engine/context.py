@@ -14,6 +14,7 @@ from podium.core.jsonvalues import jsonable
 from podium.core.model import AttemptRecord, StepRecord, Usage
 from podium.core.spec import StepSpec
 from podium.core.states import EventType
+from podium.engine.agent_guard import guarded
 from podium.engine.run_journal import RunJournal
 from podium.engine.services import RunServices
 from podium.governance.breakers import BreakerState
@@ -173,7 +174,7 @@ class AttemptContext:
                     f"tool {name!r} is not one of this step's tools ({listed})",
                     code="podium.UnknownTool",
                 )
-            result = jsonable(await tool.call(arguments))
+            result = jsonable(await guarded(tool.call(arguments)))
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -190,7 +191,9 @@ class AttemptContext:
             if isinstance(error, AgentError):
                 raise
             raise AgentError(
-                f"tool {name!r} failed: {failure.message}", code=failure.type
+                f"tool {name!r} failed: {failure.message}",
+                code=failure.type,
+                retryable=failure.retryable,
             ) from None
         journal.emit(
             EventType.TOOL_RESULT,

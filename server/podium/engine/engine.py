@@ -36,7 +36,7 @@ from podium.engine.hub import EventHub
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
-from podium.engine.services import RunServices
+from podium.engine.services import DEFAULT_MAX_OUTPUT_BYTES, RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import Plan
 from podium.engine.workflows import WorkflowCatalog
@@ -61,7 +61,10 @@ class Engine:
         clock: Clock | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
+        if max_output_bytes < 1:
+            raise ValueError("max_output_bytes must be positive")
         self.store = store
         self.hub = hub or EventHub()
         self.clock: Clock = clock or SystemClock()
@@ -75,6 +78,7 @@ class Engine:
             # Server-wide limit on agent calls in flight, granted by run priority.
             slots=PrioritySlots(max_running_steps, self.clock),
             default_max_concurrency=max_concurrency,
+            max_output_bytes=max_output_bytes,
         )
         self.admission = RunAdmission(governance.quotas)
         self.active: dict[str, RunExecutor] = {}

@@ -16,7 +16,7 @@ from typing import Any
 
 from podium.core.clock import sleep_until
 from podium.core.expressions import ExpressionError
-from podium.core.failures import CANCELLED, INVALID_OUTPUT, TIMEOUT, Failure
+from podium.core.failures import CANCELLED, INTERNAL, INVALID_OUTPUT, TIMEOUT, Failure
 from podium.core.jsonvalues import from_json_numbers
 from podium.core.model import RunRecord, StepRecord
 from podium.core.states import RunState, StepState
@@ -199,14 +199,33 @@ class RunExecutor:
         self.tasks[step.step_id] = task
         # A done-callback, not a `finally`: a task cancelled before its first
         # step never runs its body, and its step must still end.
-        task.add_done_callback(lambda _: self._step_task_done(step))
+        task.add_done_callback(lambda done: self._step_task_done(step, done))
 
-    def _step_task_done(self, step: StepRecord) -> None:
+    def _step_task_done(self, step: StepRecord, task: asyncio.Task[None]) -> None:
         self.tasks.pop(step.step_id, None)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            # Recording the step's outcome itself failed (the runner catches
+            # everything else): a bug, logged, and never a CANCELLED step.
+            log.error(
+                "step %r of run %s: recording its outcome failed",
+                step.step_id,
+                self.run.run_id,
+                exc_info=error,
+            )
         if self.stop_signal.stopping:
             return
         if not step.state.is_final:
-            self._step_cancelled(step)
+            if error is None:
+                self._step_cancelled(step)
+            else:
+                self._step_outcome(
+                    step,
+                    StepOutcome(
+                        StepState.FAILED,
+                        failure=Failure(INTERNAL, f"{type(error).__name__}: {error}"),
+                    ),
+                )
         self._maybe_finish()
 
     def _step_outcome(self, step: StepRecord, outcome: StepOutcome) -> None:
@@ -255,7 +274,7 @@ class RunExecutor:
     # -- ending the run ------------------------------------------------------------------------
 
     def _fail(self, step: StepRecord) -> None:
-        failure = step.failure or Failure("podium.Internal", "step failed")
+        failure = step.failure or Failure(INTERNAL, "step failed")
         self._end(
             RunState.FAILED,
             Failure(
@@ -298,7 +317,7 @@ class RunExecutor:
                 # Unreachable for a valid DAG; fail loudly rather than hang.
                 self._end(
                     RunState.FAILED,
-                    Failure("podium.Internal", f"steps never became ready: {pending}"),
+                    Failure(INTERNAL, f"steps never became ready: {pending}"),
                 )
                 self.journal.abandon_pending(StepState.SKIPPED, "run failed", self.tasks)
         self._finalizing = True
@@ -335,6 +354,13 @@ class RunExecutor:
                 self.journal.finished(state, None, output)
             except ExpressionError as error:
                 failure = Failure(INVALID_OUTPUT, f"output mapping failed: {error}")
+                self.journal.finished(RunState.FAILED, failure, None)
+            # A run is SUCCEEDED only with an output computed and committed:
+            # whatever else goes wrong computing it ends the run FAILED, never
+            # leaves it RUNNING with no task left to end it.
+            except Exception as error:
+                log.error("run %s: computing its output failed", self.run.run_id, exc_info=error)
+                failure = Failure(INTERNAL, f"output failed: {type(error).__name__}: {error}")
                 self.journal.finished(RunState.FAILED, failure, None)
         else:
             self.journal.finished(self._ending, self._ending_failure, None)

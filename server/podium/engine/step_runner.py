@@ -11,9 +11,7 @@ and an attempt that was in flight counts as an interrupted attempt.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import hashlib
-import json
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,22 +20,34 @@ from typing import Any
 from podium.core.clock import DeadlineExceeded, run_with_deadline, sleep_until
 from podium.core.expressions import ExpressionError
 from podium.core.failures import (
+    INTERNAL,
     INTERRUPTED,
     INVALID_INPUT,
-    INVALID_OUTPUT,
     REJECTED,
     TIMEOUT,
     TOO_MANY_FAILED_ITEMS,
     UNKNOWN_AGENT,
+    AgentAborted,
     Failure,
+    ProviderError,
     failure_from_exception,
 )
-from podium.core.jsonvalues import NotJsonCompatible, from_json_numbers, json_compatible
+from podium.core.jsonvalues import from_json_numbers
 from podium.core.model import AttemptRecord, ItemRecord, StepRecord
 from podium.core.states import AttemptState, StepState
+from podium.engine.agent_guard import guarded
 from podium.engine.context import AttemptContext
 from podium.engine.environment import RunEnvironment
 from podium.engine.retry import next_delay
+from podium.engine.step_values import (
+    StepFailed,
+    cache_key,
+    check_instant,
+    instant,
+    iso,
+    json_output,
+    truthy,
+)
 from podium.engine.validation import StepPlan
 from podium.plugins.api import AgentError
 
@@ -47,11 +57,7 @@ from podium.plugins.api import AgentError
 MAX_INTERRUPTIONS = 5
 _jitter = random.Random()
 
-
-class StepFailed(Exception):
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
+log = logging.getLogger("podium.engine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +99,34 @@ class StepRunner:
     async def run(self) -> None:
         step = self.step
         try:
+            outcome = await self._outcome()
+        except asyncio.CancelledError:
+            if self.env.stop.stopping:
+                raise
+            outcome = StepOutcome(StepState.CANCELLED)
+        # The safety net: whatever escapes the step's own code is a bug of
+        # ours (agents' faults are caught per attempt); the step still ends in
+        # one recorded final state, FAILED and never CANCELLED, so that the
+        # run cannot end SUCCEEDED without it. BaseException too, since a
+        # SystemExit escaping this task would stop the event loop.
+        except BaseException as error:
+            log.error(
+                "step %r of run %s failed unexpectedly",
+                step.step_id,
+                self.journal.run.run_id,
+                exc_info=error,
+            )
+            failure = Failure(INTERNAL, f"{type(error).__name__}: {error}", retryable=False)
+            outcome = StepOutcome(StepState.FAILED, failure=failure)
+        self.on_outcome(step, outcome)
+
+    async def _outcome(self) -> StepOutcome:
+        step = self.step
+        try:
             scope = self.scope
-            if self.plan.when is not None and not _truthy(self._evaluate(self.plan.when, scope)):
+            if self.plan.when is not None and not truthy(self._evaluate(self.plan.when, scope)):
                 reason = f"condition is false: {self.spec.when}"
-                self.on_outcome(step, StepOutcome(StepState.SKIPPED, reason=reason))
-                return
+                return StepOutcome(StepState.SKIPPED, reason=reason)
             if step.start_time is None:
                 step.start_time = self.clock.now()
             if self.spec.timeout is not None:
@@ -113,13 +142,8 @@ class StepRunner:
             else:
                 output = await self._cached_call(scope)
         except StepFailed as failed:
-            self.on_outcome(step, StepOutcome(StepState.FAILED, failure=failed.failure))
-        except asyncio.CancelledError:
-            if self.env.stop.stopping:
-                raise
-            self.on_outcome(step, StepOutcome(StepState.CANCELLED))
-        else:
-            self.on_outcome(step, StepOutcome(StepState.SUCCEEDED, output=output))
+            return StepOutcome(StepState.FAILED, failure=failed.failure)
+        return StepOutcome(StepState.SUCCEEDED, output=output)
 
     # -- kinds of steps ------------------------------------------------------------
 
@@ -134,13 +158,14 @@ class StepRunner:
                 due = wait.time
             else:
                 assert self.plan.wait_time is not None
-                due = _instant(self._evaluate(self.plan.wait_time, scope))
-            self.journal.step_waiting(self.step, due, f"waiting until {_iso(due)}")
+                due = instant(self._evaluate(self.plan.wait_time, scope))
+            check_instant(due)
+            self.journal.step_waiting(self.step, due, f"waiting until {iso(due)}")
         if self.deadline is not None and self.deadline < due:
             await sleep_until(self.clock, self.deadline)
             raise StepFailed(Failure(TIMEOUT, self._timeout_message(), retryable=False))
         await sleep_until(self.clock, due)
-        return {"waited_until": _iso(due)}
+        return {"waited_until": iso(due)}
 
     async def _approval(self, scope: dict[str, Any]) -> Any:
         approval = self.spec.approval
@@ -253,7 +278,7 @@ class StepRunner:
             self.journal.item_finished(step, ItemRecord(iteration, True, output=output))
             previous = output
             until_scope = {**scope, "iteration": iteration, "output": from_json_numbers(output)}
-            if _truthy(self._evaluate(self.plan.until, until_scope)):
+            if truthy(self._evaluate(self.plan.until, until_scope)):
                 break
         return previous
 
@@ -263,7 +288,7 @@ class StepRunner:
             return await self._call(scope, item=-1)
         inputs = self._inputs(scope)
         agent = self.services.registry.agent(self.spec.agent)
-        key = _cache_key(self.spec.agent, agent.version if agent else "", inputs, self.spec.config)
+        key = cache_key(self.spec.agent, agent.version if agent else "", inputs, self.spec.config)
         hit, output = await self.services.store.get_cache(key, self.clock.now())
         if hit:
             self.step.input = inputs
@@ -302,9 +327,9 @@ class StepRunner:
                 )
                 try:
                     output = await run_with_deadline(
-                        agent.run(context), self._attempt_budget(), self.clock
+                        guarded(agent.run(context)), self._attempt_budget(), self.clock
                     )
-                    output = _json_output(output)
+                    output = json_output(output, self.services.max_output_bytes)
                 except DeadlineExceeded:
                     failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
                 except asyncio.CancelledError:
@@ -313,6 +338,7 @@ class StepRunner:
                     raise
                 except Exception as error:
                     failure = failure_from_exception(error)
+                    self._log_unexpected(error, attempt)
                 else:
                     journal.attempt_ended(step, attempt, AttemptState.SUCCEEDED, None)
                     return output
@@ -345,6 +371,25 @@ class StepRunner:
         await sleep_until(self.clock, due)
 
     # -- helpers -------------------------------------------------------------------
+
+    def _log_unexpected(self, error: Exception, attempt: AttemptRecord) -> None:
+        """An agent's unexpected exception (not an AgentError or ProviderError
+        it raised on purpose) is a bug to diagnose: its traceback is logged,
+        since the failure the run records holds only its message."""
+        if isinstance(error, AgentError | ProviderError):
+            return
+        cause = error.error if isinstance(error, AgentAborted) else error
+        item = f" item {attempt.item}" if attempt.item >= 0 else ""
+        log.warning(
+            "agent %r raised %s in run %s step %r attempt %d%s",
+            self.spec.agent,
+            type(cause).__name__,
+            self.journal.run.run_id,
+            self.step.step_id,
+            attempt.number,
+            item,
+            exc_info=cause,
+        )
 
     def _previous_attempts(self, item: int) -> list[AttemptRecord]:
         """Attempts made before a restart for this item; a new step has none
@@ -391,40 +436,3 @@ class StepRunner:
 
 async def _await(future: asyncio.Future[tuple[bool, str]]) -> tuple[bool, str]:
     return await future
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (value not in (False, None, 0, "", [], {}) and bool(value))
-
-
-def _instant(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise StepFailed(
-        Failure(INVALID_INPUT, f"wait.time_expression gave {value!r}, not a timestamp", False)
-    )
-
-
-def _iso(seconds: float) -> str:
-    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _cache_key(agent: str, version: str, inputs: Any, config: Any) -> str:
-    canonical = json.dumps([agent, version, inputs, config], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _json_output(value: Any) -> Any:
-    """Agents must return what JSON can hold; anything else fails the attempt."""
-    try:
-        return json_compatible(value)
-    except NotJsonCompatible as error:
-        raise AgentError(
-            f"agent output is not JSON-compatible: {error}", code=INVALID_OUTPUT, retryable=False
-        ) from None

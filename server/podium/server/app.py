@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from podium.core.clock import Clock, SystemClock
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.retention import Pruner, default_interval
+from podium.engine.services import DEFAULT_MAX_OUTPUT_BYTES
 from podium.governance.policy import Policy
 from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
@@ -80,6 +81,7 @@ async def start_server(
     clock: Clock | None = None,
     max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
     policy: Policy | None = None,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -110,6 +112,7 @@ async def start_server(
         governance,
         clock=governance.clock,
         max_running_steps=max_running_steps,
+        max_output_bytes=max_output_bytes,
     )
 
     server = grpc.aio.server()

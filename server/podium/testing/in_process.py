@@ -50,6 +50,7 @@ async def serving(
     plugins: PluginReport | None = None,
     policy: Policy | None = None,
     max_running_steps: int | None = None,
+    max_output_bytes: int | None = None,
     retention_seconds: float | None = None,
     version: str = "",
 ) -> AsyncIterator[InProcessServer]:
@@ -70,6 +71,8 @@ async def serving(
     }
     if max_running_steps is not None:  # else the server's own default
         options["max_running_steps"] = max_running_steps
+    if max_output_bytes is not None:
+        options["max_output_bytes"] = max_output_bytes
     server = await start_server("127.0.0.1:0", db_path, **options)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
