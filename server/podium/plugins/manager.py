@@ -140,8 +140,9 @@ def _load_one(pm: pluggy.PluginManager, registry: Registry, candidate: _Candidat
     try:
         plugin = candidate.load()
         pm.register(plugin, name=candidate.name)
-    # A plugin's import may raise anything, even SystemExit from a stray sys.exit().
-    except (Exception, SystemExit) as error:
+    # A plugin's import may raise anything, even SystemExit from a stray
+    # sys.exit() or a KeyboardInterrupt: the plugin failed, the server serves.
+    except BaseException as error:
         return _failed(candidate, _describe(error))
     problem = _check_hooks(pm, plugin)
     if problem is None:
@@ -197,7 +198,7 @@ def _run_hooks(
                 continue
             try:
                 impl.function(register=register)
-            except (Exception, SystemExit) as error:
+            except BaseException as error:
                 return f"{hook_name}: {_describe(error)}"
     return "; ".join(problems) if problems else None
 

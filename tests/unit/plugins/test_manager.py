@@ -106,8 +106,23 @@ def register_agent(register):
     pass
 """
 
+INTERRUPTING = """
+raise KeyboardInterrupt
+"""
+
+EXITING_HOOK = """
+from podium.plugins import hookimpl
+
+
+@hookimpl
+def register_agents(register):
+    raise SystemExit(2)
+"""
+
 PLUGINS = {
     "good": GOOD,
+    "interrupting": INTERRUPTING,
+    "exiting_hook": EXITING_HOOK,
     "broken": BROKEN,
     "raising": RAISING,
     "squatter": SQUATTER,
@@ -188,6 +203,17 @@ def test_broken_plugins_are_listed_as_failed_and_the_others_load(
     assert raising.agents == ()
 
     assert "test_broken" in caplog.text and "test_raising" in caplog.text
+
+
+def test_a_plugin_raising_keyboard_interrupt_or_system_exit_fails_alone(site: Path) -> None:
+    # Neither may end the server's start-up: the plugin failed, the rest loads.
+    report = load_plugins()
+    statuses = {plugin.name: plugin for plugin in report.plugins}
+    assert statuses["test_interrupting"].status == "failed"
+    assert statuses["test_interrupting"].error.startswith("KeyboardInterrupt")
+    assert statuses["test_exiting_hook"].status == "failed"
+    assert statuses["test_exiting_hook"].error == "register_agents: SystemExit: 2"
+    assert statuses["test_good"].status == "loaded"
 
 
 def test_a_name_taken_by_an_earlier_plugin_fails_the_later_one(site: Path) -> None:
