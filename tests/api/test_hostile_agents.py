@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
@@ -68,6 +69,18 @@ class CallsTool:
         return await ctx.call_tool(str(ctx.config["tool"]), {})
 
 
+class ChecksByExiting:
+    name = "checks_by_exiting"
+    description = "its check_config calls sys.exit()"
+    version = "1"
+
+    def check_config(self, config: Mapping[str, Any], catalog: Any) -> list[tuple[str, str]]:
+        raise SystemExit(4)
+
+    async def run(self, ctx: StepContext) -> Any:
+        return {}
+
+
 async def _exit_tool(arguments: Mapping[str, Any]) -> Any:
     raise SystemExit("a tool that exits")
 
@@ -76,6 +89,7 @@ AGENTS: list[Agent] = [
     *(Raises(f"raises_{name}", make) for name, make in HOSTILE.items()),
     Raises("raises_KeyError", lambda: KeyError("missing")),
     CallsTool(),
+    ChecksByExiting(),
 ]
 TOOLS = [Tool("exit_tool", "calls sys.exit", {"type": "object"}, _exit_tool)]
 RETRY_ALL = [{"errorEquals": ["podium.All"], "interval": "0.001s", "maxAttempts": 3}]
@@ -165,3 +179,14 @@ async def test_an_unexpected_exception_is_logged_with_its_traceback_and_ids(
     assert "'a'" in record.message and "attempt 1" in record.message
     assert record.exc_info is not None and isinstance(record.exc_info[1], KeyError)
     assert "raise self.make()" in caplog.text  # the traceback, down to the agent's line
+
+
+async def test_a_config_check_raising_system_exit_rejects_the_workflow(
+    hostile: InProcessServer,
+) -> None:
+    spec = {"steps": [{"id": "a", "agent": "checks_by_exiting"}]}
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await create_workflow(hostile.stubs, "w", spec)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "could not check its config: SystemExit(4)" in (raised.value.details() or "")
+    await _serving(hostile)

@@ -14,7 +14,9 @@ from podium.core.failures import INVALID_INPUT, INVALID_OUTPUT, Failure
 from podium.core.jsonvalues import NotJsonCompatible, TooLarge, json_compatible
 from podium.plugins.api import AgentError
 
-# The latest instant a wait may end: datetime's (and Timestamp's) year 9999.
+# The instants a wait may end at: those datetime and Timestamp can show
+# (years 1 to 9999).
+_EARLIEST_INSTANT = datetime.datetime(1, 1, 1, tzinfo=datetime.UTC).timestamp()
 _LATEST_INSTANT = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC).timestamp()
 
 
@@ -44,10 +46,9 @@ def instant(value: Any) -> float:
 def check_instant(due: float) -> None:
     """A wait must end at an instant a timestamp can show (NaN, 1e300 or the
     largest Duration cannot be)."""
-    if not (math.isfinite(due) and 0 <= due <= _LATEST_INSTANT):
-        raise StepFailed(
-            Failure(INVALID_INPUT, f"the wait would end at {due:g}s, not before year 9999", False)
-        )
+    if not (math.isfinite(due) and _EARLIEST_INSTANT <= due <= _LATEST_INSTANT):
+        message = f"the wait would end at {due:g}s since 1970, outside the years 1 to 9999"
+        raise StepFailed(Failure(INVALID_INPUT, message, False))
 
 
 def iso(seconds: float) -> str:

@@ -259,5 +259,7 @@ def config_problems(
         return []
     try:
         return [(str(field), str(reason)) for field, reason in check(config, catalog)]
-    except Exception as error:  # a plugin's bug must not fail the RPC itself
+    # A plugin's bug must not fail the RPC itself, nor (SystemExit, from a
+    # servicer's task) stop the event loop.
+    except BaseException as error:
         return [("", f"agent {agent.name!r} could not check its config: {error!r}")]

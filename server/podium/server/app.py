@@ -176,5 +176,6 @@ def _configure_providers(plugins: PluginReport, policy: Policy) -> None:
             continue
         try:
             configure(settings)
-        except Exception:
+        # Even SystemExit or KeyboardInterrupt: a plugin never keeps the server from serving.
+        except BaseException:
             log.exception("provider %r rejected its settings", name)
