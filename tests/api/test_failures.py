@@ -148,6 +148,12 @@ async def test_cel_runtime_error_in_the_output_mapping_fails_the_run(db_path: st
     assert_output_failed(run, "Iteration budget")
 
 
+async def test_cel_runtime_error_in_an_approval_prompt_fails_the_step(db_path: str) -> None:
+    spec = {"steps": [{"id": "a", "approval": {"prompt": f"{{{{ {OVER_BUDGET} }}}}"}}]}
+    run, _ = await outcome(db_path, spec, {"big": BIG})
+    assert_step_failed(run, "a", "podium.InvalidInput", "Iteration budget")
+
+
 async def test_infinity_in_a_step_input_fails_the_step(db_path: str) -> None:
     spec = {"steps": [{"id": "a", "agent": "echo", "input": {"x": "2.0 / 0.0"}}]}
     run, _ = await outcome(db_path, spec)

@@ -35,6 +35,7 @@ from podium.core.failures import (
 from podium.core.jsonvalues import from_json_numbers
 from podium.core.model import AttemptRecord, ItemRecord, StepRecord
 from podium.core.states import AttemptState, StepState
+from podium.core.templates import Template
 from podium.engine.agent_guard import guarded
 from podium.engine.context import AttemptContext
 from podium.engine.environment import RunEnvironment
@@ -173,7 +174,7 @@ class StepRunner:
         resumed = self.step.state == StepState.WAITING
         due = self.step.due_time
         if not resumed:
-            prompt = self.plan.prompt.render(scope) if self.plan.prompt is not None else ""
+            prompt = self._evaluate(self.plan.prompt, scope) if self.plan.prompt else ""
             if approval.timeout is not None:
                 due = self.clock.now() + approval.timeout
             if self.deadline is not None:
@@ -413,7 +414,10 @@ class StepRunner:
         return {key: self._evaluate(e, scope) for key, e in self.plan.inputs.items()}
 
     def _evaluate(self, expression: Any, scope: dict[str, Any]) -> Any:
+        """An expression's or a template's value; its failure fails the step."""
         try:
+            if isinstance(expression, Template):
+                return expression.render(scope)
             return expression.evaluate(scope)
         except ExpressionError as error:
             raise StepFailed(Failure(INVALID_INPUT, str(error), retryable=False)) from None
