@@ -34,8 +34,9 @@ class NotJsonCompatible(ValueError):
 class TooLarge(NotJsonCompatible):
     """A value whose JSON text is longer than the limit it was checked against."""
 
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"{size} bytes as JSON, over the limit of {limit} bytes")
+    def __init__(self, size: int, limit: int, *, at_least: bool = False) -> None:
+        size_text = f"at least {size}" if at_least else str(size)
+        super().__init__(f"{size_text} bytes as JSON, over the limit of {limit} bytes")
         self.size = size
         self.limit = limit
 
@@ -45,18 +46,45 @@ def json_compatible(value: Any, *, max_bytes: int | None = None) -> Any:
     `max_bytes`, TooLarge when its JSON text (UTF-8) is longer than that."""
     if value is None or (isinstance(value, str | bool) and max_bytes is None):
         return value
+    if max_bytes is not None:
+        text_at_least = _text_at_least(value, max_bytes)
+        if text_at_least > max_bytes:
+            # Its strings alone are over the limit: no need to encode it all.
+            raise TooLarge(text_at_least, max_bytes, at_least=True)
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     # RecursionError: nested deeper than the interpreter's stack.
     except (TypeError, ValueError, RecursionError) as error:
         raise NotJsonCompatible(str(error)) from None
-    if max_bytes is not None and len(text) > max_bytes:
-        size = len(text.encode())  # characters <= bytes: measure only when it may matter
+    # A character takes 1 to 4 bytes in UTF-8: encode only when that matters.
+    if max_bytes is not None and len(text) * 4 > max_bytes:
+        size = len(text.encode())
         if size > max_bytes:
             raise TooLarge(size, max_bytes)
     copy = json.loads(text)
     _check_integers(copy)
     return copy
+
+
+def _text_at_least(value: Any, limit: int) -> int:
+    """A lower bound of the length of `value`'s JSON text, counting the
+    characters of its strings and keys (never more bytes than UTF-8 has),
+    and stopping as soon as it is over `limit`."""
+    total = 0
+    pending = [value]
+    seen: set[int] = set()  # a cycle is counted once (json.dumps rejects it later)
+    while pending and total <= limit:
+        item = pending.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, dict | list | tuple) and id(item) not in seen:
+            seen.add(id(item))
+            if isinstance(item, dict):
+                total += sum(len(key) + 3 for key in item if isinstance(key, str))
+                pending.extend(item.values())
+            else:
+                pending.extend(item)
+    return total
 
 
 def _check_integers(value: Any) -> None:
