@@ -134,6 +134,28 @@ async def test_an_agent_raising_a_base_exception_fails_without_retry(
     await _serving(hostile)
 
 
+async def test_a_base_exception_follows_the_steps_failure_policy(
+    hostile: InProcessServer,
+) -> None:
+    spec = {
+        "steps": [
+            {"id": "a", "agent": "raises_SystemExit", "onFailure": "FAILURE_POLICY_CONTINUE"},
+            {"id": "b", "agent": "echo"},
+            {"id": "c", "agent": "raises_KeyboardInterrupt", "forEach": {"items": "[1, 2, 3]"}},
+        ]
+    }
+    run, _ = await _run(hostile, spec)
+
+    assert run.state == R.RUN_STATE_FAILED, R.RunState.Name(run.state)
+    assert step_of(run, "a").state == R.STEP_STATE_FAILED
+    assert step_of(run, "b").state == R.STEP_STATE_SUCCEEDED
+    c = step_of(run, "c")
+    assert c.state == R.STEP_STATE_FAILED
+    assert c.failure.type == "podium.TooManyFailedItems"
+    assert "last: KeyboardInterrupt" in c.failure.message, c.failure.message
+    await _serving(hostile)
+
+
 async def test_a_tool_raising_system_exit_fails_the_attempt(hostile: InProcessServer) -> None:
     step = {
         "id": "a",
