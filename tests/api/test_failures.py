@@ -221,6 +221,24 @@ async def test_the_output_size_limit_is_a_server_setting(db_path: str) -> None:
     assert_step_failed(run, "a", "podium.InvalidOutput", "over the limit of 500 bytes")
 
 
+async def test_podium_max_output_bytes_sets_the_limit(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODIUM_MAX_OUTPUT_BYTES", "500")
+    spec = {"steps": [{"id": "a", "agent": "small_output"}]}
+    run, _ = await outcome(db_path, spec)
+    assert_step_failed(run, "a", "podium.InvalidOutput", "over the limit of 500 bytes")
+
+
+async def test_a_bad_podium_max_output_bytes_stops_the_start(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODIUM_MAX_OUTPUT_BYTES", "lots")
+    with pytest.raises(ValueError, match="PODIUM_MAX_OUTPUT_BYTES must be a positive integer"):
+        async with serving(db_path):
+            pass
+
+
 # -- the safety net -----------------------------------------------------------------------------
 
 

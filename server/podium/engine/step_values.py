@@ -68,7 +68,8 @@ def json_output(value: Any, max_bytes: int) -> Any:
         return json_compatible(value, max_bytes=max_bytes)
     except TooLarge as error:
         raise AgentError(
-            f"agent output is too large: {error} (the server's max_output_bytes)",
+            f"agent output is too large: {error} (the server's max_output_bytes,"
+            " PODIUM_MAX_OUTPUT_BYTES)",
             code=INVALID_OUTPUT,
             retryable=False,
         ) from None

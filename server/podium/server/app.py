@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -36,6 +37,8 @@ from podium.v1 import (
 )
 
 log = logging.getLogger("podium.server")
+
+MAX_OUTPUT_BYTES_ENV = "PODIUM_MAX_OUTPUT_BYTES"
 
 SERVICE_NAMES = (
     workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
@@ -81,15 +84,19 @@ async def start_server(
     clock: Clock | None = None,
     max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
     policy: Policy | None = None,
-    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    max_output_bytes: int | None = None,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
     With `retention_seconds` (> 0), runs that ended longer ago than that are
     deleted in the background; None or 0 keeps runs forever.
+    `max_output_bytes`: the largest agent output accepted, as JSON (UTF-8
+    bytes); None reads PODIUM_MAX_OUTPUT_BYTES, 1 MiB when it is unset.
     """
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
+    if max_output_bytes is None:
+        max_output_bytes = _max_output_bytes_from_env()
     started = time.time()
     store = SqliteStore(db_path)
     await store.open()
@@ -160,6 +167,21 @@ def _version() -> str:
         return version("podium")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def _max_output_bytes_from_env() -> int:
+    """PODIUM_MAX_OUTPUT_BYTES, the largest agent output as JSON (UTF-8
+    bytes); 1 MiB when unset."""
+    text = os.environ.get(MAX_OUTPUT_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_OUTPUT_BYTES
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ValueError(f"{MAX_OUTPUT_BYTES_ENV} must be a positive integer, not {text!r}")
+    return limit
 
 
 def _configure_providers(plugins: PluginReport, policy: Policy) -> None:
