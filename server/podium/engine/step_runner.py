@@ -105,6 +105,10 @@ class StepRunner:
             if self.env.stop.stopping:
                 raise
             outcome = StepOutcome(StepState.CANCELLED)
+        except GeneratorExit:
+            # This coroutine is being closed (an agent's own GeneratorExit
+            # became AgentAborted in its attempt): it must not go on.
+            raise
         # The safety net: whatever escapes the step's own code is a bug of
         # ours (agents' faults are caught per attempt); the step still ends in
         # one recorded final state, FAILED and never CANCELLED, so that the
