@@ -136,6 +136,9 @@ class AttemptContext:
                 agent=step.agent,
                 max_cost=run.max_cost,
                 fail_fast=self._spec.fail_fast,
+                step_id=step.step_id,
+                attempt=self._attempt.number,
+                item=self._attempt.item,
             )
             self._llm = LlmGate(
                 self._services.governance,

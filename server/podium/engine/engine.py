@@ -355,9 +355,13 @@ class Engine:
     def start_recovery(self) -> asyncio.Task[None]:
         """Resumes unfinished runs in the background: the server answers
         (health, GetRun) while this proceeds."""
-        self._recovery = asyncio.create_task(
-            recover(self.store, self._resume, lambda: self._closed), name="podium-recovery"
-        )
+
+        async def recover_then_charge() -> None:
+            await recover(self.store, self._resume, lambda: self._closed)
+            # Calls in flight at the crash whose run did not resume.
+            self.services.governance.charge_all_left_open()
+
+        self._recovery = asyncio.create_task(recover_then_charge(), name="podium-recovery")
         return self._recovery
 
     async def _resume(self, run_id: str) -> None:
@@ -370,8 +374,27 @@ class Engine:
             return
         view.run.last_sequence = await self.store.last_sequence(run_id)
         executor = self._executor(view.run, view.steps, self.workflows.plan_for(workflow))
+        self._charge_open_calls(executor)
         self.active[run_id] = executor
         self._start_when_admitted(executor)
+
+    def _charge_open_calls(self, executor: RunExecutor) -> None:
+        """A resumed run's ceiling counts what it spent before the restart, and
+        the calls it had in flight then, charged at their worst case (fail
+        closed) with an LLM_CALL event each, in one transaction with the
+        deletion of their reservations."""
+        journal, governance = executor.journal, self.services.governance
+        for stored in governance.resume_run(journal.run.run_id, journal.run.cost):
+            version = governance.charge_left_open(stored)
+            journal.open_call_charged(
+                stored.step_id,
+                stored.attempt,
+                stored.item,
+                stored.amount,
+                stored.provider,
+                stored.model,
+                version,
+            )
 
     async def shutdown(self) -> None:
         """Stops executing; unfinished runs stay resumable in the store."""

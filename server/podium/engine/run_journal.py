@@ -285,12 +285,55 @@ class RunJournal:
         attempt.cost += cost
         step.cost += cost
         self.run.cost += cost
+        # With its event, in one transaction: Run.cost is always the sum of
+        # the run's LLM_CALL costs, crash or not.
+        self.save_run()
+        self.save_step(step, attempt)
         self.emit(
             EventType.LLM_CALL,
             step=step,
             attempt=attempt.number,
             item=attempt.item,
             usage=usage,
+            cost=cost,
+            provider=provider,
+            model=model,
+            price_version=price_version,
+            message=message,
+        )
+
+    def open_call_charged(
+        self,
+        step_id: str,
+        attempt_number: int,
+        item: int,
+        cost: Decimal,
+        provider: str,
+        model: str,
+        price_version: str,
+    ) -> None:
+        """A call in flight when the server stopped is charged its reservation
+        (the worst case: the provider may have billed it), to its attempt."""
+        message = "the server stopped during this call: charged its reservation (worst case)"
+        step = self.steps.get(step_id)
+        attempt = None
+        if step is not None:
+            attempt = next(
+                (a for a in step.attempts if a.number == attempt_number and a.item == item),
+                None,
+            )
+        if step is not None and attempt is not None:
+            self.llm_call(
+                step, attempt, Usage(calls=1), cost, provider, model, price_version, message
+            )
+            return
+        # No attempt to charge (not expected: an attempt is durable before its agent runs).
+        self.run.usage.add(Usage(calls=1))
+        self.run.cost += cost
+        self.save_run()
+        self.emit(
+            EventType.LLM_CALL,
+            usage=Usage(calls=1),
             cost=cost,
             provider=provider,
             model=model,

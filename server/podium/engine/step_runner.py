@@ -331,6 +331,9 @@ class StepRunner:
                     self.services, journal, spec, step, attempt, inputs, spec.config
                 )
                 try:
+                    # Durable before the agent runs: every execution has its
+                    # attempt row (concurrent starts share one group commit).
+                    await self.services.store.commit()
                     output = await run_with_deadline(
                         guarded(agent.run(context)), self._attempt_budget(), self.clock
                     )

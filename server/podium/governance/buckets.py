@@ -106,6 +106,14 @@ class TokenBucket:
         self._refill(now)
         self._level = min(self._level, remaining)
 
+    def drain(self, now: float) -> None:
+        """Empties the bucket: it refills from `now` at its rate. A restarted
+        server's buckets start so, because the tokens handed out just before a
+        crash are unknown: an empty start keeps every window within
+        `capacity + rate * T` across the restart, whatever was taken before."""
+        self._refill(now)
+        self._level = min(self._level, 0.0)
+
     def reconfigure(self, rate_per_second: float, capacity: float, now: float) -> None:
         """New settings, same tokens: the level carries over (capped at the new
         capacity), so changing a limit never hands out a fresh burst."""

@@ -123,6 +123,8 @@ class Reservation:
     # Spend lands in the periods current at reserve time, even if settled later.
     keys: tuple[Key, ...] = field(repr=False)
     closed: bool = False
+    # The stored row's id, once governance made the reservation durable.
+    id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +193,12 @@ class BudgetLedger:
             budget = self._budgets.get(key[0])
             if budget is not None and _past_warning(budget, amount):
                 self._warned.add(key)
+
+    def restore(self, reservation: Reservation) -> None:
+        """Holds a stored reservation again (at start, one left open by a
+        crash): it counts against its budgets until it is settled."""
+        for key in reservation.keys:
+            self._reserved[key] = self._reserved.get(key, ZERO) + reservation.amount
 
     # -- reservations -------------------------------------------------------
 

@@ -58,6 +58,11 @@ class Caller:
     max_cost: Decimal | None = None
     # With every target's breaker open: fail at once instead of waiting.
     fail_fast: bool = False
+    # The attempt making the calls: a reservation left open by a crash is
+    # charged to it at the next start.
+    step_id: str = ""
+    attempt: int = 0
+    item: int = -1
 
 
 class GateObserver(Protocol):
@@ -252,13 +257,26 @@ class LlmGate:
                 settled = True
                 raise AgentError(str(error), code=BUDGET_EXCEEDED, retryable=False) from None
             try:
+                # Durable before the call goes out: a crash during the call
+                # leaves the row, and the next start charges it.
+                await governance.hold(
+                    reservation,
+                    call,
+                    step_id=caller.step_id,
+                    attempt=caller.attempt,
+                    item=caller.item,
+                )
+            except BaseException:
+                governance.release(reservation)
+                raise
+            try:
                 completion = await implementation.complete(request)
             except BaseException as error:
                 if isinstance(error, ProviderError) and error.charge_reservation:
                     # The provider may have billed a call whose usage never
                     # arrived: charge its worst case (fail closed), and say so.
                     governance.ledger.settle(reservation, worst)
-                    governance.record_spend(call, worst)
+                    governance.record_spend(call, worst, reservation_id=reservation.id)
                     observer.llm_call(
                         Usage(calls=1),
                         worst,
@@ -268,7 +286,7 @@ class LlmGate:
                         message=f"no usage reported ({error}); charged the reservation",
                     )
                 else:
-                    governance.ledger.release(reservation)
+                    governance.release(reservation)
                 outcome = classify(error)
                 if not isinstance(error, asyncio.CancelledError):
                     self._record(breakers, outcome, _cause(error))
@@ -289,7 +307,9 @@ class LlmGate:
             usage.calls = max(usage.calls, 1)
             governance.quotas.settle(admission, usage.input_tokens, usage.output_tokens)
             settled = True
-            governance.record_spend(call, cost)
+            # The settlement (spend, reservation closed) and the LLM_CALL event
+            # below ride one transaction: nothing awaits in between.
+            governance.record_spend(call, cost, reservation_id=reservation.id)
             model = completion.model or target.model
             observer.llm_call(usage, cost, target.provider, model, version)
             for warning in warnings:

@@ -5,18 +5,77 @@ and settled spend. Governance owns this contract; backends under
 Spend is submitted without a commit of its own: it rides the commits of the
 run store of the same backend (the engine's RunStore), so that a call's spend
 is durable with the run state that records it.
+
+A reservation is a row keyed by its id, made durable (`commit`) before the
+provider call goes out; settling deletes the row in the same transaction that
+adds the spend, so that after a crash every row still there is a call whose
+bill is unknown (charged at its worst case at the next start). Rows keyed by
+id, with their run, scopes and amount, serve several servers on one database
+as well as one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-__all__ = ["GovernanceStore", "OverrideKind", "SpendRow"]
+__all__ = ["GovernanceStore", "OpenReservation", "OverrideKind", "ReservationRow", "SpendRow"]
 
 OverrideKind = Literal["quotas", "budgets"]
 # (scope_kind, scope_value, UTC day "YYYY-MM-DD", spent, calls)
 SpendRow = tuple[str, str, str, Decimal, int]
+# (id, run_id, amount, body): the body is governance's own (OpenReservation's other fields).
+ReservationRow = tuple[str, str, Decimal, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenReservation:
+    """A reservation as stored: what a call may cost at worst, where it is
+    charged (budget keys), and who made it (for the run event that charges it)."""
+
+    id: str
+    run_id: str
+    amount: Decimal
+    # (budget name, period key) of every budget the call reserved in.
+    keys: tuple[tuple[str, str], ...]
+    provider: str
+    model: str
+    agent: str = ""
+    workflow: str = ""
+    step_id: str = ""
+    attempt: int = 0
+    item: int = -1
+
+    def row(self) -> ReservationRow:
+        body = {
+            "keys": [list(key) for key in self.keys],
+            "provider": self.provider,
+            "model": self.model,
+            "agent": self.agent,
+            "workflow": self.workflow,
+            "step_id": self.step_id,
+            "attempt": self.attempt,
+            "item": self.item,
+        }
+        return (self.id, self.run_id, self.amount, body)
+
+    @classmethod
+    def from_row(cls, row: ReservationRow) -> OpenReservation:
+        reservation_id, run_id, amount, body = row
+        return cls(
+            id=reservation_id,
+            run_id=run_id,
+            amount=amount,
+            keys=tuple((str(key[0]), str(key[1])) for key in body.get("keys", [])),
+            provider=str(body.get("provider", "")),
+            model=str(body.get("model", "")),
+            agent=str(body.get("agent", "")),
+            workflow=str(body.get("workflow", "")),
+            step_id=str(body.get("step_id", "")),
+            attempt=int(body.get("attempt", 0)),
+            item=int(body.get("item", -1)),
+        )
 
 
 class GovernanceStore(Protocol):
@@ -46,4 +105,26 @@ class GovernanceStore(Protocol):
         self, scope_kind: str = "", scope_value: str = "", since_day: str = ""
     ) -> list[SpendRow]:
         """Spend rows, oldest day first, filtered."""
+        ...
+
+    def open_reservation(
+        self, reservation_id: str, run_id: str, amount: Decimal, body: dict[str, Any]
+    ) -> None:
+        """Stores a reservation; rides the next commit (await `commit`)."""
+        ...
+
+    def close_reservation(self, reservation_id: str) -> None:
+        """Deletes a reservation (settled or released); rides the next commit."""
+        ...
+
+    async def open_reservations(self) -> list[ReservationRow]:
+        """The reservations never closed: calls in flight when a server stopped."""
+        ...
+
+    async def commit(self) -> None:
+        """Returns once everything submitted so far is durable."""
+        ...
+
+    async def note_start(self) -> bool:
+        """Records that a server starts on this store; True if one had before."""
         ...

@@ -216,6 +216,12 @@ class QuotaBook:
         # A larger max_concurrent may admit a waiter right away.
         self._wake_lease_waiters()
 
+    def drain(self) -> None:
+        """Empties every rate bucket (a restart: see TokenBucket.drain)."""
+        now = self._clock.monotonic()
+        for bucket in self._buckets.values():
+            bucket.drain(now)
+
     # -- planning -----------------------------------------------------------
 
     def plan(self, call: CallScopes, input_tokens: int, max_output_tokens: int) -> Demand:

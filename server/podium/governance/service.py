@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import datetime
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +21,14 @@ from pydantic import ValidationError
 
 from podium.core.clock import Clock
 from podium.governance.breakers import BreakerBoard, BreakerSettings
-from podium.governance.budgets import Budget, BudgetError, BudgetLedger, BudgetView
+from podium.governance.budgets import (
+    Budget,
+    BudgetError,
+    BudgetLedger,
+    BudgetView,
+    Reservation,
+    run_budget_name,
+)
 from podium.governance.policy import (
     BreakerPolicy,
     BudgetPolicy,
@@ -30,7 +38,7 @@ from podium.governance.policy import (
     field_of,
     parse_scope,
 )
-from podium.governance.ports import GovernanceStore, OverrideKind, SpendRow
+from podium.governance.ports import GovernanceStore, OpenReservation, OverrideKind, SpendRow
 from podium.governance.prices import Price, PriceTable
 from podium.governance.quotas import ConcurrencyLimit, LeaseView, QuotaBook, RateLimit, RateView
 from podium.governance.scopes import CallScopes, Scope
@@ -85,6 +93,9 @@ class Governance:
             on_transition=self._on_transition,
         )
         self._pending_spend: list[tuple[str, str, Decimal]] = []
+        # Reservations a crash left open, by run, until the run is resumed
+        # (or recovery ends) and charges them at their worst case.
+        self._left_open: dict[str, list[tuple[OpenReservation, Reservation]]] = {}
         self._apply()
 
     async def load(self) -> None:
@@ -103,6 +114,16 @@ class Governance:
                 self._budgets[name] = BudgetPolicy.model_validate(body)
         self.ledger.load(await self._store.budget_spend())
         self._apply()
+        # Calls in flight at a crash: their bill is unknown, so they hold
+        # their worst case in every budget until charged (fail closed).
+        for row in await self._store.open_reservations():
+            stored = OpenReservation.from_row(row)
+            reservation = Reservation(stored.amount, stored.run_id, stored.keys, id=stored.id)
+            self.ledger.restore(reservation)
+            self._left_open.setdefault(stored.run_id, []).append((stored, reservation))
+        if await self._store.note_start():
+            # What the buckets handed out before the restart is unknown.
+            self.quotas.drain()
 
     # -- breaker transitions ---------------------------------------------------------
 
@@ -245,15 +266,95 @@ class Governance:
         return spend_report(rows, period)
 
     def _settled(self, budget: str, period_key: str, amount: Decimal) -> None:
+        # A run's own spend is its Run.cost, stored with each LLM_CALL event.
         if not budget.startswith("run:"):
             self._pending_spend.append((budget, period_key, amount))
 
-    def record_spend(self, call: CallScopes, amount: Decimal) -> None:
+    # -- durable reservations ------------------------------------------------------
+
+    async def hold(
+        self,
+        reservation: Reservation,
+        call: CallScopes,
+        *,
+        step_id: str = "",
+        attempt: int = 0,
+        item: int = -1,
+    ) -> None:
+        """Makes a reservation durable; the provider call may go out once this
+        returns. If it raises, the caller releases the reservation."""
+        if self._store is None:
+            return
+        reservation.id = uuid.uuid4().hex
+        stored = OpenReservation(
+            id=reservation.id,
+            run_id=reservation.run_id,
+            amount=reservation.amount,
+            keys=reservation.keys,
+            provider=call.provider,
+            model=call.model,
+            agent=call.agent,
+            workflow=call.workflow,
+            step_id=step_id,
+            attempt=attempt,
+            item=item,
+        )
+        self._store.open_reservation(*stored.row())
+        await self._store.commit()
+
+    def release(self, reservation: Reservation) -> None:
+        """Drops a reservation without spend (the call never reached the provider)."""
+        if reservation.closed:
+            return
+        self.ledger.release(reservation)
+        if self._store is not None and reservation.id:
+            self._store.close_reservation(reservation.id)
+
+    def resume_run(self, run_id: str, spent: Decimal) -> list[OpenReservation]:
+        """A run resumes after a restart: its ceiling starts from what it had
+        spent (its stored cost); returns the reservations it left open, which
+        the caller charges (`charge_left_open`) with the run events that say so."""
+        self.ledger.load({(run_budget_name(run_id), ""): spent})
+        return [stored for stored, _ in self._left_open.get(run_id, [])]
+
+    def charge_left_open(self, stored: OpenReservation) -> str:
+        """Charges a reservation a crash left open at its full amount (the
+        worst case: the provider may have billed it); returns the price
+        version to report. Submitted with the caller's writes: the row is
+        deleted in the transaction that records the charge."""
+        held = self._left_open.get(stored.run_id, [])
+        for index, (candidate, reservation) in enumerate(held):
+            if candidate.id == stored.id:
+                del held[index]
+                if not held:
+                    del self._left_open[stored.run_id]
+                self.ledger.settle(reservation, stored.amount)
+                scopes = CallScopes(stored.provider, stored.model, stored.agent, stored.workflow)
+                self.record_spend(scopes, stored.amount, reservation_id=stored.id)
+                break
+        return self.prices.lookup(stored.provider, stored.model)[1]
+
+    def charge_all_left_open(self) -> None:
+        """Charges what no resumed run charged (its run had ended, or failed to resume)."""
+        for run_id in list(self._left_open):
+            for stored, _ in list(self._left_open.get(run_id, [])):
+                log.warning(
+                    "run %s: a call in flight at the last stop is charged its worst case %s",
+                    run_id,
+                    stored.amount,
+                )
+                self.charge_left_open(stored)
+
+    def record_spend(self, call: CallScopes, amount: Decimal, reservation_id: str = "") -> None:
         """Stores a settled call's spend: per budget period, and per scope and
-        UTC day for GetSpend. Rides the writer's next batch."""
+        UTC day for GetSpend, and closes its stored reservation. Rides the
+        writer's next batch, in the same transaction as the run event that
+        records the call (submitted by the caller without an await between)."""
         pending, self._pending_spend = self._pending_spend, []
         if self._store is None:
             return
+        if reservation_id:
+            self._store.close_reservation(reservation_id)
         day = datetime.datetime.fromtimestamp(self.clock.now(), tz=datetime.UTC).date().isoformat()
         scopes = [("server", "")]
         for kind, value in (

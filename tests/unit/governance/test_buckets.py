@@ -117,3 +117,17 @@ def test_reconfigure_keeps_level_capped() -> None:
 def test_rejects_bad_settings(rate: float, capacity: float) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate, capacity, 0.0)
+
+
+def test_a_drained_bucket_refills_from_empty() -> None:
+    bucket = TokenBucket(rate_per_second=2, capacity=10, now=0)
+    bucket.take(3, now=0)
+    bucket.drain(now=1)
+    assert bucket.available(1) == 0
+    assert bucket.available(2) == 2
+    assert bucket.available(100) == 10
+    # A bucket in debt stays in debt: draining never adds tokens.
+    bucket.take(10, now=100)
+    bucket.debit(4, now=100)
+    bucket.drain(now=100)
+    assert bucket.available(100) < 0

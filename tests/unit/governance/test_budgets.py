@@ -288,3 +288,26 @@ def test_settled_plus_reserved_never_exceeds_the_limit(
     for reservation in open_calls:
         books.release(reservation)
     assert all(view.reserved == 0 for view in books.snapshot())
+
+
+# -- restored reservations (left open by a crash) ---------------------------------------
+
+
+def test_a_restored_reservation_counts_until_settled_at_its_worst_case() -> None:
+    ledger_, _ = ledger(Budget("day", "server", "", D(10), period="day"))
+    keys = (("day", "2026-11-21"), (run_budget_name("r1"), ""))
+    ledger_.load({(run_budget_name("r1"), ""): D(2)})
+    restored = Reservation(D(6), "r1", keys, id="a")
+    ledger_.restore(restored)
+    assert ledger_.reserved("day") == D(6)
+    # Fail closed: the next call finds only what the open reservation leaves.
+    with pytest.raises(BudgetExceeded):
+        ledger_.reserve(CALL, "r1", D(10), D(5))
+    ledger_.settle(restored, restored.amount)
+    assert ledger_.spent("day") == D(6)
+    assert ledger_.spent(run_budget_name("r1"), "") == D(8)
+    assert ledger_.reserved("day") == 0
+    # The run's ceiling counts what it spent before the restart.
+    ledger_.reserve(CALL, "r1", D(10), D(2))
+    with pytest.raises(BudgetExceeded):
+        ledger_.reserve(CALL, "r1", D(10), D(1))

@@ -400,3 +400,15 @@ def test_a_blocked_demand_takes_nothing(
         for old, new in zip(before.rates, after.rates, strict=True):
             assert new.available == pytest.approx(old.available - taken[old.name])
         assert after.leases[0].in_use == 1
+
+
+def test_drain_empties_every_rate_bucket_and_keeps_leases() -> None:
+    quotas = book(
+        RateLimit("rpm", OPENAI, "requests", 60, burst=5),
+        leases=(ConcurrencyLimit("one", OPENAI, 1),),
+    )
+    quotas.drain()
+    assert levels(quotas) == {"rpm": 0}
+    assert isinstance(quotas.try_admit(quotas.plan(CALL, 1, 1)), Blocked)
+    clock_of(quotas).advance(1)
+    admitted(quotas.try_admit(quotas.plan(CALL, 1, 1)))

@@ -282,3 +282,43 @@ async def test_spend_sums_and_counts_every_call_exactly(
     }
     assert len(rows) == len(expected_spent)
     assert [r[2] for r in rows] == sorted(r[2] for r in rows)
+
+
+# -- reservations -------------------------------------------------------------------------
+
+RESERVATION_BODY: dict[str, Any] = {"keys": [["run:r1", ""], ["daily", "2025-06-01"]], "x": 1}
+
+
+async def test_a_reservation_is_open_until_closed(governance_store: GovernanceStore) -> None:
+    assert await governance_store.open_reservations() == []
+    governance_store.open_reservation("a", "r1", Decimal("0.000000012"), RESERVATION_BODY)
+    governance_store.open_reservation("b", "r2", Decimal("3"), {})
+    await governance_store.commit()
+    assert await governance_store.open_reservations() == [
+        ("a", "r1", Decimal("0.000000012"), RESERVATION_BODY),
+        ("b", "r2", Decimal("3"), {}),
+    ]
+    governance_store.close_reservation("a")
+    await governance_store.commit()
+    assert await governance_store.open_reservations() == [("b", "r2", Decimal("3"), {})]
+
+
+async def test_an_open_reservation_is_durable_when_commit_returns(
+    backend: StoreFactory, tmp_path: Path
+) -> None:
+    async with backend(tmp_path) as first:
+        if not first.shared:
+            pytest.skip("a private database has no second store to look from")
+        first.governance.open_reservation("a", "r1", Decimal(1), RESERVATION_BODY)
+        await first.governance.commit()
+        async with backend(tmp_path) as second:
+            assert await second.governance.open_reservations() == [
+                ("a", "r1", Decimal(1), RESERVATION_BODY)
+            ]
+
+
+async def test_note_start_says_whether_a_server_started_before(
+    governance_store: GovernanceStore,
+) -> None:
+    assert await governance_store.note_start() is False
+    assert await governance_store.note_start() is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -76,6 +77,38 @@ class SqliteGovernanceStore:
             params,
         )
         return [(r[0], r[1], r[2], from_nanos(r[3]), int(r[4])) for r in rows]
+
+    # Reservations: a row per call in flight.
+
+    def open_reservation(
+        self, reservation_id: str, run_id: str, amount: Decimal, body: dict[str, Any]
+    ) -> None:
+        self._store.writer.execute(
+            "INSERT INTO budget_reservations (id, run_id, amount_nanos, body) VALUES (?, ?, ?, ?)",
+            (reservation_id, run_id, to_nanos(amount), json.dumps(body)),
+        )
+
+    def close_reservation(self, reservation_id: str) -> None:
+        self._store.writer.execute(
+            "DELETE FROM budget_reservations WHERE id = ?", (reservation_id,)
+        )
+
+    async def open_reservations(self) -> list[tuple[str, str, Decimal, dict[str, Any]]]:
+        rows = await self._store._fetchall(
+            "SELECT id, run_id, amount_nanos, body FROM budget_reservations ORDER BY id"
+        )
+        return [(row[0], row[1], from_nanos(row[2]), json.loads(row[3])) for row in rows]
+
+    async def commit(self) -> None:
+        await self._store.writer.commit()
+
+    async def note_start(self) -> bool:
+        rows = await self._store._fetchall("SELECT 1 FROM server_starts LIMIT 1")
+        self._store.writer.execute(
+            "INSERT INTO server_starts (start_time) VALUES (?)", (time.time(),)
+        )
+        await self._store.writer.commit()
+        return bool(rows)
 
 
 def _table(kind: str) -> str:

@@ -157,6 +157,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (scope_kind, scope_value, day)
     ) WITHOUT ROWID;
     """,
+    # 5: governance across crashes: reservations of calls in flight (a row
+    # left at start is a call whose bill is unknown), and a record of starts
+    # (a restarted server's rate buckets start empty).
+    """
+    CREATE TABLE budget_reservations (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        amount_nanos INTEGER NOT NULL,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE server_starts (
+        start_time REAL NOT NULL
+    );
+    """,
 ]
 
 
