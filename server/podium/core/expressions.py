@@ -16,6 +16,8 @@ from typing import Any
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_encoders, ext_math, ext_strings
 
+from podium.core.limits import MAX_EXPRESSION_GROWTH, MAX_EXPRESSION_RESULT_SIZE
+
 # Variables every expression of a step's input or a run's output may use.
 STEP_SCOPE = ("input", "steps")
 
@@ -38,7 +40,35 @@ class Expression:
         value = self._program.eval(data=variables)
         if value.type() == cel.Type.ERROR:
             raise ExpressionError(f"{self.source!r}: {value}")
-        return to_json_value(value.plain_value())
+        plain = value.plain_value()
+        size = result_size(plain, MAX_EXPRESSION_RESULT_SIZE)
+        if size > MAX_EXPRESSION_RESULT_SIZE:
+            raise ExpressionError(
+                f"{self.source!r}: result is larger than {MAX_EXPRESSION_RESULT_SIZE} "
+                "(MAX_EXPRESSION_RESULT_SIZE: characters plus list and map entries)"
+            )
+        return to_json_value(plain)
+
+
+def result_size(value: Any, limit: int) -> int:
+    """Characters of strings and bytes plus entries of lists and maps in `value`,
+    counted without recursion and only until past `limit` (the rest is not looked at)."""
+    size = 0
+    pending = [value]
+    while pending and size <= limit:
+        item = pending.pop()
+        if isinstance(item, str | bytes):
+            size += len(item)
+        elif isinstance(item, list):
+            size += len(item)
+            pending.extend(item)
+        elif isinstance(item, dict):
+            size += len(item)
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        else:
+            size += 1
+    return size
 
 
 _ENVS: dict[tuple[str, ...], cel.Env] = {}
@@ -67,7 +97,30 @@ def compile_expression(source: str, variables: Iterable[str] = STEP_SCOPE) -> Ex
         program = _env(variables).compile(source)
     except RuntimeError as error:
         raise ExpressionError(_first_error_line(str(error))) from None
+    growth = string_growth(source)
+    if growth > MAX_EXPRESSION_GROWTH:
+        raise ExpressionError(
+            f"its replace() calls can multiply a string's length by {growth}, more than "
+            f"{MAX_EXPRESSION_GROWTH} (MAX_EXPRESSION_GROWTH)"
+        )
     return Expression(source, program)
+
+
+_LITERAL = r"(?:'((?:\\.|[^'\\])*)'|\"((?:\\.|[^\"\\])*)\")"
+_REPLACE = re.compile(r"\.replace\(\s*" + _LITERAL + r"\s*,\s*" + _LITERAL + r"\s*[,)]")
+
+
+def string_growth(source: str) -> int:
+    """How many times the expression's replace() calls with literal arguments can
+    multiply a string's length, at most: an empty pattern inserts the replacement
+    around every character. CEL offers no cost limit to set, and evaluation runs
+    to completion inside cel-cpp, so the growth is bounded before it runs (the
+    result's size is checked after)."""
+    growth = 1
+    for old_a, old_b, new_a, new_b in _REPLACE.findall(source):
+        old, new = old_a or old_b, new_a or new_b
+        growth *= len(new) + 1 if not old else max(1, -(-len(new) // len(old)))
+    return growth
 
 
 def _first_error_line(message: str) -> str:

@@ -33,6 +33,7 @@ from podium.core.failures import (
     failure_from_exception,
 )
 from podium.core.jsonvalues import NotJsonCompatible, from_json_numbers, json_compatible
+from podium.core.limits import LIMIT_EXCEEDED, MAX_FAN_OUT_ITEMS
 from podium.core.model import AttemptRecord, ItemRecord, StepRecord
 from podium.core.states import AttemptState, StepState
 from podium.engine.context import AttemptContext
@@ -177,6 +178,15 @@ class StepRunner:
         if not isinstance(items, list):
             raise StepFailed(
                 Failure(INVALID_INPUT, f"for_each.items gave {type(items).__name__}, not a list")
+            )
+        if len(items) > MAX_FAN_OUT_ITEMS:
+            raise StepFailed(
+                Failure(
+                    LIMIT_EXCEEDED,
+                    f"for_each.items gave {len(items)} items; at most {MAX_FAN_OUT_ITEMS} "
+                    "are allowed (MAX_FAN_OUT_ITEMS)",
+                    retryable=False,
+                )
             )
         step, total = self.step, len(items)
         step.items_total = total

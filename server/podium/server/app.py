@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from podium.core.clock import Clock, SystemClock
+from podium.core.limits import MAX_MESSAGE_BYTES
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.retention import Pruner, default_interval
 from podium.governance.policy import Policy
@@ -112,7 +113,10 @@ async def start_server(
         max_running_steps=max_running_steps,
     )
 
-    server = grpc.aio.server()
+    # Oversized requests are refused by gRPC before they are parsed (MAX_MESSAGE_BYTES).
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+    )
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowService(engine.workflows), server
     )

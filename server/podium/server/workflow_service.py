@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 from pydantic import ValidationError
 
+from podium.engine.validation import check_step_count
 from podium.engine.workflows import WorkflowCatalog
 from podium.server import requests, translate
 from podium.server.status import invalid, unary
@@ -68,6 +69,8 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
 
 
 def _spec(message: workflow_pb2.WorkflowSpec) -> Any:
+    # Before translating: an oversized definition is refused for its count alone.
+    check_step_count(len(message.steps))
     try:
         return translate.spec_from_proto(message)
     except ValidationError as error:  # defensive: proto types already constrain shapes
