@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
 from podium.server.execution_service import ExecutionService
 from podium.server.progress_service import ProgressService
+from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.workflow_service import WorkflowService
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.store import SqliteStore
@@ -56,12 +58,15 @@ class PodiumServer:
     plugins: PluginReport
     port: int
     pruner: Pruner | None = None
+    watchdog: LoopWatchdog | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
         ends watch streams with UNAVAILABLE (clients reconnect elsewhere or
         after restart), stops runs resumably and commits what is pending."""
         await self.health.enter_graceful_shutdown()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         self.engine.hub.close_all()
         await self.server.stop(grace)
         if self.pruner is not None:
@@ -81,11 +86,14 @@ async def start_server(
     clock: Clock | None = None,
     max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
     policy: Policy | None = None,
+    watchdog_threshold: float | None = DEFAULT_THRESHOLD,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
     With `retention_seconds` (> 0), runs that ended longer ago than that are
     deleted in the background; None or 0 keeps runs forever.
+    With `watchdog_threshold` (seconds), a blocked event loop is logged with
+    the agent that blocked it; None watches nothing.
     """
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
@@ -149,9 +157,13 @@ async def start_server(
         )
         pruner.start()
         log.info("deleting runs that ended over %.0fs ago", retention_seconds)
+    watchdog = None
+    if watchdog_threshold is not None:
+        watchdog = LoopWatchdog(asyncio.get_running_loop(), watchdog_threshold)
+        watchdog.start()
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return PodiumServer(server, engine, store, health_servicer, report, port, pruner)
+    return PodiumServer(server, engine, store, health_servicer, report, port, pruner, watchdog)
 
 
 def _version() -> str:
