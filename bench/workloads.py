@@ -207,6 +207,21 @@ WORKLOADS += [
 ]
 
 
+WORKLOADS += [
+    Workload(
+        "W9",
+        "6,000-item fan-out watched by 200 WatchRun subscribers, 100 never reading",
+        lambda: items(6_000),
+        Target(),
+        runs=200,  # subscribers
+        repetitions=1,
+        kind="watchers",
+        max_concurrency=100,
+        has_floor=False,
+    ),
+]
+
+
 def by_name(names: Sequence[str]) -> list[Workload]:
     """The named workloads in registry order; all of them when `names` is empty."""
     known = {w.name: w for w in WORKLOADS}

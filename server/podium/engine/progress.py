@@ -9,6 +9,7 @@ than its buffer in memory.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Protocol
 
@@ -18,6 +19,17 @@ from podium.core.states import EventType, RunState
 from podium.engine.hub import EventHub
 
 REPLAY_PAGE = 1000
+# A subscriber sends at most one batch per this many seconds while its run is
+# busy (a quiet stream sends at once): 200 subscribers of a fan-out otherwise
+# wake, drain and send once per commit each, and take the loop from the run.
+COALESCE_S = 0.02
+
+
+async def _coalesce(last_sent: float) -> None:
+    """Waits out the rest of the coalescing window since the last batch sent."""
+    quiet = asyncio.get_running_loop().time() - last_sent
+    if quiet < COALESCE_S:
+        await asyncio.sleep(COALESCE_S - quiet)
 
 
 class RunLog(Protocol):
@@ -28,6 +40,33 @@ class RunLog(Protocol):
         ...
 
     async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]: ...
+
+
+class SharedReads:
+    """A RunLog whose concurrent reads of the same page are one read: subscribers
+    catching up from the same position (many lagging behind one busy run)
+    share the query and the events it decoded, instead of each holding a copy."""
+
+    def __init__(self, log: RunLog) -> None:
+        self._log = log
+        self._reading: dict[tuple[str, int, int], asyncio.Future[list[Event]]] = {}
+
+    async def run_status(self, run_id: str) -> tuple[RunState, int]:
+        return await self._log.run_status(run_id)
+
+    async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
+        key = (run_id, after_sequence, limit)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._log.read_events(run_id, after_sequence, limit))
+            self._reading[key] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        # shield: a subscriber leaving does not cancel the read the others wait for.
+        return await asyncio.shield(reading)
+
+    @property
+    def reads_in_flight(self) -> int:
+        return len(self._reading)
 
 
 async def watch_run(
@@ -56,8 +95,10 @@ async def watch_run(
                 return
             subscription.reset_lag()
             # Live: everything committed from now on lands in the buffer.
+            last_sent = 0.0
             while not subscription.lagging:
                 await subscription.wait()
+                await _coalesce(last_sent)
                 if subscription.closed:
                     raise Unavailable(
                         "the server is shutting down; reconnect", reason="SHUTTING_DOWN"
@@ -71,6 +112,7 @@ async def watch_run(
                     break  # defensive: never skip; read the gap from the log
                 last = batch[-1].sequence
                 yield batch
+                last_sent = asyncio.get_running_loop().time()
                 if batch[-1].is_final:
                     return
             subscription.drain()
@@ -94,8 +136,10 @@ async def watch_runs(
     matches = _matcher(set(workflow_ids), set(run_states), set(event_types))
     subscription = hub.subscribe_all(matches)
     try:
+        last_sent = 0.0
         while True:
             await subscription.wait()
+            await _coalesce(last_sent)
             if subscription.closed:
                 raise Unavailable("the server is shutting down; reconnect", reason="SHUTTING_DOWN")
             if subscription.lagging:
@@ -106,6 +150,7 @@ async def watch_runs(
             batch = subscription.drain()
             if batch:
                 yield batch
+                last_sent = asyncio.get_running_loop().time()
     finally:
         subscription.close()
 

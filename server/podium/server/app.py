@@ -21,7 +21,7 @@ from podium.governance.service import Governance
 from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
 from podium.server.execution_service import ExecutionService
-from podium.server.progress_service import ProgressService
+from podium.server.progress_service import ProgressService, add_progress_service
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.workflow_service import WorkflowService
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
@@ -32,7 +32,6 @@ from podium.v1 import (
     execution_service_pb2,
     execution_service_pb2_grpc,
     progress_service_pb2,
-    progress_service_pb2_grpc,
     workflow_service_pb2,
     workflow_service_pb2_grpc,
 )
@@ -131,7 +130,7 @@ async def start_server(
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionService(engine), server
     )
-    progress_service_pb2_grpc.add_ProgressServiceServicer_to_server(ProgressService(engine), server)
+    add_progress_service(ProgressService(engine), server)
     control_service_pb2_grpc.add_ControlServiceServicer_to_server(
         ControlService(engine, governance, report, version or _version(), started), server
     )
