@@ -6,8 +6,9 @@ other with the subscribers attached. Reported: each server's peak RSS, the
 fan-out's own wall time (its step's start_time to end_time, as the server
 recorded them: the readers' decoding in this process does not count; it starts
 after a wait of GATE_S, by when every subscriber is attached), the time until
-every reader had the final event, and the ratios. The rule: subscriber memory does not grow with the run (at most
-+150 MB here) and the watched run takes at most 1.5x the unwatched one.
+every reader had the final event, and the ratios. The rule: subscriber memory
+does not grow with the run (at most +150 MB here) and the watched run takes at
+most 1.5x the unwatched one.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import time
 from typing import Any
 
 import grpc
-
-from bench.measure import Measurement
 from google.protobuf import json_format
 
+from bench.measure import Measurement
 from bench.podium_run import fan_out_request
 from bench.server import FINAL_EVENTS, BenchError, server_process
 from bench.workloads import Workload

@@ -19,17 +19,6 @@ from podium.core.states import EventType, RunState
 from podium.engine.hub import EventHub
 
 REPLAY_PAGE = 1000
-# A subscriber sends at most one batch per this many seconds while its run is
-# busy (a quiet stream sends at once): 200 subscribers of a fan-out otherwise
-# wake, drain and send once per commit each, and take the loop from the run.
-COALESCE_S = 0.02
-
-
-async def _coalesce(last_sent: float) -> None:
-    """Waits out the rest of the coalescing window since the last batch sent."""
-    quiet = asyncio.get_running_loop().time() - last_sent
-    if quiet < COALESCE_S:
-        await asyncio.sleep(COALESCE_S - quiet)
 
 
 class RunLog(Protocol):
@@ -60,13 +49,14 @@ class SharedReads:
         if reading is None:
             reading = asyncio.ensure_future(self._log.read_events(run_id, after_sequence, limit))
             self._reading[key] = reading
-            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+            reading.add_done_callback(lambda done: self._finished(key, done))
         # shield: a subscriber leaving does not cancel the read the others wait for.
         return await asyncio.shield(reading)
 
-    @property
-    def reads_in_flight(self) -> int:
-        return len(self._reading)
+    def _finished(self, key: tuple[str, int, int], done: asyncio.Future[list[Event]]) -> None:
+        self._reading.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have left before it ended
 
 
 async def watch_run(
@@ -95,10 +85,8 @@ async def watch_run(
                 return
             subscription.reset_lag()
             # Live: everything committed from now on lands in the buffer.
-            last_sent = 0.0
             while not subscription.lagging:
                 await subscription.wait()
-                await _coalesce(last_sent)
                 if subscription.closed:
                     raise Unavailable(
                         "the server is shutting down; reconnect", reason="SHUTTING_DOWN"
@@ -112,7 +100,6 @@ async def watch_run(
                     break  # defensive: never skip; read the gap from the log
                 last = batch[-1].sequence
                 yield batch
-                last_sent = asyncio.get_running_loop().time()
                 if batch[-1].is_final:
                     return
             subscription.drain()
@@ -136,10 +123,8 @@ async def watch_runs(
     matches = _matcher(set(workflow_ids), set(run_states), set(event_types))
     subscription = hub.subscribe_all(matches)
     try:
-        last_sent = 0.0
         while True:
             await subscription.wait()
-            await _coalesce(last_sent)
             if subscription.closed:
                 raise Unavailable("the server is shutting down; reconnect", reason="SHUTTING_DOWN")
             if subscription.lagging:
@@ -150,7 +135,6 @@ async def watch_runs(
             batch = subscription.drain()
             if batch:
                 yield batch
-                last_sent = asyncio.get_running_loop().time()
     finally:
         subscription.close()
 

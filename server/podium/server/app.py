@@ -20,6 +20,7 @@ from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
 from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
+from podium.server.event_encoding import EventEncoder
 from podium.server.execution_service import ExecutionService
 from podium.server.progress_service import ProgressService, add_progress_service
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
@@ -58,6 +59,8 @@ class PodiumServer:
     port: int
     pruner: Pruner | None = None
     watchdog: LoopWatchdog | None = None
+    # Watch responses, encoded once for every subscriber.
+    event_encoder: EventEncoder | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
@@ -130,7 +133,8 @@ async def start_server(
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionService(engine), server
     )
-    add_progress_service(ProgressService(engine), server)
+    progress_service = ProgressService(engine)
+    add_progress_service(progress_service, server)
     control_service_pb2_grpc.add_ControlServiceServicer_to_server(
         ControlService(engine, governance, report, version or _version(), started), server
     )
@@ -162,7 +166,17 @@ async def start_server(
         watchdog.start()
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return PodiumServer(server, engine, store, health_servicer, report, port, pruner, watchdog)
+    return PodiumServer(
+        server,
+        engine,
+        store,
+        health_servicer,
+        report,
+        port,
+        pruner,
+        watchdog,
+        progress_service.encoder,
+    )
 
 
 def _version() -> str:

@@ -34,6 +34,8 @@ class EventEncoder:
         self._budget = budget_bytes
         self._size = 0
         self._entries: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        # Events serialised so far (a test checks that subscribers share them).
+        self.encodings = 0
 
     def entry(self, event: Event) -> bytes:
         """The event's encoded entry in a watch response's `events` field."""
@@ -44,6 +46,7 @@ class EventEncoder:
             entries.move_to_end(key)
             return cached
         body = translate.event_to_proto(event).SerializeToString()
+        self.encodings += 1
         encoded = _EVENTS_TAG + _varint(len(body)) + body
         if len(encoded) <= self._budget // 8:  # a huge event is not worth evicting many for
             entries[key] = encoded
