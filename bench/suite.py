@@ -22,6 +22,7 @@ from bench.measure import REPO_ROOT, Measurement
 from bench.podium_run import measure_dag, measure_fan_out
 from bench.recovery import measure_recovery
 from bench.report import FLOOR, PODIUM, Row, print_table, write_json
+from bench.responsiveness import measure_responsiveness
 from bench.server import BenchError
 from bench.watchers import measure_watchers
 from bench.workloads import WORKLOADS, Workload, by_name
@@ -34,6 +35,7 @@ PODIUM_MEASURES: dict[str, Callable[[Workload], Awaitable[Measurement]]] = {
     "gate": measure_gate,
     "budget_race": measure_budget_race,
     "watchers": measure_watchers,
+    "responsiveness": measure_responsiveness,
 }
 
 

@@ -219,6 +219,15 @@ WORKLOADS += [
         max_concurrency=100,
         has_floor=False,
     ),
+    Workload(
+        "W10",
+        "health p99 during a 10,000-step validation, fan-out and loop at the limits",
+        lambda: items(1),
+        Target(),
+        repetitions=1,
+        kind="responsiveness",
+        has_floor=False,
+    ),
 ]
 
 

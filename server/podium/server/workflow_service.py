@@ -61,7 +61,7 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     async def ValidateWorkflow(
         self, request: workflow_service_pb2.ValidateWorkflowRequest, context: Context
     ) -> workflow_service_pb2.ValidateWorkflowResponse:
-        plan = self._workflows.validate(_spec(request.spec))
+        plan = await self._workflows.validate_aside(_spec(request.spec))
         return workflow_service_pb2.ValidateWorkflowResponse(
             levels=[workflow_pb2.ExecutionLevel(step_ids=level) for level in plan.levels],
             critical_path=plan.critical_path,
