@@ -5,17 +5,23 @@ step with LIMIT_EXCEEDED naming the limit; a huge chain validates."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import grpc
 import pytest
 
 from podium.core.limits import LIMIT_EXCEEDED, MAX_FAN_OUT_ITEMS, MAX_STEPS
+from podium.plugins.api import StepContext
 from podium.testing import (
     Stubs,
     create_workflow,
     echo_step,
     field_violations,
     make_spec,
+    plugins_with,
     run_to_end,
+    serving,
     step_of,
 )
 from podium.v1 import run_pb2, workflow_pb2, workflow_service_pb2
@@ -120,3 +126,45 @@ async def test_an_oversized_expression_result_fails_the_step_naming_the_limit(
     assert run.state == run_pb2.RUN_STATE_FAILED
     failure = step_of(run, "a").failure
     assert "MAX_EXPRESSION_RESULT_SIZE" in failure.message, failure
+
+
+class TickRecorder:
+    """Returns at once (never suspends) and notes how often the loop ran other
+    tasks before each call: the fan-out must let them run between items."""
+
+    name = "ticks"
+    description = "Records the ticker's count at each call."
+    version = "1"
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.seen: list[int] = []
+
+    async def ticker(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0)
+
+    async def run(self, ctx: StepContext) -> Any:
+        self.seen.append(self.ticks)
+        return ctx.input
+
+
+@pytest.mark.parametrize("kind", ["forEach", "loop"])
+async def test_a_step_of_instant_agent_calls_lets_the_loop_serve_others(kind: str) -> None:
+    agent = TickRecorder()
+    step: dict[str, Any] = {"id": "each", "agent": "ticks", "input": {"v": "1"}}
+    if kind == "forEach":
+        step["forEach"] = {"items": "input.items", "maxConcurrency": 1}
+    else:
+        step["loop"] = {"until": "false", "maxIterations": 100}
+    async with serving(plugins=plugins_with([agent])) as (_, stubs):
+        await create_workflow(stubs, "instant", {"steps": [step]})
+        ticker = asyncio.create_task(agent.ticker())
+        try:
+            await run_to_end(stubs, "instant", {"items": list(range(100))})
+        finally:
+            ticker.cancel()
+    assert len(agent.seen) == 100
+    # Other tasks ran between every two calls (before: one worker ran them all in one go).
+    assert all(b > a for a, b in zip(agent.seen, agent.seen[1:], strict=False)), agent.seen

@@ -45,6 +45,7 @@ async def test_a_blocking_agent_is_named_with_the_time_it_blocked(
     messages = [r.getMessage() for r in caplog.records if r.name == "podium.watchdog"]
     ended = [m for m in messages if "was blocked for" in m]
     assert len(ended) == 1, messages
-    assert f"agent 'blocking' (run {run_id}, step sleepy)" in ended[0]
+    assert f"agent 'blocking' (run {run_id}, step sleepy) at " in ended[0]
+    assert "test_watchdog.py" in ended[0]  # the line of the agent that sleeps
     match = re.search(r"blocked for ([0-9.]+) s", ended[0])
     assert match is not None and float(match.group(1)) >= DEFAULT_THRESHOLD

@@ -233,6 +233,10 @@ class StepRunner:
                 done[index] = record
                 step.items_succeeded += 1
                 self.journal.item_finished(step, record)
+                # An agent that returns without suspending (echo, transform) would
+                # otherwise let this worker run every item in one go, the loop
+                # serving nothing else meanwhile.
+                await asyncio.sleep(0)
 
         limit = fan_out.max_concurrency or self.env.slots.limit
         workers: list[asyncio.Task[None]] = []
@@ -265,6 +269,7 @@ class StepRunner:
             until_scope = {**scope, "iteration": iteration, "output": from_json_numbers(output)}
             if _truthy(self._evaluate(self.plan.until, until_scope)):
                 break
+            await asyncio.sleep(0)  # as in a fan-out: let the loop serve others between iterations
         return previous
 
     async def _cached_call(self, scope: dict[str, Any]) -> Any:

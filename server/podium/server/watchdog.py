@@ -83,11 +83,15 @@ class LoopWatchdog:
         frame = sys._current_frames().get(self._loop_thread)
         task = asyncio.current_task(self._loop) if frame is not None else None
         innermost = frame
+        if innermost is None:
+            return "an idle loop"
+        # The innermost frame says what blocks: the agent's own code (time.sleep
+        # called there) or Podium's around it.
+        where = _location(innermost)
         while frame is not None:
             if frame.f_code is _AGENT_CALL:
-                return _describe_agent_call(frame)
+                return f"{_describe_agent_call(frame)} at {where}"
             frame = frame.f_back
-        where = "idle loop" if innermost is None else _location(innermost)
         return f"task {task.get_name() if task else '-'} at {where}"
 
 
