@@ -6,7 +6,6 @@ caching each workflow's latest version is exact, and StartRun needs no read.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import OrderedDict
 
@@ -15,13 +14,11 @@ from podium.core.errors import FieldViolation, InvalidArgument, NotFound
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.engine import pagination
 from podium.engine.ports import WorkflowStore
-from podium.engine.validation import Plan, compile_plan
+from podium.engine.validation import Plan, compile_plan, compile_plan_cooperatively
 from podium.plugins.registry import Registry
 
 WORKFLOW_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 PLAN_CACHE_SIZE = 256
-# Steps from which a definition is compiled in a worker thread.
-LARGE_DEFINITION = 500
 
 
 class WorkflowCatalog:
@@ -37,13 +34,10 @@ class WorkflowCatalog:
         return compile_plan(spec, self._registry, self._registry.agent)
 
     async def validate_aside(self, spec: WorkflowSpec) -> Plan:
-        """As `validate`, in a worker thread for a large definition: compiling
-        10,000 steps takes the better part of a second, during which the event
-        loop (every RPC, every run) would otherwise stand still. The thread
-        gives the loop the interpreter back every switch interval."""
-        if len(spec.steps) < LARGE_DEFINITION:
-            return self.validate(spec)
-        return await asyncio.to_thread(self.validate, spec)
+        """As `validate`, pausing for the event loop every few steps: compiling
+        10,000 steps takes the better part of a second, during which the loop
+        (every RPC, every run) would otherwise stand still."""
+        return await compile_plan_cooperatively(spec, self._registry, self._registry.agent)
 
     async def create(self, workflow_id: str, spec: WorkflowSpec) -> WorkflowVersion:
         """Stores a new version; durable when this returns."""
