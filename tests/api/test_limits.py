@@ -11,7 +11,12 @@ from typing import Any
 import grpc
 import pytest
 
-from podium.core.limits import LIMIT_EXCEEDED, MAX_FAN_OUT_ITEMS, MAX_STEPS
+from podium.core.limits import (
+    LIMIT_EXCEEDED,
+    MAX_EXPRESSION_RESULT_DEPTH,
+    MAX_FAN_OUT_ITEMS,
+    MAX_STEPS,
+)
 from podium.plugins.api import StepContext
 from podium.testing import (
     Stubs,
@@ -168,3 +173,20 @@ async def test_a_step_of_instant_agent_calls_lets_the_loop_serve_others(kind: st
     assert len(agent.seen) == 100
     # Other tasks ran between every two calls (before: one worker ran them all in one go).
     assert all(b > a for a, b in zip(agent.seen, agent.seen[1:], strict=False)), agent.seen
+
+
+async def test_a_loop_nesting_its_output_deeper_each_iteration_fails_naming_the_limit(
+    stubs: Stubs,
+) -> None:
+    # Each iteration's output holds the previous one: one level deeper each time.
+    nesting = {
+        "id": "nest",
+        "agent": "echo",
+        "input": {"previous": "previous"},
+        "loop": {"until": "false", "maxIterations": MAX_EXPRESSION_RESULT_DEPTH + 10},
+    }
+    await create_workflow(stubs, "nesting", {"steps": [nesting]})
+    run, _ = await run_to_end(stubs, "nesting")
+    assert run.state == run_pb2.RUN_STATE_FAILED
+    failure = step_of(run, "nest").failure
+    assert "MAX_EXPRESSION_RESULT_DEPTH" in failure.message, failure

@@ -16,7 +16,11 @@ from typing import Any
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_encoders, ext_math, ext_strings
 
-from podium.core.limits import MAX_EXPRESSION_GROWTH, MAX_EXPRESSION_RESULT_SIZE
+from podium.core.limits import (
+    MAX_EXPRESSION_GROWTH,
+    MAX_EXPRESSION_RESULT_DEPTH,
+    MAX_EXPRESSION_RESULT_SIZE,
+)
 
 # Variables every expression of a step's input or a run's output may use.
 STEP_SCOPE = ("input", "steps")
@@ -41,34 +45,44 @@ class Expression:
         if value.type() == cel.Type.ERROR:
             raise ExpressionError(f"{self.source!r}: {value}")
         plain = value.plain_value()
-        size = result_size(plain, MAX_EXPRESSION_RESULT_SIZE)
+        size, depth = result_shape(plain, MAX_EXPRESSION_RESULT_SIZE, MAX_EXPRESSION_RESULT_DEPTH)
         if size > MAX_EXPRESSION_RESULT_SIZE:
             raise ExpressionError(
                 f"{self.source!r}: result is larger than {MAX_EXPRESSION_RESULT_SIZE} "
                 "(MAX_EXPRESSION_RESULT_SIZE: characters plus list and map entries)"
             )
+        if depth > MAX_EXPRESSION_RESULT_DEPTH:
+            # Deeper values would exhaust the recursion of their conversion
+            # (a loop feeding `previous` back into its output nests one level
+            # per iteration).
+            raise ExpressionError(
+                f"{self.source!r}: result nests lists and maps deeper than "
+                f"{MAX_EXPRESSION_RESULT_DEPTH} levels (MAX_EXPRESSION_RESULT_DEPTH)"
+            )
         return to_json_value(plain)
 
 
-def result_size(value: Any, limit: int) -> int:
-    """Characters of strings and bytes plus entries of lists and maps in `value`,
-    counted without recursion and only until past `limit` (the rest is not looked at)."""
-    size = 0
-    pending = [value]
-    while pending and size <= limit:
-        item = pending.pop()
+def result_shape(value: Any, max_size: int, max_depth: int) -> tuple[int, int]:
+    """(size, depth) of `value`: characters of strings and bytes plus entries of
+    lists and maps, and how deeply lists and maps nest. Counted without recursion
+    and only until past either limit (the rest is not looked at)."""
+    size = depth = 0
+    pending = [(value, 0)]
+    while pending and size <= max_size and depth <= max_depth:
+        item, level = pending.pop()
+        depth = max(depth, level)
         if isinstance(item, str | bytes):
             size += len(item)
         elif isinstance(item, list):
             size += len(item)
-            pending.extend(item)
+            pending.extend((entry, level + 1) for entry in item)
         elif isinstance(item, dict):
             size += len(item)
-            pending.extend(item.keys())
-            pending.extend(item.values())
+            pending.extend((key, level + 1) for key in item)
+            pending.extend((entry, level + 1) for entry in item.values())
         else:
             size += 1
-    return size
+    return size, depth
 
 
 _ENVS: dict[tuple[str, ...], cel.Env] = {}

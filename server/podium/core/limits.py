@@ -22,6 +22,10 @@ MAX_FAN_OUT_ITEMS = 10_000
 # Size of one expression's result, as characters of strings and entries of
 # lists and maps counted through the whole value.
 MAX_EXPRESSION_RESULT_SIZE = 1_000_000
+# How deeply lists and maps may nest in one expression's result: within what protobuf
+# parses (100 message levels; a JSON level of a Struct takes three), with room
+# for an agent to wrap it in a few levels more.
+MAX_EXPRESSION_RESULT_DEPTH = 24
 # How many times an expression's replace() calls with literal arguments may
 # multiply a string's length (checked when the expression is compiled).
 MAX_EXPRESSION_GROWTH = 100
