@@ -22,7 +22,9 @@ from bench.measure import REPO_ROOT, Measurement
 from bench.podium_run import measure_dag, measure_fan_out
 from bench.recovery import measure_recovery
 from bench.report import FLOOR, PODIUM, Row, print_table, write_json
+from bench.responsiveness import measure_responsiveness
 from bench.server import BenchError
+from bench.watchers import measure_watchers
 from bench.workloads import WORKLOADS, Workload, by_name
 
 # How Podium runs each kind of workload (Workload.kind).
@@ -32,6 +34,8 @@ PODIUM_MEASURES: dict[str, Callable[[Workload], Awaitable[Measurement]]] = {
     "recovery": measure_recovery,
     "gate": measure_gate,
     "budget_race": measure_budget_race,
+    "watchers": measure_watchers,
+    "responsiveness": measure_responsiveness,
 }
 
 

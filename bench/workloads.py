@@ -207,6 +207,30 @@ WORKLOADS += [
 ]
 
 
+WORKLOADS += [
+    Workload(
+        "W9",
+        "6,000-item fan-out watched by 200 WatchRun subscribers, 100 never reading",
+        lambda: items(6_000),
+        Target(),
+        runs=200,  # subscribers
+        repetitions=1,
+        kind="watchers",
+        max_concurrency=100,
+        has_floor=False,
+    ),
+    Workload(
+        "W10",
+        "health p99 during a 10,000-step validation, fan-out and loop at the limits",
+        lambda: items(1),
+        Target(),
+        repetitions=1,
+        kind="responsiveness",
+        has_floor=False,
+    ),
+]
+
+
 def by_name(names: Sequence[str]) -> list[Workload]:
     """The named workloads in registry order; all of them when `names` is empty."""
     known = {w.name: w for w in WORKLOADS}

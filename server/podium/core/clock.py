@@ -74,8 +74,10 @@ class ManualClock:
 
 async def sleep_until(clock: Clock, due: float) -> None:
     """Sleeps until the wall-clock instant `due` (durable timers store it)."""
-    remaining = due - clock.now()
-    if remaining > 0:
+    # Again while short of it: asyncio sleeps on the monotonic clock, which
+    # may drift from the wall clock that `due` is on, and a timer must never
+    # fire before its due time.
+    while (remaining := due - clock.now()) > 0:
         await clock.sleep(remaining)
 
 

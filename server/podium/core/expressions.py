@@ -18,6 +18,11 @@ from cel_expr_python import cel
 from cel_expr_python.ext import ext_encoders, ext_math, ext_strings
 
 from podium.core.jsonvalues import MAX_EXACT_INT, NotJsonCompatible
+from podium.core.limits import (
+    MAX_EXPRESSION_GROWTH,
+    MAX_EXPRESSION_RESULT_DEPTH,
+    MAX_EXPRESSION_RESULT_SIZE,
+)
 
 # Variables every expression of a step's input or a run's output may use.
 STEP_SCOPE = ("input", "steps")
@@ -47,10 +52,48 @@ class Expression:
             raise ExpressionError(f"{self.source!r}: {_first_error_line(str(error))}") from None
         if value.type() == cel.Type.ERROR:
             raise ExpressionError(f"{self.source!r}: {value}")
+        plain = value.plain_value()
+        size, depth = result_shape(plain, MAX_EXPRESSION_RESULT_SIZE, MAX_EXPRESSION_RESULT_DEPTH)
+        if size > MAX_EXPRESSION_RESULT_SIZE:
+            raise ExpressionError(
+                f"{self.source!r}: result is larger than {MAX_EXPRESSION_RESULT_SIZE} "
+                "(MAX_EXPRESSION_RESULT_SIZE: characters plus list and map entries)"
+            )
+        if depth > MAX_EXPRESSION_RESULT_DEPTH:
+            # Deeper values would exhaust the recursion of their conversion
+            # (a loop feeding `previous` back into its output nests one level
+            # per iteration).
+            raise ExpressionError(
+                f"{self.source!r}: result nests lists and maps deeper than "
+                f"{MAX_EXPRESSION_RESULT_DEPTH} levels (MAX_EXPRESSION_RESULT_DEPTH)"
+            )
         try:
-            return to_json_value(value.plain_value())
+            return to_json_value(plain)
         except (NotJsonCompatible, ValueError, OverflowError, RecursionError) as error:
             raise ExpressionError(f"{self.source!r} gave {error}") from None
+
+
+def result_shape(value: Any, max_size: int, max_depth: int) -> tuple[int, int]:
+    """(size, depth) of `value`: characters of strings and bytes plus entries of
+    lists and maps, and how deeply lists and maps nest. Counted without recursion
+    and only until past either limit (the rest is not looked at)."""
+    size = depth = 0
+    pending = [(value, 0)]
+    while pending and size <= max_size and depth <= max_depth:
+        item, level = pending.pop()
+        depth = max(depth, level)
+        if isinstance(item, str | bytes):
+            size += len(item)
+        elif isinstance(item, list):
+            size += len(item)
+            pending.extend((entry, level + 1) for entry in item)
+        elif isinstance(item, dict):
+            size += len(item)
+            pending.extend((key, level + 1) for key in item)
+            pending.extend((entry, level + 1) for entry in item.values())
+        else:
+            size += 1
+    return size, depth
 
 
 _ENVS: dict[tuple[str, ...], cel.Env] = {}
@@ -79,7 +122,30 @@ def compile_expression(source: str, variables: Iterable[str] = STEP_SCOPE) -> Ex
         program = _env(variables).compile(source)
     except RuntimeError as error:
         raise ExpressionError(_first_error_line(str(error))) from None
+    growth = string_growth(source)
+    if growth > MAX_EXPRESSION_GROWTH:
+        raise ExpressionError(
+            f"its replace() calls can multiply a string's length by {growth}, more than "
+            f"{MAX_EXPRESSION_GROWTH} (MAX_EXPRESSION_GROWTH)"
+        )
     return Expression(source, program)
+
+
+_LITERAL = r"(?:'((?:\\.|[^'\\])*)'|\"((?:\\.|[^\"\\])*)\")"
+_REPLACE = re.compile(r"\.replace\(\s*" + _LITERAL + r"\s*,\s*" + _LITERAL + r"\s*[,)]")
+
+
+def string_growth(source: str) -> int:
+    """How many times the expression's replace() calls with literal arguments can
+    multiply a string's length, at most: an empty pattern inserts the replacement
+    around every character. CEL offers no cost limit to set, and evaluation runs
+    to completion inside cel-cpp, so the growth is bounded before it runs (the
+    result's size is checked after)."""
+    growth = 1
+    for old_a, old_b, new_a, new_b in _REPLACE.findall(source):
+        old, new = old_a or old_b, new_a or new_b
+        growth *= len(new) + 1 if not old else max(1, -(-len(new) // len(old)))
+    return growth
 
 
 def _first_error_line(message: str) -> str:

@@ -116,6 +116,10 @@ class EventHub:
         for subscription in list(self._all):
             subscription.close()
 
+    def buffered(self, run_id: str) -> list[int]:
+        """Events held for each subscriber of a run (a test checks the bound)."""
+        return [len(s.buffer) for s in self._by_run.get(run_id, ())]
+
     @property
     def subscriber_count(self) -> int:
         """Live subscriptions (a test waits on it instead of sleeping)."""

@@ -9,6 +9,7 @@ than its buffer in memory.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Protocol
 
@@ -28,6 +29,34 @@ class RunLog(Protocol):
         ...
 
     async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]: ...
+
+
+class SharedReads:
+    """A RunLog whose concurrent reads of the same page are one read: subscribers
+    catching up from the same position (many lagging behind one busy run)
+    share the query and the events it decoded, instead of each holding a copy."""
+
+    def __init__(self, log: RunLog) -> None:
+        self._log = log
+        self._reading: dict[tuple[str, int, int], asyncio.Future[list[Event]]] = {}
+
+    async def run_status(self, run_id: str) -> tuple[RunState, int]:
+        return await self._log.run_status(run_id)
+
+    async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
+        key = (run_id, after_sequence, limit)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._log.read_events(run_id, after_sequence, limit))
+            self._reading[key] = reading
+            reading.add_done_callback(lambda done: self._finished(key, done))
+        # shield: a subscriber leaving does not cancel the read the others wait for.
+        return await asyncio.shield(reading)
+
+    def _finished(self, key: tuple[str, int, int], done: asyncio.Future[list[Event]]) -> None:
+        self._reading.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have left before it ended
 
 
 async def watch_run(

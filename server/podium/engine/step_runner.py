@@ -33,6 +33,7 @@ from podium.core.failures import (
     failure_from_exception,
 )
 from podium.core.jsonvalues import from_json_numbers
+from podium.core.limits import LIMIT_EXCEEDED, MAX_FAN_OUT_ITEMS
 from podium.core.model import AttemptRecord, ItemRecord, StepRecord
 from podium.core.states import AttemptState, StepState
 from podium.core.templates import Template
@@ -208,6 +209,15 @@ class StepRunner:
             raise StepFailed(
                 Failure(INVALID_INPUT, f"for_each.items gave {type(items).__name__}, not a list")
             )
+        if len(items) > MAX_FAN_OUT_ITEMS:
+            raise StepFailed(
+                Failure(
+                    LIMIT_EXCEEDED,
+                    f"for_each.items gave {len(items)} items; at most {MAX_FAN_OUT_ITEMS} "
+                    "are allowed (MAX_FAN_OUT_ITEMS)",
+                    retryable=False,
+                )
+            )
         step, total = self.step, len(items)
         step.items_total = total
         done = {record.index: record for record in await self._finished_items()}
@@ -253,6 +263,10 @@ class StepRunner:
                 done[index] = record
                 step.items_succeeded += 1
                 self.journal.item_finished(step, record)
+                # An agent that returns without suspending (echo, transform) would
+                # otherwise let this worker run every item in one go, the loop
+                # serving nothing else meanwhile.
+                await asyncio.sleep(0)
 
         limit = fan_out.max_concurrency or self.env.slots.limit
         workers: list[asyncio.Task[None]] = []
@@ -285,6 +299,7 @@ class StepRunner:
             until_scope = {**scope, "iteration": iteration, "output": from_json_numbers(output)}
             if truthy(self._evaluate(self.plan.until, until_scope)):
                 break
+            await asyncio.sleep(0)  # as in a fan-out: let the loop serve others between iterations
         return previous
 
     async def _cached_call(self, scope: dict[str, Any]) -> Any:

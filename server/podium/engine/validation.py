@@ -6,8 +6,9 @@ user fixes a definition in one round trip.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from podium.core.errors import FieldViolation, InvalidArgument
@@ -18,15 +19,16 @@ from podium.core.expressions import (
     compile_expression,
     step_references,
 )
+from podium.core.limits import MAX_LOOP_ITERATIONS, MAX_STEPS
 from podium.core.spec import RetrierSpec, StepSpec, WorkflowSpec
 from podium.core.templates import Template, compile_template
 from podium.engine import graph
 from podium.engine.retry import Retrier, retrier_violations
 from podium.plugins.api import Agent, Catalog, config_problems
 
+# Steps compiled between two pauses of compile_plan_cooperatively.
+STEPS_PER_SLICE = 100
 STEP_ID = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-MAX_STEPS = 10_000
-MAX_LOOP_ITERATIONS = 1_000
 FAN_OUT_SCOPE = (*STEP_SCOPE, "item", "index")
 LOOP_SCOPE = (*STEP_SCOPE, "iteration", "previous")
 UNTIL_SCOPE = (*STEP_SCOPE, "iteration", "output")
@@ -91,7 +93,7 @@ class _Checker:
             return None
 
     def references(
-        self, source: str, field: str, allowed: set[str], known: dict[str, int]
+        self, source: str, field: str, allowed: Callable[[str], bool], known: dict[str, int]
     ) -> set[str]:
         """Reports references to steps outside `allowed`; returns the references."""
         referenced = step_references(source)
@@ -101,7 +103,7 @@ class _Checker:
         for step_id in sorted(referenced):
             if step_id not in known:
                 self.problem(field, f"references unknown step {step_id!r}")
-            elif step_id not in allowed:
+            elif not allowed(step_id):
                 self.problem(
                     field,
                     f"references step {step_id!r}, which is not an ancestor "
@@ -129,12 +131,37 @@ def compile_plan(
     spec: WorkflowSpec, catalog: Catalog, agent_lookup: Callable[[str], Agent | None]
 ) -> Plan:
     """Returns the plan of a valid spec, or raises InvalidArgument listing every problem."""
+    compiling = _compiling(spec, catalog, agent_lookup)
+    while True:
+        try:
+            next(compiling)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+async def compile_plan_cooperatively(
+    spec: WorkflowSpec, catalog: Catalog, agent_lookup: Callable[[str], Agent | None]
+) -> Plan:
+    """As compile_plan, letting the event loop serve others every STEPS_PER_SLICE
+    steps: a 10,000-step definition takes the better part of a second to compile."""
+    compiling = _compiling(spec, catalog, agent_lookup)
+    while True:
+        try:
+            next(compiling)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        await asyncio.sleep(0)
+
+
+def _compiling(
+    spec: WorkflowSpec, catalog: Catalog, agent_lookup: Callable[[str], Agent | None]
+) -> Generator[None, None, Plan]:
+    """compile_plan's work, pausing (yielding) every STEPS_PER_SLICE steps."""
     check = _Checker()
     problem = check.problem
     if not spec.steps:
         problem("spec.steps", "a workflow needs at least one step")
-    if len(spec.steps) > MAX_STEPS:
-        problem("spec.steps", f"at most {MAX_STEPS} steps are allowed, got {len(spec.steps)}")
+    check_step_count(len(spec.steps))
     if spec.max_concurrency < 0:
         problem("spec.max_concurrency", "must be 0 (server default) or positive")
     check.positive(spec.timeout, "spec.timeout")
@@ -142,6 +169,8 @@ def compile_plan(
 
     index_of: dict[str, int] = {}
     for i, step in enumerate(spec.steps):
+        if i and not i % STEPS_PER_SLICE:
+            yield
         where = f"spec.steps[{i}]"
         if not STEP_ID.match(step.id):
             problem(
@@ -177,27 +206,34 @@ def compile_plan(
         )
         raise InvalidArgument("invalid workflow", check.violations, reason="INVALID_WORKFLOW")
 
-    ancestors = graph.ancestors(edges)
+    yield  # each whole-graph pass below takes tens of milliseconds at 10,000 steps
+    ancestry = graph.Ancestry(edges)
+    yield
     steps: dict[str, StepPlan] = {}
     for step_id, i in index_of.items():
+        if i and not i % STEPS_PER_SLICE:
+            yield
         steps[step_id] = _compile_step(
-            check, spec.steps[i], f"spec.steps[{i}]", ancestors[step_id], index_of, default_retry
+            check, spec.steps[i], f"spec.steps[{i}]", ancestry, index_of, default_retry
         )
 
     output: dict[str, Expression] = {}
     output_refs: set[str] = set()
-    every_step = set(index_of)
     for key, source in spec.output.items():
         field = f"spec.output.{key}"
         expression = check.compile(source, field)
         if expression is not None:
             output[key] = expression
-            output_refs |= check.references(source, field, every_step, index_of)
+            output_refs |= check.references(source, field, lambda _: True, index_of)
 
     if check.violations:
         raise InvalidArgument("invalid workflow", check.violations, reason="INVALID_WORKFLOW")
 
     dependents = graph.dependents_of(edges)
+    yield
+    levels = graph.levels(edges)
+    yield
+    critical_path = graph.critical_path(edges)
     return Plan(
         spec=spec,
         steps=steps,
@@ -206,9 +242,20 @@ def compile_plan(
         output=output,
         output_refs=frozenset(output_refs),
         final_steps=[step_id for step_id, after in dependents.items() if not after],
-        levels=graph.levels(edges),
-        critical_path=graph.critical_path(edges),
+        levels=levels,
+        critical_path=critical_path,
     )
+
+
+def check_step_count(count: int) -> None:
+    """Rejects an oversized definition before any other work on it (servicers call
+    this before translating the request, so 10^5 steps cost nothing)."""
+    if count > MAX_STEPS:
+        raise InvalidArgument(
+            "invalid workflow",
+            [FieldViolation("spec.steps", f"at most {MAX_STEPS} steps (MAX_STEPS), got {count}")],
+            reason="INVALID_WORKFLOW",
+        )
 
 
 def _check_kind(
@@ -276,7 +323,7 @@ def _check_kind(
     if step.loop is not None and not 1 <= step.loop.max_iterations <= MAX_LOOP_ITERATIONS:
         check.problem(
             f"{where}.loop.max_iterations",
-            f"required, between 1 and the server limit {MAX_LOOP_ITERATIONS}",
+            f"required, between 1 and the server limit {MAX_LOOP_ITERATIONS} (MAX_LOOP_ITERATIONS)",
         )
 
 
@@ -284,11 +331,14 @@ def _compile_step(
     check: _Checker,
     step: StepSpec,
     where: str,
-    ancestors: set[str],
+    ancestry: graph.Ancestry,
     index_of: dict[str, int],
     default_retry: tuple[Retrier, ...],
 ) -> StepPlan:
     refs: set[str] = set()
+
+    def ancestors(other: str) -> bool:
+        return ancestry.depends_on(step.id, other)
 
     def compile_read(source: str, field: str, variables: Sequence[str]) -> Expression | None:
         expression = check.compile(source, field, variables)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -12,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from podium.core.clock import Clock, SystemClock
+from podium.core.limits import MAX_MESSAGE_BYTES
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.retention import Pruner, default_interval
 from podium.engine.services import DEFAULT_MAX_OUTPUT_BYTES
@@ -20,8 +22,10 @@ from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
 from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
+from podium.server.event_encoding import EventEncoder
 from podium.server.execution_service import ExecutionService
-from podium.server.progress_service import ProgressService
+from podium.server.progress_service import ProgressService, add_progress_service
+from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.workflow_service import WorkflowService
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.store import SqliteStore
@@ -31,7 +35,6 @@ from podium.v1 import (
     execution_service_pb2,
     execution_service_pb2_grpc,
     progress_service_pb2,
-    progress_service_pb2_grpc,
     workflow_service_pb2,
     workflow_service_pb2_grpc,
 )
@@ -59,12 +62,17 @@ class PodiumServer:
     plugins: PluginReport
     port: int
     pruner: Pruner | None = None
+    watchdog: LoopWatchdog | None = None
+    # Watch responses, encoded once for every subscriber.
+    event_encoder: EventEncoder | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
         ends watch streams with UNAVAILABLE (clients reconnect elsewhere or
         after restart), stops runs resumably and commits what is pending."""
         await self.health.enter_graceful_shutdown()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         self.engine.hub.close_all()
         await self.server.stop(grace)
         if self.pruner is not None:
@@ -85,6 +93,7 @@ async def start_server(
     max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
     policy: Policy | None = None,
     max_output_bytes: int | None = None,
+    watchdog_threshold: float | None = DEFAULT_THRESHOLD,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -92,6 +101,8 @@ async def start_server(
     deleted in the background; None or 0 keeps runs forever.
     `max_output_bytes`: the largest agent output accepted, as JSON (UTF-8
     bytes); None reads PODIUM_MAX_OUTPUT_BYTES, 1 MiB when it is unset.
+    With `watchdog_threshold` (seconds), a blocked event loop is logged with
+    the agent that blocked it; None watches nothing.
     """
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
@@ -122,14 +133,18 @@ async def start_server(
         max_output_bytes=max_output_bytes,
     )
 
-    server = grpc.aio.server()
+    # Oversized requests are refused by gRPC before they are parsed (MAX_MESSAGE_BYTES).
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+    )
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowService(engine.workflows), server
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionService(engine), server
     )
-    progress_service_pb2_grpc.add_ProgressServiceServicer_to_server(ProgressService(engine), server)
+    progress_service = ProgressService(engine)
+    add_progress_service(progress_service, server)
     control_service_pb2_grpc.add_ControlServiceServicer_to_server(
         ControlService(engine, governance, report, version or _version(), started), server
     )
@@ -155,9 +170,23 @@ async def start_server(
         )
         pruner.start()
         log.info("deleting runs that ended over %.0fs ago", retention_seconds)
+    watchdog = None
+    if watchdog_threshold is not None:
+        watchdog = LoopWatchdog(asyncio.get_running_loop(), watchdog_threshold)
+        watchdog.start()
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return PodiumServer(server, engine, store, health_servicer, report, port, pruner)
+    return PodiumServer(
+        server,
+        engine,
+        store,
+        health_servicer,
+        report,
+        port,
+        pruner,
+        watchdog,
+        progress_service.encoder,
+    )
 
 
 def _version() -> str:

@@ -10,7 +10,8 @@ import grpc
 from podium.core.states import EventType, RunState
 from podium.engine import progress
 from podium.engine.engine import Engine
-from podium.server import requests, translate
+from podium.server import requests
+from podium.server.event_encoding import EventEncoder, passthrough
 from podium.server.status import invalid, streaming
 from podium.v1 import progress_service_pb2, progress_service_pb2_grpc
 
@@ -18,8 +19,14 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
-    def __init__(self, engine: Engine) -> None:
+    """Yields pre-encoded responses (bytes, see event_encoding): register it with
+    `add_progress_service`, whose serializers send them as they are."""
+
+    def __init__(self, engine: Engine, encoder: EventEncoder | None = None) -> None:
         self._engine = engine
+        self.encoder = encoder or EventEncoder()
+        # Subscribers catching up from the same position share one read of the log.
+        self._log = progress.SharedReads(engine)
 
     @streaming
     async def WatchRun(
@@ -29,11 +36,9 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
         if request.after_sequence < 0:
             raise invalid("after_sequence", "must not be negative")
         async for batch in progress.watch_run(
-            self._engine.hub, self._engine, run_id, request.after_sequence
+            self._engine.hub, self._log, run_id, request.after_sequence
         ):
-            yield progress_service_pb2.WatchRunResponse(
-                events=[translate.event_to_proto(e) for e in batch]
-            )
+            yield self.encoder.response(batch)  # type: ignore[misc]
 
     @streaming
     async def WatchRuns(
@@ -47,9 +52,28 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
             _enum(EventType, v, f"event_types[{i}]") for i, v in enumerate(request.event_types)
         ]
         async for batch in progress.watch_runs(self._engine.hub, workflows, states, types):
-            yield progress_service_pb2.WatchRunsResponse(
-                events=[translate.event_to_proto(e) for e in batch]
-            )
+            yield self.encoder.response(batch)  # type: ignore[misc]
+
+
+def add_progress_service(servicer: ProgressService, server: grpc.aio.Server) -> None:
+    """As the generated add_ProgressServiceServicer_to_server, with serializers
+    that send the servicer's pre-encoded responses as they are."""
+    pb = progress_service_pb2
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "WatchRun": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchRun,
+            request_deserializer=pb.WatchRunRequest.FromString,
+            response_serializer=passthrough(pb.WatchRunResponse.SerializeToString),
+        ),
+        "WatchRuns": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchRuns,
+            request_deserializer=pb.WatchRunsRequest.FromString,
+            response_serializer=passthrough(pb.WatchRunsResponse.SerializeToString),
+        ),
+    }
+    service = pb.DESCRIPTOR.services_by_name["ProgressService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
 
 
 E = TypeVar("E", RunState, EventType)

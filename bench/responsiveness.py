@@ -1,0 +1,133 @@
+"""W10: health checks answered while one request or run is heavy.
+
+A prober sends grpc.health.v1 Check every 10 ms on a channel of its own while
+the driver, on another channel, runs one heavy thing after another: a
+ValidateWorkflow of a 10,000-step chain (MAX_STEPS), a 10,000-item fan-out
+(MAX_FAN_OUT_ITEMS), a 1,000-iteration loop (MAX_LOOP_ITERATIONS), a fan-out
+over one item more than allowed (refused), and a definition of 100,000 steps
+(refused by count or size). Reported: p99 and max health latency during each.
+The rule: p99 under 100 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from bench.gate import percentile
+from bench.measure import Measurement
+from bench.server import server_process
+from bench.workloads import Workload
+from podium.core.limits import MAX_FAN_OUT_ITEMS, MAX_LOOP_ITERATIONS, MAX_STEPS
+from podium.testing import Stubs, echo_step, make_spec, run_to_end
+from podium.v1 import workflow_service_pb2
+
+PROBE_INTERVAL_S = 0.01
+MAX_P99_MS = 100.0
+
+
+def _chain(length: int) -> Any:
+    steps = [echo_step("s0")] + [
+        echo_step(f"s{i}", f"s{i - 1}", input={"x": f"steps.s{i - 1}.output"})
+        for i in range(1, length)
+    ]
+    return make_spec({"steps": steps})
+
+
+async def _probe(stubs: Stubs, latencies: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        sent = time.perf_counter()
+        await stubs.health.Check(health_pb2.HealthCheckRequest(service=""))
+        latencies.append(time.perf_counter() - sent)
+        await asyncio.sleep(PROBE_INTERVAL_S)
+
+
+async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
+    W = workflow_service_pb2
+    fan_out = {"steps": [echo_step("each", forEach={"items": "input.items"}, input={"v": "item"})]}
+    loop = {
+        "steps": [
+            {
+                "id": "count",
+                "agent": "echo",
+                "input": {"i": "iteration"},
+                "loop": {"until": "false", "maxIterations": MAX_LOOP_ITERATIONS},
+            }
+        ]
+    }
+    for workflow_id, spec in (("fan", fan_out), ("loop", loop)):
+        await stubs.workflows.CreateWorkflow(
+            W.CreateWorkflowRequest(workflow_id=workflow_id, spec=make_spec(spec))
+        )
+    chain = _chain(MAX_STEPS)
+    huge = _chain(10 * MAX_STEPS)
+
+    async def refused(call: Awaitable[object]) -> None:
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await call
+
+    return [
+        (
+            f"ValidateWorkflow, {MAX_STEPS}-step chain",
+            lambda: stubs.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=chain)),
+        ),
+        (
+            f"fan-out over {MAX_FAN_OUT_ITEMS} items",
+            lambda: run_to_end(stubs, "fan", {"items": list(range(MAX_FAN_OUT_ITEMS))}),
+        ),
+        (f"{MAX_LOOP_ITERATIONS}-iteration loop", lambda: run_to_end(stubs, "loop")),
+        (
+            f"fan-out over {MAX_FAN_OUT_ITEMS + 1} items (refused)",
+            lambda: run_to_end(stubs, "fan", {"items": list(range(MAX_FAN_OUT_ITEMS + 1))}),
+        ),
+        (
+            f"ValidateWorkflow, {10 * MAX_STEPS} steps (refused)",
+            lambda: refused(stubs.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=huge))),
+        ),
+    ]
+
+
+async def measure_responsiveness(workload: Workload) -> Measurement:
+    notes: list[str] = []
+    worst_p99 = 0.0
+    walls: list[float] = []
+    async with server_process() as server:
+        async with (
+            grpc.aio.insecure_channel(server.address) as driver_channel,
+            grpc.aio.insecure_channel(server.address) as probe_channel,
+        ):
+            driver, prober = Stubs.on(driver_channel), Stubs.on(probe_channel)
+            for name, scenario in await _scenarios(driver):
+                latencies: list[float] = []
+                stop = asyncio.Event()
+                probing = asyncio.create_task(_probe(prober, latencies, stop))
+                started = time.perf_counter()
+                await scenario()
+                walls.append(time.perf_counter() - started)
+                stop.set()
+                await probing
+                p99 = percentile(latencies, 0.99) * 1000
+                worst_p99 = max(worst_p99, p99)
+                notes.append(
+                    f"W10 {name}: {walls[-1]:.2f} s; health p99 {p99:.1f} ms, "
+                    f"max {max(latencies) * 1000:.1f} ms ({len(latencies)} checks)"
+                )
+        peak = await server.stop()
+    verdict = (
+        f"health p99 < {MAX_P99_MS:.0f} ms (worst {worst_p99:.1f} ms)",
+        worst_p99 < MAX_P99_MS,
+    )
+    return Measurement(walls, peak, notes=tuple(notes), verdict=verdict)
+
+
+if __name__ == "__main__":
+    from bench.workloads import by_name
+
+    measurement = asyncio.run(measure_responsiveness(by_name(["W10"])[0]))
+    print("\n".join(measurement.notes), measurement.verdict)
