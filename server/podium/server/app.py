@@ -36,6 +36,10 @@ from podium.v1 import (
 
 log = logging.getLogger("podium.server")
 
+# SO_REUSEPORT (grpc's default) would let a second server bind the same port
+# and share its connections: a port is owned by one server.
+SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
+
 SERVICE_NAMES = (
     workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
@@ -91,17 +95,44 @@ async def start_server(
     started = time.time()
     store = SqliteStore(db_path)
     await store.open()
+    try:
+        return await _serve_store(
+            store,
+            address,
+            started,
+            plugins=plugins,
+            version=version,
+            retention_seconds=retention_seconds,
+            clock=clock,
+            max_running_steps=max_running_steps,
+            policy=policy,
+        )
+    except BaseException:
+        # Whatever failed, nothing may keep running: the store's threads would
+        # keep the process alive after the error was reported.
+        await store.close()
+        raise
+
+
+async def _serve_store(
+    store: SqliteStore,
+    address: str,
+    started: float,
+    *,
+    plugins: PluginReport | None,
+    version: str,
+    retention_seconds: float | None,
+    clock: Clock | None,
+    max_running_steps: int,
+    policy: Policy | None,
+) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins()
     for failed in report.failed:
         log.warning("plugin %s failed to load: %s", failed.name, failed.error)
     governance = Governance(
         policy or Policy(), clock or SystemClock(), SqliteGovernanceStore(store)
     )
-    try:
-        await governance.load()
-    except Exception:
-        await store.close()
-        raise
+    await governance.load()
     _configure_providers(report, policy or Policy())
     contribute_provider_prices(governance.prices, (e.provider for e in report.registry.providers))
     engine = Engine(
@@ -112,7 +143,7 @@ async def start_server(
         max_running_steps=max_running_steps,
     )
 
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowService(engine.workflows), server
     )
@@ -128,10 +159,7 @@ async def start_server(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
-    if port == 0:
-        await store.close()
-        raise OSError(f"cannot listen on {address}")
+    port = _listen(server, address)
     await server.start()
     engine.start_recovery()
     pruner = None
@@ -148,6 +176,18 @@ async def start_server(
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return PodiumServer(server, engine, store, health_servicer, report, port, pruner)
+
+
+def _listen(server: grpc.aio.Server, address: str) -> int:
+    """Binds `address`; OSError when it is taken (grpc returns 0 for some
+    failures and raises RuntimeError "Failed to bind" for others)."""
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {address}: address in use or unavailable") from error
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return port
 
 
 def _version() -> str:

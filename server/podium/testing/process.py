@@ -54,9 +54,8 @@ _HEALTH_CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", HEALTH_POLL_MS),
     ("grpc.max_reconnect_backoff_ms", HEALTH_POLL_MS),
 )
-# What `podium serve` logs when its port is taken: podium.server.main's message, or grpc's when
-# its bind raises (the process may then linger instead of exiting, so the log is what tells).
-_PORT_TAKEN = ("cannot listen", "Failed to bind", "Address already in use")
+# What `podium serve` says, as it exits, when its port is taken.
+_PORT_TAKEN = "cannot listen"
 
 
 class ServerExited(RuntimeError):
@@ -64,7 +63,7 @@ class ServerExited(RuntimeError):
 
 
 class PortTaken(ServerExited):
-    """Another process had the port: the server could not listen (it was killed)."""
+    """Another process had the port: the server could not listen and exited."""
 
 
 @dataclass
@@ -257,11 +256,10 @@ def _wait_until_serving(server: ServerProcess, timeout: float) -> None:
     with grpc.insecure_channel(server.address, options=_HEALTH_CHANNEL_OPTIONS) as channel:
         health: Any = health_pb2_grpc.HealthStub(channel)  # typeshed's stub lists no methods
         while time.monotonic() < deadline:
-            log = server.log_tail()
-            if any(marker in log for marker in _PORT_TAKEN):
-                server.kill()
-                raise PortTaken(f"{server.address} is taken; {server.log_path.name}:\n{log}")
             if not server.running:
+                log = server.log_tail()
+                if _PORT_TAKEN in log:
+                    raise PortTaken(f"{server.address} is taken; {server.log_path.name}:\n{log}")
                 raise ServerExited(
                     f"podium serve exited with code {server.process.returncode} before serving;"
                     f" {server.log_path.name}:\n{server.log_tail()}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, RunVi
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import RunState
 from podium.store.sqlite import codec
+from podium.store.sqlite.errors import StoreOpenError
+from podium.store.sqlite.ownership import DatabaseLock
 from podium.store.sqlite.schema import migrate
 from podium.store.sqlite.writer import Writer
 
@@ -35,6 +38,7 @@ class SqliteStore:
         self._reader_conn: aiosqlite.Connection | None = None
         self._writer: Writer | None = None
         self._creating = asyncio.Lock()
+        self._lock: DatabaseLock | None = None
 
     @property
     def writer(self) -> Writer:
@@ -42,27 +46,42 @@ class SqliteStore:
         return self._writer
 
     async def open(self) -> None:
+        """Opens the database (creating it), or raises StoreOpenError with a
+        one-line reason; a failed open leaves nothing running (a connection
+        left open keeps its thread, and the process, alive)."""
         memory = self.path == MEMORY
         if not memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._lock = DatabaseLock(self.path)
+            self._lock.acquire()
+        try:
+            await self._open(memory)
+        except sqlite3.Error as error:
+            await self.close()
+            raise StoreOpenError(f"cannot open database {self.path}: {error}") from error
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self, memory: bool) -> None:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         conn = await aiosqlite.connect(self.path, isolation_level=None)
+        self._writer_conn = conn
         await conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk when StartRun returns, even across a power
         # loss; group commit amortises the fsync.
         await conn.execute("PRAGMA synchronous=FULL")
         await conn.execute("PRAGMA busy_timeout=5000")
         await migrate(conn)
-        self._writer_conn = conn
-        self._writer = Writer(conn)
-        self._writer.start()
         if memory:
             self._reader_conn = conn
         else:
             reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader_conn = reader
             await reader.execute("PRAGMA query_only=1")
             await reader.execute("PRAGMA busy_timeout=5000")
-            self._reader_conn = reader
+        self._writer = Writer(conn)
+        self._writer.start()
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -72,6 +91,9 @@ class SqliteStore:
         if self._writer_conn is not None:
             await self._writer_conn.close()
         self._writer = self._reader_conn = self._writer_conn = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- group commit (see writer.py) ----------------------------------------
 
