@@ -19,6 +19,7 @@ from podium.governance.service import Governance
 from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
 from podium.server.execution_service import ExecutionService
+from podium.server.malformed import MalformedRequests
 from podium.server.progress_service import ProgressService
 from podium.server.workflow_service import WorkflowService
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
@@ -143,7 +144,7 @@ async def _serve_store(
         max_running_steps=max_running_steps,
     )
 
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(interceptors=[MalformedRequests()], options=SERVER_OPTIONS)
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowService(engine.workflows), server
     )
