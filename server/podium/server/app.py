@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,9 +22,11 @@ from podium.server.control_service import ControlService
 from podium.server.execution_service import ExecutionService
 from podium.server.malformed import MalformedRequests
 from podium.server.progress_service import ProgressService
+from podium.server.store_watch import StoreWatch
 from podium.server.workflow_service import WorkflowService
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
-from podium.store.sqlite.store import SqliteStore
+from podium.store.sqlite.ownership import DatabaseLock
+from podium.store.sqlite.store import MEMORY, SqliteStore
 from podium.v1 import (
     control_service_pb2,
     control_service_pb2_grpc,
@@ -60,12 +63,17 @@ class PodiumServer:
     plugins: PluginReport
     port: int
     pruner: Pruner | None = None
+    watch: StoreWatch | None = None
+    # Held while serving: one server per database file.
+    lock: DatabaseLock | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
         ends watch streams with UNAVAILABLE (clients reconnect elsewhere or
         after restart), stops runs resumably and commits what is pending."""
         await self.health.enter_graceful_shutdown()
+        if self.watch is not None:
+            await self.watch.stop()
         self.engine.hub.close_all()
         await self.server.stop(grace)
         if self.pruner is not None:
@@ -73,6 +81,8 @@ class PodiumServer:
             await self.pruner.stop()
         await self.engine.shutdown()
         await self.store.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 async def start_server(
@@ -94,8 +104,17 @@ async def start_server(
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
     started = time.time()
+    lock = None if db_path == MEMORY else DatabaseLock(db_path)
+    if lock is not None:
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
     store = SqliteStore(db_path)
-    await store.open()
+    try:
+        await store.open()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     try:
         return await _serve_store(
             store,
@@ -107,11 +126,14 @@ async def start_server(
             clock=clock,
             max_running_steps=max_running_steps,
             policy=policy,
+            lock=lock,
         )
     except BaseException:
         # Whatever failed, nothing may keep running: the store's threads would
         # keep the process alive after the error was reported.
         await store.close()
+        if lock is not None:
+            lock.release()
         raise
 
 
@@ -126,6 +148,7 @@ async def _serve_store(
     clock: Clock | None,
     max_running_steps: int,
     policy: Policy | None,
+    lock: DatabaseLock | None,
 ) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins()
     for failed in report.failed:
@@ -176,7 +199,9 @@ async def _serve_store(
         log.info("deleting runs that ended over %.0fs ago", retention_seconds)
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return PodiumServer(server, engine, store, health_servicer, report, port, pruner)
+    watch = StoreWatch(store, health_servicer, (*SERVICE_NAMES, ""))
+    watch.start()
+    return PodiumServer(server, engine, store, health_servicer, report, port, pruner, watch, lock)
 
 
 def _listen(server: grpc.aio.Server, address: str) -> int:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -171,6 +173,7 @@ def start_server_process(
     grace: float | None = 2.0,
     startup_timeout: float = HANG_TIMEOUT,
     ports: Iterable[int] | None = None,
+    file_size_limit: int | None = None,
 ) -> ServerProcess:
     """Starts `podium serve --db DB` (None: the server's default database,
     relative to `cwd`) on a free port and returns once it is SERVING.
@@ -181,6 +184,8 @@ def start_server_process(
     in-flight calls get on SIGTERM (None: the server's default). `ports` are
     the ports to try in turn, the next one when a port turns out taken
     (default: PORT_ATTEMPTS free ports, each chosen just before its try).
+    `file_size_limit` (bytes) caps every file the server writes, as a full
+    disk does: writes past it fail with EFBIG (SIGXFSZ is ignored).
     """
     directory = Path(log_dir) if log_dir is not None else _default_log_dir(db)
     command = [*CLI, "serve"]
@@ -208,6 +213,7 @@ def start_server_process(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=None if file_size_limit is None else _limit_files(file_size_limit),
             )
         server = ServerProcess(
             process,
@@ -233,6 +239,14 @@ def start_server_process(
 async def start_server_process_async(db: str | Path | None, **options: Any) -> ServerProcess:
     """`start_server_process()` without blocking the event loop."""
     return await asyncio.to_thread(start_server_process, db, **options)
+
+
+def _limit_files(size: int) -> Callable[[], None]:
+    def limit() -> None:  # runs in the child, before exec
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
 
 
 def _default_log_dir(db: str | Path | None) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -17,16 +18,24 @@ from typing import Any
 
 import aiosqlite
 
+from podium.core.errors import PodiumError, Unavailable
 from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, RunView, StepRecord
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import RunState
 from podium.store.sqlite import codec
 from podium.store.sqlite.errors import StoreOpenError
-from podium.store.sqlite.ownership import DatabaseLock
 from podium.store.sqlite.schema import migrate
 from podium.store.sqlite.writer import Writer
 
 MEMORY = ":memory:"
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 class SqliteStore:
@@ -38,7 +47,7 @@ class SqliteStore:
         self._reader_conn: aiosqlite.Connection | None = None
         self._writer: Writer | None = None
         self._creating = asyncio.Lock()
-        self._lock: DatabaseLock | None = None
+        self._identity: tuple[int, int] | None = None
 
     @property
     def writer(self) -> Writer:
@@ -52,8 +61,6 @@ class SqliteStore:
         memory = self.path == MEMORY
         if not memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._lock = DatabaseLock(self.path)
-            self._lock.acquire()
         try:
             await self._open(memory)
         except sqlite3.Error as error:
@@ -82,6 +89,30 @@ class SqliteStore:
             await reader.execute("PRAGMA busy_timeout=5000")
         self._writer = Writer(conn)
         self._writer.start()
+        if not memory:
+            self._identity = _file_identity(self.path)
+
+    def check(self) -> PodiumError | None:
+        """Why the store can no longer be written, or None while it can.
+
+        Deleting or replacing the database file under a running server goes
+        unnoticed by SQLite (it keeps writing to the unlinked inode, and all of
+        it is lost at the next start), so the file is checked here and a lost
+        file fails the writer: no write is acknowledged after that."""
+        writer = self.writer
+        lost = (
+            writer.failure is None
+            and self._identity is not None
+            and _file_identity(self.path) != self._identity
+        )
+        if lost:
+            writer.fail(
+                Unavailable(
+                    f"the database file {self.path} was deleted or replaced while serving",
+                    reason="STORAGE_LOST",
+                )
+            )
+        return writer.failure
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -91,9 +122,6 @@ class SqliteStore:
         if self._writer_conn is not None:
             await self._writer_conn.close()
         self._writer = self._reader_conn = self._writer_conn = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
 
     # -- group commit (see writer.py) ----------------------------------------
 
