@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from pydantic import ValidationError
 
 from podium.engine.workflows import WorkflowCatalog
 from podium.server import requests, translate
@@ -70,5 +69,7 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
 def _spec(message: workflow_pb2.WorkflowSpec) -> Any:
     try:
         return translate.spec_from_proto(message)
-    except ValidationError as error:  # defensive: proto types already constrain shapes
+    except (ValueError, OverflowError) as error:
+        # pydantic's ValidationError is a ValueError; so is what protobuf
+        # raises for a Timestamp or Duration out of its range (nanos -1).
         raise invalid("spec", str(error).splitlines()[0]) from None
