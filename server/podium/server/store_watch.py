@@ -12,20 +12,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from typing import Protocol
 
 from grpc_health.v1 import health, health_pb2
 
-from podium.store.sqlite.store import SqliteStore
+from podium.core.errors import PodiumError
 
 log = logging.getLogger("podium.server")
 
 CHECK_INTERVAL = 0.5  # seconds; a file check is one stat()
 
 
+class CheckedStore(Protocol):
+    def check(self) -> PodiumError | None:
+        """Why the store refuses writes, or None while it takes them."""
+
+
 class StoreWatch:
     def __init__(
         self,
-        store: SqliteStore,
+        store: CheckedStore,
         health_servicer: health.aio.HealthServicer,
         services: Iterable[str],
         interval: float = CHECK_INTERVAL,
