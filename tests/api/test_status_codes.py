@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import struct_pb2
 
+from podium.server.status import streaming, unary
 from podium.testing import (
     Stubs,
     create_workflow,
@@ -159,3 +162,53 @@ def test_the_token_is_json_nesting() -> None:
     # The page-token case above is only meaningful if the decoder would recurse.
     with pytest.raises(RecursionError):
         json.loads("[" * 100_000 + "]" * 100_000)
+
+
+class Broken:
+    """A handler with a bug: what the decorators answer for what no code maps."""
+
+    @unary
+    async def Fail(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        raise RuntimeError("a bug with a secret in its text")
+
+    @streaming
+    async def Stream(
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        yield b"first"
+        raise RuntimeError("a bug with a secret in its text")
+
+
+async def test_an_unexpected_error_is_internal_with_error_info_not_its_text() -> None:
+    broken = Broken()
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Fail": grpc.unary_unary_rpc_method_handler(broken.Fail),
+        "Stream": grpc.unary_stream_rpc_method_handler(broken.Stream),
+    }
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Broken", handlers)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            calls: list[Awaitable[Any]] = [
+                channel.unary_unary("/test.Broken/Fail", _raw, _raw)(b""),
+                _drain(channel.unary_stream("/test.Broken/Stream", _raw, _raw)(b"")),
+            ]
+            for call in calls:
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call
+                assert caught.value.code() == grpc.StatusCode.INTERNAL
+                assert error_info(caught.value).reason == "INTERNAL"
+                assert "secret" not in (caught.value.details() or "")
+    finally:
+        await server.stop(None)
+
+
+def _raw(data: bytes) -> bytes:
+    return data
+
+
+async def _drain(call: Any) -> None:
+    async for _ in call:
+        pass
