@@ -6,6 +6,7 @@ name normalization, definition loading, Money <-> Decimal and decoded errors.
 
 from podium.client._async_client import AsyncClient
 from podium.client._channel import ADDRESS_ENV, DEFAULT_ADDRESS
+from podium.client._flow import FlowPolicy
 from podium.client._sync_client import Client
 from podium.client._watch import TERMINAL_EVENT_TYPES, ReconnectPolicy
 from podium.client.definitions import DefinitionSource, load_definition
@@ -22,6 +23,7 @@ __all__ = [
     "Client",
     "DefinitionError",
     "DefinitionSource",
+    "FlowPolicy",
     "PodiumError",
     "ReconnectPolicy",
     "format_usd",

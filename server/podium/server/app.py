@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,11 +25,14 @@ from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
 from podium.server.event_encoding import EventEncoder
 from podium.server.execution_service import ExecutionService
+from podium.server.malformed import MalformedRequests
 from podium.server.progress_service import ProgressService, add_progress_service
+from podium.server.store_watch import StoreWatch
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.workflow_service import WorkflowService
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
-from podium.store.sqlite.store import SqliteStore
+from podium.store.sqlite.ownership import DatabaseLock
+from podium.store.sqlite.store import MEMORY, SqliteStore
 from podium.v1 import (
     control_service_pb2,
     control_service_pb2_grpc,
@@ -41,6 +45,13 @@ from podium.v1 import (
 
 log = logging.getLogger("podium.server")
 
+# SO_REUSEPORT (grpc's default) would let a second server bind the same port
+# and share its connections: a port is owned by one server.
+SERVER_OPTIONS = (
+    ("grpc.so_reuseport", 0),
+    # Oversized requests are refused by gRPC before they are parsed.
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+)
 MAX_OUTPUT_BYTES_ENV = "PODIUM_MAX_OUTPUT_BYTES"
 
 SERVICE_NAMES = (
@@ -62,6 +73,9 @@ class PodiumServer:
     plugins: PluginReport
     port: int
     pruner: Pruner | None = None
+    watch: StoreWatch | None = None
+    # Held while serving: one server per database file.
+    lock: DatabaseLock | None = None
     watchdog: LoopWatchdog | None = None
     # Watch responses, encoded once for every subscriber.
     event_encoder: EventEncoder | None = None
@@ -73,6 +87,8 @@ class PodiumServer:
         await self.health.enter_graceful_shutdown()
         if self.watchdog is not None:
             self.watchdog.stop()
+        if self.watch is not None:
+            await self.watch.stop()
         self.engine.hub.close_all()
         await self.server.stop(grace)
         if self.pruner is not None:
@@ -80,6 +96,8 @@ class PodiumServer:
             await self.pruner.stop()
         await self.engine.shutdown()
         await self.store.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 async def start_server(
@@ -109,19 +127,63 @@ async def start_server(
     if max_output_bytes is None:
         max_output_bytes = _max_output_bytes_from_env()
     started = time.time()
+    lock = None if db_path == MEMORY else DatabaseLock(db_path)
+    if lock is not None:
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
     store = SqliteStore(db_path)
-    await store.open()
+    try:
+        await store.open()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    try:
+        return await _serve_store(
+            store,
+            address,
+            started,
+            plugins=plugins,
+            version=version,
+            retention_seconds=retention_seconds,
+            clock=clock,
+            max_running_steps=max_running_steps,
+            policy=policy,
+            lock=lock,
+            max_output_bytes=max_output_bytes,
+            watchdog_threshold=watchdog_threshold,
+        )
+    except BaseException:
+        # Whatever failed, nothing may keep running: the store's threads would
+        # keep the process alive after the error was reported.
+        await store.close()
+        if lock is not None:
+            lock.release()
+        raise
+
+
+async def _serve_store(
+    store: SqliteStore,
+    address: str,
+    started: float,
+    *,
+    plugins: PluginReport | None,
+    version: str,
+    retention_seconds: float | None,
+    clock: Clock | None,
+    max_running_steps: int,
+    policy: Policy | None,
+    lock: DatabaseLock | None,
+    max_output_bytes: int,
+    watchdog_threshold: float | None,
+) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins()
     for failed in report.failed:
         log.warning("plugin %s failed to load: %s", failed.name, failed.error)
     governance = Governance(
         policy or Policy(), clock or SystemClock(), SqliteGovernanceStore(store)
     )
-    try:
-        await governance.load()
-    except Exception:
-        await store.close()
-        raise
+    await governance.load()
     _configure_providers(report, policy or Policy())
     contribute_provider_prices(governance.prices, (e.provider for e in report.registry.providers))
     engine = Engine(
@@ -133,10 +195,7 @@ async def start_server(
         max_output_bytes=max_output_bytes,
     )
 
-    # Oversized requests are refused by gRPC before they are parsed (MAX_MESSAGE_BYTES).
-    server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
-    )
+    server = grpc.aio.server(interceptors=[MalformedRequests()], options=SERVER_OPTIONS)
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowService(engine.workflows), server
     )
@@ -153,10 +212,7 @@ async def start_server(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
-    if port == 0:
-        await store.close()
-        raise OSError(f"cannot listen on {address}")
+    port = _listen(server, address)
     await server.start()
     engine.start_recovery()
     pruner = None
@@ -170,12 +226,14 @@ async def start_server(
         )
         pruner.start()
         log.info("deleting runs that ended over %.0fs ago", retention_seconds)
+    for name in (*SERVICE_NAMES, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    watch = StoreWatch(store, health_servicer, (*SERVICE_NAMES, ""))
+    watch.start()
     watchdog = None
     if watchdog_threshold is not None:
         watchdog = LoopWatchdog(asyncio.get_running_loop(), watchdog_threshold)
         watchdog.start()
-    for name in (*SERVICE_NAMES, ""):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return PodiumServer(
         server,
         engine,
@@ -184,9 +242,23 @@ async def start_server(
         report,
         port,
         pruner,
+        watch,
+        lock,
         watchdog,
         progress_service.encoder,
     )
+
+
+def _listen(server: grpc.aio.Server, address: str) -> int:
+    """Binds `address`; OSError when it is taken (grpc returns 0 for some
+    failures and raises RuntimeError "Failed to bind" for others)."""
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {address}: address in use or unavailable") from error
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return port
 
 
 def _version() -> str:

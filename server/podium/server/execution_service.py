@@ -11,6 +11,7 @@ from podium.core.states import RunState
 from podium.engine.engine import Engine
 from podium.server import requests, translate
 from podium.server.status import invalid, unary
+from podium.server.struct_values import struct_to_dict
 from podium.v1 import event_pb2, execution_service_pb2, execution_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -33,7 +34,7 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
         view = await self._engine.start_run(
             workflow_id,
             version=request.workflow_version,
-            input=translate.struct_to_dict(request.input),
+            input=struct_to_dict(request.input, "input"),
             request_id=request.request_id,
             labels=dict(request.labels),
             max_concurrency=request.max_concurrency,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import grpc
@@ -22,6 +23,19 @@ def _invalid(error: PolicyError) -> InvalidArgument:
     return InvalidArgument(
         str(error), [FieldViolation(error.field, error.reason)], reason="INVALID_POLICY"
     )
+
+
+def _require_finite(message: Any, prefix: str, fields: tuple[str, ...]) -> None:
+    """NaN and infinities pass proto's double type but no limit means them
+    (NaN compares false with everything, so a NaN limit would never bind)."""
+    for field in fields:
+        number = getattr(message, field)
+        if not math.isfinite(number):
+            raise InvalidArgument(
+                f"{prefix}.{field}: {number} is not a finite number",
+                [FieldViolation(f"{prefix}.{field}", f"{number} is not a finite number")],
+                reason="INVALID_POLICY",
+            )
 
 
 class GovernanceRpcs:
@@ -45,6 +59,7 @@ class GovernanceRpcs:
         self, request: pb.UpdateQuotaRequest, context: Context
     ) -> pb.UpdateQuotaResponse:
         try:
+            _require_finite(request.quota, "quota", ("limit", "burst"))
             quota = await self._governance.put_quota(gt.quota_data(request.quota))
         except PolicyError as error:
             raise _invalid(error) from None
@@ -74,6 +89,7 @@ class GovernanceRpcs:
     ) -> pb.UpdateBudgetResponse:
         governance = self._governance
         try:
+            _require_finite(request.budget, "budget", ("warn_fraction",))
             budget = await governance.put_budget(gt.budget_data(request.budget))
         except PolicyError as error:
             raise _invalid(error) from None

@@ -9,7 +9,6 @@ from typing import Any
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from podium.core.failures import Failure
-from podium.core.jsonvalues import from_json_numbers
 from podium.core.model import AttemptRecord, Event, RunRecord, RunView, StepRecord, Usage
 from podium.core.spec import (
     ApprovalSpec,
@@ -25,6 +24,7 @@ from podium.core.spec import (
     WorkflowSpec,
     WorkflowVersion,
 )
+from podium.server.struct_values import struct_to_dict
 from podium.v1 import common_pb2, event_pb2, run_pb2, workflow_pb2
 
 NANOS = Decimal(1_000_000_000)
@@ -91,11 +91,6 @@ def value(data: Any) -> struct_pb2.Value:
     return message
 
 
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    result: dict[str, Any] = from_json_numbers(json_format.MessageToDict(message))
-    return result
-
-
 # -- workflows -----------------------------------------------------------------
 
 
@@ -153,7 +148,7 @@ def _retriers_to_proto(retriers: Iterable[RetrierSpec]) -> list[workflow_pb2.Ret
     ]
 
 
-def _step_from_proto(step: workflow_pb2.Step) -> StepSpec:
+def _step_from_proto(step: workflow_pb2.Step, field: str) -> StepSpec:
     wait: WaitSpec | None = None
     if step.HasField("wait"):
         kind = step.wait.WhichOneof("until")
@@ -167,7 +162,7 @@ def _step_from_proto(step: workflow_pb2.Step) -> StepSpec:
         agent=step.agent,
         input=dict(step.input),
         depends_on=list(step.depends_on),
-        config=struct_to_dict(step.config),
+        config=struct_to_dict(step.config, f"{field}.config"),
         description=step.description,
         retry=_retriers(step.retry),
         attempt_timeout=seconds(step.attempt_timeout) if step.HasField("attempt_timeout") else None,
@@ -196,7 +191,7 @@ def _step_from_proto(step: workflow_pb2.Step) -> StepSpec:
         compensate=CompensationSpec(
             agent=step.compensate.agent,
             input=dict(step.compensate.input),
-            config=struct_to_dict(step.compensate.config),
+            config=struct_to_dict(step.compensate.config, f"{field}.compensate.config"),
         )
         if step.HasField("compensate")
         else None,
@@ -209,7 +204,10 @@ def _step_from_proto(step: workflow_pb2.Step) -> StepSpec:
 def spec_from_proto(message: workflow_pb2.WorkflowSpec) -> WorkflowSpec:
     return WorkflowSpec(
         description=message.description,
-        steps=[_step_from_proto(step) for step in message.steps],
+        steps=[
+            _step_from_proto(step, f"spec.steps[{index}]")
+            for index, step in enumerate(message.steps)
+        ],
         output=dict(message.output),
         max_concurrency=message.max_concurrency,
         labels=dict(message.labels),

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import grpc
-from pydantic import ValidationError
 
 from podium.engine.validation import check_step_count
 from podium.engine.workflows import WorkflowCatalog
@@ -86,5 +85,7 @@ def _spec(message: workflow_pb2.WorkflowSpec) -> Any:
     check_step_count(len(message.steps))
     try:
         return translate.spec_from_proto(message)
-    except ValidationError as error:  # defensive: proto types already constrain shapes
+    except (ValueError, OverflowError) as error:
+        # pydantic's ValidationError is a ValueError; so is what protobuf
+        # raises for a Timestamp or Duration out of its range (nanos -1).
         raise invalid("spec", str(error).splitlines()[0]) from None

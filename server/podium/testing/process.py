@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -54,9 +56,8 @@ _HEALTH_CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", HEALTH_POLL_MS),
     ("grpc.max_reconnect_backoff_ms", HEALTH_POLL_MS),
 )
-# What `podium serve` logs when its port is taken: podium.server.main's message, or grpc's when
-# its bind raises (the process may then linger instead of exiting, so the log is what tells).
-_PORT_TAKEN = ("cannot listen", "Failed to bind", "Address already in use")
+# What `podium serve` says, as it exits, when its port is taken.
+_PORT_TAKEN = "cannot listen"
 
 
 class ServerExited(RuntimeError):
@@ -64,7 +65,7 @@ class ServerExited(RuntimeError):
 
 
 class PortTaken(ServerExited):
-    """Another process had the port: the server could not listen (it was killed)."""
+    """Another process had the port: the server could not listen and exited."""
 
 
 @dataclass
@@ -172,6 +173,7 @@ def start_server_process(
     grace: float | None = 2.0,
     startup_timeout: float = HANG_TIMEOUT,
     ports: Iterable[int] | None = None,
+    file_size_limit: int | None = None,
 ) -> ServerProcess:
     """Starts `podium serve --db DB` (None: the server's default database,
     relative to `cwd`) on a free port and returns once it is SERVING.
@@ -182,6 +184,8 @@ def start_server_process(
     in-flight calls get on SIGTERM (None: the server's default). `ports` are
     the ports to try in turn, the next one when a port turns out taken
     (default: PORT_ATTEMPTS free ports, each chosen just before its try).
+    `file_size_limit` (bytes) caps every file the server writes, as a full
+    disk does: writes past it fail with EFBIG (SIGXFSZ is ignored).
     """
     directory = Path(log_dir) if log_dir is not None else _default_log_dir(db)
     command = [*CLI, "serve"]
@@ -209,6 +213,7 @@ def start_server_process(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=None if file_size_limit is None else _limit_files(file_size_limit),
             )
         server = ServerProcess(
             process,
@@ -236,6 +241,14 @@ async def start_server_process_async(db: str | Path | None, **options: Any) -> S
     return await asyncio.to_thread(start_server_process, db, **options)
 
 
+def _limit_files(size: int) -> Callable[[], None]:
+    def limit() -> None:  # runs in the child, before exec
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
 def _default_log_dir(db: str | Path | None) -> Path:
     if db is None or str(db) == ":memory:":
         raise ValueError("pass log_dir: there is no database file to put the log next to")
@@ -257,11 +270,10 @@ def _wait_until_serving(server: ServerProcess, timeout: float) -> None:
     with grpc.insecure_channel(server.address, options=_HEALTH_CHANNEL_OPTIONS) as channel:
         health: Any = health_pb2_grpc.HealthStub(channel)  # typeshed's stub lists no methods
         while time.monotonic() < deadline:
-            log = server.log_tail()
-            if any(marker in log for marker in _PORT_TAKEN):
-                server.kill()
-                raise PortTaken(f"{server.address} is taken; {server.log_path.name}:\n{log}")
             if not server.running:
+                log = server.log_tail()
+                if _PORT_TAKEN in log:
+                    raise PortTaken(f"{server.address} is taken; {server.log_path.name}:\n{log}")
                 raise ServerExited(
                     f"podium serve exited with code {server.process.returncode} before serving;"
                     f" {server.log_path.name}:\n{server.log_tail()}"

@@ -10,20 +10,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from podium.core.errors import PodiumError, Unavailable
 from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, RunView, StepRecord
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import RunState
 from podium.store.sqlite import codec
+from podium.store.sqlite.errors import StoreOpenError
 from podium.store.sqlite.schema import migrate
 from podium.store.sqlite.writer import Writer
 
 MEMORY = ":memory:"
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 class SqliteStore:
@@ -35,6 +47,7 @@ class SqliteStore:
         self._reader_conn: aiosqlite.Connection | None = None
         self._writer: Writer | None = None
         self._creating = asyncio.Lock()
+        self._identity: tuple[int, int] | None = None
 
     @property
     def writer(self) -> Writer:
@@ -42,27 +55,64 @@ class SqliteStore:
         return self._writer
 
     async def open(self) -> None:
+        """Opens the database (creating it), or raises StoreOpenError with a
+        one-line reason; a failed open leaves nothing running (a connection
+        left open keeps its thread, and the process, alive)."""
         memory = self.path == MEMORY
         if not memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._open(memory)
+        except sqlite3.Error as error:
+            await self.close()
+            raise StoreOpenError(f"cannot open database {self.path}: {error}") from error
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self, memory: bool) -> None:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         conn = await aiosqlite.connect(self.path, isolation_level=None)
+        self._writer_conn = conn
         await conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk when StartRun returns, even across a power
         # loss; group commit amortises the fsync.
         await conn.execute("PRAGMA synchronous=FULL")
         await conn.execute("PRAGMA busy_timeout=5000")
         await migrate(conn)
-        self._writer_conn = conn
-        self._writer = Writer(conn)
-        self._writer.start()
         if memory:
             self._reader_conn = conn
         else:
             reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader_conn = reader
             await reader.execute("PRAGMA query_only=1")
             await reader.execute("PRAGMA busy_timeout=5000")
-            self._reader_conn = reader
+        self._writer = Writer(conn)
+        self._writer.start()
+        if not memory:
+            self._identity = _file_identity(self.path)
+
+    def check(self) -> PodiumError | None:
+        """Why the store can no longer be written, or None while it can.
+
+        Deleting or replacing the database file under a running server goes
+        unnoticed by SQLite (it keeps writing to the unlinked inode, and all of
+        it is lost at the next start), so the file is checked here and a lost
+        file fails the writer: no write is acknowledged after that."""
+        writer = self.writer
+        lost = (
+            writer.failure is None
+            and self._identity is not None
+            and _file_identity(self.path) != self._identity
+        )
+        if lost:
+            writer.fail(
+                Unavailable(
+                    f"the database file {self.path} was deleted or replaced while serving",
+                    reason="STORAGE_LOST",
+                )
+            )
+        return writer.failure
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -12,14 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
 
+from podium.core.errors import PodiumError, ResourceExhausted, Unavailable
 from podium.store.sqlite.codec import ATTEMPT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
 
 log = logging.getLogger("podium.store")
+
+
+def storage_failure(error: Exception) -> PodiumError:
+    """A failed write as callers see it: RESOURCE_EXHAUSTED when the disk
+    (or the file-size limit) is full, UNAVAILABLE for any other I/O fault."""
+    text = str(error) or type(error).__name__
+    if isinstance(error, sqlite3.OperationalError) and "full" in text:
+        return ResourceExhausted(f"the database is full: {text}", reason="STORAGE_FULL")
+    return Unavailable(f"the database cannot be written: {text}", reason="STORAGE_UNAVAILABLE")
 
 
 def _upsert(table: str, columns: str, key: str) -> str:
@@ -88,6 +99,18 @@ class Writer:
         # Increments when a batch is taken for commit: writes submitted under
         # the same id commit together.
         self.batch_id = 0
+        # Set once a batch fails or the database is lost: from then on every
+        # commit fails with it. What the engine holds in memory may include
+        # writes that never reached the disk, so acknowledging anything more
+        # could acknowledge what was not committed.
+        self.failure: PodiumError | None = None
+
+    def fail(self, failure: PodiumError) -> None:
+        """Refuses every later commit with `failure` (the first one stays)."""
+        if self.failure is None:
+            self.failure = failure
+            log.error("the store refuses writes from now on: %s", failure.message)
+            self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="podium-store-writer")
@@ -135,6 +158,9 @@ class Writer:
         if self._closing and self._task is not None and self._task.done():
             raise RuntimeError("the store is closed")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.failure is not None:
+            future.set_exception(self.failure)
+            return future
         self._batch.waiters.append(future)
         self._wake.set()
         return future
@@ -151,7 +177,10 @@ class Writer:
                 return
 
     async def _write(self, batch: _Batch) -> None:
-        error: BaseException | None = None
+        error: PodiumError | None = self.failure
+        if error is not None:
+            self._settle(batch, error)
+            return
         async with self.lock:
             try:
                 await self._conn.execute("BEGIN IMMEDIATE")
@@ -170,11 +199,16 @@ class Writer:
                 await self._conn.commit()
             except Exception as exc:  # a failed batch must not kill the writer
                 log.exception("store batch failed; rolled back")
-                error = exc
+                error = storage_failure(exc)
                 try:
                     await self._conn.rollback()
                 except Exception:
                     log.exception("rollback failed")
+        if error is not None:
+            self.fail(error)
+        self._settle(batch, error)
+
+    def _settle(self, batch: _Batch, error: PodiumError | None) -> None:
         for waiter in batch.waiters:
             if waiter.done():
                 continue
