@@ -212,3 +212,20 @@ def _raw(data: bytes) -> bytes:
 async def _drain(call: Any) -> None:
     async for _ in call:
         pass
+
+
+async def test_a_request_with_very_many_problems_still_names_them_within_the_trailers(
+    stubs: Stubs,
+) -> None:
+    # 300 steps with long, invalid ids: each is a violation. All of them in the
+    # status would pass the client's 8 KiB trailer limit and turn the answer
+    # into RESOURCE_EXHAUSTED; the first are shown and the rest counted.
+    steps = [echo_step("X" * 500 + str(i)) for i in range(300)]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await create_workflow(stubs, "many-problems", {"steps": steps})
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(raised.value).reason == "INVALID_WORKFLOW"
+    shown = field_violations(raised.value)
+    assert 1 < len(shown) < 300
+    assert shown[0][0] == "spec.steps[0].id" and len(shown[0][1]) <= 200
+    assert shown[-1][1].endswith("more problems not shown")

@@ -48,16 +48,7 @@ def to_status(error: PodiumError) -> status_pb2.Status:
         0, error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)
     )
     if isinstance(error, InvalidArgument):
-        details.append(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in error.violations
-                ]
-            )
-        )
+        details.append(_bad_request(error.violations))
     packed = []
     for detail in details:
         holder = any_pb2.Any()
@@ -68,8 +59,41 @@ def to_status(error: PodiumError) -> status_pb2.Status:
 
 def _message(error: PodiumError) -> str:
     if isinstance(error, InvalidArgument) and error.violations:
-        return "; ".join(f"{v.field}: {v.description}" for v in error.violations)
-    return error.message
+        text = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
+    else:
+        text = error.message
+    return _cut(text, MAX_MESSAGE_CHARACTERS)
+
+
+# The status travels in trailers, which a client refuses past 8 KiB (grpc's
+# default max metadata size): the whole call would then fail RESOURCE_EXHAUSTED
+# instead of naming the problems. Messages and details are therefore bounded;
+# the first violations are kept, and the rest counted.
+MAX_MESSAGE_CHARACTERS = 1000
+MAX_VIOLATION_CHARACTERS = 200
+MAX_VIOLATIONS_BYTES = 2500
+
+
+def _bad_request(violations: list[FieldViolation]) -> error_details_pb2.BadRequest:
+    bad = error_details_pb2.BadRequest()
+    for shown, violation in enumerate(violations):
+        entry = error_details_pb2.BadRequest.FieldViolation(
+            field=_cut(violation.field, MAX_VIOLATION_CHARACTERS),
+            description=_cut(violation.description, MAX_VIOLATION_CHARACTERS),
+        )
+        if bad.ByteSize() + entry.ByteSize() > MAX_VIOLATIONS_BYTES:
+            bad.field_violations.append(
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="", description=f"{len(violations) - shown} more problems not shown"
+                )
+            )
+            break
+        bad.field_violations.append(entry)
+    return bad
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def invalid(field: str, description: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
