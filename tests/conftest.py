@@ -4,13 +4,21 @@ The helpers tests use to drive it live in podium.testing."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from podium.server.app import PodiumServer
 from podium.testing import InProcessServer, Stubs, serving
+
+# CI explores the same examples on every run (a submission lands or not on
+# its own merits); a developer's run draws new ones, to find what CI would not.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture
