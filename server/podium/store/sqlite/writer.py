@@ -168,6 +168,11 @@ class Writer:
     async def _loop(self) -> None:
         while True:
             await self._wake.wait()
+            # One more turn of the event loop before taking the batch: work
+            # made runnable by the same event (the next step of a chain, whose
+            # attempt start must be durable before its agent runs) joins this
+            # commit instead of waiting for it and paying its own fsync.
+            await asyncio.sleep(0)
             self._wake.clear()
             batch, self._batch = self._batch, _Batch()
             self.batch_id += 1
