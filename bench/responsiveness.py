@@ -2,8 +2,8 @@
 
 A prober sends grpc.health.v1 Check every 10 ms on a channel of its own while
 the driver, on another channel, runs one heavy thing after another: a
-ValidateWorkflow of a 10,000-step chain (MAX_STEPS), a 10,000-item fan-out
-(MAX_FAN_OUT_ITEMS), a 1,000-iteration loop (MAX_LOOP_ITERATIONS), a fan-out
+ValidateWorkflow of a 10,000-step chain (max_steps), a 10,000-item fan-out
+(max_fan_out_items), a 1,000-iteration loop (max_loop_iterations), a fan-out
 over one item more than allowed (refused), and a definition of 100,000 steps
 (refused by count or size). Reported: p99 and max health latency during each.
 The rule: p99 under 100 ms.
@@ -24,7 +24,7 @@ from bench.gate import percentile
 from bench.measure import Measurement
 from bench.server import server_process
 from bench.workloads import Workload
-from podium.core.limits import MAX_FAN_OUT_ITEMS, MAX_LOOP_ITERATIONS, MAX_STEPS
+from podium.core.limits import DEFAULTS
 from podium.testing import Stubs, echo_step, make_spec, run_to_end
 from podium.v1 import workflow_service_pb2
 
@@ -57,7 +57,7 @@ async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[obj
                 "id": "count",
                 "agent": "echo",
                 "input": {"i": "iteration"},
-                "loop": {"until": "false", "maxIterations": MAX_LOOP_ITERATIONS},
+                "loop": {"until": "false", "maxIterations": DEFAULTS.max_loop_iterations},
             }
         ]
     }
@@ -65,8 +65,8 @@ async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[obj
         await stubs.workflows.CreateWorkflow(
             W.CreateWorkflowRequest(workflow_id=workflow_id, spec=make_spec(spec))
         )
-    chain = _chain(MAX_STEPS)
-    huge = _chain(10 * MAX_STEPS)
+    chain = _chain(DEFAULTS.max_steps)
+    huge = _chain(10 * DEFAULTS.max_steps)
 
     async def refused(call: Awaitable[object]) -> None:
         with contextlib.suppress(grpc.aio.AioRpcError):
@@ -74,20 +74,22 @@ async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[obj
 
     return [
         (
-            f"ValidateWorkflow, {MAX_STEPS}-step chain",
+            f"ValidateWorkflow, {DEFAULTS.max_steps}-step chain",
             lambda: stubs.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=chain)),
         ),
         (
-            f"fan-out over {MAX_FAN_OUT_ITEMS} items",
-            lambda: run_to_end(stubs, "fan", {"items": list(range(MAX_FAN_OUT_ITEMS))}),
+            f"fan-out over {DEFAULTS.max_fan_out_items} items",
+            lambda: run_to_end(stubs, "fan", {"items": list(range(DEFAULTS.max_fan_out_items))}),
         ),
-        (f"{MAX_LOOP_ITERATIONS}-iteration loop", lambda: run_to_end(stubs, "loop")),
+        (f"{DEFAULTS.max_loop_iterations}-iteration loop", lambda: run_to_end(stubs, "loop")),
         (
-            f"fan-out over {MAX_FAN_OUT_ITEMS + 1} items (refused)",
-            lambda: run_to_end(stubs, "fan", {"items": list(range(MAX_FAN_OUT_ITEMS + 1))}),
+            f"fan-out over {DEFAULTS.max_fan_out_items + 1} items (refused)",
+            lambda: run_to_end(
+                stubs, "fan", {"items": list(range(DEFAULTS.max_fan_out_items + 1))}
+            ),
         ),
         (
-            f"ValidateWorkflow, {10 * MAX_STEPS} steps (refused)",
+            f"ValidateWorkflow, {10 * DEFAULTS.max_steps} steps (refused)",
             lambda: refused(stubs.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=huge))),
         ),
     ]

@@ -234,7 +234,7 @@ async def test_a_bad_podium_max_output_bytes_stops_the_start(
     db_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PODIUM_MAX_OUTPUT_BYTES", "lots")
-    with pytest.raises(ValueError, match="PODIUM_MAX_OUTPUT_BYTES must be a positive integer"):
+    with pytest.raises(ValueError, match="PODIUM_MAX_OUTPUT_BYTES must be an integer from 1 to"):
         async with serving(db_path):
             pass
 

@@ -1,4 +1,4 @@
-"""The server's limits (podium.core.limits), through a real server: an
+"""The server's limits (podium.core.limits), at their defaults, through a real server: an
 oversized definition is refused for its size before any other work, with
 INVALID_ARGUMENT naming the limit; a runtime value over a limit fails its
 step with LIMIT_EXCEEDED naming the limit; a huge chain validates."""
@@ -11,12 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from podium.core.limits import (
-    LIMIT_EXCEEDED,
-    MAX_EXPRESSION_RESULT_DEPTH,
-    MAX_FAN_OUT_ITEMS,
-    MAX_STEPS,
-)
+from podium.core.limits import DEFAULTS, LIMIT_EXCEEDED, Limits
 from podium.plugins.api import StepContext
 from podium.testing import (
     Stubs,
@@ -46,10 +41,10 @@ def chain(length: int) -> workflow_pb2.WorkflowSpec:
 async def test_a_chain_of_the_maximum_length_validates(stubs: Stubs) -> None:
     # Ancestor sets were O(n^2): this took gigabytes and seconds.
     response = await stubs.workflows.ValidateWorkflow(
-        W.ValidateWorkflowRequest(spec=chain(MAX_STEPS))
+        W.ValidateWorkflowRequest(spec=chain(DEFAULTS.max_steps))
     )
-    assert len(response.levels) == MAX_STEPS
-    assert list(response.critical_path) == [f"s{i}" for i in range(MAX_STEPS)]
+    assert len(response.levels) == DEFAULTS.max_steps
+    assert list(response.critical_path) == [f"s{i}" for i in range(DEFAULTS.max_steps)]
 
 
 async def test_a_reference_to_a_non_ancestor_is_still_refused(stubs: Stubs) -> None:
@@ -68,7 +63,7 @@ async def test_too_many_steps_are_refused_by_count(stubs: Stubs, rpc: str) -> No
     # Steps that are wrong in every other way too: only the count is reported,
     # since nothing else of the definition is looked at.
     spec = workflow_pb2.WorkflowSpec(
-        steps=[workflow_pb2.Step(id="X", agent="nope") for _ in range(MAX_STEPS + 1)]
+        steps=[workflow_pb2.Step(id="X", agent="nope") for _ in range(DEFAULTS.max_steps + 1)]
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         if rpc == "ValidateWorkflow":
@@ -80,7 +75,7 @@ async def test_too_many_steps_are_refused_by_count(stubs: Stubs, rpc: str) -> No
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     [(field, description)] = field_violations(caught.value)
     assert field == "spec.steps"
-    assert "MAX_STEPS" in description and str(MAX_STEPS + 1) in description
+    assert "max_steps" in description and str(DEFAULTS.max_steps + 1) in description
 
 
 async def test_a_request_over_the_message_size_is_refused_by_grpc(stubs: Stubs) -> None:
@@ -101,11 +96,13 @@ async def test_a_fan_out_over_too_many_items_fails_naming_the_limit(stubs: Stubs
         ]
     }
     await create_workflow(stubs, "fan-big", spec)
-    run, _ = await run_to_end(stubs, "fan-big", {"items": list(range(MAX_FAN_OUT_ITEMS + 1))})
+    run, _ = await run_to_end(
+        stubs, "fan-big", {"items": list(range(DEFAULTS.max_fan_out_items + 1))}
+    )
     assert run.state == run_pb2.RUN_STATE_FAILED
     each = step_of(run, "each")
     assert each.failure.type == LIMIT_EXCEEDED
-    assert "MAX_FAN_OUT_ITEMS" in each.failure.message
+    assert "max_fan_out_items" in each.failure.message
     assert len(each.attempts) == 0
 
 
@@ -118,7 +115,7 @@ async def test_an_expression_that_can_grow_a_string_unboundedly_is_refused(stubs
         await stubs.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=spec))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     [(field, description)] = field_violations(caught.value)
-    assert field == "spec.steps[0].input.x" and "MAX_EXPRESSION_GROWTH" in description
+    assert field == "spec.steps[0].input.x" and "max_expression_growth" in description
 
 
 async def test_an_oversized_expression_result_fails_the_step_naming_the_limit(
@@ -130,7 +127,7 @@ async def test_an_oversized_expression_result_fails_the_step_naming_the_limit(
     run, _ = await run_to_end(stubs, "grow", {"text": "b" * 20_000})
     assert run.state == run_pb2.RUN_STATE_FAILED
     failure = step_of(run, "a").failure
-    assert "MAX_EXPRESSION_RESULT_SIZE" in failure.message, failure
+    assert "max_expression_result_size" in failure.message, failure
 
 
 class TickRecorder:
@@ -175,18 +172,32 @@ async def test_a_step_of_instant_agent_calls_lets_the_loop_serve_others(kind: st
     assert all(b > a for a, b in zip(agent.seen, agent.seen[1:], strict=False)), agent.seen
 
 
+# Each iteration's output holds the previous one: one level deeper each time.
+NESTING = {
+    "id": "nest",
+    "agent": "echo",
+    "input": {"previous": "previous"},
+    "loop": {"until": "false", "maxIterations": DEFAULTS.max_expression_result_depth + 10},
+}
+
+
 async def test_a_loop_nesting_its_output_deeper_each_iteration_fails_naming_the_limit(
     stubs: Stubs,
 ) -> None:
-    # Each iteration's output holds the previous one: one level deeper each time.
-    nesting = {
-        "id": "nest",
-        "agent": "echo",
-        "input": {"previous": "previous"},
-        "loop": {"until": "false", "maxIterations": MAX_EXPRESSION_RESULT_DEPTH + 10},
-    }
-    await create_workflow(stubs, "nesting", {"steps": [nesting]})
+    await create_workflow(stubs, "nesting", {"steps": [NESTING]})
     run, _ = await run_to_end(stubs, "nesting")
     assert run.state == run_pb2.RUN_STATE_FAILED
     failure = step_of(run, "nest").failure
-    assert "MAX_EXPRESSION_RESULT_DEPTH" in failure.message, failure
+    # echo wraps its input in one more level: its output is the first too deep.
+    assert failure.type == "podium.InvalidOutput"
+    assert "max_output_depth" in failure.message, failure
+    assert step_of(run, "nest").iterations == DEFAULTS.max_output_depth
+
+
+async def test_a_lowered_expression_depth_limit_stops_the_loop_sooner() -> None:
+    async with serving(limits=Limits(max_expression_result_depth=5)) as (_, stubs):
+        await create_workflow(stubs, "nesting", {"steps": [NESTING]})
+        run, _ = await run_to_end(stubs, "nesting")
+    assert run.state == run_pb2.RUN_STATE_FAILED
+    failure = step_of(run, "nest").failure
+    assert "deeper than 5 levels (max_expression_result_depth)" in failure.message, failure

@@ -47,7 +47,24 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help="governance policy (YAML): quotas, budgets, breakers, prices",
     )
+    serve.add_argument(
+        "--limit",
+        action="append",
+        type=_limit,
+        default=[],
+        metavar="NAME=VALUE",
+        help="set one of the server's limits, e.g. max_steps=500 (repeatable; default: the"
+        " variable PODIUM_NAME, else the built-in value; names and defaults: docs/limits.md)",
+    )
     serve.set_defaults(handler=serve_command)
+
+
+def _limit(text: str) -> tuple[str, str]:
+    """NAME=VALUE; whether the name and value are allowed is the server's to say."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    return name.strip(), value.strip()
 
 
 def serve_command(args: argparse.Namespace, ctx: Context) -> int:
@@ -67,5 +84,6 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         grace_seconds=args.grace,
         retention_seconds=args.retention or None,
         policy_path=args.policy,
+        limits=dict(args.limit),
     )
     return int(code or 0)

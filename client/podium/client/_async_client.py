@@ -12,7 +12,7 @@ import grpc
 
 import podium.client._requests as _requests
 from podium.client._channel import CHANNEL_OPTIONS, DEFAULT_TIMEOUT, resolve_address
-from podium.client._flow import FlowControl, FlowPolicy
+from podium.client._flow import AsyncFlowControl, FlowPolicy
 from podium.client._watch import ReconnectPolicy, WatchCursor
 from podium.client.definitions import DefinitionSource, load_definition
 from podium.client.errors import PodiumError, translate_rpc_errors
@@ -54,13 +54,14 @@ class AsyncClient:
     ) -> None:
         """`flow` bounds the unary calls in flight on the channel and retries
         the safe ones (StartRun, reads) on CANCELLED, UNAVAILABLE and
-        RESOURCE_EXHAUSTED; the default allows 1000 at once."""
+        RESOURCE_EXHAUSTED (after the delay the server asks for, if any);
+        the default allows 1000 at once."""
         self.address = resolve_address(address)
         self.timeout = timeout
         self._reconnect = reconnect or ReconnectPolicy()
         self.flow = flow or FlowPolicy()
         self._channel = grpc.aio.insecure_channel(
-            self.address, options=CHANNEL_OPTIONS, interceptors=[FlowControl(self.flow)]
+            self.address, options=CHANNEL_OPTIONS, interceptors=[AsyncFlowControl(self.flow)]
         )
         self._workflows = workflow_service_pb2_grpc.WorkflowServiceStub(self._channel)
         self._executions = execution_service_pb2_grpc.ExecutionServiceStub(self._channel)

@@ -12,6 +12,7 @@ import grpc
 
 import podium.client._requests as _requests
 from podium.client._channel import CHANNEL_OPTIONS, DEFAULT_TIMEOUT, resolve_address
+from podium.client._flow import BlockingFlowControl, FlowPolicy
 from podium.client._watch import ReconnectPolicy, WatchCursor
 from podium.client.definitions import DefinitionSource, load_definition
 from podium.client.errors import PodiumError, translate_rpc_errors
@@ -47,11 +48,20 @@ class Client:
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         reconnect: ReconnectPolicy | None = None,
+        flow: FlowPolicy | None = None,
     ) -> None:
+        """`flow` bounds the unary calls in flight on the channel, whichever
+        threads make them, and retries the safe ones (StartRun, reads) on
+        CANCELLED, UNAVAILABLE and RESOURCE_EXHAUSTED (after the delay the
+        server asks for, if any); the default allows 1000 at once."""
         self.address = resolve_address(address)
         self.timeout = timeout
         self._reconnect = reconnect or ReconnectPolicy()
-        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.flow = flow or FlowPolicy()
+        self._channel = grpc.intercept_channel(
+            grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS),
+            BlockingFlowControl(self.flow),
+        )
         self._workflows = workflow_service_pb2_grpc.WorkflowServiceStub(self._channel)
         self._executions = execution_service_pb2_grpc.ExecutionServiceStub(self._channel)
         self._progress = progress_service_pb2_grpc.ProgressServiceStub(self._channel)

@@ -57,3 +57,11 @@ class Unavailable(PodiumError):
 
 class ResourceExhausted(PodiumError):
     reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, retry_after: float | None = None
+    ) -> None:
+        """`retry_after`: seconds after which the same call may succeed (sent
+        to the client as google.rpc.RetryInfo), when the server can say."""
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after

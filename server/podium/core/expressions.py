@@ -17,12 +17,8 @@ from typing import Any
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_encoders, ext_math, ext_strings
 
+from podium.core import limits
 from podium.core.jsonvalues import MAX_EXACT_INT, NotJsonCompatible
-from podium.core.limits import (
-    MAX_EXPRESSION_GROWTH,
-    MAX_EXPRESSION_RESULT_DEPTH,
-    MAX_EXPRESSION_RESULT_SIZE,
-)
 
 # Variables every expression of a step's input or a run's output may use.
 STEP_SCOPE = ("input", "steps")
@@ -53,19 +49,21 @@ class Expression:
         if value.type() == cel.Type.ERROR:
             raise ExpressionError(f"{self.source!r}: {value}")
         plain = value.plain_value()
-        size, depth = result_shape(plain, MAX_EXPRESSION_RESULT_SIZE, MAX_EXPRESSION_RESULT_DEPTH)
-        if size > MAX_EXPRESSION_RESULT_SIZE:
+        limit = limits.current()
+        max_size, max_depth = limit.max_expression_result_size, limit.max_expression_result_depth
+        size, depth = result_shape(plain, max_size, max_depth)
+        if size > max_size:
             raise ExpressionError(
-                f"{self.source!r}: result is larger than {MAX_EXPRESSION_RESULT_SIZE} "
-                "(MAX_EXPRESSION_RESULT_SIZE: characters plus list and map entries)"
+                f"{self.source!r}: result is larger than {max_size} "
+                "(max_expression_result_size: characters plus list and map entries)"
             )
-        if depth > MAX_EXPRESSION_RESULT_DEPTH:
+        if depth > max_depth:
             # Deeper values would exhaust the recursion of their conversion
             # (a loop feeding `previous` back into its output nests one level
             # per iteration).
             raise ExpressionError(
                 f"{self.source!r}: result nests lists and maps deeper than "
-                f"{MAX_EXPRESSION_RESULT_DEPTH} levels (MAX_EXPRESSION_RESULT_DEPTH)"
+                f"{max_depth} levels (max_expression_result_depth)"
             )
         try:
             return to_json_value(plain)
@@ -122,11 +120,11 @@ def compile_expression(source: str, variables: Iterable[str] = STEP_SCOPE) -> Ex
         program = _env(variables).compile(source)
     except RuntimeError as error:
         raise ExpressionError(_first_error_line(str(error))) from None
-    growth = string_growth(source)
-    if growth > MAX_EXPRESSION_GROWTH:
+    growth, max_growth = string_growth(source), limits.current().max_expression_growth
+    if growth > max_growth:
         raise ExpressionError(
             f"its replace() calls can multiply a string's length by {growth}, more than "
-            f"{MAX_EXPRESSION_GROWTH} (MAX_EXPRESSION_GROWTH)"
+            f"{max_growth} (max_expression_growth)"
         )
     return Expression(source, program)
 

@@ -15,8 +15,10 @@ __all__ = [
     "MAX_EXACT_INT",
     "NotJsonCompatible",
     "TooLarge",
+    "check_json_size",
     "from_json_numbers",
     "json_compatible",
+    "json_depth",
     "jsonable",
 ]
 
@@ -64,6 +66,35 @@ def json_compatible(value: Any, *, max_bytes: int | None = None) -> Any:
     copy = json.loads(text)
     _check_integers(copy)
     return copy
+
+
+def check_json_size(value: Any, max_bytes: int) -> None:
+    """TooLarge when the JSON text (UTF-8) of `value`, already JSON-compatible,
+    is longer than `max_bytes`; nothing is copied."""
+    text_at_least = _text_at_least(value, max_bytes)
+    if text_at_least > max_bytes:
+        raise TooLarge(text_at_least, max_bytes, at_least=True)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if len(text) * 4 > max_bytes:
+        size = len(text.encode())
+        if size > max_bytes:
+            raise TooLarge(size, max_bytes)
+
+
+def json_depth(value: Any, stop_above: int) -> int:
+    """How deeply lists and maps nest in `value` (a scalar is 0, `[1]` is 1),
+    counted without recursion and only until past `stop_above`."""
+    deepest = 0
+    pending = [(value, 0)]
+    seen: set[int] = set()
+    while pending and deepest <= stop_above:
+        item, level = pending.pop()
+        if isinstance(item, dict | list | tuple) and id(item) not in seen:
+            seen.add(id(item))
+            deepest = max(deepest, level + 1)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _text_at_least(value: Any, limit: int) -> int:

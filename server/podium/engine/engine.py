@@ -18,6 +18,7 @@ from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Any
 
+from podium.core import limits
 from podium.core.clock import Clock, SystemClock
 from podium.core.errors import (
     AlreadyExists,
@@ -27,6 +28,7 @@ from podium.core.errors import (
     NotFound,
     Unavailable,
 )
+from podium.core.jsonvalues import TooLarge, check_json_size
 from podium.core.model import Event, RunRecord, RunView, StepRecord
 from podium.core.states import RunState
 from podium.engine import pagination, retention
@@ -36,7 +38,7 @@ from podium.engine.hub import EventHub
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
-from podium.engine.services import DEFAULT_MAX_OUTPUT_BYTES, RunServices
+from podium.engine.services import RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import Plan
 from podium.engine.workflows import WorkflowCatalog
@@ -61,10 +63,7 @@ class Engine:
         clock: Clock | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
-        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
-        if max_output_bytes < 1:
-            raise ValueError("max_output_bytes must be positive")
         self.store = store
         self.hub = hub or EventHub()
         self.clock: Clock = clock or SystemClock()
@@ -78,7 +77,6 @@ class Engine:
             # Server-wide limit on agent calls in flight, granted by run priority.
             slots=PrioritySlots(max_running_steps, self.clock),
             default_max_concurrency=max_concurrency,
-            max_output_bytes=max_output_bytes,
         )
         self.admission = RunAdmission(governance.quotas)
         self.active: dict[str, RunExecutor] = {}
@@ -117,6 +115,7 @@ class Engine:
                 "invalid max_cost", [FieldViolation("max_cost", "must not be negative")]
             )
         input_value = dict(input or {})
+        _check_input_size(input_value)
         labels_value = dict(labels or {})
         request_hash = _request_hash(
             workflow_id,
@@ -409,6 +408,19 @@ class Engine:
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the server is shutting down", reason="SHUTTING_DOWN")
+
+
+def _check_input_size(input: dict[str, Any]) -> None:
+    """A run's input within max_input_bytes (it is stored, sent in replies
+    and evaluated against in every step's expressions)."""
+    max_bytes = limits.current().max_input_bytes
+    try:
+        check_json_size(input, max_bytes)
+    except TooLarge as error:
+        raise InvalidArgument(
+            "invalid input",
+            [FieldViolation("input", f"too large: {error} (max_input_bytes)")],
+        ) from None
 
 
 def _request_hash(

@@ -28,6 +28,7 @@ from podium.engine.scheduler import DependencyCounters, decide
 from podium.engine.services import RunServices, StopSignal
 from podium.engine.slots import RunSlots
 from podium.engine.step_runner import StepOutcome, StepRunner
+from podium.engine.step_values import oversized_output
 from podium.engine.validation import Plan, StepPlan
 
 log = logging.getLogger("podium.engine")
@@ -349,9 +350,13 @@ class RunExecutor:
         if self._ending is None:
             try:
                 output = self._run_output()
+                oversized = oversized_output(output, "the run's output")
                 failed = any(s.state == StepState.FAILED for s in self.steps.values())
                 state = RunState.PARTIALLY_SUCCEEDED if failed else RunState.SUCCEEDED
-                self.journal.finished(state, None, output)
+                if oversized is not None:
+                    self.journal.finished(RunState.FAILED, oversized, None)
+                else:
+                    self.journal.finished(state, None, output)
             except ExpressionError as error:
                 failure = Failure(INVALID_OUTPUT, f"output mapping failed: {error}")
                 self.journal.finished(RunState.FAILED, failure, None)

@@ -12,10 +12,6 @@ from podium.engine.slots import PrioritySlots
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
 
-# An agent's output, as JSON: 1 MiB keeps a GetRun holding a few such outputs
-# well under gRPC's default 4 MiB receive limit of every client.
-DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
-
 
 @dataclass(frozen=True, slots=True)
 class RunServices:
@@ -30,10 +26,6 @@ class RunServices:
     slots: PrioritySlots
     # A run's max_concurrency when neither the run nor its workflow sets one.
     default_max_concurrency: int
-    # The largest agent output accepted, as JSON text (UTF-8 bytes): a larger
-    # one fails its attempt (podium.InvalidOutput) before it is stored,
-    # streamed or sent in a reply.
-    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
 
 
 class StopSignal:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from podium.core import limits
 from podium.core.clock import DeadlineExceeded, run_with_deadline, sleep_until
 from podium.core.expressions import ExpressionError
 from podium.core.failures import (
@@ -33,7 +34,7 @@ from podium.core.failures import (
     failure_from_exception,
 )
 from podium.core.jsonvalues import from_json_numbers
-from podium.core.limits import LIMIT_EXCEEDED, MAX_FAN_OUT_ITEMS
+from podium.core.limits import LIMIT_EXCEEDED
 from podium.core.model import AttemptRecord, ItemRecord, StepRecord
 from podium.core.states import AttemptState, StepState
 from podium.core.templates import Template
@@ -48,6 +49,7 @@ from podium.engine.step_values import (
     instant,
     iso,
     json_output,
+    oversized_output,
     truthy,
 )
 from podium.engine.validation import StepPlan
@@ -209,12 +211,13 @@ class StepRunner:
             raise StepFailed(
                 Failure(INVALID_INPUT, f"for_each.items gave {type(items).__name__}, not a list")
             )
-        if len(items) > MAX_FAN_OUT_ITEMS:
+        max_items = limits.current().max_fan_out_items
+        if len(items) > max_items:
             raise StepFailed(
                 Failure(
                     LIMIT_EXCEEDED,
-                    f"for_each.items gave {len(items)} items; at most {MAX_FAN_OUT_ITEMS} "
-                    "are allowed (MAX_FAN_OUT_ITEMS)",
+                    f"for_each.items gave {len(items)} items; at most {max_items} "
+                    "are allowed (max_fan_out_items)",
                     retryable=False,
                 )
             )
@@ -282,7 +285,11 @@ class StepRunner:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        return [done[i].output if done[i].succeeded else None for i in range(total)]
+        combined = [done[i].output if done[i].succeeded else None for i in range(total)]
+        oversized = oversized_output(combined, "the combined output of its items")
+        if oversized is not None:
+            raise StepFailed(oversized)
+        return combined
 
     async def _loop(self, scope: dict[str, Any]) -> Any:
         loop = self.spec.loop
@@ -352,7 +359,7 @@ class StepRunner:
                     output = await run_with_deadline(
                         guarded(agent.run(context)), self._attempt_budget(), self.clock
                     )
-                    output = json_output(output, self.services.max_output_bytes)
+                    output = json_output(output)
                 except DeadlineExceeded:
                     failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
                 except asyncio.CancelledError:

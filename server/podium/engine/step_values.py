@@ -10,8 +10,16 @@ import json
 import math
 from typing import Any
 
+from podium.core import limits
 from podium.core.failures import INVALID_INPUT, INVALID_OUTPUT, Failure
-from podium.core.jsonvalues import NotJsonCompatible, TooLarge, json_compatible
+from podium.core.jsonvalues import (
+    NotJsonCompatible,
+    TooLarge,
+    check_json_size,
+    json_compatible,
+    json_depth,
+)
+from podium.core.limits import LIMIT_EXCEEDED
 from podium.plugins.api import AgentError
 
 # The instants a wait may end at: those datetime and Timestamp can show
@@ -61,15 +69,25 @@ def cache_key(agent: str, version: str, inputs: Any, config: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def json_output(value: Any, max_bytes: int) -> Any:
+def json_output(value: Any) -> Any:
     """Agents must return what JSON can hold, within the server's output size
-    limit; anything else fails the attempt."""
+    and depth limits; anything else fails the attempt."""
+    limit = limits.current()
+    # Before the conversion: its own recursion would fail on a value nested
+    # deeply enough, with a less helpful message.
+    depth = json_depth(value, limit.max_output_depth)
+    if depth > limit.max_output_depth:
+        raise AgentError(
+            f"agent output nests lists and maps deeper than {limit.max_output_depth} levels"
+            " (the server's max_output_depth)",
+            code=INVALID_OUTPUT,
+            retryable=False,
+        )
     try:
-        return json_compatible(value, max_bytes=max_bytes)
+        return json_compatible(value, max_bytes=limit.max_output_bytes)
     except TooLarge as error:
         raise AgentError(
-            f"agent output is too large: {error} (the server's max_output_bytes,"
-            " PODIUM_MAX_OUTPUT_BYTES)",
+            f"agent output is too large: {error} (the server's max_output_bytes)",
             code=INVALID_OUTPUT,
             retryable=False,
         ) from None
@@ -77,3 +95,17 @@ def json_output(value: Any, max_bytes: int) -> Any:
         raise AgentError(
             f"agent output is not JSON-compatible: {error}", code=INVALID_OUTPUT, retryable=False
         ) from None
+
+
+def oversized_output(value: Any, what: str) -> Failure | None:
+    """Why a value made of JSON outputs already accepted (a fan-out's list of
+    its items' outputs, a run's output) may not be stored, if it may not:
+    each part may be within max_output_bytes and the whole far beyond it, and
+    the whole is what is stored and sent in a reply."""
+    max_bytes = limits.current().max_output_bytes
+    try:
+        check_json_size(value, max_bytes)
+    except TooLarge as error:
+        message = f"{what} is too large: {error} (the server's max_output_bytes)"
+        return Failure(LIMIT_EXCEEDED, message, retryable=False)
+    return None

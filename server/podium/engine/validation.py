@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from podium.core import limits
 from podium.core.errors import FieldViolation, InvalidArgument
 from podium.core.expressions import (
     STEP_SCOPE,
@@ -19,7 +20,6 @@ from podium.core.expressions import (
     compile_expression,
     step_references,
 )
-from podium.core.limits import MAX_LOOP_ITERATIONS, MAX_STEPS
 from podium.core.spec import RetrierSpec, StepSpec, WorkflowSpec
 from podium.core.templates import Template, compile_template
 from podium.engine import graph
@@ -250,10 +250,11 @@ def _compiling(
 def check_step_count(count: int) -> None:
     """Rejects an oversized definition before any other work on it (servicers call
     this before translating the request, so 10^5 steps cost nothing)."""
-    if count > MAX_STEPS:
+    max_steps = limits.current().max_steps
+    if count > max_steps:
         raise InvalidArgument(
             "invalid workflow",
-            [FieldViolation("spec.steps", f"at most {MAX_STEPS} steps (MAX_STEPS), got {count}")],
+            [FieldViolation("spec.steps", f"at most {max_steps} steps (max_steps), got {count}")],
             reason="INVALID_WORKFLOW",
         )
 
@@ -320,10 +321,11 @@ def _check_kind(
             check.problem(f"{where}.for_each.tolerated_failure_count", "must not be negative")
         if not 0 <= fan_out.tolerated_failure_percent <= 100:
             check.problem(f"{where}.for_each.tolerated_failure_percent", "must be within 0..100")
-    if step.loop is not None and not 1 <= step.loop.max_iterations <= MAX_LOOP_ITERATIONS:
+    max_iterations = limits.current().max_loop_iterations
+    if step.loop is not None and not 1 <= step.loop.max_iterations <= max_iterations:
         check.problem(
             f"{where}.loop.max_iterations",
-            f"required, between 1 and the server limit {MAX_LOOP_ITERATIONS} (MAX_LOOP_ITERATIONS)",
+            f"required, between 1 and the server limit {max_iterations} (max_loop_iterations)",
         )
 
 

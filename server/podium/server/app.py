@@ -13,11 +13,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from podium.core import limits as server_limits
 from podium.core.clock import Clock, SystemClock
-from podium.core.limits import MAX_MESSAGE_BYTES
+from podium.core.limits import Limits
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.retention import Pruner, default_interval
-from podium.engine.services import DEFAULT_MAX_OUTPUT_BYTES
 from podium.governance.policy import Policy
 from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
@@ -25,6 +25,7 @@ from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
 from podium.server.event_encoding import EventEncoder
 from podium.server.execution_service import ExecutionService
+from podium.server.load_shedding import LoadShedder
 from podium.server.malformed import MalformedRequests
 from podium.server.progress_service import ProgressService, add_progress_service
 from podium.server.store_watch import StoreWatch
@@ -45,14 +46,16 @@ from podium.v1 import (
 
 log = logging.getLogger("podium.server")
 
-# SO_REUSEPORT (grpc's default) would let a second server bind the same port
-# and share its connections: a port is owned by one server.
-SERVER_OPTIONS = (
-    ("grpc.so_reuseport", 0),
-    # Oversized requests are refused by gRPC before they are parsed.
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-)
-MAX_OUTPUT_BYTES_ENV = "PODIUM_MAX_OUTPUT_BYTES"
+
+def server_options(limits: Limits) -> tuple[tuple[str, int], ...]:
+    return (
+        # SO_REUSEPORT (grpc's default) would let a second server bind the
+        # same port and share its connections: a port is owned by one server.
+        ("grpc.so_reuseport", 0),
+        # Oversized requests are refused by gRPC before they are parsed.
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+    )
+
 
 SERVICE_NAMES = (
     workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
@@ -79,6 +82,10 @@ class PodiumServer:
     watchdog: LoopWatchdog | None = None
     # Watch responses, encoded once for every subscriber.
     event_encoder: EventEncoder | None = None
+    # Sheds unary calls past the limit of calls in flight.
+    shedder: LoadShedder | None = None
+    # The limits this server put in force (given back when it stops).
+    limits: Limits | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
@@ -98,6 +105,9 @@ class PodiumServer:
         await self.store.close()
         if self.lock is not None:
             self.lock.release()
+        if self.limits is not None:
+            self.limits = None  # stopping twice gives them back once
+            server_limits.release()
 
 
 async def start_server(
@@ -112,20 +122,57 @@ async def start_server(
     policy: Policy | None = None,
     max_output_bytes: int | None = None,
     watchdog_threshold: float | None = DEFAULT_THRESHOLD,
+    limits: Limits | None = None,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
     With `retention_seconds` (> 0), runs that ended longer ago than that are
     deleted in the background; None or 0 keeps runs forever.
-    `max_output_bytes`: the largest agent output accepted, as JSON (UTF-8
-    bytes); None reads PODIUM_MAX_OUTPUT_BYTES, 1 MiB when it is unset.
+    `limits` (podium.core.limits): None reads them from the environment
+    (PODIUM_MAX_STEPS, ...; LimitError for a bad one); they are in force in
+    this process while the server serves. `max_output_bytes`, if given,
+    replaces that one limit.
     With `watchdog_threshold` (seconds), a blocked event loop is logged with
     the agent that blocked it; None watches nothing.
     """
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
-    if max_output_bytes is None:
-        max_output_bytes = _max_output_bytes_from_env()
+    if limits is None:
+        limits = Limits.from_settings(os.environ)
+    if max_output_bytes is not None:
+        limits = limits.replace(max_output_bytes=max_output_bytes)
+    server_limits.hold(limits)
+    try:
+        return await _open_and_serve(
+            address,
+            db_path,
+            limits,
+            plugins=plugins,
+            version=version,
+            retention_seconds=retention_seconds,
+            clock=clock,
+            max_running_steps=max_running_steps,
+            policy=policy,
+            watchdog_threshold=watchdog_threshold,
+        )
+    except BaseException:
+        server_limits.release()
+        raise
+
+
+async def _open_and_serve(
+    address: str,
+    db_path: str,
+    limits: Limits,
+    *,
+    plugins: PluginReport | None,
+    version: str,
+    retention_seconds: float | None,
+    clock: Clock | None,
+    max_running_steps: int,
+    policy: Policy | None,
+    watchdog_threshold: float | None,
+) -> PodiumServer:
     started = time.time()
     lock = None if db_path == MEMORY else DatabaseLock(db_path)
     if lock is not None:
@@ -150,7 +197,7 @@ async def start_server(
             max_running_steps=max_running_steps,
             policy=policy,
             lock=lock,
-            max_output_bytes=max_output_bytes,
+            limits=limits,
             watchdog_threshold=watchdog_threshold,
         )
     except BaseException:
@@ -174,7 +221,7 @@ async def _serve_store(
     max_running_steps: int,
     policy: Policy | None,
     lock: DatabaseLock | None,
-    max_output_bytes: int,
+    limits: Limits,
     watchdog_threshold: float | None,
 ) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins()
@@ -192,10 +239,13 @@ async def _serve_store(
         governance,
         clock=governance.clock,
         max_running_steps=max_running_steps,
-        max_output_bytes=max_output_bytes,
     )
 
-    server = grpc.aio.server(interceptors=[MalformedRequests()], options=SERVER_OPTIONS)
+    # The shedder first: a call past the limit costs nothing more.
+    shedder = LoadShedder(limits.max_calls_in_flight)
+    server = grpc.aio.server(
+        interceptors=[shedder, MalformedRequests()], options=server_options(limits)
+    )
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowService(engine.workflows), server
     )
@@ -246,6 +296,8 @@ async def _serve_store(
         lock,
         watchdog,
         progress_service.encoder,
+        shedder,
+        limits,
     )
 
 
@@ -268,21 +320,6 @@ def _version() -> str:
         return version("podium")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-def _max_output_bytes_from_env() -> int:
-    """PODIUM_MAX_OUTPUT_BYTES, the largest agent output as JSON (UTF-8
-    bytes); 1 MiB when unset."""
-    text = os.environ.get(MAX_OUTPUT_BYTES_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_OUTPUT_BYTES
-    try:
-        limit = int(text)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise ValueError(f"{MAX_OUTPUT_BYTES_ENV} must be a positive integer, not {text!r}")
-    return limit
 
 
 def _configure_providers(plugins: PluginReport, policy: Policy) -> None:

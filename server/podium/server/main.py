@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+from collections.abc import Mapping
 
+from podium.core.limits import LimitError, Limits
 from podium.governance.policy import Policy, PolicyError, load_policy
 from podium.server import loop
 from podium.server.app import start_server
@@ -20,15 +23,23 @@ def run_server(
     grace_seconds: float = 10.0,
     retention_seconds: float | None = None,
     policy_path: str | None = None,
+    limits: Mapping[str, str] | None = None,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
-    `retention_seconds`: delete runs that ended longer ago (None or 0: keep them)."""
+    `retention_seconds`: delete runs that ended longer ago (None or 0: keep them).
+    `limits`: limit name -> value (`--limit NAME=VALUE`), over PODIUM_NAME
+    variables, over the defaults; a bad one is an error before anything starts."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    try:
+        settings = Limits.from_settings(os.environ, limits)
+    except LimitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     policy = Policy()
     if policy_path:
         try:
@@ -37,7 +48,9 @@ def run_server(
             print(f"error: policy {policy_path}: {error}", file=sys.stderr)
             return 2
     try:
-        return loop.run(_serve(address, db_path, grace_seconds, retention_seconds, policy))
+        return loop.run(
+            _serve(address, db_path, grace_seconds, retention_seconds, policy, settings)
+        )
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -49,6 +62,7 @@ async def _serve(
     grace_seconds: float,
     retention_seconds: float | None,
     policy: Policy,
+    limits: Limits,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,7 +70,7 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     try:
         server = await start_server(
-            address, db_path, retention_seconds=retention_seconds, policy=policy
+            address, db_path, retention_seconds=retention_seconds, policy=policy, limits=limits
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit

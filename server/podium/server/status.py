@@ -3,13 +3,14 @@ for bad input, BadRequest field violations."""
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -49,6 +50,10 @@ def to_status(error: PodiumError) -> status_pb2.Status:
     )
     if isinstance(error, InvalidArgument):
         details.append(_bad_request(error.violations))
+    if isinstance(error, ResourceExhausted) and error.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(datetime.timedelta(seconds=error.retry_after))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     packed = []
     for detail in details:
         holder = any_pb2.Any()

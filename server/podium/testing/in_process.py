@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import grpc
 
 from podium.core.clock import Clock
+from podium.core.limits import Limits
 from podium.governance.policy import Policy
 from podium.plugins.manager import PluginReport
 from podium.server.app import PodiumServer, start_server
@@ -53,6 +54,7 @@ async def serving(
     max_output_bytes: int | None = None,
     retention_seconds: float | None = None,
     version: str = "",
+    limits: Limits | None = None,
 ) -> AsyncIterator[InProcessServer]:
     """Serves `db_path` (a SQLite file; ":memory:" keeps nothing) until the
     block ends, then stops the server with a short grace.
@@ -61,6 +63,8 @@ async def serving(
     the same file again: stopping twice is harmless. `plugins` is a
     `podium.plugins.manager.load_plugins()` report, perhaps with agents added
     to its registry; None loads the installed plugins as `podium serve` does.
+    `limits` (podium.core.limits.Limits, e.g. `Limits(max_steps=5)`): None
+    reads them from the environment as `podium serve` does.
     """
     options: dict[str, Any] = {
         "clock": clock,
@@ -68,6 +72,7 @@ async def serving(
         "policy": policy,
         "retention_seconds": retention_seconds,
         "version": version,
+        "limits": limits,
     }
     if max_running_steps is not None:  # else the server's own default
         options["max_running_steps"] = max_running_steps

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from podium.core.limits import MAX_STEPS
+from podium.core.limits import DEFAULTS
 from podium.engine.graph import Ancestry
 
 
@@ -24,7 +24,7 @@ def test_ancestry_of_a_diamond() -> None:
 def test_ancestry_of_the_longest_chain_is_small() -> None:
     # Sets of ancestors held n^2 / 2 entries: 50 million for this chain, over 2 GB.
     # Bitsets take n^2 / 8 bytes, 12.5 MB.
-    edges = {f"s{i}": [f"s{i - 1}"] if i else [] for i in range(MAX_STEPS)}
+    edges = {f"s{i}": [f"s{i - 1}"] if i else [] for i in range(DEFAULTS.max_steps)}
     tracemalloc.start()
     try:
         ancestry = Ancestry(edges)
@@ -32,6 +32,6 @@ def test_ancestry_of_the_longest_chain_is_small() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 64 * 1024 * 1024, peak
-    last = f"s{MAX_STEPS - 1}"
+    last = f"s{DEFAULTS.max_steps - 1}"
     assert ancestry.depends_on(last, "s0")
     assert not ancestry.depends_on("s0", last)
