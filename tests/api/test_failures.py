@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from podium.core.limits import DEFAULTS, LIMIT_EXCEEDED
 from podium.plugins.api import StepContext
 from podium.testing import (
     collect_events,
@@ -78,7 +79,18 @@ AGENTS = [
     Returns("big_int", lambda: {"n": 2**53 + 1}),
     Returns("huge_output", lambda: {"text": "x" * 100_000_000}),
     Returns("small_output", lambda: {"text": "x" * 1000}),
+    Returns("medium_output", lambda: {"text": "x" * 3000}),
+    Returns("deep_output", lambda: nested(200)),
+    Returns("deepest_allowed", lambda: nested(DEFAULTS.max_output_depth)),
 ]
+
+
+def nested(levels: int) -> Any:
+    """Lists and maps in turn, `levels` deep."""
+    value: Any = "bottom"
+    for level in range(levels):
+        value = {"down": value} if level % 2 else [value]
+    return value
 
 
 async def outcome(
@@ -237,6 +249,85 @@ async def test_a_bad_podium_max_output_bytes_stops_the_start(
     with pytest.raises(ValueError, match="PODIUM_MAX_OUTPUT_BYTES must be an integer from 1 to"):
         async with serving(db_path):
             pass
+
+
+# -- combined outputs: a fan-out's and a run's --------------------------------------------------
+
+# Each item's or step's output is within it, the whole is not.
+COMBINED_LIMIT = 5000
+
+
+async def test_a_fan_out_whose_combined_output_is_too_large_fails_naming_the_limit(
+    db_path: str,
+) -> None:
+    # Ten outputs of about 1 KB: each within 5,000 bytes, their list twice over it.
+    spec = {"steps": [{"id": "each", "agent": "small_output", "forEach": {"items": "input.items"}}]}
+    run, stored = await outcome(
+        db_path, spec, {"items": list(range(10))}, max_output_bytes=COMBINED_LIMIT
+    )
+    assert_step_failed(
+        run, "each", LIMIT_EXCEEDED, "combined output", "max_output_bytes", str(COMBINED_LIMIT)
+    )
+    assert step_of(stored, "each").items_succeeded == 10
+    assert not step_of(stored, "each").HasField("output")
+
+
+async def test_a_fan_out_within_the_limit_keeps_its_combined_output(db_path: str) -> None:
+    spec = {"steps": [{"id": "each", "agent": "small_output", "forEach": {"items": "input.items"}}]}
+    _run, stored = await outcome(
+        db_path, spec, {"items": list(range(4))}, max_output_bytes=COMBINED_LIMIT
+    )
+    assert stored.state == R.RUN_STATE_SUCCEEDED
+    assert len(step_of(stored, "each").output.list_value.values) == 4
+
+
+async def test_a_run_whose_output_is_too_large_fails_naming_the_limit(db_path: str) -> None:
+    # Two final steps of about 3 KB each: the run's output holds both.
+    spec = {"steps": [{"id": "a", "agent": "medium_output"}, {"id": "b", "agent": "medium_output"}]}
+    _run, stored = await outcome(db_path, spec, max_output_bytes=COMBINED_LIMIT)
+    assert stored.state == R.RUN_STATE_FAILED
+    assert stored.failure.type == LIMIT_EXCEEDED, stored.failure
+    assert "the run's output is too large" in stored.failure.message
+    assert "max_output_bytes" in stored.failure.message
+    assert all(s.state == R.STEP_STATE_SUCCEEDED for s in stored.steps)
+    assert not stored.output.fields
+
+
+async def test_a_run_whose_output_mapping_is_too_large_fails_naming_the_limit(
+    db_path: str,
+) -> None:
+    spec = {
+        "steps": [{"id": "a", "agent": "medium_output"}],
+        "output": {"twice": "steps.a.output.text + steps.a.output.text"},
+    }
+    _run, stored = await outcome(db_path, spec, max_output_bytes=COMBINED_LIMIT)
+    assert stored.state == R.RUN_STATE_FAILED
+    assert stored.failure.type == LIMIT_EXCEEDED, stored.failure
+    assert "max_output_bytes" in stored.failure.message
+
+
+async def test_a_deeply_nested_agent_output_fails_the_attempt_and_reads_still_work(
+    db_path: str,
+) -> None:
+    # 200 levels: protobuf parses 100 message levels, three per JSON level.
+    spec = {"steps": [{"id": "a", "agent": "deep_output"}]}
+    run, stored = await outcome(db_path, spec)
+    assert_step_failed(run, "a", "podium.InvalidOutput", "max_output_depth", "24 levels")
+    assert not step_of(stored, "a").attempts[0].failure.retryable
+
+
+async def test_outputs_at_the_depth_limit_are_readable_in_a_fan_out_and_the_run(
+    db_path: str,
+) -> None:
+    # The deepest output allowed, in a fan-out's list and in the run's output
+    # (two levels more): GetRun and WatchRun still encode it, live and stored.
+    spec = {
+        "steps": [{"id": "each", "agent": "deepest_allowed", "forEach": {"items": "input.items"}}]
+    }
+    _run, stored = await outcome(db_path, spec, {"items": [1, 2]})
+    assert stored.state == R.RUN_STATE_SUCCEEDED, stored.failure
+    assert len(step_of(stored, "each").output.list_value.values) == 2
+    assert "each" in stored.output.fields
 
 
 # -- the safety net -----------------------------------------------------------------------------

@@ -6,12 +6,14 @@ step with LIMIT_EXCEEDED naming the limit; a huge chain validates."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
 
-from podium.core.limits import DEFAULTS, LIMIT_EXCEEDED, Limits
+from podium.core import limits
+from podium.core.limits import DEFAULTS, LIMIT_EXCEEDED, LimitError, Limits
 from podium.plugins.api import StepContext
 from podium.testing import (
     Stubs,
@@ -22,9 +24,10 @@ from podium.testing import (
     plugins_with,
     run_to_end,
     serving,
+    start_run,
     step_of,
 )
-from podium.v1 import run_pb2, workflow_pb2, workflow_service_pb2
+from podium.v1 import execution_service_pb2, run_pb2, workflow_pb2, workflow_service_pb2
 
 W = workflow_service_pb2
 
@@ -201,3 +204,140 @@ async def test_a_lowered_expression_depth_limit_stops_the_loop_sooner() -> None:
     assert run.state == run_pb2.RUN_STATE_FAILED
     failure = step_of(run, "nest").failure
     assert "deeper than 5 levels (max_expression_result_depth)" in failure.message, failure
+
+
+# -- every limit is a setting: lowered, it is enforced and named ------------------------------
+
+LOWERED = Limits(
+    max_steps=5,
+    max_loop_iterations=10,
+    max_fan_out_items=3,
+    max_expression_growth=5,
+    max_expression_result_size=100,
+    max_input_bytes=100,
+    max_output_depth=3,
+    max_message_bytes=10_000,
+)
+
+
+@pytest.fixture
+async def lowered(db_path: str) -> AsyncIterator[Stubs]:
+    async with serving(db_path, limits=LOWERED) as (_, stubs):
+        yield stubs
+
+
+async def invalid_definition(stubs: Stubs, spec: dict[str, Any]) -> tuple[str, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stubs.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=make_spec(spec)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [violation] = field_violations(caught.value)
+    return violation
+
+
+async def test_a_lowered_step_limit_is_enforced_and_named(lowered: Stubs) -> None:
+    await lowered.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=chain(5)))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await lowered.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=chain(6)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == [("spec.steps", "at most 5 steps (max_steps), got 6")]
+
+
+async def test_a_lowered_loop_limit_is_enforced_and_named(lowered: Stubs) -> None:
+    loop = {"id": "l", "agent": "echo", "loop": {"until": "true", "maxIterations": 11}}
+    field, description = await invalid_definition(lowered, {"steps": [loop]})
+    assert field == "spec.steps[0].loop.max_iterations"
+    assert "between 1 and the server limit 10 (max_loop_iterations)" in description
+
+
+async def test_a_lowered_growth_limit_is_enforced_and_named(lowered: Stubs) -> None:
+    grows = "'a'.replace('', 'aaaaaaaaaa')"  # up to 11 times longer, allowed by default
+    field, description = await invalid_definition(
+        lowered, {"steps": [echo_step("a", input={"x": grows})]}
+    )
+    assert field == "spec.steps[0].input.x" and "than 5 (max_expression_growth)" in description
+
+
+async def test_a_lowered_fan_out_limit_is_enforced_and_named(lowered: Stubs) -> None:
+    spec = {"steps": [echo_step("each", forEach={"items": "input.items"}, input={"v": "item"})]}
+    await create_workflow(lowered, "fan", spec)
+    done, _ = await run_to_end(lowered, "fan", {"items": [1, 2, 3]})
+    assert done.state == run_pb2.RUN_STATE_SUCCEEDED
+    run, _ = await run_to_end(lowered, "fan", {"items": [1, 2, 3, 4]})
+    assert run.state == run_pb2.RUN_STATE_FAILED
+    failure = step_of(run, "each").failure
+    assert failure.type == LIMIT_EXCEEDED
+    assert "at most 3 are allowed (max_fan_out_items)" in failure.message
+
+
+async def test_a_lowered_expression_size_limit_is_enforced_and_named(lowered: Stubs) -> None:
+    twice = {"steps": [echo_step("a", input={"x": "input.t + input.t"})]}
+    await create_workflow(lowered, "copy", twice)
+    ok, _ = await run_to_end(lowered, "copy", {"t": "b" * 50})
+    assert ok.state == run_pb2.RUN_STATE_SUCCEEDED
+    run, _ = await run_to_end(lowered, "copy", {"t": "b" * 51})
+    assert run.state == run_pb2.RUN_STATE_FAILED
+    assert "larger than 100 (max_expression_result_size" in step_of(run, "a").failure.message
+
+
+async def test_a_lowered_input_limit_refuses_the_run_and_stores_nothing(lowered: Stubs) -> None:
+    await create_workflow(lowered, "hello", {"steps": [echo_step("a")]})
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await start_run(lowered, "hello", {"text": "b" * 100})
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [(field, description)] = field_violations(caught.value)
+    assert field == "input" and "over the limit of 100 bytes" in description
+    assert "max_input_bytes" in description
+    listed = await lowered.executions.ListRuns(execution_service_pb2.ListRunsRequest())
+    assert list(listed.runs) == []
+    await start_run(lowered, "hello", {"text": "b" * 50})
+
+
+async def test_a_lowered_output_depth_limit_is_enforced_and_named(lowered: Stubs) -> None:
+    # echo returns its input: {"x": {"y": {"z": 1}}} is three levels, one more is too deep.
+    await create_workflow(lowered, "deep", {"steps": [echo_step("a", input={"x": "input.x"})]})
+    ok, _ = await run_to_end(lowered, "deep", {"x": {"y": {"z": 1}}})
+    assert ok.state == run_pb2.RUN_STATE_SUCCEEDED
+    run, _ = await run_to_end(lowered, "deep", {"x": {"y": {"z": [1]}}})
+    failure = step_of(run, "a").failure
+    assert failure.type == "podium.InvalidOutput"
+    assert "deeper than 3 levels (the server's max_output_depth)" in failure.message
+
+
+async def test_a_lowered_message_size_is_enforced_by_grpc(lowered: Stubs) -> None:
+    spec = make_spec({"steps": [echo_step("a", input={"x": "'" + "a" * 20_000 + "'"})]})
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await lowered.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=spec))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_the_limits_are_given_back_when_the_server_stops(db_path: str) -> None:
+    async with serving(db_path, limits=LOWERED):
+        assert limits.current() == LOWERED
+        # Limits are per process: a second server may only share them.
+        with pytest.raises(LimitError, match="other limits"):
+            async with serving(limits=Limits(max_steps=6)):
+                pass
+        async with serving(limits=LOWERED):
+            pass
+        assert limits.current() == LOWERED
+    assert limits.current() == DEFAULTS
+
+
+async def test_podium_limit_variables_set_the_limits(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODIUM_MAX_STEPS", "2")
+    async with serving(db_path) as (_, stubs):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stubs.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=chain(3)))
+    assert field_violations(caught.value) == [("spec.steps", "at most 2 steps (max_steps), got 3")]
+
+
+async def test_a_bad_limit_variable_stops_the_start(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODIUM_MAX_FAN_OUT_ITEMS", "many")
+    with pytest.raises(LimitError, match="PODIUM_MAX_FAN_OUT_ITEMS must be an integer"):
+        async with serving(db_path):
+            pass
+    assert limits.current() == DEFAULTS
