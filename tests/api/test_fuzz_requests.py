@@ -1,11 +1,14 @@
 """Every RPC's request, built field by field by hypothesis (NaN, infinities,
 huge and negative numbers, unknown enum values, nested Structs, odd names),
 answers OK or a documented code with an ErrorInfo: never UNKNOWN or INTERNAL,
-and a rejected request leaves the server's state as it was."""
+and a rejected request leaves the server's state as it was. The same holds
+against a server with tight limits, and for requests sent at once to a
+server that sheds past one call in flight (those shed carry a retry delay)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -15,7 +18,9 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from podium.testing import Stubs, create_workflow, echo_step, error_info
+from podium.client._flow import server_retry_delay
+from podium.core.limits import Limits
+from podium.testing import Stubs, create_workflow, echo_step, error_info, error_status, serving
 from podium.v1 import (
     control_service_pb2,
     execution_service_pb2,
@@ -182,3 +187,106 @@ async def test_every_request_gets_a_documented_code(
     if error is not None:
         assert error_info(error).domain == "podium", request
         assert await snapshot(stubs) == before, f"rejected {code} yet changed state: {request}"
+
+
+# -- the same requests against a server with tight limits ------------------------------------
+
+TIGHT = Limits(
+    max_steps=2,
+    max_loop_iterations=2,
+    max_fan_out_items=2,
+    max_expression_growth=2,
+    max_expression_result_size=50,
+    max_input_bytes=64,
+    max_output_bytes=64,
+    max_output_depth=2,
+    max_message_bytes=4096,
+)
+# The requests whose answer the limits decide before anything runs.
+LIMITED = [m for m in METHODS if m[1] in {"CreateWorkflow", "ValidateWorkflow", "StartRun"}]
+
+
+@pytest.fixture
+async def tight(db_path: str) -> AsyncIterator[Stubs]:
+    async with serving(db_path, limits=TIGHT) as (_, stubs):
+        yield stubs
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "request_type", "streaming"),
+    LIMITED,
+    ids=[f"{m[0]}.{m[1]}" for m in LIMITED],
+)
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_every_request_within_tight_limits_gets_a_documented_code(
+    tight: Stubs,
+    service: str,
+    method: str,
+    request_type: type[Message],
+    streaming: bool,
+    data: st.DataObject,
+) -> None:
+    await create_workflow(tight, "hello", {"steps": [echo_step("greet")]})
+    request = request_type()
+    fill(data, request)
+    before = await snapshot(tight)
+    code, error = await call(tight, service, method, request, streaming)
+    assert code in DOCUMENTED, f"{code} for {request}: {error and error.details()}"
+    if error is not None:
+        if code != grpc.StatusCode.RESOURCE_EXHAUSTED or error_status(error).details:
+            assert error_info(error).domain == "podium", request
+        # else: over max_message_bytes, refused by gRPC itself before Podium's code runs
+        assert await snapshot(tight) == before, f"rejected {code} yet changed state: {request}"
+
+
+# -- and at once, against a server that sheds past one call in flight ------------------------
+
+UNARY = [m for m in METHODS if not m[3]]
+AT_ONCE = 4
+
+
+@pytest.fixture
+async def shedding(db_path: str) -> AsyncIterator[Stubs]:
+    async with serving(db_path, limits=Limits(max_calls_in_flight=1)) as (_, stubs):
+        yield stubs
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "request_type", "streaming"),
+    UNARY,
+    ids=[f"{m[0]}.{m[1]}" for m in UNARY],
+)
+@settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_requests_at_once_past_the_limit_are_shed_with_a_retry_delay(
+    shedding: Stubs,
+    service: str,
+    method: str,
+    request_type: type[Message],
+    streaming: bool,
+    data: st.DataObject,
+) -> None:
+    await create_workflow(shedding, "hello", {"steps": [echo_step("greet")]})
+    request = request_type()
+    fill(data, request)
+    answers = await asyncio.gather(
+        *(call(shedding, service, method, request, streaming) for _ in range(AT_ONCE))
+    )
+    for code, error in answers:
+        assert code in DOCUMENTED, f"{code} for {request}: {error and error.details()}"
+        if error is None:
+            continue
+        info = error_info(error)
+        assert info.domain == "podium", request
+        if info.reason == "OVERLOADED":
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert server_retry_delay(error) is not None

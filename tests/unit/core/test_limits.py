@@ -4,6 +4,8 @@ with a one-line error naming the setting."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from podium.core.limits import DEFAULTS, LimitError, Limits
 
@@ -44,3 +46,35 @@ def test_limits_built_in_code_are_checked_too() -> None:
         Limits(max_steps=0)
     with pytest.raises(LimitError, match="max_expression_result_depth"):
         Limits(max_expression_result_depth=100)
+
+
+SETTING_NAMES = st.sampled_from([*Limits.names(), "", "max", "MAX_STEPS", "max_steps "]) | st.text(
+    max_size=8
+)
+SETTING_VALUES = (
+    st.integers(-(2**40), 2**40).map(str)
+    | st.sampled_from(["", " 7 ", "1e3", "0x10", "1_000", "nan", "∞", "٣"])
+    | st.text(max_size=6)
+)
+
+
+@given(
+    env=st.dictionaries(
+        SETTING_NAMES.map(lambda name: "PODIUM_" + name.upper()), SETTING_VALUES, max_size=4
+    ),
+    settings=st.dictionaries(SETTING_NAMES, SETTING_VALUES, max_size=4),
+)
+def test_any_settings_give_limits_in_range_or_one_line_naming_the_setting(
+    env: dict[str, str], settings: dict[str, str]
+) -> None:
+    try:
+        limits = Limits.from_settings(env, settings)
+    except LimitError as error:
+        message = str(error)
+        assert "\n" not in message
+        assert any(name in message or repr(name) in message for name in [*settings, *env]), message
+        return
+    for name in Limits.names():
+        assert getattr(limits, name) >= 1
+    for name, text in settings.items():
+        assert getattr(limits, name) == int(text)
