@@ -1,5 +1,6 @@
 """The README stays true to the code: every plugin hook is documented there,
-the examples it names exist, and its YAML and Python examples work."""
+the examples it names exist, and its YAML and Python examples work; every
+limit is in docs/limits.md."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from podium.core.limits import DEFAULTS, Limits
 from podium.plugins import hookspecs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,3 +115,11 @@ async def test_the_testing_a_plugin_example_runs(
             await test(tmp_path=own)
         else:
             await test()
+
+
+def test_every_limit_is_documented() -> None:
+    limits_doc = (ROOT / "docs" / "limits.md").read_text()
+    for name in Limits.names():
+        assert f"`{name}`" in limits_doc, name
+    for default in (f"{DEFAULTS.max_steps:,}", f"{DEFAULTS.max_calls_in_flight}"):
+        assert default in limits_doc
