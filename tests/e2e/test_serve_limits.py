@@ -70,11 +70,8 @@ def test_a_bad_limit_variable_is_one_line_and_exit_2(
 def test_the_servers_limits_are_the_flags_over_the_variables(
     start_serving: StartServing, one_line_error: OneLineError
 ) -> None:
+    # The variable alone would allow the two steps of hello.yaml (the
+    # variables themselves are tested in-process: tests/api/test_limits.py).
     served = start_serving(args=("--limit", "max_steps=1"), env={"PODIUM_MAX_STEPS": "1000"})
     refused = served.cli("workflows", "validate", "-f", str(HELLO))
     one_line_error(refused, "spec.steps", "at most 1 steps (max_steps), got 2")
-    served.stop()
-
-    allowed = start_serving(env={"PODIUM_MAX_STEPS": "2"})
-    validated = allowed.cli("workflows", "validate", "-f", str(HELLO))
-    assert validated.returncode == 0, validated.stderr
