@@ -98,9 +98,11 @@ def json_depth(value: Any, stop_above: int) -> int:
 
 
 def _text_at_least(value: Any, limit: int) -> int:
-    """A lower bound of the length of `value`'s JSON text, counting the
-    characters of its strings and keys (never more bytes than UTF-8 has),
-    and stopping as soon as it is over `limit`."""
+    """A lower bound of the length of `value`'s JSON text, stopping as soon
+    as it is over `limit`: the characters of its strings and keys (never more
+    bytes than UTF-8 has), a character for every other scalar, and the
+    brackets and separators of its lists and maps (so that a list of
+    numbers, not only of strings, is found too large without encoding it)."""
     total = 0
     pending = [value]
     seen: set[int] = set()  # a cycle is counted once (json.dumps rejects it later)
@@ -108,13 +110,18 @@ def _text_at_least(value: Any, limit: int) -> int:
         item = pending.pop()
         if isinstance(item, str):
             total += len(item) + 2
-        elif isinstance(item, dict | list | tuple) and id(item) not in seen:
+        elif isinstance(item, dict | list | tuple):
+            if id(item) in seen:
+                continue
             seen.add(id(item))
+            total += 2 + max(len(item) - 1, 0)
             if isinstance(item, dict):
                 total += sum(len(key) + 3 for key in item if isinstance(key, str))
                 pending.extend(item.values())
             else:
                 pending.extend(item)
+        else:
+            total += 1
     return total
 
 

@@ -4,12 +4,22 @@ bytes, checked without encoding a huge value first."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from podium.core.jsonvalues import MAX_EXACT_INT, NotJsonCompatible, TooLarge, json_compatible
+from podium.core.jsonvalues import (
+    MAX_EXACT_INT,
+    NotJsonCompatible,
+    TooLarge,
+    check_json_size,
+    json_compatible,
+    json_depth,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,3 +54,54 @@ def test_a_cycle_is_refused_with_or_without_a_limit() -> None:
     for limit in (None, 100):
         with pytest.raises(NotJsonCompatible, match="Circular"):
             json_compatible(cycle, max_bytes=limit)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-MAX_EXACT_INT, MAX_EXACT_INT)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+@given(JSON_VALUES)
+def test_the_size_check_is_exact_at_the_limit(value: Any) -> None:
+    # Its early estimate never overcounts: a value exactly at the limit passes.
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    check_json_size(value, size)
+    with pytest.raises(TooLarge):
+        check_json_size(value, size - 1)
+
+
+def test_a_long_list_of_numbers_is_too_large_without_being_encoded() -> None:
+    # A million numbers: found over 1,000 bytes by counting, at its first thousand.
+    with pytest.raises(TooLarge, match="at least"):
+        check_json_size([1] * 1_000_000, 1000)
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    return 0
+
+
+@given(JSON_VALUES)
+def test_depth_is_how_deeply_lists_and_maps_nest(value: Any) -> None:
+    depth = depth_of(value)
+    assert json_depth(value, 100) == depth
+    if depth > 1:
+        assert json_depth(value, depth - 2) > depth - 2  # stops early, past the limit
+
+
+def test_a_value_nested_far_past_the_recursion_limit_is_measured() -> None:
+    value: Any = 0
+    for _ in range(5000):
+        value = [value]
+    assert json_depth(value, 24) == 25
