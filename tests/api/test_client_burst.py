@@ -51,7 +51,7 @@ async def test_a_burst_of_runs_from_one_client_has_no_errors(
 def test_the_flow_policy_is_configurable_and_checked() -> None:
     assert FlowPolicy().max_in_flight == 1000
     assert FlowPolicy(max_in_flight=10).max_in_flight == 10
-    for bad in ({"max_in_flight": 0}, {"max_attempts": 0}):
+    for bad in ({"max_in_flight": 0}, {"max_attempts": 0}, {"max_pushbacks": -1}):
         try:
             FlowPolicy(**bad)
         except ValueError:

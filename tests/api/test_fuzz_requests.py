@@ -247,7 +247,7 @@ async def test_every_request_within_tight_limits_gets_a_documented_code(
 # -- and at once, against a server that sheds past one call in flight ------------------------
 
 UNARY = [m for m in METHODS if not m[3]]
-AT_ONCE = 4
+AT_ONCE = 16
 
 
 @pytest.fixture
