@@ -75,3 +75,4 @@ def test_the_servers_limits_are_the_flags_over_the_variables(
     served = start_serving(args=("--limit", "max_steps=1"), env={"PODIUM_MAX_STEPS": "1000"})
     refused = served.cli("workflows", "validate", "-f", str(HELLO))
     one_line_error(refused, "spec.steps", "at most 1 steps (max_steps), got 2")
+    assert "limits: max_steps=1" in served.log_path.read_text()

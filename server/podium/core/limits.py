@@ -120,6 +120,14 @@ class Limits:
     def replace(self, **changes: int) -> Limits:
         return dataclasses.replace(self, **changes)
 
+    def changed(self) -> dict[str, int]:
+        """The limits that differ from their defaults (for the start-up log)."""
+        return {
+            name: getattr(self, name)
+            for name in self.names()
+            if getattr(self, name) != getattr(DEFAULTS, name)
+        }
+
 
 def _ceiling(name: str) -> int:
     if name.endswith("_depth"):

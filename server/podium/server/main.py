@@ -78,6 +78,9 @@ async def _serve(
         print(f"error: policy: {error}", file=sys.stderr)
         return 2
     log.info("podium serving on %s (port %d), database %s", address, server.port, db_path)
+    changed = limits.changed()
+    if changed:
+        log.info("limits: %s", ", ".join(f"{name}={value}" for name, value in changed.items()))
     await stop.wait()
     log.info("shutting down (grace %.1fs)", grace_seconds)
     await server.stop(grace_seconds)

@@ -78,3 +78,11 @@ def test_any_settings_give_limits_in_range_or_one_line_naming_the_setting(
         assert getattr(limits, name) >= 1
     for name, text in settings.items():
         assert getattr(limits, name) == int(text)
+
+
+def test_changed_lists_what_differs_from_the_defaults() -> None:
+    assert DEFAULTS.changed() == {}
+    assert Limits(max_steps=5, max_output_depth=3).changed() == {
+        "max_steps": 5,
+        "max_output_depth": 3,
+    }
