@@ -1,0 +1,239 @@
+"""Real `podium worker` processes serving a real `podium serve` process: the
+agent `wlog` (worker_site/, installed beside the workers only) logs every
+execution to a file outside Podium's database, so that what really ran is
+checked against what the server recorded, across kill -9 of a worker and of
+the server."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from podium.testing import (
+    ServerProcess,
+    Stubs,
+    WorkerProcess,
+    collect_events,
+    create_workflow,
+    echo_step,
+    eventually,
+    get_run,
+    of_type,
+    plain,
+    start_run,
+    start_server_process,
+    start_worker_process,
+    step_of,
+    worker_sessions,
+    workers_serve,
+)
+from podium.v1 import control_service_pb2, event_pb2, run_pb2
+
+E = event_pb2
+R = run_pb2
+StartServing = Callable[..., ServerProcess]
+WORKER_SITE = Path(__file__).resolve().parent / "worker_site"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts `podium worker` processes with the `wlog` plugin installed,
+    serving only `wlog`; stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+    pythonpath = os.pathsep.join(filter(None, [str(WORKER_SITE), os.environ.get("PYTHONPATH")]))
+
+    def start(address: str, *args: str) -> WorkerProcess:
+        worker = start_worker_process(
+            address,
+            log_dir=tmp_path,
+            args=["--agent", "wlog", *args],
+            env={"PYTHONPATH": pythonpath},
+            cwd=ROOT,
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[[ServerProcess], Stubs]]:
+    channels: list[grpc.aio.Channel] = []
+
+    def on(server: ServerProcess) -> Stubs:
+        channel = grpc.aio.insecure_channel(server.address)
+        channels.append(channel)
+        return Stubs.on(channel)
+
+    yield on
+    for channel in channels:
+        await channel.close()
+
+
+def executions(log: Path) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def wlog(step_id: str, *depends_on: str, log: Path, **config: Any) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "agent": "wlog",
+        "dependsOn": list(depends_on),
+        "input": {"x": "input.x"},
+        "config": {"log": str(log), **config},
+    }
+
+
+async def test_a_worker_killed_mid_attempt_is_interrupted_and_retried_on_another(
+    tmp_path: Path,
+    start_serving: StartServing,
+    start_worker: Callable[..., WorkerProcess],
+    connect: Callable[[ServerProcess], Stubs],
+) -> None:
+    log, release = tmp_path / "executions.log", tmp_path / "release"
+    server = start_serving()
+    stubs = connect(server)
+    first = start_worker(server.address)
+    await workers_serve(stubs, "wlog")
+    spec = {
+        "steps": [
+            echo_step("before", input={"x": "input.x"}),
+            wlog("remote", "before", log=log, release=str(release)),
+            echo_step("after", "remote", input={"pid": "steps.remote.output.pid"}),
+        ]
+    }
+    await create_workflow(stubs, "mixed", spec)
+    run = await start_run(stubs, "mixed", {"x": 1})
+    await eventually(lambda: len(executions(log)) == 1, what="the first worker runs the step")
+    second = start_worker(server.address)
+    await workers_serve(stubs, "wlog", sessions=2)
+    assert first.kill() < 0  # SIGKILL: no goodbye, no completion
+
+    def on_second() -> bool:
+        return [e["pid"] for e in executions(log) if e["event"] == "start"] == [
+            first.pid,
+            second.pid,
+        ]
+
+    await eventually(on_second, what="the retry runs on the second worker")
+    release.touch()
+    events = await collect_events(stubs, run.name)
+    final = await get_run(stubs, run.name)
+    agents = (await stubs.control.ListAgents(control_service_pb2.ListAgentsRequest())).agents
+
+    assert final.state == R.RUN_STATE_SUCCEEDED, final.failure
+    remote = step_of(final, "remote")
+    assert [a.state for a in remote.attempts] == [
+        R.ATTEMPT_STATE_INTERRUPTED,
+        R.ATTEMPT_STATE_SUCCEEDED,
+    ]
+    assert remote.attempts[0].failure.type == "podium.Interrupted"
+    assert plain(remote.output)["pid"] == second.pid
+    assert plain(step_of(final, "after").output) == {"pid": second.pid}
+    # What really ran: attempt 1 on the killed worker (never ended), attempt 2 on the other.
+    assert [(e["attempt"], e["pid"], e["event"]) for e in executions(log)] == [
+        (1, first.pid, "start"),
+        (2, second.pid, "start"),
+        (2, second.pid, "end"),
+    ]
+    assert len(of_type(events, E.RUN_EVENT_TYPE_STEP_SUCCEEDED)) == 3
+    [info] = [a for a in agents if a.name == "wlog"]
+    assert not info.in_process
+    assert [(w.queue, w.sessions) for w in info.workers] == [("default", 1)]
+
+
+async def test_workers_reconnect_after_a_server_crash_and_no_finished_step_runs_again(
+    tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+    connect: Callable[[ServerProcess], Stubs],
+) -> None:
+    log, release = tmp_path / "executions.log", tmp_path / "release"
+    db = tmp_path / "podium.db"
+    server = start_server_process(db, cwd=ROOT)
+    try:
+        stubs = connect(server)
+        worker = start_worker(server.address)
+        await workers_serve(stubs, "wlog")
+        spec = {
+            "steps": [
+                wlog("one", log=log),
+                wlog("two", "one", log=log, release=str(release)),
+                wlog("three", "two", log=log),
+            ]
+        }
+        await create_workflow(stubs, "chain", spec)
+        run = await start_run(stubs, "chain", {"x": 7})
+
+        def two_started() -> bool:
+            return [e["step"] for e in executions(log) if e["event"] == "start"] == ["one", "two"]
+
+        await eventually(two_started, what="step two runs on the worker")
+        server.kill()
+        restarted = start_server_process(db, cwd=ROOT, ports=[server.port])
+    finally:
+        server.kill()
+    try:
+        stubs = connect(restarted)
+        await workers_serve(stubs, "wlog")  # the same worker process, reconnected
+        assert worker.running
+        release.touch()
+        await collect_events(stubs, run.name)
+        final = await get_run(stubs, run.name)
+    finally:
+        restarted.stop()
+
+    assert final.state == R.RUN_STATE_SUCCEEDED, final.failure
+    starts = [(e["step"], e["attempt"]) for e in executions(log) if e["event"] == "start"]
+    # `one` finished before the crash and never ran again; `two` was in flight
+    # (at least once: it ran again); `three` ran once, after the restart.
+    assert starts == [("one", 1), ("two", 1), ("two", 2), ("three", 1)]
+    # The worker stopped the attempt whose session died with the server.
+    assert ("two", 1, "cancelled") in [
+        (e["step"], e["attempt"], e["event"]) for e in executions(log)
+    ]
+    two = step_of(final, "two")
+    assert [a.state for a in two.attempts] == [
+        R.ATTEMPT_STATE_INTERRUPTED,
+        R.ATTEMPT_STATE_SUCCEEDED,
+    ]
+    assert {e["pid"] for e in executions(log)} == {worker.pid}
+
+
+async def test_a_worker_process_never_runs_more_than_its_concurrency(
+    tmp_path: Path,
+    start_serving: StartServing,
+    start_worker: Callable[..., WorkerProcess],
+    connect: Callable[[ServerProcess], Stubs],
+) -> None:
+    log, release = tmp_path / "executions.log", tmp_path / "release"
+    server = start_serving()
+    stubs = connect(server)
+    start_worker(server.address, "--concurrency", "2")
+    await workers_serve(stubs, "wlog")
+    step = wlog("each", log=log, release=str(release))
+    step["forEach"] = {"items": "[1, 2, 3, 4, 5, 6]"}
+    await create_workflow(stubs, "fan", {"steps": [step]})
+    run = await start_run(stubs, "fan", {"x": 0})
+    await eventually(lambda: len(executions(log)) == 2, what="two items run")
+    assert await worker_sessions(stubs, "wlog") == 1
+    release.touch()
+    events = await collect_events(stubs, run.name)
+
+    assert events[-1].run_state == R.RUN_STATE_SUCCEEDED
+    running = peak = 0
+    for record in executions(log):  # in the order the worker wrote them
+        running += 1 if record["event"] == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2
+    assert sum(1 for e in executions(log) if e["event"] == "end") == 6
