@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import pytest
@@ -60,8 +60,8 @@ class Shout:
     name = "shout"
     description = "Upper-cases its text."
     version = "2"
-    input_schema = {"type": "object", "required": ["text"]}
-    output_schema = {
+    input_schema: ClassVar = {"type": "object", "required": ["text"]}
+    output_schema: ClassVar = {
         "type": "object",
         "properties": {"text": {"type": "string"}},
         "required": ["text"],
@@ -107,6 +107,18 @@ async def working(worker: Worker) -> AsyncIterator[Worker]:
     finally:
         worker.stop()
         await task
+
+
+@contextlib.asynccontextmanager
+async def serving_worker(
+    db_path: str, agents: list[Any], **options: Any
+) -> AsyncIterator[tuple[Any, Stubs]]:
+    """A server, and a Python worker (in this event loop) serving `agents` to it."""
+    async with (
+        serving(db_path) as (server, stubs),
+        working(Worker(f"127.0.0.1:{server.port}", agents, **options)),
+    ):
+        yield server, stubs
 
 
 class RawSession:
@@ -178,14 +190,11 @@ async def test_a_workflow_mixes_in_process_steps_and_a_worker_step(db_path: str)
             echo_step("last", "loud", input={"text": "steps.loud.output.text"}),
         ]
     }
-    async with serving(db_path) as (server, stubs):
-        async with working(Worker(f"127.0.0.1:{server.port}", [Shout()], identity="w1")):
-            await workers_serve(stubs, "shout")
-            await create_workflow(stubs, "mixed", spec)
-            run, events = await run_to_end(stubs, "mixed", {"text": "hello"})
-            agents = {
-                a.name: a for a in (await stubs.control.ListAgents(C.ListAgentsRequest())).agents
-            }
+    async with serving_worker(db_path, [Shout()], identity="w1") as (_, stubs):
+        await workers_serve(stubs, "shout")
+        await create_workflow(stubs, "mixed", spec)
+        run, events = await run_to_end(stubs, "mixed", {"text": "hello"})
+        agents = {a.name: a for a in (await stubs.control.ListAgents(C.ListAgentsRequest())).agents}
 
     assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
     assert plain(step_of(run, "loud").output) == {"text": "HELLO", "attempt": 1}
@@ -210,11 +219,10 @@ async def test_an_agent_served_by_a_worker_runs_there_instead_of_in_process(db_p
         async def run(self, ctx: Any) -> Any:
             return {"where": "worker", "input": ctx.input}
 
-    async with serving(db_path) as (server, stubs):
-        async with working(Worker(f"127.0.0.1:{server.port}", [RemoteEcho()])):
-            await workers_serve(stubs, "echo")
-            await create_workflow(stubs, "one", {"steps": [echo_step("only", input={"a": "1"})]})
-            run, _ = await run_to_end(stubs, "one")
+    async with serving_worker(db_path, [RemoteEcho()]) as (_, stubs):
+        await workers_serve(stubs, "echo")
+        await create_workflow(stubs, "one", {"steps": [echo_step("only", input={"a": "1"})]})
+        run, _ = await run_to_end(stubs, "one")
 
     assert plain(step_of(run, "only").output) == {"where": "worker", "input": {"a": 1}}
 
@@ -264,13 +272,12 @@ async def test_a_waiting_step_starts_when_a_worker_connects(db_path: str) -> Non
 async def test_a_worker_output_violating_its_schema_fails_with_invalid_output(
     db_path: str, output: Any, needle: str
 ) -> None:
-    step = {"id": "loud", "agent": "shout", "input": {"text": "'x'"}, "retry": [
-        {"errorEquals": ["podium.All"], "interval": "0.01s", "maxAttempts": 3}]}  # fmt: skip
-    async with serving(db_path) as (server, stubs):
-        async with working(Worker(f"127.0.0.1:{server.port}", [Shout(output)])):
-            await workers_serve(stubs, "shout")
-            await create_workflow(stubs, "bad", {"steps": [step]})
-            run, _ = await run_to_end(stubs, "bad")
+    retry = [{"errorEquals": ["podium.All"], "interval": "0.01s", "maxAttempts": 3}]
+    step = {"id": "loud", "agent": "shout", "input": {"text": "'x'"}, "retry": retry}
+    async with serving_worker(db_path, [Shout(output)]) as (_, stubs):
+        await workers_serve(stubs, "shout")
+        await create_workflow(stubs, "bad", {"steps": [step]})
+        run, _ = await run_to_end(stubs, "bad")
 
     failed = step_of(run, "loud")
     assert failed.failure.type == "podium.InvalidOutput"
@@ -283,11 +290,10 @@ async def test_a_step_input_violating_the_workers_input_schema_fails_before_it_i
     db_path: str,
 ) -> None:
     step = {"id": "loud", "agent": "shout", "input": {"words": "'x'"}}
-    async with serving(db_path) as (server, stubs):
-        async with working(Worker(f"127.0.0.1:{server.port}", [Shout()])):
-            await workers_serve(stubs, "shout")
-            await create_workflow(stubs, "bad", {"steps": [step]})
-            run, events = await run_to_end(stubs, "bad")
+    async with serving_worker(db_path, [Shout()]) as (_, stubs):
+        await workers_serve(stubs, "shout")
+        await create_workflow(stubs, "bad", {"steps": [step]})
+        run, events = await run_to_end(stubs, "bad")
 
     failed = step_of(run, "loud")
     assert failed.failure.type == "podium.InvalidInput"
@@ -459,6 +465,8 @@ async def test_a_missed_heartbeat_interrupts_and_the_stale_completion_changes_no
         # attempt): the retry goes to the healthy one.
         second = (await healthy.receive_kind("task")).task
         assert second.attempt == 2 and second.attempt_token != first.attempt_token
+        # At once: the healthy session does not heartbeat either.
+        healthy.send(complete(second.attempt_token, {"from": "healthy"}))
         # The first worker's late completion is rejected...
         stalled.send(complete(first.attempt_token, {"from": "stalled"}))
         rejected = (await stalled.receive_kind("rejected")).rejected
@@ -469,7 +477,6 @@ async def test_a_missed_heartbeat_interrupts_and_the_stale_completion_changes_no
                 W.CallToolRequest(attempt_token=first.attempt_token, name="calculator")
             )
         assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        healthy.send(complete(second.attempt_token, {"from": "healthy"}))
         events = await collect_events(stubs, run.name)
         final = await get_run(stubs, run.name)
         stalled.close()
@@ -489,18 +496,17 @@ async def test_a_missed_heartbeat_interrupts_and_the_stale_completion_changes_no
 
 
 async def test_heartbeats_keep_a_long_attempt_alive(db_path: str) -> None:
-    step = {"id": "long", "agent": "held", "heartbeatTimeout": "0.3s"}
+    step = {"id": "long", "agent": "held", "heartbeatTimeout": "0.6s"}
     held = Held()
-    async with serving(db_path) as (server, stubs):
-        async with working(Worker(f"127.0.0.1:{server.port}", [held])):
-            await workers_serve(stubs, "held")
-            await create_workflow(stubs, "long", {"steps": [step]})
-            run = await start_run(stubs, "long")
-            await held.started.wait()
-            # Several heartbeat timeouts pass while the worker heartbeats.
-            await asyncio.sleep(1.0)
-            held.release.set()
-            events = await collect_events(stubs, run.name)
+    async with serving_worker(db_path, [held]) as (_, stubs):
+        await workers_serve(stubs, "held")
+        await create_workflow(stubs, "long", {"steps": [step]})
+        run = await start_run(stubs, "long")
+        await held.started.wait()
+        # Several heartbeat timeouts pass while the worker heartbeats.
+        await asyncio.sleep(1.5)
+        held.release.set()
+        events = await collect_events(stubs, run.name)
         final = await get_run(stubs, run.name)
 
     assert final.state == R.RUN_STATE_SUCCEEDED
@@ -511,19 +517,18 @@ async def test_heartbeats_keep_a_long_attempt_alive(db_path: str) -> None:
 
 async def test_cancelling_the_run_reaches_the_worker(db_path: str) -> None:
     held = Held()
-    async with serving(db_path) as (server, stubs):
-        async with working(Worker(f"127.0.0.1:{server.port}", [held])):
-            await workers_serve(stubs, "held")
-            await create_workflow(stubs, "cancel", {"steps": [{"id": "h", "agent": "held"}]})
-            run = await start_run(stubs, "cancel")
-            await held.started.wait()
-            await stubs.executions.CancelRun(execution_service_pb2.CancelRunRequest(name=run.name))
-            await asyncio.wait_for(held.cancelled.wait(), 60)
-            await collect_events(stubs, run.name)
-            final = await get_run(stubs, run.name)
-            # The slot came back: the worker serves the next run.
-            held.release.set()
-            second, _ = await run_to_end(stubs, "cancel")
+    async with serving_worker(db_path, [held]) as (_, stubs):
+        await workers_serve(stubs, "held")
+        await create_workflow(stubs, "cancel", {"steps": [{"id": "h", "agent": "held"}]})
+        run = await start_run(stubs, "cancel")
+        await held.started.wait()
+        await stubs.executions.CancelRun(execution_service_pb2.CancelRunRequest(name=run.name))
+        await asyncio.wait_for(held.cancelled.wait(), 60)
+        await collect_events(stubs, run.name)
+        final = await get_run(stubs, run.name)
+        # The slot came back: the worker serves the next run.
+        held.release.set()
+        second, _ = await run_to_end(stubs, "cancel")
 
     assert final.state == R.RUN_STATE_CANCELLED
     assert step_of(final, "h").state == R.STEP_STATE_CANCELLED
@@ -538,11 +543,10 @@ async def test_an_attempt_timeout_cancels_the_worker_and_retries(db_path: str) -
         "attemptTimeout": "0.2s",
         "retry": [{"errorEquals": ["podium.Timeout"], "interval": "0.01s", "maxAttempts": 2}],
     }
-    async with serving(db_path) as (server, stubs):
-        async with working(Worker(f"127.0.0.1:{server.port}", [held], concurrency=2)):
-            await workers_serve(stubs, "held")
-            await create_workflow(stubs, "timeout", {"steps": [step]})
-            run, _ = await run_to_end(stubs, "timeout")
+    async with serving_worker(db_path, [held], concurrency=2) as (_, stubs):
+        await workers_serve(stubs, "held")
+        await create_workflow(stubs, "timeout", {"steps": [step]})
+        run, _ = await run_to_end(stubs, "timeout")
 
     assert held.cancelled.is_set()
     failed = step_of(run, "h")
@@ -567,7 +571,7 @@ async def test_a_workers_llm_calls_are_governed_like_in_process_ones(db_path: st
                     "dimension": "requests",
                     "limit": 600,
                     "burst": 100,
-                }  # fmt: skip
+                }
             ],
             "breakers": {"defaults": {"failure_threshold": 1}},
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,9 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             address,
             log_dir=tmp_path,
             args=["--agent", "wlog", *args],
-            env={"PYTHONPATH": pythonpath},
+            # Only this plugin (and the builtin one): the provider SDKs' imports
+            # would only slow the worker's start.
+            env={"PYTHONPATH": pythonpath, "PODIUM_PLUGINS": "worker_agents"},
             cwd=ROOT,
         )
         started.append(worker)
@@ -151,6 +154,58 @@ async def test_a_worker_killed_mid_attempt_is_interrupted_and_retried_on_another
     [info] = [a for a in agents if a.name == "wlog"]
     assert not info.in_process
     assert [(w.queue, w.sessions) for w in info.workers] == [("default", 1)]
+
+
+async def test_a_stalled_worker_loses_its_attempt_and_its_late_completion_is_rejected(
+    tmp_path: Path,
+    start_serving: StartServing,
+    start_worker: Callable[..., WorkerProcess],
+    connect: Callable[[ServerProcess], Stubs],
+) -> None:
+    log, release = tmp_path / "executions.log", tmp_path / "release"
+    server = start_serving()
+    stubs = connect(server)
+    stalled = start_worker(server.address)
+    await workers_serve(stubs, "wlog")
+    step = wlog("remote", log=log, release=str(release))
+    # Long enough that a busy machine never delays the healthy worker's
+    # heartbeats (one every second) past it.
+    step["heartbeatTimeout"] = "3s"
+    await create_workflow(stubs, "lease", {"steps": [step]})
+    run = await start_run(stubs, "lease", {"x": 1})
+    await eventually(lambda: len(executions(log)) == 1, what="the first worker runs the step")
+    os.kill(stalled.pid, signal.SIGSTOP)  # alive, connected, silent: no heartbeats
+    try:
+        healthy = start_worker(server.address)
+
+        def retried() -> bool:
+            return [e["pid"] for e in executions(log)] == [stalled.pid, healthy.pid]
+
+        await eventually(retried, what="the retry runs on the healthy worker")
+        release.touch()
+        events = await collect_events(stubs, run.name)
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
+
+    # The stalled worker wakes up, finishes its attempt and reports it: the
+    # server rejects the stale token and nothing changes.
+    def reported() -> bool:
+        return "server rejected a message about" in stalled.log_text()
+
+    await eventually(reported, what="the late completion is rejected")
+    final = await get_run(stubs, run.name)
+    assert final.state == R.RUN_STATE_SUCCEEDED
+    remote = step_of(final, "remote")
+    assert [a.state for a in remote.attempts] == [
+        R.ATTEMPT_STATE_INTERRUPTED,
+        R.ATTEMPT_STATE_SUCCEEDED,
+    ]
+    assert "no heartbeat" in remote.attempts[0].failure.message
+    assert plain(remote.output)["pid"] == healthy.pid
+    assert [plain(e.output)["pid"] for e in of_type(events, E.RUN_EVENT_TYPE_STEP_SUCCEEDED)] == [
+        healthy.pid
+    ]
+    assert (await get_run(stubs, run.name)).last_sequence == events[-1].sequence
 
 
 async def test_workers_reconnect_after_a_server_crash_and_no_finished_step_runs_again(

@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from podium.plugins import hookimpl
 from podium.plugins.api import Agent, StepContext
@@ -37,7 +37,7 @@ class LoggedWorkerAgent:
     name = "wlog"
     description = "Logs each execution to a file, optionally holds until a file exists."
     version = "1"
-    output_schema = {"type": "object", "required": ["pid"]}
+    output_schema: ClassVar = {"type": "object", "required": ["pid"]}
 
     async def run(self, ctx: StepContext) -> Any:
         log = str(ctx.config["log"])
