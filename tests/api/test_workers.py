@@ -262,6 +262,29 @@ async def test_a_waiting_step_starts_when_a_worker_connects(db_path: str) -> Non
     assert "resumed after worker:q1/shout" in [e.message for e in events]
 
 
+async def test_a_compensation_runs_on_the_worker_serving_its_agent(db_path: str) -> None:
+    spec = {
+        "steps": [
+            {
+                "id": "book",
+                "agent": "echo",
+                "input": {"text": "'room 7'"},
+                "compensate": {"agent": "shout", "input": {"text": "output.text"}},
+            },
+            {"id": "boom", "agent": "flaky", "dependsOn": ["book"], "config": {"fail_attempts": 9}},
+        ]
+    }
+    async with serving_worker(db_path, [Shout()]) as (_, stubs):
+        await workers_serve(stubs, "shout")
+        await create_workflow(stubs, "saga", spec)
+        run, events = await run_to_end(stubs, "saga")
+
+    assert run.state == R.RUN_STATE_FAILED
+    [undone] = of_type(events, E.RUN_EVENT_TYPE_COMPENSATION_SUCCEEDED)
+    assert undone.step_id == "book"
+    assert plain(undone.output) == {"text": "ROOM 7", "attempt": 0}
+
+
 # -- output and input checks -----------------------------------------------------------
 
 
