@@ -15,6 +15,8 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
+from google.protobuf import json_format
 
 from podium.testing import (
     ServerProcess,
@@ -25,6 +27,7 @@ from podium.testing import (
     echo_step,
     eventually,
     get_run,
+    money_nanos,
     of_type,
     plain,
     start_run,
@@ -34,7 +37,7 @@ from podium.testing import (
     worker_sessions,
     workers_serve,
 )
-from podium.v1 import control_service_pb2, event_pb2, run_pb2
+from podium.v1 import control_service_pb2, event_pb2, run_pb2, workflow_service_pb2
 
 E = event_pb2
 R = run_pb2
@@ -96,6 +99,52 @@ def wlog(step_id: str, *depends_on: str, log: Path, **config: Any) -> dict[str, 
         "input": {"x": "input.x"},
         "config": {"log": str(log), **config},
     }
+
+
+async def test_the_erp_workflow_with_its_finance_steps_on_a_worker_process(
+    tmp_path: Path,
+    start_serving: StartServing,
+    connect: Callable[[ServerProcess], Stubs],
+) -> None:
+    """examples/erp.yaml, its finance department (invoice, payment,
+    reconcile) on queue "finance", served by a worker process running the
+    builtin `llm` agent; the other nine steps in-process. The worker's LLM
+    calls go through the server's gate: their LLM_CALL events and cost count
+    in the run like the others'."""
+    document = yaml.safe_load((ROOT / "examples" / "erp.yaml").read_text())
+    finance = {"invoice", "payment", "reconcile"}
+    for step in document["spec"]["steps"]:
+        step["config"]["options"] = {"latency_ms": 0}
+        if step["id"] in finance:
+            step["task_queue"] = "finance"
+    server = start_serving()
+    stubs = connect(server)
+    worker = start_worker_process(
+        server.address,
+        log_dir=tmp_path,
+        args=["--queue", "finance", "--agent", "llm", "--concurrency", "3"],
+        env={"PODIUM_PLUGINS": "none"},
+        cwd=ROOT,
+    )
+    try:
+        await workers_serve(stubs, "llm", queue="finance")
+        request = json_format.ParseDict(document, workflow_service_pb2.CreateWorkflowRequest())
+        await stubs.workflows.CreateWorkflow(request)
+        erp_input = json.loads((ROOT / "examples" / "erp-input.json").read_text())
+        run = await start_run(stubs, "erp", erp_input)
+        events = await collect_events(stubs, run.name)
+        final = await get_run(stubs, run.name)
+    finally:
+        worker.stop()
+
+    assert final.state == R.RUN_STATE_SUCCEEDED, final.failure
+    calls = of_type(events, E.RUN_EVENT_TYPE_LLM_CALL)
+    assert sorted(e.step_id for e in calls) == sorted(s["id"] for s in document["spec"]["steps"])
+    assert sum(money_nanos(e.cost) for e in calls) == money_nanos(final.cost) > 0
+    for step_id in finance:  # ran on the worker, and only there
+        assert f"{run.name}/{step_id} attempt 1 (llm): succeeded" in worker.log_text()
+        assert money_nanos(step_of(final, step_id).cost) > 0
+    assert "resume_parse" not in worker.log_text()
 
 
 async def test_a_worker_killed_mid_attempt_is_interrupted_and_retried_on_another(
