@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import grpc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from podium.governance.policy import Policy
 from podium.testing import (
@@ -657,3 +659,76 @@ async def test_a_workflow_naming_an_unknown_agent_on_a_task_queue_is_accepted(
 
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "spec.steps[0].task_queue" in [f for f, _ in field_violations(bad_queue.value)]
+
+
+# -- hostile governed calls ---------------------------------------------------------------
+
+ODD_NUMBERS = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**40), 2**40)
+ODD_TEXT = st.sampled_from(["", "user", "assistant", "tool", "system", "x" * 300, "\x00", "ü"])
+JSON = st.recursive(
+    st.none() | st.booleans() | ODD_NUMBERS.map(float) | ODD_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ODD_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def completion_requests(draw: st.DrawFn) -> W.CallModelRequest:
+    request = W.CompletionRequest(
+        model=draw(st.sampled_from(["sim-small", "sim-large", "", "nope"])),
+        messages=[
+            W.ChatMessage(role=draw(ODD_TEXT), content=draw(ODD_TEXT))
+            for _ in range(draw(st.integers(0, 3)))
+        ],
+        stream=draw(st.booleans()),
+    )
+    if draw(st.booleans()):
+        request.max_tokens = draw(st.integers(-(2**31), 2**31 - 1))
+    if draw(st.booleans()):
+        request.temperature = draw(st.floats(allow_nan=True, allow_infinity=True))
+    request.options.update(draw(st.dictionaries(ODD_TEXT, JSON, max_size=3)))
+    if draw(st.booleans()):
+        request.response_format.update(draw(st.dictionaries(ODD_TEXT, JSON, max_size=2)))
+    for _ in range(draw(st.integers(0, 2))):
+        tool = request.tools.add(name=draw(ODD_TEXT), description=draw(ODD_TEXT))
+        tool.parameters.update(draw(st.dictionaries(ODD_TEXT, JSON, max_size=2)))
+    return W.CallModelRequest(
+        provider=draw(st.sampled_from(["simulated", "", "nope"])),
+        request=request,
+        fallbacks=[W.ModelTarget(provider=draw(ODD_TEXT), model=draw(ODD_TEXT))]
+        if draw(st.booleans())
+        else [],
+    )
+
+
+@pytest.fixture
+async def running_token(stubs: Stubs) -> AsyncIterator[str]:
+    """The token of a running attempt of a raw session; the run succeeds at the end."""
+    session = RawSession(stubs, opening())
+    await session.receive_kind("opened")
+    await create_workflow(stubs, "hostile", {"steps": [{"id": "h", "agent": "raw"}]})
+    run = await start_run(stubs, "hostile")
+    token = (await session.receive_kind("task")).task.attempt_token
+    yield token
+    session.send(complete(token, {"done": True}))
+    events = await collect_events(stubs, run.name)
+    session.close()
+    assert events[-1].run_state == R.RUN_STATE_SUCCEEDED
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(request=completion_requests())
+async def test_hostile_model_calls_of_a_running_attempt_get_a_failure_or_invalid_argument(
+    stubs: Stubs, running_token: str, request: W.CallModelRequest
+) -> None:
+    """A worker's CallModel, with a valid token and anything in the request:
+    OK (a completion or the failure an in-process agent would have seen) or
+    INVALID_ARGUMENT naming the field; never UNKNOWN or INTERNAL."""
+    request.attempt_token = running_token
+    try:
+        response = await stubs.workers.CallModel(request)
+    except grpc.aio.AioRpcError as error:
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        assert field_violations(error), error.details()
+        return
+    assert response.HasField("completion") != response.HasField("failure"), response
