@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_QUEUE", "FailureOf", "SessionRejected", "Worker", "WorkerAge
 DEFAULT_QUEUE = "default"
 SDK = "podium-python/0.1.0"
 INITIAL_BACKOFF = 0.05
-MAX_BACKOFF = 5.0
+MAX_BACKOFF = 2.0
 DEFAULT_HEARTBEAT_TIMEOUT = 30.0
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.primary_user_agent", SDK),
