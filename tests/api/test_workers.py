@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import json
 from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 import grpc
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,6 +56,7 @@ from podium.workerhost.main import build_worker
 
 E = event_pb2
 R = run_pb2
+ROOT = Path(__file__).resolve().parents[2]
 W = worker_service_pb2
 C = control_service_pb2
 
@@ -643,6 +648,59 @@ async def test_a_workers_llm_calls_are_governed_like_in_process_ones(db_path: st
     assert of_type(broken_events, E.RUN_EVENT_TYPE_CIRCUIT_OPENED)
     board = {b.name: b for b in breakers}
     assert board["provider:simulated"].state == C.BREAKER_STATE_OPEN
+
+
+STEP_STORY = (
+    E.RUN_EVENT_TYPE_LLM_CALL,
+    E.RUN_EVENT_TYPE_TOOL_CALLED,
+    E.RUN_EVENT_TYPE_TOOL_RESULT,
+    E.RUN_EVENT_TYPE_STEP_PROGRESS,
+    E.RUN_EVENT_TYPE_STEP_SUCCEEDED,
+)
+
+
+async def test_the_react_example_on_a_worker_tells_the_same_story_as_in_process(
+    db_path: str,
+) -> None:
+    """examples/react.yaml: a model calling tools turn after turn. On a worker,
+    its LLM calls (tool calls included) and its tool calls go through the
+    server; events, output and cost are those of the in-process run."""
+    example = yaml.safe_load((ROOT / "examples" / "react.yaml").read_text())
+    remote = copy.deepcopy(example["spec"])
+    remote["steps"][0]["taskQueue"] = "remote"
+
+    def story(events: list[event_pb2.RunEvent]) -> list[tuple[int, str, Any]]:
+        # Tool arguments as values: through protobuf's Struct, a worker's
+        # 45.0 arrives as 45 (JSON has one number type; Podium reads integral
+        # numbers as ints), equal as numbers.
+        return [
+            (
+                e.type,
+                e.tool,
+                json.loads(e.message) if e.type == E.RUN_EVENT_TYPE_TOOL_CALLED else e.message,
+            )
+            for e in events
+            if e.type in STEP_STORY
+        ]
+
+    async with serving(db_path) as (server, stubs):
+        await create_workflow(stubs, "local", example["spec"])
+        local, local_events = await run_to_end(stubs, "local")
+        worker = build_worker(f"127.0.0.1:{server.port}", queues=["remote"], agents=["react"])
+        async with working(worker):
+            await workers_serve(stubs, "react", queue="remote")
+            await create_workflow(stubs, "remote", remote)
+            run, events = await run_to_end(stubs, "remote")
+
+    assert local.state == run.state == R.RUN_STATE_SUCCEEDED, run.failure
+    assert story(events) == story(local_events)
+    assert len(of_type(events, E.RUN_EVENT_TYPE_TOOL_CALLED)) == 2
+    assert plain(run.output) == plain(local.output)
+    # The cost is the remote run's own LLM calls' (the simulated provider
+    # counts tokens of the text, where "45" is shorter than "45.0").
+    calls = of_type(events, E.RUN_EVENT_TYPE_LLM_CALL)
+    assert len(calls) == len(of_type(local_events, E.RUN_EVENT_TYPE_LLM_CALL)) == 3
+    assert money_nanos(run.cost) == sum(money_nanos(c.cost) for c in calls) > 0
 
 
 async def test_a_workflow_naming_an_unknown_agent_on_a_task_queue_is_accepted(

@@ -47,7 +47,7 @@ def build_worker(
     address: str,
     *,
     queues: Sequence[str],
-    concurrency: int,
+    concurrency: int = 1,
     agents: Sequence[str] = (),
     identity: str = "",
 ) -> Worker:
