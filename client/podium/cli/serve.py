@@ -56,6 +56,13 @@ def register(commands: Any) -> None:
         help="set one of the server's limits, e.g. max_steps=500 (repeatable; default: the"
         " variable PODIUM_NAME, else the built-in value; names and defaults: docs/limits.md)",
     )
+    serve.add_argument(
+        "--agents",
+        choices=("all", "remote-only"),
+        default="all",
+        help="remote-only: load no agent in-process; every agent runs on workers"
+        " (podium worker) (default: all)",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -85,5 +92,6 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         retention_seconds=args.retention or None,
         policy_path=args.policy,
         limits=dict(args.limit),
+        remote_agents_only=args.agents == "remote-only",
     )
     return int(code or 0)

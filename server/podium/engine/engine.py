@@ -41,6 +41,7 @@ from podium.engine.recovery import recover
 from podium.engine.services import RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import Plan
+from podium.engine.workers import WorkerPool
 from podium.engine.workflows import WorkflowCatalog
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
@@ -67,7 +68,8 @@ class Engine:
         self.store = store
         self.hub = hub or EventHub()
         self.clock: Clock = clock or SystemClock()
-        self.workflows = WorkflowCatalog(store, registry, self.clock)
+        self.workers = WorkerPool(self.clock)
+        self.workflows = WorkflowCatalog(store, registry, self.clock, self.workers)
         self.services = RunServices(
             clock=self.clock,
             store=store,
@@ -77,6 +79,7 @@ class Engine:
             # Server-wide limit on agent calls in flight, granted by run priority.
             slots=PrioritySlots(max_running_steps, self.clock),
             default_max_concurrency=max_concurrency,
+            workers=self.workers,
         )
         self.admission = RunAdmission(governance.quotas)
         self.active: dict[str, RunExecutor] = {}

@@ -9,6 +9,7 @@ from podium.core.clock import Clock
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.slots import PrioritySlots
+from podium.engine.workers import WorkerPool
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
 
@@ -26,6 +27,8 @@ class RunServices:
     slots: PrioritySlots
     # A run's max_concurrency when neither the run nor its workflow sets one.
     default_max_concurrency: int
+    # Connected workers: agents whose execution is delegated to them.
+    workers: WorkerPool | None = None
 
 
 class StopSignal:

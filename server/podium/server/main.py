@@ -24,6 +24,7 @@ def run_server(
     retention_seconds: float | None = None,
     policy_path: str | None = None,
     limits: Mapping[str, str] | None = None,
+    remote_agents_only: bool = False,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
@@ -49,7 +50,15 @@ def run_server(
             return 2
     try:
         return loop.run(
-            _serve(address, db_path, grace_seconds, retention_seconds, policy, settings)
+            _serve(
+                address,
+                db_path,
+                grace_seconds,
+                retention_seconds,
+                policy,
+                settings,
+                remote_agents_only,
+            )
         )
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -63,6 +72,7 @@ async def _serve(
     retention_seconds: float | None,
     policy: Policy,
     limits: Limits,
+    remote_agents_only: bool = False,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -70,7 +80,12 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     try:
         server = await start_server(
-            address, db_path, retention_seconds=retention_seconds, policy=policy, limits=limits
+            address,
+            db_path,
+            retention_seconds=retention_seconds,
+            policy=policy,
+            limits=limits,
+            remote_agents_only=remote_agents_only,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit
