@@ -47,6 +47,15 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help="governance policy (YAML): quotas, budgets, breakers, prices",
     )
+    serve.add_argument(
+        "--synchronous",
+        choices=("full", "normal"),
+        default="full",
+        help="full (default): every commit is synced to disk before it is acknowledged, so it"
+        " survives a power loss; normal: synced at checkpoints only, so an acknowledged commit"
+        " survives the server being killed (kill -9 included) but not a power loss or an OS"
+        " crash, for faster commits",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -67,5 +76,6 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         grace_seconds=args.grace,
         retention_seconds=args.retention or None,
         policy_path=args.policy,
+        synchronous=args.synchronous.upper(),
     )
     return int(code or 0)

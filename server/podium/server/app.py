@@ -112,6 +112,7 @@ async def start_server(
     policy: Policy | None = None,
     max_output_bytes: int | None = None,
     watchdog_threshold: float | None = DEFAULT_THRESHOLD,
+    synchronous: str = "FULL",
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -121,17 +122,20 @@ async def start_server(
     bytes); None reads PODIUM_MAX_OUTPUT_BYTES, 1 MiB when it is unset.
     With `watchdog_threshold` (seconds), a blocked event loop is logged with
     the agent that blocked it; None watches nothing.
+    `synchronous`: FULL (a commit is on disk when acknowledged, power loss
+    included) or NORMAL (it survives the process being killed, not a power
+    loss); see podium.store.sqlite.store.
     """
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
     if max_output_bytes is None:
         max_output_bytes = _max_output_bytes_from_env()
     started = time.time()
+    store = SqliteStore(db_path, synchronous=synchronous)  # checks its arguments first
     lock = None if db_path == MEMORY else DatabaseLock(db_path)
     if lock is not None:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
-    store = SqliteStore(db_path)
     try:
         await store.open()
     except BaseException:

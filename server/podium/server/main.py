@@ -20,10 +20,12 @@ def run_server(
     grace_seconds: float = 10.0,
     retention_seconds: float | None = None,
     policy_path: str | None = None,
+    synchronous: str = "FULL",
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
-    `retention_seconds`: delete runs that ended longer ago (None or 0: keep them)."""
+    `retention_seconds`: delete runs that ended longer ago (None or 0: keep them).
+    `synchronous`: FULL or NORMAL, what an acknowledged commit survives (see SqliteStore)."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -37,7 +39,9 @@ def run_server(
             print(f"error: policy {policy_path}: {error}", file=sys.stderr)
             return 2
     try:
-        return loop.run(_serve(address, db_path, grace_seconds, retention_seconds, policy))
+        return loop.run(
+            _serve(address, db_path, grace_seconds, retention_seconds, policy, synchronous)
+        )
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -49,6 +53,7 @@ async def _serve(
     grace_seconds: float,
     retention_seconds: float | None,
     policy: Policy,
+    synchronous: str,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,14 +61,24 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     try:
         server = await start_server(
-            address, db_path, retention_seconds=retention_seconds, policy=policy
+            address,
+            db_path,
+            retention_seconds=retention_seconds,
+            policy=policy,
+            synchronous=synchronous,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit
         # below its spend): say which, and stop.
         print(f"error: policy: {error}", file=sys.stderr)
         return 2
-    log.info("podium serving on %s (port %d), database %s", address, server.port, db_path)
+    log.info(
+        "podium serving on %s (port %d), database %s (synchronous=%s)",
+        address,
+        server.port,
+        db_path,
+        synchronous,
+    )
     await stop.wait()
     log.info("shutting down (grace %.1fs)", grace_seconds)
     await server.stop(grace_seconds)
