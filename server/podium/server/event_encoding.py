@@ -8,12 +8,19 @@ every subscriber that sends it. A response is the concatenation of its events'
 entries, which is exactly how protobuf encodes a repeated message field; the
 servicer yields those bytes and the handler sends them as they are
 (`passthrough`), instead of serialising a message per subscriber.
+
+A batch is sent as responses of at most RESPONSE_EVENTS events, each encoded
+just before it is sent, so that a subscriber catching up on thousands of
+events does not hold the event loop for all of them at once; an event whose
+output is large (a fan-out's 10,000 item outputs) is encoded in a worker
+thread, which hands the interpreter back to the loop every switch interval.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from podium.core.model import Event
@@ -25,6 +32,9 @@ _EVENTS_TAG = bytes([(1 << 3) | 2])
 # (a slower reader, a catch-up from the log). Bytes, not events: an event with
 # a large output weighs what it weighs.
 DEFAULT_BUDGET_BYTES = 32 * 1024 * 1024
+RESPONSE_EVENTS = 256
+# Lists and maps entries from which an event's output is encoded in a thread.
+LARGE_OUTPUT_ENTRIES = 2000
 
 
 class EventEncoder:
@@ -36,6 +46,8 @@ class EventEncoder:
         self._entries: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         # Events serialised so far (a test checks that subscribers share them).
         self.encodings = 0
+        # Large events being encoded in a thread, so that subscribers share that too.
+        self._encoding: dict[tuple[str, int], asyncio.Future[bytes]] = {}
 
     def entry(self, event: Event) -> bytes:
         """The event's encoded entry in a watch response's `events` field."""
@@ -45,9 +57,37 @@ class EventEncoder:
         if cached is not None:
             entries.move_to_end(key)
             return cached
-        body = translate.event_to_proto(event).SerializeToString()
+        return self._keep(key, _encode(event))
+
+    async def entry_aside(self, event: Event) -> bytes:
+        """As `entry`, encoding a large event in a worker thread."""
+        key = (event.run_id, event.sequence)
+        cached = self._entries.get(key)
+        if cached is not None or not _large(event.output):
+            return self.entry(event)
+        encoding = self._encoding.get(key)
+        if encoding is None:
+            encoding = asyncio.ensure_future(asyncio.to_thread(_encode, event))
+            self._encoding[key] = encoding
+            encoding.add_done_callback(lambda done: self._encoded(key, done))
+        # shield: a subscriber leaving does not cancel what the others wait for.
+        return await asyncio.shield(encoding)
+
+    def _encoded(self, key: tuple[str, int], done: asyncio.Future[bytes]) -> None:
+        del self._encoding[key]
+        if not done.cancelled() and done.exception() is None:
+            self._keep(key, done.result())
+
+    async def responses(self, events: Sequence[Event]) -> AsyncIterator[bytes]:
+        """The batch as WatchRun(s)Response messages of at most RESPONSE_EVENTS
+        events each, every one encoded just before it is sent."""
+        for start in range(0, len(events), RESPONSE_EVENTS):
+            chunk = events[start : start + RESPONSE_EVENTS]
+            yield b"".join([await self.entry_aside(event) for event in chunk])
+
+    def _keep(self, key: tuple[str, int], encoded: bytes) -> bytes:
         self.encodings += 1
-        encoded = _EVENTS_TAG + _varint(len(body)) + body
+        entries = self._entries
         if len(encoded) <= self._budget // 8:  # a huge event is not worth evicting many for
             entries[key] = encoded
             self._size += len(encoded)
@@ -65,6 +105,28 @@ class EventEncoder:
     @property
     def cached_bytes(self) -> int:
         return self._size
+
+
+def _encode(event: Event) -> bytes:
+    body = translate.event_to_proto(event).SerializeToString()
+    return _EVENTS_TAG + _varint(len(body)) + body
+
+
+def _large(value: Any) -> bool:
+    """Whether a JSON value has more than LARGE_OUTPUT_ENTRIES list and map
+    entries (counting stops there, so a small value costs little)."""
+    if not isinstance(value, dict | list):
+        return False
+    entries = 0
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        items = current.values() if isinstance(current, dict) else current
+        entries += len(items)
+        if entries > LARGE_OUTPUT_ENTRIES:
+            return True
+        pending.extend(v for v in items if isinstance(v, dict | list))
+    return False
 
 
 def _varint(value: int) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -72,6 +73,12 @@ async def _serve(
         # below its spend): say which, and stop.
         print(f"error: policy: {error}", file=sys.stderr)
         return 2
+    # What start-up allocated (modules, protobuf descriptors, plugins, CEL)
+    # lives as long as the process: out of the collector's sight, a full
+    # collection no longer walks its ~200,000 objects, a pause of hundreds of
+    # milliseconds that held every RPC whenever a large request or run
+    # triggered one.
+    gc.freeze()
     log.info(
         "podium serving on %s (port %d), database %s (synchronous=%s)",
         address,
