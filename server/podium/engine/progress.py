@@ -94,7 +94,7 @@ async def watch_run(
                     )
                 if subscription.lagging:
                     break
-                batch = [e for e in subscription.drain() if e.sequence > last]
+                batch = _after(subscription.drain(), last)
                 if not batch:
                     continue
                 if batch[0].sequence != last + 1:
@@ -109,6 +109,16 @@ async def watch_run(
         raise
     finally:
         subscription.close()
+
+
+def _after(events: list[Event], sequence: int) -> list[Event]:
+    """The events after `sequence`, without a look at each event when they are
+    consecutive (as a run's committed events are)."""
+    if not events or events[0].sequence > sequence:
+        return events
+    if events[-1].sequence - events[0].sequence != len(events) - 1:
+        return [event for event in events if event.sequence > sequence]
+    return events[sequence - events[0].sequence + 1 :]
 
 
 async def _after_engine_work() -> None:

@@ -33,6 +33,10 @@ _EVENTS_TAG = bytes([(1 << 3) | 2])
 # a large output weighs what it weighs.
 DEFAULT_BUDGET_BYTES = 32 * 1024 * 1024
 RESPONSE_EVENTS = 256
+# Whole responses kept: subscribers that keep up drain the same batches (the
+# events of one commit), so all but the first send the bytes the first built,
+# with one look-up instead of one per event.
+RESPONSES_KEPT = 64
 # Lists and maps entries from which an event's output is encoded in a thread.
 LARGE_OUTPUT_ENTRIES = 2000
 
@@ -48,6 +52,8 @@ class EventEncoder:
         self.encodings = 0
         # Large events being encoded in a thread, so that subscribers share that too.
         self._encoding: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        # Recent responses by (run, first sequence, last sequence) of their events.
+        self._responses: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
 
     def entry(self, event: Event) -> bytes:
         """The event's encoded entry in a watch response's `events` field."""
@@ -82,8 +88,31 @@ class EventEncoder:
         """The batch as WatchRun(s)Response messages of at most RESPONSE_EVENTS
         events each, every one encoded just before it is sent."""
         for start in range(0, len(events), RESPONSE_EVENTS):
-            chunk = events[start : start + RESPONSE_EVENTS]
-            yield b"".join([await self.entry_aside(event) for event in chunk])
+            yield await self._response(events[start : start + RESPONSE_EVENTS])
+
+    async def _response(self, events: Sequence[Event]) -> bytes:
+        first, last = events[0], events[-1]
+        # A run's consecutive events (WatchRun's batches) are named by their ends.
+        key = (first.run_id, first.sequence, last.sequence)
+        named = last.run_id == first.run_id and last.sequence - first.sequence == len(events) - 1
+        if named:
+            cached = self._responses.get(key)
+            if cached is not None:
+                return cached
+        entries = self._entries
+        parts: list[bytes] = []
+        for event in events:
+            entry = entries.get((event.run_id, event.sequence))
+            if entry is None:
+                entry = await self.entry_aside(event)
+            parts.append(entry)
+        response = b"".join(parts)
+        if named and len(response) <= self._budget // RESPONSES_KEPT:
+            responses = self._responses
+            responses[key] = response
+            if len(responses) > RESPONSES_KEPT:
+                responses.popitem(last=False)
+        return response
 
     def _keep(self, key: tuple[str, int], encoded: bytes) -> bytes:
         self.encodings += 1
