@@ -1,7 +1,7 @@
 """`make bench`: Podium's overhead over a bare asyncio executor.
 
-Usage: `.venv/bin/python bench/run.py [W1 W2 ...]`; `BENCH_JSON=path` also
-writes the figures as JSON. See bench/workloads.py for what each workload is.
+Usage: `.venv/bin/python bench/run.py [--synchronous normal] [W1 W2 ...]`;
+`BENCH_JSON=path` also writes the figures as JSON. See bench/workloads.py for what each workload is.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ FINAL_EVENTS = (
 )
 # What in-flight calls get on SIGTERM: the benchmark has none left by then.
 STOP_GRACE_S = 1.0
+# `podium serve --synchronous` of every server the benchmark starts (bench/run.py
+# --synchronous): "full", the default, or "normal".
+SERVE_OPTIONS: dict[str, str] = {"synchronous": "full"}
 
 
 class BenchError(RuntimeError):
@@ -63,7 +66,12 @@ async def server_process(db_path: Path | None = None) -> AsyncIterator[BenchServ
     `db_path`, a fresh process on that database (to restart on it)."""
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
         db = db_path or Path(tmp) / "podium.db"
-        process = await start_server_process_async(db, log_dir=tmp, grace=STOP_GRACE_S)
+        process = await start_server_process_async(
+            db,
+            log_dir=tmp,
+            grace=STOP_GRACE_S,
+            args=("--synchronous", SERVE_OPTIONS["synchronous"]),
+        )
         try:
             yield BenchServer(process)
         finally:

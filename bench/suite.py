@@ -23,7 +23,7 @@ from bench.podium_run import measure_dag, measure_dag_on_worker, measure_fan_out
 from bench.recovery import measure_recovery
 from bench.report import FLOOR, PODIUM, Row, print_table, write_json
 from bench.responsiveness import measure_responsiveness
-from bench.server import BenchError
+from bench.server import SERVE_OPTIONS, BenchError
 from bench.watchers import measure_watchers
 from bench.workloads import WORKLOADS, Workload, by_name
 
@@ -76,8 +76,16 @@ def main(argv: list[str]) -> int:
         nargs="*",
         help=f"subset to run (default: all of {[w.name for w in WORKLOADS]})",
     )
+    parser.add_argument(
+        "--synchronous",
+        choices=("full", "normal"),
+        default="full",
+        help="the servers' `podium serve --synchronous` (default: full)",
+    )
     args = parser.parse_args(argv)
+    SERVE_OPTIONS["synchronous"] = args.synchronous
     console = Console()
+    console.print(f"podium serve --synchronous {args.synchronous}")
     rows = asyncio.run(run_suite(by_name(args.workloads), console))
     print_table(rows, console)
     json_path = os.environ.get("BENCH_JSON")

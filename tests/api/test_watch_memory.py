@@ -45,3 +45,47 @@ def test_a_response_is_its_events_encodings_concatenated() -> None:
     assert list(decoded.events) == [translate.event_to_proto(e) for e in events]
     assert encoder.entry(events[0]) is encoder.response(events[:1])
     assert encoder.encodings == len(events)
+
+
+def _items(count: int, output: Any = None) -> list[Event]:
+    return [
+        Event("r", n, 1.5, EventType.ITEM_SUCCEEDED, "wf", RunState.RUNNING, "each", output=output)
+        for n in range(1, count + 1)
+    ]
+
+
+async def _responses(encoder: EventEncoder, events: list[Event]) -> list[bytes]:
+    return [response async for response in encoder.responses(events)]
+
+
+async def test_a_long_batch_is_sent_as_several_responses_in_order() -> None:
+    events = _items(600, output={"v": 1})
+    responses = await _responses(EventEncoder(), events)
+    decoded = [progress_service_pb2.WatchRunResponse.FromString(r).events for r in responses]
+    # At most RESPONSE_EVENTS (256) each: the loop is free between two of them.
+    assert [len(d) for d in decoded] == [256, 256, 88]
+    assert [e for d in decoded for e in d] == [translate.event_to_proto(e) for e in events]
+
+
+async def test_subscribers_draining_the_same_batch_share_its_response() -> None:
+    encoder = EventEncoder()
+    events = _items(40)
+    [first] = await _responses(encoder, events)
+    [second] = await _responses(encoder, events)
+    assert second is first
+    assert encoder.encodings == len(events)
+    # Another cut of the same events is a response of its own, from the shared entries.
+    [part] = await _responses(encoder, events[5:])
+    assert part == b"".join(encoder.entry(e) for e in events[5:])
+    assert encoder.encodings == len(events)
+
+
+async def test_a_large_event_is_encoded_once_in_a_thread_and_shared() -> None:
+    output = [{"item": i} for i in range(3000)]  # over LARGE_OUTPUT_ENTRIES
+    [event] = _items(1, output=output)
+    encoder = EventEncoder()
+    entries = await asyncio.gather(*(encoder.entry_aside(event) for _ in range(5)))
+    assert encoder.encodings == 1
+    assert all(entry is entries[0] for entry in entries)
+    assert entries[0] == EventEncoder().entry(event)
+    assert encoder.entry(event) is entries[0]  # kept for later subscribers

@@ -63,6 +63,15 @@ def register(commands: Any) -> None:
         help="remote-only: load no agent in-process; every agent runs on workers"
         " (podium worker) (default: all)",
     )
+    serve.add_argument(
+        "--synchronous",
+        choices=("full", "normal"),
+        default="full",
+        help="full (default): every commit is synced to disk before it is acknowledged, so it"
+        " survives a power loss; normal: synced at checkpoints only, so an acknowledged commit"
+        " survives the server being killed (kill -9 included) but not a power loss or an OS"
+        " crash, for faster commits",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -93,5 +102,6 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         policy_path=args.policy,
         limits=dict(args.limit),
         remote_agents_only=args.agents == "remote-only",
+        synchronous=args.synchronous.upper(),
     )
     return int(code or 0)

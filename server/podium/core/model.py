@@ -139,6 +139,10 @@ class RunView:
 
     run: RunRecord
     steps: list[StepRecord]
+    # True when the records are the engine's own, still changing as the run
+    # goes on; False for a copy read from the store, which nobody else holds
+    # (so it may be read off the event loop).
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,14 @@ executor's (executor.py), which gets narrow services, never the engine.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Collection, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from podium.core import limits
 from podium.core.clock import Clock, SystemClock
@@ -29,7 +30,7 @@ from podium.core.errors import (
     Unavailable,
 )
 from podium.core.jsonvalues import TooLarge, check_json_size
-from podium.core.model import Event, RunRecord, RunView, StepRecord
+from podium.core.model import AttemptRecord, Event, RunRecord, RunView, StepRecord
 from podium.core.states import RunState
 from podium.engine import pagination, retention
 from podium.engine.admission import RunAdmission
@@ -51,6 +52,10 @@ log = logging.getLogger("podium.engine")
 DEFAULT_MAX_CONCURRENCY = 256
 DEFAULT_MAX_RUNNING_STEPS = 1024
 CANCEL_WAIT_SECONDS = 5.0
+# From this many attempts, get_run copies a running run's records (a few
+# milliseconds) so that the caller can translate them off the event loop.
+SNAPSHOT_ATTEMPTS = 500
+R = TypeVar("R", RunRecord, StepRecord, AttemptRecord)
 
 
 class Engine:
@@ -237,7 +242,11 @@ class Engine:
     async def get_run(self, run_id: str) -> RunView:
         executor = self.active.get(run_id)
         if executor is not None:
-            return RunView(executor.run, list(executor.steps.values()))
+            steps = list(executor.steps.values())
+            if sum(len(step.attempts) for step in steps) > SNAPSHOT_ATTEMPTS:
+                # Large: a copy, which the caller may read off the event loop.
+                return _snapshot(executor.run, steps)
+            return RunView(executor.run, steps, live=True)
         view = await self.store.get_run(run_id)
         if view is None:
             raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
@@ -448,3 +457,21 @@ def _lower(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     if a is None:
         return b
     return a if b is None else min(a, b)
+
+
+def _snapshot(run: RunRecord, steps: list[StepRecord]) -> RunView:
+    """A copy of a running run's records that the run no longer changes (JSON
+    values are never changed in place, so they are shared)."""
+    return RunView(_copy_record(run), [_copy_step(step) for step in steps])
+
+
+def _copy_step(step: StepRecord) -> StepRecord:
+    copied = _copy_record(step)
+    copied.attempts = [_copy_record(attempt) for attempt in step.attempts]
+    return copied
+
+
+def _copy_record(record: R) -> R:
+    copied = copy.copy(record)
+    copied.usage = record.usage.copy()
+    return copied

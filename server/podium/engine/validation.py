@@ -6,7 +6,6 @@ user fixes a definition in one round trip.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from podium.engine import graph
 from podium.engine.retry import Retrier, retrier_violations
 from podium.plugins.api import Agent, Catalog, config_problems
 
-# Steps compiled between two pauses of compile_plan_cooperatively.
+# Steps compiled between two yields of _compiling.
 STEPS_PER_SLICE = 100
 STEP_ID = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")
@@ -140,24 +139,11 @@ def compile_plan(
             return done.value  # type: ignore[no-any-return]
 
 
-async def compile_plan_cooperatively(
-    spec: WorkflowSpec, catalog: Catalog, agent_lookup: Callable[[str], Agent | None]
-) -> Plan:
-    """As compile_plan, letting the event loop serve others every STEPS_PER_SLICE
-    steps: a 10,000-step definition takes the better part of a second to compile."""
-    compiling = _compiling(spec, catalog, agent_lookup)
-    while True:
-        try:
-            next(compiling)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        await asyncio.sleep(0)
-
-
 def _compiling(
     spec: WorkflowSpec, catalog: Catalog, agent_lookup: Callable[[str], Agent | None]
 ) -> Generator[None, None, Plan]:
-    """compile_plan's work, pausing (yielding) every STEPS_PER_SLICE steps."""
+    """compile_plan's work, yielding every STEPS_PER_SLICE steps and between
+    its whole-graph passes (where a caller could pause it)."""
     check = _Checker()
     problem = check.problem
     if not spec.steps:
@@ -230,6 +216,7 @@ def _compiling(
     if check.violations:
         raise InvalidArgument("invalid workflow", check.violations, reason="INVALID_WORKFLOW")
 
+    yield
     dependents = graph.dependents_of(edges)
     yield
     levels = graph.levels(edges)

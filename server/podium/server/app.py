@@ -131,6 +131,7 @@ async def start_server(
     watchdog_threshold: float | None = DEFAULT_THRESHOLD,
     limits: Limits | None = None,
     remote_agents_only: bool = False,
+    synchronous: str = "FULL",
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -144,6 +145,9 @@ async def start_server(
     the agent that blocked it; None watches nothing.
     With `remote_agents_only`, no plugin's agent is loaded in-process (when
     `plugins` is None): every agent runs on workers (WorkerService).
+    `synchronous`: FULL (a commit is on disk when acknowledged, power loss
+    included) or NORMAL (it survives the process being killed, not a power
+    loss); see podium.store.sqlite.store.
     """
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
@@ -165,6 +169,7 @@ async def start_server(
             policy=policy,
             watchdog_threshold=watchdog_threshold,
             remote_agents_only=remote_agents_only,
+            synchronous=synchronous,
         )
     except BaseException:
         server_limits.release()
@@ -184,13 +189,14 @@ async def _open_and_serve(
     policy: Policy | None,
     watchdog_threshold: float | None,
     remote_agents_only: bool,
+    synchronous: str,
 ) -> PodiumServer:
     started = time.time()
+    store = SqliteStore(db_path, synchronous=synchronous)  # checks its arguments first
     lock = None if db_path == MEMORY else DatabaseLock(db_path)
     if lock is not None:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
-    store = SqliteStore(db_path)
     try:
         await store.open()
     except BaseException:

@@ -8,12 +8,19 @@ every subscriber that sends it. A response is the concatenation of its events'
 entries, which is exactly how protobuf encodes a repeated message field; the
 servicer yields those bytes and the handler sends them as they are
 (`passthrough`), instead of serialising a message per subscriber.
+
+A batch is sent as responses of at most RESPONSE_EVENTS events, each encoded
+just before it is sent, so that a subscriber catching up on thousands of
+events does not hold the event loop for all of them at once; an event whose
+output is large (a fan-out's 10,000 item outputs) is encoded in a worker
+thread, which hands the interpreter back to the loop every switch interval.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from podium.core.model import Event
@@ -25,6 +32,13 @@ _EVENTS_TAG = bytes([(1 << 3) | 2])
 # (a slower reader, a catch-up from the log). Bytes, not events: an event with
 # a large output weighs what it weighs.
 DEFAULT_BUDGET_BYTES = 32 * 1024 * 1024
+RESPONSE_EVENTS = 256
+# Whole responses kept: subscribers that keep up drain the same batches (the
+# events of one commit), so all but the first send the bytes the first built,
+# with one look-up instead of one per event.
+RESPONSES_KEPT = 64
+# Lists and maps entries from which an event's output is encoded in a thread.
+LARGE_OUTPUT_ENTRIES = 2000
 
 
 class EventEncoder:
@@ -36,6 +50,10 @@ class EventEncoder:
         self._entries: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         # Events serialised so far (a test checks that subscribers share them).
         self.encodings = 0
+        # Large events being encoded in a thread, so that subscribers share that too.
+        self._encoding: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        # Recent responses by (run, first sequence, last sequence) of their events.
+        self._responses: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
 
     def entry(self, event: Event) -> bytes:
         """The event's encoded entry in a watch response's `events` field."""
@@ -45,9 +63,60 @@ class EventEncoder:
         if cached is not None:
             entries.move_to_end(key)
             return cached
-        body = translate.event_to_proto(event).SerializeToString()
+        return self._keep(key, _encode(event))
+
+    async def entry_aside(self, event: Event) -> bytes:
+        """As `entry`, encoding a large event in a worker thread."""
+        key = (event.run_id, event.sequence)
+        cached = self._entries.get(key)
+        if cached is not None or not _large(event.output):
+            return self.entry(event)
+        encoding = self._encoding.get(key)
+        if encoding is None:
+            encoding = asyncio.ensure_future(asyncio.to_thread(_encode, event))
+            self._encoding[key] = encoding
+            encoding.add_done_callback(lambda done: self._encoded(key, done))
+        # shield: a subscriber leaving does not cancel what the others wait for.
+        return await asyncio.shield(encoding)
+
+    def _encoded(self, key: tuple[str, int], done: asyncio.Future[bytes]) -> None:
+        del self._encoding[key]
+        if not done.cancelled() and done.exception() is None:
+            self._keep(key, done.result())
+
+    async def responses(self, events: Sequence[Event]) -> AsyncIterator[bytes]:
+        """The batch as WatchRun(s)Response messages of at most RESPONSE_EVENTS
+        events each, every one encoded just before it is sent."""
+        for start in range(0, len(events), RESPONSE_EVENTS):
+            yield await self._response(events[start : start + RESPONSE_EVENTS])
+
+    async def _response(self, events: Sequence[Event]) -> bytes:
+        first, last = events[0], events[-1]
+        # A run's consecutive events (WatchRun's batches) are named by their ends.
+        key = (first.run_id, first.sequence, last.sequence)
+        named = last.run_id == first.run_id and last.sequence - first.sequence == len(events) - 1
+        if named:
+            cached = self._responses.get(key)
+            if cached is not None:
+                return cached
+        entries = self._entries
+        parts: list[bytes] = []
+        for event in events:
+            entry = entries.get((event.run_id, event.sequence))
+            if entry is None:
+                entry = await self.entry_aside(event)
+            parts.append(entry)
+        response = b"".join(parts)
+        if named and len(response) <= self._budget // RESPONSES_KEPT:
+            responses = self._responses
+            responses[key] = response
+            if len(responses) > RESPONSES_KEPT:
+                responses.popitem(last=False)
+        return response
+
+    def _keep(self, key: tuple[str, int], encoded: bytes) -> bytes:
         self.encodings += 1
-        encoded = _EVENTS_TAG + _varint(len(body)) + body
+        entries = self._entries
         if len(encoded) <= self._budget // 8:  # a huge event is not worth evicting many for
             entries[key] = encoded
             self._size += len(encoded)
@@ -65,6 +134,28 @@ class EventEncoder:
     @property
     def cached_bytes(self) -> int:
         return self._size
+
+
+def _encode(event: Event) -> bytes:
+    body = translate.event_to_proto(event).SerializeToString()
+    return _EVENTS_TAG + _varint(len(body)) + body
+
+
+def _large(value: Any) -> bool:
+    """Whether a JSON value has more than LARGE_OUTPUT_ENTRIES list and map
+    entries (counting stops there, so a small value costs little)."""
+    if not isinstance(value, dict | list):
+        return False
+    entries = 0
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        items = current.values() if isinstance(current, dict) else current
+        entries += len(items)
+        if entries > LARGE_OUTPUT_ENTRIES:
+            return True
+        pending.extend(v for v in items if isinstance(v, dict | list))
+    return False
 
 
 def _varint(value: int) -> bytes:

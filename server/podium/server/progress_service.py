@@ -38,7 +38,8 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
         async for batch in progress.watch_run(
             self._engine.hub, self._log, run_id, request.after_sequence
         ):
-            yield self.encoder.response(batch)  # type: ignore[misc]
+            async for response in self.encoder.responses(batch):
+                yield response  # type: ignore[misc]
 
     @streaming
     async def WatchRuns(
@@ -52,7 +53,8 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
             _enum(EventType, v, f"event_types[{i}]") for i, v in enumerate(request.event_types)
         ]
         async for batch in progress.watch_runs(self._engine.hub, workflows, states, types):
-            yield self.encoder.response(batch)  # type: ignore[misc]
+            async for response in self.encoder.responses(batch):
+                yield response  # type: ignore[misc]
 
 
 def add_progress_service(servicer: ProgressService, server: grpc.aio.Server) -> None:

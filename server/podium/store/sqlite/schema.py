@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 MIGRATIONS: list[str] = [
     # 1: workflows, runs, steps, attempts and the event log.
@@ -174,18 +174,17 @@ MIGRATIONS: list[str] = [
 ]
 
 
-async def migrate(conn: aiosqlite.Connection) -> int:
+def migrate(conn: sqlite3.Connection) -> int:
     """Brings the schema up to date; returns the resulting version."""
-    await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    async with conn.execute("SELECT version FROM schema_version") as cursor:
-        row = await cursor.fetchone()
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
     current = int(row[0]) if row else 0
     if current > len(MIGRATIONS):
         raise RuntimeError(
             f"database schema version {current} is newer than this server ({len(MIGRATIONS)})"
         )
     for version in range(current + 1, len(MIGRATIONS) + 1):
-        await conn.executescript(
+        conn.executescript(
             "BEGIN IMMEDIATE;\n"
             + MIGRATIONS[version - 1]
             + "\nDELETE FROM schema_version;"

@@ -6,6 +6,11 @@ one fsync per event. Row writes are upserts keyed by primary key, so several
 updates of the same step within one batch collapse into the last one.
 Callbacks registered with a write run after its commit: that is how events
 become visible to subscribers only once they are durable.
+
+A batch is one call on the connection's thread (BEGIN IMMEDIATE, every
+statement and upsert, COMMIT, see `commit_batch`): one hop to the thread and
+one wake-up of the event loop per commit, which is what a chain of steps
+waits for between one step's end and the next step's agent.
 """
 
 from __future__ import annotations
@@ -16,10 +21,9 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-import aiosqlite
-
 from podium.core.errors import PodiumError, ResourceExhausted, Unavailable
 from podium.store.sqlite.codec import ATTEMPT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+from podium.store.sqlite.connection import ThreadConnection
 
 log = logging.getLogger("podium.store")
 
@@ -73,6 +77,11 @@ class _Batch:
         self.waiters: list[asyncio.Future[None]] = []
         self.after_commit: list[Callable[[], None]] = []
 
+    def has_writes(self) -> bool:
+        return bool(
+            self.statements or self.runs or self.steps or self.attempts or self.items or self.events
+        )
+
     def __bool__(self) -> bool:
         return bool(
             self.statements
@@ -86,16 +95,50 @@ class _Batch:
         )
 
 
+def commit_batch(
+    conn: sqlite3.Connection,
+    statements: list[tuple[str, tuple[Any, ...]]],
+    runs: list[tuple[Any, ...]],
+    steps: list[tuple[Any, ...]],
+    attempts: list[tuple[Any, ...]],
+    items: list[tuple[Any, ...]],
+    events: list[tuple[Any, ...]],
+) -> None:
+    """One transaction, all of it or nothing (runs on the connection's thread).
+
+    Statements come first: a DELETE of a run then removes what earlier batches
+    wrote, and `delete_runs` flushes before, so nothing of it comes back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in statements:
+            conn.execute(sql, params)
+        if runs:
+            conn.executemany(UPSERT_RUN, runs)
+        if steps:
+            conn.executemany(UPSERT_STEP, steps)
+        if attempts:
+            conn.executemany(UPSERT_ATTEMPT, attempts)
+        if items:
+            conn.executemany(UPSERT_ITEM, items)
+        if events:
+            conn.executemany(INSERT_EVENT, events)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.rollback()
+            except Exception:
+                log.exception("rollback failed")
+        raise
+
+
 class Writer:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: ThreadConnection) -> None:
         self._conn = conn
         self._batch = _Batch()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        # Held while a batch is in a transaction; readers sharing this
-        # connection (":memory:") take it to never see an uncommitted batch.
-        self.lock = asyncio.Lock()
         # Increments when a batch is taken for commit: writes submitted under
         # the same id commit together.
         self.batch_id = 0
@@ -186,29 +229,24 @@ class Writer:
         if error is not None:
             self._settle(batch, error)
             return
-        async with self.lock:
-            try:
-                await self._conn.execute("BEGIN IMMEDIATE")
-                for sql, params in batch.statements:
-                    await self._conn.execute(sql, params)
-                if batch.runs:
-                    await self._conn.executemany(UPSERT_RUN, list(batch.runs.values()))
-                if batch.steps:
-                    await self._conn.executemany(UPSERT_STEP, list(batch.steps.values()))
-                if batch.attempts:
-                    await self._conn.executemany(UPSERT_ATTEMPT, list(batch.attempts.values()))
-                if batch.items:
-                    await self._conn.executemany(UPSERT_ITEM, list(batch.items.values()))
-                if batch.events:
-                    await self._conn.executemany(INSERT_EVENT, batch.events)
-                await self._conn.commit()
-            except Exception as exc:  # a failed batch must not kill the writer
-                log.exception("store batch failed; rolled back")
-                error = storage_failure(exc)
-                try:
-                    await self._conn.rollback()
-                except Exception:
-                    log.exception("rollback failed")
+        if not batch.has_writes():
+            # Only waiters and callbacks: what they wait for committed with
+            # the batches before this one.
+            self._settle(batch, None)
+            return
+        try:
+            await self._conn.call(
+                commit_batch,
+                batch.statements,
+                list(batch.runs.values()),
+                list(batch.steps.values()),
+                list(batch.attempts.values()),
+                list(batch.items.values()),
+                batch.events,
+            )
+        except Exception as exc:  # a failed batch must not kill the writer
+            log.error("store batch failed; rolled back", exc_info=exc)
+            error = storage_failure(exc)
         if error is not None:
             self.fail(error)
         self._settle(batch, error)
