@@ -42,8 +42,8 @@ $(BUF): package.json package-lock.json
 
 install: $(VENV_STAMP) $(BUF)
 
-protos: $(VENV_STAMP)
-	$(PY) scripts/gen_protos.py client
+protos: $(VENV_STAMP) $(BUF)
+	$(PY) scripts/gen_protos.py
 
 lint: $(VENV_STAMP) $(BUF)
 	$(BUF) lint
