@@ -52,11 +52,15 @@ async def test_reflection_lists_every_service(
         .strip()
         .splitlines()
     )
-    assert PODIUM_SERVICES | {
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-        "grpc.reflection.v1alpha.ServerReflection",
-    } <= listed
+    assert (
+        PODIUM_SERVICES
+        | {
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        }
+        <= listed
+    )
 
 
 @pytest.mark.parametrize("version", ["grpc-v1", "grpc-v1alpha"])

@@ -191,6 +191,8 @@ Global___ListAgentsResponse: _TypeAlias = ListAgentsResponse  # noqa: Y015
 
 @_typing.final
 class AgentInfo(_message.Message):
+    """Output only."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -256,6 +258,8 @@ Global___ListProvidersResponse: _TypeAlias = ListProvidersResponse  # noqa: Y015
 
 @_typing.final
 class ProviderInfo(_message.Message):
+    """Output only."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -323,6 +327,8 @@ Global___ListPluginsResponse: _TypeAlias = ListPluginsResponse  # noqa: Y015
 
 @_typing.final
 class PluginInfo(_message.Message):
+    """Output only."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -796,6 +802,8 @@ Global___GetSpendRequest: _TypeAlias = GetSpendRequest  # noqa: Y015
 
 @_typing.final
 class SpendEntry(_message.Message):
+    """Output only."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCOPE_FIELD_NUMBER: _builtins.int

@@ -325,7 +325,8 @@ def step_to_proto(step: StepRecord) -> run_pb2.StepRun:
         iterations=step.iterations,
     )
     if step.input is not None:
-        message.input.CopyFrom(value(step.input))
+        message.input.SetInParent()  # present even when empty
+        message.input.update(step.input)
     if step.output is not None:
         message.output.CopyFrom(value(step.output))
     return message

@@ -47,6 +47,8 @@ export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PUR
   messageDesc(file_podium_v1_control_service, 1);
 
 /**
+ * Output only.
+ *
  * @generated from message podium.v1.AgentInfo
  */
 export type AgentInfo = Message<"podium.v1.AgentInfo"> & {
@@ -113,6 +115,8 @@ export const ListProvidersResponseSchema: GenMessage<ListProvidersResponse> = /*
   messageDesc(file_podium_v1_control_service, 4);
 
 /**
+ * Output only.
+ *
  * @generated from message podium.v1.ProviderInfo
  */
 export type ProviderInfo = Message<"podium.v1.ProviderInfo"> & {
@@ -179,6 +183,8 @@ export const ListPluginsResponseSchema: GenMessage<ListPluginsResponse> = /*@__P
   messageDesc(file_podium_v1_control_service, 7);
 
 /**
+ * Output only.
+ *
  * @generated from message podium.v1.PluginInfo
  */
 export type PluginInfo = Message<"podium.v1.PluginInfo"> & {
@@ -676,6 +682,8 @@ export const GetSpendRequestSchema: GenMessage<GetSpendRequest> = /*@__PURE__*/
   messageDesc(file_podium_v1_control_service, 26);
 
 /**
+ * Output only.
+ *
  * @generated from message podium.v1.SpendEntry
  */
 export type SpendEntry = Message<"podium.v1.SpendEntry"> & {

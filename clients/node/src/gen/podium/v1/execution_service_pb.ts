@@ -45,7 +45,8 @@ export type StartRunRequest = Message<"podium.v1.StartRunRequest"> & {
   input?: JsonObject | undefined;
 
   /**
-   * Idempotency key chosen by the client: the same key returns the same run.
+   * Idempotency key chosen by the client (at most 128 characters): the same
+   * key with the same request returns the same run; see StartRun.
    *
    * @generated from field: string request_id = 4;
    */
@@ -351,7 +352,15 @@ export const DeleteRunResponseSchema: GenMessage<DeleteRunResponse> = /*@__PURE_
 export const ExecutionService: GenService<{
   /**
    * Starts a run of a workflow version. The run is durable when this returns.
-   * Idempotent on request_id.
+   *
+   * Idempotent on request_id. A call whose request_id names a run that exists
+   * returns that run (in whatever state it is now) and starts nothing, if the
+   * request is the same: workflow, workflow_version, input, labels,
+   * max_concurrency, priority and max_cost. If any of them differs, it fails
+   * with ALREADY_EXISTS, reason REQUEST_ID_REUSED, and a ResourceInfo naming
+   * the run. Concurrent calls with one request_id start one run. A request_id
+   * is remembered as long as its run exists (DeleteRun and retention forget
+   * it). Without a request_id every call starts a new run.
    *
    * @generated from rpc podium.v1.ExecutionService.StartRun
    */
