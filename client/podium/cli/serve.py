@@ -47,6 +47,13 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help="governance policy (YAML): quotas, budgets, breakers, prices",
     )
+    serve.add_argument(
+        "--agents",
+        choices=("all", "remote-only"),
+        default="all",
+        help="remote-only: load no agent in-process; every agent runs on workers"
+        " (podium worker) (default: all)",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -67,5 +74,6 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         grace_seconds=args.grace,
         retention_seconds=args.retention or None,
         policy_path=args.policy,
+        remote_agents_only=args.agents == "remote-only",
     )
     return int(code or 0)

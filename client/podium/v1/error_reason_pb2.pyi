@@ -119,6 +119,18 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """[UNAVAILABLE] The database file was deleted or replaced while serving;
     the server acknowledges no write after that.
     """
+    ERROR_REASON_INVALID_WORKER_SESSION: _ErrorReason.ValueType  # 27
+    """Workers (WorkerService).
+
+    [INVALID_ARGUMENT] A worker's `open` message is invalid (queues, agents,
+    schemas, max_concurrent_tasks); the BadRequest names each problem and the
+    session ends.
+    """
+    ERROR_REASON_ATTEMPT_NOT_RUNNING: _ErrorReason.ValueType  # 28
+    """[FAILED_PRECONDITION] CallModel or CallTool with an attempt_token that
+    is not (or no longer) a running attempt's: the attempt ended, was
+    cancelled or was taken from the worker.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server puts in the google.rpc.ErrorInfo (domain "podium")
@@ -231,5 +243,17 @@ written.
 ERROR_REASON_STORAGE_LOST: ErrorReason.ValueType  # 26
 """[UNAVAILABLE] The database file was deleted or replaced while serving;
 the server acknowledges no write after that.
+"""
+ERROR_REASON_INVALID_WORKER_SESSION: ErrorReason.ValueType  # 27
+"""Workers (WorkerService).
+
+[INVALID_ARGUMENT] A worker's `open` message is invalid (queues, agents,
+schemas, max_concurrent_tasks); the BadRequest names each problem and the
+session ends.
+"""
+ERROR_REASON_ATTEMPT_NOT_RUNNING: ErrorReason.ValueType  # 28
+"""[FAILED_PRECONDITION] CallModel or CallTool with an attempt_token that
+is not (or no longer) a running attempt's: the attempt ended, was
+cancelled or was taken from the worker.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -39,6 +39,7 @@ from podium.engine.recovery import recover
 from podium.engine.services import DEFAULT_MAX_OUTPUT_BYTES, RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import Plan
+from podium.engine.workers import WorkerPool
 from podium.engine.workflows import WorkflowCatalog
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
@@ -68,7 +69,8 @@ class Engine:
         self.store = store
         self.hub = hub or EventHub()
         self.clock: Clock = clock or SystemClock()
-        self.workflows = WorkflowCatalog(store, registry, self.clock)
+        self.workers = WorkerPool(self.clock)
+        self.workflows = WorkflowCatalog(store, registry, self.clock, self.workers)
         self.services = RunServices(
             clock=self.clock,
             store=store,
@@ -79,6 +81,7 @@ class Engine:
             slots=PrioritySlots(max_running_steps, self.clock),
             default_max_concurrency=max_concurrency,
             max_output_bytes=max_output_bytes,
+            workers=self.workers,
         )
         self.admission = RunAdmission(governance.quotas)
         self.active: dict[str, RunExecutor] = {}

@@ -9,6 +9,7 @@ from podium.core.clock import Clock
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.slots import PrioritySlots
+from podium.engine.workers import WorkerPool
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
 
@@ -34,6 +35,8 @@ class RunServices:
     # one fails its attempt (podium.InvalidOutput) before it is stored,
     # streamed or sent in a reply.
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    # Connected workers: agents whose execution is delegated to them.
+    workers: WorkerPool | None = None
 
 
 class StopSignal:

@@ -20,6 +20,7 @@ def run_server(
     grace_seconds: float = 10.0,
     retention_seconds: float | None = None,
     policy_path: str | None = None,
+    remote_agents_only: bool = False,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
@@ -37,7 +38,9 @@ def run_server(
             print(f"error: policy {policy_path}: {error}", file=sys.stderr)
             return 2
     try:
-        return loop.run(_serve(address, db_path, grace_seconds, retention_seconds, policy))
+        return loop.run(
+            _serve(address, db_path, grace_seconds, retention_seconds, policy, remote_agents_only)
+        )
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -49,6 +52,7 @@ async def _serve(
     grace_seconds: float,
     retention_seconds: float | None,
     policy: Policy,
+    remote_agents_only: bool = False,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,7 +60,11 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     try:
         server = await start_server(
-            address, db_path, retention_seconds=retention_seconds, policy=policy
+            address,
+            db_path,
+            retention_seconds=retention_seconds,
+            policy=policy,
+            remote_agents_only=remote_agents_only,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit

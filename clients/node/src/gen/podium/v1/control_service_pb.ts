@@ -5,16 +5,16 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Money } from "./common_pb.js";
 import { file_podium_v1_common } from "./common_pb.js";
-import type { Message } from "@bufbuild/protobuf";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file podium/v1/control_service.proto.
  */
 export const file_podium_v1_control_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wb2RpdW0vdjEvY29udHJvbF9zZXJ2aWNlLnByb3RvEglwb2RpdW0udjEiEwoRTGlzdEFnZW50c1JlcXVlc3QiOgoSTGlzdEFnZW50c1Jlc3BvbnNlEiQKBmFnZW50cxgBIAMoCzIULnBvZGl1bS52MS5BZ2VudEluZm8iTwoJQWdlbnRJbmZvEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIOCgZwbHVnaW4YBCABKAkiFgoUTGlzdFByb3ZpZGVyc1JlcXVlc3QiQwoVTGlzdFByb3ZpZGVyc1Jlc3BvbnNlEioKCXByb3ZpZGVycxgBIAMoCzIXLnBvZGl1bS52MS5Qcm92aWRlckluZm8iUQoMUHJvdmlkZXJJbmZvEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDgoGbW9kZWxzGAMgAygJEg4KBnBsdWdpbhgEIAEoCSIUChJMaXN0UGx1Z2luc1JlcXVlc3QiPQoTTGlzdFBsdWdpbnNSZXNwb25zZRImCgdwbHVnaW5zGAEgAygLMhUucG9kaXVtLnYxLlBsdWdpbkluZm8iqwEKClBsdWdpbkluZm8SDAoEbmFtZRgBIAEoCRIUCgxkaXN0cmlidXRpb24YAiABKAkSDwoHdmVyc2lvbhgDIAEoCRInCgZzdGF0dXMYBCABKA4yFy5wb2RpdW0udjEuUGx1Z2luU3RhdHVzEg0KBWVycm9yGAUgASgJEg4KBmFnZW50cxgGIAMoCRIRCglwcm92aWRlcnMYByADKAkSDQoFdG9vbHMYCCADKAkiGAoWR2V0U3lzdGVtU3RhdHVzUmVxdWVzdCLJAQoXR2V0U3lzdGVtU3RhdHVzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgZ1cHRpbWUYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEwoLYWN0aXZlX3J1bnMYBCABKAMSFQoNcnVubmluZ19zdGVwcxgFIAEoAxIWCg5mYWlsZWRfcGx1Z2lucxgGIAEoAyI6CgVTY29wZRIiCgRraW5kGAEgASgOMhQucG9kaXVtLnYxLlNjb3BlS2luZBINCgV2YWx1ZRgCIAEoCSLHAQoFUXVvdGESDAoEbmFtZRgBIAEoCRIfCgVzY29wZRgCIAEoCzIQLnBvZGl1bS52MS5TY29wZRIsCglkaW1lbnNpb24YAyABKA4yGS5wb2RpdW0udjEuUXVvdGFEaW1lbnNpb24SDQoFbGltaXQYBCABKAESDQoFYnVyc3QYBSABKAESEQoJYXZhaWxhYmxlGAYgASgBEjAKDHBhdXNlZF91bnRpbBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEwoRTGlzdFF1b3Rhc1JlcXVlc3QiNgoSTGlzdFF1b3Rhc1Jlc3BvbnNlEiAKBnF1b3RhcxgBIAMoCzIQLnBvZGl1bS52MS5RdW90YSI1ChJVcGRhdGVRdW90YVJlcXVlc3QSHwoFcXVvdGEYASABKAsyEC5wb2RpdW0udjEuUXVvdGEiNgoTVXBkYXRlUXVvdGFSZXNwb25zZRIfCgVxdW90YRgBIAEoCzIQLnBvZGl1bS52MS5RdW90YSIiChJEZWxldGVRdW90YVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIVChNEZWxldGVRdW90YVJlc3BvbnNlIoQCCgZCdWRnZXQSDAoEbmFtZRgBIAEoCRIfCgVzY29wZRgCIAEoCzIQLnBvZGl1bS52MS5TY29wZRIfCgVsaW1pdBgDIAEoCzIQLnBvZGl1bS52MS5Nb25leRInCgZwZXJpb2QYBCABKA4yFy5wb2RpdW0udjEuQnVkZ2V0UGVyaW9kEhEKCXRpbWVfem9uZRgFIAEoCRIVCg13YXJuX2ZyYWN0aW9uGAYgASgBEhIKCnBlcmlvZF9rZXkYByABKAkSHwoFc3BlbnQYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSIgoIcmVzZXJ2ZWQYCSABKAsyEC5wb2RpdW0udjEuTW9uZXkiFAoSTGlzdEJ1ZGdldHNSZXF1ZXN0IjkKE0xpc3RCdWRnZXRzUmVzcG9uc2USIgoHYnVkZ2V0cxgBIAMoCzIRLnBvZGl1bS52MS5CdWRnZXQiOAoTVXBkYXRlQnVkZ2V0UmVxdWVzdBIhCgZidWRnZXQYASABKAsyES5wb2RpdW0udjEuQnVkZ2V0IjkKFFVwZGF0ZUJ1ZGdldFJlc3BvbnNlEiEKBmJ1ZGdldBgBIAEoCzIRLnBvZGl1bS52MS5CdWRnZXQiIwoTRGVsZXRlQnVkZ2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIhYKFERlbGV0ZUJ1ZGdldFJlc3BvbnNlIogBCg9HZXRTcGVuZFJlcXVlc3QSKAoKc2NvcGVfa2luZBgBIAEoDjIULnBvZGl1bS52MS5TY29wZUtpbmQSEwoLc2NvcGVfdmFsdWUYAiABKAkSJwoGcGVyaW9kGAMgASgOMhcucG9kaXVtLnYxLkJ1ZGdldFBlcmlvZBINCgVzaW5jZRgEIAEoCSJxCgpTcGVuZEVudHJ5Eh8KBXNjb3BlGAEgASgLMhAucG9kaXVtLnYxLlNjb3BlEhIKCnBlcmlvZF9rZXkYAiABKAkSHwoFc3BlbnQYAyABKAsyEC5wb2RpdW0udjEuTW9uZXkSDQoFY2FsbHMYBCABKAMiWwoQR2V0U3BlbmRSZXNwb25zZRImCgdlbnRyaWVzGAEgAygLMhUucG9kaXVtLnYxLlNwZW5kRW50cnkSHwoFdG90YWwYAiABKAsyEC5wb2RpdW0udjEuTW9uZXkiowEKB0JyZWFrZXISDAoEbmFtZRgBIAEoCRImCgVzdGF0ZRgCIAEoDjIXLnBvZGl1bS52MS5CcmVha2VyU3RhdGUSDQoFY2F1c2UYAyABKAkSEAoIZmFpbHVyZXMYBCABKAMSDQoFY2FsbHMYBSABKAMSMgoOaGFsZl9vcGVuX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhUKE0xpc3RCcmVha2Vyc1JlcXVlc3QiPAoUTGlzdEJyZWFrZXJzUmVzcG9uc2USJAoIYnJlYWtlcnMYASADKAsyEi5wb2RpdW0udjEuQnJlYWtlciIjChNSZXNldEJyZWFrZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiOwoUUmVzZXRCcmVha2VyUmVzcG9uc2USIwoHYnJlYWtlchgBIAEoCzISLnBvZGl1bS52MS5CcmVha2VyKn0KDFBsdWdpblN0YXR1cxIdChlQTFVHSU5fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUUExVR0lOX1NUQVRVU19MT0FERUQQARIYChRQTFVHSU5fU1RBVFVTX0ZBSUxFRBACEhoKFlBMVUdJTl9TVEFUVVNfRElTQUJMRUQQAyqzAQoJU2NvcGVLaW5kEhoKFlNDT1BFX0tJTkRfVU5TUEVDSUZJRUQQABIVChFTQ09QRV9LSU5EX1NFUlZFUhABEhcKE1NDT1BFX0tJTkRfUFJPVklERVIQAhIUChBTQ09QRV9LSU5EX01PREVMEAMSFAoQU0NPUEVfS0lORF9BR0VOVBAEEhcKE1NDT1BFX0tJTkRfV09SS0ZMT1cQBRIVChFTQ09QRV9LSU5EX1RFTkFOVBAGKtEBCg5RdW90YURpbWVuc2lvbhIfChtRVU9UQV9ESU1FTlNJT05fVU5TUEVDSUZJRUQQABIcChhRVU9UQV9ESU1FTlNJT05fUkVRVUVTVFMQARIgChxRVU9UQV9ESU1FTlNJT05fSU5QVVRfVE9LRU5TEAISIQodUVVPVEFfRElNRU5TSU9OX09VVFBVVF9UT0tFTlMQAxIaChZRVU9UQV9ESU1FTlNJT05fVE9LRU5TEAQSHwobUVVPVEFfRElNRU5TSU9OX0NPTkNVUlJFTkNZEAUqdQoMQnVkZ2V0UGVyaW9kEh0KGUJVREdFVF9QRVJJT0RfVU5TUEVDSUZJRUQQABIWChJCVURHRVRfUEVSSU9EX05PTkUQARIVChFCVURHRVRfUEVSSU9EX0RBWRACEhcKE0JVREdFVF9QRVJJT0RfTU9OVEgQAyp8CgxCcmVha2VyU3RhdGUSHQoZQlJFQUtFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEJSRUFLRVJfU1RBVEVfQ0xPU0VEEAESFgoSQlJFQUtFUl9TVEFURV9PUEVOEAISGwoXQlJFQUtFUl9TVEFURV9IQUxGX09QRU4QAzKVCAoOQ29udHJvbFNlcnZpY2USSQoKTGlzdEFnZW50cxIcLnBvZGl1bS52MS5MaXN0QWdlbnRzUmVxdWVzdBodLnBvZGl1bS52MS5MaXN0QWdlbnRzUmVzcG9uc2USUgoNTGlzdFByb3ZpZGVycxIfLnBvZGl1bS52MS5MaXN0UHJvdmlkZXJzUmVxdWVzdBogLnBvZGl1bS52MS5MaXN0UHJvdmlkZXJzUmVzcG9uc2USTAoLTGlzdFBsdWdpbnMSHS5wb2RpdW0udjEuTGlzdFBsdWdpbnNSZXF1ZXN0Gh4ucG9kaXVtLnYxLkxpc3RQbHVnaW5zUmVzcG9uc2USWAoPR2V0U3lzdGVtU3RhdHVzEiEucG9kaXVtLnYxLkdldFN5c3RlbVN0YXR1c1JlcXVlc3QaIi5wb2RpdW0udjEuR2V0U3lzdGVtU3RhdHVzUmVzcG9uc2USSQoKTGlzdFF1b3RhcxIcLnBvZGl1bS52MS5MaXN0UXVvdGFzUmVxdWVzdBodLnBvZGl1bS52MS5MaXN0UXVvdGFzUmVzcG9uc2USTAoLVXBkYXRlUXVvdGESHS5wb2RpdW0udjEuVXBkYXRlUXVvdGFSZXF1ZXN0Gh4ucG9kaXVtLnYxLlVwZGF0ZVF1b3RhUmVzcG9uc2USTAoLRGVsZXRlUXVvdGESHS5wb2RpdW0udjEuRGVsZXRlUXVvdGFSZXF1ZXN0Gh4ucG9kaXVtLnYxLkRlbGV0ZVF1b3RhUmVzcG9uc2USTAoLTGlzdEJ1ZGdldHMSHS5wb2RpdW0udjEuTGlzdEJ1ZGdldHNSZXF1ZXN0Gh4ucG9kaXVtLnYxLkxpc3RCdWRnZXRzUmVzcG9uc2USTwoMVXBkYXRlQnVkZ2V0Eh4ucG9kaXVtLnYxLlVwZGF0ZUJ1ZGdldFJlcXVlc3QaHy5wb2RpdW0udjEuVXBkYXRlQnVkZ2V0UmVzcG9uc2USTwoMRGVsZXRlQnVkZ2V0Eh4ucG9kaXVtLnYxLkRlbGV0ZUJ1ZGdldFJlcXVlc3QaHy5wb2RpdW0udjEuRGVsZXRlQnVkZ2V0UmVzcG9uc2USQwoIR2V0U3BlbmQSGi5wb2RpdW0udjEuR2V0U3BlbmRSZXF1ZXN0GhsucG9kaXVtLnYxLkdldFNwZW5kUmVzcG9uc2USTwoMTGlzdEJyZWFrZXJzEh4ucG9kaXVtLnYxLkxpc3RCcmVha2Vyc1JlcXVlc3QaHy5wb2RpdW0udjEuTGlzdEJyZWFrZXJzUmVzcG9uc2USTwoMUmVzZXRCcmVha2VyEh4ucG9kaXVtLnYxLlJlc2V0QnJlYWtlclJlcXVlc3QaHy5wb2RpdW0udjEuUmVzZXRCcmVha2VyUmVzcG9uc2VCMwoNZGV2LnBvZGl1bS52MVABWiBwb2RpdW0vZ2VuL2dvL3BvZGl1bS92MTtwb2RpdW12MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_podium_v1_common]);
+  fileDesc("Ch9wb2RpdW0vdjEvY29udHJvbF9zZXJ2aWNlLnByb3RvEglwb2RpdW0udjEiEwoRTGlzdEFnZW50c1JlcXVlc3QiOgoSTGlzdEFnZW50c1Jlc3BvbnNlEiQKBmFnZW50cxgBIAMoCzIULnBvZGl1bS52MS5BZ2VudEluZm8inAIKCUFnZW50SW5mbxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSDgoGcGx1Z2luGAQgASgJEhIKCmluX3Byb2Nlc3MYBSABKAgSKAoHd29ya2VycxgGIAMoCzIXLnBvZGl1bS52MS5BZ2VudFdvcmtlcnMSLgoNY29uZmlnX3NjaGVtYRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLQoMaW5wdXRfc2NoZW1hGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCg1vdXRwdXRfc2NoZW1hGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJSCgxBZ2VudFdvcmtlcnMSDQoFcXVldWUYASABKAkSEAoIc2Vzc2lvbnMYAiABKAUSEAoIY2FwYWNpdHkYAyABKAUSDwoHcnVubmluZxgEIAEoBSIWChRMaXN0UHJvdmlkZXJzUmVxdWVzdCJDChVMaXN0UHJvdmlkZXJzUmVzcG9uc2USKgoJcHJvdmlkZXJzGAEgAygLMhcucG9kaXVtLnYxLlByb3ZpZGVySW5mbyJRCgxQcm92aWRlckluZm8SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIOCgZtb2RlbHMYAyADKAkSDgoGcGx1Z2luGAQgASgJIhQKEkxpc3RQbHVnaW5zUmVxdWVzdCI9ChNMaXN0UGx1Z2luc1Jlc3BvbnNlEiYKB3BsdWdpbnMYASADKAsyFS5wb2RpdW0udjEuUGx1Z2luSW5mbyKrAQoKUGx1Z2luSW5mbxIMCgRuYW1lGAEgASgJEhQKDGRpc3RyaWJ1dGlvbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEicKBnN0YXR1cxgEIAEoDjIXLnBvZGl1bS52MS5QbHVnaW5TdGF0dXMSDQoFZXJyb3IYBSABKAkSDgoGYWdlbnRzGAYgAygJEhEKCXByb3ZpZGVycxgHIAMoCRINCgV0b29scxgIIAMoCSIYChZHZXRTeXN0ZW1TdGF0dXNSZXF1ZXN0IskBChdHZXRTeXN0ZW1TdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBnVwdGltZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgthY3RpdmVfcnVucxgEIAEoAxIVCg1ydW5uaW5nX3N0ZXBzGAUgASgDEhYKDmZhaWxlZF9wbHVnaW5zGAYgASgDIjoKBVNjb3BlEiIKBGtpbmQYASABKA4yFC5wb2RpdW0udjEuU2NvcGVLaW5kEg0KBXZhbHVlGAIgASgJIscBCgVRdW90YRIMCgRuYW1lGAEgASgJEh8KBXNjb3BlGAIgASgLMhAucG9kaXVtLnYxLlNjb3BlEiwKCWRpbWVuc2lvbhgDIAEoDjIZLnBvZGl1bS52MS5RdW90YURpbWVuc2lvbhINCgVsaW1pdBgEIAEoARINCgVidXJzdBgFIAEoARIRCglhdmFpbGFibGUYBiABKAESMAoMcGF1c2VkX3VudGlsGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCITChFMaXN0UXVvdGFzUmVxdWVzdCI2ChJMaXN0UXVvdGFzUmVzcG9uc2USIAoGcXVvdGFzGAEgAygLMhAucG9kaXVtLnYxLlF1b3RhIjUKElVwZGF0ZVF1b3RhUmVxdWVzdBIfCgVxdW90YRgBIAEoCzIQLnBvZGl1bS52MS5RdW90YSI2ChNVcGRhdGVRdW90YVJlc3BvbnNlEh8KBXF1b3RhGAEgASgLMhAucG9kaXVtLnYxLlF1b3RhIiIKEkRlbGV0ZVF1b3RhUmVxdWVzdBIMCgRuYW1lGAEgASgJIhUKE0RlbGV0ZVF1b3RhUmVzcG9uc2UihAIKBkJ1ZGdldBIMCgRuYW1lGAEgASgJEh8KBXNjb3BlGAIgASgLMhAucG9kaXVtLnYxLlNjb3BlEh8KBWxpbWl0GAMgASgLMhAucG9kaXVtLnYxLk1vbmV5EicKBnBlcmlvZBgEIAEoDjIXLnBvZGl1bS52MS5CdWRnZXRQZXJpb2QSEQoJdGltZV96b25lGAUgASgJEhUKDXdhcm5fZnJhY3Rpb24YBiABKAESEgoKcGVyaW9kX2tleRgHIAEoCRIfCgVzcGVudBgIIAEoCzIQLnBvZGl1bS52MS5Nb25leRIiCghyZXNlcnZlZBgJIAEoCzIQLnBvZGl1bS52MS5Nb25leSIUChJMaXN0QnVkZ2V0c1JlcXVlc3QiOQoTTGlzdEJ1ZGdldHNSZXNwb25zZRIiCgdidWRnZXRzGAEgAygLMhEucG9kaXVtLnYxLkJ1ZGdldCI4ChNVcGRhdGVCdWRnZXRSZXF1ZXN0EiEKBmJ1ZGdldBgBIAEoCzIRLnBvZGl1bS52MS5CdWRnZXQiOQoUVXBkYXRlQnVkZ2V0UmVzcG9uc2USIQoGYnVkZ2V0GAEgASgLMhEucG9kaXVtLnYxLkJ1ZGdldCIjChNEZWxldGVCdWRnZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoURGVsZXRlQnVkZ2V0UmVzcG9uc2UiiAEKD0dldFNwZW5kUmVxdWVzdBIoCgpzY29wZV9raW5kGAEgASgOMhQucG9kaXVtLnYxLlNjb3BlS2luZBITCgtzY29wZV92YWx1ZRgCIAEoCRInCgZwZXJpb2QYAyABKA4yFy5wb2RpdW0udjEuQnVkZ2V0UGVyaW9kEg0KBXNpbmNlGAQgASgJInEKClNwZW5kRW50cnkSHwoFc2NvcGUYASABKAsyEC5wb2RpdW0udjEuU2NvcGUSEgoKcGVyaW9kX2tleRgCIAEoCRIfCgVzcGVudBgDIAEoCzIQLnBvZGl1bS52MS5Nb25leRINCgVjYWxscxgEIAEoAyJbChBHZXRTcGVuZFJlc3BvbnNlEiYKB2VudHJpZXMYASADKAsyFS5wb2RpdW0udjEuU3BlbmRFbnRyeRIfCgV0b3RhbBgCIAEoCzIQLnBvZGl1bS52MS5Nb25leSKjAQoHQnJlYWtlchIMCgRuYW1lGAEgASgJEiYKBXN0YXRlGAIgASgOMhcucG9kaXVtLnYxLkJyZWFrZXJTdGF0ZRINCgVjYXVzZRgDIAEoCRIQCghmYWlsdXJlcxgEIAEoAxINCgVjYWxscxgFIAEoAxIyCg5oYWxmX29wZW5fdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFQoTTGlzdEJyZWFrZXJzUmVxdWVzdCI8ChRMaXN0QnJlYWtlcnNSZXNwb25zZRIkCghicmVha2VycxgBIAMoCzISLnBvZGl1bS52MS5CcmVha2VyIiMKE1Jlc2V0QnJlYWtlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRSZXNldEJyZWFrZXJSZXNwb25zZRIjCgdicmVha2VyGAEgASgLMhIucG9kaXVtLnYxLkJyZWFrZXIqfQoMUGx1Z2luU3RhdHVzEh0KGVBMVUdJTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRQTFVHSU5fU1RBVFVTX0xPQURFRBABEhgKFFBMVUdJTl9TVEFUVVNfRkFJTEVEEAISGgoWUExVR0lOX1NUQVRVU19ESVNBQkxFRBADKrMBCglTY29wZUtpbmQSGgoWU0NPUEVfS0lORF9VTlNQRUNJRklFRBAAEhUKEVNDT1BFX0tJTkRfU0VSVkVSEAESFwoTU0NPUEVfS0lORF9QUk9WSURFUhACEhQKEFNDT1BFX0tJTkRfTU9ERUwQAxIUChBTQ09QRV9LSU5EX0FHRU5UEAQSFwoTU0NPUEVfS0lORF9XT1JLRkxPVxAFEhUKEVNDT1BFX0tJTkRfVEVOQU5UEAYq0QEKDlF1b3RhRGltZW5zaW9uEh8KG1FVT1RBX0RJTUVOU0lPTl9VTlNQRUNJRklFRBAAEhwKGFFVT1RBX0RJTUVOU0lPTl9SRVFVRVNUUxABEiAKHFFVT1RBX0RJTUVOU0lPTl9JTlBVVF9UT0tFTlMQAhIhCh1RVU9UQV9ESU1FTlNJT05fT1VUUFVUX1RPS0VOUxADEhoKFlFVT1RBX0RJTUVOU0lPTl9UT0tFTlMQBBIfChtRVU9UQV9ESU1FTlNJT05fQ09OQ1VSUkVOQ1kQBSp1CgxCdWRnZXRQZXJpb2QSHQoZQlVER0VUX1BFUklPRF9VTlNQRUNJRklFRBAAEhYKEkJVREdFVF9QRVJJT0RfTk9ORRABEhUKEUJVREdFVF9QRVJJT0RfREFZEAISFwoTQlVER0VUX1BFUklPRF9NT05USBADKnwKDEJyZWFrZXJTdGF0ZRIdChlCUkVBS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQlJFQUtFUl9TVEFURV9DTE9TRUQQARIWChJCUkVBS0VSX1NUQVRFX09QRU4QAhIbChdCUkVBS0VSX1NUQVRFX0hBTEZfT1BFThADMpUICg5Db250cm9sU2VydmljZRJJCgpMaXN0QWdlbnRzEhwucG9kaXVtLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh0ucG9kaXVtLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJSCg1MaXN0UHJvdmlkZXJzEh8ucG9kaXVtLnYxLkxpc3RQcm92aWRlcnNSZXF1ZXN0GiAucG9kaXVtLnYxLkxpc3RQcm92aWRlcnNSZXNwb25zZRJMCgtMaXN0UGx1Z2lucxIdLnBvZGl1bS52MS5MaXN0UGx1Z2luc1JlcXVlc3QaHi5wb2RpdW0udjEuTGlzdFBsdWdpbnNSZXNwb25zZRJYCg9HZXRTeXN0ZW1TdGF0dXMSIS5wb2RpdW0udjEuR2V0U3lzdGVtU3RhdHVzUmVxdWVzdBoiLnBvZGl1bS52MS5HZXRTeXN0ZW1TdGF0dXNSZXNwb25zZRJJCgpMaXN0UXVvdGFzEhwucG9kaXVtLnYxLkxpc3RRdW90YXNSZXF1ZXN0Gh0ucG9kaXVtLnYxLkxpc3RRdW90YXNSZXNwb25zZRJMCgtVcGRhdGVRdW90YRIdLnBvZGl1bS52MS5VcGRhdGVRdW90YVJlcXVlc3QaHi5wb2RpdW0udjEuVXBkYXRlUXVvdGFSZXNwb25zZRJMCgtEZWxldGVRdW90YRIdLnBvZGl1bS52MS5EZWxldGVRdW90YVJlcXVlc3QaHi5wb2RpdW0udjEuRGVsZXRlUXVvdGFSZXNwb25zZRJMCgtMaXN0QnVkZ2V0cxIdLnBvZGl1bS52MS5MaXN0QnVkZ2V0c1JlcXVlc3QaHi5wb2RpdW0udjEuTGlzdEJ1ZGdldHNSZXNwb25zZRJPCgxVcGRhdGVCdWRnZXQSHi5wb2RpdW0udjEuVXBkYXRlQnVkZ2V0UmVxdWVzdBofLnBvZGl1bS52MS5VcGRhdGVCdWRnZXRSZXNwb25zZRJPCgxEZWxldGVCdWRnZXQSHi5wb2RpdW0udjEuRGVsZXRlQnVkZ2V0UmVxdWVzdBofLnBvZGl1bS52MS5EZWxldGVCdWRnZXRSZXNwb25zZRJDCghHZXRTcGVuZBIaLnBvZGl1bS52MS5HZXRTcGVuZFJlcXVlc3QaGy5wb2RpdW0udjEuR2V0U3BlbmRSZXNwb25zZRJPCgxMaXN0QnJlYWtlcnMSHi5wb2RpdW0udjEuTGlzdEJyZWFrZXJzUmVxdWVzdBofLnBvZGl1bS52MS5MaXN0QnJlYWtlcnNSZXNwb25zZRJPCgxSZXNldEJyZWFrZXISHi5wb2RpdW0udjEuUmVzZXRCcmVha2VyUmVxdWVzdBofLnBvZGl1bS52MS5SZXNldEJyZWFrZXJSZXNwb25zZUIzCg1kZXYucG9kaXVtLnYxUAFaIHBvZGl1bS9nZW4vZ28vcG9kaXVtL3YxO3BvZGl1bXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
 
 /**
  * @generated from message podium.v1.ListAgentsRequest
@@ -70,11 +70,46 @@ export type AgentInfo = Message<"podium.v1.AgentInfo"> & {
   version: string;
 
   /**
-   * The plugin that registered it.
+   * The plugin that registered it; empty for an agent only workers serve.
    *
    * @generated from field: string plugin = 4;
    */
   plugin: string;
+
+  /**
+   * Whether the server runs it in-process.
+   *
+   * @generated from field: bool in_process = 5;
+   */
+  inProcess: boolean;
+
+  /**
+   * The worker sessions serving it now, by task queue.
+   *
+   * @generated from field: repeated podium.v1.AgentWorkers workers = 6;
+   */
+  workers: AgentWorkers[];
+
+  /**
+   * JSON Schema of its config a worker declared; unset: none.
+   *
+   * @generated from field: google.protobuf.Struct config_schema = 7;
+   */
+  configSchema?: JsonObject | undefined;
+
+  /**
+   * JSON Schema of its input a worker declared; unset: none.
+   *
+   * @generated from field: google.protobuf.Struct input_schema = 8;
+   */
+  inputSchema?: JsonObject | undefined;
+
+  /**
+   * JSON Schema of its output a worker declared; unset: none.
+   *
+   * @generated from field: google.protobuf.Struct output_schema = 9;
+   */
+  outputSchema?: JsonObject | undefined;
 };
 
 /**
@@ -83,6 +118,48 @@ export type AgentInfo = Message<"podium.v1.AgentInfo"> & {
  */
 export const AgentInfoSchema: GenMessage<AgentInfo> = /*@__PURE__*/
   messageDesc(file_podium_v1_control_service, 2);
+
+/**
+ * How many worker sessions serve an agent on one task queue.
+ *
+ * @generated from message podium.v1.AgentWorkers
+ */
+export type AgentWorkers = Message<"podium.v1.AgentWorkers"> & {
+  /**
+   * The task queue.
+   *
+   * @generated from field: string queue = 1;
+   */
+  queue: string;
+
+  /**
+   * Connected worker sessions that serve the agent on it.
+   *
+   * @generated from field: int32 sessions = 2;
+   */
+  sessions: number;
+
+  /**
+   * Their max_concurrent_tasks summed.
+   *
+   * @generated from field: int32 capacity = 3;
+   */
+  capacity: number;
+
+  /**
+   * Attempts those sessions run now.
+   *
+   * @generated from field: int32 running = 4;
+   */
+  running: number;
+};
+
+/**
+ * Describes the message podium.v1.AgentWorkers.
+ * Use `create(AgentWorkersSchema)` to create a new message.
+ */
+export const AgentWorkersSchema: GenMessage<AgentWorkers> = /*@__PURE__*/
+  messageDesc(file_podium_v1_control_service, 3);
 
 /**
  * @generated from message podium.v1.ListProvidersRequest
@@ -95,7 +172,7 @@ export type ListProvidersRequest = Message<"podium.v1.ListProvidersRequest"> & {
  * Use `create(ListProvidersRequestSchema)` to create a new message.
  */
 export const ListProvidersRequestSchema: GenMessage<ListProvidersRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 3);
+  messageDesc(file_podium_v1_control_service, 4);
 
 /**
  * @generated from message podium.v1.ListProvidersResponse
@@ -112,7 +189,7 @@ export type ListProvidersResponse = Message<"podium.v1.ListProvidersResponse"> &
  * Use `create(ListProvidersResponseSchema)` to create a new message.
  */
 export const ListProvidersResponseSchema: GenMessage<ListProvidersResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 4);
+  messageDesc(file_podium_v1_control_service, 5);
 
 /**
  * Output only.
@@ -150,7 +227,7 @@ export type ProviderInfo = Message<"podium.v1.ProviderInfo"> & {
  * Use `create(ProviderInfoSchema)` to create a new message.
  */
 export const ProviderInfoSchema: GenMessage<ProviderInfo> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 5);
+  messageDesc(file_podium_v1_control_service, 6);
 
 /**
  * @generated from message podium.v1.ListPluginsRequest
@@ -163,7 +240,7 @@ export type ListPluginsRequest = Message<"podium.v1.ListPluginsRequest"> & {
  * Use `create(ListPluginsRequestSchema)` to create a new message.
  */
 export const ListPluginsRequestSchema: GenMessage<ListPluginsRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 6);
+  messageDesc(file_podium_v1_control_service, 7);
 
 /**
  * @generated from message podium.v1.ListPluginsResponse
@@ -180,7 +257,7 @@ export type ListPluginsResponse = Message<"podium.v1.ListPluginsResponse"> & {
  * Use `create(ListPluginsResponseSchema)` to create a new message.
  */
 export const ListPluginsResponseSchema: GenMessage<ListPluginsResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 7);
+  messageDesc(file_podium_v1_control_service, 8);
 
 /**
  * Output only.
@@ -240,7 +317,7 @@ export type PluginInfo = Message<"podium.v1.PluginInfo"> & {
  * Use `create(PluginInfoSchema)` to create a new message.
  */
 export const PluginInfoSchema: GenMessage<PluginInfo> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 8);
+  messageDesc(file_podium_v1_control_service, 9);
 
 /**
  * @generated from message podium.v1.GetSystemStatusRequest
@@ -253,7 +330,7 @@ export type GetSystemStatusRequest = Message<"podium.v1.GetSystemStatusRequest">
  * Use `create(GetSystemStatusRequestSchema)` to create a new message.
  */
 export const GetSystemStatusRequestSchema: GenMessage<GetSystemStatusRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 9);
+  messageDesc(file_podium_v1_control_service, 10);
 
 /**
  * @generated from message podium.v1.GetSystemStatusResponse
@@ -303,7 +380,7 @@ export type GetSystemStatusResponse = Message<"podium.v1.GetSystemStatusResponse
  * Use `create(GetSystemStatusResponseSchema)` to create a new message.
  */
 export const GetSystemStatusResponseSchema: GenMessage<GetSystemStatusResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 10);
+  messageDesc(file_podium_v1_control_service, 11);
 
 /**
  * @generated from message podium.v1.Scope
@@ -327,7 +404,7 @@ export type Scope = Message<"podium.v1.Scope"> & {
  * Use `create(ScopeSchema)` to create a new message.
  */
 export const ScopeSchema: GenMessage<Scope> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 11);
+  messageDesc(file_podium_v1_control_service, 12);
 
 /**
  * @generated from message podium.v1.Quota
@@ -384,7 +461,7 @@ export type Quota = Message<"podium.v1.Quota"> & {
  * Use `create(QuotaSchema)` to create a new message.
  */
 export const QuotaSchema: GenMessage<Quota> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 12);
+  messageDesc(file_podium_v1_control_service, 13);
 
 /**
  * @generated from message podium.v1.ListQuotasRequest
@@ -397,7 +474,7 @@ export type ListQuotasRequest = Message<"podium.v1.ListQuotasRequest"> & {
  * Use `create(ListQuotasRequestSchema)` to create a new message.
  */
 export const ListQuotasRequestSchema: GenMessage<ListQuotasRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 13);
+  messageDesc(file_podium_v1_control_service, 14);
 
 /**
  * @generated from message podium.v1.ListQuotasResponse
@@ -414,7 +491,7 @@ export type ListQuotasResponse = Message<"podium.v1.ListQuotasResponse"> & {
  * Use `create(ListQuotasResponseSchema)` to create a new message.
  */
 export const ListQuotasResponseSchema: GenMessage<ListQuotasResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 14);
+  messageDesc(file_podium_v1_control_service, 15);
 
 /**
  * @generated from message podium.v1.UpdateQuotaRequest
@@ -431,7 +508,7 @@ export type UpdateQuotaRequest = Message<"podium.v1.UpdateQuotaRequest"> & {
  * Use `create(UpdateQuotaRequestSchema)` to create a new message.
  */
 export const UpdateQuotaRequestSchema: GenMessage<UpdateQuotaRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 15);
+  messageDesc(file_podium_v1_control_service, 16);
 
 /**
  * @generated from message podium.v1.UpdateQuotaResponse
@@ -448,7 +525,7 @@ export type UpdateQuotaResponse = Message<"podium.v1.UpdateQuotaResponse"> & {
  * Use `create(UpdateQuotaResponseSchema)` to create a new message.
  */
 export const UpdateQuotaResponseSchema: GenMessage<UpdateQuotaResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 16);
+  messageDesc(file_podium_v1_control_service, 17);
 
 /**
  * @generated from message podium.v1.DeleteQuotaRequest
@@ -465,7 +542,7 @@ export type DeleteQuotaRequest = Message<"podium.v1.DeleteQuotaRequest"> & {
  * Use `create(DeleteQuotaRequestSchema)` to create a new message.
  */
 export const DeleteQuotaRequestSchema: GenMessage<DeleteQuotaRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 17);
+  messageDesc(file_podium_v1_control_service, 18);
 
 /**
  * @generated from message podium.v1.DeleteQuotaResponse
@@ -478,7 +555,7 @@ export type DeleteQuotaResponse = Message<"podium.v1.DeleteQuotaResponse"> & {
  * Use `create(DeleteQuotaResponseSchema)` to create a new message.
  */
 export const DeleteQuotaResponseSchema: GenMessage<DeleteQuotaResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 18);
+  messageDesc(file_podium_v1_control_service, 19);
 
 /**
  * @generated from message podium.v1.Budget
@@ -545,7 +622,7 @@ export type Budget = Message<"podium.v1.Budget"> & {
  * Use `create(BudgetSchema)` to create a new message.
  */
 export const BudgetSchema: GenMessage<Budget> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 19);
+  messageDesc(file_podium_v1_control_service, 20);
 
 /**
  * @generated from message podium.v1.ListBudgetsRequest
@@ -558,7 +635,7 @@ export type ListBudgetsRequest = Message<"podium.v1.ListBudgetsRequest"> & {
  * Use `create(ListBudgetsRequestSchema)` to create a new message.
  */
 export const ListBudgetsRequestSchema: GenMessage<ListBudgetsRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 20);
+  messageDesc(file_podium_v1_control_service, 21);
 
 /**
  * @generated from message podium.v1.ListBudgetsResponse
@@ -575,7 +652,7 @@ export type ListBudgetsResponse = Message<"podium.v1.ListBudgetsResponse"> & {
  * Use `create(ListBudgetsResponseSchema)` to create a new message.
  */
 export const ListBudgetsResponseSchema: GenMessage<ListBudgetsResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 21);
+  messageDesc(file_podium_v1_control_service, 22);
 
 /**
  * @generated from message podium.v1.UpdateBudgetRequest
@@ -592,7 +669,7 @@ export type UpdateBudgetRequest = Message<"podium.v1.UpdateBudgetRequest"> & {
  * Use `create(UpdateBudgetRequestSchema)` to create a new message.
  */
 export const UpdateBudgetRequestSchema: GenMessage<UpdateBudgetRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 22);
+  messageDesc(file_podium_v1_control_service, 23);
 
 /**
  * @generated from message podium.v1.UpdateBudgetResponse
@@ -609,7 +686,7 @@ export type UpdateBudgetResponse = Message<"podium.v1.UpdateBudgetResponse"> & {
  * Use `create(UpdateBudgetResponseSchema)` to create a new message.
  */
 export const UpdateBudgetResponseSchema: GenMessage<UpdateBudgetResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 23);
+  messageDesc(file_podium_v1_control_service, 24);
 
 /**
  * @generated from message podium.v1.DeleteBudgetRequest
@@ -626,7 +703,7 @@ export type DeleteBudgetRequest = Message<"podium.v1.DeleteBudgetRequest"> & {
  * Use `create(DeleteBudgetRequestSchema)` to create a new message.
  */
 export const DeleteBudgetRequestSchema: GenMessage<DeleteBudgetRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 24);
+  messageDesc(file_podium_v1_control_service, 25);
 
 /**
  * @generated from message podium.v1.DeleteBudgetResponse
@@ -639,7 +716,7 @@ export type DeleteBudgetResponse = Message<"podium.v1.DeleteBudgetResponse"> & {
  * Use `create(DeleteBudgetResponseSchema)` to create a new message.
  */
 export const DeleteBudgetResponseSchema: GenMessage<DeleteBudgetResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 25);
+  messageDesc(file_podium_v1_control_service, 26);
 
 /**
  * @generated from message podium.v1.GetSpendRequest
@@ -679,7 +756,7 @@ export type GetSpendRequest = Message<"podium.v1.GetSpendRequest"> & {
  * Use `create(GetSpendRequestSchema)` to create a new message.
  */
 export const GetSpendRequestSchema: GenMessage<GetSpendRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 26);
+  messageDesc(file_podium_v1_control_service, 27);
 
 /**
  * Output only.
@@ -717,7 +794,7 @@ export type SpendEntry = Message<"podium.v1.SpendEntry"> & {
  * Use `create(SpendEntrySchema)` to create a new message.
  */
 export const SpendEntrySchema: GenMessage<SpendEntry> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 27);
+  messageDesc(file_podium_v1_control_service, 28);
 
 /**
  * @generated from message podium.v1.GetSpendResponse
@@ -741,7 +818,7 @@ export type GetSpendResponse = Message<"podium.v1.GetSpendResponse"> & {
  * Use `create(GetSpendResponseSchema)` to create a new message.
  */
 export const GetSpendResponseSchema: GenMessage<GetSpendResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 28);
+  messageDesc(file_podium_v1_control_service, 29);
 
 /**
  * @generated from message podium.v1.Breaker
@@ -793,7 +870,7 @@ export type Breaker = Message<"podium.v1.Breaker"> & {
  * Use `create(BreakerSchema)` to create a new message.
  */
 export const BreakerSchema: GenMessage<Breaker> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 29);
+  messageDesc(file_podium_v1_control_service, 30);
 
 /**
  * @generated from message podium.v1.ListBreakersRequest
@@ -806,7 +883,7 @@ export type ListBreakersRequest = Message<"podium.v1.ListBreakersRequest"> & {
  * Use `create(ListBreakersRequestSchema)` to create a new message.
  */
 export const ListBreakersRequestSchema: GenMessage<ListBreakersRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 30);
+  messageDesc(file_podium_v1_control_service, 31);
 
 /**
  * @generated from message podium.v1.ListBreakersResponse
@@ -823,7 +900,7 @@ export type ListBreakersResponse = Message<"podium.v1.ListBreakersResponse"> & {
  * Use `create(ListBreakersResponseSchema)` to create a new message.
  */
 export const ListBreakersResponseSchema: GenMessage<ListBreakersResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 31);
+  messageDesc(file_podium_v1_control_service, 32);
 
 /**
  * @generated from message podium.v1.ResetBreakerRequest
@@ -840,7 +917,7 @@ export type ResetBreakerRequest = Message<"podium.v1.ResetBreakerRequest"> & {
  * Use `create(ResetBreakerRequestSchema)` to create a new message.
  */
 export const ResetBreakerRequestSchema: GenMessage<ResetBreakerRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 32);
+  messageDesc(file_podium_v1_control_service, 33);
 
 /**
  * @generated from message podium.v1.ResetBreakerResponse
@@ -857,7 +934,7 @@ export type ResetBreakerResponse = Message<"podium.v1.ResetBreakerResponse"> & {
  * Use `create(ResetBreakerResponseSchema)` to create a new message.
  */
 export const ResetBreakerResponseSchema: GenMessage<ResetBreakerResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 33);
+  messageDesc(file_podium_v1_control_service, 34);
 
 /**
  * Whether a plugin could be used.
