@@ -19,7 +19,10 @@ from grpc_tools import protoc  # type: ignore[import-untyped]  # no stubs shippe
 
 def main() -> int:
     request = plugin_pb2.CodeGeneratorRequest.FromString(sys.stdin.buffer.read())
-    response = plugin_pb2.CodeGeneratorResponse()
+    # grpcio-tools' generator handles proto3 `optional` (it only names services).
+    response = plugin_pb2.CodeGeneratorResponse(
+        supported_features=plugin_pb2.CodeGeneratorResponse.FEATURE_PROTO3_OPTIONAL
+    )
     with tempfile.TemporaryDirectory() as scratch:
         descriptors = Path(scratch) / "descriptors.binpb"
         out = Path(scratch) / "out"
