@@ -1,11 +1,11 @@
-// Serves the example agents: node dist/examples/worker.js --address 127.0.0.1:7233
+// Serves the example agent: node dist/examples/worker.js --address 127.0.0.1:50051
 import { parseArgs } from "node:util";
 import { Worker } from "../src/index.js";
 import { draftReply } from "./draft_reply.js";
 
 const { values } = parseArgs({
   options: {
-    address: { type: "string", default: "127.0.0.1:7233" },
+    address: { type: "string", default: "127.0.0.1:50051" },
     queue: { type: "string", multiple: true, default: ["default"] },
     concurrency: { type: "string", default: "4" },
   },

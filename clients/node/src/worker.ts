@@ -23,7 +23,7 @@ const MAX_BACKOFF_MS = 5000;
 const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
 
 export interface WorkerOptions {
-  /** The server: "127.0.0.1:7233" or "http://127.0.0.1:7233" (gRPC over HTTP/2). */
+  /** The server: "127.0.0.1:50051" or "http://127.0.0.1:50051" (gRPC over HTTP/2). */
   address: string;
   agents: Agent[];
   /** Task queues served; a step without task_queue is on "default". */
