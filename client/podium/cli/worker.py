@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from typing import Any
 
@@ -13,6 +14,7 @@ from podium.cli.parser import ArgumentParser
 
 __all__ = ["register"]
 
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 _HOST_MODULES = frozenset({"podium", "podium.workerhost", "podium.workerhost.main"})
 
 
@@ -24,6 +26,12 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
     return value
+
+
+def _queue(text: str) -> str:
+    if not _QUEUE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must match [A-Za-z0-9_.-]{{1,63}}, not {text!r}")
+    return text
 
 
 def register(commands: Any) -> None:
@@ -38,6 +46,7 @@ def register(commands: Any) -> None:
     worker.add_argument(
         "--queue",
         action="append",
+        type=_queue,
         default=None,
         metavar="NAME",
         help="task queue to serve; repeat for several (default: default)",

@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_QUEUE", "FailureOf", "SessionRejected", "Worker", "WorkerAge
 DEFAULT_QUEUE = "default"
 SDK = "podium-python/0.1.0"
 INITIAL_BACKOFF = 0.05
-MAX_BACKOFF = 5.0
+MAX_BACKOFF = 2.0
 DEFAULT_HEARTBEAT_TIMEOUT = 30.0
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.primary_user_agent", SDK),
@@ -243,13 +243,17 @@ class _Session:
         except asyncio.CancelledError:
             # Cancelled by the server (or the session ended): say so, which frees the slot.
             self._send_fail(token, "podium.Cancelled", "cancelled", False)
+            log.info("%s: cancelled", _described(task))
             raise
         except _NotJson as error:
             self._send_fail(token, "podium.InvalidOutput", str(error), False)
+            log.info("%s: failed podium.InvalidOutput", _described(task))
         except BaseException as error:
             type_, message, retryable = self.worker._failure_of(error)
             self._send_fail(token, type_, message, retryable)
+            log.info("%s: failed %s", _described(task), type_)
         else:
+            log.info("%s: succeeded", _described(task))
             self.outbox.put_nowait(
                 worker_service_pb2.ConnectRequest(
                     complete=worker_service_pb2.CompleteAttempt(attempt_token=token, output=value)
@@ -278,6 +282,11 @@ class _Session:
                     heartbeat=worker_service_pb2.Heartbeat(attempt_tokens=list(self.running))
                 )
             )
+
+
+def _described(task: worker_service_pb2.AttemptTask) -> str:
+    item = f"[{task.item}]" if task.item >= 0 else ""
+    return f"{task.run}/{task.step_id}{item} attempt {task.attempt} ({task.agent})"
 
 
 class _NotJson(ValueError):

@@ -105,6 +105,9 @@ class StepRunner:
         self.clock = env.services.clock
         self.deadline: float | None = None
         self._attempts_by_item: dict[int, list[AttemptRecord]] | None = None
+        # Items of this step waiting for a worker's slot: the step shows one
+        # wait while any does (not one per item of a large fan-out).
+        self._waiting_for_worker = 0
 
     async def run(self) -> None:
         step = self.step
@@ -419,7 +422,9 @@ class StepRunner:
         if reservation is not None:
             return reservation
         reason = f"worker:{queue}/{agent}"
-        self.journal.step_waiting(self.step, None, reason)
+        if self._waiting_for_worker == 0:
+            self.journal.step_waiting(self.step, None, reason)
+        self._waiting_for_worker += 1
         budget = None if self.deadline is None else self.deadline - self.clock.now()
         try:
             reservation = await run_with_deadline(workers.reserve(queue, agent), budget, self.clock)
@@ -428,7 +433,10 @@ class StepRunner:
                 f"no worker served agent {agent!r} on queue {queue!r} before the step timed out"
             )
             raise StepFailed(Failure(TIMEOUT, message, retryable=False)) from None
-        self.journal.step_resumed(self.step, reason)
+        finally:
+            self._waiting_for_worker -= 1
+        if self._waiting_for_worker == 0:
+            self.journal.step_resumed(self.step, reason)
         return reservation
 
     async def _delegate(

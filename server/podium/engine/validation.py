@@ -289,7 +289,9 @@ def _check_kind(
         check.problem(f"{where}.loop", "a step cannot have both for_each and loop")
     if step.compensate is not None:
         compensation = agent_lookup(step.compensate.agent) if step.compensate.agent else None
-        if compensation is None:
+        if compensation is None and step.compensate.agent and step.task_queue:
+            pass  # served by the queue's workers
+        elif compensation is None:
             check.problem(f"{where}.compensate.agent", f"unknown agent {step.compensate.agent!r}")
         else:
             for field, reason in config_problems(compensation, step.compensate.config, catalog):

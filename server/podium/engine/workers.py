@@ -213,10 +213,13 @@ class WorkerPool:
         return self._declared.get(agent)
 
     def try_reserve(self, queue: str, agent: str) -> Reservation | None:
-        for session in self._sessions.values():
-            if session.free() > 0 and queue in session.queues and agent in session.agents:
-                return self._reserve(session, queue, agent)
-        return None
+        """A slot of the serving session with the most free slots (spreading
+        attempts over workers), or None when every one is full."""
+        serving = [s for s in self._sessions.values() if queue in s.queues and agent in s.agents]
+        best = max(serving, key=WorkerSession.free, default=None)
+        if best is None or best.free() <= 0:
+            return None
+        return self._reserve(best, queue, agent)
 
     async def reserve(self, queue: str, agent: str) -> Reservation:
         """A slot of a session serving `agent` on `queue`, waiting for one."""

@@ -15,7 +15,7 @@ from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.engine import pagination
 from podium.engine.ports import WorkflowStore
 from podium.engine.validation import Plan, compile_plan, compile_plan_cooperatively
-from podium.engine.workers import DeclaredAgent, WorkerPool
+from podium.engine.workers import AgentDeclaration, DeclaredAgent, WorkerPool
 from podium.plugins.api import Agent
 from podium.plugins.registry import Registry
 
@@ -47,6 +47,15 @@ class WorkflowCatalog:
         10,000 steps takes the better part of a second, during which the loop
         (every RPC, every run) would otherwise stand still."""
         return await compile_plan_cooperatively(spec, self._registry, self._agent)
+
+    def _stored_agent(self, name: str) -> Agent | None:
+        """As `_agent`, for a version that was valid when it was stored: an
+        agent neither loaded nor declared now (its workers have not connected
+        since a restart) is presumed served by workers; its steps wait for one."""
+        agent = self._agent(name)
+        if agent is None and self._workers is not None:
+            return DeclaredAgent(AgentDeclaration(name))
+        return agent
 
     def _agent(self, name: str) -> Agent | None:
         """An agent loaded in-process, or one a worker declared."""
@@ -128,7 +137,7 @@ class WorkflowCatalog:
         key = (workflow.workflow_id, workflow.version)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self.validate(workflow.spec)
+            plan = compile_plan(workflow.spec, self._registry, self._stored_agent)
             self._remember_plan(*key, plan)
         return plan
 

@@ -33,6 +33,7 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 MAX_IDENTITY = 200
 MAX_CONCURRENT_TASKS = 10_000
 MAX_PROGRESS_MESSAGE = 1000
+MAX_FAILURE_MESSAGE = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,8 @@ def output_value(message: pb.CompleteAttempt) -> Any:
 
 def failure_value(message: pb.FailAttempt) -> Failure:
     failure = message.failure
-    return Failure(failure.type or "WorkerError", failure.message, failure.retryable)
+    kind = failure.type[:MAX_FAILURE_MESSAGE] or "WorkerError"
+    return Failure(kind, failure.message[:MAX_FAILURE_MESSAGE], failure.retryable)
 
 
 def tool_spec_message(tool: ToolSpec) -> pb.ToolSpec:

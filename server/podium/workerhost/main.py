@@ -47,7 +47,7 @@ def build_worker(
     address: str,
     *,
     queues: Sequence[str],
-    concurrency: int,
+    concurrency: int = 1,
     agents: Sequence[str] = (),
     identity: str = "",
 ) -> Worker:
@@ -71,11 +71,6 @@ def run_worker(
     identity: str = "",
 ) -> int:
     """Serves until a signal arrives; returns the process exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
         worker = build_worker(
             address, queues=queues, concurrency=concurrency, agents=agents, identity=identity
@@ -83,6 +78,12 @@ def run_worker(
     except (LookupError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # Configured once the options proved good: a bad one is a single error line.
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return asyncio.run(_serve(worker))
     except SessionRejected as error:
