@@ -15,11 +15,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from podium.testing import (
     HANG_TIMEOUT,
     InProcessServer,
+    ServerProcess,
+    Stubs,
     collect_events,
     create_workflow,
     echo_step,
@@ -30,7 +33,9 @@ from podium.testing import (
     plain,
     run_to_end,
     start_run,
+    start_server_process_async,
     step_of,
+    workers_serve,
 )
 from podium.v1 import control_service_pb2, event_pb2, execution_service_pb2, run_pb2
 
@@ -76,15 +81,23 @@ class NodeWorker:
         await self._reader
         return code
 
+    def sessions_opened(self) -> int:
+        return sum("opened" in r.get("line", "") for r in self.seen("log"))
+
 
 @contextlib.asynccontextmanager
-async def node_worker(server: InProcessServer, concurrency: int = 1) -> AsyncIterator[NodeWorker]:
+async def node_worker(
+    server: InProcessServer | ServerProcess, concurrency: int = 1
+) -> AsyncIterator[NodeWorker]:
     _built()
+    address = (
+        server.address if isinstance(server, ServerProcess) else f"127.0.0.1:{server.server.port}"
+    )
     process = await asyncio.create_subprocess_exec(
         "node",
         str(SERVE),
         "--address",
-        f"127.0.0.1:{server.server.port}",
+        address,
         "--concurrency",
         str(concurrency),
         stdout=asyncio.subprocess.PIPE,
@@ -92,8 +105,7 @@ async def node_worker(server: InProcessServer, concurrency: int = 1) -> AsyncIte
     worker = NodeWorker(process)
     try:
         await eventually(
-            lambda: any("opened" in r.get("line", "") for r in worker.seen("log")),
-            what="the Node worker's session to open",
+            lambda: worker.sessions_opened() > 0, what="the Node worker's session to open"
         )
         yield worker
     finally:
@@ -254,3 +266,38 @@ async def test_the_node_worker_heartbeats_attempts_longer_than_their_lease(
         run, _ = await run_to_end(stubs, "long")
     assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
     assert len(step_of(run, "long").attempts) == 1
+
+
+async def test_the_node_worker_reconnects_after_a_server_crash_and_its_run_finishes(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "podium.db"
+    server = await start_server_process_async(db, cwd=NODE.parents[1])
+    try:
+        async with node_worker(server) as worker:
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                stubs = Stubs.on(channel)
+                step = {"id": "hold", "agent": "node-hold", "config": {"ms": 1000}}
+                await create_workflow(stubs, "held", {"steps": [step]})
+                run = await start_run(stubs, "held")
+                await eventually(lambda: bool(worker.seen("started")), what="the attempt to start")
+            server.kill()  # kill -9 while the Node attempt runs
+            server = await start_server_process_async(db, cwd=NODE.parents[1], ports=[server.port])
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                stubs = Stubs.on(channel)
+                await workers_serve(stubs, "node-hold")  # the same process, reconnected
+                await collect_events(stubs, run.name)
+                final = await get_run(stubs, run.name)
+            assert worker.process.returncode is None
+            assert worker.sessions_opened() == 2
+    finally:
+        server.kill()
+    assert final.state == R.RUN_STATE_SUCCEEDED, final.failure
+    # The attempt in flight at the crash is INTERRUPTED and runs again (at least once); its
+    # agent in Node was told when its session died.
+    assert [a.state for a in step_of(final, "hold").attempts] == [
+        R.ATTEMPT_STATE_INTERRUPTED,
+        R.ATTEMPT_STATE_SUCCEEDED,
+    ]
+    assert [r["reason"] for r in worker.seen("aborted")] == ["the session ended"]
+    assert len(worker.seen("started")) == 2
