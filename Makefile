@@ -1,7 +1,8 @@
 # Podium build tooling. Everything is created on demand from a fresh clone:
 #   .tools/  a bootstrap venv holding only uv (pinned below)
 #   .venv/   the uv workspace venv (podium + podium-client editable, all dependency groups)
-#   node_modules/  buf, from package-lock.json
+#   node_modules/  buf and protoc-gen-es, from package-lock.json
+#   clients/node/node_modules/, clients/node/dist/  the Node worker library, built by `make node`
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := test
@@ -14,6 +15,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.uv-synced
 BUF := node_modules/.bin/buf
+NODE_DIR := clients/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.npm-installed
 # Directories type-checked by mypy (only those that exist yet), plugin distributions included.
 MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli client/podium/worker tests bench scripts plugins/*/src)
 # Each plugin's tests in a mypy run of their own, as in the plugin's own repository would be:
@@ -23,7 +26,7 @@ PLUGIN_TESTS = $(wildcard plugins/*/tests)
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: install protos lint typecheck imports check test demo demo-governance bench fmt clean
+.PHONY: install protos node lint typecheck imports check test demo demo-governance bench fmt clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,10 +43,20 @@ $(BUF): package.json package-lock.json
 	npm install --no-save --no-audit --no-fund
 	touch $@
 
-install: $(VENV_STAMP) $(BUF)
+# The Node worker library has its own lockfile (no platform-specific packages: `npm ci` holds).
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $@
 
-protos: $(VENV_STAMP)
-	$(PY) scripts/gen_protos.py client
+install: $(VENV_STAMP) $(BUF) $(NODE_STAMP)
+
+protos: $(VENV_STAMP) $(BUF)
+	$(PY) scripts/gen_protos.py
+
+# Type-checks (tsc strict) and builds clients/node into clients/node/dist, which the Node
+# worker tests (tests/e2e/test_node_worker.py) run.
+node: $(NODE_STAMP)
+	cd $(NODE_DIR) && npm run --silent build
 
 lint: $(VENV_STAMP) $(BUF)
 	$(BUF) lint
@@ -58,7 +71,7 @@ typecheck: $(VENV_STAMP)
 imports: $(VENV_STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
-check: lint typecheck imports
+check: lint typecheck imports node
 
 test: check
 	$(PY) -m pytest -q
@@ -77,5 +90,5 @@ fmt: $(VENV_STAMP)
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis dist
+	rm -rf $(VENV) $(TOOLS) node_modules $(NODE_DIR)/node_modules $(NODE_DIR)/dist .mypy_cache .ruff_cache .pytest_cache .hypothesis dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -24,17 +24,18 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16podium/v1/common.proto\x12\tpodium.v1\"<\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\x03\x12\r\n\x05nanos\x18\x03 \x01(\x05\"\x96\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\x12\r\n\x05\x63\x61lls\x18\x06 \x01(\x03\";\n\x07\x46\x61ilure\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16podium/v1/common.proto\x12\tpodium.v1\"X\n\x05Money\x12#\n\rcurrency_code\x18\x01 \x01(\tR\x0c\x63urrencyCode\x12\x14\n\x05units\x18\x02 \x01(\x03R\x05units\x12\x14\n\x05nanos\x18\x03 \x01(\x05R\x05nanos\"\xee\x01\n\x05Usage\x12!\n\x0cinput_tokens\x18\x01 \x01(\x03R\x0binputTokens\x12#\n\routput_tokens\x18\x02 \x01(\x03R\x0coutputTokens\x12.\n\x13\x63\x61\x63hed_input_tokens\x18\x03 \x01(\x03R\x11\x63\x61\x63hedInputTokens\x12,\n\x12\x63\x61\x63he_write_tokens\x18\x04 \x01(\x03R\x10\x63\x61\x63heWriteTokens\x12)\n\x10reasoning_tokens\x18\x05 \x01(\x03R\x0freasoningTokens\x12\x14\n\x05\x63\x61lls\x18\x06 \x01(\x03R\x05\x63\x61lls\"U\n\x07\x46\x61ilure\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x1c\n\tretryable\x18\x03 \x01(\x08R\tretryableB3\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'podium.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.podium.v1P\001Z podium/gen/go/podium/v1;podiumv1'
   _globals['_MONEY']._serialized_start=37
-  _globals['_MONEY']._serialized_end=97
-  _globals['_USAGE']._serialized_start=100
-  _globals['_USAGE']._serialized_end=250
-  _globals['_FAILURE']._serialized_start=252
-  _globals['_FAILURE']._serialized_end=311
+  _globals['_MONEY']._serialized_end=125
+  _globals['_USAGE']._serialized_start=128
+  _globals['_USAGE']._serialized_end=366
+  _globals['_FAILURE']._serialized_start=368
+  _globals['_FAILURE']._serialized_end=453
 # @@protoc_insertion_point(module_scope)

@@ -18,7 +18,22 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Money(_message.Message):
-    """An amount of money, shaped like google.type.Money so that any language can
+    """Conventions of the whole contract (package podium.v1):
+
+    JSON values. A field that is always a JSON object is a
+    google.protobuf.Struct: a run's input and output, a step's input (its
+    `input` map evaluated), an agent's config. A field that may be any JSON
+    value (object, array, string, number, boolean, null) is a
+    google.protobuf.Value: what an agent returns (a step's output) and what an
+    event carries (a step's or a run's output). Numbers are doubles: integers
+    are exact up to 2^53.
+
+    Output only. A field marked "Output only" is set by the server; a client
+    leaves it unset in requests (it is ignored there). Messages that are only
+    ever returned (Run, StepRun, Attempt, RunEvent, the List*/Get* responses)
+    are output only as a whole.
+
+    An amount of money, shaped like google.type.Money so that any language can
     read it without a decimal library: units plus nanos (1e-9) of the currency.
     """
 

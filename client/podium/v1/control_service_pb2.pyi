@@ -192,6 +192,8 @@ Global___ListAgentsResponse: _TypeAlias = ListAgentsResponse  # noqa: Y015
 
 @_typing.final
 class AgentInfo(_message.Message):
+    """Output only."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -319,6 +321,8 @@ Global___ListProvidersResponse: _TypeAlias = ListProvidersResponse  # noqa: Y015
 
 @_typing.final
 class ProviderInfo(_message.Message):
+    """Output only."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -386,6 +390,8 @@ Global___ListPluginsResponse: _TypeAlias = ListPluginsResponse  # noqa: Y015
 
 @_typing.final
 class PluginInfo(_message.Message):
+    """Output only."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -859,6 +865,8 @@ Global___GetSpendRequest: _TypeAlias = GetSpendRequest  # noqa: Y015
 
 @_typing.final
 class SpendEntry(_message.Message):
+    """Output only."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCOPE_FIELD_NUMBER: _builtins.int

@@ -148,7 +148,7 @@ Global___ApprovalDecision: _TypeAlias = ApprovalDecision  # noqa: Y015
 
 @_typing.final
 class RunEvent(_message.Message):
-    """One state change of a run or of one of its steps."""
+    """One state change of a run or of one of its steps. Output only."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -59,7 +59,9 @@ class StartRunRequest(_message.Message):
     workflow_version: _builtins.int
     """0 for the latest version."""
     request_id: _builtins.str
-    """Idempotency key chosen by the client: the same key returns the same run."""
+    """Idempotency key chosen by the client (at most 128 characters): the same
+    key with the same request returns the same run; see StartRun.
+    """
     max_concurrency: _builtins.int
     """Overrides the workflow's max_concurrency when > 0."""
     priority: _builtins.int

@@ -73,7 +73,15 @@ class ExecutionServiceServicer:
 
     def StartRun(self, request, context):
         """Starts a run of a workflow version. The run is durable when this returns.
-        Idempotent on request_id.
+
+        Idempotent on request_id. A call whose request_id names a run that exists
+        returns that run (in whatever state it is now) and starts nothing, if the
+        request is the same: workflow, workflow_version, input, labels,
+        max_concurrency, priority and max_cost. If any of them differs, it fails
+        with ALREADY_EXISTS, reason REQUEST_ID_REUSED, and a ResourceInfo naming
+        the run. Concurrent calls with one request_id start one run. A request_id
+        is remembered as long as its run exists (DeleteRun and retention forget
+        it). Without a request_id every call starts a new run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -35,7 +35,15 @@ class ExecutionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ExecutionServiceAsyncStub: ...
     StartRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.StartRunRequest, _execution_service_pb2.StartRunResponse]
     """Starts a run of a workflow version. The run is durable when this returns.
-    Idempotent on request_id.
+
+    Idempotent on request_id. A call whose request_id names a run that exists
+    returns that run (in whatever state it is now) and starts nothing, if the
+    request is the same: workflow, workflow_version, input, labels,
+    max_concurrency, priority and max_cost. If any of them differs, it fails
+    with ALREADY_EXISTS, reason REQUEST_ID_REUSED, and a ResourceInfo naming
+    the run. Concurrent calls with one request_id start one run. A request_id
+    is remembered as long as its run exists (DeleteRun and retention forget
+    it). Without a request_id every call starts a new run.
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetRunRequest, _execution_service_pb2.GetRunResponse]
     ListRuns: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.ListRunsRequest, _execution_service_pb2.ListRunsResponse]
@@ -54,7 +62,15 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     StartRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.StartRunRequest, _execution_service_pb2.StartRunResponse]  # type: ignore[assignment]
     """Starts a run of a workflow version. The run is durable when this returns.
-    Idempotent on request_id.
+
+    Idempotent on request_id. A call whose request_id names a run that exists
+    returns that run (in whatever state it is now) and starts nothing, if the
+    request is the same: workflow, workflow_version, input, labels,
+    max_concurrency, priority and max_cost. If any of them differs, it fails
+    with ALREADY_EXISTS, reason REQUEST_ID_REUSED, and a ResourceInfo naming
+    the run. Concurrent calls with one request_id start one run. A request_id
+    is remembered as long as its run exists (DeleteRun and retention forget
+    it). Without a request_id every call starts a new run.
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetRunRequest, _execution_service_pb2.GetRunResponse]  # type: ignore[assignment]
     ListRuns: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.ListRunsRequest, _execution_service_pb2.ListRunsResponse]  # type: ignore[assignment]
@@ -76,7 +92,15 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_execution_service_pb2.StartRunResponse, _abc.Awaitable[_execution_service_pb2.StartRunResponse]]:
         """Starts a run of a workflow version. The run is durable when this returns.
-        Idempotent on request_id.
+
+        Idempotent on request_id. A call whose request_id names a run that exists
+        returns that run (in whatever state it is now) and starts nothing, if the
+        request is the same: workflow, workflow_version, input, labels,
+        max_concurrency, priority and max_cost. If any of them differs, it fails
+        with ALREADY_EXISTS, reason REQUEST_ID_REUSED, and a ResourceInfo naming
+        the run. Concurrent calls with one request_id start one run. A request_id
+        is remembered as long as its run exists (DeleteRun and retention forget
+        it). Without a request_id every call starts a new run.
         """
 
     @_abc_1.abstractmethod

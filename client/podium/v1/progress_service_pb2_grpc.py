@@ -55,13 +55,25 @@ class ProgressServiceServicer:
         """Every event of one run after after_sequence: first those already
         recorded, then live ones; the stream ends after the run's final event.
         Events come in batches, in sequence order, without gaps or duplicates.
+        A subscriber slower than the run never loses events: it is served from
+        the event log. When the server shuts down the stream ends with
+        UNAVAILABLE (reason SHUTTING_DOWN); call again with the last sequence
+        seen to resume exactly where it stopped.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchRuns(self, request, context):
-        """Live events of many runs, as they happen, filtered. Never ends by itself.
+        """Live events of many runs, filtered, as they are committed from the call
+        on (no replay: earlier events are not sent). Never ends by itself.
+
+        Cut-off: each subscriber has a buffer of 2048 events; one that falls that
+        far behind is cut off with RESOURCE_EXHAUSTED, reason
+        SUBSCRIBER_TOO_SLOW. There is no single position to resume many runs
+        from: reconnect, then GetRun (or WatchRun from a known sequence) the runs
+        it cares about. On shutdown the stream ends with UNAVAILABLE, reason
+        SHUTTING_DOWN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

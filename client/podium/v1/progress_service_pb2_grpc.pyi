@@ -37,9 +37,22 @@ class ProgressServiceStub:
     """Every event of one run after after_sequence: first those already
     recorded, then live ones; the stream ends after the run's final event.
     Events come in batches, in sequence order, without gaps or duplicates.
+    A subscriber slower than the run never loses events: it is served from
+    the event log. When the server shuts down the stream ends with
+    UNAVAILABLE (reason SHUTTING_DOWN); call again with the last sequence
+    seen to resume exactly where it stopped.
     """
     WatchRuns: _grpc.UnaryStreamMultiCallable[_progress_service_pb2.WatchRunsRequest, _progress_service_pb2.WatchRunsResponse]
-    """Live events of many runs, as they happen, filtered. Never ends by itself."""
+    """Live events of many runs, filtered, as they are committed from the call
+    on (no replay: earlier events are not sent). Never ends by itself.
+
+    Cut-off: each subscriber has a buffer of 2048 events; one that falls that
+    far behind is cut off with RESOURCE_EXHAUSTED, reason
+    SUBSCRIBER_TOO_SLOW. There is no single position to resume many runs
+    from: reconnect, then GetRun (or WatchRun from a known sequence) the runs
+    it cares about. On shutdown the stream ends with UNAVAILABLE, reason
+    SHUTTING_DOWN.
+    """
 
 @_typing.type_check_only
 class ProgressServiceAsyncStub(ProgressServiceStub):
@@ -50,9 +63,22 @@ class ProgressServiceAsyncStub(ProgressServiceStub):
     """Every event of one run after after_sequence: first those already
     recorded, then live ones; the stream ends after the run's final event.
     Events come in batches, in sequence order, without gaps or duplicates.
+    A subscriber slower than the run never loses events: it is served from
+    the event log. When the server shuts down the stream ends with
+    UNAVAILABLE (reason SHUTTING_DOWN); call again with the last sequence
+    seen to resume exactly where it stopped.
     """
     WatchRuns: _aio.UnaryStreamMultiCallable[_progress_service_pb2.WatchRunsRequest, _progress_service_pb2.WatchRunsResponse]  # type: ignore[assignment]
-    """Live events of many runs, as they happen, filtered. Never ends by itself."""
+    """Live events of many runs, filtered, as they are committed from the call
+    on (no replay: earlier events are not sent). Never ends by itself.
+
+    Cut-off: each subscriber has a buffer of 2048 events; one that falls that
+    far behind is cut off with RESOURCE_EXHAUSTED, reason
+    SUBSCRIBER_TOO_SLOW. There is no single position to resume many runs
+    from: reconnect, then GetRun (or WatchRun from a known sequence) the runs
+    it cares about. On shutdown the stream ends with UNAVAILABLE, reason
+    SHUTTING_DOWN.
+    """
 
 class ProgressServiceServicer(metaclass=_abc_1.ABCMeta):
     """Streams run events."""
@@ -66,6 +92,10 @@ class ProgressServiceServicer(metaclass=_abc_1.ABCMeta):
         """Every event of one run after after_sequence: first those already
         recorded, then live ones; the stream ends after the run's final event.
         Events come in batches, in sequence order, without gaps or duplicates.
+        A subscriber slower than the run never loses events: it is served from
+        the event log. When the server shuts down the stream ends with
+        UNAVAILABLE (reason SHUTTING_DOWN); call again with the last sequence
+        seen to resume exactly where it stopped.
         """
 
     @_abc_1.abstractmethod
@@ -74,6 +104,15 @@ class ProgressServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _progress_service_pb2.WatchRunsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_progress_service_pb2.WatchRunsResponse], _abc.AsyncIterator[_progress_service_pb2.WatchRunsResponse]]:
-        """Live events of many runs, as they happen, filtered. Never ends by itself."""
+        """Live events of many runs, filtered, as they are committed from the call
+        on (no replay: earlier events are not sent). Never ends by itself.
+
+        Cut-off: each subscriber has a buffer of 2048 events; one that falls that
+        far behind is cut off with RESOURCE_EXHAUSTED, reason
+        SUBSCRIBER_TOO_SLOW. There is no single position to resume many runs
+        from: reconnect, then GetRun (or WatchRun from a known sequence) the runs
+        it cares about. On shutdown the stream ends with UNAVAILABLE, reason
+        SHUTTING_DOWN.
+        """
 
 def add_ProgressServiceServicer_to_server(servicer: ProgressServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

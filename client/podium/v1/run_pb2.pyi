@@ -122,7 +122,7 @@ Global___AttemptState: _TypeAlias = AttemptState  # noqa: Y015
 
 @_typing.final
 class Run(_message.Message):
-    """One execution of a workflow version."""
+    """One execution of a workflow version. Output only (StartRun creates it)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -247,7 +247,7 @@ Global___Run: _TypeAlias = Run  # noqa: Y015
 
 @_typing.final
 class StepRun(_message.Message):
-    """The state of one step within a run."""
+    """The state of one step within a run. Output only."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -281,12 +281,14 @@ class StepRun(_message.Message):
     iterations: _builtins.int
     """Loops: iterations done so far."""
     @_builtins.property
-    def input(self) -> _struct_pb2.Value:
-        """The input the agent received (CEL expressions evaluated)."""
+    def input(self) -> _struct_pb2.Struct:
+        """The input the agent received: the step's `input` map with its CEL
+        expressions evaluated.
+        """
 
     @_builtins.property
     def output(self) -> _struct_pb2.Value:
-        """The agent's output, once it succeeded."""
+        """The agent's output, once it succeeded: any JSON value."""
 
     @_builtins.property
     def failure(self) -> _common_pb2.Failure:
@@ -314,7 +316,7 @@ class StepRun(_message.Message):
         step_id: _builtins.str = ...,
         agent: _builtins.str = ...,
         state: Global___StepState.ValueType = ...,
-        input: _struct_pb2.Value | None = ...,
+        input: _struct_pb2.Struct | None = ...,
         output: _struct_pb2.Value | None = ...,
         failure: _common_pb2.Failure | None = ...,
         reason: _builtins.str = ...,
@@ -339,7 +341,7 @@ Global___StepRun: _TypeAlias = StepRun  # noqa: Y015
 
 @_typing.final
 class Attempt(_message.Message):
-    """One execution of a step's agent."""
+    """One execution of a step's agent. Output only."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -405,8 +405,10 @@ class AttemptTask(_message.Message):
     tracestate: _builtins.str
     """W3C trace context: "tracestate" header value; may be empty."""
     @_builtins.property
-    def input(self) -> _struct_pb2.Value:
-        """The step's input, its expressions evaluated."""
+    def input(self) -> _struct_pb2.Struct:
+        """The step's input: its `input` map with the expressions evaluated, always
+        a JSON object (Struct vs Value: see common.proto).
+        """
 
     @_builtins.property
     def config(self) -> _struct_pb2.Struct:
@@ -441,7 +443,7 @@ class AttemptTask(_message.Message):
         attempt: _builtins.int = ...,
         agent: _builtins.str = ...,
         queue: _builtins.str = ...,
-        input: _struct_pb2.Value | None = ...,
+        input: _struct_pb2.Struct | None = ...,
         config: _struct_pb2.Struct | None = ...,
         attempt_deadline: _timestamp_pb2.Timestamp | None = ...,
         step_deadline: _timestamp_pb2.Timestamp | None = ...,

@@ -97,7 +97,9 @@ Global___TriggerRule: _TypeAlias = TriggerRule  # noqa: Y015
 
 @_typing.final
 class Workflow(_message.Message):
-    """A stored version of a workflow definition."""
+    """A stored version of a workflow definition. Output only: CreateWorkflow
+    takes a workflow_id and a WorkflowSpec and returns this.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -111,7 +113,10 @@ class Workflow(_message.Message):
     """Version number, 1 for the first CreateWorkflow of a name, then 2, 3, ..."""
     @_builtins.property
     def spec(self) -> Global___WorkflowSpec:
-        """The definition."""
+        """The definition exactly as CreateWorkflow was given it: nothing is filled
+        in (an unset field stays unset; the server applies its defaults when it
+        runs the workflow) and nothing is rounded.
+        """
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:

@@ -25,33 +25,34 @@ _sym_db = _symbol_database.Default()
 from podium.v1 import workflow_pb2 as podium_dot_v1_dot_workflow__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n podium/v1/workflow_service.proto\x12\tpodium.v1\x1a\x18podium/v1/workflow.proto\"S\n\x15\x43reateWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12%\n\x04spec\x18\x02 \x01(\x0b\x32\x17.podium.v1.WorkflowSpec\"?\n\x16\x43reateWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.Workflow\"3\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"<\n\x13GetWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.Workflow\"=\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x15ListWorkflowsResponse\x12&\n\tworkflows\x18\x01 \x03(\x0b\x32\x13.podium.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x15\x44\x65leteWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteWorkflowResponse\"@\n\x17ValidateWorkflowRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.podium.v1.WorkflowSpec\"\\\n\x18ValidateWorkflowResponse\x12)\n\x06levels\x18\x01 \x03(\x0b\x32\x19.podium.v1.ExecutionLevel\x12\x15\n\rcritical_path\x18\x02 \x03(\t2\xbe\x03\n\x0fWorkflowService\x12U\n\x0e\x43reateWorkflow\x12 .podium.v1.CreateWorkflowRequest\x1a!.podium.v1.CreateWorkflowResponse\x12L\n\x0bGetWorkflow\x12\x1d.podium.v1.GetWorkflowRequest\x1a\x1e.podium.v1.GetWorkflowResponse\x12R\n\rListWorkflows\x12\x1f.podium.v1.ListWorkflowsRequest\x1a .podium.v1.ListWorkflowsResponse\x12U\n\x0e\x44\x65leteWorkflow\x12 .podium.v1.DeleteWorkflowRequest\x1a!.podium.v1.DeleteWorkflowResponse\x12[\n\x10ValidateWorkflow\x12\".podium.v1.ValidateWorkflowRequest\x1a#.podium.v1.ValidateWorkflowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n podium/v1/workflow_service.proto\x12\tpodium.v1\x1a\x18podium/v1/workflow.proto\"e\n\x15\x43reateWorkflowRequest\x12\x1f\n\x0bworkflow_id\x18\x01 \x01(\tR\nworkflowId\x12+\n\x04spec\x18\x02 \x01(\x0b\x32\x17.podium.v1.WorkflowSpecR\x04spec\"I\n\x16\x43reateWorkflowResponse\x12/\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.WorkflowR\x08workflow\"B\n\x12GetWorkflowRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"F\n\x13GetWorkflowResponse\x12/\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.WorkflowR\x08workflow\"R\n\x14ListWorkflowsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"r\n\x15ListWorkflowsResponse\x12\x31\n\tworkflows\x18\x01 \x03(\x0b\x32\x13.podium.v1.WorkflowR\tworkflows\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"+\n\x15\x44\x65leteWorkflowRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"\x18\n\x16\x44\x65leteWorkflowResponse\"F\n\x17ValidateWorkflowRequest\x12+\n\x04spec\x18\x01 \x01(\x0b\x32\x17.podium.v1.WorkflowSpecR\x04spec\"r\n\x18ValidateWorkflowResponse\x12\x31\n\x06levels\x18\x01 \x03(\x0b\x32\x19.podium.v1.ExecutionLevelR\x06levels\x12#\n\rcritical_path\x18\x02 \x03(\tR\x0c\x63riticalPath2\xbe\x03\n\x0fWorkflowService\x12U\n\x0e\x43reateWorkflow\x12 .podium.v1.CreateWorkflowRequest\x1a!.podium.v1.CreateWorkflowResponse\x12L\n\x0bGetWorkflow\x12\x1d.podium.v1.GetWorkflowRequest\x1a\x1e.podium.v1.GetWorkflowResponse\x12R\n\rListWorkflows\x12\x1f.podium.v1.ListWorkflowsRequest\x1a .podium.v1.ListWorkflowsResponse\x12U\n\x0e\x44\x65leteWorkflow\x12 .podium.v1.DeleteWorkflowRequest\x1a!.podium.v1.DeleteWorkflowResponse\x12[\n\x10ValidateWorkflow\x12\".podium.v1.ValidateWorkflowRequest\x1a#.podium.v1.ValidateWorkflowResponseB3\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'podium.v1.workflow_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.podium.v1P\001Z podium/gen/go/podium/v1;podiumv1'
   _globals['_CREATEWORKFLOWREQUEST']._serialized_start=73
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=156
-  _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=158
-  _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=221
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=223
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=274
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=276
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=336
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=338
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=399
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=401
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=489
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=491
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=528
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=530
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=554
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=556
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=620
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=622
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=714
-  _globals['_WORKFLOWSERVICE']._serialized_start=717
-  _globals['_WORKFLOWSERVICE']._serialized_end=1163
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=174
+  _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=176
+  _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=249
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=251
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=317
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=319
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=389
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=391
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=473
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=475
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=589
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=591
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=634
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=636
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=660
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=662
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=732
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=734
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=848
+  _globals['_WORKFLOWSERVICE']._serialized_start=851
+  _globals['_WORKFLOWSERVICE']._serialized_end=1297
 # @@protoc_insertion_point(module_scope)

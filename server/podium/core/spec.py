@@ -109,3 +109,8 @@ class WorkflowVersion(BaseModel):
     version: int
     spec: WorkflowSpec
     create_time: float
+    # The definition exactly as the client applied it, in the contract's wire form (a
+    # serialized podium.v1.WorkflowSpec), so that reading it back gives what was written:
+    # `spec` has its defaults filled in and its times as floats. Empty for versions stored
+    # before it was kept; those are read back from `spec`.
+    applied: bytes = b""

@@ -24,8 +24,11 @@ __all__ = ["RunStore", "WorkflowStore"]
 class WorkflowStore(Protocol):
     """Versioned workflow definitions (soft-deleted: runs keep their version)."""
 
-    async def create_workflow(self, workflow_id: str, spec: WorkflowSpec, now: float) -> int:
-        """Stores the next version of a workflow; durable when this returns."""
+    async def create_workflow(
+        self, workflow_id: str, spec: WorkflowSpec, now: float, applied: bytes = b""
+    ) -> int:
+        """Stores the next version of a workflow, with its definition as the client applied
+        it (opaque bytes, returned as they are); durable when this returns."""
         ...
 
     async def get_workflow(self, workflow_id: str, version: int = 0) -> WorkflowVersion | None:

@@ -73,8 +73,11 @@ class WorkflowCatalog:
                 return DeclaredAgent(declared)
         return agent
 
-    async def create(self, workflow_id: str, spec: WorkflowSpec) -> WorkflowVersion:
-        """Stores a new version; durable when this returns."""
+    async def create(
+        self, workflow_id: str, spec: WorkflowSpec, applied: bytes = b""
+    ) -> WorkflowVersion:
+        """Stores a new version; durable when this returns. `applied` is the definition as
+        the client sent it (see WorkflowVersion.applied)."""
         violations: list[FieldViolation] = []
         if not WORKFLOW_ID.match(workflow_id):
             violations.append(
@@ -90,10 +93,10 @@ class WorkflowCatalog:
         if violations:
             raise InvalidArgument("invalid workflow_id", violations, reason="INVALID_WORKFLOW")
         now = self._clock.now()
-        version = await self._store.create_workflow(workflow_id, spec, now)
+        version = await self._store.create_workflow(workflow_id, spec, now, applied)
         self._remember_plan(workflow_id, version, plan)
         created = WorkflowVersion(
-            workflow_id=workflow_id, version=version, spec=spec, create_time=now
+            workflow_id=workflow_id, version=version, spec=spec, create_time=now, applied=applied
         )
         self._latest[workflow_id] = created
         return created

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from podium.core import limits as server_limits
 from podium.core.clock import Clock, SystemClock
@@ -22,6 +21,7 @@ from podium.governance.policy import Policy
 from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
 from podium.plugins.manager import PluginReport, load_plugins
+from podium.server import reflection
 from podium.server.control_service import ControlService
 from podium.server.event_encoding import EventEncoder
 from podium.server.execution_service import ExecutionService
@@ -282,9 +282,7 @@ async def _serve_store(
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    reflection.enable((*SERVICE_NAMES, health.SERVICE_NAME), server)
     port = _listen(server, address)
     await server.start()
     engine.start_recovery()

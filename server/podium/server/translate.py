@@ -284,10 +284,14 @@ def spec_to_proto(spec: WorkflowSpec) -> workflow_pb2.WorkflowSpec:
 
 
 def workflow_to_proto(workflow: WorkflowVersion) -> workflow_pb2.Workflow:
+    if workflow.applied:
+        spec = workflow_pb2.WorkflowSpec.FromString(workflow.applied)
+    else:  # stored before definitions were kept as applied
+        spec = spec_to_proto(workflow.spec)
     return workflow_pb2.Workflow(
         name=workflow_name(workflow.workflow_id),
         version=workflow.version,
-        spec=spec_to_proto(workflow.spec),
+        spec=spec,
         create_time=timestamp(workflow.create_time),
     )
 
@@ -327,7 +331,8 @@ def step_to_proto(step: StepRecord) -> run_pb2.StepRun:
         iterations=step.iterations,
     )
     if step.input is not None:
-        message.input.CopyFrom(value(step.input))
+        message.input.SetInParent()  # present even when empty
+        message.input.update(step.input)
     if step.output is not None:
         message.output.CopyFrom(value(step.output))
     return message

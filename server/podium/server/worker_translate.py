@@ -120,7 +120,7 @@ def task_message(task: RemoteTask) -> pb.ConnectResponse:
             attempt=task.attempt,
             agent=task.agent,
             queue=task.queue,
-            input=translate.value(task.input),
+            input=translate.struct(task.input),
             config=translate.struct(dict(task.config)),
             attempt_deadline=translate.timestamp(task.attempt_deadline),
             step_deadline=translate.timestamp(task.step_deadline),

@@ -27,7 +27,10 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
         self, request: workflow_service_pb2.CreateWorkflowRequest, context: Context
     ) -> workflow_service_pb2.CreateWorkflowResponse:
         spec = await _spec_aside(request.spec)
-        workflow = await self._workflows.create(request.workflow_id, spec)
+        # Kept as sent, so that GetWorkflow returns the definition unchanged (the domain spec
+        # has its defaults filled in). Deterministic: equal definitions, equal bytes.
+        applied = request.spec.SerializeToString(deterministic=True)
+        workflow = await self._workflows.create(request.workflow_id, spec, applied)
         return workflow_service_pb2.CreateWorkflowResponse(
             workflow=translate.workflow_to_proto(workflow)
         )

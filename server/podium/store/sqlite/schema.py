@@ -171,6 +171,11 @@ MIGRATIONS: list[str] = [
         start_time REAL NOT NULL
     );
     """,
+    # 6: workflow definitions as applied (the serialized WorkflowSpec the client sent), so
+    # that GetWorkflow returns them unchanged.
+    """
+    ALTER TABLE workflows ADD COLUMN applied BLOB;
+    """,
 ]
 
 

@@ -157,18 +157,23 @@ class SqliteStore:
 
     # -- workflows --------------------------------------------------------
 
-    async def create_workflow(self, workflow_id: str, spec: WorkflowSpec, now: float) -> int:
+    async def create_workflow(
+        self, workflow_id: str, spec: WorkflowSpec, now: float, applied: bytes = b""
+    ) -> int:
         """Stores the next version of a workflow; durable when this returns."""
         # One create at a time: the version is read back after the commit, and
         # two creates sharing a batch would both read the later one.
         async with self._creating:
-            return await self._create_workflow(workflow_id, spec, now)
+            return await self._create_workflow(workflow_id, spec, now, applied)
 
-    async def _create_workflow(self, workflow_id: str, spec: WorkflowSpec, now: float) -> int:
+    async def _create_workflow(
+        self, workflow_id: str, spec: WorkflowSpec, now: float, applied: bytes
+    ) -> int:
         self.writer.execute(
-            "INSERT INTO workflows (workflow_id, version, spec, create_time) "
-            "SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM workflows WHERE workflow_id = ?",
-            (workflow_id, spec.model_dump_json(), now, workflow_id),
+            "INSERT INTO workflows (workflow_id, version, spec, create_time, applied) "
+            "SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ?, ? FROM workflows "
+            "WHERE workflow_id = ?",
+            (workflow_id, spec.model_dump_json(), now, applied or None, workflow_id),
         )
         await self.writer.commit()
         rows = await self._fetchall(
@@ -180,13 +185,13 @@ class SqliteStore:
         """A version (latest when 0) of a workflow that is not deleted."""
         if version:
             rows = await self._fetchall(
-                "SELECT workflow_id, version, spec, create_time FROM workflows "
+                "SELECT workflow_id, version, spec, create_time, applied FROM workflows "
                 "WHERE workflow_id = ? AND version = ? AND deleted = 0",
                 (workflow_id, version),
             )
         else:
             rows = await self._fetchall(
-                "SELECT workflow_id, version, spec, create_time FROM workflows "
+                "SELECT workflow_id, version, spec, create_time, applied FROM workflows "
                 "WHERE workflow_id = ? AND deleted = 0 ORDER BY version DESC LIMIT 1",
                 (workflow_id,),
             )
@@ -197,7 +202,7 @@ class SqliteStore:
     ) -> WorkflowVersion | None:
         """A version even if deleted: runs keep the version they are pinned to."""
         rows = await self._fetchall(
-            "SELECT workflow_id, version, spec, create_time FROM workflows "
+            "SELECT workflow_id, version, spec, create_time, applied FROM workflows "
             "WHERE workflow_id = ? AND version = ?",
             (workflow_id, version),
         )
@@ -206,7 +211,7 @@ class SqliteStore:
     async def list_workflows(self, limit: int, after_id: str = "") -> list[WorkflowVersion]:
         """Latest version of each live workflow, by id, after `after_id`."""
         rows = await self._fetchall(
-            "SELECT w.workflow_id, w.version, w.spec, w.create_time FROM workflows w "
+            "SELECT w.workflow_id, w.version, w.spec, w.create_time, w.applied FROM workflows w "
             "JOIN (SELECT workflow_id, MAX(version) AS version FROM workflows "
             "      WHERE deleted = 0 AND workflow_id > ? GROUP BY workflow_id) latest "
             "ON w.workflow_id = latest.workflow_id AND w.version = latest.version "
@@ -443,4 +448,5 @@ def _workflow(row: Any) -> WorkflowVersion:
         version=row[1],
         spec=WorkflowSpec.model_validate_json(row[2]),
         create_time=row[3],
+        applied=row[4] or b"",
     )
