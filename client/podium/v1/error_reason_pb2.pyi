@@ -119,6 +119,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """[UNAVAILABLE] The database file was deleted or replaced while serving;
     the server acknowledges no write after that.
     """
+    ERROR_REASON_OVERLOADED: _ErrorReason.ValueType  # 29
+    """[RESOURCE_EXHAUSTED] The server holds as many unary calls as its
+    max_calls_in_flight limit allows; nothing was done. Retry after the
+    RetryInfo delay in the status details.
+    """
     ERROR_REASON_INVALID_WORKER_SESSION: _ErrorReason.ValueType  # 27
     """Workers (WorkerService).
 
@@ -243,6 +248,11 @@ written.
 ERROR_REASON_STORAGE_LOST: ErrorReason.ValueType  # 26
 """[UNAVAILABLE] The database file was deleted or replaced while serving;
 the server acknowledges no write after that.
+"""
+ERROR_REASON_OVERLOADED: ErrorReason.ValueType  # 29
+"""[RESOURCE_EXHAUSTED] The server holds as many unary calls as its
+max_calls_in_flight limit allows; nothing was done. Retry after the
+RetryInfo delay in the status details.
 """
 ERROR_REASON_INVALID_WORKER_SESSION: ErrorReason.ValueType  # 27
 """Workers (WorkerService).
