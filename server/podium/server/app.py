@@ -21,16 +21,29 @@ from podium.engine.services import DEFAULT_MAX_OUTPUT_BYTES
 from podium.governance.policy import Policy
 from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
+from podium.identity.authenticator import Authenticator
+from podium.identity.jwt_bearer import JwtVerifier
+from podium.identity.rates import TenantRateLimiter
+from podium.identity.token_catalog import TokenCatalog
 from podium.plugins.manager import PluginReport, load_plugins
 from podium.server.control_service import ControlService
 from podium.server.event_encoding import EventEncoder
 from podium.server.execution_service import ExecutionService
+from podium.server.identity_interceptor import IdentityInterceptor
+from podium.server.identity_service import IdentityService
 from podium.server.malformed import MalformedRequests
 from podium.server.progress_service import ProgressService, add_progress_service
+from podium.server.security import (
+    SecurityConfig,
+    ServeRefused,
+    check_address,
+    server_credentials,
+)
 from podium.server.store_watch import StoreWatch
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.workflow_service import WorkflowService
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
+from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.ownership import DatabaseLock
 from podium.store.sqlite.store import MEMORY, SqliteStore
 from podium.v1 import (
@@ -38,6 +51,8 @@ from podium.v1 import (
     control_service_pb2_grpc,
     execution_service_pb2,
     execution_service_pb2_grpc,
+    identity_service_pb2,
+    identity_service_pb2_grpc,
     progress_service_pb2,
     workflow_service_pb2,
     workflow_service_pb2_grpc,
@@ -59,6 +74,7 @@ SERVICE_NAMES = (
     execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
     progress_service_pb2.DESCRIPTOR.services_by_name["ProgressService"].full_name,
     control_service_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name,
+    identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
 )
 
 
@@ -79,6 +95,8 @@ class PodiumServer:
     watchdog: LoopWatchdog | None = None
     # Watch responses, encoded once for every subscriber.
     event_encoder: EventEncoder | None = None
+    # API tokens: where a test or the bootstrap creates the first admin token.
+    tokens: TokenCatalog | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
@@ -112,6 +130,7 @@ async def start_server(
     policy: Policy | None = None,
     max_output_bytes: int | None = None,
     watchdog_threshold: float | None = DEFAULT_THRESHOLD,
+    security: SecurityConfig | None = None,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -121,7 +140,13 @@ async def start_server(
     bytes); None reads PODIUM_MAX_OUTPUT_BYTES, 1 MiB when it is unset.
     With `watchdog_threshold` (seconds), a blocked event loop is logged with
     the agent that blocked it; None watches nothing.
+    `security`: authentication, TLS and request rates; None serves without
+    credentials, which only a loopback address allows (ServeRefused, before
+    anything is opened or bound, otherwise).
     """
+    security = security or SecurityConfig()
+    check_address(address, security)
+    jwt = _jwt_verifier(security)
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
     if max_output_bytes is None:
@@ -152,6 +177,8 @@ async def start_server(
             lock=lock,
             max_output_bytes=max_output_bytes,
             watchdog_threshold=watchdog_threshold,
+            security=security,
+            jwt=jwt,
         )
     except BaseException:
         # Whatever failed, nothing may keep running: the store's threads would
@@ -176,6 +203,8 @@ async def _serve_store(
     lock: DatabaseLock | None,
     max_output_bytes: int,
     watchdog_threshold: float | None,
+    security: SecurityConfig,
+    jwt: JwtVerifier | None,
 ) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins()
     for failed in report.failed:
@@ -195,7 +224,23 @@ async def _serve_store(
         max_output_bytes=max_output_bytes,
     )
 
-    server = grpc.aio.server(interceptors=[MalformedRequests()], options=SERVER_OPTIONS)
+    identity_store = SqliteIdentityStore(store)
+    tokens = TokenCatalog(identity_store, governance.clock)
+    authenticator = Authenticator(
+        tokens,
+        enabled=security.authenticates,
+        jwt=jwt,
+        certificates=security.client_certificates,
+    )
+    limiter = (
+        TenantRateLimiter(security.rate_limit, governance.clock) if security.rate_limit else None
+    )
+    # Identity first: a caller is admitted before its request is even looked at.
+    interceptors = [
+        IdentityInterceptor(authenticator, identity_store, governance.clock, limiter),
+        MalformedRequests(),
+    ]
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowService(engine.workflows), server
     )
@@ -207,13 +252,21 @@ async def _serve_store(
     control_service_pb2_grpc.add_ControlServiceServicer_to_server(
         ControlService(engine, governance, report, version or _version(), started), server
     )
+    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
+        IdentityService(tokens, identity_store, store.commit), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = _listen(server, address)
+    port = _listen(server, address, security)
     await server.start()
+    if not security.authenticates:
+        log.warning(
+            "authentication is off: every caller is an admin%s",
+            " (--insecure)" if security.insecure else "; serving a loopback address only",
+        )
     engine.start_recovery()
     pruner = None
     if retention_seconds:
@@ -246,14 +299,27 @@ async def _serve_store(
         lock,
         watchdog,
         progress_service.encoder,
+        tokens,
     )
 
 
-def _listen(server: grpc.aio.Server, address: str) -> int:
+def _jwt_verifier(security: SecurityConfig) -> JwtVerifier | None:
+    if security.jwt is None:
+        return None
+    try:
+        return JwtVerifier(security.jwt)
+    except ValueError as error:
+        raise ServeRefused(str(error)) from None
+
+
+def _listen(server: grpc.aio.Server, address: str, security: SecurityConfig) -> int:
     """Binds `address`; OSError when it is taken (grpc returns 0 for some
     failures and raises RuntimeError "Failed to bind" for others)."""
     try:
-        port = server.add_insecure_port(address)
+        if security.tls is not None:
+            port = server.add_secure_port(address, server_credentials(security.tls))
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as error:
         raise OSError(f"cannot listen on {address}: address in use or unavailable") from error
     if port == 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import grpc
@@ -21,6 +22,7 @@ from podium.core.clock import Clock
 from podium.governance.policy import Policy
 from podium.plugins.manager import PluginReport
 from podium.server.app import PodiumServer, start_server
+from podium.server.security import SecurityConfig
 from podium.testing.stubs import Stubs
 
 __all__ = ["STOP_GRACE", "InProcessServer", "serving"]
@@ -53,6 +55,7 @@ async def serving(
     max_output_bytes: int | None = None,
     retention_seconds: float | None = None,
     version: str = "",
+    security: SecurityConfig | None = None,
 ) -> AsyncIterator[InProcessServer]:
     """Serves `db_path` (a SQLite file; ":memory:" keeps nothing) until the
     block ends, then stops the server with a short grace.
@@ -61,6 +64,8 @@ async def serving(
     the same file again: stopping twice is harmless. `plugins` is a
     `podium.plugins.manager.load_plugins()` report, perhaps with agents added
     to its registry; None loads the installed plugins as `podium serve` does.
+    With `security` (authentication, TLS) the yielded stubs carry no
+    credentials (nor TLS): open stubs with `podium.testing.identity.stubs_for`.
     """
     options: dict[str, Any] = {
         "clock": clock,
@@ -68,6 +73,7 @@ async def serving(
         "policy": policy,
         "retention_seconds": retention_seconds,
         "version": version,
+        "security": security,
     }
     if max_running_steps is not None:  # else the server's own default
         options["max_running_steps"] = max_running_steps

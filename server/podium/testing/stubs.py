@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2_grpc
 from podium.v1 import (
     control_service_pb2_grpc,
     execution_service_pb2_grpc,
+    identity_service_pb2_grpc,
     progress_service_pb2_grpc,
     workflow_service_pb2_grpc,
 )
@@ -31,6 +32,7 @@ class Stubs:
     executions: execution_service_pb2_grpc.ExecutionServiceAsyncStub
     progress: progress_service_pb2_grpc.ProgressServiceAsyncStub
     control: control_service_pb2_grpc.ControlServiceAsyncStub
+    identity: identity_service_pb2_grpc.IdentityServiceAsyncStub
     # grpc.health.v1.Health; typed Any because its type stubs know no aio methods.
     health: Any
 
@@ -43,5 +45,6 @@ class Stubs:
             executions=execution_service_pb2_grpc.ExecutionServiceStub(channel),
             progress=progress_service_pb2_grpc.ProgressServiceStub(channel),
             control=control_service_pb2_grpc.ControlServiceStub(channel),
+            identity=identity_service_pb2_grpc.IdentityServiceStub(channel),
             health=health_pb2_grpc.HealthStub(channel),
         )
