@@ -17,7 +17,7 @@ def role_value(name: str) -> identity_service_pb2.Role.ValueType:
     """'admin' or 'ROLE_ADMIN' -> ROLE_ADMIN; ValueError naming the known roles."""
     key = name.strip().upper()
     key = key if key.startswith("ROLE_") else f"ROLE_{key}"
-    if key == "ROLE_UNSPECIFIED" or key not in identity_service_pb2.Role.keys():
+    if key == "ROLE_UNSPECIFIED" or key not in identity_service_pb2.Role.keys():  # noqa: SIM118
         raise ValueError(f"unknown role {name!r} (known: {', '.join(ROLE_NAMES)})")
     return identity_service_pb2.Role.Value(key)
 

@@ -6,10 +6,13 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from podium.governance.policy import Policy, PolicyError, load_policy
+from podium.identity.jwt_bearer import JwtSettings
 from podium.server import loop
 from podium.server.app import start_server
+from podium.server.security import SecurityConfig, TlsFiles, check_address
 
 log = logging.getLogger("podium.server")
 
@@ -20,6 +23,7 @@ def run_server(
     grace_seconds: float = 10.0,
     retention_seconds: float | None = None,
     policy_path: str | None = None,
+    security_options: dict[str, Any] | None = None,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
@@ -29,6 +33,12 @@ def run_server(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    try:
+        security = security_config(security_options or {})
+        check_address(address, security)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     policy = Policy()
     if policy_path:
         try:
@@ -37,7 +47,9 @@ def run_server(
             print(f"error: policy {policy_path}: {error}", file=sys.stderr)
             return 2
     try:
-        return loop.run(_serve(address, db_path, grace_seconds, retention_seconds, policy))
+        return loop.run(
+            _serve(address, db_path, grace_seconds, retention_seconds, policy, security)
+        )
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -49,6 +61,7 @@ async def _serve(
     grace_seconds: float,
     retention_seconds: float | None,
     policy: Policy,
+    security: SecurityConfig,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,7 +69,11 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     try:
         server = await start_server(
-            address, db_path, retention_seconds=retention_seconds, policy=policy
+            address,
+            db_path,
+            retention_seconds=retention_seconds,
+            policy=policy,
+            security=security,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit
@@ -69,3 +86,42 @@ async def _serve(
     await server.stop(grace_seconds)
     log.info("stopped")
     return 0
+
+
+def security_config(options: dict[str, Any]) -> SecurityConfig:
+    """`podium serve`'s security flags as a SecurityConfig; ValueError for
+    flags that do not go together."""
+    tls = None
+    cert, key, client_ca = (
+        options.get("tls_cert"),
+        options.get("tls_key"),
+        options.get("tls_client_ca"),
+    )
+    if (cert is None) != (key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if client_ca is not None and cert is None:
+        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+    if cert is not None and key is not None:
+        tls = TlsFiles(cert, key, client_ca)
+    jwt = None
+    if options.get("jwks"):
+        if not options.get("jwt_issuer") or not options.get("jwt_audience"):
+            raise ValueError("--jwks needs --jwt-issuer and --jwt-audience")
+        jwt = JwtSettings(
+            jwks=options["jwks"],
+            issuer=options["jwt_issuer"],
+            audience=options["jwt_audience"],
+            leeway_seconds=float(options.get("jwt_leeway", 30.0)),
+            tenant_claim=options.get("jwt_tenant_claim") or "tenant",
+            roles_claim=options.get("jwt_roles_claim") or "roles",
+        )
+    rate = options.get("rate_limit")
+    if rate is not None and rate <= 0:
+        raise ValueError("--rate-limit must be positive")
+    return SecurityConfig(
+        auth=bool(options.get("auth")),
+        jwt=jwt,
+        tls=tls,
+        insecure=bool(options.get("insecure")),
+        rate_limit=rate,
+    )
