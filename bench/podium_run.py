@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from bench.measure import Measurement, repeat
@@ -109,7 +108,7 @@ def fan_out_request(workflow_id: str, max_concurrency: int) -> Any:
 
 async def measure_fan_out(workload: Workload) -> Measurement:
     async with server_process() as server:
-        async with grpc.aio.insecure_channel(server.address) as channel:
+        async with server.channel() as channel:
             stubs = Stubs.on(channel)
             request = fan_out_request(workload.name.lower(), workload.max_concurrency)
             workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
@@ -119,7 +118,7 @@ async def measure_fan_out(workload: Workload) -> Measurement:
 
 async def measure_dag(workload: Workload) -> Measurement:
     async with server_process() as server:
-        async with grpc.aio.insecure_channel(server.address) as channel:
+        async with server.channel() as channel:
             stubs = Stubs.on(channel)
             request = workflow_request(workload.name.lower(), workload.build())
             workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name

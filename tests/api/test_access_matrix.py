@@ -149,7 +149,7 @@ async def test_health_and_reflection_stay_open(tmp_path: Path) -> None:
     async with serving(str(tmp_path / "p.db"), security=SecurityConfig(auth=True)) as served:
         health = await served.stubs.health.Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
-        reflection = reflection_pb2_grpc.ServerReflectionStub(served.stubs.channel)
+        reflection: Any = reflection_pb2_grpc.ServerReflectionStub(served.stubs.channel)  # type: ignore[arg-type]
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         async for answer in reflection.ServerReflectionInfo(iter([request])):
             names = {s.name for s in answer.list_services_response.service}

@@ -6,6 +6,7 @@ approval's APPROVAL_RESOLVED event names the approver."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -29,7 +30,7 @@ from podium.v1 import identity_service_pb2 as ids
 AUTH = SecurityConfig(auth=True)
 
 
-async def _records(stubs: Stubs, **filters: str) -> list[ids.AuditRecord]:
+async def _records(stubs: Stubs, **filters: Any) -> list[ids.AuditRecord]:
     response = await stubs.identity.ListAuditRecords(ids.ListAuditRecordsRequest(**filters))
     return list(response.records)
 
@@ -72,7 +73,7 @@ async def test_each_mutation_is_recorded_with_its_principal(tmp_path: Path) -> N
             assert methods == ["UpdateBudget", "DeleteRun", "StartRun", "CreateWorkflow"]
             budget, denied, started, created = records
             assert budget.resource == "budgets/cap" and budget.code == "OK"
-            assert budget.after["budget"]["name"] == "cap"
+            assert budget.after.fields["budget"].struct_value.fields["name"].string_value == "cap"
             assert denied.code == "PERMISSION_DENIED" and denied.resource == run.name
             assert denied.subject == f"tokens/{viewer.split('_')[1]}"
             assert (started.subject, started.tenant) == (developer_subject, "default")

@@ -87,7 +87,7 @@ async def test_bad_tokens_are_refused(tmp_path: Path, signing_key: rsa.RSAPrivat
     }
     unsigned = jwt.encode(
         {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": now + 60, "roles": ["admin"]},
-        None,
+        None,  # type: ignore[arg-type]
         algorithm="none",
     )
     cases["alg none"] = (unsigned, "JWT_INVALID")
@@ -110,6 +110,41 @@ async def test_a_missing_jwks_file_stops_the_start(tmp_path: Path) -> None:
     from podium.server.security import ServeRefused
 
     settings = JwtSettings(jwks=str(tmp_path / "missing.json"), issuer=ISSUER, audience=AUDIENCE)
-    with pytest.raises(ServeRefused, match="missing.json"):
+    with pytest.raises(ServeRefused, match=r"missing\.json"):
         async with serving(str(tmp_path / "p.db"), security=SecurityConfig(jwt=settings)):
             pass
+
+
+async def test_keys_from_a_jwks_url(tmp_path: Path, signing_key: rsa.RSAPrivateKey) -> None:
+    import http.server
+    import threading
+
+    body = Path(_jwks(tmp_path / "jwks.json", signing_key, "k1")).read_bytes()
+
+    class Keys(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    keys = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Keys)
+    thread = threading.Thread(target=keys.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{keys.server_address[1]}/jwks.json"
+        security = SecurityConfig(jwt=JwtSettings(jwks=url, issuer=ISSUER, audience=AUDIENCE))
+        async with serving(str(tmp_path / "p.db"), security=security) as served:
+            async with stubs_for(served.address, _token(signing_key, roles=["viewer"])) as stubs:
+                caller = await stubs.identity.GetCaller(ids.GetCallerRequest())
+            assert caller.subject == "jwt:ada"
+            async with stubs_for(served.address, _token(_key(), roles=["admin"])) as stubs:
+                with pytest.raises(grpc.aio.AioRpcError) as forged:
+                    await stubs.identity.GetCaller(ids.GetCallerRequest())
+            assert error_info(forged.value).reason == "JWT_INVALID"
+    finally:
+        keys.shutdown()
+        keys.server_close()

@@ -74,3 +74,31 @@ async def test_mtls_maps_the_certificate_subject_to_the_principal(tmp_path: Path
                 with pytest.raises(PodiumError) as refused:
                     await client.get_caller()
             assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_the_blocking_client_over_mtls_with_a_token(tmp_path: Path) -> None:
+    import asyncio
+
+    from podium.client import Client
+    from podium.identity.principal import Role
+    from podium.testing.identity import new_token
+
+    ca = make_ca(tmp_path)
+    server_cert = make_certificate(tmp_path, ca, "podium-server", server=True)
+    bob = make_certificate(tmp_path, ca, "bob", units=("viewer",))
+    tls = TlsFiles(str(server_cert.cert), str(server_cert.key), client_ca=str(ca.cert))
+    async with serving(str(tmp_path / "p.db"), security=SecurityConfig(tls=tls)) as served:
+        admin = await new_token(served.server, Role.ADMIN)
+        options = TlsOptions(ca=str(ca.cert), cert=str(bob.cert), key=str(bob.key))
+        address = f"localhost:{served.server.port}"
+
+        def callers() -> tuple[str, str]:
+            with Client(address, tls=options) as by_certificate:
+                certificate = by_certificate.get_caller().subject
+            with Client(address, tls=options, token=admin) as by_token:
+                token = by_token.get_caller().subject
+            return certificate, token
+
+        certificate, token = await asyncio.to_thread(callers)
+    assert certificate == "certificate:bob"
+    assert token == f"tokens/{admin.split('_')[1]}"  # a bearer token wins over the certificate

@@ -107,7 +107,7 @@ async def test_bad_token_requests_are_invalid_argument_and_store_nothing(tmp_pat
             for request, field in [
                 (ids.CreateTokenRequest(display_name="x"), "roles"),
                 (ids.CreateTokenRequest(roles=[ids.ROLE_VIEWER], tenant="acme"), "tenant"),
-                (ids.CreateTokenRequest(roles=[99]), "roles"),
+                (ids.CreateTokenRequest(roles=[ids.Role.ValueType(99)]), "roles"),
                 (
                     ids.CreateTokenRequest(
                         roles=[ids.ROLE_VIEWER], ttl=duration_pb2.Duration(seconds=-1)

@@ -23,7 +23,7 @@ from podium.identity.access import Access, access_of, is_open
 from podium.identity.authenticator import Authenticator, Credentials
 from podium.identity.errors import PermissionDenied, Unauthenticated
 from podium.identity.ports import IdentityStore
-from podium.identity.principal import Principal
+from podium.identity.principal import ANONYMOUS, Principal
 from podium.identity.rates import TenantRateLimiter
 from podium.server import audit
 from podium.server.caller import reset_caller, set_caller
@@ -110,7 +110,10 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
     ) -> Principal:
         """The caller's principal; aborts the call when it may not go on."""
         try:
-            principal = await self._authenticator.authenticate(_credentials(context))
+            if self._authenticator.enabled:
+                principal = await self._authenticator.authenticate(_credentials(context))
+            else:
+                principal = ANONYMOUS
         except Unauthenticated as error:
             await _abort(context, code_pb2.UNAUTHENTICATED, error.message, error.reason)
             raise  # unreachable: abort raises
