@@ -74,6 +74,7 @@ async def test_each_mutation_is_recorded_with_its_principal(tmp_path: Path) -> N
             budget, denied, started, created = records
             assert budget.resource == "budgets/cap" and budget.code == "OK"
             assert budget.after.fields["budget"].struct_value.fields["name"].string_value == "cap"
+            assert not budget.HasField("before")  # there was no such budget
             assert denied.code == "PERMISSION_DENIED" and denied.resource == run.name
             assert denied.subject == f"tokens/{viewer.split('_')[1]}"
             assert (started.subject, started.tenant) == (developer_subject, "default")
@@ -98,6 +99,27 @@ async def test_each_mutation_is_recorded_with_its_principal(tmp_path: Path) -> N
             )
             assert [r.name for r in (*first.records, *rest.records)] == [r.name for r in records]
             assert not rest.next_page_token
+            raised = control_service_pb2.Budget(
+                name="cap",
+                scope=control_service_pb2.Scope(kind=control_service_pb2.SCOPE_KIND_SERVER),
+                limit=common_pb2.Money(currency_code="USD", units=9),
+                period=control_service_pb2.BUDGET_PERIOD_NONE,
+            )
+            await as_admin.control.UpdateBudget(
+                control_service_pb2.UpdateBudgetRequest(budget=raised)
+            )
+            await as_admin.executions.DeleteRun(
+                execution_service_pb2.DeleteRunRequest(name=run.name)
+            )
+            deleted, changed = await _records(as_admin, page_size=2)
+            limit_before = changed.before.fields["limit"].struct_value.fields["units"]
+            limit_after = changed.after.fields["budget"].struct_value.fields["limit"]
+            assert (
+                limit_before.string_value,
+                limit_after.struct_value.fields["units"].string_value,
+            ) == ("5", "9")
+            assert deleted.before.fields["state"].string_value == "RUN_STATE_SUCCEEDED"
+            assert deleted.resource == run.name and deleted.code == "OK"
             with pytest.raises(grpc.aio.AioRpcError) as bad:
                 await as_admin.identity.ListAuditRecords(
                     ids.ListAuditRecordsRequest(page_token="nope")

@@ -308,6 +308,7 @@ class AuditRecord(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     REQUEST_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"auditRecords/{id}", ids increasing with time."""
     subject: _builtins.str
@@ -330,6 +331,13 @@ class AuditRecord(_message.Message):
     def after(self) -> _struct_pb2.Struct:
         """The resource after the change (the response), for calls that succeeded."""
 
+    @_builtins.property
+    def before(self) -> _struct_pb2.Struct:
+        """The resource before the change, where it existed and applies: a quota,
+        budget or breaker as it was; a run's name and state for CancelRun,
+        DeleteRun and ResolveApproval.
+        """
+
     def __init__(
         self,
         *,
@@ -343,10 +351,11 @@ class AuditRecord(_message.Message):
         code: _builtins.str = ...,
         request: _struct_pb2.Struct | None = ...,
         after: _struct_pb2.Struct | None = ...,
+        before: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "request", b"request", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "request", b"request", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "code", b"code", "method", b"method", "name", b"name", "request", b"request", "request_id", b"request_id", "resource", b"resource", "subject", b"subject", "tenant", b"tenant", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "code", b"code", "method", b"method", "name", b"name", "request", b"request", "request_id", b"request_id", "resource", b"resource", "subject", b"subject", "tenant", b"tenant", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

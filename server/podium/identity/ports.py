@@ -19,6 +19,7 @@ class AuditRecord:
     code: str
     request: dict[str, Any]
     after: dict[str, Any] | None
+    before: dict[str, Any] | None = None
     # Assigned by the store, increasing.
     id: int = 0
 

@@ -26,6 +26,7 @@ from podium.identity.jwt_bearer import JwtVerifier
 from podium.identity.rates import TenantRateLimiter
 from podium.identity.token_catalog import TokenCatalog
 from podium.plugins.manager import PluginReport, load_plugins
+from podium.server.audit_before import BeforeReader
 from podium.server.control_service import ControlService
 from podium.server.event_encoding import EventEncoder
 from podium.server.execution_service import ExecutionService
@@ -237,7 +238,13 @@ async def _serve_store(
     )
     # Identity first: a caller is admitted before its request is even looked at.
     interceptors = [
-        IdentityInterceptor(authenticator, identity_store, governance.clock, limiter),
+        IdentityInterceptor(
+            authenticator,
+            identity_store,
+            governance.clock,
+            limiter,
+            BeforeReader(engine, governance),
+        ),
         MalformedRequests(),
     ]
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)

@@ -34,6 +34,7 @@ def record(
     code: str,
     request: Any,
     response: Any,
+    before: Any = None,
 ) -> AuditRecord:
     request_body = _json(request) or {}
     after = _json(response)
@@ -47,6 +48,7 @@ def record(
         code=code,
         request=request_body,
         after=after,
+        before=_json(before),
     )
 
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, cast
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import any_pb2, duration_pb2, message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -26,6 +26,7 @@ from podium.identity.ports import IdentityStore
 from podium.identity.principal import ANONYMOUS, Principal
 from podium.identity.rates import TenantRateLimiter
 from podium.server import audit
+from podium.server.audit_before import BeforeReader
 from podium.server.caller import reset_caller, set_caller
 from podium.server.status import DOMAIN
 
@@ -44,11 +45,13 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         store: IdentityStore,
         clock: Clock,
         limiter: TenantRateLimiter | None = None,
+        before: BeforeReader | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._store = store
         self._clock = clock
         self._limiter = limiter
+        self._before = before
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -79,12 +82,14 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
             try:
                 if not access.mutation:
                     return await behaviour(request, context)
+                before = await self._read_before(method, request)
                 try:
                     response = await behaviour(request, context)
                 except BaseException:
-                    self._audit(method, principal, request, None, _code_of(context), context)
+                    code = _code_of(context)
+                    self._audit(method, principal, request, None, code, context, before)
                     raise
-                self._audit(method, principal, request, response, "OK", context)
+                self._audit(method, principal, request, response, "OK", context, before)
                 return response
             finally:
                 reset_caller(token)
@@ -143,6 +148,7 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         response: Any,
         code: str,
         context: Context,
+        before: Any = None,
     ) -> None:
         try:
             self._store.append_audit(
@@ -154,11 +160,22 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
                     code=code,
                     request=request,
                     response=response,
+                    before=before,
                 )
             )
         except Exception:
             # The store refuses writes once it has failed; the call's own status says so.
             log.warning("audit record of %s not written", method, exc_info=True)
+
+    async def _read_before(self, method: str, request: Any) -> Any:
+        if self._before is None or not isinstance(request, message.Message):
+            return None
+        try:
+            return await self._before.read(method, request)
+        except Exception:
+            # The record goes without it; the call itself is not the reader's to fail.
+            log.warning("audit: the state before %s not read", method, exc_info=True)
+            return None
 
 
 def _credentials(context: Context) -> Credentials:

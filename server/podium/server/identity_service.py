@@ -155,4 +155,5 @@ def audit_to_proto(record: AuditRecord) -> identity_service_pb2.AuditRecord:
         code=record.code,
         request=translate.struct(record.request),
         after=translate.struct(record.after),
+        before=translate.struct(record.before),
     )

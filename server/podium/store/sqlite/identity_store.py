@@ -40,7 +40,7 @@ class SqliteIdentityStore:
     def append_audit(self, record: AuditRecord) -> None:
         self._store.writer.execute(
             "INSERT INTO audit_records (time, tenant, subject, method, resource, request_id, "
-            "code, request, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "code, request, after, before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.time,
                 record.tenant,
@@ -51,6 +51,7 @@ class SqliteIdentityStore:
                 record.code,
                 json.dumps(record.request),
                 None if record.after is None else json.dumps(record.after),
+                None if record.before is None else json.dumps(record.before),
             ),
         )
 
@@ -76,7 +77,8 @@ class SqliteIdentityStore:
             clauses.append("id < ?")
             params.append(query.before_id)
         rows = await self._store._fetchall(
-            "SELECT id, time, tenant, subject, method, resource, request_id, code, request, after "
+            "SELECT id, time, tenant, subject, method, resource, request_id, code, request, after, "
+            "before "
             f"FROM audit_records WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
             (*params, query.limit),
         )
@@ -92,6 +94,7 @@ class SqliteIdentityStore:
                 code=row[7],
                 request=json.loads(row[8]),
                 after=None if row[9] is None else json.loads(row[9]),
+                before=None if row[10] is None else json.loads(row[10]),
             )
             for row in rows
         ]

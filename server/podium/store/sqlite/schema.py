@@ -189,7 +189,8 @@ MIGRATIONS: list[str] = [
         request_id TEXT NOT NULL,
         code TEXT NOT NULL,
         request TEXT NOT NULL,
-        after TEXT
+        after TEXT,
+        before TEXT
     );
     CREATE INDEX audit_records_by_tenant ON audit_records (tenant, id DESC);
     """,
