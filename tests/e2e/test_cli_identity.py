@@ -66,6 +66,14 @@ def test_bootstrap_serve_with_auth_and_use_tokens(
     applied = _cli(*address, "workflows", "apply", "-f", str(HELLO), env=as_viewer)
     one_line_error(applied, "PERMISSION_DENIED")
 
+    as_admin = {"PODIUM_TOKEN": admin}
+    assert _cli(*address, "workflows", "apply", "-f", str(HELLO), env=as_admin).returncode == 0
+    watched = _cli(
+        *address, "runs", "start", "hello", "--input", '{"name": "Ada"}', "--watch", env=as_admin
+    )
+    assert watched.returncode == 0, watched.stderr
+    assert "RUN_SUCCEEDED" in watched.stdout  # the watch stream carried the token too
+
     while_serving = _cli("tokens", "create", "--db", str(db), "--role", "admin")
     one_line_error(while_serving, "error:")
 
