@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from bench.measure import Measurement, repeat
-from bench.server import FINAL_EVENTS, BenchError, server_process
+from bench.server import FINAL_EVENTS, BenchError, auth_requested, server_process
 from bench.workloads import StepDef, Workload
 from podium.testing import Stubs
 from podium.v1 import (
@@ -107,7 +107,7 @@ def fan_out_request(workflow_id: str, max_concurrency: int) -> Any:
 
 
 async def measure_fan_out(workload: Workload) -> Measurement:
-    async with server_process() as server:
+    async with server_process(auth=auth_requested()) as server:
         async with server.channel() as channel:
             stubs = Stubs.on(channel)
             request = fan_out_request(workload.name.lower(), workload.max_concurrency)
@@ -117,7 +117,7 @@ async def measure_fan_out(workload: Workload) -> Measurement:
 
 
 async def measure_dag(workload: Workload) -> Measurement:
-    async with server_process() as server:
+    async with server_process(auth=auth_requested()) as server:
         async with server.channel() as channel:
             stubs = Stubs.on(channel)
             request = workflow_request(workload.name.lower(), workload.build())

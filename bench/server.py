@@ -35,8 +35,13 @@ class BenchError(RuntimeError):
     """A run did not do what the benchmark asked: its figures would be meaningless."""
 
 
-# BENCH_AUTH=1: servers require API tokens (`--auth`) and the driver sends one.
+# BENCH_AUTH=1: the servers of the DAG and fan-out workloads (W1-W4, W6) require API tokens
+# (`--auth`) and the driver sends one.
 AUTH_ENV = "BENCH_AUTH"
+
+
+def auth_requested() -> bool:
+    return os.environ.get(AUTH_ENV) == "1"
 
 
 @dataclass
@@ -72,7 +77,9 @@ class BenchServer:
 
 
 @asynccontextmanager
-async def server_process(db_path: Path | None = None) -> AsyncIterator[BenchServer]:
+async def server_process(
+    db_path: Path | None = None, *, auth: bool = False
+) -> AsyncIterator[BenchServer]:
     """A fresh server with its own SQLite file (WAL), so that neither its peak
     RSS nor its database carries over from another workload; or, given
     `db_path`, a fresh process on that database (to restart on it)."""
@@ -80,7 +87,7 @@ async def server_process(db_path: Path | None = None) -> AsyncIterator[BenchServ
         db = db_path or Path(tmp) / "podium.db"
         token: str | None = None
         args: tuple[str, ...] = ()
-        if os.environ.get(AUTH_ENV) == "1":
+        if auth:
             new = await create_token_offline(str(db), "bench", "default", frozenset({Role.ADMIN}))
             token, args = new.secret, ("--auth",)
         process = await start_server_process_async(db, log_dir=tmp, grace=STOP_GRACE_S, args=args)
