@@ -14,11 +14,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from bench.measure import Measurement, repeat
-from bench.server import FINAL_EVENTS, BenchError, server_process
+from bench.server import FINAL_EVENTS, BenchError, auth_requested, server_process
 from bench.workloads import StepDef, Workload
 from podium.testing import Stubs, start_worker_process, workers_serve
 from podium.v1 import (
@@ -111,8 +110,8 @@ def fan_out_request(workflow_id: str, max_concurrency: int) -> Any:
 
 
 async def measure_fan_out(workload: Workload) -> Measurement:
-    async with server_process() as server:
-        async with grpc.aio.insecure_channel(server.address) as channel:
+    async with server_process(auth=auth_requested()) as server:
+        async with server.channel() as channel:
             stubs = Stubs.on(channel)
             request = fan_out_request(workload.name.lower(), workload.max_concurrency)
             workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
@@ -121,8 +120,8 @@ async def measure_fan_out(workload: Workload) -> Measurement:
 
 
 async def measure_dag(workload: Workload) -> Measurement:
-    async with server_process() as server:
-        async with grpc.aio.insecure_channel(server.address) as channel:
+    async with server_process(auth=auth_requested()) as server:
+        async with server.channel() as channel:
             stubs = Stubs.on(channel)
             request = workflow_request(workload.name.lower(), workload.build())
             workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
@@ -151,7 +150,7 @@ async def measure_dag_on_worker(workload: Workload) -> Measurement:
                 ],
             )
             try:
-                async with grpc.aio.insecure_channel(server.address) as channel:
+                async with server.channel() as channel:
                     stubs = Stubs.on(channel)
                     await workers_serve(stubs, "echo", queue=WORKER_QUEUE)
                     request = workflow_request(

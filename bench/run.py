@@ -1,7 +1,8 @@
 """`make bench`: Podium's overhead over a bare asyncio executor.
 
 Usage: `.venv/bin/python bench/run.py [--synchronous normal] [W1 W2 ...]`;
-`BENCH_JSON=path` also writes the figures as JSON. See bench/workloads.py for what each workload is.
+`BENCH_JSON=path` also writes the figures as JSON; `BENCH_AUTH=1` serves W1-W4 and W6 with `--auth`
+and drives them with an API token. See bench/workloads.py for what each workload is.
 """
 
 from __future__ import annotations

@@ -6,13 +6,19 @@ is its own and not the driver's.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
 from bench.measure import peak_rss_mb_of
+from podium.client._credentials import aio_interceptors
+from podium.identity.principal import Role
+from podium.server.bootstrap import create_token_offline
 from podium.testing import ServerProcess, start_server_process_async
 from podium.v1 import event_pb2
 
@@ -32,9 +38,23 @@ class BenchError(RuntimeError):
     """A run did not do what the benchmark asked: its figures would be meaningless."""
 
 
+# BENCH_AUTH=1: the servers of the DAG and fan-out workloads (W1-W4, W6) require API tokens
+# (`--auth`) and the driver sends one.
+AUTH_ENV = "BENCH_AUTH"
+
+
+def auth_requested() -> bool:
+    return os.environ.get(AUTH_ENV) == "1"
+
+
 @dataclass
 class BenchServer:
     process: ServerProcess
+    token: str | None = None
+
+    def channel(self) -> grpc.aio.Channel:
+        """A channel to the server, carrying the admin token when it has one."""
+        return grpc.aio.insecure_channel(self.address, interceptors=aio_interceptors(self.token))
 
     @property
     def port(self) -> int:
@@ -60,19 +80,21 @@ class BenchServer:
 
 
 @asynccontextmanager
-async def server_process(db_path: Path | None = None) -> AsyncIterator[BenchServer]:
+async def server_process(
+    db_path: Path | None = None, *, auth: bool = False
+) -> AsyncIterator[BenchServer]:
     """A fresh server with its own SQLite file (WAL), so that neither its peak
     RSS nor its database carries over from another workload; or, given
     `db_path`, a fresh process on that database (to restart on it)."""
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
         db = db_path or Path(tmp) / "podium.db"
-        process = await start_server_process_async(
-            db,
-            log_dir=tmp,
-            grace=STOP_GRACE_S,
-            args=("--synchronous", SERVE_OPTIONS["synchronous"]),
-        )
+        token: str | None = None
+        args: tuple[str, ...] = ("--synchronous", SERVE_OPTIONS["synchronous"])
+        if auth:
+            new = await create_token_offline(str(db), "bench", "default", frozenset({Role.ADMIN}))
+            token, args = new.secret, (*args, "--auth")
+        process = await start_server_process_async(db, log_dir=tmp, grace=STOP_GRACE_S, args=args)
         try:
-            yield BenchServer(process)
+            yield BenchServer(process, token)
         finally:
             process.kill()  # a no-op after a graceful stop

@@ -13,6 +13,7 @@ from rich.console import Console
 from podium.cli.formatting import message_json
 from podium.client import Client
 from podium.client._channel import resolve_address
+from podium.client._credentials import TlsOptions, resolve_tls, resolve_token
 
 __all__ = ["Context"]
 
@@ -30,13 +31,26 @@ class Context:
         return resolve_address(getattr(self.args, "address", None))
 
     @property
+    def token(self) -> str | None:
+        return resolve_token(getattr(self.args, "token", None))
+
+    @property
+    def tls(self) -> TlsOptions | None:
+        ca, cert, key = (
+            getattr(self.args, name, None) for name in ("tls_ca", "tls_cert", "tls_key")
+        )
+        if ca is None and cert is None and key is None:
+            return resolve_tls(None)
+        return TlsOptions(ca, cert, key)
+
+    @property
     def json(self) -> bool:
         return bool(getattr(self.args, "json", False))
 
     def client(self) -> Client:
         """The client, connected on first use so that local commands never open a channel."""
         if self._client is None:
-            self._client = Client(self.address)
+            self._client = Client(self.address, token=self.token, tls=self.tls)
         return self._client
 
     def close(self) -> None:

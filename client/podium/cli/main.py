@@ -7,9 +7,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from podium.cli import governance, plugins, runs, serve, worker, workflows
+from podium.cli import governance, identity, plugins, runs, serve, worker, workflows
 from podium.cli.context import Context
-from podium.cli.parser import ArgumentParser, InvalidValue, UsageError
+from podium.cli.parser import ArgumentParser, InvalidValue, UsageError, add_credential_options
 from podium.client import DefinitionError, PodiumError
 
 __all__ = ["build_parser", "main"]
@@ -32,6 +32,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", default=False, help="print JSON (read commands)"
     )
+    add_credential_options(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.register(commands)
     worker.register(commands)
@@ -39,6 +40,7 @@ def build_parser() -> ArgumentParser:
     runs.register(commands)
     governance.register(commands)
     plugins.register(commands)
+    identity.register(commands)
     return parser
 
 

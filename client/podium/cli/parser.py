@@ -40,7 +40,35 @@ def leaf_options() -> ArgumentParser:
         default=argparse.SUPPRESS,
         help="server address host:port (default: $PODIUM_ADDRESS or 127.0.0.1:50051)",
     )
+    add_credential_options(parent, argparse.SUPPRESS)
     return parent
+
+
+def add_credential_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """--token and the client's TLS files, on the top level and after every command."""
+    parser.add_argument(
+        "--token",
+        default=default,
+        help="bearer token (an API token or a JWT; default: $PODIUM_TOKEN)",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        default=default,
+        metavar="PEM",
+        help="connect with TLS, verifying the server against this CA (default: $PODIUM_TLS_CA)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=default,
+        metavar="PEM",
+        help="client certificate for mTLS (default: $PODIUM_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=default,
+        metavar="PEM",
+        help="the client certificate's key (default: $PODIUM_TLS_KEY)",
+    )
 
 
 def json_option() -> ArgumentParser:

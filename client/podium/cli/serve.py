@@ -72,6 +72,49 @@ def register(commands: Any) -> None:
         " survives the server being killed (kill -9 included) but not a power loss or an OS"
         " crash, for faster commits",
     )
+    security = serve.add_argument_group(
+        "security", "without --auth, --jwks or --tls-client-ca only a loopback address is served"
+    )
+    security.add_argument(
+        "--auth",
+        action="store_true",
+        default=False,
+        help="require credentials: API tokens (`podium tokens create`)",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        default=False,
+        help="serve a non-loopback address without authentication (every caller is an admin)",
+    )
+    security.add_argument("--tls-cert", dest="server_tls_cert", metavar="PEM", help="serve TLS")
+    security.add_argument("--tls-key", dest="server_tls_key", metavar="PEM", help="its key")
+    security.add_argument(
+        "--tls-client-ca",
+        dest="server_tls_client_ca",
+        metavar="PEM",
+        help="mTLS: require client certificates signed by these CAs"
+        " (CN: subject, O: tenant, OU: roles)",
+    )
+    security.add_argument("--jwks", metavar="FILE_OR_URL", help="accept JWTs signed by these keys")
+    security.add_argument("--jwt-issuer", default="", help="the JWTs' required `iss`")
+    security.add_argument("--jwt-audience", default="", help="the JWTs' required `aud`")
+    security.add_argument(
+        "--jwt-tenant-claim", default="tenant", help="claim naming the tenant (default: tenant)"
+    )
+    security.add_argument(
+        "--jwt-roles-claim", default="roles", help="claim listing the roles (default: roles)"
+    )
+    security.add_argument(
+        "--jwt-leeway", type=float, default=30.0, metavar="SECONDS", help="clock skew allowed"
+    )
+    security.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        metavar="RPS",
+        help="requests per second per tenant (RESOURCE_EXHAUSTED with RetryInfo past it)",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -103,5 +146,19 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         limits=dict(args.limit),
         remote_agents_only=args.agents == "remote-only",
         synchronous=args.synchronous.upper(),
+        security_options={
+            "auth": args.auth,
+            "insecure": args.insecure,
+            "tls_cert": args.server_tls_cert,
+            "tls_key": args.server_tls_key,
+            "tls_client_ca": args.server_tls_client_ca,
+            "jwks": args.jwks,
+            "jwt_issuer": args.jwt_issuer,
+            "jwt_audience": args.jwt_audience,
+            "jwt_tenant_claim": args.jwt_tenant_claim,
+            "jwt_roles_claim": args.jwt_roles_claim,
+            "jwt_leeway": args.jwt_leeway,
+            "rate_limit": args.rate_limit,
+        },
     )
     return int(code or 0)

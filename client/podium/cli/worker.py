@@ -88,5 +88,7 @@ def worker_command(args: argparse.Namespace, ctx: Context) -> int:
         concurrency=args.concurrency,
         agents=args.agent or [],
         identity=args.identity,
+        token=ctx.token,
+        tls=ctx.tls,
     )
     return int(code or 0)

@@ -6,6 +6,7 @@ name normalization, definition loading, Money <-> Decimal and decoded errors.
 
 from podium.client._async_client import AsyncClient
 from podium.client._channel import ADDRESS_ENV, DEFAULT_ADDRESS
+from podium.client._credentials import TOKEN_ENV, TlsOptions
 from podium.client._flow import FlowPolicy
 from podium.client._sync_client import Client
 from podium.client._watch import TERMINAL_EVENT_TYPES, ReconnectPolicy
@@ -19,6 +20,7 @@ __all__ = [
     "ADDRESS_ENV",
     "DEFAULT_ADDRESS",
     "TERMINAL_EVENT_TYPES",
+    "TOKEN_ENV",
     "AsyncClient",
     "Client",
     "DefinitionError",
@@ -26,6 +28,7 @@ __all__ = [
     "FlowPolicy",
     "PodiumError",
     "ReconnectPolicy",
+    "TlsOptions",
     "format_usd",
     "from_decimal",
     "load_definition",

@@ -12,16 +12,20 @@ import grpc
 
 import podium.client._requests as _requests
 from podium.client._channel import CHANNEL_OPTIONS, DEFAULT_TIMEOUT, resolve_address
+from podium.client._credentials import TlsOptions, aio_channel, resolve_tls, resolve_token
 from podium.client._flow import AsyncFlowControl, FlowPolicy
 from podium.client._watch import ReconnectPolicy, WatchCursor
 from podium.client.definitions import DefinitionSource, load_definition
 from podium.client.errors import PodiumError, translate_rpc_errors
+from podium.client.identity import create_token_request, token_name
 from podium.client.names import run_name, workflow_name
 from podium.v1 import (
     control_service_pb2,
     control_service_pb2_grpc,
     event_pb2,
     execution_service_pb2_grpc,
+    identity_service_pb2,
+    identity_service_pb2_grpc,
     progress_service_pb2,
     progress_service_pb2_grpc,
     run_pb2,
@@ -51,22 +55,90 @@ class AsyncClient:
         timeout: float | None = DEFAULT_TIMEOUT,
         reconnect: ReconnectPolicy | None = None,
         flow: FlowPolicy | None = None,
+        token: str | None = None,
+        tls: TlsOptions | None = None,
     ) -> None:
         """`flow` bounds the unary calls in flight on the channel and retries
         the safe ones (StartRun, reads) on CANCELLED, UNAVAILABLE and
         RESOURCE_EXHAUSTED (after the delay the server asks for, if any);
-        the default allows 1000 at once."""
+        the default allows 1000 at once. `token` (else $PODIUM_TOKEN) is sent
+        as a bearer token; `tls` (else $PODIUM_TLS_CA, _CERT, _KEY) makes the
+        channel TLS, with a client certificate for mTLS."""
         self.address = resolve_address(address)
         self.timeout = timeout
         self._reconnect = reconnect or ReconnectPolicy()
         self.flow = flow or FlowPolicy()
-        self._channel = grpc.aio.insecure_channel(
-            self.address, options=CHANNEL_OPTIONS, interceptors=[AsyncFlowControl(self.flow)]
+        self._channel = aio_channel(
+            self.address,
+            CHANNEL_OPTIONS,
+            resolve_token(token),
+            resolve_tls(tls),
+            [AsyncFlowControl(self.flow)],
         )
         self._workflows = workflow_service_pb2_grpc.WorkflowServiceStub(self._channel)
         self._executions = execution_service_pb2_grpc.ExecutionServiceStub(self._channel)
         self._progress = progress_service_pb2_grpc.ProgressServiceStub(self._channel)
         self._control = control_service_pb2_grpc.ControlServiceStub(self._channel)
+        self._identity = identity_service_pb2_grpc.IdentityServiceStub(self._channel)
+
+    # Identity
+
+    async def create_token(
+        self,
+        display_name: str,
+        roles: Iterable[str],
+        *,
+        tenant: str = "",
+        ttl_seconds: float | None = None,
+    ) -> identity_service_pb2.CreateTokenResponse:
+        """A new API token; its `secret` is in this response only."""
+        request = create_token_request(display_name, roles, tenant=tenant, ttl_seconds=ttl_seconds)
+        with translate_rpc_errors():
+            return await self._identity.CreateToken(request, timeout=self.timeout)
+
+    async def list_tokens(self, *, show_revoked: bool = False) -> list[identity_service_pb2.Token]:
+        request = identity_service_pb2.ListTokensRequest(show_revoked=show_revoked)
+        with translate_rpc_errors():
+            response = await self._identity.ListTokens(request, timeout=self.timeout)
+        return list(response.tokens)
+
+    async def revoke_token(self, name_or_id: str) -> identity_service_pb2.Token:
+        request = identity_service_pb2.RevokeTokenRequest(name=token_name(name_or_id))
+        with translate_rpc_errors():
+            return (await self._identity.RevokeToken(request, timeout=self.timeout)).token
+
+    async def get_caller(self) -> identity_service_pb2.GetCallerResponse:
+        """Who the server takes this client for: subject, tenant, roles."""
+        with translate_rpc_errors():
+            return await self._identity.GetCaller(
+                identity_service_pb2.GetCallerRequest(), timeout=self.timeout
+            )
+
+    async def list_audit_records(
+        self,
+        *,
+        subject: str = "",
+        method: str = "",
+        resource: str = "",
+        page_size: int = 0,
+    ) -> AsyncIterator[identity_service_pb2.AuditRecord]:
+        """Audit records, newest first, fetching pages as the iteration goes."""
+        token = ""
+        while True:
+            request = identity_service_pb2.ListAuditRecordsRequest(
+                subject=subject,
+                method=method,
+                resource=resource,
+                page_size=page_size,
+                page_token=token,
+            )
+            with translate_rpc_errors():
+                response = await self._identity.ListAuditRecords(request, timeout=self.timeout)
+            for record in response.records:
+                yield record
+            token = response.next_page_token
+            if not token:
+                return
 
     async def close(self) -> None:
         await self._channel.close(grace=None)

@@ -177,6 +177,7 @@ class RunEvent(_message.Message):
     BUDGET_FIELD_NUMBER: _builtins.int
     PRICE_VERSION_FIELD_NUMBER: _builtins.int
     TOOL_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
     run: _builtins.str
     """The run: "runs/{run_id}"."""
     sequence: _builtins.int
@@ -211,6 +212,11 @@ class RunEvent(_message.Message):
     """Version of the price table a settled LLM_CALL was priced with."""
     tool: _builtins.str
     """The tool, for TOOL_CALLED and TOOL_RESULT."""
+    actor: _builtins.str
+    """Who resolved the approval, for APPROVAL_RESOLVED: "tokens/{id}",
+    "jwt:{sub}", "certificate:{CN}", or "anonymous" on a server without
+    authentication.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -263,10 +269,11 @@ class RunEvent(_message.Message):
         budget: _builtins.str = ...,
         price_version: _builtins.str = ...,
         tool: _builtins.str = ...,
+        actor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "due_time", b"due_time", "failure", b"failure", "output", b"output", "retry_delay", b"retry_delay", "time", b"time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "breaker", b"breaker", "budget", b"budget", "cost", b"cost", "decision", b"decision", "due_time", b"due_time", "failure", b"failure", "item", b"item", "message", b"message", "model", b"model", "output", b"output", "price_version", b"price_version", "progress", b"progress", "provider", b"provider", "retry_delay", b"retry_delay", "run", b"run", "run_state", b"run_state", "sequence", b"sequence", "step_id", b"step_id", "step_state", b"step_state", "time", b"time", "tool", b"tool", "type", b"type", "usage", b"usage", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "attempt", b"attempt", "breaker", b"breaker", "budget", b"budget", "cost", b"cost", "decision", b"decision", "due_time", b"due_time", "failure", b"failure", "item", b"item", "message", b"message", "model", b"model", "output", b"output", "price_version", b"price_version", "progress", b"progress", "provider", b"provider", "retry_delay", b"retry_delay", "run", b"run", "run_state", b"run_state", "sequence", b"sequence", "step_id", b"step_id", "step_state", b"step_state", "time", b"time", "tool", b"tool", "type", b"type", "usage", b"usage", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,6 +2,7 @@
 WorkerService, out of the server's process. `podium worker` runs the agent
 plugins installed beside it; `Worker` serves any agent objects."""
 
+from podium.client._credentials import TlsOptions
 from podium.worker._context import (
     CallFailed,
     ModelCompletion,
@@ -21,6 +22,7 @@ __all__ = [
     "ModelToolCall",
     "ModelUsage",
     "SessionRejected",
+    "TlsOptions",
     "ToolDescription",
     "Worker",
     "WorkerAgentSpec",

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2
 
+from podium.client._credentials import TlsOptions, aio_channel, resolve_tls, resolve_token
 from podium.v1 import common_pb2, worker_service_pb2, worker_service_pb2_grpc
 from podium.worker._context import FailureRaiser, WorkerStepContext, _default_raiser
 
@@ -75,6 +76,15 @@ class WorkerAgentSpec:
         return message
 
 
+_FINAL_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
+
+
 class Worker:
     def __init__(
         self,
@@ -87,7 +97,12 @@ class Worker:
         raise_failure: FailureRaiser = _default_raiser,
         failure_of: FailureOf = _default_failure_of,
         on_rejected: Callable[[str, str], None] | None = None,
+        token: str | None = None,
+        tls: TlsOptions | None = None,
     ) -> None:
+        """`token` (else $PODIUM_TOKEN) is sent as a bearer token (a server
+        with authentication needs a `worker` role); `tls` (else $PODIUM_TLS_*)
+        makes the channel TLS."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if not agents:
@@ -102,6 +117,8 @@ class Worker:
         self._on_rejected = on_rejected
         self._stopping = asyncio.Event()
         self.sessions = 0
+        self._token = resolve_token(token)
+        self._tls = resolve_tls(tls)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -112,16 +129,18 @@ class Worker:
         while not self._stopping.is_set():
             opened = False
             try:
-                async with grpc.aio.insecure_channel(
-                    self.address, options=CHANNEL_OPTIONS
+                async with aio_channel(
+                    self.address, CHANNEL_OPTIONS, self._token, self._tls, []
                 ) as channel:
                     session = _Session(self, channel)
                     opened = await session.serve(self._stopping)
             except SessionRejected:
                 raise
             except grpc.aio.AioRpcError as error:
-                if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    raise SessionRejected(error.details() or "invalid session") from None
+                if error.code() in _FINAL_CODES:
+                    # Retrying would be refused the same way: bad options or
+                    # credentials are the operator's to fix.
+                    raise SessionRejected(error.details() or error.code().name) from None
                 log.info("session ended: %s %s", error.code().name, error.details())
             if opened:
                 backoff = INITIAL_BACKOFF

@@ -175,6 +175,8 @@ class Event:
     budget: str = ""
     price_version: str = ""
     tool: str = ""
+    # Who resolved an approval (the principal's subject), for APPROVAL_RESOLVED.
+    actor: str = ""
 
     @property
     def is_final(self) -> bool:

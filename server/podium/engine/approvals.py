@@ -41,7 +41,7 @@ class Approvals:
         future = self._pending.get(step_id)
         return future is not None and not future.done()
 
-    def resolve(self, step_id: str, approve: bool, comment: str) -> None:
+    def resolve(self, step_id: str, approve: bool, comment: str, actor: str = "") -> None:
         future = self._pending[step_id]
-        self._journal.approval_resolved(self._journal.steps[step_id], approve, comment)
+        self._journal.approval_resolved(self._journal.steps[step_id], approve, comment, actor)
         future.set_result((approve, comment))

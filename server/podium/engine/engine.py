@@ -317,9 +317,10 @@ class Engine:
         return RunView(executor.run, list(executor.steps.values()))
 
     async def resolve_approval(
-        self, run_id: str, step_id: str, *, approve: bool, comment: str = ""
+        self, run_id: str, step_id: str, *, approve: bool, comment: str = "", actor: str = ""
     ) -> RunView:
-        """Approves or rejects a waiting approval step."""
+        """Approves or rejects a waiting approval step; `actor` (who) goes in
+        its APPROVAL_RESOLVED event."""
         self._check_open()
         executor = self.active.get(run_id)
         if executor is None:
@@ -333,7 +334,7 @@ class Engine:
                 f"step {step_id!r} is not waiting for approval (it is {state})",
                 reason="NOT_WAITING_FOR_APPROVAL",
             )
-        executor.resolve_approval(step_id, approve, comment)
+        executor.resolve_approval(step_id, approve, comment, actor)
         await self.services.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 

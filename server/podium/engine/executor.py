@@ -159,8 +159,8 @@ class RunExecutor:
     def waiting_approval(self, step_id: str) -> bool:
         return self.approvals.waiting(step_id)
 
-    def resolve_approval(self, step_id: str, approve: bool, comment: str) -> None:
-        self.approvals.resolve(step_id, approve, comment)
+    def resolve_approval(self, step_id: str, approve: bool, comment: str, actor: str = "") -> None:
+        self.approvals.resolve(step_id, approve, comment, actor)
 
     # -- scheduling ----------------------------------------------------------------------
 

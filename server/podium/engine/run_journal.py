@@ -259,12 +259,15 @@ class RunJournal:
         self.set_run_state(RunState.WAITING_APPROVAL)
         self.emit(EventType.APPROVAL_REQUESTED, step=step, message=prompt, due_time=due)
 
-    def approval_resolved(self, step: StepRecord, approve: bool, comment: str) -> None:
+    def approval_resolved(
+        self, step: StepRecord, approve: bool, comment: str, actor: str = ""
+    ) -> None:
         self.emit(
             EventType.APPROVAL_RESOLVED,
             step=step,
             message=comment,
             decision=1 if approve else 2,
+            actor=actor,
         )
 
     # -- what agents cause through their context --------------------------------------------

@@ -20,19 +20,33 @@ from podium.engine.retention import Pruner, default_interval
 from podium.governance.policy import Policy
 from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
+from podium.identity.authenticator import Authenticator
+from podium.identity.jwt_bearer import JwtVerifier
+from podium.identity.rates import TenantRateLimiter
+from podium.identity.token_catalog import TokenCatalog
 from podium.plugins.manager import PluginReport, load_plugins
 from podium.server import reflection
+from podium.server.audit_before import BeforeReader
 from podium.server.control_service import ControlService
 from podium.server.event_encoding import EventEncoder
 from podium.server.execution_service import ExecutionService
+from podium.server.identity_interceptor import IdentityInterceptor
+from podium.server.identity_service import IdentityService
 from podium.server.load_shedding import LoadShedder
 from podium.server.malformed import MalformedRequests
 from podium.server.progress_service import ProgressService, add_progress_service
+from podium.server.security import (
+    SecurityConfig,
+    ServeRefused,
+    check_address,
+    server_credentials,
+)
 from podium.server.store_watch import StoreWatch
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.worker_service import WorkerService
 from podium.server.workflow_service import WorkflowService
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
+from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.ownership import DatabaseLock
 from podium.store.sqlite.store import MEMORY, SqliteStore
 from podium.v1 import (
@@ -40,6 +54,8 @@ from podium.v1 import (
     control_service_pb2_grpc,
     execution_service_pb2,
     execution_service_pb2_grpc,
+    identity_service_pb2,
+    identity_service_pb2_grpc,
     progress_service_pb2,
     worker_service_pb2,
     worker_service_pb2_grpc,
@@ -66,6 +82,7 @@ SERVICE_NAMES = (
     progress_service_pb2.DESCRIPTOR.services_by_name["ProgressService"].full_name,
     control_service_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
 )
 
 
@@ -90,6 +107,8 @@ class PodiumServer:
     shedder: LoadShedder | None = None
     # The limits this server put in force (given back when it stops).
     limits: Limits | None = None
+    # API tokens: where a test or the bootstrap creates the first admin token.
+    tokens: TokenCatalog | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
@@ -132,6 +151,7 @@ async def start_server(
     limits: Limits | None = None,
     remote_agents_only: bool = False,
     synchronous: str = "FULL",
+    security: SecurityConfig | None = None,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -148,7 +168,13 @@ async def start_server(
     `synchronous`: FULL (a commit is on disk when acknowledged, power loss
     included) or NORMAL (it survives the process being killed, not a power
     loss); see podium.store.sqlite.store.
+    `security`: authentication, TLS and request rates; None serves without
+    credentials, which only a loopback address allows (ServeRefused, before
+    anything is opened or bound, otherwise).
     """
+    security = security or SecurityConfig()
+    check_address(address, security)
+    jwt = _jwt_verifier(security)
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
     if limits is None:
@@ -170,6 +196,8 @@ async def start_server(
             watchdog_threshold=watchdog_threshold,
             remote_agents_only=remote_agents_only,
             synchronous=synchronous,
+            security=security,
+            jwt=jwt,
         )
     except BaseException:
         server_limits.release()
@@ -190,6 +218,8 @@ async def _open_and_serve(
     watchdog_threshold: float | None,
     remote_agents_only: bool,
     synchronous: str,
+    security: SecurityConfig,
+    jwt: JwtVerifier | None,
 ) -> PodiumServer:
     started = time.time()
     store = SqliteStore(db_path, synchronous=synchronous)  # checks its arguments first
@@ -218,6 +248,8 @@ async def _open_and_serve(
             limits=limits,
             watchdog_threshold=watchdog_threshold,
             remote_agents_only=remote_agents_only,
+            security=security,
+            jwt=jwt,
         )
     except BaseException:
         # Whatever failed, nothing may keep running: the store's threads would
@@ -243,6 +275,8 @@ async def _serve_store(
     limits: Limits,
     watchdog_threshold: float | None,
     remote_agents_only: bool,
+    security: SecurityConfig,
+    jwt: JwtVerifier | None,
 ) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins(agents=not remote_agents_only)
     for failed in report.failed:
@@ -261,11 +295,32 @@ async def _serve_store(
         max_running_steps=max_running_steps,
     )
 
-    # The shedder first: a call past the limit costs nothing more.
+    # The shedder first: a call past the limit costs nothing more. Then
+    # identity: a caller is admitted before its request is even looked at.
     shedder = LoadShedder(limits.max_calls_in_flight)
-    server = grpc.aio.server(
-        interceptors=[shedder, MalformedRequests()], options=server_options(limits)
+    identity_store = SqliteIdentityStore(store)
+    tokens = TokenCatalog(identity_store, governance.clock)
+    authenticator = Authenticator(
+        tokens,
+        enabled=security.authenticates,
+        jwt=jwt,
+        certificates=security.client_certificates,
     )
+    limiter = (
+        TenantRateLimiter(security.rate_limit, governance.clock) if security.rate_limit else None
+    )
+    interceptors = [
+        shedder,
+        IdentityInterceptor(
+            authenticator,
+            identity_store,
+            governance.clock,
+            limiter,
+            BeforeReader(engine, governance),
+        ),
+        MalformedRequests(),
+    ]
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(limits))
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowService(engine.workflows), server
     )
@@ -280,11 +335,19 @@ async def _serve_store(
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
         WorkerService(engine.workers), server
     )
+    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
+        IdentityService(tokens, identity_store, store.commit), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable((*SERVICE_NAMES, health.SERVICE_NAME), server)
-    port = _listen(server, address)
+    port = _listen(server, address, security)
     await server.start()
+    if not security.authenticates:
+        log.warning(
+            "authentication is off: every caller is an admin%s",
+            " (--insecure)" if security.insecure else "; serving a loopback address only",
+        )
     engine.start_recovery()
     pruner = None
     if retention_seconds:
@@ -319,14 +382,27 @@ async def _serve_store(
         progress_service.encoder,
         shedder,
         limits,
+        tokens,
     )
 
 
-def _listen(server: grpc.aio.Server, address: str) -> int:
+def _jwt_verifier(security: SecurityConfig) -> JwtVerifier | None:
+    if security.jwt is None:
+        return None
+    try:
+        return JwtVerifier(security.jwt)
+    except ValueError as error:
+        raise ServeRefused(str(error)) from None
+
+
+def _listen(server: grpc.aio.Server, address: str, security: SecurityConfig) -> int:
     """Binds `address`; OSError when it is taken (grpc returns 0 for some
     failures and raises RuntimeError "Failed to bind" for others)."""
     try:
-        port = server.add_insecure_port(address)
+        if security.tls is not None:
+            port = server.add_secure_port(address, server_credentials(security.tls))
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as error:
         raise OSError(f"cannot listen on {address}: address in use or unavailable") from error
     if port == 0:

@@ -11,6 +11,7 @@ from podium.core.errors import FieldViolation, InvalidArgument
 from podium.core.states import RunState
 from podium.engine.engine import SNAPSHOT_ATTEMPTS, Engine
 from podium.server import requests, translate
+from podium.server.caller import current_caller
 from podium.server.status import invalid, unary
 from podium.server.struct_values import struct_to_dict
 from podium.v1 import event_pb2, execution_service_pb2, execution_service_pb2_grpc
@@ -102,6 +103,7 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             request.step_id,
             approve=request.decision == event_pb2.APPROVAL_DECISION_APPROVE,
             comment=request.comment,
+            actor=current_caller().subject,
         )
         return execution_service_pb2.ResolveApprovalResponse(run=translate.run_view_to_proto(view))
 

@@ -9,11 +9,14 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 from podium.core.limits import LimitError, Limits
 from podium.governance.policy import Policy, PolicyError, load_policy
+from podium.identity.jwt_bearer import JwtSettings
 from podium.server import loop
 from podium.server.app import start_server
+from podium.server.security import SecurityConfig, TlsFiles, check_address
 
 log = logging.getLogger("podium.server")
 
@@ -27,6 +30,7 @@ def run_server(
     limits: Mapping[str, str] | None = None,
     remote_agents_only: bool = False,
     synchronous: str = "FULL",
+    security_options: dict[str, Any] | None = None,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
@@ -41,7 +45,9 @@ def run_server(
     )
     try:
         settings = Limits.from_settings(os.environ, limits)
-    except LimitError as error:
+        security = security_config(security_options or {})
+        check_address(address, security)
+    except (LimitError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     policy = Policy()
@@ -62,6 +68,7 @@ def run_server(
                 settings,
                 remote_agents_only,
                 synchronous,
+                security,
             )
         )
     except OSError as error:
@@ -78,6 +85,7 @@ async def _serve(
     limits: Limits,
     remote_agents_only: bool,
     synchronous: str,
+    security: SecurityConfig,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,6 +100,7 @@ async def _serve(
             limits=limits,
             remote_agents_only=remote_agents_only,
             synchronous=synchronous,
+            security=security,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit
@@ -119,3 +128,42 @@ async def _serve(
     await server.stop(grace_seconds)
     log.info("stopped")
     return 0
+
+
+def security_config(options: dict[str, Any]) -> SecurityConfig:
+    """`podium serve`'s security flags as a SecurityConfig; ValueError for
+    flags that do not go together."""
+    tls = None
+    cert, key, client_ca = (
+        options.get("tls_cert"),
+        options.get("tls_key"),
+        options.get("tls_client_ca"),
+    )
+    if (cert is None) != (key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if client_ca is not None and cert is None:
+        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+    if cert is not None and key is not None:
+        tls = TlsFiles(cert, key, client_ca)
+    jwt = None
+    if options.get("jwks"):
+        if not options.get("jwt_issuer") or not options.get("jwt_audience"):
+            raise ValueError("--jwks needs --jwt-issuer and --jwt-audience")
+        jwt = JwtSettings(
+            jwks=options["jwks"],
+            issuer=options["jwt_issuer"],
+            audience=options["jwt_audience"],
+            leeway_seconds=float(options.get("jwt_leeway", 30.0)),
+            tenant_claim=options.get("jwt_tenant_claim") or "tenant",
+            roles_claim=options.get("jwt_roles_claim") or "roles",
+        )
+    rate = options.get("rate_limit")
+    if rate is not None and rate <= 0:
+        raise ValueError("--rate-limit must be positive")
+    return SecurityConfig(
+        auth=bool(options.get("auth")),
+        jwt=jwt,
+        tls=tls,
+        insecure=bool(options.get("insecure")),
+        rate_limit=rate,
+    )

@@ -392,6 +392,7 @@ def event_to_proto(event: Event) -> event_pb2.RunEvent:
         budget=event.budget,
         price_version=event.price_version,
         tool=event.tool,
+        actor=event.actor,
     )
     if event.step_state is not None:
         message.step_state = run_pb2.StepState.ValueType(int(event.step_state))

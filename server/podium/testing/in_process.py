@@ -22,6 +22,7 @@ from podium.core.limits import Limits
 from podium.governance.policy import Policy
 from podium.plugins.manager import PluginReport
 from podium.server.app import PodiumServer, start_server
+from podium.server.security import SecurityConfig
 from podium.testing.stubs import Stubs
 
 __all__ = ["STOP_GRACE", "InProcessServer", "serving"]
@@ -55,6 +56,7 @@ async def serving(
     retention_seconds: float | None = None,
     version: str = "",
     limits: Limits | None = None,
+    security: SecurityConfig | None = None,
 ) -> AsyncIterator[InProcessServer]:
     """Serves `db_path` (a SQLite file; ":memory:" keeps nothing) until the
     block ends, then stops the server with a short grace.
@@ -65,6 +67,8 @@ async def serving(
     to its registry; None loads the installed plugins as `podium serve` does.
     `limits` (podium.core.limits.Limits, e.g. `Limits(max_steps=5)`): None
     reads them from the environment as `podium serve` does.
+    With `security` (authentication, TLS) the yielded stubs carry no
+    credentials (nor TLS): open stubs with `podium.testing.identity.stubs_for`.
     """
     options: dict[str, Any] = {
         "clock": clock,
@@ -73,6 +77,7 @@ async def serving(
         "retention_seconds": retention_seconds,
         "version": version,
         "limits": limits,
+        "security": security,
     }
     if max_running_steps is not None:  # else the server's own default
         options["max_running_steps"] = max_running_steps

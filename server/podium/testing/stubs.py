@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2_grpc
 from podium.v1 import (
     control_service_pb2_grpc,
     execution_service_pb2_grpc,
+    identity_service_pb2_grpc,
     progress_service_pb2_grpc,
     worker_service_pb2_grpc,
     workflow_service_pb2_grpc,
@@ -33,6 +34,7 @@ class Stubs:
     progress: progress_service_pb2_grpc.ProgressServiceAsyncStub
     control: control_service_pb2_grpc.ControlServiceAsyncStub
     workers: worker_service_pb2_grpc.WorkerServiceAsyncStub
+    identity: identity_service_pb2_grpc.IdentityServiceAsyncStub
     # grpc.health.v1.Health; typed Any because its type stubs know no aio methods.
     health: Any
 
@@ -46,5 +48,6 @@ class Stubs:
             progress=progress_service_pb2_grpc.ProgressServiceStub(channel),
             control=control_service_pb2_grpc.ControlServiceStub(channel),
             workers=worker_service_pb2_grpc.WorkerServiceStub(channel),
+            identity=identity_service_pb2_grpc.IdentityServiceStub(channel),
             health=health_pb2_grpc.HealthStub(channel),
         )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from podium.core.failures import AgentError, failure_from_exception
 from podium.plugins.api import Agent
 from podium.plugins.manager import load_plugins
-from podium.worker import SessionRejected, Worker
+from podium.worker import SessionRejected, TlsOptions, Worker
 
 log = logging.getLogger("podium.worker")
 
@@ -50,6 +50,8 @@ def build_worker(
     concurrency: int = 1,
     agents: Sequence[str] = (),
     identity: str = "",
+    token: str | None = None,
+    tls: TlsOptions | None = None,
 ) -> Worker:
     return Worker(
         address,
@@ -59,6 +61,8 @@ def build_worker(
         identity=identity,
         raise_failure=_raise_failure,
         failure_of=_failure_of,
+        token=token,
+        tls=tls,
     )
 
 
@@ -69,11 +73,19 @@ def run_worker(
     concurrency: int = 1,
     agents: Sequence[str] = (),
     identity: str = "",
+    token: str | None = None,
+    tls: TlsOptions | None = None,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code."""
     try:
         worker = build_worker(
-            address, queues=queues, concurrency=concurrency, agents=agents, identity=identity
+            address,
+            queues=queues,
+            concurrency=concurrency,
+            agents=agents,
+            identity=identity,
+            token=token,
+            tls=tls,
         )
     except (LookupError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -242,6 +242,8 @@ def event_row(event: Event) -> tuple[Any, ...]:
         body["dc"] = event.decision
     if event.breaker:
         body["br"] = event.breaker
+    if event.actor:
+        body["ac"] = event.actor
     if event.budget:
         body["bg"] = event.budget
     if event.price_version:
@@ -282,4 +284,5 @@ def event_from_row(row: Any) -> Event:
         budget=body.get("bg", ""),
         price_version=body.get("pr", ""),
         tool=body.get("tl", ""),
+        actor=body.get("ac", ""),
     )

@@ -176,6 +176,29 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE workflows ADD COLUMN applied BLOB;
     """,
+    # 7: identity: API tokens (only a hash of each secret) and the audit trail.
+    """
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX api_tokens_by_tenant ON api_tokens (tenant);
+    CREATE TABLE audit_records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        tenant TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        method TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        code TEXT NOT NULL,
+        request TEXT NOT NULL,
+        after TEXT,
+        before TEXT
+    );
+    CREATE INDEX audit_records_by_tenant ON audit_records (tenant, id DESC);
+    """,
 ]
 
 
