@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 import grpc
 import pytest
 
+from podium.identity.principal import Role
+from podium.server.security import SecurityConfig
 from podium.testing import (
     HANG_TIMEOUT,
     InProcessServer,
@@ -32,11 +35,13 @@ from podium.testing import (
     of_type,
     plain,
     run_to_end,
+    serving,
     start_run,
     start_server_process_async,
     step_of,
     workers_serve,
 )
+from podium.testing.identity import new_token, stubs_for
 from podium.v1 import control_service_pb2, event_pb2, execution_service_pb2, run_pb2
 
 E = event_pb2
@@ -87,7 +92,10 @@ class NodeWorker:
 
 @contextlib.asynccontextmanager
 async def node_worker(
-    server: InProcessServer | ServerProcess, concurrency: int = 1
+    server: InProcessServer | ServerProcess,
+    concurrency: int = 1,
+    token: str | None = None,
+    opens: bool = True,
 ) -> AsyncIterator[NodeWorker]:
     _built()
     address = (
@@ -101,12 +109,14 @@ async def node_worker(
         "--concurrency",
         str(concurrency),
         stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PODIUM_TOKEN": token or ""},
     )
     worker = NodeWorker(process)
     try:
-        await eventually(
-            lambda: worker.sessions_opened() > 0, what="the Node worker's session to open"
-        )
+        if opens:
+            await eventually(
+                lambda: worker.sessions_opened() > 0, what="the Node worker's session to open"
+            )
         yield worker
     finally:
         await worker.stop()
@@ -301,3 +311,22 @@ async def test_the_node_worker_reconnects_after_a_server_crash_and_its_run_finis
     ]
     assert [r["reason"] for r in worker.seen("aborted")] == ["the session ended"]
     assert len(worker.seen("started")) == 2
+
+
+async def test_a_node_worker_authenticates_with_a_worker_token(db_path: str) -> None:
+    async with serving(db_path, security=SecurityConfig(auth=True)) as served:
+        developer = await new_token(served.server, Role.DEVELOPER)
+        worker_token = await new_token(served.server, Role.WORKER)
+        # Without a token the session is refused and the worker stops: no retry loop.
+        async with node_worker(served, opens=False) as refused:
+            code = await asyncio.wait_for(refused.process.wait(), HANG_TIMEOUT)
+        assert code != 0
+        async with (
+            node_worker(served, token=worker_token) as worker,
+            stubs_for(served.address, developer) as stubs,
+        ):
+            await workers_serve(stubs, "node-draft-reply")
+            await create_workflow(stubs, "order", ORDER)
+            run, _ = await run_to_end(stubs, "order", {"customer": "Ada", "total": 42.5})
+    assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+    assert worker.sessions_opened() == 1

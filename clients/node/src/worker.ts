@@ -3,7 +3,13 @@
 // heartbeats, progress, cancellation, and reconnection with backoff.
 import { hostname } from "node:os";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  type Client,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   ConnectRequestSchema,
@@ -21,6 +27,7 @@ export const DEFAULT_QUEUE = "default";
 const INITIAL_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 5000;
 const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
+const FINAL_CODES = new Set([Code.InvalidArgument, Code.Unauthenticated, Code.PermissionDenied]);
 
 export interface WorkerOptions {
   /** The server: "127.0.0.1:50051" or "http://127.0.0.1:50051" (gRPC over HTTP/2). */
@@ -34,6 +41,11 @@ export interface WorkerOptions {
   identity?: string;
   /** Session events (opened, ended, rejected messages); default: none. */
   log?: (line: string) => void;
+  /**
+   * Bearer token sent with the session and every governed call (a server with
+   * authentication needs one with the `worker` role); default: $PODIUM_TOKEN.
+   */
+  token?: string;
 }
 
 /** The server refused the session (a bad declaration): reconnecting would not help. */
@@ -69,7 +81,16 @@ export class Worker {
     const baseUrl = /^https?:\/\//.test(options.address)
       ? options.address
       : `http://${options.address}`;
-    this.#client = createClient(WorkerService, createGrpcTransport({ baseUrl }));
+    const token = options.token ?? process.env.PODIUM_TOKEN;
+    const interceptors: Interceptor[] = token
+      ? [
+          (next) => async (request) => {
+            request.header.set("authorization", `Bearer ${token}`);
+            return await next(request);
+          },
+        ]
+      : [];
+    this.#client = createClient(WorkerService, createGrpcTransport({ baseUrl, interceptors }));
   }
 
   /** Ends the session; run() returns once its attempts have ended. */
@@ -86,7 +107,8 @@ export class Worker {
         opened = await new Session(this, this.#client, this.#log).serve(this.#stopping.signal);
       } catch (error) {
         const failure = ConnectError.from(error);
-        if (failure.code === Code.InvalidArgument) throw new SessionRejected(failure.rawMessage);
+        // Bad declarations or credentials: reconnecting would be refused the same way.
+        if (FINAL_CODES.has(failure.code)) throw new SessionRejected(failure.rawMessage);
         this.#log(`session ended: ${Code[failure.code]} ${failure.rawMessage}`);
       }
       if (opened) backoff = INITIAL_BACKOFF_MS;
