@@ -65,6 +65,10 @@ def _called_name(call: ast.Call) -> str:
     return ""
 
 
+_IDENTITY_ERRORS = frozenset({"Unauthenticated", "PermissionDenied"})
+_OTHER_SENDERS = frozenset({"invalid", "_abort", "ErrorInfo", *_IDENTITY_ERRORS})
+
+
 def server_reasons() -> dict[str, list[str]]:
     """Every reason the server's code can send -> where it is written."""
     modules = _modules()
@@ -81,7 +85,13 @@ def server_reasons() -> dict[str, list[str]]:
             given: list[ast.expr] = [k.value for k in node.keywords if k.arg == "reason"]
             if name == "invalid" and len(node.args) >= 3:
                 given.append(node.args[2])
-            if name not in errors and name != "invalid":
+            # Identity's refusals (podium.identity.errors) take the reason second;
+            # the interceptor's _abort fourth; an ErrorInfo built in place by keyword.
+            if name in _IDENTITY_ERRORS and len(node.args) >= 2:
+                given.append(node.args[1])
+            if name == "_abort" and len(node.args) >= 4:
+                given.append(node.args[3])
+            if name not in errors and name not in _OTHER_SENDERS:
                 continue
             for value in given:
                 if isinstance(value, ast.Attribute) and value.attr == "reason":

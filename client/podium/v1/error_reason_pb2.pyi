@@ -136,6 +136,44 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     is not (or no longer) a running attempt's: the attempt ended, was
     cancelled or was taken from the worker.
     """
+    ERROR_REASON_CREDENTIALS_MISSING: _ErrorReason.ValueType  # 30
+    """Identity (docs/security.md).
+
+    [UNAUTHENTICATED] The server requires credentials and the call carried
+    none (no `authorization: Bearer` metadata, no client certificate).
+    """
+    ERROR_REASON_CREDENTIALS_MALFORMED: _ErrorReason.ValueType  # 31
+    """[UNAUTHENTICATED] The `authorization` metadata is not `Bearer <token>`."""
+    ERROR_REASON_TOKEN_MALFORMED: _ErrorReason.ValueType  # 32
+    """[UNAUTHENTICATED] The bearer value looks like an API token but is not one."""
+    ERROR_REASON_TOKEN_INVALID: _ErrorReason.ValueType  # 33
+    """[UNAUTHENTICATED] No API token matches (unknown id or wrong secret)."""
+    ERROR_REASON_TOKEN_REVOKED: _ErrorReason.ValueType  # 34
+    """[UNAUTHENTICATED] The API token was revoked."""
+    ERROR_REASON_TOKEN_EXPIRED: _ErrorReason.ValueType  # 35
+    """[UNAUTHENTICATED] The API token's expiry has passed."""
+    ERROR_REASON_TOKEN_NOT_FOUND: _ErrorReason.ValueType  # 36
+    """[NOT_FOUND] RevokeToken of a token id this tenant does not have."""
+    ERROR_REASON_JWT_INVALID: _ErrorReason.ValueType  # 37
+    """[UNAUTHENTICATED] The JWT does not verify (signature, key, format)."""
+    ERROR_REASON_JWT_EXPIRED: _ErrorReason.ValueType  # 38
+    """[UNAUTHENTICATED] The JWT has expired (beyond the allowed clock skew)."""
+    ERROR_REASON_JWT_ISSUER: _ErrorReason.ValueType  # 39
+    """[UNAUTHENTICATED] The JWT's `iss` is not the configured issuer."""
+    ERROR_REASON_JWT_AUDIENCE: _ErrorReason.ValueType  # 40
+    """[UNAUTHENTICATED] The JWT's `aud` does not name the configured audience."""
+    ERROR_REASON_JWT_NO_TENANT: _ErrorReason.ValueType  # 41
+    """[UNAUTHENTICATED] The JWT carries no tenant claim where one is required."""
+    ERROR_REASON_TENANT_NOT_SERVED: _ErrorReason.ValueType  # 42
+    """[UNAUTHENTICATED] The credential names a tenant this server does not serve."""
+    ERROR_REASON_NO_ROLE: _ErrorReason.ValueType  # 43
+    """[PERMISSION_DENIED] The caller is known but holds no role at all."""
+    ERROR_REASON_ROLE_NOT_ALLOWED: _ErrorReason.ValueType  # 44
+    """[PERMISSION_DENIED] None of the caller's roles may call this RPC."""
+    ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 45
+    """[RESOURCE_EXHAUSTED] The caller's tenant exceeded its request rate;
+    retry after the RetryInfo delay.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server puts in the google.rpc.ErrorInfo (domain "podium")
@@ -265,5 +303,43 @@ ERROR_REASON_ATTEMPT_NOT_RUNNING: ErrorReason.ValueType  # 28
 """[FAILED_PRECONDITION] CallModel or CallTool with an attempt_token that
 is not (or no longer) a running attempt's: the attempt ended, was
 cancelled or was taken from the worker.
+"""
+ERROR_REASON_CREDENTIALS_MISSING: ErrorReason.ValueType  # 30
+"""Identity (docs/security.md).
+
+[UNAUTHENTICATED] The server requires credentials and the call carried
+none (no `authorization: Bearer` metadata, no client certificate).
+"""
+ERROR_REASON_CREDENTIALS_MALFORMED: ErrorReason.ValueType  # 31
+"""[UNAUTHENTICATED] The `authorization` metadata is not `Bearer <token>`."""
+ERROR_REASON_TOKEN_MALFORMED: ErrorReason.ValueType  # 32
+"""[UNAUTHENTICATED] The bearer value looks like an API token but is not one."""
+ERROR_REASON_TOKEN_INVALID: ErrorReason.ValueType  # 33
+"""[UNAUTHENTICATED] No API token matches (unknown id or wrong secret)."""
+ERROR_REASON_TOKEN_REVOKED: ErrorReason.ValueType  # 34
+"""[UNAUTHENTICATED] The API token was revoked."""
+ERROR_REASON_TOKEN_EXPIRED: ErrorReason.ValueType  # 35
+"""[UNAUTHENTICATED] The API token's expiry has passed."""
+ERROR_REASON_TOKEN_NOT_FOUND: ErrorReason.ValueType  # 36
+"""[NOT_FOUND] RevokeToken of a token id this tenant does not have."""
+ERROR_REASON_JWT_INVALID: ErrorReason.ValueType  # 37
+"""[UNAUTHENTICATED] The JWT does not verify (signature, key, format)."""
+ERROR_REASON_JWT_EXPIRED: ErrorReason.ValueType  # 38
+"""[UNAUTHENTICATED] The JWT has expired (beyond the allowed clock skew)."""
+ERROR_REASON_JWT_ISSUER: ErrorReason.ValueType  # 39
+"""[UNAUTHENTICATED] The JWT's `iss` is not the configured issuer."""
+ERROR_REASON_JWT_AUDIENCE: ErrorReason.ValueType  # 40
+"""[UNAUTHENTICATED] The JWT's `aud` does not name the configured audience."""
+ERROR_REASON_JWT_NO_TENANT: ErrorReason.ValueType  # 41
+"""[UNAUTHENTICATED] The JWT carries no tenant claim where one is required."""
+ERROR_REASON_TENANT_NOT_SERVED: ErrorReason.ValueType  # 42
+"""[UNAUTHENTICATED] The credential names a tenant this server does not serve."""
+ERROR_REASON_NO_ROLE: ErrorReason.ValueType  # 43
+"""[PERMISSION_DENIED] The caller is known but holds no role at all."""
+ERROR_REASON_ROLE_NOT_ALLOWED: ErrorReason.ValueType  # 44
+"""[PERMISSION_DENIED] None of the caller's roles may call this RPC."""
+ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 45
+"""[RESOURCE_EXHAUSTED] The caller's tenant exceeded its request rate;
+retry after the RetryInfo delay.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
