@@ -47,6 +47,24 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help="governance policy (YAML): quotas, budgets, breakers, prices",
     )
+    serve.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="the least severe log lines written (default: info)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object a line (default: text)",
+    )
+    serve.add_argument(
+        "--metrics-address",
+        default="",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: none)",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -67,5 +85,8 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         grace_seconds=args.grace,
         retention_seconds=args.retention or None,
         policy_path=args.policy,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        metrics_address=args.metrics_address,
     )
     return int(code or 0)

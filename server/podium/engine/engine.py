@@ -33,6 +33,7 @@ from podium.engine import pagination, retention
 from podium.engine.admission import RunAdmission
 from podium.engine.executor import RunExecutor
 from podium.engine.hub import EventHub
+from podium.engine.observer import RunObserver
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
@@ -62,6 +63,7 @@ class Engine:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        observer: RunObserver | None = None,
     ) -> None:
         if max_output_bytes < 1:
             raise ValueError("max_output_bytes must be positive")
@@ -79,6 +81,7 @@ class Engine:
             slots=PrioritySlots(max_running_steps, self.clock),
             default_max_concurrency=max_concurrency,
             max_output_bytes=max_output_bytes,
+            observer=observer,
         )
         self.admission = RunAdmission(governance.quotas)
         self.active: dict[str, RunExecutor] = {}
@@ -104,8 +107,11 @@ class Engine:
         max_concurrency: int = 0,
         priority: int = 0,
         max_cost: Decimal | None = None,
+        trace_parent: str = "",
     ) -> RunView:
-        """Starts a run; it is durable when this returns. Idempotent on request_id."""
+        """Starts a run; it is durable when this returns. Idempotent on request_id.
+
+        `trace_parent`: the caller's W3C traceparent; the run's span becomes its child."""
         self._check_open()
         if max_concurrency < 0:
             raise InvalidArgument(
@@ -138,6 +144,7 @@ class Engine:
                 max_concurrency,
                 priority,
                 max_cost,
+                trace_parent,
             )
         pending = self._starting.get(request_id)
         if pending is not None:
@@ -162,6 +169,7 @@ class Engine:
                 max_concurrency,
                 priority,
                 max_cost,
+                trace_parent,
             )
             future.set_result(view.run.run_id)
             return view
@@ -196,6 +204,7 @@ class Engine:
         max_concurrency: int,
         priority: int,
         max_cost: Decimal | None,
+        trace_parent: str,
     ) -> RunView:
         workflow = await self.workflows.get(workflow_id, version)
         plan = self.workflows.plan_for(workflow)
@@ -213,6 +222,7 @@ class Engine:
             max_concurrency=max_concurrency,
             priority=priority,
             max_cost=_lower(max_cost, workflow.spec.max_cost),
+            trace_parent=trace_parent,
         )
         steps = [
             StepRecord(step_id=step.id, agent=step.agent, position=i)

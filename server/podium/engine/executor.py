@@ -47,7 +47,7 @@ class RunExecutor:
     ) -> None:
         self.services = services
         self.plan = plan
-        self.journal = RunJournal(run, steps, services.recorder, services.clock)
+        self.journal = RunJournal(run, steps, services.recorder, services.clock, services.observer)
         self.stop_signal = StopSignal()
         self.approvals = Approvals(self.journal, self.stop_signal)
         limit = max(
@@ -96,6 +96,8 @@ class RunExecutor:
         """Starts a new run, or resumes one read back from the store."""
         if self.run.state == RunState.PENDING:
             self.journal.started()
+        else:
+            self.journal.resumed()
         in_progress: list[StepRecord] = []
         done = [s for s in self.steps.values() if s.state == StepState.SUCCEEDED]
         done.sort(key=lambda s: (s.end_time or 0.0, s.position))

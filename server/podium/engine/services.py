@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from podium.core.clock import Clock
+from podium.engine.observer import RunObserver
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.slots import PrioritySlots
@@ -34,6 +35,8 @@ class RunServices:
     # one fails its attempt (podium.InvalidOutput) before it is stored,
     # streamed or sent in a reply.
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    # Telemetry watching runs (spans, metrics, log lines); None watches nothing.
+    observer: RunObserver | None = None
 
 
 class StopSignal:

@@ -336,12 +336,14 @@ class StepRunner:
         made = len(previous)
         while True:
             self._check_deadline()
+            queued_from = self.clock.now()
             async with self.env.slots.slot():
                 # The deadline may have passed while queueing for the slot.
                 self._check_deadline()
                 made += 1
-                attempt = AttemptRecord(made, AttemptState.RUNNING, self.clock.now(), item=item)
-                journal.attempt_started(step, attempt)
+                now = self.clock.now()
+                attempt = AttemptRecord(made, AttemptState.RUNNING, now, item=item)
+                journal.attempt_started(step, attempt, now - queued_from)
                 context = AttemptContext(
                     self.services, journal, spec, step, attempt, inputs, spec.config
                 )

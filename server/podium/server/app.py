@@ -33,6 +33,9 @@ from podium.server.workflow_service import WorkflowService
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.ownership import DatabaseLock
 from podium.store.sqlite.store import MEMORY, SqliteStore
+from podium.telemetry import setup as telemetry_setup
+from podium.telemetry.logs import TraceIds
+from podium.telemetry.metrics import Gauges
 from podium.v1 import (
     control_service_pb2,
     control_service_pb2_grpc,
@@ -79,6 +82,8 @@ class PodiumServer:
     watchdog: LoopWatchdog | None = None
     # Watch responses, encoded once for every subscriber.
     event_encoder: EventEncoder | None = None
+    telemetry: telemetry_setup.TelemetryRuntime | None = None
+    log_ids: TraceIds | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
@@ -96,6 +101,12 @@ class PodiumServer:
             await self.pruner.stop()
         await self.engine.shutdown()
         await self.store.close()
+        if self.telemetry is not None:
+            # After the engine: spans of runs it stopped end as suspended.
+            await self.telemetry.close()
+        if self.log_ids is not None:
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(self.log_ids)
         if self.lock is not None:
             self.lock.release()
 
@@ -112,6 +123,7 @@ async def start_server(
     policy: Policy | None = None,
     max_output_bytes: int | None = None,
     watchdog_threshold: float | None = DEFAULT_THRESHOLD,
+    telemetry: telemetry_setup.TelemetryRuntime | None = None,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -121,6 +133,8 @@ async def start_server(
     bytes); None reads PODIUM_MAX_OUTPUT_BYTES, 1 MiB when it is unset.
     With `watchdog_threshold` (seconds), a blocked event loop is logged with
     the agent that blocked it; None watches nothing.
+    `telemetry`: traces and metrics (podium.telemetry.setup); None: log lines only.
+    The server closes it when it stops.
     """
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
@@ -152,6 +166,7 @@ async def start_server(
             lock=lock,
             max_output_bytes=max_output_bytes,
             watchdog_threshold=watchdog_threshold,
+            telemetry=telemetry or telemetry_setup.off(),
         )
     except BaseException:
         # Whatever failed, nothing may keep running: the store's threads would
@@ -176,6 +191,7 @@ async def _serve_store(
     lock: DatabaseLock | None,
     max_output_bytes: int,
     watchdog_threshold: float | None,
+    telemetry: telemetry_setup.TelemetryRuntime,
 ) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins()
     for failed in report.failed:
@@ -193,9 +209,25 @@ async def _serve_store(
         clock=governance.clock,
         max_running_steps=max_running_steps,
         max_output_bytes=max_output_bytes,
+        observer=telemetry.telemetry,
     )
 
-    server = grpc.aio.server(interceptors=[MalformedRequests()], options=SERVER_OPTIONS)
+    interceptors: list[grpc.aio.ServerInterceptor] = [MalformedRequests()]
+    log_ids = None
+    if telemetry.tracer_provider is not None:
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        # First: the RPC's span (child of the caller's traceparent) covers the call.
+        interceptors.insert(
+            0,
+            aio_server_interceptor(  # type: ignore[no-untyped-call]
+                tracer_provider=telemetry.tracer_provider
+            ),
+        )
+        log_ids = TraceIds(telemetry.telemetry.trace_ids)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(log_ids)
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowService(engine.workflows), server
     )
@@ -230,6 +262,20 @@ async def _serve_store(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     watch = StoreWatch(store, health_servicer, (*SERVICE_NAMES, ""))
     watch.start()
+    telemetry.observe(
+        Gauges(
+            active_runs=lambda: len(engine.active),
+            running_steps=lambda: engine.running_steps,
+            subscribers=lambda: engine.hub.subscriber_count,
+            budget_utilization=governance.budget_utilization,
+            breaker_states=governance.breaker_states,
+            store_commits=lambda: (
+                store.writer.commits,
+                store.writer.committed_rows,
+                store.writer.commit_seconds,
+            ),
+        )
+    )
     watchdog = None
     if watchdog_threshold is not None:
         watchdog = LoopWatchdog(asyncio.get_running_loop(), watchdog_threshold)
@@ -246,6 +292,8 @@ async def _serve_store(
         lock,
         watchdog,
         progress_service.encoder,
+        telemetry,
+        log_ids,
     )
 
 

@@ -171,6 +171,12 @@ MIGRATIONS: list[str] = [
         start_time REAL NOT NULL
     );
     """,
+    # 6: a run's trace context: the caller's traceparent and the run span's
+    # own, so that a resumed run's span joins and links to its first trace.
+    """
+    ALTER TABLE runs ADD COLUMN trace_parent TEXT;
+    ALTER TABLE runs ADD COLUMN trace_context TEXT;
+    """,
 ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -99,6 +100,10 @@ class Writer:
         # Increments when a batch is taken for commit: writes submitted under
         # the same id commit together.
         self.batch_id = 0
+        # Cumulative, for metrics: batches committed, their rows, seconds committing.
+        self.commits = 0
+        self.committed_rows = 0
+        self.commit_seconds = 0.0
         # Set once a batch fails or the database is lost: from then on every
         # commit fails with it. What the engine holds in memory may include
         # writes that never reached the disk, so acknowledging anything more
@@ -187,6 +192,7 @@ class Writer:
             self._settle(batch, error)
             return
         async with self.lock:
+            began = time.perf_counter()
             try:
                 await self._conn.execute("BEGIN IMMEDIATE")
                 for sql, params in batch.statements:
@@ -202,6 +208,16 @@ class Writer:
                 if batch.events:
                     await self._conn.executemany(INSERT_EVENT, batch.events)
                 await self._conn.commit()
+                self.commits += 1
+                self.committed_rows += (
+                    len(batch.statements)
+                    + len(batch.runs)
+                    + len(batch.steps)
+                    + len(batch.attempts)
+                    + len(batch.items)
+                    + len(batch.events)
+                )
+                self.commit_seconds += time.perf_counter() - began
             except Exception as exc:  # a failed batch must not kill the writer
                 log.exception("store batch failed; rolled back")
                 error = storage_failure(exc)
