@@ -311,7 +311,11 @@ class Engine:
         try:
             await asyncio.wait_for(executor.finished.wait(), CANCEL_WAIT_SECONDS)
         except TimeoutError:
-            log.warning("run %s: agents still unwinding after cancellation", run_id)
+            log.warning(
+                "run %s: agents still unwinding after cancellation",
+                run_id,
+                extra={"run_id": run_id},
+            )
         await self.services.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 
@@ -380,7 +384,9 @@ class Engine:
             return
         workflow = await self.workflows.pinned(view.run.workflow_id, view.run.workflow_version)
         if workflow is None:
-            log.error("run %s: workflow version is gone; cannot resume", run_id)
+            log.error(
+                "run %s: workflow version is gone; cannot resume", run_id, extra={"run_id": run_id}
+            )
             return
         view.run.last_sequence = await self.store.last_sequence(run_id)
         executor = self._executor(view.run, view.steps, self.workflows.plan_for(workflow))

@@ -214,6 +214,7 @@ class RunExecutor:
                 step.step_id,
                 self.run.run_id,
                 exc_info=error,
+                extra={"run_id": self.run.run_id, "step_id": step.step_id},
             )
         if self.stop_signal.stopping:
             return
@@ -361,7 +362,12 @@ class RunExecutor:
             # whatever else goes wrong computing it ends the run FAILED, never
             # leaves it RUNNING with no task left to end it.
             except Exception as error:
-                log.error("run %s: computing its output failed", self.run.run_id, exc_info=error)
+                log.error(
+                    "run %s: computing its output failed",
+                    self.run.run_id,
+                    exc_info=error,
+                    extra={"run_id": self.run.run_id},
+                )
                 failure = Failure(INTERNAL, f"output failed: {type(error).__name__}: {error}")
                 self.journal.finished(RunState.FAILED, failure, None)
         else:

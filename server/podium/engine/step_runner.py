@@ -121,6 +121,7 @@ class StepRunner:
                 step.step_id,
                 self.journal.run.run_id,
                 exc_info=error,
+                extra={"run_id": self.journal.run.run_id, "step_id": step.step_id},
             )
             failure = Failure(INTERNAL, f"{type(error).__name__}: {error}", retryable=False)
             outcome = StepOutcome(StepState.FAILED, failure=failure)
@@ -414,6 +415,12 @@ class StepRunner:
             attempt.number,
             item,
             exc_info=cause,
+            extra={
+                "run_id": self.journal.run.run_id,
+                "step_id": self.step.step_id,
+                "attempt": attempt.number,
+                "item": attempt.item,
+            },
         )
 
     def _previous_attempts(self, item: int) -> list[AttemptRecord]:

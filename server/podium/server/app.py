@@ -269,11 +269,7 @@ async def _serve_store(
             subscribers=lambda: engine.hub.subscriber_count,
             budget_utilization=governance.budget_utilization,
             breaker_states=governance.breaker_states,
-            store_commits=lambda: (
-                store.writer.commits,
-                store.writer.committed_rows,
-                store.writer.commit_seconds,
-            ),
+            store_commits=store.commit_stats,
         )
     )
     watchdog = None

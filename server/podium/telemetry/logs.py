@@ -45,10 +45,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in RUN_FIELDS:
-            value = getattr(record, name, None)
-            if value is not None and value != "":
-                line[name] = value
+        line.update(_ids(record))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
@@ -62,12 +59,8 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         text = super().formatMessage(record)
-        ids = [
-            f"{name}={value}"
-            for name in RUN_FIELDS
-            if (value := getattr(record, name, None)) is not None and value != ""
-        ]
-        return f"{text} [{' '.join(ids)}]" if ids else text
+        ids = " ".join(f"{name}={value}" for name, value in _ids(record).items())
+        return f"{text} [{ids}]" if ids else text
 
 
 class TraceIds(logging.Filter):
@@ -109,6 +102,17 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(parse_level(level))
     return handler
+
+
+def _ids(record: logging.LogRecord) -> dict[str, Any]:
+    """The run's ids a record carries (item only for a fan-out's or loop's)."""
+    ids: dict[str, Any] = {}
+    for name in RUN_FIELDS:
+        value = getattr(record, name, None)
+        if value is None or value == "" or (name == "item" and value == -1):
+            continue
+        ids[name] = value
+    return ids
 
 
 def _iso(created: float) -> str:

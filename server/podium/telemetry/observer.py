@@ -117,7 +117,7 @@ class Telemetry:
             run.run_id,
             run.workflow_id,
             "resumed after a restart" if resumed else "started",
-            extra=run_fields(run.run_id, workflow_id=run.workflow_id),
+            extra=_with_trace(run_fields(run.run_id, workflow_id=run.workflow_id), span),
         )
         return "" if span is None else traceparent_of(span)
 
@@ -142,7 +142,10 @@ class Telemetry:
             self.metrics.runs_finished.add(1, labels)
             if elapsed is not None:
                 self.metrics.run_duration.record(elapsed, labels)
-        ids = run_fields(run.run_id, workflow_id=run.workflow_id)
+        ids = _with_trace(
+            run_fields(run.run_id, workflow_id=run.workflow_id),
+            None if entry is None else entry.span,
+        )
         if run.state == RunState.FAILED and run.failure is not None:
             log.warning(
                 "run %s failed: %s: %s",
@@ -257,12 +260,15 @@ class Telemetry:
                 attempt.number,
                 attempt.failure.type,
                 attempt.failure.message,
-                extra=run_fields(
-                    run.run_id,
-                    workflow_id=run.workflow_id,
-                    step_id=step.step_id,
-                    attempt=attempt.number,
-                    item=attempt.item,
+                extra=_with_trace(
+                    run_fields(
+                        run.run_id,
+                        workflow_id=run.workflow_id,
+                        step_id=step.step_id,
+                        attempt=attempt.number,
+                        item=attempt.item,
+                    ),
+                    entry.span,
                 ),
             )
 
@@ -479,6 +485,15 @@ class Telemetry:
             cause,
             extra=run_fields(run.run_id, workflow_id=run.workflow_id),
         )
+
+
+def _with_trace(fields: dict[str, object], span: trace.Span | None) -> dict[str, object]:
+    """A log line's ids with the trace and span of `span`, when there is one."""
+    if span is not None:
+        context = span.get_span_context()
+        fields["trace_id"] = trace.format_trace_id(context.trace_id)
+        fields["span_id"] = trace.format_span_id(context.span_id)
+    return fields
 
 
 def _key(run: RunRecord, step: StepRecord, attempt: AttemptRecord) -> AttemptKey:

@@ -21,6 +21,7 @@ from podium.core.clock import Clock
 from podium.governance.policy import Policy
 from podium.plugins.manager import PluginReport
 from podium.server.app import PodiumServer, start_server
+from podium.telemetry.setup import TelemetryRuntime
 from podium.testing.stubs import Stubs
 
 __all__ = ["STOP_GRACE", "InProcessServer", "serving"]
@@ -53,6 +54,7 @@ async def serving(
     max_output_bytes: int | None = None,
     retention_seconds: float | None = None,
     version: str = "",
+    telemetry: TelemetryRuntime | None = None,
 ) -> AsyncIterator[InProcessServer]:
     """Serves `db_path` (a SQLite file; ":memory:" keeps nothing) until the
     block ends, then stops the server with a short grace.
@@ -61,6 +63,8 @@ async def serving(
     the same file again: stopping twice is harmless. `plugins` is a
     `podium.plugins.manager.load_plugins()` report, perhaps with agents added
     to its registry; None loads the installed plugins as `podium serve` does.
+    `telemetry`: e.g. `podium.telemetry.setup.with_providers(...)` on in-memory
+    exporters; the server closes it when it stops.
     """
     options: dict[str, Any] = {
         "clock": clock,
@@ -68,6 +72,7 @@ async def serving(
         "policy": policy,
         "retention_seconds": retention_seconds,
         "version": version,
+        "telemetry": telemetry,
     }
     if max_running_steps is not None:  # else the server's own default
         options["max_running_steps"] = max_running_steps

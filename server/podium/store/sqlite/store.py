@@ -54,6 +54,14 @@ class SqliteStore:
         assert self._writer is not None, "store is not open"
         return self._writer
 
+    def commit_stats(self) -> tuple[int, int, float]:
+        """Batches committed, rows in them and seconds spent committing, since
+        open (zeros when closed): read by metrics."""
+        writer = self._writer
+        if writer is None:
+            return (0, 0, 0.0)
+        return (writer.commits, writer.committed_rows, writer.commit_seconds)
+
     async def open(self) -> None:
         """Opens the database (creating it), or raises StoreOpenError with a
         one-line reason; a failed open leaves nothing running (a connection
