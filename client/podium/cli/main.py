@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from podium.cli import governance, plugins, runs, serve, workflows
+from podium.cli import governance, insights, plugins, runs, serve, workflows
 from podium.cli.context import Context
 from podium.cli.parser import ArgumentParser, InvalidValue, UsageError
 from podium.client import DefinitionError, PodiumError
@@ -37,6 +37,7 @@ def build_parser() -> ArgumentParser:
     workflows.register(commands)
     runs.register(commands)
     governance.register(commands)
+    insights.register(commands)
     plugins.register(commands)
     return parser
 

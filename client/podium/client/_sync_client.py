@@ -264,6 +264,16 @@ class Client:
             response = self._control.ResetBreaker(request, timeout=self.timeout)
         return response.breaker
 
+    def workflow_insights(
+        self, name_or_id: str, window: float = 0.0
+    ) -> control_service_pb2.WorkflowInsights:
+        """Statistics and recommendations from a workflow's finished runs of
+        the last `window` seconds (0: every stored run)."""
+        request = _requests.workflow_insights(name_or_id, window)
+        with translate_rpc_errors():
+            response = self._control.GetWorkflowInsights(request, timeout=self.timeout)
+        return response.insights
+
     # Progress
 
     def watch(self, run: str, after_sequence: int = 0) -> Iterator[event_pb2.RunEvent]:

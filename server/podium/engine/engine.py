@@ -29,9 +29,10 @@ from podium.core.errors import (
 )
 from podium.core.model import Event, RunRecord, RunView, StepRecord
 from podium.core.states import RunState
-from podium.engine import pagination, retention
+from podium.engine import insights, pagination, retention
 from podium.engine.admission import RunAdmission
 from podium.engine.executor import RunExecutor
+from podium.engine.history import finished_runs
 from podium.engine.hub import EventHub
 from podium.engine.observer import RunObserver
 from podium.engine.ports import RunStore
@@ -363,6 +364,34 @@ class Engine:
             executor.start,
             lambda: not executor.finished.is_set() and run_id in self.active,
         )
+
+    # -- history -------------------------------------------------------------------
+
+    async def workflow_insights(self, workflow_id: str, window: float = 0.0) -> insights.Insights:
+        """Insights of a workflow's finished runs of the last `window` seconds
+        (0: every stored run, at most history.MAX_RUNS), against its latest version."""
+        if window < 0:
+            raise InvalidArgument(
+                "invalid window", [FieldViolation("window", "must not be negative")]
+            )
+        workflow = await self.workflows.get(workflow_id)
+        plan = self.workflows.plan_for(workflow)
+        since = self.clock.now() - window if window else float("-inf")
+        histories = await finished_runs(self.store, workflow_id, since)
+        return insights.compute(
+            workflow_id,
+            plan,
+            histories,
+            prices=self._prices(),
+            max_concurrency=self.services.default_max_concurrency,
+        )
+
+    def _prices(self) -> list[insights.ModelPrice]:
+        table = self.services.governance.prices.entries()
+        return [
+            insights.ModelPrice(provider, model, price.input, price.output)
+            for (provider, model), price in table.items()
+        ]
 
     # -- start-up and shutdown ---------------------------------------------------
 

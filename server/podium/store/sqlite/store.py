@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import aiosqlite
 from podium.core.errors import PodiumError, Unavailable
 from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, RunView, StepRecord
 from podium.core.spec import WorkflowSpec, WorkflowVersion
-from podium.core.states import RunState
+from podium.core.states import EventType, RunState
 from podium.store.sqlite import codec
 from podium.store.sqlite.errors import StoreOpenError
 from podium.store.sqlite.schema import migrate
@@ -389,6 +389,20 @@ class SqliteStore:
             "SELECT run_id, sequence, time, type, body FROM events "
             "WHERE run_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
             (run_id, after_sequence, limit),
+        )
+        return [codec.event_from_row(row) for row in rows]
+
+    async def read_events_of_types(
+        self, run_id: str, types: Collection[EventType], limit: int
+    ) -> list[Event]:
+        wanted = sorted({int(t) for t in types})
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        rows = await self._fetchall(
+            "SELECT run_id, sequence, time, type, body FROM events "
+            f"WHERE run_id = ? AND type IN ({marks}) ORDER BY sequence LIMIT ?",
+            (run_id, *wanted, limit),
         )
         return [codec.event_from_row(row) for row in rows]
 
