@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,23 @@ async def test_insights_prints_the_summary_the_steps_and_each_recommendation(
         assert code != 0 and out == ""
         assert err.strip().splitlines() == [err.strip()] and err.startswith("error: ")
         assert "Traceback" not in err
+
+
+async def test_validate_shows_the_estimate(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    definition = tmp_path / "ask.yaml"
+    definition.write_text(
+        "workflow_id: ask\n"
+        "spec:\n"
+        "  steps:\n"
+        "    - {id: ask, agent: llm, config: {model: sim-small, prompt: hello, max_tokens: 10}}\n"
+    )
+    async with serving() as served:
+        code, out, err = await cli(
+            capsys, "workflows", "validate", "-f", str(definition), "--address", served.address
+        )
+    assert (code, err) == (0, "")
+    (line,) = [line for line in out.splitlines() if line.startswith("estimate: ")]
+    assert line.startswith("estimate: cost at most $")
+    assert "no finished runs yet" in line

@@ -99,8 +99,13 @@ class AsyncClient:
     async def validate_workflow(
         self, source: DefinitionSource
     ) -> workflow_service_pb2.ValidateWorkflowResponse:
-        """Check a definition without storing it: PodiumError (INVALID_ARGUMENT) if invalid."""
-        request = workflow_service_pb2.ValidateWorkflowRequest(spec=load_definition(source).spec)
+        """Check a definition without storing it: PodiumError (INVALID_ARGUMENT) if invalid.
+        The response estimates a run's duration and cost from the stored workflow
+        of the same id (its finished runs), else from the price table."""
+        definition = load_definition(source)
+        request = workflow_service_pb2.ValidateWorkflowRequest(
+            spec=definition.spec, workflow_id=definition.workflow_id
+        )
         with translate_rpc_errors():
             return await self._workflows.ValidateWorkflow(request, timeout=self.timeout)
 

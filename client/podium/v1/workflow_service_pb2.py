@@ -22,36 +22,42 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from podium.v1 import common_pb2 as podium_dot_v1_dot_common__pb2
 from podium.v1 import workflow_pb2 as podium_dot_v1_dot_workflow__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n podium/v1/workflow_service.proto\x12\tpodium.v1\x1a\x18podium/v1/workflow.proto\"S\n\x15\x43reateWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12%\n\x04spec\x18\x02 \x01(\x0b\x32\x17.podium.v1.WorkflowSpec\"?\n\x16\x43reateWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.Workflow\"3\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"<\n\x13GetWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.Workflow\"=\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x15ListWorkflowsResponse\x12&\n\tworkflows\x18\x01 \x03(\x0b\x32\x13.podium.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x15\x44\x65leteWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteWorkflowResponse\"@\n\x17ValidateWorkflowRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.podium.v1.WorkflowSpec\"\\\n\x18ValidateWorkflowResponse\x12)\n\x06levels\x18\x01 \x03(\x0b\x32\x19.podium.v1.ExecutionLevel\x12\x15\n\rcritical_path\x18\x02 \x03(\t2\xbe\x03\n\x0fWorkflowService\x12U\n\x0e\x43reateWorkflow\x12 .podium.v1.CreateWorkflowRequest\x1a!.podium.v1.CreateWorkflowResponse\x12L\n\x0bGetWorkflow\x12\x1d.podium.v1.GetWorkflowRequest\x1a\x1e.podium.v1.GetWorkflowResponse\x12R\n\rListWorkflows\x12\x1f.podium.v1.ListWorkflowsRequest\x1a .podium.v1.ListWorkflowsResponse\x12U\n\x0e\x44\x65leteWorkflow\x12 .podium.v1.DeleteWorkflowRequest\x1a!.podium.v1.DeleteWorkflowResponse\x12[\n\x10ValidateWorkflow\x12\".podium.v1.ValidateWorkflowRequest\x1a#.podium.v1.ValidateWorkflowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n podium/v1/workflow_service.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16podium/v1/common.proto\x1a\x18podium/v1/workflow.proto\"S\n\x15\x43reateWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12%\n\x04spec\x18\x02 \x01(\x0b\x32\x17.podium.v1.WorkflowSpec\"?\n\x16\x43reateWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.Workflow\"3\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"<\n\x13GetWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.Workflow\"=\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x15ListWorkflowsResponse\x12&\n\tworkflows\x18\x01 \x03(\x0b\x32\x13.podium.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x15\x44\x65leteWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteWorkflowResponse\"U\n\x17ValidateWorkflowRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.podium.v1.WorkflowSpec\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\"\x83\x01\n\x18ValidateWorkflowResponse\x12)\n\x06levels\x18\x01 \x03(\x0b\x32\x19.podium.v1.ExecutionLevel\x12\x15\n\rcritical_path\x18\x02 \x03(\t\x12%\n\x08\x65stimate\x18\x03 \x01(\x0b\x32\x13.podium.v1.Estimate\"\x9f\x02\n\x08\x45stimate\x12)\n\x06source\x18\x01 \x01(\x0e\x32\x19.podium.v1.EstimateSource\x12\x0c\n\x04runs\x18\x02 \x01(\x03\x12/\n\x0cp50_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp95_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\"\n\x08p50_cost\x18\x05 \x01(\x0b\x32\x10.podium.v1.Money\x12\"\n\x08p95_cost\x18\x06 \x01(\x0b\x32\x10.podium.v1.Money\x12\"\n\x08max_cost\x18\x07 \x01(\x0b\x32\x10.podium.v1.Money\x12\x0c\n\x04note\x18\x08 \x01(\t*o\n\x0e\x45stimateSource\x12\x1f\n\x1b\x45STIMATE_SOURCE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45STIMATE_SOURCE_HISTORY\x10\x01\x12\x1f\n\x1b\x45STIMATE_SOURCE_PRICE_TABLE\x10\x02\x32\xbe\x03\n\x0fWorkflowService\x12U\n\x0e\x43reateWorkflow\x12 .podium.v1.CreateWorkflowRequest\x1a!.podium.v1.CreateWorkflowResponse\x12L\n\x0bGetWorkflow\x12\x1d.podium.v1.GetWorkflowRequest\x1a\x1e.podium.v1.GetWorkflowResponse\x12R\n\rListWorkflows\x12\x1f.podium.v1.ListWorkflowsRequest\x1a .podium.v1.ListWorkflowsResponse\x12U\n\x0e\x44\x65leteWorkflow\x12 .podium.v1.DeleteWorkflowRequest\x1a!.podium.v1.DeleteWorkflowResponse\x12[\n\x10ValidateWorkflow\x12\".podium.v1.ValidateWorkflowRequest\x1a#.podium.v1.ValidateWorkflowResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'podium.v1.workflow_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=73
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=156
-  _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=158
-  _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=221
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=223
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=274
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=276
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=336
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=338
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=399
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=401
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=489
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=491
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=528
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=530
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=554
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=556
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=620
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=622
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=714
-  _globals['_WORKFLOWSERVICE']._serialized_start=717
-  _globals['_WORKFLOWSERVICE']._serialized_end=1163
+  _globals['_ESTIMATESOURCE']._serialized_start=1123
+  _globals['_ESTIMATESOURCE']._serialized_end=1234
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=129
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=212
+  _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=214
+  _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=277
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=279
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=330
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=332
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=392
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=394
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=455
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=457
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=545
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=547
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=584
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=586
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=610
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=612
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=697
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=700
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=831
+  _globals['_ESTIMATE']._serialized_start=834
+  _globals['_ESTIMATE']._serialized_end=1121
+  _globals['_WORKFLOWSERVICE']._serialized_start=1237
+  _globals['_WORKFLOWSERVICE']._serialized_end=1683
 # @@protoc_insertion_point(module_scope)

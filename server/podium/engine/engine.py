@@ -29,7 +29,7 @@ from podium.core.errors import (
 )
 from podium.core.model import Event, RunRecord, RunView, StepRecord
 from podium.core.states import RunState
-from podium.engine import insights, pagination, retention
+from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import RunAdmission
 from podium.engine.executor import RunExecutor
 from podium.engine.history import finished_runs
@@ -41,7 +41,7 @@ from podium.engine.recovery import recover
 from podium.engine.services import DEFAULT_MAX_OUTPUT_BYTES, RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import Plan
-from podium.engine.workflows import WorkflowCatalog
+from podium.engine.workflows import WORKFLOW_ID, WorkflowCatalog
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
 
@@ -384,6 +384,22 @@ class Engine:
             histories,
             prices=self._prices(),
             max_concurrency=self.services.default_max_concurrency,
+        )
+
+    async def estimate(self, workflow_id: str, plan: Plan) -> estimates.Estimate:
+        """What a run of `plan` is expected to take and cost: from the stored
+        workflow's finished runs, else from the price table."""
+        if workflow_id and not WORKFLOW_ID.match(workflow_id):
+            raise InvalidArgument(
+                "invalid workflow_id",
+                [
+                    FieldViolation(
+                        "workflow_id", "must match [a-z][a-z0-9-]* (at most 63 characters)"
+                    )
+                ],
+            )
+        return await estimates.estimate(
+            self.store, self.services.governance.prices, workflow_id, plan
         )
 
     def _prices(self) -> list[insights.ModelPrice]:

@@ -229,7 +229,7 @@ async def _serve_store(
             handler.addFilter(log_ids)
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
-        WorkflowService(engine.workflows), server
+        WorkflowService(engine.workflows, engine.estimate), server
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionService(engine), server
