@@ -57,7 +57,7 @@ async def test_insights_of_stored_runs_recommend_what_they_show() -> None:
         )
         assert not early.insights.enough_history
         assert early.insights.runs == 2 and not early.insights.recommendations
-        assert "only 2 finished runs" in early.insights.note
+        assert "only 2 finished runs;" in early.insights.note
 
         for i in range(2, 5):
             await run_retried(clock, stubs, i)

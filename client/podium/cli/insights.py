@@ -103,4 +103,5 @@ def _steps_table(found: control_service_pb2.WorkflowInsights) -> Table:
 
 
 def _seconds(value: duration_pb2.Duration) -> str:
-    return f"{value.ToNanoseconds() / 1e9:.3g}s"
+    seconds = value.ToNanoseconds() / 1e9
+    return f"{seconds:.3g}s" if seconds >= 1 or seconds == 0 else f"{seconds * 1000:.3g}ms"

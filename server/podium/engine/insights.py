@@ -146,7 +146,8 @@ def compute(
     note = (
         f"{runs} finished runs analysed"
         if enough
-        else f"only {runs} finished runs; recommendations need at least {MIN_RUNS}"
+        else f"only {runs} finished run{'' if runs == 1 else 's'}; "
+        f"recommendations need at least {MIN_RUNS}"
     )
     recommendations: list[Recommendation] = []
     if enough:

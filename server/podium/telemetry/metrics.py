@@ -83,7 +83,15 @@ class RunMetrics:
         meter = self.meter
 
         def single(read: Callable[[], float]) -> Callable[[CallbackOptions], list[Observation]]:
-            return lambda _options: [Observation(read())]
+            def observe(_options: CallbackOptions) -> list[Observation]:
+                # Read on the collecting thread (Prometheus's): a dict of the
+                # server changing meanwhile skips this collection.
+                try:
+                    return [Observation(read())]
+                except RuntimeError:
+                    return []
+
+            return observe
 
         if gauges.active_runs is not None:
             meter.create_observable_up_down_counter(
