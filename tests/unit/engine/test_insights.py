@@ -253,3 +253,33 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile([3, 1, 2], 0.5) == 2
     assert percentile(list(range(1, 101)), 0.95) == 95
     assert longest_path(PLAN, {"a": 1, "b": 5, "c": 1, "e": 9, "d": 1}) == (["a", "e"], 10)
+
+
+def test_quota_waits_are_measured_from_the_wait_to_the_resumption() -> None:
+    def wait_event(sequence: int, at: float, kind: EventType, message: str) -> Event:
+        return Event(
+            run_id="r0",
+            sequence=sequence,
+            time=T0 + at,
+            type=kind,
+            workflow_id="w",
+            run_state=RunState.RUNNING,
+            step_id="b",
+            message=message,
+        )
+
+    events = [
+        wait_event(1, 1.5, EventType.STEP_WAITING, "quota:requests"),
+        wait_event(2, 4.5, EventType.STEP_PROGRESS, "resumed after quota:requests"),
+        # A breaker wait is not a quota wait.
+        wait_event(3, 5.0, EventType.STEP_WAITING, "breaker:model:simulated/sim-large"),
+        wait_event(
+            4, 6.0, EventType.STEP_PROGRESS, "resumed after breaker:model:simulated/sim-large"
+        ),
+    ]
+    history = healthy(0)
+    waited = RunHistory(history.run, history.steps, events)
+    insights = compute("w", HEALTHY_PLAN, [waited], prices=PRICES)
+    steps = {s.step_id: s for s in insights.steps}
+    assert steps["b"].p50_quota_wait == pytest.approx(3.0)
+    assert steps["a"].p50_quota_wait == 0
