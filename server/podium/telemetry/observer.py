@@ -223,8 +223,10 @@ class Telemetry:
             self.metrics.waits.record(queued, {a.WORKFLOW_ID: run.workflow_id, a.WAIT_KIND: "slot"})
 
     def attempt_ended(self, run: RunRecord, step: StepRecord, attempt: AttemptRecord) -> None:
-        entry = self._attempts.pop(_key(run, step, attempt), None)
+        entry = self._attempts.pop(_key(run, step, attempt), None) if self._attempts else None
         if entry is None:
+            if attempt.failure is not None and attempt.state == AttemptState.FAILED:
+                self._log_failed(run, step, attempt, None)
             return
         state = _name(attempt.state)
         if entry.span is not None:
@@ -253,13 +255,20 @@ class Telemetry:
                 labels[a.ERROR_TYPE] = attempt.failure.type
             self.metrics.attempt_duration.record(time.perf_counter() - entry.started, labels)
         if attempt.failure is not None and attempt.state == AttemptState.FAILED:
+            self._log_failed(run, step, attempt, entry.span)
+
+    def _log_failed(
+        self, run: RunRecord, step: StepRecord, attempt: AttemptRecord, span: trace.Span | None
+    ) -> None:
+        failure = attempt.failure
+        if failure is not None:
             log.info(
                 "run %s step %s attempt %d failed: %s: %s",
                 run.run_id,
                 step.step_id,
                 attempt.number,
-                attempt.failure.type,
-                attempt.failure.message,
+                failure.type,
+                failure.message,
                 extra=_with_trace(
                     run_fields(
                         run.run_id,
@@ -268,7 +277,7 @@ class Telemetry:
                         attempt=attempt.number,
                         item=attempt.item,
                     ),
-                    entry.span,
+                    span,
                 ),
             )
 
