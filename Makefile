@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.uv-synced
 BUF := node_modules/.bin/buf
 # Directories type-checked by mypy (only those that exist yet), plugin distributions included.
-MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli tests bench scripts plugins/*/src)
+MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli client/podium/worker tests bench scripts plugins/*/src)
 # Each plugin's tests in a mypy run of their own, as in the plugin's own repository would be:
 # their modules (conftest, test_provider) are top-level names and would clash with each other.
 PLUGIN_TESTS = $(wildcard plugins/*/tests)

@@ -9,6 +9,7 @@ calls, persistence and event delivery over gRPC on loopback.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from google.protobuf import json_format
 from bench.measure import Measurement, repeat
 from bench.server import FINAL_EVENTS, BenchError, server_process
 from bench.workloads import StepDef, Workload
-from podium.testing import Stubs
+from podium.testing import Stubs, start_worker_process, workers_serve
 from podium.v1 import (
     event_pb2,
     execution_service_pb2,
@@ -28,10 +29,12 @@ from podium.v1 import (
 )
 
 
-def workflow_request(workflow_id: str, steps: Sequence[StepDef]) -> Any:
+def workflow_request(workflow_id: str, steps: Sequence[StepDef], task_queue: str = "") -> Any:
     step_dicts: list[dict[str, Any]] = []
     for step in steps:
         step_dict: dict[str, Any] = {"id": step.id, "agent": "echo"}
+        if task_queue:
+            step_dict["task_queue"] = task_queue
         if step.depends_on:
             step_dict["depends_on"] = list(step.depends_on)
         if step.delay_ms:
@@ -124,4 +127,38 @@ async def measure_dag(workload: Workload) -> Measurement:
             request = workflow_request(workload.name.lower(), workload.build())
             workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
             walls = await repeat(workload, lambda: run_dag_once(stubs, workflow, workload))
+        return Measurement(walls, await server.stop())
+
+
+WORKER_QUEUE = "bench"
+
+
+async def measure_dag_on_worker(workload: Workload) -> Measurement:
+    """As measure_dag, every step's `echo` run by one `podium worker` process
+    serving queue "bench" (peak RSS: the server's)."""
+    async with server_process() as server:
+        with tempfile.TemporaryDirectory(prefix="podium-bench-worker-") as tmp:
+            worker = start_worker_process(
+                server.address,
+                log_dir=tmp,
+                args=[
+                    "--queue",
+                    WORKER_QUEUE,
+                    "--agent",
+                    "echo",
+                    "--concurrency",
+                    str(workload.worker_concurrency),
+                ],
+            )
+            try:
+                async with grpc.aio.insecure_channel(server.address) as channel:
+                    stubs = Stubs.on(channel)
+                    await workers_serve(stubs, "echo", queue=WORKER_QUEUE)
+                    request = workflow_request(
+                        workload.name.lower(), workload.build(), task_queue=WORKER_QUEUE
+                    )
+                    workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
+                    walls = await repeat(workload, lambda: run_dag_once(stubs, workflow, workload))
+            finally:
+                worker.stop()
         return Measurement(walls, await server.stop())

@@ -54,11 +54,14 @@ class Workload:
     # step whose items are the StepDefs, at most `max_concurrency` at once) or
     # "recovery" (unfinished runs of the DAG resumed by a restarted server),
     # "gate" (the governance gate in-process, bench/gate.py) or "budget_race"
-    # (a fan-out of `llm` calls against one run budget, bench/budget_race.py).
+    # (a fan-out of `llm` calls against one run budget, bench/budget_race.py),
+    # "dag_worker" (as "dag", each step's agent run by one worker process).
     kind: str = "dag"
     max_concurrency: int = 0  # 0: unbounded; the floor honours it too
     # False where a bare asyncio executor has nothing to compare with (W7).
     has_floor: bool = True
+    # "dag_worker": the attempts a worker process runs at once.
+    worker_concurrency: int = 0
 
     @property
     def steps_per_run(self) -> int:
@@ -227,6 +230,31 @@ WORKLOADS += [
         repetitions=1,
         kind="responsiveness",
         has_floor=False,
+    ),
+]
+
+
+# W2 and W4 again, their `echo` steps run by one `podium worker` process
+# (the server delegates every attempt over WorkerService): the cost of running
+# agents out of process, beside the in-process rows.
+WORKLOADS += [
+    Workload(
+        "W2w",
+        "200-step chain, echo run by one Python worker process",
+        lambda: chain(200),
+        Target(),
+        kind="dag_worker",
+        worker_concurrency=1,
+    ),
+    Workload(
+        "W4w",
+        "100 concurrent 5-step diamonds, echo run by one Python worker process",
+        diamond,
+        Target(),
+        runs=100,
+        repetitions=3,
+        kind="dag_worker",
+        worker_concurrency=300,
     ),
 ]
 

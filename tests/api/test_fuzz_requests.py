@@ -20,6 +20,7 @@ from podium.v1 import (
     control_service_pb2,
     execution_service_pb2,
     progress_service_pb2,
+    worker_service_pb2,
     workflow_service_pb2,
 )
 
@@ -44,9 +45,11 @@ NUMBERS = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**60),
 
 def methods() -> Iterator[tuple[str, str, type[Message], bool]]:
     modules = (workflow_service_pb2, execution_service_pb2, progress_service_pb2)
-    for module in (*modules, control_service_pb2):
+    for module in (*modules, control_service_pb2, worker_service_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
+                if method.client_streaming:
+                    continue  # a worker's session: tests/api/test_workers.py
                 request = getattr(module, method.input_type.name)
                 streaming = method.server_streaming
                 yield service.name, method.name, request, streaming
@@ -58,6 +61,7 @@ STUB_ATTRIBUTE = {
     "ExecutionService": "executions",
     "ProgressService": "progress",
     "ControlService": "control",
+    "WorkerService": "workers",
 }
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from podium.cli import governance, insights, plugins, runs, serve, workflows
+from podium.cli import governance, insights, plugins, runs, serve, worker, workflows
 from podium.cli.context import Context
 from podium.cli.parser import ArgumentParser, InvalidValue, UsageError
 from podium.client import DefinitionError, PodiumError
@@ -34,6 +34,7 @@ def build_parser() -> ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.register(commands)
+    worker.register(commands)
     workflows.register(commands)
     runs.register(commands)
     governance.register(commands)

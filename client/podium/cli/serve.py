@@ -65,6 +65,13 @@ def register(commands: Any) -> None:
         metavar="HOST:PORT",
         help="serve Prometheus metrics on http://HOST:PORT/metrics (default: none)",
     )
+    serve.add_argument(
+        "--agents",
+        choices=("all", "remote-only"),
+        default="all",
+        help="remote-only: load no agent in-process; every agent runs on workers"
+        " (podium worker) (default: all)",
+    )
     serve.set_defaults(handler=serve_command)
 
 
@@ -88,5 +95,6 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
         metrics_address=args.metrics_address,
+        remote_agents_only=args.agents == "remote-only",
     )
     return int(code or 0)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -234,12 +235,35 @@ class AgentInfo(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     PLUGIN_FIELD_NUMBER: _builtins.int
+    IN_PROCESS_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    CONFIG_SCHEMA_FIELD_NUMBER: _builtins.int
+    INPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    OUTPUT_SCHEMA_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     version: _builtins.str
     """Version of the agent's implementation (used by result caching)."""
     plugin: _builtins.str
-    """The plugin that registered it."""
+    """The plugin that registered it; empty for an agent only workers serve."""
+    in_process: _builtins.bool
+    """Whether the server runs it in-process."""
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentWorkers]:
+        """The worker sessions serving it now, by task queue."""
+
+    @_builtins.property
+    def config_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema of its config a worker declared; unset: none."""
+
+    @_builtins.property
+    def input_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema of its input a worker declared; unset: none."""
+
+    @_builtins.property
+    def output_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema of its output a worker declared; unset: none."""
+
     def __init__(
         self,
         *,
@@ -247,14 +271,53 @@ class AgentInfo(_message.Message):
         description: _builtins.str = ...,
         version: _builtins.str = ...,
         plugin: _builtins.str = ...,
+        in_process: _builtins.bool = ...,
+        workers: _abc.Iterable[Global___AgentWorkers] | None = ...,
+        config_schema: _struct_pb2.Struct | None = ...,
+        input_schema: _struct_pb2.Struct | None = ...,
+        output_schema: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_schema", b"config_schema", "input_schema", b"input_schema", "output_schema", b"output_schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "plugin", b"plugin", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_schema", b"config_schema", "description", b"description", "in_process", b"in_process", "input_schema", b"input_schema", "name", b"name", "output_schema", b"output_schema", "plugin", b"plugin", "version", b"version", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentInfo: _TypeAlias = AgentInfo  # noqa: Y015
+
+@_typing.final
+class AgentWorkers(_message.Message):
+    """How many worker sessions serve an agent on one task queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    """The task queue."""
+    sessions: _builtins.int
+    """Connected worker sessions that serve the agent on it."""
+    capacity: _builtins.int
+    """Their max_concurrent_tasks summed."""
+    running: _builtins.int
+    """Attempts those sessions run now."""
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+        sessions: _builtins.int = ...,
+        capacity: _builtins.int = ...,
+        running: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "queue", b"queue", "running", b"running", "sessions", b"sessions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentWorkers: _TypeAlias = AgentWorkers  # noqa: Y015
 
 @_typing.final
 class ListProvidersRequest(_message.Message):

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from podium.v1 import common_pb2 as podium_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18podium/v1/workflow.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16podium/v1/common.proto\"\x81\x01\n\x08Workflow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12%\n\x04spec\x18\x03 \x01(\x0b\x32\x17.podium.v1.WorkflowSpec\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x97\x03\n\x0cWorkflowSpec\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x1e\n\x05steps\x18\x02 \x03(\x0b\x32\x0f.podium.v1.Step\x12\x33\n\x06output\x18\x03 \x03(\x0b\x32#.podium.v1.WorkflowSpec.OutputEntry\x12\x17\n\x0fmax_concurrency\x18\x04 \x01(\x05\x12\x33\n\x06labels\x18\x05 \x03(\x0b\x32#.podium.v1.WorkflowSpec.LabelsEntry\x12!\n\x05retry\x18\x06 \x03(\x0b\x32\x12.podium.v1.Retrier\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\"\n\x08max_cost\x18\x08 \x01(\x0b\x32\x10.podium.v1.Money\x1a-\n\x0bOutputEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb4\x05\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12)\n\x05input\x18\x03 \x03(\x0b\x32\x1a.podium.v1.Step.InputEntry\x12\x12\n\ndepends_on\x18\x04 \x03(\t\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12!\n\x05retry\x18\x07 \x03(\x0b\x32\x12.podium.v1.Retrier\x12\x32\n\x0f\x61ttempt_timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\non_failure\x18\n \x01(\x0e\x32\x18.podium.v1.FailurePolicy\x12,\n\x0ctrigger_rule\x18\x0b \x01(\x0e\x32\x16.podium.v1.TriggerRule\x12\x0c\n\x04when\x18\x0c \x01(\t\x12$\n\x08\x66or_each\x18\r \x01(\x0b\x32\x12.podium.v1.ForEach\x12\x1d\n\x04loop\x18\x0e \x01(\x0b\x32\x0f.podium.v1.Loop\x12\x1d\n\x04wait\x18\x0f \x01(\x0b\x32\x0f.podium.v1.Wait\x12%\n\x08\x61pproval\x18\x10 \x01(\x0b\x32\x13.podium.v1.Approval\x12+\n\ncompensate\x18\x11 \x01(\x0b\x32\x17.podium.v1.Compensation\x12\x1f\n\x05\x63\x61\x63he\x18\x12 \x01(\x0b\x32\x10.podium.v1.Cache\x12\x11\n\tfail_fast\x18\x13 \x01(\x08\x12\r\n\x05tools\x18\x14 \x03(\t\x1a,\n\nInputEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x01\n\x07Retrier\x12\x14\n\x0c\x65rror_equals\x18\x01 \x03(\t\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x62\x61\x63koff_rate\x18\x03 \x01(\x01\x12/\n\x0cmax_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12!\n\x06jitter\x18\x06 \x01(\x0e\x32\x11.podium.v1.Jitter\"u\n\x07\x46orEach\x12\r\n\x05items\x18\x01 \x01(\t\x12\x17\n\x0fmax_concurrency\x18\x02 \x01(\x05\x12\x1f\n\x17tolerated_failure_count\x18\x03 \x01(\x05\x12!\n\x19tolerated_failure_percent\x18\x04 \x01(\x01\"-\n\x04Loop\x12\r\n\x05until\x18\x01 \x01(\t\x12\x16\n\x0emax_iterations\x18\x02 \x01(\x05\"\x85\x01\n\x04Wait\x12-\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12*\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x19\n\x0ftime_expression\x18\x03 \x01(\tH\x00\x42\x07\n\x05until\"F\n\x08\x41pproval\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa7\x01\n\x0c\x43ompensation\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x31\n\x05input\x18\x02 \x03(\x0b\x32\".podium.v1.Compensation.InputEntry\x12\'\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a,\n\nInputEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x05\x43\x61\x63he\x12&\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\"\n\x0e\x45xecutionLevel\x12\x10\n\x08step_ids\x18\x01 \x03(\t*B\n\x06Jitter\x12\x16\n\x12JITTER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bJITTER_NONE\x10\x01\x12\x0f\n\x0bJITTER_FULL\x10\x02*e\n\rFailurePolicy\x12\x1e\n\x1a\x46\x41ILURE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41ILURE_POLICY_FAIL\x10\x01\x12\x1b\n\x17\x46\x41ILURE_POLICY_CONTINUE\x10\x02*\x86\x01\n\x0bTriggerRule\x12\x1c\n\x18TRIGGER_RULE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRIGGER_RULE_ALL_SUCCEEDED\x10\x01\x12\x19\n\x15TRIGGER_RULE_ALL_DONE\x10\x02\x12\x1e\n\x1aTRIGGER_RULE_ANY_SUCCEEDED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18podium/v1/workflow.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16podium/v1/common.proto\"\x81\x01\n\x08Workflow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12%\n\x04spec\x18\x03 \x01(\x0b\x32\x17.podium.v1.WorkflowSpec\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x97\x03\n\x0cWorkflowSpec\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x1e\n\x05steps\x18\x02 \x03(\x0b\x32\x0f.podium.v1.Step\x12\x33\n\x06output\x18\x03 \x03(\x0b\x32#.podium.v1.WorkflowSpec.OutputEntry\x12\x17\n\x0fmax_concurrency\x18\x04 \x01(\x05\x12\x33\n\x06labels\x18\x05 \x03(\x0b\x32#.podium.v1.WorkflowSpec.LabelsEntry\x12!\n\x05retry\x18\x06 \x03(\x0b\x32\x12.podium.v1.Retrier\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\"\n\x08max_cost\x18\x08 \x01(\x0b\x32\x10.podium.v1.Money\x1a-\n\x0bOutputEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xfe\x05\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12)\n\x05input\x18\x03 \x03(\x0b\x32\x1a.podium.v1.Step.InputEntry\x12\x12\n\ndepends_on\x18\x04 \x03(\t\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12!\n\x05retry\x18\x07 \x03(\x0b\x32\x12.podium.v1.Retrier\x12\x32\n\x0f\x61ttempt_timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\non_failure\x18\n \x01(\x0e\x32\x18.podium.v1.FailurePolicy\x12,\n\x0ctrigger_rule\x18\x0b \x01(\x0e\x32\x16.podium.v1.TriggerRule\x12\x0c\n\x04when\x18\x0c \x01(\t\x12$\n\x08\x66or_each\x18\r \x01(\x0b\x32\x12.podium.v1.ForEach\x12\x1d\n\x04loop\x18\x0e \x01(\x0b\x32\x0f.podium.v1.Loop\x12\x1d\n\x04wait\x18\x0f \x01(\x0b\x32\x0f.podium.v1.Wait\x12%\n\x08\x61pproval\x18\x10 \x01(\x0b\x32\x13.podium.v1.Approval\x12+\n\ncompensate\x18\x11 \x01(\x0b\x32\x17.podium.v1.Compensation\x12\x1f\n\x05\x63\x61\x63he\x18\x12 \x01(\x0b\x32\x10.podium.v1.Cache\x12\x11\n\tfail_fast\x18\x13 \x01(\x08\x12\r\n\x05tools\x18\x14 \x03(\t\x12\x12\n\ntask_queue\x18\x15 \x01(\t\x12\x34\n\x11heartbeat_timeout\x18\x16 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a,\n\nInputEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x01\n\x07Retrier\x12\x14\n\x0c\x65rror_equals\x18\x01 \x03(\t\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x62\x61\x63koff_rate\x18\x03 \x01(\x01\x12/\n\x0cmax_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12!\n\x06jitter\x18\x06 \x01(\x0e\x32\x11.podium.v1.Jitter\"u\n\x07\x46orEach\x12\r\n\x05items\x18\x01 \x01(\t\x12\x17\n\x0fmax_concurrency\x18\x02 \x01(\x05\x12\x1f\n\x17tolerated_failure_count\x18\x03 \x01(\x05\x12!\n\x19tolerated_failure_percent\x18\x04 \x01(\x01\"-\n\x04Loop\x12\r\n\x05until\x18\x01 \x01(\t\x12\x16\n\x0emax_iterations\x18\x02 \x01(\x05\"\x85\x01\n\x04Wait\x12-\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12*\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x19\n\x0ftime_expression\x18\x03 \x01(\tH\x00\x42\x07\n\x05until\"F\n\x08\x41pproval\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa7\x01\n\x0c\x43ompensation\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x31\n\x05input\x18\x02 \x03(\x0b\x32\".podium.v1.Compensation.InputEntry\x12\'\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a,\n\nInputEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x05\x43\x61\x63he\x12&\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\"\n\x0e\x45xecutionLevel\x12\x10\n\x08step_ids\x18\x01 \x03(\t*B\n\x06Jitter\x12\x16\n\x12JITTER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bJITTER_NONE\x10\x01\x12\x0f\n\x0bJITTER_FULL\x10\x02*e\n\rFailurePolicy\x12\x1e\n\x1a\x46\x41ILURE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41ILURE_POLICY_FAIL\x10\x01\x12\x1b\n\x17\x46\x41ILURE_POLICY_CONTINUE\x10\x02*\x86\x01\n\x0bTriggerRule\x12\x1c\n\x18TRIGGER_RULE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRIGGER_RULE_ALL_SUCCEEDED\x10\x01\x12\x19\n\x15TRIGGER_RULE_ALL_DONE\x10\x02\x12\x1e\n\x1aTRIGGER_RULE_ANY_SUCCEEDED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,12 +43,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STEP_INPUTENTRY']._serialized_options = b'8\001'
   _globals['_COMPENSATION_INPUTENTRY']._loaded_options = None
   _globals['_COMPENSATION_INPUTENTRY']._serialized_options = b'8\001'
-  _globals['_JITTER']._serialized_start=2231
-  _globals['_JITTER']._serialized_end=2297
-  _globals['_FAILUREPOLICY']._serialized_start=2299
-  _globals['_FAILUREPOLICY']._serialized_end=2400
-  _globals['_TRIGGERRULE']._serialized_start=2403
-  _globals['_TRIGGERRULE']._serialized_end=2537
+  _globals['_JITTER']._serialized_start=2305
+  _globals['_JITTER']._serialized_end=2371
+  _globals['_FAILUREPOLICY']._serialized_start=2373
+  _globals['_FAILUREPOLICY']._serialized_end=2474
+  _globals['_TRIGGERRULE']._serialized_start=2477
+  _globals['_TRIGGERRULE']._serialized_end=2611
   _globals['_WORKFLOW']._serialized_start=159
   _globals['_WORKFLOW']._serialized_end=288
   _globals['_WORKFLOWSPEC']._serialized_start=291
@@ -58,25 +58,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKFLOWSPEC_LABELSENTRY']._serialized_start=653
   _globals['_WORKFLOWSPEC_LABELSENTRY']._serialized_end=698
   _globals['_STEP']._serialized_start=701
-  _globals['_STEP']._serialized_end=1393
-  _globals['_STEP_INPUTENTRY']._serialized_start=1349
-  _globals['_STEP_INPUTENTRY']._serialized_end=1393
-  _globals['_RETRIER']._serialized_start=1396
-  _globals['_RETRIER']._serialized_end=1600
-  _globals['_FOREACH']._serialized_start=1602
-  _globals['_FOREACH']._serialized_end=1719
-  _globals['_LOOP']._serialized_start=1721
-  _globals['_LOOP']._serialized_end=1766
-  _globals['_WAIT']._serialized_start=1769
-  _globals['_WAIT']._serialized_end=1902
-  _globals['_APPROVAL']._serialized_start=1904
-  _globals['_APPROVAL']._serialized_end=1974
-  _globals['_COMPENSATION']._serialized_start=1977
-  _globals['_COMPENSATION']._serialized_end=2144
-  _globals['_COMPENSATION_INPUTENTRY']._serialized_start=1349
-  _globals['_COMPENSATION_INPUTENTRY']._serialized_end=1393
-  _globals['_CACHE']._serialized_start=2146
-  _globals['_CACHE']._serialized_end=2193
-  _globals['_EXECUTIONLEVEL']._serialized_start=2195
-  _globals['_EXECUTIONLEVEL']._serialized_end=2229
+  _globals['_STEP']._serialized_end=1467
+  _globals['_STEP_INPUTENTRY']._serialized_start=1423
+  _globals['_STEP_INPUTENTRY']._serialized_end=1467
+  _globals['_RETRIER']._serialized_start=1470
+  _globals['_RETRIER']._serialized_end=1674
+  _globals['_FOREACH']._serialized_start=1676
+  _globals['_FOREACH']._serialized_end=1793
+  _globals['_LOOP']._serialized_start=1795
+  _globals['_LOOP']._serialized_end=1840
+  _globals['_WAIT']._serialized_start=1843
+  _globals['_WAIT']._serialized_end=1976
+  _globals['_APPROVAL']._serialized_start=1978
+  _globals['_APPROVAL']._serialized_end=2048
+  _globals['_COMPENSATION']._serialized_start=2051
+  _globals['_COMPENSATION']._serialized_end=2218
+  _globals['_COMPENSATION_INPUTENTRY']._serialized_start=1423
+  _globals['_COMPENSATION_INPUTENTRY']._serialized_end=1467
+  _globals['_CACHE']._serialized_start=2220
+  _globals['_CACHE']._serialized_end=2267
+  _globals['_EXECUTIONLEVEL']._serialized_start=2269
+  _globals['_EXECUTIONLEVEL']._serialized_end=2303
 # @@protoc_insertion_point(module_scope)

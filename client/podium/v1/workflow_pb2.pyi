@@ -286,6 +286,8 @@ class Step(_message.Message):
     CACHE_FIELD_NUMBER: _builtins.int
     FAIL_FAST_FIELD_NUMBER: _builtins.int
     TOOLS_FIELD_NUMBER: _builtins.int
+    TASK_QUEUE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_TIMEOUT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the workflow: [a-z_][a-z0-9_]*, at most 63 characters."""
     agent: _builtins.str
@@ -301,6 +303,11 @@ class Step(_message.Message):
     fail_fast: _builtins.bool
     """Fail at once (podium.CircuitOpen) instead of waiting while a circuit
     breaker this step needs is open and no fallback is available.
+    """
+    task_queue: _builtins.str
+    """Run the agent on a worker of this task queue (see WorkerService) even
+    if it is also loaded in-process; empty: in-process when the server has
+    the agent, else on a worker of queue "default".
     """
     @_builtins.property
     def input(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -362,6 +369,12 @@ class Step(_message.Message):
     def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Tools the step's agent may call (see ControlService.ListPlugins)."""
 
+    @_builtins.property
+    def heartbeat_timeout(self) -> _duration_pb2.Duration:
+        """A worker must heartbeat an attempt of this step at least this often, or
+        the attempt is INTERRUPTED (and retried under `retry`); default 30s.
+        """
+
     def __init__(
         self,
         *,
@@ -385,10 +398,12 @@ class Step(_message.Message):
         cache: Global___Cache | None = ...,
         fail_fast: _builtins.bool = ...,
         tools: _abc.Iterable[_builtins.str] | None = ...,
+        task_queue: _builtins.str = ...,
+        heartbeat_timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "loop", b"loop", "timeout", b"timeout", "wait", b"wait"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "loop", b"loop", "timeout", b"timeout", "wait", b"wait"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "retry", b"retry", "timeout", b"timeout", "tools", b"tools", "trigger_rule", b"trigger_rule", "wait", b"wait", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "retry", b"retry", "task_queue", b"task_queue", "timeout", b"timeout", "tools", b"tools", "trigger_rule", b"trigger_rule", "wait", b"wait", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -83,6 +83,10 @@ class StepSpec(_Frozen):
     cache: CacheSpec | None = None
     fail_fast: bool = False
     tools: list[str] = Field(default_factory=list)
+    # Run the agent on a worker of this queue; "": in-process when loaded.
+    task_queue: str = ""
+    # A worker's heartbeats on an attempt must not lapse longer (None: 30s).
+    heartbeat_timeout: float | None = None
 
 
 class WorkflowSpec(_Frozen):

@@ -41,6 +41,7 @@ from podium.engine.recovery import recover
 from podium.engine.services import DEFAULT_MAX_OUTPUT_BYTES, RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import Plan
+from podium.engine.workers import WorkerPool
 from podium.engine.workflows import WORKFLOW_ID, WorkflowCatalog
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
@@ -71,7 +72,8 @@ class Engine:
         self.store = store
         self.hub = hub or EventHub()
         self.clock: Clock = clock or SystemClock()
-        self.workflows = WorkflowCatalog(store, registry, self.clock)
+        self.workers = WorkerPool(self.clock)
+        self.workflows = WorkflowCatalog(store, registry, self.clock, self.workers)
         self.services = RunServices(
             clock=self.clock,
             store=store,
@@ -83,6 +85,7 @@ class Engine:
             default_max_concurrency=max_concurrency,
             max_output_bytes=max_output_bytes,
             observer=observer,
+            workers=self.workers,
         )
         self.admission = RunAdmission(governance.quotas)
         self.active: dict[str, RunExecutor] = {}

@@ -33,6 +33,11 @@ class RunObserver(Protocol):
         """An attempt starts, after `queued` seconds waiting for a slot."""
         ...
 
+    def attempt_traceparent(self, run: RunRecord, step: StepRecord, attempt: AttemptRecord) -> str:
+        """The W3C traceparent of a running attempt's span ("" without one):
+        a worker's span of the attempt becomes its child."""
+        ...
+
     def attempt_ended(self, run: RunRecord, step: StepRecord, attempt: AttemptRecord) -> None:
         """An attempt ended (attempt.state, attempt.failure)."""
         ...

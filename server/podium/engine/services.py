@@ -10,6 +10,7 @@ from podium.engine.observer import RunObserver
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.slots import PrioritySlots
+from podium.engine.workers import WorkerPool
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
 
@@ -37,6 +38,8 @@ class RunServices:
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     # Telemetry watching runs (spans, metrics, log lines); None watches nothing.
     observer: RunObserver | None = None
+    # Connected workers: agents whose execution is delegated to them.
+    workers: WorkerPool | None = None
 
 
 class StopSignal:

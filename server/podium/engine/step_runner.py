@@ -11,6 +11,7 @@ and an attempt that was in flight counts as an interrupted attempt.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 from collections.abc import Callable
@@ -51,6 +52,13 @@ from podium.engine.step_values import (
     truthy,
 )
 from podium.engine.validation import StepPlan
+from podium.engine.workers import (
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_QUEUE,
+    AttemptInterrupted,
+    RemoteTask,
+    Reservation,
+)
 from podium.plugins.api import AgentError
 
 # A step without a retry policy still runs again after a server restart
@@ -97,6 +105,9 @@ class StepRunner:
         self.clock = env.services.clock
         self.deadline: float | None = None
         self._attempts_by_item: dict[int, list[AttemptRecord]] | None = None
+        # Items of this step waiting for a worker's slot: the step shows one
+        # wait while any does (not one per item of a large fan-out).
+        self._waiting_for_worker = 0
 
     async def run(self) -> None:
         step = self.step
@@ -309,7 +320,11 @@ class StepRunner:
             return await self._call(scope, item=-1)
         inputs = self._inputs(scope)
         agent = self.services.registry.agent(self.spec.agent)
-        key = cache_key(self.spec.agent, agent.version if agent else "", inputs, self.spec.config)
+        declared = (
+            self.services.workers.declared(self.spec.agent) if self.services.workers else None
+        )
+        version = agent.version if agent else (declared.version if declared else "")
+        key = cache_key(self.spec.agent, version, inputs, self.spec.config)
         hit, output = await self.services.store.get_cache(key, self.clock.now())
         if hit:
             self.step.input = inputs
@@ -328,7 +343,8 @@ class StepRunner:
         if item == -1:
             step.input = inputs
         agent = self.services.registry.agent(spec.agent)
-        if agent is None:
+        queue = self._queue(loaded=agent is not None)
+        if agent is None and queue is None:
             raise StepFailed(Failure(UNKNOWN_AGENT, f"agent {spec.agent!r} is not registered"))
         previous = self._previous_attempts(item)
         if previous and previous[-1].state != AttemptState.SUCCEEDED:
@@ -341,6 +357,7 @@ class StepRunner:
             async with self.env.slots.slot():
                 # The deadline may have passed while queueing for the slot.
                 self._check_deadline()
+                reservation = None if queue is None else await self._reserve_worker(queue)
                 made += 1
                 now = self.clock.now()
                 attempt = AttemptRecord(made, AttemptState.RUNNING, now, item=item)
@@ -348,13 +365,18 @@ class StepRunner:
                 context = AttemptContext(
                     self.services, journal, spec, step, attempt, inputs, spec.config
                 )
+                ended = AttemptState.FAILED
                 try:
-                    # Durable before the agent runs: every execution has its
-                    # attempt row (concurrent starts share one group commit).
+                    # Durable before the agent runs (or its task is sent to a
+                    # worker): every execution has its attempt row (concurrent
+                    # starts share one group commit).
                     await self.services.store.commit()
-                    output = await run_with_deadline(
-                        guarded(agent.run(context)), self._attempt_budget(), self.clock
-                    )
+                    if reservation is None:
+                        assert agent is not None
+                        work = guarded(agent.run(context))
+                    else:
+                        work = self._delegate(reservation, context, attempt, inputs)
+                    output = await run_with_deadline(work, self._attempt_budget(), self.clock)
                     output = json_output(output, self.services.max_output_bytes)
                 except DeadlineExceeded:
                     failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
@@ -362,14 +384,99 @@ class StepRunner:
                     if not self.env.stop.stopping:
                         journal.attempt_ended(step, attempt, AttemptState.CANCELLED, None)
                     raise
+                except AttemptInterrupted as interrupted:
+                    failure, ended = interrupted.failure, AttemptState.INTERRUPTED
                 except Exception as error:
                     failure = failure_from_exception(error)
                     self._log_unexpected(error, attempt)
                 else:
                     journal.attempt_ended(step, attempt, AttemptState.SUCCEEDED, None)
                     return output
-            journal.attempt_ended(step, attempt, AttemptState.FAILED, failure)
+                finally:
+                    # A slot whose task was never sent (the commit failed, the
+                    # step was cancelled) goes back to its worker.
+                    if reservation is not None and self.services.workers is not None:
+                        self.services.workers.release(reservation)
+            journal.attempt_ended(step, attempt, ended, failure)
             await self._retry_or_fail(attempt, item, made, resumed=False)
+
+    # -- agents served by workers ------------------------------------------------------
+
+    def _queue(self, *, loaded: bool) -> str | None:
+        """The task queue whose workers run this step's agent, or None to run
+        it in-process: a step naming a queue runs there; an agent no plugin
+        loaded, or one a worker serves on the default queue, runs on workers."""
+        workers = self.services.workers
+        if workers is None:
+            return None
+        if self.spec.task_queue:
+            return self.spec.task_queue
+        if not loaded or workers.serves(DEFAULT_QUEUE, self.spec.agent):
+            return DEFAULT_QUEUE
+        return None
+
+    async def _reserve_worker(self, queue: str) -> Reservation:
+        """A slot of a worker serving the step's agent on `queue`; while there
+        is none the step waits visibly, until the step's deadline."""
+        workers = self.services.workers
+        assert workers is not None
+        agent = self.spec.agent
+        reservation = workers.try_reserve(queue, agent)
+        if reservation is not None:
+            return reservation
+        reason = f"worker:{queue}/{agent}"
+        if self._waiting_for_worker == 0:
+            self.journal.step_waiting(self.step, None, reason)
+        self._waiting_for_worker += 1
+        budget = None if self.deadline is None else self.deadline - self.clock.now()
+        try:
+            reservation = await run_with_deadline(workers.reserve(queue, agent), budget, self.clock)
+        except DeadlineExceeded:
+            message = (
+                f"no worker served agent {agent!r} on queue {queue!r} before the step timed out"
+            )
+            raise StepFailed(Failure(TIMEOUT, message, retryable=False)) from None
+        finally:
+            self._waiting_for_worker -= 1
+        if self._waiting_for_worker == 0:
+            self.journal.step_resumed(self.step, reason)
+        return reservation
+
+    async def _delegate(
+        self, reservation: Reservation, context: AttemptContext, attempt: AttemptRecord, inputs: Any
+    ) -> Any:
+        workers = self.services.workers
+        assert workers is not None
+        run, spec = self.journal.run, self.spec
+        observer = self.journal.observer
+        # With tracing on, the worker's span of the attempt joins the run's trace.
+        traceparent = (
+            observer.attempt_traceparent(run, self.step, attempt) if observer is not None else ""
+        ) or _traceparent(run.run_id, self.step.step_id, attempt)
+        attempt_deadline = (
+            None if spec.attempt_timeout is None else attempt.start_time + spec.attempt_timeout
+        )
+
+        def task(token: str) -> RemoteTask:
+            return RemoteTask(
+                token=token,
+                run_id=run.run_id,
+                workflow_id=run.workflow_id,
+                step_id=self.step.step_id,
+                item=attempt.item,
+                attempt=attempt.number,
+                agent=spec.agent,
+                queue=reservation.queue,
+                input=inputs,
+                config=spec.config,
+                attempt_deadline=attempt_deadline,
+                step_deadline=self.deadline,
+                heartbeat_timeout=spec.heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT,
+                traceparent=traceparent,
+                tools=context.tools,
+            )
+
+        return await workers.execute(reservation, context, task)
 
     async def _retry_or_fail(
         self, attempt: AttemptRecord, item: int, made: int, *, resumed: bool
@@ -467,6 +574,14 @@ class StepRunner:
         if self.deadline is not None and self.clock.now() >= self.deadline:
             return f"step timed out after {self.spec.timeout:g}s"
         return f"attempt timed out after {self.spec.attempt_timeout:g}s"
+
+
+def _traceparent(run_id: str, step_id: str, attempt: AttemptRecord) -> str:
+    """W3C trace context: the run is the trace, the attempt a span of it."""
+    trace_id = hashlib.sha256(run_id.encode()).hexdigest()[:32]
+    span = f"{step_id}/{attempt.item}/{attempt.number}"
+    span_id = hashlib.sha256(f"{run_id}/{span}".encode()).hexdigest()[:16]
+    return f"00-{trace_id}-{span_id}-01"
 
 
 async def _await(future: asyncio.Future[tuple[bool, str]]) -> tuple[bool, str]:

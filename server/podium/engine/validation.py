@@ -29,6 +29,7 @@ from podium.plugins.api import Agent, Catalog, config_problems
 # Steps compiled between two pauses of compile_plan_cooperatively.
 STEPS_PER_SLICE = 100
 STEP_ID = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 FAN_OUT_SCOPE = (*STEP_SCOPE, "item", "index")
 LOOP_SCOPE = (*STEP_SCOPE, "iteration", "previous")
 UNTIL_SCOPE = (*STEP_SCOPE, "iteration", "output")
@@ -274,7 +275,9 @@ def _check_kind(
         check.problem(f"{where}.{kinds[1]}", f"a step is one of agent, wait, approval; got {kinds}")
     if step.agent:
         agent = agent_lookup(step.agent)
-        if agent is None:
+        if agent is None and step.task_queue:
+            pass  # served by the queue's workers, which may connect later
+        elif agent is None:
             known = ", ".join(sorted(catalog.agent_names)) or "none"
             check.problem(f"{where}.agent", f"unknown agent {step.agent!r} (registered: {known})")
         else:
@@ -286,7 +289,9 @@ def _check_kind(
         check.problem(f"{where}.loop", "a step cannot have both for_each and loop")
     if step.compensate is not None:
         compensation = agent_lookup(step.compensate.agent) if step.compensate.agent else None
-        if compensation is None:
+        if compensation is None and step.compensate.agent and step.task_queue:
+            pass  # served by the queue's workers
+        elif compensation is None:
             check.problem(f"{where}.compensate.agent", f"unknown agent {step.compensate.agent!r}")
         else:
             for field, reason in config_problems(compensation, step.compensate.config, catalog):
@@ -297,6 +302,9 @@ def _check_kind(
             known = ", ".join(sorted(catalog.tool_names)) or "none"
             check.problem(f"{where}.tools[{index}]", f"unknown tool {tool!r} (registered: {known})")
     check.positive(step.attempt_timeout, f"{where}.attempt_timeout")
+    check.positive(step.heartbeat_timeout, f"{where}.heartbeat_timeout")
+    if step.task_queue and not _QUEUE_NAME.fullmatch(step.task_queue):
+        check.problem(f"{where}.task_queue", "must match [A-Za-z0-9_.-]{1,63}")
     check.positive(step.timeout, f"{where}.timeout")
     if step.cache is not None:
         check.positive(step.cache.ttl, f"{where}.cache.ttl")

@@ -15,6 +15,8 @@ from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.engine import pagination
 from podium.engine.ports import WorkflowStore
 from podium.engine.validation import Plan, compile_plan, compile_plan_cooperatively
+from podium.engine.workers import AgentDeclaration, DeclaredAgent, WorkerPool
+from podium.plugins.api import Agent
 from podium.plugins.registry import Registry
 
 WORKFLOW_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -22,22 +24,47 @@ PLAN_CACHE_SIZE = 256
 
 
 class WorkflowCatalog:
-    def __init__(self, store: WorkflowStore, registry: Registry, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: WorkflowStore,
+        registry: Registry,
+        clock: Clock,
+        workers: WorkerPool | None = None,
+    ) -> None:
         self._store = store
         self._registry = registry
+        self._workers = workers
         self._clock = clock
         self._plans: OrderedDict[tuple[str, int], Plan] = OrderedDict()
         self._latest: dict[str, WorkflowVersion] = {}
 
     def validate(self, spec: WorkflowSpec) -> Plan:
         """The plan of a valid spec; raises InvalidArgument. No side effect."""
-        return compile_plan(spec, self._registry, self._registry.agent)
+        return compile_plan(spec, self._registry, self._agent)
 
     async def validate_aside(self, spec: WorkflowSpec) -> Plan:
         """As `validate`, pausing for the event loop every few steps: compiling
         10,000 steps takes the better part of a second, during which the loop
         (every RPC, every run) would otherwise stand still."""
-        return await compile_plan_cooperatively(spec, self._registry, self._registry.agent)
+        return await compile_plan_cooperatively(spec, self._registry, self._agent)
+
+    def _stored_agent(self, name: str) -> Agent | None:
+        """As `_agent`, for a version that was valid when it was stored: an
+        agent neither loaded nor declared now (its workers have not connected
+        since a restart) is presumed served by workers; its steps wait for one."""
+        agent = self._agent(name)
+        if agent is None and self._workers is not None:
+            return DeclaredAgent(AgentDeclaration(name))
+        return agent
+
+    def _agent(self, name: str) -> Agent | None:
+        """An agent loaded in-process, or one a worker declared."""
+        agent = self._registry.agent(name)
+        if agent is None and self._workers is not None:
+            declared = self._workers.declared(name)
+            if declared is not None:
+                return DeclaredAgent(declared)
+        return agent
 
     async def create(self, workflow_id: str, spec: WorkflowSpec) -> WorkflowVersion:
         """Stores a new version; durable when this returns."""
@@ -107,7 +134,7 @@ class WorkflowCatalog:
         key = (workflow.workflow_id, workflow.version)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self.validate(workflow.spec)
+            plan = compile_plan(workflow.spec, self._registry, self._stored_agent)
             self._remember_plan(*key, plan)
         return plan
 

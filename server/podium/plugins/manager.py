@@ -86,6 +86,7 @@ def load_plugins(
     allow: set[str] | None = None,
     deny: set[str] | None = None,
     entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+    agents: bool = True,
 ) -> PluginReport:
     """Loads the builtin plugin and the installed ones into a new Registry.
 
@@ -93,6 +94,8 @@ def load_plugins(
     always allowed); `deny` names plugins not to load, the builtin one
     included. They default to the comma-separated PODIUM_PLUGINS and
     PODIUM_DISABLE_PLUGINS. `entry_points` replaces discovery (for tests).
+    With `agents=False` no plugin registers an agent (its register_agents
+    hook is not called): agents then run on workers only.
     Never raises because of a plugin: failures are in the report's statuses.
     """
     if allow is None:
@@ -115,7 +118,7 @@ def load_plugins(
             report.plugins.append(candidate.status("disabled"))
             log.info("plugin %r is disabled", candidate.name)
             continue
-        report.plugins.append(_load_one(pm, report.registry, candidate))
+        report.plugins.append(_load_one(pm, report.registry, candidate, agents=agents))
     return report
 
 
@@ -136,7 +139,9 @@ class _Candidate:
         return PluginStatus(self.name, self.distribution, self.version, status, error, **names)
 
 
-def _load_one(pm: pluggy.PluginManager, registry: Registry, candidate: _Candidate) -> PluginStatus:
+def _load_one(
+    pm: pluggy.PluginManager, registry: Registry, candidate: _Candidate, *, agents: bool = True
+) -> PluginStatus:
     try:
         plugin = candidate.load()
         pm.register(plugin, name=candidate.name)
@@ -146,7 +151,8 @@ def _load_one(pm: pluggy.PluginManager, registry: Registry, candidate: _Candidat
         return _failed(candidate, _describe(error))
     problem = _check_hooks(pm, plugin)
     if problem is None:
-        problem = _run_hooks(pm, registry, candidate.name, plugin)
+        hooks = _HOOKS if agents else tuple(h for h in _HOOKS if h[0] != "register_agents")
+        problem = _run_hooks(pm, registry, candidate.name, plugin, hooks)
     if problem is not None:
         # Neither half-registered objects nor hooks of a failed plugin stay around.
         registry.remove_plugin(candidate.name)
@@ -176,13 +182,17 @@ def _check_hooks(pm: pluggy.PluginManager, plugin: object) -> str | None:
 
 
 def _run_hooks(
-    pm: pluggy.PluginManager, registry: Registry, name: str, plugin: object
+    pm: pluggy.PluginManager,
+    registry: Registry,
+    name: str,
+    plugin: object,
+    hooks: tuple[tuple[str, str], ...] = _HOOKS,
 ) -> str | None:
     # Each implementation is called on its own, rather than through pm.hook,
     # so that a raising hook fails only its plugin and each registration is
     # attributed to the plugin that made it.
     problems: list[str] = []
-    for hook_name, method in _HOOKS:
+    for hook_name, method in hooks:
         add: Callable[[object, str], object] = getattr(registry, method)
 
         def register(obj: object, add: Callable[[object, str], object] = add) -> None:

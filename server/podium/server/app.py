@@ -29,6 +29,7 @@ from podium.server.malformed import MalformedRequests
 from podium.server.progress_service import ProgressService, add_progress_service
 from podium.server.store_watch import StoreWatch
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
+from podium.server.worker_service import WorkerService
 from podium.server.workflow_service import WorkflowService
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.ownership import DatabaseLock
@@ -42,6 +43,8 @@ from podium.v1 import (
     execution_service_pb2,
     execution_service_pb2_grpc,
     progress_service_pb2,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
     workflow_service_pb2,
     workflow_service_pb2_grpc,
 )
@@ -62,6 +65,7 @@ SERVICE_NAMES = (
     execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
     progress_service_pb2.DESCRIPTOR.services_by_name["ProgressService"].full_name,
     control_service_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name,
+    worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
 )
 
 
@@ -95,6 +99,9 @@ class PodiumServer:
         if self.watch is not None:
             await self.watch.stop()
         self.engine.hub.close_all()
+        # Worker sessions end now, not after `grace`: workers reconnect to the
+        # next server, and the attempts they run stop resumably with the engine.
+        self.engine.workers.shutdown()
         await self.server.stop(grace)
         if self.pruner is not None:
             # Before the engine and the store go: a pass in flight would write to a closed store.
@@ -124,6 +131,7 @@ async def start_server(
     max_output_bytes: int | None = None,
     watchdog_threshold: float | None = DEFAULT_THRESHOLD,
     telemetry: telemetry_setup.TelemetryRuntime | None = None,
+    remote_agents_only: bool = False,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -135,6 +143,8 @@ async def start_server(
     the agent that blocked it; None watches nothing.
     `telemetry`: traces and metrics (podium.telemetry.setup); None: log lines only.
     The server closes it when it stops.
+    With `remote_agents_only`, no plugin's agent is loaded in-process (when
+    `plugins` is None): every agent runs on workers (WorkerService).
     """
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
@@ -167,6 +177,7 @@ async def start_server(
             max_output_bytes=max_output_bytes,
             watchdog_threshold=watchdog_threshold,
             telemetry=telemetry or telemetry_setup.off(),
+            remote_agents_only=remote_agents_only,
         )
     except BaseException:
         # Whatever failed, nothing may keep running: the store's threads would
@@ -192,8 +203,9 @@ async def _serve_store(
     max_output_bytes: int,
     watchdog_threshold: float | None,
     telemetry: telemetry_setup.TelemetryRuntime,
+    remote_agents_only: bool,
 ) -> PodiumServer:
-    report = plugins if plugins is not None else load_plugins()
+    report = plugins if plugins is not None else load_plugins(agents=not remote_agents_only)
     for failed in report.failed:
         log.warning("plugin %s failed to load: %s", failed.name, failed.error)
     governance = Governance(
@@ -239,6 +251,9 @@ async def _serve_store(
     control_service_pb2_grpc.add_ControlServiceServicer_to_server(
         ControlService(engine, governance, report, version or _version(), started), server
     )
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
+        WorkerService(engine.workers), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -267,6 +282,7 @@ async def _serve_store(
             active_runs=lambda: len(engine.active),
             running_steps=lambda: engine.running_steps,
             subscribers=lambda: engine.hub.subscriber_count,
+            workers=lambda: engine.workers.session_count,
             budget_utilization=governance.budget_utilization,
             breaker_states=governance.breaker_states,
             store_commits=store.commit_stats,

@@ -45,16 +45,40 @@ class ControlService(GovernanceRpcs, control_service_pb2_grpc.ControlServiceServ
     async def ListAgents(
         self, request: control_service_pb2.ListAgentsRequest, context: Context
     ) -> control_service_pb2.ListAgentsResponse:
-        return control_service_pb2.ListAgentsResponse(
-            agents=[
+        agents: dict[str, control_service_pb2.AgentInfo] = {}
+        for entry in self._plugins.registry.agents:
+            agents[entry.name] = control_service_pb2.AgentInfo(
+                name=entry.agent.name,
+                description=entry.agent.description,
+                version=entry.agent.version,
+                plugin=entry.plugin,
+                in_process=True,
+            )
+        workers = self._engine.workers
+        for declared in workers.declarations():
+            info = agents.setdefault(
+                declared.name,
                 control_service_pb2.AgentInfo(
-                    name=entry.agent.name,
-                    description=entry.agent.description,
-                    version=entry.agent.version,
-                    plugin=entry.plugin,
+                    name=declared.name,
+                    description=declared.description,
+                    version=declared.version,
+                ),
+            )
+            for kind in ("config_schema", "input_schema", "output_schema"):
+                schema = getattr(declared, kind)
+                if schema is not None:
+                    getattr(info, kind).CopyFrom(translate.struct(dict(schema)))
+        for serving in workers.serving():
+            agents[serving.agent.name].workers.append(
+                control_service_pb2.AgentWorkers(
+                    queue=serving.queue,
+                    sessions=serving.sessions,
+                    capacity=serving.capacity,
+                    running=serving.running,
                 )
-                for entry in self._plugins.registry.agents
-            ]
+            )
+        return control_service_pb2.ListAgentsResponse(
+            agents=[agents[name] for name in sorted(agents)]
         )
 
     @unary

@@ -25,6 +25,7 @@ def run_server(
     log_level: str = "info",
     log_format: str = "text",
     metrics_address: str = "",
+    remote_agents_only: bool = False,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
@@ -48,7 +49,15 @@ def run_server(
             return 2
     try:
         return loop.run(
-            _serve(address, db_path, grace_seconds, retention_seconds, policy, settings)
+            _serve(
+                address,
+                db_path,
+                grace_seconds,
+                retention_seconds,
+                policy,
+                settings,
+                remote_agents_only,
+            )
         )
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -62,6 +71,7 @@ async def _serve(
     retention_seconds: float | None,
     policy: Policy,
     settings: setup.TelemetrySettings,
+    remote_agents_only: bool = False,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -75,6 +85,7 @@ async def _serve(
             retention_seconds=retention_seconds,
             policy=policy,
             telemetry=telemetry,
+            remote_agents_only=remote_agents_only,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit

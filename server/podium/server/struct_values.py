@@ -52,3 +52,8 @@ def _value(message: struct_pb2.Value, path: str, depth: int) -> Any:
             for index, item in enumerate(message.list_value.values)
         ]
     return None  # null_value, or no kind set: JSON null
+
+
+def value_to_python(message: struct_pb2.Value, field: str) -> Any:
+    """A Value as plain Python, checked as `struct_to_dict` checks a Struct."""
+    return _value(message, field, 1)

@@ -198,6 +198,10 @@ def _step_from_proto(step: workflow_pb2.Step, field: str) -> StepSpec:
         cache=CacheSpec(ttl=seconds(step.cache.ttl)) if step.HasField("cache") else None,
         fail_fast=step.fail_fast,
         tools=list(step.tools),
+        task_queue=step.task_queue,
+        heartbeat_timeout=seconds(step.heartbeat_timeout)
+        if step.HasField("heartbeat_timeout")
+        else None,
     )
 
 
@@ -233,6 +237,8 @@ def _step_to_proto(step: StepSpec) -> workflow_pb2.Step:
         when=step.when,
         fail_fast=step.fail_fast,
         tools=step.tools,
+        task_queue=step.task_queue,
+        heartbeat_timeout=duration(step.heartbeat_timeout),
     )
     if step.for_each is not None:
         message.for_each.CopyFrom(workflow_pb2.ForEach(**step.for_each.model_dump()))

@@ -30,6 +30,7 @@ class Gauges:
     active_runs: Callable[[], int] | None = None
     running_steps: Callable[[], int] | None = None
     subscribers: Callable[[], int] | None = None
+    workers: Callable[[], int] | None = None
     # (budget name, spent + reserved over limit)
     budget_utilization: Callable[[], Iterable[tuple[str, float]]] | None = None
     # (breaker name, CLOSED | HALF_OPEN | OPEN)
@@ -104,6 +105,10 @@ class RunMetrics:
         if gauges.subscribers is not None:
             meter.create_observable_up_down_counter(
                 "podium.subscribers", [single(gauges.subscribers)], unit="{subscriber}"
+            )
+        if gauges.workers is not None:
+            meter.create_observable_up_down_counter(
+                "podium.workers", [single(gauges.workers)], unit="{session}"
             )
         if gauges.event_loop_lag is not None:
             meter.create_observable_gauge(

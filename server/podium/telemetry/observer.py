@@ -222,6 +222,10 @@ class Telemetry:
         if self.metrics is not None and queued > 0:
             self.metrics.waits.record(queued, {a.WORKFLOW_ID: run.workflow_id, a.WAIT_KIND: "slot"})
 
+    def attempt_traceparent(self, run: RunRecord, step: StepRecord, attempt: AttemptRecord) -> str:
+        entry = self._attempts.get(_key(run, step, attempt))
+        return "" if entry is None or entry.span is None else traceparent_of(entry.span)
+
     def attempt_ended(self, run: RunRecord, step: StepRecord, attempt: AttemptRecord) -> None:
         entry = self._attempts.pop(_key(run, step, attempt), None) if self._attempts else None
         if entry is None:

@@ -153,6 +153,17 @@ def start(settings: TelemetrySettings) -> TelemetryRuntime:
     return runtime
 
 
+def otlp_tracer_provider(environ: Mapping[str, str] | None = None) -> TracerProvider | None:
+    """A tracer provider exporting over OTLP when the OTEL_* variables ask
+    for traces (as `podium serve` reads them), else None: for `podium worker`."""
+    if not TelemetrySettings.from_env("", environ).otlp_traces:
+        return None
+    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or "podium"})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(_otlp_spans())
+    return provider
+
+
 def parse_address(address: str) -> tuple[str, int]:
     """host:port or [v6]:port; port 0 picks a free one."""
     host, sep, port_text = address.rpartition(":")

@@ -27,6 +27,7 @@ Modules, one concept each:
 - stubs: typed stubs of every service on one channel
 - workflows, runs, events, errors, values: building requests and reading answers
 - waiting: polling for a state instead of sleeping (and HANG_TIMEOUT)
+- workers: `podium worker` as a subprocess, waiting until workers serve an agent
 
 `ManualClock` (from podium.core.clock) moves only when the test advances it:
 pass it to `serving(clock=...)` and timers, retries and quotas never sleep.
@@ -67,6 +68,12 @@ from podium.testing.runs import (
 from podium.testing.stubs import Stubs
 from podium.testing.values import money_nanos, plain, struct
 from podium.testing.waiting import HANG_TIMEOUT, eventually
+from podium.testing.workers import (
+    WorkerProcess,
+    start_worker_process,
+    worker_sessions,
+    workers_serve,
+)
 from podium.testing.workflows import FOREVER_MS, echo_step, make_spec
 
 __all__ = [
@@ -86,6 +93,7 @@ __all__ = [
     "ServerProcess",
     "Stubs",
     "ToolUse",
+    "WorkerProcess",
     "collect_events",
     "create_workflow",
     "echo_step",
@@ -107,9 +115,12 @@ __all__ = [
     "start_run",
     "start_server_process",
     "start_server_process_async",
+    "start_worker_process",
     "step_of",
     "step_reaches",
     "struct",
     "text_reply",
     "tool_calls_reply",
+    "worker_sessions",
+    "workers_serve",
 ]

@@ -16,6 +16,7 @@ from podium.v1 import (
     control_service_pb2_grpc,
     execution_service_pb2_grpc,
     progress_service_pb2_grpc,
+    worker_service_pb2_grpc,
     workflow_service_pb2_grpc,
 )
 
@@ -31,6 +32,7 @@ class Stubs:
     executions: execution_service_pb2_grpc.ExecutionServiceAsyncStub
     progress: progress_service_pb2_grpc.ProgressServiceAsyncStub
     control: control_service_pb2_grpc.ControlServiceAsyncStub
+    workers: worker_service_pb2_grpc.WorkerServiceAsyncStub
     # grpc.health.v1.Health; typed Any because its type stubs know no aio methods.
     health: Any
 
@@ -43,5 +45,6 @@ class Stubs:
             executions=execution_service_pb2_grpc.ExecutionServiceStub(channel),
             progress=progress_service_pb2_grpc.ProgressServiceStub(channel),
             control=control_service_pb2_grpc.ControlServiceStub(channel),
+            workers=worker_service_pb2_grpc.WorkerServiceStub(channel),
             health=health_pb2_grpc.HealthStub(channel),
         )

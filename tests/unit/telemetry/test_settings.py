@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from podium.telemetry.setup import TelemetrySettings, parse_address, start
+from podium.telemetry.setup import TelemetrySettings, otlp_tracer_provider, parse_address, start
 
 
 def test_nothing_configured_means_no_providers() -> None:
@@ -34,3 +34,16 @@ def test_metrics_addresses_are_host_and_port() -> None:
     for bad in ("9464", "127.0.0.1:", ":9464", "127.0.0.1:http", "127.0.0.1:70000"):
         with pytest.raises(ValueError, match="not host:port"):
             parse_address(bad)
+
+
+def test_a_worker_exports_traces_only_when_the_environment_asks() -> None:
+    assert otlp_tracer_provider({}) is None
+    assert (
+        otlp_tracer_provider(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_TRACES_EXPORTER": "none"}
+        )
+        is None
+    )
+    provider = otlp_tracer_provider({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4317"})
+    assert provider is not None
+    provider.shutdown()
