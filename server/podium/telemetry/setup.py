@@ -3,7 +3,8 @@ providers, their exporters (OTLP from the standard OTEL_* variables, a
 Prometheus `/metrics` endpoint from `--metrics-address`), and shutdown.
 
 Off unless configured: without an OTLP endpoint or a metrics address there
-is no provider at all, and the engine's observer only writes log lines.
+is no provider at all, and the engine's observer only writes log lines. The
+SDK is imported only then: a server without telemetry does not load it.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIServer
-
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from typing import TYPE_CHECKING
 
 from podium.telemetry.loop_lag import LoopLag
 from podium.telemetry.metrics import Gauges, RunMetrics
 from podium.telemetry.observer import Telemetry
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 log = logging.getLogger("podium.telemetry")
 
@@ -121,7 +124,11 @@ def start(settings: TelemetrySettings) -> TelemetryRuntime:
     cannot be bound, ValueError when it is malformed."""
     if not (settings.metrics_address or settings.otlp_traces or settings.otlp_metrics):
         return off()
-    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or "podium"})
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    resource = _resource()
     tracer_provider = None
     if settings.otlp_traces:
         tracer_provider = TracerProvider(resource=resource)
@@ -158,8 +165,9 @@ def otlp_tracer_provider(environ: Mapping[str, str] | None = None) -> TracerProv
     for traces (as `podium serve` reads them), else None: for `podium worker`."""
     if not TelemetrySettings.from_env("", environ).otlp_traces:
         return None
-    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or "podium"})
-    provider = TracerProvider(resource=resource)
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider(resource=_resource())
     provider.add_span_processor(_otlp_spans())
     return provider
 
@@ -176,7 +184,14 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _resource() -> Resource:
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    return Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or "podium"})
+
+
 def _otlp_spans() -> SpanProcessor:
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     return BatchSpanProcessor(OTLPSpanExporter())

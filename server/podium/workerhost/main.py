@@ -7,14 +7,16 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-
-from opentelemetry.sdk.trace import TracerProvider
+from typing import TYPE_CHECKING
 
 from podium.core.failures import AgentError, failure_from_exception
 from podium.plugins.api import Agent
 from podium.plugins.manager import load_plugins
 from podium.telemetry.setup import otlp_tracer_provider
 from podium.worker import SessionRejected, Worker
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("podium.worker")
 
