@@ -72,6 +72,8 @@ def main() -> int:
             "runs", "start", "erp", "--input", "@examples/erp-input.json", "--watch",
             env=env,
         )  # fmt: skip
+        # What the stored runs of erp (this one and earlier demos') say.
+        step("insights", "insights", "erp", env=env)
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

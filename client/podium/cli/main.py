@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from podium.cli import governance, identity, plugins, runs, serve, worker, workflows
+from podium.cli import governance, identity, insights, plugins, runs, serve, worker, workflows
 from podium.cli.context import Context
 from podium.cli.parser import ArgumentParser, InvalidValue, UsageError, add_credential_options
 from podium.client import DefinitionError, PodiumError
@@ -39,6 +39,7 @@ def build_parser() -> ArgumentParser:
     workflows.register(commands)
     runs.register(commands)
     governance.register(commands)
+    insights.register(commands)
     plugins.register(commands)
     identity.register(commands)
     return parser

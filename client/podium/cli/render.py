@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from google.protobuf import duration_pb2
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -79,8 +80,28 @@ def validation(response: workflow_service_pb2.ValidateWorkflowResponse) -> Rende
         levels.add_row(str(index), ", ".join(level.step_ids))
     path = " -> ".join(response.critical_path) or "-"
     return Group(
-        Text("valid", style="bold green"), levels, Text.assemble(("critical path: ", "bold"), path)
+        Text("valid", style="bold green"),
+        levels,
+        Text.assemble(("critical path: ", "bold"), path),
+        Text.assemble(("estimate: ", "bold"), estimate_text(response.estimate)),
     )
+
+
+def estimate_text(estimate: workflow_service_pb2.Estimate) -> str:
+    """One line: p50/p95 duration and cost from history, or the price table's bound."""
+    if estimate.source == workflow_service_pb2.ESTIMATE_SOURCE_HISTORY:
+        return (
+            f"duration p50 {_secs(estimate.p50_duration)}, p95 {_secs(estimate.p95_duration)}; "
+            f"cost p50 {format_usd(estimate.p50_cost)}, p95 {format_usd(estimate.p95_cost)} "
+            f"({estimate.note})"
+        )
+    if estimate.source == workflow_service_pb2.ESTIMATE_SOURCE_PRICE_TABLE:
+        return f"cost at most {format_usd(estimate.max_cost)} ({estimate.note})"
+    return "none"
+
+
+def _secs(value: duration_pb2.Duration) -> str:
+    return f"{value.ToNanoseconds() / 1e9:.3g}s"
 
 
 def runs_table(runs: Iterable[run_pb2.Run]) -> Table:

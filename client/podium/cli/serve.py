@@ -57,6 +57,24 @@ def register(commands: Any) -> None:
         " variable PODIUM_NAME, else the built-in value; names and defaults: docs/limits.md)",
     )
     serve.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="the least severe log lines written (default: info)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object a line (default: text)",
+    )
+    serve.add_argument(
+        "--metrics-address",
+        default="",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: none)",
+    )
+    serve.add_argument(
         "--agents",
         choices=("all", "remote-only"),
         default="all",
@@ -144,6 +162,9 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         retention_seconds=args.retention or None,
         policy_path=args.policy,
         limits=dict(args.limit),
+        log_level=args.log_level,
+        log_format=args.log_format,
+        metrics_address=args.metrics_address,
         remote_agents_only=args.agents == "remote-only",
         synchronous=args.synchronous.upper(),
         security_options={

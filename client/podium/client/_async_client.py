@@ -172,8 +172,13 @@ class AsyncClient:
     async def validate_workflow(
         self, source: DefinitionSource
     ) -> workflow_service_pb2.ValidateWorkflowResponse:
-        """Check a definition without storing it: PodiumError (INVALID_ARGUMENT) if invalid."""
-        request = workflow_service_pb2.ValidateWorkflowRequest(spec=load_definition(source).spec)
+        """Check a definition without storing it: PodiumError (INVALID_ARGUMENT) if invalid.
+        The response estimates a run's duration and cost from the stored workflow
+        of the same id (its finished runs), else from the price table."""
+        definition = load_definition(source)
+        request = workflow_service_pb2.ValidateWorkflowRequest(
+            spec=definition.spec, workflow_id=definition.workflow_id
+        )
         with translate_rpc_errors():
             return await self._workflows.ValidateWorkflow(request, timeout=self.timeout)
 
@@ -353,6 +358,16 @@ class AsyncClient:
         with translate_rpc_errors():
             response = await self._control.ResetBreaker(request, timeout=self.timeout)
         return response.breaker
+
+    async def workflow_insights(
+        self, name_or_id: str, window: float = 0.0
+    ) -> control_service_pb2.WorkflowInsights:
+        """Statistics and recommendations from a workflow's finished runs of
+        the last `window` seconds (0: every stored run)."""
+        request = _requests.workflow_insights(name_or_id, window)
+        with translate_rpc_errors():
+            response = await self._control.GetWorkflowInsights(request, timeout=self.timeout)
+        return response.insights
 
     # Progress
 

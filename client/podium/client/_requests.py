@@ -197,3 +197,12 @@ def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
         # Struct holds JSON values only; say so before the server sees a half-built message.
         raise ValueError(f"input must be JSON-compatible: {error}") from None
     return struct
+
+
+def workflow_insights(
+    name_or_id: str, window: float
+) -> control_service_pb2.GetWorkflowInsightsRequest:
+    request = control_service_pb2.GetWorkflowInsightsRequest(workflow=workflow_name(name_or_id))
+    if window:
+        request.window.FromNanoseconds(round(window * 1e9))
+    return request

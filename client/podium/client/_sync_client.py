@@ -166,8 +166,13 @@ class Client:
     def validate_workflow(
         self, source: DefinitionSource
     ) -> workflow_service_pb2.ValidateWorkflowResponse:
-        """Check a definition without storing it: PodiumError (INVALID_ARGUMENT) if invalid."""
-        request = workflow_service_pb2.ValidateWorkflowRequest(spec=load_definition(source).spec)
+        """Check a definition without storing it: PodiumError (INVALID_ARGUMENT) if invalid.
+        The response estimates a run's duration and cost from the stored workflow
+        of the same id (its finished runs), else from the price table."""
+        definition = load_definition(source)
+        request = workflow_service_pb2.ValidateWorkflowRequest(
+            spec=definition.spec, workflow_id=definition.workflow_id
+        )
         with translate_rpc_errors():
             return self._workflows.ValidateWorkflow(request, timeout=self.timeout)
 
@@ -340,6 +345,16 @@ class Client:
         with translate_rpc_errors():
             response = self._control.ResetBreaker(request, timeout=self.timeout)
         return response.breaker
+
+    def workflow_insights(
+        self, name_or_id: str, window: float = 0.0
+    ) -> control_service_pb2.WorkflowInsights:
+        """Statistics and recommendations from a workflow's finished runs of
+        the last `window` seconds (0: every stored run)."""
+        request = _requests.workflow_insights(name_or_id, window)
+        with translate_rpc_errors():
+            response = self._control.GetWorkflowInsights(request, timeout=self.timeout)
+        return response.insights
 
     # Progress
 

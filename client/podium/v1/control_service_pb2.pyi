@@ -155,6 +155,43 @@ BREAKER_STATE_OPEN: BreakerState.ValueType  # 2
 BREAKER_STATE_HALF_OPEN: BreakerState.ValueType  # 3
 Global___BreakerState: _TypeAlias = BreakerState  # noqa: Y015
 
+class _RecommendationKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RecommendationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecommendationKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECOMMENDATION_KIND_UNSPECIFIED: _RecommendationKind.ValueType  # 0
+    RECOMMENDATION_KIND_BOTTLENECK: _RecommendationKind.ValueType  # 1
+    """A step holding at least half of the observed critical path."""
+    RECOMMENDATION_KIND_FLAKY: _RecommendationKind.ValueType  # 2
+    """A step that needs retries in at least a fifth of its executions."""
+    RECOMMENDATION_KIND_COST: _RecommendationKind.ValueType  # 3
+    """A step with at least half of the cost; a cheaper model when one fits."""
+    RECOMMENDATION_KIND_DEPENDENCY: _RecommendationKind.ValueType  # 4
+    """A dependency whose output the step does not read, and that delays it."""
+    RECOMMENDATION_KIND_CONCURRENCY: _RecommendationKind.ValueType  # 5
+    """Steps waiting for slots: a max_concurrency that fits."""
+    RECOMMENDATION_KIND_CACHE: _RecommendationKind.ValueType  # 6
+    """A step run again with an identical input: cache it."""
+
+class RecommendationKind(_RecommendationKind, metaclass=_RecommendationKindEnumTypeWrapper): ...
+
+RECOMMENDATION_KIND_UNSPECIFIED: RecommendationKind.ValueType  # 0
+RECOMMENDATION_KIND_BOTTLENECK: RecommendationKind.ValueType  # 1
+"""A step holding at least half of the observed critical path."""
+RECOMMENDATION_KIND_FLAKY: RecommendationKind.ValueType  # 2
+"""A step that needs retries in at least a fifth of its executions."""
+RECOMMENDATION_KIND_COST: RecommendationKind.ValueType  # 3
+"""A step with at least half of the cost; a cheaper model when one fits."""
+RECOMMENDATION_KIND_DEPENDENCY: RecommendationKind.ValueType  # 4
+"""A dependency whose output the step does not read, and that delays it."""
+RECOMMENDATION_KIND_CONCURRENCY: RecommendationKind.ValueType  # 5
+"""Steps waiting for slots: a max_concurrency that fits."""
+RECOMMENDATION_KIND_CACHE: RecommendationKind.ValueType  # 6
+"""A step run again with an identical input: cache it."""
+Global___RecommendationKind: _TypeAlias = RecommendationKind  # noqa: Y015
+
 @_typing.final
 class ListAgentsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -1037,3 +1074,257 @@ class ResetBreakerResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResetBreakerResponse: _TypeAlias = ResetBreakerResponse  # noqa: Y015
+
+@_typing.final
+class GetWorkflowInsightsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    workflow: _builtins.str
+    """"workflows/{workflow_id}"."""
+    @_builtins.property
+    def window(self) -> _duration_pb2.Duration:
+        """Runs created within this long before now; unset or zero: every stored
+        run (at most the newest 200 finished runs are read).
+        """
+
+    def __init__(
+        self,
+        *,
+        workflow: _builtins.str = ...,
+        window: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["window", b"window", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWorkflowInsightsRequest: _TypeAlias = GetWorkflowInsightsRequest  # noqa: Y015
+
+@_typing.final
+class GetWorkflowInsightsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSIGHTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def insights(self) -> Global___WorkflowInsights: ...
+    def __init__(
+        self,
+        *,
+        insights: Global___WorkflowInsights | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["insights", b"insights"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["insights", b"insights"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWorkflowInsightsResponse: _TypeAlias = GetWorkflowInsightsResponse  # noqa: Y015
+
+@_typing.final
+class WorkflowInsights(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    ENOUGH_HISTORY_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    P50_RUN_DURATION_FIELD_NUMBER: _builtins.int
+    P95_RUN_DURATION_FIELD_NUMBER: _builtins.int
+    P50_RUN_COST_FIELD_NUMBER: _builtins.int
+    P95_RUN_COST_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    CRITICAL_PATH_FIELD_NUMBER: _builtins.int
+    CRITICAL_PATH_DURATION_FIELD_NUMBER: _builtins.int
+    RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
+    workflow: _builtins.str
+    """"workflows/{workflow_id}"."""
+    runs: _builtins.int
+    """Finished runs analysed."""
+    enough_history: _builtins.bool
+    """False when there are too few runs for recommendations (see note)."""
+    note: _builtins.str
+    @_builtins.property
+    def p50_run_duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p95_run_duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p50_run_cost(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def p95_run_cost(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepInsight]:
+        """In the order of the workflow's latest version."""
+
+    @_builtins.property
+    def critical_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The heaviest chain of dependent steps by observed p50 durations."""
+
+    @_builtins.property
+    def critical_path_duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def recommendations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Recommendation]: ...
+    def __init__(
+        self,
+        *,
+        workflow: _builtins.str = ...,
+        runs: _builtins.int = ...,
+        enough_history: _builtins.bool = ...,
+        note: _builtins.str = ...,
+        p50_run_duration: _duration_pb2.Duration | None = ...,
+        p95_run_duration: _duration_pb2.Duration | None = ...,
+        p50_run_cost: _common_pb2.Money | None = ...,
+        p95_run_cost: _common_pb2.Money | None = ...,
+        steps: _abc.Iterable[Global___StepInsight] | None = ...,
+        critical_path: _abc.Iterable[_builtins.str] | None = ...,
+        critical_path_duration: _duration_pb2.Duration | None = ...,
+        recommendations: _abc.Iterable[Global___Recommendation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["critical_path_duration", b"critical_path_duration", "p50_run_cost", b"p50_run_cost", "p50_run_duration", b"p50_run_duration", "p95_run_cost", b"p95_run_cost", "p95_run_duration", b"p95_run_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["critical_path", b"critical_path", "critical_path_duration", b"critical_path_duration", "enough_history", b"enough_history", "note", b"note", "p50_run_cost", b"p50_run_cost", "p50_run_duration", b"p50_run_duration", "p95_run_cost", b"p95_run_cost", "p95_run_duration", b"p95_run_duration", "recommendations", b"recommendations", "runs", b"runs", "steps", b"steps", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkflowInsights: _TypeAlias = WorkflowInsights  # noqa: Y015
+
+@_typing.final
+class StepInsight(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class FailureTypesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    EXECUTIONS_FIELD_NUMBER: _builtins.int
+    P50_DURATION_FIELD_NUMBER: _builtins.int
+    P95_DURATION_FIELD_NUMBER: _builtins.int
+    P50_QUEUE_WAIT_FIELD_NUMBER: _builtins.int
+    P95_QUEUE_WAIT_FIELD_NUMBER: _builtins.int
+    P50_QUOTA_WAIT_FIELD_NUMBER: _builtins.int
+    P95_QUOTA_WAIT_FIELD_NUMBER: _builtins.int
+    RETRY_RATE_FIELD_NUMBER: _builtins.int
+    FAILURE_RATE_FIELD_NUMBER: _builtins.int
+    FAILURE_TYPES_FIELD_NUMBER: _builtins.int
+    COST_SHARE_FIELD_NUMBER: _builtins.int
+    MEAN_COST_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    agent: _builtins.str
+    executions: _builtins.int
+    """Runs in which the step ran its agent."""
+    retry_rate: _builtins.float
+    """Executions that needed more than one attempt, over all executions."""
+    failure_rate: _builtins.float
+    """Runs in which the step ended FAILED, over the runs in which it ran."""
+    cost_share: _builtins.float
+    """The step's share of the workflow's cost over the analysed runs."""
+    @_builtins.property
+    def p50_duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p95_duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p50_queue_wait(self) -> _duration_pb2.Duration:
+        """From the step's start to its first attempt: waiting for a slot."""
+
+    @_builtins.property
+    def p95_queue_wait(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p50_quota_wait(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p95_quota_wait(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def failure_types(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Failed attempts by failure type."""
+
+    @_builtins.property
+    def mean_cost(self) -> _common_pb2.Money:
+        """The step's mean cost per run."""
+
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        agent: _builtins.str = ...,
+        executions: _builtins.int = ...,
+        p50_duration: _duration_pb2.Duration | None = ...,
+        p95_duration: _duration_pb2.Duration | None = ...,
+        p50_queue_wait: _duration_pb2.Duration | None = ...,
+        p95_queue_wait: _duration_pb2.Duration | None = ...,
+        p50_quota_wait: _duration_pb2.Duration | None = ...,
+        p95_quota_wait: _duration_pb2.Duration | None = ...,
+        retry_rate: _builtins.float = ...,
+        failure_rate: _builtins.float = ...,
+        failure_types: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        cost_share: _builtins.float = ...,
+        mean_cost: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mean_cost", b"mean_cost", "p50_duration", b"p50_duration", "p50_queue_wait", b"p50_queue_wait", "p50_quota_wait", b"p50_quota_wait", "p95_duration", b"p95_duration", "p95_queue_wait", b"p95_queue_wait", "p95_quota_wait", b"p95_quota_wait"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "cost_share", b"cost_share", "executions", b"executions", "failure_rate", b"failure_rate", "failure_types", b"failure_types", "mean_cost", b"mean_cost", "p50_duration", b"p50_duration", "p50_queue_wait", b"p50_queue_wait", "p50_quota_wait", b"p50_quota_wait", "p95_duration", b"p95_duration", "p95_queue_wait", b"p95_queue_wait", "p95_quota_wait", b"p95_quota_wait", "retry_rate", b"retry_rate", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StepInsight: _TypeAlias = StepInsight  # noqa: Y015
+
+@_typing.final
+class Recommendation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    ESTIMATED_TIME_SAVING_FIELD_NUMBER: _builtins.int
+    ESTIMATED_COST_SAVING_FIELD_NUMBER: _builtins.int
+    SUGGESTION_FIELD_NUMBER: _builtins.int
+    kind: Global___RecommendationKind.ValueType
+    step_id: _builtins.str
+    summary: _builtins.str
+    evidence: _builtins.str
+    """The figures from history that support it."""
+    suggestion: _builtins.str
+    """The change, in the workflow's YAML form, when there is one."""
+    @_builtins.property
+    def estimated_time_saving(self) -> _duration_pb2.Duration:
+        """Estimated per run."""
+
+    @_builtins.property
+    def estimated_cost_saving(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        kind: Global___RecommendationKind.ValueType = ...,
+        step_id: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        evidence: _builtins.str = ...,
+        estimated_time_saving: _duration_pb2.Duration | None = ...,
+        estimated_cost_saving: _common_pb2.Money | None = ...,
+        suggestion: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["estimated_cost_saving", b"estimated_cost_saving", "estimated_time_saving", b"estimated_time_saving"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_cost_saving", b"estimated_cost_saving", "estimated_time_saving", b"estimated_time_saving", "evidence", b"evidence", "kind", b"kind", "step_id", b"step_id", "suggestion", b"suggestion", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Recommendation: _TypeAlias = Recommendation  # noqa: Y015

@@ -101,6 +101,11 @@ class ControlServiceStub:
                 request_serializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerResponse.FromString,
                 _registered_method=True)
+        self.GetWorkflowInsights = channel.unary_unary(
+                '/podium.v1.ControlService/GetWorkflowInsights',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.GetWorkflowInsightsRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.GetWorkflowInsightsResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -195,6 +200,13 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWorkflowInsights(self, request, context):
+        """Statistics and recommendations computed from a workflow's finished runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +274,11 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.ResetBreaker,
                     request_deserializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerRequest.FromString,
                     response_serializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerResponse.SerializeToString,
+            ),
+            'GetWorkflowInsights': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowInsights,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.GetWorkflowInsightsRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.GetWorkflowInsightsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -617,6 +634,33 @@ class ControlService:
             '/podium.v1.ControlService/ResetBreaker',
             podium_dot_v1_dot_control__service__pb2.ResetBreakerRequest.SerializeToString,
             podium_dot_v1_dot_control__service__pb2.ResetBreakerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowInsights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/GetWorkflowInsights',
+            podium_dot_v1_dot_control__service__pb2.GetWorkflowInsightsRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.GetWorkflowInsightsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,8 @@ class ControlServiceStub:
     """Circuit breakers and their state."""
     ResetBreaker: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.ResetBreakerRequest, _control_service_pb2.ResetBreakerResponse]
     """Closes a breaker."""
+    GetWorkflowInsights: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.GetWorkflowInsightsRequest, _control_service_pb2.GetWorkflowInsightsResponse]
+    """Statistics and recommendations computed from a workflow's finished runs."""
 
 @_typing.type_check_only
 class ControlServiceAsyncStub(ControlServiceStub):
@@ -89,6 +91,8 @@ class ControlServiceAsyncStub(ControlServiceStub):
     """Circuit breakers and their state."""
     ResetBreaker: _aio.UnaryUnaryMultiCallable[_control_service_pb2.ResetBreakerRequest, _control_service_pb2.ResetBreakerResponse]  # type: ignore[assignment]
     """Closes a breaker."""
+    GetWorkflowInsights: _aio.UnaryUnaryMultiCallable[_control_service_pb2.GetWorkflowInsightsRequest, _control_service_pb2.GetWorkflowInsightsResponse]  # type: ignore[assignment]
+    """Statistics and recommendations computed from a workflow's finished runs."""
 
 class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
     """Operator view of the server: plugins, agents, providers and, in later
@@ -195,5 +199,13 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_service_pb2.ResetBreakerResponse, _abc.Awaitable[_control_service_pb2.ResetBreakerResponse]]:
         """Closes a breaker."""
+
+    @_abc_1.abstractmethod
+    def GetWorkflowInsights(
+        self,
+        request: _control_service_pb2.GetWorkflowInsightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.GetWorkflowInsightsResponse, _abc.Awaitable[_control_service_pb2.GetWorkflowInsightsResponse]]:
+        """Statistics and recommendations computed from a workflow's finished runs."""
 
 def add_ControlServiceServicer_to_server(servicer: ControlServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

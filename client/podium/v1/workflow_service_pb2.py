@@ -22,10 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from podium.v1 import common_pb2 as podium_dot_v1_dot_common__pb2
 from podium.v1 import workflow_pb2 as podium_dot_v1_dot_workflow__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n podium/v1/workflow_service.proto\x12\tpodium.v1\x1a\x18podium/v1/workflow.proto\"e\n\x15\x43reateWorkflowRequest\x12\x1f\n\x0bworkflow_id\x18\x01 \x01(\tR\nworkflowId\x12+\n\x04spec\x18\x02 \x01(\x0b\x32\x17.podium.v1.WorkflowSpecR\x04spec\"I\n\x16\x43reateWorkflowResponse\x12/\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.WorkflowR\x08workflow\"B\n\x12GetWorkflowRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"F\n\x13GetWorkflowResponse\x12/\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.WorkflowR\x08workflow\"R\n\x14ListWorkflowsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"r\n\x15ListWorkflowsResponse\x12\x31\n\tworkflows\x18\x01 \x03(\x0b\x32\x13.podium.v1.WorkflowR\tworkflows\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"+\n\x15\x44\x65leteWorkflowRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"\x18\n\x16\x44\x65leteWorkflowResponse\"F\n\x17ValidateWorkflowRequest\x12+\n\x04spec\x18\x01 \x01(\x0b\x32\x17.podium.v1.WorkflowSpecR\x04spec\"r\n\x18ValidateWorkflowResponse\x12\x31\n\x06levels\x18\x01 \x03(\x0b\x32\x19.podium.v1.ExecutionLevelR\x06levels\x12#\n\rcritical_path\x18\x02 \x03(\tR\x0c\x63riticalPath2\xbe\x03\n\x0fWorkflowService\x12U\n\x0e\x43reateWorkflow\x12 .podium.v1.CreateWorkflowRequest\x1a!.podium.v1.CreateWorkflowResponse\x12L\n\x0bGetWorkflow\x12\x1d.podium.v1.GetWorkflowRequest\x1a\x1e.podium.v1.GetWorkflowResponse\x12R\n\rListWorkflows\x12\x1f.podium.v1.ListWorkflowsRequest\x1a .podium.v1.ListWorkflowsResponse\x12U\n\x0e\x44\x65leteWorkflow\x12 .podium.v1.DeleteWorkflowRequest\x1a!.podium.v1.DeleteWorkflowResponse\x12[\n\x10ValidateWorkflow\x12\".podium.v1.ValidateWorkflowRequest\x1a#.podium.v1.ValidateWorkflowResponseB3\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n podium/v1/workflow_service.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16podium/v1/common.proto\x1a\x18podium/v1/workflow.proto\"e\n\x15\x43reateWorkflowRequest\x12\x1f\n\x0bworkflow_id\x18\x01 \x01(\tR\nworkflowId\x12+\n\x04spec\x18\x02 \x01(\x0b\x32\x17.podium.v1.WorkflowSpecR\x04spec\"I\n\x16\x43reateWorkflowResponse\x12/\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.WorkflowR\x08workflow\"B\n\x12GetWorkflowRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"F\n\x13GetWorkflowResponse\x12/\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.podium.v1.WorkflowR\x08workflow\"R\n\x14ListWorkflowsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"r\n\x15ListWorkflowsResponse\x12\x31\n\tworkflows\x18\x01 \x03(\x0b\x32\x13.podium.v1.WorkflowR\tworkflows\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"+\n\x15\x44\x65leteWorkflowRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"\x18\n\x16\x44\x65leteWorkflowResponse\"g\n\x17ValidateWorkflowRequest\x12+\n\x04spec\x18\x01 \x01(\x0b\x32\x17.podium.v1.WorkflowSpecR\x04spec\x12\x1f\n\x0bworkflow_id\x18\x02 \x01(\tR\nworkflowId\"\xa3\x01\n\x18ValidateWorkflowResponse\x12\x31\n\x06levels\x18\x01 \x03(\x0b\x32\x19.podium.v1.ExecutionLevelR\x06levels\x12#\n\rcritical_path\x18\x02 \x03(\tR\x0c\x63riticalPath\x12/\n\x08\x65stimate\x18\x03 \x01(\x0b\x32\x13.podium.v1.EstimateR\x08\x65stimate\"\xe8\x02\n\x08\x45stimate\x12\x31\n\x06source\x18\x01 \x01(\x0e\x32\x19.podium.v1.EstimateSourceR\x06source\x12\x12\n\x04runs\x18\x02 \x01(\x03R\x04runs\x12<\n\x0cp50_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bp50Duration\x12<\n\x0cp95_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bp95Duration\x12+\n\x08p50_cost\x18\x05 \x01(\x0b\x32\x10.podium.v1.MoneyR\x07p50Cost\x12+\n\x08p95_cost\x18\x06 \x01(\x0b\x32\x10.podium.v1.MoneyR\x07p95Cost\x12+\n\x08max_cost\x18\x07 \x01(\x0b\x32\x10.podium.v1.MoneyR\x07maxCost\x12\x12\n\x04note\x18\x08 \x01(\tR\x04note*o\n\x0e\x45stimateSource\x12\x1f\n\x1b\x45STIMATE_SOURCE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45STIMATE_SOURCE_HISTORY\x10\x01\x12\x1f\n\x1b\x45STIMATE_SOURCE_PRICE_TABLE\x10\x02\x32\xbe\x03\n\x0fWorkflowService\x12U\n\x0e\x43reateWorkflow\x12 .podium.v1.CreateWorkflowRequest\x1a!.podium.v1.CreateWorkflowResponse\x12L\n\x0bGetWorkflow\x12\x1d.podium.v1.GetWorkflowRequest\x1a\x1e.podium.v1.GetWorkflowResponse\x12R\n\rListWorkflows\x12\x1f.podium.v1.ListWorkflowsRequest\x1a .podium.v1.ListWorkflowsResponse\x12U\n\x0e\x44\x65leteWorkflow\x12 .podium.v1.DeleteWorkflowRequest\x1a!.podium.v1.DeleteWorkflowResponse\x12[\n\x10ValidateWorkflow\x12\".podium.v1.ValidateWorkflowRequest\x1a#.podium.v1.ValidateWorkflowResponseB3\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,26 +35,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'podium.v1.workflow_service_
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.podium.v1P\001Z podium/gen/go/podium/v1;podiumv1'
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=73
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=174
-  _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=176
-  _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=249
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=251
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=317
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=319
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=389
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=391
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=473
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=475
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=589
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=591
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=634
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=636
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=660
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=662
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=732
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=734
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=848
-  _globals['_WORKFLOWSERVICE']._serialized_start=851
-  _globals['_WORKFLOWSERVICE']._serialized_end=1297
+  _globals['_ESTIMATESOURCE']._serialized_start=1352
+  _globals['_ESTIMATESOURCE']._serialized_end=1463
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=129
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=230
+  _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=232
+  _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=305
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=307
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=373
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=375
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=445
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=447
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=529
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=531
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=645
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=647
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=690
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=692
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=716
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=718
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=821
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=824
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=987
+  _globals['_ESTIMATE']._serialized_start=990
+  _globals['_ESTIMATE']._serialized_end=1350
+  _globals['_WORKFLOWSERVICE']._serialized_start=1466
+  _globals['_WORKFLOWSERVICE']._serialized_end=1912
 # @@protoc_insertion_point(module_scope)

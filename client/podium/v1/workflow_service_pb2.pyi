@@ -5,8 +5,11 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from podium.v1 import common_pb2 as _common_pb2
 from podium.v1 import workflow_pb2 as _workflow_pb2
 import builtins as _builtins
 import sys
@@ -18,6 +21,27 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _EstimateSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EstimateSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EstimateSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ESTIMATE_SOURCE_UNSPECIFIED: _EstimateSource.ValueType  # 0
+    ESTIMATE_SOURCE_HISTORY: _EstimateSource.ValueType  # 1
+    """Percentiles of the workflow's finished runs."""
+    ESTIMATE_SOURCE_PRICE_TABLE: _EstimateSource.ValueType  # 2
+    """The price table's bound on the LLM steps (no duration)."""
+
+class EstimateSource(_EstimateSource, metaclass=_EstimateSourceEnumTypeWrapper): ...
+
+ESTIMATE_SOURCE_UNSPECIFIED: EstimateSource.ValueType  # 0
+ESTIMATE_SOURCE_HISTORY: EstimateSource.ValueType  # 1
+"""Percentiles of the workflow's finished runs."""
+ESTIMATE_SOURCE_PRICE_TABLE: EstimateSource.ValueType  # 2
+"""The price table's bound on the LLM steps (no duration)."""
+Global___EstimateSource: _TypeAlias = EstimateSource  # noqa: Y015
 
 @_typing.final
 class CreateWorkflowRequest(_message.Message):
@@ -195,16 +219,22 @@ class ValidateWorkflowRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SPEC_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The stored workflow whose finished runs give the estimate (optional:
+    without one, or without runs, the estimate comes from the price table).
+    """
     @_builtins.property
     def spec(self) -> _workflow_pb2.WorkflowSpec: ...
     def __init__(
         self,
         *,
         spec: _workflow_pb2.WorkflowSpec | None = ...,
+        workflow_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -216,6 +246,7 @@ class ValidateWorkflowResponse(_message.Message):
 
     LEVELS_FIELD_NUMBER: _builtins.int
     CRITICAL_PATH_FIELD_NUMBER: _builtins.int
+    ESTIMATE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def levels(self) -> _containers.RepeatedCompositeFieldContainer[_workflow_pb2.ExecutionLevel]:
         """Steps grouped by depth in the DAG."""
@@ -224,16 +255,69 @@ class ValidateWorkflowResponse(_message.Message):
     def critical_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The longest chain of dependent steps, first to last."""
 
+    @_builtins.property
+    def estimate(self) -> Global___Estimate:
+        """What a run is expected to take and cost."""
+
     def __init__(
         self,
         *,
         levels: _abc.Iterable[_workflow_pb2.ExecutionLevel] | None = ...,
         critical_path: _abc.Iterable[_builtins.str] | None = ...,
+        estimate: Global___Estimate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["estimate", b"estimate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["critical_path", b"critical_path", "levels", b"levels"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["critical_path", b"critical_path", "estimate", b"estimate", "levels", b"levels"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidateWorkflowResponse: _TypeAlias = ValidateWorkflowResponse  # noqa: Y015
+
+@_typing.final
+class Estimate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    P50_DURATION_FIELD_NUMBER: _builtins.int
+    P95_DURATION_FIELD_NUMBER: _builtins.int
+    P50_COST_FIELD_NUMBER: _builtins.int
+    P95_COST_FIELD_NUMBER: _builtins.int
+    MAX_COST_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    source: Global___EstimateSource.ValueType
+    runs: _builtins.int
+    """Finished runs the estimate is drawn from (history)."""
+    note: _builtins.str
+    @_builtins.property
+    def p50_duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p95_duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p50_cost(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def p95_cost(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def max_cost(self) -> _common_pb2.Money:
+        """The most the LLM steps can cost at the price table's prices (price table)."""
+
+    def __init__(
+        self,
+        *,
+        source: Global___EstimateSource.ValueType = ...,
+        runs: _builtins.int = ...,
+        p50_duration: _duration_pb2.Duration | None = ...,
+        p95_duration: _duration_pb2.Duration | None = ...,
+        p50_cost: _common_pb2.Money | None = ...,
+        p95_cost: _common_pb2.Money | None = ...,
+        max_cost: _common_pb2.Money | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_cost", b"max_cost", "p50_cost", b"p50_cost", "p50_duration", b"p50_duration", "p95_cost", b"p95_cost", "p95_duration", b"p95_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_cost", b"max_cost", "note", b"note", "p50_cost", b"p50_cost", "p50_duration", b"p50_duration", "p95_cost", b"p95_cost", "p95_duration", b"p95_duration", "runs", b"runs", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Estimate: _TypeAlias = Estimate  # noqa: Y015

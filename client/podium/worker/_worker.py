@@ -16,6 +16,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format, struct_pb2
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from podium.client._credentials import TlsOptions, aio_channel, resolve_tls, resolve_token
 from podium.v1 import common_pb2, worker_service_pb2, worker_service_pb2_grpc
@@ -99,10 +101,14 @@ class Worker:
         on_rejected: Callable[[str, str], None] | None = None,
         token: str | None = None,
         tls: TlsOptions | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         """`token` (else $PODIUM_TOKEN) is sent as a bearer token (a server
         with authentication needs a `worker` role); `tls` (else $PODIUM_TLS_*)
-        makes the channel TLS."""
+        makes the channel TLS. `tracer_provider`: where the worker's span of
+        each attempt goes (a child of the server's attempt span, from the
+        task's traceparent); None: OpenTelemetry's global provider, a no-op
+        unless one is set."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if not agents:
@@ -115,6 +121,7 @@ class Worker:
         self._raise = raise_failure
         self._failure_of = failure_of
         self._on_rejected = on_rejected
+        self.tracer = trace.get_tracer("podium.worker", tracer_provider=tracer_provider)
         self._stopping = asyncio.Event()
         self.sessions = 0
         self._token = resolve_token(token)
@@ -253,25 +260,33 @@ class _Session:
                 )
             )
 
+        span = _attempt_span(self.worker.tracer, task)
         try:
             if agent is None:
                 raise LookupError(f"this worker does not serve agent {task.agent!r}")
             ctx = WorkerStepContext(task, self.stub, report, self.worker._raise)
-            output = await agent.run(ctx)
+            with trace.use_span(
+                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
+                output = await agent.run(ctx)
             value = _value(output)
         except asyncio.CancelledError:
+            span.set_attribute("podium.attempt.state", "CANCELLED")
             # Cancelled by the server (or the session ended): say so, which frees the slot.
             self._send_fail(token, "podium.Cancelled", "cancelled", False)
             log.info("%s: cancelled", _described(task))
             raise
         except _NotJson as error:
+            _failed(span, "podium.InvalidOutput", str(error))
             self._send_fail(token, "podium.InvalidOutput", str(error), False)
             log.info("%s: failed podium.InvalidOutput", _described(task))
         except BaseException as error:
             type_, message, retryable = self.worker._failure_of(error)
+            _failed(span, type_, message)
             self._send_fail(token, type_, message, retryable)
             log.info("%s: failed %s", _described(task), type_)
         else:
+            span.set_attribute("podium.attempt.state", "SUCCEEDED")
             log.info("%s: succeeded", _described(task))
             self.outbox.put_nowait(
                 worker_service_pb2.ConnectRequest(
@@ -279,6 +294,7 @@ class _Session:
                 )
             )
         finally:
+            span.end()
             self.running.pop(token, None)
 
     def _send_fail(self, token: str, type_: str, message: str, retryable: bool) -> None:
@@ -301,6 +317,36 @@ class _Session:
                     heartbeat=worker_service_pb2.Heartbeat(attempt_tokens=list(self.running))
                 )
             )
+
+
+_propagator = TraceContextTextMapPropagator()
+
+
+def _attempt_span(tracer: trace.Tracer, task: worker_service_pb2.AttemptTask) -> trace.Span:
+    """The worker's span of an attempt: `invoke_agent {agent}` (GenAI
+    conventions), a child of the server's attempt span named by the task."""
+    parent = _propagator.extract({"traceparent": task.traceparent}) if task.traceparent else None
+    attributes: dict[str, str | int] = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": task.agent,
+        "podium.run.id": task.run.removeprefix("runs/"),
+        "podium.step.id": task.step_id,
+        "podium.attempt": task.attempt,
+    }
+    if task.item >= 0:
+        attributes["podium.item"] = task.item
+    return tracer.start_span(
+        f"invoke_agent {task.agent}",
+        context=parent,
+        kind=trace.SpanKind.INTERNAL,
+        attributes=attributes,
+    )
+
+
+def _failed(span: trace.Span, type_: str, message: str) -> None:
+    span.set_attribute("podium.attempt.state", "FAILED")
+    span.set_attribute("error.type", type_)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type_}: {message}"[:500]))
 
 
 def _described(task: worker_service_pb2.AttemptTask) -> str:

@@ -131,6 +131,10 @@ class RunRecord:
     priority: int = 0
     # Hard ceiling of the run's LLM spend.
     max_cost: Decimal | None = None
+    # W3C traceparent of the caller that started the run ("" if none), and of
+    # the run's own span once it started: a resumed run's span links to it.
+    trace_parent: str = ""
+    trace_context: str = ""
 
 
 @dataclass(slots=True)

@@ -44,10 +44,30 @@ class GateEvents:
         self._attempt = attempt
 
     def waiting(self, reason: str) -> None:
-        self._journal.step_waiting(self._step, None, reason)
+        journal = self._journal
+        journal.step_waiting(self._step, None, reason)
+        if journal.observer is not None:
+            journal.observer.waiting(journal.run, self._step, self._attempt, reason)
 
     def resumed(self, reason: str) -> None:
-        self._journal.step_resumed(self._step, reason)
+        journal = self._journal
+        journal.step_resumed(self._step, reason)
+        if journal.observer is not None:
+            journal.observer.resumed(journal.run, self._step, self._attempt, reason)
+
+    def calling(self, provider: str, model: str) -> None:
+        journal = self._journal
+        if journal.observer is not None:
+            journal.observer.llm_call_started(
+                journal.run, self._step, self._attempt, provider, model
+            )
+
+    def call_ended(self, finish_reason: str, error: BaseException | None) -> None:
+        journal = self._journal
+        if journal.observer is not None:
+            journal.observer.llm_call_ended(
+                journal.run, self._step, self._attempt, finish_reason, error
+            )
 
     def llm_call(
         self,
@@ -58,9 +78,14 @@ class GateEvents:
         price_version: str,
         message: str = "",
     ) -> None:
-        self._journal.llm_call(
+        journal = self._journal
+        journal.llm_call(
             self._step, self._attempt, usage, cost, provider, model, price_version, message
         )
+        if journal.observer is not None:
+            journal.observer.llm_call_charged(
+                journal.run, self._step, self._attempt, usage, cost, provider, model, price_version
+            )
 
     def breaker_changed(self, transition: Transition) -> None:
         self._journal.emit(
@@ -69,6 +94,11 @@ class GateEvents:
             breaker=transition.breaker,
             message=transition.cause,
         )
+        observer = self._journal.observer
+        if observer is not None:
+            observer.breaker_changed(
+                self._journal.run, transition.breaker, transition.state, transition.cause
+            )
 
     def budget_warning(self, warning: BudgetWarning) -> None:
         self._journal.emit(
@@ -170,6 +200,11 @@ class AttemptContext:
             tool=name,
             message=_arguments_text(arguments),
         )
+        observer = journal.observer
+        # The TOOL_CALLED event's sequence names the call within its run.
+        call_id = f"call-{journal.run.last_sequence}"
+        if observer is not None:
+            observer.tool_call_started(journal.run, step, attempt, name, call_id)
         try:
             if tool is None:
                 listed = ", ".join(allowed) or "none"
@@ -191,6 +226,8 @@ class AttemptContext:
                 failure=failure,
                 message=failure.message,
             )
+            if observer is not None:
+                observer.tool_call_ended(journal.run, step, attempt, call_id, failure)
             if isinstance(error, AgentError):
                 raise
             raise AgentError(
@@ -206,6 +243,8 @@ class AttemptContext:
             tool=name,
             output=result,
         )
+        if observer is not None:
+            observer.tool_call_ended(journal.run, step, attempt, call_id, None)
         return result
 
     def report(self, progress: float, message: str = "") -> None:

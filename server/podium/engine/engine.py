@@ -32,10 +32,12 @@ from podium.core.errors import (
 from podium.core.jsonvalues import TooLarge, check_json_size
 from podium.core.model import AttemptRecord, Event, RunRecord, RunView, StepRecord
 from podium.core.states import RunState
-from podium.engine import pagination, retention
+from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import RunAdmission
 from podium.engine.executor import RunExecutor
+from podium.engine.history import finished_runs
 from podium.engine.hub import EventHub
+from podium.engine.observer import RunObserver
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
@@ -43,7 +45,7 @@ from podium.engine.services import RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import Plan
 from podium.engine.workers import WorkerPool
-from podium.engine.workflows import WorkflowCatalog
+from podium.engine.workflows import WORKFLOW_ID, WorkflowCatalog
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
 
@@ -69,6 +71,7 @@ class Engine:
         clock: Clock | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
+        observer: RunObserver | None = None,
     ) -> None:
         self.store = store
         self.hub = hub or EventHub()
@@ -84,6 +87,7 @@ class Engine:
             # Server-wide limit on agent calls in flight, granted by run priority.
             slots=PrioritySlots(max_running_steps, self.clock),
             default_max_concurrency=max_concurrency,
+            observer=observer,
             workers=self.workers,
         )
         self.admission = RunAdmission(governance.quotas)
@@ -110,8 +114,11 @@ class Engine:
         max_concurrency: int = 0,
         priority: int = 0,
         max_cost: Decimal | None = None,
+        trace_parent: str = "",
     ) -> RunView:
-        """Starts a run; it is durable when this returns. Idempotent on request_id."""
+        """Starts a run; it is durable when this returns. Idempotent on request_id.
+
+        `trace_parent`: the caller's W3C traceparent; the run's span becomes its child."""
         self._check_open()
         if max_concurrency < 0:
             raise InvalidArgument(
@@ -145,6 +152,7 @@ class Engine:
                 max_concurrency,
                 priority,
                 max_cost,
+                trace_parent,
             )
         pending = self._starting.get(request_id)
         if pending is not None:
@@ -169,6 +177,7 @@ class Engine:
                 max_concurrency,
                 priority,
                 max_cost,
+                trace_parent,
             )
             future.set_result(view.run.run_id)
             return view
@@ -203,6 +212,7 @@ class Engine:
         max_concurrency: int,
         priority: int,
         max_cost: Decimal | None,
+        trace_parent: str,
     ) -> RunView:
         workflow = await self.workflows.get(workflow_id, version)
         plan = self.workflows.plan_for(workflow)
@@ -220,6 +230,7 @@ class Engine:
             max_concurrency=max_concurrency,
             priority=priority,
             max_cost=_lower(max_cost, workflow.spec.max_cost),
+            trace_parent=trace_parent,
         )
         steps = [
             StepRecord(step_id=step.id, agent=step.agent, position=i)
@@ -312,7 +323,11 @@ class Engine:
         try:
             await asyncio.wait_for(executor.finished.wait(), CANCEL_WAIT_SECONDS)
         except TimeoutError:
-            log.warning("run %s: agents still unwinding after cancellation", run_id)
+            log.warning(
+                "run %s: agents still unwinding after cancellation",
+                run_id,
+                extra={"run_id": run_id},
+            )
         await self.services.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 
@@ -362,6 +377,50 @@ class Engine:
             lambda: not executor.finished.is_set() and run_id in self.active,
         )
 
+    # -- history -------------------------------------------------------------------
+
+    async def workflow_insights(self, workflow_id: str, window: float = 0.0) -> insights.Insights:
+        """Insights of a workflow's finished runs of the last `window` seconds
+        (0: every stored run, at most history.MAX_RUNS), against its latest version."""
+        if window < 0:
+            raise InvalidArgument(
+                "invalid window", [FieldViolation("window", "must not be negative")]
+            )
+        workflow = await self.workflows.get(workflow_id)
+        plan = self.workflows.plan_for(workflow)
+        since = self.clock.now() - window if window else float("-inf")
+        histories = await finished_runs(self.store, workflow_id, since)
+        return insights.compute(
+            workflow_id,
+            plan,
+            histories,
+            prices=self._prices(),
+            max_concurrency=self.services.default_max_concurrency,
+        )
+
+    async def estimate(self, workflow_id: str, plan: Plan) -> estimates.Estimate:
+        """What a run of `plan` is expected to take and cost: from the stored
+        workflow's finished runs, else from the price table."""
+        if workflow_id and not WORKFLOW_ID.match(workflow_id):
+            raise InvalidArgument(
+                "invalid workflow_id",
+                [
+                    FieldViolation(
+                        "workflow_id", "must match [a-z][a-z0-9-]* (at most 63 characters)"
+                    )
+                ],
+            )
+        return await estimates.estimate(
+            self.store, self.services.governance.prices, workflow_id, plan
+        )
+
+    def _prices(self) -> list[insights.ModelPrice]:
+        table = self.services.governance.prices.entries()
+        return [
+            insights.ModelPrice(provider, model, price.input, price.output)
+            for (provider, model), price in table.items()
+        ]
+
     # -- start-up and shutdown ---------------------------------------------------
 
     def start_recovery(self) -> asyncio.Task[None]:
@@ -382,7 +441,9 @@ class Engine:
             return
         workflow = await self.workflows.pinned(view.run.workflow_id, view.run.workflow_version)
         if workflow is None:
-            log.error("run %s: workflow version is gone; cannot resume", run_id)
+            log.error(
+                "run %s: workflow version is gone; cannot resume", run_id, extra={"run_id": run_id}
+            )
             return
         view.run.last_sequence = await self.store.last_sequence(run_id)
         executor = self._executor(view.run, view.steps, self.workflows.plan_for(workflow))

@@ -48,7 +48,7 @@ class RunExecutor:
     ) -> None:
         self.services = services
         self.plan = plan
-        self.journal = RunJournal(run, steps, services.recorder, services.clock)
+        self.journal = RunJournal(run, steps, services.recorder, services.clock, services.observer)
         self.stop_signal = StopSignal()
         self.approvals = Approvals(self.journal, self.stop_signal)
         limit = max(
@@ -97,6 +97,8 @@ class RunExecutor:
         """Starts a new run, or resumes one read back from the store."""
         if self.run.state == RunState.PENDING:
             self.journal.started()
+        else:
+            self.journal.resumed()
         in_progress: list[StepRecord] = []
         done = [s for s in self.steps.values() if s.state == StepState.SUCCEEDED]
         done.sort(key=lambda s: (s.end_time or 0.0, s.position))
@@ -213,6 +215,7 @@ class RunExecutor:
                 step.step_id,
                 self.run.run_id,
                 exc_info=error,
+                extra={"run_id": self.run.run_id, "step_id": step.step_id},
             )
         if self.stop_signal.stopping:
             return
@@ -364,7 +367,12 @@ class RunExecutor:
             # whatever else goes wrong computing it ends the run FAILED, never
             # leaves it RUNNING with no task left to end it.
             except Exception as error:
-                log.error("run %s: computing its output failed", self.run.run_id, exc_info=error)
+                log.error(
+                    "run %s: computing its output failed",
+                    self.run.run_id,
+                    exc_info=error,
+                    extra={"run_id": self.run.run_id},
+                )
                 failure = Failure(INTERNAL, f"output failed: {type(error).__name__}: {error}")
                 self.journal.finished(RunState.FAILED, failure, None)
         else:

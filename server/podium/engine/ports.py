@@ -11,12 +11,12 @@ whole or not at all, and reads see committed data only, never part of a batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, RunView, StepRecord
 from podium.core.spec import WorkflowSpec, WorkflowVersion
-from podium.core.states import RunState
+from podium.core.states import EventType, RunState
 
 __all__ = ["RunStore", "WorkflowStore"]
 
@@ -111,6 +111,13 @@ class RunStore(WorkflowStore, Protocol):
         ...
 
     async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]: ...
+
+    async def read_events_of_types(
+        self, run_id: str, types: Collection[EventType], limit: int
+    ) -> list[Event]:
+        """A run's events of the given types, in sequence order, at most `limit`
+        (what insights read: LLM calls, waits), without the rest of the log."""
+        ...
 
     async def items_of(self, run_id: str, step_id: str) -> list[ItemRecord]:
         """A fan-out's or loop's finished items, by index."""

@@ -28,5 +28,5 @@ async def recover(
         try:
             await resume(run_id)
         except Exception:
-            log.exception("could not resume run %s", run_id)
+            log.exception("could not resume run %s", run_id, extra={"run_id": run_id})
         await asyncio.sleep(0)  # let RPCs in between resumptions

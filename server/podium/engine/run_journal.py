@@ -14,6 +14,7 @@ from podium.core.clock import Clock
 from podium.core.failures import INTERRUPTED, Failure
 from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, StepRecord, Usage
 from podium.core.states import AttemptState, EventType, RunState, StepState
+from podium.engine.observer import RunObserver
 from podium.engine.recorder import Recorder
 
 FINAL_EVENT = {
@@ -25,15 +26,22 @@ FINAL_EVENT = {
 
 
 class RunJournal:
-    __slots__ = ("_clock", "_recorder", "run", "steps")
+    __slots__ = ("_clock", "_recorder", "observer", "run", "steps")
 
     def __init__(
-        self, run: RunRecord, steps: list[StepRecord], recorder: Recorder, clock: Clock
+        self,
+        run: RunRecord,
+        steps: list[StepRecord],
+        recorder: Recorder,
+        clock: Clock,
+        observer: RunObserver | None = None,
     ) -> None:
         self.run = run
         self.steps = {step.step_id: step for step in steps}
         self._recorder = recorder
         self._clock = clock
+        # Told of each change after it is recorded; it observes, never decides.
+        self.observer = observer
 
     # -- the run ---------------------------------------------------------------------
 
@@ -45,8 +53,16 @@ class RunJournal:
     def started(self) -> None:
         self.run.state = RunState.RUNNING
         self.run.start_time = self._clock.now()
+        if self.observer is not None:
+            # Stored with the run: a resumed run's trace links to this one.
+            self.run.trace_context = self.observer.run_started(self.run, resumed=False)
         self.emit(EventType.RUN_STARTED)
         self.save_run()
+
+    def resumed(self) -> None:
+        """A run read back from the store goes on after a restart."""
+        if self.observer is not None:
+            self.observer.run_started(self.run, resumed=True)
 
     def set_run_state(self, state: RunState) -> None:
         if self.run.state != state and not self.run.state.is_final:
@@ -69,6 +85,8 @@ class RunJournal:
             cost=run.cost,
         )
         self.save_run()
+        if self.observer is not None:
+            self.observer.run_finished(run)
 
     def abandon_pending(self, state: StepState, reason: str, running: Collection[str]) -> None:
         """Ends every PENDING step that has not started (SKIPPED or CANCELLED)."""
@@ -82,6 +100,8 @@ class RunJournal:
             step.end_time = now
             self.save_step(step)
             self.emit(event, step=step, message=reason)
+            if self.observer is not None:
+                self.observer.step_ended(self.run, step)
 
     # -- steps -------------------------------------------------------------------------
 
@@ -100,6 +120,8 @@ class RunJournal:
             usage=step.usage.copy(),
             cost=step.cost,
         )
+        if self.observer is not None:
+            self.observer.step_ended(self.run, step)
 
     def step_failed(self, step: StepRecord, failure: Failure) -> None:
         step.state = StepState.FAILED
@@ -117,6 +139,8 @@ class RunJournal:
             usage=step.usage.copy(),
             cost=step.cost,
         )
+        if self.observer is not None:
+            self.observer.step_ended(self.run, step)
 
     def step_skipped(self, step: StepRecord, reason: str) -> None:
         step.state = StepState.SKIPPED
@@ -124,6 +148,8 @@ class RunJournal:
         step.end_time = self._clock.now()
         self.save_step(step)
         self.emit(EventType.STEP_SKIPPED, step=step, message=reason)
+        if self.observer is not None:
+            self.observer.step_ended(self.run, step)
 
     def step_cancelled(self, step: StepRecord, reason: str) -> None:
         step.state = StepState.CANCELLED
@@ -132,6 +158,8 @@ class RunJournal:
         step.due_time = None
         self.save_step(step)
         self.emit(EventType.STEP_CANCELLED, step=step, message=reason)
+        if self.observer is not None:
+            self.observer.step_ended(self.run, step)
 
     def step_waiting(self, step: StepRecord, due: float | None, reason: str) -> None:
         step.state = StepState.WAITING
@@ -152,7 +180,10 @@ class RunJournal:
 
     # -- attempts, retries and items -----------------------------------------------------
 
-    def attempt_started(self, step: StepRecord, attempt: AttemptRecord) -> None:
+    def attempt_started(
+        self, step: StepRecord, attempt: AttemptRecord, queued: float = 0.0
+    ) -> None:
+        """`queued`: the seconds the attempt waited for a slot (for telemetry)."""
         step.attempts.append(attempt)
         event = EventType.STEP_STARTED
         if attempt.item == -1:
@@ -166,6 +197,8 @@ class RunJournal:
                 step.reason = ""
         self.save_step(step, attempt)
         self.emit(event, step=step, attempt=attempt.number, item=attempt.item)
+        if self.observer is not None:
+            self.observer.attempt_started(self.run, step, attempt, queued)
 
     def attempt_ended(
         self,
@@ -178,6 +211,8 @@ class RunJournal:
         attempt.end_time = self._clock.now()
         attempt.failure = failure
         self._recorder.attempt(self.run.run_id, step.step_id, attempt)
+        if self.observer is not None:
+            self.observer.attempt_ended(self.run, step, attempt)
 
     def interrupted(self, step: StepRecord) -> None:
         """Resuming after a restart: an attempt that was in flight is recorded
@@ -234,6 +269,8 @@ class RunJournal:
             due_time=due,
             item=item,
         )
+        if self.observer is not None:
+            self.observer.retrying(self.run, step, attempt, failure, delay)
 
     def item_finished(self, step: StepRecord, record: ItemRecord) -> None:
         self._recorder.item(self.run.run_id, step.step_id, record)

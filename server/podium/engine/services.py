@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from podium.core.clock import Clock
+from podium.engine.observer import RunObserver
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.slots import PrioritySlots
@@ -27,6 +28,8 @@ class RunServices:
     slots: PrioritySlots
     # A run's max_concurrency when neither the run nor its workflow sets one.
     default_max_concurrency: int
+    # Telemetry watching runs (spans, metrics, log lines); None watches nothing.
+    observer: RunObserver | None = None
     # Connected workers: agents whose execution is delegated to them.
     workers: WorkerPool | None = None
 

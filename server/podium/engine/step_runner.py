@@ -134,6 +134,7 @@ class StepRunner:
                 step.step_id,
                 self.journal.run.run_id,
                 exc_info=error,
+                extra={"run_id": self.journal.run.run_id, "step_id": step.step_id},
             )
             failure = Failure(INTERNAL, f"{type(error).__name__}: {error}", retryable=False)
             outcome = StepOutcome(StepState.FAILED, failure=failure)
@@ -359,13 +360,15 @@ class StepRunner:
         made = len(previous)
         while True:
             self._check_deadline()
+            queued_from = self.clock.now()
             async with self.env.slots.slot():
                 # The deadline may have passed while queueing for the slot.
                 self._check_deadline()
                 reservation = None if queue is None else await self._reserve_worker(queue)
                 made += 1
-                attempt = AttemptRecord(made, AttemptState.RUNNING, self.clock.now(), item=item)
-                journal.attempt_started(step, attempt)
+                now = self.clock.now()
+                attempt = AttemptRecord(made, AttemptState.RUNNING, now, item=item)
+                journal.attempt_started(step, attempt, now - queued_from)
                 context = AttemptContext(
                     self.services, journal, spec, step, attempt, inputs, spec.config
                 )
@@ -452,6 +455,11 @@ class StepRunner:
         workers = self.services.workers
         assert workers is not None
         run, spec = self.journal.run, self.spec
+        observer = self.journal.observer
+        # With tracing on, the worker's span of the attempt joins the run's trace.
+        traceparent = (
+            observer.attempt_traceparent(run, self.step, attempt) if observer is not None else ""
+        ) or _traceparent(run.run_id, self.step.step_id, attempt)
         attempt_deadline = (
             None if spec.attempt_timeout is None else attempt.start_time + spec.attempt_timeout
         )
@@ -471,7 +479,7 @@ class StepRunner:
                 attempt_deadline=attempt_deadline,
                 step_deadline=self.deadline,
                 heartbeat_timeout=spec.heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT,
-                traceparent=_traceparent(run.run_id, self.step.step_id, attempt),
+                traceparent=traceparent,
                 tools=context.tools,
             )
 
@@ -521,6 +529,12 @@ class StepRunner:
             attempt.number,
             item,
             exc_info=cause,
+            extra={
+                "run_id": self.journal.run.run_id,
+                "step_id": self.step.step_id,
+                "attempt": attempt.number,
+                "item": attempt.item,
+            },
         )
 
     def _previous_attempts(self, item: int) -> list[AttemptRecord]:

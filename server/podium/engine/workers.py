@@ -204,6 +204,11 @@ class WorkerPool:
         self._declared: dict[str, AgentDeclaration] = {}
         self._closed = False
 
+    @property
+    def session_count(self) -> int:
+        """Worker sessions connected now (for metrics)."""
+        return len(self._sessions)
+
     # -- what the engine asks --------------------------------------------------------
 
     def serves(self, queue: str, agent: str) -> bool:

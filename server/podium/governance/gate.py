@@ -92,6 +92,14 @@ class GateObserver(Protocol):
 
     def budget_warning(self, warning: BudgetWarning) -> None: ...
 
+    def calling(self, provider: str, model: str) -> None:
+        """The call goes out to the provider (admitted, reserved)."""
+        ...
+
+    def call_ended(self, finish_reason: str, error: BaseException | None) -> None:
+        """The provider answered (`finish_reason`), or the call failed with `error`."""
+        ...
+
 
 class NullObserver:
     """An observer that records nothing (benchmarks, tools outside a run)."""
@@ -117,6 +125,12 @@ class NullObserver:
         pass
 
     def budget_warning(self, warning: BudgetWarning) -> None:
+        pass
+
+    def calling(self, provider: str, model: str) -> None:
+        pass
+
+    def call_ended(self, finish_reason: str, error: BaseException | None) -> None:
         pass
 
 
@@ -269,6 +283,7 @@ class LlmGate:
             except BaseException:
                 governance.release(reservation)
                 raise
+            observer.calling(target.provider, target.model)
             try:
                 completion = await implementation.complete(request)
             except BaseException as error:
@@ -292,6 +307,7 @@ class LlmGate:
                     self._record(breakers, outcome, _cause(error))
                 if isinstance(error, ProviderError) and error.kind == "rate_limited":
                     governance.quotas.feedback_rate_limited(call, error.retry_after or 1.0)
+                observer.call_ended("", error)
                 raise
             self._record(breakers, "success", "")
             if completion.remaining_requests is not None or completion.remaining_tokens is not None:
@@ -312,6 +328,7 @@ class LlmGate:
             governance.record_spend(call, cost, reservation_id=reservation.id)
             model = completion.model or target.model
             observer.llm_call(usage, cost, target.provider, model, version)
+            observer.call_ended(completion.finish_reason, None)
             for warning in warnings:
                 observer.budget_warning(warning)
             return LlmResult(

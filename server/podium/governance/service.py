@@ -171,6 +171,17 @@ class Governance:
         views = {view.name: view for view in self.ledger.snapshot()}
         return [BudgetStatus(b, views.get(b.name)) for b in self._budgets.values()]
 
+    def budget_utilization(self) -> list[tuple[str, float]]:
+        """Each budget's spent plus reserved over its limit, this period (for metrics)."""
+        return [
+            (view.name, float((view.spent + view.reserved) / view.limit) if view.limit else 0.0)
+            for view in self.ledger.snapshot()
+        ]
+
+    def breaker_states(self) -> list[tuple[str, str]]:
+        """Each breaker's name and state (for metrics)."""
+        return [(view.name, str(view.state)) for view in self.breakers.list()]
+
     async def put_quota(self, data: dict[str, Any]) -> QuotaPolicy:
         quota: QuotaPolicy = _validated(QuotaPolicy, data, "quota")
         self._quotas[quota.name] = quota

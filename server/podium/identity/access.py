@@ -79,6 +79,7 @@ TABLE: dict[str, Access] = {
     _CT + "GetSpend": _READ,
     _CT + "ListBreakers": _READ,
     _CT + "ResetBreaker": _allow(OPERATOR, mutation=True),
+    _CT + "GetWorkflowInsights": _READ,
     _ID + "CreateToken": _allow(mutation=True),
     _ID + "ListTokens": _ADMIN_ONLY,
     _ID + "RevokeToken": _allow(mutation=True),

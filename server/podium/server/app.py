@@ -49,6 +49,9 @@ from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.ownership import DatabaseLock
 from podium.store.sqlite.store import MEMORY, SqliteStore
+from podium.telemetry import setup as telemetry_setup
+from podium.telemetry.logs import TraceIds
+from podium.telemetry.metrics import Gauges
 from podium.v1 import (
     control_service_pb2,
     control_service_pb2_grpc,
@@ -109,6 +112,8 @@ class PodiumServer:
     limits: Limits | None = None
     # API tokens: where a test or the bootstrap creates the first admin token.
     tokens: TokenCatalog | None = None
+    telemetry: telemetry_setup.TelemetryRuntime | None = None
+    log_ids: TraceIds | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
@@ -129,6 +134,12 @@ class PodiumServer:
             await self.pruner.stop()
         await self.engine.shutdown()
         await self.store.close()
+        if self.telemetry is not None:
+            # After the engine: spans of runs it stopped end as suspended.
+            await self.telemetry.close()
+        if self.log_ids is not None:
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(self.log_ids)
         if self.lock is not None:
             self.lock.release()
         if self.limits is not None:
@@ -149,6 +160,7 @@ async def start_server(
     max_output_bytes: int | None = None,
     watchdog_threshold: float | None = DEFAULT_THRESHOLD,
     limits: Limits | None = None,
+    telemetry: telemetry_setup.TelemetryRuntime | None = None,
     remote_agents_only: bool = False,
     synchronous: str = "FULL",
     security: SecurityConfig | None = None,
@@ -163,6 +175,8 @@ async def start_server(
     replaces that one limit.
     With `watchdog_threshold` (seconds), a blocked event loop is logged with
     the agent that blocked it; None watches nothing.
+    `telemetry`: traces and metrics (podium.telemetry.setup); None: log lines only.
+    The server closes it when it stops.
     With `remote_agents_only`, no plugin's agent is loaded in-process (when
     `plugins` is None): every agent runs on workers (WorkerService).
     `synchronous`: FULL (a commit is on disk when acknowledged, power loss
@@ -198,6 +212,7 @@ async def start_server(
             synchronous=synchronous,
             security=security,
             jwt=jwt,
+            telemetry=telemetry or telemetry_setup.off(),
         )
     except BaseException:
         server_limits.release()
@@ -220,6 +235,7 @@ async def _open_and_serve(
     synchronous: str,
     security: SecurityConfig,
     jwt: JwtVerifier | None,
+    telemetry: telemetry_setup.TelemetryRuntime,
 ) -> PodiumServer:
     started = time.time()
     store = SqliteStore(db_path, synchronous=synchronous)  # checks its arguments first
@@ -247,6 +263,7 @@ async def _open_and_serve(
             lock=lock,
             limits=limits,
             watchdog_threshold=watchdog_threshold,
+            telemetry=telemetry,
             remote_agents_only=remote_agents_only,
             security=security,
             jwt=jwt,
@@ -274,6 +291,7 @@ async def _serve_store(
     lock: DatabaseLock | None,
     limits: Limits,
     watchdog_threshold: float | None,
+    telemetry: telemetry_setup.TelemetryRuntime,
     remote_agents_only: bool,
     security: SecurityConfig,
     jwt: JwtVerifier | None,
@@ -293,10 +311,13 @@ async def _serve_store(
         governance,
         clock=governance.clock,
         max_running_steps=max_running_steps,
+        observer=telemetry.telemetry,
     )
 
     # The shedder first: a call past the limit costs nothing more. Then
-    # identity: a caller is admitted before its request is even looked at.
+    # the RPC's span (child of the caller's traceparent), when tracing, so it
+    # covers the rest. Then identity: a caller is admitted before its request
+    # is even looked at.
     shedder = LoadShedder(limits.max_calls_in_flight)
     identity_store = SqliteIdentityStore(store)
     tokens = TokenCatalog(identity_store, governance.clock)
@@ -309,8 +330,20 @@ async def _serve_store(
     limiter = (
         TenantRateLimiter(security.rate_limit, governance.clock) if security.rate_limit else None
     )
-    interceptors = [
-        shedder,
+    interceptors: list[grpc.aio.ServerInterceptor] = [shedder]
+    log_ids = None
+    if telemetry.tracer_provider is not None:
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        interceptors.append(
+            aio_server_interceptor(  # type: ignore[no-untyped-call]
+                tracer_provider=telemetry.tracer_provider
+            )
+        )
+        log_ids = TraceIds(telemetry.telemetry.trace_ids)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(log_ids)
+    interceptors += [
         IdentityInterceptor(
             authenticator,
             identity_store,
@@ -322,7 +355,7 @@ async def _serve_store(
     ]
     server = grpc.aio.server(interceptors=interceptors, options=server_options(limits))
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
-        WorkflowService(engine.workflows), server
+        WorkflowService(engine.workflows, engine.estimate), server
     )
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionService(engine), server
@@ -364,6 +397,17 @@ async def _serve_store(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     watch = StoreWatch(store, health_servicer, (*SERVICE_NAMES, ""))
     watch.start()
+    telemetry.observe(
+        Gauges(
+            active_runs=lambda: len(engine.active),
+            running_steps=lambda: engine.running_steps,
+            subscribers=lambda: engine.hub.subscriber_count,
+            workers=lambda: engine.workers.session_count,
+            budget_utilization=governance.budget_utilization,
+            breaker_states=governance.breaker_states,
+            store_commits=store.commit_stats,
+        )
+    )
     watchdog = None
     if watchdog_threshold is not None:
         watchdog = LoopWatchdog(asyncio.get_running_loop(), watchdog_threshold)
@@ -383,6 +427,8 @@ async def _serve_store(
         shedder,
         limits,
         tokens,
+        telemetry,
+        log_ids,
     )
 
 

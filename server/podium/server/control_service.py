@@ -11,8 +11,9 @@ from google.protobuf import duration_pb2
 from podium.engine.engine import Engine
 from podium.governance.service import Governance
 from podium.plugins.manager import PluginReport
-from podium.server import translate
+from podium.server import requests, translate
 from podium.server.governance_service import GovernanceRpcs
+from podium.server.insights_translate import insights_to_proto
 from podium.server.status import unary
 from podium.v1 import control_service_pb2, control_service_pb2_grpc
 
@@ -130,3 +131,12 @@ class ControlService(GovernanceRpcs, control_service_pb2_grpc.ControlServiceServ
             running_steps=self._engine.running_steps,
             failed_plugins=len(self._plugins.failed),
         )
+
+    @unary
+    async def GetWorkflowInsights(
+        self, request: control_service_pb2.GetWorkflowInsightsRequest, context: Context
+    ) -> control_service_pb2.GetWorkflowInsightsResponse:
+        workflow_id = requests.workflow_id(request.workflow, "workflow")
+        window = translate.seconds(request.window) if request.HasField("window") else 0.0
+        insights = await self._engine.workflow_insights(workflow_id, window)
+        return control_service_pb2.GetWorkflowInsightsResponse(insights=insights_to_proto(insights))

@@ -14,6 +14,7 @@ from podium.server import requests, translate
 from podium.server.caller import current_caller
 from podium.server.status import invalid, unary
 from podium.server.struct_values import struct_to_dict
+from podium.telemetry.propagation import caller_traceparent
 from podium.v1 import event_pb2, execution_service_pb2, execution_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -46,6 +47,8 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
                 if request.HasField("max_cost")
                 else None
             ),
+            # The run's span joins the caller's trace (W3C traceparent metadata).
+            trace_parent=caller_traceparent(context.invocation_metadata()),
         )
         return execution_service_pb2.StartRunResponse(run=translate.run_view_to_proto(view))
 

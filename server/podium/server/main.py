@@ -17,6 +17,8 @@ from podium.identity.jwt_bearer import JwtSettings
 from podium.server import loop
 from podium.server.app import start_server
 from podium.server.security import SecurityConfig, TlsFiles, check_address
+from podium.telemetry import setup
+from podium.telemetry.logs import configure_logging
 
 log = logging.getLogger("podium.server")
 
@@ -31,18 +33,26 @@ def run_server(
     remote_agents_only: bool = False,
     synchronous: str = "FULL",
     security_options: dict[str, Any] | None = None,
+    log_level: str = "info",
+    log_format: str = "text",
+    metrics_address: str = "",
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
     `retention_seconds`: delete runs that ended longer ago (None or 0: keep them).
     `limits`: limit name -> value (`--limit NAME=VALUE`), over PODIUM_NAME
     variables, over the defaults; a bad one is an error before anything starts.
-    `synchronous`: FULL or NORMAL, what an acknowledged commit survives (see SqliteStore)."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    `synchronous`: FULL or NORMAL, what an acknowledged commit survives (see SqliteStore).
+    `metrics_address`: host:port of a Prometheus /metrics endpoint ("": none);
+    traces and metrics go to OTLP when the standard OTEL_* variables say so."""
+    configure_logging(log_level, log_format, sys.stderr)
+    telemetry_settings = setup.TelemetrySettings.from_env(metrics_address)
+    if metrics_address:
+        try:
+            setup.parse_address(metrics_address)
+        except ValueError as error:
+            print(f"error: --metrics-address: {error}", file=sys.stderr)
+            return 2
     try:
         settings = Limits.from_settings(os.environ, limits)
         security = security_config(security_options or {})
@@ -69,6 +79,7 @@ def run_server(
                 remote_agents_only,
                 synchronous,
                 security,
+                telemetry_settings,
             )
         )
     except OSError as error:
@@ -86,11 +97,13 @@ async def _serve(
     remote_agents_only: bool,
     synchronous: str,
     security: SecurityConfig,
+    telemetry_settings: setup.TelemetrySettings,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    telemetry = setup.start(telemetry_settings)
     try:
         server = await start_server(
             address,
@@ -101,12 +114,17 @@ async def _serve(
             remote_agents_only=remote_agents_only,
             synchronous=synchronous,
             security=security,
+            telemetry=telemetry,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit
         # below its spend): say which, and stop.
+        await telemetry.close()
         print(f"error: policy: {error}", file=sys.stderr)
         return 2
+    except BaseException:
+        await telemetry.close()
+        raise
     # What start-up allocated (modules, protobuf descriptors, plugins, CEL)
     # lives as long as the process: out of the collector's sight, a full
     # collection no longer walks its ~200,000 objects, a pause of hundreds of

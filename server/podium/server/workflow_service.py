@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import grpc
 
-from podium.engine.validation import check_step_count
+from podium.engine.estimates import Estimate
+from podium.engine.validation import Plan, check_step_count
 from podium.engine.workflows import WorkflowCatalog
 from podium.server import requests, translate
 from podium.server.status import invalid, unary
-from podium.v1 import workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
+from podium.v1 import common_pb2, workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 # Steps from which a definition is translated in a worker thread.
@@ -19,8 +22,13 @@ LARGE_SPEC = 500
 
 
 class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
-    def __init__(self, workflows: WorkflowCatalog) -> None:
+    def __init__(
+        self,
+        workflows: WorkflowCatalog,
+        estimate: Callable[[str, Plan], Awaitable[Estimate]],
+    ) -> None:
         self._workflows = workflows
+        self._estimate = estimate
 
     @unary
     async def CreateWorkflow(
@@ -67,9 +75,11 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
         self, request: workflow_service_pb2.ValidateWorkflowRequest, context: Context
     ) -> workflow_service_pb2.ValidateWorkflowResponse:
         plan = await self._workflows.validate_aside(await _spec_aside(request.spec))
+        estimate = await self._estimate(request.workflow_id, plan)
         return workflow_service_pb2.ValidateWorkflowResponse(
             levels=[workflow_pb2.ExecutionLevel(step_ids=level) for level in plan.levels],
             critical_path=plan.critical_path,
+            estimate=_estimate_to_proto(estimate),
         )
 
 
@@ -92,3 +102,25 @@ def _spec(message: workflow_pb2.WorkflowSpec) -> Any:
         # pydantic's ValidationError is a ValueError; so is what protobuf
         # raises for a Timestamp or Duration out of its range (nanos -1).
         raise invalid("spec", str(error).splitlines()[0]) from None
+
+
+_SOURCES = {
+    "history": workflow_service_pb2.ESTIMATE_SOURCE_HISTORY,
+    "price_table": workflow_service_pb2.ESTIMATE_SOURCE_PRICE_TABLE,
+}
+
+
+def _estimate_to_proto(estimate: Estimate) -> workflow_service_pb2.Estimate:
+    def money(amount: Decimal | None) -> common_pb2.Money | None:
+        return None if amount is None else translate.money(amount)
+
+    return workflow_service_pb2.Estimate(
+        source=_SOURCES[estimate.source],
+        runs=estimate.runs,
+        p50_duration=translate.duration(estimate.p50_duration),
+        p95_duration=translate.duration(estimate.p95_duration),
+        p50_cost=money(estimate.p50_cost),
+        p95_cost=money(estimate.p95_cost),
+        max_cost=money(estimate.max_cost),
+        note=estimate.note,
+    )

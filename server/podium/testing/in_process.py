@@ -23,6 +23,7 @@ from podium.governance.policy import Policy
 from podium.plugins.manager import PluginReport
 from podium.server.app import PodiumServer, start_server
 from podium.server.security import SecurityConfig
+from podium.telemetry.setup import TelemetryRuntime
 from podium.testing.stubs import Stubs
 
 __all__ = ["STOP_GRACE", "InProcessServer", "serving"]
@@ -57,6 +58,7 @@ async def serving(
     version: str = "",
     limits: Limits | None = None,
     security: SecurityConfig | None = None,
+    telemetry: TelemetryRuntime | None = None,
 ) -> AsyncIterator[InProcessServer]:
     """Serves `db_path` (a SQLite file; ":memory:" keeps nothing) until the
     block ends, then stops the server with a short grace.
@@ -69,6 +71,8 @@ async def serving(
     reads them from the environment as `podium serve` does.
     With `security` (authentication, TLS) the yielded stubs carry no
     credentials (nor TLS): open stubs with `podium.testing.identity.stubs_for`.
+    `telemetry`: e.g. `podium.telemetry.setup.with_providers(...)` on in-memory
+    exporters; the server closes it when it stops.
     """
     options: dict[str, Any] = {
         "clock": clock,
@@ -78,6 +82,7 @@ async def serving(
         "version": version,
         "limits": limits,
         "security": security,
+        "telemetry": telemetry,
     }
     if max_running_steps is not None:  # else the server's own default
         options["max_running_steps"] = max_running_steps

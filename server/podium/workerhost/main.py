@@ -7,11 +7,16 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from podium.core.failures import AgentError, failure_from_exception
 from podium.plugins.api import Agent
 from podium.plugins.manager import load_plugins
+from podium.telemetry.setup import otlp_tracer_provider
 from podium.worker import SessionRejected, TlsOptions, Worker
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("podium.worker")
 
@@ -52,6 +57,7 @@ def build_worker(
     identity: str = "",
     token: str | None = None,
     tls: TlsOptions | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Worker:
     return Worker(
         address,
@@ -63,6 +69,7 @@ def build_worker(
         failure_of=_failure_of,
         token=token,
         tls=tls,
+        tracer_provider=tracer_provider,
     )
 
 
@@ -76,7 +83,10 @@ def run_worker(
     token: str | None = None,
     tls: TlsOptions | None = None,
 ) -> int:
-    """Serves until a signal arrives; returns the process exit code."""
+    """Serves until a signal arrives; returns the process exit code. With the
+    OTEL_* variables of `podium serve`, its attempt spans go to OTLP too, in
+    the runs' traces."""
+    tracer_provider = otlp_tracer_provider()
     try:
         worker = build_worker(
             address,
@@ -86,6 +96,7 @@ def run_worker(
             identity=identity,
             token=token,
             tls=tls,
+            tracer_provider=tracer_provider,
         )
     except (LookupError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -101,6 +112,9 @@ def run_worker(
     except SessionRejected as error:
         print(f"error: the server refused the worker: {error}", file=sys.stderr)
         return 2
+    finally:
+        if tracer_provider is not None:
+            tracer_provider.shutdown()
 
 
 async def _serve(worker: Worker) -> int:

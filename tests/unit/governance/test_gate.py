@@ -52,8 +52,15 @@ class Recorded:
     def budget_warning(self, warning: BudgetWarning) -> None:
         self.reports.append(("budget_warning", warning.budget_name))
 
+    def calling(self, provider: str, model: str) -> None:
+        self.reports.append(("calling", (provider, model)))
+
+    def call_ended(self, finish_reason: str, error: BaseException | None) -> None:
+        self.reports.append(("call_ended", (finish_reason, type(error).__name__ if error else "")))
+
     def kinds(self) -> list[str]:
-        return [kind for kind, _ in self.reports]
+        """The reports, without the bracket of each provider call (calling, call_ended)."""
+        return [kind for kind, _ in self.reports if kind not in ("calling", "call_ended")]
 
 
 def governance(clock: ManualClock, provider: Provider, **policy: Any) -> Governance:
@@ -82,7 +89,13 @@ async def test_a_call_is_charged_its_exact_cost_and_reported_once() -> None:
     price, _ = governed.prices.lookup("simulated", "sim-small")
     assert price is not None
     assert result.cost == price.cost(result.completion.usage) > 0
-    assert observer.reports == [("llm_call", (1, result.cost, "simulated", "sim-small", ""))]
+    charged = ("llm_call", (1, result.cost, "simulated", "sim-small", ""))
+    finish = result.completion.finish_reason
+    assert observer.reports == [
+        ("calling", ("simulated", "sim-small")),
+        charged,
+        ("call_ended", (finish, "")),
+    ]
 
 
 async def test_a_refused_budget_consumes_nothing_and_is_not_retryable() -> None:
@@ -185,3 +198,33 @@ async def test_a_call_without_max_tokens_is_bounded_by_the_default() -> None:
     unbounded = CompletionRequest(model="sim-small", messages=[Message("user", "hi")])
     await gate(governed, spy, observer).complete("simulated", unbounded)
     assert [call.max_tokens for call in seen] == [DEFAULT_MAX_TOKENS]
+
+
+async def test_each_provider_call_is_bracketed_by_calling_and_call_ended() -> None:
+    clock, provider, observer = ManualClock(), SimulatedProvider(latency_ms=0), Recorded()
+    governed = governance(clock, provider)
+    calls = gate(governed, provider, observer)
+    failing = CompletionRequest(
+        model="sim-large",
+        messages=[Message("user", "hi")],
+        max_tokens=10,
+        options={"fail_with": "server_error", "fail_models": ["sim-large"]},
+    )
+    # The first target fails, the fallback answers: two brackets, one charge.
+    result = await calls.complete(
+        "simulated", failing, fallbacks=[Target("simulated", "sim-small")]
+    )
+    assert [kind for kind, _ in observer.reports if kind != "breaker"] == [
+        "calling",
+        "call_ended",
+        "calling",
+        "llm_call",
+        "call_ended",
+    ]
+    brackets = [value for kind, value in observer.reports if kind in ("calling", "call_ended")]
+    assert brackets == [
+        ("simulated", "sim-large"),
+        ("", "ProviderError"),
+        ("simulated", "sim-small"),
+        (result.completion.finish_reason, ""),
+    ]

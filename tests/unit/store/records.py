@@ -103,6 +103,8 @@ def complete_run_record(run_id: str) -> RunRecord:
         cost=Decimal("0.012345678"),
         priority=5,
         max_cost=Decimal("2.5"),
+        trace_parent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        trace_context="00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01",
     )
 
 

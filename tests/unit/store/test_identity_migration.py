@@ -47,5 +47,5 @@ async def test_a_schema_5_database_migrates_to_7(tmp_path: Path) -> None:
         await store.close()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchone() == (len(MIGRATIONS),)
-        assert len(MIGRATIONS) == 7
+        assert len(MIGRATIONS) >= 7  # later migrations run too
         assert conn.execute("SELECT workflow_id FROM workflows").fetchall() == [("kept",)]

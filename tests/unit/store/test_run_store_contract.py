@@ -963,3 +963,32 @@ async def test_money_round_trips_exactly_to_the_nanodollar(
     assert amounts == [money] * 5
     # Decimal == float holds for binary-exact values: check the type too.
     assert all(type(read) is Decimal for read in amounts)
+
+
+async def test_events_of_given_types_come_back_alone_in_sequence_order(
+    run_store: RunStore,
+) -> None:
+    kinds = [
+        EventType.RUN_STARTED,
+        EventType.LLM_CALL,
+        EventType.STEP_WAITING,
+        EventType.LLM_CALL,
+        EventType.STEP_SUCCEEDED,
+        EventType.STEP_WAITING,
+    ]
+    for sequence, kind in shuffled(list(enumerate(kinds, start=1))):
+        run_store.put_event(event("r1", sequence, event_type=kind))
+    run_store.put_event(event("r2", 1, event_type=EventType.LLM_CALL))
+    await run_store.commit()
+
+    wanted = {EventType.LLM_CALL, EventType.STEP_WAITING}
+    read = await run_store.read_events_of_types("r1", wanted, 10)
+    assert [(e.sequence, e.type) for e in read] == [
+        (2, EventType.LLM_CALL),
+        (3, EventType.STEP_WAITING),
+        (4, EventType.LLM_CALL),
+        (6, EventType.STEP_WAITING),
+    ]
+    assert [e.sequence for e in await run_store.read_events_of_types("r1", wanted, 2)] == [2, 3]
+    assert await run_store.read_events_of_types("r1", set(), 10) == []
+    assert await run_store.read_events_of_types("nope", wanted, 10) == []

@@ -199,6 +199,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_records_by_tenant ON audit_records (tenant, id DESC);
     """,
+    # 8: a run's trace context: the caller's traceparent and the run span's
+    # own, so that a resumed run's span joins and links to its first trace.
+    """
+    ALTER TABLE runs ADD COLUMN trace_parent TEXT;
+    ALTER TABLE runs ADD COLUMN trace_context TEXT;
+    """,
 ]
 
 

@@ -16,14 +16,14 @@ import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from podium.core.errors import PodiumError, Unavailable
 from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, RunView, StepRecord
 from podium.core.spec import WorkflowSpec, WorkflowVersion
-from podium.core.states import RunState
+from podium.core.states import EventType, RunState
 from podium.store.sqlite import codec
 from podium.store.sqlite.connection import ThreadConnection
 from podium.store.sqlite.errors import StoreOpenError
@@ -65,6 +65,14 @@ class SqliteStore:
     def writer(self) -> Writer:
         assert self._writer is not None, "store is not open"
         return self._writer
+
+    def commit_stats(self) -> tuple[int, int, float]:
+        """Batches committed, rows in them and seconds spent committing, since
+        open (zeros when closed): read by metrics."""
+        writer = self._writer
+        if writer is None:
+            return (0, 0, 0.0)
+        return (writer.commits, writer.committed_rows, writer.commit_seconds)
 
     async def open(self) -> None:
         """Opens the database (creating it), or raises StoreOpenError with a
@@ -375,6 +383,20 @@ class SqliteStore:
             (run_id, after_sequence, limit),
             codec.event_from_row,
         )
+
+    async def read_events_of_types(
+        self, run_id: str, types: Collection[EventType], limit: int
+    ) -> list[Event]:
+        wanted = sorted({int(t) for t in types})
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        rows = await self._fetchall(
+            "SELECT run_id, sequence, time, type, body FROM events "
+            f"WHERE run_id = ? AND type IN ({marks}) ORDER BY sequence LIMIT ?",
+            (run_id, *wanted, limit),
+        )
+        return [codec.event_from_row(row) for row in rows]
 
     async def last_sequence(self, run_id: str) -> int:
         rows = await self._fetchall(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -142,6 +143,10 @@ class Writer:
         # Increments when a batch is taken for commit: writes submitted under
         # the same id commit together.
         self.batch_id = 0
+        # Cumulative, for metrics: batches committed, their rows, seconds committing.
+        self.commits = 0
+        self.committed_rows = 0
+        self.commit_seconds = 0.0
         # Set once a batch fails or the database is lost: from then on every
         # commit fails with it. What the engine holds in memory may include
         # writes that never reached the disk, so acknowledging anything more
@@ -234,6 +239,7 @@ class Writer:
             # the batches before this one.
             self._settle(batch, None)
             return
+        began = time.perf_counter()
         try:
             await self._conn.call(
                 commit_batch,
@@ -244,6 +250,16 @@ class Writer:
                 list(batch.items.values()),
                 batch.events,
             )
+            self.commits += 1
+            self.committed_rows += (
+                len(batch.statements)
+                + len(batch.runs)
+                + len(batch.steps)
+                + len(batch.attempts)
+                + len(batch.items)
+                + len(batch.events)
+            )
+            self.commit_seconds += time.perf_counter() - began
         except Exception as exc:  # a failed batch must not kill the writer
             log.error("store batch failed; rolled back", exc_info=exc)
             error = storage_failure(exc)

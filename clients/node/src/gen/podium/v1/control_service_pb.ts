@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file podium/v1/control_service.proto.
  */
 export const file_podium_v1_control_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wb2RpdW0vdjEvY29udHJvbF9zZXJ2aWNlLnByb3RvEglwb2RpdW0udjEiEwoRTGlzdEFnZW50c1JlcXVlc3QiOgoSTGlzdEFnZW50c1Jlc3BvbnNlEiQKBmFnZW50cxgBIAMoCzIULnBvZGl1bS52MS5BZ2VudEluZm8inAIKCUFnZW50SW5mbxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSDgoGcGx1Z2luGAQgASgJEhIKCmluX3Byb2Nlc3MYBSABKAgSKAoHd29ya2VycxgGIAMoCzIXLnBvZGl1bS52MS5BZ2VudFdvcmtlcnMSLgoNY29uZmlnX3NjaGVtYRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLQoMaW5wdXRfc2NoZW1hGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCg1vdXRwdXRfc2NoZW1hGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJSCgxBZ2VudFdvcmtlcnMSDQoFcXVldWUYASABKAkSEAoIc2Vzc2lvbnMYAiABKAUSEAoIY2FwYWNpdHkYAyABKAUSDwoHcnVubmluZxgEIAEoBSIWChRMaXN0UHJvdmlkZXJzUmVxdWVzdCJDChVMaXN0UHJvdmlkZXJzUmVzcG9uc2USKgoJcHJvdmlkZXJzGAEgAygLMhcucG9kaXVtLnYxLlByb3ZpZGVySW5mbyJRCgxQcm92aWRlckluZm8SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIOCgZtb2RlbHMYAyADKAkSDgoGcGx1Z2luGAQgASgJIhQKEkxpc3RQbHVnaW5zUmVxdWVzdCI9ChNMaXN0UGx1Z2luc1Jlc3BvbnNlEiYKB3BsdWdpbnMYASADKAsyFS5wb2RpdW0udjEuUGx1Z2luSW5mbyKrAQoKUGx1Z2luSW5mbxIMCgRuYW1lGAEgASgJEhQKDGRpc3RyaWJ1dGlvbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEicKBnN0YXR1cxgEIAEoDjIXLnBvZGl1bS52MS5QbHVnaW5TdGF0dXMSDQoFZXJyb3IYBSABKAkSDgoGYWdlbnRzGAYgAygJEhEKCXByb3ZpZGVycxgHIAMoCRINCgV0b29scxgIIAMoCSIYChZHZXRTeXN0ZW1TdGF0dXNSZXF1ZXN0IskBChdHZXRTeXN0ZW1TdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBnVwdGltZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgthY3RpdmVfcnVucxgEIAEoAxIVCg1ydW5uaW5nX3N0ZXBzGAUgASgDEhYKDmZhaWxlZF9wbHVnaW5zGAYgASgDIjoKBVNjb3BlEiIKBGtpbmQYASABKA4yFC5wb2RpdW0udjEuU2NvcGVLaW5kEg0KBXZhbHVlGAIgASgJIscBCgVRdW90YRIMCgRuYW1lGAEgASgJEh8KBXNjb3BlGAIgASgLMhAucG9kaXVtLnYxLlNjb3BlEiwKCWRpbWVuc2lvbhgDIAEoDjIZLnBvZGl1bS52MS5RdW90YURpbWVuc2lvbhINCgVsaW1pdBgEIAEoARINCgVidXJzdBgFIAEoARIRCglhdmFpbGFibGUYBiABKAESMAoMcGF1c2VkX3VudGlsGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCITChFMaXN0UXVvdGFzUmVxdWVzdCI2ChJMaXN0UXVvdGFzUmVzcG9uc2USIAoGcXVvdGFzGAEgAygLMhAucG9kaXVtLnYxLlF1b3RhIjUKElVwZGF0ZVF1b3RhUmVxdWVzdBIfCgVxdW90YRgBIAEoCzIQLnBvZGl1bS52MS5RdW90YSI2ChNVcGRhdGVRdW90YVJlc3BvbnNlEh8KBXF1b3RhGAEgASgLMhAucG9kaXVtLnYxLlF1b3RhIiIKEkRlbGV0ZVF1b3RhUmVxdWVzdBIMCgRuYW1lGAEgASgJIhUKE0RlbGV0ZVF1b3RhUmVzcG9uc2UihAIKBkJ1ZGdldBIMCgRuYW1lGAEgASgJEh8KBXNjb3BlGAIgASgLMhAucG9kaXVtLnYxLlNjb3BlEh8KBWxpbWl0GAMgASgLMhAucG9kaXVtLnYxLk1vbmV5EicKBnBlcmlvZBgEIAEoDjIXLnBvZGl1bS52MS5CdWRnZXRQZXJpb2QSEQoJdGltZV96b25lGAUgASgJEhUKDXdhcm5fZnJhY3Rpb24YBiABKAESEgoKcGVyaW9kX2tleRgHIAEoCRIfCgVzcGVudBgIIAEoCzIQLnBvZGl1bS52MS5Nb25leRIiCghyZXNlcnZlZBgJIAEoCzIQLnBvZGl1bS52MS5Nb25leSIUChJMaXN0QnVkZ2V0c1JlcXVlc3QiOQoTTGlzdEJ1ZGdldHNSZXNwb25zZRIiCgdidWRnZXRzGAEgAygLMhEucG9kaXVtLnYxLkJ1ZGdldCI4ChNVcGRhdGVCdWRnZXRSZXF1ZXN0EiEKBmJ1ZGdldBgBIAEoCzIRLnBvZGl1bS52MS5CdWRnZXQiOQoUVXBkYXRlQnVkZ2V0UmVzcG9uc2USIQoGYnVkZ2V0GAEgASgLMhEucG9kaXVtLnYxLkJ1ZGdldCIjChNEZWxldGVCdWRnZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoURGVsZXRlQnVkZ2V0UmVzcG9uc2UiiAEKD0dldFNwZW5kUmVxdWVzdBIoCgpzY29wZV9raW5kGAEgASgOMhQucG9kaXVtLnYxLlNjb3BlS2luZBITCgtzY29wZV92YWx1ZRgCIAEoCRInCgZwZXJpb2QYAyABKA4yFy5wb2RpdW0udjEuQnVkZ2V0UGVyaW9kEg0KBXNpbmNlGAQgASgJInEKClNwZW5kRW50cnkSHwoFc2NvcGUYASABKAsyEC5wb2RpdW0udjEuU2NvcGUSEgoKcGVyaW9kX2tleRgCIAEoCRIfCgVzcGVudBgDIAEoCzIQLnBvZGl1bS52MS5Nb25leRINCgVjYWxscxgEIAEoAyJbChBHZXRTcGVuZFJlc3BvbnNlEiYKB2VudHJpZXMYASADKAsyFS5wb2RpdW0udjEuU3BlbmRFbnRyeRIfCgV0b3RhbBgCIAEoCzIQLnBvZGl1bS52MS5Nb25leSKjAQoHQnJlYWtlchIMCgRuYW1lGAEgASgJEiYKBXN0YXRlGAIgASgOMhcucG9kaXVtLnYxLkJyZWFrZXJTdGF0ZRINCgVjYXVzZRgDIAEoCRIQCghmYWlsdXJlcxgEIAEoAxINCgVjYWxscxgFIAEoAxIyCg5oYWxmX29wZW5fdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFQoTTGlzdEJyZWFrZXJzUmVxdWVzdCI8ChRMaXN0QnJlYWtlcnNSZXNwb25zZRIkCghicmVha2VycxgBIAMoCzISLnBvZGl1bS52MS5CcmVha2VyIiMKE1Jlc2V0QnJlYWtlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRSZXNldEJyZWFrZXJSZXNwb25zZRIjCgdicmVha2VyGAEgASgLMhIucG9kaXVtLnYxLkJyZWFrZXIqfQoMUGx1Z2luU3RhdHVzEh0KGVBMVUdJTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRQTFVHSU5fU1RBVFVTX0xPQURFRBABEhgKFFBMVUdJTl9TVEFUVVNfRkFJTEVEEAISGgoWUExVR0lOX1NUQVRVU19ESVNBQkxFRBADKrMBCglTY29wZUtpbmQSGgoWU0NPUEVfS0lORF9VTlNQRUNJRklFRBAAEhUKEVNDT1BFX0tJTkRfU0VSVkVSEAESFwoTU0NPUEVfS0lORF9QUk9WSURFUhACEhQKEFNDT1BFX0tJTkRfTU9ERUwQAxIUChBTQ09QRV9LSU5EX0FHRU5UEAQSFwoTU0NPUEVfS0lORF9XT1JLRkxPVxAFEhUKEVNDT1BFX0tJTkRfVEVOQU5UEAYq0QEKDlF1b3RhRGltZW5zaW9uEh8KG1FVT1RBX0RJTUVOU0lPTl9VTlNQRUNJRklFRBAAEhwKGFFVT1RBX0RJTUVOU0lPTl9SRVFVRVNUUxABEiAKHFFVT1RBX0RJTUVOU0lPTl9JTlBVVF9UT0tFTlMQAhIhCh1RVU9UQV9ESU1FTlNJT05fT1VUUFVUX1RPS0VOUxADEhoKFlFVT1RBX0RJTUVOU0lPTl9UT0tFTlMQBBIfChtRVU9UQV9ESU1FTlNJT05fQ09OQ1VSUkVOQ1kQBSp1CgxCdWRnZXRQZXJpb2QSHQoZQlVER0VUX1BFUklPRF9VTlNQRUNJRklFRBAAEhYKEkJVREdFVF9QRVJJT0RfTk9ORRABEhUKEUJVREdFVF9QRVJJT0RfREFZEAISFwoTQlVER0VUX1BFUklPRF9NT05USBADKnwKDEJyZWFrZXJTdGF0ZRIdChlCUkVBS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQlJFQUtFUl9TVEFURV9DTE9TRUQQARIWChJCUkVBS0VSX1NUQVRFX09QRU4QAhIbChdCUkVBS0VSX1NUQVRFX0hBTEZfT1BFThADMpUICg5Db250cm9sU2VydmljZRJJCgpMaXN0QWdlbnRzEhwucG9kaXVtLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh0ucG9kaXVtLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJSCg1MaXN0UHJvdmlkZXJzEh8ucG9kaXVtLnYxLkxpc3RQcm92aWRlcnNSZXF1ZXN0GiAucG9kaXVtLnYxLkxpc3RQcm92aWRlcnNSZXNwb25zZRJMCgtMaXN0UGx1Z2lucxIdLnBvZGl1bS52MS5MaXN0UGx1Z2luc1JlcXVlc3QaHi5wb2RpdW0udjEuTGlzdFBsdWdpbnNSZXNwb25zZRJYCg9HZXRTeXN0ZW1TdGF0dXMSIS5wb2RpdW0udjEuR2V0U3lzdGVtU3RhdHVzUmVxdWVzdBoiLnBvZGl1bS52MS5HZXRTeXN0ZW1TdGF0dXNSZXNwb25zZRJJCgpMaXN0UXVvdGFzEhwucG9kaXVtLnYxLkxpc3RRdW90YXNSZXF1ZXN0Gh0ucG9kaXVtLnYxLkxpc3RRdW90YXNSZXNwb25zZRJMCgtVcGRhdGVRdW90YRIdLnBvZGl1bS52MS5VcGRhdGVRdW90YVJlcXVlc3QaHi5wb2RpdW0udjEuVXBkYXRlUXVvdGFSZXNwb25zZRJMCgtEZWxldGVRdW90YRIdLnBvZGl1bS52MS5EZWxldGVRdW90YVJlcXVlc3QaHi5wb2RpdW0udjEuRGVsZXRlUXVvdGFSZXNwb25zZRJMCgtMaXN0QnVkZ2V0cxIdLnBvZGl1bS52MS5MaXN0QnVkZ2V0c1JlcXVlc3QaHi5wb2RpdW0udjEuTGlzdEJ1ZGdldHNSZXNwb25zZRJPCgxVcGRhdGVCdWRnZXQSHi5wb2RpdW0udjEuVXBkYXRlQnVkZ2V0UmVxdWVzdBofLnBvZGl1bS52MS5VcGRhdGVCdWRnZXRSZXNwb25zZRJPCgxEZWxldGVCdWRnZXQSHi5wb2RpdW0udjEuRGVsZXRlQnVkZ2V0UmVxdWVzdBofLnBvZGl1bS52MS5EZWxldGVCdWRnZXRSZXNwb25zZRJDCghHZXRTcGVuZBIaLnBvZGl1bS52MS5HZXRTcGVuZFJlcXVlc3QaGy5wb2RpdW0udjEuR2V0U3BlbmRSZXNwb25zZRJPCgxMaXN0QnJlYWtlcnMSHi5wb2RpdW0udjEuTGlzdEJyZWFrZXJzUmVxdWVzdBofLnBvZGl1bS52MS5MaXN0QnJlYWtlcnNSZXNwb25zZRJPCgxSZXNldEJyZWFrZXISHi5wb2RpdW0udjEuUmVzZXRCcmVha2VyUmVxdWVzdBofLnBvZGl1bS52MS5SZXNldEJyZWFrZXJSZXNwb25zZUIzCg1kZXYucG9kaXVtLnYxUAFaIHBvZGl1bS9nZW4vZ28vcG9kaXVtL3YxO3BvZGl1bXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
+  fileDesc("Ch9wb2RpdW0vdjEvY29udHJvbF9zZXJ2aWNlLnByb3RvEglwb2RpdW0udjEiEwoRTGlzdEFnZW50c1JlcXVlc3QiOgoSTGlzdEFnZW50c1Jlc3BvbnNlEiQKBmFnZW50cxgBIAMoCzIULnBvZGl1bS52MS5BZ2VudEluZm8inAIKCUFnZW50SW5mbxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSDgoGcGx1Z2luGAQgASgJEhIKCmluX3Byb2Nlc3MYBSABKAgSKAoHd29ya2VycxgGIAMoCzIXLnBvZGl1bS52MS5BZ2VudFdvcmtlcnMSLgoNY29uZmlnX3NjaGVtYRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLQoMaW5wdXRfc2NoZW1hGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCg1vdXRwdXRfc2NoZW1hGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJSCgxBZ2VudFdvcmtlcnMSDQoFcXVldWUYASABKAkSEAoIc2Vzc2lvbnMYAiABKAUSEAoIY2FwYWNpdHkYAyABKAUSDwoHcnVubmluZxgEIAEoBSIWChRMaXN0UHJvdmlkZXJzUmVxdWVzdCJDChVMaXN0UHJvdmlkZXJzUmVzcG9uc2USKgoJcHJvdmlkZXJzGAEgAygLMhcucG9kaXVtLnYxLlByb3ZpZGVySW5mbyJRCgxQcm92aWRlckluZm8SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIOCgZtb2RlbHMYAyADKAkSDgoGcGx1Z2luGAQgASgJIhQKEkxpc3RQbHVnaW5zUmVxdWVzdCI9ChNMaXN0UGx1Z2luc1Jlc3BvbnNlEiYKB3BsdWdpbnMYASADKAsyFS5wb2RpdW0udjEuUGx1Z2luSW5mbyKrAQoKUGx1Z2luSW5mbxIMCgRuYW1lGAEgASgJEhQKDGRpc3RyaWJ1dGlvbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEicKBnN0YXR1cxgEIAEoDjIXLnBvZGl1bS52MS5QbHVnaW5TdGF0dXMSDQoFZXJyb3IYBSABKAkSDgoGYWdlbnRzGAYgAygJEhEKCXByb3ZpZGVycxgHIAMoCRINCgV0b29scxgIIAMoCSIYChZHZXRTeXN0ZW1TdGF0dXNSZXF1ZXN0IskBChdHZXRTeXN0ZW1TdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBnVwdGltZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgthY3RpdmVfcnVucxgEIAEoAxIVCg1ydW5uaW5nX3N0ZXBzGAUgASgDEhYKDmZhaWxlZF9wbHVnaW5zGAYgASgDIjoKBVNjb3BlEiIKBGtpbmQYASABKA4yFC5wb2RpdW0udjEuU2NvcGVLaW5kEg0KBXZhbHVlGAIgASgJIscBCgVRdW90YRIMCgRuYW1lGAEgASgJEh8KBXNjb3BlGAIgASgLMhAucG9kaXVtLnYxLlNjb3BlEiwKCWRpbWVuc2lvbhgDIAEoDjIZLnBvZGl1bS52MS5RdW90YURpbWVuc2lvbhINCgVsaW1pdBgEIAEoARINCgVidXJzdBgFIAEoARIRCglhdmFpbGFibGUYBiABKAESMAoMcGF1c2VkX3VudGlsGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCITChFMaXN0UXVvdGFzUmVxdWVzdCI2ChJMaXN0UXVvdGFzUmVzcG9uc2USIAoGcXVvdGFzGAEgAygLMhAucG9kaXVtLnYxLlF1b3RhIjUKElVwZGF0ZVF1b3RhUmVxdWVzdBIfCgVxdW90YRgBIAEoCzIQLnBvZGl1bS52MS5RdW90YSI2ChNVcGRhdGVRdW90YVJlc3BvbnNlEh8KBXF1b3RhGAEgASgLMhAucG9kaXVtLnYxLlF1b3RhIiIKEkRlbGV0ZVF1b3RhUmVxdWVzdBIMCgRuYW1lGAEgASgJIhUKE0RlbGV0ZVF1b3RhUmVzcG9uc2UihAIKBkJ1ZGdldBIMCgRuYW1lGAEgASgJEh8KBXNjb3BlGAIgASgLMhAucG9kaXVtLnYxLlNjb3BlEh8KBWxpbWl0GAMgASgLMhAucG9kaXVtLnYxLk1vbmV5EicKBnBlcmlvZBgEIAEoDjIXLnBvZGl1bS52MS5CdWRnZXRQZXJpb2QSEQoJdGltZV96b25lGAUgASgJEhUKDXdhcm5fZnJhY3Rpb24YBiABKAESEgoKcGVyaW9kX2tleRgHIAEoCRIfCgVzcGVudBgIIAEoCzIQLnBvZGl1bS52MS5Nb25leRIiCghyZXNlcnZlZBgJIAEoCzIQLnBvZGl1bS52MS5Nb25leSIUChJMaXN0QnVkZ2V0c1JlcXVlc3QiOQoTTGlzdEJ1ZGdldHNSZXNwb25zZRIiCgdidWRnZXRzGAEgAygLMhEucG9kaXVtLnYxLkJ1ZGdldCI4ChNVcGRhdGVCdWRnZXRSZXF1ZXN0EiEKBmJ1ZGdldBgBIAEoCzIRLnBvZGl1bS52MS5CdWRnZXQiOQoUVXBkYXRlQnVkZ2V0UmVzcG9uc2USIQoGYnVkZ2V0GAEgASgLMhEucG9kaXVtLnYxLkJ1ZGdldCIjChNEZWxldGVCdWRnZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoURGVsZXRlQnVkZ2V0UmVzcG9uc2UiiAEKD0dldFNwZW5kUmVxdWVzdBIoCgpzY29wZV9raW5kGAEgASgOMhQucG9kaXVtLnYxLlNjb3BlS2luZBITCgtzY29wZV92YWx1ZRgCIAEoCRInCgZwZXJpb2QYAyABKA4yFy5wb2RpdW0udjEuQnVkZ2V0UGVyaW9kEg0KBXNpbmNlGAQgASgJInEKClNwZW5kRW50cnkSHwoFc2NvcGUYASABKAsyEC5wb2RpdW0udjEuU2NvcGUSEgoKcGVyaW9kX2tleRgCIAEoCRIfCgVzcGVudBgDIAEoCzIQLnBvZGl1bS52MS5Nb25leRINCgVjYWxscxgEIAEoAyJbChBHZXRTcGVuZFJlc3BvbnNlEiYKB2VudHJpZXMYASADKAsyFS5wb2RpdW0udjEuU3BlbmRFbnRyeRIfCgV0b3RhbBgCIAEoCzIQLnBvZGl1bS52MS5Nb25leSKjAQoHQnJlYWtlchIMCgRuYW1lGAEgASgJEiYKBXN0YXRlGAIgASgOMhcucG9kaXVtLnYxLkJyZWFrZXJTdGF0ZRINCgVjYXVzZRgDIAEoCRIQCghmYWlsdXJlcxgEIAEoAxINCgVjYWxscxgFIAEoAxIyCg5oYWxmX29wZW5fdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFQoTTGlzdEJyZWFrZXJzUmVxdWVzdCI8ChRMaXN0QnJlYWtlcnNSZXNwb25zZRIkCghicmVha2VycxgBIAMoCzISLnBvZGl1bS52MS5CcmVha2VyIiMKE1Jlc2V0QnJlYWtlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRSZXNldEJyZWFrZXJSZXNwb25zZRIjCgdicmVha2VyGAEgASgLMhIucG9kaXVtLnYxLkJyZWFrZXIiWQoaR2V0V29ya2Zsb3dJbnNpZ2h0c1JlcXVlc3QSEAoId29ya2Zsb3cYASABKAkSKQoGd2luZG93GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkwKG0dldFdvcmtmbG93SW5zaWdodHNSZXNwb25zZRItCghpbnNpZ2h0cxgBIAEoCzIbLnBvZGl1bS52MS5Xb3JrZmxvd0luc2lnaHRzIr8DChBXb3JrZmxvd0luc2lnaHRzEhAKCHdvcmtmbG93GAEgASgJEgwKBHJ1bnMYAiABKAMSFgoOZW5vdWdoX2hpc3RvcnkYAyABKAgSDAoEbm90ZRgEIAEoCRIzChBwNTBfcnVuX2R1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjMKEHA5NV9ydW5fZHVyYXRpb24YBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoMcDUwX3J1bl9jb3N0GAcgASgLMhAucG9kaXVtLnYxLk1vbmV5EiYKDHA5NV9ydW5fY29zdBgIIAEoCzIQLnBvZGl1bS52MS5Nb25leRIlCgVzdGVwcxgJIAMoCzIWLnBvZGl1bS52MS5TdGVwSW5zaWdodBIVCg1jcml0aWNhbF9wYXRoGAogAygJEjkKFmNyaXRpY2FsX3BhdGhfZHVyYXRpb24YCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMgoPcmVjb21tZW5kYXRpb25zGAwgAygLMhkucG9kaXVtLnYxLlJlY29tbWVuZGF0aW9uIsgECgtTdGVwSW5zaWdodBIPCgdzdGVwX2lkGAEgASgJEg0KBWFnZW50GAIgASgJEhIKCmV4ZWN1dGlvbnMYAyABKAMSLwoMcDUwX2R1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KDHA5NV9kdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5wNTBfcXVldWVfd2FpdBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5wOTVfcXVldWVfd2FpdBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5wNTBfcXVvdGFfd2FpdBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5wOTVfcXVvdGFfd2FpdBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpyZXRyeV9yYXRlGAogASgBEhQKDGZhaWx1cmVfcmF0ZRgLIAEoARI/Cg1mYWlsdXJlX3R5cGVzGAwgAygLMigucG9kaXVtLnYxLlN0ZXBJbnNpZ2h0LkZhaWx1cmVUeXBlc0VudHJ5EhIKCmNvc3Rfc2hhcmUYDSABKAESIwoJbWVhbl9jb3N0GA4gASgLMhAucG9kaXVtLnYxLk1vbmV5GjMKEUZhaWx1cmVUeXBlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEi8AEKDlJlY29tbWVuZGF0aW9uEisKBGtpbmQYASABKA4yHS5wb2RpdW0udjEuUmVjb21tZW5kYXRpb25LaW5kEg8KB3N0ZXBfaWQYAiABKAkSDwoHc3VtbWFyeRgDIAEoCRIQCghldmlkZW5jZRgEIAEoCRI4ChVlc3RpbWF0ZWRfdGltZV9zYXZpbmcYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoVZXN0aW1hdGVkX2Nvc3Rfc2F2aW5nGAYgASgLMhAucG9kaXVtLnYxLk1vbmV5EhIKCnN1Z2dlc3Rpb24YByABKAkqfQoMUGx1Z2luU3RhdHVzEh0KGVBMVUdJTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRQTFVHSU5fU1RBVFVTX0xPQURFRBABEhgKFFBMVUdJTl9TVEFUVVNfRkFJTEVEEAISGgoWUExVR0lOX1NUQVRVU19ESVNBQkxFRBADKrMBCglTY29wZUtpbmQSGgoWU0NPUEVfS0lORF9VTlNQRUNJRklFRBAAEhUKEVNDT1BFX0tJTkRfU0VSVkVSEAESFwoTU0NPUEVfS0lORF9QUk9WSURFUhACEhQKEFNDT1BFX0tJTkRfTU9ERUwQAxIUChBTQ09QRV9LSU5EX0FHRU5UEAQSFwoTU0NPUEVfS0lORF9XT1JLRkxPVxAFEhUKEVNDT1BFX0tJTkRfVEVOQU5UEAYq0QEKDlF1b3RhRGltZW5zaW9uEh8KG1FVT1RBX0RJTUVOU0lPTl9VTlNQRUNJRklFRBAAEhwKGFFVT1RBX0RJTUVOU0lPTl9SRVFVRVNUUxABEiAKHFFVT1RBX0RJTUVOU0lPTl9JTlBVVF9UT0tFTlMQAhIhCh1RVU9UQV9ESU1FTlNJT05fT1VUUFVUX1RPS0VOUxADEhoKFlFVT1RBX0RJTUVOU0lPTl9UT0tFTlMQBBIfChtRVU9UQV9ESU1FTlNJT05fQ09OQ1VSUkVOQ1kQBSp1CgxCdWRnZXRQZXJpb2QSHQoZQlVER0VUX1BFUklPRF9VTlNQRUNJRklFRBAAEhYKEkJVREdFVF9QRVJJT0RfTk9ORRABEhUKEUJVREdFVF9QRVJJT0RfREFZEAISFwoTQlVER0VUX1BFUklPRF9NT05USBADKnwKDEJyZWFrZXJTdGF0ZRIdChlCUkVBS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQlJFQUtFUl9TVEFURV9DTE9TRUQQARIWChJCUkVBS0VSX1NUQVRFX09QRU4QAhIbChdCUkVBS0VSX1NUQVRFX0hBTEZfT1BFThADKoICChJSZWNvbW1lbmRhdGlvbktpbmQSIwofUkVDT01NRU5EQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEiIKHlJFQ09NTUVOREFUSU9OX0tJTkRfQk9UVExFTkVDSxABEh0KGVJFQ09NTUVOREFUSU9OX0tJTkRfRkxBS1kQAhIcChhSRUNPTU1FTkRBVElPTl9LSU5EX0NPU1QQAxIiCh5SRUNPTU1FTkRBVElPTl9LSU5EX0RFUEVOREVOQ1kQBBIjCh9SRUNPTU1FTkRBVElPTl9LSU5EX0NPTkNVUlJFTkNZEAUSHQoZUkVDT01NRU5EQVRJT05fS0lORF9DQUNIRRAGMvsICg5Db250cm9sU2VydmljZRJJCgpMaXN0QWdlbnRzEhwucG9kaXVtLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh0ucG9kaXVtLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJSCg1MaXN0UHJvdmlkZXJzEh8ucG9kaXVtLnYxLkxpc3RQcm92aWRlcnNSZXF1ZXN0GiAucG9kaXVtLnYxLkxpc3RQcm92aWRlcnNSZXNwb25zZRJMCgtMaXN0UGx1Z2lucxIdLnBvZGl1bS52MS5MaXN0UGx1Z2luc1JlcXVlc3QaHi5wb2RpdW0udjEuTGlzdFBsdWdpbnNSZXNwb25zZRJYCg9HZXRTeXN0ZW1TdGF0dXMSIS5wb2RpdW0udjEuR2V0U3lzdGVtU3RhdHVzUmVxdWVzdBoiLnBvZGl1bS52MS5HZXRTeXN0ZW1TdGF0dXNSZXNwb25zZRJJCgpMaXN0UXVvdGFzEhwucG9kaXVtLnYxLkxpc3RRdW90YXNSZXF1ZXN0Gh0ucG9kaXVtLnYxLkxpc3RRdW90YXNSZXNwb25zZRJMCgtVcGRhdGVRdW90YRIdLnBvZGl1bS52MS5VcGRhdGVRdW90YVJlcXVlc3QaHi5wb2RpdW0udjEuVXBkYXRlUXVvdGFSZXNwb25zZRJMCgtEZWxldGVRdW90YRIdLnBvZGl1bS52MS5EZWxldGVRdW90YVJlcXVlc3QaHi5wb2RpdW0udjEuRGVsZXRlUXVvdGFSZXNwb25zZRJMCgtMaXN0QnVkZ2V0cxIdLnBvZGl1bS52MS5MaXN0QnVkZ2V0c1JlcXVlc3QaHi5wb2RpdW0udjEuTGlzdEJ1ZGdldHNSZXNwb25zZRJPCgxVcGRhdGVCdWRnZXQSHi5wb2RpdW0udjEuVXBkYXRlQnVkZ2V0UmVxdWVzdBofLnBvZGl1bS52MS5VcGRhdGVCdWRnZXRSZXNwb25zZRJPCgxEZWxldGVCdWRnZXQSHi5wb2RpdW0udjEuRGVsZXRlQnVkZ2V0UmVxdWVzdBofLnBvZGl1bS52MS5EZWxldGVCdWRnZXRSZXNwb25zZRJDCghHZXRTcGVuZBIaLnBvZGl1bS52MS5HZXRTcGVuZFJlcXVlc3QaGy5wb2RpdW0udjEuR2V0U3BlbmRSZXNwb25zZRJPCgxMaXN0QnJlYWtlcnMSHi5wb2RpdW0udjEuTGlzdEJyZWFrZXJzUmVxdWVzdBofLnBvZGl1bS52MS5MaXN0QnJlYWtlcnNSZXNwb25zZRJPCgxSZXNldEJyZWFrZXISHi5wb2RpdW0udjEuUmVzZXRCcmVha2VyUmVxdWVzdBofLnBvZGl1bS52MS5SZXNldEJyZWFrZXJSZXNwb25zZRJkChNHZXRXb3JrZmxvd0luc2lnaHRzEiUucG9kaXVtLnYxLkdldFdvcmtmbG93SW5zaWdodHNSZXF1ZXN0GiYucG9kaXVtLnYxLkdldFdvcmtmbG93SW5zaWdodHNSZXNwb25zZUIzCg1kZXYucG9kaXVtLnYxUAFaIHBvZGl1bS9nZW4vZ28vcG9kaXVtL3YxO3BvZGl1bXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
 
 /**
  * @generated from message podium.v1.ListAgentsRequest
@@ -937,6 +937,281 @@ export const ResetBreakerResponseSchema: GenMessage<ResetBreakerResponse> = /*@_
   messageDesc(file_podium_v1_control_service, 34);
 
 /**
+ * @generated from message podium.v1.GetWorkflowInsightsRequest
+ */
+export type GetWorkflowInsightsRequest = Message<"podium.v1.GetWorkflowInsightsRequest"> & {
+  /**
+   * "workflows/{workflow_id}".
+   *
+   * @generated from field: string workflow = 1;
+   */
+  workflow: string;
+
+  /**
+   * Runs created within this long before now; unset or zero: every stored
+   * run (at most the newest 200 finished runs are read).
+   *
+   * @generated from field: google.protobuf.Duration window = 2;
+   */
+  window?: Duration | undefined;
+};
+
+/**
+ * Describes the message podium.v1.GetWorkflowInsightsRequest.
+ * Use `create(GetWorkflowInsightsRequestSchema)` to create a new message.
+ */
+export const GetWorkflowInsightsRequestSchema: GenMessage<GetWorkflowInsightsRequest> = /*@__PURE__*/
+  messageDesc(file_podium_v1_control_service, 35);
+
+/**
+ * @generated from message podium.v1.GetWorkflowInsightsResponse
+ */
+export type GetWorkflowInsightsResponse = Message<"podium.v1.GetWorkflowInsightsResponse"> & {
+  /**
+   * @generated from field: podium.v1.WorkflowInsights insights = 1;
+   */
+  insights?: WorkflowInsights | undefined;
+};
+
+/**
+ * Describes the message podium.v1.GetWorkflowInsightsResponse.
+ * Use `create(GetWorkflowInsightsResponseSchema)` to create a new message.
+ */
+export const GetWorkflowInsightsResponseSchema: GenMessage<GetWorkflowInsightsResponse> = /*@__PURE__*/
+  messageDesc(file_podium_v1_control_service, 36);
+
+/**
+ * @generated from message podium.v1.WorkflowInsights
+ */
+export type WorkflowInsights = Message<"podium.v1.WorkflowInsights"> & {
+  /**
+   * "workflows/{workflow_id}".
+   *
+   * @generated from field: string workflow = 1;
+   */
+  workflow: string;
+
+  /**
+   * Finished runs analysed.
+   *
+   * @generated from field: int64 runs = 2;
+   */
+  runs: bigint;
+
+  /**
+   * False when there are too few runs for recommendations (see note).
+   *
+   * @generated from field: bool enough_history = 3;
+   */
+  enoughHistory: boolean;
+
+  /**
+   * @generated from field: string note = 4;
+   */
+  note: string;
+
+  /**
+   * @generated from field: google.protobuf.Duration p50_run_duration = 5;
+   */
+  p50RunDuration?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration p95_run_duration = 6;
+   */
+  p95RunDuration?: Duration | undefined;
+
+  /**
+   * @generated from field: podium.v1.Money p50_run_cost = 7;
+   */
+  p50RunCost?: Money | undefined;
+
+  /**
+   * @generated from field: podium.v1.Money p95_run_cost = 8;
+   */
+  p95RunCost?: Money | undefined;
+
+  /**
+   * In the order of the workflow's latest version.
+   *
+   * @generated from field: repeated podium.v1.StepInsight steps = 9;
+   */
+  steps: StepInsight[];
+
+  /**
+   * The heaviest chain of dependent steps by observed p50 durations.
+   *
+   * @generated from field: repeated string critical_path = 10;
+   */
+  criticalPath: string[];
+
+  /**
+   * @generated from field: google.protobuf.Duration critical_path_duration = 11;
+   */
+  criticalPathDuration?: Duration | undefined;
+
+  /**
+   * @generated from field: repeated podium.v1.Recommendation recommendations = 12;
+   */
+  recommendations: Recommendation[];
+};
+
+/**
+ * Describes the message podium.v1.WorkflowInsights.
+ * Use `create(WorkflowInsightsSchema)` to create a new message.
+ */
+export const WorkflowInsightsSchema: GenMessage<WorkflowInsights> = /*@__PURE__*/
+  messageDesc(file_podium_v1_control_service, 37);
+
+/**
+ * @generated from message podium.v1.StepInsight
+ */
+export type StepInsight = Message<"podium.v1.StepInsight"> & {
+  /**
+   * @generated from field: string step_id = 1;
+   */
+  stepId: string;
+
+  /**
+   * @generated from field: string agent = 2;
+   */
+  agent: string;
+
+  /**
+   * Runs in which the step ran its agent.
+   *
+   * @generated from field: int64 executions = 3;
+   */
+  executions: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Duration p50_duration = 4;
+   */
+  p50Duration?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration p95_duration = 5;
+   */
+  p95Duration?: Duration | undefined;
+
+  /**
+   * From the step's start to its first attempt: waiting for a slot.
+   *
+   * @generated from field: google.protobuf.Duration p50_queue_wait = 6;
+   */
+  p50QueueWait?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration p95_queue_wait = 7;
+   */
+  p95QueueWait?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration p50_quota_wait = 8;
+   */
+  p50QuotaWait?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration p95_quota_wait = 9;
+   */
+  p95QuotaWait?: Duration | undefined;
+
+  /**
+   * Executions that needed more than one attempt, over all executions.
+   *
+   * @generated from field: double retry_rate = 10;
+   */
+  retryRate: number;
+
+  /**
+   * Runs in which the step ended FAILED, over the runs in which it ran.
+   *
+   * @generated from field: double failure_rate = 11;
+   */
+  failureRate: number;
+
+  /**
+   * Failed attempts by failure type.
+   *
+   * @generated from field: map<string, int64> failure_types = 12;
+   */
+  failureTypes: { [key: string]: bigint };
+
+  /**
+   * The step's share of the workflow's cost over the analysed runs.
+   *
+   * @generated from field: double cost_share = 13;
+   */
+  costShare: number;
+
+  /**
+   * The step's mean cost per run.
+   *
+   * @generated from field: podium.v1.Money mean_cost = 14;
+   */
+  meanCost?: Money | undefined;
+};
+
+/**
+ * Describes the message podium.v1.StepInsight.
+ * Use `create(StepInsightSchema)` to create a new message.
+ */
+export const StepInsightSchema: GenMessage<StepInsight> = /*@__PURE__*/
+  messageDesc(file_podium_v1_control_service, 38);
+
+/**
+ * @generated from message podium.v1.Recommendation
+ */
+export type Recommendation = Message<"podium.v1.Recommendation"> & {
+  /**
+   * @generated from field: podium.v1.RecommendationKind kind = 1;
+   */
+  kind: RecommendationKind;
+
+  /**
+   * @generated from field: string step_id = 2;
+   */
+  stepId: string;
+
+  /**
+   * @generated from field: string summary = 3;
+   */
+  summary: string;
+
+  /**
+   * The figures from history that support it.
+   *
+   * @generated from field: string evidence = 4;
+   */
+  evidence: string;
+
+  /**
+   * Estimated per run.
+   *
+   * @generated from field: google.protobuf.Duration estimated_time_saving = 5;
+   */
+  estimatedTimeSaving?: Duration | undefined;
+
+  /**
+   * @generated from field: podium.v1.Money estimated_cost_saving = 6;
+   */
+  estimatedCostSaving?: Money | undefined;
+
+  /**
+   * The change, in the workflow's YAML form, when there is one.
+   *
+   * @generated from field: string suggestion = 7;
+   */
+  suggestion: string;
+};
+
+/**
+ * Describes the message podium.v1.Recommendation.
+ * Use `create(RecommendationSchema)` to create a new message.
+ */
+export const RecommendationSchema: GenMessage<Recommendation> = /*@__PURE__*/
+  messageDesc(file_podium_v1_control_service, 39);
+
+/**
  * Whether a plugin could be used.
  *
  * @generated from enum podium.v1.PluginStatus
@@ -1149,6 +1424,64 @@ export const BreakerStateSchema: GenEnum<BreakerState> = /*@__PURE__*/
   enumDesc(file_podium_v1_control_service, 4);
 
 /**
+ * @generated from enum podium.v1.RecommendationKind
+ */
+export enum RecommendationKind {
+  /**
+   * @generated from enum value: RECOMMENDATION_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A step holding at least half of the observed critical path.
+   *
+   * @generated from enum value: RECOMMENDATION_KIND_BOTTLENECK = 1;
+   */
+  BOTTLENECK = 1,
+
+  /**
+   * A step that needs retries in at least a fifth of its executions.
+   *
+   * @generated from enum value: RECOMMENDATION_KIND_FLAKY = 2;
+   */
+  FLAKY = 2,
+
+  /**
+   * A step with at least half of the cost; a cheaper model when one fits.
+   *
+   * @generated from enum value: RECOMMENDATION_KIND_COST = 3;
+   */
+  COST = 3,
+
+  /**
+   * A dependency whose output the step does not read, and that delays it.
+   *
+   * @generated from enum value: RECOMMENDATION_KIND_DEPENDENCY = 4;
+   */
+  DEPENDENCY = 4,
+
+  /**
+   * Steps waiting for slots: a max_concurrency that fits.
+   *
+   * @generated from enum value: RECOMMENDATION_KIND_CONCURRENCY = 5;
+   */
+  CONCURRENCY = 5,
+
+  /**
+   * A step run again with an identical input: cache it.
+   *
+   * @generated from enum value: RECOMMENDATION_KIND_CACHE = 6;
+   */
+  CACHE = 6,
+}
+
+/**
+ * Describes the enum podium.v1.RecommendationKind.
+ */
+export const RecommendationKindSchema: GenEnum<RecommendationKind> = /*@__PURE__*/
+  enumDesc(file_podium_v1_control_service, 5);
+
+/**
  * Operator view of the server: plugins, agents, providers and, in later
  * versions, quotas, budgets, spend, circuit breakers and insights.
  *
@@ -1275,6 +1608,16 @@ export const ControlService: GenService<{
     methodKind: "unary";
     input: typeof ResetBreakerRequestSchema;
     output: typeof ResetBreakerResponseSchema;
+  },
+  /**
+   * Statistics and recommendations computed from a workflow's finished runs.
+   *
+   * @generated from rpc podium.v1.ControlService.GetWorkflowInsights
+   */
+  getWorkflowInsights: {
+    methodKind: "unary";
+    input: typeof GetWorkflowInsightsRequestSchema;
+    output: typeof GetWorkflowInsightsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_podium_v1_control_service, 0);

@@ -2,8 +2,12 @@
 // @generated from file podium/v1/workflow_service.proto (package podium.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
+import type { Money } from "./common_pb.js";
+import { file_podium_v1_common } from "./common_pb.js";
 import type { ExecutionLevel, Workflow, WorkflowSpec } from "./workflow_pb.js";
 import { file_podium_v1_workflow } from "./workflow_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file podium/v1/workflow_service.proto.
  */
 export const file_podium_v1_workflow_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBwb2RpdW0vdjEvd29ya2Zsb3dfc2VydmljZS5wcm90bxIJcG9kaXVtLnYxIlMKFUNyZWF0ZVdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIlCgRzcGVjGAIgASgLMhcucG9kaXVtLnYxLldvcmtmbG93U3BlYyI/ChZDcmVhdGVXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMucG9kaXVtLnYxLldvcmtmbG93IjMKEkdldFdvcmtmbG93UmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAMiPAoTR2V0V29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnBvZGl1bS52MS5Xb3JrZmxvdyI9ChRMaXN0V29ya2Zsb3dzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJYChVMaXN0V29ya2Zsb3dzUmVzcG9uc2USJgoJd29ya2Zsb3dzGAEgAygLMhMucG9kaXVtLnYxLldvcmtmbG93EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChVEZWxldGVXb3JrZmxvd1JlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZEZWxldGVXb3JrZmxvd1Jlc3BvbnNlIkAKF1ZhbGlkYXRlV29ya2Zsb3dSZXF1ZXN0EiUKBHNwZWMYASABKAsyFy5wb2RpdW0udjEuV29ya2Zsb3dTcGVjIlwKGFZhbGlkYXRlV29ya2Zsb3dSZXNwb25zZRIpCgZsZXZlbHMYASADKAsyGS5wb2RpdW0udjEuRXhlY3V0aW9uTGV2ZWwSFQoNY3JpdGljYWxfcGF0aBgCIAMoCTK+AwoPV29ya2Zsb3dTZXJ2aWNlElUKDkNyZWF0ZVdvcmtmbG93EiAucG9kaXVtLnYxLkNyZWF0ZVdvcmtmbG93UmVxdWVzdBohLnBvZGl1bS52MS5DcmVhdGVXb3JrZmxvd1Jlc3BvbnNlEkwKC0dldFdvcmtmbG93Eh0ucG9kaXVtLnYxLkdldFdvcmtmbG93UmVxdWVzdBoeLnBvZGl1bS52MS5HZXRXb3JrZmxvd1Jlc3BvbnNlElIKDUxpc3RXb3JrZmxvd3MSHy5wb2RpdW0udjEuTGlzdFdvcmtmbG93c1JlcXVlc3QaIC5wb2RpdW0udjEuTGlzdFdvcmtmbG93c1Jlc3BvbnNlElUKDkRlbGV0ZVdvcmtmbG93EiAucG9kaXVtLnYxLkRlbGV0ZVdvcmtmbG93UmVxdWVzdBohLnBvZGl1bS52MS5EZWxldGVXb3JrZmxvd1Jlc3BvbnNlElsKEFZhbGlkYXRlV29ya2Zsb3cSIi5wb2RpdW0udjEuVmFsaWRhdGVXb3JrZmxvd1JlcXVlc3QaIy5wb2RpdW0udjEuVmFsaWRhdGVXb3JrZmxvd1Jlc3BvbnNlQjMKDWRldi5wb2RpdW0udjFQAVogcG9kaXVtL2dlbi9nby9wb2RpdW0vdjE7cG9kaXVtdjFiBnByb3RvMw", [file_podium_v1_workflow]);
+  fileDesc("CiBwb2RpdW0vdjEvd29ya2Zsb3dfc2VydmljZS5wcm90bxIJcG9kaXVtLnYxIlMKFUNyZWF0ZVdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIlCgRzcGVjGAIgASgLMhcucG9kaXVtLnYxLldvcmtmbG93U3BlYyI/ChZDcmVhdGVXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMucG9kaXVtLnYxLldvcmtmbG93IjMKEkdldFdvcmtmbG93UmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAMiPAoTR2V0V29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnBvZGl1bS52MS5Xb3JrZmxvdyI9ChRMaXN0V29ya2Zsb3dzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJYChVMaXN0V29ya2Zsb3dzUmVzcG9uc2USJgoJd29ya2Zsb3dzGAEgAygLMhMucG9kaXVtLnYxLldvcmtmbG93EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChVEZWxldGVXb3JrZmxvd1JlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZEZWxldGVXb3JrZmxvd1Jlc3BvbnNlIlUKF1ZhbGlkYXRlV29ya2Zsb3dSZXF1ZXN0EiUKBHNwZWMYASABKAsyFy5wb2RpdW0udjEuV29ya2Zsb3dTcGVjEhMKC3dvcmtmbG93X2lkGAIgASgJIoMBChhWYWxpZGF0ZVdvcmtmbG93UmVzcG9uc2USKQoGbGV2ZWxzGAEgAygLMhkucG9kaXVtLnYxLkV4ZWN1dGlvbkxldmVsEhUKDWNyaXRpY2FsX3BhdGgYAiADKAkSJQoIZXN0aW1hdGUYAyABKAsyEy5wb2RpdW0udjEuRXN0aW1hdGUinwIKCEVzdGltYXRlEikKBnNvdXJjZRgBIAEoDjIZLnBvZGl1bS52MS5Fc3RpbWF0ZVNvdXJjZRIMCgRydW5zGAIgASgDEi8KDHA1MF9kdXJhdGlvbhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIvCgxwOTVfZHVyYXRpb24YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIgoIcDUwX2Nvc3QYBSABKAsyEC5wb2RpdW0udjEuTW9uZXkSIgoIcDk1X2Nvc3QYBiABKAsyEC5wb2RpdW0udjEuTW9uZXkSIgoIbWF4X2Nvc3QYByABKAsyEC5wb2RpdW0udjEuTW9uZXkSDAoEbm90ZRgIIAEoCSpvCg5Fc3RpbWF0ZVNvdXJjZRIfChtFU1RJTUFURV9TT1VSQ0VfVU5TUEVDSUZJRUQQABIbChdFU1RJTUFURV9TT1VSQ0VfSElTVE9SWRABEh8KG0VTVElNQVRFX1NPVVJDRV9QUklDRV9UQUJMRRACMr4DCg9Xb3JrZmxvd1NlcnZpY2USVQoOQ3JlYXRlV29ya2Zsb3cSIC5wb2RpdW0udjEuQ3JlYXRlV29ya2Zsb3dSZXF1ZXN0GiEucG9kaXVtLnYxLkNyZWF0ZVdvcmtmbG93UmVzcG9uc2USTAoLR2V0V29ya2Zsb3cSHS5wb2RpdW0udjEuR2V0V29ya2Zsb3dSZXF1ZXN0Gh4ucG9kaXVtLnYxLkdldFdvcmtmbG93UmVzcG9uc2USUgoNTGlzdFdvcmtmbG93cxIfLnBvZGl1bS52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBogLnBvZGl1bS52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2USVQoORGVsZXRlV29ya2Zsb3cSIC5wb2RpdW0udjEuRGVsZXRlV29ya2Zsb3dSZXF1ZXN0GiEucG9kaXVtLnYxLkRlbGV0ZVdvcmtmbG93UmVzcG9uc2USWwoQVmFsaWRhdGVXb3JrZmxvdxIiLnBvZGl1bS52MS5WYWxpZGF0ZVdvcmtmbG93UmVxdWVzdBojLnBvZGl1bS52MS5WYWxpZGF0ZVdvcmtmbG93UmVzcG9uc2VCMwoNZGV2LnBvZGl1bS52MVABWiBwb2RpdW0vZ2VuL2dvL3BvZGl1bS92MTtwb2RpdW12MWIGcHJvdG8z", [file_google_protobuf_duration, file_podium_v1_common, file_podium_v1_workflow]);
 
 /**
  * @generated from message podium.v1.CreateWorkflowRequest
@@ -188,6 +192,14 @@ export type ValidateWorkflowRequest = Message<"podium.v1.ValidateWorkflowRequest
    * @generated from field: podium.v1.WorkflowSpec spec = 1;
    */
   spec?: WorkflowSpec | undefined;
+
+  /**
+   * The stored workflow whose finished runs give the estimate (optional:
+   * without one, or without runs, the estimate comes from the price table).
+   *
+   * @generated from field: string workflow_id = 2;
+   */
+  workflowId: string;
 };
 
 /**
@@ -214,6 +226,13 @@ export type ValidateWorkflowResponse = Message<"podium.v1.ValidateWorkflowRespon
    * @generated from field: repeated string critical_path = 2;
    */
   criticalPath: string[];
+
+  /**
+   * What a run is expected to take and cost.
+   *
+   * @generated from field: podium.v1.Estimate estimate = 3;
+   */
+  estimate?: Estimate | undefined;
 };
 
 /**
@@ -222,6 +241,92 @@ export type ValidateWorkflowResponse = Message<"podium.v1.ValidateWorkflowRespon
  */
 export const ValidateWorkflowResponseSchema: GenMessage<ValidateWorkflowResponse> = /*@__PURE__*/
   messageDesc(file_podium_v1_workflow_service, 9);
+
+/**
+ * @generated from message podium.v1.Estimate
+ */
+export type Estimate = Message<"podium.v1.Estimate"> & {
+  /**
+   * @generated from field: podium.v1.EstimateSource source = 1;
+   */
+  source: EstimateSource;
+
+  /**
+   * Finished runs the estimate is drawn from (history).
+   *
+   * @generated from field: int64 runs = 2;
+   */
+  runs: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Duration p50_duration = 3;
+   */
+  p50Duration?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration p95_duration = 4;
+   */
+  p95Duration?: Duration | undefined;
+
+  /**
+   * @generated from field: podium.v1.Money p50_cost = 5;
+   */
+  p50Cost?: Money | undefined;
+
+  /**
+   * @generated from field: podium.v1.Money p95_cost = 6;
+   */
+  p95Cost?: Money | undefined;
+
+  /**
+   * The most the LLM steps can cost at the price table's prices (price table).
+   *
+   * @generated from field: podium.v1.Money max_cost = 7;
+   */
+  maxCost?: Money | undefined;
+
+  /**
+   * @generated from field: string note = 8;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message podium.v1.Estimate.
+ * Use `create(EstimateSchema)` to create a new message.
+ */
+export const EstimateSchema: GenMessage<Estimate> = /*@__PURE__*/
+  messageDesc(file_podium_v1_workflow_service, 10);
+
+/**
+ * @generated from enum podium.v1.EstimateSource
+ */
+export enum EstimateSource {
+  /**
+   * @generated from enum value: ESTIMATE_SOURCE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Percentiles of the workflow's finished runs.
+   *
+   * @generated from enum value: ESTIMATE_SOURCE_HISTORY = 1;
+   */
+  HISTORY = 1,
+
+  /**
+   * The price table's bound on the LLM steps (no duration).
+   *
+   * @generated from enum value: ESTIMATE_SOURCE_PRICE_TABLE = 2;
+   */
+  PRICE_TABLE = 2,
+}
+
+/**
+ * Describes the enum podium.v1.EstimateSource.
+ */
+export const EstimateSourceSchema: GenEnum<EstimateSource> = /*@__PURE__*/
+  enumDesc(file_podium_v1_workflow_service, 0);
 
 /**
  * Stores versioned workflow definitions.

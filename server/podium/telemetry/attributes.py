@@ -1,0 +1,47 @@
+"""Attribute names: the OpenTelemetry GenAI semantic conventions', and
+Podium's own under `podium.*`."""
+
+from __future__ import annotations
+
+# GenAI semantic conventions.
+OPERATION = "gen_ai.operation.name"
+PROVIDER = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+INPUT_TOKENS = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+FINISH_REASONS = "gen_ai.response.finish_reasons"
+TOKEN_TYPE = "gen_ai.token.type"
+AGENT_NAME = "gen_ai.agent.name"
+TOOL_NAME = "gen_ai.tool.name"
+TOOL_CALL_ID = "gen_ai.tool.call.id"
+TOOL_TYPE = "gen_ai.tool.type"
+ERROR_TYPE = "error.type"
+
+INVOKE_WORKFLOW = "invoke_workflow"
+INVOKE_AGENT = "invoke_agent"
+CHAT = "chat"
+EXECUTE_TOOL = "execute_tool"
+
+# Podium's own.
+RUN_ID = "podium.run.id"
+RUN_STATE = "podium.run.state"
+RUN_RESUMED = "podium.run.resumed"
+WORKFLOW_ID = "podium.workflow.id"
+WORKFLOW_VERSION = "podium.workflow.version"
+STEP_ID = "podium.step.id"
+STEP_STATE = "podium.step.state"
+ATTEMPT = "podium.attempt"
+ATTEMPT_STATE = "podium.attempt.state"
+ITEM = "podium.item"
+COST = "podium.cost"
+PRICE_VERSION = "podium.price_version"
+SLOT_WAIT = "podium.wait.slot"
+QUOTA_WAIT = "podium.wait.quota"
+BREAKER_WAIT = "podium.wait.breaker"
+BREAKER = "podium.breaker"
+BREAKER_STATE = "podium.breaker.state"
+WAIT_KIND = "podium.wait.kind"
+WAIT_REASON = "podium.wait.reason"
+TENANT = "podium.tenant"
+RETRY_DELAY = "podium.retry.delay"
