@@ -38,6 +38,7 @@ from podium.testing import (
     serving,
     start_run,
     start_server_process_async,
+    start_worker_process,
     step_of,
     workers_serve,
 )
@@ -330,3 +331,66 @@ async def test_a_node_worker_authenticates_with_a_worker_token(db_path: str) -> 
             run, _ = await run_to_end(stubs, "order", {"customer": "Ada", "total": 42.5})
     assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
     assert worker.sessions_opened() == 1
+
+
+WORKER_SITE = Path(__file__).resolve().parent / "worker_site"
+
+POLYGLOT = {
+    "steps": [
+        echo_step("order", input={"customer": "input.customer", "total": "input.total"}),
+        {
+            # A Python agent in a `podium worker` process.
+            "id": "ledger",
+            "agent": "wlog",
+            "dependsOn": ["order"],
+            "config": {"log": "input.log"},
+            "input": {"total": "steps.order.output.total"},
+        },
+        {
+            # A TypeScript agent in a Node worker process.
+            "id": "draft",
+            "agent": "node-draft-reply",
+            "dependsOn": ["order"],
+            "input": {
+                "customer": "steps.order.output.customer",
+                "total": "steps.order.output.total",
+            },
+        },
+        echo_step(
+            "send",
+            "ledger",
+            "draft",
+            input={"text": "steps.draft.output.reply", "booked": "steps.ledger.output.input.total"},
+        ),
+    ]
+}
+
+
+async def test_a_python_worker_and_a_node_worker_serve_one_workflow(
+    in_process_server: InProcessServer, tmp_path: Path
+) -> None:
+    stubs = in_process_server.stubs
+    log = tmp_path / "executions.jsonl"
+    spec = json.loads(json.dumps(POLYGLOT).replace('"input.log"', json.dumps(str(log))))
+    python_worker = start_worker_process(
+        in_process_server.address,
+        log_dir=tmp_path,
+        args=["--agent", "wlog"],
+        env={"PYTHONPATH": str(WORKER_SITE), "PODIUM_PLUGINS": "worker_agents"},
+    )
+    try:
+        async with node_worker(in_process_server):
+            await workers_serve(stubs, "wlog")
+            await workers_serve(stubs, "node-draft-reply")
+            await create_workflow(stubs, "polyglot", spec)
+            run, _ = await run_to_end(stubs, "polyglot", {"customer": "Ada", "total": 42.5})
+    finally:
+        python_worker.stop()
+    assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+    ledger = plain(step_of(run, "ledger").output)
+    assert ledger["input"] == {"total": 42.5} and ledger["pid"] != os.getpid()
+    draft = plain(step_of(run, "draft").output)
+    assert "Confirm Ada's order of 42.5 USD." in draft["reply"]
+    assert plain(step_of(run, "send").output)["booked"] == 42.5
+    executed = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["step"], e["event"]) for e in executed] == [("ledger", "start"), ("ledger", "end")]
