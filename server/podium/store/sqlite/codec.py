@@ -48,7 +48,7 @@ def _usage(usage: Usage) -> str | None:
 RUN_COLUMNS = (
     "run_id, workflow_id, workflow_version, state, input, output, failure, request_id,"
     " request_hash, labels, max_concurrency, create_time, start_time, end_time,"
-    " last_sequence, usage, cost_nanos, priority, max_cost_nanos"
+    " last_sequence, usage, cost_nanos, priority, max_cost_nanos, tenant"
 )
 
 
@@ -73,6 +73,7 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
         to_nanos(run.cost),
         run.priority,
         None if run.max_cost is None else to_nanos(run.max_cost),
+        run.tenant,
     )
 
 
@@ -97,6 +98,7 @@ def run_from_row(row: Any) -> RunRecord:
         cost=from_nanos(row[16]),
         priority=row[17],
         max_cost=None if row[18] is None else from_nanos(row[18]),
+        tenant=row[19],
     )
 
 
