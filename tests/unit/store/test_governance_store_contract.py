@@ -239,7 +239,7 @@ async def test_spend_filters_by_scope_kind_value_and_first_day(
     # since_day is inclusive.
     since = await governance_store.spend("default", since_day="2025-06-01")
     everything = await governance_store.spend(
-        scope_kind="provider", scope_value="anthropic", since_day="2025-06-02"
+        "default", scope_kind="provider", scope_value="anthropic", since_day="2025-06-02"
     )
 
     assert {(r[0], r[1]) for r in by_kind} == {("provider", "openai"), ("provider", "anthropic")}
