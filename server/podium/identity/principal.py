@@ -44,6 +44,9 @@ class Principal:
     subject: str
     tenant: str
     roles: frozenset[Role]
+    # True when an admin acts on `tenant` explicitly (x-podium-tenant) rather
+    # than by its credential.
+    acting_for: bool = False
 
     def has_any(self, roles: frozenset[Role]) -> bool:
         return not self.roles.isdisjoint(roles)

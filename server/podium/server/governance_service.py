@@ -41,10 +41,11 @@ def _require_finite(message: Any, prefix: str, fields: tuple[str, ...]) -> None:
 
 
 def _visible(scope: str) -> bool:
-    """Admins see every quota and budget; anyone else only its tenant's own
-    (`tenant:<t>`): a server-wide one's state tells of every tenant's calls."""
+    """Admins see every quota and budget (unless acting on one tenant explicitly);
+    anyone else only its tenant's own (`tenant:<t>`): a server-wide one's state tells
+    of every tenant's calls."""
     caller = current_caller()
-    return caller.is_admin or scope == tenant_scope(caller.tenant)
+    return (caller.is_admin and not caller.acting_for) or scope == tenant_scope(caller.tenant)
 
 
 class GovernanceRpcs:

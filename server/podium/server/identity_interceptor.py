@@ -192,7 +192,7 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
             )
         if not TENANT_NAME.match(tenant):
             await _abort_invalid(context, TENANT_METADATA, TENANT_NAME_RULE)
-        return replace(principal, tenant=tenant)
+        return replace(principal, tenant=tenant, acting_for=True)
 
     def _audit(
         self,
