@@ -1,5 +1,5 @@
 """Schema 7 (API tokens, audit records) migrates a database of schema 5 in
-place (through 6): what was there stays, the new tables come, and the version is 7."""
+place (through 6, and on to the latest): what was there stays and the new tables come."""
 
 from __future__ import annotations
 
@@ -47,5 +47,5 @@ async def test_a_schema_5_database_migrates_to_7(tmp_path: Path) -> None:
         await store.close()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchone() == (len(MIGRATIONS),)
-        assert len(MIGRATIONS) == 7
+        assert len(MIGRATIONS) >= 7
         assert conn.execute("SELECT workflow_id FROM workflows").fetchall() == [("kept",)]
