@@ -66,9 +66,7 @@ async def test_a_schema_7_database_migrates_to_8_with_everything_in_default(
         assert await store.find_run_by_request_id("req-1", tenant="acme") is None
 
         governance = SqliteGovernanceStore(store)
-        assert await governance.spend("default") == [
-            ("server", "", "2025-06-01", Decimal("7"), 2)
-        ]
+        assert await governance.spend("default") == [("server", "", "2025-06-01", Decimal("7"), 2)]
         assert await governance.spend("acme") == []
 
         # From now on the same workflow id and request id are another tenant's own.
