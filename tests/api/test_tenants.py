@@ -31,7 +31,9 @@ from podium.testing import (
     error_info,
     field_violations,
     money_nanos,
+    plain,
     serving,
+    workers_serve,
 )
 from podium.testing.identity import new_token, stubs_for
 from podium.v1 import (
@@ -43,6 +45,7 @@ from podium.v1 import (
     run_pb2,
     workflow_service_pb2,
 )
+from podium.worker import Worker
 
 C = control_service_pb2
 ids = identity_service_pb2
@@ -407,3 +410,52 @@ async def test_without_authentication_everything_is_in_the_default_tenant(db_pat
         mine = await stubs.executions.ListRuns(X.ListRunsRequest())
         assert [r.name for r in mine.runs] == [run.name]
         assert money_nanos((await stubs.control.GetSpend(C.GetSpendRequest())).total) == 0
+
+
+# -- workers ------------------------------------------------------------------------------
+
+
+class Signed:
+    """Answers with the tenant its worker was started for."""
+
+    name = "signed"
+    description = "Says whose worker ran it."
+    version = "1"
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+
+    async def run(self, ctx: Any) -> Any:
+        return {"by": self.owner}
+
+
+async def test_a_workers_session_takes_only_its_tenants_tasks(db_path: str) -> None:
+    async with serving(db_path, security=AUTH) as served:
+        workers = [
+            Worker(
+                served.address,
+                [Signed(owner)],
+                token=await new_token(served.server, Role.WORKER, tenant=owner),
+            )
+            for owner in ("acme", "globex")
+        ]
+        tasks = [asyncio.create_task(worker.run()) for worker in workers]
+        try:
+            async with (
+                tenant(served, "acme") as acme,
+                tenant(served, "globex") as globex,
+            ):
+                await workers_serve(acme.stubs, "signed", sessions=2)
+                signed = {"steps": [{"id": "s", "agent": "signed"}]}
+                for who in (acme, globex):
+                    await create_workflow(who.stubs, "signed", signed)
+                # Both sessions serve the agent with a free slot each: the first
+                # connected would take every task if tenants did not choose.
+                for who in (acme, globex, globex, acme):
+                    run = await _run(who.stubs, "signed")
+                    assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+                    assert plain(run.steps[0].output) == {"by": who.name}
+        finally:
+            for worker in workers:
+                worker.stop()
+            await asyncio.gather(*tasks)
