@@ -330,7 +330,7 @@ class StepRunner:
             self.services.workers.declared(self.spec.agent) if self.services.workers else None
         )
         version = agent.version if agent else (declared.version if declared else "")
-        key = cache_key(self.spec.agent, version, inputs, self.spec.config)
+        key = cache_key(self.journal.run.tenant, self.spec.agent, version, inputs, self.spec.config)
         hit, output = await self.services.store.get_cache(key, self.clock.now())
         if hit:
             self.step.input = inputs
