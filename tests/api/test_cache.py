@@ -10,16 +10,19 @@ from typing import Any
 from podium.core.clock import ManualClock
 from podium.testing import (
     Stubs,
+    collect_events,
     create_workflow,
     echo_step,
     get_run,
+    make_spec,
     of_type,
     plain,
     run_to_end,
     serving,
     step_of,
+    struct,
 )
-from podium.v1 import event_pb2, run_pb2
+from podium.v1 import event_pb2, execution_service_pb2, run_pb2, workflow_service_pb2
 
 E = event_pb2
 R = run_pb2
@@ -129,3 +132,29 @@ async def test_get_run_of_a_cache_hit(db_path: str) -> None:
         view = await get_run(stubs, run.name)
         assert plain(view.output) == {"work": {"q": "otters"}}
         assert not step_of(view, "work").attempts
+
+
+async def test_another_tenants_cached_output_is_a_miss(db_path: str) -> None:
+    # Without authentication the caller is an admin: x-podium-tenant picks the tenant.
+    acme = (("x-podium-tenant", "acme"),)
+    async with serving(db_path, clock=ManualClock()) as (_, stubs):
+        await create_workflow(stubs, "cached", cached_step())
+        await cached_run(stubs, "cached", "otters")
+        await stubs.workflows.CreateWorkflow(
+            workflow_service_pb2.CreateWorkflowRequest(
+                workflow_id="cached", spec=make_spec(cached_step())
+            ),
+            metadata=acme,
+        )
+        started = await stubs.executions.StartRun(
+            execution_service_pb2.StartRunRequest(
+                workflow="workflows/cached", input=struct({"q": "otters"})
+            ),
+            metadata=acme,
+        )
+        events = await collect_events(stubs, started.run.name, metadata=acme)
+        assert not hits(events)
+        assert of_type(events, E.RUN_EVENT_TYPE_STEP_STARTED)
+        # The default tenant's entry is still its own.
+        _, again, _ = await cached_run(stubs, "cached", "otters")
+        assert len(hits(again)) == 1

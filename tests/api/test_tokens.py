@@ -1,5 +1,5 @@
 """API tokens through a real server: shown once, stored as a hash, refused
-at once when revoked, refused once expired, and only for tenant default."""
+at once when revoked, refused once expired; for any tenant an admin names."""
 
 from __future__ import annotations
 
@@ -106,7 +106,8 @@ async def test_bad_token_requests_are_invalid_argument_and_store_nothing(tmp_pat
         async with stubs_for(served.address, admin) as as_admin:
             for request, field in [
                 (ids.CreateTokenRequest(display_name="x"), "roles"),
-                (ids.CreateTokenRequest(roles=[ids.ROLE_VIEWER], tenant="acme"), "tenant"),
+                (ids.CreateTokenRequest(roles=[ids.ROLE_VIEWER], tenant="a b"), "tenant"),
+                (ids.CreateTokenRequest(roles=[ids.ROLE_VIEWER], tenant="t" * 64), "tenant"),
                 (ids.CreateTokenRequest(roles=[ids.Role.ValueType(99)]), "roles"),
                 (
                     ids.CreateTokenRequest(

@@ -46,7 +46,8 @@ def retriers(draw: st.DrawFn) -> W.Retrier:
     interval = draw(st.none() | durations)
     longer = duration_pb2.Duration(
         seconds=(interval.seconds if interval else 1) + draw(st.integers(0, 100)),
-        nanos=draw(st.integers(0, 999_999_999)),
+        # Never shorter than the interval (same seconds, fewer nanos was drawn before).
+        nanos=draw(st.integers(interval.nanos if interval else 0, 999_999_999)),
     )
     return W.Retrier(
         error_equals=draw(st.sampled_from([["podium.Timeout", "ValueError"], ["ValueError"]])),

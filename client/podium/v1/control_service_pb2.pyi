@@ -65,7 +65,7 @@ class _ScopeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScopeKind.V
     SCOPE_KIND_WORKFLOW: _ScopeKind.ValueType  # 5
     """A workflow id (for concurrency: its running runs)."""
     SCOPE_KIND_TENANT: _ScopeKind.ValueType  # 6
-    """A tenant ("default" until authentication arrives)."""
+    """A tenant: a tenant's own quotas and budgets, its spend."""
 
 class ScopeKind(_ScopeKind, metaclass=_ScopeKindEnumTypeWrapper):
     """What a quota or budget applies to."""
@@ -82,7 +82,7 @@ SCOPE_KIND_AGENT: ScopeKind.ValueType  # 4
 SCOPE_KIND_WORKFLOW: ScopeKind.ValueType  # 5
 """A workflow id (for concurrency: its running runs)."""
 SCOPE_KIND_TENANT: ScopeKind.ValueType  # 6
-"""A tenant ("default" until authentication arrives)."""
+"""A tenant: a tenant's own quotas and budgets, its spend."""
 Global___ScopeKind: _TypeAlias = ScopeKind  # noqa: Y015
 
 class _QuotaDimension:

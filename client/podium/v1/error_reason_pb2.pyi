@@ -153,7 +153,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_TOKEN_EXPIRED: _ErrorReason.ValueType  # 35
     """[UNAUTHENTICATED] The API token's expiry has passed."""
     ERROR_REASON_TOKEN_NOT_FOUND: _ErrorReason.ValueType  # 36
-    """[NOT_FOUND] RevokeToken of a token id this tenant does not have."""
+    """[NOT_FOUND] No API token of that name in the caller's tenant (RevokeToken)."""
     ERROR_REASON_JWT_INVALID: _ErrorReason.ValueType  # 37
     """[UNAUTHENTICATED] The JWT does not verify (signature, key, format)."""
     ERROR_REASON_JWT_EXPIRED: _ErrorReason.ValueType  # 38
@@ -164,8 +164,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """[UNAUTHENTICATED] The JWT's `aud` does not name the configured audience."""
     ERROR_REASON_JWT_NO_TENANT: _ErrorReason.ValueType  # 41
     """[UNAUTHENTICATED] The JWT carries no tenant claim where one is required."""
-    ERROR_REASON_TENANT_NOT_SERVED: _ErrorReason.ValueType  # 42
-    """[UNAUTHENTICATED] The credential names a tenant this server does not serve."""
+    ERROR_REASON_TENANT_OVERRIDE_DENIED: _ErrorReason.ValueType  # 42
+    """[PERMISSION_DENIED] Only an admin may act on another tenant with the
+    `x-podium-tenant` metadata.
+    """
     ERROR_REASON_NO_ROLE: _ErrorReason.ValueType  # 43
     """[PERMISSION_DENIED] The caller is known but holds no role at all."""
     ERROR_REASON_ROLE_NOT_ALLOWED: _ErrorReason.ValueType  # 44
@@ -321,7 +323,7 @@ ERROR_REASON_TOKEN_REVOKED: ErrorReason.ValueType  # 34
 ERROR_REASON_TOKEN_EXPIRED: ErrorReason.ValueType  # 35
 """[UNAUTHENTICATED] The API token's expiry has passed."""
 ERROR_REASON_TOKEN_NOT_FOUND: ErrorReason.ValueType  # 36
-"""[NOT_FOUND] RevokeToken of a token id this tenant does not have."""
+"""[NOT_FOUND] No API token of that name in the caller's tenant (RevokeToken)."""
 ERROR_REASON_JWT_INVALID: ErrorReason.ValueType  # 37
 """[UNAUTHENTICATED] The JWT does not verify (signature, key, format)."""
 ERROR_REASON_JWT_EXPIRED: ErrorReason.ValueType  # 38
@@ -332,8 +334,10 @@ ERROR_REASON_JWT_AUDIENCE: ErrorReason.ValueType  # 40
 """[UNAUTHENTICATED] The JWT's `aud` does not name the configured audience."""
 ERROR_REASON_JWT_NO_TENANT: ErrorReason.ValueType  # 41
 """[UNAUTHENTICATED] The JWT carries no tenant claim where one is required."""
-ERROR_REASON_TENANT_NOT_SERVED: ErrorReason.ValueType  # 42
-"""[UNAUTHENTICATED] The credential names a tenant this server does not serve."""
+ERROR_REASON_TENANT_OVERRIDE_DENIED: ErrorReason.ValueType  # 42
+"""[PERMISSION_DENIED] Only an admin may act on another tenant with the
+`x-podium-tenant` metadata.
+"""
 ERROR_REASON_NO_ROLE: ErrorReason.ValueType  # 43
 """[PERMISSION_DENIED] The caller is known but holds no role at all."""
 ERROR_REASON_ROLE_NOT_ALLOWED: ErrorReason.ValueType  # 44

@@ -13,6 +13,10 @@ from typing import Any
 from podium.core.failures import Failure
 from podium.core.states import AttemptState, EventType, RunState, StepState
 
+# The tenant of everything made by a server without authentication, and of
+# everything stored before tenants were recorded.
+DEFAULT_TENANT = "default"
+
 ZERO = Decimal(0)
 
 
@@ -135,6 +139,9 @@ class RunRecord:
     # the run's own span once it started: a resumed run's span links to it.
     trace_parent: str = ""
     trace_context: str = ""
+    # The tenant of the principal that started the run: it sees the run, and
+    # its calls are governed and charged as that tenant's.
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(slots=True)
@@ -176,6 +183,9 @@ class Event:
     # 1 approve, 2 reject (contract: ApprovalDecision), for APPROVAL_RESOLVED.
     decision: int = 0
     breaker: str = ""
+    # The tenant of the event's run: live subscribers see their tenant's events only.
+    # Not stored with the event (the log is read per run, whose tenant is checked).
+    tenant: str = DEFAULT_TENANT
     budget: str = ""
     price_version: str = ""
     tool: str = ""

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from podium.core.model import DEFAULT_TENANT
+
 FailurePolicy = Literal["FAIL", "CONTINUE"]
 TriggerRule = Literal["ALL_SUCCEEDED", "ALL_DONE", "ANY_SUCCEEDED"]
 JitterMode = Literal["NONE", "FULL"]
@@ -109,6 +111,8 @@ class WorkflowVersion(BaseModel):
     version: int
     spec: WorkflowSpec
     create_time: float
+    # Workflow ids are unique within a tenant: (tenant, workflow_id) names one.
+    tenant: str = DEFAULT_TENANT
     # The definition exactly as the client applied it, in the contract's wire form (a
     # serialized podium.v1.WorkflowSpec), so that reading it back gives what was written:
     # `spec` has its defaults filled in and its times as floats. Empty for versions stored

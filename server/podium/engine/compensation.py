@@ -29,8 +29,11 @@ async def run_compensation(env: RunEnvironment, plan: StepPlan, step: StepRecord
     agent = env.services.registry.agent(compensation.agent)
     workers = env.services.workers
     queue = plan.spec.task_queue or DEFAULT_QUEUE
+    tenant = journal.run.tenant
     remote = workers is not None and (
-        bool(plan.spec.task_queue) or agent is None or workers.serves(queue, compensation.agent)
+        bool(plan.spec.task_queue)
+        or agent is None
+        or workers.serves(queue, compensation.agent, tenant)
     )
     try:
         if agent is None and not remote:
@@ -44,12 +47,12 @@ async def run_compensation(env: RunEnvironment, plan: StepPlan, step: StepRecord
         )
         if remote:
             assert workers is not None
-            if not workers.serves(queue, compensation.agent):
+            if not workers.serves(queue, compensation.agent, tenant):
                 # Unlike a step, a compensation does not wait for a worker to connect.
                 raise LookupError(
                     f"no worker serves agent {compensation.agent!r} on queue {queue!r}"
                 )
-            reservation = await workers.reserve(queue, compensation.agent)
+            reservation = await workers.reserve(queue, compensation.agent, tenant)
             try:
                 output = await workers.execute(
                     reservation, context, _task(env, plan, step, queue, inputs, context)

@@ -169,6 +169,7 @@ class AttemptContext:
                 step_id=step.step_id,
                 attempt=self._attempt.number,
                 item=self._attempt.item,
+                tenant=run.tenant,
             )
             self._llm = LlmGate(
                 self._services.governance,

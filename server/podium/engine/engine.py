@@ -30,7 +30,7 @@ from podium.core.errors import (
     Unavailable,
 )
 from podium.core.jsonvalues import TooLarge, check_json_size
-from podium.core.model import AttemptRecord, Event, RunRecord, RunView, StepRecord
+from podium.core.model import DEFAULT_TENANT, AttemptRecord, Event, RunRecord, RunView, StepRecord
 from podium.core.states import RunState
 from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import RunAdmission
@@ -92,7 +92,7 @@ class Engine:
         )
         self.admission = RunAdmission(governance.quotas)
         self.active: dict[str, RunExecutor] = {}
-        self._starting: dict[str, asyncio.Future[str]] = {}
+        self._starting: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -115,8 +115,10 @@ class Engine:
         priority: int = 0,
         max_cost: Decimal | None = None,
         trace_parent: str = "",
+        tenant: str = DEFAULT_TENANT,
     ) -> RunView:
-        """Starts a run; it is durable when this returns. Idempotent on request_id.
+        """Starts a run of a tenant's workflow; the run belongs to that tenant. It is
+        durable when this returns. Idempotent on request_id (within the tenant).
 
         `trace_parent`: the caller's W3C traceparent; the run's span becomes its child."""
         self._check_open()
@@ -143,6 +145,7 @@ class Engine:
         )
         if not request_id:
             return await self._create_run(
+                tenant,
                 workflow_id,
                 version,
                 input_value,
@@ -154,20 +157,22 @@ class Engine:
                 max_cost,
                 trace_parent,
             )
-        pending = self._starting.get(request_id)
+        claim = (tenant, request_id)
+        pending = self._starting.get(claim)
         if pending is not None:
             run_id = await asyncio.shield(pending)
             return await self._same_request(run_id, request_id, request_hash)
         # Claim the key before the first await, so that concurrent calls with
         # the same request_id wait for this one instead of racing it.
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._starting[request_id] = future
+        self._starting[claim] = future
         try:
-            existing = await self.store.find_run_by_request_id(request_id)
+            existing = await self.store.find_run_by_request_id(request_id, tenant=tenant)
             if existing is not None:
                 future.set_result(existing.run_id)
                 return await self._same_request(existing.run_id, request_id, request_hash)
             view = await self._create_run(
+                tenant,
                 workflow_id,
                 version,
                 input_value,
@@ -187,8 +192,8 @@ class Engine:
                 future.exception()  # retrieved: the waiters re-raise it themselves
             raise
         finally:
-            if self._starting.get(request_id) is future:
-                del self._starting[request_id]
+            if self._starting.get(claim) is future:
+                del self._starting[claim]
 
     async def _same_request(self, run_id: str, request_id: str, request_hash: str) -> RunView:
         view = await self.get_run(run_id)
@@ -203,6 +208,7 @@ class Engine:
 
     async def _create_run(
         self,
+        tenant: str,
         workflow_id: str,
         version: int,
         input: dict[str, Any],
@@ -214,7 +220,7 @@ class Engine:
         max_cost: Decimal | None,
         trace_parent: str,
     ) -> RunView:
-        workflow = await self.workflows.get(workflow_id, version)
+        workflow = await self.workflows.get(workflow_id, version, tenant=tenant)
         plan = self.workflows.plan_for(workflow)
         now = self.clock.now()
         run = RunRecord(
@@ -231,6 +237,7 @@ class Engine:
             priority=priority,
             max_cost=_lower(max_cost, workflow.spec.max_cost),
             trace_parent=trace_parent,
+            tenant=tenant,
         )
         steps = [
             StepRecord(step_id=step.id, agent=step.agent, position=i)
@@ -250,8 +257,21 @@ class Engine:
     def _executor(self, run: RunRecord, steps: list[StepRecord], plan: Plan) -> RunExecutor:
         return RunExecutor(self.services, run, steps, plan, on_finished=self._run_finished)
 
-    async def get_run(self, run_id: str) -> RunView:
+    async def check_tenant(self, run_id: str, tenant: str | None) -> None:
+        """NotFound unless the run exists and belongs to `tenant` (None: any tenant).
+        Another tenant's run is not found, never forbidden: its existence is not told."""
+        if tenant is None:
+            return
         executor = self.active.get(run_id)
+        owner = executor.run.tenant if executor is not None else await self.store.run_tenant(run_id)
+        if owner != tenant:
+            raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
+
+    async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunView:
+        """A run; with `tenant`, only one of that tenant's (else NotFound)."""
+        executor = self.active.get(run_id)
+        if executor is not None and tenant is not None and executor.run.tenant != tenant:
+            raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
         if executor is not None:
             steps = list(executor.steps.values())
             if sum(len(step.attempts) for step in steps) > SNAPSHOT_ATTEMPTS:
@@ -259,7 +279,7 @@ class Engine:
                 return _snapshot(executor.run, steps)
             return RunView(executor.run, steps, live=True)
         view = await self.store.get_run(run_id)
-        if view is None:
+        if view is None or (tenant is not None and view.run.tenant != tenant):
             raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
         return view
 
@@ -271,6 +291,7 @@ class Engine:
         workflow_id: str = "",
         states: Collection[RunState] = (),
         labels: Mapping[str, str] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> tuple[list[RunRecord], str]:
         """A page of runs, newest first, and the next page's token. Runs this
         server is executing are shown as they are in memory (fresher than the
@@ -283,7 +304,12 @@ class Engine:
                 raise pagination.bad_token()
             after = (float(key[0]), key[1])
         found = await self.store.list_runs(
-            size + 1, after=after, workflow_id=workflow_id, states=states, labels=dict(labels or {})
+            size + 1,
+            after=after,
+            workflow_id=workflow_id,
+            states=states,
+            labels=dict(labels or {}),
+            tenant=tenant,
         )
         page = found[:size]
         token = ""
@@ -292,8 +318,9 @@ class Engine:
         active = self.active
         return [active[r.run_id].run if r.run_id in active else r for r in page], token
 
-    async def run_status(self, run_id: str) -> tuple[RunState, int]:
+    async def run_status(self, run_id: str, *, tenant: str | None = None) -> tuple[RunState, int]:
         """A run's state and last event sequence, without reading its steps."""
+        await self.check_tenant(run_id, tenant)
         executor = self.active.get(run_id)
         if executor is not None:
             return executor.run.state, executor.run.last_sequence
@@ -305,12 +332,16 @@ class Engine:
     async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
         return await self.store.read_events(run_id, after_sequence, limit)
 
-    async def delete_run(self, run_id: str) -> None:
+    async def delete_run(self, run_id: str, *, tenant: str | None = None) -> None:
         """Deletes a finished run with everything recorded about it."""
+        await self.check_tenant(run_id, tenant)
         await retention.delete_run(self.store, self.active, run_id)
 
-    async def cancel_run(self, run_id: str, reason: str = "") -> RunView:
+    async def cancel_run(
+        self, run_id: str, reason: str = "", *, tenant: str | None = None
+    ) -> RunView:
         self._check_open()
+        await self.check_tenant(run_id, tenant)
         executor = self.active.get(run_id)
         if executor is None:
             view = await self.get_run(run_id)
@@ -332,11 +363,19 @@ class Engine:
         return RunView(executor.run, list(executor.steps.values()))
 
     async def resolve_approval(
-        self, run_id: str, step_id: str, *, approve: bool, comment: str = "", actor: str = ""
+        self,
+        run_id: str,
+        step_id: str,
+        *,
+        approve: bool,
+        comment: str = "",
+        actor: str = "",
+        tenant: str | None = None,
     ) -> RunView:
         """Approves or rejects a waiting approval step; `actor` (who) goes in
         its APPROVAL_RESOLVED event."""
         self._check_open()
+        await self.check_tenant(run_id, tenant)
         executor = self.active.get(run_id)
         if executor is None:
             view = await self.get_run(run_id)
@@ -439,7 +478,9 @@ class Engine:
         view = await self.store.get_run(run_id)
         if view is None or view.run.state.is_final or run_id in self.active:
             return
-        workflow = await self.workflows.pinned(view.run.workflow_id, view.run.workflow_version)
+        workflow = await self.workflows.pinned(
+            view.run.workflow_id, view.run.workflow_version, tenant=view.run.tenant
+        )
         if workflow is None:
             log.error(
                 "run %s: workflow version is gone; cannot resume", run_id, extra={"run_id": run_id}

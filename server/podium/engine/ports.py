@@ -14,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
-from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, RunView, StepRecord
+from podium.core.model import (
+    DEFAULT_TENANT,
+    AttemptRecord,
+    Event,
+    ItemRecord,
+    RunRecord,
+    RunView,
+    StepRecord,
+)
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import EventType, RunState
 
@@ -25,27 +33,38 @@ class WorkflowStore(Protocol):
     """Versioned workflow definitions (soft-deleted: runs keep their version)."""
 
     async def create_workflow(
-        self, workflow_id: str, spec: WorkflowSpec, now: float, applied: bytes = b""
+        self,
+        workflow_id: str,
+        spec: WorkflowSpec,
+        now: float,
+        applied: bytes = b"",
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> int:
         """Stores the next version of a workflow, with its definition as the client applied
         it (opaque bytes, returned as they are); durable when this returns."""
         ...
 
-    async def get_workflow(self, workflow_id: str, version: int = 0) -> WorkflowVersion | None:
-        """A version (latest when 0) of a workflow that is not deleted."""
+    async def get_workflow(
+        self, workflow_id: str, version: int = 0, *, tenant: str = DEFAULT_TENANT
+    ) -> WorkflowVersion | None:
+        """A version (latest when 0) of a tenant's workflow that is not deleted (a workflow
+        id is unique within its tenant)."""
         ...
 
     async def get_workflow_version_any(
-        self, workflow_id: str, version: int
+        self, workflow_id: str, version: int, *, tenant: str = DEFAULT_TENANT
     ) -> WorkflowVersion | None:
         """A version even if its workflow is deleted."""
         ...
 
-    async def list_workflows(self, limit: int, after_id: str = "") -> list[WorkflowVersion]:
-        """The latest version of each live workflow, ordered by id, after `after_id`."""
+    async def list_workflows(
+        self, limit: int, after_id: str = "", *, tenant: str = DEFAULT_TENANT
+    ) -> list[WorkflowVersion]:
+        """The latest version of each live workflow of a tenant, by id, after `after_id`."""
         ...
 
-    async def delete_workflow(self, workflow_id: str) -> bool:
+    async def delete_workflow(self, workflow_id: str, *, tenant: str = DEFAULT_TENANT) -> bool:
         """Soft-deletes every version; whether the workflow existed."""
         ...
 
@@ -82,12 +101,20 @@ class RunStore(WorkflowStore, Protocol):
 
     async def get_run(self, run_id: str) -> RunView | None: ...
 
+    async def run_tenant(self, run_id: str) -> str | None:
+        """The tenant a run belongs to (None: no such run)."""
+        ...
+
     async def run_status(self, run_id: str) -> tuple[RunState, int] | None:
         """A run's state and the last sequence its run record has committed,
         without its steps."""
         ...
 
-    async def find_run_by_request_id(self, request_id: str) -> RunRecord | None: ...
+    async def find_run_by_request_id(
+        self, request_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> RunRecord | None:
+        """A tenant's run by its request id (request ids are unique within a tenant)."""
+        ...
 
     async def list_runs(
         self,
@@ -97,8 +124,9 @@ class RunStore(WorkflowStore, Protocol):
         workflow_id: str = "",
         states: Iterable[RunState] = (),
         labels: dict[str, str] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[RunRecord]:
-        """Runs newest first (create_time, then run_id), after the `after` key."""
+        """A tenant's runs newest first (create_time, then run_id), after the `after` key."""
         ...
 
     async def unfinished_run_ids(self) -> list[str]:

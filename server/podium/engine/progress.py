@@ -132,15 +132,16 @@ async def _after_engine_work() -> None:
 
 async def watch_runs(
     hub: EventHub,
+    tenant: str,
     workflow_ids: Collection[str] = (),
     run_states: Collection[RunState] = (),
     event_types: Collection[EventType] = (),
 ) -> AsyncIterator[list[Event]]:
-    """Live events of every run that match the filters, until the client
+    """Live events of every run of `tenant` that match the filters, until the client
     leaves. A subscriber that falls a whole buffer behind is cut off with
     RESOURCE_EXHAUSTED: there is no single log position to resume many runs
     from, so it should reconnect and re-read the runs it cares about."""
-    matches = _matcher(set(workflow_ids), set(run_states), set(event_types))
+    matches = _matcher(tenant, set(workflow_ids), set(run_states), set(event_types))
     subscription = hub.subscribe_all(matches)
     try:
         while True:
@@ -160,14 +161,12 @@ async def watch_runs(
 
 
 def _matcher(
-    workflow_ids: set[str], run_states: set[RunState], event_types: set[EventType]
-) -> Callable[[Event], bool] | None:
-    if not (workflow_ids or run_states or event_types):
-        return None
-
+    tenant: str, workflow_ids: set[str], run_states: set[RunState], event_types: set[EventType]
+) -> Callable[[Event], bool]:
     def matches(event: Event) -> bool:
         return (
-            (not workflow_ids or event.workflow_id in workflow_ids)
+            event.tenant == tenant
+            and (not workflow_ids or event.workflow_id in workflow_ids)
             and (not run_states or event.run_state in run_states)
             and (not event_types or event.type in event_types)
         )

@@ -417,6 +417,7 @@ class RunJournal:
             type=type,
             workflow_id=run.workflow_id,
             run_state=run.state,
+            tenant=run.tenant,
             step_id=step.step_id if step is not None else "",
             step_state=step.state if step is not None else None,
             **fields,

@@ -331,7 +331,7 @@ class StepRunner:
             self.services.workers.declared(self.spec.agent) if self.services.workers else None
         )
         version = agent.version if agent else (declared.version if declared else "")
-        key = cache_key(self.spec.agent, version, inputs, self.spec.config)
+        key = cache_key(self.journal.run.tenant, self.spec.agent, version, inputs, self.spec.config)
         hit, output = await self.services.store.get_cache(key, self.clock.now())
         if hit:
             self.step.input = inputs
@@ -418,7 +418,7 @@ class StepRunner:
             return None
         if self.spec.task_queue:
             return self.spec.task_queue
-        if not loaded or workers.serves(DEFAULT_QUEUE, self.spec.agent):
+        if not loaded or workers.serves(DEFAULT_QUEUE, self.spec.agent, self.journal.run.tenant):
             return DEFAULT_QUEUE
         return None
 
@@ -428,7 +428,8 @@ class StepRunner:
         workers = self.services.workers
         assert workers is not None
         agent = self.spec.agent
-        reservation = workers.try_reserve(queue, agent)
+        tenant = self.journal.run.tenant
+        reservation = workers.try_reserve(queue, agent, tenant)
         if reservation is not None:
             return reservation
         reason = f"worker:{queue}/{agent}"
@@ -437,7 +438,9 @@ class StepRunner:
         self._waiting_for_worker += 1
         budget = None if self.deadline is None else self.deadline - self.clock.now()
         try:
-            reservation = await run_with_deadline(workers.reserve(queue, agent), budget, self.clock)
+            reservation = await run_with_deadline(
+                workers.reserve(queue, agent, tenant), budget, self.clock
+            )
         except DeadlineExceeded:
             message = (
                 f"no worker served agent {agent!r} on queue {queue!r} before the step timed out"

@@ -64,8 +64,12 @@ def iso(seconds: float) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def cache_key(agent: str, version: str, inputs: Any, config: Any) -> str:
-    canonical = json.dumps([agent, version, inputs, config], sort_keys=True, separators=(",", ":"))
+def cache_key(tenant: str, agent: str, version: str, inputs: Any, config: Any) -> str:
+    """The step cache's key. The tenant is part of it: a tenant never gets an
+    output another tenant's run computed (and perhaps paid for)."""
+    canonical = json.dumps(
+        [agent, version, inputs, config, tenant], sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -30,6 +30,7 @@ from jsonschema.exceptions import SchemaError
 
 from podium.core.clock import Clock, DeadlineExceeded, run_with_deadline
 from podium.core.failures import INTERRUPTED, INVALID_INPUT, INVALID_OUTPUT, AgentError, Failure
+from podium.core.model import DEFAULT_TENANT
 from podium.plugins.api import Catalog, ConfigProblem, StepContext, ToolSpec
 
 __all__ = [
@@ -171,6 +172,16 @@ class WorkerSession:
     # Cancelled or interrupted attempts the worker may still be running.
     draining: dict[str, Reservation] = field(default_factory=dict)
     closed: bool = False
+    # The tenant whose runs' tasks the session receives (its credential's);
+    # None for an admin's or an unauthenticated worker: every tenant's.
+    tenant: str | None = None
+
+    def takes(self, queue: str, agent: str, tenant: str) -> bool:
+        return (
+            queue in self.queues
+            and agent in self.agents
+            and (self.tenant is None or self.tenant == tenant)
+        )
 
     @property
     def busy(self) -> int:
@@ -196,8 +207,9 @@ class WorkerPool:
         self.clock = clock
         self._sessions: dict[str, WorkerSession] = {}
         self._ids = itertools.count(1)
-        # (queue, agent) -> step runners waiting for a slot, first come first served.
-        self._waiting: dict[tuple[str, str], deque[asyncio.Future[Reservation]]] = {}
+        # (queue, agent) -> step runners waiting for a slot, with their run's tenant,
+        # first come first served (among those a freed session may take).
+        self._waiting: dict[tuple[str, str], deque[tuple[str, asyncio.Future[Reservation]]]] = {}
         # Every agent a worker declared since the server started, by name (the
         # latest declaration wins): workflows may name them while no worker is
         # connected.
@@ -211,28 +223,33 @@ class WorkerPool:
 
     # -- what the engine asks --------------------------------------------------------
 
-    def serves(self, queue: str, agent: str) -> bool:
-        return any(queue in s.queues and agent in s.agents for s in self._sessions.values())
+    def serves(self, queue: str, agent: str, tenant: str = DEFAULT_TENANT) -> bool:
+        """Whether a session takes `agent`'s tasks on `queue` for a run of `tenant`."""
+        return any(s.takes(queue, agent, tenant) for s in self._sessions.values())
 
     def declared(self, agent: str) -> AgentDeclaration | None:
         return self._declared.get(agent)
 
-    def try_reserve(self, queue: str, agent: str) -> Reservation | None:
-        """A slot of the serving session with the most free slots (spreading
-        attempts over workers), or None when every one is full."""
-        serving = [s for s in self._sessions.values() if queue in s.queues and agent in s.agents]
+    def try_reserve(
+        self, queue: str, agent: str, tenant: str = DEFAULT_TENANT
+    ) -> Reservation | None:
+        """A slot of the serving session (for a run of `tenant`) with the most free
+        slots (spreading attempts over workers), or None when every one is full."""
+        serving = [s for s in self._sessions.values() if s.takes(queue, agent, tenant)]
         best = max(serving, key=WorkerSession.free, default=None)
         if best is None or best.free() <= 0:
             return None
         return self._reserve(best, queue, agent)
 
-    async def reserve(self, queue: str, agent: str) -> Reservation:
-        """A slot of a session serving `agent` on `queue`, waiting for one."""
-        reservation = self.try_reserve(queue, agent)
+    async def reserve(self, queue: str, agent: str, tenant: str = DEFAULT_TENANT) -> Reservation:
+        """A slot of a session serving `agent` on `queue` for a run of `tenant`,
+        waiting for one."""
+        reservation = self.try_reserve(queue, agent, tenant)
         if reservation is not None:
             return reservation
         waiter: asyncio.Future[Reservation] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault((queue, agent), deque()).append(waiter)
+        entry = (tenant, waiter)
+        self._waiting.setdefault((queue, agent), deque()).append(entry)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -240,8 +257,8 @@ class WorkerPool:
                 self.release(waiter.result())
             else:
                 waiters = self._waiting.get((queue, agent))
-                if waiters is not None and waiter in waiters:
-                    waiters.remove(waiter)
+                if waiters is not None and entry in waiters:
+                    waiters.remove(entry)
             raise
 
     def release(self, reservation: Reservation) -> None:
@@ -341,8 +358,10 @@ class WorkerPool:
         agents: Iterable[AgentDeclaration],
         capacity: int,
         link: WorkerLink,
+        tenant: str | None = None,
     ) -> WorkerSession | None:
-        """A new session; None when the server is shutting down."""
+        """A new session, taking the tasks of `tenant`'s runs (None: every tenant's);
+        None when the server is shutting down."""
         if self._closed:
             return None
         agents_by_name = {agent.name: agent for agent in agents}
@@ -354,6 +373,7 @@ class WorkerPool:
             agents_by_name,
             capacity,
             link,
+            tenant=tenant,
         )
         self._sessions[session.id] = session
         self._declared.update(agents_by_name)
@@ -424,7 +444,7 @@ class WorkerPool:
         for session in list(self._sessions.values()):
             session.link.close()
         for waiters in self._waiting.values():
-            for waiter in waiters:
+            for _, waiter in waiters:
                 waiter.cancel()
         self._waiting.clear()
 
@@ -441,11 +461,19 @@ class WorkerPool:
         for queue in session.queues:
             for agent in session.agents:
                 waiters = self._waiting.get((queue, agent))
-                while waiters and session.free() > 0:
-                    waiter = waiters.popleft()
-                    if not waiter.done():
+                if not waiters:
+                    continue
+                left: deque[tuple[str, asyncio.Future[Reservation]]] = deque()
+                for tenant, waiter in waiters:
+                    if waiter.done():
+                        continue
+                    if session.free() > 0 and session.takes(queue, agent, tenant):
                         waiter.set_result(self._reserve(session, queue, agent))
-                if waiters is not None and not waiters:
+                    else:
+                        left.append((tenant, waiter))
+                if left:
+                    self._waiting[(queue, agent)] = left
+                else:
                     del self._waiting[(queue, agent)]
 
     def _expire_drained(self, session: WorkerSession) -> None:

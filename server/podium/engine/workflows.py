@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 from podium.core.clock import Clock
 from podium.core.errors import FieldViolation, InvalidArgument, NotFound
+from podium.core.model import DEFAULT_TENANT
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.engine import pagination
 from podium.engine.ports import WorkflowStore
@@ -38,8 +39,9 @@ class WorkflowCatalog:
         self._registry = registry
         self._workers = workers
         self._clock = clock
-        self._plans: OrderedDict[tuple[str, int], Plan] = OrderedDict()
-        self._latest: dict[str, WorkflowVersion] = {}
+        # Keyed by (tenant, workflow id[, version]): ids are unique within a tenant.
+        self._plans: OrderedDict[tuple[str, str, int], Plan] = OrderedDict()
+        self._latest: dict[tuple[str, str], WorkflowVersion] = {}
 
     def validate(self, spec: WorkflowSpec) -> Plan:
         """The plan of a valid spec; raises InvalidArgument. No side effect."""
@@ -74,7 +76,12 @@ class WorkflowCatalog:
         return agent
 
     async def create(
-        self, workflow_id: str, spec: WorkflowSpec, applied: bytes = b""
+        self,
+        workflow_id: str,
+        spec: WorkflowSpec,
+        applied: bytes = b"",
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> WorkflowVersion:
         """Stores a new version; durable when this returns. `applied` is the definition as
         the client sent it (see WorkflowVersion.applied)."""
@@ -93,40 +100,53 @@ class WorkflowCatalog:
         if violations:
             raise InvalidArgument("invalid workflow_id", violations, reason="INVALID_WORKFLOW")
         now = self._clock.now()
-        version = await self._store.create_workflow(workflow_id, spec, now, applied)
-        self._remember_plan(workflow_id, version, plan)
+        version = await self._store.create_workflow(workflow_id, spec, now, applied, tenant=tenant)
+        self._remember_plan((tenant, workflow_id, version), plan)
         created = WorkflowVersion(
-            workflow_id=workflow_id, version=version, spec=spec, create_time=now, applied=applied
+            workflow_id=workflow_id,
+            version=version,
+            spec=spec,
+            create_time=now,
+            applied=applied,
+            tenant=tenant,
         )
-        self._latest[workflow_id] = created
+        self._latest[(tenant, workflow_id)] = created
         return created
 
-    async def get(self, workflow_id: str, version: int = 0) -> WorkflowVersion:
-        """A live workflow's version (latest when 0), or NotFound."""
-        latest = self._latest.get(workflow_id)
+    async def get(
+        self, workflow_id: str, version: int = 0, *, tenant: str = DEFAULT_TENANT
+    ) -> WorkflowVersion:
+        """A tenant's live workflow's version (latest when 0), or NotFound (another
+        tenant's workflow of the same id is not seen)."""
+        latest = self._latest.get((tenant, workflow_id))
         if latest is not None and version in (0, latest.version):
             return latest
-        found = await self._store.get_workflow(workflow_id, version)
+        found = await self._store.get_workflow(workflow_id, version, tenant=tenant)
         if found is None:
             suffix = f" version {version}" if version else ""
             raise NotFound(
                 f"workflow {workflow_id!r}{suffix} not found", reason="WORKFLOW_NOT_FOUND"
             )
         if not version:
-            self._latest[workflow_id] = found
+            self._latest[(tenant, workflow_id)] = found
         return found
 
-    async def pinned(self, workflow_id: str, version: int) -> WorkflowVersion | None:
+    async def pinned(
+        self, workflow_id: str, version: int, *, tenant: str = DEFAULT_TENANT
+    ) -> WorkflowVersion | None:
         """The version a run is pinned to, even if its workflow was deleted since."""
-        return await self._store.get_workflow_version_any(workflow_id, version)
+        return await self._store.get_workflow_version_any(workflow_id, version, tenant=tenant)
 
-    async def delete(self, workflow_id: str) -> None:
-        self._latest.pop(workflow_id, None)
-        if not await self._store.delete_workflow(workflow_id):
+    async def delete(self, workflow_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
+        self._latest.pop((tenant, workflow_id), None)
+        if not await self._store.delete_workflow(workflow_id, tenant=tenant):
             raise NotFound(f"workflow {workflow_id!r} not found", reason="WORKFLOW_NOT_FOUND")
 
-    async def list(self, page_size: int, page_token: str) -> tuple[list[WorkflowVersion], str]:
-        """A page of workflows (latest versions, by id) and the next page's token."""
+    async def list(
+        self, page_size: int, page_token: str, *, tenant: str = DEFAULT_TENANT
+    ) -> tuple[list[WorkflowVersion], str]:
+        """A page of a tenant's workflows (latest versions, by id) and the next page's
+        token."""
         size = pagination.page_size(page_size)
         key = pagination.decode_token(page_token)
         after = ""
@@ -134,22 +154,22 @@ class WorkflowCatalog:
             if len(key) != 1 or not isinstance(key[0], str):
                 raise pagination.bad_token()
             after = key[0]
-        found = await self._store.list_workflows(size + 1, after)
+        found = await self._store.list_workflows(size + 1, after, tenant=tenant)
         page = found[:size]
         token = pagination.encode_token(page[-1].workflow_id) if len(found) > size else ""
         return page, token
 
     def plan_for(self, workflow: WorkflowVersion) -> Plan:
         """The compiled plan of a stored version (cached)."""
-        key = (workflow.workflow_id, workflow.version)
+        key = (workflow.tenant, workflow.workflow_id, workflow.version)
         plan = self._plans.get(key)
         if plan is None:
             plan = compile_plan(workflow.spec, self._registry, self._stored_agent)
-            self._remember_plan(*key, plan)
+            self._remember_plan(key, plan)
         return plan
 
-    def _remember_plan(self, workflow_id: str, version: int, plan: Plan) -> None:
-        self._plans[(workflow_id, version)] = plan
-        self._plans.move_to_end((workflow_id, version))
+    def _remember_plan(self, key: tuple[str, str, int], plan: Plan) -> None:
+        self._plans[key] = plan
+        self._plans.move_to_end(key)
         while len(self._plans) > PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)

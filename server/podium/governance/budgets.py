@@ -34,7 +34,7 @@ __all__ = [
     "run_budget_name",
 ]
 
-BudgetScopeKind = Literal["run", "workflow", "agent", "provider", "server"]
+BudgetScopeKind = Literal["run", "workflow", "agent", "provider", "tenant", "server"]
 Period = Literal["none", "day", "month"]
 BUDGET_SCOPE_KINDS: frozenset[str] = frozenset(get_args(BudgetScopeKind))
 PERIODS: frozenset[str] = frozenset(get_args(Period))
@@ -77,7 +77,12 @@ class Budget:
     def applies_to(self, call: CallScopes) -> bool:
         if self.scope_kind == "server":
             return True
-        value = {"provider": call.provider, "agent": call.agent, "workflow": call.workflow}
+        value = {
+            "provider": call.provider,
+            "agent": call.agent,
+            "workflow": call.workflow,
+            "tenant": call.tenant,
+        }
         return value.get(self.scope_kind) == self.scope_value
 
 

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from podium.core.failures import BUDGET_EXCEEDED, CIRCUIT_OPEN, QUOTA_EXCEEDED
-from podium.core.model import Usage
+from podium.core.model import DEFAULT_TENANT, Usage
 from podium.governance.breakers import BreakerState, CircuitBreaker, Outcome, classify
 from podium.governance.budgets import BudgetExceeded, BudgetWarning
 from podium.governance.quotas import QuotaTimeout
@@ -63,6 +63,8 @@ class Caller:
     step_id: str = ""
     attempt: int = 0
     item: int = -1
+    # The run's tenant: its `tenant:<t>` quotas and budgets apply, its spend is its own.
+    tenant: str = DEFAULT_TENANT
 
 
 class GateObserver(Protocol):
@@ -241,6 +243,7 @@ class LlmGate:
             model=target.model,
             agent=caller.agent,
             workflow=caller.workflow,
+            tenant=caller.tenant,
         )
         max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
         input_estimate = estimate_tokens(request)

@@ -91,8 +91,10 @@ class BudgetPolicy(_Strict):
     @classmethod
     def _scope(cls, value: str) -> str:
         kind, _ = parse_scope(value)
-        if kind in ("model", "tenant"):
-            raise ValueError("budgets apply to the server, a provider, an agent or a workflow")
+        if kind == "model":
+            raise ValueError(
+                "budgets apply to the server, a provider, an agent, a workflow or a tenant"
+            )
         return value
 
     @field_validator("time_zone")

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
+from podium.core.model import DEFAULT_TENANT
+
 __all__ = ["GovernanceStore", "OpenReservation", "OverrideKind", "ReservationRow", "SpendRow"]
 
 OverrideKind = Literal["quotas", "budgets"]
@@ -46,6 +48,7 @@ class OpenReservation:
     step_id: str = ""
     attempt: int = 0
     item: int = -1
+    tenant: str = DEFAULT_TENANT
 
     def row(self) -> ReservationRow:
         body = {
@@ -57,6 +60,7 @@ class OpenReservation:
             "step_id": self.step_id,
             "attempt": self.attempt,
             "item": self.item,
+            "tenant": self.tenant,
         }
         return (self.id, self.run_id, self.amount, body)
 
@@ -75,6 +79,7 @@ class OpenReservation:
             step_id=str(body.get("step_id", "")),
             attempt=int(body.get("attempt", 0)),
             item=int(body.get("item", -1)),
+            tenant=str(body.get("tenant", DEFAULT_TENANT)),
         )
 
 
@@ -93,8 +98,11 @@ class GovernanceStore(Protocol):
         """Adds settled spend to a budget's period; rides the next commit."""
         ...
 
-    def add_spend(self, scopes: list[tuple[str, str]], day: str, amount: Decimal) -> None:
-        """Adds one settled call to each (scope_kind, scope_value) on a UTC day."""
+    def add_spend(
+        self, tenant: str, scopes: list[tuple[str, str]], day: str, amount: Decimal
+    ) -> None:
+        """Adds one settled call of a tenant to each (scope_kind, scope_value) on a UTC
+        day: spend is kept per tenant."""
         ...
 
     async def budget_spend(self) -> dict[tuple[str, str], Decimal]:
@@ -102,9 +110,9 @@ class GovernanceStore(Protocol):
         ...
 
     async def spend(
-        self, scope_kind: str = "", scope_value: str = "", since_day: str = ""
+        self, tenant: str, scope_kind: str = "", scope_value: str = "", since_day: str = ""
     ) -> list[SpendRow]:
-        """Spend rows, oldest day first, filtered."""
+        """A tenant's spend rows, oldest day first, filtered."""
         ...
 
     def open_reservation(

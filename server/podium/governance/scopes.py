@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-__all__ = ["SCOPE_KINDS", "CallScopes", "Scope", "ScopeKind"]
+from podium.core.model import DEFAULT_TENANT
+
+__all__ = ["SCOPE_KINDS", "CallScopes", "Scope", "ScopeKind", "tenant_scope"]
 
 ScopeKind = Literal["provider", "model", "agent", "workflow", "tenant"]
 SCOPE_KINDS: frozenset[str] = frozenset(get_args(ScopeKind))
@@ -38,7 +40,7 @@ class CallScopes:
     model: str
     agent: str
     workflow: str
-    tenant: str = "default"
+    tenant: str = DEFAULT_TENANT
 
     @property
     def model_key(self) -> str:
@@ -55,3 +57,10 @@ class CallScopes:
             ("tenant", self.tenant),
         )
         return tuple(Scope(kind, value) for kind, value in pairs if value)
+
+
+def tenant_scope(tenant: str) -> str:
+    """The scope of a tenant's own quotas and budgets (`tenant:<t>`): they apply to
+    that tenant's calls only. Every other scope is server-wide: it applies to the
+    calls of every tenant (a `workflow:etl` budget counts each tenant's `etl`)."""
+    return str(Scope("tenant", tenant))

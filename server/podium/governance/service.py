@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from podium.core.clock import Clock
+from podium.core.model import DEFAULT_TENANT
 from podium.governance.breakers import BreakerBoard, BreakerSettings
 from podium.governance.budgets import (
     Budget,
@@ -261,19 +262,30 @@ class Governance:
     # -- spend ----------------------------------------------------------------------
 
     async def spend(
-        self, scope_kind: str = "", scope_value: str = "", since_day: str = ""
+        self,
+        scope_kind: str = "",
+        scope_value: str = "",
+        since_day: str = "",
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[SpendRow]:
-        """Settled spend per scope and UTC day (empty without a store)."""
+        """A tenant's settled spend per scope and UTC day (empty without a store)."""
         if self._store is None:
             return []
-        return await self._store.spend(scope_kind, scope_value, since_day)
+        return await self._store.spend(tenant, scope_kind, scope_value, since_day)
 
     async def spend_report(
-        self, scope_kind: str, scope_value: str, period: ReportPeriod, since: str = ""
+        self,
+        scope_kind: str,
+        scope_value: str,
+        period: ReportPeriod,
+        since: str = "",
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> SpendReport:
-        """Settled spend per scope and UTC day or month, from `since` (a day,
+        """A tenant's settled spend per scope and UTC day or month, from `since` (a day,
         or a month for a month report), with the total."""
-        rows = await self.spend(scope_kind, scope_value, month_start(since, period))
+        rows = await self.spend(scope_kind, scope_value, month_start(since, period), tenant=tenant)
         return spend_report(rows, period)
 
     def _settled(self, budget: str, period_key: str, amount: Decimal) -> None:
@@ -309,6 +321,7 @@ class Governance:
             step_id=step_id,
             attempt=attempt,
             item=item,
+            tenant=call.tenant,
         )
         self._store.open_reservation(*stored.row())
         await self._store.commit()
@@ -340,7 +353,9 @@ class Governance:
                 if not held:
                     del self._left_open[stored.run_id]
                 self.ledger.settle(reservation, stored.amount)
-                scopes = CallScopes(stored.provider, stored.model, stored.agent, stored.workflow)
+                scopes = CallScopes(
+                    stored.provider, stored.model, stored.agent, stored.workflow, stored.tenant
+                )
                 self.record_spend(scopes, stored.amount, reservation_id=stored.id)
                 break
         return self.prices.lookup(stored.provider, stored.model)[1]
@@ -373,12 +388,13 @@ class Governance:
             ("model", call.model_key),
             ("agent", call.agent),
             ("workflow", call.workflow),
+            ("tenant", call.tenant),
         ):
             if value:
                 scopes.append((kind, value))
         for budget, period_key, amount_settled in pending:
             self._store.add_budget_spend(budget, period_key, amount_settled)
-        self._store.add_spend(scopes, day, amount)
+        self._store.add_spend(call.tenant, scopes, day, amount)
 
 
 M = TypeVar("M", QuotaPolicy, BudgetPolicy)

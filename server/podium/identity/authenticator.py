@@ -11,7 +11,7 @@ from podium.identity.certificates import principal_of_certificate
 from podium.identity.errors import PermissionDenied, Unauthenticated
 from podium.identity.jwt_bearer import JwtVerifier
 from podium.identity.principal import ANONYMOUS, Principal
-from podium.identity.token_catalog import TokenCatalog, check_tenant_served
+from podium.identity.token_catalog import TokenCatalog
 from podium.identity.tokens import is_api_token
 
 BEARER = "bearer "
@@ -60,7 +60,7 @@ class Authenticator:
             )
         if not principal.roles:
             raise PermissionDenied(f"{principal.subject} holds no role", "NO_ROLE")
-        return check_tenant_served(principal)
+        return principal
 
 
 def _bearer(authorization: str) -> str:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
-DEFAULT_TENANT = "default"
+from podium.core.model import DEFAULT_TENANT
+
+__all__ = ["ANONYMOUS", "DEFAULT_TENANT", "TENANT_NAME", "TENANT_NAME_RULE", "Principal", "Role"]
+
+# A tenant named by a token's creator or an admin's `x-podium-tenant`.
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+TENANT_NAME_RULE = "must match [A-Za-z0-9][A-Za-z0-9_.-]* (at most 63 characters)"
 
 
 class Role(enum.IntEnum):
@@ -37,6 +44,9 @@ class Principal:
     subject: str
     tenant: str
     roles: frozenset[Role]
+    # True when an admin acts on `tenant` explicitly (x-podium-tenant) rather
+    # than by its credential.
+    acting_for: bool = False
 
     def has_any(self, roles: frozenset[Role]) -> bool:
         return not self.roles.isdisjoint(roles)

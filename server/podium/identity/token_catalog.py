@@ -6,14 +6,9 @@ from __future__ import annotations
 
 from podium.core.clock import Clock
 from podium.core.errors import InvalidArgument, NotFound
-from podium.identity.errors import Unauthenticated
 from podium.identity.ports import IdentityStore
-from podium.identity.principal import DEFAULT_TENANT, Principal, Role
+from podium.identity.principal import TENANT_NAME, TENANT_NAME_RULE, Principal, Role
 from podium.identity.tokens import NewToken, TokenRecord, issue, token_id_of, verify
-
-# Until every resource carries its tenant, one tenant is served: credentials
-# for another are refused rather than shown the default tenant's resources.
-SERVED_TENANTS = frozenset({DEFAULT_TENANT})
 
 MAX_DISPLAY_NAME = 200
 
@@ -79,10 +74,8 @@ def check_new_token(
     violations = []
     if len(display_name) > MAX_DISPLAY_NAME:
         violations.append(FieldViolation("display_name", f"at most {MAX_DISPLAY_NAME} characters"))
-    if tenant not in SERVED_TENANTS:
-        violations.append(
-            FieldViolation("tenant", "only the tenant 'default' is served by this version")
-        )
+    if not TENANT_NAME.match(tenant):
+        violations.append(FieldViolation("tenant", TENANT_NAME_RULE))
     if not roles:
         violations.append(FieldViolation("roles", "must name at least one role"))
     if ttl_seconds is not None and ttl_seconds <= 0:
@@ -90,11 +83,3 @@ def check_new_token(
     if violations:
         text = "; ".join(f"{v.field}: {v.description}" for v in violations)
         raise InvalidArgument(text, violations)
-
-
-def check_tenant_served(principal: Principal) -> Principal:
-    if principal.tenant not in SERVED_TENANTS:
-        raise Unauthenticated(
-            f"tenant {principal.tenant!r} is not served by this server", "TENANT_NOT_SERVED"
-        )
-    return principal

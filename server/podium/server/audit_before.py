@@ -13,6 +13,7 @@ from podium.engine.engine import Engine
 from podium.governance.service import Governance
 from podium.server import governance_translate as gt
 from podium.server import requests, translate
+from podium.server.caller import current_caller
 from podium.v1 import control_service_pb2, run_pb2
 
 
@@ -52,7 +53,9 @@ class BeforeReader:
 
     async def _run_state(self, run_name: str) -> message.Message | None:
         try:
-            view = await self._engine.get_run(requests.run_id(run_name))
+            view = await self._engine.get_run(
+                requests.run_id(run_name), tenant=current_caller().tenant
+            )
         except (PodiumError, ValueError):
             return None
         return run_pb2.Run(

@@ -42,6 +42,7 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             labels=dict(request.labels),
             max_concurrency=request.max_concurrency,
             priority=request.priority,
+            tenant=current_caller().tenant,
             max_cost=(
                 translate.money_to_decimal(request.max_cost)
                 if request.HasField("max_cost")
@@ -56,7 +57,9 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
     async def GetRun(
         self, request: execution_service_pb2.GetRunRequest, context: Context
     ) -> execution_service_pb2.GetRunResponse:
-        view = await self._engine.get_run(requests.run_id(request.name))
+        view = await self._engine.get_run(
+            requests.run_id(request.name), tenant=current_caller().tenant
+        )
         if not view.live and sum(len(step.attempts) for step in view.steps) > SNAPSHOT_ATTEMPTS:
             # A 10,000-item fan-out takes a third of a second of Python to
             # translate: in a worker thread, which hands the interpreter back to
@@ -84,6 +87,7 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             workflow_id=workflow_id,
             states=states,
             labels=dict(request.labels),
+            tenant=current_caller().tenant,
         )
         return execution_service_pb2.ListRunsResponse(
             runs=[translate.run_to_proto(run) for run in runs], next_page_token=token
@@ -93,7 +97,9 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
     async def CancelRun(
         self, request: execution_service_pb2.CancelRunRequest, context: Context
     ) -> execution_service_pb2.CancelRunResponse:
-        view = await self._engine.cancel_run(requests.run_id(request.name), request.reason)
+        view = await self._engine.cancel_run(
+            requests.run_id(request.name), request.reason, tenant=current_caller().tenant
+        )
         return execution_service_pb2.CancelRunResponse(run=translate.run_view_to_proto(view))
 
     @unary
@@ -107,6 +113,7 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             approve=request.decision == event_pb2.APPROVAL_DECISION_APPROVE,
             comment=request.comment,
             actor=current_caller().subject,
+            tenant=current_caller().tenant,
         )
         return execution_service_pb2.ResolveApprovalResponse(run=translate.run_view_to_proto(view))
 
@@ -114,7 +121,7 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
     async def DeleteRun(
         self, request: execution_service_pb2.DeleteRunRequest, context: Context
     ) -> execution_service_pb2.DeleteRunResponse:
-        await self._engine.delete_run(requests.run_id(request.name))
+        await self._engine.delete_run(requests.run_id(request.name), tenant=current_caller().tenant)
         return execution_service_pb2.DeleteRunResponse()
 
 

@@ -9,9 +9,11 @@ import grpc
 
 from podium.core.errors import FieldViolation, InvalidArgument, NotFound
 from podium.governance.policy import PolicyError
+from podium.governance.scopes import tenant_scope
 from podium.governance.service import Governance
 from podium.governance.spend import ReportPeriod
 from podium.server import governance_translate as gt
+from podium.server.caller import current_caller
 from podium.server.status import unary
 from podium.server.translate import money
 from podium.v1 import control_service_pb2 as pb
@@ -38,6 +40,14 @@ def _require_finite(message: Any, prefix: str, fields: tuple[str, ...]) -> None:
             )
 
 
+def _visible(scope: str) -> bool:
+    """Admins see every quota and budget (unless acting on one tenant explicitly);
+    anyone else only its tenant's own (`tenant:<t>`): a server-wide one's state tells
+    of every tenant's calls."""
+    caller = current_caller()
+    return (caller.is_admin and not caller.acting_for) or scope == tenant_scope(caller.tenant)
+
+
 class GovernanceRpcs:
     """Mixed into ControlService."""
 
@@ -51,6 +61,7 @@ class GovernanceRpcs:
             quotas=[
                 gt.quota_message(s.policy, s.rate, s.lease)
                 for s in self._governance.quota_statuses()
+                if _visible(s.policy.scope)
             ]
         )
 
@@ -79,7 +90,9 @@ class GovernanceRpcs:
     ) -> pb.ListBudgetsResponse:
         return pb.ListBudgetsResponse(
             budgets=[
-                gt.budget_message(s.policy, s.view) for s in self._governance.budget_statuses()
+                gt.budget_message(s.policy, s.view)
+                for s in self._governance.budget_statuses()
+                if _visible(s.policy.scope)
             ]
         )
 
@@ -108,7 +121,11 @@ class GovernanceRpcs:
     async def GetSpend(self, request: pb.GetSpendRequest, context: Context) -> pb.GetSpendResponse:
         period: ReportPeriod = "month" if gt.period_name(request.period) == "month" else "day"
         report = await self._governance.spend_report(
-            gt.scope_kind_name(request.scope_kind), request.scope_value, period, request.since
+            gt.scope_kind_name(request.scope_kind),
+            request.scope_value,
+            period,
+            request.since,
+            tenant=current_caller().tenant,
         )
         return pb.GetSpendResponse(
             entries=[

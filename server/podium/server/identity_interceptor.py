@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeAlias, cast
 
 import grpc
@@ -23,7 +24,7 @@ from podium.identity.access import Access, access_of, is_open
 from podium.identity.authenticator import Authenticator, Credentials
 from podium.identity.errors import PermissionDenied, Unauthenticated
 from podium.identity.ports import IdentityStore
-from podium.identity.principal import ANONYMOUS, Principal
+from podium.identity.principal import ANONYMOUS, TENANT_NAME, TENANT_NAME_RULE, Principal
 from podium.identity.rates import TenantRateLimiter
 from podium.server import audit
 from podium.server.audit_before import BeforeReader
@@ -31,6 +32,9 @@ from podium.server.caller import reset_caller, set_caller
 from podium.server.status import DOMAIN
 
 log = logging.getLogger("podium.server")
+
+# Metadata by which an admin acts on another tenant than its credential's.
+TENANT_METADATA = "x-podium-tenant"
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
@@ -161,7 +165,34 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
             wait = self._limiter.take(principal.tenant)
             if wait > 0:
                 await _abort_rate_limited(context, principal.tenant, wait)
+        acting_for = _metadata(context, TENANT_METADATA)
+        if acting_for is not None:
+            principal = await self._act_for(method, access, principal, acting_for, request, context)
         return principal
+
+    async def _act_for(
+        self,
+        method: str,
+        access: Access,
+        principal: Principal,
+        tenant: str,
+        request: Any,
+        context: Context,
+    ) -> Principal:
+        """An admin acting on another tenant explicitly: the call is served as that
+        tenant's (the subject stays the admin's, in the audit trail too)."""
+        if not principal.is_admin:
+            if access.mutation:
+                self._audit(method, principal, request, None, "PERMISSION_DENIED", context)
+            await _abort(
+                context,
+                code_pb2.PERMISSION_DENIED,
+                f"only an admin may act on another tenant ({TENANT_METADATA})",
+                "TENANT_OVERRIDE_DENIED",
+            )
+        if not TENANT_NAME.match(tenant):
+            await _abort_invalid(context, TENANT_METADATA, TENANT_NAME_RULE)
+        return replace(principal, tenant=tenant, acting_for=True)
 
     def _audit(
         self,
@@ -201,6 +232,13 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
             return None
 
 
+def _metadata(context: Context, key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key and isinstance(value, str):
+            return value
+    return None
+
+
 def _credentials(context: Context) -> Credentials:
     authorization = None
     for key, value in context.invocation_metadata() or ():
@@ -221,6 +259,20 @@ def _code_of(context: Context) -> str:
     if isinstance(code, int):
         return str(code_pb2.Code.Name(code))
     return "UNKNOWN"
+
+
+async def _abort_invalid(context: Context, field: str, description: str) -> None:
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason="INVALID_ARGUMENT", domain=DOMAIN))
+    violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+    bad_request = any_pb2.Any()
+    bad_request.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    status = status_pb2.Status(
+        code=code_pb2.INVALID_ARGUMENT,
+        message=f"{field}: {description}",
+        details=[info, bad_request],
+    )
+    await context.abort_with_status(rpc_status.to_status(status))
 
 
 async def _abort(context: Context, code: int, message: str, reason: str) -> None:

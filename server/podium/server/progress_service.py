@@ -11,6 +11,7 @@ from podium.core.states import EventType, RunState
 from podium.engine import progress
 from podium.engine.engine import Engine
 from podium.server import requests
+from podium.server.caller import current_caller
 from podium.server.event_encoding import EventEncoder, passthrough
 from podium.server.status import invalid, streaming
 from podium.v1 import progress_service_pb2, progress_service_pb2_grpc
@@ -35,6 +36,7 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
         run_id = requests.run_id(request.run, "run")
         if request.after_sequence < 0:
             raise invalid("after_sequence", "must not be negative")
+        await self._engine.check_tenant(run_id, current_caller().tenant)
         async for batch in progress.watch_run(
             self._engine.hub, self._log, run_id, request.after_sequence
         ):
@@ -52,7 +54,9 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
         types = [
             _enum(EventType, v, f"event_types[{i}]") for i, v in enumerate(request.event_types)
         ]
-        async for batch in progress.watch_runs(self._engine.hub, workflows, states, types):
+        async for batch in progress.watch_runs(
+            self._engine.hub, current_caller().tenant, workflows, states, types
+        ):
             async for response in self.encoder.responses(batch):
                 yield response  # type: ignore[misc]
 

@@ -15,9 +15,11 @@ import grpc
 from podium.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from podium.core.failures import INVALID_OUTPUT, Failure, failure_from_exception
 from podium.engine.workers import RemoteTask, WorkerPool, WorkerSession
+from podium.identity.principal import Principal
 from podium.plugins.api import StepContext
 from podium.server import translate
 from podium.server import worker_translate as wt
+from podium.server.caller import current_caller
 from podium.server.status import invalid, streaming, unary
 from podium.v1 import worker_service_pb2 as pb
 from podium.v1 import worker_service_pb2_grpc
@@ -84,6 +86,7 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
             agents=opening.agents,
             capacity=opening.capacity,
             link=link,
+            tenant=_session_tenant(current_caller()),
         )
         if session is None:
             raise Unavailable("the server is shutting down", reason="SHUTTING_DOWN")
@@ -193,3 +196,12 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                 reason="ATTEMPT_NOT_RUNNING",
             )
         return ctx
+
+
+def _session_tenant(caller: Principal) -> str | None:
+    """The tenant whose tasks a worker's session receives: its credential's; every
+    tenant's for an admin (the unauthenticated caller is one) unless it names one
+    explicitly (x-podium-tenant)."""
+    if caller.is_admin and not caller.acting_for:
+        return None
+    return caller.tenant

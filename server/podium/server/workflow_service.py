@@ -13,6 +13,7 @@ from podium.engine.estimates import Estimate
 from podium.engine.validation import Plan, check_step_count
 from podium.engine.workflows import WorkflowCatalog
 from podium.server import requests, translate
+from podium.server.caller import current_caller
 from podium.server.status import invalid, unary
 from podium.v1 import common_pb2, workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
 
@@ -38,7 +39,9 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
         # Kept as sent, so that GetWorkflow returns the definition unchanged (the domain spec
         # has its defaults filled in). Deterministic: equal definitions, equal bytes.
         applied = request.spec.SerializeToString(deterministic=True)
-        workflow = await self._workflows.create(request.workflow_id, spec, applied)
+        workflow = await self._workflows.create(
+            request.workflow_id, spec, applied, tenant=current_caller().tenant
+        )
         return workflow_service_pb2.CreateWorkflowResponse(
             workflow=translate.workflow_to_proto(workflow)
         )
@@ -49,7 +52,9 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     ) -> workflow_service_pb2.GetWorkflowResponse:
         if request.version < 0:
             raise invalid("version", "must not be negative")
-        workflow = await self._workflows.get(requests.workflow_id(request.name), request.version)
+        workflow = await self._workflows.get(
+            requests.workflow_id(request.name), request.version, tenant=current_caller().tenant
+        )
         return workflow_service_pb2.GetWorkflowResponse(
             workflow=translate.workflow_to_proto(workflow)
         )
@@ -58,7 +63,9 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     async def ListWorkflows(
         self, request: workflow_service_pb2.ListWorkflowsRequest, context: Context
     ) -> workflow_service_pb2.ListWorkflowsResponse:
-        workflows, token = await self._workflows.list(request.page_size, request.page_token)
+        workflows, token = await self._workflows.list(
+            request.page_size, request.page_token, tenant=current_caller().tenant
+        )
         return workflow_service_pb2.ListWorkflowsResponse(
             workflows=[translate.workflow_to_proto(w) for w in workflows], next_page_token=token
         )
@@ -67,7 +74,9 @@ class WorkflowService(workflow_service_pb2_grpc.WorkflowServiceServicer):
     async def DeleteWorkflow(
         self, request: workflow_service_pb2.DeleteWorkflowRequest, context: Context
     ) -> workflow_service_pb2.DeleteWorkflowResponse:
-        await self._workflows.delete(requests.workflow_id(request.name))
+        await self._workflows.delete(
+            requests.workflow_id(request.name), tenant=current_caller().tenant
+        )
         return workflow_service_pb2.DeleteWorkflowResponse()
 
     @unary

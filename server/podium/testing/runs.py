@@ -74,15 +74,17 @@ async def collect_events(
     *,
     limit: int | None = None,
     timeout: float = HANG_TIMEOUT,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> list[event_pb2.RunEvent]:
     """Every event WatchRun delivers after `after_sequence` until the stream
     ends with the run's final event, or the first `limit` of them (at least;
-    a batch is never cut)."""
+    a batch is never cut). `metadata` goes with the call (x-podium-tenant)."""
 
     async def read() -> list[event_pb2.RunEvent]:
         events: list[event_pb2.RunEvent] = []
         call = stubs.progress.WatchRun(
-            progress_service_pb2.WatchRunRequest(run=run, after_sequence=after_sequence)
+            progress_service_pb2.WatchRunRequest(run=run, after_sequence=after_sequence),
+            metadata=metadata,
         )
         try:
             async for response in call:

@@ -412,3 +412,17 @@ def test_drain_empties_every_rate_bucket_and_keeps_leases() -> None:
     assert isinstance(quotas.try_admit(quotas.plan(CALL, 1, 1)), Blocked)
     clock_of(quotas).advance(1)
     admitted(quotas.try_admit(quotas.plan(CALL, 1, 1)))
+
+
+def test_a_tenant_quota_takes_only_its_tenants_calls() -> None:
+    quotas = book(
+        RateLimit("acme-rpm", Scope("tenant", "acme"), "requests", 60, burst=1),
+        RateLimit("globex-rpm", Scope("tenant", "globex"), "requests", 60, burst=1),
+    )
+    acme = CallScopes("openai", "gpt-4o", "llm", "wf", tenant="acme")
+    globex = CallScopes("openai", "gpt-4o", "llm", "wf", tenant="globex")
+    assert [t.limit for t in quotas.plan(acme, 10, 10).takes] == ["acme-rpm"]
+    admitted(quotas.try_admit(quotas.plan(acme, 10, 10)))
+    # acme's bucket is empty now; globex's is untouched and admits at once.
+    assert isinstance(quotas.try_admit(quotas.plan(acme, 10, 10)), Blocked)
+    admitted(quotas.try_admit(quotas.plan(globex, 10, 10)))

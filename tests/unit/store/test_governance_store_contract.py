@@ -161,13 +161,13 @@ async def test_spend_adds_one_call_to_each_scope_per_add(
     governance_store: GovernanceStore, run_store: RunStore
 ) -> None:
     scopes = [("server", ""), ("provider", "openai"), ("model", "openai/gpt-4o-mini")]
-    governance_store.add_spend(scopes, "2025-06-01", Decimal("0.002"))
-    governance_store.add_spend(scopes[:2], "2025-06-01", Decimal("0.000000003"))
+    governance_store.add_spend("default", scopes, "2025-06-01", Decimal("0.002"))
+    governance_store.add_spend("default", scopes[:2], "2025-06-01", Decimal("0.000000003"))
     await run_store.commit()
-    governance_store.add_spend(scopes[:1], "2025-06-01", Decimal("1"))
+    governance_store.add_spend("default", scopes[:1], "2025-06-01", Decimal("1"))
     await run_store.commit()
 
-    rows = await governance_store.spend()
+    rows = await governance_store.spend("default")
 
     assert sorted(rows) == sorted(
         [
@@ -178,15 +178,33 @@ async def test_spend_adds_one_call_to_each_scope_per_add(
     )
 
 
+async def test_spend_is_kept_per_tenant(
+    governance_store: GovernanceStore, run_store: RunStore
+) -> None:
+    governance_store.add_spend(
+        "acme", [("server", ""), ("tenant", "acme")], "2025-06-01", Decimal("2")
+    )
+    governance_store.add_spend("globex", [("server", "")], "2025-06-01", Decimal("5"))
+    await run_store.commit()
+
+    # One tenant's rows never show another's: even the server-wide scope is per tenant.
+    assert await governance_store.spend("acme") == [
+        ("server", "", "2025-06-01", Decimal("2"), 1),
+        ("tenant", "acme", "2025-06-01", Decimal("2"), 1),
+    ]
+    assert await governance_store.spend("globex") == [("server", "", "2025-06-01", Decimal("5"), 1)]
+    assert await governance_store.spend("default") == []
+
+
 async def test_spend_is_kept_per_day(
     governance_store: GovernanceStore, run_store: RunStore
 ) -> None:
-    governance_store.add_spend([("agent", "llm")], "2025-06-02", Decimal("2"))
-    governance_store.add_spend([("agent", "llm")], "2025-06-01", Decimal("1"))
-    governance_store.add_spend([("agent", "llm")], "2025-06-02", Decimal("2"))
+    governance_store.add_spend("default", [("agent", "llm")], "2025-06-02", Decimal("2"))
+    governance_store.add_spend("default", [("agent", "llm")], "2025-06-01", Decimal("1"))
+    governance_store.add_spend("default", [("agent", "llm")], "2025-06-02", Decimal("2"))
     await run_store.commit()
 
-    rows = await governance_store.spend()
+    rows = await governance_store.spend("default")
 
     # Oldest day first, whatever the order of the adds.
     assert rows == [
@@ -200,6 +218,7 @@ async def test_spend_filters_by_scope_kind_value_and_first_day(
 ) -> None:
     for day in ("2025-05-31", "2025-06-01", "2025-06-02"):
         governance_store.add_spend(
+            "default",
             [
                 ("server", ""),
                 ("provider", "openai"),
@@ -211,14 +230,16 @@ async def test_spend_filters_by_scope_kind_value_and_first_day(
         )
     await run_store.commit()
 
-    by_kind = await governance_store.spend(scope_kind="provider")
-    by_kind_and_value = await governance_store.spend(scope_kind="provider", scope_value="openai")
+    by_kind = await governance_store.spend("default", scope_kind="provider")
+    by_kind_and_value = await governance_store.spend(
+        "default", scope_kind="provider", scope_value="openai"
+    )
     # A value alone matches it under any kind.
-    by_value = await governance_store.spend(scope_value="openai")
+    by_value = await governance_store.spend("default", scope_value="openai")
     # since_day is inclusive.
-    since = await governance_store.spend(since_day="2025-06-01")
+    since = await governance_store.spend("default", since_day="2025-06-01")
     everything = await governance_store.spend(
-        scope_kind="provider", scope_value="anthropic", since_day="2025-06-02"
+        "default", scope_kind="provider", scope_value="anthropic", since_day="2025-06-02"
     )
 
     assert {(r[0], r[1]) for r in by_kind} == {("provider", "openai"), ("provider", "anthropic")}
@@ -271,11 +292,11 @@ async def test_spend_sums_and_counts_every_call_exactly(
     async with fresh_stores() as stores:
         # Spread over several batches: accumulation must work within and across them.
         for number, (scopes, day, amount) in enumerate(calls, start=1):
-            stores.governance.add_spend(scopes, day, amount)
+            stores.governance.add_spend("default", scopes, day, amount)
             if number % commit_every == 0:
                 await stores.runs.commit()
         await stores.runs.commit()
-        rows = await stores.governance.spend()
+        rows = await stores.governance.spend("default")
 
     assert {(k, v, d): (spent, n) for k, v, d, spent, n in rows} == {
         key: (expected_spent[key], expected_calls[key]) for key in expected_spent

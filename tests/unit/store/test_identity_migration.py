@@ -1,5 +1,5 @@
 """Schema 7 (API tokens, audit records) migrates a database of schema 5 in
-place (through 6): what was there stays, the new tables come, and the version is 7."""
+place (through 6, and on to the latest): what was there stays and the new tables come."""
 
 from __future__ import annotations
 

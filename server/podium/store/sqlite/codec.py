@@ -48,7 +48,8 @@ def _usage(usage: Usage) -> str | None:
 RUN_COLUMNS = (
     "run_id, workflow_id, workflow_version, state, input, output, failure, request_id,"
     " request_hash, labels, max_concurrency, create_time, start_time, end_time,"
-    " last_sequence, usage, cost_nanos, priority, max_cost_nanos, trace_parent, trace_context"
+    " last_sequence, usage, cost_nanos, priority, max_cost_nanos, trace_parent, trace_context,"
+    " tenant"
 )
 
 
@@ -75,6 +76,7 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
         None if run.max_cost is None else to_nanos(run.max_cost),
         run.trace_parent or None,
         run.trace_context or None,
+        run.tenant,
     )
 
 
@@ -101,6 +103,7 @@ def run_from_row(row: Any) -> RunRecord:
         max_cost=None if row[18] is None else from_nanos(row[18]),
         trace_parent=row[19] or "",
         trace_context=row[20] or "",
+        tenant=row[21],
     )
 
 

@@ -43,14 +43,17 @@ class SqliteGovernanceStore:
             (budget, period_key, to_nanos(amount)),
         )
 
-    def add_spend(self, scopes: list[tuple[str, str]], day: str, amount: Decimal) -> None:
+    def add_spend(
+        self, tenant: str, scopes: list[tuple[str, str]], day: str, amount: Decimal
+    ) -> None:
         nanos = to_nanos(amount)
         for kind, value in scopes:
             self._store.writer.execute(
-                "INSERT INTO spend (scope_kind, scope_value, day, spent_nanos, calls) "
-                "VALUES (?, ?, ?, ?, 1) ON CONFLICT (scope_kind, scope_value, day) DO UPDATE SET "
+                "INSERT INTO spend (tenant, scope_kind, scope_value, day, spent_nanos, calls) "
+                "VALUES (?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (tenant, scope_kind, scope_value, day) DO UPDATE SET "
                 "spent_nanos = spent_nanos + excluded.spent_nanos, calls = calls + 1",
-                (kind, value, day, nanos),
+                (tenant, kind, value, day, nanos),
             )
 
     async def budget_spend(self) -> dict[tuple[str, str], Decimal]:
@@ -60,11 +63,11 @@ class SqliteGovernanceStore:
         return {(row[0], row[1]): from_nanos(row[2]) for row in rows}
 
     async def spend(
-        self, scope_kind: str = "", scope_value: str = "", since_day: str = ""
+        self, tenant: str, scope_kind: str = "", scope_value: str = "", since_day: str = ""
     ) -> list[tuple[str, str, str, Decimal, int]]:
-        """(scope_kind, scope_value, day, spent, calls) rows, oldest day first."""
-        where = ["day >= ?"]
-        params: list[Any] = [since_day]
+        """A tenant's (scope_kind, scope_value, day, spent, calls) rows, oldest day first."""
+        where = ["tenant = ?", "day >= ?"]
+        params: list[Any] = [tenant, since_day]
         if scope_kind:
             where.append("scope_kind = ?")
             params.append(scope_kind)

@@ -205,6 +205,49 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN trace_parent TEXT;
     ALTER TABLE runs ADD COLUMN trace_context TEXT;
     """,
+    # 9: tenants: every workflow, run and spend record belongs to one (rows from
+    # before are the tenant 'default'). A workflow id is unique within its tenant,
+    # so the tenant leads the workflows' key; request ids (idempotency keys) are
+    # unique within a tenant too; lists read a tenant's runs by index.
+    """
+    CREATE TABLE workflows_v9 (
+        tenant TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        create_time REAL NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        applied BLOB,
+        PRIMARY KEY (tenant, workflow_id, version)
+    ) WITHOUT ROWID;
+    INSERT INTO workflows_v9
+        SELECT 'default', workflow_id, version, spec, create_time, deleted, applied
+        FROM workflows;
+    DROP TABLE workflows;
+    ALTER TABLE workflows_v9 RENAME TO workflows;
+
+    ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    DROP INDEX runs_by_request_id;
+    CREATE UNIQUE INDEX runs_by_request_id ON runs (tenant, request_id)
+        WHERE request_id IS NOT NULL;
+    DROP INDEX runs_by_workflow;
+    CREATE INDEX runs_by_workflow ON runs (tenant, workflow_id, create_time DESC, run_id DESC);
+    CREATE INDEX runs_by_tenant ON runs (tenant, create_time DESC, run_id DESC);
+
+    CREATE TABLE spend_v9 (
+        tenant TEXT NOT NULL,
+        scope_kind TEXT NOT NULL,
+        scope_value TEXT NOT NULL,
+        day TEXT NOT NULL,
+        spent_nanos INTEGER NOT NULL,
+        calls INTEGER NOT NULL,
+        PRIMARY KEY (tenant, scope_kind, scope_value, day)
+    ) WITHOUT ROWID;
+    INSERT INTO spend_v9
+        SELECT 'default', scope_kind, scope_value, day, spent_nanos, calls FROM spend;
+    DROP TABLE spend;
+    ALTER TABLE spend_v9 RENAME TO spend;
+    """,
 ]
 
 

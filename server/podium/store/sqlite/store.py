@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from podium.core.errors import PodiumError, Unavailable
-from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, RunView, StepRecord
+from podium.core.model import (
+    DEFAULT_TENANT,
+    AttemptRecord,
+    Event,
+    ItemRecord,
+    RunRecord,
+    RunView,
+    StepRecord,
+)
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import EventType, RunState
 from podium.store.sqlite import codec
@@ -166,74 +174,98 @@ class SqliteStore:
     # -- workflows --------------------------------------------------------
 
     async def create_workflow(
-        self, workflow_id: str, spec: WorkflowSpec, now: float, applied: bytes = b""
+        self,
+        workflow_id: str,
+        spec: WorkflowSpec,
+        now: float,
+        applied: bytes = b"",
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> int:
         """Stores the next version of a workflow; durable when this returns."""
         # One create at a time: the version is read back after the commit, and
         # two creates sharing a batch would both read the later one.
         async with self._creating:
-            return await self._create_workflow(workflow_id, spec, now, applied)
+            return await self._create_workflow(tenant, workflow_id, spec, now, applied)
 
     async def _create_workflow(
-        self, workflow_id: str, spec: WorkflowSpec, now: float, applied: bytes
+        self, tenant: str, workflow_id: str, spec: WorkflowSpec, now: float, applied: bytes
     ) -> int:
         self.writer.execute(
-            "INSERT INTO workflows (workflow_id, version, spec, create_time, applied) "
-            "SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ?, ? FROM workflows "
-            "WHERE workflow_id = ?",
-            (workflow_id, spec.model_dump_json(), now, applied or None, workflow_id),
+            "INSERT INTO workflows (tenant, workflow_id, version, spec, create_time, applied) "
+            "SELECT ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ? FROM workflows "
+            "WHERE tenant = ? AND workflow_id = ?",
+            (
+                tenant,
+                workflow_id,
+                spec.model_dump_json(),
+                now,
+                applied or None,
+                tenant,
+                workflow_id,
+            ),
         )
         await self.writer.commit()
         rows = await self._fetchall(
-            "SELECT MAX(version) FROM workflows WHERE workflow_id = ?", (workflow_id,)
+            "SELECT MAX(version) FROM workflows WHERE tenant = ? AND workflow_id = ?",
+            (tenant, workflow_id),
         )
         return int(rows[0][0])
 
-    async def get_workflow(self, workflow_id: str, version: int = 0) -> WorkflowVersion | None:
+    async def get_workflow(
+        self, workflow_id: str, version: int = 0, *, tenant: str = DEFAULT_TENANT
+    ) -> WorkflowVersion | None:
         """A version (latest when 0) of a workflow that is not deleted."""
         if version:
             rows = await self._fetchall(
-                "SELECT workflow_id, version, spec, create_time, applied FROM workflows "
-                "WHERE workflow_id = ? AND version = ? AND deleted = 0",
-                (workflow_id, version),
+                f"SELECT {_WORKFLOW_COLUMNS} FROM workflows "
+                "WHERE tenant = ? AND workflow_id = ? AND version = ? AND deleted = 0",
+                (tenant, workflow_id, version),
             )
         else:
             rows = await self._fetchall(
-                "SELECT workflow_id, version, spec, create_time, applied FROM workflows "
-                "WHERE workflow_id = ? AND deleted = 0 ORDER BY version DESC LIMIT 1",
-                (workflow_id,),
+                f"SELECT {_WORKFLOW_COLUMNS} FROM workflows "
+                "WHERE tenant = ? AND workflow_id = ? AND deleted = 0 "
+                "ORDER BY version DESC LIMIT 1",
+                (tenant, workflow_id),
             )
         return _workflow(rows[0]) if rows else None
 
     async def get_workflow_version_any(
-        self, workflow_id: str, version: int
+        self, workflow_id: str, version: int, *, tenant: str = DEFAULT_TENANT
     ) -> WorkflowVersion | None:
         """A version even if deleted: runs keep the version they are pinned to."""
         rows = await self._fetchall(
-            "SELECT workflow_id, version, spec, create_time, applied FROM workflows "
-            "WHERE workflow_id = ? AND version = ?",
-            (workflow_id, version),
+            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows "
+            "WHERE tenant = ? AND workflow_id = ? AND version = ?",
+            (tenant, workflow_id, version),
         )
         return _workflow(rows[0]) if rows else None
 
-    async def list_workflows(self, limit: int, after_id: str = "") -> list[WorkflowVersion]:
-        """Latest version of each live workflow, by id, after `after_id`."""
+    async def list_workflows(
+        self, limit: int, after_id: str = "", *, tenant: str = DEFAULT_TENANT
+    ) -> list[WorkflowVersion]:
+        """Latest version of each live workflow of a tenant, by id, after `after_id`."""
         rows = await self._fetchall(
-            "SELECT w.workflow_id, w.version, w.spec, w.create_time, w.applied FROM workflows w "
+            "SELECT w.workflow_id, w.version, w.spec, w.create_time, w.applied, w.tenant "
+            "FROM workflows w "
             "JOIN (SELECT workflow_id, MAX(version) AS version FROM workflows "
-            "      WHERE deleted = 0 AND workflow_id > ? GROUP BY workflow_id) latest "
-            "ON w.workflow_id = latest.workflow_id AND w.version = latest.version "
+            "      WHERE tenant = ? AND deleted = 0 AND workflow_id > ? "
+            "      GROUP BY workflow_id) latest "
+            "ON w.tenant = ? AND w.workflow_id = latest.workflow_id "
+            "AND w.version = latest.version "
             "ORDER BY w.workflow_id LIMIT ?",
-            (after_id, limit),
+            (tenant, after_id, tenant, limit),
         )
         return [_workflow(row) for row in rows]
 
-    async def delete_workflow(self, workflow_id: str) -> bool:
-        exists = await self.get_workflow(workflow_id)
+    async def delete_workflow(self, workflow_id: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+        exists = await self.get_workflow(workflow_id, tenant=tenant)
         if exists is None:
             return False
         self.writer.execute(
-            "UPDATE workflows SET deleted = 1 WHERE workflow_id = ?", (workflow_id,)
+            "UPDATE workflows SET deleted = 1 WHERE tenant = ? AND workflow_id = ?",
+            (tenant, workflow_id),
         )
         await self.writer.commit()
         return True
@@ -285,16 +317,22 @@ class SqliteStore:
         # decoded off the event loop (a 10,000-item run has 10,000 attempts).
         return await self._read(_read_run, run_id)
 
+    async def run_tenant(self, run_id: str) -> str | None:
+        rows = await self._fetchall("SELECT tenant FROM runs WHERE run_id = ?", (run_id,))
+        return str(rows[0][0]) if rows else None
+
     async def run_status(self, run_id: str) -> tuple[RunState, int] | None:
         rows = await self._fetchall(
             "SELECT state, last_sequence FROM runs WHERE run_id = ?", (run_id,)
         )
         return (RunState(rows[0][0]), int(rows[0][1])) if rows else None
 
-    async def find_run_by_request_id(self, request_id: str) -> RunRecord | None:
+    async def find_run_by_request_id(
+        self, request_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> RunRecord | None:
         runs = await self._fetch(
-            f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE request_id = ?",
-            (request_id,),
+            f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE tenant = ? AND request_id = ?",
+            (tenant, request_id),
             codec.run_from_row,
         )
         return runs[0] if runs else None
@@ -307,10 +345,11 @@ class SqliteStore:
         workflow_id: str = "",
         states: Iterable[RunState] = (),
         labels: dict[str, str] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[RunRecord]:
-        """Runs newest first (create_time, then run_id), after the `after` key."""
-        where: list[str] = []
-        params: list[Any] = []
+        """A tenant's runs newest first (create_time, then run_id), after the `after` key."""
+        where: list[str] = ["tenant = ?"]
+        params: list[Any] = [tenant]
         if after is not None:
             where.append("(create_time < ? OR (create_time = ? AND run_id < ?))")
             params += [after[0], after[0], after[1]]
@@ -328,9 +367,8 @@ class SqliteStore:
                 "EXISTS (SELECT 1 FROM json_each(runs.labels) WHERE key = ? AND value = ?)"
             )
             params += [key, value]
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
         return await self._fetch(
-            f"SELECT {codec.RUN_COLUMNS} FROM runs {clause} "
+            f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
             "ORDER BY create_time DESC, run_id DESC LIMIT ?",
             [*params, limit],
             codec.run_from_row,
@@ -464,6 +502,9 @@ def _final_states() -> list[int]:
     return [int(state) for state in RunState if state.is_final]
 
 
+_WORKFLOW_COLUMNS = "workflow_id, version, spec, create_time, applied, tenant"
+
+
 def _workflow(row: Any) -> WorkflowVersion:
     return WorkflowVersion(
         workflow_id=row[0],
@@ -471,4 +512,5 @@ def _workflow(row: Any) -> WorkflowVersion:
         spec=WorkflowSpec.model_validate_json(row[2]),
         create_time=row[3],
         applied=row[4] or b"",
+        tenant=row[5],
     )

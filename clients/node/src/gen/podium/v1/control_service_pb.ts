@@ -1295,7 +1295,7 @@ export enum ScopeKind {
   WORKFLOW = 5,
 
   /**
-   * A tenant ("default" until authentication arrives).
+   * A tenant: a tenant's own quotas and budgets, its spend.
    *
    * @generated from enum value: SCOPE_KIND_TENANT = 6;
    */
