@@ -231,6 +231,8 @@ async def test_an_erp_run_is_one_trace_with_genai_spans_under_the_callers_span()
     assert [p.count for p in errors] == [1]
     cost = metric_points(reader, "podium.llm.cost")
     assert sum(p.value for p in cost) == float(final.cost.units) + final.cost.nanos / 1e9
+    # Without authentication every run is the tenant `default`'s.
+    assert {p.attributes["podium.tenant"] for p in cost} == {"default"}
 
 
 async def test_without_a_traceparent_the_run_starts_a_trace_of_its_own() -> None:

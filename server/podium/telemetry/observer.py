@@ -395,7 +395,7 @@ class Telemetry:
                 a.REQUEST_MODEL: call.model if call is not None else model,
                 a.RESPONSE_MODEL: model,
                 a.WORKFLOW_ID: run.workflow_id,
-                a.TENANT: run.labels.get("tenant", ""),
+                a.TENANT: run.tenant,
             }
             self.metrics.cost.add(float(cost), labels)
 
