@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from podium.core.clock import ManualClock
 from podium.governance.policy import Policy
 from podium.identity.principal import Role
 from podium.server.security import SecurityConfig
@@ -31,7 +32,9 @@ from podium.testing import (
     error_info,
     field_violations,
     money_nanos,
+    of_type,
     plain,
+    run_to_end,
     serving,
     workers_serve,
 )
@@ -319,6 +322,92 @@ async def test_one_tenants_calls_never_consume_another_tenants_budget(db_path: s
             assert money_nanos((await _budgets(globex.stubs))["globex-cap"].spent) == 0
             # The admin's own tenant (default) made no call.
             assert money_nanos((await admin.control.GetSpend(C.GetSpendRequest())).total) == 0
+
+
+LARGE = "model:simulated/sim-large"
+
+
+def _breaker_step(*, failing: bool, model: str = "sim-large") -> dict[str, Any]:
+    """One call to `model`; failing, the simulated provider answers a server error.
+    fail_fast: an open breaker fails the run at once instead of waiting out its cooldown."""
+    config: dict[str, Any] = {"prompt": "Hello", "model": model, "max_tokens": 8}
+    if failing:
+        config["options"] = {"fail_with": "server_error", "fail_models": ["sim-large"]}
+    return {"steps": [{"id": "ask", "agent": "llm", "fail_fast": True, "config": config}]}
+
+
+async def _breakers(stubs: Stubs, *metadata: tuple[str, str]) -> dict[tuple[str, str], C.Breaker]:
+    listed = await stubs.control.ListBreakers(C.ListBreakersRequest(), metadata=metadata)
+    return {(b.tenant, b.name): b for b in listed.breakers}
+
+
+async def test_one_tenants_failing_calls_open_only_its_own_breakers(db_path: str) -> None:
+    rules = Policy.model_validate(
+        {"breakers": {"overrides": {LARGE: {"failure_threshold": 1, "cooldown": 60}}}}
+    )
+    async with serving(db_path, security=AUTH, policy=rules, clock=ManualClock()) as served:
+        admin_token = await new_token(served.server, Role.ADMIN)
+        async with (
+            tenant(served, "acme") as acme,
+            tenant(served, "globex") as globex,
+            stubs_for(served.address, admin_token) as admin,
+        ):
+            await create_workflow(acme.stubs, "ask", _breaker_step(failing=True))
+            await create_workflow(globex.stubs, "ask", _breaker_step(failing=False))
+            run, events = await run_to_end(acme.stubs, "ask")
+            assert run.state == R.RUN_STATE_FAILED
+            opened = of_type(events, event_pb2.RUN_EVENT_TYPE_CIRCUIT_OPENED)
+            assert [e.breaker for e in opened] == [LARGE]
+
+            # acme's open breaker refuses acme's next call at once ...
+            run, _ = await run_to_end(acme.stubs, "ask")
+            assert run.state == R.RUN_STATE_FAILED
+            assert "circuit breaker" in run.failure.message
+            # ... while globex's calls to the same provider and model flow.
+            for _ in range(2):
+                run, events = await run_to_end(globex.stubs, "ask")
+                assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+                assert [e.model for e in of_type(events, event_pb2.RUN_EVENT_TYPE_LLM_CALL)] == [
+                    "sim-large"
+                ]
+                assert not of_type(events, event_pb2.RUN_EVENT_TYPE_CIRCUIT_OPENED)
+
+            # Each tenant lists its own breakers only; the admin sees both, by tenant.
+            names = {"provider:simulated", LARGE, "agent:llm"}
+            mine = await _breakers(acme.stubs)
+            assert mine.keys() == {("acme", n) for n in names}
+            assert mine["acme", LARGE].state == C.BREAKER_STATE_OPEN
+            theirs = await _breakers(globex.stubs)
+            assert theirs.keys() == {("globex", n) for n in names}
+            assert theirs["globex", LARGE].state == C.BREAKER_STATE_CLOSED
+            assert theirs["globex", LARGE].calls == 2
+            every = await _breakers(admin)
+            assert every.keys() == mine.keys() | theirs.keys()
+            assert every["acme", LARGE].state == C.BREAKER_STATE_OPEN
+            assert (await _breakers(admin, *_as("globex"))).keys() == theirs.keys()
+
+            # The admin has no breaker in its own tenant (default): not found there.
+            await not_found(admin.control.ResetBreaker(C.ResetBreakerRequest(name=LARGE)))
+            # globex's reset resets globex's breaker, never acme's.
+            reset = await globex.stubs.control.ResetBreaker(C.ResetBreakerRequest(name=LARGE))
+            assert (reset.breaker.tenant, reset.breaker.calls) == ("globex", 0)
+            assert (await _breakers(acme.stubs))["acme", LARGE].state == C.BREAKER_STATE_OPEN
+            # A breaker only another tenant has is NOT_FOUND.
+            await create_workflow(
+                globex.stubs, "small", _breaker_step(failing=False, model="sim-small")
+            )
+            run, _ = await run_to_end(globex.stubs, "small")
+            assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+            small = C.ResetBreakerRequest(name="model:simulated/sim-small")
+            await not_found(acme.stubs.control.ResetBreaker(small))
+            assert (await globex.stubs.control.ResetBreaker(small)).breaker.tenant == "globex"
+            # The admin resets acme's with x-podium-tenant.
+            reset = await admin.control.ResetBreaker(
+                C.ResetBreakerRequest(name=LARGE), metadata=_as("acme")
+            )
+            assert (reset.breaker.tenant, reset.breaker.state) == ("acme", C.BREAKER_STATE_CLOSED)
+            run, _ = await run_to_end(acme.stubs, "ask")
+            assert "circuit breaker" not in run.failure.message
 
 
 # -- an admin acting on a tenant ----------------------------------------------------------

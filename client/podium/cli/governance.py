@@ -302,10 +302,11 @@ def spend_table(entries: Iterable[control_service_pb2.SpendEntry]) -> Table:
 
 
 def breakers_table(breakers: Iterable[control_service_pb2.Breaker]) -> Table:
-    table = _table("NAME", "STATE", "CAUSE", "FAILURES/CALLS", "HALF-OPEN AT")
+    table = _table("TENANT", "NAME", "STATE", "CAUSE", "FAILURES/CALLS", "HALF-OPEN AT")
     for breaker in breakers:
         label = breaker_state_label(breaker.state)
         table.add_row(
+            breaker.tenant,
             breaker.name,
             Text(label, style=_BREAKER_STYLES.get(label, "")),
             " ".join(breaker.cause.split()) or "-",

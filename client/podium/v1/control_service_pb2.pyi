@@ -970,6 +970,7 @@ class Breaker(_message.Message):
     FAILURES_FIELD_NUMBER: _builtins.int
     CALLS_FIELD_NUMBER: _builtins.int
     HALF_OPEN_TIME_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"provider:<p>", "model:<p>/<m>" or "agent:<a>"."""
     state: Global___BreakerState.ValueType
@@ -979,6 +980,8 @@ class Breaker(_message.Message):
     """Failures counted in the current window (or consecutively)."""
     calls: _builtins.int
     """Calls counted in the current window."""
+    tenant: _builtins.str
+    """The tenant whose calls it counts: each tenant has its own breakers."""
     @_builtins.property
     def half_open_time(self) -> _timestamp_pb2.Timestamp:
         """When an open breaker admits a probe."""
@@ -992,10 +995,11 @@ class Breaker(_message.Message):
         failures: _builtins.int = ...,
         calls: _builtins.int = ...,
         half_open_time: _timestamp_pb2.Timestamp | None = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["half_open_time", b"half_open_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cause", b"cause", "failures", b"failures", "half_open_time", b"half_open_time", "name", b"name", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cause", b"cause", "failures", b"failures", "half_open_time", b"half_open_time", "name", b"name", "state", b"state", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1042,6 +1046,7 @@ class ResetBreakerRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """A breaker of the caller's tenant (an admin names another with x-podium-tenant)."""
     def __init__(
         self,
         *,

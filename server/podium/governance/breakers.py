@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Literal
 
 from podium.core.clock import Clock
+from podium.core.model import DEFAULT_TENANT
 from podium.plugins.api import ProviderError
 
 __all__ = [
@@ -75,6 +76,7 @@ class BreakerView:
     failures_in_window: int
     retry_in: float | None
     last_cause: str
+    tenant: str = DEFAULT_TENANT
 
 
 def classify(error: BaseException) -> Outcome:
@@ -110,8 +112,10 @@ class CircuitBreaker:
         settings: BreakerSettings,
         clock: Clock,
         on_transition: TransitionCallback | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> None:
         self.name = name
+        self.tenant = tenant
         self.settings = settings
         self._clock = clock
         self._on_transition = on_transition
@@ -205,6 +209,7 @@ class CircuitBreaker:
             failures,
             self.retry_in(),
             self._last_cause,
+            self.tenant,
         )
 
     # -- internals ----------------------------------------------------------
@@ -251,8 +256,10 @@ class CircuitBreaker:
 
 
 class BreakerBoard:
-    """Every breaker of the server, created on first use, by name:
-    "provider:openai", "model:openai/gpt-4o", "agent:llm"."""
+    """Every breaker of the server, created on first use, by tenant and name
+    ("provider:openai", "model:openai/gpt-4o", "agent:llm"). Each tenant has
+    its own: one tenant's failing traffic (or revoked key) opens its breakers
+    only, and never cuts another tenant off the same provider."""
 
     def __init__(
         self,
@@ -265,14 +272,14 @@ class BreakerBoard:
         self._overrides = dict(overrides)
         self._clock = clock
         self._on_transition = on_transition
-        self._breakers: dict[str, CircuitBreaker] = {}
+        self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
 
-    def breaker(self, name: str) -> CircuitBreaker:
-        breaker = self._breakers.get(name)
+    def breaker(self, name: str, tenant: str = DEFAULT_TENANT) -> CircuitBreaker:
+        breaker = self._breakers.get((tenant, name))
         if breaker is None:
             settings = self._overrides.get(name, self._default)
-            breaker = CircuitBreaker(name, settings, self._clock, self._on_transition)
-            self._breakers[name] = breaker
+            breaker = CircuitBreaker(name, settings, self._clock, self._on_transition, tenant)
+            self._breakers[(tenant, name)] = breaker
         return breaker
 
     def update(
@@ -281,15 +288,20 @@ class BreakerBoard:
         """New settings at runtime; breakers keep their state and counters."""
         self._default = default_settings
         self._overrides = dict(overrides)
-        for name, breaker in self._breakers.items():
+        for (_, name), breaker in self._breakers.items():
             breaker.settings = self._overrides.get(name, self._default)
 
-    def list(self) -> list[BreakerView]:
-        return [self._breakers[name].view() for name in sorted(self._breakers)]
+    def list(self, tenant: str | None = None) -> list[BreakerView]:
+        """One tenant's breakers, or every tenant's (None), by tenant and name."""
+        return [
+            self._breakers[key].view()
+            for key in sorted(self._breakers)
+            if tenant is None or key[0] == tenant
+        ]
 
-    def reset(self, name: str) -> bool:
-        """Closes a breaker; False if no breaker has that name."""
-        breaker = self._breakers.get(name)
+    def reset(self, name: str, tenant: str = DEFAULT_TENANT) -> bool:
+        """Closes a tenant's breaker; False if that tenant has no breaker of that name."""
+        breaker = self._breakers.get((tenant, name))
         if breaker is None:
             return False
         breaker.reset()

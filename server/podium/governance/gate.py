@@ -63,7 +63,8 @@ class Caller:
     step_id: str = ""
     attempt: int = 0
     item: int = -1
-    # The run's tenant: its `tenant:<t>` quotas and budgets apply, its spend is its own.
+    # The run's tenant: its `tenant:<t>` quotas and budgets apply, its spend and
+    # its breakers are its own.
     tenant: str = DEFAULT_TENANT
 
 
@@ -195,10 +196,12 @@ class LlmGate:
 
     def _breakers(self, target: Target) -> list[CircuitBreaker]:
         board = self._governance.breakers
+        # The run's tenant's own breakers: another tenant's faults never close its way.
+        tenant = self._caller.tenant
         return [
-            board.breaker(f"provider:{target.provider}"),
-            board.breaker(f"model:{target.provider}/{target.model}"),
-            board.breaker(f"agent:{self._caller.agent}"),
+            board.breaker(f"provider:{target.provider}", tenant),
+            board.breaker(f"model:{target.provider}/{target.model}", tenant),
+            board.breaker(f"agent:{self._caller.agent}", tenant),
         ]
 
     def _refusing(self, breakers: list[CircuitBreaker]) -> list[CircuitBreaker]:

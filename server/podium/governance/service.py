@@ -180,8 +180,15 @@ class Governance:
         ]
 
     def breaker_states(self) -> list[tuple[str, str]]:
-        """Each breaker's name and state (for metrics)."""
-        return [(view.name, str(view.state)) for view in self.breakers.list()]
+        """Each breaker's name and state (for metrics); another tenant's than the
+        default's is named `<tenant>/<name>`."""
+        return [
+            (
+                view.name if view.tenant == DEFAULT_TENANT else f"{view.tenant}/{view.name}",
+                str(view.state),
+            )
+            for view in self.breakers.list()
+        ]
 
     async def put_quota(self, data: dict[str, Any]) -> QuotaPolicy:
         quota: QuotaPolicy = _validated(QuotaPolicy, data, "quota")

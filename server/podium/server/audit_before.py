@@ -41,7 +41,7 @@ class BeforeReader:
             return None
         if name == "ResetBreaker":
             now = governance.clock.now()
-            for view in governance.breakers.list():
+            for view in governance.breakers.list(current_caller().tenant):
                 if view.name == request.name:
                     return control_service_pb2.Breaker(
                         name=view.name, state=gt.breaker_message(view, now).state

@@ -141,8 +141,11 @@ class GovernanceRpcs:
     ) -> pb.ListBreakersResponse:
         governance = self._governance
         now = governance.clock.now()
+        caller = current_caller()
+        # Admins see every tenant's (unless acting on one); anyone else its own only.
+        tenant = None if caller.is_admin and not caller.acting_for else caller.tenant
         return pb.ListBreakersResponse(
-            breakers=[gt.breaker_message(view, now) for view in governance.breakers.list()]
+            breakers=[gt.breaker_message(view, now) for view in governance.breakers.list(tenant)]
         )
 
     @unary
@@ -150,9 +153,10 @@ class GovernanceRpcs:
         self, request: pb.ResetBreakerRequest, context: Context
     ) -> pb.ResetBreakerResponse:
         governance = self._governance
-        if not governance.breakers.reset(request.name):
+        tenant = current_caller().tenant
+        if not governance.breakers.reset(request.name, tenant):
             raise NotFound(f"breaker {request.name!r} not found", reason="BREAKER_NOT_FOUND")
-        breaker = governance.breakers.breaker(request.name)
+        breaker = governance.breakers.breaker(request.name, tenant)
         return pb.ResetBreakerResponse(
             breaker=gt.breaker_message(breaker.view(), governance.clock.now())
         )

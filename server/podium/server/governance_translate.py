@@ -116,6 +116,7 @@ def breaker_message(view: BreakerView, now: float) -> pb.Breaker:
         cause=view.last_cause,
         failures=max(view.consecutive_failures, view.failures_in_window),
         calls=view.calls_in_window,
+        tenant=view.tenant,
     )
     if view.retry_in is not None:
         message.half_open_time.FromNanoseconds(int((now + view.retry_in) * 1e9))

@@ -252,3 +252,26 @@ def test_board_update_keeps_state() -> None:
     assert breaker.settings.failure_threshold == 1
     breaker.record_failure("x")
     assert state(breaker) is BreakerState.OPEN
+
+
+def test_board_keeps_each_tenants_breakers_apart() -> None:
+    board = BreakerBoard(
+        BreakerSettings(failure_threshold=5),
+        {"provider:openai": BreakerSettings(failure_threshold=1)},
+        ManualClock(),
+    )
+    acme = board.breaker("provider:openai", "acme")
+    globex = board.breaker("provider:openai", "globex")
+    assert acme is not globex and globex.settings.failure_threshold == 1
+    acme.record_failure("provider.server_error")
+    assert (state(acme), state(globex)) == (BreakerState.OPEN, BreakerState.CLOSED)
+    assert globex.allow()
+    assert [(v.tenant, v.name, v.state) for v in board.list("acme")] == [
+        ("acme", "provider:openai", BreakerState.OPEN)
+    ]
+    assert [v.tenant for v in board.list()] == ["acme", "globex"]
+    assert board.list("default") == []
+    # Resetting one tenant's breaker names its tenant; another's is unknown there.
+    assert not board.reset("provider:openai", "default")
+    assert board.reset("provider:openai", "globex") and state(acme) is BreakerState.OPEN
+    assert board.reset("provider:openai", "acme") and state(acme) is BreakerState.CLOSED
