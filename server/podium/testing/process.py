@@ -34,6 +34,7 @@ from podium.testing.waiting import HANG_TIMEOUT
 __all__ = [
     "CLI",
     "STOP_TIMEOUT",
+    "ChildProcess",
     "PortTaken",
     "ServerExited",
     "ServerProcess",
@@ -69,22 +70,11 @@ class PortTaken(ServerExited):
 
 
 @dataclass
-class ServerProcess:
-    """A running `podium serve`. Use it as a context manager (sync or async)
-    to stop it when the block ends, or call `stop()` / `kill()` yourself."""
+class ChildProcess:
+    """A `podium` command running as a process of its own, logging to a file."""
 
     process: subprocess.Popen[bytes]
-    address: str
     log_path: Path
-    # The environment it runs in, PODIUM_ADDRESS included: a CLI run with it
-    # talks to this server.
-    env: dict[str, str]
-    cwd: Path | None
-    spawned_at: float  # time.time() when the process that serves was spawned
-
-    @property
-    def port(self) -> int:
-        return int(self.address.rsplit(":", 1)[1])
 
     @property
     def pid(self) -> int:
@@ -94,16 +84,19 @@ class ServerProcess:
     def running(self) -> bool:
         return self.process.poll() is None
 
-    def log_tail(self, lines: int = 40) -> str:
-        """The last lines of the server's log (stdout and stderr)."""
+    def log_text(self) -> str:
+        """Everything the process wrote (stdout and stderr) so far."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the process's log."""
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGTERM (a graceful stop: runs are left resumable), then SIGKILL
+        """SIGTERM (a graceful stop: a server leaves its runs resumable), then SIGKILL
         if the process is still there after `timeout` seconds; returns the
         exit code (0: it stopped gracefully; negative: killed by a signal)."""
         if self.running:
@@ -123,6 +116,23 @@ class ServerProcess:
     async def stop_async(self, timeout: float = STOP_TIMEOUT) -> int:
         """`stop()` without blocking the event loop."""
         return await asyncio.to_thread(self.stop, timeout)
+
+
+@dataclass
+class ServerProcess(ChildProcess):
+    """A running `podium serve`. Use it as a context manager (sync or async)
+    to stop it when the block ends, or call `stop()` / `kill()` yourself."""
+
+    address: str
+    # The environment it runs in, PODIUM_ADDRESS included: a CLI run with it
+    # talks to this server.
+    env: dict[str, str]
+    cwd: Path | None
+    spawned_at: float  # time.time() when the process that serves was spawned
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
 
     def cli(
         self, *args: str, timeout: float = HANG_TIMEOUT, input: str | None = None
@@ -217,8 +227,8 @@ def start_server_process(
             )
         server = ServerProcess(
             process,
-            address,
             Path(name),
+            address,
             full_env,
             Path(cwd) if cwd is not None else None,
             spawned_at,

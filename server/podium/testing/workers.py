@@ -7,10 +7,9 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from podium.testing.process import CLI, STOP_TIMEOUT
+from podium.testing.process import CLI, ChildProcess
 from podium.testing.stubs import Stubs
 from podium.testing.waiting import HANG_TIMEOUT, eventually
 from podium.v1 import control_service_pb2
@@ -18,40 +17,8 @@ from podium.v1 import control_service_pb2
 __all__ = ["WorkerProcess", "start_worker_process", "worker_sessions", "workers_serve"]
 
 
-@dataclass
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """A running `podium worker`; `stop()` (SIGTERM) or `kill()` (SIGKILL)."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        if self.running:
-            self.process.terminate()
-            try:
-                return self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        return self.kill()
-
-    def kill(self) -> int:
-        if self.running:
-            self.process.kill()
-        return self.process.wait()
 
 
 def start_worker_process(
