@@ -200,6 +200,10 @@ async def test_breakers_follow_the_policy_and_reset_closes_them(db_path: str) ->
             await stubs.control.ResetBreaker(C.ResetBreakerRequest(name="model:simulated/nope"))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_info(caught.value).reason == "BREAKER_NOT_FOUND"
+    # The refusal names the breakers that do exist, so an operator can correct the name.
+    details = caught.value.details() or ""
+    assert "'model:simulated/nope' not found" in details
+    assert LARGE in details and "provider:simulated" in details
 
 
 # -- runtime changes, persisted ------------------------------------------------------------

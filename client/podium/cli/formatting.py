@@ -12,6 +12,7 @@ from podium.client.enums import run_state_label, step_state_label
 from podium.v1 import common_pb2
 
 __all__ = [
+    "compact_message_json",
     "datetime_of",
     "elapsed",
     "format_duration",
@@ -111,3 +112,9 @@ def value_json(msg: message.Message) -> str:
     """A Struct/Value (a run's or step's output) as plain JSON text."""
     data: Any = json_format.MessageToDict(msg, preserving_proto_field_name=True)
     return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def compact_message_json(msg: message.Message) -> str:
+    """The proto JSON mapping on one line (JSON Lines): .proto field names, no spaces."""
+    data: Any = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

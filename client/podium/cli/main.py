@@ -6,10 +6,28 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 
-from podium.cli import governance, identity, insights, plugins, runs, serve, worker, workflows
+from podium.cli import (
+    completion,
+    governance,
+    identity,
+    insights,
+    plugins,
+    runs,
+    serve,
+    server_info,
+    worker,
+    workflows,
+)
 from podium.cli.context import Context
-from podium.cli.parser import ArgumentParser, InvalidValue, UsageError, add_credential_options
+from podium.cli.parser import (
+    ArgumentParser,
+    CommandFailed,
+    InvalidValue,
+    UsageError,
+    add_credential_options,
+)
 from podium.client import DefinitionError, PodiumError
 
 __all__ = ["build_parser", "main"]
@@ -32,6 +50,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", default=False, help="print JSON (read commands)"
     )
+    parser.add_argument(
+        "--version", action="version", version=f"podium {_version()}", help="print the version"
+    )
     add_credential_options(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.register(commands)
@@ -41,8 +62,23 @@ def build_parser() -> ArgumentParser:
     governance.register(commands)
     insights.register(commands)
     plugins.register(commands)
+    server_info.register(commands)
     identity.register(commands)
+    completion.register(commands, parser)
     return parser
+
+
+def _version() -> str:
+    """The CLI's distribution version (and the server's, when it is installed here too)."""
+    try:
+        client = metadata.version("podium-client")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed as a distribution)"
+    try:
+        server = metadata.version("podium")
+    except metadata.PackageNotFoundError:
+        return client
+    return client if server == client else f"{client} (server package {server})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +109,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return handler(args, ctx)
     except (UsageError, DefinitionError) as error:
         return _fail(str(error), 2)
+    except CommandFailed as error:
+        return _fail(str(error), 1)
     except InvalidValue as error:
         return _fail(f"INVALID_ARGUMENT: {error}", 1)
     except PodiumError as error:

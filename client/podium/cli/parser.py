@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 from typing import NoReturn
 
-__all__ = ["ArgumentParser", "InvalidValue", "UsageError", "json_option", "leaf_options"]
+__all__ = [
+    "ArgumentParser",
+    "CommandFailed",
+    "InvalidValue",
+    "UsageError",
+    "json_option",
+    "leaf_options",
+]
 
 
 class UsageError(Exception):
     """A bad argument or an unreadable input: the CLI prints one line and exits 2."""
+
+
+class CommandFailed(Exception):
+    """A command that could not do what was asked, found by the CLI itself (an agent the
+    server does not have): one line, exit 1, like a server error."""
 
 
 class InvalidValue(Exception):
@@ -26,7 +40,22 @@ class ArgumentParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
+        raise UsageError(f"{_with_suggestion(message)} (see `{self.prog} --help`)")
+
+
+# argparse's wording for a mistyped command or choice (Python 3.11-3.13).
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.*)\)$")
+
+
+def _with_suggestion(message: str) -> str:
+    """`invalid choice: 'rnus' (choose from ...)` gains `did you mean 'runs'?`: the whole list
+    of choices stays, since a typo can be far from every name."""
+    match = _INVALID_CHOICE.search(message)
+    if match is None:
+        return message
+    choices = re.findall(r"'([^']*)'", match.group("choices"))
+    close = difflib.get_close_matches(match.group("value"), choices, n=1, cutoff=0.6)
+    return f"{message}; did you mean {close[0]!r}?" if close else message
 
 
 def leaf_options() -> ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 from typing import Any
 
 from podium.cli import inputs
@@ -15,6 +16,10 @@ from podium.client.names import run_name
 from podium.v1 import execution_service_pb2
 
 __all__ = ["register"]
+
+_DEFAULT_LIST_LIMIT = 50
+# The server caps a page at this many runs (ListRunsRequest.page_size).
+_MAX_PAGE = 1000
 
 
 def register(commands: Any) -> None:
@@ -45,7 +50,17 @@ def register(commands: Any) -> None:
         metavar="USD",
         help="hard ceiling of the run's LLM spend, e.g. 0.50 (lowers the workflow's)",
     )
-    start.add_argument("--watch", action="store_true", help="follow the run until it ends")
+    start.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        help="higher runs' ready steps go first when concurrency limits are reached (default 0)",
+    )
+    start.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow the run until it ends (with --json: one event a line, proto JSON)",
+    )
     start.set_defaults(handler=start_run)
 
     get = sub.add_parser("get", parents=read, help="show a run and its steps")
@@ -65,6 +80,20 @@ def register(commands: Any) -> None:
     listing.add_argument(
         "--label", type=inputs.label, action="append", default=[], metavar="KEY=VALUE"
     )
+    listing.add_argument(
+        "--limit",
+        type=inputs.non_negative,
+        default=_DEFAULT_LIST_LIMIT,
+        metavar="N",
+        help=f"show the newest N runs (default {_DEFAULT_LIST_LIMIT}; 0: every run)",
+    )
+    listing.add_argument(
+        "--page-size",
+        type=inputs.non_negative,
+        default=0,
+        metavar="N",
+        help="runs fetched per request (default: the server's)",
+    )
     listing.set_defaults(handler=list_runs)
 
     cancel = sub.add_parser("cancel", parents=read, help="cancel a run")
@@ -72,7 +101,11 @@ def register(commands: Any) -> None:
     cancel.add_argument("--reason", default="", help="recorded on the run")
     cancel.set_defaults(handler=cancel_run)
 
-    watch = sub.add_parser("watch", parents=common, help="follow a run until it ends")
+    watch = sub.add_parser(
+        "watch",
+        parents=read,
+        help="follow a run until it ends (with --json: one event a line, proto JSON)",
+    )
     watch.add_argument("run", metavar="RUN", help="run id or runs/ID")
     watch.add_argument(
         "--after", type=int, default=0, metavar="N", help="print only events after sequence N"
@@ -107,9 +140,11 @@ def start_run(args: argparse.Namespace, ctx: Context) -> int:
         max_concurrency=args.max_concurrency,
         workflow_version=args.workflow_version,
         max_cost=args.max_cost,
+        priority=args.priority,
     )
     if args.watch:
-        ctx.out.print(f"started {run.name} of {run.workflow}", highlight=False, soft_wrap=True)
+        if not ctx.json:
+            ctx.out.print(f"started {run.name} of {run.workflow}", highlight=False, soft_wrap=True)
         return follow_run(ctx, run.name)
     if ctx.json:
         ctx.print_message(run)
@@ -133,13 +168,27 @@ def get_run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def list_runs(args: argparse.Namespace, ctx: Context) -> int:
-    runs = list(ctx.client().list_runs(args.workflow, args.state, dict(args.label)))
+    limit: int = args.limit
+    page_size: int = args.page_size or (min(limit + 1, _MAX_PAGE) if limit else 0)
+    listed = ctx.client().list_runs(
+        args.workflow, args.state, dict(args.label), page_size=page_size
+    )
+    # One run past the limit tells whether there are more, without reading every page.
+    runs = list(itertools.islice(listed, limit + 1)) if limit else list(listed)
+    more = bool(limit) and len(runs) > limit
+    runs = runs[:limit] if limit else runs
     if ctx.json:
         ctx.print_message(execution_service_pb2.ListRunsResponse(runs=runs))
     elif not runs:
         ctx.out.print("no runs")
     else:
         ctx.out.print(runs_table(runs))
+        if more:
+            ctx.out.print(
+                f"(the newest {limit}; --limit N shows more, --limit 0 every run)",
+                style="dim",
+                highlight=False,
+            )
     return 0
 
 

@@ -7,6 +7,7 @@ from rich.text import Text
 
 from podium.cli.context import Context
 from podium.cli.formatting import (
+    compact_message_json,
     datetime_of,
     elapsed,
     format_duration,
@@ -28,6 +29,8 @@ def follow_run(ctx: Context, run: str, after_sequence: int = 0) -> int:
     """Show the run's progress until it ends, then its outcome; 0 only if it succeeded."""
     client = ctx.client()
     snapshot = client.get_run(run)
+    if ctx.json:
+        return _follow_as_json_lines(ctx, snapshot.name, after_sequence)
     progress = RunProgress(snapshot)
     # The view replays the whole log so its totals are exact; `after_sequence` only limits
     # which events are printed as lines.
@@ -43,6 +46,16 @@ def follow_run(ctx: Context, run: str, after_sequence: int = 0) -> int:
                 ctx.print_plain(event_line(event))
     final = client.get_run(snapshot.name)
     _print_outcome(ctx, final, progress)
+    return 0 if final.state == run_pb2.RUN_STATE_SUCCEEDED else 1
+
+
+def _follow_as_json_lines(ctx: Context, run: str, after_sequence: int) -> int:
+    """One event per line in the proto JSON mapping, for `jq` and log shippers; the exit code
+    still says whether the run succeeded."""
+    client = ctx.client()
+    for event in client.watch(run, after_sequence=after_sequence):
+        ctx.print_plain(compact_message_json(event))
+    final = client.get_run(run)
     return 0 if final.state == run_pb2.RUN_STATE_SUCCEEDED else 1
 
 

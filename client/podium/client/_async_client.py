@@ -222,13 +222,23 @@ class AsyncClient:
         max_concurrency: int = 0,
         workflow_version: int = 0,
         max_cost: Decimal | str | None = None,
+        priority: int = 0,
     ) -> run_pb2.Run:
         """Start a run; the same request_id returns the same run instead of a second one.
 
         `max_cost` (USD) caps the run's LLM spend; it overrides the workflow's when lower.
+        `priority` orders the run's steps against other runs' for slots and quotas (higher
+        first).
         """
         request = _requests.start_run(
-            workflow, input, request_id, labels, max_concurrency, workflow_version, max_cost
+            workflow,
+            input,
+            request_id,
+            labels,
+            max_concurrency,
+            workflow_version,
+            max_cost,
+            priority,
         )
         with translate_rpc_errors():
             response = await self._executions.StartRun(request, timeout=self.timeout)
@@ -277,6 +287,28 @@ class AsyncClient:
         with translate_rpc_errors():
             response = await self._executions.ResolveApproval(request, timeout=self.timeout)
         return response.run
+
+    # The server
+
+    async def system_status(self) -> control_service_pb2.GetSystemStatusResponse:
+        """The server's version, uptime, active runs, running steps and failed plugins."""
+        request = control_service_pb2.GetSystemStatusRequest()
+        with translate_rpc_errors():
+            return await self._control.GetSystemStatus(request, timeout=self.timeout)
+
+    async def list_agents(self) -> list[control_service_pb2.AgentInfo]:
+        """The agents the server can run: in-process ones and those its workers serve."""
+        request = control_service_pb2.ListAgentsRequest()
+        with translate_rpc_errors():
+            response = await self._control.ListAgents(request, timeout=self.timeout)
+        return list(response.agents)
+
+    async def list_plugins(self) -> list[control_service_pb2.PluginInfo]:
+        """The plugins the server found, loaded or not, with what each registered."""
+        request = control_service_pb2.ListPluginsRequest()
+        with translate_rpc_errors():
+            response = await self._control.ListPlugins(request, timeout=self.timeout)
+        return list(response.plugins)
 
     # Governance
 

@@ -53,6 +53,7 @@ def start_run(
     max_concurrency: int,
     workflow_version: int,
     max_cost: Decimal | str | int | None = None,
+    priority: int = 0,
 ) -> execution_service_pb2.StartRunRequest:
     request = execution_service_pb2.StartRunRequest(
         workflow=workflow_name(workflow),
@@ -62,6 +63,7 @@ def start_run(
         request_id=request_id or str(uuid.uuid4()),
         labels=dict(labels or {}),
         max_concurrency=max_concurrency,
+        priority=priority,
     )
     if input:
         request.input.CopyFrom(_struct(input))

@@ -155,7 +155,14 @@ class GovernanceRpcs:
         governance = self._governance
         tenant = current_caller().tenant
         if not governance.breakers.reset(request.name, tenant):
-            raise NotFound(f"breaker {request.name!r} not found", reason="BREAKER_NOT_FOUND")
+            known = [view.name for view in governance.breakers.list(tenant)]
+            raise NotFound(
+                f"breaker {request.name!r} not found; "
+                + (f"the breakers now are: {', '.join(known)}" if known else "there are none yet")
+                + " (a breaker, named provider:NAME, model:PROVIDER/MODEL or agent:NAME,"
+                " exists once a call has gone through it)",
+                reason="BREAKER_NOT_FOUND",
+            )
         breaker = governance.breakers.breaker(request.name, tenant)
         return pb.ResetBreakerResponse(
             breaker=gt.breaker_message(breaker.view(), governance.clock.now())
