@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from google.protobuf import json_format
 
+from podium.client import yaml12
 from podium.client.errors import DefinitionError
 from podium.v1 import workflow_service_pb2
 
@@ -25,17 +26,6 @@ DefinitionSource = str | Path | Mapping[str, Any]
 _JSON_SUFFIXES = frozenset({".json"})
 _NESTED = re.compile(r"Failed to parse (\w+) field: ")
 _UNKNOWN_FIELD = re.compile(r'Message type "[\w.]+" has no field named "([^"]+)"')
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader without the timestamp rule: the proto mapping wants strings where YAML would
-    silently produce datetime objects (a date in a step's config, say)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 def load_definition(source: DefinitionSource) -> workflow_service_pb2.CreateWorkflowRequest:
@@ -68,9 +58,10 @@ def read_document(path: Path) -> Any:
             raise DefinitionError(
                 f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
             ) from None
-    # YAML is a superset of JSON, so anything not named .json is read as YAML.
+    # YAML is a superset of JSON, so anything not named .json is read as YAML (1.2: only
+    # true/false are booleans, so `country: NO` stays a string).
     try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
+        return yaml12.load(text)
     except yaml.YAMLError as error:
         raise DefinitionError(f"{path}: invalid YAML{_yaml_where(error)}") from None
 

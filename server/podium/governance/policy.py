@@ -184,8 +184,13 @@ def field_of(error: ValidationError, prefix: str = "") -> PolicyError:
 
 def load_policy(path: str | Path) -> Policy:
     """Reads a policy file, or raises PolicyError naming the field."""
+    # The client distribution's loader, imported here: `podium.client` is not otherwise needed
+    # by a server, and only a server started with --policy reads a file.
+    from podium.client import yaml12
+
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        # YAML 1.2, as for workflow files: `yes`/`no`/`on`/`off` stay strings.
+        data = yaml12.load(Path(path).read_text()) or {}
     except OSError as error:
         raise PolicyError("", f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
