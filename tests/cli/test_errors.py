@@ -90,7 +90,9 @@ def test_bad_definition_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_pat
     path.write_text("workflow_id: erp\nspec:\n  steps: [{id: a, agnet: echo}]\n")
     code, _, err = run_cli(capsys, "--address", NOWHERE, "workflows", "validate", "-f", str(path))
     assert code == 2
-    assert assert_one_line(err) == f"error: {path}: spec.steps: unknown field 'agnet'"
+    assert assert_one_line(err) == (
+        f"error: {path}: spec.steps[0]: unknown field 'agnet' (did you mean 'agent'?)"
+    )
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from google.protobuf import json_format
 
 from podium.client import yaml12
 from podium.client.errors import DefinitionError
+from podium.client.unknown_fields import find_unknown_field
 from podium.v1 import workflow_service_pb2
 
 __all__ = ["DefinitionSource", "load_definition", "read_document"]
@@ -73,6 +74,9 @@ def _parse(document: Any, origin: str) -> workflow_service_pb2.CreateWorkflowReq
             f"{origin}: expected a mapping with 'workflow_id' and 'spec', got {kind}"
         )
     request = workflow_service_pb2.CreateWorkflowRequest()
+    unknown = find_unknown_field(document, request.DESCRIPTOR)
+    if unknown is not None:
+        raise DefinitionError(f"{origin}: {unknown}")
     try:
         json_format.ParseDict(dict(document), request)
     except json_format.ParseError as error:

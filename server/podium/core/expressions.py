@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -150,8 +151,61 @@ def _first_error_line(message: str) -> str:
     # cel-cpp prefixes "INVALID_ARGUMENT: ERROR: <input>:1:5: ..." and appends a
     # caret diagram; keep the sentence a user can act on.
     line = message.splitlines()[0] if message else "invalid expression"
-    line = re.sub(r"^[A-Z_]+: ERROR: <input>:", "at ", line)
-    return line.strip()
+    located = _LOCATED.match(line)
+    if located is None:
+        return line.strip()
+    row, column, text = int(located["line"]), int(located["column"]), located["text"].strip()
+    where = f"at column {column}" if row == 1 else f"at line {row} column {column}"
+    return f"{where}: {_plain_words(text)}"
+
+
+_LOCATED = re.compile(r"^(?:[A-Z_]+: )?ERROR: <input>:(?P<line>\d+):(?P<column>\d+): (?P<text>.*)$")
+# ANTLR's parser messages, as cel-cpp passes them on.
+_SYNTAX = re.compile(r"^Syntax error: (?P<kind>[a-z ]+?)(?: at)?(?: input)?:? '(?P<token>.*?)'")
+_EXPECTING = re.compile(r"expecting (?P<what>'[^']*'|[A-Z_<>]+)$")
+_UNDECLARED = re.compile(r"^undeclared reference to '(?P<name>[^']*)' \(in container ''\)$")
+
+
+def _plain_words(text: str) -> str:
+    """A parser's or checker's message in words for a workflow author: what is wrong, not
+    which grammar tokens could have come next."""
+    syntax = _SYNTAX.match(text)
+    if syntax is not None:
+        token, kind = syntax["token"], syntax["kind"]
+        if token == "<EOF>":
+            return "the expression ends too early (an operand or a closing bracket is missing)"
+        if kind == "token recognition error":
+            return f"cannot read {token!r} (an unterminated string or a stray character?)"
+        single = _EXPECTING.search(text)
+        expected = f", expected {single['what']}" if single and single["what"] != "<EOF>" else ""
+        return f"unexpected {token!r}{expected}"
+    undeclared = _UNDECLARED.match(text)
+    if undeclared is not None:
+        name = undeclared["name"]
+        return f"unknown name {name!r}" + _suggestion(name.split(".", 1)[0])
+    overload = _NO_OVERLOAD.match(text)
+    if overload is not None:
+        # `_+_` is how CEL names the operator `+`.
+        name = overload["function"]
+        function = _UNARY.get(name) or re.sub(r"^_(.+)_$", r"\1", name)
+        return f"{function!r} cannot be applied to {overload['arguments']}"
+    return text
+
+
+_UNARY = {"!_": "!", "-_": "-"}
+_NO_OVERLOAD = re.compile(
+    r"^found no matching overload for '(?P<function>[^']*)' applied to '(?P<arguments>.*)'$"
+)
+
+
+# Names every expression may start from, whatever its scope (the scope's own are added by the
+# message's reader: a suggestion only needs the common ones).
+_KNOWN_ROOTS = ("input", "steps", "item", "index", "previous", "output", "now")
+
+
+def _suggestion(root: str) -> str:
+    close = difflib.get_close_matches(root, _KNOWN_ROOTS, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close and close[0] != root else ""
 
 
 _STRING_LITERAL = re.compile(

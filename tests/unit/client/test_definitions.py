@@ -61,7 +61,28 @@ def test_json_file_and_mapping_give_the_same_request(tmp_path: Path) -> None:
         (
             "typo.yaml",
             "workflow_id: x\nspec: {stepz: []}\n",
-            "typo.yaml: spec: unknown field 'stepz'",
+            "typo.yaml: spec: unknown field 'stepz' (did you mean 'steps'?)",
+        ),
+        (
+            "index.yaml",
+            "workflow_id: x\nspec:\n  steps:\n    - {id: a, agent: echo}\n"
+            "    - {id: b, agent: echo, depends_onn: [a]}\n",
+            "index.yaml: spec.steps[1]: unknown field 'depends_onn' (did you mean 'depends_on'?)",
+        ),
+        (
+            "nested.yaml",
+            "workflow_id: x\nspec:\n  steps: [{id: a, agent: echo, retry: {max_atempts: 2}}]\n",
+            "nested.yaml: spec.steps[0].retry: unknown field 'max_atempts' (did you mean",
+        ),
+        (
+            "top.yaml",
+            "workflow_id: x\nspecs: {}\n",
+            "top.yaml: unknown field 'specs' (did you mean 'spec'?)",
+        ),
+        (
+            "camel.yaml",
+            "workflowId: x\nspec: {steps: [{id: a, agent: echo, dependsOn: []}], zzz: 1}\n",
+            "camel.yaml: spec: unknown field 'zzz'",
         ),
         (
             "type.yaml",
