@@ -206,6 +206,32 @@ async def test_a_failing_tool_is_reported_to_the_model_as_an_error(stubs: Stubs)
     assert "division by zero" in output["trace"][0]["error"]
 
 
+async def test_arguments_that_break_the_tools_schema_are_refused_before_the_tool_runs(
+    stubs: Stubs,
+) -> None:
+    # The model forgets `expression` and adds an argument the tool does not take; then corrects
+    # itself. The tool never sees the bad call; the model gets the violations as its result.
+    script = [
+        calls(("calculator", {"expresion": "2 + 2"})),
+        calls(("calculator", {"expression": 7})),
+        calls(("calculator", {"expression": "2 + 2"})),
+        {"text": "$last_result"},
+    ]
+    await create_workflow(stubs, "typo", {"steps": [react_step(script, ["calculator"])]})
+    run, events = await run_to_end(stubs, "typo")
+    assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+    first, second, third = of_type(events, E.RUN_EVENT_TYPE_TOOL_RESULT)
+    assert first.failure.type == "podium.InvalidToolArguments"
+    assert not first.failure.retryable
+    assert "'expression' is a required property" in first.failure.message
+    assert second.failure.type == "podium.InvalidToolArguments"
+    assert "/expression: 7 is not of type 'string'" in second.failure.message
+    assert not third.HasField("failure")
+    trace = output_of(run)["trace"]
+    assert "do not match its parameters" in trace[0]["error"]
+    assert trace[2]["result"] == 4
+
+
 async def test_several_tool_calls_in_one_turn_run_in_order(stubs: Stubs) -> None:
     script = [
         calls(

@@ -22,6 +22,7 @@ from podium.governance.budgets import BudgetWarning
 from podium.governance.gate import Caller, LlmGate
 from podium.governance.service import Transition
 from podium.plugins.api import LlmGateway, ToolSpec
+from podium.plugins.tool_arguments import check_arguments
 
 _TRANSITION_EVENTS = {
     BreakerState.OPEN: EventType.CIRCUIT_OPENED,
@@ -213,6 +214,7 @@ class AttemptContext:
                     f"tool {name!r} is not one of this step's tools ({listed})",
                     code="podium.UnknownTool",
                 )
+            check_arguments(tool, arguments)
             result = jsonable(await guarded(tool.call(arguments)))
         except asyncio.CancelledError:
             raise

@@ -8,11 +8,12 @@ plugin) rather than failing the first run that uses it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from podium.plugins.api import Agent, Provider, Tool
+from podium.plugins.tool_arguments import schema_problem
 
 __all__ = ["AgentEntry", "ProviderEntry", "RegistrationError", "Registry", "ToolEntry"]
 
@@ -135,6 +136,15 @@ class Registry:
         _check_name(tool.name, "tool")
         if not _is_async_callable(tool.call):
             raise RegistrationError(f"tool {tool.name!r}: call must be an async function")
+        problem = (
+            schema_problem(tool.parameters)
+            if isinstance(tool.parameters, Mapping)
+            else (f"a mapping is required, not {_kind(tool.parameters)}")
+        )
+        if problem is not None:
+            raise RegistrationError(
+                f"tool {tool.name!r}: parameters is not a JSON Schema: {problem}"
+            )
         _check_free(self._tools, tool.name, "tool")
         entry = ToolEntry(tool, plugin)
         self._tools[tool.name] = entry

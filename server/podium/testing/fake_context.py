@@ -26,6 +26,7 @@ from podium.core.failures import failure_from_exception
 from podium.core.jsonvalues import from_json_numbers, json_compatible, jsonable
 from podium.plugins.api import AgentError, LlmGateway, Provider, Tool, ToolSpec
 from podium.plugins.builtin.simulated_provider import SimulatedProvider
+from podium.plugins.tool_arguments import check_arguments
 from podium.testing.fake_llm import DirectLlmGateway
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ class FakeStepContext:
                     f"tool {name!r} is not one of this step's tools ({listed})",
                     code=UNKNOWN_TOOL,
                 )
+            check_arguments(tool, arguments)
             result = jsonable(await tool.call(arguments))
         except asyncio.CancelledError:
             raise

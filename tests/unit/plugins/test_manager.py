@@ -350,6 +350,15 @@ def test_registry_checks_objects_and_names_when_used_directly() -> None:
         registry.add_agent(object(), "theirs")
     with pytest.raises(RegistrationError, match="must be an async"):
         registry.add_tool(Tool("t", "d", {}, lambda arguments: None), "theirs")  # type: ignore[arg-type,return-value]
+
+    async def call(arguments: object) -> None:
+        return None
+
+    # A tool's parameters must be a JSON Schema: its arguments are checked against it.
+    with pytest.raises(RegistrationError, match="parameters is not a JSON Schema"):
+        registry.add_tool(Tool("t", "d", {"type": "no-such-type"}, call), "theirs")  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="parameters is not a JSON Schema"):
+        registry.add_tool(Tool("t", "d", ["not", "a", "mapping"], call), "theirs")  # type: ignore[arg-type]
     assert registry.agent_names == ("echo",)
     assert registry.provider_names == ("simulated",)
     assert registry.tool_names == ()
