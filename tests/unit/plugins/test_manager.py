@@ -356,7 +356,7 @@ def test_registry_checks_objects_and_names_when_used_directly() -> None:
 
     # A tool's parameters must be a JSON Schema: its arguments are checked against it.
     with pytest.raises(RegistrationError, match="parameters is not a JSON Schema"):
-        registry.add_tool(Tool("t", "d", {"type": "no-such-type"}, call), "theirs")  # type: ignore[arg-type]
+        registry.add_tool(Tool("t", "d", {"type": "no-such-type"}, call), "theirs")
     with pytest.raises(RegistrationError, match="parameters is not a JSON Schema"):
         registry.add_tool(Tool("t", "d", ["not", "a", "mapping"], call), "theirs")  # type: ignore[arg-type]
     assert registry.agent_names == ("echo",)
