@@ -11,6 +11,7 @@ from podium.client._flow import FlowPolicy
 from podium.client._sync_client import Client
 from podium.client._watch import TERMINAL_EVENT_TYPES, ReconnectPolicy
 from podium.client.definitions import DefinitionSource, load_definition
+from podium.client.enums import event_type_label, run_state_label, step_state_label
 from podium.client.errors import DefinitionError, PodiumError
 from podium.client.governance import scope_message, scope_text
 from podium.client.money import format_usd, from_decimal, to_decimal
@@ -29,12 +30,15 @@ __all__ = [
     "PodiumError",
     "ReconnectPolicy",
     "TlsOptions",
+    "event_type_label",
     "format_usd",
     "from_decimal",
     "load_definition",
     "run_name",
+    "run_state_label",
     "scope_message",
     "scope_text",
+    "step_state_label",
     "to_decimal",
     "workflow_name",
 ]
