@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -142,7 +143,7 @@ def wait_serving(session: Session, server: Background, address: str, tls: bool) 
         channel = grpc.insecure_channel(address)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     with channel:
-        health = health_pb2_grpc.HealthStub(channel)
+        health: Any = health_pb2_grpc.HealthStub(channel)  # typeshed lists no methods
         while True:
             if server.process.poll() is not None:
                 pytest.fail(f"podium serve exited: {server.log.read_text()[-2000:]}")
@@ -213,7 +214,7 @@ def start_worker(session: Session, line: str) -> None:
 
 def run_line(session: Session, line: str) -> None:
     export = re.match(r"^export (\w+)=(.*?)(\s+#.*)?$", line)
-    script = f'printf %s {export.group(2)}' if export else line
+    script = f"printf %s {export.group(2)}" if export else line
     completed = subprocess.run(
         ["bash", "-c", f"set -euo pipefail; {script}"],
         cwd=session.workdir,
@@ -293,9 +294,7 @@ def test_the_readme_has_shell_blocks_and_only_make_is_left_to_ci() -> None:
 @pytest.mark.parametrize("index", range(len(shell_blocks())))
 def test_every_shell_block_runs(shared: Session, workdir: Path, index: int) -> None:
     lines = shell_blocks()[index]
-    session = Session(
-        workdir, dict(shared.env), shared.address, tls_ca=workdir / "ca.pem"
-    )
+    session = Session(workdir, dict(shared.env), shared.address, tls_ca=workdir / "ca.pem")
     try:
         run_block(session, lines)
     finally:

@@ -13,6 +13,7 @@ from podium.cli import (
     governance,
     identity,
     insights,
+    plugin_template,
     plugins,
     runs,
     serve,
@@ -62,6 +63,7 @@ def build_parser() -> ArgumentParser:
     governance.register(commands)
     insights.register(commands)
     plugins.register(commands)
+    plugin_template.register(commands)
     server_info.register(commands)
     identity.register(commands)
     completion.register(commands, parser)

@@ -184,6 +184,7 @@ def start_server_process(
     startup_timeout: float = HANG_TIMEOUT,
     ports: Iterable[int] | None = None,
     file_size_limit: int | None = None,
+    cli: Sequence[str] = CLI,
 ) -> ServerProcess:
     """Starts `podium serve --db DB` (None: the server's default database,
     relative to `cwd`) on a free port and returns once it is SERVING.
@@ -195,10 +196,12 @@ def start_server_process(
     the ports to try in turn, the next one when a port turns out taken
     (default: PORT_ATTEMPTS free ports, each chosen just before its try).
     `file_size_limit` (bytes) caps every file the server writes, as a full
-    disk does: writes past it fail with EFBIG (SIGXFSZ is ignored).
+    disk does: writes past it fail with EFBIG (SIGXFSZ is ignored). `cli` is
+    the `podium` command (default: this interpreter's; another environment's
+    `bin/podium` to test an installation).
     """
     directory = Path(log_dir) if log_dir is not None else _default_log_dir(db)
-    command = [*CLI, "serve"]
+    command = [*cli, "serve"]
     if db is not None:
         command += ["--db", str(db)]
     if grace is not None:
