@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -74,6 +75,15 @@ class StepProgress:
     cost: Decimal = field(default_factory=Decimal)
     # The message is a STEP_WAITING reason, cleared by the step's next event.
     waiting: bool = False
+    # Fan-out items: how many in all (0 until known), started, succeeded and failed.
+    items_total: int = 0
+    items_started: int = 0
+    items_succeeded: int = 0
+    items_failed: int = 0
+
+    @property
+    def fans_out(self) -> bool:
+        return bool(self.items_total or self.items_started)
 
     @property
     def finished(self) -> bool:
@@ -101,7 +111,8 @@ class RunProgress:
         self.failure = ""
         # Rows in definition order, known before any event so that every step shows at once.
         self.steps: dict[str, StepProgress] = {
-            step.step_id: StepProgress(step.step_id, agent=step.agent) for step in run.steps
+            step.step_id: StepProgress(step.step_id, agent=step.agent, items_total=step.items_total)
+            for step in run.steps
         }
         self._unattributed_tokens = 0
         self._unattributed_cost = Decimal()
@@ -161,6 +172,14 @@ class RunProgress:
         if event.type == _E.RUN_EVENT_TYPE_STEP_STARTED:
             # A retry starts the clock and the bar again.
             step.started, step.ended, step.fraction = when, None, 0.0
+        elif event.type == _E.RUN_EVENT_TYPE_ITEM_STARTED:
+            # A fan-out has no STEP_STARTED: its first item starts the clock.
+            step.started = step.started or when
+            step.items_started += 1
+        elif event.type == _E.RUN_EVENT_TYPE_ITEM_SUCCEEDED:
+            step.items_succeeded += 1
+        elif event.type == _E.RUN_EVENT_TYPE_ITEM_FAILED:
+            step.items_failed += 1
         elif event.type == _E.RUN_EVENT_TYPE_STEP_PROGRESS:
             step.fraction = min(max(event.progress, 0.0), 1.0)
         elif event.type == _E.RUN_EVENT_TYPE_LLM_CALL:
@@ -180,8 +199,22 @@ class RunProgress:
             step.tokens, step.cost = tokens_of(event.usage), to_decimal(event.cost)
         if step.finished:
             step.ended = step.ended or when
+            if not event.HasField("failure"):
+                # What the step said while it ran ("resumed after quota:…") is stale once it
+                # ends; only the final event's own message (a skip's reason) stays.
+                step.message = " ".join(event.message.split())
             if step.state == run_pb2.STEP_STATE_SUCCEEDED:
                 step.fraction = 1.0
+
+    def steps_missing_item_totals(self) -> list[str]:
+        """Fan-out steps whose item count the events have not told (GetRun has it)."""
+        return [s.step_id for s in self._rows() if s.items_started and not s.items_total]
+
+    def set_item_totals(self, run: run_pb2.Run) -> None:
+        for step in run.steps:
+            row = self.steps.get(step.step_id)
+            if row is not None and step.items_total:
+                row.items_total = step.items_total
 
     def _rows(self) -> list[StepProgress]:
         # A copy: rich's refresh thread renders while the main thread applies events.
@@ -196,7 +229,7 @@ class RunProgress:
         label, style = run_state_text(self.state)
         return Text.assemble(
             ("run ", "bold"),
-            (self.name, "bold"),
+            (self.name.removeprefix("runs/"), "bold"),
             "  ",
             (label, style),
             f"  elapsed {format_duration(self.elapsed(now))}",
@@ -204,36 +237,88 @@ class RunProgress:
             f"  cost {format_usd(self.cost)}",
         )
 
-    def __rich__(self) -> RenderableType:
+    def __rich_console__(
+        self, console: Console, options: ConsoleOptions
+    ) -> Iterator[RenderableType]:
         """Rendered again on every refresh, so running steps' elapsed times keep ticking."""
         now = datetime.now(UTC)
+        width = options.max_width
+        # Every column has a width that fits the terminal, so rich never has to squeeze:
+        # on a narrow one the agent column goes (then the try and token counts), the bar and
+        # the step names shorten and the message gets what is left; the state and the
+        # figures are never cut (a cut "SUCCEED…" says nothing).
+        show_agent = width >= _AGENT_FROM_WIDTH
+        show_counts = width >= _COUNTS_FROM_WIDTH
+        bar = _BAR_WIDTH if width >= _WIDE else _NARROW_BAR_WIDTH
+        figures = [("ELAPSED", 7), *([("TOKENS", 6)] if show_counts else []), ("COST", 7)]
+        fixed = _STATE_WIDTH + bar + sum(w for _, w in figures)
+        fixed += (12 if show_agent else 0) + (3 if show_counts else 0)
+        columns = 5 + len(figures) - 1 + int(show_agent) + int(show_counts)
+        room = width - fixed - 2 * (columns - 1)
+        step_width = max(6, min(_STEP_WIDTH, room - _MIN_MESSAGE_WIDTH))
+        message_width = max(0, room - step_width)
         table = Table(box=None, header_style="bold", pad_edge=False, expand=False)
-        for column in ("STEP", "AGENT", "STATE", "TRY", "PROGRESS", "ELAPSED", "TOKENS", "COST"):
-            right = column in ("TRY", "ELAPSED", "TOKENS", "COST")
-            table.add_column(column, justify="right" if right else "left", no_wrap=True)
-        table.add_column("MESSAGE", overflow="ellipsis", no_wrap=True, max_width=40)
+        table.add_column("STEP", overflow="ellipsis", no_wrap=True, max_width=step_width)
+        if show_agent:
+            table.add_column("AGENT", overflow="ellipsis", no_wrap=True, max_width=12)
+        table.add_column("STATE", no_wrap=True, min_width=_STATE_WIDTH)
+        if show_counts:
+            table.add_column("TRY", justify="right", no_wrap=True, width=3)
+        table.add_column("PROGRESS", no_wrap=True, width=bar)
+        for column, figure_width in figures:
+            table.add_column(column, justify="right", no_wrap=True, min_width=figure_width)
+        table.add_column("MESSAGE", overflow="ellipsis", no_wrap=True, max_width=message_width)
         for step in self._rows():
             label = step_state_label(step.state)
-            table.add_row(
-                step.step_id,
-                step.agent,
-                Text(label, style=state_style(label)),
-                str(step.attempt or "-"),
-                ProgressBar(
-                    total=1.0,
-                    completed=step.fraction,
-                    width=16,
-                    complete_style="yellow",
-                    finished_style="green",
-                ),
-                format_duration(step.elapsed(now)),
-                format_tokens(step.tokens),
-                format_usd(step.cost),
-                step.message,
-            )
-        parts: list[RenderableType] = [table, Text(), self.total_line(now)]
-        parts.extend(self.notes)
-        return Group(*parts)
+            cells: list[RenderableType] = [step.step_id]
+            if show_agent:
+                cells.append(step.agent)
+            cells.append(Text(label, style=state_style(label)))
+            if show_counts:
+                cells.append(str(step.attempt or "-"))
+            cells += [_progress_cell(step), format_duration(step.elapsed(now))]
+            if show_counts:
+                cells.append(format_tokens(step.tokens))
+            cells += [format_usd(step.cost), step.message]
+            table.add_row(*cells)
+        yield table
+        yield Text()
+        yield self.total_line(now)
+        yield from self.notes
+
+
+# Wide enough for every state but WAITING_APPROVAL, which gives way last of all.
+_STATE_WIDTH = len("SUCCEEDED")
+_BAR_WIDTH = 14
+_NARROW_BAR_WIDTH = 10
+_WIDE = 100
+_STEP_WIDTH = 24
+_MIN_MESSAGE_WIDTH = 8
+# Below this many columns the try and token counts are left out too.
+_COUNTS_FROM_WIDTH = 72
+# Below this many columns the agent column is left out.
+_AGENT_FROM_WIDTH = 110
+
+
+def _progress_cell(step: StepProgress) -> RenderableType:
+    """A fan-out's item counts; a bar for a step that reports progress; a pulsing bar for one
+    that runs without reporting (an empty bar would look stuck); nothing before it starts."""
+    if step.fans_out:
+        done = step.items_succeeded + step.items_failed
+        total = f"/{step.items_total}" if step.items_total else ""
+        failed = f" ({step.items_failed} failed)" if step.items_failed else ""
+        return Text(f"{done}{total} items{failed}", style="red" if step.items_failed else "")
+    if step.state == run_pb2.STEP_STATE_RUNNING and step.fraction == 0.0:
+        return ProgressBar(total=None, pulse=True, width=None, complete_style="yellow")
+    if step.state == run_pb2.STEP_STATE_PENDING:
+        return Text("")
+    return ProgressBar(
+        total=1.0,
+        completed=step.fraction,
+        width=None,
+        complete_style="yellow",
+        finished_style="green",
+    )
 
 
 def governance_note(event: event_pb2.RunEvent) -> Text | None:

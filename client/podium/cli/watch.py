@@ -39,13 +39,17 @@ def follow_run(ctx: Context, run: str, after_sequence: int = 0) -> int:
         with Live(progress, console=ctx.out, refresh_per_second=8, transient=False):
             for event in events:
                 progress.apply(event)
+                if progress.steps_missing_item_totals():
+                    # Item events do not carry the fan-out's size; the run record does.
+                    progress.set_item_totals(client.get_run(snapshot.name))
     else:
         for event in events:
             progress.apply(event)
             if event.sequence > after_sequence:
                 ctx.print_plain(event_line(event))
     final = client.get_run(snapshot.name)
-    _print_outcome(ctx, final, progress)
+    # The live view's last frame already ends with the run's state, time and spend.
+    _print_outcome(ctx, final, progress, summary=not ctx.out.is_terminal)
     return 0 if final.state == run_pb2.RUN_STATE_SUCCEEDED else 1
 
 
@@ -97,20 +101,23 @@ def event_line(event: event_pb2.RunEvent) -> str:
         due = datetime_of(event.due_time)
         if due:
             details.append(f"until={due.astimezone().strftime('%H:%M:%S')}")
-    if event.HasField("failure"):
-        details.append(failure_text(event.failure))
-    if event.message:
+    failure = failure_text(event.failure) if event.HasField("failure") else ""
+    if failure:
+        details.append(failure)
+    # A failure's event usually repeats its failure's message: print it once.
+    if event.message and " ".join(event.message.split()) not in " ".join(failure.split()):
         waiting = event.type == event_pb2.RUN_EVENT_TYPE_STEP_WAITING
         details.append(f"waiting: {event.message}" if waiting else event.message)
     # One line per event, whatever the message holds, so logs stay greppable.
     return " ".join(" ".join(parts + details).split("\n")).rstrip()
 
 
-def _print_outcome(ctx: Context, run: run_pb2.Run, progress: RunProgress) -> None:
-    label, style = run_state_text(run.state)
-    duration = format_duration(elapsed(run.start_time, run.end_time))
-    line = Text.assemble("run ", run.name, " ", (label, style), f" in {duration}")
-    ctx.out.print(line, soft_wrap=True, highlight=False)
+def _print_outcome(ctx: Context, run: run_pb2.Run, progress: RunProgress, *, summary: bool) -> None:
+    if summary:
+        label, style = run_state_text(run.state)
+        duration = format_duration(elapsed(run.start_time, run.end_time))
+        line = Text.assemble("run ", run.name, " ", (label, style), f" in {duration}")
+        ctx.out.print(line, soft_wrap=True, highlight=False)
     if run.HasField("output"):
         ctx.print_plain("output:")
         ctx.print_plain(value_json(run.output))
@@ -119,6 +126,8 @@ def _print_outcome(ctx: Context, run: run_pb2.Run, progress: RunProgress) -> Non
     for step in run.steps:
         if step.state == run_pb2.STEP_STATE_FAILED and step.HasField("failure"):
             ctx.print_plain(f"step {step.step_id} failed: {failure_text(step.failure)}")
+    if not summary:
+        return
     has_spend = run.HasField("usage") or run.HasField("cost")
     if has_spend:
         ctx.print_plain(f"spend: {spend_text(run.usage, run.cost)}")
