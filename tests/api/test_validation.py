@@ -120,7 +120,7 @@ CASES: dict[str, tuple[dict[str, Any], list[tuple[str, str]]]] = {
             ]
         },
         [
-            ("spec.steps[0].config.prompt", "ends too early"),
+            ("spec.steps[0].config.prompt", "unexpected '.'"),
             ("spec.steps[0].config.max_tokens", "> 0"),
         ],
     ),
