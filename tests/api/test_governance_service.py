@@ -350,33 +350,25 @@ async def spend_some(db_path: str) -> tuple[Decimal, common_pb2.Money]:
     return cost, cap.spent
 
 
-async def test_a_budget_limit_below_the_period_spend_is_refused(db_path: str) -> None:
+async def test_a_budget_limit_below_the_period_spend_is_accepted_and_admits_nothing_new(
+    db_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
     cost, spent = await spend_some(db_path)
     rules = Policy.model_validate({"budgets": [{"name": "cap", "scope": "server", "limit": "1"}]})
     below = C.Budget(name="cap", scope=C.Scope(kind=C.SCOPE_KIND_SERVER), limit=usd(str(cost / 2)))
     async with serving(db_path, policy=rules) as (_, stubs):
         assert (await budgets(stubs))["cap"].spent == spent  # spend survives a restart
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stubs.control.UpdateBudget(C.UpdateBudgetRequest(budget=below))
-        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        [(field, description)] = field_violations(caught.value)
-        assert field.endswith("limit"), field
-        assert "already spent" in description
-        assert (await budgets(stubs))["cap"].limit == usd("1")
-        # The spend itself is a valid limit.
-        exact = C.Budget(name="cap", scope=C.Scope(kind=C.SCOPE_KIND_SERVER), limit=spent)
-        await stubs.control.UpdateBudget(C.UpdateBudgetRequest(budget=exact))
-        assert (await budgets(stubs))["cap"].limit == spent
-
-
-async def test_a_budget_below_its_spend_names_the_request_field(db_path: str) -> None:
-    cost, _ = await spend_some(db_path)
-    rules = Policy.model_validate({"budgets": [{"name": "cap", "scope": "server", "limit": "1"}]})
-    below = C.Budget(name="cap", scope=C.Scope(kind=C.SCOPE_KIND_SERVER), limit=usd(str(cost / 2)))
-    async with serving(db_path, policy=rules) as (_, stubs):
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stubs.control.UpdateBudget(C.UpdateBudgetRequest(budget=below))
-    assert [f for f, _ in field_violations(caught.value)] == ["budget.limit"]
+        # An operator may cut a budget below what it spent: it is logged, and then
+        # nothing new fits until spending does (in a later period, or a higher limit).
+        await stubs.control.UpdateBudget(C.UpdateBudgetRequest(budget=below))
+        assert "below the" in caplog.text and "admits no new call" in caplog.text
+        cap = (await budgets(stubs))["cap"]
+        assert cap.limit == below.limit and cap.spent == spent
+        await llm_workflow(stubs, "ask-again")
+        run, _ = await run_to_end(stubs, "ask-again")
+        assert run.state == R.RUN_STATE_FAILED
+        assert step_of(run, "ask").failure.type == "podium.BudgetExceeded"
+        assert not step_of(run, "ask").failure.retryable
 
 
 async def test_deleting_what_does_not_exist_is_not_found(stubs: Stubs) -> None:
