@@ -562,11 +562,12 @@ class Quota(_message.Message):
     BURST_FIELD_NUMBER: _builtins.int
     AVAILABLE_FIELD_NUMBER: _builtins.int
     PAUSED_UNTIL_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique; shown in waiting reasons as "quota:<name>"."""
     dimension: Global___QuotaDimension.ValueType
     limit: _builtins.float
-    """Rate per minute (token-bucket refill), or the concurrency limit."""
+    """Units per `window` (token-bucket refill), or the concurrency limit."""
     burst: _builtins.float
     """Bucket capacity; 0: equal to limit. Ignored for concurrency."""
     available: _builtins.float
@@ -576,6 +577,13 @@ class Quota(_message.Message):
     @_builtins.property
     def paused_until(self) -> _timestamp_pb2.Timestamp:
         """Output only: paused by a provider's 429 until then."""
+
+    @_builtins.property
+    def window(self) -> _duration_pb2.Duration:
+        """The rate's window: `limit` units per window, at most limit + burst over any
+        stretch of one window. Unset: one minute. Ignored for concurrency. Several
+        quotas on one scope hold together (500 requests a minute and 2 M tokens a day).
+        """
 
     def __init__(
         self,
@@ -587,10 +595,11 @@ class Quota(_message.Message):
         burst: _builtins.float = ...,
         available: _builtins.float = ...,
         paused_until: _timestamp_pb2.Timestamp | None = ...,
+        window: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["paused_until", b"paused_until", "scope", b"scope"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["paused_until", b"paused_until", "scope", b"scope", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "burst", b"burst", "dimension", b"dimension", "limit", b"limit", "name", b"name", "paused_until", b"paused_until", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "burst", b"burst", "dimension", b"dimension", "limit", b"limit", "name", b"name", "paused_until", b"paused_until", "scope", b"scope", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -17,6 +17,7 @@ from typing import Literal, get_args
 from podium.core.clock import Clock
 from podium.governance.buckets import TokenBucket
 from podium.governance.scopes import CallScopes, Scope
+from podium.governance.windows import WINDOWS
 
 __all__ = [
     "DIMENSIONS",
@@ -41,32 +42,39 @@ _TOKEN_DIMENSIONS = ("input_tokens", "output_tokens", "tokens")
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """At most `per_minute` units a minute on average, and `burst` at once
-    (default: one minute's worth)."""
+    """At most `limit` units per `window` seconds on average, and `burst` at
+    once (default: one window's worth). A token bucket refilling at
+    limit/window a second admits at most limit + burst over any stretch of
+    one window (limit x t / window + burst over any t), so several limits on
+    one scope (500 requests a minute and 2 M tokens a day) each hold over
+    their own window."""
 
     name: str
     scope: Scope
     dimension: Dimension
-    per_minute: float
+    limit: float
     burst: float | None = None
+    window: float = WINDOWS["minute"]
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a rate limit needs a name")
         if self.dimension not in DIMENSIONS:
             raise ValueError(f"{self.name}: dimension must be one of {sorted(DIMENSIONS)}")
-        if not 0 < self.per_minute < math.inf:
-            raise ValueError(f"{self.name}: per_minute must be > 0, got {self.per_minute}")
+        if not 0 < self.limit < math.inf:
+            raise ValueError(f"{self.name}: limit must be > 0, got {self.limit}")
         if self.burst is not None and not 0 < self.burst < math.inf:
             raise ValueError(f"{self.name}: burst must be > 0, got {self.burst}")
+        if not 0 < self.window < math.inf:
+            raise ValueError(f"{self.name}: window must be > 0 seconds, got {self.window}")
 
     @property
     def capacity(self) -> float:
-        return self.per_minute if self.burst is None else self.burst
+        return self.limit if self.burst is None else self.burst
 
     @property
     def rate_per_second(self) -> float:
-        return self.per_minute / 60.0
+        return self.limit / self.window
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +153,8 @@ class RateView:
     name: str
     scope: Scope
     dimension: Dimension
-    per_minute: float
+    limit: float
+    window: float
     burst: float
     available: float
     # Wall-clock time (clock.now()) a provider's retry-after ends, if pending.
@@ -367,15 +376,19 @@ class QuotaBook:
         remaining_tokens: int | None = None,
     ) -> None:
         """A provider reported what it has left (x-ratelimit-remaining-*):
-        lowers the matching provider and model buckets to it. Remaining tokens
-        bound every token dimension, since input or output alone is no more."""
+        lowers the matching provider and model buckets to it. Providers report
+        their per-minute limits (OpenAI's and Anthropic's headers), so only
+        one-minute windows are clamped: a day's bucket is not "what is left
+        this minute". Remaining tokens bound every token dimension, since
+        input or output alone is no more."""
         now = self._clock.monotonic()
+        minute = WINDOWS["minute"]
         for scope in _provider_scopes(call):
             if remaining_requests is not None:
-                for bucket in self._buckets_of(scope, ("requests",)):
+                for bucket in self._buckets_of(scope, ("requests",), minute):
                     bucket.clamp(float(remaining_requests), now)
             if remaining_tokens is not None:
-                for bucket in self._buckets_of(scope, _TOKEN_DIMENSIONS):
+                for bucket in self._buckets_of(scope, _TOKEN_DIMENSIONS, minute):
                     bucket.clamp(float(remaining_tokens), now)
 
     # -- listing ------------------------------------------------------------
@@ -393,7 +406,8 @@ class QuotaBook:
                     name=name,
                     scope=limit.scope,
                     dimension=limit.dimension,
-                    per_minute=limit.per_minute,
+                    limit=limit.limit,
+                    window=limit.window,
                     burst=limit.capacity,
                     available=bucket.available(now),
                     paused_until=wall + (until - now) if until is not None and paused else None,
@@ -409,12 +423,16 @@ class QuotaBook:
 
     # -- internals ----------------------------------------------------------
 
-    def _buckets_of(self, scope: Scope, dimensions: Iterable[str]) -> list[TokenBucket]:
+    def _buckets_of(
+        self, scope: Scope, dimensions: Iterable[str], window: float | None = None
+    ) -> list[TokenBucket]:
         wanted = set(dimensions)
         return [
             self._buckets[name]
             for name, limit in self._limits.items()
-            if limit.scope == scope and limit.dimension in wanted
+            if limit.scope == scope
+            and limit.dimension in wanted
+            and (window is None or limit.window == window)
         ]
 
     async def _wait_for_release(self, deadline: float | None) -> bool:
@@ -463,7 +481,7 @@ def _provider_scopes(call: CallScopes) -> tuple[Scope, ...]:
 
 
 def _same_meter(old: RateLimit, new: RateLimit) -> bool:
-    return old.scope == new.scope and old.dimension == new.dimension
+    return old.scope == new.scope and old.dimension == new.dimension and old.window == new.window
 
 
 def _check_unique_names(

@@ -60,6 +60,12 @@ def quota_data(message: pb.Quota) -> dict[str, Any]:
         "dimension": _DIMENSIONS.get(message.dimension, "unspecified"),
         "limit": message.limit,
         "burst": message.burst,
+        # Unset: a minute; a zero or negative duration is refused by QuotaPolicy.
+        **(
+            {"window": message.window.ToTimedelta().total_seconds()}
+            if message.HasField("window")
+            else {}
+        ),
     }
 
 
@@ -84,6 +90,8 @@ def quota_message(
         limit=policy.limit,
         burst=policy.burst,
     )
+    if policy.dimension != "concurrency":
+        message.window.FromNanoseconds(round(policy.window * 1e9))
     if rate is not None:
         message.available = rate.available
         if rate.paused_until is not None:
