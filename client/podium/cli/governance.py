@@ -341,7 +341,8 @@ def _number(value: float) -> str:
 def _limit(quota: control_service_pb2.Quota) -> str:
     if quota.dimension == _C.QUOTA_DIMENSION_CONCURRENCY:
         return f"{_number(quota.limit)} concurrent"
-    seconds = quota.window.ToTimedelta().total_seconds() if quota.HasField("window") else 60.0
+    window = quota.window
+    seconds = window.seconds + window.nanos / 1e9 if quota.HasField("window") else 60.0
     return f"{_number(quota.limit)}/{_WINDOW_NAMES.get(seconds, f'{seconds:g}s')}"
 
 

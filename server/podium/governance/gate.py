@@ -268,8 +268,11 @@ class LlmGate:
         try:
             admission = await governance.quotas.admit(demand, None, on_wait=on_wait)
         except QuotaTimeout as error:
+            figures = f": {error.detail}" if error.detail else ""
             raise AgentError(
-                f"quota {error.reason} cannot admit this call", code=QUOTA_EXCEEDED
+                f"quota {error.reason} cannot admit this call{figures}",
+                code=QUOTA_EXCEEDED,
+                retryable=not error.detail,
             ) from None
         if waited:
             observer.resumed(waited[0])

@@ -17,7 +17,7 @@ from typing import Literal, get_args
 from podium.core.clock import Clock
 from podium.governance.buckets import TokenBucket
 from podium.governance.scopes import CallScopes, Scope
-from podium.governance.windows import WINDOWS
+from podium.governance.windows import WINDOWS, window_name
 
 __all__ = [
     "DIMENSIONS",
@@ -122,11 +122,22 @@ class Blocked:
 
 
 class QuotaTimeout(Exception):
-    """The demand could not be admitted before the deadline (or ever)."""
+    """The demand could not be admitted before the deadline (or ever);
+    `detail` gives the figures when it can never fit."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
+
+
+class _Waiter:
+    """A demand waiting in line for the limits that blocked it."""
+
+    __slots__ = ("names",)
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
 
 
 class _Pool:
@@ -192,6 +203,8 @@ class QuotaBook:
         self._pauses: dict[Scope, float] = {}
         # Futures of admit() calls waiting for a lease; release() wakes them all.
         self._lease_waiters: list[asyncio.Future[None]] = []
+        # Demands waiting for each limit, in arrival order: a newcomer queues behind them.
+        self._queues: dict[str, list[_Waiter]] = {}
         self.update(limits, concurrency)
 
     # -- configuration ------------------------------------------------------
@@ -265,17 +278,25 @@ class QuotaBook:
 
     # -- admission ----------------------------------------------------------
 
-    def try_admit(self, demand: Demand) -> Admission | Blocked:
-        """Takes everything the demand needs, or nothing at all."""
+    def try_admit(self, demand: Demand, waiter: _Waiter | None = None) -> Admission | Blocked:
+        """Takes everything the demand needs, or nothing at all. A limit that
+        others wait for (before `waiter`, the caller's place if it waits)
+        blocks too: waiters are admitted in arrival order."""
         now = self._clock.monotonic()
         blockers: list[tuple[str, float | None]] = []
         for take in demand.takes:
             bucket = self._buckets.get(take.limit)
-            if bucket is not None and not bucket.can_take(take.amount, now):
+            if bucket is None:
+                continue
+            if not bucket.can_take(take.amount, now):
                 blockers.append((take.limit, bucket.wait_time(take.amount, now)))
+            elif self._others_first(take.limit, waiter):
+                blockers.append((take.limit, None))
         for name in demand.leases:
             pool = self._pools.get(name)
-            if pool is not None and pool.in_use >= pool.limit.max_concurrent:
+            if pool is not None and (
+                pool.in_use >= pool.limit.max_concurrent or self._others_first(name, waiter)
+            ):
                 blockers.append((name, None))
         for scope in demand.scopes:
             until = self._pauses.get(scope)
@@ -301,30 +322,36 @@ class QuotaBook:
         on_wait: Callable[[str], None] | None = None,
     ) -> Admission:
         """Waits until the demand is admitted. Raises QuotaTimeout as soon as
-        the wait would outlast `deadline` (monotonic seconds), or at once if
-        the demand can never fit. `on_wait(reason)` is called once, when the
-        wait begins. No fairness: a small demand may overtake a large one."""
-        waiting = False
-        while True:
-            outcome = self.try_admit(demand)
-            if isinstance(outcome, Admission):
-                return outcome
-            now = self._clock.monotonic()
-            if outcome.retry_in is not None and (
-                outcome.retry_in == math.inf
-                or (deadline is not None and now + outcome.retry_in > deadline)
-            ):
-                raise QuotaTimeout(outcome.reason)
-            if deadline is not None and now >= deadline:
-                raise QuotaTimeout(outcome.reason)
-            if not waiting:
-                waiting = True
-                if on_wait is not None:
-                    on_wait(outcome.reason)
-            if outcome.retry_in is not None:
-                await self._clock.sleep(outcome.retry_in)
-            elif not await self._wait_for_release(deadline):
-                raise QuotaTimeout(outcome.reason)
+        the wait would outlast `deadline` (monotonic seconds), or at once,
+        with the figures, if the demand can never fit. `on_wait(reason)` is
+        called once, when the wait begins. Fair: a demand that waits is
+        admitted before any that came after it to the same limits (a small
+        demand never overtakes a large one that waits)."""
+        waiter: _Waiter | None = None
+        try:
+            while True:
+                outcome = self.try_admit(demand, waiter)
+                if isinstance(outcome, Admission):
+                    return outcome
+                now = self._clock.monotonic()
+                if outcome.retry_in == math.inf:
+                    raise QuotaTimeout(outcome.reason, self._too_large(demand))
+                if outcome.retry_in is not None and (
+                    deadline is not None and now + outcome.retry_in > deadline
+                ):
+                    raise QuotaTimeout(outcome.reason)
+                if deadline is not None and now >= deadline:
+                    raise QuotaTimeout(outcome.reason)
+                if waiter is None:
+                    waiter = _Waiter()
+                    if on_wait is not None:
+                        on_wait(outcome.reason)
+                self._enqueue(waiter, demand)
+                if not await self._wait_for_change(outcome.retry_in, deadline):
+                    raise QuotaTimeout(outcome.reason)
+        finally:
+            if waiter is not None:
+                self._dequeue(waiter)
 
     def settle(self, admission: Admission, actual_input: int, actual_output: int) -> None:
         """Replaces the token reservation by the tokens actually used: the
@@ -435,27 +462,69 @@ class QuotaBook:
             and (window is None or limit.window == window)
         ]
 
-    async def _wait_for_release(self, deadline: float | None) -> bool:
-        """Waits for some lease to be released; False if the deadline came first."""
+    async def _wait_for_change(self, retry_in: float | None, deadline: float | None) -> bool:
+        """Waits until tokens may suffice (`retry_in` seconds), a lease is released or a
+        waiter ahead leaves its line; False if the deadline came first."""
         woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lease_waiters.append(woken)
-        timer: asyncio.Future[None] | None = None
+        timers: list[asyncio.Future[None]] = []
         try:
-            if deadline is None:
-                await woken
-                return True
-            timer = asyncio.ensure_future(
-                self._clock.sleep(max(deadline - self._clock.monotonic(), 0.0))
-            )
-            await asyncio.wait({woken, timer}, return_when=asyncio.FIRST_COMPLETED)
-            return woken.done()
+            # Due times are fixed now, not when the timer tasks first run: the clock may move
+            # in between (a ManualClock advanced by a test, or a busy loop).
+            if retry_in is not None:
+                due = self._clock.monotonic() + retry_in
+                timers.append(asyncio.ensure_future(self._sleep_until(due)))
+            expiry: asyncio.Future[None] | None = None
+            if deadline is not None:
+                expiry = asyncio.ensure_future(self._sleep_until(deadline))
+                timers.append(expiry)
+            await asyncio.wait({woken, *timers}, return_when=asyncio.FIRST_COMPLETED)
+            return not (expiry is not None and expiry.done() and not woken.done())
         finally:
-            if timer is not None:
+            for timer in timers:
                 timer.cancel()
             if not woken.done():
                 woken.cancel()
             if woken in self._lease_waiters:
                 self._lease_waiters.remove(woken)
+
+    async def _sleep_until(self, due: float) -> None:
+        await self._clock.sleep(max(due - self._clock.monotonic(), 0.0))
+
+    def _others_first(self, name: str, waiter: _Waiter | None) -> bool:
+        queue = self._queues.get(name)
+        return queue is not None and len(queue) > 0 and queue[0] is not waiter
+
+    def _enqueue(self, waiter: _Waiter, demand: Demand) -> None:
+        """In line for every limit of the demand, so nothing that came later
+        overtakes it on any of them."""
+        for name in [take.limit for take in demand.takes] + list(demand.leases):
+            if name not in waiter.names:
+                waiter.names.append(name)
+                self._queues.setdefault(name, []).append(waiter)
+
+    def _dequeue(self, waiter: _Waiter) -> None:
+        for name in waiter.names:
+            queue = self._queues.get(name)
+            if queue is not None and waiter in queue:
+                queue.remove(waiter)
+                if not queue:
+                    del self._queues[name]
+        waiter.names.clear()
+        # The next in line may go now.
+        self._wake_lease_waiters()
+
+    def _too_large(self, demand: Demand) -> str:
+        """The figures of a demand larger than a bucket can ever hold."""
+        for take in demand.takes:
+            limit = self._limits.get(take.limit)
+            if limit is not None and take.amount > limit.capacity:
+                return (
+                    f"asks {take.amount:g} {take.dimension} at once, more than its capacity "
+                    f"of {limit.capacity:g} (burst; {limit.limit:g} per "
+                    f"{window_name(limit.window)})"
+                )
+        return ""
 
     def _wake_lease_waiters(self) -> None:
         waiters, self._lease_waiters = self._lease_waiters, []

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from google.protobuf import duration_pb2
+
 from podium.governance.breakers import BreakerState, BreakerView
 from podium.governance.budgets import BudgetView
 from podium.governance.policy import BudgetPolicy, QuotaPolicy, parse_scope
@@ -60,13 +62,15 @@ def quota_data(message: pb.Quota) -> dict[str, Any]:
         "dimension": _DIMENSIONS.get(message.dimension, "unspecified"),
         "limit": message.limit,
         "burst": message.burst,
-        # Unset: a minute; a zero or negative duration is refused by QuotaPolicy.
-        **(
-            {"window": message.window.ToTimedelta().total_seconds()}
-            if message.HasField("window")
-            else {}
-        ),
+        # Unset: a minute; a zero, negative or huge duration is refused by QuotaPolicy.
+        **({"window": _seconds(message.window)} if message.HasField("window") else {}),
     }
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    # Not ToTimedelta(): a Duration beyond timedelta's range would raise; the policy
+    # refuses whatever is out of its own range, with the field named.
+    return duration.seconds + duration.nanos / 1e9
 
 
 def budget_data(message: pb.Budget) -> dict[str, Any]:
