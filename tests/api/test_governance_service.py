@@ -165,7 +165,12 @@ async def test_breakers_follow_the_policy_and_reset_closes_them(db_path: str) ->
         {"breakers": {"overrides": {LARGE: {"failure_threshold": 1, "cooldown": 60}}}}
     )
     async with serving(db_path, policy=rules, clock=clock) as (_, stubs):
-        assert await breakers(stubs) == {}  # created on first use
+        # Listed before any call: the configured provider's, its models' and the policy's.
+        before = await breakers(stubs)
+        assert {"provider:simulated", "model:simulated/sim-small", LARGE} <= set(before)
+        assert all(
+            (b.state, b.calls, b.cause) == (C.BREAKER_STATE_CLOSED, 0, "") for b in before.values()
+        )
         failing = {"fail_with": "server_error", "fail_models": ["sim-large"]}
         await llm_workflow(stubs, "large-fails", model="sim-large", options=failing)
         run, events = await run_to_end(stubs, "large-fails")
@@ -173,7 +178,8 @@ async def test_breakers_follow_the_policy_and_reset_closes_them(db_path: str) ->
         assert [e.breaker for e in of_type(events, E.RUN_EVENT_TYPE_CIRCUIT_OPENED)] == [LARGE]
 
         board = await breakers(stubs)
-        assert set(board) == {"provider:simulated", LARGE, "agent:llm"}
+        used = {name for name, breaker in board.items() if breaker.calls}
+        assert used == {"provider:simulated", LARGE, "agent:llm"}
         large = board[LARGE]
         assert (large.state, large.failures, large.calls) == (C.BREAKER_STATE_OPEN, 1, 1)
         assert "server_error" in large.cause

@@ -980,6 +980,7 @@ class Breaker(_message.Message):
     CALLS_FIELD_NUMBER: _builtins.int
     HALF_OPEN_TIME_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
+    LAST_FAILURE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"provider:<p>", "model:<p>/<m>" or "agent:<a>"."""
     state: Global___BreakerState.ValueType
@@ -991,6 +992,10 @@ class Breaker(_message.Message):
     """Calls counted in the current window."""
     tenant: _builtins.str
     """The tenant whose calls it counts: each tenant has its own breakers."""
+    last_failure: _builtins.str
+    """The latest failure it counted, in any state (a closed breaker's near misses);
+    `cause` says why it is in its state.
+    """
     @_builtins.property
     def half_open_time(self) -> _timestamp_pb2.Timestamp:
         """When an open breaker admits a probe."""
@@ -1005,10 +1010,11 @@ class Breaker(_message.Message):
         calls: _builtins.int = ...,
         half_open_time: _timestamp_pb2.Timestamp | None = ...,
         tenant: _builtins.str = ...,
+        last_failure: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["half_open_time", b"half_open_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cause", b"cause", "failures", b"failures", "half_open_time", b"half_open_time", "name", b"name", "state", b"state", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cause", b"cause", "failures", b"failures", "half_open_time", b"half_open_time", "last_failure", b"last_failure", "name", b"name", "state", b"state", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

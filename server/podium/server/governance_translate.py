@@ -125,7 +125,8 @@ def breaker_message(view: BreakerView, now: float) -> pb.Breaker:
     message = pb.Breaker(
         name=view.name,
         state=_BREAKERS[view.state],
-        cause=view.last_cause,
+        cause=view.cause,
+        last_failure=view.last_failure,
         failures=max(view.consecutive_failures, view.failures_in_window),
         calls=view.calls_in_window,
         tenant=view.tenant,
