@@ -337,8 +337,10 @@ def _breaker_step(*, failing: bool, model: str = "sim-large") -> dict[str, Any]:
 
 
 async def _breakers(stubs: Stubs, *metadata: tuple[str, str]) -> dict[tuple[str, str], C.Breaker]:
+    """The breakers calls have used (every configured provider's and model's are listed too,
+    unused)."""
     listed = await stubs.control.ListBreakers(C.ListBreakersRequest(), metadata=metadata)
-    return {(b.tenant, b.name): b for b in listed.breakers}
+    return {(b.tenant, b.name): b for b in listed.breakers if b.calls}
 
 
 async def test_one_tenants_failing_calls_open_only_its_own_breakers(db_path: str) -> None:
@@ -386,8 +388,12 @@ async def test_one_tenants_failing_calls_open_only_its_own_breakers(db_path: str
             assert every["acme", LARGE].state == C.BREAKER_STATE_OPEN
             assert (await _breakers(admin, *_as("globex"))).keys() == theirs.keys()
 
-            # The admin has no breaker in its own tenant (default): not found there.
-            await not_found(admin.control.ResetBreaker(C.ResetBreakerRequest(name=LARGE)))
+            # In the admin's own tenant (default) the breaker is known but unused: resetting
+            # it does nothing to acme's or globex's, and one nobody knows is not found.
+            own = await admin.control.ResetBreaker(C.ResetBreakerRequest(name=LARGE))
+            assert (own.breaker.tenant, own.breaker.calls) == ("default", 0)
+            assert (await _breakers(acme.stubs))["acme", LARGE].state == C.BREAKER_STATE_OPEN
+            await not_found(admin.control.ResetBreaker(C.ResetBreakerRequest(name="agent:nope")))
             # globex's reset resets globex's breaker, never acme's.
             reset = await globex.stubs.control.ResetBreaker(C.ResetBreakerRequest(name=LARGE))
             assert (reset.breaker.tenant, reset.breaker.calls) == ("globex", 0)
@@ -399,7 +405,10 @@ async def test_one_tenants_failing_calls_open_only_its_own_breakers(db_path: str
             run, _ = await run_to_end(globex.stubs, "small")
             assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
             small = C.ResetBreakerRequest(name="model:simulated/sim-small")
-            await not_found(acme.stubs.control.ResetBreaker(small))
+            # acme's own sim-small breaker is unused (known, closed): resetting it leaves
+            # globex's, which counted the call, alone.
+            assert (await acme.stubs.control.ResetBreaker(small)).breaker.calls == 0
+            assert (await _breakers(globex.stubs))["globex", "model:simulated/sim-small"].calls
             assert (await globex.stubs.control.ResetBreaker(small)).breaker.tenant == "globex"
             # The admin resets acme's with x-podium-tenant.
             reset = await admin.control.ResetBreaker(

@@ -97,9 +97,12 @@ def test_quotas_and_budgets_list_the_policy(governed: ServerProcess) -> None:
     table = ok(governed, "budgets")
     assert "daily" in table and "$5.00" in table and "50%" in table and "agent:llm" in table
 
-    # Nothing has called a model yet: no breakers, no spend.
-    assert ok_json(governed, "breakers").get("breakers", []) == []
-    assert "no breakers" in ok(governed, "breakers")
+    # Nothing has called a model yet: the configured providers' breakers, all closed and
+    # unused; no spend.
+    listed: list[dict[str, object]] = ok_json(governed, "breakers")["breakers"]  # type: ignore[assignment]
+    assert "provider:simulated" in {b["name"] for b in listed}
+    assert all(b["state"] == "BREAKER_STATE_CLOSED" and not b.get("calls") for b in listed)
+    assert "provider:simulated" in ok(governed, "breakers")
     assert ok_json(governed, "spend").get("entries", []) == []
     assert "total: $0.00" in ok(governed, "spend")
 
@@ -283,7 +286,8 @@ async def test_the_async_client_governs_too(governed: ServerProcess) -> None:
         await podium.delete_quota("q")
         await podium.delete_budget("b")
         assert (await podium.get_spend("server")).total.units == 0
-        assert await podium.list_breakers() == []
+        listed = await podium.list_breakers()
+        assert listed and not any(b.calls for b in listed)
         with pytest.raises(PodiumError) as raised:
             await podium.reset_breaker("agent:nope")
         assert raised.value.code_name == "NOT_FOUND"

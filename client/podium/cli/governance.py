@@ -59,13 +59,20 @@ def register(commands: Any) -> None:
         "--dimension",
         required=True,
         choices=_DIMENSIONS,
-        help="what it counts: per minute, or calls (runs for a workflow) at once",
+        help="what it counts: per window, or calls (runs for a workflow) at once",
     )
     set_quota.add_argument(
-        "--limit", required=True, type=inputs.number, help="per minute, or at once"
+        "--limit", required=True, type=inputs.number, help="per window, or at once"
     )
     set_quota.add_argument(
         "--burst", type=inputs.number, default=0.0, help="bucket size (default: the limit)"
+    )
+    set_quota.add_argument(
+        "--window",
+        type=inputs.window,
+        default=None,
+        metavar="WINDOW",
+        help="second, minute (default), hour, day, or seconds: the rate is LIMIT per WINDOW",
     )
     set_quota.set_defaults(handler=update_quota)
     delete_quota = quota_commands.add_parser("delete", parents=common, help="delete a quota")
@@ -145,7 +152,7 @@ def update_quota(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
     quota = _checked(
         lambda: client.update_quota(
-            args.name, args.scope, args.dimension, args.limit, burst=args.burst
+            args.name, args.scope, args.dimension, args.limit, burst=args.burst, window=args.window
         )
     )
     if ctx.json:
@@ -334,7 +341,12 @@ def _number(value: float) -> str:
 def _limit(quota: control_service_pb2.Quota) -> str:
     if quota.dimension == _C.QUOTA_DIMENSION_CONCURRENCY:
         return f"{_number(quota.limit)} concurrent"
-    return f"{_number(quota.limit)}/min"
+    window = quota.window
+    seconds = window.seconds + window.nanos / 1e9 if quota.HasField("window") else 60.0
+    return f"{_number(quota.limit)}/{_WINDOW_NAMES.get(seconds, f'{seconds:g}s')}"
+
+
+_WINDOW_NAMES = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "day"}
 
 
 def _period(budget: control_service_pb2.Budget) -> str:

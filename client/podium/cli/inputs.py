@@ -108,3 +108,19 @@ def non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
     return value
+_WINDOWS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+
+def window(text: str) -> float:
+    """A quota's window: second, minute, hour, day, or a number of seconds."""
+    if text in _WINDOWS:
+        return _WINDOWS[text]
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected second, minute, hour, day or a number of seconds, got {text!r}"
+        )
+    return seconds

@@ -122,7 +122,12 @@ def watch_runs(
 
 
 def update_quota(
-    name: str, scope: str, dimension: int | str, limit: float, burst: float
+    name: str,
+    scope: str,
+    dimension: int | str,
+    limit: float,
+    burst: float,
+    window: float | None = None,
 ) -> control_service_pb2.UpdateQuotaRequest:
     quota = control_service_pb2.Quota(
         name=name,
@@ -131,6 +136,8 @@ def update_quota(
         limit=limit,
         burst=burst,
     )
+    if window is not None:
+        quota.window.FromNanoseconds(round(window * 1e9))
     return control_service_pb2.UpdateQuotaRequest(quota=quota)
 
 

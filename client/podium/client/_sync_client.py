@@ -307,15 +307,22 @@ class Client:
         return list(response.quotas)
 
     def update_quota(
-        self, name: str, scope: str, dimension: int | str, limit: float, burst: float = 0
+        self,
+        name: str,
+        scope: str,
+        dimension: int | str,
+        limit: float,
+        burst: float = 0,
+        window: float | None = None,
     ) -> control_service_pb2.Quota:
         """Create or replace the quota `name`.
 
         `scope` is "provider:openai", "model:openai/gpt-4o", "agent:llm", "workflow:erp" or
         "tenant:x"; `dimension` one of requests, input_tokens, output_tokens, tokens (per
-        minute) or concurrency (at once); `burst` 0 means equal to `limit`.
+        `window` seconds: default a minute) or concurrency (at once); `burst` 0 means equal
+        to `limit`.
         """
-        request = _requests.update_quota(name, scope, dimension, limit, burst)
+        request = _requests.update_quota(name, scope, dimension, limit, burst, window)
         with translate_rpc_errors():
             response = self._control.UpdateQuota(request, timeout=self.timeout)
         return response.quota

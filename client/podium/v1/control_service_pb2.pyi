@@ -562,11 +562,12 @@ class Quota(_message.Message):
     BURST_FIELD_NUMBER: _builtins.int
     AVAILABLE_FIELD_NUMBER: _builtins.int
     PAUSED_UNTIL_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique; shown in waiting reasons as "quota:<name>"."""
     dimension: Global___QuotaDimension.ValueType
     limit: _builtins.float
-    """Rate per minute (token-bucket refill), or the concurrency limit."""
+    """Units per `window` (token-bucket refill), or the concurrency limit."""
     burst: _builtins.float
     """Bucket capacity; 0: equal to limit. Ignored for concurrency."""
     available: _builtins.float
@@ -576,6 +577,13 @@ class Quota(_message.Message):
     @_builtins.property
     def paused_until(self) -> _timestamp_pb2.Timestamp:
         """Output only: paused by a provider's 429 until then."""
+
+    @_builtins.property
+    def window(self) -> _duration_pb2.Duration:
+        """The rate's window: `limit` units per window, at most limit + burst over any
+        stretch of one window. Unset: one minute. Ignored for concurrency. Several
+        quotas on one scope hold together (500 requests a minute and 2 M tokens a day).
+        """
 
     def __init__(
         self,
@@ -587,10 +595,11 @@ class Quota(_message.Message):
         burst: _builtins.float = ...,
         available: _builtins.float = ...,
         paused_until: _timestamp_pb2.Timestamp | None = ...,
+        window: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["paused_until", b"paused_until", "scope", b"scope"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["paused_until", b"paused_until", "scope", b"scope", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "burst", b"burst", "dimension", b"dimension", "limit", b"limit", "name", b"name", "paused_until", b"paused_until", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "burst", b"burst", "dimension", b"dimension", "limit", b"limit", "name", b"name", "paused_until", b"paused_until", "scope", b"scope", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -971,6 +980,7 @@ class Breaker(_message.Message):
     CALLS_FIELD_NUMBER: _builtins.int
     HALF_OPEN_TIME_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
+    LAST_FAILURE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"provider:<p>", "model:<p>/<m>" or "agent:<a>"."""
     state: Global___BreakerState.ValueType
@@ -982,6 +992,10 @@ class Breaker(_message.Message):
     """Calls counted in the current window."""
     tenant: _builtins.str
     """The tenant whose calls it counts: each tenant has its own breakers."""
+    last_failure: _builtins.str
+    """The latest failure it counted, in any state (a closed breaker's near misses);
+    `cause` says why it is in its state.
+    """
     @_builtins.property
     def half_open_time(self) -> _timestamp_pb2.Timestamp:
         """When an open breaker admits a probe."""
@@ -996,10 +1010,11 @@ class Breaker(_message.Message):
         calls: _builtins.int = ...,
         half_open_time: _timestamp_pb2.Timestamp | None = ...,
         tenant: _builtins.str = ...,
+        last_failure: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["half_open_time", b"half_open_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cause", b"cause", "failures", b"failures", "half_open_time", b"half_open_time", "name", b"name", "state", b"state", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cause", b"cause", "failures", b"failures", "half_open_time", b"half_open_time", "last_failure", b"last_failure", "name", b"name", "state", b"state", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -75,8 +75,12 @@ class BreakerView:
     calls_in_window: int
     failures_in_window: int
     retry_in: float | None
-    last_cause: str
+    # Why the breaker is in its state ("3 consecutive failures (last: timeout)", "probe
+    # succeeded", "reset"); empty for one that never changed state.
+    cause: str
     tenant: str = DEFAULT_TENANT
+    # The latest failure it counted, whatever its state (a closed breaker's near misses).
+    last_failure: str = ""
 
 
 def classify(error: BaseException) -> Outcome:
@@ -125,7 +129,8 @@ class CircuitBreaker:
         self._calls: deque[tuple[float, bool]] = deque()
         self._opened_at = 0.0
         self._probing = False
-        self._last_cause = ""
+        self._cause = ""
+        self._last_failure = ""
 
     @property
     def state(self) -> BreakerState:
@@ -173,7 +178,7 @@ class CircuitBreaker:
         # cooldown stands.
 
     def record_failure(self, cause: str) -> None:
-        self._last_cause = cause
+        self._last_failure = cause
         state = self.state
         if state is BreakerState.HALF_OPEN:
             self._move(BreakerState.OPEN, f"probe failed: {cause}")
@@ -208,8 +213,9 @@ class CircuitBreaker:
             len(self._calls),
             failures,
             self.retry_in(),
-            self._last_cause,
+            self._cause,
             self.tenant,
+            self._last_failure,
         )
 
     # -- internals ----------------------------------------------------------
@@ -245,6 +251,7 @@ class CircuitBreaker:
     def _move(self, new: BreakerState, cause: str) -> None:
         old = self._state
         self._state = new
+        self._cause = cause
         self._probing = False
         if new is BreakerState.OPEN:
             self._opened_at = self._clock.monotonic()
@@ -273,6 +280,7 @@ class BreakerBoard:
         self._clock = clock
         self._on_transition = on_transition
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        self._known: frozenset[str] = frozenset()
 
     def breaker(self, name: str, tenant: str = DEFAULT_TENANT) -> CircuitBreaker:
         breaker = self._breakers.get((tenant, name))
@@ -291,18 +299,40 @@ class BreakerBoard:
         for (_, name), breaker in self._breakers.items():
             breaker.settings = self._overrides.get(name, self._default)
 
+    def known(self) -> list[str]:
+        """The breakers that exist before any call: those of the configured providers and
+        models (see `configure_known`) and those the settings name."""
+        return sorted({*self._known, *self._overrides})
+
+    def configure_known(self, names: Iterable[str]) -> None:
+        """The breakers that govern the configured providers and models
+        ("provider:openai", "model:openai/gpt-4o"), listed before any call uses them."""
+        self._known = frozenset(names)
+
     def list(self, tenant: str | None = None) -> list[BreakerView]:
-        """One tenant's breakers, or every tenant's (None), by tenant and name."""
-        return [
-            self._breakers[key].view()
-            for key in sorted(self._breakers)
-            if tenant is None or key[0] == tenant
-        ]
+        """One tenant's breakers, or every tenant's (None), by tenant and name: those
+        calls have used, and the known ones (closed and unused until a call uses them;
+        for the default tenant when listing every tenant)."""
+        shown = {tenant or DEFAULT_TENANT: set(self.known())}
+        for breaker_tenant, name in self._breakers:
+            if tenant is None or breaker_tenant == tenant:
+                shown.setdefault(breaker_tenant, set()).add(name)
+        views = []
+        for breaker_tenant in sorted(shown):
+            for name in sorted(shown[breaker_tenant]):
+                existing = self._breakers.get((breaker_tenant, name))
+                views.append(
+                    existing.view()
+                    if existing is not None
+                    else BreakerView(name, BreakerState.CLOSED, 0, 0, 0, None, "", breaker_tenant)
+                )
+        return views
 
     def reset(self, name: str, tenant: str = DEFAULT_TENANT) -> bool:
-        """Closes a tenant's breaker; False if that tenant has no breaker of that name."""
+        """Closes a tenant's breaker; False if no such breaker exists or is known."""
         breaker = self._breakers.get((tenant, name))
         if breaker is None:
-            return False
+            # A known breaker no call has used is closed already.
+            return name in self.known()
         breaker.reset()
         return True

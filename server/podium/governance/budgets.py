@@ -3,12 +3,23 @@
 A call reserves its worst-case cost in every budget it falls in before it
 runs, and settles the actual cost after. Settled spend plus open reservations
 never exceed a limit, because a reservation is all or nothing and checks
-against both. All methods are synchronous: on one event loop they are atomic.
+against both. All methods but `wait_for_room` are synchronous: on one event
+loop they are atomic.
+
+A call that fits a limit on settled spend but not with other calls' open
+reservations is told so (BudgetBusy) and may wait: most of that room comes
+back when those calls settle. Waiters are served in arrival order: a newcomer
+never overtakes a call already waiting on the same budget. Only a call that
+can never fit (settled spend plus its own worst case past the limit) is
+refused (BudgetExceeded), so waiting cannot deadlock: every reservation it
+waits for belongs to a call already past admission, which settles.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +34,7 @@ __all__ = [
     "BUDGET_SCOPE_KINDS",
     "PERIODS",
     "Budget",
+    "BudgetBusy",
     "BudgetError",
     "BudgetExceeded",
     "BudgetLedger",
@@ -42,6 +54,7 @@ ZERO = Decimal(0)
 
 # (budget name, period key): "" for no period, "2026-11-21" by day, "2026-11" by month.
 Key = tuple[str, str]
+log = logging.getLogger("podium.governance.budgets")
 
 
 class BudgetError(ValueError):
@@ -110,6 +123,39 @@ class BudgetExceeded(Exception):
         self.amount = amount
 
 
+class BudgetBusy(Exception):
+    """Reserving `amount` in `budget_name` fits its limit on settled spend, but
+    not with the open reservations of calls still running (or calls already
+    waiting come first): nothing was reserved, and the call may wait for room
+    (`BudgetLedger.wait_for_room`)."""
+
+    def __init__(
+        self,
+        budget_name: str,
+        key: Key,
+        limit: Decimal,
+        spent: Decimal,
+        reserved: Decimal,
+        amount: Decimal,
+    ) -> None:
+        super().__init__(
+            f"budget {budget_name!r} is held by calls in flight: limit {limit}, spent {spent}, "
+            f"reserved {reserved}, asked {amount}"
+        )
+        self.budget_name = budget_name
+        self.key = key
+        self.amount = amount
+
+
+class WaitTicket:
+    """A waiting call's place in the queues of the budgets it waits on."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys: list[Key] = []
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetWarning:
     """Settled spend crossed `warn_fraction` of the limit (once per period)."""
@@ -161,13 +207,23 @@ class BudgetLedger:
         # Per-run budgets by run id; dropped by close_run.
         self._runs: dict[str, Budget] = {}
         self._ids = itertools.count(1)
+        # Calls waiting for room, in arrival order, per budget and period.
+        self._queues: dict[Key, list[WaitTicket]] = {}
+        # Set (and replaced) whenever room may have appeared: a reservation closed, a waiter
+        # left its queue, limits changed.
+        self._room = asyncio.Event()
         self.update(budgets)
 
     # -- configuration ------------------------------------------------------
 
     def update(self, budgets: Sequence[Budget]) -> None:
-        """Replaces the configured budgets. A limit below what its current
-        period has already spent is refused (BudgetError), and nothing changes."""
+        """Replaces the configured budgets. A limit may be lowered below what
+        its current period has already spent and reserved: it is logged, and
+        the budget admits nothing new until spending fits under it again (in a
+        later period). A budget whose scope or period changes counts from zero
+        in its current period: what was spent before the change was counted
+        under the old definition, and an older figure stored under the same
+        period key (an earlier configuration with that period) is dropped."""
         now = self._clock.now()
         seen: set[str] = set()
         for index, budget in enumerate(budgets):
@@ -182,13 +238,31 @@ class BudgetLedger:
             if budget.name in seen:
                 raise BudgetError(f"{where}.name", f"duplicate budget name {budget.name!r}")
             seen.add(budget.name)
-            spent = self._settled.get((budget.name, budget.period_key(now)), ZERO)
-            if budget.limit < spent:
-                raise BudgetError(
-                    f"{where}.limit",
-                    f"{budget.limit} is below the {spent} already spent this period",
+        for budget in budgets:
+            key = (budget.name, budget.period_key(now))
+            old = self._budgets.get(budget.name)
+            if old is not None and (old.scope_kind, old.scope_value, old.period) != (
+                budget.scope_kind,
+                budget.scope_value,
+                budget.period,
+            ):
+                # Another definition: its spend starts now (reservations of calls in
+                # flight keep their own keys and settle there).
+                self._settled.pop(key, None)
+                self._warned.discard(key)
+                log.info("budget %s redefined: counting from zero in period %r", *key)
+            used = self._settled.get(key, ZERO) + self._reserved.get(key, ZERO)
+            if budget.limit < used:
+                log.warning(
+                    "budget %s lowered to %s, below the %s spent and reserved in period %r: "
+                    "it admits no new call until spending fits",
+                    budget.name,
+                    budget.limit,
+                    used,
+                    key[1],
                 )
         self._budgets = {budget.name: budget for budget in budgets}
+        self._signal_room()
 
     def load(self, spent: Mapping[Key, Decimal]) -> None:
         """Starts from stored spend. A budget already past its warning
@@ -208,10 +282,18 @@ class BudgetLedger:
     # -- reservations -------------------------------------------------------
 
     def reserve(
-        self, call: CallScopes, run_id: str, run_limit: Decimal | None, amount: Decimal
+        self,
+        call: CallScopes,
+        run_id: str,
+        run_limit: Decimal | None,
+        amount: Decimal,
+        ticket: WaitTicket | None = None,
     ) -> Reservation:
-        """Reserves `amount` in every budget the call falls in, or raises
-        BudgetExceeded for the first that cannot hold it, having reserved nothing."""
+        """Reserves `amount` in every budget the call falls in, having reserved
+        nothing if it raises: BudgetExceeded for the first budget it can never
+        fit (settled spend plus `amount` past the limit), else BudgetBusy for
+        the first it cannot fit now (open reservations, or earlier waiters:
+        `ticket` is the call's place if it already waits)."""
         if amount < 0:
             raise ValueError(f"a reservation cannot be negative, got {amount}")
         applicable = [b for b in self._budgets.values() if b.applies_to(call)]
@@ -220,19 +302,54 @@ class BudgetLedger:
             applicable.append(run_budget)
         now = self._clock.now()
         keys: list[Key] = []
+        busy: BudgetBusy | None = None
         for budget in applicable:
             key = (budget.name, budget.period_key(now))
             spent = self._settled.get(key, ZERO)
             reserved = self._reserved.get(key, ZERO)
-            if spent + reserved + amount > budget.limit:
+            if spent + amount > budget.limit:
                 raise BudgetExceeded(budget.name, budget.limit, spent, reserved, amount)
+            if busy is None and (
+                spent + reserved + amount > budget.limit or self._others_first(key, ticket)
+            ):
+                busy = BudgetBusy(budget.name, key, budget.limit, spent, reserved, amount)
             keys.append(key)
+        if busy is not None:
+            raise busy
         # Only now, so that a refused call leaves no trace, not even its run.
         if run_budget is not None:
             self._runs[run_id] = run_budget
         for key in keys:
             self._reserved[key] = self._reserved.get(key, ZERO) + amount
         return Reservation(amount, run_id, tuple(keys))
+
+    # -- waiting for room ---------------------------------------------------
+
+    def enqueue(self, ticket: WaitTicket, key: Key) -> None:
+        """Puts a waiting call in line for a budget (once per budget)."""
+        if key not in ticket.keys:
+            ticket.keys.append(key)
+            self._queues.setdefault(key, []).append(ticket)
+
+    def dequeue(self, ticket: WaitTicket) -> None:
+        """Takes a call out of every line it is in (it reserved, gave up or was
+        cancelled); the next in line may go."""
+        for key in ticket.keys:
+            queue = self._queues.get(key)
+            if queue is not None and ticket in queue:
+                queue.remove(ticket)
+                if not queue:
+                    del self._queues[key]
+        ticket.keys.clear()
+        self._signal_room()
+
+    async def wait_for_room(self) -> None:
+        """Returns once room may have appeared (try reserving again)."""
+        await self._room.wait()
+
+    def waiting(self, name: str, period_key: str | None = None) -> int:
+        """How many calls wait for room in a budget."""
+        return len(self._queues.get(self._key(name, period_key), ()))
 
     def settle(self, reservation: Reservation, actual: Decimal) -> list[BudgetWarning]:
         """Replaces the reservation by what was actually spent. An actual above
@@ -328,6 +445,18 @@ class BudgetLedger:
                 self._reserved[key] = left
             else:
                 self._reserved.pop(key, None)
+        self._signal_room()
+
+    def _others_first(self, key: Key, ticket: WaitTicket | None) -> bool:
+        """Whether calls that waited longer are in line for this budget."""
+        queue = self._queues.get(key)
+        return queue is not None and len(queue) > 0 and queue[0] is not ticket
+
+    def _signal_room(self) -> None:
+        # Every waiter wakes and tries again, in the order it began to wait (asyncio resumes
+        # an event's waiters first come, first served); the queues keep newcomers behind.
+        self._room.set()
+        self._room = asyncio.Event()
 
 
 def _past_warning(budget: Budget, spent: Decimal) -> bool:

@@ -3,7 +3,9 @@
 In order: the circuit breakers of the target (provider, model, agent), then
 quota admission (all or nothing; the caller hears `waiting("quota:<name>")`
 meanwhile), then a reservation of the call's worst-case cost in every budget
-it falls in and in its run's own ceiling, then the provider call; the
+it falls in and in its run's own ceiling (waiting, `budget:<name>`, while
+other calls' reservations leave no room; refused only when it can never fit),
+then the provider call; the
 reservation is settled to the exact cost, or released, exactly once whatever
 happens. With fallbacks, the next target takes the call while a target's
 breakers are open or its provider is unavailable.
@@ -24,7 +26,13 @@ from typing import Protocol
 from podium.core.failures import BUDGET_EXCEEDED, CIRCUIT_OPEN, QUOTA_EXCEEDED
 from podium.core.model import DEFAULT_TENANT, Usage
 from podium.governance.breakers import BreakerState, CircuitBreaker, Outcome, classify
-from podium.governance.budgets import BudgetExceeded, BudgetWarning
+from podium.governance.budgets import (
+    BudgetBusy,
+    BudgetExceeded,
+    BudgetWarning,
+    Reservation,
+    WaitTicket,
+)
 from podium.governance.quotas import QuotaTimeout
 from podium.governance.scopes import CallScopes
 from podium.governance.service import Governance, Transition
@@ -260,8 +268,11 @@ class LlmGate:
         try:
             admission = await governance.quotas.admit(demand, None, on_wait=on_wait)
         except QuotaTimeout as error:
+            figures = f": {error.detail}" if error.detail else ""
             raise AgentError(
-                f"quota {error.reason} cannot admit this call", code=QUOTA_EXCEEDED
+                f"quota {error.reason} cannot admit this call{figures}",
+                code=QUOTA_EXCEEDED,
+                retryable=not error.detail,
             ) from None
         if waited:
             observer.resumed(waited[0])
@@ -271,7 +282,7 @@ class LlmGate:
                 target.provider, target.model, input_estimate, max_tokens
             )
             try:
-                reservation = governance.ledger.reserve(call, caller.run_id, caller.max_cost, worst)
+                reservation = await self._reserve(call, worst)
             except BudgetExceeded as error:
                 governance.quotas.settle(admission, 0, 0)
                 settled = True
@@ -344,6 +355,30 @@ class LlmGate:
             if not settled:
                 governance.quotas.settle(admission, 0, 0)
             governance.quotas.release(admission)
+
+    async def _reserve(self, call: CallScopes, worst: Decimal) -> Reservation:
+        """Reserves the call's worst case in its budgets, waiting (`budget:<name>`) while
+        other calls' open reservations leave no room; BudgetExceeded once it can never fit."""
+        ledger, caller = self._governance.ledger, self._caller
+        ticket: WaitTicket | None = None
+        waiting_for = ""
+        try:
+            while True:
+                try:
+                    return ledger.reserve(call, caller.run_id, caller.max_cost, worst, ticket)
+                except BudgetBusy as busy:
+                    if ticket is None:
+                        ticket = WaitTicket()
+                    ledger.enqueue(ticket, busy.key)
+                    if not waiting_for:
+                        waiting_for = f"budget:{busy.budget_name}"
+                        self._observer.waiting(waiting_for)
+                await ledger.wait_for_room()
+        finally:
+            if ticket is not None:
+                ledger.dequeue(ticket)
+            if waiting_for:
+                self._observer.resumed(waiting_for)
 
 
 def estimate_tokens(request: CompletionRequest) -> int:

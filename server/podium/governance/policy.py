@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from podium.governance.windows import WINDOWS
+
 ScopeKind = Literal["server", "provider", "model", "agent", "workflow", "tenant"]
 Dimension = Literal["requests", "input_tokens", "output_tokens", "tokens", "concurrency"]
 Period = Literal["none", "day", "month"]
@@ -55,9 +57,20 @@ class QuotaPolicy(_Strict):
     name: str = Field(min_length=1, max_length=100)
     scope: str
     dimension: Dimension
-    # Per minute for rates; at once for concurrency.
+    # Per `window` for rates; at once for concurrency.
     limit: float = Field(gt=0)
     burst: float = Field(default=0, ge=0)
+    # The rate's window: second, minute (the default), hour, day, or a number of seconds.
+    window: float = Field(default=60.0, gt=0, le=31 * 86400)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in WINDOWS:
+            return WINDOWS[value]
+        if isinstance(value, str):
+            raise ValueError(f"a window is one of {', '.join(WINDOWS)} or a number of seconds")
+        return value
 
     @field_validator("scope")
     @classmethod

@@ -17,6 +17,7 @@ from typing import Literal, get_args
 from podium.core.clock import Clock
 from podium.governance.buckets import TokenBucket
 from podium.governance.scopes import CallScopes, Scope
+from podium.governance.windows import WINDOWS, window_name
 
 __all__ = [
     "DIMENSIONS",
@@ -41,32 +42,39 @@ _TOKEN_DIMENSIONS = ("input_tokens", "output_tokens", "tokens")
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """At most `per_minute` units a minute on average, and `burst` at once
-    (default: one minute's worth)."""
+    """At most `limit` units per `window` seconds on average, and `burst` at
+    once (default: one window's worth). A token bucket refilling at
+    limit/window a second admits at most limit + burst over any stretch of
+    one window (limit x t / window + burst over any t), so several limits on
+    one scope (500 requests a minute and 2 M tokens a day) each hold over
+    their own window."""
 
     name: str
     scope: Scope
     dimension: Dimension
-    per_minute: float
+    limit: float
     burst: float | None = None
+    window: float = WINDOWS["minute"]
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a rate limit needs a name")
         if self.dimension not in DIMENSIONS:
             raise ValueError(f"{self.name}: dimension must be one of {sorted(DIMENSIONS)}")
-        if not 0 < self.per_minute < math.inf:
-            raise ValueError(f"{self.name}: per_minute must be > 0, got {self.per_minute}")
+        if not 0 < self.limit < math.inf:
+            raise ValueError(f"{self.name}: limit must be > 0, got {self.limit}")
         if self.burst is not None and not 0 < self.burst < math.inf:
             raise ValueError(f"{self.name}: burst must be > 0, got {self.burst}")
+        if not 0 < self.window < math.inf:
+            raise ValueError(f"{self.name}: window must be > 0 seconds, got {self.window}")
 
     @property
     def capacity(self) -> float:
-        return self.per_minute if self.burst is None else self.burst
+        return self.limit if self.burst is None else self.burst
 
     @property
     def rate_per_second(self) -> float:
-        return self.per_minute / 60.0
+        return self.limit / self.window
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +122,22 @@ class Blocked:
 
 
 class QuotaTimeout(Exception):
-    """The demand could not be admitted before the deadline (or ever)."""
+    """The demand could not be admitted before the deadline (or ever);
+    `detail` gives the figures when it can never fit."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
+
+
+class _Waiter:
+    """A demand waiting in line for the limits that blocked it."""
+
+    __slots__ = ("names",)
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
 
 
 class _Pool:
@@ -145,7 +164,8 @@ class RateView:
     name: str
     scope: Scope
     dimension: Dimension
-    per_minute: float
+    limit: float
+    window: float
     burst: float
     available: float
     # Wall-clock time (clock.now()) a provider's retry-after ends, if pending.
@@ -183,6 +203,8 @@ class QuotaBook:
         self._pauses: dict[Scope, float] = {}
         # Futures of admit() calls waiting for a lease; release() wakes them all.
         self._lease_waiters: list[asyncio.Future[None]] = []
+        # Demands waiting for each limit, in arrival order: a newcomer queues behind them.
+        self._queues: dict[str, list[_Waiter]] = {}
         self.update(limits, concurrency)
 
     # -- configuration ------------------------------------------------------
@@ -256,17 +278,25 @@ class QuotaBook:
 
     # -- admission ----------------------------------------------------------
 
-    def try_admit(self, demand: Demand) -> Admission | Blocked:
-        """Takes everything the demand needs, or nothing at all."""
+    def try_admit(self, demand: Demand, waiter: _Waiter | None = None) -> Admission | Blocked:
+        """Takes everything the demand needs, or nothing at all. A limit that
+        others wait for (before `waiter`, the caller's place if it waits)
+        blocks too: waiters are admitted in arrival order."""
         now = self._clock.monotonic()
         blockers: list[tuple[str, float | None]] = []
         for take in demand.takes:
             bucket = self._buckets.get(take.limit)
-            if bucket is not None and not bucket.can_take(take.amount, now):
+            if bucket is None:
+                continue
+            if not bucket.can_take(take.amount, now):
                 blockers.append((take.limit, bucket.wait_time(take.amount, now)))
+            elif self._others_first(take.limit, waiter):
+                blockers.append((take.limit, None))
         for name in demand.leases:
             pool = self._pools.get(name)
-            if pool is not None and pool.in_use >= pool.limit.max_concurrent:
+            if pool is not None and (
+                pool.in_use >= pool.limit.max_concurrent or self._others_first(name, waiter)
+            ):
                 blockers.append((name, None))
         for scope in demand.scopes:
             until = self._pauses.get(scope)
@@ -292,30 +322,36 @@ class QuotaBook:
         on_wait: Callable[[str], None] | None = None,
     ) -> Admission:
         """Waits until the demand is admitted. Raises QuotaTimeout as soon as
-        the wait would outlast `deadline` (monotonic seconds), or at once if
-        the demand can never fit. `on_wait(reason)` is called once, when the
-        wait begins. No fairness: a small demand may overtake a large one."""
-        waiting = False
-        while True:
-            outcome = self.try_admit(demand)
-            if isinstance(outcome, Admission):
-                return outcome
-            now = self._clock.monotonic()
-            if outcome.retry_in is not None and (
-                outcome.retry_in == math.inf
-                or (deadline is not None and now + outcome.retry_in > deadline)
-            ):
-                raise QuotaTimeout(outcome.reason)
-            if deadline is not None and now >= deadline:
-                raise QuotaTimeout(outcome.reason)
-            if not waiting:
-                waiting = True
-                if on_wait is not None:
-                    on_wait(outcome.reason)
-            if outcome.retry_in is not None:
-                await self._clock.sleep(outcome.retry_in)
-            elif not await self._wait_for_release(deadline):
-                raise QuotaTimeout(outcome.reason)
+        the wait would outlast `deadline` (monotonic seconds), or at once,
+        with the figures, if the demand can never fit. `on_wait(reason)` is
+        called once, when the wait begins. Fair: a demand that waits is
+        admitted before any that came after it to the same limits (a small
+        demand never overtakes a large one that waits)."""
+        waiter: _Waiter | None = None
+        try:
+            while True:
+                outcome = self.try_admit(demand, waiter)
+                if isinstance(outcome, Admission):
+                    return outcome
+                now = self._clock.monotonic()
+                if outcome.retry_in == math.inf:
+                    raise QuotaTimeout(outcome.reason, self._too_large(demand))
+                if outcome.retry_in is not None and (
+                    deadline is not None and now + outcome.retry_in > deadline
+                ):
+                    raise QuotaTimeout(outcome.reason)
+                if deadline is not None and now >= deadline:
+                    raise QuotaTimeout(outcome.reason)
+                if waiter is None:
+                    waiter = _Waiter()
+                    if on_wait is not None:
+                        on_wait(outcome.reason)
+                self._enqueue(waiter, demand)
+                if not await self._wait_for_change(outcome.retry_in, deadline):
+                    raise QuotaTimeout(outcome.reason)
+        finally:
+            if waiter is not None:
+                self._dequeue(waiter)
 
     def settle(self, admission: Admission, actual_input: int, actual_output: int) -> None:
         """Replaces the token reservation by the tokens actually used: the
@@ -367,15 +403,19 @@ class QuotaBook:
         remaining_tokens: int | None = None,
     ) -> None:
         """A provider reported what it has left (x-ratelimit-remaining-*):
-        lowers the matching provider and model buckets to it. Remaining tokens
-        bound every token dimension, since input or output alone is no more."""
+        lowers the matching provider and model buckets to it. Providers report
+        their per-minute limits (OpenAI's and Anthropic's headers), so only
+        one-minute windows are clamped: a day's bucket is not "what is left
+        this minute". Remaining tokens bound every token dimension, since
+        input or output alone is no more."""
         now = self._clock.monotonic()
+        minute = WINDOWS["minute"]
         for scope in _provider_scopes(call):
             if remaining_requests is not None:
-                for bucket in self._buckets_of(scope, ("requests",)):
+                for bucket in self._buckets_of(scope, ("requests",), minute):
                     bucket.clamp(float(remaining_requests), now)
             if remaining_tokens is not None:
-                for bucket in self._buckets_of(scope, _TOKEN_DIMENSIONS):
+                for bucket in self._buckets_of(scope, _TOKEN_DIMENSIONS, minute):
                     bucket.clamp(float(remaining_tokens), now)
 
     # -- listing ------------------------------------------------------------
@@ -393,7 +433,8 @@ class QuotaBook:
                     name=name,
                     scope=limit.scope,
                     dimension=limit.dimension,
-                    per_minute=limit.per_minute,
+                    limit=limit.limit,
+                    window=limit.window,
                     burst=limit.capacity,
                     available=bucket.available(now),
                     paused_until=wall + (until - now) if until is not None and paused else None,
@@ -409,35 +450,81 @@ class QuotaBook:
 
     # -- internals ----------------------------------------------------------
 
-    def _buckets_of(self, scope: Scope, dimensions: Iterable[str]) -> list[TokenBucket]:
+    def _buckets_of(
+        self, scope: Scope, dimensions: Iterable[str], window: float | None = None
+    ) -> list[TokenBucket]:
         wanted = set(dimensions)
         return [
             self._buckets[name]
             for name, limit in self._limits.items()
-            if limit.scope == scope and limit.dimension in wanted
+            if limit.scope == scope
+            and limit.dimension in wanted
+            and (window is None or limit.window == window)
         ]
 
-    async def _wait_for_release(self, deadline: float | None) -> bool:
-        """Waits for some lease to be released; False if the deadline came first."""
+    async def _wait_for_change(self, retry_in: float | None, deadline: float | None) -> bool:
+        """Waits until tokens may suffice (`retry_in` seconds), a lease is released or a
+        waiter ahead leaves its line; False if the deadline came first."""
         woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lease_waiters.append(woken)
-        timer: asyncio.Future[None] | None = None
+        timers: list[asyncio.Future[None]] = []
         try:
-            if deadline is None:
-                await woken
-                return True
-            timer = asyncio.ensure_future(
-                self._clock.sleep(max(deadline - self._clock.monotonic(), 0.0))
-            )
-            await asyncio.wait({woken, timer}, return_when=asyncio.FIRST_COMPLETED)
-            return woken.done()
+            # Due times are fixed now, not when the timer tasks first run: the clock may move
+            # in between (a ManualClock advanced by a test, or a busy loop).
+            if retry_in is not None:
+                due = self._clock.monotonic() + retry_in
+                timers.append(asyncio.ensure_future(self._sleep_until(due)))
+            expiry: asyncio.Future[None] | None = None
+            if deadline is not None:
+                expiry = asyncio.ensure_future(self._sleep_until(deadline))
+                timers.append(expiry)
+            await asyncio.wait({woken, *timers}, return_when=asyncio.FIRST_COMPLETED)
+            return not (expiry is not None and expiry.done() and not woken.done())
         finally:
-            if timer is not None:
+            for timer in timers:
                 timer.cancel()
             if not woken.done():
                 woken.cancel()
             if woken in self._lease_waiters:
                 self._lease_waiters.remove(woken)
+
+    async def _sleep_until(self, due: float) -> None:
+        await self._clock.sleep(max(due - self._clock.monotonic(), 0.0))
+
+    def _others_first(self, name: str, waiter: _Waiter | None) -> bool:
+        queue = self._queues.get(name)
+        return queue is not None and len(queue) > 0 and queue[0] is not waiter
+
+    def _enqueue(self, waiter: _Waiter, demand: Demand) -> None:
+        """In line for every limit of the demand, so nothing that came later
+        overtakes it on any of them."""
+        for name in [take.limit for take in demand.takes] + list(demand.leases):
+            if name not in waiter.names:
+                waiter.names.append(name)
+                self._queues.setdefault(name, []).append(waiter)
+
+    def _dequeue(self, waiter: _Waiter) -> None:
+        for name in waiter.names:
+            queue = self._queues.get(name)
+            if queue is not None and waiter in queue:
+                queue.remove(waiter)
+                if not queue:
+                    del self._queues[name]
+        waiter.names.clear()
+        # The next in line may go now.
+        self._wake_lease_waiters()
+
+    def _too_large(self, demand: Demand) -> str:
+        """The figures of a demand larger than a bucket can ever hold."""
+        for take in demand.takes:
+            limit = self._limits.get(take.limit)
+            if limit is not None and take.amount > limit.capacity:
+                return (
+                    f"asks {take.amount:g} {take.dimension} at once, more than its capacity "
+                    f"of {limit.capacity:g} (burst; {limit.limit:g} per "
+                    f"{window_name(limit.window)})"
+                )
+        return ""
 
     def _wake_lease_waiters(self) -> None:
         waiters, self._lease_waiters = self._lease_waiters, []
@@ -463,7 +550,7 @@ def _provider_scopes(call: CallScopes) -> tuple[Scope, ...]:
 
 
 def _same_meter(old: RateLimit, new: RateLimit) -> bool:
-    return old.scope == new.scope and old.dimension == new.dimension
+    return old.scope == new.scope and old.dimension == new.dimension and old.window == new.window
 
 
 def _check_unique_names(

@@ -240,7 +240,14 @@ class Governance:
                 leases.append(ConcurrencyLimit(quota.name, scope, int(quota.limit)))
             else:
                 rates.append(
-                    RateLimit(quota.name, scope, quota.dimension, quota.limit, quota.burst or None)
+                    RateLimit(
+                        quota.name,
+                        scope,
+                        quota.dimension,
+                        quota.limit,
+                        quota.burst or None,
+                        quota.window,
+                    )
                 )
         self.quotas.update(rates, leases)
         budgets = []

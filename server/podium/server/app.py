@@ -305,6 +305,16 @@ async def _serve_store(
     await governance.load()
     _configure_providers(report, policy or Policy())
     contribute_provider_prices(governance.prices, (e.provider for e in report.registry.providers))
+    # Breakers exist before any call: those of every provider, its models and priced models.
+    models = {(e.provider.name, m) for e in report.registry.providers for m in e.provider.models}
+    governance.breakers.configure_known(
+        {f"provider:{e.provider.name}" for e in report.registry.providers}
+        | {
+            name
+            for provider, model in models | set(governance.prices.entries())
+            for name in (f"provider:{provider}", f"model:{provider}/{model}")
+        }
+    )
     engine = Engine(
         store,
         report.registry,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from google.protobuf import duration_pb2
+
 from podium.governance.breakers import BreakerState, BreakerView
 from podium.governance.budgets import BudgetView
 from podium.governance.policy import BudgetPolicy, QuotaPolicy, parse_scope
@@ -60,7 +62,15 @@ def quota_data(message: pb.Quota) -> dict[str, Any]:
         "dimension": _DIMENSIONS.get(message.dimension, "unspecified"),
         "limit": message.limit,
         "burst": message.burst,
+        # Unset: a minute; a zero, negative or huge duration is refused by QuotaPolicy.
+        **({"window": _seconds(message.window)} if message.HasField("window") else {}),
     }
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    # Not ToTimedelta(): a Duration beyond timedelta's range would raise; the policy
+    # refuses whatever is out of its own range, with the field named.
+    return duration.seconds + duration.nanos / 1e9
 
 
 def budget_data(message: pb.Budget) -> dict[str, Any]:
@@ -84,6 +94,8 @@ def quota_message(
         limit=policy.limit,
         burst=policy.burst,
     )
+    if policy.dimension != "concurrency":
+        message.window.FromNanoseconds(round(policy.window * 1e9))
     if rate is not None:
         message.available = rate.available
         if rate.paused_until is not None:
@@ -113,7 +125,8 @@ def breaker_message(view: BreakerView, now: float) -> pb.Breaker:
     message = pb.Breaker(
         name=view.name,
         state=_BREAKERS[view.state],
-        cause=view.last_cause,
+        cause=view.cause,
+        last_failure=view.last_failure,
         failures=max(view.consecutive_failures, view.failures_in_window),
         calls=view.calls_in_window,
         tenant=view.tenant,

@@ -213,7 +213,7 @@ def test_record_dispatches_on_outcome() -> None:
     breaker.record(classify(ProviderError("x", kind="bad_request")))
     assert state(breaker) is BreakerState.CLOSED
     breaker.record(classify(TimeoutError()), "timeout")
-    assert state(breaker) is BreakerState.OPEN and breaker.view().last_cause == "timeout"
+    assert state(breaker) is BreakerState.OPEN and breaker.view().last_failure == "timeout"
 
 
 # -- the board -----------------------------------------------------------------------------
@@ -269,9 +269,35 @@ def test_board_keeps_each_tenants_breakers_apart() -> None:
     assert [(v.tenant, v.name, v.state) for v in board.list("acme")] == [
         ("acme", "provider:openai", BreakerState.OPEN)
     ]
-    assert [v.tenant for v in board.list()] == ["acme", "globex"]
-    assert board.list("default") == []
-    # Resetting one tenant's breaker names its tenant; another's is unknown there.
-    assert not board.reset("provider:openai", "default")
+    # The breaker the settings name is known before any call: every tenant lists it.
+    assert [v.tenant for v in board.list()] == ["acme", "default", "globex"]
+    assert [(v.name, v.state, v.calls_in_window) for v in board.list("default")] == [
+        ("provider:openai", BreakerState.CLOSED, 0)
+    ]
+    assert board.reset("provider:openai", "default")  # closed already
+    assert not board.reset("provider:other", "default")
     assert board.reset("provider:openai", "globex") and state(acme) is BreakerState.OPEN
     assert board.reset("provider:openai", "acme") and state(acme) is BreakerState.CLOSED
+
+
+def test_known_breakers_are_listed_before_any_call_and_cause_is_the_states() -> None:
+    clock = ManualClock()
+    board = BreakerBoard(BreakerSettings(failure_threshold=2, cooldown=10), {}, clock)
+    board.configure_known(["provider:simulated", "model:simulated/sim-small"])
+    assert [(v.name, v.state, v.cause) for v in board.list("default")] == [
+        ("model:simulated/sim-small", BreakerState.CLOSED, ""),
+        ("provider:simulated", BreakerState.CLOSED, ""),
+    ]
+    breaker = board.breaker("provider:simulated")
+    breaker.record_failure("timeout")
+    # One failure does not trip it: closed, with no cause, the failure kept apart.
+    view = breaker.view()
+    assert (view.state, view.cause, view.last_failure) == (BreakerState.CLOSED, "", "timeout")
+    breaker.record_failure("server_error")
+    assert breaker.view().cause == "2 consecutive failures (last: server_error)"
+    clock.advance(10)
+    assert breaker.allow()  # the probe
+    breaker.record_success()
+    view = breaker.view()
+    assert (view.state, view.cause) == (BreakerState.CLOSED, "probe succeeded")
+    assert view.last_failure == "server_error"

@@ -3,6 +3,7 @@ zones, persistence hooks and runtime updates, on a ManualClock."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -13,11 +14,13 @@ from hypothesis import strategies as st
 from podium.core.clock import ManualClock
 from podium.governance.budgets import (
     Budget,
+    BudgetBusy,
     BudgetError,
     BudgetExceeded,
     BudgetLedger,
     BudgetWarning,
     Reservation,
+    WaitTicket,
     run_budget_name,
 )
 from podium.governance.scopes import CallScopes
@@ -120,12 +123,20 @@ def test_reserve_in_every_applicable_scope() -> None:
 
 def test_a_refused_reservation_reserves_nothing() -> None:
     books, _ = ledger(Budget("server", "server", "", D(10)), Budget("wf", "workflow", "wf", D(3)))
-    books.reserve(CALL, "r", None, D(2))
+    held = books.reserve(CALL, "r", None, D(2))
     before = books.snapshot()
+    # Fits on settled spend, not with the open reservation: busy (the caller may wait).
+    with pytest.raises(BudgetBusy) as busy:
+        books.reserve(CALL, "r", None, D(2))
+    assert (busy.value.budget_name, busy.value.key, busy.value.amount) == ("wf", ("wf", ""), D(2))
+    assert books.snapshot() == before
+    books.settle(held, D(2))
+    before = books.snapshot()
+    # Can never fit this period: refused, with the figures.
     with pytest.raises(BudgetExceeded) as raised:
         books.reserve(CALL, "r", None, D(2))
     assert (raised.value.budget_name, raised.value.limit) == ("wf", D(3))
-    assert (raised.value.spent, raised.value.reserved, raised.value.amount) == (D(0), D(2), D(2))
+    assert (raised.value.spent, raised.value.reserved, raised.value.amount) == (D(2), D(0), D(2))
     assert books.snapshot() == before
 
 
@@ -218,23 +229,45 @@ def test_on_settle_and_load() -> None:
     assert len(recorded) == 2  # nothing spent, nothing to store
 
 
-def test_update_keeps_spend_and_refuses_a_limit_below_it() -> None:
-    books, _ = ledger(Budget("server", "server", "", D(10)))
+def test_a_limit_lowered_below_spent_and_reserved_admits_nothing_until_it_fits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    books, clock = ledger(Budget("daily", "server", "", D(10), period="day"))
     books.settle(books.reserve(CALL, "r", None, D(6)), D(6))
-    with pytest.raises(BudgetError) as raised:
-        books.update([Budget("other", "agent", "x", D(1)), Budget("server", "server", "", D(5))])
-    assert raised.value.field == "budgets[1].limit"
-    assert [view.limit for view in books.snapshot()] == [D(10)]  # unchanged
-    books.update([Budget("server", "server", "", D(7))])
-    assert books.spent("server") == D(6)
+    held = books.reserve(CALL, "r", None, D(2))
+    books.update([Budget("daily", "server", "", D(7), period="day")])
+    assert "below the 8 spent and reserved" in caplog.text
+    assert books.spent("daily") == D(6) and books.reserved("daily") == D(2)
     with pytest.raises(BudgetExceeded):
         books.reserve(CALL, "r", None, D(2))
+    books.settle(held, D(1))
+    with pytest.raises(BudgetExceeded):  # 7 spent of 7: still nothing new
+        books.reserve(CALL, "r", None, D("0.01"))
+    clock.advance(86_400)  # a new period fits again
+    books.reserve(CALL, "r", None, D(2))
+
+
+def test_a_redefined_budget_counts_from_zero_in_its_new_period() -> None:
+    books, _ = ledger(Budget("b", "server", "", D(10), period="month"))
+    books.settle(books.reserve(CALL, "r", None, D(6)), D(6))
+    # Daily now: today's spend under the new definition starts at zero...
+    books.update([Budget("b", "server", "", D(10), period="day")])
+    assert books.spent("b") == 0
+    books.settle(books.reserve(CALL, "r", None, D(1)), D(1))
+    # ...and back to monthly: the month's old figure (6) was counted under the old
+    # definition and is not resurrected; only what follows the change counts.
+    books.update([Budget("b", "server", "", D(10), period="month")])
+    assert books.spent("b") == 0
+    # An unchanged definition (only the limit moves) keeps its spend.
+    books.settle(books.reserve(CALL, "r", None, D(3)), D(3))
+    books.update([Budget("b", "server", "", D(20), period="month")])
+    assert books.spent("b") == D(3)
 
 
 def test_run_budgets_and_close_run() -> None:
     books, _ = ledger()
     reservation = books.reserve(CALL, "run-9", D(1), D("0.6"))
-    with pytest.raises(BudgetExceeded) as raised:
+    with pytest.raises(BudgetBusy) as raised:
         books.reserve(CALL, "run-9", D(1), D("0.6"))
     assert raised.value.budget_name == "run:run-9"
     books.reserve(CALL, "run-8", D(1), D("0.6"))  # another run, its own budget
@@ -282,7 +315,7 @@ def test_settled_plus_reserved_never_exceeds_the_limit(
             try:
                 rl = None if run_limit is None else D(run_limit)
                 open_calls.append(books.reserve(CALL, "run", rl, worst))
-            except BudgetExceeded:
+            except (BudgetExceeded, BudgetBusy):
                 assert books.snapshot() == before
         check()
     for reservation in open_calls:
@@ -301,7 +334,7 @@ def test_a_restored_reservation_counts_until_settled_at_its_worst_case() -> None
     ledger_.restore(restored)
     assert ledger_.reserved("day") == D(6)
     # Fail closed: the next call finds only what the open reservation leaves.
-    with pytest.raises(BudgetExceeded):
+    with pytest.raises(BudgetBusy):
         ledger_.reserve(CALL, "r1", D(10), D(5))
     ledger_.settle(restored, restored.amount)
     assert ledger_.spent("day") == D(6)
@@ -309,5 +342,49 @@ def test_a_restored_reservation_counts_until_settled_at_its_worst_case() -> None
     assert ledger_.reserved("day") == 0
     # The run's ceiling counts what it spent before the restart.
     ledger_.reserve(CALL, "r1", D(10), D(2))
-    with pytest.raises(BudgetExceeded):
+    with pytest.raises(BudgetBusy):  # 8 + 1 fits once the 2 held settle
         ledger_.reserve(CALL, "r1", D(10), D(1))
+    with pytest.raises(BudgetExceeded):  # 8 + 3 never does
+        ledger_.reserve(CALL, "r1", D(10), D(3))
+
+
+# -- waiting for room, in arrival order ----------------------------------------------------
+
+
+async def test_waiters_are_served_in_arrival_order_and_newcomers_queue_behind() -> None:
+    books, _ = ledger(Budget("b", "server", "", D(10)))
+    first = books.reserve(CALL, "r", None, D(8))
+    # Two calls wait for the 8 held: A (needs 6), then B (needs 2).
+    a, b = WaitTicket(), WaitTicket()
+    for ticket, amount in ((a, D(6)), (b, D(2))):
+        with pytest.raises(BudgetBusy) as busy:
+            books.reserve(CALL, "r", None, amount, ticket)
+        books.enqueue(ticket, busy.value.key)
+    assert books.waiting("b") == 2
+    # B would fit (8 + 2 <= 10) but A came first: B, and any newcomer, wait behind A.
+    with pytest.raises(BudgetBusy):
+        books.reserve(CALL, "r", None, D(2), b)
+    with pytest.raises(BudgetBusy):
+        books.reserve(CALL, "r", None, D(1))
+    woken = asyncio.ensure_future(books.wait_for_room())
+    await asyncio.sleep(0)
+    assert not woken.done()
+    books.settle(first, D(2))
+    await asyncio.wait_for(woken, 1)
+    held_a = books.reserve(CALL, "r", None, D(6), a)
+    books.dequeue(a)
+    held_b = books.reserve(CALL, "r", None, D(2), b)
+    books.dequeue(b)
+    assert books.waiting("b") == 0
+    assert (books.spent("b"), books.reserved("b")) == (D(2), D(8))
+    books.release(held_a)
+    books.release(held_b)
+
+
+def test_a_call_larger_than_what_is_left_fails_at_once_even_with_others_waiting() -> None:
+    books, _ = ledger(Budget("b", "server", "", D(10)))
+    books.settle(books.reserve(CALL, "r", None, D(7)), D(7))
+    books.reserve(CALL, "r", None, D(2))
+    with pytest.raises(BudgetExceeded) as raised:
+        books.reserve(CALL, "r", None, D(4))
+    assert (raised.value.limit, raised.value.spent, raised.value.amount) == (D(10), D(7), D(4))
