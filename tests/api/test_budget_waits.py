@@ -82,3 +82,90 @@ async def test_a_concurrent_fan_out_waits_for_reservations_instead_of_failing(
     # The hard ceiling held.
     spent = four_at_once.cost.units + four_at_once.cost.nanos / 1e9
     assert spent <= float(limit) + 1e-9
+
+
+async def test_calls_route_to_the_cheaper_target_once_the_budget_passes_a_threshold(
+    tmp_path: Path,
+) -> None:
+    step = {
+        "id": "ask",
+        "agent": "llm",
+        "config": {
+            "prompt": "Draft a reply.",
+            "model": "sim-large",
+            "max_tokens": 50,
+            "fallbacks": [
+                {
+                    "provider": "simulated",
+                    "model": "sim-small",
+                    "when_budget_above": {"budget": "monthly", "fraction": 0.15},
+                }
+            ],
+        },
+    }
+    probe_rules = Policy.model_validate({"budgets": []})
+    async with serving(str(tmp_path / "probe.db"), policy=probe_rules) as (_, stubs):
+        await create_workflow(stubs, "reply", {"steps": [step]})
+        probe, _ = await run_to_end(stubs, "reply")
+    large_cost = probe.cost.units + probe.cost.nanos / 1e9
+    assert large_cost > 0
+    rules = Policy.model_validate(
+        {
+            "budgets": [
+                {
+                    "name": "monthly",
+                    "scope": "workflow:reply",
+                    "limit": f"{large_cost * 12:.9f}",
+                    "period": "month",
+                }
+            ]
+        }
+    )
+    async with serving(str(tmp_path / "routed.db"), policy=rules) as (_, stubs):
+        await create_workflow(stubs, "reply", {"steps": [step]})
+        answered = []
+        for _ in range(4):
+            run, events = await run_to_end(stubs, "reply")
+            assert run.state == R.RUN_STATE_SUCCEEDED, step_of(run, "ask").failure
+            (call,) = of_type(events, E.RUN_EVENT_TYPE_LLM_CALL)
+            answered.append((call.model, call.message))
+    # A twelfth of the budget per sim-large call: the third call finds it 17 % used.
+    assert [model for model, _ in answered] == ["sim-large", "sim-large", "sim-small", "sim-small"]
+    assert answered[0][1] == ""
+    assert answered[2][1].startswith(
+        "routed to simulated/sim-small: budget monthly is 1"
+    ) and answered[2][1].endswith("used (at or above 15%)")
+
+
+async def test_a_malformed_routing_threshold_is_refused_at_create_workflow(tmp_path: Path) -> None:
+    import grpc
+
+    from podium.testing import field_violations
+
+    step = {
+        "id": "ask",
+        "agent": "llm",
+        "config": {
+            "prompt": "hi",
+            "fallbacks": [
+                {
+                    "provider": "simulated",
+                    "model": "sim-small",
+                    "when_budget_above": {"budget": "monthly", "fraction": 1.5},
+                }
+            ],
+        },
+    }
+    async with serving(str(tmp_path / "p.db")) as (_, stubs):
+        try:
+            await create_workflow(stubs, "bad", {"steps": [step]})
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert field_violations(error) == [
+                (
+                    "spec.steps[0].config.fallbacks[0].when_budget_above",
+                    "fraction must be a number from 0 to 1",
+                )
+            ]
+        else:
+            raise AssertionError("accepted a fraction of 1.5")

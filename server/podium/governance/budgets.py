@@ -391,6 +391,18 @@ class BudgetLedger:
         """Settled spend of a budget in a period (default: the current one)."""
         return self._settled.get(self._key(name, period_key), ZERO)
 
+    def used_fraction(self, name: str, run_id: str = "") -> float | None:
+        """How much of a budget's limit its current period has spent and reserved (None: no
+        such budget); "run" names the calling run's own max_cost."""
+        budget = self._runs.get(run_id) if name == "run" else self._budget(name)
+        if budget is None:
+            return None
+        key = (budget.name, budget.period_key(self._clock.now()))
+        used = self._settled.get(key, ZERO) + self._reserved.get(key, ZERO)
+        if budget.limit <= 0:
+            return 1.0
+        return float(used / budget.limit)
+
     def reserved(self, name: str, period_key: str | None = None) -> Decimal:
         return self._reserved.get(self._key(name, period_key), ZERO)
 

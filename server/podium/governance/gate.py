@@ -172,6 +172,8 @@ class LlmGate:
         if request.max_tokens is None:
             request = replace(request, max_tokens=DEFAULT_MAX_TOKENS)
         targets = [Target(provider, request.model), *fallbacks]
+        start, routed = self._route(targets)
+        targets = targets[start:]
         while True:
             earliest: float | None = None
             blocked = ""
@@ -186,7 +188,12 @@ class LlmGate:
                     blocked = blocked or refusing[0].name
                     continue
                 try:
-                    return await self._call(target, replace(request, model=target.model), breakers)
+                    return await self._call(
+                        target,
+                        replace(request, model=target.model),
+                        breakers,
+                        routed if index == 0 else "",
+                    )
                 except ProviderError as error:
                     if last or classify(error) != "failure":
                         raise
@@ -199,6 +206,24 @@ class LlmGate:
             self._observer.waiting(f"breaker:{blocked}")
             await self._governance.clock.sleep(max(earliest or 0.0, 0.01))
             self._observer.resumed(f"breaker:{blocked}")
+
+    # -- budget-aware routing ----------------------------------------------------------
+
+    def _route(self, targets: Sequence[Target]) -> tuple[int, str]:
+        """The first target to try, and why when it is not the first: the last target whose
+        `when_budget_above` threshold its budget has reached (the cheapest that applies)."""
+        ledger = self._governance.ledger
+        for index in range(len(targets) - 1, 0, -1):
+            threshold = targets[index].when_budget_above
+            if threshold is None:
+                continue
+            used = ledger.used_fraction(threshold.budget, self._caller.run_id)
+            if used is not None and used >= threshold.fraction:
+                return index, (
+                    f"routed to {targets[index].provider}/{targets[index].model}: budget "
+                    f"{threshold.budget} is {used:.0%} used (at or above {threshold.fraction:.0%})"
+                )
+        return 0, ""
 
     # -- breakers --------------------------------------------------------------------
 
@@ -241,7 +266,11 @@ class LlmGate:
     # -- one call to one target ------------------------------------------------------
 
     async def _call(
-        self, target: Target, request: CompletionRequest, breakers: list[CircuitBreaker]
+        self,
+        target: Target,
+        request: CompletionRequest,
+        breakers: list[CircuitBreaker],
+        routed: str = "",
     ) -> LlmResult:
         governance = self._governance
         observer = self._observer
@@ -344,7 +373,7 @@ class LlmGate:
             # below ride one transaction: nothing awaits in between.
             governance.record_spend(call, cost, reservation_id=reservation.id)
             model = completion.model or target.model
-            observer.llm_call(usage, cost, target.provider, model, version)
+            observer.llm_call(usage, cost, target.provider, model, version, message=routed)
             observer.call_ended(completion.finish_reason, None)
             for warning in warnings:
                 observer.budget_warning(warning)

@@ -19,6 +19,7 @@ from podium.core.model import Usage
 __all__ = [
     "Agent",
     "AgentError",
+    "BudgetThreshold",
     "Catalog",
     "Completion",
     "CompletionRequest",
@@ -134,11 +135,23 @@ class LlmResult:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetThreshold:
+    """A budget's used fraction (settled plus reserved, of its limit) at or above which a
+    cheaper target takes the calls."""
+
+    budget: str
+    fraction: float
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
-    """A provider and model to try, for fallbacks."""
+    """A provider and model to try, for fallbacks. With `when_budget_above`, calls go
+    straight to this target (skipping those before it) once that budget is used that far:
+    routing to a cheaper model as a budget fills."""
 
     provider: str
     model: str
+    when_budget_above: BudgetThreshold | None = None
 
 
 class LlmGateway(Protocol):

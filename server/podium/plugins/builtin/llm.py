@@ -12,6 +12,7 @@ from podium.core.jsonvalues import from_json_numbers
 from podium.core.templates import compile_template
 from podium.plugins.api import (
     AgentError,
+    BudgetThreshold,
     Catalog,
     CompletionRequest,
     ConfigProblem,
@@ -80,7 +81,19 @@ class LlmAgent:
 
 
 def fallback_targets(config: Mapping[str, Any]) -> list[Target]:
-    return [Target(f["provider"], f["model"]) for f in config.get("fallbacks") or ()]
+    targets = []
+    for entry in config.get("fallbacks") or ():
+        threshold = entry.get("when_budget_above")
+        targets.append(
+            Target(
+                entry["provider"],
+                entry["model"],
+                BudgetThreshold(threshold["budget"], float(threshold["fraction"]))
+                if threshold
+                else None,
+            )
+        )
+    return targets
 
 
 def catalog_problems(config: Mapping[str, Any], catalog: Catalog) -> list[ConfigProblem]:
@@ -96,8 +109,16 @@ def catalog_problems(config: Mapping[str, Any], catalog: Catalog) -> list[Config
         problems.append(("fallbacks", "a list of {provider, model}"))
         return problems
     for i, target in enumerate(fallbacks):
-        if not isinstance(target, Mapping) or set(target) != {"provider", "model"}:
-            problems.append((f"fallbacks[{i}]", "needs exactly provider and model"))
+        if (
+            not isinstance(target, Mapping)
+            or not {"provider", "model"} <= set(target)
+            or (set(target) - {"provider", "model", "when_budget_above"})
+        ):
+            problems.append(
+                (f"fallbacks[{i}]", "needs provider and model (and optionally when_budget_above)")
+            )
+        elif (threshold_problem := _threshold_problem(target.get("when_budget_above"))) is not None:
+            problems.append((f"fallbacks[{i}].when_budget_above", threshold_problem))
         elif target["provider"] not in catalog.provider_names:
             problems.append(
                 (
@@ -106,6 +127,23 @@ def catalog_problems(config: Mapping[str, Any], catalog: Catalog) -> list[Config
                 )
             )
     return problems
+
+
+def _threshold_problem(threshold: Any) -> str | None:
+    if threshold is None:
+        return None
+    if not isinstance(threshold, Mapping) or set(threshold) != {"budget", "fraction"}:
+        return "needs exactly budget (a budget's name) and fraction (0 to 1)"
+    budget, fraction = threshold["budget"], threshold["fraction"]
+    if not isinstance(budget, str) or not budget:
+        return "budget must be a budget's name"
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, int | float)
+        or not 0 <= fraction <= 1
+    ):
+        return "fraction must be a number from 0 to 1"
+    return None
 
 
 def render_messages(config: Mapping[str, Any], step_input: Any) -> list[Message]:
