@@ -86,8 +86,10 @@ async def watch_run(
             subscription.reset_lag()
             # Live: everything committed from now on lands in the buffer.
             while not subscription.lagging:
+                # Publishing already waited for the engine work its commit
+                # released (store writer: callbacks are held until the next
+                # batch is on its way to disk), so this serves at once.
                 await subscription.wait()
-                await _after_engine_work()
                 if subscription.closed:
                     raise Unavailable(
                         "the server is shutting down; reconnect", reason="SHUTTING_DOWN"
@@ -119,15 +121,6 @@ def _after(events: list[Event], sequence: int) -> list[Event]:
     if events[-1].sequence - events[0].sequence != len(events) - 1:
         return [event for event in events if event.sequence > sequence]
     return events[sequence - events[0].sequence + 1 :]
-
-
-async def _after_engine_work() -> None:
-    """Lets the engine work released by the same commit go first: the next step
-    of a chain starts its attempt (one turn) and the writer, one turn later,
-    takes the batch that makes it durable. The subscriber is then served while
-    that commit is on its way to disk, instead of in front of it."""
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
 
 
 async def watch_runs(
