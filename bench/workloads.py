@@ -146,7 +146,9 @@ def _capped_schedule_ms(steps: Sequence[StepDef], cap: int) -> int:
     now = 0
     while pending:
         running = sum(1 for end in finish.values() if end > now)
-        for step in [s for s in pending if all(finish.get(d, now + 1) <= now for d in s.depends_on)]:
+        for step in [
+            s for s in pending if all(finish.get(d, now + 1) <= now for d in s.depends_on)
+        ]:
             if running >= cap:
                 break
             finish[step.id] = now + step.delay_ms
@@ -332,6 +334,31 @@ WORKLOADS += [
         repetitions=3,
         kind="dag_worker",
         worker_concurrency=300,
+    ),
+]
+
+
+# What a subscriber sees (bench/subscribers.py).
+WORKLOADS += [
+    Workload(
+        "W11",
+        "first event to a WatchRun called right after StartRun returned (200 runs)",
+        lambda: [StepDef("only")],
+        Target(),
+        runs=200,
+        repetitions=1,
+        kind="first_event",
+        has_floor=False,
+    ),
+    Workload(
+        "W12",
+        "200-step chain watched by 100 subscribers vs by one (the last one's wall)",
+        lambda: chain(200),
+        Target(),
+        runs=100,  # subscribers
+        repetitions=5,
+        kind="many_subscribers",
+        has_floor=False,
     ),
 ]
 
