@@ -2,9 +2,10 @@
 
 No persistence, no gRPC, no events: a step is a coroutine started as soon as
 its last dependency finishes, and passes its output on as Podium's steps do
-(bench.workloads.step_output); each run's output is checked as Podium's is. Whatever Podium takes beyond this is its
-overhead. Run as `python -m bench.floor W1` (from the repository root) so that
-each workload gets a fresh process and its own peak RSS; prints one JSON line.
+(bench.workloads.step_output); each run's output is checked as Podium's is.
+Whatever Podium takes beyond this is its overhead. Run as
+`python -m bench.floor W1` (from the repository root) so that each workload
+gets a fresh process and its own peak RSS; prints one JSON line.
 """
 
 from __future__ import annotations
