@@ -75,13 +75,16 @@ class Subscription:
             self.buffer.extend(events)
         if events and events[-1].is_final:
             self.final = True
-            if self._pause is not None and not self._pause.done():
-                self._pause.set_result(None)
+        pause = self._pause
+        if pause is not None and (self.final or len(self.buffer) * 2 >= self.capacity):
+            # The final event, or half a buffer: send now rather than lag
+            # (a lagging subscriber catches up from the log, which costs more).
+            _end_pause(pause)
         self.wake.set()
 
     async def pause(self, seconds: float) -> None:
         """Lets events accumulate for up to `seconds`, or until the run's
-        final event arrives (or the subscription closes)."""
+        final event arrives, half the buffer is full, or the subscription closes."""
         if self.final or self.closed or seconds <= 0:
             return
         loop = asyncio.get_running_loop()

@@ -79,3 +79,19 @@ async def test_closing_a_subscription_ends_its_pause() -> None:
     async with asyncio.timeout(10):
         await pausing
     assert hub.subscribers_of("r") == 0
+
+
+async def test_half_a_buffer_ends_a_pause_before_the_subscriber_lags() -> None:
+    hub = EventHub()
+    subscription = hub.subscribe_run("r", capacity=100)
+    pausing = asyncio.create_task(subscription.pause(FOREVER))
+    await asyncio.sleep(0)
+    events = item_events("r", 60)
+    hub.publish(events[:40])
+    await asyncio.sleep(0)
+    assert not pausing.done()
+    hub.publish(events[40:])
+    async with asyncio.timeout(10):
+        await pausing
+    assert not subscription.lagging
+    assert len(subscription.drain()) == 60
