@@ -1,9 +1,11 @@
 """The floor: the same DAGs on a bare in-process asyncio executor.
 
 No persistence, no gRPC, no events: a step is a coroutine started as soon as
-its last dependency finishes. Whatever Podium takes beyond this is its
-overhead. Run as `python -m bench.floor W1` (from the repository root) so that
-each workload gets a fresh process and its own peak RSS; prints one JSON line.
+its last dependency finishes, and passes its output on as Podium's steps do
+(bench.workloads.step_output); each run's output is checked as Podium's is.
+Whatever Podium takes beyond this is its overhead. Run as
+`python -m bench.floor W1` (from the repository root) so that each workload
+gets a fresh process and its own peak RSS; prints one JSON line.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from bench.measure import Measurement, own_peak_rss_mb, repeat
-from bench.workloads import StepDef, Workload, by_name
+from bench.workloads import StepDef, Workload, by_name, expected_outputs, final_steps, step_output
 
 
-async def run_dag(steps: Sequence[StepDef], max_concurrency: int = 0) -> None:
+async def run_dag(steps: Sequence[StepDef], max_concurrency: int = 0) -> dict[str, Any]:
+    """Runs the DAG; returns its output (the final steps' outputs by id)."""
+    by_id = {step.id: step for step in steps}
+    outputs: dict[str, dict[str, int]] = {}
     dependents: dict[str, list[str]] = {step.id: [] for step in steps}
     unmet = {step.id: len(step.depends_on) for step in steps}
     for step in steps:
@@ -45,6 +51,7 @@ async def run_dag(steps: Sequence[StepDef], max_concurrency: int = 0) -> None:
                 await asyncio.sleep(delays[step_id])
         elif delays[step_id]:
             await asyncio.sleep(delays[step_id])
+        outputs[step_id] = step_output(by_id[step_id], outputs)
         remaining -= 1
         if remaining == 0:
             done.set()
@@ -57,13 +64,19 @@ async def run_dag(steps: Sequence[StepDef], max_concurrency: int = 0) -> None:
         if count == 0:
             start(step_id)
     await done.wait()
+    return {step.id: outputs[step.id] for step in final_steps(steps)}
 
 
 async def run_once(workload: Workload) -> float:
     steps = workload.build()
     started = time.perf_counter()
-    await asyncio.gather(*(run_dag(steps, workload.max_concurrency) for _ in range(workload.runs)))
-    return time.perf_counter() - started
+    results = await asyncio.gather(
+        *(run_dag(steps, workload.max_concurrency) for _ in range(workload.runs))
+    )
+    wall = time.perf_counter() - started
+    if any(result != expected_outputs(steps) for result in results):
+        raise SystemExit(f"{workload.name}: the floor computed a wrong output")
+    return wall
 
 
 async def measure(workload: Workload) -> Measurement:

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 
 from bench.measure import Measurement, repeat
 from bench.server import FINAL_EVENTS, BenchError, auth_requested, server_process
-from bench.workloads import StepDef, Workload
+from bench.workloads import StepDef, Workload, expected_outputs
 from podium.testing import Stubs, start_worker_process, workers_serve
 from podium.v1 import (
     event_pb2,
@@ -28,10 +28,20 @@ from podium.v1 import (
 )
 
 
-def workflow_request(workflow_id: str, steps: Sequence[StepDef], task_queue: str = "") -> Any:
+def step_input(step: StepDef) -> dict[str, str]:
+    """The step's input mapping (CEL): what bench.workloads.step_output says
+    it returns, since `echo` returns its input."""
+    if step.gathers:
+        return {dep: f"steps.{dep}.output.n" for dep in step.depends_on}
+    return {"n": " + ".join(["1", *(f"steps.{dep}.output.n" for dep in step.depends_on)])}
+
+
+def workflow_request(
+    workflow_id: str, steps: Sequence[StepDef], task_queue: str = "", max_concurrency: int = 0
+) -> Any:
     step_dicts: list[dict[str, Any]] = []
     for step in steps:
-        step_dict: dict[str, Any] = {"id": step.id, "agent": "echo"}
+        step_dict: dict[str, Any] = {"id": step.id, "agent": "echo", "input": step_input(step)}
         if task_queue:
             step_dict["task_queue"] = task_queue
         if step.depends_on:
@@ -39,20 +49,25 @@ def workflow_request(workflow_id: str, steps: Sequence[StepDef], task_queue: str
         if step.delay_ms:
             step_dict["config"] = {"delay_ms": step.delay_ms}
         step_dicts.append(step_dict)
-    body = {"workflow_id": workflow_id, "spec": {"steps": step_dicts}}
+    spec: dict[str, Any] = {"steps": step_dicts}
+    if max_concurrency:
+        spec["max_concurrency"] = max_concurrency
+    body = {"workflow_id": workflow_id, "spec": spec}
     return json_format.ParseDict(body, workflow_service_pb2.CreateWorkflowRequest())
 
 
 async def run_dag_once(stubs: Stubs, workflow: str, workload: Workload) -> float:
     started = time.perf_counter()
+    expected = expected_outputs(workload.build())
     ends = await asyncio.gather(
-        *(_one_run(stubs, workflow, workload.steps_per_run) for _ in range(workload.runs))
+        *(_one_run(stubs, workflow, workload.steps_per_run, expected) for _ in range(workload.runs))
     )
     return max(ends) - started
 
 
-async def _one_run(stubs: Stubs, workflow: str, steps: int) -> float:
-    """Starts a run and watches it; returns when its final event arrived."""
+async def _one_run(stubs: Stubs, workflow: str, steps: int, expected: dict[str, Any]) -> float:
+    """Starts a run and watches it; returns when its final event arrived,
+    after checking the run's output (every step's data passed on)."""
     request = execution_service_pb2.StartRunRequest(workflow=workflow)
     run = (await stubs.executions.StartRun(request)).run
     watch = progress_service_pb2.WatchRunRequest(run=run.name)
@@ -67,6 +82,8 @@ async def _one_run(stubs: Stubs, workflow: str, steps: int) -> float:
                     raise BenchError(f"{run.name} ended {event.run_state}: {event.failure}")
                 if succeeded_steps != steps:
                     raise BenchError(f"{run.name}: {succeeded_steps} of {steps} steps ran")
+                if json_format.MessageToDict(event.output) != expected:
+                    raise BenchError(f"{run.name}: wrong output {event.output}")
                 return received
     raise BenchError(f"{run.name}: the stream ended before the run's final event")
 
@@ -123,7 +140,9 @@ async def measure_dag(workload: Workload) -> Measurement:
     async with server_process(auth=auth_requested()) as server:
         async with server.channel() as channel:
             stubs = Stubs.on(channel)
-            request = workflow_request(workload.name.lower(), workload.build())
+            request = workflow_request(
+                workload.name.lower(), workload.build(), max_concurrency=workload.max_concurrency
+            )
             workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
             walls = await repeat(workload, lambda: run_dag_once(stubs, workflow, workload))
         return Measurement(walls, await server.stop())

@@ -24,6 +24,7 @@ from bench.recovery import measure_recovery
 from bench.report import FLOOR, PODIUM, Row, print_table, write_json
 from bench.responsiveness import measure_responsiveness
 from bench.server import SERVE_OPTIONS, BenchError
+from bench.subscribers import measure_first_event, measure_many_subscribers
 from bench.watchers import measure_watchers
 from bench.workloads import WORKLOADS, Workload, by_name
 
@@ -37,6 +38,8 @@ PODIUM_MEASURES: dict[str, Callable[[Workload], Awaitable[Measurement]]] = {
     "budget_race": measure_budget_race,
     "watchers": measure_watchers,
     "responsiveness": measure_responsiveness,
+    "first_event": measure_first_event,
+    "many_subscribers": measure_many_subscribers,
 }
 
 

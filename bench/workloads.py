@@ -3,6 +3,13 @@
 A workload is a DAG shape plus how many copies of it run at once. The same
 shape drives both systems (Podium and the floor), so the two can only differ
 in what they add on top of running the steps.
+
+Every step passes its dependencies' outputs on, as in the peer harnesses:
+a step returns `{"n": 1 + the sum of its dependencies' n}` (a root: `{"n": 1}`),
+and a gathering step (W1's join) returns its dependencies' outputs, one key per
+dependency. Both systems compute that, and each checks every run's final
+outputs against `expected_outputs`, so a figure never comes from a run that
+skipped its work.
 """
 
 from __future__ import annotations
@@ -16,6 +23,40 @@ class StepDef:
     id: str
     depends_on: tuple[str, ...] = ()
     delay_ms: int = 0
+    # The step's input has one key per dependency (its `n`), and so has its
+    # output: an aggregator that reads every output of a wide join.
+    gathers: bool = False
+
+
+def step_output(step: StepDef, outputs: dict[str, dict[str, int]]) -> dict[str, int]:
+    """What the step returns given its dependencies' outputs (see the module doc)."""
+    if step.gathers:
+        return {dep: outputs[dep]["n"] for dep in step.depends_on}
+    return {"n": 1 + sum(outputs[dep]["n"] for dep in step.depends_on)}
+
+
+def final_steps(steps: Sequence[StepDef]) -> list[StepDef]:
+    """Steps nothing depends on: their outputs are the run's output."""
+    needed = {dep for step in steps for dep in step.depends_on}
+    return [step for step in steps if step.id not in needed]
+
+
+def expected_outputs(steps: Sequence[StepDef]) -> dict[str, dict[str, int]]:
+    """The run's output: every final step's output, by step id."""
+    outputs: dict[str, dict[str, int]] = {}
+    by_id = {step.id: step for step in steps}
+
+    def output(step_id: str) -> dict[str, int]:
+        if step_id not in outputs:
+            step = by_id[step_id]
+            for dep in step.depends_on:
+                output(dep)
+            outputs[step_id] = step_output(step, outputs)
+        return outputs[step_id]
+
+    for step in steps:  # definition order keeps the recursion shallow (W2)
+        output(step.id)
+    return {step.id: outputs[step.id] for step in final_steps(steps)}
 
 
 @dataclass(frozen=True)
@@ -74,11 +115,14 @@ class Workload:
     @property
     def ideal_s(self) -> float:
         """Wall time with zero overhead: the DAG's critical path (concurrent
-        runs overlap entirely, so it is also the ideal for all of them)."""
-        return critical_path_ms(self.build()) / 1000
+        runs overlap entirely, so it is also the ideal for all of them), with
+        at most `max_concurrency` steps at once when the run is capped."""
+        return critical_path_ms(self.build(), self.max_concurrency) / 1000
 
 
-def critical_path_ms(steps: Sequence[StepDef]) -> int:
+def critical_path_ms(steps: Sequence[StepDef], max_concurrency: int = 0) -> int:
+    if max_concurrency:
+        return _capped_schedule_ms(steps, max_concurrency)
     by_id = {step.id: step for step in steps}
     finish: dict[str, int] = {}
 
@@ -94,9 +138,31 @@ def critical_path_ms(steps: Sequence[StepDef]) -> int:
     return max((finish_ms(step.id) for step in steps), default=0)
 
 
-def fan_in(width: int) -> list[StepDef]:
-    leaves = [StepDef(f"leaf_{i}") for i in range(width)]
-    return [*leaves, StepDef("join", tuple(leaf.id for leaf in leaves))]
+def _capped_schedule_ms(steps: Sequence[StepDef], cap: int) -> int:
+    """The makespan of starting ready steps, in definition order, whenever
+    fewer than `cap` are running (what both systems do with a capped run)."""
+    finish: dict[str, int] = {}
+    pending = list(steps)
+    now = 0
+    while pending:
+        running = sum(1 for end in finish.values() if end > now)
+        for step in [
+            s for s in pending if all(finish.get(d, now + 1) <= now for d in s.depends_on)
+        ]:
+            if running >= cap:
+                break
+            finish[step.id] = now + step.delay_ms
+            pending.remove(step)
+            running += 1
+        later = [end for end in finish.values() if end > now]
+        if pending and later:
+            now = min(later)  # the next moment a slot or a dependency frees up
+    return max(finish.values(), default=0)
+
+
+def fan_in(width: int, delay_ms: int = 0) -> list[StepDef]:
+    leaves = [StepDef(f"leaf_{i}", delay_ms=delay_ms) for i in range(width)]
+    return [*leaves, StepDef("join", tuple(leaf.id for leaf in leaves), gathers=True)]
 
 
 def chain(length: int) -> list[StepDef]:
@@ -134,12 +200,25 @@ def erp(delay_ms: int) -> list[StepDef]:
     return [StepDef(step_id, deps, delay_ms) for step_id, deps in ERP_EDGES]
 
 
-NO_OP_TARGET = Target(max_overhead_ms_per_step=0.5)
+# The per-step ceiling of W1, W2 and W4 (durable, over gRPC, from the client).
+NO_OP_TARGET = Target(max_overhead_ms_per_step=0.1)
 
 WORKLOADS: list[Workload] = [
-    Workload("W1", "500 no-op steps fanning into one", lambda: fan_in(500), NO_OP_TARGET),
+    Workload(
+        "W1",
+        "500 no-op steps fanning into one that reads all 500 outputs",
+        lambda: fan_in(500),
+        NO_OP_TARGET,
+    ),
+    Workload(
+        "W1s",
+        "W1 with 20 ms leaves, run max_concurrency 100",
+        lambda: fan_in(500, delay_ms=20),
+        Target(),
+        max_concurrency=100,
+    ),
     Workload("W2", "200-step chain", lambda: chain(200), NO_OP_TARGET),
-    Workload("W3", "ERP DAG, 50 ms per step", lambda: erp(50), Target(max_excess_over_ideal=0.05)),
+    Workload("W3", "ERP DAG, 50 ms per step", lambda: erp(50), Target(max_excess_over_ideal=0.02)),
     Workload(
         "W4",
         "100 concurrent 5-step diamonds",
@@ -255,6 +334,31 @@ WORKLOADS += [
         repetitions=3,
         kind="dag_worker",
         worker_concurrency=300,
+    ),
+]
+
+
+# What a subscriber sees (bench/subscribers.py).
+WORKLOADS += [
+    Workload(
+        "W11",
+        "first event to a WatchRun called right after StartRun returned (200 runs)",
+        lambda: [StepDef("only")],
+        Target(),
+        runs=200,
+        repetitions=1,
+        kind="first_event",
+        has_floor=False,
+    ),
+    Workload(
+        "W12",
+        "200-step chain watched by 100 subscribers vs by one (the last one's wall)",
+        lambda: chain(200),
+        Target(),
+        runs=100,  # subscribers
+        repetitions=5,
+        kind="many_subscribers",
+        has_floor=False,
     ),
 ]
 

@@ -216,6 +216,33 @@ async def test_when_reads_an_ancestor_output(stubs: Stubs) -> None:
     assert step_of(high, "high").state == R.STEP_STATE_SUCCEEDED
 
 
+async def test_a_join_reads_each_dependency_through_its_own_inputs(stubs: Stubs) -> None:
+    # Each input expression is handed only the steps it reads (engine/validation.py
+    # input_refs): keys reading one step, two steps, none, and `input`, side by side.
+    leaves = [echo_step(f"l{i}", input={"v": str(i + 1)}) for i in range(4)]
+    join = echo_step(
+        "join",
+        *(f"l{i}" for i in range(4)),
+        input={
+            "first": "steps.l0.output.v",
+            "pair": "steps.l1.output.v + steps['l2'].output.v",
+            "state": "steps.l3.state",
+            "run": "input.x",
+            "constant": "7",
+        },
+    )
+    await create_workflow(stubs, "join", {"steps": [*leaves, join]})
+    run, _ = await run_to_end(stubs, "join", {"x": "from the run"})
+    assert run.state == R.RUN_STATE_SUCCEEDED
+    assert plain(step_of(run, "join").output) == {
+        "first": 1,
+        "pair": 5,
+        "state": "SUCCEEDED",
+        "run": "from the run",
+        "constant": 7,
+    }
+
+
 ROUTING = {
     "steps": [
         echo_step("classify", input={"kind": "input.kind"}),

@@ -133,6 +133,19 @@ async def test_two_subscribers_see_identical_sequences(stubs: Stubs) -> None:
     assert one == two
 
 
+async def test_many_subscribers_each_see_every_event_once(stubs: Stubs) -> None:
+    # Watched by many, each subscriber is paced (engine/progress.py): its
+    # messages carry several commits' events; none is lost, repeated or late
+    # past the final event.
+    chain = [echo_step("s0")] + [echo_step(f"s{i}", f"s{i - 1}") for i in range(1, 40)]
+    await create_workflow(stubs, "chain", {"steps": chain})
+    run = await start_run(stubs, "chain")
+    seen = await asyncio.gather(*(collect_events(stubs, run.name) for _ in range(30)))
+    for events in seen:
+        assert_complete(events)
+        assert events == seen[0]
+
+
 async def test_after_sequence_at_or_beyond_the_end_yields_nothing(stubs: Stubs) -> None:
     await create_workflow(stubs, "chain", {"steps": [echo_step("a")]})
     run, events = await run_to_end(stubs, "chain")

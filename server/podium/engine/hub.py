@@ -21,7 +21,18 @@ RECENT_EVENTS = 64
 
 
 class Subscription:
-    __slots__ = ("_hub", "_key", "buffer", "capacity", "closed", "lagging", "matches", "wake")
+    __slots__ = (
+        "_hub",
+        "_key",
+        "_pause",
+        "buffer",
+        "capacity",
+        "closed",
+        "final",
+        "lagging",
+        "matches",
+        "wake",
+    )
 
     def __init__(
         self,
@@ -38,6 +49,9 @@ class Subscription:
         self.wake = asyncio.Event()
         self.lagging = False
         self.closed = False
+        # The run's final event has been pushed: a pause ends at once.
+        self.final = False
+        self._pause: asyncio.Future[None] | None = None
 
     def push(self, event: Event) -> None:
         if self.lagging or (self.matches is not None and not self.matches(event)):
@@ -59,7 +73,28 @@ class Subscription:
             self.lagging = True
         else:
             self.buffer.extend(events)
+        if events and events[-1].is_final:
+            self.final = True
+        pause = self._pause
+        if pause is not None and (self.final or len(self.buffer) * 2 >= self.capacity):
+            # The final event, or half a buffer: send now rather than lag
+            # (a lagging subscriber catches up from the log, which costs more).
+            _end_pause(pause)
         self.wake.set()
+
+    async def pause(self, seconds: float) -> None:
+        """Lets events accumulate for up to `seconds`, or until the run's
+        final event arrives, half the buffer is full, or the subscription closes."""
+        if self.final or self.closed or seconds <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        pause = self._pause = loop.create_future()
+        timer = loop.call_later(seconds, _end_pause, pause)
+        try:
+            await pause
+        finally:
+            timer.cancel()
+            self._pause = None
 
     def drain(self) -> list[Event]:
         events = list(self.buffer)
@@ -78,6 +113,13 @@ class Subscription:
             self.closed = True
             self._hub._remove(self._key, self)
             self.wake.set()
+            if self._pause is not None:
+                _end_pause(self._pause)
+
+
+def _end_pause(pause: asyncio.Future[None]) -> None:
+    if not pause.done():
+        pause.set_result(None)
 
 
 class EventHub:
@@ -132,6 +174,10 @@ class EventHub:
                 subscription.close()
         for subscription in list(self._all):
             subscription.close()
+
+    def subscribers_of(self, run_id: str) -> int:
+        """How many subscriptions watch the run."""
+        return len(self._by_run.get(run_id, ()))
 
     def buffered(self, run_id: str) -> list[int]:
         """Events held for each subscriber of a run (a test checks the bound)."""

@@ -559,7 +559,21 @@ class StepRunner:
         return await self.services.store.items_of(self.journal.run.run_id, self.step.step_id)
 
     def _inputs(self, scope: dict[str, Any]) -> dict[str, Any]:
-        return {key: self._evaluate(e, scope) for key, e in self.plan.inputs.items()}
+        narrowed = self.plan.input_refs
+        if not narrowed:
+            return {key: self._evaluate(e, scope) for key, e in self.plan.inputs.items()}
+        # An expression that reads fewer steps than the whole step is handed
+        # only those (a wide join would otherwise be quadratic).
+        steps = scope["steps"]
+        inputs: dict[str, Any] = {}
+        for key, expression in self.plan.inputs.items():
+            refs = narrowed.get(key)
+            if refs is None:
+                inputs[key] = self._evaluate(expression, scope)
+            else:
+                own = {**scope, "steps": {s: steps[s] for s in refs if s in steps}}
+                inputs[key] = self._evaluate(expression, own)
+        return inputs
 
     def _evaluate(self, expression: Any, scope: dict[str, Any]) -> Any:
         """An expression's or a template's value; its failure fails the step."""

@@ -45,6 +45,10 @@ class StepPlan:
     # to CEL, so evaluation cost does not grow with the run.
     refs: frozenset[str]
     retry: tuple[Retrier, ...]
+    # Per input key, the steps that key's expression reads, where fewer than
+    # `refs`: a join's 500 inputs each see the one step they read, not all
+    # 500 (CEL converts every variable it is handed, per evaluation).
+    input_refs: dict[str, frozenset[str]] = field(default_factory=dict)
     when: Expression | None = None
     items: Expression | None = None
     until: Expression | None = None
@@ -337,10 +341,14 @@ def _compile_step(
     def ancestors(other: str) -> bool:
         return ancestry.depends_on(step.id, other)
 
+    read_refs: dict[str, frozenset[str]] = {}
+
     def compile_read(source: str, field: str, variables: Sequence[str]) -> Expression | None:
         expression = check.compile(source, field, variables)
         if expression is not None:
-            refs.update(check.references(source, field, ancestors, index_of))
+            read = check.references(source, field, ancestors, index_of)
+            read_refs[field] = frozenset(read)
+            refs.update(read)
         return expression
 
     scope: Sequence[str] = STEP_SCOPE
@@ -384,11 +392,18 @@ def _compile_step(
             if expression is not None:
                 compensation_inputs[key] = expression
     retry = check.retriers(step.retry, f"{where}.retry") if step.retry else default_retry
+    all_refs = frozenset(refs)
+    input_refs = {
+        key: read_refs[f"{where}.input.{key}"]
+        for key in inputs
+        if len(read_refs[f"{where}.input.{key}"]) < len(all_refs)
+    }
     return StepPlan(
         spec=step,
         inputs=inputs,
-        refs=frozenset(refs),
+        refs=all_refs,
         retry=retry,
+        input_refs=input_refs,
         when=when,
         items=items,
         until=until,
