@@ -486,7 +486,8 @@ async def test_a_bad_request_is_neither_retried_nor_a_breaker_failure(db_path: s
     assert len(failed.attempts) == 1
     assert not of_type(events, E.RUN_EVENT_TYPE_STEP_RETRYING)
     assert not of_type(events, E.RUN_EVENT_TYPE_CIRCUIT_OPENED)
-    assert set(board) == {"provider:simulated", "model:simulated/nope", "agent:llm"}
+    used = {name for name, breaker in board.items() if breaker.calls}
+    assert used == {"provider:simulated", "model:simulated/nope", "agent:llm"}
     for breaker in board.values():
         assert breaker.state == C.BREAKER_STATE_CLOSED, breaker
         assert breaker.failures == 0, breaker

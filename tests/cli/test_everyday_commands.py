@@ -162,4 +162,6 @@ def test_resetting_an_unknown_breaker_names_the_rule(
 ) -> None:
     code, _, err = cli(capsys, "breakers", "reset", "provider:nope", "--address", server.address)
     assert code == 1
-    assert "NOT_FOUND" in err and "there are none yet" in err and "provider:NAME" in err
+    assert "NOT_FOUND" in err and "'provider:nope' not found" in err and "provider:NAME" in err
+    # The message names what does exist (the configured providers' breakers at least).
+    assert "provider:simulated" in err or "there are none yet" in err

@@ -83,5 +83,5 @@ async def test_an_llm_step_on_anthropic_is_governed(db_path: str, fake: FakeAnth
     breakers = {breaker.name: breaker for breaker in board.breakers}
     anthropic_breaker = breakers["provider:anthropic"]
     assert anthropic_breaker.failures == 1
-    assert "overloaded" in anthropic_breaker.cause
+    assert "overloaded" in anthropic_breaker.last_failure
     assert len(fake.requests) == 2
