@@ -23,6 +23,7 @@ from bench.podium_run import measure_dag, measure_dag_on_worker, measure_fan_out
 from bench.recovery import measure_recovery
 from bench.report import FLOOR, PODIUM, Row, print_table, write_json
 from bench.responsiveness import measure_responsiveness
+from bench.scale import SUSTAINED, measure_idle, measure_live_runs, measure_sustained
 from bench.server import SERVE_OPTIONS, BenchError
 from bench.watchers import measure_watchers
 from bench.workloads import WORKLOADS, Workload, by_name
@@ -37,6 +38,9 @@ PODIUM_MEASURES: dict[str, Callable[[Workload], Awaitable[Measurement]]] = {
     "budget_race": measure_budget_race,
     "watchers": measure_watchers,
     "responsiveness": measure_responsiveness,
+    "idle": measure_idle,
+    "live_runs": measure_live_runs,
+    "sustained": measure_sustained,
 }
 
 
@@ -82,8 +86,16 @@ def main(argv: list[str]) -> int:
         default="full",
         help="the servers' `podium serve --synchronous` (default: full)",
     )
+    parser.add_argument(
+        "--sustained-seconds",
+        type=float,
+        default=SUSTAINED["seconds"],
+        metavar="SECONDS",
+        help=f"how long W13 keeps its clients busy (default: {SUSTAINED['seconds']:g})",
+    )
     args = parser.parse_args(argv)
     SERVE_OPTIONS["synchronous"] = args.synchronous
+    SUSTAINED["seconds"] = args.sustained_seconds
     console = Console()
     console.print(f"podium serve --synchronous {args.synchronous}")
     rows = asyncio.run(run_suite(by_name(args.workloads), console))
