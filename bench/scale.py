@@ -1,14 +1,14 @@
 """Scale rows, each against a `podium serve` process of its own:
 
-  idle:       the server's resident memory once it serves, before any call
-              but a health check (what provider SDKs and other eager imports
-              cost every server);
-  live_runs:  its resident memory holding `runs` live runs, each waiting for
-              a human approval (live, in memory, but cheap: no task runs);
-  sustained:  5-step diamonds started and watched to their end by 50 client
-              tasks in a loop, for SUSTAINED["seconds"] (bench/run.py
-              --sustained-seconds): completed runs per second and the p99 of
-              one run's latency (StartRun to its final event).
+idle:       the server's resident memory once it serves, before any call
+            but a health check (what provider SDKs and other eager imports
+            cost every server);
+live_runs:  its resident memory holding `runs` live runs, each waiting for
+            a human approval (live, in memory, but costing no CPU while they wait);
+sustained:  5-step diamonds started and watched to their end by 50 client
+            tasks in a loop, for SUSTAINED["seconds"] (bench/run.py
+            --sustained-seconds): completed runs per second and the p99 of
+            one run's latency (StartRun to its final event).
 """
 
 from __future__ import annotations
