@@ -23,6 +23,7 @@ from bench.podium_run import measure_dag, measure_dag_on_worker, measure_fan_out
 from bench.recovery import measure_recovery
 from bench.report import FLOOR, PODIUM, Row, print_table, write_json
 from bench.responsiveness import measure_responsiveness
+from bench.scale import SUSTAINED, measure_idle, measure_live_runs, measure_sustained
 from bench.server import SERVE_OPTIONS, BenchError
 from bench.subscribers import measure_first_event, measure_many_subscribers
 from bench.watchers import measure_watchers
@@ -40,6 +41,9 @@ PODIUM_MEASURES: dict[str, Callable[[Workload], Awaitable[Measurement]]] = {
     "responsiveness": measure_responsiveness,
     "first_event": measure_first_event,
     "many_subscribers": measure_many_subscribers,
+    "idle": measure_idle,
+    "live_runs": measure_live_runs,
+    "sustained": measure_sustained,
 }
 
 
@@ -85,8 +89,16 @@ def main(argv: list[str]) -> int:
         default="full",
         help="the servers' `podium serve --synchronous` (default: full)",
     )
+    parser.add_argument(
+        "--sustained-seconds",
+        type=float,
+        default=SUSTAINED["seconds"],
+        metavar="SECONDS",
+        help=f"how long W15 keeps its clients busy (default: {SUSTAINED['seconds']:g})",
+    )
     args = parser.parse_args(argv)
     SERVE_OPTIONS["synchronous"] = args.synchronous
+    SUSTAINED["seconds"] = args.sustained_seconds
     console = Console()
     console.print(f"podium serve --synchronous {args.synchronous}")
     rows = asyncio.run(run_suite(by_name(args.workloads), console))

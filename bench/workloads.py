@@ -363,6 +363,40 @@ WORKLOADS += [
 ]
 
 
+# Scale (bench/scale.py): memory at idle and with many live runs, and
+# throughput sustained by many clients.
+WORKLOADS += [
+    Workload(
+        "W13",
+        "server RSS at idle (serving, no call but health)",
+        lambda: [StepDef("idle")],
+        Target(),
+        repetitions=1,
+        kind="idle",
+        has_floor=False,
+    ),
+    Workload(
+        "W14",
+        "10,000 concurrent live runs, each waiting for an approval: server RSS",
+        lambda: [StepDef("gate"), StepDef("after", ("gate",))],
+        Target(),
+        runs=10_000,
+        repetitions=1,
+        kind="live_runs",
+        has_floor=False,
+    ),
+    Workload(
+        "W15",
+        "5-step diamonds, 50 clients each starting and watching one run at a time",
+        diamond,
+        Target(),
+        repetitions=1,
+        kind="sustained",
+        has_floor=False,
+    ),
+]
+
+
 def by_name(names: Sequence[str]) -> list[Workload]:
     """The named workloads in registry order; all of them when `names` is empty."""
     known = {w.name: w for w in WORKLOADS}

@@ -13,13 +13,13 @@ import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from cel_expr_python import cel
-from cel_expr_python.ext import ext_encoders, ext_math, ext_strings
+from typing import TYPE_CHECKING, Any
 
 from podium.core import limits
 from podium.core.jsonvalues import MAX_EXACT_INT, NotJsonCompatible
+
+if TYPE_CHECKING:
+    from cel_expr_python import cel
 
 # Variables every expression of a step's input or a run's output may use.
 STEP_SCOPE = ("input", "steps")
@@ -47,7 +47,7 @@ class Expression:
         # expression's failure, never the caller's crash.
         except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as error:
             raise ExpressionError(f"{self.source!r}: {_first_error_line(str(error))}") from None
-        if value.type() == cel.Type.ERROR:
+        if value.type() == _cel_error_type:
             raise ExpressionError(f"{self.source!r}: {value}")
         plain = value.plain_value()
         limit = limits.current()
@@ -96,12 +96,21 @@ def result_shape(value: Any, max_size: int, max_depth: int) -> tuple[int, int]:
 
 
 _ENVS: dict[tuple[str, ...], cel.Env] = {}
+# cel.Type.ERROR, once the first environment is made: cel-expr-python (its C++
+# runtime is about 12 MB resident) is imported by the first compilation, not
+# with this module, so that a server with nothing to evaluate never loads it.
+_cel_error_type: Any = None
 
 
 def _env(variables: Iterable[str]) -> cel.Env:
+    global _cel_error_type
     key = tuple(sorted(variables))
     env = _ENVS.get(key)
     if env is None:
+        from cel_expr_python import cel
+        from cel_expr_python.ext import ext_encoders, ext_math, ext_strings
+
+        _cel_error_type = cel.Type.ERROR
         env = cel.NewEnv(
             variables={name: cel.Type.DYN for name in key},
             # The standard extensions users of CEL expect: strings

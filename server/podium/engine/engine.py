@@ -31,6 +31,7 @@ from podium.core.errors import (
 )
 from podium.core.jsonvalues import TooLarge, check_json_size
 from podium.core.model import DEFAULT_TENANT, AttemptRecord, Event, RunRecord, RunView, StepRecord
+from podium.core.spec import WorkflowVersion
 from podium.core.states import RunState
 from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import RunAdmission
@@ -464,30 +465,46 @@ class Engine:
 
     def start_recovery(self) -> asyncio.Task[None]:
         """Resumes unfinished runs in the background: the server answers
-        (health, GetRun) while this proceeds."""
+        (health, GetRun) while this proceeds. A run not yet resumed is read
+        from the store (GetRun, WatchRun) and refuses changes (RUN_RESUMING);
+        once resumed, it is executed here, and only here, from then on."""
+        pinned: dict[tuple[str, str, int], WorkflowVersion | None] = {}
+
+        async def resume(view: RunView) -> None:
+            await self._resume(view, pinned)
 
         async def recover_then_charge() -> None:
-            await recover(self.store, self._resume, lambda: self._closed)
+            await recover(self.store, resume, lambda: self._closed)
             # Calls in flight at the crash whose run did not resume.
             self.services.governance.charge_all_left_open()
 
         self._recovery = asyncio.create_task(recover_then_charge(), name="podium-recovery")
         return self._recovery
 
-    async def _resume(self, run_id: str) -> None:
-        view = await self.store.get_run(run_id)
-        if view is None or view.run.state.is_final or run_id in self.active:
+    async def _resume(
+        self, view: RunView, pinned: dict[tuple[str, str, int], WorkflowVersion | None]
+    ) -> None:
+        """Resumes one run read back from the store; `pinned` caches the
+        workflow versions of this recovery (runs share a few versions, and so
+        their spec and plan)."""
+        run = view.run
+        run_id = run.run_id
+        if run.state.is_final or run_id in self.active:
             return
-        workflow = await self.workflows.pinned(
-            view.run.workflow_id, view.run.workflow_version, tenant=view.run.tenant
-        )
+        key = (run.tenant, run.workflow_id, run.workflow_version)
+        if key not in pinned:
+            pinned[key] = await self.workflows.pinned(
+                run.workflow_id, run.workflow_version, tenant=run.tenant
+            )
+        workflow = pinned[key]
         if workflow is None:
             log.error(
                 "run %s: workflow version is gone; cannot resume", run_id, extra={"run_id": run_id}
             )
             return
-        view.run.last_sequence = await self.store.last_sequence(run_id)
-        executor = self._executor(view.run, view.steps, self.workflows.plan_for(workflow))
+        if run_id in self.active:  # resumed meanwhile (never twice)
+            return
+        executor = self._executor(run, view.steps, self.workflows.plan_for(workflow))
         self._charge_open_calls(executor)
         self.active[run_id] = executor
         self._start_when_admitted(executor)

@@ -99,7 +99,11 @@ class RunStore(WorkflowStore, Protocol):
 
     # -- reads: committed data only -------------------------------------------------
 
-    async def get_run(self, run_id: str) -> RunView | None: ...
+    async def get_run(self, run_id: str) -> RunView | None:
+        """A run with its steps and their attempts, in one snapshot; its
+        `last_sequence` is at least its highest committed event sequence (the
+        run record is not rewritten for every event)."""
+        ...
 
     async def run_tenant(self, run_id: str) -> str | None:
         """The tenant a run belongs to (None: no such run)."""
@@ -131,6 +135,16 @@ class RunStore(WorkflowStore, Protocol):
 
     async def unfinished_run_ids(self) -> list[str]:
         """Runs not in a final state, oldest first."""
+        ...
+
+    async def unfinished_runs(
+        self, limit: int, *, after: tuple[float, str] | None = None
+    ) -> list[RunView]:
+        """Up to `limit` runs not in a final state, oldest first (create_time,
+        then run_id), after the `after` key, each with its steps and their
+        attempts, all read in one snapshot; each run's `last_sequence` is at
+        least its highest committed event sequence (as for `get_run`). What
+        a restarted server resumes, a batch per read."""
         ...
 
     async def last_sequence(self, run_id: str) -> int:

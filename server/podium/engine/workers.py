@@ -25,9 +25,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import jsonschema
-from jsonschema.exceptions import SchemaError
-
 from podium.core.clock import Clock, DeadlineExceeded, run_with_deadline
 from podium.core.failures import INTERRUPTED, INVALID_INPUT, INVALID_OUTPUT, AgentError, Failure
 from podium.core.model import DEFAULT_TENANT
@@ -54,6 +51,11 @@ log = logging.getLogger("podium.engine.workers")
 
 def check_schema(schema: Mapping[str, Any]) -> str | None:
     """Why `schema` is not a JSON Schema, or None when it is one."""
+    # jsonschema is imported on first use (here and in _violation): only
+    # workers that declare schemas need it, and it costs every server megabytes.
+    import jsonschema.validators
+    from jsonschema.exceptions import SchemaError
+
     try:
         jsonschema.validators.validator_for(schema).check_schema(dict(schema))
     except SchemaError as error:
@@ -64,6 +66,9 @@ def check_schema(schema: Mapping[str, Any]) -> str | None:
 def _violation(schema: Mapping[str, Any] | None, value: Any) -> str | None:
     if schema is None:
         return None
+    import jsonschema.exceptions
+    import jsonschema.validators
+
     validator = jsonschema.validators.validator_for(schema)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is None:

@@ -6,13 +6,17 @@ the default tenant): the server allows that on loopback addresses only."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from podium.identity.certificates import principal_of_certificate
 from podium.identity.errors import PermissionDenied, Unauthenticated
-from podium.identity.jwt_bearer import JwtVerifier
 from podium.identity.principal import ANONYMOUS, Principal
 from podium.identity.token_catalog import TokenCatalog
 from podium.identity.tokens import is_api_token
+
+if TYPE_CHECKING:
+    # Only a type here: PyJWT is imported by servers that verify JWTs, not by all.
+    from podium.identity.jwt_bearer import JwtVerifier
 
 BEARER = "bearer "
 

@@ -5,15 +5,21 @@ each organizational unit (OU) naming a role a role."""
 from __future__ import annotations
 
 import functools
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from podium.identity.principal import DEFAULT_TENANT, Principal, Role
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 @functools.lru_cache(maxsize=1024)
 def principal_of_certificate(pem: bytes) -> Principal:
+    # Imported here: only mTLS servers read certificates, and cryptography
+    # costs megabytes to every server that does not.
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     certificate = x509.load_pem_x509_certificate(pem)
     subject = certificate.subject
     common = _values(subject, NameOID.COMMON_NAME)

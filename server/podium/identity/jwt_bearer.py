@@ -8,29 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
 
 from podium.identity.errors import Unauthenticated
-from podium.identity.principal import DEFAULT_TENANT, Principal, Role
+from podium.identity.jwt_settings import JwtSettings
+from podium.identity.principal import Principal, Role
+
+__all__ = ["ALGORITHMS", "JwtSettings", "JwtVerifier", "load_jwks_file"]
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
-
-
-@dataclass(frozen=True)
-class JwtSettings:
-    # A path to a JWKS file, or an http(s) URL serving one.
-    jwks: str
-    issuer: str
-    audience: str
-    leeway_seconds: float = 30.0
-    tenant_claim: str = "tenant"
-    roles_claim: str = "roles"
-    # The tenant of a token without the tenant claim; None refuses such tokens.
-    default_tenant: str | None = DEFAULT_TENANT
 
 
 class JwtVerifier:

@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,7 +22,6 @@ from podium.governance.policy import Policy
 from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
 from podium.identity.authenticator import Authenticator
-from podium.identity.jwt_bearer import JwtVerifier
 from podium.identity.rates import TenantRateLimiter
 from podium.identity.token_catalog import TokenCatalog
 from podium.plugins.manager import PluginReport, load_plugins
@@ -65,6 +65,10 @@ from podium.v1 import (
     workflow_service_pb2,
     workflow_service_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    # PyJWT and cryptography: imported by a server with JWT settings only (_jwt_verifier).
+    from podium.identity.jwt_bearer import JwtVerifier
 
 log = logging.getLogger("podium.server")
 
@@ -445,6 +449,8 @@ async def _serve_store(
 def _jwt_verifier(security: SecurityConfig) -> JwtVerifier | None:
     if security.jwt is None:
         return None
+    from podium.identity.jwt_bearer import JwtVerifier
+
     try:
         return JwtVerifier(security.jwt)
     except ValueError as error:

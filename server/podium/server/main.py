@@ -13,7 +13,7 @@ from typing import Any
 
 from podium.core.limits import LimitError, Limits
 from podium.governance.policy import Policy, PolicyError, load_policy
-from podium.identity.jwt_bearer import JwtSettings
+from podium.identity.jwt_settings import JwtSettings
 from podium.server import loop
 from podium.server.app import start_server
 from podium.server.security import SecurityConfig, TlsFiles, check_address

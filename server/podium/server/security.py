@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from podium.identity.jwt_bearer import JwtSettings
+from podium.identity.jwt_settings import JwtSettings
 
 
 class ServeRefused(OSError):

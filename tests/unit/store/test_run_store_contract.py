@@ -691,6 +691,63 @@ async def test_a_run_that_finishes_leaves_the_unfinished_list(run_store: RunStor
     assert await run_store.unfinished_run_ids() == []
 
 
+async def test_unfinished_runs_come_in_batches_oldest_first_with_steps_attempts_and_sequence(
+    run_store: RunStore,
+) -> None:
+    created = {
+        "b": (RunState.RUNNING, T0),
+        "a": (RunState.WAITING_APPROVAL, T0),  # same create_time: run_id decides
+        "c": (RunState.PENDING, T0 + 1),
+        "d": (RunState.RUNNING, T0 + 2),
+        "e": (RunState.RUNNING, T0 + 3),
+    }
+    for offset, state in enumerate(FINAL_STATES):
+        created[f"final-{state.name}"] = (state, T0 + 1 + offset / 10)
+    for run_id, (state, create_time) in shuffled(list(created.items())):
+        run_store.put_run(run_record(run_id, state=state, create_time=create_time))
+        run_store.put_step(run_id, step_record("first", 0))
+        run_store.put_step(run_id, step_record("second", 1))
+        run_store.put_attempt(run_id, "second", attempt_record(2))
+        run_store.put_attempt(run_id, "second", attempt_record(1))
+    for sequence in shuffled([1, 2, 3]):
+        run_store.put_event(event("d", sequence))
+    run_store.put_event(event("a", 7))
+    await run_store.commit()
+
+    first = await run_store.unfinished_runs(2)
+    assert [view.run.run_id for view in first] == ["a", "b"]
+    last = first[-1].run
+    second = await run_store.unfinished_runs(2, after=(last.create_time, last.run_id))
+    assert [view.run.run_id for view in second] == ["c", "d"]
+    last = second[-1].run
+    third = await run_store.unfinished_runs(2, after=(last.create_time, last.run_id))
+    assert [view.run.run_id for view in third] == ["e"]
+    last = third[-1].run
+    assert await run_store.unfinished_runs(2, after=(last.create_time, last.run_id)) == []
+
+    views = {view.run.run_id: view for view in [*first, *second, *third]}
+    # The last sequence is the events' (the run records say 0), each run's own.
+    assert {run_id: view.run.last_sequence for run_id, view in views.items()} == {
+        "a": 7,
+        "b": 0,
+        "c": 0,
+        "d": 3,
+        "e": 0,
+    }
+    for run_id, view in views.items():
+        assert [step.step_id for step in view.steps] == ["first", "second"]
+        assert view.steps[0].attempts == []
+        assert [a.number for a in view.steps[1].attempts] == [1, 2]
+        # The same records as a run read alone.
+        alone = await run_store.get_run(run_id)
+        assert alone is not None and alone.steps == view.steps
+        assert alone.run == dataclasses.replace(view.run, last_sequence=alone.run.last_sequence)
+
+
+async def test_unfinished_runs_of_an_empty_store_are_none(run_store: RunStore) -> None:
+    assert await run_store.unfinished_runs(100) == []
+
+
 async def test_last_sequence_is_the_highest_committed_event_of_the_run(
     run_store: RunStore,
 ) -> None:

@@ -23,25 +23,37 @@ after governance has seen each failure.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import importlib.util
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import anthropic
-
-from podium.plugins.api import Completion, CompletionRequest, ModelPrice, ProviderError
-from podium_anthropic.errors import provider_error, rate_limits, stream_broken
+from podium.plugins.api import Completion, CompletionRequest, ModelPrice
 from podium_anthropic.prices import PRICES
-from podium_anthropic.stream import StreamedMessage
-from podium_anthropic.translate import build_body, completion_from_message
+
+if TYPE_CHECKING:
+    import anthropic
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider"]
 
 DEFAULT_MAX_TOKENS = 4096
 _SETTINGS = frozenset({"api_key", "api_key_env", "base_url", "timeout", "max_tokens", "models"})
 _PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
+_MESSAGES = "podium_anthropic.messages"
+
+
+def require_sdk() -> None:
+    """ImportError unless the anthropic SDK is installed: checked when the
+    plugin loads (so that a missing SDK is reported at start-up, as a failed
+    plugin), without importing it."""
+    if importlib.util.find_spec("anthropic") is None:
+        raise ImportError("the anthropic SDK is not installed (pip install anthropic)")
 
 
 class AnthropicProvider:
@@ -96,53 +108,7 @@ class AnthropicProvider:
         return self._prices.get(model)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        body = build_body(request, self._max_tokens)
-        client = self._client()
-        if request.stream:
-            return await self._stream(client, body)
-        try:
-            response = await client.messages.with_raw_response.create(**body)
-            message = await response.parse()
-        except anthropic.AnthropicError as error:
-            raise provider_error(error) from error
-        except ValueError as error:
-            # The SDK refuses a non-streamed request it expects to outlast its
-            # timeout (a large max_tokens): the caller should stream.
-            raise ProviderError(str(error), kind="bad_request") from error
-        return completion_from_message(message, rate_limits(response.headers))
-
-    async def aclose(self) -> None:
-        """Closes the SDK client's connections."""
-        if self._sdk is not None:
-            await self._sdk.close()
-            self._sdk = None
-
-    async def _stream(
-        self, client: anthropic.AsyncAnthropic, body: Mapping[str, Any]
-    ) -> Completion:
-        try:
-            stream = await client.messages.create(**body, stream=True)
-        except anthropic.AnthropicError as error:
-            raise provider_error(error) from error
-        message = StreamedMessage()
-        async with stream:
-            events = aiter(stream)
-            while True:
-                try:
-                    event = await anext(events)
-                except StopAsyncIteration:
-                    break
-                except Exception as error:
-                    # Whatever broke the stream (a dropped connection, a read
-                    # timeout, an error event, garbage): once the usage is in,
-                    # the message is whole but for message_stop.
-                    if message.has_usage:
-                        break
-                    raise stream_broken(error) from error
-                message.add(event)
-        return message.completion(rate_limits(stream.response.headers))
-
-    def _client(self) -> anthropic.AsyncAnthropic:
+        messages = await _messages()
         if self._sdk is None:
             options: dict[str, Any] = {"max_retries": 0}
             if self._api_key is not None:
@@ -151,18 +117,26 @@ class AnthropicProvider:
                 options["base_url"] = self._base_url
             if self._timeout is not None:
                 options["timeout"] = self._timeout
-            try:
-                self._sdk = anthropic.AsyncAnthropic(**options)
-            except anthropic.AnthropicError as error:
-                raise provider_error(error) from error
-        sdk = self._sdk
-        if sdk.api_key is None and sdk.auth_token is None and sdk.credentials is None:
-            raise ProviderError(
-                "no Anthropic API key: set providers.anthropic.api_key (or api_key_env) "
-                "in the policy, or ANTHROPIC_API_KEY",
-                kind="authentication",
-            )
-        return sdk
+            self._sdk = messages.new_client(options)
+        completion: Completion = await messages.complete(self._sdk, request, self._max_tokens)
+        return completion
+
+    async def aclose(self) -> None:
+        """Closes the SDK client's connections."""
+        if self._sdk is not None:
+            await self._sdk.close()
+            self._sdk = None
+
+
+async def _messages() -> ModuleType:
+    """podium_anthropic.messages, the SDK-bound half: imported on the first
+    call, not when the plugin loads (the SDK costs tens of MB and about a
+    second at start-up, for a server that may never call Claude), and in a
+    thread, so that the event loop keeps serving meanwhile."""
+    loaded = sys.modules.get(_MESSAGES)
+    if loaded is not None:
+        return loaded
+    return await asyncio.to_thread(importlib.import_module, _MESSAGES)
 
 
 def _text(settings: Mapping[str, Any], key: str) -> str | None:

@@ -4,19 +4,31 @@ Chat Completions or the Responses API (chosen per model in the settings)."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import openai
-from openai import AsyncOpenAI
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from podium.plugins.api import Completion, CompletionRequest, ModelPrice, ProviderError
-from podium_openai.chat import complete_chat
 from podium_openai.prices import PRICES
-from podium_openai.responses import complete_responses
 from podium_openai.settings import Settings, parse_settings
 
-__all__ = ["OpenAIProvider"]
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+__all__ = ["OpenAIProvider", "require_sdk"]
+
+_CALLS = "podium_openai.calls"
+
+
+def require_sdk() -> None:
+    """ImportError unless the openai SDK is installed: checked when the plugin
+    loads (so that a missing SDK is reported at start-up, as a failed plugin),
+    without importing it."""
+    if importlib.util.find_spec("openai") is None:
+        raise ImportError("the openai SDK is not installed (pip install openai)")
 
 
 class OpenAIProvider:
@@ -50,10 +62,10 @@ class OpenAIProvider:
     async def complete(self, request: CompletionRequest) -> Completion:
         if request.max_tokens is not None and request.max_tokens <= 0:
             raise ProviderError("max_tokens must be > 0", kind="bad_request", status=400)
-        client = self._client_for_this_loop()
-        if self._settings.model(request.model).api == "responses":
-            return await complete_responses(client, request)
-        return await complete_chat(client, request, self._settings)
+        calls = await _calls()
+        client = self._client_for_this_loop(calls)
+        completion: Completion = await calls.complete(client, request, self._settings)
+        return completion
 
     async def aclose(self) -> None:
         """Closes the HTTP connections of this event loop's client; the next
@@ -62,23 +74,21 @@ class OpenAIProvider:
         if held is not None and held[0] is asyncio.get_running_loop():
             await held[1].close()
 
-    def _client_for_this_loop(self) -> AsyncOpenAI:
+    def _client_for_this_loop(self, calls: ModuleType) -> AsyncOpenAI:
         loop = asyncio.get_running_loop()
         if self._client is not None and self._client[0] is loop:
             return self._client[1]
-        settings = self._settings
-        try:
-            # Unset values (None) are read by the SDK from OPENAI_API_KEY,
-            # OPENAI_BASE_URL, OPENAI_ORG_ID and OPENAI_PROJECT_ID.
-            client = AsyncOpenAI(
-                api_key=settings.api_key,
-                base_url=settings.base_url,
-                organization=settings.organization,
-                project=settings.project,
-                timeout=settings.timeout if settings.timeout is not None else openai.NOT_GIVEN,
-                max_retries=0,  # retries, waits and breakers are governance's
-            )
-        except openai.OpenAIError as error:
-            raise ProviderError(f"OpenAI: {error}", kind="authentication") from error
+        client: AsyncOpenAI = calls.new_client(self._settings)
         self._client = (loop, client)
         return client
+
+
+async def _calls() -> ModuleType:
+    """podium_openai.calls, the SDK-bound half: imported on the first call, not
+    when the plugin loads (the SDK costs tens of MB and a good part of a second
+    at start-up, for a server that may never call OpenAI), and in a thread, so
+    that the event loop keeps serving meanwhile."""
+    loaded = sys.modules.get(_CALLS)
+    if loaded is not None:
+        return loaded
+    return await asyncio.to_thread(importlib.import_module, _CALLS)

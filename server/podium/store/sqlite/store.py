@@ -381,6 +381,14 @@ class SqliteStore:
         )
         return [row[0] for row in rows]
 
+    async def unfinished_runs(
+        self, limit: int, *, after: tuple[float, str] | None = None
+    ) -> list[RunView]:
+        # One call, one snapshot: a batch of runs with their steps and
+        # attempts read and decoded off the event loop (a query per run made a
+        # restart over 1,000 runs take seconds).
+        return await self._read(_read_unfinished_runs, limit, after)
+
     async def finished_runs_before(self, cutoff: float, limit: int) -> list[str]:
         """Ids of runs in a final state that ended before `cutoff`, oldest first."""
         finals = _final_states()
@@ -476,6 +484,13 @@ def _read_run(conn: sqlite3.Connection, run_id: str) -> RunView | None:
         if row is None:
             return None
         run = codec.run_from_row(row)
+        # The run record is rewritten when the run changes state, not for
+        # every event: a run read back before it resumes (a restart) says
+        # the sequence its events reached, as it did before the restart.
+        (events_reached,) = conn.execute(
+            "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        run.last_sequence = max(run.last_sequence, int(events_reached))
         steps = [
             codec.step_from_row(step_row)
             for step_row in conn.execute(
@@ -493,6 +508,62 @@ def _read_run(conn: sqlite3.Connection, run_id: str) -> RunView | None:
             if step is not None:
                 step.attempts.append(codec.attempt_from_row(attempt_row))
         return RunView(run, steps)
+    finally:
+        conn.execute("COMMIT")
+
+
+_UNFINISHED = (int(RunState.PENDING), int(RunState.RUNNING), int(RunState.WAITING_APPROVAL))
+
+
+def _read_unfinished_runs(
+    conn: sqlite3.Connection, limit: int, after: tuple[float, str] | None
+) -> list[RunView]:
+    conn.execute("BEGIN")  # one snapshot for the runs, their steps, attempts and events
+    try:
+        where, params = "state IN (?, ?, ?)", list[Any](_UNFINISHED)
+        if after is not None:
+            where += " AND (create_time > ? OR (create_time = ? AND run_id > ?))"
+            params += [after[0], after[0], after[1]]
+        runs = [
+            codec.run_from_row(row)
+            for row in conn.execute(
+                f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE {where} "
+                "ORDER BY create_time, run_id LIMIT ?",
+                [*params, limit],
+            )
+        ]
+        if not runs:
+            return []
+        ids = [run.run_id for run in runs]
+        marks = ", ".join("?" for _ in ids)
+        steps: dict[str, list[StepRecord]] = {run_id: [] for run_id in ids}
+        by_key: dict[tuple[str, str], StepRecord] = {}
+        for row in conn.execute(
+            f"SELECT {codec.STEP_COLUMNS} FROM steps WHERE run_id IN ({marks}) "
+            "ORDER BY run_id, position",
+            ids,
+        ):
+            step = codec.step_from_row(row)
+            steps[row[0]].append(step)
+            by_key[row[0], step.step_id] = step
+        for row in conn.execute(
+            f"SELECT {codec.ATTEMPT_COLUMNS} FROM attempts WHERE run_id IN ({marks}) "
+            "ORDER BY run_id, step_id, item, number",
+            ids,
+        ):
+            owner = by_key.get((row[0], row[1]))
+            if owner is not None:
+                owner.attempts.append(codec.attempt_from_row(row))
+        sequences = dict(
+            conn.execute(
+                "SELECT run_id, MAX(sequence) FROM events "
+                f"WHERE run_id IN ({marks}) GROUP BY run_id",
+                ids,
+            ).fetchall()
+        )
+        for run in runs:
+            run.last_sequence = max(run.last_sequence, int(sequences.get(run.run_id, 0)))
+        return [RunView(run, steps[run.run_id]) for run in runs]
     finally:
         conn.execute("COMMIT")
 

@@ -1,0 +1,89 @@
+"""recover(): every unfinished run of a real store is handed to `resume`
+once, oldest first, across batches; a run whose resumption raises is logged
+and skipped without stopping the others; closing stops it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from podium.core.model import RunRecord, RunView, StepRecord
+from podium.core.states import RunState
+from podium.engine.recovery import recover
+from podium.store.sqlite.store import SqliteStore
+
+T0 = 1_700_000_000.0
+RUNS = 23
+BATCH = 5  # several batches, the last one short
+
+
+def run_record(run_id: str, create_time: float, state: RunState = RunState.RUNNING) -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        workflow_id="w",
+        workflow_version=1,
+        state=state,
+        input={},
+        create_time=create_time,
+        end_time=create_time + 1 if state.is_final else None,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(str(tmp_path / "podium.db"))
+    await opened.open()
+    try:
+        for i in range(RUNS):
+            opened.put_run(run_record(f"run-{i:02}", T0 + i))
+            opened.put_step(f"run-{i:02}", StepRecord(step_id="only", agent="echo", position=0))
+        opened.put_run(run_record("done", T0 + 0.5, RunState.SUCCEEDED))
+        await opened.commit()
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_every_unfinished_run_is_resumed_once_oldest_first(store: SqliteStore) -> None:
+    resumed: list[str] = []
+
+    async def resume(view: RunView) -> None:
+        assert [step.step_id for step in view.steps] == ["only"]
+        resumed.append(view.run.run_id)
+
+    count = await recover(store, resume, lambda: False, batch=BATCH)
+
+    assert resumed == [f"run-{i:02}" for i in range(RUNS)]
+    assert count == RUNS
+
+
+async def test_a_run_that_fails_to_resume_is_logged_and_skipped(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    resumed: list[str] = []
+
+    async def resume(view: RunView) -> None:
+        if view.run.run_id in ("run-04", "run-05"):  # the last of a batch, the first of the next
+            raise RuntimeError("its workflow is broken")
+        resumed.append(view.run.run_id)
+
+    with caplog.at_level(logging.ERROR, logger="podium.engine"):
+        await recover(store, resume, lambda: False, batch=BATCH)
+
+    assert resumed == [f"run-{i:02}" for i in range(RUNS) if i not in (4, 5)]
+    failed = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert failed == ["could not resume run run-04", "could not resume run run-05"]
+
+
+async def test_closing_stops_recovery_before_the_next_run(store: SqliteStore) -> None:
+    resumed: list[str] = []
+
+    async def resume(view: RunView) -> None:
+        resumed.append(view.run.run_id)
+
+    await recover(store, resume, lambda: len(resumed) >= 7, batch=BATCH)
+
+    assert resumed == [f"run-{i:02}" for i in range(7)]
