@@ -70,7 +70,7 @@ def details(response: httpx.Response) -> dict[str, bytes]:
 def reason(response: httpx.Response) -> str:
     info = error_details_pb2.ErrorInfo.FromString(details(response)["google.rpc.ErrorInfo"])
     assert info.domain == "podium"
-    return info.reason
+    return str(info.reason)
 
 
 def frames(body: bytes) -> list[tuple[int, bytes]]:
