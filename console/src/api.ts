@@ -15,8 +15,10 @@ const withToken: Interceptor = (next) => async (request) => {
   return next(request);
 };
 
+// Served by `podium serve`, the API is the page's own origin; `npm run dev` names it
+// (VITE_PODIUM_API=http://127.0.0.1:8080, a server with --http-cors-origin for the dev page).
 const transport = createConnectTransport({
-  baseUrl: window.location.origin,
+  baseUrl: (import.meta.env["VITE_PODIUM_API"] as string | undefined) ?? window.location.origin,
   interceptors: [withToken],
 });
 

@@ -57,13 +57,16 @@ def browser() -> Iterator[Browser]:
 
 
 class ConsoleErrors:
-    """Every error the page logged or threw: a test fails on any."""
+    """Every error the page logged or threw: a test fails on any, except the lines a test
+    names as expected (`allowed`), such as the browser's own log line for a call the server
+    refused on purpose."""
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.allowed: list[str] = []
 
     def on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
+        if message.type == "error" and not any(a in message.text for a in self.allowed):
             self.errors.append(f"console: {message.text}")
 
     def on_page_error(self, error: Exception) -> None:
@@ -71,11 +74,18 @@ class ConsoleErrors:
 
 
 @pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+def console_errors() -> ConsoleErrors:
+    return ConsoleErrors()
+
+
+@pytest.fixture
+def page(
+    browser: Browser, request: pytest.FixtureRequest, console_errors: ConsoleErrors
+) -> Iterator[Page]:
     context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
     opened = context.new_page()
     opened.set_default_timeout(WAIT_MS)
-    errors = ConsoleErrors()
+    errors = console_errors
     opened.on("console", errors.on_console)
     opened.on("pageerror", errors.on_page_error)
     try:
