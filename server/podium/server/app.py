@@ -393,7 +393,9 @@ async def _serve_store(
         collector = HandlerCollector()
         servicers.add_to(collector)
         handlers = await intercepted(collector.handlers, [shedder, *admission])
-        application = build_application(handlers, cors_origins=http.cors_origins)
+        application = build_application(
+            handlers, cors_origins=http.cors_origins, read_max_bytes=limits.max_message_bytes
+        )
         http_server = await start_http(application, http, security.tls)
     await server.start()
     if not security.authenticates:
