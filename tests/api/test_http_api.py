@@ -21,8 +21,8 @@ from podium.identity.principal import Role
 from podium.server.http.serving import HttpSettings
 from podium.server.security import SecurityConfig
 from podium.testing import HoldAgent, InProcessServer, echo_step, plugins_with, serving
-from podium.testing.waiting import eventually
 from podium.testing.identity import new_token, stubs_for
+from podium.testing.waiting import eventually
 from podium.v1 import control_service_pb2, execution_service_pb2, identity_service_pb2
 
 X = execution_service_pb2
@@ -370,26 +370,26 @@ async def test_a_request_past_the_message_limit_is_refused(tmp_path: Path) -> No
 async def test_stopping_the_server_ends_an_open_watch_over_http(tmp_path: Path) -> None:
     hold = HoldAgent()
     settings = HttpSettings("127.0.0.1:0")
-    async with serving(
-        str(tmp_path / "podium.db"), plugins=plugins_with([hold]), http=settings
-    ) as served:
-        async with httpx.AsyncClient(base_url=served.http_url, timeout=30) as http:
-            spec = {"workflowId": "held", "spec": {"steps": [{"id": "h", "agent": "hold"}]}}
-            await call(http, "WorkflowService/CreateWorkflow", spec)
-            started = await call(http, "ExecutionService/StartRun", {"workflow": "workflows/held"})
-            name = started.json()["run"]["name"]
-            await eventually(lambda: hold.held == ["h"])
-            async with http.stream(
-                "POST",
-                "/podium.v1.ProgressService/WatchRun",
-                content=envelope(json.dumps({"run": name}).encode()),
-                headers={"content-type": "application/connect+json"},
-            ) as response:
-                stream = response.aiter_bytes()
-                first = await anext(stream)  # the replayed events: the stream is open
-                assert frames(first)[0][0] == 0
-                await served.server.stop(0.5)
-                rest = b"".join([chunk async for chunk in stream])
+    async with (
+        serving(str(tmp_path / "podium.db"), plugins=plugins_with([hold]), http=settings) as served,
+        httpx.AsyncClient(base_url=served.http_url, timeout=30) as http,
+    ):
+        spec = {"workflowId": "held", "spec": {"steps": [{"id": "h", "agent": "hold"}]}}
+        await call(http, "WorkflowService/CreateWorkflow", spec)
+        started = await call(http, "ExecutionService/StartRun", {"workflow": "workflows/held"})
+        name = started.json()["run"]["name"]
+        await eventually(lambda: hold.held == ["h"])
+        async with http.stream(
+            "POST",
+            "/podium.v1.ProgressService/WatchRun",
+            content=envelope(json.dumps({"run": name}).encode()),
+            headers={"content-type": "application/connect+json"},
+        ) as response:
+            stream = response.aiter_bytes()
+            first = await anext(stream)  # the replayed events: the stream is open
+            assert frames(first)[0][0] == 0
+            await served.server.stop(0.5)
+            rest = b"".join([chunk async for chunk in stream])
     flags, end = frames(rest)[-1]
     assert flags == 2
     assert json.loads(end)["error"]["code"] == "unavailable"
