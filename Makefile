@@ -33,6 +33,8 @@ MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli client/pod
 PLUGIN_TESTS = $(wildcard plugins/*/tests)
 
 export UV_PYTHON_DOWNLOADS := never
+# The browser tests use Debian's Chromium (target `browser`), never a browser Playwright fetches.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export UV_NO_PROGRESS := 1
 
 .PHONY: install protos node console browser lint typecheck imports check test demo demo-governance bench fmt clean

@@ -1,5 +1,5 @@
 """The HTTP side (`serve --http-address`) with plain HTTP requests: Connect with JSON and
-binary bodies, a server-streaming WatchRun over Connect's envelopes, gRPC-Web, HTTP/2,
+binary bodies, a server-streaming WatchRun over Connect's envelopes, gRPC-Web, HTTP/2, gRPC,
 the same google.rpc error details as gRPC, the same authentication, roles, tenants, rate
 limits and audit as gRPC, and CORS."""
 
@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2
@@ -19,9 +21,17 @@ from google.rpc import error_details_pb2
 from podium.core.clock import ManualClock
 from podium.identity.principal import Role
 from podium.server.http.serving import HttpSettings
-from podium.server.security import SecurityConfig
-from podium.testing import HoldAgent, InProcessServer, echo_step, plugins_with, serving
-from podium.testing.identity import new_token, stubs_for
+from podium.server.security import SecurityConfig, TlsFiles
+from podium.testing import (
+    HoldAgent,
+    InProcessServer,
+    Stubs,
+    echo_step,
+    error_info,
+    plugins_with,
+    serving,
+)
+from podium.testing.identity import make_ca, make_certificate, new_token, stubs_for
 from podium.testing.waiting import eventually
 from podium.v1 import control_service_pb2, execution_service_pb2, identity_service_pb2
 
@@ -202,7 +212,7 @@ async def test_errors_carry_the_same_details_as_grpc(http: httpx.AsyncClient) ->
     assert error_details_pb2.ErrorInfo.FromString(info).reason == "RUN_NOT_FOUND"
 
 
-async def test_grpc_web_and_http2(server: InProcessServer, http: httpx.AsyncClient) -> None:
+async def test_grpc_web_http2_and_grpc(server: InProcessServer, http: httpx.AsyncClient) -> None:
     response = await http.post(
         "/podium.v1.ControlService/ListAgents",
         content=envelope(b""),
@@ -218,6 +228,16 @@ async def test_grpc_web_and_http2(server: InProcessServer, http: httpx.AsyncClie
         listed = await h2.post("/podium.v1.ControlService/ListAgents", json={})
         assert listed.http_version == "HTTP/2"
         assert any(agent["name"] == "echo" for agent in listed.json()["agents"])
+    # And plain gRPC on the HTTP port, rich status included.
+    address = server.http_url.removeprefix("http://")
+    async with grpc.aio.insecure_channel(address) as channel:
+        stubs = Stubs.on(channel)
+        agents = await stubs.control.ListAgents(control_service_pb2.ListAgentsRequest())
+        assert "echo" in [agent.name for agent in agents.agents]
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stubs.executions.GetRun(X.GetRunRequest(name="runs/nope"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_info(missing.value).reason == "RUN_NOT_FOUND"
 
 
 async def test_cors_allows_the_configured_origin_only(http: httpx.AsyncClient) -> None:
@@ -395,3 +415,26 @@ async def test_stopping_the_server_ends_an_open_watch_over_http(tmp_path: Path) 
     flags, end = frames(rest)[-1]
     assert flags == 2
     assert json.loads(end)["error"]["code"] == "unavailable"
+
+
+async def test_https_with_the_servers_certificate(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path)
+    server_cert = make_certificate(tmp_path, ca, "podium-server", server=True)
+    tls = TlsFiles(str(server_cert.cert), str(server_cert.key))
+    async with serving(
+        ":memory:", security=SecurityConfig(tls=tls), http=HttpSettings("127.0.0.1:0")
+    ) as served:
+        assert served.server.http is not None
+        url = f"https://localhost:{served.server.http.port}"
+        trusted = ssl.create_default_context(cafile=str(ca.cert))
+        async with httpx.AsyncClient(base_url=url, verify=trusted, http2=True) as https:
+            listed = await https.post("/podium.v1.ControlService/ListAgents", json={})
+        assert listed.status_code == 200
+        assert listed.http_version == "HTTP/2"  # negotiated by ALPN
+        async with httpx.AsyncClient(base_url=url, verify=True) as untrusting:
+            with pytest.raises(httpx.ConnectError):
+                await untrusting.post("/podium.v1.ControlService/ListAgents", json={})
+        plain_url = f"http://127.0.0.1:{served.server.http.port}"
+        async with httpx.AsyncClient(base_url=plain_url) as plain:
+            with pytest.raises(httpx.HTTPError):
+                await plain.post("/podium.v1.ControlService/ListAgents", json={})
