@@ -79,7 +79,6 @@ export function useRunsFeed(filter: MessageInitShape<typeof WatchRunsRequestSche
       }
     })();
     return () => abort.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [key]);
   return link;
 }
