@@ -3,6 +3,7 @@
 #   .venv/   the uv workspace venv (podium + podium-client editable, all dependency groups)
 #   node_modules/  buf and protoc-gen-es, from package-lock.json
 #   clients/node/node_modules/, clients/node/dist/  the Node worker library, built by `make node`
+#   console/node_modules/, server/podium/server/http/static/  the web console, built by `make console`
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := test
@@ -17,6 +18,14 @@ VENV_STAMP := $(VENV)/.uv-synced
 BUF := node_modules/.bin/buf
 NODE_DIR := clients/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.npm-installed
+CONSOLE_DIR := console
+CONSOLE_STAMP := $(CONSOLE_DIR)/node_modules/.npm-installed
+# The built console is package data of the podium wheel (not committed): served at `/` by
+# `podium serve --http-address`.
+CONSOLE_BUILT := server/podium/server/http/static/index.html
+CONSOLE_SOURCES = $(shell find $(CONSOLE_DIR)/src -type f) $(addprefix $(CONSOLE_DIR)/,index.html vite.config.ts tsconfig.json)
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser of its own).
+CHROMIUM := /usr/bin/chromium
 # Directories type-checked by mypy (only those that exist yet), plugin distributions included.
 MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli client/podium/worker tests bench scripts plugins/*/src)
 # Each plugin's tests in a mypy run of their own, as in the plugin's own repository would be:
@@ -24,9 +33,11 @@ MYPY_PATHS = $(wildcard server client/podium/client client/podium/cli client/pod
 PLUGIN_TESTS = $(wildcard plugins/*/tests)
 
 export UV_PYTHON_DOWNLOADS := never
+# The browser tests use Debian's Chromium (target `browser`), never a browser Playwright fetches.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export UV_NO_PROGRESS := 1
 
-.PHONY: install protos node lint typecheck imports check test demo demo-governance bench fmt clean
+.PHONY: install protos node console browser lint typecheck imports check test demo demo-governance bench fmt clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -48,7 +59,29 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund
 	touch $@
 
-install: $(VENV_STAMP) $(BUF) $(NODE_STAMP)
+$(CONSOLE_STAMP): $(CONSOLE_DIR)/package.json $(CONSOLE_DIR)/package-lock.json
+	cd $(CONSOLE_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+# Type-checks (tsc strict) and bundles the console (Vite) into the Python package.
+$(CONSOLE_BUILT): $(CONSOLE_STAMP) $(CONSOLE_SOURCES)
+	cd $(CONSOLE_DIR) && npm run --silent build
+
+console: $(CONSOLE_BUILT)
+
+# Chromium from the distribution when it is missing (as root), else a clear error: the browser
+# tests (tests/browser/) are part of `make test` and never skipped.
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "error: the browser tests need Chromium at $(CHROMIUM): apt-get install chromium (as root)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+install: $(VENV_STAMP) $(BUF) $(NODE_STAMP) $(CONSOLE_BUILT)
 
 protos: $(VENV_STAMP) $(BUF)
 	$(PY) scripts/gen_protos.py
@@ -71,9 +104,9 @@ typecheck: $(VENV_STAMP)
 imports: $(VENV_STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
-check: lint typecheck imports node
+check: lint typecheck imports node console
 
-test: check
+test: check browser
 	$(PY) -m pytest -q
 
 demo: install
@@ -90,5 +123,5 @@ fmt: $(VENV_STAMP)
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) node_modules $(NODE_DIR)/node_modules $(NODE_DIR)/dist .mypy_cache .ruff_cache .pytest_cache .hypothesis dist
+	rm -rf $(VENV) $(TOOLS) node_modules $(NODE_DIR)/node_modules $(NODE_DIR)/dist $(CONSOLE_DIR)/node_modules server/podium/server/http/static test-artifacts .mypy_cache .ruff_cache .pytest_cache .hypothesis dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,5 +1,8 @@
 """`make demo`: a server on the embedded SQLite default, the ERP workflow applied
-and run with live progress, then the result and the spend; the server stops.
+and run with live progress, then the result and the spend. The web console is served
+meanwhile (its URL is printed); on a terminal the server stays up until Enter, so that the
+run can be read there. With PODIUM_DEMO_NO_WAIT=1, or when standard input is not a terminal
+(CI), the server stops at once.
 
 Everything goes through the real `podium` CLI, as a user would type it.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,12 +59,32 @@ def erp_definition(workdir: Path) -> str:
     return str(target)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_enter() -> bool:
+    """Whether to keep the server up for the console until Enter: only for a person at a
+    terminal, unless PODIUM_DEMO_NO_WAIT says otherwise."""
+    return sys.stdin.isatty() and os.environ.get("PODIUM_DEMO_NO_WAIT", "") in ("", "0")
+
+
 def main() -> int:
     workdir = tempfile.mkdtemp(prefix="podium-demo-")
     # On a free port (the default 127.0.0.1:50051 may be a server the user runs), on the
     # default database; its log goes to the work directory.
-    server = start_server_process(None, cwd=ROOT, log_dir=workdir, grace=None)
-    print(f"$ podium serve --address {server.address}   (database: ./.podium/podium.db)")
+    http = f"127.0.0.1:{free_port()}"
+    server = start_server_process(
+        None, args=["--http-address", http], cwd=ROOT, log_dir=workdir, grace=None
+    )
+    print(
+        f"$ podium serve --address {server.address} --http-address {http}"
+        "   (database: ./.podium/podium.db)"
+    )
+    console = f"http://{http}/"
+    print(f"web console: {console}", flush=True)
     env = server.env
     try:
         step("plugins", "plugins", env=env)
@@ -74,6 +98,9 @@ def main() -> int:
         )  # fmt: skip
         # What the stored runs of erp (this one and earlier demos') say.
         step("insights", "insights", "erp", env=env)
+        print(f"\nweb console: {console} (the run: {console}#/runs)", flush=True)
+        if wait_for_enter():
+            input("press Enter to stop the server ")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

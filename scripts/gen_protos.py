@@ -3,8 +3,10 @@
 Usage: python scripts/gen_protos.py [OUT_ROOT]   (OUT_ROOT defaults to the repository)
 
 Runs `buf generate` with buf.gen.yaml, which writes, under OUT_ROOT:
-- client/podium/v1/<name>_pb2.py, _pb2.pyi, _pb2_grpc.py and _pb2_grpc.pyi (Python);
-- clients/node/src/gen/podium/v1/<name>_pb.ts (TypeScript, protobuf-es).
+- client/podium/v1/<name>_pb2.py, _pb2.pyi, _pb2_grpc.py and _pb2_grpc.pyi (Python), and
+  <name>_connect.py for each file with a service (Connect, served by server/podium/http/);
+- clients/node/src/gen/podium/v1/<name>_pb.ts (TypeScript, protobuf-es), and the same in
+  console/src/gen/podium/v1/ for the web console.
 Run it with the project venv's interpreter (``make protos``), so that buf, grpcio-tools,
 mypy-protobuf and protoc-gen-es are the locked versions and the output is reproducible byte for
 byte (tests/repo/test_stubs_fresh.py checks this for each language).
@@ -23,9 +25,10 @@ BUF = REPO / "node_modules" / ".bin" / "buf"
 LANGUAGES: dict[str, tuple[Path, tuple[str, ...]]] = {
     "python": (
         Path("client/podium/v1"),
-        ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi"),
+        ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi", "_connect.py"),
     ),
     "typescript": (Path("clients/node/src/gen/podium/v1"), ("_pb.ts",)),
+    "console typescript": (Path("console/src/gen/podium/v1"), ("_pb.ts",)),
 }
 
 

@@ -18,9 +18,9 @@ from podium.testing.process import CLI
 EXIT_CEILING = 30.0
 
 
-def serve(db: Path, address: str = "127.0.0.1:0") -> subprocess.CompletedProcess[str]:
+def serve(db: Path, address: str = "127.0.0.1:0", *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, "serve", "--db", str(db), "--address", address],
+        [*CLI, "serve", "--db", str(db), "--address", address, *args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -55,6 +55,14 @@ def test_a_taken_port_is_one_line_and_an_exit(tmp_path: Path, taken_port: int) -
     result = serve(tmp_path / "podium.db", address)
     assert result.returncode == 1
     assert last_line(result.stderr).startswith(f"error: cannot listen on {address}")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_taken_http_port_is_one_line_and_an_exit(tmp_path: Path, taken_port: int) -> None:
+    address = f"127.0.0.1:{taken_port}"
+    result = serve(tmp_path / "podium.db", "127.0.0.1:0", "--http-address", address)
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith(f"error: cannot listen on {address} (HTTP)")
     assert "Traceback" not in result.stderr
 
 

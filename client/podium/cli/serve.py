@@ -75,6 +75,21 @@ def register(commands: Any) -> None:
         help="serve Prometheus metrics on http://HOST:PORT/metrics (default: none)",
     )
     serve.add_argument(
+        "--http-address",
+        default="",
+        metavar="HOST:PORT",
+        help="also serve the API over HTTP (Connect JSON/binary, gRPC-Web) and the web console"
+        " on http://HOST:PORT/ (default: off)",
+    )
+    serve.add_argument(
+        "--http-cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an origin whose pages may call the HTTP API (e.g. http://localhost:5173);"
+        " repeatable, `*` for any (default: none, same origin only)",
+    )
+    serve.add_argument(
         "--agents",
         choices=("all", "remote-only"),
         default="all",
@@ -165,6 +180,8 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
         metrics_address=args.metrics_address,
+        http_address=args.http_address,
+        http_cors_origins=tuple(args.http_cors_origin),
         remote_agents_only=args.agents == "remote-only",
         synchronous=args.synchronous.upper(),
         security_options={

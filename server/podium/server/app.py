@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -30,6 +30,9 @@ from podium.server.audit_before import BeforeReader
 from podium.server.control_service import ControlService
 from podium.server.event_encoding import EventEncoder
 from podium.server.execution_service import ExecutionService
+from podium.server.http.app import build_application
+from podium.server.http.grpc_bridge import HandlerCollector, intercepted
+from podium.server.http.serving import HttpServer, HttpSettings, start_http
 from podium.server.identity_interceptor import IdentityInterceptor
 from podium.server.identity_service import IdentityService
 from podium.server.load_shedding import LoadShedder
@@ -118,6 +121,8 @@ class PodiumServer:
     tokens: TokenCatalog | None = None
     telemetry: telemetry_setup.TelemetryRuntime | None = None
     log_ids: TraceIds | None = None
+    # The HTTP API and console (`--http-address`), when served.
+    http: HttpServer | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
@@ -132,6 +137,8 @@ class PodiumServer:
         # Worker sessions end now, not after `grace`: workers reconnect to the
         # next server, and the attempts they run stop resumably with the engine.
         self.engine.workers.shutdown()
+        if self.http is not None:
+            await self.http.stop(grace)
         await self.server.stop(grace)
         if self.pruner is not None:
             # Before the engine and the store go: a pass in flight would write to a closed store.
@@ -168,6 +175,7 @@ async def start_server(
     remote_agents_only: bool = False,
     synchronous: str = "FULL",
     security: SecurityConfig | None = None,
+    http: HttpSettings | None = None,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -189,9 +197,13 @@ async def start_server(
     `security`: authentication, TLS and request rates; None serves without
     credentials, which only a loopback address allows (ServeRefused, before
     anything is opened or bound, otherwise).
+    `http`: also serve the same services over HTTP (Connect, gRPC-Web) and the web console
+    on `http.address` (the same loopback rule holds there).
     """
     security = security or SecurityConfig()
     check_address(address, security)
+    if http is not None:
+        check_address(http.address, security)
     jwt = _jwt_verifier(security)
     if retention_seconds is not None and retention_seconds < 0:
         raise ValueError("retention_seconds must not be negative")
@@ -217,6 +229,7 @@ async def start_server(
             security=security,
             jwt=jwt,
             telemetry=telemetry or telemetry_setup.off(),
+            http=http,
         )
     except BaseException:
         server_limits.release()
@@ -240,6 +253,7 @@ async def _open_and_serve(
     security: SecurityConfig,
     jwt: JwtVerifier | None,
     telemetry: telemetry_setup.TelemetryRuntime,
+    http: HttpSettings | None,
 ) -> PodiumServer:
     started = time.time()
     store = SqliteStore(db_path, synchronous=synchronous)  # checks its arguments first
@@ -271,6 +285,7 @@ async def _open_and_serve(
             remote_agents_only=remote_agents_only,
             security=security,
             jwt=jwt,
+            http=http,
         )
     except BaseException:
         # Whatever failed, nothing may keep running: the store's threads would
@@ -299,6 +314,7 @@ async def _serve_store(
     remote_agents_only: bool,
     security: SecurityConfig,
     jwt: JwtVerifier | None,
+    http: HttpSettings | None,
 ) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins(agents=not remote_agents_only)
     for failed in report.failed:
@@ -357,7 +373,7 @@ async def _serve_store(
         log_ids = TraceIds(telemetry.telemetry.trace_ids)
         for handler in logging.getLogger().handlers:
             handler.addFilter(log_ids)
-    interceptors += [
+    admission: list[grpc.aio.ServerInterceptor] = [
         IdentityInterceptor(
             authenticator,
             identity_store,
@@ -367,28 +383,33 @@ async def _serve_store(
         ),
         MalformedRequests(),
     ]
+    interceptors += admission
     server = grpc.aio.server(interceptors=interceptors, options=server_options(limits))
-    workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
-        WorkflowService(engine.workflows, engine.estimate), server
-    )
-    execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionService(engine), server
-    )
     progress_service = ProgressService(engine)
-    add_progress_service(progress_service, server)
-    control_service_pb2_grpc.add_ControlServiceServicer_to_server(
-        ControlService(engine, governance, report, version or _version(), started), server
+    servicers = _Servicers(
+        WorkflowService(engine.workflows, engine.estimate),
+        ExecutionService(engine),
+        progress_service,
+        ControlService(engine, governance, report, version or _version(), started),
+        WorkerService(engine.workers),
+        IdentityService(tokens, identity_store, store.commit),
     )
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
-        WorkerService(engine.workers), server
-    )
-    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
-        IdentityService(tokens, identity_store, store.commit), server
-    )
+    servicers.add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable((*SERVICE_NAMES, health.SERVICE_NAME), server)
     port = _listen(server, address, security)
+    http_server = None
+    if http is not None:
+        # The same handlers behind the same admission (the shedder, identity, malformed
+        # requests; RPC spans are gRPC's instrumentation's), bound before anything starts.
+        collector = HandlerCollector()
+        servicers.add_to(collector)
+        handlers = await intercepted(collector.handlers, [shedder, *admission])
+        application = build_application(
+            handlers, cors_origins=http.cors_origins, read_max_bytes=limits.max_message_bytes
+        )
+        http_server = await start_http(application, http, security.tls)
     await server.start()
     if not security.authenticates:
         log.warning(
@@ -443,7 +464,28 @@ async def _serve_store(
         tokens,
         telemetry,
         log_ids,
+        http_server,
     )
+
+
+@dataclass(frozen=True)
+class _Servicers:
+    workflows: WorkflowService
+    execution: ExecutionService
+    progress: ProgressService
+    control: ControlService
+    workers: WorkerService
+    identity: IdentityService
+
+    def add_to(self, server: Any) -> None:
+        """Registers every servicer on a grpc.aio.Server, or on the HTTP side's collector
+        of the very same handlers."""
+        workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(self.workflows, server)
+        execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(self.execution, server)
+        add_progress_service(self.progress, server)
+        control_service_pb2_grpc.add_ControlServiceServicer_to_server(self.control, server)
+        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(self.workers, server)
+        identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(self.identity, server)
 
 
 def _jwt_verifier(security: SecurityConfig) -> JwtVerifier | None:

@@ -16,6 +16,7 @@ from podium.governance.policy import Policy, PolicyError, load_policy
 from podium.identity.jwt_settings import JwtSettings
 from podium.server import loop
 from podium.server.app import start_server
+from podium.server.http.serving import HttpSettings
 from podium.server.security import SecurityConfig, TlsFiles, check_address
 from podium.telemetry import setup
 from podium.telemetry.logs import configure_logging
@@ -36,6 +37,8 @@ def run_server(
     log_level: str = "info",
     log_format: str = "text",
     metrics_address: str = "",
+    http_address: str = "",
+    http_cors_origins: tuple[str, ...] = (),
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
@@ -44,7 +47,9 @@ def run_server(
     variables, over the defaults; a bad one is an error before anything starts.
     `synchronous`: FULL or NORMAL, what an acknowledged commit survives (see SqliteStore).
     `metrics_address`: host:port of a Prometheus /metrics endpoint ("": none);
-    traces and metrics go to OTLP when the standard OTEL_* variables say so."""
+    traces and metrics go to OTLP when the standard OTEL_* variables say so.
+    `http_address`: host:port of the HTTP API and web console ("": none), whose pages may be
+    called from `http_cors_origins`."""
     configure_logging(log_level, log_format, sys.stderr)
     telemetry_settings = setup.TelemetrySettings.from_env(metrics_address)
     if metrics_address:
@@ -57,6 +62,12 @@ def run_server(
         settings = Limits.from_settings(os.environ, limits)
         security = security_config(security_options or {})
         check_address(address, security)
+        http = None
+        if http_address:
+            http = HttpSettings(http_address, http_cors_origins)
+            check_address(http_address, security)
+        elif http_cors_origins:
+            raise ValueError("--http-cors-origin needs --http-address")
     except (LimitError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -80,6 +91,7 @@ def run_server(
                 synchronous,
                 security,
                 telemetry_settings,
+                http,
             )
         )
     except OSError as error:
@@ -98,6 +110,7 @@ async def _serve(
     synchronous: str,
     security: SecurityConfig,
     telemetry_settings: setup.TelemetrySettings,
+    http: HttpSettings | None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -115,6 +128,7 @@ async def _serve(
             synchronous=synchronous,
             security=security,
             telemetry=telemetry,
+            http=http,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit

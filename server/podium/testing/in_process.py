@@ -22,6 +22,7 @@ from podium.core.limits import Limits
 from podium.governance.policy import Policy
 from podium.plugins.manager import PluginReport
 from podium.server.app import PodiumServer, start_server
+from podium.server.http.serving import HttpSettings
 from podium.server.security import SecurityConfig
 from podium.telemetry.setup import TelemetryRuntime
 from podium.testing.stubs import Stubs
@@ -44,6 +45,12 @@ class InProcessServer(NamedTuple):
     def address(self) -> str:
         return f"127.0.0.1:{self.server.port}"
 
+    @property
+    def http_url(self) -> str:
+        """The HTTP API's base URL (served with `serving(http=...)`)."""
+        assert self.server.http is not None, "serve with http=HttpSettings(...)"
+        return f"http://127.0.0.1:{self.server.http.port}"
+
 
 @contextlib.asynccontextmanager
 async def serving(
@@ -59,6 +66,7 @@ async def serving(
     limits: Limits | None = None,
     security: SecurityConfig | None = None,
     telemetry: TelemetryRuntime | None = None,
+    http: HttpSettings | None = None,
 ) -> AsyncIterator[InProcessServer]:
     """Serves `db_path` (a SQLite file; ":memory:" keeps nothing) until the
     block ends, then stops the server with a short grace.
@@ -73,6 +81,7 @@ async def serving(
     credentials (nor TLS): open stubs with `podium.testing.identity.stubs_for`.
     `telemetry`: e.g. `podium.telemetry.setup.with_providers(...)` on in-memory
     exporters; the server closes it when it stops.
+    `http`: also serve HTTP (e.g. `HttpSettings("127.0.0.1:0")`); its URL is `http_url`.
     """
     options: dict[str, Any] = {
         "clock": clock,
@@ -83,6 +92,7 @@ async def serving(
         "limits": limits,
         "security": security,
         "telemetry": telemetry,
+        "http": http,
     }
     if max_running_steps is not None:  # else the server's own default
         options["max_running_steps"] = max_running_steps

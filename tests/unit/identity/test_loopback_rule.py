@@ -58,6 +58,7 @@ def test_podium_serve_refuses_before_binding(
         (["--tls-client-ca", "ca.pem"], "--tls-client-ca needs --tls-cert and --tls-key"),
         (["--jwks", "k.json"], "--jwks needs --jwt-issuer and --jwt-audience"),
         (["--auth", "--rate-limit", "0"], "--rate-limit must be positive"),
+        (["--http-cors-origin", "http://a.example"], "--http-cors-origin needs --http-address"),
     ],
 )
 def test_flags_that_do_not_go_together(
@@ -67,3 +68,19 @@ def test_flags_that_do_not_go_together(
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip() == f"error: {message}"
+
+
+def test_podium_serve_refuses_an_open_http_address_before_binding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "p.db"
+    code = main(
+        ["serve", "--address", "127.0.0.1:0", "--http-address", "0.0.0.0:0", "--db", str(db)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == (
+        "error: refusing to serve 0.0.0.0:0 without authentication: use --auth (API tokens),"
+        " --jwks, --tls-client-ca, or --insecure to serve it open anyway"
+    )
+    assert not db.exists()
