@@ -7,7 +7,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from podium.store.sqlite.codec import from_nanos, to_nanos
+from podium.store.codec import from_nanos, to_nanos
 from podium.store.sqlite.store import SqliteStore
 
 

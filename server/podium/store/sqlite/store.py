@@ -32,7 +32,7 @@ from podium.core.model import (
 )
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import EventType, RunState
-from podium.store.sqlite import codec
+from podium.store import codec
 from podium.store.sqlite.connection import ThreadConnection
 from podium.store.sqlite.errors import StoreOpenError
 from podium.store.sqlite.schema import migrate
