@@ -28,8 +28,11 @@ import pytest
 
 from podium.engine.ports import RunStore, WorkflowStore
 from podium.governance.ports import GovernanceStore
+from podium.store.postgres.governance_store import PostgresGovernanceStore
+from podium.store.postgres.store import PostgresStore
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.store import MEMORY, SqliteStore
+from podium.testing.postgres import PostgresForTests
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,45 @@ async def sqlite_memory(directory: Path) -> AsyncIterator[Stores]:
         await store.close()
 
 
-BACKENDS: list[StoreFactory] = [sqlite_file, sqlite_memory]
+def postgres(server: PostgresForTests) -> StoreFactory:
+    """A database of its own on the session's PostgreSQL server, as
+    `podium serve --db postgresql://...` runs; the same directory reaches the
+    same database."""
+    databases: dict[Path, str] = {}
+
+    @asynccontextmanager
+    async def postgres(directory: Path) -> AsyncIterator[Stores]:
+        if directory not in databases:
+            databases[directory] = await server.create_database()
+        store = PostgresStore(databases[directory], exclusive=False)
+        await store.open()
+        try:
+            yield Stores(runs=store, governance=PostgresGovernanceStore(store), shared=True)
+        finally:
+            await store.close()
+
+    return postgres
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda factory: factory.__name__)
+# A backend that needs a server is a function of it (by its fixture's name).
+BACKENDS: list[StoreFactory | tuple[str, Callable[..., StoreFactory]]] = [
+    sqlite_file,
+    sqlite_memory,
+    ("postgres_server", postgres),
+]
+
+
+def _backend_id(backend: StoreFactory | tuple[str, Callable[..., StoreFactory]]) -> str:
+    return backend[1].__name__ if isinstance(backend, tuple) else backend.__name__
+
+
+@pytest.fixture(params=BACKENDS, ids=_backend_id)
 def backend(request: pytest.FixtureRequest) -> StoreFactory:
-    factory: StoreFactory = request.param
-    return factory
+    if isinstance(request.param, tuple):
+        fixture, make = request.param
+        factory: StoreFactory = make(request.getfixturevalue(fixture))
+        return factory
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture
