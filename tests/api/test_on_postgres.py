@@ -5,8 +5,9 @@ database of the session's PostgreSQL server instead of a SQLite file.
 
 Chains and fan-outs (with loops resumed after a restart), approvals, quotas
 and budgets (concurrent calls against one budget, per tenant), watch replay
-and live, reconnects, idempotent starts, listing with filters, and restarts that resume interrupted runs. A kill -9 of a
-`podium serve --db postgresql://...` process is in tests/e2e/test_on_postgres.py.
+and live, reconnects, idempotent starts, listing with filters, and restarts
+that resume interrupted runs. A kill -9 of a `podium serve --db
+postgresql://...` process is in tests/e2e/test_on_postgres.py.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from tests.api.test_execution_service import (
 from tests.api.test_fanout import (
     test_a_loop_resumes_after_a_restart_where_it_was,
     test_each_item_has_its_own_attempts_and_retries,
-    test_fan_out_output_is_the_item_outputs_in_item_order,
     test_failures_within_tolerance_leave_null_outputs,
+    test_fan_out_output_is_the_item_outputs_in_item_order,
 )
 from tests.api.test_flow import test_continue_keeps_the_run_going_and_ends_partially_succeeded
 from tests.api.test_governance_service import (
