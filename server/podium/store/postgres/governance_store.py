@@ -2,18 +2,22 @@
 spend and reservations, as podium.store.sqlite.governance_store keeps them.
 
 Settled spend and closed reservations ride the run store's batches, so a
-settlement (delete the reservation, add the spend) is one transaction.
+settlement (delete the reservation, add the spend) is one transaction. An
+atomic reservation (`reserve_within`) is a transaction of its own that locks
+the budget_spend rows of its budgets first, as a settlement's upsert does.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from podium.store.codec import from_nanos, to_nanos
 from podium.store.postgres.store import PostgresStore
+from podium.store.reservations import fits, reserved_in
 
 
 class PostgresGovernanceStore:
@@ -94,6 +98,58 @@ class PostgresGovernanceStore:
             "VALUES ($1, $2, $3, $4)",
             (reservation_id, run_id, to_nanos(amount), json.dumps(body)),
         )
+
+    async def reserve_within(
+        self,
+        reservation_id: str,
+        run_id: str,
+        amount: Decimal,
+        body: dict[str, Any],
+        limits: Mapping[tuple[str, str], Decimal],
+    ) -> bool:
+        failure = self._store.writer.failure
+        if failure is not None:
+            raise failure
+        keys = sorted(limits)
+        budgets = [key[0] for key in keys]
+        periods = [key[1] for key in keys]
+        nanos = to_nanos(amount)
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            # Every reservation in a budget's period and every settlement in it
+            # lock its budget_spend row: taken in key order, so two servers
+            # reserving in the same budgets queue instead of deadlocking.
+            await conn.execute(
+                "INSERT INTO budget_spend (budget, period_key, spent_nanos) "
+                "SELECT budget, period_key, 0 FROM unnest($1::text[], $2::text[]) "
+                "AS k(budget, period_key) ORDER BY budget, period_key "
+                "ON CONFLICT (budget, period_key) DO NOTHING",
+                budgets,
+                periods,
+            )
+            rows = await conn.fetch(
+                "SELECT budget, period_key, spent_nanos FROM budget_spend "
+                "WHERE (budget, period_key) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[])) "
+                "ORDER BY budget, period_key FOR UPDATE",
+                budgets,
+                periods,
+            )
+            spent = {(row[0], row[1]): int(row[2]) for row in rows}
+            # Open reservations are calls in flight: few, read whole.
+            held = await conn.fetch("SELECT amount_nanos, body FROM budget_reservations")
+            reserved = reserved_in(((int(r[0]), r[1]) for r in held), keys)
+            ceilings = {key: to_nanos(limit) for key, limit in limits.items()}
+            if not fits(ceilings, spent, reserved, nanos):
+                return False
+            await conn.execute(
+                "INSERT INTO budget_reservations (id, run_id, amount_nanos, body) "
+                "VALUES ($1, $2, $3, $4)",
+                reservation_id,
+                run_id,
+                nanos,
+                json.dumps(body),
+            )
+        return True
 
     def close_reservation(self, reservation_id: str) -> None:
         self._store.writer.execute(

@@ -158,6 +158,14 @@ class SqliteStore:
     async def commit(self) -> None:
         await self.writer.commit()
 
+    async def transact(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` in a transaction of its own (BEGIN IMMEDIATE: the
+        write lock, against every connection to the file) on the writer's
+        connection, between its batches; rolled back if `fn` raises."""
+        writer = self._writer_conn
+        assert writer is not None, "store is not open"
+        return await writer.call(_transact, fn, args)
+
     def _read(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """`fn(conn, *args)` on the reader's thread (the writer's, in memory)."""
         reader = self._reader_conn
@@ -455,6 +463,17 @@ def _prepare_writer(conn: sqlite3.Connection, synchronous: str) -> None:
 def _prepare_reader(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA query_only=1")
     conn.execute("PRAGMA busy_timeout=5000")
+
+
+def _transact(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args)
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.execute("COMMIT")
+    return result
 
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
