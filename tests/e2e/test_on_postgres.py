@@ -33,7 +33,7 @@ from podium.testing import (
 from podium.testing.postgres import PodiumDatabases, PostgresForTests
 from podium.testing.process import CLI
 from podium.v1 import execution_service_pb2, run_pb2
-from tests.e2e.conftest import CLI_ENV, ROOT, StartServing
+from tests.e2e.conftest import CLI_ENV, ROOT, OneLineError, StartServing
 from tests.e2e.test_crash_recovery import (
     test_sigkill_mid_flight_then_every_run_completes,
     test_sigkill_while_waiting_for_approval_then_approvable,
@@ -160,3 +160,28 @@ async def test_a_server_that_loses_its_database_stops_writes_until_restarted(
             assert (await get_run(stubs, name)).state == run_pb2.RUN_STATE_SUCCEEDED
         run, _ = await run_to_end(stubs, "hello", {"n": "after"})
         assert run.state == run_pb2.RUN_STATE_SUCCEEDED
+
+
+def test_the_first_admin_token_is_made_against_the_database(
+    start_serving: StartServing, postgres_db: str, one_line_error: OneLineError
+) -> None:
+    """`podium tokens create --db postgresql://...`, then `serve --auth` on it."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+
+    bootstrap = cli("tokens", "create", "--db", postgres_db, "--role", "admin", "--name", "first")
+    assert bootstrap.returncode == 0, bootstrap.stderr
+    admin = bootstrap.stdout.strip()
+    assert admin.startswith("pod_")
+
+    server = start_serving(args=("--auth",))
+    whoami = cli("--address", server.address, "--token", admin, "whoami")
+    assert whoami.returncode == 0, whoami.stderr
+    assert "tenant default roles admin" in whoami.stdout
+    # The database belongs to the server now.
+    one_line_error(cli("tokens", "create", "--db", postgres_db, "--role", "admin"), "error:")
+    assert server.stop() == 0
+    assert admin not in server.log_path.read_text()
