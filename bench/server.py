@@ -81,11 +81,11 @@ class BenchServer:
 
 @asynccontextmanager
 async def server_process(
-    db_path: Path | None = None, *, auth: bool = False
+    db_path: Path | str | None = None, *, auth: bool = False
 ) -> AsyncIterator[BenchServer]:
     """A fresh server with its own SQLite file (WAL), so that neither its peak
     RSS nor its database carries over from another workload; or, given
-    `db_path`, a fresh process on that database (to restart on it)."""
+    `db_path` (a file or a postgresql:// URL), a fresh process on that database."""
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
         db = db_path or Path(tmp) / "podium.db"
         token: str | None = None

@@ -19,7 +19,12 @@ from rich.console import Console
 from bench.budget_race import measure_budget_race
 from bench.gate import measure_gate
 from bench.measure import REPO_ROOT, Measurement
-from bench.podium_run import measure_dag, measure_dag_on_worker, measure_fan_out
+from bench.podium_run import (
+    measure_dag,
+    measure_dag_on_postgres,
+    measure_dag_on_worker,
+    measure_fan_out,
+)
 from bench.recovery import measure_recovery
 from bench.report import FLOOR, PODIUM, Row, print_table, write_json
 from bench.responsiveness import measure_responsiveness
@@ -33,6 +38,7 @@ from bench.workloads import WORKLOADS, Workload, by_name
 PODIUM_MEASURES: dict[str, Callable[[Workload], Awaitable[Measurement]]] = {
     "dag": measure_dag,
     "dag_worker": measure_dag_on_worker,
+    "dag_postgres": measure_dag_on_postgres,
     "fan_out": measure_fan_out,
     "recovery": measure_recovery,
     "gate": measure_gate,

@@ -96,7 +96,8 @@ class Workload:
     # "recovery" (unfinished runs of the DAG resumed by a restarted server),
     # "gate" (the governance gate in-process, bench/gate.py) or "budget_race"
     # (a fan-out of `llm` calls against one run budget, bench/budget_race.py),
-    # "dag_worker" (as "dag", each step's agent run by one worker process).
+    # "dag_worker" (as "dag", each step's agent run by one worker process),
+    # "dag_postgres" (as "dag", the server on a PostgreSQL database).
     kind: str = "dag"
     max_concurrency: int = 0  # 0: unbounded; the floor honours it too
     # False where a bare asyncio executor has nothing to compare with (W7).
@@ -392,6 +393,31 @@ WORKLOADS += [
         Target(),
         repetitions=1,
         kind="sustained",
+        has_floor=False,
+    ),
+]
+
+
+# W2 and W4 again on PostgreSQL (`podium serve --db postgresql://...`, one
+# server, PostgreSQL's default durability: fsync on, synchronous_commit on),
+# beside the rows on SQLite (synchronous=FULL by default).
+WORKLOADS += [
+    Workload(
+        "W2pg",
+        "200-step chain, on PostgreSQL",
+        lambda: chain(200),
+        NO_OP_TARGET,
+        kind="dag_postgres",
+        has_floor=False,
+    ),
+    Workload(
+        "W4pg",
+        "100 concurrent 5-step diamonds, on PostgreSQL",
+        diamond,
+        NO_OP_TARGET,
+        runs=100,
+        repetitions=3,
+        kind="dag_postgres",
         has_floor=False,
     ),
 ]

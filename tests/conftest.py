@@ -5,7 +5,7 @@ The helpers tests use to drive it live in podium.testing."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,12 +13,37 @@ from hypothesis import settings
 
 from podium.server.app import PodiumServer
 from podium.testing import InProcessServer, Stubs, serving
+from podium.testing.postgres import PodiumDatabases, PostgresForTests
 
 # CI explores the same examples on every run (a submission lands or not on
 # its own merits); a developer's run draws new ones, to find what CI would not.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresForTests]:
+    """One PostgreSQL server for the whole session (each pytest-xdist worker
+    has a session of its own), started by the first test that asks for it;
+    tests take a database of their own from it (`create_database`)."""
+    with PostgresForTests.temporary() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def podium_databases(postgres_server: PostgresForTests) -> PodiumDatabases:
+    return PodiumDatabases(postgres_server)
+
+
+@pytest.fixture
+async def postgres_db(podium_databases: PodiumDatabases) -> AsyncIterator[str]:
+    """The URL of a database of this test's own, dropped after it."""
+    url = await podium_databases.create()
+    try:
+        yield url
+    finally:
+        await podium_databases.drop(url)
 
 
 @pytest.fixture

@@ -48,8 +48,9 @@ def register(commands: Any) -> None:
     create.add_argument(
         "--db",
         default=None,
-        metavar="FILE",
-        help="create it in this database, with no server running (the first admin token)",
+        metavar="DB",
+        help="create it in this database (a SQLite file or a postgresql:// URL), with no server"
+        " running (the first admin token)",
     )
     create.set_defaults(handler=create_token)
     revoke = token_commands.add_parser("revoke", parents=read, help="revoke a token at once")

@@ -25,7 +25,12 @@ def register(commands: Any) -> None:
         default=argparse.SUPPRESS,
         help="listen on host:port (default: $PODIUM_ADDRESS or 127.0.0.1:50051)",
     )
-    serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default: {DEFAULT_DB})")
+    serve.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help=f"SQLite file (default: {DEFAULT_DB}), or a PostgreSQL database as a URL:"
+        " postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (the server creates its tables)",
+    )
     serve.add_argument(
         "--grace",
         type=float,
@@ -103,7 +108,7 @@ def register(commands: Any) -> None:
         help="full (default): every commit is synced to disk before it is acknowledged, so it"
         " survives a power loss; normal: synced at checkpoints only, so an acknowledged commit"
         " survives the server being killed (kill -9 included) but not a power loss or an OS"
-        " crash, for faster commits",
+        " crash, for faster commits (SQLite only: PostgreSQL's own settings decide)",
     )
     security = serve.add_argument_group(
         "security", "without --auth, --jwks or --tls-client-ca only a loopback address is served"

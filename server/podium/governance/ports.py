@@ -16,6 +16,7 @@ as well as one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -119,6 +120,22 @@ class GovernanceStore(Protocol):
         self, reservation_id: str, run_id: str, amount: Decimal, body: dict[str, Any]
     ) -> None:
         """Stores a reservation; rides the next commit (await `commit`)."""
+        ...
+
+    async def reserve_within(
+        self,
+        reservation_id: str,
+        run_id: str,
+        amount: Decimal,
+        body: dict[str, Any],
+        limits: Mapping[tuple[str, str], Decimal],
+    ) -> bool:
+        """Stores a reservation only if, for every (budget, period_key) in `limits`, the
+        settled spend in it plus the open reservations whose body lists it (`keys`) plus
+        `amount` stays within its limit. The check and the insert are one transaction,
+        atomic against every store on the same database (several servers included, when
+        each reserves through this method); durable when it returns True; False stores
+        nothing."""
         ...
 
     def close_reservation(self, reservation_id: str) -> None:

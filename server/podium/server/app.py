@@ -48,6 +48,10 @@ from podium.server.store_watch import StoreWatch
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.worker_service import WorkerService
 from podium.server.workflow_service import WorkflowService
+from podium.store.postgres.connection import is_postgres_url, redact
+from podium.store.postgres.governance_store import PostgresGovernanceStore
+from podium.store.postgres.identity_store import PostgresIdentityStore
+from podium.store.postgres.store import PostgresStore
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.ownership import DatabaseLock
@@ -74,6 +78,9 @@ if TYPE_CHECKING:
     from podium.identity.jwt_bearer import JwtVerifier
 
 log = logging.getLogger("podium.server")
+
+# The backend `--db` picks: a SQLite file (or ":memory:"), or a PostgreSQL URL.
+Store = SqliteStore | PostgresStore
 
 
 def server_options(limits: Limits) -> tuple[tuple[str, int], ...]:
@@ -102,7 +109,7 @@ class PodiumServer:
 
     server: grpc.aio.Server
     engine: Engine
-    store: SqliteStore
+    store: Store
     health: health.aio.HealthServicer
     plugins: PluginReport
     port: int
@@ -256,8 +263,14 @@ async def _open_and_serve(
     http: HttpSettings | None,
 ) -> PodiumServer:
     started = time.time()
-    store = SqliteStore(db_path, synchronous=synchronous)  # checks its arguments first
-    lock = None if db_path == MEMORY else DatabaseLock(db_path)
+    store: Store
+    if is_postgres_url(db_path):
+        # One server per database: the store takes an advisory lock (exclusive).
+        store = PostgresStore(db_path)
+        lock = None
+    else:
+        store = SqliteStore(db_path, synchronous=synchronous)  # checks its arguments first
+        lock = None if db_path == MEMORY else DatabaseLock(db_path)
     if lock is not None:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
@@ -297,7 +310,7 @@ async def _open_and_serve(
 
 
 async def _serve_store(
-    store: SqliteStore,
+    store: Store,
     address: str,
     started: float,
     *,
@@ -319,9 +332,7 @@ async def _serve_store(
     report = plugins if plugins is not None else load_plugins(agents=not remote_agents_only)
     for failed in report.failed:
         log.warning("plugin %s failed to load: %s", failed.name, failed.error)
-    governance = Governance(
-        policy or Policy(), clock or SystemClock(), SqliteGovernanceStore(store)
-    )
+    governance = Governance(policy or Policy(), clock or SystemClock(), _governance_store(store))
     await governance.load()
     _configure_providers(report, policy or Policy())
     contribute_provider_prices(governance.prices, (e.provider for e in report.registry.providers))
@@ -349,7 +360,7 @@ async def _serve_store(
     # covers the rest. Then identity: a caller is admitted before its request
     # is even looked at.
     shedder = LoadShedder(limits.max_calls_in_flight)
-    identity_store = SqliteIdentityStore(store)
+    identity_store = _identity_store(store)
     tokens = TokenCatalog(identity_store, governance.clock)
     authenticator = Authenticator(
         tokens,
@@ -486,6 +497,26 @@ class _Servicers:
         control_service_pb2_grpc.add_ControlServiceServicer_to_server(self.control, server)
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(self.workers, server)
         identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(self.identity, server)
+
+
+def _governance_store(store: Store) -> SqliteGovernanceStore | PostgresGovernanceStore:
+    if isinstance(store, PostgresStore):
+        return PostgresGovernanceStore(store)
+    return SqliteGovernanceStore(store)
+
+
+def _identity_store(store: Store) -> SqliteIdentityStore | PostgresIdentityStore:
+    if isinstance(store, PostgresStore):
+        return PostgresIdentityStore(store)
+    return SqliteIdentityStore(store)
+
+
+def describe_database(db_path: str, synchronous: str) -> str:
+    """`--db` as logs may show it: a PostgreSQL URL without its password, a
+    SQLite file with its synchronous mode."""
+    if is_postgres_url(db_path):
+        return f"{redact(db_path)} (PostgreSQL)"
+    return f"{db_path} (synchronous={synchronous})"
 
 
 def _jwt_verifier(security: SecurityConfig) -> JwtVerifier | None:

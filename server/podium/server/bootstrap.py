@@ -10,6 +10,9 @@ from podium.core.clock import SystemClock
 from podium.identity.principal import Role
 from podium.identity.token_catalog import TokenCatalog
 from podium.identity.tokens import NewToken
+from podium.store.postgres.connection import is_postgres_url
+from podium.store.postgres.identity_store import PostgresIdentityStore
+from podium.store.postgres.store import PostgresStore
 from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.ownership import DatabaseLock
 from podium.store.sqlite.store import SqliteStore
@@ -25,6 +28,8 @@ async def create_token_offline(
     ttl_seconds: float | None = None,
 ) -> NewToken:
     """OSError when a server holds the database (create tokens through it then)."""
+    if is_postgres_url(db_path):
+        return await _create_on_postgres(db_path, display_name, tenant, roles, ttl_seconds)
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     lock = DatabaseLock(db_path)
     lock.acquire()
@@ -40,3 +45,21 @@ async def create_token_offline(
             await store.close()
     finally:
         lock.release()
+
+
+async def _create_on_postgres(
+    url: str,
+    display_name: str,
+    tenant: str,
+    roles: frozenset[Role],
+    ttl_seconds: float | None,
+) -> NewToken:
+    store = PostgresStore(url)  # exclusive: refused while a server holds the database
+    await store.open()
+    try:
+        catalog = TokenCatalog(PostgresIdentityStore(store), SystemClock())
+        return await catalog.create(
+            display_name, tenant, roles, creator=BOOTSTRAP_CREATOR, ttl_seconds=ttl_seconds
+        )
+    finally:
+        await store.close()

@@ -15,7 +15,7 @@ from podium.core.limits import LimitError, Limits
 from podium.governance.policy import Policy, PolicyError, load_policy
 from podium.identity.jwt_settings import JwtSettings
 from podium.server import loop
-from podium.server.app import start_server
+from podium.server.app import describe_database, start_server
 from podium.server.http.serving import HttpSettings
 from podium.server.security import SecurityConfig, TlsFiles, check_address
 from podium.telemetry import setup
@@ -146,11 +146,10 @@ async def _serve(
     # triggered one.
     gc.freeze()
     log.info(
-        "podium serving on %s (port %d), database %s (synchronous=%s)",
+        "podium serving on %s (port %d), database %s",
         address,
         server.port,
-        db_path,
-        synchronous,
+        describe_database(db_path, synchronous),
     )
     changed = limits.changed()
     if changed:

@@ -1,9 +1,11 @@
 """Watches the store while serving: once it refuses writes (its file was
-deleted or replaced, or a batch failed on I/O or a full disk), health turns
-NOT_SERVING for every service and the log says why, once.
+deleted or replaced, a batch failed on I/O or a full disk, the PostgreSQL
+database stopped answering), health turns NOT_SERVING for every service and
+the log says why, once.
 
-Reads keep working; writes fail UNAVAILABLE or RESOURCE_EXHAUSTED (see
-podium.store.sqlite.writer). Restarting the server is the way back.
+Reads keep working where they can; writes fail UNAVAILABLE or
+RESOURCE_EXHAUSTED (see podium.store.group_commit). Restarting the server is
+the way back.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Fixtures of the store contract suite: every storage backend, opened fresh
 for each test and handed to the tests only through the ports' types
-(`RunStore`, `WorkflowStore`, `GovernanceStore`), never as a concrete class.
+(`RunStore`, `WorkflowStore`, `GovernanceStore`, `IdentityStore`), never as a concrete class.
 
-Adding a backend (PostgreSQL, say) is adding one factory to `BACKENDS`: an
+Adding a backend is adding one factory to `BACKENDS`: an
 async context manager that takes a directory private to the test, opens a
 store on a new, empty database identified by that directory, yields it as
 `Stores`, and closes it in a `finally`. Every test of the suite then runs
@@ -28,8 +28,14 @@ import pytest
 
 from podium.engine.ports import RunStore, WorkflowStore
 from podium.governance.ports import GovernanceStore
+from podium.identity.ports import IdentityStore
+from podium.store.postgres.governance_store import PostgresGovernanceStore
+from podium.store.postgres.identity_store import PostgresIdentityStore
+from podium.store.postgres.store import PostgresStore
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
+from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.store import MEMORY, SqliteStore
+from podium.testing.postgres import PodiumDatabases
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class Stores:
 
     runs: RunStore
     governance: GovernanceStore
+    identity: IdentityStore
     # Whether another store opened on the same directory reaches this
     # database (False for a private in-process one, such as ":memory:").
     shared: bool
@@ -52,7 +59,12 @@ async def sqlite_file(directory: Path) -> AsyncIterator[Stores]:
     store = SqliteStore(str(directory / "podium.db"))
     await store.open()
     try:
-        yield Stores(runs=store, governance=SqliteGovernanceStore(store), shared=True)
+        yield Stores(
+            runs=store,
+            governance=SqliteGovernanceStore(store),
+            identity=SqliteIdentityStore(store),
+            shared=True,
+        )
     finally:
         await store.close()
 
@@ -65,18 +77,69 @@ async def sqlite_memory(directory: Path) -> AsyncIterator[Stores]:
     store = SqliteStore(MEMORY)
     await store.open()
     try:
-        yield Stores(runs=store, governance=SqliteGovernanceStore(store), shared=False)
+        yield Stores(
+            runs=store,
+            governance=SqliteGovernanceStore(store),
+            identity=SqliteIdentityStore(store),
+            shared=False,
+        )
     finally:
         await store.close()
 
 
-BACKENDS: list[StoreFactory] = [sqlite_file, sqlite_memory]
+class postgres:
+    """A database of its own on the session's PostgreSQL server, as
+    `podium serve --db postgresql://...` runs; the same directory reaches the
+    same database. The test's databases are dropped after it (`drop_all`)."""
+
+    def __init__(self, databases: PodiumDatabases) -> None:
+        self._databases = databases
+        self._urls: dict[Path, str] = {}
+
+    @asynccontextmanager
+    async def __call__(self, directory: Path) -> AsyncIterator[Stores]:
+        if directory not in self._urls:
+            self._urls[directory] = await self._databases.create()
+        store = PostgresStore(self._urls[directory], exclusive=False)
+        await store.open()
+        try:
+            yield Stores(
+                runs=store,
+                governance=PostgresGovernanceStore(store),
+                identity=PostgresIdentityStore(store),
+                shared=True,
+            )
+        finally:
+            await store.close()
+
+    async def drop_all(self) -> None:
+        for url in self._urls.values():
+            await self._databases.drop(url)
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda factory: factory.__name__)
-def backend(request: pytest.FixtureRequest) -> StoreFactory:
-    factory: StoreFactory = request.param
-    return factory
+# A backend that needs a server is a function of it (by its fixture's name).
+BACKENDS: list[StoreFactory | tuple[str, type[postgres]]] = [
+    sqlite_file,
+    sqlite_memory,
+    ("podium_databases", postgres),
+]
+
+
+def _backend_id(backend: StoreFactory | tuple[str, type[postgres]]) -> str:
+    return backend[1].__name__ if isinstance(backend, tuple) else backend.__name__
+
+
+@pytest.fixture(params=BACKENDS, ids=_backend_id)
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
+    if isinstance(request.param, tuple):
+        fixture, make = request.param
+        factory = make(request.getfixturevalue(fixture))
+        try:
+            yield factory
+        finally:
+            await factory.drop_all()
+    else:
+        yield request.param
 
 
 @pytest.fixture
@@ -98,6 +161,11 @@ def workflow_store(stores: Stores) -> WorkflowStore:
 @pytest.fixture
 def governance_store(stores: Stores) -> GovernanceStore:
     return stores.governance
+
+
+@pytest.fixture
+def identity_store(stores: Stores) -> IdentityStore:
+    return stores.identity
 
 
 FreshStores = Callable[[], AbstractAsyncContextManager[Stores]]

@@ -5,6 +5,8 @@ tests commit through the RunStore of the same backend."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -343,3 +345,102 @@ async def test_note_start_says_whether_a_server_started_before(
 ) -> None:
     assert await governance_store.note_start() is False
     assert await governance_store.note_start() is True
+
+
+# -- atomic reservations (reserve_within) -----------------------------------------------
+
+DAILY = ("daily", "2025-06-01")
+
+
+def in_budgets(*keys: tuple[str, str]) -> dict[str, Any]:
+    return {"keys": [list(key) for key in keys], "provider": "p"}
+
+
+async def test_a_reservation_within_its_limits_is_stored_durably(
+    backend: StoreFactory, tmp_path: Path
+) -> None:
+    async with backend(tmp_path) as first:
+        body = in_budgets(("run:r1", ""), DAILY)
+        assert await first.governance.reserve_within(
+            "a", "r1", Decimal("2.5"), body, {DAILY: Decimal(10)}
+        )
+        assert await first.governance.open_reservations() == [("a", "r1", Decimal("2.5"), body)]
+        if not first.shared:
+            return
+        async with backend(tmp_path) as second:  # no commit(): durable on return
+            assert [r[0] for r in await second.governance.open_reservations()] == ["a"]
+
+
+async def test_settled_spend_and_open_reservations_count_against_the_limit(
+    governance_store: GovernanceStore,
+) -> None:
+    limit = {DAILY: Decimal(10)}
+    governance_store.add_budget_spend(*DAILY, Decimal(4))
+    governance_store.open_reservation("held", "r0", Decimal(3), in_budgets(DAILY))
+    await governance_store.commit()
+
+    assert await governance_store.reserve_within("a", "r1", Decimal(3), in_budgets(DAILY), limit)
+    # 4 settled + 3 + 3 reserved: not a nanodollar more.
+    assert not await governance_store.reserve_within(
+        "b", "r1", Decimal("0.000000001"), in_budgets(DAILY), limit
+    )
+    assert sorted(r[0] for r in await governance_store.open_reservations()) == ["a", "held"]
+
+    # Closing one (settled or released) frees its amount.
+    governance_store.close_reservation("held")
+    await governance_store.commit()
+    assert await governance_store.reserve_within("b", "r1", Decimal(3), in_budgets(DAILY), limit)
+
+
+async def test_only_reservations_and_spend_in_the_same_budget_period_count(
+    governance_store: GovernanceStore,
+) -> None:
+    other_day = ("daily", "2025-06-02")
+    governance_store.add_budget_spend(*other_day, Decimal(100))
+    governance_store.add_budget_spend("monthly", "2025-06", Decimal(100))
+    governance_store.open_reservation("x", "r0", Decimal(100), in_budgets(other_day))
+    await governance_store.commit()
+
+    assert await governance_store.reserve_within(
+        "a", "r1", Decimal(10), in_budgets(DAILY), {DAILY: Decimal(10)}
+    )
+
+
+async def test_every_limit_must_hold_and_none_is_no_check(
+    governance_store: GovernanceStore,
+) -> None:
+    monthly = ("monthly", "2025-06")
+    limits = {DAILY: Decimal(10), monthly: Decimal(5)}
+    body = in_budgets(DAILY, monthly)
+
+    assert not await governance_store.reserve_within("a", "r1", Decimal(6), body, limits)
+    assert await governance_store.reserve_within("b", "r1", Decimal(5), body, limits)
+    assert await governance_store.reserve_within("c", "r1", Decimal(10**6), body, {})
+    assert sorted(r[0] for r in await governance_store.open_reservations()) == ["b", "c"]
+
+
+async def test_concurrent_reservations_never_exceed_the_limit(
+    backend: StoreFactory, tmp_path: Path
+) -> None:
+    """Two stores on one database (two servers) when the backend can share one,
+    each with many reservations at once: exactly as many fit as the limit allows."""
+    limit = {DAILY: Decimal(10)}
+    async with backend(tmp_path) as first, contextlib.AsyncExitStack() as stack:
+        stores = [first.governance]
+        if first.shared:
+            second = await stack.enter_async_context(backend(tmp_path))
+            stores.append(second.governance)
+        first.governance.add_budget_spend(*DAILY, Decimal(2))
+        await first.runs.commit()
+
+        results = await asyncio.gather(
+            *(
+                stores[n % len(stores)].reserve_within(
+                    f"r{n}", "run", Decimal(1), in_budgets(DAILY), limit
+                )
+                for n in range(30)
+            )
+        )
+
+        assert results.count(True) == 8
+        assert len(await first.governance.open_reservations()) == 8

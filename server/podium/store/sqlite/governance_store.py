@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from podium.store.sqlite.codec import from_nanos, to_nanos
+from podium.store.codec import from_nanos, to_nanos
+from podium.store.reservations import fits, reserved_in
 from podium.store.sqlite.store import SqliteStore
 
 
@@ -91,6 +94,22 @@ class SqliteGovernanceStore:
             (reservation_id, run_id, to_nanos(amount), json.dumps(body)),
         )
 
+    async def reserve_within(
+        self,
+        reservation_id: str,
+        run_id: str,
+        amount: Decimal,
+        body: dict[str, Any],
+        limits: Mapping[tuple[str, str], Decimal],
+    ) -> bool:
+        failure = self._store.writer.failure
+        if failure is not None:
+            raise failure
+        ceilings = {key: to_nanos(limit) for key, limit in limits.items()}
+        row = (reservation_id, run_id, to_nanos(amount), json.dumps(body))
+        # BEGIN IMMEDIATE: the check and the insert hold the database's write lock.
+        return await self._store.transact(_reserve_within, row, ceilings)
+
     def close_reservation(self, reservation_id: str) -> None:
         self._store.writer.execute(
             "DELETE FROM budget_reservations WHERE id = ?", (reservation_id,)
@@ -112,6 +131,30 @@ class SqliteGovernanceStore:
         )
         await self._store.writer.commit()
         return bool(rows)
+
+
+def _reserve_within(
+    conn: sqlite3.Connection,
+    row: tuple[str, str, int, str],
+    ceilings: dict[tuple[str, str], int],
+) -> bool:
+    keys = sorted(ceilings)
+    spent: dict[tuple[str, str], int] = {}
+    for budget, period_key in keys:
+        found = conn.execute(
+            "SELECT spent_nanos FROM budget_spend WHERE budget = ? AND period_key = ?",
+            (budget, period_key),
+        ).fetchone()
+        spent[(budget, period_key)] = int(found[0]) if found else 0
+    held = conn.execute("SELECT amount_nanos, body FROM budget_reservations").fetchall()
+    reserved = reserved_in(((int(r[0]), r[1]) for r in held), keys)
+    if not fits(ceilings, spent, reserved, row[2]):
+        return False
+    conn.execute(
+        "INSERT INTO budget_reservations (id, run_id, amount_nanos, body) VALUES (?, ?, ?, ?)",
+        row,
+    )
+    return True
 
 
 def _table(kind: str) -> str:

@@ -7,8 +7,14 @@ import json
 from typing import Any
 
 from podium.identity.ports import AuditQuery, AuditRecord
-from podium.identity.principal import Role
 from podium.identity.tokens import TokenRecord
+from podium.store.identity_codec import (
+    AUDIT_COLUMNS,
+    audit_from_row,
+    audit_values,
+    token_body,
+    token_from_body,
+)
 from podium.store.sqlite.store import SqliteStore
 
 
@@ -20,13 +26,13 @@ class SqliteIdentityStore:
 
     async def get_token(self, token_id: str) -> TokenRecord | None:
         rows = await self._store._fetchall("SELECT body FROM api_tokens WHERE id = ?", (token_id,))
-        return _token(json.loads(rows[0][0])) if rows else None
+        return token_from_body(json.loads(rows[0][0])) if rows else None
 
     async def put_token(self, record: TokenRecord) -> None:
         self._store.writer.execute(
             "INSERT INTO api_tokens (id, tenant, body) VALUES (?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, body = excluded.body",
-            (record.id, record.tenant, json.dumps(_token_body(record))),
+            (record.id, record.tenant, json.dumps(token_body(record))),
         )
         await self._store.writer.commit()
 
@@ -34,25 +40,14 @@ class SqliteIdentityStore:
         rows = await self._store._fetchall(
             "SELECT body FROM api_tokens WHERE tenant = ? ORDER BY id", (tenant,)
         )
-        records = [_token(json.loads(row[0])) for row in rows]
+        records = [token_from_body(json.loads(row[0])) for row in rows]
         return sorted(records, key=lambda r: (r.create_time, r.id))
 
     def append_audit(self, record: AuditRecord) -> None:
         self._store.writer.execute(
             "INSERT INTO audit_records (time, tenant, subject, method, resource, request_id, "
             "code, request, after, before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.time,
-                record.tenant,
-                record.subject,
-                record.method,
-                record.resource,
-                record.request_id,
-                record.code,
-                json.dumps(record.request),
-                None if record.after is None else json.dumps(record.after),
-                None if record.before is None else json.dumps(record.before),
-            ),
+            audit_values(record),
         )
 
     async def list_audit(self, query: AuditQuery) -> list[AuditRecord]:
@@ -77,52 +72,8 @@ class SqliteIdentityStore:
             clauses.append("id < ?")
             params.append(query.before_id)
         rows = await self._store._fetchall(
-            "SELECT id, time, tenant, subject, method, resource, request_id, code, request, after, "
-            "before "
+            f"SELECT {AUDIT_COLUMNS} "
             f"FROM audit_records WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
             (*params, query.limit),
         )
-        return [
-            AuditRecord(
-                id=row[0],
-                time=row[1],
-                tenant=row[2],
-                subject=row[3],
-                method=row[4],
-                resource=row[5],
-                request_id=row[6],
-                code=row[7],
-                request=json.loads(row[8]),
-                after=None if row[9] is None else json.loads(row[9]),
-                before=None if row[10] is None else json.loads(row[10]),
-            )
-            for row in rows
-        ]
-
-
-def _token_body(record: TokenRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "display_name": record.display_name,
-        "tenant": record.tenant,
-        "roles": sorted(role.name.lower() for role in record.roles),
-        "secret_hash": record.secret_hash,
-        "create_time": record.create_time,
-        "creator": record.creator,
-        "expire_time": record.expire_time,
-        "revoke_time": record.revoke_time,
-    }
-
-
-def _token(body: dict[str, Any]) -> TokenRecord:
-    return TokenRecord(
-        id=body["id"],
-        display_name=body["display_name"],
-        tenant=body["tenant"],
-        roles=frozenset(Role.parse(name) for name in body["roles"]),
-        secret_hash=body["secret_hash"],
-        create_time=body["create_time"],
-        creator=body["creator"],
-        expire_time=body["expire_time"],
-        revoke_time=body["revoke_time"],
-    )
+        return [audit_from_row(row) for row in rows]

@@ -32,7 +32,7 @@ from podium.core.model import (
 )
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import EventType, RunState
-from podium.store.sqlite import codec
+from podium.store import codec
 from podium.store.sqlite.connection import ThreadConnection
 from podium.store.sqlite.errors import StoreOpenError
 from podium.store.sqlite.schema import migrate
@@ -157,6 +157,14 @@ class SqliteStore:
 
     async def commit(self) -> None:
         await self.writer.commit()
+
+    async def transact(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` in a transaction of its own (BEGIN IMMEDIATE: the
+        write lock, against every connection to the file) on the writer's
+        connection, between its batches; rolled back if `fn` raises."""
+        writer = self._writer_conn
+        assert writer is not None, "store is not open"
+        return await writer.call(_transact, fn, args)
 
     def _read(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """`fn(conn, *args)` on the reader's thread (the writer's, in memory)."""
@@ -463,6 +471,17 @@ def _prepare_writer(conn: sqlite3.Connection, synchronous: str) -> None:
 def _prepare_reader(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA query_only=1")
     conn.execute("PRAGMA busy_timeout=5000")
+
+
+def _transact(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args)
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.execute("COMMIT")
+    return result
 
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:

@@ -1,38 +1,24 @@
-"""The single writer: every write goes through one connection and is batched.
-
-Writes accumulate while the previous batch commits, and the next batch takes
-all of them in one transaction (group commit), so throughput does not hinge on
-one fsync per event. Row writes are upserts keyed by primary key, so several
-updates of the same step within one batch collapse into the last one.
-Callbacks registered with a write run after its commit: that is how events
-become visible to subscribers only once they are durable.
+"""The single writer: every write goes through one connection and is batched
+(group commit, see podium.store.group_commit).
 
 A batch is one call on the connection's thread (BEGIN IMMEDIATE, every
 statement and upsert, COMMIT, see `commit_batch`): one hop to the thread and
 one wake-up of the event loop per commit, which is what a chain of steps
-waits for between one step's end and the next step's agent.
-
-Order of work after a commit (the critical path of a chain): the commit's
-waiters are resolved first, and its callbacks (publishing its events to
-subscribers) are held until the work those waiters released has handed the
-writer its next batch and that batch is on its way to disk, or until the loop
-has gone a few turns without one. Encoding and sending events to watchers
-then overlaps the next fsync instead of delaying the next step. A callback
-still never runs before its own batch is committed, and callbacks run in
-commit order.
+waits for between one step's end and the next step's agent. The batch is on
+the thread as soon as it is taken, so the previous batches' held callbacks
+overlap its fsync (see the order of work in podium.store.group_commit).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from podium.core.errors import PodiumError, ResourceExhausted, Unavailable
-from podium.store.sqlite.codec import ATTEMPT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+from podium.store.codec import ATTEMPT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+from podium.store.group_commit import Batch, GroupCommitWriter, Statement
 from podium.store.sqlite.connection import ThreadConnection
 
 log = logging.getLogger("podium.store")
@@ -62,56 +48,12 @@ UPSERT_RUN = _upsert("runs", RUN_COLUMNS, "run_id")
 UPSERT_STEP = _upsert("steps", STEP_COLUMNS, "run_id, step_id")
 UPSERT_ATTEMPT = _upsert("attempts", ATTEMPT_COLUMNS, "run_id, step_id, item, number")
 UPSERT_ITEM = _upsert("items", ITEM_COLUMNS, "run_id, step_id, item")
-# Turns of the event loop a commit's callbacks wait for the next batch (see
-# Writer._wait_briefly): each turn runs every callback ready at its start.
-HOLD_TURNS = 4
-
 INSERT_EVENT = "INSERT INTO events (run_id, sequence, time, type, body) VALUES (?, ?, ?, ?, ?)"
-
-
-class _Batch:
-    __slots__ = (
-        "after_commit",
-        "attempts",
-        "events",
-        "items",
-        "runs",
-        "statements",
-        "steps",
-        "waiters",
-    )
-
-    def __init__(self) -> None:
-        self.statements: list[tuple[str, tuple[Any, ...]]] = []
-        self.runs: dict[str, tuple[Any, ...]] = {}
-        self.steps: dict[tuple[str, str], tuple[Any, ...]] = {}
-        self.attempts: dict[tuple[str, str, int, int], tuple[Any, ...]] = {}
-        self.items: dict[tuple[str, str, int], tuple[Any, ...]] = {}
-        self.events: list[tuple[Any, ...]] = []
-        self.waiters: list[asyncio.Future[None]] = []
-        self.after_commit: list[Callable[[], None]] = []
-
-    def has_writes(self) -> bool:
-        return bool(
-            self.statements or self.runs or self.steps or self.attempts or self.items or self.events
-        )
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.statements
-            or self.runs
-            or self.steps
-            or self.attempts
-            or self.items
-            or self.events
-            or self.waiters
-            or self.after_commit
-        )
 
 
 def commit_batch(
     conn: sqlite3.Connection,
-    statements: list[tuple[str, tuple[Any, ...]]],
+    statements: list[Statement],
     runs: list[tuple[Any, ...]],
     steps: list[tuple[Any, ...]],
     attempts: list[tuple[Any, ...]],
@@ -146,180 +88,24 @@ def commit_batch(
         raise
 
 
-class Writer:
+class Writer(GroupCommitWriter):
+    """Group commit on SQLite: a batch is one call on the connection's thread."""
+
     def __init__(self, conn: ThreadConnection) -> None:
+        super().__init__()
         self._conn = conn
-        self._batch = _Batch()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        # After-commit callbacks of committed batches, not yet run (see the
-        # module doc): they run once the next batch is submitted, or soon.
-        self._held: list[Callable[[], None]] = []
-        # Increments when a batch is taken for commit: writes submitted under
-        # the same id commit together.
-        self.batch_id = 0
-        # Cumulative, for metrics: batches committed, their rows, seconds committing.
-        self.commits = 0
-        self.committed_rows = 0
-        self.commit_seconds = 0.0
-        # Set once a batch fails or the database is lost: from then on every
-        # commit fails with it. What the engine holds in memory may include
-        # writes that never reached the disk, so acknowledging anything more
-        # could acknowledge what was not committed.
-        self.failure: PodiumError | None = None
 
-    def fail(self, failure: PodiumError) -> None:
-        """Refuses every later commit with `failure` (the first one stays)."""
-        if self.failure is None:
-            self.failure = failure
-            log.error("the store refuses writes from now on: %s", failure.message)
-            self._wake.set()
+    def _start_commit(self, batch: Batch) -> Awaitable[None]:
+        # On the connection's thread at once: held callbacks run while it commits.
+        return self._conn.call(
+            commit_batch,
+            batch.statements,
+            list(batch.runs.values()),
+            list(batch.steps.values()),
+            list(batch.attempts.values()),
+            list(batch.items.values()),
+            batch.events,
+        )
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="podium-store-writer")
-
-    async def close(self) -> None:
-        """Commits everything submitted so far, then stops."""
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-
-    # Submissions are synchronous: the caller decides whether to await commit().
-
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        self._batch.statements.append((sql, params))
-        self._wake.set()
-
-    def put_run(self, row: tuple[Any, ...]) -> None:
-        self._batch.runs[row[0]] = row
-        self._wake.set()
-
-    def put_step(self, row: tuple[Any, ...]) -> None:
-        self._batch.steps[(row[0], row[1])] = row
-        self._wake.set()
-
-    def put_attempt(self, row: tuple[Any, ...]) -> None:
-        self._batch.attempts[(row[0], row[1], row[2], row[3])] = row
-        self._wake.set()
-
-    def put_item(self, row: tuple[Any, ...]) -> None:
-        self._batch.items[(row[0], row[1], row[2])] = row
-        self._wake.set()
-
-    def put_event(self, row: tuple[Any, ...]) -> None:
-        self._batch.events.append(row)
-        self._wake.set()
-
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Runs `callback` once everything submitted so far is committed."""
-        self._batch.after_commit.append(callback)
-        self._wake.set()
-
-    def commit(self) -> asyncio.Future[None]:
-        """A future resolved when everything submitted so far is committed."""
-        if self._closing and self._task is not None and self._task.done():
-            raise RuntimeError("the store is closed")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.failure is not None:
-            future.set_exception(self.failure)
-            return future
-        self._batch.waiters.append(future)
-        self._wake.set()
-        return future
-
-    async def _loop(self) -> None:
-        while True:
-            if self._held:
-                await self._wait_briefly()
-            await self._wake.wait()
-            # One more turn of the event loop before taking the batch: work
-            # made runnable by the same event (the next step of a chain, whose
-            # attempt start must be durable before its agent runs) joins this
-            # commit instead of waiting for it and paying its own fsync.
-            await asyncio.sleep(0)
-            self._wake.clear()
-            batch, self._batch = self._batch, _Batch()
-            self.batch_id += 1
-            if batch:
-                await self._write(batch)
-            if self._closing and not self._batch:
-                self._release_held()
-                return
-
-    async def _wait_briefly(self) -> None:
-        """Callbacks are held: waits a few turns of the event loop for the work
-        the last commit released (a chain's next step takes three: its task
-        resumes, launches the next step's task, which records its attempt and
-        asks for a commit); with nothing asked for by then, runs them."""
-        for _ in range(HOLD_TURNS):
-            if self._wake.is_set():
-                return
-            await asyncio.sleep(0)
-        if not self._wake.is_set():
-            self._release_held()
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, []
-        for callback in held:
-            try:
-                callback()
-            except Exception:
-                log.exception("after-commit callback failed")
-
-    async def _write(self, batch: _Batch) -> None:
-        error: PodiumError | None = self.failure
-        if error is not None:
-            self._settle(batch, error)
-            return
-        if not batch.has_writes():
-            # Only waiters and callbacks: what they wait for committed with
-            # the batches before this one.
-            self._settle(batch, None)
-            return
-        began = time.perf_counter()
-        try:
-            committing = self._conn.call(
-                commit_batch,
-                batch.statements,
-                list(batch.runs.values()),
-                list(batch.steps.values()),
-                list(batch.attempts.values()),
-                list(batch.items.values()),
-                batch.events,
-            )
-            # The previous batches are committed: their callbacks run while
-            # this one is on its way to disk.
-            self._release_held()
-            await committing
-            self.commits += 1
-            self.committed_rows += (
-                len(batch.statements)
-                + len(batch.runs)
-                + len(batch.steps)
-                + len(batch.attempts)
-                + len(batch.items)
-                + len(batch.events)
-            )
-            self.commit_seconds += time.perf_counter() - began
-        except Exception as exc:  # a failed batch must not kill the writer
-            log.error("store batch failed; rolled back", exc_info=exc)
-            error = storage_failure(exc)
-        if error is not None:
-            self.fail(error)
-        self._settle(batch, error)
-
-    def _settle(self, batch: _Batch, error: PodiumError | None) -> None:
-        for waiter in batch.waiters:
-            if waiter.done():
-                continue
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(error)
-        if error is None:
-            self._held += batch.after_commit
-        else:
-            # Callbacks of batches committed before the failure still run.
-            self._release_held()
+    def _failure(self, error: Exception) -> PodiumError:
+        return storage_failure(error)

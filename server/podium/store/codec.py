@@ -1,4 +1,5 @@
-"""Records <-> rows: JSON for structured columns, integer nanos for money."""
+"""Records <-> rows, shared by every backend: JSON text for structured columns,
+integer nanos for money, integers for states (pure: no SQL, no driver)."""
 
 from __future__ import annotations
 

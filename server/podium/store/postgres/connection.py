@@ -1,0 +1,52 @@
+"""Connections to PostgreSQL: a pool for reads, the writer's transactions and
+migrations, and the DSN as an operator may see it (without its password).
+
+asyncpg speaks the protocol on the event loop itself: no thread hop, and a
+batch of upserts is pipelined (`executemany`), one round trip per table.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+SCHEMES = ("postgresql", "postgres")
+
+# Reads of the API and the writer's transactions share the pool; the writer
+# holds at most one connection at a time.
+POOL_MIN = 2
+POOL_MAX = 10
+# Seconds to wait for a connection or a statement before the database counts as lost.
+CONNECT_TIMEOUT = 10.0
+
+
+def is_postgres_url(database: str) -> bool:
+    """Whether `--db` names a PostgreSQL database (postgresql://...) rather than a file."""
+    return database.split("://", 1)[0].lower() in SCHEMES and "://" in database
+
+
+def redact(dsn: str) -> str:
+    """The DSN with its password replaced, for logs and error messages."""
+    parts = urlsplit(dsn)
+    if not parts.password:
+        return dsn
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+async def open_pool(dsn: str) -> asyncpg.Pool:
+    """A pool of connections; raises what asyncpg raises when it cannot connect."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=POOL_MIN,
+        max_size=POOL_MAX,
+        timeout=CONNECT_TIMEOUT,
+        command_timeout=None,
+        # Statements are few and fixed: prepared once per connection.
+        statement_cache_size=256,
+    )
+    return pool

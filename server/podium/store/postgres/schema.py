@@ -1,0 +1,213 @@
+"""Versioned schema migrations for PostgreSQL. Append a migration; never edit
+a shipped one.
+
+The first migration is the SQLite schema as it stands after its own
+migrations (store/sqlite/schema.py), in PostgreSQL's types: a table or column
+added there later is a migration appended here too, with the same names.
+Migrations run in one transaction under an advisory lock, so servers that
+start together on one database migrate it once.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+# pg_advisory_xact_lock key of the migrations ("podium" in ASCII).
+MIGRATION_LOCK = 0x706F6469756D
+
+MIGRATIONS: list[str] = [
+    # 1: everything SQLite has after its migration 9: workflows, runs, steps,
+    # attempts, items, events, the step cache, governance (runtime quotas and
+    # budgets, spend, reservations, server starts), identity (API tokens, audit
+    # trail). JSON is kept as text, exactly as encoded (podium.store.codec);
+    # labels also as JSONB (labels_filter) for the indexed label filter.
+    # Money is integer nanos, times are seconds since the epoch.
+    """
+    CREATE TABLE workflows (
+        tenant TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        create_time DOUBLE PRECISION NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        applied BYTEA,
+        PRIMARY KEY (tenant, workflow_id, version)
+    );
+
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        workflow_id TEXT NOT NULL,
+        workflow_version INTEGER NOT NULL,
+        state INTEGER NOT NULL,
+        input TEXT NOT NULL,
+        output TEXT,
+        failure TEXT,
+        request_id TEXT,
+        request_hash TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        max_concurrency INTEGER NOT NULL,
+        create_time DOUBLE PRECISION NOT NULL,
+        start_time DOUBLE PRECISION,
+        end_time DOUBLE PRECISION,
+        last_sequence BIGINT NOT NULL,
+        usage TEXT,
+        cost_nanos BIGINT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        max_cost_nanos BIGINT,
+        trace_parent TEXT,
+        trace_context TEXT,
+        tenant TEXT NOT NULL DEFAULT 'default',
+        labels_filter JSONB NOT NULL DEFAULT '{}'
+    );
+    -- ListRuns: a tenant's runs newest first, by workflow, by state, by labels.
+    CREATE UNIQUE INDEX runs_by_request_id ON runs (tenant, request_id)
+        WHERE request_id IS NOT NULL;
+    CREATE INDEX runs_by_tenant ON runs (tenant, create_time DESC, run_id DESC);
+    CREATE INDEX runs_by_workflow ON runs (tenant, workflow_id, create_time DESC, run_id DESC);
+    CREATE INDEX runs_by_state ON runs (tenant, state, create_time DESC, run_id DESC);
+    CREATE INDEX runs_by_labels ON runs USING GIN (labels_filter jsonb_path_ops);
+    -- Recovery: unfinished runs (PENDING, RUNNING, WAITING_APPROVAL) oldest first.
+    CREATE INDEX runs_unfinished ON runs (create_time) WHERE state IN (1, 2, 7);
+    -- Retention: finished runs by end time.
+    CREATE INDEX runs_by_end_time ON runs (end_time, run_id) WHERE end_time IS NOT NULL;
+
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        agent TEXT NOT NULL,
+        state INTEGER NOT NULL,
+        input TEXT,
+        output TEXT,
+        failure TEXT,
+        reason TEXT NOT NULL,
+        start_time DOUBLE PRECISION,
+        end_time DOUBLE PRECISION,
+        usage TEXT,
+        cost_nanos BIGINT NOT NULL,
+        due_time DOUBLE PRECISION,
+        items_total INTEGER NOT NULL DEFAULT 0,
+        items_succeeded INTEGER NOT NULL DEFAULT 0,
+        items_failed INTEGER NOT NULL DEFAULT 0,
+        iterations INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, step_id)
+    );
+
+    CREATE TABLE attempts (
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        item INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        state INTEGER NOT NULL,
+        start_time DOUBLE PRECISION NOT NULL,
+        end_time DOUBLE PRECISION,
+        failure TEXT,
+        usage TEXT,
+        cost_nanos BIGINT NOT NULL,
+        PRIMARY KEY (run_id, step_id, item, number)
+    );
+
+    CREATE TABLE items (
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        item INTEGER NOT NULL,
+        succeeded INTEGER NOT NULL,
+        output TEXT,
+        failure TEXT,
+        PRIMARY KEY (run_id, step_id, item)
+    );
+
+    CREATE TABLE events (
+        run_id TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        time DOUBLE PRECISION NOT NULL,
+        type INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (run_id, sequence)
+    );
+    -- Insights read a run's events of some types without the rest of the log.
+    CREATE INDEX events_by_type ON events (run_id, type, sequence);
+
+    CREATE TABLE step_cache (
+        key TEXT PRIMARY KEY,
+        output TEXT NOT NULL,
+        expire_time DOUBLE PRECISION NOT NULL
+    );
+
+    CREATE TABLE governance_quotas (
+        name TEXT PRIMARY KEY,
+        body TEXT
+    );
+    CREATE TABLE governance_budgets (
+        name TEXT PRIMARY KEY,
+        body TEXT
+    );
+    CREATE TABLE budget_spend (
+        budget TEXT NOT NULL,
+        period_key TEXT NOT NULL,
+        spent_nanos BIGINT NOT NULL,
+        PRIMARY KEY (budget, period_key)
+    );
+    CREATE TABLE spend (
+        tenant TEXT NOT NULL,
+        scope_kind TEXT NOT NULL,
+        scope_value TEXT NOT NULL,
+        day TEXT NOT NULL,
+        spent_nanos BIGINT NOT NULL,
+        calls BIGINT NOT NULL,
+        PRIMARY KEY (tenant, scope_kind, scope_value, day)
+    );
+    CREATE INDEX spend_by_day ON spend (tenant, day);
+    CREATE TABLE budget_reservations (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        amount_nanos BIGINT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE server_starts (
+        start_time DOUBLE PRECISION NOT NULL
+    );
+
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX api_tokens_by_tenant ON api_tokens (tenant);
+    CREATE TABLE audit_records (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        time DOUBLE PRECISION NOT NULL,
+        tenant TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        method TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        code TEXT NOT NULL,
+        request TEXT NOT NULL,
+        after TEXT,
+        before TEXT
+    );
+    -- ListAudit: a tenant's records newest first, by subject, by resource.
+    CREATE INDEX audit_records_by_tenant ON audit_records (tenant, id DESC);
+    CREATE INDEX audit_records_by_subject ON audit_records (tenant, subject, id DESC);
+    CREATE INDEX audit_records_by_resource ON audit_records (tenant, resource, id DESC);
+    """,
+]
+
+
+async def migrate(conn: asyncpg.Connection) -> int:
+    """Brings the schema up to date in one transaction; returns the resulting version."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current = await conn.fetchval("SELECT version FROM schema_version")
+        current = int(current or 0)
+        if current > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database schema version {current} is newer than this server ({len(MIGRATIONS)})"
+            )
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            await conn.execute(MIGRATIONS[version - 1])
+            await conn.execute("DELETE FROM schema_version")
+            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+    return len(MIGRATIONS)
