@@ -15,7 +15,9 @@ REQUEST_ID_METADATA = "x-request-id"
 REDACTED = "[redacted]"
 # A run's input and output may hold secrets (an api_token field): the audit
 # trail names the run, never its data; a new token's secret is shown once.
-_SECRET_KEYS = frozenset({"input", "output", "secret"})
+# A callback token is a capability (whoever holds it completes the step) and a
+# signal's or callback's payload is run data.
+_SECRET_KEYS = frozenset({"input", "output", "secret", "token", "callbackToken", "payload"})
 
 
 def request_id_of(metadata: Any) -> str:
@@ -59,8 +61,10 @@ def resource_of(method: str, request: dict[str, Any], after: dict[str, Any]) -> 
         return f"workflows/{request.get('workflowId', '')}"
     if name == "StartRun":
         return str(after.get("run", {}).get("name", ""))
-    if name == "ResolveApproval":
+    if name in ("ResolveApproval", "SignalRun"):
         return str(request.get("run", ""))
+    if name == "CompleteCallback":
+        return str(after.get("run", ""))
     if name == "UpdateQuota":
         return f"quotas/{request.get('quota', {}).get('name', '')}"
     if name == "UpdateBudget":

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from podium.core.limits import LimitError, Limits
+from podium.egress.secrets import SecretError
+from podium.egress.settings import EgressSettings
 from podium.governance.policy import Policy, PolicyError, load_policy
 from podium.identity.jwt_bearer import JwtSettings
 from podium.server import loop
@@ -36,6 +38,7 @@ def run_server(
     log_level: str = "info",
     log_format: str = "text",
     metrics_address: str = "",
+    egress_options: Mapping[str, list[str]] | None = None,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
@@ -57,7 +60,8 @@ def run_server(
         settings = Limits.from_settings(os.environ, limits)
         security = security_config(security_options or {})
         check_address(address, security)
-    except (LimitError, ValueError, OSError) as error:
+        egress = EgressSettings.parse(**(egress_options or {}))
+    except (LimitError, SecretError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     policy = Policy()
@@ -80,6 +84,7 @@ def run_server(
                 synchronous,
                 security,
                 telemetry_settings,
+                egress,
             )
         )
     except OSError as error:
@@ -98,6 +103,7 @@ async def _serve(
     synchronous: str,
     security: SecurityConfig,
     telemetry_settings: setup.TelemetrySettings,
+    egress: EgressSettings,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -115,6 +121,7 @@ async def _serve(
             synchronous=synchronous,
             security=security,
             telemetry=telemetry,
+            egress=egress,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit

@@ -21,6 +21,7 @@ from podium.core.clock import Clock
 from podium.core.limits import Limits
 from podium.governance.policy import Policy
 from podium.plugins.manager import PluginReport
+from podium.egress.settings import EgressSettings
 from podium.server.app import PodiumServer, start_server
 from podium.server.security import SecurityConfig
 from podium.telemetry.setup import TelemetryRuntime
@@ -59,6 +60,7 @@ async def serving(
     limits: Limits | None = None,
     security: SecurityConfig | None = None,
     telemetry: TelemetryRuntime | None = None,
+    egress: EgressSettings | None = None,
 ) -> AsyncIterator[InProcessServer]:
     """Serves `db_path` (a SQLite file; ":memory:" keeps nothing) until the
     block ends, then stops the server with a short grace.
@@ -73,6 +75,8 @@ async def serving(
     credentials (nor TLS): open stubs with `podium.testing.identity.stubs_for`.
     `telemetry`: e.g. `podium.telemetry.setup.with_providers(...)` on in-memory
     exporters; the server closes it when it stops.
+    `egress`: secrets and allowed private networks of outbound calls (`http`
+    steps, notifications), e.g. `EgressSettings.parse(allow=["127.0.0.1"])`.
     """
     options: dict[str, Any] = {
         "clock": clock,
@@ -83,6 +87,7 @@ async def serving(
         "limits": limits,
         "security": security,
         "telemetry": telemetry,
+        "egress": egress,
     }
     if max_running_steps is not None:  # else the server's own default
         options["max_running_steps"] = max_running_steps
