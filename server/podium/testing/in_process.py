@@ -19,9 +19,9 @@ import grpc
 
 from podium.core.clock import Clock
 from podium.core.limits import Limits
+from podium.egress.settings import EgressSettings
 from podium.governance.policy import Policy
 from podium.plugins.manager import PluginReport
-from podium.egress.settings import EgressSettings
 from podium.server.app import PodiumServer, start_server
 from podium.server.security import SecurityConfig
 from podium.telemetry.setup import TelemetryRuntime
