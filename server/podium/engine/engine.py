@@ -514,7 +514,12 @@ class Engine:
         if record is None or record.outcome or (tenant is not None and record.tenant != tenant):
             raise not_found
         executor = self.active.get(record.run_id)
-        if executor is None or executor.finished.is_set():
+        if executor is None:
+            status = await self.store.run_status(record.run_id)
+            if status is not None and not status[0].is_final:
+                raise self._not_active(record.run_id, status[0])
+            raise not_found
+        if executor.finished.is_set():
             raise not_found
         completed = executor.callbacks.complete(token, payload, actor)
         if completed is None:
