@@ -180,10 +180,6 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """[NOT_FOUND] No callback step waits for this token (unknown, already
     used, or expired).
     """
-    ERROR_REASON_SIGNAL_NOT_ACCEPTED: _ErrorReason.ValueType  # 51
-    """[FAILED_PRECONDITION] The run is not started yet or is being resumed;
-    retry.
-    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server puts in the google.rpc.ErrorInfo (domain "podium")
@@ -357,9 +353,5 @@ retry after the RetryInfo delay.
 ERROR_REASON_CALLBACK_NOT_FOUND: ErrorReason.ValueType  # 50
 """[NOT_FOUND] No callback step waits for this token (unknown, already
 used, or expired).
-"""
-ERROR_REASON_SIGNAL_NOT_ACCEPTED: ErrorReason.ValueType  # 51
-"""[FAILED_PRECONDITION] The run is not started yet or is being resumed;
-retry.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
