@@ -106,7 +106,7 @@ async def test_failed_deliveries_are_retried_with_backoff(monkeypatch: Any) -> N
         endpoint.script(Reply(500, b"down"), Reply(503, b"still down"))
         async with serving(clock=clock, egress=egress(monkeypatch)) as (_, stubs):
             await create_workflow(stubs, "retried", notified(endpoint))
-            view, events = await run_to_end(stubs, "retried", {"x": 2})
+            view, _ = await run_to_end(stubs, "retried", {"x": 2})
             end = clock.now()
             first = await deliveries(stubs, view, 1)
             assert first[0].type == E.RUN_EVENT_TYPE_NOTIFICATION_FAILED
