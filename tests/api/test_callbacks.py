@@ -179,3 +179,26 @@ async def test_another_tenant_cannot_complete_a_callback(db_path: str) -> None:
             await collect_events(stubs, run.name)
             final = await get_run(stubs, run.name)
     assert plain(step_of(final, "hook").output) == "ours"
+
+
+async def test_cancelling_the_run_spends_the_token_and_ends_the_signal_wait() -> None:
+    spec = {
+        "steps": [
+            {"id": "hook", "callback": {}},
+            {"id": "gate", "waitForSignal": {"name": "go"}},
+        ]
+    }
+    async with serving() as (_, stubs):
+        await create_workflow(stubs, "cancelled", spec)
+        run = await start_run(stubs, "cancelled")
+        token = await issued_token(stubs, run.name)
+        await stubs.executions.CancelRun(X.CancelRunRequest(name=run.name, reason="stop"))
+        final = await get_run(stubs, run.name)
+        with pytest.raises(grpc.aio.AioRpcError) as spent:
+            await complete(stubs, token, 1)
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await stubs.executions.SignalRun(X.SignalRunRequest(run=run.name, name="go"))
+    assert final.state == R.RUN_STATE_CANCELLED
+    assert {step_of(final, s).state for s in ("hook", "gate")} == {R.STEP_STATE_CANCELLED}
+    assert spent.value.code() == grpc.StatusCode.NOT_FOUND
+    assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -101,9 +101,11 @@ async def test_waiting_steps_survive_kill_9(start_serving: StartServing) -> None
     second = start_serving()
     async with grpc.aio.insecure_channel(second.address) as channel:
         stubs = Stubs.on(channel)
-        await step_reaches(stubs, run.name, "gate", R.STEP_STATE_WAITING)
-        await step_reaches(stubs, run.name, "hook", R.STEP_STATE_WAITING)
-        assert step_of(await get_run(stubs, run.name), "hook").callback_token == token
+
+        async def reissued() -> bool:  # shown again once the resumed step waits
+            return step_of(await get_run(stubs, run.name), "hook").callback_token == token
+
+        await eventually(reissued, what="the same token after the restart")
         again = await stubs.executions.SignalRun(
             X.SignalRunRequest(run=run.name, name="later", request_id="r-1")
         )
@@ -124,7 +126,9 @@ async def test_waiting_steps_survive_kill_9(start_serving: StartServing) -> None
 
         await eventually(signalled, what="the signal accepted after the restart")
         assert sent.consumed_by == "gate"
-        await stubs.executions.CompleteCallback(X.CompleteCallbackRequest(token=token))
+        completed = second.cli("runs", "complete-callback", token, "--payload", '"shipped"')
+        assert completed.returncode == 0, completed.stderr
+        assert "completed hook of " + run.name in completed.stdout
         events = await collect_events(stubs, run.name)
         final = await get_run(stubs, run.name)
         try:
@@ -133,6 +137,7 @@ async def test_waiting_steps_survive_kill_9(start_serving: StartServing) -> None
         except grpc.aio.AioRpcError as error:
             reused = error.code()
     assert final.state == R.RUN_STATE_SUCCEEDED, final.failure
+    assert step_of(final, "hook").output.string_value == "shipped"
     assert reused == grpc.StatusCode.NOT_FOUND
     assert len([e for e in events if e.type == E.RUN_EVENT_TYPE_CALLBACK_ISSUED]) == 1
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))

@@ -6,16 +6,38 @@ whichever comes first; the due time is kept with the step across restarts."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from podium.core.clock import DeadlineExceeded, run_with_deadline
+from podium.core.clock import Clock, DeadlineExceeded, run_with_deadline
 from podium.core.failures import TIMEOUT, Failure
 from podium.core.jsonvalues import from_json_numbers
+from podium.core.model import StepRecord
+from podium.core.spec import StepSpec
 from podium.core.states import StepState
+from podium.engine.environment import RunEnvironment
+from podium.engine.run_journal import RunJournal
 from podium.engine.step_values import StepFailed, truthy
+from podium.engine.validation import StepPlan
 
-if TYPE_CHECKING:
-    from podium.engine.step_runner import StepRunner
+
+class StepRunner(Protocol):
+    """What these kinds need of the step runner (podium.engine.step_runner),
+    which calls them: a protocol, so that neither module imports the other's."""
+
+    @property
+    def step(self) -> StepRecord: ...
+    @property
+    def spec(self) -> StepSpec: ...
+    @property
+    def plan(self) -> StepPlan: ...
+    @property
+    def env(self) -> RunEnvironment: ...
+    @property
+    def journal(self) -> RunJournal: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def deadline(self) -> float | None: ...
 
 
 def _due(runner: StepRunner, timeout: float | None) -> float | None:
