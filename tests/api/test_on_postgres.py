@@ -29,7 +29,7 @@ from tests.api.test_fanout import (
 )
 from tests.api.test_flow import test_continue_keeps_the_run_going_and_ends_partially_succeeded
 from tests.api.test_governance_service import (
-    test_a_budget_limit_below_the_period_spend_is_refused,
+    test_a_budget_limit_below_the_period_spend_is_accepted_and_admits_nothing_new,
     test_list_quotas_and_budgets_reflect_the_policy,
     test_runtime_changes_persist_across_restarts,
 )
@@ -56,7 +56,7 @@ from tests.api.test_watch import (
 )
 
 __all__ = [
-    "test_a_budget_limit_below_the_period_spend_is_refused",
+    "test_a_budget_limit_below_the_period_spend_is_accepted_and_admits_nothing_new",
     "test_a_loop_resumes_after_a_restart_where_it_was",
     "test_a_server_budget_holds_under_concurrent_calls",
     "test_an_approval_times_out",

@@ -18,7 +18,7 @@ from podium.client.definitions import read_document
 from podium.client.enums import run_state
 from podium.v1 import run_pb2
 
-__all__ = ["age", "amount", "label", "number", "run_input", "state"]
+__all__ = ["age", "amount", "json_payload", "label", "number", "run_input", "state"]
 
 
 def run_input(text: str) -> dict[str, Any]:
@@ -41,6 +41,21 @@ def run_input(text: str) -> dict[str, Any]:
         kind = "nothing" if document is None else type(document).__name__
         raise argparse.ArgumentTypeError(f"{origin}: expected a JSON object, got {kind}")
     return document
+
+
+def json_payload(text: str) -> Any:
+    """Any JSON value, or @FILE holding JSON or YAML."""
+    if text.startswith("@"):
+        try:
+            return read_document(Path(text[1:]))
+        except DefinitionError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(
+            f"invalid JSON at column {error.colno}: {error.msg} (use @FILE to read a file)"
+        ) from None
 
 
 def label(text: str) -> tuple[str, str]:

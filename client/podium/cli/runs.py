@@ -1,4 +1,4 @@
-"""`podium runs start|get|list|cancel|watch|delete|approve|reject`."""
+"""`podium runs start|get|list|cancel|watch|delete|approve|reject|signal|complete-callback`."""
 
 from __future__ import annotations
 
@@ -55,6 +55,18 @@ def register(commands: Any) -> None:
         type=int,
         default=0,
         help="higher runs' ready steps go first when concurrency limits are reached (default 0)",
+    )
+    start.add_argument(
+        "--notify-url",
+        default="",
+        metavar="URL",
+        help="POST the run's summary there when it ends (overrides the workflow's)",
+    )
+    start.add_argument(
+        "--notify-secret",
+        default="",
+        metavar="NAME",
+        help="the server secret that signs the notification (podium serve --secret)",
     )
     start.add_argument(
         "--watch",
@@ -130,6 +142,34 @@ def register(commands: Any) -> None:
         )
         decide.set_defaults(handler=resolve_approval, approve=approve)
 
+    send = sub.add_parser("signal", parents=read, help="send a signal to a run")
+    send.add_argument("run", metavar="RUN", help="run id or runs/ID")
+    send.add_argument("name", metavar="NAME", help="the signal's name")
+    send.add_argument(
+        "--payload",
+        type=inputs.json_payload,
+        default=None,
+        metavar="JSON",
+        help="the signal's payload: any JSON value or @FILE (default: null)",
+    )
+    send.add_argument(
+        "--request-id", default=None, help="idempotency key within the run (default: random)"
+    )
+    send.set_defaults(handler=signal_run)
+
+    callback = sub.add_parser(
+        "complete-callback", parents=read, help="complete a callback step with its token"
+    )
+    callback.add_argument("token", metavar="TOKEN", help="the token of a CALLBACK_ISSUED event")
+    callback.add_argument(
+        "--payload",
+        type=inputs.json_payload,
+        default=None,
+        metavar="JSON",
+        help="the step's output: any JSON value or @FILE (default: null)",
+    )
+    callback.set_defaults(handler=complete_callback)
+
 
 def start_run(args: argparse.Namespace, ctx: Context) -> int:
     run = ctx.client().start_run(
@@ -141,6 +181,8 @@ def start_run(args: argparse.Namespace, ctx: Context) -> int:
         workflow_version=args.workflow_version,
         max_cost=args.max_cost,
         priority=args.priority,
+        notify_url=args.notify_url,
+        notify_secret=args.notify_secret,
     )
     if args.watch:
         if not ctx.json:
@@ -224,4 +266,27 @@ def resolve_approval(args: argparse.Namespace, ctx: Context) -> int:
             highlight=False,
             soft_wrap=True,
         )
+    return 0
+
+
+def signal_run(args: argparse.Namespace, ctx: Context) -> int:
+    sent = ctx.client().signal_run(args.run, args.name, args.payload, request_id=args.request_id)
+    if ctx.json:
+        ctx.print_message(sent)
+    else:
+        where = f"consumed by {sent.consumed_by}" if sent.consumed_by else "kept by the run"
+        ctx.out.print(
+            f"signal {args.name} #{sent.position} to {run_name(args.run)}: {where}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return 0
+
+
+def complete_callback(args: argparse.Namespace, ctx: Context) -> int:
+    done = ctx.client().complete_callback(args.token, args.payload)
+    if ctx.json:
+        ctx.print_message(done)
+    else:
+        ctx.out.print(f"completed {done.step_id} of {done.run}", highlight=False, soft_wrap=True)
     return 0

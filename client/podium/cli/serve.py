@@ -110,6 +110,32 @@ def register(commands: Any) -> None:
         " survives the server being killed (kill -9 included) but not a power loss or an OS"
         " crash, for faster commits (SQLite only: PostgreSQL's own settings decide)",
     )
+    outbound = serve.add_argument_group(
+        "outbound calls", "http steps and completion notifications (README: HTTP steps)"
+    )
+    outbound.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME=SOURCE",
+        help="a named secret for http step headers and notification signatures:"
+        " NAME=env:VAR or NAME=file:PATH (repeatable); never stored or shown",
+    )
+    outbound.add_argument(
+        "--secrets-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file of NAME=SOURCE lines, as --secret (repeatable)",
+    )
+    outbound.add_argument(
+        "--http-allow",
+        action="append",
+        default=[],
+        metavar="NETWORK",
+        help="allow outbound calls to this address or network although private, loopback or"
+        " link-local (e.g. 127.0.0.1, 10.0.0.0/8; repeatable; default: public addresses only)",
+    )
     security = serve.add_argument_group(
         "security", "without --auth, --jwks or --tls-client-ca only a loopback address is served"
     )
@@ -189,6 +215,11 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
         http_cors_origins=tuple(args.http_cors_origin),
         remote_agents_only=args.agents == "remote-only",
         synchronous=args.synchronous.upper(),
+        egress_options={
+            "secrets": args.secret,
+            "secret_files": args.secrets_file,
+            "allow": args.http_allow,
+        },
         security_options={
             "auth": args.auth,
             "insecure": args.insecure,

@@ -101,6 +101,9 @@ def event_line(event: event_pb2.RunEvent) -> str:
         due = datetime_of(event.due_time)
         if due:
             details.append(f"until={due.astimezone().strftime('%H:%M:%S')}")
+    if event.type == event_pb2.RUN_EVENT_TYPE_CALLBACK_ISSUED and event.callback_token:
+        # Shown to whoever may watch the run: they hand it to the system that calls back.
+        details.append(f"token={event.callback_token}")
     failure = failure_text(event.failure) if event.HasField("failure") else ""
     if failure:
         details.append(failure)

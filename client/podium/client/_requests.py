@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 
 from podium.client.enums import event_type, run_state
 from podium.client.governance import budget_period, quota_dimension, scope_message
@@ -19,18 +19,21 @@ from podium.v1 import (
     event_pb2,
     execution_service_pb2,
     progress_service_pb2,
+    workflow_pb2,
     workflow_service_pb2,
 )
 
 __all__ = [
     "amount",
     "cancel_run",
+    "complete_callback",
     "delete_run",
     "get_run",
     "get_spend",
     "get_workflow",
     "list_runs",
     "resolve_approval",
+    "signal_run",
     "start_run",
     "update_budget",
     "update_quota",
@@ -54,6 +57,8 @@ def start_run(
     workflow_version: int,
     max_cost: Decimal | str | int | None = None,
     priority: int = 0,
+    notify_url: str = "",
+    notify_secret: str = "",
 ) -> execution_service_pb2.StartRunRequest:
     request = execution_service_pb2.StartRunRequest(
         workflow=workflow_name(workflow),
@@ -69,6 +74,10 @@ def start_run(
         request.input.CopyFrom(_struct(input))
     if max_cost is not None:
         request.max_cost.CopyFrom(amount(max_cost, "max_cost"))
+    if notify_url:
+        request.notification.CopyFrom(
+            workflow_pb2.Notification(url=notify_url, secret=notify_secret)
+        )
     return request
 
 
@@ -93,6 +102,29 @@ def resolve_approval(
     return execution_service_pb2.ResolveApprovalRequest(
         run=run_name(run), step_id=step_id, decision=decision, comment=comment
     )
+
+
+def json_value(value: Any) -> struct_pb2.Value:
+    """Any JSON value as a google.protobuf.Value."""
+    message = struct_pb2.Value()
+    json_format.ParseDict(value, message)
+    return message
+
+
+def signal_run(
+    run: str, name: str, payload: Any, request_id: str | None
+) -> execution_service_pb2.SignalRunRequest:
+    return execution_service_pb2.SignalRunRequest(
+        run=run_name(run),
+        name=name,
+        payload=json_value(payload),
+        # As for StartRun: chosen once per call, so a retried call is one signal.
+        request_id=request_id or str(uuid.uuid4()),
+    )
+
+
+def complete_callback(token: str, payload: Any) -> execution_service_pb2.CompleteCallbackRequest:
+    return execution_service_pb2.CompleteCallbackRequest(token=token, payload=json_value(payload))
 
 
 def list_runs(

@@ -23,6 +23,7 @@ from podium.v1 import (
     control_service_pb2,
     control_service_pb2_grpc,
     event_pb2,
+    execution_service_pb2,
     execution_service_pb2_grpc,
     identity_service_pb2,
     identity_service_pb2_grpc,
@@ -215,12 +216,16 @@ class Client:
         workflow_version: int = 0,
         max_cost: Decimal | str | None = None,
         priority: int = 0,
+        notify_url: str = "",
+        notify_secret: str = "",
     ) -> run_pb2.Run:
         """Start a run; the same request_id returns the same run instead of a second one.
 
         `max_cost` (USD) caps the run's LLM spend; it overrides the workflow's when lower.
         `priority` orders the run's steps against other runs' for slots and quotas (higher
         first).
+        `notify_url`: POST the run's summary there when it ends, signed with the server
+        secret `notify_secret` (overrides the workflow's notification).
         """
         request = _requests.start_run(
             workflow,
@@ -231,6 +236,8 @@ class Client:
             workflow_version,
             max_cost,
             priority,
+            notify_url,
+            notify_secret,
         )
         with translate_rpc_errors():
             return self._executions.StartRun(request, timeout=self.timeout).run
@@ -296,6 +303,30 @@ class Client:
         with translate_rpc_errors():
             response = self._control.ListPlugins(request, timeout=self.timeout)
         return list(response.plugins)
+
+    def signal_run(
+        self, run: str, name: str, payload: Any = None, *, request_id: str | None = None
+    ) -> execution_service_pb2.SignalRunResponse:
+        """Send the signal `name` to `run`: the first wait_for_signal step waiting for it
+        (whose filter accepts `payload`) consumes it, else the run keeps it for the next.
+        The same request_id is one signal however often it is sent."""
+        request = _requests.signal_run(run, name, payload, request_id)
+        with translate_rpc_errors():
+            response: execution_service_pb2.SignalRunResponse = self._executions.SignalRun(
+                request, timeout=self.timeout
+            )
+        return response
+
+    def complete_callback(
+        self, token: str, payload: Any = None
+    ) -> execution_service_pb2.CompleteCallbackResponse:
+        """Complete the callback step that issued `token` (single use) with `payload`."""
+        request = _requests.complete_callback(token, payload)
+        with translate_rpc_errors():
+            response: execution_service_pb2.CompleteCallbackResponse = (
+                self._executions.CompleteCallback(request, timeout=self.timeout)
+            )
+        return response
 
     # Governance
 

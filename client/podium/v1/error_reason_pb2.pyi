@@ -176,6 +176,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """[RESOURCE_EXHAUSTED] The caller's tenant exceeded its request rate;
     retry after the RetryInfo delay.
     """
+    ERROR_REASON_CALLBACK_NOT_FOUND: _ErrorReason.ValueType  # 50
+    """[NOT_FOUND] No callback step waits for this token (unknown, already
+    used, or expired).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server puts in the google.rpc.ErrorInfo (domain "podium")
@@ -345,5 +349,9 @@ ERROR_REASON_ROLE_NOT_ALLOWED: ErrorReason.ValueType  # 44
 ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 45
 """[RESOURCE_EXHAUSTED] The caller's tenant exceeded its request rate;
 retry after the RetryInfo delay.
+"""
+ERROR_REASON_CALLBACK_NOT_FOUND: ErrorReason.ValueType  # 50
+"""[NOT_FOUND] No callback step waits for this token (unknown, already
+used, or expired).
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -75,6 +75,22 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     """An agent called a tool (tool, message: the arguments as JSON)."""
     RUN_EVENT_TYPE_TOOL_RESULT: _RunEventType.ValueType  # 30
     """A tool answered (tool, output) or failed (tool, failure)."""
+    RUN_EVENT_TYPE_SIGNAL_RECEIVED: _RunEventType.ValueType  # 50
+    """A signal arrived (message: its name, output: its payload, actor: who
+    sent it; step_id: the step that consumed it at once, else empty: kept).
+    """
+    RUN_EVENT_TYPE_CALLBACK_ISSUED: _RunEventType.ValueType  # 51
+    """A callback step issued its token (callback_token, due_time)."""
+    RUN_EVENT_TYPE_CALLBACK_COMPLETED: _RunEventType.ValueType  # 52
+    """CompleteCallback arrived for a callback step (output: the payload)."""
+    RUN_EVENT_TYPE_NOTIFICATION_DELIVERED: _RunEventType.ValueType  # 53
+    """The run's completion notification was delivered (attempt, message: the
+    URL and the HTTP status). Recorded after the run's final event.
+    """
+    RUN_EVENT_TYPE_NOTIFICATION_FAILED: _RunEventType.ValueType  # 54
+    """A delivery attempt failed (attempt, message, due_time: the next
+    attempt; none when it was the last).
+    """
 
 class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
     """What happened."""
@@ -126,6 +142,22 @@ RUN_EVENT_TYPE_TOOL_CALLED: RunEventType.ValueType  # 29
 """An agent called a tool (tool, message: the arguments as JSON)."""
 RUN_EVENT_TYPE_TOOL_RESULT: RunEventType.ValueType  # 30
 """A tool answered (tool, output) or failed (tool, failure)."""
+RUN_EVENT_TYPE_SIGNAL_RECEIVED: RunEventType.ValueType  # 50
+"""A signal arrived (message: its name, output: its payload, actor: who
+sent it; step_id: the step that consumed it at once, else empty: kept).
+"""
+RUN_EVENT_TYPE_CALLBACK_ISSUED: RunEventType.ValueType  # 51
+"""A callback step issued its token (callback_token, due_time)."""
+RUN_EVENT_TYPE_CALLBACK_COMPLETED: RunEventType.ValueType  # 52
+"""CompleteCallback arrived for a callback step (output: the payload)."""
+RUN_EVENT_TYPE_NOTIFICATION_DELIVERED: RunEventType.ValueType  # 53
+"""The run's completion notification was delivered (attempt, message: the
+URL and the HTTP status). Recorded after the run's final event.
+"""
+RUN_EVENT_TYPE_NOTIFICATION_FAILED: RunEventType.ValueType  # 54
+"""A delivery attempt failed (attempt, message, due_time: the next
+attempt; none when it was the last).
+"""
 Global___RunEventType: _TypeAlias = RunEventType  # noqa: Y015
 
 class _ApprovalDecision:
@@ -178,6 +210,7 @@ class RunEvent(_message.Message):
     PRICE_VERSION_FIELD_NUMBER: _builtins.int
     TOOL_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
+    CALLBACK_TOKEN_FIELD_NUMBER: _builtins.int
     run: _builtins.str
     """The run: "runs/{run_id}"."""
     sequence: _builtins.int
@@ -216,6 +249,10 @@ class RunEvent(_message.Message):
     """Who resolved the approval, for APPROVAL_RESOLVED: "tokens/{id}",
     "jwt:{sub}", "certificate:{CN}", or "anonymous" on a server without
     authentication.
+    """
+    callback_token: _builtins.str
+    """The token of a callback step, for CALLBACK_ISSUED (single use: see
+    ExecutionService.CompleteCallback).
     """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
@@ -270,10 +307,11 @@ class RunEvent(_message.Message):
         price_version: _builtins.str = ...,
         tool: _builtins.str = ...,
         actor: _builtins.str = ...,
+        callback_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "due_time", b"due_time", "failure", b"failure", "output", b"output", "retry_delay", b"retry_delay", "time", b"time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "attempt", b"attempt", "breaker", b"breaker", "budget", b"budget", "cost", b"cost", "decision", b"decision", "due_time", b"due_time", "failure", b"failure", "item", b"item", "message", b"message", "model", b"model", "output", b"output", "price_version", b"price_version", "progress", b"progress", "provider", b"provider", "retry_delay", b"retry_delay", "run", b"run", "run_state", b"run_state", "sequence", b"sequence", "step_id", b"step_id", "step_state", b"step_state", "time", b"time", "tool", b"tool", "type", b"type", "usage", b"usage", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "attempt", b"attempt", "breaker", b"breaker", "budget", b"budget", "callback_token", b"callback_token", "cost", b"cost", "decision", b"decision", "due_time", b"due_time", "failure", b"failure", "item", b"item", "message", b"message", "model", b"model", "output", b"output", "price_version", b"price_version", "progress", b"progress", "provider", b"provider", "retry_delay", b"retry_delay", "run", b"run", "run_state", b"run_state", "sequence", b"sequence", "step_id", b"step_id", "step_state", b"step_state", "time", b"time", "tool", b"tool", "type", b"type", "usage", b"usage", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint
 from pyqwest import Client
 
-from .execution_service_pb2 import CancelRunRequest, CancelRunResponse, DeleteRunRequest, DeleteRunResponse, GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, ResolveApprovalRequest, ResolveApprovalResponse, StartRunRequest, StartRunResponse
+from .execution_service_pb2 import CancelRunRequest, CancelRunResponse, CompleteCallbackRequest, CompleteCallbackResponse, DeleteRunRequest, DeleteRunResponse, GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, ResolveApprovalRequest, ResolveApprovalResponse, SignalRunRequest, SignalRunResponse, StartRunRequest, StartRunResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -80,6 +80,27 @@ class ExecutionService(Protocol):
     async def delete_run(self, request: DeleteRunRequest, ctx: RequestContext[DeleteRunRequest, DeleteRunResponse], /) -> DeleteRunResponse:
         """
         Deletes a finished run with its steps and events.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def signal_run(self, request: SignalRunRequest, ctx: RequestContext[SignalRunRequest, SignalRunResponse], /) -> SignalRunResponse:
+        """
+        Sends a signal to a run: the first wait_for_signal step waiting for its
+        name whose filter accepts its payload consumes it; if none waits, the run
+        keeps it (in order) for the first such step to come. Durable when this
+        returns. Idempotent on request_id within the run: a repeated call returns
+        the first one's signal and records nothing; the same request_id with
+        another name or payload fails with ALREADY_EXISTS, reason
+        REQUEST_ID_REUSED. A run that ended: FAILED_PRECONDITION,
+        RUN_ALREADY_ENDED (unless the request_id was accepted before it ended).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def complete_callback(self, request: CompleteCallbackRequest, ctx: RequestContext[CompleteCallbackRequest, CompleteCallbackResponse], /) -> CompleteCallbackResponse:
+        """
+        Completes the callback step that issued `token` with `payload` (its
+        output). A token is single-use: an unknown, used or expired one is
+        NOT_FOUND, reason CALLBACK_NOT_FOUND.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -162,6 +183,28 @@ class ExecutionServiceASGIApplication(ConnectASGIApplication[ExecutionService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.delete_run,
+                ),
+                "/podium.v1.ExecutionService/SignalRun": Endpoint.unary(
+                    method=MethodInfo(
+                        name="SignalRun",
+                        service_name="podium.v1.ExecutionService",
+                        input=SignalRunRequest,
+                        output=SignalRunResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.signal_run,
+                ),
+                "/podium.v1.ExecutionService/CompleteCallback": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CompleteCallback",
+                        service_name="podium.v1.ExecutionService",
+                        input=CompleteCallbackRequest,
+                        output=CompleteCallbackResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.complete_callback,
                 ),
             },
             interceptors=interceptors,
@@ -342,6 +385,61 @@ class ExecutionServiceClient(ConnectClient):
                 service_name="podium.v1.ExecutionService",
                 input=DeleteRunRequest,
                 output=DeleteRunResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def signal_run(
+        self,
+        request: SignalRunRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> SignalRunResponse:
+        """
+        Sends a signal to a run: the first wait_for_signal step waiting for its
+        name whose filter accepts its payload consumes it; if none waits, the run
+        keeps it (in order) for the first such step to come. Durable when this
+        returns. Idempotent on request_id within the run: a repeated call returns
+        the first one's signal and records nothing; the same request_id with
+        another name or payload fails with ALREADY_EXISTS, reason
+        REQUEST_ID_REUSED. A run that ended: FAILED_PRECONDITION,
+        RUN_ALREADY_ENDED (unless the request_id was accepted before it ended).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SignalRun",
+                service_name="podium.v1.ExecutionService",
+                input=SignalRunRequest,
+                output=SignalRunResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def complete_callback(
+        self,
+        request: CompleteCallbackRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CompleteCallbackResponse:
+        """
+        Completes the callback step that issued `token` with `payload` (its
+        output). A token is single-use: an unknown, used or expired one is
+        NOT_FOUND, reason CALLBACK_NOT_FOUND.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CompleteCallback",
+                service_name="podium.v1.ExecutionService",
+                input=CompleteCallbackRequest,
+                output=CompleteCallbackResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -11,6 +11,7 @@ from google.protobuf.internal import containers as _containers
 from podium.v1 import common_pb2 as _common_pb2
 from podium.v1 import event_pb2 as _event_pb2
 from podium.v1 import run_pb2 as _run_pb2
+from podium.v1 import workflow_pb2 as _workflow_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -54,6 +55,7 @@ class StartRunRequest(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     MAX_COST_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     """"workflows/{workflow_id}"."""
     workflow_version: _builtins.int
@@ -78,6 +80,10 @@ class StartRunRequest(_message.Message):
     def max_cost(self) -> _common_pb2.Money:
         """Hard ceiling of the run's LLM spend; overrides the workflow's when lower."""
 
+    @_builtins.property
+    def notification(self) -> _workflow_pb2.Notification:
+        """Where to POST the run's summary when it ends; overrides the workflow's."""
+
     def __init__(
         self,
         *,
@@ -89,10 +95,11 @@ class StartRunRequest(_message.Message):
         max_concurrency: _builtins.int = ...,
         priority: _builtins.int = ...,
         max_cost: _common_pb2.Money | None = ...,
+        notification: _workflow_pb2.Notification | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "max_cost", b"max_cost"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "max_cost", b"max_cost", "notification", b"notification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "priority", b"priority", "request_id", b"request_id", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "notification", b"notification", "priority", b"priority", "request_id", b"request_id", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -373,3 +380,112 @@ class DeleteRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteRunResponse: _TypeAlias = DeleteRunResponse  # noqa: Y015
+
+@_typing.final
+class SignalRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """"runs/{run_id}"."""
+    name: _builtins.str
+    """The signal's name: [A-Za-z0-9_.-]+, at most 128 characters."""
+    request_id: _builtins.str
+    """Idempotency key chosen by the client (at most 128 characters), unique
+    within the run; empty: every call is a new signal.
+    """
+    @_builtins.property
+    def payload(self) -> _struct_pb2.Value:
+        """Any JSON value (null when unset); the consuming step's output."""
+
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        name: _builtins.str = ...,
+        payload: _struct_pb2.Value | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "payload", b"payload", "request_id", b"request_id", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalRunRequest: _TypeAlias = SignalRunRequest  # noqa: Y015
+
+@_typing.final
+class SignalRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    CONSUMED_BY_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """The signal's position among the run's signals, from 1."""
+    consumed_by: _builtins.str
+    """The step that consumed it, or empty while the run keeps it."""
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        consumed_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumed_by", b"consumed_by", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalRunResponse: _TypeAlias = SignalRunResponse  # noqa: Y015
+
+@_typing.final
+class CompleteCallbackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The token of a CALLBACK_ISSUED event (or of the step in GetRun)."""
+    @_builtins.property
+    def payload(self) -> _struct_pb2.Value:
+        """Any JSON value (null when unset): the callback step's output."""
+
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        payload: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteCallbackRequest: _TypeAlias = CompleteCallbackRequest  # noqa: Y015
+
+@_typing.final
+class CompleteCallbackResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """The run of the completed step: "runs/{run_id}"."""
+    step_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        step_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteCallbackResponse: _TypeAlias = CompleteCallbackResponse  # noqa: Y015

@@ -65,6 +65,16 @@ class ExecutionServiceStub:
                 request_serializer=podium_dot_v1_dot_execution__service__pb2.DeleteRunRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_execution__service__pb2.DeleteRunResponse.FromString,
                 _registered_method=True)
+        self.SignalRun = channel.unary_unary(
+                '/podium.v1.ExecutionService/SignalRun',
+                request_serializer=podium_dot_v1_dot_execution__service__pb2.SignalRunRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_execution__service__pb2.SignalRunResponse.FromString,
+                _registered_method=True)
+        self.CompleteCallback = channel.unary_unary(
+                '/podium.v1.ExecutionService/CompleteCallback',
+                request_serializer=podium_dot_v1_dot_execution__service__pb2.CompleteCallbackRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_execution__service__pb2.CompleteCallbackResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -121,6 +131,29 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignalRun(self, request, context):
+        """Sends a signal to a run: the first wait_for_signal step waiting for its
+        name whose filter accepts its payload consumes it; if none waits, the run
+        keeps it (in order) for the first such step to come. Durable when this
+        returns. Idempotent on request_id within the run: a repeated call returns
+        the first one's signal and records nothing; the same request_id with
+        another name or payload fails with ALREADY_EXISTS, reason
+        REQUEST_ID_REUSED. A run that ended: FAILED_PRECONDITION,
+        RUN_ALREADY_ENDED (unless the request_id was accepted before it ended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteCallback(self, request, context):
+        """Completes the callback step that issued `token` with `payload` (its
+        output). A token is single-use: an unknown, used or expired one is
+        NOT_FOUND, reason CALLBACK_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +186,16 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.DeleteRun,
                     request_deserializer=podium_dot_v1_dot_execution__service__pb2.DeleteRunRequest.FromString,
                     response_serializer=podium_dot_v1_dot_execution__service__pb2.DeleteRunResponse.SerializeToString,
+            ),
+            'SignalRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalRun,
+                    request_deserializer=podium_dot_v1_dot_execution__service__pb2.SignalRunRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_execution__service__pb2.SignalRunResponse.SerializeToString,
+            ),
+            'CompleteCallback': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteCallback,
+                    request_deserializer=podium_dot_v1_dot_execution__service__pb2.CompleteCallbackRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_execution__service__pb2.CompleteCallbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +361,60 @@ class ExecutionService:
             '/podium.v1.ExecutionService/DeleteRun',
             podium_dot_v1_dot_execution__service__pb2.DeleteRunRequest.SerializeToString,
             podium_dot_v1_dot_execution__service__pb2.DeleteRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ExecutionService/SignalRun',
+            podium_dot_v1_dot_execution__service__pb2.SignalRunRequest.SerializeToString,
+            podium_dot_v1_dot_execution__service__pb2.SignalRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteCallback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ExecutionService/CompleteCallback',
+            podium_dot_v1_dot_execution__service__pb2.CompleteCallbackRequest.SerializeToString,
+            podium_dot_v1_dot_execution__service__pb2.CompleteCallbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

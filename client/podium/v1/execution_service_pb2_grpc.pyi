@@ -54,6 +54,21 @@ class ExecutionServiceStub:
     """Approves or rejects an approval step that waits."""
     DeleteRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.DeleteRunRequest, _execution_service_pb2.DeleteRunResponse]
     """Deletes a finished run with its steps and events."""
+    SignalRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.SignalRunRequest, _execution_service_pb2.SignalRunResponse]
+    """Sends a signal to a run: the first wait_for_signal step waiting for its
+    name whose filter accepts its payload consumes it; if none waits, the run
+    keeps it (in order) for the first such step to come. Durable when this
+    returns. Idempotent on request_id within the run: a repeated call returns
+    the first one's signal and records nothing; the same request_id with
+    another name or payload fails with ALREADY_EXISTS, reason
+    REQUEST_ID_REUSED. A run that ended: FAILED_PRECONDITION,
+    RUN_ALREADY_ENDED (unless the request_id was accepted before it ended).
+    """
+    CompleteCallback: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.CompleteCallbackRequest, _execution_service_pb2.CompleteCallbackResponse]
+    """Completes the callback step that issued `token` with `payload` (its
+    output). A token is single-use: an unknown, used or expired one is
+    NOT_FOUND, reason CALLBACK_NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -81,6 +96,21 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """Approves or rejects an approval step that waits."""
     DeleteRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.DeleteRunRequest, _execution_service_pb2.DeleteRunResponse]  # type: ignore[assignment]
     """Deletes a finished run with its steps and events."""
+    SignalRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.SignalRunRequest, _execution_service_pb2.SignalRunResponse]  # type: ignore[assignment]
+    """Sends a signal to a run: the first wait_for_signal step waiting for its
+    name whose filter accepts its payload consumes it; if none waits, the run
+    keeps it (in order) for the first such step to come. Durable when this
+    returns. Idempotent on request_id within the run: a repeated call returns
+    the first one's signal and records nothing; the same request_id with
+    another name or payload fails with ALREADY_EXISTS, reason
+    REQUEST_ID_REUSED. A run that ended: FAILED_PRECONDITION,
+    RUN_ALREADY_ENDED (unless the request_id was accepted before it ended).
+    """
+    CompleteCallback: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.CompleteCallbackRequest, _execution_service_pb2.CompleteCallbackResponse]  # type: ignore[assignment]
+    """Completes the callback step that issued `token` with `payload` (its
+    output). A token is single-use: an unknown, used or expired one is
+    NOT_FOUND, reason CALLBACK_NOT_FOUND.
+    """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Starts, reads and cancels runs."""
@@ -141,5 +171,32 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_execution_service_pb2.DeleteRunResponse, _abc.Awaitable[_execution_service_pb2.DeleteRunResponse]]:
         """Deletes a finished run with its steps and events."""
+
+    @_abc_1.abstractmethod
+    def SignalRun(
+        self,
+        request: _execution_service_pb2.SignalRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.SignalRunResponse, _abc.Awaitable[_execution_service_pb2.SignalRunResponse]]:
+        """Sends a signal to a run: the first wait_for_signal step waiting for its
+        name whose filter accepts its payload consumes it; if none waits, the run
+        keeps it (in order) for the first such step to come. Durable when this
+        returns. Idempotent on request_id within the run: a repeated call returns
+        the first one's signal and records nothing; the same request_id with
+        another name or payload fails with ALREADY_EXISTS, reason
+        REQUEST_ID_REUSED. A run that ended: FAILED_PRECONDITION,
+        RUN_ALREADY_ENDED (unless the request_id was accepted before it ended).
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteCallback(
+        self,
+        request: _execution_service_pb2.CompleteCallbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.CompleteCallbackResponse, _abc.Awaitable[_execution_service_pb2.CompleteCallbackResponse]]:
+        """Completes the callback step that issued `token` with `payload` (its
+        output). A token is single-use: an unknown, used or expired one is
+        NOT_FOUND, reason CALLBACK_NOT_FOUND.
+        """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -268,6 +268,7 @@ class StepRun(_message.Message):
     ITEMS_SUCCEEDED_FIELD_NUMBER: _builtins.int
     ITEMS_FAILED_FIELD_NUMBER: _builtins.int
     ITERATIONS_FIELD_NUMBER: _builtins.int
+    CALLBACK_TOKEN_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     agent: _builtins.str
     """The agent the step runs."""
@@ -280,6 +281,8 @@ class StepRun(_message.Message):
     items_failed: _builtins.int
     iterations: _builtins.int
     """Loops: iterations done so far."""
+    callback_token: _builtins.str
+    """While a callback step waits: its single-use token (see CompleteCallback)."""
     @_builtins.property
     def input(self) -> _struct_pb2.Struct:
         """The input the agent received: the step's `input` map with its CEL
@@ -330,10 +333,11 @@ class StepRun(_message.Message):
         items_succeeded: _builtins.int = ...,
         items_failed: _builtins.int = ...,
         iterations: _builtins.int = ...,
+        callback_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "due_time", b"due_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "attempts", b"attempts", "cost", b"cost", "due_time", b"due_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "items_failed", b"items_failed", "items_succeeded", b"items_succeeded", "items_total", b"items_total", "iterations", b"iterations", "output", b"output", "reason", b"reason", "start_time", b"start_time", "state", b"state", "step_id", b"step_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "attempts", b"attempts", "callback_token", b"callback_token", "cost", b"cost", "due_time", b"due_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "items_failed", b"items_failed", "items_succeeded", b"items_succeeded", "items_total", b"items_total", "iterations", b"iterations", "output", b"output", "reason", b"reason", "start_time", b"start_time", "state", b"state", "step_id", b"step_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

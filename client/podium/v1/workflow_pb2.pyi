@@ -194,6 +194,7 @@ class WorkflowSpec(_message.Message):
     RETRY_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     MAX_COST_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     """Free text shown by tools."""
     max_concurrency: _builtins.int
@@ -225,6 +226,10 @@ class WorkflowSpec(_message.Message):
     def max_cost(self) -> _common_pb2.Money:
         """Default hard ceiling of each run's LLM spend; StartRun may lower it."""
 
+    @_builtins.property
+    def notification(self) -> Global___Notification:
+        """Where to POST each run's summary when it ends; StartRun may name another."""
+
     def __init__(
         self,
         *,
@@ -236,14 +241,110 @@ class WorkflowSpec(_message.Message):
         retry: _abc.Iterable[Global___Retrier] | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         max_cost: _common_pb2.Money | None = ...,
+        notification: Global___Notification | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["max_cost", b"max_cost", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_cost", b"max_cost", "notification", b"notification", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "output", b"output", "retry", b"retry", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "notification", b"notification", "output", b"output", "retry", b"retry", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkflowSpec: _TypeAlias = WorkflowSpec  # noqa: Y015
+
+@_typing.final
+class Notification(_message.Message):
+    """A completion notification: when a run ends its summary is POSTed (JSON) to
+    `url`, signed with HMAC-SHA256 under the server secret named `secret`
+    (headers Podium-Timestamp and Podium-Signature: "v1=" + hex of
+    HMAC(key, timestamp + "." + body)); retried with exponential backoff, each
+    delivery attempt recorded as a NOTIFICATION_* event of the run.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """http:// or https://; subject to the server's destination allow-list."""
+    secret: _builtins.str
+    """Name of a server secret (`podium serve --secret NAME=env:VAR`): the key."""
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["secret", b"secret", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Notification: _TypeAlias = Notification  # noqa: Y015
+
+@_typing.final
+class WaitForSignal(_message.Message):
+    """Waits for a signal named `name` whose payload passes `filter`. Signals sent
+    before the step waits are kept by the run, in order, and the first matching
+    one is consumed: each signal is consumed by one step at most.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The signal's name."""
+    filter: _builtins.str
+    """CEL condition over `payload` (the signal's payload), `input` and
+    `steps`; empty: any payload. A payload on which it fails to evaluate does
+    not match.
+    """
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """After this long without a matching signal the step fails with podium.Timeout."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        filter: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "name", b"name", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitForSignal: _TypeAlias = WaitForSignal  # noqa: Y015
+
+@_typing.final
+class Callback(_message.Message):
+    """Issues a single-use, unguessable token (shown in the CALLBACK_ISSUED event
+    and on the waiting step in GetRun) and waits for CompleteCallback with it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """After this long without CompleteCallback the step fails with podium.Timeout."""
+
+    def __init__(
+        self,
+        *,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Callback: _TypeAlias = Callback  # noqa: Y015
 
 @_typing.final
 class Step(_message.Message):
@@ -293,6 +394,8 @@ class Step(_message.Message):
     TOOLS_FIELD_NUMBER: _builtins.int
     TASK_QUEUE_FIELD_NUMBER: _builtins.int
     HEARTBEAT_TIMEOUT_FIELD_NUMBER: _builtins.int
+    WAIT_FOR_SIGNAL_FIELD_NUMBER: _builtins.int
+    CALLBACK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the workflow: [a-z_][a-z0-9_]*, at most 63 characters."""
     agent: _builtins.str
@@ -380,6 +483,18 @@ class Step(_message.Message):
         the attempt is INTERRUPTED (and retried under `retry`); default 30s.
         """
 
+    @_builtins.property
+    def wait_for_signal(self) -> Global___WaitForSignal:
+        """A step that waits for a signal (SignalRun) of the run (no agent); its
+        output is the signal's payload.
+        """
+
+    @_builtins.property
+    def callback(self) -> Global___Callback:
+        """A step that waits for CompleteCallback with a single-use token it issues
+        (no agent); its output is the callback's payload.
+        """
+
     def __init__(
         self,
         *,
@@ -405,10 +520,12 @@ class Step(_message.Message):
         tools: _abc.Iterable[_builtins.str] | None = ...,
         task_queue: _builtins.str = ...,
         heartbeat_timeout: _duration_pb2.Duration | None = ...,
+        wait_for_signal: Global___WaitForSignal | None = ...,
+        callback: Global___Callback | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "loop", b"loop", "timeout", b"timeout", "wait", b"wait"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "callback", b"callback", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "loop", b"loop", "timeout", b"timeout", "wait", b"wait", "wait_for_signal", b"wait_for_signal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "retry", b"retry", "task_queue", b"task_queue", "timeout", b"timeout", "tools", b"tools", "trigger_rule", b"trigger_rule", "wait", b"wait", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "callback", b"callback", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "retry", b"retry", "task_queue", b"task_queue", "timeout", b"timeout", "tools", b"tools", "trigger_rule", b"trigger_rule", "wait", b"wait", "wait_for_signal", b"wait_for_signal", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -101,6 +101,9 @@ class StepRecord:
     items_succeeded: int = 0
     items_failed: int = 0
     iterations: int = 0
+    # While a callback step waits: its token (kept in the callbacks table, not
+    # with the step).
+    callback_token: str = ""
 
 
 @dataclass(slots=True)
@@ -191,6 +194,8 @@ class Event:
     tool: str = ""
     # Who resolved an approval (the principal's subject), for APPROVAL_RESOLVED.
     actor: str = ""
+    # A callback step's token, for CALLBACK_ISSUED.
+    callback_token: str = ""
 
     @property
     def is_final(self) -> bool:
@@ -206,3 +211,47 @@ _FINAL_EVENT_TYPES = frozenset(
         EventType.RUN_PARTIALLY_SUCCEEDED,
     }
 )
+
+
+@dataclass(slots=True)
+class SignalRecord:
+    """A signal sent to a run: kept in order until a step consumes it."""
+
+    run_id: str
+    # 1, 2, ... in order of arrival within the run.
+    position: int
+    name: str
+    payload: Any
+    time: float
+    request_id: str = ""
+    # The wait_for_signal step that consumed it; "" while the run keeps it.
+    consumed_by: str = ""
+
+
+@dataclass(slots=True)
+class CallbackRecord:
+    """A callback step's single-use token and what became of it."""
+
+    token: str
+    run_id: str
+    step_id: str
+    tenant: str
+    issue_time: float
+    # "" while waiting; "COMPLETED" or "EXPIRED" once the token is spent.
+    outcome: str = ""
+    payload: Any = None
+
+
+@dataclass(slots=True)
+class NotificationRecord:
+    """A run's completion notification: armed when the run starts, due when
+    it ends, then delivered or given up (its attempts are events of the run)."""
+
+    run_id: str
+    url: str
+    secret: str
+    # "ARMED" (the run goes on), "PENDING" (to deliver), "DELIVERED", "FAILED".
+    state: str = "ARMED"
+    attempts: int = 0
+    # When the next delivery attempt is due (PENDING only).
+    due_time: float | None = None

@@ -54,6 +54,23 @@ class ApprovalSpec(_Frozen):
     timeout: float | None = None
 
 
+class WaitForSignalSpec(_Frozen):
+    name: str
+    filter: str = ""
+    timeout: float | None = None
+
+
+class CallbackSpec(_Frozen):
+    timeout: float | None = None
+
+
+class NotificationSpec(_Frozen):
+    """Where a run's summary is POSTed when it ends, signed with a named secret."""
+
+    url: str
+    secret: str = ""
+
+
 class CompensationSpec(_Frozen):
     agent: str
     input: dict[str, str] = Field(default_factory=dict)
@@ -89,6 +106,8 @@ class StepSpec(_Frozen):
     task_queue: str = ""
     # A worker's heartbeats on an attempt must not lapse longer (None: 30s).
     heartbeat_timeout: float | None = None
+    wait_for_signal: WaitForSignalSpec | None = None
+    callback: CallbackSpec | None = None
 
 
 class WorkflowSpec(_Frozen):
@@ -100,6 +119,7 @@ class WorkflowSpec(_Frozen):
     retry: list[RetrierSpec] = Field(default_factory=list)
     timeout: float | None = None
     max_cost: Decimal | None = None
+    notification: NotificationSpec | None = None
 
 
 class WorkflowVersion(BaseModel):

@@ -30,21 +30,32 @@ from podium.core.errors import (
     Unavailable,
 )
 from podium.core.jsonvalues import TooLarge, check_json_size
-from podium.core.model import DEFAULT_TENANT, AttemptRecord, Event, RunRecord, RunView, StepRecord
-from podium.core.spec import WorkflowVersion
+from podium.core.model import (
+    DEFAULT_TENANT,
+    AttemptRecord,
+    CallbackRecord,
+    Event,
+    NotificationRecord,
+    RunRecord,
+    RunView,
+    SignalRecord,
+    StepRecord,
+)
+from podium.core.spec import NotificationSpec, WorkflowVersion
 from podium.core.states import RunState
 from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import RunAdmission
 from podium.engine.executor import RunExecutor
 from podium.engine.history import finished_runs
 from podium.engine.hub import EventHub
+from podium.engine.notifier import Notifier
 from podium.engine.observer import RunObserver
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
 from podium.engine.services import RunServices
 from podium.engine.slots import PrioritySlots
-from podium.engine.validation import Plan
+from podium.engine.validation import SIGNAL_NAME, Plan, check_notification
 from podium.engine.workers import WorkerPool
 from podium.engine.workflows import WORKFLOW_ID, WorkflowCatalog
 from podium.governance.service import Governance
@@ -73,8 +84,11 @@ class Engine:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
         observer: RunObserver | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
+        # Delivers runs' completion notifications (None: they stay PENDING).
+        self.notifier = notifier
         self.hub = hub or EventHub()
         self.clock: Clock = clock or SystemClock()
         self.workers = WorkerPool(self.clock)
@@ -117,6 +131,7 @@ class Engine:
         max_cost: Decimal | None = None,
         trace_parent: str = "",
         tenant: str = DEFAULT_TENANT,
+        notification: NotificationSpec | None = None,
     ) -> RunView:
         """Starts a run of a tenant's workflow; the run belongs to that tenant. It is
         durable when this returns. Idempotent on request_id (within the tenant).
@@ -132,6 +147,16 @@ class Engine:
             raise InvalidArgument(
                 "invalid max_cost", [FieldViolation("max_cost", "must not be negative")]
             )
+        if notification is not None:
+            violations: list[FieldViolation] = []
+            check_notification(
+                notification.url,
+                notification.secret,
+                "notification",
+                lambda field, reason: violations.append(FieldViolation(field, reason)),
+            )
+            if violations:
+                raise InvalidArgument("invalid notification", violations)
         input_value = dict(input or {})
         _check_input_size(input_value)
         labels_value = dict(labels or {})
@@ -143,6 +168,7 @@ class Engine:
             max_concurrency,
             priority,
             None if max_cost is None else str(max_cost),
+            notification,
         )
         if not request_id:
             return await self._create_run(
@@ -157,6 +183,7 @@ class Engine:
                 priority,
                 max_cost,
                 trace_parent,
+                notification,
             )
         claim = (tenant, request_id)
         pending = self._starting.get(claim)
@@ -184,6 +211,7 @@ class Engine:
                 priority,
                 max_cost,
                 trace_parent,
+                notification,
             )
             future.set_result(view.run.run_id)
             return view
@@ -220,6 +248,7 @@ class Engine:
         priority: int,
         max_cost: Decimal | None,
         trace_parent: str,
+        notification: NotificationSpec | None,
     ) -> RunView:
         workflow = await self.workflows.get(workflow_id, version, tenant=tenant)
         plan = self.workflows.plan_for(workflow)
@@ -248,15 +277,38 @@ class Engine:
         recorder.run(run)
         for step in steps:
             recorder.step(run.run_id, step)
-        executor = self._executor(run, steps, plan)
+        notify = notification or workflow.spec.notification
+        armed = None
+        if notify is not None:
+            armed = NotificationRecord(run.run_id, notify.url, notify.secret)
+            self.store.put_notification(armed)
+        executor = self._executor(run, steps, plan, notification=armed)
         executor.created()
         await recorder.durable()
         self.active[run.run_id] = executor
         self._start_when_admitted(executor)
         return RunView(run, list(executor.steps.values()))
 
-    def _executor(self, run: RunRecord, steps: list[StepRecord], plan: Plan) -> RunExecutor:
-        return RunExecutor(self.services, run, steps, plan, on_finished=self._run_finished)
+    def _executor(
+        self,
+        run: RunRecord,
+        steps: list[StepRecord],
+        plan: Plan,
+        *,
+        signals: list[SignalRecord] | None = None,
+        callbacks: list[CallbackRecord] | None = None,
+        notification: NotificationRecord | None = None,
+    ) -> RunExecutor:
+        return RunExecutor(
+            self.services,
+            run,
+            steps,
+            plan,
+            on_finished=self._run_finished,
+            signals=signals,
+            callbacks=callbacks,
+            notification=notification,
+        )
 
     async def check_tenant(self, run_id: str, tenant: str | None) -> None:
         """NotFound unless the run exists and belongs to `tenant` (None: any tenant).
@@ -393,6 +445,88 @@ class Engine:
         await self.services.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 
+    # -- signals and callbacks -----------------------------------------------------
+
+    async def signal_run(
+        self,
+        run_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        request_id: str = "",
+        actor: str = "",
+        tenant: str | None = None,
+    ) -> SignalRecord:
+        """Sends a signal to a run (see SignalBox); durable when this returns.
+        Idempotent on request_id within the run."""
+        self._check_open()
+        violations = []
+        if not SIGNAL_NAME.fullmatch(name):
+            violations.append(FieldViolation("name", "must match [A-Za-z0-9_.-]{1,128}"))
+        try:
+            check_json_size(payload, limits.current().max_input_bytes)
+        except TooLarge as error:
+            violations.append(FieldViolation("payload", f"too large: {error} (max_input_bytes)"))
+        if violations:
+            raise InvalidArgument("invalid signal", violations)
+        await self.check_tenant(run_id, tenant)
+        executor = self.active.get(run_id)
+        if request_id:
+            if executor is not None:
+                existing = executor.signals.find(request_id)
+            else:
+                stored = await self.store.signals_of(run_id)
+                existing = next((s for s in stored if s.request_id == request_id), None)
+            if existing is not None:
+                if existing.name != name or existing.payload != payload:
+                    raise AlreadyExists(
+                        f"request_id {request_id!r} was already used for another signal "
+                        f"of run runs/{run_id}",
+                        resource=f"runs/{run_id}",
+                        reason="REQUEST_ID_REUSED",
+                    )
+                return existing
+        if executor is None or executor.finished.is_set():
+            view = await self.get_run(run_id)
+            raise self._not_active(run_id, view.run.state)
+        signal = executor.signals.receive(name, payload, request_id, actor)
+        await self.services.recorder.durable()
+        return signal
+
+    async def complete_callback(
+        self, token: str, payload: Any = None, *, actor: str = "", tenant: str | None = None
+    ) -> CallbackRecord:
+        """Completes the callback step waiting for `token` (single use). With
+        `tenant`, only a token of that tenant's runs; None: the token alone is
+        the capability (the hook for the HTTP callback URL of a later issue)."""
+        self._check_open()
+        try:
+            check_json_size(payload, limits.current().max_input_bytes)
+        except TooLarge as error:
+            raise InvalidArgument(
+                "invalid payload",
+                [FieldViolation("payload", f"too large: {error} (max_input_bytes)")],
+            ) from None
+        not_found = NotFound("no callback waits for this token", reason="CALLBACK_NOT_FOUND")
+        if not token or len(token) > 256:
+            raise not_found
+        record = await self.store.get_callback(token)
+        if record is None or record.outcome or (tenant is not None and record.tenant != tenant):
+            raise not_found
+        executor = self.active.get(record.run_id)
+        if executor is None:
+            status = await self.store.run_status(record.run_id)
+            if status is not None and not status[0].is_final:
+                raise self._not_active(record.run_id, status[0])
+            raise not_found
+        if executor.finished.is_set():
+            raise not_found
+        completed = executor.callbacks.complete(token, payload, actor)
+        if completed is None:
+            raise not_found
+        await self.services.recorder.durable()
+        return completed
+
     @staticmethod
     def _not_active(run_id: str, state: RunState) -> FailedPrecondition:
         if state.is_final:
@@ -407,6 +541,8 @@ class Engine:
         run = executor.run
         self.active.pop(run.run_id, None)
         self.admission.run_ended(run.run_id, run.workflow_id)
+        if executor.notification is not None and self.notifier is not None:
+            self.notifier.wake()
 
     def _start_when_admitted(self, executor: RunExecutor) -> None:
         run_id = executor.run.run_id
@@ -502,9 +638,22 @@ class Engine:
                 "run %s: workflow version is gone; cannot resume", run_id, extra={"run_id": run_id}
             )
             return
+        # What the run kept besides its steps (signals, callbacks, its notification);
+        # the batch read gave its last sequence already. (Three reads per run: a
+        # batch read of these too is left for later.)
+        notification = await self.store.get_notification(run_id)
+        signals = await self.store.signals_of(run_id)
+        callbacks = await self.store.callbacks_of(run_id)
         if run_id in self.active:  # resumed meanwhile (never twice)
             return
-        executor = self._executor(run, view.steps, self.workflows.plan_for(workflow))
+        executor = self._executor(
+            run,
+            view.steps,
+            self.workflows.plan_for(workflow),
+            signals=signals,
+            callbacks=callbacks,
+            notification=notification if notification and notification.state == "ARMED" else None,
+        )
         self._charge_open_calls(executor)
         self.active[run_id] = executor
         self._start_when_admitted(executor)
@@ -563,9 +712,12 @@ def _request_hash(
     max_concurrency: int,
     priority: int,
     max_cost: str | None,
+    notification: NotificationSpec | None = None,
 ) -> str:
+    # A notification joins the hash only when given: earlier runs' hashes hold.
+    extra = [] if notification is None else [notification.url, notification.secret]
     canonical = json.dumps(
-        [workflow_id, version, input, labels, max_concurrency, priority, max_cost],
+        [workflow_id, version, input, labels, max_concurrency, priority, max_cost, *extra],
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -18,14 +18,22 @@ from podium.core.clock import sleep_until
 from podium.core.expressions import ExpressionError
 from podium.core.failures import CANCELLED, INTERNAL, INVALID_OUTPUT, TIMEOUT, Failure
 from podium.core.jsonvalues import from_json_numbers
-from podium.core.model import RunRecord, StepRecord
+from podium.core.model import (
+    CallbackRecord,
+    NotificationRecord,
+    RunRecord,
+    SignalRecord,
+    StepRecord,
+)
 from podium.core.states import RunState, StepState
 from podium.engine.approvals import Approvals
+from podium.engine.callbacks import CallbackBox
 from podium.engine.compensation import run_compensation
 from podium.engine.environment import RunEnvironment
 from podium.engine.run_journal import RunJournal
 from podium.engine.scheduler import DependencyCounters, decide
 from podium.engine.services import RunServices, StopSignal
+from podium.engine.signals import SignalBox
 from podium.engine.slots import RunSlots
 from podium.engine.step_runner import StepOutcome, StepRunner
 from podium.engine.step_values import oversized_output
@@ -45,12 +53,19 @@ class RunExecutor:
         plan: Plan,
         *,
         on_finished: Callable[[RunExecutor], None],
+        signals: list[SignalRecord] | None = None,
+        callbacks: list[CallbackRecord] | None = None,
+        notification: NotificationRecord | None = None,
     ) -> None:
         self.services = services
         self.plan = plan
         self.journal = RunJournal(run, steps, services.recorder, services.clock, services.observer)
         self.stop_signal = StopSignal()
         self.approvals = Approvals(self.journal, self.stop_signal)
+        self.signals = SignalBox(self.journal, services.store, signals or [])
+        self.callbacks = CallbackBox(self.journal, services.store, callbacks or [])
+        # Made due (in the batch of the run's final state) when the run ends.
+        self.notification = notification
         limit = max(
             1,
             run.max_concurrency or plan.spec.max_concurrency or services.default_max_concurrency,
@@ -61,6 +76,8 @@ class RunExecutor:
             approvals=self.approvals,
             slots=RunSlots(limit, services.slots, run.priority),
             stop=self.stop_signal,
+            signals=self.signals,
+            callbacks=self.callbacks,
         )
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.finished = asyncio.Event()
@@ -377,6 +394,10 @@ class RunExecutor:
                 self.journal.finished(RunState.FAILED, failure, None)
         else:
             self.journal.finished(self._ending, self._ending_failure, None)
+        if self.notification is not None:
+            self.notification.state = "PENDING"
+            self.notification.due_time = self.services.clock.now()
+            self.services.store.put_notification(self.notification)
         self.finished.set()
         # Stay readable from memory until the final state is committed, so a
         # read never falls back to an older row in the store.

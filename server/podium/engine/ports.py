@@ -17,10 +17,13 @@ from typing import Any, Protocol
 from podium.core.model import (
     DEFAULT_TENANT,
     AttemptRecord,
+    CallbackRecord,
     Event,
     ItemRecord,
+    NotificationRecord,
     RunRecord,
     RunView,
+    SignalRecord,
     StepRecord,
 )
 from podium.core.spec import WorkflowSpec, WorkflowVersion
@@ -169,6 +172,38 @@ class RunStore(WorkflowStore, Protocol):
         """(True, output) for a live cache entry, else (False, None)."""
         ...
 
+    # -- signals, callbacks and completion notifications --------------------------------
+
+    def put_signal(self, signal: SignalRecord) -> None:
+        """Writes a signal, keyed by (run_id, position), in the current batch."""
+        ...
+
+    async def signals_of(self, run_id: str) -> list[SignalRecord]:
+        """A run's signals in order of position (what a resumed run keeps)."""
+        ...
+
+    def put_callback(self, callback: CallbackRecord) -> None:
+        """Writes a callback token's record, keyed by token, in the current batch."""
+        ...
+
+    async def get_callback(self, token: str) -> CallbackRecord | None:
+        """The record of a token (None: never issued)."""
+        ...
+
+    async def callbacks_of(self, run_id: str) -> list[CallbackRecord]:
+        """A run's callback records (a resumed callback step finds its token)."""
+        ...
+
+    def put_notification(self, notification: NotificationRecord) -> None:
+        """Writes a run's notification record, keyed by run_id, in the current batch."""
+        ...
+
+    async def get_notification(self, run_id: str) -> NotificationRecord | None: ...
+
+    async def pending_notifications(self) -> list[NotificationRecord]:
+        """Notifications in state PENDING (to deliver, after a restart too), by due time."""
+        ...
+
     # -- retention --------------------------------------------------------------------
 
     async def finished_runs_before(self, cutoff: float, limit: int) -> list[str]:
@@ -176,6 +211,7 @@ class RunStore(WorkflowStore, Protocol):
         ...
 
     async def delete_runs(self, run_ids: Sequence[str]) -> int:
-        """Deletes runs with everything recorded about them, in one
+        """Deletes runs with everything recorded about them (signals, callbacks and
+        notifications included), in one
         transaction; how many existed."""
         ...

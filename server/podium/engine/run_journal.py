@@ -43,6 +43,9 @@ class RunJournal:
         # Told of each change after it is recorded; it observes, never decides.
         self.observer = observer
 
+    def now(self) -> float:
+        return self._clock.now()
+
     # -- the run ---------------------------------------------------------------------
 
     def created(self) -> None:

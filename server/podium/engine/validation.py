@@ -33,6 +33,8 @@ FAN_OUT_SCOPE = (*STEP_SCOPE, "item", "index")
 LOOP_SCOPE = (*STEP_SCOPE, "iteration", "previous")
 UNTIL_SCOPE = (*STEP_SCOPE, "iteration", "output")
 COMPENSATION_SCOPE = ("input", "output")
+SIGNAL_SCOPE = (*STEP_SCOPE, "payload")
+SIGNAL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ class StepPlan:
     until: Expression | None = None
     wait_time: Expression | None = None
     prompt: Template | None = None
+    signal_filter: Expression | None = None
     compensation_inputs: dict[str, Expression] = field(default_factory=dict)
 
     @property
@@ -156,6 +159,8 @@ def _compiling(
     if spec.max_concurrency < 0:
         problem("spec.max_concurrency", "must be 0 (server default) or positive")
     check.positive(spec.timeout, "spec.timeout")
+    if spec.notification is not None:
+        _check_notification(check, spec.notification.url, spec.notification.secret)
     default_retry = check.retriers(spec.retry, "spec.retry")
 
     index_of: dict[str, int] = {}
@@ -258,13 +263,28 @@ def _check_kind(
     catalog: Catalog,
     agent_lookup: Callable[[str], Agent | None],
 ) -> None:
-    """A step is exactly one of: an agent step, a wait, an approval."""
+    """A step is exactly one of: an agent step, a wait, an approval, a
+    wait_for_signal, a callback."""
     kinds = [k for k, on in (("agent", bool(step.agent)), ("wait", step.wait is not None),
-                             ("approval", step.approval is not None)) if on]  # fmt: skip
+                             ("approval", step.approval is not None),
+                             ("wait_for_signal", step.wait_for_signal is not None),
+                             ("callback", step.callback is not None)) if on]  # fmt: skip
     if not kinds:
-        check.problem(f"{where}.agent", "an agent is required (or a wait or an approval)")
+        check.problem(
+            f"{where}.agent",
+            "an agent is required (or a wait, approval, wait_for_signal or callback)",
+        )
     elif len(kinds) > 1:
-        check.problem(f"{where}.{kinds[1]}", f"a step is one of agent, wait, approval; got {kinds}")
+        check.problem(
+            f"{where}.{kinds[1]}",
+            f"a step is one of agent, wait, approval, wait_for_signal, callback; got {kinds}",
+        )
+    if step.wait_for_signal is not None:
+        if not SIGNAL_NAME.fullmatch(step.wait_for_signal.name):
+            check.problem(f"{where}.wait_for_signal.name", "must match [A-Za-z0-9_.-]{1,128}")
+        check.positive(step.wait_for_signal.timeout, f"{where}.wait_for_signal.timeout")
+    if step.callback is not None:
+        check.positive(step.callback.timeout, f"{where}.callback.timeout")
     if step.agent:
         agent = agent_lookup(step.agent)
         if agent is None and step.task_queue:
@@ -383,6 +403,11 @@ def _compile_step(
             )
         except ExpressionError as error:
             check.problem(f"{where}.approval.prompt", f"invalid template: {error}")
+    signal_filter = None
+    if step.wait_for_signal is not None and step.wait_for_signal.filter:
+        signal_filter = compile_read(
+            step.wait_for_signal.filter, f"{where}.wait_for_signal.filter", SIGNAL_SCOPE
+        )
     compensation_inputs: dict[str, Expression] = {}
     if step.compensate is not None:
         for key, source in step.compensate.input.items():
@@ -409,5 +434,20 @@ def _compile_step(
         until=until,
         wait_time=wait_time,
         prompt=prompt,
+        signal_filter=signal_filter,
         compensation_inputs=compensation_inputs,
     )
+
+
+def _check_notification(check: _Checker, url: str, secret: str) -> None:
+    check_notification(url, secret, "spec.notification", check.problem)
+
+
+def check_notification(
+    url: str, secret: str, field: str, problem: Callable[[str, str], None]
+) -> None:
+    """A notification needs an http(s) URL and the name of the secret that signs it."""
+    if not url.startswith(("http://", "https://")) or len(url) > 2048:
+        problem(f"{field}.url", "must be an http:// or https:// URL (at most 2048 characters)")
+    if not SIGNAL_NAME.fullmatch(secret):
+        problem(f"{field}.secret", "must name a server secret ([A-Za-z0-9_.-]{1,128})")

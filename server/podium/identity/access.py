@@ -64,6 +64,9 @@ TABLE: dict[str, Access] = {
     _EX + "CancelRun": _allow(OPERATOR, DEVELOPER, mutation=True),
     _EX + "ResolveApproval": _allow(OPERATOR, APPROVER, mutation=True),
     _EX + "DeleteRun": _allow(OPERATOR, DEVELOPER, mutation=True),
+    _EX + "SignalRun": _allow(OPERATOR, DEVELOPER, mutation=True),
+    # The token is the capability; the role admits the caller, the tenant must be the run's.
+    _EX + "CompleteCallback": _allow(OPERATOR, DEVELOPER, APPROVER, mutation=True),
     _PR + "WatchRun": _READ,
     _PR + "WatchRuns": _READ,
     _CT + "ListAgents": _READ,

@@ -16,7 +16,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from podium.core import limits as server_limits
 from podium.core.clock import Clock, SystemClock
 from podium.core.limits import Limits
+from podium.egress import webhooks
+from podium.egress.client import EgressClient
+from podium.egress.destinations import DestinationPolicy
+from podium.egress.settings import EgressSettings
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
+from podium.engine.notifier import Notifier
 from podium.engine.retention import Pruner, default_interval
 from podium.governance.policy import Policy
 from podium.governance.prices import contribute_provider_prices
@@ -24,7 +29,8 @@ from podium.governance.service import Governance
 from podium.identity.authenticator import Authenticator
 from podium.identity.rates import TenantRateLimiter
 from podium.identity.token_catalog import TokenCatalog
-from podium.plugins.manager import PluginReport, load_plugins
+from podium.plugins.builtin.http import HttpAgent
+from podium.plugins.manager import BUILTIN_PLUGIN, PluginReport, load_plugins
 from podium.server import reflection
 from podium.server.audit_before import BeforeReader
 from podium.server.control_service import ControlService
@@ -130,6 +136,7 @@ class PodiumServer:
     log_ids: TraceIds | None = None
     # The HTTP API and console (`--http-address`), when served.
     http: HttpServer | None = None
+    outbound: EgressClient | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
@@ -150,7 +157,11 @@ class PodiumServer:
         if self.pruner is not None:
             # Before the engine and the store go: a pass in flight would write to a closed store.
             await self.pruner.stop()
+        if self.engine.notifier is not None:
+            await self.engine.notifier.stop()
         await self.engine.shutdown()
+        if self.outbound is not None:
+            await self.outbound.close()
         await self.store.close()
         if self.telemetry is not None:
             # After the engine: spans of runs it stopped end as suspended.
@@ -183,6 +194,7 @@ async def start_server(
     synchronous: str = "FULL",
     security: SecurityConfig | None = None,
     http: HttpSettings | None = None,
+    egress: EgressSettings | None = None,
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -206,6 +218,8 @@ async def start_server(
     anything is opened or bound, otherwise).
     `http`: also serve the same services over HTTP (Connect, gRPC-Web) and the web console
     on `http.address` (the same loopback rule holds there).
+    `egress`: secrets and allowed private networks of outbound calls (the `http`
+    agent, completion notifications); None: no secrets, public addresses only.
     """
     security = security or SecurityConfig()
     check_address(address, security)
@@ -237,6 +251,7 @@ async def start_server(
             jwt=jwt,
             telemetry=telemetry or telemetry_setup.off(),
             http=http,
+            egress=egress or EgressSettings(),
         )
     except BaseException:
         server_limits.release()
@@ -261,6 +276,7 @@ async def _open_and_serve(
     jwt: JwtVerifier | None,
     telemetry: telemetry_setup.TelemetryRuntime,
     http: HttpSettings | None,
+    egress: EgressSettings,
 ) -> PodiumServer:
     started = time.time()
     store: Store
@@ -299,6 +315,7 @@ async def _open_and_serve(
             security=security,
             jwt=jwt,
             http=http,
+            egress=egress,
         )
     except BaseException:
         # Whatever failed, nothing may keep running: the store's threads would
@@ -328,8 +345,18 @@ async def _serve_store(
     security: SecurityConfig,
     jwt: JwtVerifier | None,
     http: HttpSettings | None,
+    egress: EgressSettings,
 ) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins(agents=not remote_agents_only)
+    outbound = EgressClient(DestinationPolicy(egress.allow), egress.secrets)
+    # Builtin, but configured by the server (its secrets and allow-list), so
+    # registered here rather than through the plugin hook; a report reused from
+    # an earlier server (tests restart servers) gets this server's client.
+    registered = report.registry.agent(HttpAgent.name)
+    if isinstance(registered, HttpAgent):
+        registered.bind(outbound)
+    elif registered is None and not remote_agents_only:
+        report.registry.add_agent(HttpAgent(outbound), BUILTIN_PLUGIN)
     for failed in report.failed:
         log.warning("plugin %s failed to load: %s", failed.name, failed.error)
     governance = Governance(policy or Policy(), clock or SystemClock(), _governance_store(store))
@@ -353,6 +380,12 @@ async def _serve_store(
         clock=governance.clock,
         max_running_steps=max_running_steps,
         observer=telemetry.telemetry,
+    )
+    engine.notifier = Notifier(
+        store,
+        engine.services.recorder,
+        engine.clock,
+        lambda url, secret, payload, now: webhooks.deliver(outbound, url, secret, payload, now),
     )
 
     # The shedder first: a call past the limit costs nothing more. Then
@@ -428,6 +461,7 @@ async def _serve_store(
             " (--insecure)" if security.insecure else "; serving a loopback address only",
         )
     engine.start_recovery()
+    engine.notifier.start()
     pruner = None
     if retention_seconds:
         pruner = Pruner(
@@ -476,6 +510,7 @@ async def _serve_store(
         telemetry,
         log_ids,
         http_server,
+        outbound,
     )
 
 

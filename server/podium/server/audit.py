@@ -15,7 +15,11 @@ REQUEST_ID_METADATA = "x-request-id"
 REDACTED = "[redacted]"
 # A run's input and output may hold secrets (an api_token field): the audit
 # trail names the run, never its data; a new token's secret is shown once.
-_SECRET_KEYS = frozenset({"input", "output", "secret"})
+# A signal's or callback's payload is run data.
+_SECRET_KEYS = frozenset({"input", "output", "secret", "callbackToken", "payload"})
+# A callback token (CompleteCallback's `token`, a string) is a capability: whoever
+# holds it completes the step. CreateToken's `token` is a message, kept.
+_SECRET_STRINGS = frozenset({"token"})
 
 
 def request_id_of(metadata: Any) -> str:
@@ -59,8 +63,10 @@ def resource_of(method: str, request: dict[str, Any], after: dict[str, Any]) -> 
         return f"workflows/{request.get('workflowId', '')}"
     if name == "StartRun":
         return str(after.get("run", {}).get("name", ""))
-    if name == "ResolveApproval":
+    if name in ("ResolveApproval", "SignalRun"):
         return str(request.get("run", ""))
+    if name == "CompleteCallback":
+        return str(after.get("run", ""))
     if name == "UpdateQuota":
         return f"quotas/{request.get('quota', {}).get('name', '')}"
     if name == "UpdateBudget":
@@ -82,7 +88,11 @@ def _json(value: Any) -> dict[str, Any] | None:
 
 def _redact(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: (REDACTED if k in _SECRET_KEYS else _redact(v)) for k, v in value.items()}
+        return {k: (REDACTED if _secret(k, v) else _redact(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(item) for item in value]
     return value
+
+
+def _secret(key: str, value: Any) -> bool:
+    return key in _SECRET_KEYS or (key in _SECRET_STRINGS and isinstance(value, str))

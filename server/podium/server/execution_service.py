@@ -6,14 +6,16 @@ import asyncio
 from typing import Any
 
 import grpc
+from google.protobuf import struct_pb2
 
 from podium.core.errors import FieldViolation, InvalidArgument
+from podium.core.jsonvalues import from_json_numbers
 from podium.core.states import RunState
 from podium.engine.engine import SNAPSHOT_ATTEMPTS, Engine
 from podium.server import requests, translate
 from podium.server.caller import current_caller
 from podium.server.status import invalid, unary
-from podium.server.struct_values import struct_to_dict
+from podium.server.struct_values import struct_to_dict, value_to_python
 from podium.telemetry.propagation import caller_traceparent
 from podium.v1 import event_pb2, execution_service_pb2, execution_service_pb2_grpc
 
@@ -50,6 +52,9 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             ),
             # The run's span joins the caller's trace (W3C traceparent metadata).
             trace_parent=caller_traceparent(context.invocation_metadata()),
+            notification=translate.notification_from_proto(request.notification)
+            if request.HasField("notification")
+            else None,
         )
         return execution_service_pb2.StartRunResponse(run=translate.run_view_to_proto(view))
 
@@ -118,11 +123,54 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
         return execution_service_pb2.ResolveApprovalResponse(run=translate.run_view_to_proto(view))
 
     @unary
+    async def SignalRun(
+        self, request: execution_service_pb2.SignalRunRequest, context: Context
+    ) -> execution_service_pb2.SignalRunResponse:
+        run_id = requests.run_id(request.run, "run")
+        if len(request.request_id) > MAX_REQUEST_ID:
+            raise invalid("request_id", f"at most {MAX_REQUEST_ID} characters")
+        caller = current_caller()
+        signal = await self._engine.signal_run(
+            run_id,
+            request.name,
+            _payload(request.payload) if request.HasField("payload") else None,
+            request_id=request.request_id,
+            actor=caller.subject,
+            tenant=caller.tenant,
+        )
+        return execution_service_pb2.SignalRunResponse(
+            position=signal.position, consumed_by=signal.consumed_by
+        )
+
+    @unary
+    async def CompleteCallback(
+        self, request: execution_service_pb2.CompleteCallbackRequest, context: Context
+    ) -> execution_service_pb2.CompleteCallbackResponse:
+        if not request.token:
+            raise invalid("token", "required: the token of a CALLBACK_ISSUED event")
+        caller = current_caller()
+        record = await self._engine.complete_callback(
+            request.token,
+            _payload(request.payload) if request.HasField("payload") else None,
+            actor=caller.subject,
+            tenant=caller.tenant,
+        )
+        return execution_service_pb2.CompleteCallbackResponse(
+            run=f"runs/{record.run_id}", step_id=record.step_id
+        )
+
+    @unary
     async def DeleteRun(
         self, request: execution_service_pb2.DeleteRunRequest, context: Context
     ) -> execution_service_pb2.DeleteRunResponse:
         await self._engine.delete_run(requests.run_id(request.name), tenant=current_caller().tenant)
         return execution_service_pb2.DeleteRunResponse()
+
+
+def _payload(value: struct_pb2.Value) -> Any:
+    """A payload as JSON (numbers stay as the contract carries them: doubles,
+    integral ones as ints, as a run's input)."""
+    return from_json_numbers(value_to_python(value, "payload"))
 
 
 _DECISIONS = (event_pb2.APPROVAL_DECISION_APPROVE, event_pb2.APPROVAL_DECISION_REJECT)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from podium.core.limits import LimitError, Limits
+from podium.egress.secrets import SecretError
+from podium.egress.settings import EgressSettings
 from podium.governance.policy import Policy, PolicyError, load_policy
 from podium.identity.jwt_settings import JwtSettings
 from podium.server import loop
@@ -39,6 +41,7 @@ def run_server(
     metrics_address: str = "",
     http_address: str = "",
     http_cors_origins: tuple[str, ...] = (),
+    egress_options: Mapping[str, list[str]] | None = None,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
@@ -68,7 +71,8 @@ def run_server(
             check_address(http_address, security)
         elif http_cors_origins:
             raise ValueError("--http-cors-origin needs --http-address")
-    except (LimitError, ValueError, OSError) as error:
+        egress = EgressSettings.parse(**(egress_options or {}))
+    except (LimitError, SecretError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     policy = Policy()
@@ -92,6 +96,7 @@ def run_server(
                 security,
                 telemetry_settings,
                 http,
+                egress,
             )
         )
     except OSError as error:
@@ -111,6 +116,7 @@ async def _serve(
     security: SecurityConfig,
     telemetry_settings: setup.TelemetrySettings,
     http: HttpSettings | None,
+    egress: EgressSettings,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -129,6 +135,7 @@ async def _serve(
             security=security,
             telemetry=telemetry,
             http=http,
+            egress=egress,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit

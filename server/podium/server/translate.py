@@ -13,13 +13,16 @@ from podium.core.model import AttemptRecord, Event, RunRecord, RunView, StepReco
 from podium.core.spec import (
     ApprovalSpec,
     CacheSpec,
+    CallbackSpec,
     CompensationSpec,
     FailurePolicy,
     ForEachSpec,
     LoopSpec,
+    NotificationSpec,
     RetrierSpec,
     StepSpec,
     TriggerRule,
+    WaitForSignalSpec,
     WaitSpec,
     WorkflowSpec,
     WorkflowVersion,
@@ -230,7 +233,25 @@ def _step_from_proto(step: workflow_pb2.Step, field: str) -> StepSpec:
         heartbeat_timeout=seconds(step.heartbeat_timeout)
         if step.HasField("heartbeat_timeout")
         else None,
+        wait_for_signal=WaitForSignalSpec(
+            name=step.wait_for_signal.name,
+            filter=step.wait_for_signal.filter,
+            timeout=seconds(step.wait_for_signal.timeout)
+            if step.wait_for_signal.HasField("timeout")
+            else None,
+        )
+        if step.HasField("wait_for_signal")
+        else None,
+        callback=CallbackSpec(
+            timeout=seconds(step.callback.timeout) if step.callback.HasField("timeout") else None
+        )
+        if step.HasField("callback")
+        else None,
     )
+
+
+def notification_from_proto(message: workflow_pb2.Notification) -> NotificationSpec:
+    return NotificationSpec(url=message.url, secret=message.secret)
 
 
 def spec_from_proto(message: workflow_pb2.WorkflowSpec) -> WorkflowSpec:
@@ -246,6 +267,9 @@ def spec_from_proto(message: workflow_pb2.WorkflowSpec) -> WorkflowSpec:
         retry=_retriers(message.retry),
         timeout=seconds(message.timeout) if message.HasField("timeout") else None,
         max_cost=money_to_decimal(message.max_cost) if message.HasField("max_cost") else None,
+        notification=notification_from_proto(message.notification)
+        if message.HasField("notification")
+        else None,
     )
 
 
@@ -295,6 +319,16 @@ def _step_to_proto(step: StepSpec) -> workflow_pb2.Step:
         )
     if step.cache is not None:
         message.cache.CopyFrom(workflow_pb2.Cache(ttl=duration(step.cache.ttl)))
+    if step.wait_for_signal is not None:
+        message.wait_for_signal.CopyFrom(
+            workflow_pb2.WaitForSignal(
+                name=step.wait_for_signal.name,
+                filter=step.wait_for_signal.filter,
+                timeout=duration(step.wait_for_signal.timeout),
+            )
+        )
+    if step.callback is not None:
+        message.callback.CopyFrom(workflow_pb2.Callback(timeout=duration(step.callback.timeout)))
     return message
 
 
@@ -308,6 +342,11 @@ def spec_to_proto(spec: WorkflowSpec) -> workflow_pb2.WorkflowSpec:
         retry=_retriers_to_proto(spec.retry),
         timeout=duration(spec.timeout),
         max_cost=money(spec.max_cost) if spec.max_cost is not None else None,
+        notification=workflow_pb2.Notification(
+            url=spec.notification.url, secret=spec.notification.secret
+        )
+        if spec.notification is not None
+        else None,
     )
 
 
@@ -357,6 +396,7 @@ def step_to_proto(step: StepRecord) -> run_pb2.StepRun:
         items_succeeded=step.items_succeeded,
         items_failed=step.items_failed,
         iterations=step.iterations,
+        callback_token=step.callback_token,
     )
     if step.input is not None:
         message.input.SetInParent()  # present even when empty
@@ -441,4 +481,13 @@ def event_to_proto(event: Event) -> event_pb2.RunEvent:
     return event_pb2.RunEvent(**fields)
 
 
-_EVENT_TEXTS = ("provider", "model", "breaker", "budget", "price_version", "tool", "actor")
+_EVENT_TEXTS = (
+    "provider",
+    "model",
+    "breaker",
+    "budget",
+    "price_version",
+    "tool",
+    "actor",
+    "callback_token",
+)

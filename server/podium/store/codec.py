@@ -258,6 +258,8 @@ def event_row(event: Event) -> tuple[Any, ...]:
         body["pr"] = event.price_version
     if event.tool:
         body["tl"] = event.tool
+    if event.callback_token:
+        body["cb"] = event.callback_token
     return (event.run_id, event.sequence, event.time, int(event.type), _dumps(body))
 
 
@@ -293,4 +295,5 @@ def event_from_row(row: Any) -> Event:
         price_version=body.get("pr", ""),
         tool=body.get("tl", ""),
         actor=body.get("ac", ""),
+        callback_token=body.get("cb", ""),
     )

@@ -19,6 +19,7 @@ import grpc
 
 from podium.core.clock import Clock
 from podium.core.limits import Limits
+from podium.egress.settings import EgressSettings
 from podium.governance.policy import Policy
 from podium.plugins.manager import PluginReport
 from podium.server.app import PodiumServer, start_server
@@ -67,6 +68,7 @@ async def serving(
     security: SecurityConfig | None = None,
     telemetry: TelemetryRuntime | None = None,
     http: HttpSettings | None = None,
+    egress: EgressSettings | None = None,
 ) -> AsyncIterator[InProcessServer]:
     """Serves `db_path` (a SQLite file; ":memory:" keeps nothing) until the
     block ends, then stops the server with a short grace.
@@ -82,6 +84,8 @@ async def serving(
     `telemetry`: e.g. `podium.telemetry.setup.with_providers(...)` on in-memory
     exporters; the server closes it when it stops.
     `http`: also serve HTTP (e.g. `HttpSettings("127.0.0.1:0")`); its URL is `http_url`.
+    `egress`: secrets and allowed private networks of outbound calls (`http`
+    steps, notifications), e.g. `EgressSettings.parse(allow=["127.0.0.1"])`.
     """
     options: dict[str, Any] = {
         "clock": clock,
@@ -93,6 +97,7 @@ async def serving(
         "security": security,
         "telemetry": telemetry,
         "http": http,
+        "egress": egress,
     }
     if max_running_steps is not None:  # else the server's own default
         options["max_running_steps"] = max_running_steps

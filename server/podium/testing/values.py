@@ -15,7 +15,14 @@ from google.protobuf.message import Message
 
 from podium.v1 import common_pb2
 
-__all__ = ["money_nanos", "plain", "struct"]
+__all__ = ["json_value", "money_nanos", "plain", "struct"]
+
+
+def json_value(data: Any) -> struct_pb2.Value:
+    """A Value holding `data` (any JSON value)."""
+    message = struct_pb2.Value()
+    json_format.ParseDict(data, message)
+    return message
 
 
 def struct(data: Mapping[str, Any] | None) -> struct_pb2.Struct:

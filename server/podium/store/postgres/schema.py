@@ -192,6 +192,42 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_records_by_subject ON audit_records (tenant, subject, id DESC);
     CREATE INDEX audit_records_by_resource ON audit_records (tenant, resource, id DESC);
     """,
+    # As SQLite's: signals sent to runs (kept in order until a wait_for_signal
+    # step consumes them; request ids unique within a run), callback steps'
+    # single-use tokens, and runs' completion notifications.
+    """
+    CREATE TABLE signals (
+        run_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        time DOUBLE PRECISION NOT NULL,
+        request_id TEXT,
+        consumed_by TEXT NOT NULL,
+        PRIMARY KEY (run_id, position)
+    );
+    CREATE UNIQUE INDEX signals_by_request_id ON signals (run_id, request_id)
+        WHERE request_id IS NOT NULL;
+    CREATE TABLE callbacks (
+        token TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        issue_time DOUBLE PRECISION NOT NULL,
+        outcome TEXT NOT NULL,
+        payload TEXT
+    );
+    CREATE INDEX callbacks_by_run ON callbacks (run_id);
+    CREATE TABLE notifications (
+        run_id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        due_time DOUBLE PRECISION
+    );
+    CREATE INDEX notifications_pending ON notifications (state) WHERE state = 'PENDING';
+    """,
 ]
 
 

@@ -26,10 +26,13 @@ from podium.core.errors import PodiumError, Unavailable
 from podium.core.model import (
     DEFAULT_TENANT,
     AttemptRecord,
+    CallbackRecord,
     Event,
     ItemRecord,
+    NotificationRecord,
     RunRecord,
     RunView,
+    SignalRecord,
     StepRecord,
 )
 from podium.core.spec import WorkflowSpec, WorkflowVersion
@@ -482,10 +485,99 @@ class PostgresStore:
         if not existing:
             return 0
         ids = [row[0] for row in existing]
-        for table in ("events", "items", "attempts", "steps", "runs"):
+        tables = ("events", "items", "attempts", "steps", "signals", "callbacks", "notifications")
+        for table in (*tables, "runs"):
             self.writer.execute(f"DELETE FROM {table} WHERE run_id = ANY($1::text[])", (ids,))
         await self.writer.commit()
         return len(ids)
+
+    # -- signals, callbacks and completion notifications ------------------------
+
+    def put_signal(self, signal: SignalRecord) -> None:
+        self.writer.execute(
+            "INSERT INTO signals (run_id, position, name, payload, time, request_id, consumed_by) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id, position) "
+            "DO UPDATE SET consumed_by = excluded.consumed_by",
+            (
+                signal.run_id,
+                signal.position,
+                pg_codec.text(signal.name),
+                codec.dumps(signal.payload),
+                signal.time,
+                pg_codec.text(signal.request_id) if signal.request_id else None,
+                pg_codec.text(signal.consumed_by),
+            ),
+        )
+
+    async def signals_of(self, run_id: str) -> list[SignalRecord]:
+        return await self._fetch(
+            "SELECT run_id, position, name, payload, time, request_id, consumed_by FROM signals "
+            "WHERE run_id = $1 ORDER BY position",
+            (run_id,),
+            _signal,
+        )
+
+    def put_callback(self, callback: CallbackRecord) -> None:
+        self.writer.execute(
+            "INSERT INTO callbacks (token, run_id, step_id, tenant, issue_time, outcome, payload) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (token) "
+            "DO UPDATE SET outcome = excluded.outcome, payload = excluded.payload",
+            (
+                callback.token,
+                callback.run_id,
+                callback.step_id,
+                callback.tenant,
+                callback.issue_time,
+                callback.outcome,
+                codec.dumps_optional(callback.payload),
+            ),
+        )
+
+    async def get_callback(self, token: str) -> CallbackRecord | None:
+        found = await self._fetch(
+            f"SELECT {_CALLBACK_COLUMNS} FROM callbacks WHERE token = $1",
+            (pg_codec.text(token),),
+            _callback,
+        )
+        return found[0] if found else None
+
+    async def callbacks_of(self, run_id: str) -> list[CallbackRecord]:
+        return await self._fetch(
+            f"SELECT {_CALLBACK_COLUMNS} FROM callbacks WHERE run_id = $1 ORDER BY issue_time",
+            (run_id,),
+            _callback,
+        )
+
+    def put_notification(self, notification: NotificationRecord) -> None:
+        self.writer.execute(
+            "INSERT INTO notifications (run_id, url, secret, state, attempts, due_time) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id) DO UPDATE SET "
+            "state = excluded.state, attempts = excluded.attempts, due_time = excluded.due_time",
+            (
+                notification.run_id,
+                pg_codec.text(notification.url),
+                pg_codec.text(notification.secret),
+                notification.state,
+                notification.attempts,
+                notification.due_time,
+            ),
+        )
+
+    async def get_notification(self, run_id: str) -> NotificationRecord | None:
+        found = await self._fetch(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE run_id = $1",
+            (run_id,),
+            _notification,
+        )
+        return found[0] if found else None
+
+    async def pending_notifications(self) -> list[NotificationRecord]:
+        return await self._fetch(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE state = 'PENDING' "
+            "ORDER BY due_time, run_id",
+            (),
+            _notification,
+        )
 
     async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
         return await self._fetch(
@@ -513,6 +605,42 @@ class PostgresStore:
             "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE run_id = $1", run_id
         )
         return int(value)
+
+
+def _signal(row: Any) -> SignalRecord:
+    return SignalRecord(
+        run_id=row[0],
+        position=row[1],
+        name=row[2],
+        payload=json.loads(row[3]),
+        time=row[4],
+        request_id=row[5] or "",
+        consumed_by=row[6],
+    )
+
+
+_CALLBACK_COLUMNS = "token, run_id, step_id, tenant, issue_time, outcome, payload"
+
+
+def _callback(row: Any) -> CallbackRecord:
+    return CallbackRecord(
+        token=row[0],
+        run_id=row[1],
+        step_id=row[2],
+        tenant=row[3],
+        issue_time=row[4],
+        outcome=row[5],
+        payload=None if row[6] is None else json.loads(row[6]),
+    )
+
+
+_NOTIFICATION_COLUMNS = "run_id, url, secret, state, attempts, due_time"
+
+
+def _notification(row: Any) -> NotificationRecord:
+    return NotificationRecord(
+        run_id=row[0], url=row[1], secret=row[2], state=row[3], attempts=row[4], due_time=row[5]
+    )
 
 
 _UNFINISHED = str((int(RunState.PENDING), int(RunState.RUNNING), int(RunState.WAITING_APPROVAL)))

@@ -248,6 +248,42 @@ MIGRATIONS: list[str] = [
     DROP TABLE spend;
     ALTER TABLE spend_v9 RENAME TO spend;
     """,
+    # signals sent to runs (kept in order until a wait_for_signal step consumes
+    # them; request ids unique within a run), callback steps' single-use tokens,
+    # and runs' completion notifications (armed, pending delivery, done).
+    """
+    CREATE TABLE signals (
+        run_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        time REAL NOT NULL,
+        request_id TEXT,
+        consumed_by TEXT NOT NULL,
+        PRIMARY KEY (run_id, position)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX signals_by_request_id ON signals (run_id, request_id)
+        WHERE request_id IS NOT NULL;
+    CREATE TABLE callbacks (
+        token TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        issue_time REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        payload TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX callbacks_by_run ON callbacks (run_id);
+    CREATE TABLE notifications (
+        run_id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        due_time REAL
+    ) WITHOUT ROWID;
+    CREATE INDEX notifications_pending ON notifications (state) WHERE state = 'PENDING';
+    """,
 ]
 
 

@@ -24,10 +24,13 @@ from podium.core.errors import PodiumError, Unavailable
 from podium.core.model import (
     DEFAULT_TENANT,
     AttemptRecord,
+    CallbackRecord,
     Event,
     ItemRecord,
+    NotificationRecord,
     RunRecord,
     RunView,
+    SignalRecord,
     StepRecord,
 )
 from podium.core.spec import WorkflowSpec, WorkflowVersion
@@ -425,7 +428,8 @@ class SqliteStore:
             return 0
         ids = tuple(row[0] for row in existing)
         marks = ", ".join("?" for _ in ids)
-        for table in ("events", "items", "attempts", "steps", "runs"):
+        tables = ("events", "items", "attempts", "steps", "signals", "callbacks", "notifications")
+        for table in (*tables, "runs"):
             self.writer.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
         await self.writer.commit()
         return len(ids)
@@ -451,6 +455,92 @@ class SqliteStore:
             (run_id, *wanted, limit),
         )
         return [codec.event_from_row(row) for row in rows]
+
+    # -- signals, callbacks and completion notifications ------------------------
+
+    def put_signal(self, signal: SignalRecord) -> None:
+        self.writer.execute(
+            "INSERT INTO signals (run_id, position, name, payload, time, request_id, consumed_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, position) "
+            "DO UPDATE SET consumed_by = excluded.consumed_by",
+            (
+                signal.run_id,
+                signal.position,
+                signal.name,
+                codec.dumps(signal.payload),
+                signal.time,
+                signal.request_id or None,
+                signal.consumed_by,
+            ),
+        )
+
+    async def signals_of(self, run_id: str) -> list[SignalRecord]:
+        return await self._fetch(
+            "SELECT run_id, position, name, payload, time, request_id, consumed_by FROM signals "
+            "WHERE run_id = ? ORDER BY position",
+            (run_id,),
+            _signal,
+        )
+
+    def put_callback(self, callback: CallbackRecord) -> None:
+        self.writer.execute(
+            "INSERT INTO callbacks (token, run_id, step_id, tenant, issue_time, outcome, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (token) "
+            "DO UPDATE SET outcome = excluded.outcome, payload = excluded.payload",
+            (
+                callback.token,
+                callback.run_id,
+                callback.step_id,
+                callback.tenant,
+                callback.issue_time,
+                callback.outcome,
+                codec.dumps_optional(callback.payload),
+            ),
+        )
+
+    async def get_callback(self, token: str) -> CallbackRecord | None:
+        found = await self._fetch(
+            f"SELECT {_CALLBACK_COLUMNS} FROM callbacks WHERE token = ?", (token,), _callback
+        )
+        return found[0] if found else None
+
+    async def callbacks_of(self, run_id: str) -> list[CallbackRecord]:
+        return await self._fetch(
+            f"SELECT {_CALLBACK_COLUMNS} FROM callbacks WHERE run_id = ? ORDER BY issue_time",
+            (run_id,),
+            _callback,
+        )
+
+    def put_notification(self, notification: NotificationRecord) -> None:
+        self.writer.execute(
+            "INSERT INTO notifications (run_id, url, secret, state, attempts, due_time) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+            "state = excluded.state, attempts = excluded.attempts, due_time = excluded.due_time",
+            (
+                notification.run_id,
+                notification.url,
+                notification.secret,
+                notification.state,
+                notification.attempts,
+                notification.due_time,
+            ),
+        )
+
+    async def get_notification(self, run_id: str) -> NotificationRecord | None:
+        found = await self._fetch(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE run_id = ?",
+            (run_id,),
+            _notification,
+        )
+        return found[0] if found else None
+
+    async def pending_notifications(self) -> list[NotificationRecord]:
+        return await self._fetch(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE state = 'PENDING' "
+            "ORDER BY due_time, run_id",
+            (),
+            _notification,
+        )
 
     async def last_sequence(self, run_id: str) -> int:
         rows = await self._fetchall(
@@ -603,4 +693,40 @@ def _workflow(row: Any) -> WorkflowVersion:
         create_time=row[3],
         applied=row[4] or b"",
         tenant=row[5],
+    )
+
+
+def _signal(row: Any) -> SignalRecord:
+    return SignalRecord(
+        run_id=row[0],
+        position=row[1],
+        name=row[2],
+        payload=json.loads(row[3]),
+        time=row[4],
+        request_id=row[5] or "",
+        consumed_by=row[6],
+    )
+
+
+_CALLBACK_COLUMNS = "token, run_id, step_id, tenant, issue_time, outcome, payload"
+
+
+def _callback(row: Any) -> CallbackRecord:
+    return CallbackRecord(
+        token=row[0],
+        run_id=row[1],
+        step_id=row[2],
+        tenant=row[3],
+        issue_time=row[4],
+        outcome=row[5],
+        payload=None if row[6] is None else json.loads(row[6]),
+    )
+
+
+_NOTIFICATION_COLUMNS = "run_id, url, secret, state, attempts, due_time"
+
+
+def _notification(row: Any) -> NotificationRecord:
+    return NotificationRecord(
+        run_id=row[0], url=row[1], secret=row[2], state=row[3], attempts=row[4], due_time=row[5]
     )

@@ -4,6 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { Money } from "./common_pb.js";
 import { file_podium_v1_common } from "./common_pb.js";
@@ -11,13 +12,15 @@ import type { ApprovalDecision } from "./event_pb.js";
 import { file_podium_v1_event } from "./event_pb.js";
 import type { Run, RunState } from "./run_pb.js";
 import { file_podium_v1_run } from "./run_pb.js";
+import type { Notification } from "./workflow_pb.js";
+import { file_podium_v1_workflow } from "./workflow_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file podium/v1/execution_service.proto.
  */
 export const file_podium_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFwb2RpdW0vdjEvZXhlY3V0aW9uX3NlcnZpY2UucHJvdG8SCXBvZGl1bS52MSKvAgoPU3RhcnRSdW5SZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAiABKAMSJgoFaW5wdXQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnJlcXVlc3RfaWQYBCABKAkSNgoGbGFiZWxzGAUgAygLMiYucG9kaXVtLnYxLlN0YXJ0UnVuUmVxdWVzdC5MYWJlbHNFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBiABKAUSEAoIcHJpb3JpdHkYByABKAUSIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIvChBTdGFydFJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4iHQoNR2V0UnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJIi0KDkdldFJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4i1gEKD0xpc3RSdW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIQCgh3b3JrZmxvdxgDIAEoCRIjCgZzdGF0ZXMYBCADKA4yEy5wb2RpdW0udjEuUnVuU3RhdGUSNgoGbGFiZWxzGAUgAygLMiYucG9kaXVtLnYxLkxpc3RSdW5zUmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkkKEExpc3RSdW5zUmVzcG9uc2USHAoEcnVucxgBIAMoCzIOLnBvZGl1bS52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjAKEENhbmNlbFJ1blJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZyZWFzb24YAiABKAkiMAoRQ2FuY2VsUnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biJ2ChZSZXNvbHZlQXBwcm92YWxSZXF1ZXN0EgsKA3J1bhgBIAEoCRIPCgdzdGVwX2lkGAIgASgJEi0KCGRlY2lzaW9uGAMgASgOMhsucG9kaXVtLnYxLkFwcHJvdmFsRGVjaXNpb24SDwoHY29tbWVudBgEIAEoCSI2ChdSZXNvbHZlQXBwcm92YWxSZXNwb25zZRIbCgNydW4YASABKAsyDi5wb2RpdW0udjEuUnVuIiAKEERlbGV0ZVJ1blJlcXVlc3QSDAoEbmFtZRgBIAEoCSITChFEZWxldGVSdW5SZXNwb25zZTLFAwoQRXhlY3V0aW9uU2VydmljZRJDCghTdGFydFJ1bhIaLnBvZGl1bS52MS5TdGFydFJ1blJlcXVlc3QaGy5wb2RpdW0udjEuU3RhcnRSdW5SZXNwb25zZRI9CgZHZXRSdW4SGC5wb2RpdW0udjEuR2V0UnVuUmVxdWVzdBoZLnBvZGl1bS52MS5HZXRSdW5SZXNwb25zZRJDCghMaXN0UnVucxIaLnBvZGl1bS52MS5MaXN0UnVuc1JlcXVlc3QaGy5wb2RpdW0udjEuTGlzdFJ1bnNSZXNwb25zZRJGCglDYW5jZWxSdW4SGy5wb2RpdW0udjEuQ2FuY2VsUnVuUmVxdWVzdBocLnBvZGl1bS52MS5DYW5jZWxSdW5SZXNwb25zZRJYCg9SZXNvbHZlQXBwcm92YWwSIS5wb2RpdW0udjEuUmVzb2x2ZUFwcHJvdmFsUmVxdWVzdBoiLnBvZGl1bS52MS5SZXNvbHZlQXBwcm92YWxSZXNwb25zZRJGCglEZWxldGVSdW4SGy5wb2RpdW0udjEuRGVsZXRlUnVuUmVxdWVzdBocLnBvZGl1bS52MS5EZWxldGVSdW5SZXNwb25zZUIzCg1kZXYucG9kaXVtLnYxUAFaIHBvZGl1bS9nZW4vZ28vcG9kaXVtL3YxO3BvZGl1bXYxYgZwcm90bzM", [file_google_protobuf_struct, file_podium_v1_common, file_podium_v1_event, file_podium_v1_run]);
+  fileDesc("CiFwb2RpdW0vdjEvZXhlY3V0aW9uX3NlcnZpY2UucHJvdG8SCXBvZGl1bS52MSLeAgoPU3RhcnRSdW5SZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAiABKAMSJgoFaW5wdXQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnJlcXVlc3RfaWQYBCABKAkSNgoGbGFiZWxzGAUgAygLMiYucG9kaXVtLnYxLlN0YXJ0UnVuUmVxdWVzdC5MYWJlbHNFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBiABKAUSEAoIcHJpb3JpdHkYByABKAUSIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSLQoMbm90aWZpY2F0aW9uGDIgASgLMhcucG9kaXVtLnYxLk5vdGlmaWNhdGlvbhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi8KEFN0YXJ0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biIdCg1HZXRSdW5SZXF1ZXN0EgwKBG5hbWUYASABKAkiLQoOR2V0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biLWAQoPTGlzdFJ1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgASgJEiMKBnN0YXRlcxgEIAMoDjITLnBvZGl1bS52MS5SdW5TdGF0ZRI2CgZsYWJlbHMYBSADKAsyJi5wb2RpdW0udjEuTGlzdFJ1bnNSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4ucG9kaXVtLnYxLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoQQ2FuY2VsUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIwChFDYW5jZWxSdW5SZXNwb25zZRIbCgNydW4YASABKAsyDi5wb2RpdW0udjEuUnVuInYKFlJlc29sdmVBcHByb3ZhbFJlcXVlc3QSCwoDcnVuGAEgASgJEg8KB3N0ZXBfaWQYAiABKAkSLQoIZGVjaXNpb24YAyABKA4yGy5wb2RpdW0udjEuQXBwcm92YWxEZWNpc2lvbhIPCgdjb21tZW50GAQgASgJIjYKF1Jlc29sdmVBcHByb3ZhbFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4iIAoQRGVsZXRlUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJIhMKEURlbGV0ZVJ1blJlc3BvbnNlImoKEFNpZ25hbFJ1blJlcXVlc3QSCwoDcnVuGAEgASgJEgwKBG5hbWUYAiABKAkSJwoHcGF5bG9hZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRISCgpyZXF1ZXN0X2lkGAQgASgJIjoKEVNpZ25hbFJ1blJlc3BvbnNlEhAKCHBvc2l0aW9uGAEgASgDEhMKC2NvbnN1bWVkX2J5GAIgASgJIlEKF0NvbXBsZXRlQ2FsbGJhY2tSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEicKB3BheWxvYWQYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiOAoYQ29tcGxldGVDYWxsYmFja1Jlc3BvbnNlEgsKA3J1bhgBIAEoCRIPCgdzdGVwX2lkGAIgASgJMuoEChBFeGVjdXRpb25TZXJ2aWNlEkMKCFN0YXJ0UnVuEhoucG9kaXVtLnYxLlN0YXJ0UnVuUmVxdWVzdBobLnBvZGl1bS52MS5TdGFydFJ1blJlc3BvbnNlEj0KBkdldFJ1bhIYLnBvZGl1bS52MS5HZXRSdW5SZXF1ZXN0GhkucG9kaXVtLnYxLkdldFJ1blJlc3BvbnNlEkMKCExpc3RSdW5zEhoucG9kaXVtLnYxLkxpc3RSdW5zUmVxdWVzdBobLnBvZGl1bS52MS5MaXN0UnVuc1Jlc3BvbnNlEkYKCUNhbmNlbFJ1bhIbLnBvZGl1bS52MS5DYW5jZWxSdW5SZXF1ZXN0GhwucG9kaXVtLnYxLkNhbmNlbFJ1blJlc3BvbnNlElgKD1Jlc29sdmVBcHByb3ZhbBIhLnBvZGl1bS52MS5SZXNvbHZlQXBwcm92YWxSZXF1ZXN0GiIucG9kaXVtLnYxLlJlc29sdmVBcHByb3ZhbFJlc3BvbnNlEkYKCURlbGV0ZVJ1bhIbLnBvZGl1bS52MS5EZWxldGVSdW5SZXF1ZXN0GhwucG9kaXVtLnYxLkRlbGV0ZVJ1blJlc3BvbnNlEkYKCVNpZ25hbFJ1bhIbLnBvZGl1bS52MS5TaWduYWxSdW5SZXF1ZXN0GhwucG9kaXVtLnYxLlNpZ25hbFJ1blJlc3BvbnNlElsKEENvbXBsZXRlQ2FsbGJhY2sSIi5wb2RpdW0udjEuQ29tcGxldGVDYWxsYmFja1JlcXVlc3QaIy5wb2RpdW0udjEuQ29tcGxldGVDYWxsYmFja1Jlc3BvbnNlQjMKDWRldi5wb2RpdW0udjFQAVogcG9kaXVtL2dlbi9nby9wb2RpdW0vdjE7cG9kaXVtdjFiBnByb3RvMw", [file_google_protobuf_struct, file_podium_v1_common, file_podium_v1_event, file_podium_v1_run, file_podium_v1_workflow]);
 
 /**
  * @generated from message podium.v1.StartRunRequest
@@ -79,6 +82,13 @@ export type StartRunRequest = Message<"podium.v1.StartRunRequest"> & {
    * @generated from field: podium.v1.Money max_cost = 8;
    */
   maxCost?: Money | undefined;
+
+  /**
+   * Where to POST the run's summary when it ends; overrides the workflow's.
+   *
+   * @generated from field: podium.v1.Notification notification = 50;
+   */
+  notification?: Notification | undefined;
 };
 
 /**
@@ -345,6 +355,123 @@ export const DeleteRunResponseSchema: GenMessage<DeleteRunResponse> = /*@__PURE_
   messageDesc(file_podium_v1_execution_service, 11);
 
 /**
+ * @generated from message podium.v1.SignalRunRequest
+ */
+export type SignalRunRequest = Message<"podium.v1.SignalRunRequest"> & {
+  /**
+   * "runs/{run_id}".
+   *
+   * @generated from field: string run = 1;
+   */
+  run: string;
+
+  /**
+   * The signal's name: [A-Za-z0-9_.-]+, at most 128 characters.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Any JSON value (null when unset); the consuming step's output.
+   *
+   * @generated from field: google.protobuf.Value payload = 3;
+   */
+  payload?: Value | undefined;
+
+  /**
+   * Idempotency key chosen by the client (at most 128 characters), unique
+   * within the run; empty: every call is a new signal.
+   *
+   * @generated from field: string request_id = 4;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message podium.v1.SignalRunRequest.
+ * Use `create(SignalRunRequestSchema)` to create a new message.
+ */
+export const SignalRunRequestSchema: GenMessage<SignalRunRequest> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 12);
+
+/**
+ * @generated from message podium.v1.SignalRunResponse
+ */
+export type SignalRunResponse = Message<"podium.v1.SignalRunResponse"> & {
+  /**
+   * The signal's position among the run's signals, from 1.
+   *
+   * @generated from field: int64 position = 1;
+   */
+  position: bigint;
+
+  /**
+   * The step that consumed it, or empty while the run keeps it.
+   *
+   * @generated from field: string consumed_by = 2;
+   */
+  consumedBy: string;
+};
+
+/**
+ * Describes the message podium.v1.SignalRunResponse.
+ * Use `create(SignalRunResponseSchema)` to create a new message.
+ */
+export const SignalRunResponseSchema: GenMessage<SignalRunResponse> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 13);
+
+/**
+ * @generated from message podium.v1.CompleteCallbackRequest
+ */
+export type CompleteCallbackRequest = Message<"podium.v1.CompleteCallbackRequest"> & {
+  /**
+   * The token of a CALLBACK_ISSUED event (or of the step in GetRun).
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * Any JSON value (null when unset): the callback step's output.
+   *
+   * @generated from field: google.protobuf.Value payload = 2;
+   */
+  payload?: Value | undefined;
+};
+
+/**
+ * Describes the message podium.v1.CompleteCallbackRequest.
+ * Use `create(CompleteCallbackRequestSchema)` to create a new message.
+ */
+export const CompleteCallbackRequestSchema: GenMessage<CompleteCallbackRequest> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 14);
+
+/**
+ * @generated from message podium.v1.CompleteCallbackResponse
+ */
+export type CompleteCallbackResponse = Message<"podium.v1.CompleteCallbackResponse"> & {
+  /**
+   * The run of the completed step: "runs/{run_id}".
+   *
+   * @generated from field: string run = 1;
+   */
+  run: string;
+
+  /**
+   * @generated from field: string step_id = 2;
+   */
+  stepId: string;
+};
+
+/**
+ * Describes the message podium.v1.CompleteCallbackResponse.
+ * Use `create(CompleteCallbackResponseSchema)` to create a new message.
+ */
+export const CompleteCallbackResponseSchema: GenMessage<CompleteCallbackResponse> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 15);
+
+/**
  * Starts, reads and cancels runs.
  *
  * @generated from service podium.v1.ExecutionService
@@ -416,6 +543,35 @@ export const ExecutionService: GenService<{
     methodKind: "unary";
     input: typeof DeleteRunRequestSchema;
     output: typeof DeleteRunResponseSchema;
+  },
+  /**
+   * Sends a signal to a run: the first wait_for_signal step waiting for its
+   * name whose filter accepts its payload consumes it; if none waits, the run
+   * keeps it (in order) for the first such step to come. Durable when this
+   * returns. Idempotent on request_id within the run: a repeated call returns
+   * the first one's signal and records nothing; the same request_id with
+   * another name or payload fails with ALREADY_EXISTS, reason
+   * REQUEST_ID_REUSED. A run that ended: FAILED_PRECONDITION,
+   * RUN_ALREADY_ENDED (unless the request_id was accepted before it ended).
+   *
+   * @generated from rpc podium.v1.ExecutionService.SignalRun
+   */
+  signalRun: {
+    methodKind: "unary";
+    input: typeof SignalRunRequestSchema;
+    output: typeof SignalRunResponseSchema;
+  },
+  /**
+   * Completes the callback step that issued `token` with `payload` (its
+   * output). A token is single-use: an unknown, used or expired one is
+   * NOT_FOUND, reason CALLBACK_NOT_FOUND.
+   *
+   * @generated from rpc podium.v1.ExecutionService.CompleteCallback
+   */
+  completeCallback: {
+    methodKind: "unary";
+    input: typeof CompleteCallbackRequestSchema;
+    output: typeof CompleteCallbackResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_podium_v1_execution_service, 0);

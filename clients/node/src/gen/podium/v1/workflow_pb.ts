@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file podium/v1/workflow.proto.
  */
 export const file_podium_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("Chhwb2RpdW0vdjEvd29ya2Zsb3cucHJvdG8SCXBvZGl1bS52MSKBAQoIV29ya2Zsb3cSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEiUKBHNwZWMYAyABKAsyFy5wb2RpdW0udjEuV29ya2Zsb3dTcGVjEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKXAwoMV29ya2Zsb3dTcGVjEhMKC2Rlc2NyaXB0aW9uGAEgASgJEh4KBXN0ZXBzGAIgAygLMg8ucG9kaXVtLnYxLlN0ZXASMwoGb3V0cHV0GAMgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5PdXRwdXRFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBCABKAUSMwoGbGFiZWxzGAUgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5MYWJlbHNFbnRyeRIhCgVyZXRyeRgGIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEioKB3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkaLQoLT3V0cHV0RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIv4FCgRTdGVwEgoKAmlkGAEgASgJEg0KBWFnZW50GAIgASgJEikKBWlucHV0GAMgAygLMhoucG9kaXVtLnYxLlN0ZXAuSW5wdXRFbnRyeRISCgpkZXBlbmRzX29uGAQgAygJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoLZGVzY3JpcHRpb24YBiABKAkSIQoFcmV0cnkYByADKAsyEi5wb2RpdW0udjEuUmV0cmllchIyCg9hdHRlbXB0X3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgpvbl9mYWlsdXJlGAogASgOMhgucG9kaXVtLnYxLkZhaWx1cmVQb2xpY3kSLAoMdHJpZ2dlcl9ydWxlGAsgASgOMhYucG9kaXVtLnYxLlRyaWdnZXJSdWxlEgwKBHdoZW4YDCABKAkSJAoIZm9yX2VhY2gYDSABKAsyEi5wb2RpdW0udjEuRm9yRWFjaBIdCgRsb29wGA4gASgLMg8ucG9kaXVtLnYxLkxvb3ASHQoEd2FpdBgPIAEoCzIPLnBvZGl1bS52MS5XYWl0EiUKCGFwcHJvdmFsGBAgASgLMhMucG9kaXVtLnYxLkFwcHJvdmFsEisKCmNvbXBlbnNhdGUYESABKAsyFy5wb2RpdW0udjEuQ29tcGVuc2F0aW9uEh8KBWNhY2hlGBIgASgLMhAucG9kaXVtLnYxLkNhY2hlEhEKCWZhaWxfZmFzdBgTIAEoCBINCgV0b29scxgUIAMoCRISCgp0YXNrX3F1ZXVlGBUgASgJEjQKEWhlYXJ0YmVhdF90aW1lb3V0GBYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGiwKCklucHV0RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLMAQoHUmV0cmllchIUCgxlcnJvcl9lcXVhbHMYASADKAkSKwoIaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMYmFja29mZl9yYXRlGAMgASgBEi8KDG1heF9pbnRlcnZhbBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfYXR0ZW1wdHMYBSABKAUSIQoGaml0dGVyGAYgASgOMhEucG9kaXVtLnYxLkppdHRlciJ1CgdGb3JFYWNoEg0KBWl0ZW1zGAEgASgJEhcKD21heF9jb25jdXJyZW5jeRgCIAEoBRIfChd0b2xlcmF0ZWRfZmFpbHVyZV9jb3VudBgDIAEoBRIhChl0b2xlcmF0ZWRfZmFpbHVyZV9wZXJjZW50GAQgASgBIi0KBExvb3ASDQoFdW50aWwYASABKAkSFgoObWF4X2l0ZXJhdGlvbnMYAiABKAUihQEKBFdhaXQSLQoIZHVyYXRpb24YASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25IABIqCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEhkKD3RpbWVfZXhwcmVzc2lvbhgDIAEoCUgAQgcKBXVudGlsIkYKCEFwcHJvdmFsEg4KBnByb21wdBgBIAEoCRIqCgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIqcBCgxDb21wZW5zYXRpb24SDQoFYWdlbnQYASABKAkSMQoFaW5wdXQYAiADKAsyIi5wb2RpdW0udjEuQ29tcGVuc2F0aW9uLklucHV0RW50cnkSJwoGY29uZmlnGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBosCgpJbnB1dEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoFQ2FjaGUSJgoDdHRsGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIiIKDkV4ZWN1dGlvbkxldmVsEhAKCHN0ZXBfaWRzGAEgAygJKkIKBkppdHRlchIWChJKSVRURVJfVU5TUEVDSUZJRUQQABIPCgtKSVRURVJfTk9ORRABEg8KC0pJVFRFUl9GVUxMEAIqZQoNRmFpbHVyZVBvbGljeRIeChpGQUlMVVJFX1BPTElDWV9VTlNQRUNJRklFRBAAEhcKE0ZBSUxVUkVfUE9MSUNZX0ZBSUwQARIbChdGQUlMVVJFX1BPTElDWV9DT05USU5VRRACKoYBCgtUcmlnZ2VyUnVsZRIcChhUUklHR0VSX1JVTEVfVU5TUEVDSUZJRUQQABIeChpUUklHR0VSX1JVTEVfQUxMX1NVQ0NFRURFRBABEhkKFVRSSUdHRVJfUlVMRV9BTExfRE9ORRACEh4KGlRSSUdHRVJfUlVMRV9BTllfU1VDQ0VFREVEEANCMwoNZGV2LnBvZGl1bS52MVABWiBwb2RpdW0vZ2VuL2dvL3BvZGl1bS92MTtwb2RpdW12MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
+  fileDesc("Chhwb2RpdW0vdjEvd29ya2Zsb3cucHJvdG8SCXBvZGl1bS52MSKBAQoIV29ya2Zsb3cSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEiUKBHNwZWMYAyABKAsyFy5wb2RpdW0udjEuV29ya2Zsb3dTcGVjEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLGAwoMV29ya2Zsb3dTcGVjEhMKC2Rlc2NyaXB0aW9uGAEgASgJEh4KBXN0ZXBzGAIgAygLMg8ucG9kaXVtLnYxLlN0ZXASMwoGb3V0cHV0GAMgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5PdXRwdXRFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBCABKAUSMwoGbGFiZWxzGAUgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5MYWJlbHNFbnRyeRIhCgVyZXRyeRgGIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEioKB3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSLQoMbm90aWZpY2F0aW9uGDIgASgLMhcucG9kaXVtLnYxLk5vdGlmaWNhdGlvbhotCgtPdXRwdXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiKwoMTm90aWZpY2F0aW9uEgsKA3VybBgBIAEoCRIOCgZzZWNyZXQYAiABKAkiWQoNV2FpdEZvclNpZ25hbBIMCgRuYW1lGAEgASgJEg4KBmZpbHRlchgCIAEoCRIqCgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjYKCENhbGxiYWNrEioKB3RpbWVvdXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i2AYKBFN0ZXASCgoCaWQYASABKAkSDQoFYWdlbnQYAiABKAkSKQoFaW5wdXQYAyADKAsyGi5wb2RpdW0udjEuU3RlcC5JbnB1dEVudHJ5EhIKCmRlcGVuZHNfb24YBCADKAkSJwoGY29uZmlnGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtkZXNjcmlwdGlvbhgGIAEoCRIhCgVyZXRyeRgHIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEjIKD2F0dGVtcHRfdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCm9uX2ZhaWx1cmUYCiABKA4yGC5wb2RpdW0udjEuRmFpbHVyZVBvbGljeRIsCgx0cmlnZ2VyX3J1bGUYCyABKA4yFi5wb2RpdW0udjEuVHJpZ2dlclJ1bGUSDAoEd2hlbhgMIAEoCRIkCghmb3JfZWFjaBgNIAEoCzISLnBvZGl1bS52MS5Gb3JFYWNoEh0KBGxvb3AYDiABKAsyDy5wb2RpdW0udjEuTG9vcBIdCgR3YWl0GA8gASgLMg8ucG9kaXVtLnYxLldhaXQSJQoIYXBwcm92YWwYECABKAsyEy5wb2RpdW0udjEuQXBwcm92YWwSKwoKY29tcGVuc2F0ZRgRIAEoCzIXLnBvZGl1bS52MS5Db21wZW5zYXRpb24SHwoFY2FjaGUYEiABKAsyEC5wb2RpdW0udjEuQ2FjaGUSEQoJZmFpbF9mYXN0GBMgASgIEg0KBXRvb2xzGBQgAygJEhIKCnRhc2tfcXVldWUYFSABKAkSNAoRaGVhcnRiZWF0X3RpbWVvdXQYFiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoPd2FpdF9mb3Jfc2lnbmFsGDIgASgLMhgucG9kaXVtLnYxLldhaXRGb3JTaWduYWwSJQoIY2FsbGJhY2sYMyABKAsyEy5wb2RpdW0udjEuQ2FsbGJhY2saLAoKSW5wdXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIswBCgdSZXRyaWVyEhQKDGVycm9yX2VxdWFscxgBIAMoCRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxiYWNrb2ZmX3JhdGUYAyABKAESLwoMbWF4X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgFIAEoBRIhCgZqaXR0ZXIYBiABKA4yES5wb2RpdW0udjEuSml0dGVyInUKB0ZvckVhY2gSDQoFaXRlbXMYASABKAkSFwoPbWF4X2NvbmN1cnJlbmN5GAIgASgFEh8KF3RvbGVyYXRlZF9mYWlsdXJlX2NvdW50GAMgASgFEiEKGXRvbGVyYXRlZF9mYWlsdXJlX3BlcmNlbnQYBCABKAEiLQoETG9vcBINCgV1bnRpbBgBIAEoCRIWCg5tYXhfaXRlcmF0aW9ucxgCIAEoBSKFAQoEV2FpdBItCghkdXJhdGlvbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASGQoPdGltZV9leHByZXNzaW9uGAMgASgJSABCBwoFdW50aWwiRgoIQXBwcm92YWwSDgoGcHJvbXB0GAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ipwEKDENvbXBlbnNhdGlvbhINCgVhZ2VudBgBIAEoCRIxCgVpbnB1dBgCIAMoCzIiLnBvZGl1bS52MS5Db21wZW5zYXRpb24uSW5wdXRFbnRyeRInCgZjb25maWcYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0GiwKCklucHV0RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIvCgVDYWNoZRImCgN0dGwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iIgoORXhlY3V0aW9uTGV2ZWwSEAoIc3RlcF9pZHMYASADKAkqQgoGSml0dGVyEhYKEkpJVFRFUl9VTlNQRUNJRklFRBAAEg8KC0pJVFRFUl9OT05FEAESDwoLSklUVEVSX0ZVTEwQAiplCg1GYWlsdXJlUG9saWN5Eh4KGkZBSUxVUkVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASFwoTRkFJTFVSRV9QT0xJQ1lfRkFJTBABEhsKF0ZBSUxVUkVfUE9MSUNZX0NPTlRJTlVFEAIqhgEKC1RyaWdnZXJSdWxlEhwKGFRSSUdHRVJfUlVMRV9VTlNQRUNJRklFRBAAEh4KGlRSSUdHRVJfUlVMRV9BTExfU1VDQ0VFREVEEAESGQoVVFJJR0dFUl9SVUxFX0FMTF9ET05FEAISHgoaVFJJR0dFUl9SVUxFX0FOWV9TVUNDRUVERUQQA0IzCg1kZXYucG9kaXVtLnYxUAFaIHBvZGl1bS9nZW4vZ28vcG9kaXVtL3YxO3BvZGl1bXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
 
 /**
  * A stored version of a workflow definition. Output only: CreateWorkflow
@@ -125,6 +125,13 @@ export type WorkflowSpec = Message<"podium.v1.WorkflowSpec"> & {
    * @generated from field: podium.v1.Money max_cost = 8;
    */
   maxCost?: Money | undefined;
+
+  /**
+   * Where to POST each run's summary when it ends; StartRun may name another.
+   *
+   * @generated from field: podium.v1.Notification notification = 50;
+   */
+  notification?: Notification | undefined;
 };
 
 /**
@@ -133,6 +140,99 @@ export type WorkflowSpec = Message<"podium.v1.WorkflowSpec"> & {
  */
 export const WorkflowSpecSchema: GenMessage<WorkflowSpec> = /*@__PURE__*/
   messageDesc(file_podium_v1_workflow, 1);
+
+/**
+ * A completion notification: when a run ends its summary is POSTed (JSON) to
+ * `url`, signed with HMAC-SHA256 under the server secret named `secret`
+ * (headers Podium-Timestamp and Podium-Signature: "v1=" + hex of
+ * HMAC(key, timestamp + "." + body)); retried with exponential backoff, each
+ * delivery attempt recorded as a NOTIFICATION_* event of the run.
+ *
+ * @generated from message podium.v1.Notification
+ */
+export type Notification = Message<"podium.v1.Notification"> & {
+  /**
+   * http:// or https://; subject to the server's destination allow-list.
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * Name of a server secret (`podium serve --secret NAME=env:VAR`): the key.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message podium.v1.Notification.
+ * Use `create(NotificationSchema)` to create a new message.
+ */
+export const NotificationSchema: GenMessage<Notification> = /*@__PURE__*/
+  messageDesc(file_podium_v1_workflow, 2);
+
+/**
+ * Waits for a signal named `name` whose payload passes `filter`. Signals sent
+ * before the step waits are kept by the run, in order, and the first matching
+ * one is consumed: each signal is consumed by one step at most.
+ *
+ * @generated from message podium.v1.WaitForSignal
+ */
+export type WaitForSignal = Message<"podium.v1.WaitForSignal"> & {
+  /**
+   * The signal's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * CEL condition over `payload` (the signal's payload), `input` and
+   * `steps`; empty: any payload. A payload on which it fails to evaluate does
+   * not match.
+   *
+   * @generated from field: string filter = 2;
+   */
+  filter: string;
+
+  /**
+   * After this long without a matching signal the step fails with podium.Timeout.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 3;
+   */
+  timeout?: Duration | undefined;
+};
+
+/**
+ * Describes the message podium.v1.WaitForSignal.
+ * Use `create(WaitForSignalSchema)` to create a new message.
+ */
+export const WaitForSignalSchema: GenMessage<WaitForSignal> = /*@__PURE__*/
+  messageDesc(file_podium_v1_workflow, 3);
+
+/**
+ * Issues a single-use, unguessable token (shown in the CALLBACK_ISSUED event
+ * and on the waiting step in GetRun) and waits for CompleteCallback with it.
+ *
+ * @generated from message podium.v1.Callback
+ */
+export type Callback = Message<"podium.v1.Callback"> & {
+  /**
+   * After this long without CompleteCallback the step fails with podium.Timeout.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 1;
+   */
+  timeout?: Duration | undefined;
+};
+
+/**
+ * Describes the message podium.v1.Callback.
+ * Use `create(CallbackSchema)` to create a new message.
+ */
+export const CallbackSchema: GenMessage<Callback> = /*@__PURE__*/
+  messageDesc(file_podium_v1_workflow, 4);
 
 /**
  * One node of the workflow DAG.
@@ -301,6 +401,22 @@ export type Step = Message<"podium.v1.Step"> & {
    * @generated from field: google.protobuf.Duration heartbeat_timeout = 22;
    */
   heartbeatTimeout?: Duration | undefined;
+
+  /**
+   * A step that waits for a signal (SignalRun) of the run (no agent); its
+   * output is the signal's payload.
+   *
+   * @generated from field: podium.v1.WaitForSignal wait_for_signal = 50;
+   */
+  waitForSignal?: WaitForSignal | undefined;
+
+  /**
+   * A step that waits for CompleteCallback with a single-use token it issues
+   * (no agent); its output is the callback's payload.
+   *
+   * @generated from field: podium.v1.Callback callback = 51;
+   */
+  callback?: Callback | undefined;
 };
 
 /**
@@ -308,7 +424,7 @@ export type Step = Message<"podium.v1.Step"> & {
  * Use `create(StepSchema)` to create a new message.
  */
 export const StepSchema: GenMessage<Step> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 2);
+  messageDesc(file_podium_v1_workflow, 5);
 
 /**
  * One rule of a retry policy.
@@ -362,7 +478,7 @@ export type Retrier = Message<"podium.v1.Retrier"> & {
  * Use `create(RetrierSchema)` to create a new message.
  */
 export const RetrierSchema: GenMessage<Retrier> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 3);
+  messageDesc(file_podium_v1_workflow, 6);
 
 /**
  * Fan-out: one agent execution per item, with `item` and `index` in scope.
@@ -404,7 +520,7 @@ export type ForEach = Message<"podium.v1.ForEach"> & {
  * Use `create(ForEachSchema)` to create a new message.
  */
 export const ForEachSchema: GenMessage<ForEach> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 4);
+  messageDesc(file_podium_v1_workflow, 7);
 
 /**
  * Repetition: `iteration` (0-based) and `previous` (the last output) in scope.
@@ -432,7 +548,7 @@ export type Loop = Message<"podium.v1.Loop"> & {
  * Use `create(LoopSchema)` to create a new message.
  */
 export const LoopSchema: GenMessage<Loop> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 5);
+  messageDesc(file_podium_v1_workflow, 8);
 
 /**
  * A durable timer.
@@ -475,7 +591,7 @@ export type Wait = Message<"podium.v1.Wait"> & {
  * Use `create(WaitSchema)` to create a new message.
  */
 export const WaitSchema: GenMessage<Wait> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 6);
+  messageDesc(file_podium_v1_workflow, 9);
 
 /**
  * A human decision: the run waits in WAITING_APPROVAL until ResolveApproval.
@@ -503,7 +619,7 @@ export type Approval = Message<"podium.v1.Approval"> & {
  * Use `create(ApprovalSchema)` to create a new message.
  */
 export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 7);
+  messageDesc(file_podium_v1_workflow, 10);
 
 /**
  * An undo action.
@@ -534,7 +650,7 @@ export type Compensation = Message<"podium.v1.Compensation"> & {
  * Use `create(CompensationSchema)` to create a new message.
  */
 export const CompensationSchema: GenMessage<Compensation> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 8);
+  messageDesc(file_podium_v1_workflow, 11);
 
 /**
  * Result caching.
@@ -555,7 +671,7 @@ export type Cache = Message<"podium.v1.Cache"> & {
  * Use `create(CacheSchema)` to create a new message.
  */
 export const CacheSchema: GenMessage<Cache> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 9);
+  messageDesc(file_podium_v1_workflow, 12);
 
 /**
  * Steps that could run together: every step of level n depends only on steps
@@ -576,7 +692,7 @@ export type ExecutionLevel = Message<"podium.v1.ExecutionLevel"> & {
  * Use `create(ExecutionLevelSchema)` to create a new message.
  */
 export const ExecutionLevelSchema: GenMessage<ExecutionLevel> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 10);
+  messageDesc(file_podium_v1_workflow, 13);
 
 /**
  * Randomisation of retry delays.
