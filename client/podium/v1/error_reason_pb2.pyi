@@ -176,6 +176,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """[RESOURCE_EXHAUSTED] The caller's tenant exceeded its request rate;
     retry after the RetryInfo delay.
     """
+    ERROR_REASON_INPUT_SCHEMA_VIOLATED: _ErrorReason.ValueType  # 90
+    """[INVALID_ARGUMENT] A run's input violates its workflow's `input_schema`;
+    the BadRequest has one violation per problem, its field the JSON pointer
+    of the offending value in the request ("/input/items/0/qty"). Nothing was
+    stored.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server puts in the google.rpc.ErrorInfo (domain "podium")
@@ -345,5 +351,11 @@ ERROR_REASON_ROLE_NOT_ALLOWED: ErrorReason.ValueType  # 44
 ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 45
 """[RESOURCE_EXHAUSTED] The caller's tenant exceeded its request rate;
 retry after the RetryInfo delay.
+"""
+ERROR_REASON_INPUT_SCHEMA_VIOLATED: ErrorReason.ValueType  # 90
+"""[INVALID_ARGUMENT] A run's input violates its workflow's `input_schema`;
+the BadRequest has one violation per problem, its field the JSON pointer
+of the offending value in the request ("/input/items/0/qty"). Nothing was
+stored.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

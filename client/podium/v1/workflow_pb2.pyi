@@ -194,6 +194,8 @@ class WorkflowSpec(_message.Message):
     RETRY_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     MAX_COST_FIELD_NUMBER: _builtins.int
+    INPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    OUTPUT_SCHEMA_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     """Free text shown by tools."""
     max_concurrency: _builtins.int
@@ -225,6 +227,20 @@ class WorkflowSpec(_message.Message):
     def max_cost(self) -> _common_pb2.Money:
         """Default hard ceiling of each run's LLM spend; StartRun may lower it."""
 
+    @_builtins.property
+    def input_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema (draft 2020-12 unless `$schema` says otherwise) a run's input
+        must satisfy: StartRun answers INVALID_ARGUMENT with one BadRequest field
+        violation per problem, its field a JSON pointer into the request
+        ("/input/customer/id"), and stores nothing. Unset: any input.
+        """
+
+    @_builtins.property
+    def output_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema the run's output must satisfy; a violation fails the run with
+        "podium.InvalidOutput". Unset: any output.
+        """
+
     def __init__(
         self,
         *,
@@ -236,10 +252,12 @@ class WorkflowSpec(_message.Message):
         retry: _abc.Iterable[Global___Retrier] | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         max_cost: _common_pb2.Money | None = ...,
+        input_schema: _struct_pb2.Struct | None = ...,
+        output_schema: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["max_cost", b"max_cost", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema", "max_cost", b"max_cost", "output_schema", b"output_schema", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "output", b"output", "retry", b"retry", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "input_schema", b"input_schema", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "output", b"output", "output_schema", b"output_schema", "retry", b"retry", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -293,6 +311,7 @@ class Step(_message.Message):
     TOOLS_FIELD_NUMBER: _builtins.int
     TASK_QUEUE_FIELD_NUMBER: _builtins.int
     HEARTBEAT_TIMEOUT_FIELD_NUMBER: _builtins.int
+    OUTPUT_SCHEMA_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the workflow: [a-z_][a-z0-9_]*, at most 63 characters."""
     agent: _builtins.str
@@ -380,6 +399,13 @@ class Step(_message.Message):
         the attempt is INTERRUPTED (and retried under `retry`); default 30s.
         """
 
+    @_builtins.property
+    def output_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema each output of the step's agent must satisfy (each item's,
+        for a for_each); a violation fails the attempt with "podium.InvalidOutput"
+        (not retried). Unset: only the agent's own output schema, if it has one.
+        """
+
     def __init__(
         self,
         *,
@@ -405,10 +431,11 @@ class Step(_message.Message):
         tools: _abc.Iterable[_builtins.str] | None = ...,
         task_queue: _builtins.str = ...,
         heartbeat_timeout: _duration_pb2.Duration | None = ...,
+        output_schema: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "loop", b"loop", "timeout", b"timeout", "wait", b"wait"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "loop", b"loop", "output_schema", b"output_schema", "timeout", b"timeout", "wait", b"wait"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "retry", b"retry", "task_queue", b"task_queue", "timeout", b"timeout", "tools", b"tools", "trigger_rule", b"trigger_rule", "wait", b"wait", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "output_schema", b"output_schema", "retry", b"retry", "task_queue", b"task_queue", "timeout", b"timeout", "tools", b"tools", "trigger_rule", b"trigger_rule", "wait", b"wait", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

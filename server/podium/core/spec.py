@@ -89,6 +89,8 @@ class StepSpec(_Frozen):
     task_queue: str = ""
     # A worker's heartbeats on an attempt must not lapse longer (None: 30s).
     heartbeat_timeout: float | None = None
+    # JSON Schema every output of the agent must satisfy (None: no check).
+    output_schema: dict[str, Any] | None = None
 
 
 class WorkflowSpec(_Frozen):
@@ -100,6 +102,9 @@ class WorkflowSpec(_Frozen):
     retry: list[RetrierSpec] = Field(default_factory=list)
     timeout: float | None = None
     max_cost: Decimal | None = None
+    # JSON Schemas of a run's input (checked by StartRun) and output.
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
 
 
 class WorkflowVersion(BaseModel):

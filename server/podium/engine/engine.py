@@ -31,6 +31,7 @@ from podium.core.errors import (
 )
 from podium.core.jsonvalues import TooLarge, check_json_size
 from podium.core.model import DEFAULT_TENANT, AttemptRecord, Event, RunRecord, RunView, StepRecord
+from podium.core.schemas import json_pointer, violations
 from podium.core.states import RunState
 from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import RunAdmission
@@ -221,6 +222,7 @@ class Engine:
         trace_parent: str,
     ) -> RunView:
         workflow = await self.workflows.get(workflow_id, version, tenant=tenant)
+        _check_input_schema(workflow.spec.input_schema, input)
         plan = self.workflows.plan_for(workflow)
         now = self.clock.now()
         run = RunRecord(
@@ -523,6 +525,16 @@ class Engine:
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the server is shutting down", reason="SHUTTING_DOWN")
+
+
+def _check_input_schema(schema: Mapping[str, Any] | None, value: dict[str, Any]) -> None:
+    found = [] if schema is None else violations(schema, value)
+    if found:
+        raise InvalidArgument(
+            "the input violates the workflow's input_schema",
+            [FieldViolation(f"/input{json_pointer(path)}", reason) for path, reason in found],
+            reason="INPUT_SCHEMA_VIOLATED",
+        )
 
 
 def _check_input_size(input: dict[str, Any]) -> None:

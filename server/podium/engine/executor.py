@@ -19,6 +19,7 @@ from podium.core.expressions import ExpressionError
 from podium.core.failures import CANCELLED, INTERNAL, INVALID_OUTPUT, TIMEOUT, Failure
 from podium.core.jsonvalues import from_json_numbers
 from podium.core.model import RunRecord, StepRecord
+from podium.core.schemas import first_violation
 from podium.core.states import RunState, StepState
 from podium.engine.approvals import Approvals
 from podium.engine.compensation import run_compensation
@@ -354,10 +355,14 @@ class RunExecutor:
             try:
                 output = self._run_output()
                 oversized = oversized_output(output, "the run's output")
+                violated = first_violation(self.plan.spec.output_schema, output)
                 failed = any(s.state == StepState.FAILED for s in self.steps.values())
                 state = RunState.PARTIALLY_SUCCEEDED if failed else RunState.SUCCEEDED
                 if oversized is not None:
                     self.journal.finished(RunState.FAILED, oversized, None)
+                elif violated is not None:
+                    message = f"the run's output violates the workflow's output_schema: {violated}"
+                    self.journal.finished(RunState.FAILED, Failure(INVALID_OUTPUT, message), None)
                 else:
                     self.journal.finished(state, None, output)
             except ExpressionError as error:

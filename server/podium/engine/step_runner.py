@@ -46,7 +46,9 @@ from podium.engine.retry import next_delay
 from podium.engine.step_values import (
     StepFailed,
     cache_key,
+    check_agent_input,
     check_instant,
+    check_output_schemas,
     instant,
     iso,
     json_output,
@@ -380,11 +382,13 @@ class StepRunner:
                     await self.services.store.commit()
                     if reservation is None:
                         assert agent is not None
+                        check_agent_input(agent, inputs)
                         work = guarded(agent.run(context))
                     else:
                         work = self._delegate(reservation, context, attempt, inputs)
                     output = await run_with_deadline(work, self._attempt_budget(), self.clock)
                     output = json_output(output)
+                    check_output_schemas(output, spec.output_schema, agent, reservation is None)
                 except DeadlineExceeded:
                     failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
                 except asyncio.CancelledError:

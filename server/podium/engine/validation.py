@@ -7,8 +7,9 @@ user fixes a definition in one round trip.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from podium.core import limits
 from podium.core.errors import FieldViolation, InvalidArgument
@@ -19,6 +20,7 @@ from podium.core.expressions import (
     compile_expression,
     step_references,
 )
+from podium.core.schemas import schema_problem
 from podium.core.spec import RetrierSpec, StepSpec, WorkflowSpec
 from podium.core.templates import Template, compile_template
 from podium.engine import graph
@@ -82,6 +84,11 @@ class _Checker:
     def positive(self, value: float | None, field: str) -> None:
         if value is not None and not value > 0:
             self.problem(field, "must be positive")
+
+    def schema(self, schema: Mapping[str, Any] | None, field: str) -> None:
+        problem = None if schema is None else schema_problem(schema)
+        if problem is not None:
+            self.problem(field, f"not a JSON Schema: {problem}")
 
     def compile(
         self, source: str, field: str, variables: Sequence[str] = STEP_SCOPE
@@ -152,6 +159,8 @@ def _compiling(
     if spec.max_concurrency < 0:
         problem("spec.max_concurrency", "must be 0 (server default) or positive")
     check.positive(spec.timeout, "spec.timeout")
+    check.schema(spec.input_schema, "spec.input_schema")
+    check.schema(spec.output_schema, "spec.output_schema")
     default_retry = check.retriers(spec.retry, "spec.retry")
 
     index_of: dict[str, int] = {}
@@ -172,6 +181,7 @@ def _compiling(
         else:
             index_of[step.id] = i
         _check_kind(check, step, where, catalog, agent_lookup)
+        check.schema(step.output_schema, f"{where}.output_schema")
 
     edges: dict[str, list[str]] = {}
     for i, step in enumerate(spec.steps):

@@ -25,12 +25,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import jsonschema
-from jsonschema.exceptions import SchemaError
-
 from podium.core.clock import Clock, DeadlineExceeded, run_with_deadline
 from podium.core.failures import INTERRUPTED, INVALID_INPUT, INVALID_OUTPUT, AgentError, Failure
 from podium.core.model import DEFAULT_TENANT
+from podium.core.schemas import first_violation, schema_problem
 from podium.plugins.api import Catalog, ConfigProblem, StepContext, ToolSpec
 
 __all__ = [
@@ -54,22 +52,11 @@ log = logging.getLogger("podium.engine.workers")
 
 def check_schema(schema: Mapping[str, Any]) -> str | None:
     """Why `schema` is not a JSON Schema, or None when it is one."""
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(dict(schema))
-    except SchemaError as error:
-        return error.message
-    return None
+    return schema_problem(schema)
 
 
 def _violation(schema: Mapping[str, Any] | None, value: Any) -> str | None:
-    if schema is None:
-        return None
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-    if error is None:
-        return None
-    where = "/".join(str(p) for p in error.absolute_path)
-    return f"{error.message} (at /{where})" if where else error.message
+    return first_violation(schema, value)
 
 
 @dataclass(frozen=True, slots=True)

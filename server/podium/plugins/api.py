@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from podium.core.failures import AgentError, ProviderError
 from podium.core.model import Usage
+from podium.core.schemas import dotted_path, violations
 
 __all__ = [
     "Agent",
@@ -35,7 +36,15 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "agent_schema",
+    "config_problems",
 ]
+
+# Optional attributes of an agent: JSON Schemas (mappings) of its step
+# config, its input and its output. ListAgents publishes them; CreateWorkflow
+# checks a step's config against the first, the engine an attempt's input and
+# output against the others.
+AGENT_SCHEMAS = ("config_schema", "input_schema", "output_schema")
 
 # A problem in a step's `config`: (field path inside config, reason).
 ConfigProblem = tuple[str, str]
@@ -198,7 +207,10 @@ class StepContext(Protocol):
 
 @runtime_checkable
 class Agent(Protocol):
-    """Runs one step. Cancellation arrives as asyncio.CancelledError in `run`."""
+    """Runs one step. Cancellation arrives as asyncio.CancelledError in `run`.
+
+    It may also define `config_schema`, `input_schema` and `output_schema`
+    (JSON Schemas, see AGENT_SCHEMAS) and `check_config` (see config_problems)."""
 
     name: str
     description: str
@@ -247,19 +259,39 @@ class Catalog(Protocol):
     def tool_names(self) -> Collection[str]: ...
 
 
+def agent_schema(agent: object, kind: str) -> Mapping[str, Any] | None:
+    """One of the agent's JSON Schemas (kind: one of AGENT_SCHEMAS), or None."""
+    schema = getattr(agent, kind, None)
+    return schema if isinstance(schema, Mapping) else None
+
+
 def config_problems(
     agent: Agent, config: Mapping[str, Any], catalog: Catalog
 ) -> list[ConfigProblem]:
-    """Asks an agent to check a step's config, if it knows how: an agent may
-    define `check_config(config, catalog) -> Iterable[ConfigProblem]`, which
-    CreateWorkflow and ValidateWorkflow call so that a bad config is rejected
-    before any run starts."""
+    """A step's config checked against the agent's `config_schema` (each
+    violation named by its field path inside config) and by the agent itself,
+    if it knows how: an agent may define `check_config(config, catalog) ->
+    Iterable[ConfigProblem]`. CreateWorkflow and ValidateWorkflow call this so
+    that a bad config is rejected before any run starts."""
+    problems: list[ConfigProblem] = []
     check = getattr(agent, "check_config", None)
-    if not callable(check):
-        return []
-    try:
-        return [(str(field), str(reason)) for field, reason in check(config, catalog)]
-    # A plugin's bug must not fail the RPC itself, nor (SystemExit, from a
-    # servicer's task) stop the event loop.
-    except BaseException as error:
-        return [("", f"agent {agent.name!r} could not check its config: {error!r}")]
+    if callable(check):
+        try:
+            problems = [(str(field), str(reason)) for field, reason in check(config, catalog)]
+        # A plugin's bug must not fail the RPC itself, nor (SystemExit, from a
+        # servicer's task) stop the event loop.
+        except BaseException as error:
+            problems = [("", f"agent {agent.name!r} could not check its config: {error!r}")]
+    schema = agent_schema(agent, "config_schema")
+    if schema is not None:
+        # The agent's own check names a fault at or below a place more precisely.
+        reported = [field for field, _ in problems]
+        for path, reason in violations(schema, dict(config)):
+            field = dotted_path(path)
+            if not any(_within(other, field) for other in reported):
+                problems.append((field, f"violates the agent's config_schema: {reason}"))
+    return problems
+
+
+def _within(field: str, place: str) -> bool:
+    return not place or field == place or field.startswith((place + ".", place + "["))

@@ -202,7 +202,14 @@ def _step_from_proto(step: workflow_pb2.Step, field: str) -> StepSpec:
         heartbeat_timeout=seconds(step.heartbeat_timeout)
         if step.HasField("heartbeat_timeout")
         else None,
+        output_schema=_optional_struct(step, "output_schema", field),
     )
+
+
+def _optional_struct(message: Any, name: str, field: str) -> dict[str, Any] | None:
+    if not message.HasField(name):
+        return None
+    return struct_to_dict(getattr(message, name), f"{field}.{name}")
 
 
 def spec_from_proto(message: workflow_pb2.WorkflowSpec) -> WorkflowSpec:
@@ -218,6 +225,8 @@ def spec_from_proto(message: workflow_pb2.WorkflowSpec) -> WorkflowSpec:
         retry=_retriers(message.retry),
         timeout=seconds(message.timeout) if message.HasField("timeout") else None,
         max_cost=money_to_decimal(message.max_cost) if message.HasField("max_cost") else None,
+        input_schema=_optional_struct(message, "input_schema", "spec"),
+        output_schema=_optional_struct(message, "output_schema", "spec"),
     )
 
 
@@ -239,6 +248,7 @@ def _step_to_proto(step: StepSpec) -> workflow_pb2.Step:
         tools=step.tools,
         task_queue=step.task_queue,
         heartbeat_timeout=duration(step.heartbeat_timeout),
+        output_schema=struct(step.output_schema),
     )
     if step.for_each is not None:
         message.for_each.CopyFrom(workflow_pb2.ForEach(**step.for_each.model_dump()))
@@ -280,6 +290,8 @@ def spec_to_proto(spec: WorkflowSpec) -> workflow_pb2.WorkflowSpec:
         retry=_retriers_to_proto(spec.retry),
         timeout=duration(spec.timeout),
         max_cost=money(spec.max_cost) if spec.max_cost is not None else None,
+        input_schema=struct(spec.input_schema),
+        output_schema=struct(spec.output_schema),
     )
 
 

@@ -27,6 +27,10 @@ Request options (CompletionRequest.options):
                when it is JSON); inside a longer string, or in a text turn,
                "$last_result" is replaced by that result's text (a JSON
                string without its quotes).
+
+A request with a response_format is answered with JSON: a value its schema
+accepts, made up from the schema and the prompt (deterministically), or
+{"answer": prompt} for a bare json_object.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from podium.plugins.api import (
     ToolCall,
     Usage,
 )
+from podium.plugins.builtin.schema_instance import instance
 
 PRICES: Mapping[str, ModelPrice] = {
     "sim-small": ModelPrice(input=Decimal("0.50"), output=Decimal("1.50")),
@@ -144,7 +149,13 @@ def respond(request: CompletionRequest) -> Completion:
     """The deterministic answer to `request` (assumes a known model)."""
     turn = scripted_turn(request)
     calls: list[ToolCall] = []
-    if turn is None:
+    structured = request.response_format
+    if turn is None and structured is not None:
+        schema = structured.get("schema")
+        seed = _last_user_message(request.messages)
+        value = instance(schema, seed) if isinstance(schema, Mapping) else {"answer": seed}
+        text = json.dumps(value, ensure_ascii=False)
+    elif turn is None:
         text = f"[{request.model}] {summarize(_last_user_message(request.messages))}"
     elif "text" in turn:
         last = _as_text(_last_tool_result(request.messages))
