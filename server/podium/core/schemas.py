@@ -91,8 +91,12 @@ def _reason(error: ValidationError) -> str:
     return error.message
 
 
-def _document_order(error: ValidationError) -> tuple[str, ...]:
-    return tuple(str(part) for part in error.absolute_path)
+def _document_order(error: ValidationError) -> tuple[tuple[int, int, str], ...]:
+    # List indexes numerically (2 before 10), keys by name.
+    return tuple(
+        (0, part, "") if isinstance(part, int) else (1, 0, str(part))
+        for part in error.absolute_path
+    )
 
 
 def _canonical(schema: Mapping[str, Any]) -> str:
