@@ -30,7 +30,11 @@ ORDER_SCHEMA = {
     "type": "object",
     "required": ["customer", "items"],
     "properties": {
-        "customer": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+        "customer": {
+            "type": "object",
+            "required": ["id"],
+            "properties": {"id": {"type": "string"}},
+        },
         "items": {
             "type": "array",
             "minItems": 1,

@@ -15,6 +15,7 @@ from podium.client.errors import DefinitionError, PodiumError
 from podium.client.governance import scope_message, scope_text
 from podium.client.money import format_usd, from_decimal, to_decimal
 from podium.client.names import run_name, workflow_name
+from podium.client.values import json_value, to_python
 
 __all__ = [
     "ADDRESS_ENV",
@@ -31,10 +32,12 @@ __all__ = [
     "TlsOptions",
     "format_usd",
     "from_decimal",
+    "json_value",
     "load_definition",
     "run_name",
     "scope_message",
     "scope_text",
     "to_decimal",
+    "to_python",
     "workflow_name",
 ]

@@ -177,7 +177,8 @@ def step_references(source: str) -> set[str] | None:
 
 def to_json_value(value: Any) -> Any:
     """Turns a CEL plain value into what JSON (and google.protobuf.Value) can
-    hold, or raises NotJsonCompatible (NaN, infinity, an integer beyond 2^53)."""
+    hold (an integer beyond ±2^53 as its decimal string), or raises
+    NotJsonCompatible (NaN, infinity)."""
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, float):
@@ -185,9 +186,8 @@ def to_json_value(value: Any) -> Any:
             raise NotJsonCompatible(f"{value}, a number JSON cannot hold")
         return value
     if isinstance(value, int):
-        if abs(value) > MAX_EXACT_INT:
-            raise NotJsonCompatible(f"{value}, beyond ±2^53 (a double cannot carry it exactly)")
-        return value
+        # Beyond ±2^53 a double cannot carry it: exactly, as a decimal string.
+        return str(value) if abs(value) > MAX_EXACT_INT else value
     if isinstance(value, list):
         return [to_json_value(item) for item in value]
     if isinstance(value, dict):

@@ -30,19 +30,20 @@ def response_format(config: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def parse_answer(text: str, spec: Mapping[str, Any]) -> Any:
     """The model's JSON answer, parsed and checked against the schema; a
-    model that answered something else fails the attempt with
-    podium.InvalidOutput (retryable: another attempt may well comply)."""
+    model that answered something else fails the step with
+    podium.InvalidOutput (never retried, as any output that breaks its
+    contract: providers' native structured output makes it rare)."""
     try:
         value = json.loads(text)
     except ValueError as error:
         raise AgentError(
             f"the model's answer is not JSON ({error}): {text[:200]!r}",
             code=INVALID_OUTPUT,
-            retryable=True,
+            retryable=False,
         ) from None
     if spec.get("type") == "json_object" and not isinstance(value, dict):
         raise AgentError(
-            "the model's answer is not a JSON object", code=INVALID_OUTPUT, retryable=True
+            "the model's answer is not a JSON object", code=INVALID_OUTPUT, retryable=False
         )
     schema = spec.get("schema")
     problem = first_violation(schema, value) if isinstance(schema, Mapping) else None
@@ -50,7 +51,7 @@ def parse_answer(text: str, spec: Mapping[str, Any]) -> Any:
         raise AgentError(
             f"the model's answer violates the response_format schema: {problem}",
             code=INVALID_OUTPUT,
-            retryable=True,
+            retryable=False,
         )
     return value
 
