@@ -6,7 +6,7 @@ step configs checked against them (CreateWorkflow)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import pytest
@@ -182,13 +182,13 @@ class Tally:
     name = "tally"
     description = "Counts its input's items."
     version = "1"
-    config_schema = {
+    config_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {"unit": {"enum": ["each", "box"]}, "scale": {"type": "integer"}},
     }
-    input_schema = {"type": "object", "required": ["items"]}
-    output_schema = {"type": "object", "required": ["count"]}
+    input_schema: ClassVar[dict[str, Any]] = {"type": "object", "required": ["items"]}
+    output_schema: ClassVar[dict[str, Any]] = {"type": "object", "required": ["count"]}
 
     async def run(self, ctx: Any) -> Any:
         if ctx.input.get("broken"):
