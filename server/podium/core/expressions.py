@@ -16,8 +16,10 @@ from typing import Any
 
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_encoders, ext_math, ext_strings
+from google.protobuf import descriptor_pool
+from google.type import decimal_pb2
 
-from podium.core import limits
+from podium.core import decimals, limits
 from podium.core.jsonvalues import MAX_EXACT_INT, NotJsonCompatible
 
 # Variables every expression of a step's input or a run's output may use.
@@ -102,11 +104,17 @@ def _env(variables: Iterable[str]) -> cel.Env:
     env = _ENVS.get(key)
     if env is None:
         env = cel.NewEnv(
+            descriptor_pool.Default(),  # where google.type.Decimal, the decimal type, is
             variables={name: cel.Type.DYN for name in key},
             # The standard extensions users of CEL expect: strings
             # (upperAscii, join, format, ...), math (greatest, least, ...),
-            # base64 encoders.
-            extensions=[ext_strings.ExtStrings(), ext_math.ExtMath(), ext_encoders.ExtEncoders()],
+            # base64 encoders; and Podium's exact decimals (core/decimals.py).
+            extensions=[
+                ext_strings.ExtStrings(),
+                ext_math.ExtMath(),
+                ext_encoders.ExtEncoders(),
+                decimals.extension(),
+            ],
         )
         _ENVS[key] = env
     return env
@@ -198,4 +206,6 @@ def to_json_value(value: Any) -> Any:
         return f"{value.total_seconds():g}s"
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
+    if isinstance(value, decimal_pb2.Decimal):
+        return value.value  # a decimal result is its exact string
     return str(value)

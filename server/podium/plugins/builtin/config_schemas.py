@@ -52,7 +52,15 @@ def _object(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 ECHO = _object({"delay_ms": _DELAY})
-TRANSFORM = _object({"output": {"type": "string", "description": "CEL expression over `input`"}})
+TRANSFORM = _object(
+    {
+        "output": {
+            "description": "a CEL expression over `input`, or output keys to CEL expressions",
+            "type": ["string", "object"],
+            "additionalProperties": {"type": "string"},
+        }
+    }
+)
 FLAKY = _object(
     {
         "fail_attempts": {"type": "integer", "minimum": 0},
