@@ -90,6 +90,7 @@ class Engine:
             default_max_concurrency=max_concurrency,
             observer=observer,
             workers=self.workers,
+            deltas=self.hub,
         )
         self.admission = RunAdmission(governance.quotas)
         self.active: dict[str, RunExecutor] = {}

@@ -8,6 +8,7 @@ objects do the work in `async` methods.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -38,6 +39,7 @@ __all__ = [
     "Usage",
     "agent_schema",
     "config_problems",
+    "emit_delta",
 ]
 
 # Optional attributes of an agent: JSON Schemas (mappings) of its step
@@ -96,6 +98,10 @@ class CompletionRequest:
     response_format: Mapping[str, Any] | None = None
     # Ask the provider to stream (usage still arrives; see ProviderError).
     stream: bool = False
+    # Set by Podium on a streamed request: a provider that streams calls it
+    # (through `emit_delta`) with each piece of answer text, in order, as it
+    # arrives, so that live subscribers see the text grow. Not compared.
+    on_delta: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +263,16 @@ class Catalog(Protocol):
     def provider_names(self) -> Collection[str]: ...
     @property
     def tool_names(self) -> Collection[str]: ...
+
+
+def emit_delta(request: CompletionRequest, text: str) -> None:
+    """Hands a streamed piece of the answer to whoever listens (see
+    CompletionRequest.on_delta); never raises into the provider."""
+    if request.on_delta is not None and text:
+        try:
+            request.on_delta(text)
+        except Exception:  # a listener's fault must not break the call
+            logging.getLogger("podium.plugins").exception("an output delta listener failed")
 
 
 def agent_schema(agent: object, kind: str) -> Mapping[str, Any] | None:

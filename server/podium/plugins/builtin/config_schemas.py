@@ -39,6 +39,7 @@ _MODEL_SETTINGS: dict[str, Any] = {
     "options": {"type": "object", "description": "passed to the provider"},
     "fallbacks": {"type": "array", "items": _TARGET},
     "response_format": RESPONSE_FORMAT,
+    "stream": {"type": "boolean", "description": "stream the answer (output deltas)"},
 }
 
 
@@ -72,5 +73,5 @@ FLAKY = _object(
         "seed": {"type": "integer"},
     }
 )
-LLM = _object({**_MODEL_SETTINGS, "stream": {"type": "boolean"}})
+LLM = _object(_MODEL_SETTINGS)
 REACT = _object({**_MODEL_SETTINGS, "max_turns": {"type": "integer", "minimum": 1}})

@@ -48,6 +48,7 @@ _SETTINGS = (
     "options",
     "fallbacks",
     "response_format",
+    "stream",
 )
 DEFAULT_MAX_TURNS = 8
 MAX_TURNS_LIMIT = 50
@@ -89,6 +90,7 @@ class ReactAgent:
                 options=dict(config.get("options") or {}),
                 tools=tools,
                 response_format=structured,
+                stream=bool(config.get("stream", False)),
             )
             result = await ctx.llm.complete(provider, request, fallbacks=fallbacks)
             completion = result.completion
