@@ -31,7 +31,13 @@ from typing import Any
 
 import anthropic
 
-from podium.plugins.api import Completion, CompletionRequest, ModelPrice, ProviderError
+from podium.plugins.api import (
+    Completion,
+    CompletionRequest,
+    ModelPrice,
+    ProviderError,
+    emit_delta,
+)
 from podium_anthropic.errors import provider_error, rate_limits, stream_broken
 from podium_anthropic.prices import PRICES
 from podium_anthropic.stream import StreamedMessage
@@ -99,7 +105,7 @@ class AnthropicProvider:
         body = build_body(request, self._max_tokens)
         client = self._client()
         if request.stream:
-            return await self._stream(client, body)
+            return await self._stream(client, body, request)
         try:
             response = await client.messages.with_raw_response.create(**body)
             message = await response.parse()
@@ -118,7 +124,7 @@ class AnthropicProvider:
             self._sdk = None
 
     async def _stream(
-        self, client: anthropic.AsyncAnthropic, body: Mapping[str, Any]
+        self, client: anthropic.AsyncAnthropic, body: Mapping[str, Any], request: CompletionRequest
     ) -> Completion:
         try:
             stream = await client.messages.create(**body, stream=True)
@@ -140,6 +146,8 @@ class AnthropicProvider:
                         break
                     raise stream_broken(error) from error
                 message.add(event)
+                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    emit_delta(request, event.delta.text)
         return message.completion(rate_limits(stream.response.headers))
 
     def _client(self) -> anthropic.AsyncAnthropic:
