@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from podium.v1 import common_pb2 as podium_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18podium/v1/workflow.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16podium/v1/common.proto\"\xa2\x01\n\x08Workflow\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12+\n\x04spec\x18\x03 \x01(\x0b\x32\x17.podium.v1.WorkflowSpecR\x04spec\x12;\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"\xf6\x04\n\x0cWorkflowSpec\x12 \n\x0b\x64\x65scription\x18\x01 \x01(\tR\x0b\x64\x65scription\x12%\n\x05steps\x18\x02 \x03(\x0b\x32\x0f.podium.v1.StepR\x05steps\x12;\n\x06output\x18\x03 \x03(\x0b\x32#.podium.v1.WorkflowSpec.OutputEntryR\x06output\x12\'\n\x0fmax_concurrency\x18\x04 \x01(\x05R\x0emaxConcurrency\x12;\n\x06labels\x18\x05 \x03(\x0b\x32#.podium.v1.WorkflowSpec.LabelsEntryR\x06labels\x12(\n\x05retry\x18\x06 \x03(\x0b\x32\x12.podium.v1.RetrierR\x05retry\x12\x33\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\x12+\n\x08max_cost\x18\x08 \x01(\x0b\x32\x10.podium.v1.MoneyR\x07maxCost\x12:\n\x0cinput_schema\x18Z \x01(\x0b\x32\x17.google.protobuf.StructR\x0binputSchema\x12<\n\routput_schema\x18[ \x01(\x0b\x32\x17.google.protobuf.StructR\x0coutputSchema\x1a\x39\n\x0bOutputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x98\x08\n\x04Step\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\x12\x30\n\x05input\x18\x03 \x03(\x0b\x32\x1a.podium.v1.Step.InputEntryR\x05input\x12\x1d\n\ndepends_on\x18\x04 \x03(\tR\tdependsOn\x12/\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63onfig\x12 \n\x0b\x64\x65scription\x18\x06 \x01(\tR\x0b\x64\x65scription\x12(\n\x05retry\x18\x07 \x03(\x0b\x32\x12.podium.v1.RetrierR\x05retry\x12\x42\n\x0f\x61ttempt_timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0e\x61ttemptTimeout\x12\x33\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\x12\x37\n\non_failure\x18\n \x01(\x0e\x32\x18.podium.v1.FailurePolicyR\tonFailure\x12\x39\n\x0ctrigger_rule\x18\x0b \x01(\x0e\x32\x16.podium.v1.TriggerRuleR\x0btriggerRule\x12\x12\n\x04when\x18\x0c \x01(\tR\x04when\x12-\n\x08\x66or_each\x18\r \x01(\x0b\x32\x12.podium.v1.ForEachR\x07\x66orEach\x12#\n\x04loop\x18\x0e \x01(\x0b\x32\x0f.podium.v1.LoopR\x04loop\x12#\n\x04wait\x18\x0f \x01(\x0b\x32\x0f.podium.v1.WaitR\x04wait\x12/\n\x08\x61pproval\x18\x10 \x01(\x0b\x32\x13.podium.v1.ApprovalR\x08\x61pproval\x12\x37\n\ncompensate\x18\x11 \x01(\x0b\x32\x17.podium.v1.CompensationR\ncompensate\x12&\n\x05\x63\x61\x63he\x18\x12 \x01(\x0b\x32\x10.podium.v1.CacheR\x05\x63\x61\x63he\x12\x1b\n\tfail_fast\x18\x13 \x01(\x08R\x08\x66\x61ilFast\x12\x14\n\x05tools\x18\x14 \x03(\tR\x05tools\x12\x1d\n\ntask_queue\x18\x15 \x01(\tR\ttaskQueue\x12\x46\n\x11heartbeat_timeout\x18\x16 \x01(\x0b\x32\x19.google.protobuf.DurationR\x10heartbeatTimeout\x12<\n\routput_schema\x18Z \x01(\x0b\x32\x17.google.protobuf.StructR\x0coutputSchema\x1a\x38\n\nInputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x92\x02\n\x07Retrier\x12!\n\x0c\x65rror_equals\x18\x01 \x03(\tR\x0b\x65rrorEquals\x12\x35\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08interval\x12!\n\x0c\x62\x61\x63koff_rate\x18\x03 \x01(\x01R\x0b\x62\x61\x63koffRate\x12<\n\x0cmax_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bmaxInterval\x12!\n\x0cmax_attempts\x18\x05 \x01(\x05R\x0bmaxAttempts\x12)\n\x06jitter\x18\x06 \x01(\x0e\x32\x11.podium.v1.JitterR\x06jitter\"\xbc\x01\n\x07\x46orEach\x12\x14\n\x05items\x18\x01 \x01(\tR\x05items\x12\'\n\x0fmax_concurrency\x18\x02 \x01(\x05R\x0emaxConcurrency\x12\x36\n\x17tolerated_failure_count\x18\x03 \x01(\x05R\x15toleratedFailureCount\x12:\n\x19tolerated_failure_percent\x18\x04 \x01(\x01R\x17toleratedFailurePercent\"C\n\x04Loop\x12\x14\n\x05until\x18\x01 \x01(\tR\x05until\x12%\n\x0emax_iterations\x18\x02 \x01(\x05R\rmaxIterations\"\xa5\x01\n\x04Wait\x12\x37\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00R\x08\x64uration\x12\x30\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00R\x04time\x12)\n\x0ftime_expression\x18\x03 \x01(\tH\x00R\x0etimeExpressionB\x07\n\x05until\"W\n\x08\x41pproval\x12\x16\n\x06prompt\x18\x01 \x01(\tR\x06prompt\x12\x33\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\"\xc9\x01\n\x0c\x43ompensation\x12\x14\n\x05\x61gent\x18\x01 \x01(\tR\x05\x61gent\x12\x38\n\x05input\x18\x02 \x03(\x0b\x32\".podium.v1.Compensation.InputEntryR\x05input\x12/\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63onfig\x1a\x38\n\nInputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"4\n\x05\x43\x61\x63he\x12+\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03ttl\"+\n\x0e\x45xecutionLevel\x12\x19\n\x08step_ids\x18\x01 \x03(\tR\x07stepIds*B\n\x06Jitter\x12\x16\n\x12JITTER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bJITTER_NONE\x10\x01\x12\x0f\n\x0bJITTER_FULL\x10\x02*e\n\rFailurePolicy\x12\x1e\n\x1a\x46\x41ILURE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41ILURE_POLICY_FAIL\x10\x01\x12\x1b\n\x17\x46\x41ILURE_POLICY_CONTINUE\x10\x02*\x86\x01\n\x0bTriggerRule\x12\x1c\n\x18TRIGGER_RULE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRIGGER_RULE_ALL_SUCCEEDED\x10\x01\x12\x19\n\x15TRIGGER_RULE_ALL_DONE\x10\x02\x12\x1e\n\x1aTRIGGER_RULE_ANY_SUCCEEDED\x10\x03\x42\x33\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18podium/v1/workflow.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16podium/v1/common.proto\"\xa2\x01\n\x08Workflow\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12+\n\x04spec\x18\x03 \x01(\x0b\x32\x17.podium.v1.WorkflowSpecR\x04spec\x12;\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"\xba\x05\n\x0cWorkflowSpec\x12 \n\x0b\x64\x65scription\x18\x01 \x01(\tR\x0b\x64\x65scription\x12%\n\x05steps\x18\x02 \x03(\x0b\x32\x0f.podium.v1.StepR\x05steps\x12;\n\x06output\x18\x03 \x03(\x0b\x32#.podium.v1.WorkflowSpec.OutputEntryR\x06output\x12\'\n\x0fmax_concurrency\x18\x04 \x01(\x05R\x0emaxConcurrency\x12;\n\x06labels\x18\x05 \x03(\x0b\x32#.podium.v1.WorkflowSpec.LabelsEntryR\x06labels\x12(\n\x05retry\x18\x06 \x03(\x0b\x32\x12.podium.v1.RetrierR\x05retry\x12\x33\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\x12+\n\x08max_cost\x18\x08 \x01(\x0b\x32\x10.podium.v1.MoneyR\x07maxCost\x12:\n\x0cinput_schema\x18Z \x01(\x0b\x32\x17.google.protobuf.StructR\x0binputSchema\x12<\n\routput_schema\x18[ \x01(\x0b\x32\x17.google.protobuf.StructR\x0coutputSchema\x12\x42\n\x0frun_concurrency\x18\\ \x01(\x0b\x32\x19.podium.v1.RunConcurrencyR\x0erunConcurrency\x1a\x39\n\x0bOutputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x98\x08\n\x04Step\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\x12\x30\n\x05input\x18\x03 \x03(\x0b\x32\x1a.podium.v1.Step.InputEntryR\x05input\x12\x1d\n\ndepends_on\x18\x04 \x03(\tR\tdependsOn\x12/\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63onfig\x12 \n\x0b\x64\x65scription\x18\x06 \x01(\tR\x0b\x64\x65scription\x12(\n\x05retry\x18\x07 \x03(\x0b\x32\x12.podium.v1.RetrierR\x05retry\x12\x42\n\x0f\x61ttempt_timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0e\x61ttemptTimeout\x12\x33\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\x12\x37\n\non_failure\x18\n \x01(\x0e\x32\x18.podium.v1.FailurePolicyR\tonFailure\x12\x39\n\x0ctrigger_rule\x18\x0b \x01(\x0e\x32\x16.podium.v1.TriggerRuleR\x0btriggerRule\x12\x12\n\x04when\x18\x0c \x01(\tR\x04when\x12-\n\x08\x66or_each\x18\r \x01(\x0b\x32\x12.podium.v1.ForEachR\x07\x66orEach\x12#\n\x04loop\x18\x0e \x01(\x0b\x32\x0f.podium.v1.LoopR\x04loop\x12#\n\x04wait\x18\x0f \x01(\x0b\x32\x0f.podium.v1.WaitR\x04wait\x12/\n\x08\x61pproval\x18\x10 \x01(\x0b\x32\x13.podium.v1.ApprovalR\x08\x61pproval\x12\x37\n\ncompensate\x18\x11 \x01(\x0b\x32\x17.podium.v1.CompensationR\ncompensate\x12&\n\x05\x63\x61\x63he\x18\x12 \x01(\x0b\x32\x10.podium.v1.CacheR\x05\x63\x61\x63he\x12\x1b\n\tfail_fast\x18\x13 \x01(\x08R\x08\x66\x61ilFast\x12\x14\n\x05tools\x18\x14 \x03(\tR\x05tools\x12\x1d\n\ntask_queue\x18\x15 \x01(\tR\ttaskQueue\x12\x46\n\x11heartbeat_timeout\x18\x16 \x01(\x0b\x32\x19.google.protobuf.DurationR\x10heartbeatTimeout\x12<\n\routput_schema\x18Z \x01(\x0b\x32\x17.google.protobuf.StructR\x0coutputSchema\x1a\x38\n\nInputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x92\x02\n\x07Retrier\x12!\n\x0c\x65rror_equals\x18\x01 \x03(\tR\x0b\x65rrorEquals\x12\x35\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08interval\x12!\n\x0c\x62\x61\x63koff_rate\x18\x03 \x01(\x01R\x0b\x62\x61\x63koffRate\x12<\n\x0cmax_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bmaxInterval\x12!\n\x0cmax_attempts\x18\x05 \x01(\x05R\x0bmaxAttempts\x12)\n\x06jitter\x18\x06 \x01(\x0e\x32\x11.podium.v1.JitterR\x06jitter\"\x85\x02\n\x07\x46orEach\x12\x14\n\x05items\x18\x01 \x01(\tR\x05items\x12\'\n\x0fmax_concurrency\x18\x02 \x01(\x05R\x0emaxConcurrency\x12\x36\n\x17tolerated_failure_count\x18\x03 \x01(\x05R\x15toleratedFailureCount\x12:\n\x19tolerated_failure_percent\x18\x04 \x01(\x01R\x17toleratedFailurePercent\x12\'\n\x0f\x63oncurrency_key\x18Z \x01(\tR\x0e\x63oncurrencyKey\x12\x1e\n\x0bmax_per_key\x18[ \x01(\x05R\tmaxPerKey\"=\n\x0eRunConcurrency\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n\x08max_runs\x18\x02 \x01(\x05R\x07maxRuns\"C\n\x04Loop\x12\x14\n\x05until\x18\x01 \x01(\tR\x05until\x12%\n\x0emax_iterations\x18\x02 \x01(\x05R\rmaxIterations\"\xa5\x01\n\x04Wait\x12\x37\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00R\x08\x64uration\x12\x30\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00R\x04time\x12)\n\x0ftime_expression\x18\x03 \x01(\tH\x00R\x0etimeExpressionB\x07\n\x05until\"W\n\x08\x41pproval\x12\x16\n\x06prompt\x18\x01 \x01(\tR\x06prompt\x12\x33\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\"\xc9\x01\n\x0c\x43ompensation\x12\x14\n\x05\x61gent\x18\x01 \x01(\tR\x05\x61gent\x12\x38\n\x05input\x18\x02 \x03(\x0b\x32\".podium.v1.Compensation.InputEntryR\x05input\x12/\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63onfig\x1a\x38\n\nInputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"4\n\x05\x43\x61\x63he\x12+\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03ttl\"+\n\x0e\x45xecutionLevel\x12\x19\n\x08step_ids\x18\x01 \x03(\tR\x07stepIds*B\n\x06Jitter\x12\x16\n\x12JITTER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bJITTER_NONE\x10\x01\x12\x0f\n\x0bJITTER_FULL\x10\x02*e\n\rFailurePolicy\x12\x1e\n\x1a\x46\x41ILURE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41ILURE_POLICY_FAIL\x10\x01\x12\x1b\n\x17\x46\x41ILURE_POLICY_CONTINUE\x10\x02*\x86\x01\n\x0bTriggerRule\x12\x1c\n\x18TRIGGER_RULE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRIGGER_RULE_ALL_SUCCEEDED\x10\x01\x12\x19\n\x15TRIGGER_RULE_ALL_DONE\x10\x02\x12\x1e\n\x1aTRIGGER_RULE_ANY_SUCCEEDED\x10\x03\x42\x33\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,40 +44,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STEP_INPUTENTRY']._serialized_options = b'8\001'
   _globals['_COMPENSATION_INPUTENTRY']._loaded_options = None
   _globals['_COMPENSATION_INPUTENTRY']._serialized_options = b'8\001'
-  _globals['_JITTER']._serialized_start=3104
-  _globals['_JITTER']._serialized_end=3170
-  _globals['_FAILUREPOLICY']._serialized_start=3172
-  _globals['_FAILUREPOLICY']._serialized_end=3273
-  _globals['_TRIGGERRULE']._serialized_start=3276
-  _globals['_TRIGGERRULE']._serialized_end=3410
+  _globals['_JITTER']._serialized_start=3308
+  _globals['_JITTER']._serialized_end=3374
+  _globals['_FAILUREPOLICY']._serialized_start=3376
+  _globals['_FAILUREPOLICY']._serialized_end=3477
+  _globals['_TRIGGERRULE']._serialized_start=3480
+  _globals['_TRIGGERRULE']._serialized_end=3614
   _globals['_WORKFLOW']._serialized_start=159
   _globals['_WORKFLOW']._serialized_end=321
   _globals['_WORKFLOWSPEC']._serialized_start=324
-  _globals['_WORKFLOWSPEC']._serialized_end=954
-  _globals['_WORKFLOWSPEC_OUTPUTENTRY']._serialized_start=838
-  _globals['_WORKFLOWSPEC_OUTPUTENTRY']._serialized_end=895
-  _globals['_WORKFLOWSPEC_LABELSENTRY']._serialized_start=897
-  _globals['_WORKFLOWSPEC_LABELSENTRY']._serialized_end=954
-  _globals['_STEP']._serialized_start=957
-  _globals['_STEP']._serialized_end=2005
-  _globals['_STEP_INPUTENTRY']._serialized_start=1949
-  _globals['_STEP_INPUTENTRY']._serialized_end=2005
-  _globals['_RETRIER']._serialized_start=2008
-  _globals['_RETRIER']._serialized_end=2282
-  _globals['_FOREACH']._serialized_start=2285
-  _globals['_FOREACH']._serialized_end=2473
-  _globals['_LOOP']._serialized_start=2475
-  _globals['_LOOP']._serialized_end=2542
-  _globals['_WAIT']._serialized_start=2545
-  _globals['_WAIT']._serialized_end=2710
-  _globals['_APPROVAL']._serialized_start=2712
-  _globals['_APPROVAL']._serialized_end=2799
-  _globals['_COMPENSATION']._serialized_start=2802
-  _globals['_COMPENSATION']._serialized_end=3003
-  _globals['_COMPENSATION_INPUTENTRY']._serialized_start=1949
-  _globals['_COMPENSATION_INPUTENTRY']._serialized_end=2005
-  _globals['_CACHE']._serialized_start=3005
-  _globals['_CACHE']._serialized_end=3057
-  _globals['_EXECUTIONLEVEL']._serialized_start=3059
-  _globals['_EXECUTIONLEVEL']._serialized_end=3102
+  _globals['_WORKFLOWSPEC']._serialized_end=1022
+  _globals['_WORKFLOWSPEC_OUTPUTENTRY']._serialized_start=906
+  _globals['_WORKFLOWSPEC_OUTPUTENTRY']._serialized_end=963
+  _globals['_WORKFLOWSPEC_LABELSENTRY']._serialized_start=965
+  _globals['_WORKFLOWSPEC_LABELSENTRY']._serialized_end=1022
+  _globals['_STEP']._serialized_start=1025
+  _globals['_STEP']._serialized_end=2073
+  _globals['_STEP_INPUTENTRY']._serialized_start=2017
+  _globals['_STEP_INPUTENTRY']._serialized_end=2073
+  _globals['_RETRIER']._serialized_start=2076
+  _globals['_RETRIER']._serialized_end=2350
+  _globals['_FOREACH']._serialized_start=2353
+  _globals['_FOREACH']._serialized_end=2614
+  _globals['_RUNCONCURRENCY']._serialized_start=2616
+  _globals['_RUNCONCURRENCY']._serialized_end=2677
+  _globals['_LOOP']._serialized_start=2679
+  _globals['_LOOP']._serialized_end=2746
+  _globals['_WAIT']._serialized_start=2749
+  _globals['_WAIT']._serialized_end=2914
+  _globals['_APPROVAL']._serialized_start=2916
+  _globals['_APPROVAL']._serialized_end=3003
+  _globals['_COMPENSATION']._serialized_start=3006
+  _globals['_COMPENSATION']._serialized_end=3207
+  _globals['_COMPENSATION_INPUTENTRY']._serialized_start=2017
+  _globals['_COMPENSATION_INPUTENTRY']._serialized_end=2073
+  _globals['_CACHE']._serialized_start=3209
+  _globals['_CACHE']._serialized_end=3261
+  _globals['_EXECUTIONLEVEL']._serialized_start=3263
+  _globals['_EXECUTIONLEVEL']._serialized_end=3306
 # @@protoc_insertion_point(module_scope)

@@ -196,6 +196,7 @@ class WorkflowSpec(_message.Message):
     MAX_COST_FIELD_NUMBER: _builtins.int
     INPUT_SCHEMA_FIELD_NUMBER: _builtins.int
     OUTPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    RUN_CONCURRENCY_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     """Free text shown by tools."""
     max_concurrency: _builtins.int
@@ -241,6 +242,12 @@ class WorkflowSpec(_message.Message):
         "podium.InvalidOutput". Unset: any output.
         """
 
+    @_builtins.property
+    def run_concurrency(self) -> Global___RunConcurrency:
+        """At most `max_runs` runs with the same key (an expression over the run's
+        input) run at once; the others wait PENDING, first come first served.
+        """
+
     def __init__(
         self,
         *,
@@ -254,10 +261,11 @@ class WorkflowSpec(_message.Message):
         max_cost: _common_pb2.Money | None = ...,
         input_schema: _struct_pb2.Struct | None = ...,
         output_schema: _struct_pb2.Struct | None = ...,
+        run_concurrency: Global___RunConcurrency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema", "max_cost", b"max_cost", "output_schema", b"output_schema", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema", "max_cost", b"max_cost", "output_schema", b"output_schema", "run_concurrency", b"run_concurrency", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "input_schema", b"input_schema", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "output", b"output", "output_schema", b"output_schema", "retry", b"retry", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "input_schema", b"input_schema", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "output", b"output", "output_schema", b"output_schema", "retry", b"retry", "run_concurrency", b"run_concurrency", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -498,6 +506,8 @@ class ForEach(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
     TOLERATED_FAILURE_COUNT_FIELD_NUMBER: _builtins.int
     TOLERATED_FAILURE_PERCENT_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
+    MAX_PER_KEY_FIELD_NUMBER: _builtins.int
     items: _builtins.str
     """CEL expression giving a list."""
     max_concurrency: _builtins.int
@@ -506,6 +516,14 @@ class ForEach(_message.Message):
     """The step still succeeds with at most this many failed items..."""
     tolerated_failure_percent: _builtins.float
     """...or at most this percentage (0-100) of failed items."""
+    concurrency_key: _builtins.str
+    """CEL expression over `item`, `index`, `input` and `steps` giving each
+    item's concurrency key (e.g. "item.customer_id"); with max_per_key, at
+    most that many items of one key run at once (others of free keys go
+    first, in item order). Empty: no per-key limit.
+    """
+    max_per_key: _builtins.int
+    """Most items of one concurrency_key running at once (>= 1 with a key)."""
     def __init__(
         self,
         *,
@@ -513,14 +531,44 @@ class ForEach(_message.Message):
         max_concurrency: _builtins.int = ...,
         tolerated_failure_count: _builtins.int = ...,
         tolerated_failure_percent: _builtins.float = ...,
+        concurrency_key: _builtins.str = ...,
+        max_per_key: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "max_concurrency", b"max_concurrency", "tolerated_failure_count", b"tolerated_failure_count", "tolerated_failure_percent", b"tolerated_failure_percent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency_key", b"concurrency_key", "items", b"items", "max_concurrency", b"max_concurrency", "max_per_key", b"max_per_key", "tolerated_failure_count", b"tolerated_failure_count", "tolerated_failure_percent", b"tolerated_failure_percent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ForEach: _TypeAlias = ForEach  # noqa: Y015
+
+@_typing.final
+class RunConcurrency(_message.Message):
+    """Runs of a workflow that may run at once per key (Hatchet's concurrency
+    keys): a run beyond the limit stays PENDING until one of its key ends.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    MAX_RUNS_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """CEL expression over `input` giving a run's key (e.g. "input.customer_id")."""
+    max_runs: _builtins.int
+    """Most running runs of one key (>= 1)."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        max_runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "max_runs", b"max_runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunConcurrency: _TypeAlias = RunConcurrency  # noqa: Y015
 
 @_typing.final
 class Loop(_message.Message):

@@ -53,6 +53,8 @@ class StepPlan:
     wait_time: Expression | None = None
     prompt: Template | None = None
     compensation_inputs: dict[str, Expression] = field(default_factory=dict)
+    # for_each.concurrency_key, compiled.
+    concurrency_key: Expression | None = None
 
     @property
     def id(self) -> str:
@@ -72,6 +74,8 @@ class Plan:
     final_steps: list[str]
     levels: list[list[str]]
     critical_path: list[str]
+    # run_concurrency.key, compiled (over `input`).
+    run_key: Expression | None = None
 
 
 class _Checker:
@@ -223,6 +227,12 @@ def _compiling(
             output[key] = expression
             output_refs |= check.references(source, field, lambda _: True, index_of)
 
+    run_key = None
+    if spec.run_concurrency is not None:
+        run_key = check.compile(spec.run_concurrency.key, "spec.run_concurrency.key", ("input",))
+        if spec.run_concurrency.max_runs < 1:
+            check.problem("spec.run_concurrency.max_runs", "must be at least 1")
+
     if check.violations:
         raise InvalidArgument("invalid workflow", check.violations, reason="INVALID_WORKFLOW")
 
@@ -242,6 +252,7 @@ def _compiling(
         final_steps=[step_id for step_id, after in dependents.items() if not after],
         levels=levels,
         critical_path=critical_path,
+        run_key=run_key,
     )
 
 
@@ -326,6 +337,13 @@ def _check_kind(
             check.problem(f"{where}.for_each.tolerated_failure_count", "must not be negative")
         if not 0 <= fan_out.tolerated_failure_percent <= 100:
             check.problem(f"{where}.for_each.tolerated_failure_percent", "must be within 0..100")
+        if fan_out.max_per_key < 0:
+            check.problem(f"{where}.for_each.max_per_key", "must not be negative")
+        elif bool(fan_out.concurrency_key) != bool(fan_out.max_per_key):
+            missing = "max_per_key" if fan_out.concurrency_key else "concurrency_key"
+            check.problem(
+                f"{where}.for_each.{missing}", "concurrency_key and max_per_key go together"
+            )
     max_iterations = limits.current().max_loop_iterations
     if step.loop is not None and not 1 <= step.loop.max_iterations <= max_iterations:
         check.problem(
@@ -366,8 +384,13 @@ def _compile_step(
 
     when = compile_read(step.when, f"{where}.when", STEP_SCOPE) if step.when else None
     items = until = wait_time = None
+    concurrency_key = None
     if step.for_each is not None:
         items = compile_read(step.for_each.items, f"{where}.for_each.items", STEP_SCOPE)
+        if step.for_each.concurrency_key:
+            concurrency_key = compile_read(
+                step.for_each.concurrency_key, f"{where}.for_each.concurrency_key", FAN_OUT_SCOPE
+            )
     if step.loop is not None:
         until = compile_read(step.loop.until, f"{where}.loop.until", UNTIL_SCOPE)
     if step.wait is not None and step.wait.time_expression:
@@ -405,4 +428,5 @@ def _compile_step(
         wait_time=wait_time,
         prompt=prompt,
         compensation_inputs=compensation_inputs,
+        concurrency_key=concurrency_key,
     )

@@ -18,6 +18,7 @@ from podium.core.spec import (
     ForEachSpec,
     LoopSpec,
     RetrierSpec,
+    RunConcurrencySpec,
     StepSpec,
     TriggerRule,
     WaitSpec,
@@ -175,6 +176,8 @@ def _step_from_proto(step: workflow_pb2.Step, field: str) -> StepSpec:
             max_concurrency=step.for_each.max_concurrency,
             tolerated_failure_count=step.for_each.tolerated_failure_count,
             tolerated_failure_percent=step.for_each.tolerated_failure_percent,
+            concurrency_key=step.for_each.concurrency_key,
+            max_per_key=step.for_each.max_per_key,
         )
         if step.HasField("for_each")
         else None,
@@ -227,6 +230,11 @@ def spec_from_proto(message: workflow_pb2.WorkflowSpec) -> WorkflowSpec:
         max_cost=money_to_decimal(message.max_cost) if message.HasField("max_cost") else None,
         input_schema=_optional_struct(message, "input_schema", "spec"),
         output_schema=_optional_struct(message, "output_schema", "spec"),
+        run_concurrency=RunConcurrencySpec(
+            key=message.run_concurrency.key, max_runs=message.run_concurrency.max_runs
+        )
+        if message.HasField("run_concurrency")
+        else None,
     )
 
 
@@ -292,6 +300,9 @@ def spec_to_proto(spec: WorkflowSpec) -> workflow_pb2.WorkflowSpec:
         max_cost=money(spec.max_cost) if spec.max_cost is not None else None,
         input_schema=struct(spec.input_schema),
         output_schema=struct(spec.output_schema),
+        run_concurrency=workflow_pb2.RunConcurrency(**spec.run_concurrency.model_dump())
+        if spec.run_concurrency is not None
+        else None,
     )
 
 
