@@ -140,16 +140,17 @@ class _Builder:
         return {"type": "array", "items": single} if field.is_repeated else single
 
     def single(self, field: FieldDescriptor) -> dict[str, Any]:
-        if field.type == FieldDescriptor.TYPE_MESSAGE:
-            name = field.message_type.full_name
+        message, enum = field.message_type, field.enum_type
+        if message is not None:
+            name = message.full_name
             if name in _WELL_KNOWN:
                 return dict(_WELL_KNOWN[name])
             if name not in self.definitions:
                 self.definitions[name] = {}  # placeholder while it is built
-                self.definitions[name] = self.message(field.message_type)
+                self.definitions[name] = self.message(message)
             return {"$ref": f"#/$defs/{name}"}
-        if field.type == FieldDescriptor.TYPE_ENUM:
-            names = [value.name for value in field.enum_type.values]
+        if enum is not None:
+            names = [value.name for value in enum.values]
             return {"enum": [*names, *range(len(names))]}
         if field.type == FieldDescriptor.TYPE_BOOL:
             return {"type": "boolean"}
