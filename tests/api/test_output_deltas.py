@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from podium.client import Client
 from podium.testing import (
     HANG_TIMEOUT,
     HoldAgent,
@@ -125,3 +126,26 @@ async def test_a_step_that_does_not_stream_sends_no_delta(tmp_path: Path) -> Non
     assert deltas == []
     assert [e.sequence for e in events] == [e.sequence for e in finished]
     assert finished[-1].run_state == run_pb2.RUN_STATE_SUCCEEDED
+
+
+async def test_the_python_client_yields_deltas_between_events(tmp_path: Path) -> None:
+    hold = HoldAgent()
+    async with serving(str(tmp_path / "podium.db"), plugins=plugins_with([hold])) as (
+        server,
+        stubs,
+    ):
+        await create_workflow(stubs, "w", _spec(stream=True))
+        run = await start_run(stubs, "w")
+        with Client(f"127.0.0.1:{server.port}", timeout=None) as client:
+            watching = asyncio.ensure_future(
+                asyncio.to_thread(lambda: list(client.watch_with_deltas(run.name)))
+            )
+            await eventually(lambda: server.engine.hub.subscriber_count == 1, what="subscribed")
+            hold.release()
+            received = await watching
+            plain_watch = await asyncio.to_thread(lambda: list(client.watch(run.name)))
+    deltas = [x for x in received if isinstance(x, progress_service_pb2.OutputDelta)]
+    events = [x for x in received if isinstance(x, event_pb2.RunEvent)]
+    assert deltas and [d.index for d in deltas] == list(range(1, len(deltas) + 1))
+    assert [e.sequence for e in events] == [e.sequence for e in plain_watch]
+    assert all(isinstance(x, event_pb2.RunEvent) for x in plain_watch)
