@@ -5,6 +5,7 @@ step configs checked against them (CreateWorkflow)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,8 +24,10 @@ from podium.testing import (
     serving,
     start_run,
     step_of,
+    workers_serve,
 )
 from podium.v1 import control_service_pb2, execution_service_pb2, run_pb2
+from podium.worker import Worker
 
 ORDER_SCHEMA = {
     "type": "object",
@@ -258,3 +261,32 @@ async def test_in_process_agent_input_and_output_schemas_hold(tmp_path: Path) ->
     assert "'count' is a required property" in step_of(out, "t").failure.message
     assert step_of(inp, "t").failure.type == "podium.InvalidInput"
     assert "input_schema" in step_of(inp, "t").failure.message
+
+
+class RemoteTally(Tally):
+    """The same agent, served by a Python worker (its schemas go in the worker's registration)."""
+
+    name = "remote_tally"
+
+
+async def test_a_remote_workers_config_schema_checks_create_workflow(tmp_path: Path) -> None:
+    async with serving(str(tmp_path / "podium.db")) as (server, stubs):
+        worker = Worker(f"127.0.0.1:{server.port}", [RemoteTally()])
+        task = asyncio.create_task(worker.run())
+        try:
+            await workers_serve(stubs, "remote_tally")
+            listed = await stubs.control.ListAgents(control_service_pb2.ListAgentsRequest())
+            [remote] = [a for a in listed.agents if a.name == "remote_tally"]
+            assert not remote.in_process
+            assert plain(remote.config_schema) == Tally.config_schema
+            step = {"id": "t", "agent": "remote_tally", "config": {"unit": "crate"}}
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await create_workflow(stubs, "w", {"steps": [step]})
+            ok = {"id": "t", "agent": "remote_tally", "config": {"unit": "box"}}
+            await create_workflow(stubs, "w", {"steps": [ok]})
+        finally:
+            worker.stop()
+            await task
+    violations = field_violations(caught.value)
+    assert [field for field, _ in violations] == ["spec.steps[0].config.unit"]
+    assert "is not one of ['each', 'box']" in violations[0][1]

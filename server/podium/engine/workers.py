@@ -29,7 +29,7 @@ from podium.core.clock import Clock, DeadlineExceeded, run_with_deadline
 from podium.core.failures import INTERRUPTED, INVALID_INPUT, INVALID_OUTPUT, AgentError, Failure
 from podium.core.model import DEFAULT_TENANT
 from podium.core.schemas import first_violation, schema_problem
-from podium.plugins.api import Catalog, ConfigProblem, StepContext, ToolSpec
+from podium.plugins.api import StepContext, ToolSpec
 
 __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT",
@@ -94,7 +94,7 @@ class RemoteTask:
 
 class DeclaredAgent:
     """A worker-declared agent as workflow validation sees it: a step's
-    config is checked against its config schema. It never runs here."""
+    config is checked against its config_schema. It never runs here."""
 
     def __init__(self, declaration: AgentDeclaration) -> None:
         self.declaration = declaration
@@ -102,9 +102,10 @@ class DeclaredAgent:
         self.description = declaration.description
         self.version = declaration.version
 
-    def check_config(self, config: Mapping[str, Any], catalog: Catalog) -> list[ConfigProblem]:
-        problem = _violation(self.declaration.config_schema, dict(config))
-        return [] if problem is None else [("", f"violates the agent's config schema: {problem}")]
+    @property
+    def config_schema(self) -> Mapping[str, Any] | None:
+        """Checked by plugins.api.config_problems, each violation named by its field."""
+        return self.declaration.config_schema
 
     async def run(self, ctx: StepContext) -> Any:
         raise RuntimeError(f"agent {self.name!r} runs on workers: step runners delegate it")
