@@ -44,7 +44,43 @@ def schema_problem(schema: Mapping[str, Any]) -> str | None:
     except SchemaError as error:
         where = json_pointer(error.absolute_path)
         return f"{error.message} (at {where or '/'})"
+    return _reference_problem(schema)
+
+
+def _reference_problem(schema: Mapping[str, Any]) -> str | None:
+    """A `$ref` that could not be followed when a value is checked: Podium
+    fetches no schema from elsewhere, so only references inside the schema
+    ("#/$defs/item", "#anchor") are allowed, and a pointer must lead somewhere."""
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        pending.extend(node.values())
+        ref = node.get("$ref")
+        if not isinstance(ref, str):
+            continue
+        if not ref.startswith("#"):
+            return f"$ref {ref!r}: only references inside the schema (#/...) are allowed"
+        if ref.startswith("#/") and not _resolves(schema, ref[2:]):
+            return f"$ref {ref!r} leads nowhere in the schema"
     return None
+
+
+def _resolves(schema: Mapping[str, Any], pointer: str) -> bool:
+    node: Any = schema
+    for part in pointer.split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
 
 
 def violations(schema: Mapping[str, Any], value: Any) -> list[Violation]:
@@ -52,11 +88,22 @@ def violations(schema: Mapping[str, Any], value: Any) -> list[Violation]:
     at most MAX_VIOLATIONS of them; [] when it satisfies it."""
     validator = _validator(_canonical(schema))
     found: list[Violation] = []
-    for error in sorted(validator.iter_errors(value), key=_document_order):
+    for error in sorted(_errors(validator, value), key=_document_order):
         found.append((tuple(error.absolute_path), _reason(error)))
         if len(found) == MAX_VIOLATIONS:
             break
     return found
+
+
+def _errors(validator: Validator, value: Any) -> list[ValidationError]:
+    # schema_problem refuses what cannot be followed; a schema stored before
+    # that check (or a case it misses) still fails as a violation, not a crash.
+    try:
+        return list(validator.iter_errors(value))
+    except (jsonschema.exceptions.SchemaError, RecursionError) as error:
+        return [ValidationError(f"the schema cannot be applied: {error}")]
+    except Exception as error:  # referencing's errors have no public base class
+        return [ValidationError(f"the schema cannot be applied: {type(error).__name__}: {error}")]
 
 
 def first_violation(schema: Mapping[str, Any] | None, value: Any) -> str | None:
@@ -66,7 +113,7 @@ def first_violation(schema: Mapping[str, Any] | None, value: Any) -> str | None:
     if schema is None:
         return None
     validator = _validator(_canonical(schema))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    error = jsonschema.exceptions.best_match(_errors(validator, value))
     if error is None:
         return None
     return f"at {json_pointer(error.absolute_path) or '/'}: {_reason(error)}"

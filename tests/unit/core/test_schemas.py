@@ -46,3 +46,19 @@ def test_first_violation_reads_as_a_sentence() -> None:
 def test_integers_satisfy_integer_schemas(value: int) -> None:
     assert violations({"type": "integer"}, value) == []
     assert violations({"type": "integer"}, str(value)) != []
+
+
+def test_only_references_inside_the_schema_are_allowed() -> None:
+    local = {"$defs": {"qty": {"type": "integer"}}, "items": {"$ref": "#/$defs/qty"}}
+    assert schema_problem(local) is None
+    assert violations(local, [1, "x"]) == [((1,), "'x' is not of type 'integer'")]
+    remote = schema_problem({"$ref": "https://example.com/schema.json"})
+    assert remote is not None and "only references inside the schema" in remote
+    nowhere = schema_problem({"items": {"$ref": "#/$defs/missing"}})
+    assert nowhere is not None and "leads nowhere" in nowhere
+
+
+def test_a_schema_that_cannot_be_applied_is_a_violation_not_a_crash() -> None:
+    # Stored before references were checked, or endlessly recursive: reported, never raised.
+    assert "cannot be applied" in (first_violation({"$ref": "#"}, 1) or "")
+    assert "cannot be applied" in violations({"$ref": "#/nope"}, 1)[0][1]
