@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from podium.client import Client
+from podium.client import AsyncClient, Client
 from podium.testing import (
     HANG_TIMEOUT,
     HoldAgent,
@@ -149,3 +149,28 @@ async def test_the_python_client_yields_deltas_between_events(tmp_path: Path) ->
     assert deltas and [d.index for d in deltas] == list(range(1, len(deltas) + 1))
     assert [e.sequence for e in events] == [e.sequence for e in plain_watch]
     assert all(isinstance(x, event_pb2.RunEvent) for x in plain_watch)
+
+
+async def test_the_async_client_yields_deltas_too(tmp_path: Path) -> None:
+    hold = HoldAgent()
+    async with serving(str(tmp_path / "podium.db"), plugins=plugins_with([hold])) as (
+        server,
+        stubs,
+    ):
+        await create_workflow(stubs, "w", _spec(stream=True))
+        run = await start_run(stubs, "w")
+        async with AsyncClient(f"127.0.0.1:{server.port}", timeout=None) as client:
+
+            async def collect() -> list[object]:
+                return [item async for item in client.watch_with_deltas(run.name)]
+
+            watching = asyncio.ensure_future(collect())
+            await eventually(lambda: server.engine.hub.subscriber_count == 1, what="subscribed")
+            hold.release()
+            received = await watching
+            events = [event async for event in client.watch(run.name)]
+    deltas = [x for x in received if isinstance(x, progress_service_pb2.OutputDelta)]
+    assert deltas and [d.index for d in deltas] == list(range(1, len(deltas) + 1))
+    assert [e.sequence for e in events] == [
+        x.sequence for x in received if isinstance(x, event_pb2.RunEvent)
+    ]
