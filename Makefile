@@ -85,6 +85,7 @@ install: $(VENV_STAMP) $(BUF) $(NODE_STAMP) $(CONSOLE_BUILT)
 
 protos: $(VENV_STAMP) $(BUF)
 	$(PY) scripts/gen_protos.py
+	$(PY) scripts/gen_workflow_schema.py
 
 # Type-checks (tsc strict) and builds clients/node into clients/node/dist, which the Node
 # worker tests (tests/e2e/test_node_worker.py) run.

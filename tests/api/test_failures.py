@@ -21,6 +21,7 @@ from podium.testing import (
     collect_events,
     create_workflow,
     get_run,
+    plain,
     plugins_with,
     serving,
     start_run,
@@ -202,21 +203,12 @@ async def test_a_wait_beyond_any_timestamp_fails_the_step(
 # -- agents' outputs ---------------------------------------------------------------------------
 
 
-async def test_an_integer_beyond_a_double_fails_the_attempt_and_getrun_keeps_working(
-    db_path: str,
-) -> None:
-    spec = {"steps": [{"id": "a", "agent": "huge_int"}]}
+async def test_an_integer_beyond_a_double_travels_as_its_decimal_string(db_path: str) -> None:
+    spec = {"steps": [{"id": "a", "agent": "huge_int"}, {"id": "b", "agent": "big_int"}]}
     run, stored = await outcome(db_path, spec)
-    assert_step_failed(run, "a", "podium.InvalidOutput", "2^53")
-    attempts = step_of(stored, "a").attempts
-    assert [a.state for a in attempts] == [R.ATTEMPT_STATE_FAILED]
-    assert not attempts[0].failure.retryable
-
-
-async def test_an_integer_a_double_cannot_carry_exactly_fails_the_attempt(db_path: str) -> None:
-    spec = {"steps": [{"id": "a", "agent": "big_int"}]}
-    run, _ = await outcome(db_path, spec)
-    assert_step_failed(run, "a", "podium.InvalidOutput", "2^53")
+    assert run.state == run_pb2.RUN_STATE_SUCCEEDED
+    assert plain(step_of(stored, "a").output) == {"n": str(10**400)}
+    assert plain(step_of(stored, "b").output) == {"n": "9007199254740993"}
 
 
 async def test_an_output_over_the_size_limit_fails_the_attempt_naming_the_limit(

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from podium.cli.progress import RunProgress
 from podium.cli.watch import event_line
-from podium.v1 import common_pb2, control_service_pb2, event_pb2, run_pb2
+from podium.v1 import common_pb2, control_service_pb2, event_pb2, progress_service_pb2, run_pb2
 
 C, E, R = control_service_pb2, event_pb2, run_pb2
 
@@ -95,3 +95,38 @@ def test_unknown_event_types_never_crash_the_renderer() -> None:
     view = _render(progress)
     assert "77" in view and "from the future" in view
     assert "999" in event_line(strange[0])
+
+
+def test_the_live_view_shows_a_streaming_steps_text_growing() -> None:
+    run = run_pb2.Run(name="runs/abc", workflow="workflows/ask")
+    run.steps.add(step_id="answer", agent="llm")
+    progress = RunProgress(run)
+    progress.apply(_event(2, E.RUN_EVENT_TYPE_STEP_STARTED, step_id="answer", attempt=1))
+
+    def delta(index: int, text: str, attempt: int = 1) -> progress_service_pb2.OutputDelta:
+        return progress_service_pb2.OutputDelta(
+            step_id="answer", item=-1, attempt=attempt, index=index, text=text
+        )
+
+    progress.apply_delta(delta(1, "The quick "))
+    assert "answer ▸ The quick" in _render(progress)
+    progress.apply_delta(delta(2, "brown fox"))
+    assert "answer ▸ The quick brown fox" in _render(progress)
+    # A retry streams its answer afresh.
+    progress.apply_delta(delta(1, "Another", attempt=2))
+    assert "answer ▸ Another" in _render(progress)
+    assert "brown fox" not in _render(progress)
+    # A long answer shows its newest words on one line.
+    progress.apply_delta(delta(2, " word" * 100, attempt=2))
+    line = next(x for x in _render(progress).splitlines() if x.startswith("answer ▸"))
+    assert line.startswith("answer ▸ …") and line.endswith("word")
+    # The step's final event ends the stream's line: its output is final.
+    progress.apply(
+        _event(
+            9,
+            E.RUN_EVENT_TYPE_STEP_SUCCEEDED,
+            step_id="answer",
+            step_state=R.STEP_STATE_SUCCEEDED,
+        )
+    )
+    assert "▸" not in _render(progress)

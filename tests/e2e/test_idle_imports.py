@@ -1,6 +1,8 @@
 """What an idle `podium serve` has imported: not the provider SDKs, PyJWT,
-cryptography, jsonschema or the CEL runtime (tens of MB and most of a second
-of start-up), which load on first use. The provider plugins are loaded all
+cryptography or the CEL runtime (tens of MB and most of a second of start-up),
+which load on first use. (jsonschema loads at start-up: plugins' agent schemas
+and tool parameters are checked to be JSON Schemas when they register, so that
+a broken one fails its plugin then.) The provider plugins are loaded all
 the same, and a broken plugin is still reported at start-up.
 
 The modules are read from the real server process: a sitecustomize on its
@@ -23,7 +25,7 @@ from .conftest import StartServing
 C = control_service_pb2
 
 # Top-level packages an idle server must not have imported.
-DEFERRED = ("openai", "anthropic", "httpx", "jwt", "cryptography", "jsonschema", "cel_expr_python")
+DEFERRED = ("openai", "anthropic", "httpx", "jwt", "cryptography", "cel_expr_python")
 
 DUMP_MODULES = """
 import atexit

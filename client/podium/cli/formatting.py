@@ -6,9 +6,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format, message, timestamp_pb2
+from google.protobuf import message, timestamp_pb2
 
 from podium.client.enums import run_state_label, step_state_label
+from podium.client.values import to_python
 from podium.v1 import common_pb2
 
 __all__ = [
@@ -104,17 +105,20 @@ def state_style(label: str) -> str:
 
 
 def message_json(msg: message.Message) -> str:
-    """The proto JSON mapping with the .proto field names, as `--json` promises."""
-    return json_format.MessageToJson(msg, preserving_proto_field_name=True, indent=2)
+    """The proto JSON mapping with the .proto field names, as `--json` promises;
+    integral numbers print as integers (4, not 4.0: the same JSON number)."""
+    return json.dumps(
+        to_python(msg, preserving_proto_field_name=True), indent=2, ensure_ascii=False
+    )
 
 
 def value_json(msg: message.Message) -> str:
     """A Struct/Value (a run's or step's output) as plain JSON text."""
-    data: Any = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    data: Any = to_python(msg, preserving_proto_field_name=True)
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def compact_message_json(msg: message.Message) -> str:
     """The proto JSON mapping on one line (JSON Lines): .proto field names, no spaces."""
-    data: Any = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    data: Any = to_python(msg, preserving_proto_field_name=True)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

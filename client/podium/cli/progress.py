@@ -22,7 +22,7 @@ from podium.cli.formatting import (
 )
 from podium.client.enums import step_state_label
 from podium.client.money import format_usd, to_decimal
-from podium.v1 import event_pb2, run_pb2
+from podium.v1 import event_pb2, progress_service_pb2, run_pb2
 
 __all__ = ["NOTE_EVENTS", "RunProgress", "StepProgress", "governance_note"]
 
@@ -51,6 +51,9 @@ _CIRCUIT_STATES = {
     _E.RUN_EVENT_TYPE_CIRCUIT_CLOSED: ("closed", "bold green"),
 }
 _MAX_NOTES = 5
+# Characters of a streaming step's text kept, and shown on its line.
+_STREAM_KEPT = 4096
+_STREAM_SHOWN = 100
 _FINISHED_STEP_STATES = frozenset(
     {
         run_pb2.STEP_STATE_SUCCEEDED,
@@ -119,6 +122,9 @@ class RunProgress:
         self._run_total: tuple[int, Decimal] | None = None
         # Breaker changes and budget warnings, newest last, shown under the table.
         self.notes: list[Text] = []
+        # What each streaming step's running attempt streamed so far, by step id.
+        self.streamed: dict[str, str] = {}
+        self._streaming: dict[str, tuple[int, int]] = {}
 
     @property
     def tokens(self) -> int:
@@ -159,6 +165,14 @@ class RunProgress:
             self._unattributed_tokens += tokens_of(event.usage)
             self._unattributed_cost += to_decimal(event.cost)
 
+    def apply_delta(self, delta: progress_service_pb2.OutputDelta) -> None:
+        """A streaming step's text grows (a new attempt or item starts it afresh)."""
+        source = (delta.item, delta.attempt)
+        if self._streaming.get(delta.step_id) != source:
+            self._streaming[delta.step_id] = source
+            self.streamed[delta.step_id] = ""
+        self.streamed[delta.step_id] = (self.streamed[delta.step_id] + delta.text)[-_STREAM_KEPT:]
+
     def _apply_step(self, event: event_pb2.RunEvent, when: datetime | None) -> None:
         step = self.steps.get(event.step_id)
         if step is None:
@@ -198,6 +212,8 @@ class RunProgress:
         if event.type in _STEP_TOTAL_EVENTS and (event.HasField("usage") or event.HasField("cost")):
             step.tokens, step.cost = tokens_of(event.usage), to_decimal(event.cost)
         if step.finished:
+            # Its output is final now: the stream's text has done its job.
+            self.streamed.pop(event.step_id, None)
             step.ended = step.ended or when
             if not event.HasField("failure"):
                 # What the step said while it ran ("resumed after quota:…") is stale once it
@@ -285,6 +301,8 @@ class RunProgress:
         yield Text()
         yield self.total_line(now)
         yield from self.notes
+        for step_id, text in list(self.streamed.items()):
+            yield streamed_text(step_id, text)
 
 
 # Wide enough for every state but WAITING_APPROVAL, which gives way last of all.
@@ -319,6 +337,13 @@ def _progress_cell(step: StepProgress) -> RenderableType:
         complete_style="yellow",
         finished_style="green",
     )
+
+
+def streamed_text(step_id: str, text: str) -> Text:
+    """ "answer ▸ …the last words the model streamed" on one line."""
+    flat = " ".join(text.split())
+    shown = flat if len(flat) <= _STREAM_SHOWN else "…" + flat[-_STREAM_SHOWN:]
+    return Text.assemble((f"{step_id} ▸ ", "bold cyan"), shown)
 
 
 def governance_note(event: event_pb2.RunEvent) -> Text | None:

@@ -34,16 +34,20 @@ def follow_run(ctx: Context, run: str, after_sequence: int = 0) -> int:
     progress = RunProgress(snapshot)
     # The view replays the whole log so its totals are exact; `after_sequence` only limits
     # which events are printed as lines.
-    events = client.watch(snapshot.name, after_sequence=0)
     if ctx.out.is_terminal:
+        # The live view also shows streaming steps' text as it grows.
+        live = client.watch_with_deltas(snapshot.name, after_sequence=0)
         with Live(progress, console=ctx.out, refresh_per_second=8, transient=False):
-            for event in events:
-                progress.apply(event)
+            for item in live:
+                if isinstance(item, event_pb2.RunEvent):
+                    progress.apply(item)
+                else:
+                    progress.apply_delta(item)
                 if progress.steps_missing_item_totals():
                     # Item events do not carry the fan-out's size; the run record does.
                     progress.set_item_totals(client.get_run(snapshot.name))
     else:
-        for event in events:
+        for event in client.watch(snapshot.name, after_sequence=0):
             progress.apply(event)
             if event.sequence > after_sequence:
                 ctx.print_plain(event_line(event))

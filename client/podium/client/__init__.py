@@ -16,6 +16,7 @@ from podium.client.errors import DefinitionError, PodiumError
 from podium.client.governance import scope_message, scope_text
 from podium.client.money import format_usd, from_decimal, to_decimal
 from podium.client.names import run_name, workflow_name
+from podium.client.values import json_value, to_python
 
 __all__ = [
     "ADDRESS_ENV",
@@ -33,6 +34,7 @@ __all__ = [
     "event_type_label",
     "format_usd",
     "from_decimal",
+    "json_value",
     "load_definition",
     "run_name",
     "run_state_label",
@@ -40,5 +42,6 @@ __all__ = [
     "scope_text",
     "step_state_label",
     "to_decimal",
+    "to_python",
     "workflow_name",
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
@@ -447,16 +448,34 @@ class AsyncClient:
         Reconnects on connection loss from the last sequence seen, so no event is skipped or
         repeated; raises PodiumError once reconnecting has failed for the policy's time.
         """
+        async with contextlib.aclosing(self._watch(run, after_sequence, deltas=False)) as items:
+            async for item in items:
+                if isinstance(item, event_pb2.RunEvent):
+                    yield item
+
+    def watch_with_deltas(
+        self, run: str, after_sequence: int = 0
+    ) -> AsyncGenerator[event_pb2.RunEvent | progress_service_pb2.OutputDelta, None]:
+        """As `watch`, with the live output deltas of streaming steps between the events
+        (WatchRunRequest.include_output_deltas): live only, so none is replayed after a
+        reconnection, and the step's final output still arrives as its event."""
+        return self._watch(run, after_sequence, deltas=True)
+
+    async def _watch(
+        self, run: str, after_sequence: int, *, deltas: bool
+    ) -> AsyncGenerator[event_pb2.RunEvent | progress_service_pb2.OutputDelta, None]:
         cursor = WatchCursor(after_sequence, self._reconnect)
         name = run_name(run)
         while True:
             request = progress_service_pb2.WatchRunRequest(
-                run=name, after_sequence=cursor.last_sequence
+                run=name, after_sequence=cursor.last_sequence, include_output_deltas=deltas
             )
             cursor.stream_opened()
             call = self._progress.WatchRun(request)
             try:
                 async for response in call:
+                    for delta in response.output_deltas:
+                        yield delta
                     for event in cursor.accept(response.events):
                         yield event
             except grpc.RpcError as error:

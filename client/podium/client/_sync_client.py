@@ -434,16 +434,32 @@ class Client:
         Reconnects on connection loss from the last sequence seen, so no event is skipped or
         repeated; raises PodiumError once reconnecting has failed for the policy's time.
         """
+        for item in self._watch(run, after_sequence, deltas=False):
+            if isinstance(item, event_pb2.RunEvent):
+                yield item
+
+    def watch_with_deltas(
+        self, run: str, after_sequence: int = 0
+    ) -> Iterator[event_pb2.RunEvent | progress_service_pb2.OutputDelta]:
+        """As `watch`, with the live output deltas of streaming steps between the events
+        (WatchRunRequest.include_output_deltas): live only, so none is replayed after a
+        reconnection, and the step's final output still arrives as its event."""
+        return self._watch(run, after_sequence, deltas=True)
+
+    def _watch(
+        self, run: str, after_sequence: int, *, deltas: bool
+    ) -> Iterator[event_pb2.RunEvent | progress_service_pb2.OutputDelta]:
         cursor = WatchCursor(after_sequence, self._reconnect)
         name = run_name(run)
         while True:
             request = progress_service_pb2.WatchRunRequest(
-                run=name, after_sequence=cursor.last_sequence
+                run=name, after_sequence=cursor.last_sequence, include_output_deltas=deltas
             )
             cursor.stream_opened()
             call = self._progress.WatchRun(request)
             try:
                 for response in call:
+                    yield from response.output_deltas
                     yield from cursor.accept(response.events)
             except grpc.RpcError as error:
                 delay = cursor.retry_delay(error)

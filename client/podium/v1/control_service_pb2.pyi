@@ -256,15 +256,18 @@ class AgentInfo(_message.Message):
 
     @_builtins.property
     def config_schema(self) -> _struct_pb2.Struct:
-        """JSON Schema of its config a worker declared; unset: none."""
+        """JSON Schema of its config, as the in-process plugin or a worker
+        declared it; CreateWorkflow checks each step's `config` against it.
+        Unset: none declared.
+        """
 
     @_builtins.property
     def input_schema(self) -> _struct_pb2.Struct:
-        """JSON Schema of its input a worker declared; unset: none."""
+        """JSON Schema of its input (in-process plugin or worker); unset: none."""
 
     @_builtins.property
     def output_schema(self) -> _struct_pb2.Struct:
-        """JSON Schema of its output a worker declared; unset: none."""
+        """JSON Schema of its output (in-process plugin or worker); unset: none."""
 
     def __init__(
         self,

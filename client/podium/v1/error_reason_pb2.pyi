@@ -180,6 +180,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """[NOT_FOUND] No callback step waits for this token (unknown, already
     used, or expired).
     """
+    ERROR_REASON_INPUT_SCHEMA_VIOLATED: _ErrorReason.ValueType  # 90
+    """[INVALID_ARGUMENT] A run's input violates its workflow's `input_schema`;
+    the BadRequest has one violation per problem, its field the JSON pointer
+    of the offending value in the request ("/input/items/0/qty"). Nothing was
+    stored.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the server puts in the google.rpc.ErrorInfo (domain "podium")
@@ -353,5 +359,11 @@ retry after the RetryInfo delay.
 ERROR_REASON_CALLBACK_NOT_FOUND: ErrorReason.ValueType  # 50
 """[NOT_FOUND] No callback step waits for this token (unknown, already
 used, or expired).
+"""
+ERROR_REASON_INPUT_SCHEMA_VIOLATED: ErrorReason.ValueType  # 90
+"""[INVALID_ARGUMENT] A run's input violates its workflow's `input_schema`;
+the BadRequest has one violation per problem, its field the JSON pointer
+of the offending value in the request ("/input/items/0/qty"). Nothing was
+stored.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

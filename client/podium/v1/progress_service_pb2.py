@@ -26,7 +26,7 @@ from podium.v1 import event_pb2 as podium_dot_v1_dot_event__pb2
 from podium.v1 import run_pb2 as podium_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n podium/v1/progress_service.proto\x12\tpodium.v1\x1a\x15podium/v1/event.proto\x1a\x13podium/v1/run.proto\"J\n\x0fWatchRunRequest\x12\x10\n\x03run\x18\x01 \x01(\tR\x03run\x12%\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03R\rafterSequence\"?\n\x10WatchRunResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.podium.v1.RunEventR\x06\x65vents\"\x9e\x01\n\x10WatchRunsRequest\x12\x1c\n\tworkflows\x18\x01 \x03(\tR\tworkflows\x12\x32\n\nrun_states\x18\x02 \x03(\x0e\x32\x13.podium.v1.RunStateR\trunStates\x12\x38\n\x0b\x65vent_types\x18\x03 \x03(\x0e\x32\x17.podium.v1.RunEventTypeR\neventTypes\"@\n\x11WatchRunsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.podium.v1.RunEventR\x06\x65vents2\xa2\x01\n\x0fProgressService\x12\x45\n\x08WatchRun\x12\x1a.podium.v1.WatchRunRequest\x1a\x1b.podium.v1.WatchRunResponse0\x01\x12H\n\tWatchRuns\x12\x1b.podium.v1.WatchRunsRequest\x1a\x1c.podium.v1.WatchRunsResponse0\x01\x42\x33\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n podium/v1/progress_service.proto\x12\tpodium.v1\x1a\x15podium/v1/event.proto\x1a\x13podium/v1/run.proto\"~\n\x0fWatchRunRequest\x12\x10\n\x03run\x18\x01 \x01(\tR\x03run\x12%\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03R\rafterSequence\x12\x32\n\x15include_output_deltas\x18Z \x01(\x08R\x13includeOutputDeltas\"|\n\x10WatchRunResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.podium.v1.RunEventR\x06\x65vents\x12;\n\routput_deltas\x18Z \x03(\x0b\x32\x16.podium.v1.OutputDeltaR\x0coutputDeltas\"~\n\x0bOutputDelta\x12\x17\n\x07step_id\x18\x01 \x01(\tR\x06stepId\x12\x12\n\x04item\x18\x02 \x01(\x05R\x04item\x12\x18\n\x07\x61ttempt\x18\x03 \x01(\x05R\x07\x61ttempt\x12\x14\n\x05index\x18\x04 \x01(\x03R\x05index\x12\x12\n\x04text\x18\x05 \x01(\tR\x04text\"\x9e\x01\n\x10WatchRunsRequest\x12\x1c\n\tworkflows\x18\x01 \x03(\tR\tworkflows\x12\x32\n\nrun_states\x18\x02 \x03(\x0e\x32\x13.podium.v1.RunStateR\trunStates\x12\x38\n\x0b\x65vent_types\x18\x03 \x03(\x0e\x32\x17.podium.v1.RunEventTypeR\neventTypes\"@\n\x11WatchRunsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.podium.v1.RunEventR\x06\x65vents2\xa2\x01\n\x0fProgressService\x12\x45\n\x08WatchRun\x12\x1a.podium.v1.WatchRunRequest\x1a\x1b.podium.v1.WatchRunResponse0\x01\x12H\n\tWatchRuns\x12\x1b.podium.v1.WatchRunsRequest\x1a\x1c.podium.v1.WatchRunsResponse0\x01\x42\x33\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.podium.v1P\001Z podium/gen/go/podium/v1;podiumv1'
   _globals['_WATCHRUNREQUEST']._serialized_start=91
-  _globals['_WATCHRUNREQUEST']._serialized_end=165
-  _globals['_WATCHRUNRESPONSE']._serialized_start=167
-  _globals['_WATCHRUNRESPONSE']._serialized_end=230
-  _globals['_WATCHRUNSREQUEST']._serialized_start=233
-  _globals['_WATCHRUNSREQUEST']._serialized_end=391
-  _globals['_WATCHRUNSRESPONSE']._serialized_start=393
-  _globals['_WATCHRUNSRESPONSE']._serialized_end=457
-  _globals['_PROGRESSSERVICE']._serialized_start=460
-  _globals['_PROGRESSSERVICE']._serialized_end=622
+  _globals['_WATCHRUNREQUEST']._serialized_end=217
+  _globals['_WATCHRUNRESPONSE']._serialized_start=219
+  _globals['_WATCHRUNRESPONSE']._serialized_end=343
+  _globals['_OUTPUTDELTA']._serialized_start=345
+  _globals['_OUTPUTDELTA']._serialized_end=471
+  _globals['_WATCHRUNSREQUEST']._serialized_start=474
+  _globals['_WATCHRUNSREQUEST']._serialized_end=632
+  _globals['_WATCHRUNSRESPONSE']._serialized_start=634
+  _globals['_WATCHRUNSRESPONSE']._serialized_end=698
+  _globals['_PROGRESSSERVICE']._serialized_start=701
+  _globals['_PROGRESSSERVICE']._serialized_end=863
 # @@protoc_insertion_point(module_scope)

@@ -26,19 +26,27 @@ class WatchRunRequest(_message.Message):
 
     RUN_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    INCLUDE_OUTPUT_DELTAS_FIELD_NUMBER: _builtins.int
     run: _builtins.str
     """"runs/{run_id}"."""
     after_sequence: _builtins.int
     """Last sequence the subscriber has seen; 0 for the whole history."""
+    include_output_deltas: _builtins.bool
+    """Also stream output deltas: pieces of a step's answer while its provider
+    streams it (steps whose `llm`/`react` config sets `stream: true`). Live
+    only: deltas are not events, carry no sequence, are never stored nor
+    replayed; the step's final output still arrives as its event.
+    """
     def __init__(
         self,
         *,
         run: _builtins.str = ...,
         after_sequence: _builtins.int = ...,
+        include_output_deltas: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "run", b"run"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "include_output_deltas", b"include_output_deltas", "run", b"run"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -49,22 +57,70 @@ class WatchRunResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
+    OUTPUT_DELTAS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.RunEvent]:
         """Consecutive events, in sequence order."""
+
+    @_builtins.property
+    def output_deltas(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutputDelta]:
+        """Output deltas (only with include_output_deltas), in the order they were
+        streamed; a response carries either events or deltas.
+        """
 
     def __init__(
         self,
         *,
         events: _abc.Iterable[_event_pb2.RunEvent] | None = ...,
+        output_deltas: _abc.Iterable[Global___OutputDelta] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "output_deltas", b"output_deltas"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchRunResponse: _TypeAlias = WatchRunResponse  # noqa: Y015
+
+@_typing.final
+class OutputDelta(_message.Message):
+    """A piece of a step's answer, as its provider streamed it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ITEM_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """The step streaming."""
+    item: _builtins.int
+    """The fan-out item (for_each), or -1."""
+    attempt: _builtins.int
+    """The attempt streaming (a retry streams its answer again from its start)."""
+    index: _builtins.int
+    """1 for the attempt's first delta, then 2, 3, ...: a gap means deltas were
+    dropped because the subscriber fell behind (the final output is never).
+    """
+    text: _builtins.str
+    """The text to append to what this attempt streamed so far."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        item: _builtins.int = ...,
+        attempt: _builtins.int = ...,
+        index: _builtins.int = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "index", b"index", "item", b"item", "step_id", b"step_id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputDelta: _TypeAlias = OutputDelta  # noqa: Y015
 
 @_typing.final
 class WatchRunsRequest(_message.Message):

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from podium.v1 import common_pb2 as podium_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18podium/v1/workflow.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16podium/v1/common.proto\"\xa2\x01\n\x08Workflow\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12+\n\x04spec\x18\x03 \x01(\x0b\x32\x17.podium.v1.WorkflowSpecR\x04spec\x12;\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"\xb9\x04\n\x0cWorkflowSpec\x12 \n\x0b\x64\x65scription\x18\x01 \x01(\tR\x0b\x64\x65scription\x12%\n\x05steps\x18\x02 \x03(\x0b\x32\x0f.podium.v1.StepR\x05steps\x12;\n\x06output\x18\x03 \x03(\x0b\x32#.podium.v1.WorkflowSpec.OutputEntryR\x06output\x12\'\n\x0fmax_concurrency\x18\x04 \x01(\x05R\x0emaxConcurrency\x12;\n\x06labels\x18\x05 \x03(\x0b\x32#.podium.v1.WorkflowSpec.LabelsEntryR\x06labels\x12(\n\x05retry\x18\x06 \x03(\x0b\x32\x12.podium.v1.RetrierR\x05retry\x12\x33\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\x12+\n\x08max_cost\x18\x08 \x01(\x0b\x32\x10.podium.v1.MoneyR\x07maxCost\x12;\n\x0cnotification\x18\x32 \x01(\x0b\x32\x17.podium.v1.NotificationR\x0cnotification\x1a\x39\n\x0bOutputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"8\n\x0cNotification\x12\x10\n\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n\x06secret\x18\x02 \x01(\tR\x06secret\"p\n\rWaitForSignal\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06\x66ilter\x18\x02 \x01(\tR\x06\x66ilter\x12\x33\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\"?\n\x08\x43\x61llback\x12\x33\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\"\xcd\x08\n\x04Step\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\x12\x30\n\x05input\x18\x03 \x03(\x0b\x32\x1a.podium.v1.Step.InputEntryR\x05input\x12\x1d\n\ndepends_on\x18\x04 \x03(\tR\tdependsOn\x12/\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63onfig\x12 \n\x0b\x64\x65scription\x18\x06 \x01(\tR\x0b\x64\x65scription\x12(\n\x05retry\x18\x07 \x03(\x0b\x32\x12.podium.v1.RetrierR\x05retry\x12\x42\n\x0f\x61ttempt_timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0e\x61ttemptTimeout\x12\x33\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\x12\x37\n\non_failure\x18\n \x01(\x0e\x32\x18.podium.v1.FailurePolicyR\tonFailure\x12\x39\n\x0ctrigger_rule\x18\x0b \x01(\x0e\x32\x16.podium.v1.TriggerRuleR\x0btriggerRule\x12\x12\n\x04when\x18\x0c \x01(\tR\x04when\x12-\n\x08\x66or_each\x18\r \x01(\x0b\x32\x12.podium.v1.ForEachR\x07\x66orEach\x12#\n\x04loop\x18\x0e \x01(\x0b\x32\x0f.podium.v1.LoopR\x04loop\x12#\n\x04wait\x18\x0f \x01(\x0b\x32\x0f.podium.v1.WaitR\x04wait\x12/\n\x08\x61pproval\x18\x10 \x01(\x0b\x32\x13.podium.v1.ApprovalR\x08\x61pproval\x12\x37\n\ncompensate\x18\x11 \x01(\x0b\x32\x17.podium.v1.CompensationR\ncompensate\x12&\n\x05\x63\x61\x63he\x18\x12 \x01(\x0b\x32\x10.podium.v1.CacheR\x05\x63\x61\x63he\x12\x1b\n\tfail_fast\x18\x13 \x01(\x08R\x08\x66\x61ilFast\x12\x14\n\x05tools\x18\x14 \x03(\tR\x05tools\x12\x1d\n\ntask_queue\x18\x15 \x01(\tR\ttaskQueue\x12\x46\n\x11heartbeat_timeout\x18\x16 \x01(\x0b\x32\x19.google.protobuf.DurationR\x10heartbeatTimeout\x12@\n\x0fwait_for_signal\x18\x32 \x01(\x0b\x32\x18.podium.v1.WaitForSignalR\rwaitForSignal\x12/\n\x08\x63\x61llback\x18\x33 \x01(\x0b\x32\x13.podium.v1.CallbackR\x08\x63\x61llback\x1a\x38\n\nInputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x92\x02\n\x07Retrier\x12!\n\x0c\x65rror_equals\x18\x01 \x03(\tR\x0b\x65rrorEquals\x12\x35\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08interval\x12!\n\x0c\x62\x61\x63koff_rate\x18\x03 \x01(\x01R\x0b\x62\x61\x63koffRate\x12<\n\x0cmax_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bmaxInterval\x12!\n\x0cmax_attempts\x18\x05 \x01(\x05R\x0bmaxAttempts\x12)\n\x06jitter\x18\x06 \x01(\x0e\x32\x11.podium.v1.JitterR\x06jitter\"\xbc\x01\n\x07\x46orEach\x12\x14\n\x05items\x18\x01 \x01(\tR\x05items\x12\'\n\x0fmax_concurrency\x18\x02 \x01(\x05R\x0emaxConcurrency\x12\x36\n\x17tolerated_failure_count\x18\x03 \x01(\x05R\x15toleratedFailureCount\x12:\n\x19tolerated_failure_percent\x18\x04 \x01(\x01R\x17toleratedFailurePercent\"C\n\x04Loop\x12\x14\n\x05until\x18\x01 \x01(\tR\x05until\x12%\n\x0emax_iterations\x18\x02 \x01(\x05R\rmaxIterations\"\xa5\x01\n\x04Wait\x12\x37\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00R\x08\x64uration\x12\x30\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00R\x04time\x12)\n\x0ftime_expression\x18\x03 \x01(\tH\x00R\x0etimeExpressionB\x07\n\x05until\"W\n\x08\x41pproval\x12\x16\n\x06prompt\x18\x01 \x01(\tR\x06prompt\x12\x33\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\"\xc9\x01\n\x0c\x43ompensation\x12\x14\n\x05\x61gent\x18\x01 \x01(\tR\x05\x61gent\x12\x38\n\x05input\x18\x02 \x03(\x0b\x32\".podium.v1.Compensation.InputEntryR\x05input\x12/\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63onfig\x1a\x38\n\nInputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"4\n\x05\x43\x61\x63he\x12+\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03ttl\"+\n\x0e\x45xecutionLevel\x12\x19\n\x08step_ids\x18\x01 \x03(\tR\x07stepIds*B\n\x06Jitter\x12\x16\n\x12JITTER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bJITTER_NONE\x10\x01\x12\x0f\n\x0bJITTER_FULL\x10\x02*e\n\rFailurePolicy\x12\x1e\n\x1a\x46\x41ILURE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41ILURE_POLICY_FAIL\x10\x01\x12\x1b\n\x17\x46\x41ILURE_POLICY_CONTINUE\x10\x02*\x86\x01\n\x0bTriggerRule\x12\x1c\n\x18TRIGGER_RULE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRIGGER_RULE_ALL_SUCCEEDED\x10\x01\x12\x19\n\x15TRIGGER_RULE_ALL_DONE\x10\x02\x12\x1e\n\x1aTRIGGER_RULE_ANY_SUCCEEDED\x10\x03\x42\x33\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18podium/v1/workflow.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16podium/v1/common.proto\"\xa2\x01\n\x08Workflow\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12+\n\x04spec\x18\x03 \x01(\x0b\x32\x17.podium.v1.WorkflowSpecR\x04spec\x12;\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"\xf7\x05\n\x0cWorkflowSpec\x12 \n\x0b\x64\x65scription\x18\x01 \x01(\tR\x0b\x64\x65scription\x12%\n\x05steps\x18\x02 \x03(\x0b\x32\x0f.podium.v1.StepR\x05steps\x12;\n\x06output\x18\x03 \x03(\x0b\x32#.podium.v1.WorkflowSpec.OutputEntryR\x06output\x12\'\n\x0fmax_concurrency\x18\x04 \x01(\x05R\x0emaxConcurrency\x12;\n\x06labels\x18\x05 \x03(\x0b\x32#.podium.v1.WorkflowSpec.LabelsEntryR\x06labels\x12(\n\x05retry\x18\x06 \x03(\x0b\x32\x12.podium.v1.RetrierR\x05retry\x12\x33\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\x12+\n\x08max_cost\x18\x08 \x01(\x0b\x32\x10.podium.v1.MoneyR\x07maxCost\x12;\n\x0cnotification\x18\x32 \x01(\x0b\x32\x17.podium.v1.NotificationR\x0cnotification\x12:\n\x0cinput_schema\x18Z \x01(\x0b\x32\x17.google.protobuf.StructR\x0binputSchema\x12<\n\routput_schema\x18[ \x01(\x0b\x32\x17.google.protobuf.StructR\x0coutputSchema\x12\x42\n\x0frun_concurrency\x18\\ \x01(\x0b\x32\x19.podium.v1.RunConcurrencyR\x0erunConcurrency\x1a\x39\n\x0bOutputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"8\n\x0cNotification\x12\x10\n\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n\x06secret\x18\x02 \x01(\tR\x06secret\"p\n\rWaitForSignal\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06\x66ilter\x18\x02 \x01(\tR\x06\x66ilter\x12\x33\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\"?\n\x08\x43\x61llback\x12\x33\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\"\x8b\t\n\x04Step\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05\x61gent\x18\x02 \x01(\tR\x05\x61gent\x12\x30\n\x05input\x18\x03 \x03(\x0b\x32\x1a.podium.v1.Step.InputEntryR\x05input\x12\x1d\n\ndepends_on\x18\x04 \x03(\tR\tdependsOn\x12/\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63onfig\x12 \n\x0b\x64\x65scription\x18\x06 \x01(\tR\x0b\x64\x65scription\x12(\n\x05retry\x18\x07 \x03(\x0b\x32\x12.podium.v1.RetrierR\x05retry\x12\x42\n\x0f\x61ttempt_timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0e\x61ttemptTimeout\x12\x33\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\x12\x37\n\non_failure\x18\n \x01(\x0e\x32\x18.podium.v1.FailurePolicyR\tonFailure\x12\x39\n\x0ctrigger_rule\x18\x0b \x01(\x0e\x32\x16.podium.v1.TriggerRuleR\x0btriggerRule\x12\x12\n\x04when\x18\x0c \x01(\tR\x04when\x12-\n\x08\x66or_each\x18\r \x01(\x0b\x32\x12.podium.v1.ForEachR\x07\x66orEach\x12#\n\x04loop\x18\x0e \x01(\x0b\x32\x0f.podium.v1.LoopR\x04loop\x12#\n\x04wait\x18\x0f \x01(\x0b\x32\x0f.podium.v1.WaitR\x04wait\x12/\n\x08\x61pproval\x18\x10 \x01(\x0b\x32\x13.podium.v1.ApprovalR\x08\x61pproval\x12\x37\n\ncompensate\x18\x11 \x01(\x0b\x32\x17.podium.v1.CompensationR\ncompensate\x12&\n\x05\x63\x61\x63he\x18\x12 \x01(\x0b\x32\x10.podium.v1.CacheR\x05\x63\x61\x63he\x12\x1b\n\tfail_fast\x18\x13 \x01(\x08R\x08\x66\x61ilFast\x12\x14\n\x05tools\x18\x14 \x03(\tR\x05tools\x12\x1d\n\ntask_queue\x18\x15 \x01(\tR\ttaskQueue\x12\x46\n\x11heartbeat_timeout\x18\x16 \x01(\x0b\x32\x19.google.protobuf.DurationR\x10heartbeatTimeout\x12@\n\x0fwait_for_signal\x18\x32 \x01(\x0b\x32\x18.podium.v1.WaitForSignalR\rwaitForSignal\x12/\n\x08\x63\x61llback\x18\x33 \x01(\x0b\x32\x13.podium.v1.CallbackR\x08\x63\x61llback\x12<\n\routput_schema\x18Z \x01(\x0b\x32\x17.google.protobuf.StructR\x0coutputSchema\x1a\x38\n\nInputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x92\x02\n\x07Retrier\x12!\n\x0c\x65rror_equals\x18\x01 \x03(\tR\x0b\x65rrorEquals\x12\x35\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08interval\x12!\n\x0c\x62\x61\x63koff_rate\x18\x03 \x01(\x01R\x0b\x62\x61\x63koffRate\x12<\n\x0cmax_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bmaxInterval\x12!\n\x0cmax_attempts\x18\x05 \x01(\x05R\x0bmaxAttempts\x12)\n\x06jitter\x18\x06 \x01(\x0e\x32\x11.podium.v1.JitterR\x06jitter\"\x85\x02\n\x07\x46orEach\x12\x14\n\x05items\x18\x01 \x01(\tR\x05items\x12\'\n\x0fmax_concurrency\x18\x02 \x01(\x05R\x0emaxConcurrency\x12\x36\n\x17tolerated_failure_count\x18\x03 \x01(\x05R\x15toleratedFailureCount\x12:\n\x19tolerated_failure_percent\x18\x04 \x01(\x01R\x17toleratedFailurePercent\x12\'\n\x0f\x63oncurrency_key\x18Z \x01(\tR\x0e\x63oncurrencyKey\x12\x1e\n\x0bmax_per_key\x18[ \x01(\x05R\tmaxPerKey\"=\n\x0eRunConcurrency\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n\x08max_runs\x18\x02 \x01(\x05R\x07maxRuns\"C\n\x04Loop\x12\x14\n\x05until\x18\x01 \x01(\tR\x05until\x12%\n\x0emax_iterations\x18\x02 \x01(\x05R\rmaxIterations\"\xa5\x01\n\x04Wait\x12\x37\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00R\x08\x64uration\x12\x30\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00R\x04time\x12)\n\x0ftime_expression\x18\x03 \x01(\tH\x00R\x0etimeExpressionB\x07\n\x05until\"W\n\x08\x41pproval\x12\x16\n\x06prompt\x18\x01 \x01(\tR\x06prompt\x12\x33\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07timeout\"\xc9\x01\n\x0c\x43ompensation\x12\x14\n\x05\x61gent\x18\x01 \x01(\tR\x05\x61gent\x12\x38\n\x05input\x18\x02 \x03(\x0b\x32\".podium.v1.Compensation.InputEntryR\x05input\x12/\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63onfig\x1a\x38\n\nInputEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"4\n\x05\x43\x61\x63he\x12+\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03ttl\"+\n\x0e\x45xecutionLevel\x12\x19\n\x08step_ids\x18\x01 \x03(\tR\x07stepIds*B\n\x06Jitter\x12\x16\n\x12JITTER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bJITTER_NONE\x10\x01\x12\x0f\n\x0bJITTER_FULL\x10\x02*e\n\rFailurePolicy\x12\x1e\n\x1a\x46\x41ILURE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41ILURE_POLICY_FAIL\x10\x01\x12\x1b\n\x17\x46\x41ILURE_POLICY_CONTINUE\x10\x02*\x86\x01\n\x0bTriggerRule\x12\x1c\n\x18TRIGGER_RULE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRIGGER_RULE_ALL_SUCCEEDED\x10\x01\x12\x19\n\x15TRIGGER_RULE_ALL_DONE\x10\x02\x12\x1e\n\x1aTRIGGER_RULE_ANY_SUCCEEDED\x10\x03\x42\x33\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,46 +44,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STEP_INPUTENTRY']._serialized_options = b'8\001'
   _globals['_COMPENSATION_INPUTENTRY']._loaded_options = None
   _globals['_COMPENSATION_INPUTENTRY']._serialized_options = b'8\001'
-  _globals['_JITTER']._serialized_start=3333
-  _globals['_JITTER']._serialized_end=3399
-  _globals['_FAILUREPOLICY']._serialized_start=3401
-  _globals['_FAILUREPOLICY']._serialized_end=3502
-  _globals['_TRIGGERRULE']._serialized_start=3505
-  _globals['_TRIGGERRULE']._serialized_end=3639
+  _globals['_JITTER']._serialized_start=3721
+  _globals['_JITTER']._serialized_end=3787
+  _globals['_FAILUREPOLICY']._serialized_start=3789
+  _globals['_FAILUREPOLICY']._serialized_end=3890
+  _globals['_TRIGGERRULE']._serialized_start=3893
+  _globals['_TRIGGERRULE']._serialized_end=4027
   _globals['_WORKFLOW']._serialized_start=159
   _globals['_WORKFLOW']._serialized_end=321
   _globals['_WORKFLOWSPEC']._serialized_start=324
-  _globals['_WORKFLOWSPEC']._serialized_end=893
-  _globals['_WORKFLOWSPEC_OUTPUTENTRY']._serialized_start=777
-  _globals['_WORKFLOWSPEC_OUTPUTENTRY']._serialized_end=834
-  _globals['_WORKFLOWSPEC_LABELSENTRY']._serialized_start=836
-  _globals['_WORKFLOWSPEC_LABELSENTRY']._serialized_end=893
-  _globals['_NOTIFICATION']._serialized_start=895
-  _globals['_NOTIFICATION']._serialized_end=951
-  _globals['_WAITFORSIGNAL']._serialized_start=953
-  _globals['_WAITFORSIGNAL']._serialized_end=1065
-  _globals['_CALLBACK']._serialized_start=1067
-  _globals['_CALLBACK']._serialized_end=1130
-  _globals['_STEP']._serialized_start=1133
-  _globals['_STEP']._serialized_end=2234
-  _globals['_STEP_INPUTENTRY']._serialized_start=2178
-  _globals['_STEP_INPUTENTRY']._serialized_end=2234
-  _globals['_RETRIER']._serialized_start=2237
-  _globals['_RETRIER']._serialized_end=2511
-  _globals['_FOREACH']._serialized_start=2514
-  _globals['_FOREACH']._serialized_end=2702
-  _globals['_LOOP']._serialized_start=2704
-  _globals['_LOOP']._serialized_end=2771
-  _globals['_WAIT']._serialized_start=2774
-  _globals['_WAIT']._serialized_end=2939
-  _globals['_APPROVAL']._serialized_start=2941
-  _globals['_APPROVAL']._serialized_end=3028
-  _globals['_COMPENSATION']._serialized_start=3031
-  _globals['_COMPENSATION']._serialized_end=3232
-  _globals['_COMPENSATION_INPUTENTRY']._serialized_start=2178
-  _globals['_COMPENSATION_INPUTENTRY']._serialized_end=2234
-  _globals['_CACHE']._serialized_start=3234
-  _globals['_CACHE']._serialized_end=3286
-  _globals['_EXECUTIONLEVEL']._serialized_start=3288
-  _globals['_EXECUTIONLEVEL']._serialized_end=3331
+  _globals['_WORKFLOWSPEC']._serialized_end=1083
+  _globals['_WORKFLOWSPEC_OUTPUTENTRY']._serialized_start=967
+  _globals['_WORKFLOWSPEC_OUTPUTENTRY']._serialized_end=1024
+  _globals['_WORKFLOWSPEC_LABELSENTRY']._serialized_start=1026
+  _globals['_WORKFLOWSPEC_LABELSENTRY']._serialized_end=1083
+  _globals['_NOTIFICATION']._serialized_start=1085
+  _globals['_NOTIFICATION']._serialized_end=1141
+  _globals['_WAITFORSIGNAL']._serialized_start=1143
+  _globals['_WAITFORSIGNAL']._serialized_end=1255
+  _globals['_CALLBACK']._serialized_start=1257
+  _globals['_CALLBACK']._serialized_end=1320
+  _globals['_STEP']._serialized_start=1323
+  _globals['_STEP']._serialized_end=2486
+  _globals['_STEP_INPUTENTRY']._serialized_start=2430
+  _globals['_STEP_INPUTENTRY']._serialized_end=2486
+  _globals['_RETRIER']._serialized_start=2489
+  _globals['_RETRIER']._serialized_end=2763
+  _globals['_FOREACH']._serialized_start=2766
+  _globals['_FOREACH']._serialized_end=3027
+  _globals['_RUNCONCURRENCY']._serialized_start=3029
+  _globals['_RUNCONCURRENCY']._serialized_end=3090
+  _globals['_LOOP']._serialized_start=3092
+  _globals['_LOOP']._serialized_end=3159
+  _globals['_WAIT']._serialized_start=3162
+  _globals['_WAIT']._serialized_end=3327
+  _globals['_APPROVAL']._serialized_start=3329
+  _globals['_APPROVAL']._serialized_end=3416
+  _globals['_COMPENSATION']._serialized_start=3419
+  _globals['_COMPENSATION']._serialized_end=3620
+  _globals['_COMPENSATION_INPUTENTRY']._serialized_start=2430
+  _globals['_COMPENSATION_INPUTENTRY']._serialized_end=2486
+  _globals['_CACHE']._serialized_start=3622
+  _globals['_CACHE']._serialized_end=3674
+  _globals['_EXECUTIONLEVEL']._serialized_start=3676
+  _globals['_EXECUTIONLEVEL']._serialized_end=3719
 # @@protoc_insertion_point(module_scope)

@@ -195,6 +195,9 @@ class WorkflowSpec(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     MAX_COST_FIELD_NUMBER: _builtins.int
     NOTIFICATION_FIELD_NUMBER: _builtins.int
+    INPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    OUTPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    RUN_CONCURRENCY_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     """Free text shown by tools."""
     max_concurrency: _builtins.int
@@ -230,6 +233,26 @@ class WorkflowSpec(_message.Message):
     def notification(self) -> Global___Notification:
         """Where to POST each run's summary when it ends; StartRun may name another."""
 
+    @_builtins.property
+    def input_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema (draft 2020-12 unless `$schema` says otherwise) a run's input
+        must satisfy: StartRun answers INVALID_ARGUMENT with one BadRequest field
+        violation per problem, its field a JSON pointer into the request
+        ("/input/customer/id"), and stores nothing. Unset: any input.
+        """
+
+    @_builtins.property
+    def output_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema the run's output must satisfy; a violation fails the run with
+        "podium.InvalidOutput". Unset: any output.
+        """
+
+    @_builtins.property
+    def run_concurrency(self) -> Global___RunConcurrency:
+        """At most `max_runs` runs with the same key (an expression over the run's
+        input) run at once; the others wait PENDING, first come first served.
+        """
+
     def __init__(
         self,
         *,
@@ -242,10 +265,13 @@ class WorkflowSpec(_message.Message):
         timeout: _duration_pb2.Duration | None = ...,
         max_cost: _common_pb2.Money | None = ...,
         notification: Global___Notification | None = ...,
+        input_schema: _struct_pb2.Struct | None = ...,
+        output_schema: _struct_pb2.Struct | None = ...,
+        run_concurrency: Global___RunConcurrency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["max_cost", b"max_cost", "notification", b"notification", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema", "max_cost", b"max_cost", "notification", b"notification", "output_schema", b"output_schema", "run_concurrency", b"run_concurrency", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "notification", b"notification", "output", b"output", "retry", b"retry", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "input_schema", b"input_schema", "labels", b"labels", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "notification", b"notification", "output", b"output", "output_schema", b"output_schema", "retry", b"retry", "run_concurrency", b"run_concurrency", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -396,6 +422,7 @@ class Step(_message.Message):
     HEARTBEAT_TIMEOUT_FIELD_NUMBER: _builtins.int
     WAIT_FOR_SIGNAL_FIELD_NUMBER: _builtins.int
     CALLBACK_FIELD_NUMBER: _builtins.int
+    OUTPUT_SCHEMA_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the workflow: [a-z_][a-z0-9_]*, at most 63 characters."""
     agent: _builtins.str
@@ -495,6 +522,13 @@ class Step(_message.Message):
         (no agent); its output is the callback's payload.
         """
 
+    @_builtins.property
+    def output_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema each output of the step's agent must satisfy (each item's,
+        for a for_each); a violation fails the attempt with "podium.InvalidOutput"
+        (not retried). Unset: only the agent's own output schema, if it has one.
+        """
+
     def __init__(
         self,
         *,
@@ -522,10 +556,11 @@ class Step(_message.Message):
         heartbeat_timeout: _duration_pb2.Duration | None = ...,
         wait_for_signal: Global___WaitForSignal | None = ...,
         callback: Global___Callback | None = ...,
+        output_schema: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "callback", b"callback", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "loop", b"loop", "timeout", b"timeout", "wait", b"wait", "wait_for_signal", b"wait_for_signal"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "callback", b"callback", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "loop", b"loop", "output_schema", b"output_schema", "timeout", b"timeout", "wait", b"wait", "wait_for_signal", b"wait_for_signal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "callback", b"callback", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "retry", b"retry", "task_queue", b"task_queue", "timeout", b"timeout", "tools", b"tools", "trigger_rule", b"trigger_rule", "wait", b"wait", "wait_for_signal", b"wait_for_signal", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "callback", b"callback", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "output_schema", b"output_schema", "retry", b"retry", "task_queue", b"task_queue", "timeout", b"timeout", "tools", b"tools", "trigger_rule", b"trigger_rule", "wait", b"wait", "wait_for_signal", b"wait_for_signal", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -588,6 +623,8 @@ class ForEach(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
     TOLERATED_FAILURE_COUNT_FIELD_NUMBER: _builtins.int
     TOLERATED_FAILURE_PERCENT_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
+    MAX_PER_KEY_FIELD_NUMBER: _builtins.int
     items: _builtins.str
     """CEL expression giving a list."""
     max_concurrency: _builtins.int
@@ -596,6 +633,14 @@ class ForEach(_message.Message):
     """The step still succeeds with at most this many failed items..."""
     tolerated_failure_percent: _builtins.float
     """...or at most this percentage (0-100) of failed items."""
+    concurrency_key: _builtins.str
+    """CEL expression over `item`, `index`, `input` and `steps` giving each
+    item's concurrency key (e.g. "item.customer_id"); with max_per_key, at
+    most that many items of one key run at once (others of free keys go
+    first, in item order). Empty: no per-key limit.
+    """
+    max_per_key: _builtins.int
+    """Most items of one concurrency_key running at once (>= 1 with a key)."""
     def __init__(
         self,
         *,
@@ -603,14 +648,44 @@ class ForEach(_message.Message):
         max_concurrency: _builtins.int = ...,
         tolerated_failure_count: _builtins.int = ...,
         tolerated_failure_percent: _builtins.float = ...,
+        concurrency_key: _builtins.str = ...,
+        max_per_key: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "max_concurrency", b"max_concurrency", "tolerated_failure_count", b"tolerated_failure_count", "tolerated_failure_percent", b"tolerated_failure_percent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency_key", b"concurrency_key", "items", b"items", "max_concurrency", b"max_concurrency", "max_per_key", b"max_per_key", "tolerated_failure_count", b"tolerated_failure_count", "tolerated_failure_percent", b"tolerated_failure_percent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ForEach: _TypeAlias = ForEach  # noqa: Y015
+
+@_typing.final
+class RunConcurrency(_message.Message):
+    """Runs of a workflow that may run at once per key (Hatchet's concurrency
+    keys): a run beyond the limit stays PENDING until one of its key ends.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    MAX_RUNS_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """CEL expression over `input` giving a run's key (e.g. "input.customer_id")."""
+    max_runs: _builtins.int
+    """Most running runs of one key (>= 1)."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        max_runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "max_runs", b"max_runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunConcurrency: _TypeAlias = RunConcurrency  # noqa: Y015
 
 @_typing.final
 class Loop(_message.Message):

@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from google.type import decimal_pb2
+
 from podium.core import limits
 from podium.core.jsonvalues import MAX_EXACT_INT, NotJsonCompatible
 
@@ -109,14 +111,23 @@ def _env(variables: Iterable[str]) -> cel.Env:
     if env is None:
         from cel_expr_python import cel
         from cel_expr_python.ext import ext_encoders, ext_math, ext_strings
+        from google.protobuf import descriptor_pool
+
+        from podium.core import decimals  # CEL's decimal functions import CEL too
 
         _cel_error_type = cel.Type.ERROR
         env = cel.NewEnv(
+            descriptor_pool.Default(),  # where google.type.Decimal, the decimal type, is
             variables={name: cel.Type.DYN for name in key},
             # The standard extensions users of CEL expect: strings
             # (upperAscii, join, format, ...), math (greatest, least, ...),
-            # base64 encoders.
-            extensions=[ext_strings.ExtStrings(), ext_math.ExtMath(), ext_encoders.ExtEncoders()],
+            # base64 encoders; and Podium's exact decimals (core/decimals.py).
+            extensions=[
+                ext_strings.ExtStrings(),
+                ext_math.ExtMath(),
+                ext_encoders.ExtEncoders(),
+                decimals.extension(),
+            ],
         )
         _ENVS[key] = env
     return env
@@ -240,7 +251,8 @@ def step_references(source: str) -> set[str] | None:
 
 def to_json_value(value: Any) -> Any:
     """Turns a CEL plain value into what JSON (and google.protobuf.Value) can
-    hold, or raises NotJsonCompatible (NaN, infinity, an integer beyond 2^53)."""
+    hold (an integer beyond ±2^53 as its decimal string), or raises
+    NotJsonCompatible (NaN, infinity)."""
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, float):
@@ -248,9 +260,8 @@ def to_json_value(value: Any) -> Any:
             raise NotJsonCompatible(f"{value}, a number JSON cannot hold")
         return value
     if isinstance(value, int):
-        if abs(value) > MAX_EXACT_INT:
-            raise NotJsonCompatible(f"{value}, beyond ±2^53 (a double cannot carry it exactly)")
-        return value
+        # Beyond ±2^53 a double cannot carry it: exactly, as a decimal string.
+        return str(value) if abs(value) > MAX_EXACT_INT else value
     if isinstance(value, list):
         return [to_json_value(item) for item in value]
     if isinstance(value, dict):
@@ -261,4 +272,6 @@ def to_json_value(value: Any) -> Any:
         return f"{value.total_seconds():g}s"
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
+    if isinstance(value, decimal_pb2.Decimal):
+        return value.value  # a decimal result is its exact string
     return str(value)

@@ -22,15 +22,15 @@ __all__ = [
     "jsonable",
 ]
 
-# Every number reaches clients as a double (google.protobuf.Value): integers
-# beyond 2^53 would be read back as another number than the one stored, and
-# beyond ~1.8e308 not at all, so neither is accepted.
+# Every number reaches clients as a double (google.protobuf.Value): an
+# integer beyond 2^53 would be read back as another number than the one
+# stored (beyond ~1.8e308, not at all), so it travels as its decimal string
+# instead ("9007199254740993"), exactly; `int(...)` reads it back in CEL.
 MAX_EXACT_INT = 2**53
 
 
 class NotJsonCompatible(ValueError):
-    """A value that JSON cannot hold (NaN, infinity, an object, a cycle, an
-    integer a double cannot carry exactly)."""
+    """A value that JSON cannot hold (NaN, infinity, an object, a cycle)."""
 
 
 class TooLarge(NotJsonCompatible):
@@ -44,8 +44,9 @@ class TooLarge(NotJsonCompatible):
 
 
 def json_compatible(value: Any, *, max_bytes: int | None = None) -> Any:
-    """`value` as plain JSON data (a deep copy), or NotJsonCompatible; with
-    `max_bytes`, TooLarge when its JSON text (UTF-8) is longer than that."""
+    """`value` as plain JSON data (a deep copy, integers beyond ±2^53 as
+    decimal strings), or NotJsonCompatible; with `max_bytes`, TooLarge when
+    its JSON text (UTF-8) is longer than that."""
     if value is None or (isinstance(value, str | bool) and max_bytes is None):
         return value
     if max_bytes is not None:
@@ -63,9 +64,7 @@ def json_compatible(value: Any, *, max_bytes: int | None = None) -> Any:
         size = len(text.encode())
         if size > max_bytes:
             raise TooLarge(size, max_bytes)
-    copy = json.loads(text)
-    _check_integers(copy)
-    return copy
+    return _exact_integers(json.loads(text))
 
 
 def check_json_size(value: Any, max_bytes: int) -> None:
@@ -125,19 +124,17 @@ def _text_at_least(value: Any, limit: int) -> int:
     return total
 
 
-def _check_integers(value: Any) -> None:
+def _exact_integers(value: Any) -> Any:
+    """`value` (a fresh copy) with every integer beyond ±2^53 as its decimal string."""
     if isinstance(value, int) and not isinstance(value, bool):
-        if abs(value) > MAX_EXACT_INT:
-            raise NotJsonCompatible(
-                f"an integer of {value.bit_length()} bits is beyond ±2^53, which a JSON"
-                " number (a double) cannot carry exactly; return it as a string"
-            )
-    elif isinstance(value, list):
-        for item in value:
-            _check_integers(item)
+        return str(value) if abs(value) > MAX_EXACT_INT else value
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            value[index] = _exact_integers(item)
     elif isinstance(value, dict):
-        for item in value.values():
-            _check_integers(item)
+        for key, item in value.items():
+            value[key] = _exact_integers(item)
+    return value
 
 
 def jsonable(value: Any) -> Any:

@@ -255,3 +255,19 @@ class NotificationRecord:
     attempts: int = 0
     # When the next delivery attempt is due (PENDING only).
     due_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputDelta:
+    """A piece of a step's answer as its provider streams it (contract:
+    OutputDelta). Live only: never stored, never replayed, no sequence of the
+    run's event log; the step's final output is an event like any other."""
+
+    run_id: str
+    step_id: str
+    item: int
+    attempt: int
+    # 1 for an attempt's first delta, then 2, 3, ...: in order, none skipped
+    # unless the subscriber fell behind (see OutputDelta.index in the contract).
+    index: int
+    text: str

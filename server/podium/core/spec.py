@@ -36,6 +36,15 @@ class ForEachSpec(_Frozen):
     max_concurrency: int = 0
     tolerated_failure_count: int = 0
     tolerated_failure_percent: float = 0.0
+    # CEL giving each item's key; at most max_per_key items of a key at once.
+    concurrency_key: str = ""
+    max_per_key: int = 0
+
+
+class RunConcurrencySpec(_Frozen):
+    # CEL over `input`: runs with the same key share `max_runs` places.
+    key: str
+    max_runs: int
 
 
 class LoopSpec(_Frozen):
@@ -108,6 +117,8 @@ class StepSpec(_Frozen):
     heartbeat_timeout: float | None = None
     wait_for_signal: WaitForSignalSpec | None = None
     callback: CallbackSpec | None = None
+    # JSON Schema every output of the agent must satisfy (None: no check).
+    output_schema: dict[str, Any] | None = None
 
 
 class WorkflowSpec(_Frozen):
@@ -120,6 +131,10 @@ class WorkflowSpec(_Frozen):
     timeout: float | None = None
     max_cost: Decimal | None = None
     notification: NotificationSpec | None = None
+    # JSON Schemas of a run's input (checked by StartRun) and output.
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    run_concurrency: RunConcurrencySpec | None = None
 
 
 class WorkflowVersion(BaseModel):

@@ -17,6 +17,7 @@ from podium.core.states import EventType
 from podium.engine.agent_guard import guarded
 from podium.engine.run_journal import RunJournal
 from podium.engine.services import RunServices
+from podium.engine.streaming import DeltaSink, StreamingGateway
 from podium.governance.breakers import BreakerState
 from podium.governance.budgets import BudgetWarning
 from podium.governance.gate import Caller, LlmGate
@@ -135,7 +136,7 @@ class AttemptContext:
         self._input = input
         self._config = config
         # Built on first use: most agents never call a model.
-        self._llm: LlmGate | None = None
+        self._llm: LlmGateway | None = None
 
     @property
     def run_id(self) -> str:
@@ -172,12 +173,14 @@ class AttemptContext:
                 item=self._attempt.item,
                 tenant=run.tenant,
             )
-            self._llm = LlmGate(
+            gate = LlmGate(
                 self._services.governance,
                 self._services.registry.provider,
                 caller,
                 GateEvents(self._journal, step, self._attempt),
             )
+            sink = self._services.deltas
+            self._llm = gate if sink is None else streaming_gateway(gate, sink, caller)
         return self._llm
 
     @property
@@ -252,6 +255,10 @@ class AttemptContext:
 
     def report(self, progress: float, message: str = "") -> None:
         self._journal.progress(self._step, self._attempt, progress, message)
+
+
+def streaming_gateway(gate: LlmGateway, sink: DeltaSink, caller: Caller) -> LlmGateway:
+    return StreamingGateway(gate, sink, caller.run_id, caller.step_id, caller.item, caller.attempt)
 
 
 def _arguments_text(arguments: Mapping[str, Any]) -> str:

@@ -29,7 +29,8 @@ from podium.core.errors import (
     NotFound,
     Unavailable,
 )
-from podium.core.jsonvalues import TooLarge, check_json_size
+from podium.core.expressions import ExpressionError
+from podium.core.jsonvalues import TooLarge, check_json_size, from_json_numbers
 from podium.core.model import (
     DEFAULT_TENANT,
     AttemptRecord,
@@ -41,10 +42,11 @@ from podium.core.model import (
     SignalRecord,
     StepRecord,
 )
+from podium.core.schemas import json_pointer, violations
 from podium.core.spec import NotificationSpec, WorkflowVersion
 from podium.core.states import RunState
 from podium.engine import estimates, insights, pagination, retention
-from podium.engine.admission import RunAdmission
+from podium.engine.admission import KeyedRunAdmission, RunAdmission
 from podium.engine.executor import RunExecutor
 from podium.engine.history import finished_runs
 from podium.engine.hub import EventHub
@@ -104,8 +106,10 @@ class Engine:
             default_max_concurrency=max_concurrency,
             observer=observer,
             workers=self.workers,
+            deltas=self.hub,
         )
         self.admission = RunAdmission(governance.quotas)
+        self.keyed_admission = KeyedRunAdmission()
         self.active: dict[str, RunExecutor] = {}
         self._starting: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._recovery: asyncio.Task[None] | None = None
@@ -251,7 +255,9 @@ class Engine:
         notification: NotificationSpec | None,
     ) -> RunView:
         workflow = await self.workflows.get(workflow_id, version, tenant=tenant)
+        _check_input_schema(workflow.spec.input_schema, input)
         plan = self.workflows.plan_for(workflow)
+        _check_run_key(plan, input)
         now = self.clock.now()
         run = RunRecord(
             run_id=uuid.uuid4().hex,
@@ -543,14 +549,28 @@ class Engine:
         self.admission.run_ended(run.run_id, run.workflow_id)
         if executor.notification is not None and self.notifier is not None:
             self.notifier.wake()
+        self.keyed_admission.run_ended(run.run_id)
 
     def _start_when_admitted(self, executor: RunExecutor) -> None:
-        run_id = executor.run.run_id
-        self.admission.start_when_admitted(
-            run_id,
-            executor.run.workflow_id,
-            executor.start,
-            lambda: not executor.finished.is_set() and run_id in self.active,
+        run = executor.run
+        run_id = run.run_id
+
+        def still_waiting() -> bool:
+            return not executor.finished.is_set() and run_id in self.active
+
+        def start() -> None:
+            self.admission.start_when_admitted(
+                run_id, run.workflow_id, executor.start, still_waiting
+            )
+
+        limit = executor.plan.spec.run_concurrency
+        key = _run_key(executor.plan, run.input)
+        if limit is None or key is None:
+            start()
+            return
+        place = (run.tenant, run.workflow_id, key)
+        self.keyed_admission.start_when_admitted(
+            run_id, place, limit.max_runs, start, still_waiting
         )
 
     # -- history -------------------------------------------------------------------
@@ -689,6 +709,40 @@ class Engine:
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the server is shutting down", reason="SHUTTING_DOWN")
+
+
+def _run_key(plan: Plan, input: Mapping[str, Any]) -> str | None:
+    """The run's run_concurrency key, or None (no key, or it cannot be
+    evaluated: StartRun refuses such a run, so only an old one can be here)."""
+    if plan.run_key is None:
+        return None
+    try:
+        value = plan.run_key.evaluate({"input": from_json_numbers(dict(input))})
+    except ExpressionError:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _check_run_key(plan: Plan, input: Mapping[str, Any]) -> None:
+    if plan.run_key is None:
+        return
+    try:
+        plan.run_key.evaluate({"input": from_json_numbers(dict(input))})
+    except ExpressionError as error:
+        raise InvalidArgument(
+            "the run's concurrency key cannot be computed from its input",
+            [FieldViolation("input", f"run_concurrency.key failed: {error}")],
+        ) from None
+
+
+def _check_input_schema(schema: Mapping[str, Any] | None, value: dict[str, Any]) -> None:
+    found = [] if schema is None else violations(schema, value)
+    if found:
+        raise InvalidArgument(
+            "the input violates the workflow's input_schema",
+            [FieldViolation(f"/input{json_pointer(path)}", reason) for path, reason in found],
+            reason="INPUT_SCHEMA_VIOLATED",
+        )
 
 
 def _check_input_size(input: dict[str, Any]) -> None:

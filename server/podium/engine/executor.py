@@ -25,6 +25,7 @@ from podium.core.model import (
     SignalRecord,
     StepRecord,
 )
+from podium.core.schemas import first_violation
 from podium.core.states import RunState, StepState
 from podium.engine.approvals import Approvals
 from podium.engine.callbacks import CallbackBox
@@ -371,10 +372,14 @@ class RunExecutor:
             try:
                 output = self._run_output()
                 oversized = oversized_output(output, "the run's output")
+                violated = first_violation(self.plan.spec.output_schema, output)
                 failed = any(s.state == StepState.FAILED for s in self.steps.values())
                 state = RunState.PARTIALLY_SUCCEEDED if failed else RunState.SUCCEEDED
                 if oversized is not None:
                     self.journal.finished(RunState.FAILED, oversized, None)
+                elif violated is not None:
+                    message = f"the run's output violates the workflow's output_schema: {violated}"
+                    self.journal.finished(RunState.FAILED, Failure(INVALID_OUTPUT, message), None)
                 else:
                     self.journal.finished(state, None, output)
             except ExpressionError as error:

@@ -12,9 +12,12 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from podium.core.model import Event
+from podium.core.model import Event, OutputDelta
 
 DEFAULT_BUFFER = 2048
+# Output deltas held per subscriber; past it the newest are dropped (the final
+# output is an event, never lost) until the subscriber drains its buffer.
+DELTA_BUFFER = 1024
 # Committed events kept per unfinished run, so that a watcher that connects
 # right after StartRun (the common case) replays from memory, not SQLite.
 RECENT_EVENTS = 64
@@ -28,6 +31,7 @@ class Subscription:
         "buffer",
         "capacity",
         "closed",
+        "deltas",
         "final",
         "lagging",
         "matches",
@@ -52,6 +56,20 @@ class Subscription:
         # The run's final event has been pushed: a pause ends at once.
         self.final = False
         self._pause: asyncio.Future[None] | None = None
+        # None: this subscriber did not ask for output deltas.
+        self.deltas: deque[OutputDelta] | None = None
+
+    def push_delta(self, delta: OutputDelta) -> None:
+        if self.deltas is not None and len(self.deltas) < DELTA_BUFFER:
+            self.deltas.append(delta)
+            self.wake.set()
+
+    def drain_deltas(self) -> list[OutputDelta]:
+        if not self.deltas:
+            return []
+        deltas = list(self.deltas)
+        self.deltas.clear()
+        return deltas
 
     def push(self, event: Event) -> None:
         if self.lagging or (self.matches is not None and not self.matches(event)):
@@ -127,11 +145,30 @@ class EventHub:
         self._by_run: dict[str, set[Subscription]] = {}
         self._all: set[Subscription] = set()
         self._recent: dict[str, deque[Event]] = {}
+        # Subscribers that asked for output deltas, by run.
+        self._delta_runs: dict[str, int] = {}
 
-    def subscribe_run(self, run_id: str, capacity: int = DEFAULT_BUFFER) -> Subscription:
+    def subscribe_run(
+        self, run_id: str, capacity: int = DEFAULT_BUFFER, *, deltas: bool = False
+    ) -> Subscription:
+        """A run's committed events; with `deltas`, its output deltas too."""
         subscription = Subscription(self, run_id, capacity, None)
+        if deltas:
+            subscription.deltas = deque()
+            self._delta_runs[run_id] = self._delta_runs.get(run_id, 0) + 1
         self._by_run.setdefault(run_id, set()).add(subscription)
         return subscription
+
+    def publish_delta(self, delta: OutputDelta) -> None:
+        """Live only: to the run's subscribers that asked for deltas, now."""
+        if delta.run_id not in self._delta_runs:
+            return
+        for subscription in self._by_run.get(delta.run_id, ()):
+            subscription.push_delta(delta)
+
+    def wants_deltas(self, run_id: str) -> bool:
+        """Whether anyone listens to the run's deltas (else none is made)."""
+        return run_id in self._delta_runs
 
     def subscribe_all(
         self, matches: Callable[[Event], bool] | None = None, capacity: int = DEFAULT_BUFFER
@@ -192,6 +229,12 @@ class EventHub:
         if key is None:
             self._all.discard(subscription)
             return
+        if subscription.deltas is not None:
+            left = self._delta_runs.get(key, 0) - 1
+            if left > 0:
+                self._delta_runs[key] = left
+            else:
+                self._delta_runs.pop(key, None)
         subscriptions = self._by_run.get(key)
         if subscriptions is not None:
             subscriptions.discard(subscription)

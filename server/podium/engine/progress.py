@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Collection
 from typing import Protocol
 
 from podium.core.errors import NotFound, ResourceExhausted, Unavailable
-from podium.core.model import Event
+from podium.core.model import Event, OutputDelta
 from podium.core.states import EventType, RunState
 from podium.engine.hub import EventHub
 
@@ -68,12 +68,17 @@ class SharedReads:
             done.exception()  # retrieved: every waiter may have left before it ended
 
 
+class DeltaBatch(list[OutputDelta]):
+    """Output deltas (live only) in a watcher's stream of event batches."""
+
+
 async def watch_run(
-    hub: EventHub, log: RunLog, run_id: str, after_sequence: int
-) -> AsyncIterator[list[Event]]:
+    hub: EventHub, log: RunLog, run_id: str, after_sequence: int, *, deltas: bool = False
+) -> AsyncIterator[list[Event] | DeltaBatch]:
     """Batches of consecutive events after `after_sequence`; ends after the
-    run's final event."""
-    subscription = hub.subscribe_run(run_id)
+    run's final event. With `deltas`, live output deltas come between them,
+    as DeltaBatch, each before the events committed after it was streamed."""
+    subscription = hub.subscribe_run(run_id, deltas=deltas)
     try:
         state, last_sequence = await log.run_status(run_id)
         last = max(0, after_sequence)
@@ -111,6 +116,9 @@ async def watch_run(
                     )
                 if subscription.lagging:
                     break
+                streamed = subscription.drain_deltas()
+                if streamed:
+                    yield DeltaBatch(streamed)
                 batch = _after(subscription.drain(), last)
                 if not batch:
                     continue

@@ -10,6 +10,7 @@ from podium.engine.observer import RunObserver
 from podium.engine.ports import RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.slots import PrioritySlots
+from podium.engine.streaming import DeltaSink
 from podium.engine.workers import WorkerPool
 from podium.governance.service import Governance
 from podium.plugins.registry import Registry
@@ -32,6 +33,8 @@ class RunServices:
     observer: RunObserver | None = None
     # Connected workers: agents whose execution is delegated to them.
     workers: WorkerPool | None = None
+    # Live subscribers of output deltas (streamed answers); None: nobody.
+    deltas: DeltaSink | None = None
 
 
 class StopSignal:

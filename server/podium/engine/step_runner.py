@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -43,11 +44,14 @@ from podium.engine import signal_steps
 from podium.engine.agent_guard import guarded
 from podium.engine.context import AttemptContext
 from podium.engine.environment import RunEnvironment
+from podium.engine.keyed import ItemQueue, KeyedItemQueue
 from podium.engine.retry import next_delay
 from podium.engine.step_values import (
     StepFailed,
     cache_key,
+    check_agent_input,
     check_instant,
+    check_output_schemas,
     instant,
     iso,
     json_output,
@@ -247,17 +251,18 @@ class StepRunner:
             fan_out.tolerated_failure_count,
             int(fan_out.tolerated_failure_percent * total / 100),
         )
-        pending = iter([i for i in range(total) if i not in done])
+        pending = self._item_queue(items, [i for i in range(total) if i not in done], scope)
         too_many: list[Failure] = []
 
         async def worker() -> None:
-            for index in pending:
+            while (index := await pending.take()) is not None:
                 if too_many:
                     return
                 item_scope = {**scope, "item": from_json_numbers(items[index]), "index": index}
                 try:
                     output = await self._call(item_scope, item=index)
                 except StepFailed as failed:
+                    pending.done(index)
                     record = ItemRecord(index, False, failure=failed.failure)
                     done[index] = record
                     step.items_failed += 1
@@ -279,6 +284,7 @@ class StepRunner:
                                 task.cancel()
                         return
                     continue
+                pending.done(index)
                 record = ItemRecord(index, True, output=output)
                 done[index] = record
                 step.items_succeeded += 1
@@ -385,11 +391,13 @@ class StepRunner:
                     await self.services.store.commit()
                     if reservation is None:
                         assert agent is not None
+                        check_agent_input(agent, inputs)
                         work = guarded(agent.run(context))
                     else:
                         work = self._delegate(reservation, context, attempt, inputs)
                     output = await run_with_deadline(work, self._attempt_budget(), self.clock)
                     output = json_output(output)
+                    check_output_schemas(output, spec.output_schema, agent, reservation is None)
                 except DeadlineExceeded:
                     failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
                 except asyncio.CancelledError:
@@ -556,6 +564,18 @@ class StepRunner:
                 grouped.setdefault(attempt.item, []).append(attempt)
             self._attempts_by_item = grouped
         return self._attempts_by_item.get(item, [])
+
+    def _item_queue(self, items: list[Any], indexes: list[int], scope: dict[str, Any]) -> ItemQueue:
+        """The items left to run, with their concurrency keys if the step has any."""
+        fan_out, key = self.spec.for_each, self.plan.concurrency_key
+        if fan_out is None or key is None:
+            return ItemQueue(indexes)
+        keyed = []
+        for index in indexes:
+            item_scope = {**scope, "item": from_json_numbers(items[index]), "index": index}
+            value = self._evaluate(key, item_scope)
+            keyed.append((index, value if isinstance(value, str) else json.dumps(value)))
+        return KeyedItemQueue(keyed, fan_out.max_per_key)
 
     async def _finished_items(self) -> list[ItemRecord]:
         """Items a fan-out or loop finished before a restart (none for a new step)."""

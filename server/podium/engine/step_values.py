@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from podium.core import limits
@@ -20,7 +21,8 @@ from podium.core.jsonvalues import (
     json_depth,
 )
 from podium.core.limits import LIMIT_EXCEEDED
-from podium.plugins.api import AgentError
+from podium.core.schemas import first_violation
+from podium.plugins.api import Agent, AgentError, agent_schema
 
 # The instants a wait may end at: those datetime and Timestamp can show
 # (years 1 to 9999).
@@ -99,6 +101,40 @@ def json_output(value: Any) -> Any:
         raise AgentError(
             f"agent output is not JSON-compatible: {error}", code=INVALID_OUTPUT, retryable=False
         ) from None
+
+
+def check_agent_input(agent: Agent, value: Any) -> None:
+    """An in-process agent's declared input_schema, checked before it runs
+    (a worker's agent is checked by the pool)."""
+    problem = first_violation(agent_schema(agent, "input_schema"), value)
+    if problem is not None:
+        raise AgentError(
+            f"the step's input violates agent {agent.name!r}'s input_schema: {problem}",
+            code=INVALID_INPUT,
+            retryable=False,
+        )
+
+
+def check_output_schemas(
+    value: Any, step_schema: Mapping[str, Any] | None, agent: Agent | None, in_process: bool
+) -> None:
+    """An output checked against the step's output_schema and, when its agent
+    ran in-process, against the agent's own (the pool checks a worker's)."""
+    if in_process and agent is not None:
+        problem = first_violation(agent_schema(agent, "output_schema"), value)
+        if problem is not None:
+            raise AgentError(
+                f"agent {agent.name!r} returned output that violates its output_schema: {problem}",
+                code=INVALID_OUTPUT,
+                retryable=False,
+            )
+    problem = first_violation(step_schema, value)
+    if problem is not None:
+        raise AgentError(
+            f"the output violates the step's output_schema: {problem}",
+            code=INVALID_OUTPUT,
+            retryable=False,
+        )
 
 
 def oversized_output(value: Any, what: str) -> Failure | None:

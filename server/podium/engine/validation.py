@@ -7,8 +7,9 @@ user fixes a definition in one round trip.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from podium.core import limits
 from podium.core.errors import FieldViolation, InvalidArgument
@@ -19,6 +20,7 @@ from podium.core.expressions import (
     compile_expression,
     step_references,
 )
+from podium.core.schemas import schema_problem
 from podium.core.spec import RetrierSpec, StepSpec, WorkflowSpec
 from podium.core.templates import Template, compile_template
 from podium.engine import graph
@@ -58,6 +60,8 @@ class StepPlan:
     prompt: Template | None = None
     signal_filter: Expression | None = None
     compensation_inputs: dict[str, Expression] = field(default_factory=dict)
+    # for_each.concurrency_key, compiled.
+    concurrency_key: Expression | None = None
 
     @property
     def id(self) -> str:
@@ -77,6 +81,8 @@ class Plan:
     final_steps: list[str]
     levels: list[list[str]]
     critical_path: list[str]
+    # run_concurrency.key, compiled (over `input`).
+    run_key: Expression | None = None
 
 
 class _Checker:
@@ -89,6 +95,11 @@ class _Checker:
     def positive(self, value: float | None, field: str) -> None:
         if value is not None and not value > 0:
             self.problem(field, "must be positive")
+
+    def schema(self, schema: Mapping[str, Any] | None, field: str) -> None:
+        problem = None if schema is None else schema_problem(schema)
+        if problem is not None:
+            self.problem(field, f"not a JSON Schema: {problem}")
 
     def compile(
         self, source: str, field: str, variables: Sequence[str] = STEP_SCOPE
@@ -161,6 +172,8 @@ def _compiling(
     check.positive(spec.timeout, "spec.timeout")
     if spec.notification is not None:
         _check_notification(check, spec.notification.url, spec.notification.secret)
+    check.schema(spec.input_schema, "spec.input_schema")
+    check.schema(spec.output_schema, "spec.output_schema")
     default_retry = check.retriers(spec.retry, "spec.retry")
 
     index_of: dict[str, int] = {}
@@ -181,6 +194,7 @@ def _compiling(
         else:
             index_of[step.id] = i
         _check_kind(check, step, where, catalog, agent_lookup)
+        check.schema(step.output_schema, f"{where}.output_schema")
 
     edges: dict[str, list[str]] = {}
     for i, step in enumerate(spec.steps):
@@ -222,6 +236,12 @@ def _compiling(
             output[key] = expression
             output_refs |= check.references(source, field, lambda _: True, index_of)
 
+    run_key = None
+    if spec.run_concurrency is not None:
+        run_key = check.compile(spec.run_concurrency.key, "spec.run_concurrency.key", ("input",))
+        if spec.run_concurrency.max_runs < 1:
+            check.problem("spec.run_concurrency.max_runs", "must be at least 1")
+
     if check.violations:
         raise InvalidArgument("invalid workflow", check.violations, reason="INVALID_WORKFLOW")
 
@@ -241,6 +261,7 @@ def _compiling(
         final_steps=[step_id for step_id, after in dependents.items() if not after],
         levels=levels,
         critical_path=critical_path,
+        run_key=run_key,
     )
 
 
@@ -340,6 +361,13 @@ def _check_kind(
             check.problem(f"{where}.for_each.tolerated_failure_count", "must not be negative")
         if not 0 <= fan_out.tolerated_failure_percent <= 100:
             check.problem(f"{where}.for_each.tolerated_failure_percent", "must be within 0..100")
+        if fan_out.max_per_key < 0:
+            check.problem(f"{where}.for_each.max_per_key", "must not be negative")
+        elif bool(fan_out.concurrency_key) != bool(fan_out.max_per_key):
+            missing = "max_per_key" if fan_out.concurrency_key else "concurrency_key"
+            check.problem(
+                f"{where}.for_each.{missing}", "concurrency_key and max_per_key go together"
+            )
     max_iterations = limits.current().max_loop_iterations
     if step.loop is not None and not 1 <= step.loop.max_iterations <= max_iterations:
         check.problem(
@@ -384,8 +412,13 @@ def _compile_step(
 
     when = compile_read(step.when, f"{where}.when", STEP_SCOPE) if step.when else None
     items = until = wait_time = None
+    concurrency_key = None
     if step.for_each is not None:
         items = compile_read(step.for_each.items, f"{where}.for_each.items", STEP_SCOPE)
+        if step.for_each.concurrency_key:
+            concurrency_key = compile_read(
+                step.for_each.concurrency_key, f"{where}.for_each.concurrency_key", FAN_OUT_SCOPE
+            )
     if step.loop is not None:
         until = compile_read(step.loop.until, f"{where}.loop.until", UNTIL_SCOPE)
     if step.wait is not None and step.wait.time_expression:
@@ -436,6 +469,7 @@ def _compile_step(
         prompt=prompt,
         signal_filter=signal_filter,
         compensation_inputs=compensation_inputs,
+        concurrency_key=concurrency_key,
     )
 
 

@@ -28,7 +28,8 @@ from typing import Any, Protocol
 from podium.core.clock import Clock, DeadlineExceeded, run_with_deadline
 from podium.core.failures import INTERRUPTED, INVALID_INPUT, INVALID_OUTPUT, AgentError, Failure
 from podium.core.model import DEFAULT_TENANT
-from podium.plugins.api import Catalog, ConfigProblem, StepContext, ToolSpec
+from podium.core.schemas import first_violation, schema_problem
+from podium.plugins.api import StepContext, ToolSpec
 
 __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT",
@@ -51,30 +52,11 @@ log = logging.getLogger("podium.engine.workers")
 
 def check_schema(schema: Mapping[str, Any]) -> str | None:
     """Why `schema` is not a JSON Schema, or None when it is one."""
-    # jsonschema is imported on first use (here and in _violation): only
-    # workers that declare schemas need it, and it costs every server megabytes.
-    import jsonschema.validators
-    from jsonschema.exceptions import SchemaError
-
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(dict(schema))
-    except SchemaError as error:
-        return error.message
-    return None
+    return schema_problem(schema)
 
 
 def _violation(schema: Mapping[str, Any] | None, value: Any) -> str | None:
-    if schema is None:
-        return None
-    import jsonschema.exceptions
-    import jsonschema.validators
-
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-    if error is None:
-        return None
-    where = "/".join(str(p) for p in error.absolute_path)
-    return f"{error.message} (at /{where})" if where else error.message
+    return first_violation(schema, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +94,7 @@ class RemoteTask:
 
 class DeclaredAgent:
     """A worker-declared agent as workflow validation sees it: a step's
-    config is checked against its config schema. It never runs here."""
+    config is checked against its config_schema. It never runs here."""
 
     def __init__(self, declaration: AgentDeclaration) -> None:
         self.declaration = declaration
@@ -120,9 +102,10 @@ class DeclaredAgent:
         self.description = declaration.description
         self.version = declaration.version
 
-    def check_config(self, config: Mapping[str, Any], catalog: Catalog) -> list[ConfigProblem]:
-        problem = _violation(self.declaration.config_schema, dict(config))
-        return [] if problem is None else [("", f"violates the agent's config schema: {problem}")]
+    @property
+    def config_schema(self) -> Mapping[str, Any] | None:
+        """Checked by plugins.api.config_problems, each violation named by its field."""
+        return self.declaration.config_schema
 
     async def run(self, ctx: StepContext) -> Any:
         raise RuntimeError(f"agent {self.name!r} runs on workers: step runners delegate it")

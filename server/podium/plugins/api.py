@@ -8,6 +8,7 @@ objects do the work in `async` methods.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from podium.core.failures import AgentError, ProviderError
 from podium.core.model import Usage
+from podium.core.schemas import dotted_path, violations
 
 __all__ = [
     "Agent",
@@ -36,7 +38,16 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "agent_schema",
+    "config_problems",
+    "emit_delta",
 ]
+
+# Optional attributes of an agent: JSON Schemas (mappings) of its step
+# config, its input and its output. ListAgents publishes them; CreateWorkflow
+# checks a step's config against the first, the engine an attempt's input and
+# output against the others.
+AGENT_SCHEMAS = ("config_schema", "input_schema", "output_schema")
 
 # A problem in a step's `config`: (field path inside config, reason).
 ConfigProblem = tuple[str, str]
@@ -88,6 +99,10 @@ class CompletionRequest:
     response_format: Mapping[str, Any] | None = None
     # Ask the provider to stream (usage still arrives; see ProviderError).
     stream: bool = False
+    # Set by Podium on a streamed request: a provider that streams calls it
+    # (through `emit_delta`) with each piece of answer text, in order, as it
+    # arrives, so that live subscribers see the text grow. Not compared.
+    on_delta: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +226,10 @@ class StepContext(Protocol):
 
 @runtime_checkable
 class Agent(Protocol):
-    """Runs one step. Cancellation arrives as asyncio.CancelledError in `run`."""
+    """Runs one step. Cancellation arrives as asyncio.CancelledError in `run`.
+
+    It may also define `config_schema`, `input_schema` and `output_schema`
+    (JSON Schemas, see AGENT_SCHEMAS) and `check_config` (see config_problems)."""
 
     name: str
     description: str
@@ -260,19 +278,49 @@ class Catalog(Protocol):
     def tool_names(self) -> Collection[str]: ...
 
 
+def emit_delta(request: CompletionRequest, text: str) -> None:
+    """Hands a streamed piece of the answer to whoever listens (see
+    CompletionRequest.on_delta); never raises into the provider."""
+    if request.on_delta is not None and text:
+        try:
+            request.on_delta(text)
+        except Exception:  # a listener's fault must not break the call
+            logging.getLogger("podium.plugins").exception("an output delta listener failed")
+
+
+def agent_schema(agent: object, kind: str) -> Mapping[str, Any] | None:
+    """One of the agent's JSON Schemas (kind: one of AGENT_SCHEMAS), or None."""
+    schema = getattr(agent, kind, None)
+    return schema if isinstance(schema, Mapping) else None
+
+
 def config_problems(
     agent: Agent, config: Mapping[str, Any], catalog: Catalog
 ) -> list[ConfigProblem]:
-    """Asks an agent to check a step's config, if it knows how: an agent may
-    define `check_config(config, catalog) -> Iterable[ConfigProblem]`, which
-    CreateWorkflow and ValidateWorkflow call so that a bad config is rejected
-    before any run starts."""
+    """A step's config checked against the agent's `config_schema` (each
+    violation named by its field path inside config) and by the agent itself,
+    if it knows how: an agent may define `check_config(config, catalog) ->
+    Iterable[ConfigProblem]`. CreateWorkflow and ValidateWorkflow call this so
+    that a bad config is rejected before any run starts."""
+    problems: list[ConfigProblem] = []
     check = getattr(agent, "check_config", None)
-    if not callable(check):
-        return []
-    try:
-        return [(str(field), str(reason)) for field, reason in check(config, catalog)]
-    # A plugin's bug must not fail the RPC itself, nor (SystemExit, from a
-    # servicer's task) stop the event loop.
-    except BaseException as error:
-        return [("", f"agent {agent.name!r} could not check its config: {error!r}")]
+    if callable(check):
+        try:
+            problems = [(str(field), str(reason)) for field, reason in check(config, catalog)]
+        # A plugin's bug must not fail the RPC itself, nor (SystemExit, from a
+        # servicer's task) stop the event loop.
+        except BaseException as error:
+            problems = [("", f"agent {agent.name!r} could not check its config: {error!r}")]
+    schema = agent_schema(agent, "config_schema")
+    if schema is not None:
+        # The agent's own check names a fault at or below a place more precisely.
+        reported = [field for field, _ in problems]
+        for path, reason in violations(schema, dict(config)):
+            field = dotted_path(path)
+            if not any(_within(other, field) for other in reported):
+                problems.append((field, f"violates the agent's config_schema: {reason}"))
+    return problems
+
+
+def _within(field: str, place: str) -> bool:
+    return not place or field == place or field.startswith((place + ".", place + "["))

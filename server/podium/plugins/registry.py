@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from podium.plugins.api import Agent, Provider, Tool
-from podium.plugins.tool_arguments import schema_problem
+from podium.core.jsonvalues import NotJsonCompatible, json_compatible
+from podium.core.schemas import schema_problem
+from podium.plugins.api import AGENT_SCHEMAS, Agent, Provider, Tool
 
 __all__ = ["AgentEntry", "ProviderEntry", "RegistrationError", "Registry", "ToolEntry"]
 
@@ -112,6 +113,7 @@ class Registry:
         """Adds an agent or raises RegistrationError (the registry is then unchanged)."""
         _check_object(agent, Agent, "agent", _AGENT_MEMBERS, "run")
         assert isinstance(agent, Agent)  # narrowed by _check_object
+        _check_schemas(agent)
         _check_free(self._agents, agent.name, "agent")
         entry = AgentEntry(agent, plugin)
         self._agents[agent.name] = entry
@@ -178,6 +180,24 @@ def _check_object(
     _check_name(name, kind)
     if not _is_async_callable(getattr(obj, method)):
         raise RegistrationError(f"{kind} {name!r}: {method} must be an async method")
+
+
+def _check_schemas(agent: Agent) -> None:
+    # A broken schema would fail every workflow naming the agent, later and
+    # far from its cause: the plugin is blamed now instead.
+    for kind in AGENT_SCHEMAS:
+        schema = getattr(agent, kind, None)
+        if schema is None:
+            continue
+        if not isinstance(schema, Mapping):
+            raise RegistrationError(f"agent {agent.name!r}: {kind} must be a mapping")
+        try:
+            json_compatible(schema)
+        except NotJsonCompatible as error:
+            raise RegistrationError(f"agent {agent.name!r}: {kind} is not JSON: {error}") from None
+        problem = schema_problem(schema)
+        if problem is not None:
+            raise RegistrationError(f"agent {agent.name!r}: {kind} is no JSON Schema: {problem}")
 
 
 def _check_name(name: object, kind: str) -> None:

@@ -10,6 +10,7 @@ from google.protobuf import duration_pb2
 
 from podium.engine.engine import Engine
 from podium.governance.service import Governance
+from podium.plugins.api import AGENT_SCHEMAS, agent_schema
 from podium.plugins.manager import PluginReport
 from podium.server import requests, translate
 from podium.server.governance_service import GovernanceRpcs
@@ -54,6 +55,10 @@ class ControlService(GovernanceRpcs, control_service_pb2_grpc.ControlServiceServ
                 plugin=entry.plugin,
                 in_process=True,
             )
+            for kind in AGENT_SCHEMAS:
+                schema = agent_schema(entry.agent, kind)
+                if schema is not None:
+                    getattr(agents[entry.name], kind).CopyFrom(translate.struct(dict(schema)))
         workers = self._engine.workers
         for declared in workers.declarations():
             info = agents.setdefault(
@@ -64,8 +69,9 @@ class ControlService(GovernanceRpcs, control_service_pb2_grpc.ControlServiceServ
                     version=declared.version,
                 ),
             )
-            for kind in ("config_schema", "input_schema", "output_schema"):
+            for kind in AGENT_SCHEMAS:
                 schema = getattr(declared, kind)
+                # Workers win over the in-process agent (see README, Workers).
                 if schema is not None:
                     getattr(info, kind).CopyFrom(translate.struct(dict(schema)))
         for serving in workers.serving():

@@ -38,8 +38,15 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
             raise invalid("after_sequence", "must not be negative")
         await self._engine.check_tenant(run_id, current_caller().tenant)
         async for batch in progress.watch_run(
-            self._engine.hub, self._log, run_id, request.after_sequence
+            self._engine.hub,
+            self._log,
+            run_id,
+            request.after_sequence,
+            deltas=request.include_output_deltas,
         ):
+            if isinstance(batch, progress.DeltaBatch):
+                yield _deltas_response(batch)  # type: ignore[misc]
+                continue
             async for response in self.encoder.responses(batch):
                 yield response  # type: ignore[misc]
 
@@ -59,6 +66,22 @@ class ProgressService(progress_service_pb2_grpc.ProgressServiceServicer):
         ):
             async for response in self.encoder.responses(batch):
                 yield response  # type: ignore[misc]
+
+
+def _deltas_response(deltas: progress.DeltaBatch) -> bytes:
+    # Encoded here, per subscriber: deltas are small and live only, never shared.
+    return progress_service_pb2.WatchRunResponse(
+        output_deltas=[
+            progress_service_pb2.OutputDelta(
+                step_id=delta.step_id,
+                item=delta.item,
+                attempt=delta.attempt,
+                index=delta.index,
+                text=delta.text,
+            )
+            for delta in deltas
+        ]
+    ).SerializeToString()
 
 
 def add_progress_service(servicer: ProgressService, server: grpc.aio.Server) -> None:

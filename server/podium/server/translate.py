@@ -20,6 +20,7 @@ from podium.core.spec import (
     LoopSpec,
     NotificationSpec,
     RetrierSpec,
+    RunConcurrencySpec,
     StepSpec,
     TriggerRule,
     WaitForSignalSpec,
@@ -206,6 +207,8 @@ def _step_from_proto(step: workflow_pb2.Step, field: str) -> StepSpec:
             max_concurrency=step.for_each.max_concurrency,
             tolerated_failure_count=step.for_each.tolerated_failure_count,
             tolerated_failure_percent=step.for_each.tolerated_failure_percent,
+            concurrency_key=step.for_each.concurrency_key,
+            max_per_key=step.for_each.max_per_key,
         )
         if step.HasField("for_each")
         else None,
@@ -247,11 +250,18 @@ def _step_from_proto(step: workflow_pb2.Step, field: str) -> StepSpec:
         )
         if step.HasField("callback")
         else None,
+        output_schema=_optional_struct(step, "output_schema", field),
     )
 
 
 def notification_from_proto(message: workflow_pb2.Notification) -> NotificationSpec:
     return NotificationSpec(url=message.url, secret=message.secret)
+
+
+def _optional_struct(message: Any, name: str, field: str) -> dict[str, Any] | None:
+    if not message.HasField(name):
+        return None
+    return struct_to_dict(getattr(message, name), f"{field}.{name}")
 
 
 def spec_from_proto(message: workflow_pb2.WorkflowSpec) -> WorkflowSpec:
@@ -269,6 +279,13 @@ def spec_from_proto(message: workflow_pb2.WorkflowSpec) -> WorkflowSpec:
         max_cost=money_to_decimal(message.max_cost) if message.HasField("max_cost") else None,
         notification=notification_from_proto(message.notification)
         if message.HasField("notification")
+        else None,
+        input_schema=_optional_struct(message, "input_schema", "spec"),
+        output_schema=_optional_struct(message, "output_schema", "spec"),
+        run_concurrency=RunConcurrencySpec(
+            key=message.run_concurrency.key, max_runs=message.run_concurrency.max_runs
+        )
+        if message.HasField("run_concurrency")
         else None,
     )
 
@@ -291,6 +308,7 @@ def _step_to_proto(step: StepSpec) -> workflow_pb2.Step:
         tools=step.tools,
         task_queue=step.task_queue,
         heartbeat_timeout=duration(step.heartbeat_timeout),
+        output_schema=struct(step.output_schema),
     )
     if step.for_each is not None:
         message.for_each.CopyFrom(workflow_pb2.ForEach(**step.for_each.model_dump()))
@@ -346,6 +364,11 @@ def spec_to_proto(spec: WorkflowSpec) -> workflow_pb2.WorkflowSpec:
             url=spec.notification.url, secret=spec.notification.secret
         )
         if spec.notification is not None
+        else None,
+        input_schema=struct(spec.input_schema),
+        output_schema=struct(spec.output_schema),
+        run_concurrency=workflow_pb2.RunConcurrency(**spec.run_concurrency.model_dump())
+        if spec.run_concurrency is not None
         else None,
     )
 

@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
+from podium.client.values import to_python
 from podium.v1 import common_pb2
 
 __all__ = ["json_value", "money_nanos", "plain", "struct"]
@@ -35,8 +36,8 @@ def struct(data: Mapping[str, Any] | None) -> struct_pb2.Struct:
 
 def plain(message: Message) -> Any:
     """A message (a Struct or Value above all) as plain Python data, in the
-    proto JSON mapping: numbers come back as floats, as JSON has them."""
-    return json_format.MessageToDict(message)
+    proto JSON mapping, integral numbers as ints (as podium.client reads them)."""
+    return to_python(message)
 
 
 def money_nanos(money: common_pb2.Money) -> int:

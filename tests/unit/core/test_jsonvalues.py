@@ -1,5 +1,5 @@
 """What agent outputs may be: JSON that every client reads back as stored
-(no NaN or infinity, integers within ±2^53), within a size limit in UTF-8
+(no NaN or infinity; integers beyond ±2^53 as decimal strings), within a size limit in UTF-8
 bytes, checked without encoding a huge value first."""
 
 from __future__ import annotations
@@ -24,12 +24,24 @@ from podium.core.jsonvalues import (
 
 @pytest.mark.parametrize(
     "value",
-    [math.nan, math.inf, {"n": -math.inf}, 10**400, [MAX_EXACT_INT + 1], {"n": -(2**64)}],
-    ids=["nan", "inf", "nested-inf", "10**400", "2**53+1", "-2**64"],
+    [math.nan, math.inf, {"n": -math.inf}],
+    ids=["nan", "inf", "nested-inf"],
 )
 def test_what_a_double_cannot_carry_is_rejected(value: Any) -> None:
     with pytest.raises(NotJsonCompatible):
         json_compatible(value)
+
+
+@given(st.integers().filter(lambda n: abs(n) > MAX_EXACT_INT))
+def test_integers_beyond_2_53_travel_as_decimal_strings(value: int) -> None:
+    assert json_compatible({"n": [value]}) == {"n": [str(value)]}
+    assert int(json_compatible(value)) == value
+
+
+@given(st.integers(-MAX_EXACT_INT, MAX_EXACT_INT))
+def test_integers_within_2_53_stay_integers(value: int) -> None:
+    result = json_compatible({"n": value})["n"]
+    assert type(result) is int and result == value
 
 
 def test_integers_up_to_2_53_are_kept_exactly() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import anthropic
 
-from podium.plugins.api import Completion, CompletionRequest, ProviderError
+from podium.plugins.api import Completion, CompletionRequest, ProviderError, emit_delta
 from podium_anthropic.errors import provider_error, rate_limits, stream_broken
 from podium_anthropic.stream import StreamedMessage
 from podium_anthropic.translate import build_body, completion_from_message
@@ -37,7 +37,7 @@ async def complete(
             kind="authentication",
         )
     if request.stream:
-        return await _stream(client, body)
+        return await _stream(client, body, request)
     try:
         response = await client.messages.with_raw_response.create(**body)
         message = await response.parse()
@@ -50,7 +50,9 @@ async def complete(
     return completion_from_message(message, rate_limits(response.headers))
 
 
-async def _stream(client: anthropic.AsyncAnthropic, body: Mapping[str, Any]) -> Completion:
+async def _stream(
+    client: anthropic.AsyncAnthropic, body: Mapping[str, Any], request: CompletionRequest
+) -> Completion:
     try:
         stream = await client.messages.create(**body, stream=True)
     except anthropic.AnthropicError as error:
@@ -71,4 +73,7 @@ async def _stream(client: anthropic.AsyncAnthropic, body: Mapping[str, Any]) -> 
                     break
                 raise stream_broken(error) from error
             message.add(event)
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                # Live subscribers see the answer grow (never stored).
+                emit_delta(request, event.delta.text)
     return message.completion(rate_limits(stream.response.headers))

@@ -31,6 +31,7 @@ from podium.plugins.api import (
     ToolCall,
     ToolSpec,
     Usage,
+    emit_delta,
 )
 from podium_openai.errors import provider_error, with_rate_limits
 from podium_openai.settings import Settings
@@ -83,7 +84,7 @@ async def complete_chat(
         stream = await client.chat.completions.create(**streaming, extra_body=extra or None)
     except openai.OpenAIError as error:
         raise provider_error(error) from error
-    completion = await _read_stream(stream, request.model)
+    completion = await _read_stream(stream, request)
     return with_rate_limits(completion, stream.response.headers)
 
 
@@ -185,7 +186,10 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
-async def _read_stream(stream: AsyncStream[ChatCompletionChunk], model: str) -> Completion:
+async def _read_stream(
+    stream: AsyncStream[ChatCompletionChunk], request: CompletionRequest
+) -> Completion:
+    model = request.model
     text: list[str] = []
     calls: dict[int, _PartialCall] = {}
     finish_reason: str | None = None
@@ -200,6 +204,7 @@ async def _read_stream(stream: AsyncStream[ChatCompletionChunk], model: str) -> 
                     delta = choice.delta
                     if delta.content:
                         text.append(delta.content)
+                        emit_delta(request, delta.content)
                     for part in delta.tool_calls or ():
                         call = calls.setdefault(part.index, _PartialCall())
                         call.id = part.id or call.id

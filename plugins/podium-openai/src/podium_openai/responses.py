@@ -29,6 +29,7 @@ from podium.plugins.api import (
     ProviderError,
     ToolCall,
     ToolSpec,
+    emit_delta,
 )
 from podium_openai.errors import provider_error, with_rate_limits
 from podium_openai.usage import parse_arguments, usage_from_responses
@@ -71,7 +72,7 @@ async def complete_responses(client: AsyncOpenAI, request: CompletionRequest) ->
         stream = await client.responses.create(**streaming, extra_body=extra or None)
     except openai.OpenAIError as error:
         raise provider_error(error) from error
-    completion = await _read_stream(stream)
+    completion = await _read_stream(stream, request)
     return with_rate_limits(completion, stream.response.headers)
 
 
@@ -170,12 +171,16 @@ def _completion(response: Response) -> Completion:
     )
 
 
-async def _read_stream(stream: AsyncStream[ResponseStreamEvent]) -> Completion:
+async def _read_stream(
+    stream: AsyncStream[ResponseStreamEvent], request: CompletionRequest
+) -> Completion:
     final: Response | None = None
     try:
         async with stream:
             async for event in stream:
-                if (
+                if event.type == "response.output_text.delta":
+                    emit_delta(request, event.delta)
+                elif (
                     event.type == "response.completed"
                     or event.type == "response.incomplete"
                     or event.type == "response.failed"

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from podium.plugins.api import Catalog, ConfigProblem, StepContext
+from podium.plugins.builtin import config_schemas
 from podium.plugins.builtin.settings import (
     check_delay,
     raise_if_invalid,
@@ -20,6 +21,7 @@ class EchoAgent:
     name = "echo"
     description = "Returns its input unchanged, after `delay_ms` milliseconds if set."
     version = "1"
+    config_schema = config_schemas.ECHO
 
     async def run(self, ctx: StepContext) -> Any:
         raise_if_invalid(_problems(ctx.config))

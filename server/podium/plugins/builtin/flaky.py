@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from podium.plugins.api import AgentError, Catalog, ConfigProblem, StepContext
+from podium.plugins.builtin import config_schemas
 from podium.plugins.builtin.settings import (
     as_int,
     check_delay,
@@ -40,6 +41,7 @@ class FlakyAgent:
         "reproducibly) with AgentError code `error`, then returns its input."
     )
     version = "1"
+    config_schema = config_schemas.FLAKY
 
     async def run(self, ctx: StepContext) -> Any:
         config = ctx.config

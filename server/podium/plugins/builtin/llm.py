@@ -20,7 +20,13 @@ from podium.plugins.api import (
     StepContext,
     Target,
 )
+from podium.plugins.builtin import config_schemas
 from podium.plugins.builtin.settings import as_int, is_number, raise_if_invalid, unknown_settings
+from podium.plugins.builtin.structured import (
+    parse_answer,
+    response_format,
+    response_format_problems,
+)
 
 _SETTINGS = (
     "provider",
@@ -32,6 +38,7 @@ _SETTINGS = (
     "options",
     "fallbacks",
     "stream",
+    "response_format",
 )
 DEFAULT_PROVIDER = "simulated"
 DEFAULT_MODEL = "sim-small"
@@ -42,11 +49,13 @@ class LlmAgent:
     """Config: provider, model, prompt and system (templates with
     `{{ CEL }}` placeholders over `input`; without `prompt`, the input's
     `prompt` string is sent as is), max_tokens, temperature, options (passed
-    to the provider)."""
+    to the provider), response_format (structured output: the step's output
+    is then the parsed JSON answer, checked against its schema)."""
 
     name = "llm"
     description = "Sends a prompt rendered from the step input to an LLM provider."
     version = "1"
+    config_schema = config_schemas.LLM
 
     async def run(self, ctx: StepContext) -> Any:
         config = ctx.config
@@ -54,6 +63,7 @@ class LlmAgent:
         provider = str(config.get("provider", DEFAULT_PROVIDER))
         messages = render_messages(config, ctx.input)
         temperature = config.get("temperature")
+        structured = response_format(config)
         request = CompletionRequest(
             model=str(config.get("model", DEFAULT_MODEL)),
             messages=messages,
@@ -61,9 +71,12 @@ class LlmAgent:
             temperature=float(temperature) if temperature is not None else None,
             options=dict(config.get("options") or {}),
             stream=bool(config.get("stream", False)),
+            response_format=structured,
         )
         result = await ctx.llm.complete(provider, request, fallbacks=fallback_targets(config))
         completion = result.completion
+        if structured is not None:
+            return parse_answer(completion.text, structured)
         return {
             "text": completion.text,
             "model": result.model,
@@ -211,3 +224,4 @@ def setting_problems(config: Mapping[str, Any]) -> Iterator[ConfigProblem]:
         yield ("stream", "must be true or false")
     if config.get("options") is not None and not isinstance(config["options"], Mapping):
         yield ("options", "must be a mapping")
+    yield from response_format_problems(config)

@@ -24,6 +24,7 @@ from podium.plugins.api import (
     Message,
     StepContext,
 )
+from podium.plugins.builtin import config_schemas
 from podium.plugins.builtin.llm import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MODEL,
@@ -34,6 +35,7 @@ from podium.plugins.builtin.llm import (
     setting_problems,
 )
 from podium.plugins.builtin.settings import as_int, raise_if_invalid, unknown_settings
+from podium.plugins.builtin.structured import parse_answer, response_format
 
 _SETTINGS = (
     "provider",
@@ -45,6 +47,8 @@ _SETTINGS = (
     "temperature",
     "options",
     "fallbacks",
+    "response_format",
+    "stream",
 )
 DEFAULT_MAX_TURNS = 8
 MAX_TURNS_LIMIT = 50
@@ -62,10 +66,12 @@ class ReactAgent:
     name = "react"
     description = "Answers a prompt with an LLM that may call the step's tools (ReAct loop)."
     version = "1"
+    config_schema = config_schemas.REACT
 
     async def run(self, ctx: StepContext) -> Any:
         config = ctx.config
         raise_if_invalid(_problems(config))
+        structured = response_format(config)
         provider = str(config.get("provider", DEFAULT_PROVIDER))
         max_turns = as_int(config.get("max_turns", DEFAULT_MAX_TURNS)) or DEFAULT_MAX_TURNS
         temperature = config.get("temperature")
@@ -83,6 +89,8 @@ class ReactAgent:
                 temperature=float(temperature) if temperature is not None else None,
                 options=dict(config.get("options") or {}),
                 tools=tools,
+                response_format=structured,
+                stream=bool(config.get("stream", False)),
             )
             result = await ctx.llm.complete(provider, request, fallbacks=fallbacks)
             completion = result.completion
@@ -90,8 +98,9 @@ class ReactAgent:
             output_tokens += completion.usage.output_tokens
             cost += result.cost
             if not completion.tool_calls:
+                answer = completion.text
                 return {
-                    "answer": completion.text,
+                    "answer": answer if structured is None else parse_answer(answer, structured),
                     "turns": turn,
                     "trace": trace,
                     "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},

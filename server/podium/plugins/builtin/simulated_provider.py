@@ -27,6 +27,13 @@ Request options (CompletionRequest.options):
                when it is JSON); inside a longer string, or in a text turn,
                "$last_result" is replaced by that result's text (a JSON
                string without its quotes).
+
+A streamed request (stream: true) hands its answer to `on_delta` in pieces of
+a few words, spread over the latency, before it returns the whole.
+
+A request with a response_format is answered with JSON: a value its schema
+accepts, made up from the schema and the prompt (deterministically), or
+{"answer": prompt} for a bare json_object.
 """
 
 from __future__ import annotations
@@ -47,7 +54,9 @@ from podium.plugins.api import (
     ProviderError,
     ToolCall,
     Usage,
+    emit_delta,
 )
+from podium.plugins.builtin.schema_instance import instance
 
 PRICES: Mapping[str, ModelPrice] = {
     "sim-small": ModelPrice(input=Decimal("0.50"), output=Decimal("1.50")),
@@ -63,6 +72,8 @@ FAULTS: Mapping[str, int | None] = {
 }
 
 CHARS_PER_TOKEN = 4
+# Words per streamed piece of an answer.
+STREAM_WORDS = 3
 _SUMMARY_WORDS = 12
 LAST_RESULT = "$last_result"
 # Enough to remember the retries of every request of a large demo; beyond
@@ -100,10 +111,16 @@ class SimulatedProvider:
         options = request.options
         latency_ms = _number_option(options, "latency_ms", self.latency_ms)
         fault = self._fault(request)
-        await asyncio.sleep(latency_ms / 1000)
+        if not request.stream:
+            await asyncio.sleep(latency_ms / 1000)
         if fault is not None:
+            if request.stream:
+                await asyncio.sleep(latency_ms / 1000)
             raise fault
-        return respond(request)
+        completion = respond(request)
+        if request.stream:
+            await _stream(request, completion.text, latency_ms)
+        return completion
 
     def _fault(self, request: CompletionRequest) -> ProviderError | None:
         options = request.options
@@ -140,11 +157,42 @@ class SimulatedProvider:
         return count
 
 
+async def _stream(request: CompletionRequest, text: str, latency_ms: float) -> None:
+    """Streams `text` in pieces of a few words: half the latency before the
+    first, the other half spread between them, as a real model's tokens."""
+    pieces = _pieces(text)
+    await asyncio.sleep(latency_ms / 2000)
+    pause = latency_ms / 2000 / max(len(pieces), 1)
+    for piece in pieces:
+        emit_delta(request, piece)
+        await asyncio.sleep(pause)
+
+
+def _pieces(text: str) -> list[str]:
+    """`text` cut after every STREAM_WORDS-th space: joined, they are `text`."""
+    pieces, start, spaces = [], 0, 0
+    for index, char in enumerate(text):
+        if char == " ":
+            spaces += 1
+            if spaces % STREAM_WORDS == 0:
+                pieces.append(text[start : index + 1])
+                start = index + 1
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
 def respond(request: CompletionRequest) -> Completion:
     """The deterministic answer to `request` (assumes a known model)."""
     turn = scripted_turn(request)
     calls: list[ToolCall] = []
-    if turn is None:
+    structured = request.response_format
+    if turn is None and structured is not None:
+        schema = structured.get("schema")
+        seed = _last_user_message(request.messages)
+        value = instance(schema, seed) if isinstance(schema, Mapping) else {"answer": seed}
+        text = json.dumps(value, ensure_ascii=False)
+    elif turn is None:
         text = f"[{request.model}] {summarize(_last_user_message(request.messages))}"
     elif "text" in turn:
         last = _as_text(_last_tool_result(request.messages))

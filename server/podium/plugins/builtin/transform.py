@@ -10,6 +10,7 @@ from podium.core.expressions import Expression, ExpressionError, compile_express
 from podium.core.failures import INVALID_INPUT
 from podium.core.jsonvalues import from_json_numbers
 from podium.plugins.api import AgentError, Catalog, ConfigProblem, StepContext
+from podium.plugins.builtin import config_schemas
 from podium.plugins.builtin.settings import raise_if_invalid, unknown_settings
 
 VARIABLES = ("input",)
@@ -23,6 +24,7 @@ class TransformAgent:
     name = "transform"
     description = "Computes its output from its input with CEL expressions (no LLM)."
     version = "1"
+    config_schema = config_schemas.TRANSFORM
 
     async def run(self, ctx: StepContext) -> Any:
         raise_if_invalid(_problems(ctx.config))

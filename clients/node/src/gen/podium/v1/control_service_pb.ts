@@ -91,21 +91,23 @@ export type AgentInfo = Message<"podium.v1.AgentInfo"> & {
   workers: AgentWorkers[];
 
   /**
-   * JSON Schema of its config a worker declared; unset: none.
+   * JSON Schema of its config, as the in-process plugin or a worker
+   * declared it; CreateWorkflow checks each step's `config` against it.
+   * Unset: none declared.
    *
    * @generated from field: google.protobuf.Struct config_schema = 7;
    */
   configSchema?: JsonObject | undefined;
 
   /**
-   * JSON Schema of its input a worker declared; unset: none.
+   * JSON Schema of its input (in-process plugin or worker); unset: none.
    *
    * @generated from field: google.protobuf.Struct input_schema = 8;
    */
   inputSchema?: JsonObject | undefined;
 
   /**
-   * JSON Schema of its output a worker declared; unset: none.
+   * JSON Schema of its output (in-process plugin or worker); unset: none.
    *
    * @generated from field: google.protobuf.Struct output_schema = 9;
    */

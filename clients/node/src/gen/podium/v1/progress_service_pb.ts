@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file podium/v1/progress_service.proto.
  */
 export const file_podium_v1_progress_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBwb2RpdW0vdjEvcHJvZ3Jlc3Nfc2VydmljZS5wcm90bxIJcG9kaXVtLnYxIjYKD1dhdGNoUnVuUmVxdWVzdBILCgNydW4YASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMiNwoQV2F0Y2hSdW5SZXNwb25zZRIjCgZldmVudHMYASADKAsyEy5wb2RpdW0udjEuUnVuRXZlbnQifAoQV2F0Y2hSdW5zUmVxdWVzdBIRCgl3b3JrZmxvd3MYASADKAkSJwoKcnVuX3N0YXRlcxgCIAMoDjITLnBvZGl1bS52MS5SdW5TdGF0ZRIsCgtldmVudF90eXBlcxgDIAMoDjIXLnBvZGl1bS52MS5SdW5FdmVudFR5cGUiOAoRV2F0Y2hSdW5zUmVzcG9uc2USIwoGZXZlbnRzGAEgAygLMhMucG9kaXVtLnYxLlJ1bkV2ZW50MqIBCg9Qcm9ncmVzc1NlcnZpY2USRQoIV2F0Y2hSdW4SGi5wb2RpdW0udjEuV2F0Y2hSdW5SZXF1ZXN0GhsucG9kaXVtLnYxLldhdGNoUnVuUmVzcG9uc2UwARJICglXYXRjaFJ1bnMSGy5wb2RpdW0udjEuV2F0Y2hSdW5zUmVxdWVzdBocLnBvZGl1bS52MS5XYXRjaFJ1bnNSZXNwb25zZTABQjMKDWRldi5wb2RpdW0udjFQAVogcG9kaXVtL2dlbi9nby9wb2RpdW0vdjE7cG9kaXVtdjFiBnByb3RvMw", [file_podium_v1_event, file_podium_v1_run]);
+  fileDesc("CiBwb2RpdW0vdjEvcHJvZ3Jlc3Nfc2VydmljZS5wcm90bxIJcG9kaXVtLnYxIlUKD1dhdGNoUnVuUmVxdWVzdBILCgNydW4YASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMSHQoVaW5jbHVkZV9vdXRwdXRfZGVsdGFzGFogASgIImYKEFdhdGNoUnVuUmVzcG9uc2USIwoGZXZlbnRzGAEgAygLMhMucG9kaXVtLnYxLlJ1bkV2ZW50Ei0KDW91dHB1dF9kZWx0YXMYWiADKAsyFi5wb2RpdW0udjEuT3V0cHV0RGVsdGEiWgoLT3V0cHV0RGVsdGESDwoHc3RlcF9pZBgBIAEoCRIMCgRpdGVtGAIgASgFEg8KB2F0dGVtcHQYAyABKAUSDQoFaW5kZXgYBCABKAMSDAoEdGV4dBgFIAEoCSJ8ChBXYXRjaFJ1bnNSZXF1ZXN0EhEKCXdvcmtmbG93cxgBIAMoCRInCgpydW5fc3RhdGVzGAIgAygOMhMucG9kaXVtLnYxLlJ1blN0YXRlEiwKC2V2ZW50X3R5cGVzGAMgAygOMhcucG9kaXVtLnYxLlJ1bkV2ZW50VHlwZSI4ChFXYXRjaFJ1bnNSZXNwb25zZRIjCgZldmVudHMYASADKAsyEy5wb2RpdW0udjEuUnVuRXZlbnQyogEKD1Byb2dyZXNzU2VydmljZRJFCghXYXRjaFJ1bhIaLnBvZGl1bS52MS5XYXRjaFJ1blJlcXVlc3QaGy5wb2RpdW0udjEuV2F0Y2hSdW5SZXNwb25zZTABEkgKCVdhdGNoUnVucxIbLnBvZGl1bS52MS5XYXRjaFJ1bnNSZXF1ZXN0GhwucG9kaXVtLnYxLldhdGNoUnVuc1Jlc3BvbnNlMAFCMwoNZGV2LnBvZGl1bS52MVABWiBwb2RpdW0vZ2VuL2dvL3BvZGl1bS92MTtwb2RpdW12MWIGcHJvdG8z", [file_podium_v1_event, file_podium_v1_run]);
 
 /**
  * @generated from message podium.v1.WatchRunRequest
@@ -33,6 +33,16 @@ export type WatchRunRequest = Message<"podium.v1.WatchRunRequest"> & {
    * @generated from field: int64 after_sequence = 2;
    */
   afterSequence: bigint;
+
+  /**
+   * Also stream output deltas: pieces of a step's answer while its provider
+   * streams it (steps whose `llm`/`react` config sets `stream: true`). Live
+   * only: deltas are not events, carry no sequence, are never stored nor
+   * replayed; the step's final output still arrives as its event.
+   *
+   * @generated from field: bool include_output_deltas = 90;
+   */
+  includeOutputDeltas: boolean;
 };
 
 /**
@@ -52,6 +62,14 @@ export type WatchRunResponse = Message<"podium.v1.WatchRunResponse"> & {
    * @generated from field: repeated podium.v1.RunEvent events = 1;
    */
   events: RunEvent[];
+
+  /**
+   * Output deltas (only with include_output_deltas), in the order they were
+   * streamed; a response carries either events or deltas.
+   *
+   * @generated from field: repeated podium.v1.OutputDelta output_deltas = 90;
+   */
+  outputDeltas: OutputDelta[];
 };
 
 /**
@@ -60,6 +78,56 @@ export type WatchRunResponse = Message<"podium.v1.WatchRunResponse"> & {
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
   messageDesc(file_podium_v1_progress_service, 1);
+
+/**
+ * A piece of a step's answer, as its provider streamed it.
+ *
+ * @generated from message podium.v1.OutputDelta
+ */
+export type OutputDelta = Message<"podium.v1.OutputDelta"> & {
+  /**
+   * The step streaming.
+   *
+   * @generated from field: string step_id = 1;
+   */
+  stepId: string;
+
+  /**
+   * The fan-out item (for_each), or -1.
+   *
+   * @generated from field: int32 item = 2;
+   */
+  item: number;
+
+  /**
+   * The attempt streaming (a retry streams its answer again from its start).
+   *
+   * @generated from field: int32 attempt = 3;
+   */
+  attempt: number;
+
+  /**
+   * 1 for the attempt's first delta, then 2, 3, ...: a gap means deltas were
+   * dropped because the subscriber fell behind (the final output is never).
+   *
+   * @generated from field: int64 index = 4;
+   */
+  index: bigint;
+
+  /**
+   * The text to append to what this attempt streamed so far.
+   *
+   * @generated from field: string text = 5;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message podium.v1.OutputDelta.
+ * Use `create(OutputDeltaSchema)` to create a new message.
+ */
+export const OutputDeltaSchema: GenMessage<OutputDelta> = /*@__PURE__*/
+  messageDesc(file_podium_v1_progress_service, 2);
 
 /**
  * @generated from message podium.v1.WatchRunsRequest
@@ -92,7 +160,7 @@ export type WatchRunsRequest = Message<"podium.v1.WatchRunsRequest"> & {
  * Use `create(WatchRunsRequestSchema)` to create a new message.
  */
 export const WatchRunsRequestSchema: GenMessage<WatchRunsRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_progress_service, 2);
+  messageDesc(file_podium_v1_progress_service, 3);
 
 /**
  * @generated from message podium.v1.WatchRunsResponse
@@ -111,7 +179,7 @@ export type WatchRunsResponse = Message<"podium.v1.WatchRunsResponse"> & {
  * Use `create(WatchRunsResponseSchema)` to create a new message.
  */
 export const WatchRunsResponseSchema: GenMessage<WatchRunsResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_progress_service, 3);
+  messageDesc(file_podium_v1_progress_service, 4);
 
 /**
  * Streams run events.

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file podium/v1/workflow.proto.
  */
 export const file_podium_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("Chhwb2RpdW0vdjEvd29ya2Zsb3cucHJvdG8SCXBvZGl1bS52MSKBAQoIV29ya2Zsb3cSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEiUKBHNwZWMYAyABKAsyFy5wb2RpdW0udjEuV29ya2Zsb3dTcGVjEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLGAwoMV29ya2Zsb3dTcGVjEhMKC2Rlc2NyaXB0aW9uGAEgASgJEh4KBXN0ZXBzGAIgAygLMg8ucG9kaXVtLnYxLlN0ZXASMwoGb3V0cHV0GAMgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5PdXRwdXRFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBCABKAUSMwoGbGFiZWxzGAUgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5MYWJlbHNFbnRyeRIhCgVyZXRyeRgGIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEioKB3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSLQoMbm90aWZpY2F0aW9uGDIgASgLMhcucG9kaXVtLnYxLk5vdGlmaWNhdGlvbhotCgtPdXRwdXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiKwoMTm90aWZpY2F0aW9uEgsKA3VybBgBIAEoCRIOCgZzZWNyZXQYAiABKAkiWQoNV2FpdEZvclNpZ25hbBIMCgRuYW1lGAEgASgJEg4KBmZpbHRlchgCIAEoCRIqCgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjYKCENhbGxiYWNrEioKB3RpbWVvdXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i2AYKBFN0ZXASCgoCaWQYASABKAkSDQoFYWdlbnQYAiABKAkSKQoFaW5wdXQYAyADKAsyGi5wb2RpdW0udjEuU3RlcC5JbnB1dEVudHJ5EhIKCmRlcGVuZHNfb24YBCADKAkSJwoGY29uZmlnGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtkZXNjcmlwdGlvbhgGIAEoCRIhCgVyZXRyeRgHIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEjIKD2F0dGVtcHRfdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCm9uX2ZhaWx1cmUYCiABKA4yGC5wb2RpdW0udjEuRmFpbHVyZVBvbGljeRIsCgx0cmlnZ2VyX3J1bGUYCyABKA4yFi5wb2RpdW0udjEuVHJpZ2dlclJ1bGUSDAoEd2hlbhgMIAEoCRIkCghmb3JfZWFjaBgNIAEoCzISLnBvZGl1bS52MS5Gb3JFYWNoEh0KBGxvb3AYDiABKAsyDy5wb2RpdW0udjEuTG9vcBIdCgR3YWl0GA8gASgLMg8ucG9kaXVtLnYxLldhaXQSJQoIYXBwcm92YWwYECABKAsyEy5wb2RpdW0udjEuQXBwcm92YWwSKwoKY29tcGVuc2F0ZRgRIAEoCzIXLnBvZGl1bS52MS5Db21wZW5zYXRpb24SHwoFY2FjaGUYEiABKAsyEC5wb2RpdW0udjEuQ2FjaGUSEQoJZmFpbF9mYXN0GBMgASgIEg0KBXRvb2xzGBQgAygJEhIKCnRhc2tfcXVldWUYFSABKAkSNAoRaGVhcnRiZWF0X3RpbWVvdXQYFiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoPd2FpdF9mb3Jfc2lnbmFsGDIgASgLMhgucG9kaXVtLnYxLldhaXRGb3JTaWduYWwSJQoIY2FsbGJhY2sYMyABKAsyEy5wb2RpdW0udjEuQ2FsbGJhY2saLAoKSW5wdXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIswBCgdSZXRyaWVyEhQKDGVycm9yX2VxdWFscxgBIAMoCRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxiYWNrb2ZmX3JhdGUYAyABKAESLwoMbWF4X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgFIAEoBRIhCgZqaXR0ZXIYBiABKA4yES5wb2RpdW0udjEuSml0dGVyInUKB0ZvckVhY2gSDQoFaXRlbXMYASABKAkSFwoPbWF4X2NvbmN1cnJlbmN5GAIgASgFEh8KF3RvbGVyYXRlZF9mYWlsdXJlX2NvdW50GAMgASgFEiEKGXRvbGVyYXRlZF9mYWlsdXJlX3BlcmNlbnQYBCABKAEiLQoETG9vcBINCgV1bnRpbBgBIAEoCRIWCg5tYXhfaXRlcmF0aW9ucxgCIAEoBSKFAQoEV2FpdBItCghkdXJhdGlvbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASGQoPdGltZV9leHByZXNzaW9uGAMgASgJSABCBwoFdW50aWwiRgoIQXBwcm92YWwSDgoGcHJvbXB0GAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ipwEKDENvbXBlbnNhdGlvbhINCgVhZ2VudBgBIAEoCRIxCgVpbnB1dBgCIAMoCzIiLnBvZGl1bS52MS5Db21wZW5zYXRpb24uSW5wdXRFbnRyeRInCgZjb25maWcYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0GiwKCklucHV0RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIvCgVDYWNoZRImCgN0dGwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iIgoORXhlY3V0aW9uTGV2ZWwSEAoIc3RlcF9pZHMYASADKAkqQgoGSml0dGVyEhYKEkpJVFRFUl9VTlNQRUNJRklFRBAAEg8KC0pJVFRFUl9OT05FEAESDwoLSklUVEVSX0ZVTEwQAiplCg1GYWlsdXJlUG9saWN5Eh4KGkZBSUxVUkVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASFwoTRkFJTFVSRV9QT0xJQ1lfRkFJTBABEhsKF0ZBSUxVUkVfUE9MSUNZX0NPTlRJTlVFEAIqhgEKC1RyaWdnZXJSdWxlEhwKGFRSSUdHRVJfUlVMRV9VTlNQRUNJRklFRBAAEh4KGlRSSUdHRVJfUlVMRV9BTExfU1VDQ0VFREVEEAESGQoVVFJJR0dFUl9SVUxFX0FMTF9ET05FEAISHgoaVFJJR0dFUl9SVUxFX0FOWV9TVUNDRUVERUQQA0IzCg1kZXYucG9kaXVtLnYxUAFaIHBvZGl1bS9nZW4vZ28vcG9kaXVtL3YxO3BvZGl1bXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
+  fileDesc("Chhwb2RpdW0vdjEvd29ya2Zsb3cucHJvdG8SCXBvZGl1bS52MSKBAQoIV29ya2Zsb3cSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEiUKBHNwZWMYAyABKAsyFy5wb2RpdW0udjEuV29ya2Zsb3dTcGVjEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLZBAoMV29ya2Zsb3dTcGVjEhMKC2Rlc2NyaXB0aW9uGAEgASgJEh4KBXN0ZXBzGAIgAygLMg8ucG9kaXVtLnYxLlN0ZXASMwoGb3V0cHV0GAMgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5PdXRwdXRFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBCABKAUSMwoGbGFiZWxzGAUgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5MYWJlbHNFbnRyeRIhCgVyZXRyeRgGIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEioKB3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSLQoMbm90aWZpY2F0aW9uGDIgASgLMhcucG9kaXVtLnYxLk5vdGlmaWNhdGlvbhItCgxpbnB1dF9zY2hlbWEYWiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KDW91dHB1dF9zY2hlbWEYWyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKD3J1bl9jb25jdXJyZW5jeRhcIAEoCzIZLnBvZGl1bS52MS5SdW5Db25jdXJyZW5jeRotCgtPdXRwdXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiKwoMTm90aWZpY2F0aW9uEgsKA3VybBgBIAEoCRIOCgZzZWNyZXQYAiABKAkiWQoNV2FpdEZvclNpZ25hbBIMCgRuYW1lGAEgASgJEg4KBmZpbHRlchgCIAEoCRIqCgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjYKCENhbGxiYWNrEioKB3RpbWVvdXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iiAcKBFN0ZXASCgoCaWQYASABKAkSDQoFYWdlbnQYAiABKAkSKQoFaW5wdXQYAyADKAsyGi5wb2RpdW0udjEuU3RlcC5JbnB1dEVudHJ5EhIKCmRlcGVuZHNfb24YBCADKAkSJwoGY29uZmlnGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtkZXNjcmlwdGlvbhgGIAEoCRIhCgVyZXRyeRgHIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEjIKD2F0dGVtcHRfdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCm9uX2ZhaWx1cmUYCiABKA4yGC5wb2RpdW0udjEuRmFpbHVyZVBvbGljeRIsCgx0cmlnZ2VyX3J1bGUYCyABKA4yFi5wb2RpdW0udjEuVHJpZ2dlclJ1bGUSDAoEd2hlbhgMIAEoCRIkCghmb3JfZWFjaBgNIAEoCzISLnBvZGl1bS52MS5Gb3JFYWNoEh0KBGxvb3AYDiABKAsyDy5wb2RpdW0udjEuTG9vcBIdCgR3YWl0GA8gASgLMg8ucG9kaXVtLnYxLldhaXQSJQoIYXBwcm92YWwYECABKAsyEy5wb2RpdW0udjEuQXBwcm92YWwSKwoKY29tcGVuc2F0ZRgRIAEoCzIXLnBvZGl1bS52MS5Db21wZW5zYXRpb24SHwoFY2FjaGUYEiABKAsyEC5wb2RpdW0udjEuQ2FjaGUSEQoJZmFpbF9mYXN0GBMgASgIEg0KBXRvb2xzGBQgAygJEhIKCnRhc2tfcXVldWUYFSABKAkSNAoRaGVhcnRiZWF0X3RpbWVvdXQYFiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoPd2FpdF9mb3Jfc2lnbmFsGDIgASgLMhgucG9kaXVtLnYxLldhaXRGb3JTaWduYWwSJQoIY2FsbGJhY2sYMyABKAsyEy5wb2RpdW0udjEuQ2FsbGJhY2sSLgoNb3V0cHV0X3NjaGVtYRhaIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QaLAoKSW5wdXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIswBCgdSZXRyaWVyEhQKDGVycm9yX2VxdWFscxgBIAMoCRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxiYWNrb2ZmX3JhdGUYAyABKAESLwoMbWF4X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgFIAEoBRIhCgZqaXR0ZXIYBiABKA4yES5wb2RpdW0udjEuSml0dGVyIqMBCgdGb3JFYWNoEg0KBWl0ZW1zGAEgASgJEhcKD21heF9jb25jdXJyZW5jeRgCIAEoBRIfChd0b2xlcmF0ZWRfZmFpbHVyZV9jb3VudBgDIAEoBRIhChl0b2xlcmF0ZWRfZmFpbHVyZV9wZXJjZW50GAQgASgBEhcKD2NvbmN1cnJlbmN5X2tleRhaIAEoCRITCgttYXhfcGVyX2tleRhbIAEoBSIvCg5SdW5Db25jdXJyZW5jeRILCgNrZXkYASABKAkSEAoIbWF4X3J1bnMYAiABKAUiLQoETG9vcBINCgV1bnRpbBgBIAEoCRIWCg5tYXhfaXRlcmF0aW9ucxgCIAEoBSKFAQoEV2FpdBItCghkdXJhdGlvbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASGQoPdGltZV9leHByZXNzaW9uGAMgASgJSABCBwoFdW50aWwiRgoIQXBwcm92YWwSDgoGcHJvbXB0GAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ipwEKDENvbXBlbnNhdGlvbhINCgVhZ2VudBgBIAEoCRIxCgVpbnB1dBgCIAMoCzIiLnBvZGl1bS52MS5Db21wZW5zYXRpb24uSW5wdXRFbnRyeRInCgZjb25maWcYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0GiwKCklucHV0RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIvCgVDYWNoZRImCgN0dGwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iIgoORXhlY3V0aW9uTGV2ZWwSEAoIc3RlcF9pZHMYASADKAkqQgoGSml0dGVyEhYKEkpJVFRFUl9VTlNQRUNJRklFRBAAEg8KC0pJVFRFUl9OT05FEAESDwoLSklUVEVSX0ZVTEwQAiplCg1GYWlsdXJlUG9saWN5Eh4KGkZBSUxVUkVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASFwoTRkFJTFVSRV9QT0xJQ1lfRkFJTBABEhsKF0ZBSUxVUkVfUE9MSUNZX0NPTlRJTlVFEAIqhgEKC1RyaWdnZXJSdWxlEhwKGFRSSUdHRVJfUlVMRV9VTlNQRUNJRklFRBAAEh4KGlRSSUdHRVJfUlVMRV9BTExfU1VDQ0VFREVEEAESGQoVVFJJR0dFUl9SVUxFX0FMTF9ET05FEAISHgoaVFJJR0dFUl9SVUxFX0FOWV9TVUNDRUVERUQQA0IzCg1kZXYucG9kaXVtLnYxUAFaIHBvZGl1bS9nZW4vZ28vcG9kaXVtL3YxO3BvZGl1bXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
 
 /**
  * A stored version of a workflow definition. Output only: CreateWorkflow
@@ -132,6 +132,32 @@ export type WorkflowSpec = Message<"podium.v1.WorkflowSpec"> & {
    * @generated from field: podium.v1.Notification notification = 50;
    */
   notification?: Notification | undefined;
+
+  /**
+   * JSON Schema (draft 2020-12 unless `$schema` says otherwise) a run's input
+   * must satisfy: StartRun answers INVALID_ARGUMENT with one BadRequest field
+   * violation per problem, its field a JSON pointer into the request
+   * ("/input/customer/id"), and stores nothing. Unset: any input.
+   *
+   * @generated from field: google.protobuf.Struct input_schema = 90;
+   */
+  inputSchema?: JsonObject | undefined;
+
+  /**
+   * JSON Schema the run's output must satisfy; a violation fails the run with
+   * "podium.InvalidOutput". Unset: any output.
+   *
+   * @generated from field: google.protobuf.Struct output_schema = 91;
+   */
+  outputSchema?: JsonObject | undefined;
+
+  /**
+   * At most `max_runs` runs with the same key (an expression over the run's
+   * input) run at once; the others wait PENDING, first come first served.
+   *
+   * @generated from field: podium.v1.RunConcurrency run_concurrency = 92;
+   */
+  runConcurrency?: RunConcurrency | undefined;
 };
 
 /**
@@ -417,6 +443,15 @@ export type Step = Message<"podium.v1.Step"> & {
    * @generated from field: podium.v1.Callback callback = 51;
    */
   callback?: Callback | undefined;
+
+  /**
+   * JSON Schema each output of the step's agent must satisfy (each item's,
+   * for a for_each); a violation fails the attempt with "podium.InvalidOutput"
+   * (not retried). Unset: only the agent's own output schema, if it has one.
+   *
+   * @generated from field: google.protobuf.Struct output_schema = 90;
+   */
+  outputSchema?: JsonObject | undefined;
 };
 
 /**
@@ -513,6 +548,23 @@ export type ForEach = Message<"podium.v1.ForEach"> & {
    * @generated from field: double tolerated_failure_percent = 4;
    */
   toleratedFailurePercent: number;
+
+  /**
+   * CEL expression over `item`, `index`, `input` and `steps` giving each
+   * item's concurrency key (e.g. "item.customer_id"); with max_per_key, at
+   * most that many items of one key run at once (others of free keys go
+   * first, in item order). Empty: no per-key limit.
+   *
+   * @generated from field: string concurrency_key = 90;
+   */
+  concurrencyKey: string;
+
+  /**
+   * Most items of one concurrency_key running at once (>= 1 with a key).
+   *
+   * @generated from field: int32 max_per_key = 91;
+   */
+  maxPerKey: number;
 };
 
 /**
@@ -521,6 +573,35 @@ export type ForEach = Message<"podium.v1.ForEach"> & {
  */
 export const ForEachSchema: GenMessage<ForEach> = /*@__PURE__*/
   messageDesc(file_podium_v1_workflow, 7);
+
+/**
+ * Runs of a workflow that may run at once per key (Hatchet's concurrency
+ * keys): a run beyond the limit stays PENDING until one of its key ends.
+ *
+ * @generated from message podium.v1.RunConcurrency
+ */
+export type RunConcurrency = Message<"podium.v1.RunConcurrency"> & {
+  /**
+   * CEL expression over `input` giving a run's key (e.g. "input.customer_id").
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * Most running runs of one key (>= 1).
+   *
+   * @generated from field: int32 max_runs = 2;
+   */
+  maxRuns: number;
+};
+
+/**
+ * Describes the message podium.v1.RunConcurrency.
+ * Use `create(RunConcurrencySchema)` to create a new message.
+ */
+export const RunConcurrencySchema: GenMessage<RunConcurrency> = /*@__PURE__*/
+  messageDesc(file_podium_v1_workflow, 8);
 
 /**
  * Repetition: `iteration` (0-based) and `previous` (the last output) in scope.
@@ -548,7 +629,7 @@ export type Loop = Message<"podium.v1.Loop"> & {
  * Use `create(LoopSchema)` to create a new message.
  */
 export const LoopSchema: GenMessage<Loop> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 8);
+  messageDesc(file_podium_v1_workflow, 9);
 
 /**
  * A durable timer.
@@ -591,7 +672,7 @@ export type Wait = Message<"podium.v1.Wait"> & {
  * Use `create(WaitSchema)` to create a new message.
  */
 export const WaitSchema: GenMessage<Wait> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 9);
+  messageDesc(file_podium_v1_workflow, 10);
 
 /**
  * A human decision: the run waits in WAITING_APPROVAL until ResolveApproval.
@@ -619,7 +700,7 @@ export type Approval = Message<"podium.v1.Approval"> & {
  * Use `create(ApprovalSchema)` to create a new message.
  */
 export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 10);
+  messageDesc(file_podium_v1_workflow, 11);
 
 /**
  * An undo action.
@@ -650,7 +731,7 @@ export type Compensation = Message<"podium.v1.Compensation"> & {
  * Use `create(CompensationSchema)` to create a new message.
  */
 export const CompensationSchema: GenMessage<Compensation> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 11);
+  messageDesc(file_podium_v1_workflow, 12);
 
 /**
  * Result caching.
@@ -671,7 +752,7 @@ export type Cache = Message<"podium.v1.Cache"> & {
  * Use `create(CacheSchema)` to create a new message.
  */
 export const CacheSchema: GenMessage<Cache> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 12);
+  messageDesc(file_podium_v1_workflow, 13);
 
 /**
  * Steps that could run together: every step of level n depends only on steps
@@ -692,7 +773,7 @@ export type ExecutionLevel = Message<"podium.v1.ExecutionLevel"> & {
  * Use `create(ExecutionLevelSchema)` to create a new message.
  */
 export const ExecutionLevelSchema: GenMessage<ExecutionLevel> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 13);
+  messageDesc(file_podium_v1_workflow, 14);
 
 /**
  * Randomisation of retry delays.
