@@ -163,8 +163,8 @@ async def test_a_malformed_routing_threshold_is_refused_at_create_workflow(tmp_p
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert field_violations(error) == [
                 (
-                    "spec.steps[0].config.fallbacks[0].when_budget_above",
-                    "fraction must be a number from 0 to 1",
+                    "spec.steps[0].config.fallbacks[0].when_budget_above.fraction",
+                    "violates the agent's config_schema: 1.5 is greater than the maximum of 1",
                 )
             ]
         else:

@@ -6,7 +6,11 @@ line by line through bash with the workspace's `podium` first on PATH:
 - `podium serve …` starts in the background on an ephemeral 127.0.0.1 port (a documented
   `--address`, loopback or not, is replaced; tests never bind anything else) and the block
   goes on once its health check says SERVING; later lines of the block talk to it (its
-  documented address is rewritten, and PODIUM_ADDRESS points at it).
+  documented address is rewritten, and PODIUM_ADDRESS points at it). Its `--http-address`
+  and `--metrics-address` get ephemeral ports too, rewritten wherever later lines name them.
+  A server whose line ends with `&` stays up for the blocks that follow (as it would for a
+  reader); any other stops with its block.
+- A `postgresql://` URL is replaced by a new database on the tests' PostgreSQL server.
 - `podium worker …` starts in the background and the block goes on once the server lists it.
 - Blocks without a server of their own talk to a shared one started as the README's
   governance section says (`--policy examples/policy.yaml`).
@@ -18,6 +22,7 @@ Every line must exit 0.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shlex
@@ -27,7 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,11 +43,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from podium.client import Client
 from podium.testing.identity import make_ca, make_certificate
+from podium.testing.postgres import PostgresForTests
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
 DOCUMENTED_ADDRESSES = ("127.0.0.1:50051", "0.0.0.0:50051")
+POSTGRES_URL = re.compile(r"'?postgresql://[^\s']+'?")
 NOT_RUN_HERE = {"make demo", "make test"}
 STARTUP_TIMEOUT = 60.0
 COMMAND_TIMEOUT = 180.0
@@ -104,6 +111,13 @@ class Session:
     tls_ca: Path | None = None
     run_id: str = ""
     background: list[Background] = field(default_factory=list)
+    # Documented host:port -> the one the test chose (HTTP and metrics addresses).
+    ports: dict[str, str] = field(default_factory=dict)
+    # Servers started with `&`: they outlive the block.
+    lasting: list[Background] = field(default_factory=list)
+    # Makes a database on the tests' PostgreSQL server; its URL.
+    new_database: Callable[[], str] | None = None
+    database: str = ""
 
     def stop(self) -> None:
         for process in reversed(self.background):
@@ -128,9 +142,11 @@ def with_option(line: str, name: str, value: str) -> str:
     return f"{line} {name} {value}"
 
 
-def rewrite_addresses(line: str, address: str) -> str:
+def rewrite_addresses(line: str, address: str, ports: dict[str, str]) -> str:
     for documented in DOCUMENTED_ADDRESSES:
         line = line.replace(documented, address)
+    for documented, chosen in ports.items():
+        line = line.replace(documented, chosen)
     return line.replace("RUN_ID", "{run_id}")
 
 
@@ -174,14 +190,26 @@ def start_background(session: Session, line: str, name: str) -> Background:
     return background
 
 
-def start_server(session: Session, line: str) -> None:
+def start_server(session: Session, line: str, lasting: bool = False) -> None:
     address = f"127.0.0.1:{free_port()}"
     line = with_option(line, "--address", address)
     metrics = option_value(words(line), "--metrics-address")
     if metrics is not None:
-        metrics = f"127.0.0.1:{free_port()}"
+        session.ports[metrics] = f"127.0.0.1:{free_port()}"
+        metrics = session.ports[metrics]
         line = with_option(line, "--metrics-address", metrics)
+    http = option_value(words(line), "--http-address")
+    if http is not None:
+        session.ports[http] = f"127.0.0.1:{free_port()}"
+        line = with_option(line, "--http-address", session.ports[http])
+    if lasting and option_value(words(line), "--db") is None:
+        # It outlives its block: a database of its own, so that later blocks' servers
+        # and `tokens create --db` find theirs free.
+        line = with_option(line, "--db", f"lasting-{len(session.lasting)}.db")
     server = start_background(session, line, "serve")
+    if lasting:
+        session.background.remove(server)
+        session.lasting.append(server)
     wait_serving(session, server, address, tls="--tls-cert" in line)
     session.address = address
     session.env["PODIUM_ADDRESS"] = address
@@ -229,21 +257,29 @@ def run_line(session: Session, line: str) -> None:
     assert "Traceback" not in output, output
     if export:
         session.env[export.group(1)] = completed.stdout
-    started = re.search(r"started runs/(\S+)", completed.stdout)
+    # The CLI says "started runs/ID"; the HTTP API answers {"run": {"name": "runs/ID", ...}}.
+    started = re.search(r"started runs/(\S+)|\"name\": ?\"runs/([^\"]+)\"", completed.stdout)
     if started:
-        session.run_id = started.group(1)
+        session.run_id = started.group(1) or started.group(2)
 
 
 def run_block(session: Session, lines: list[str]) -> None:
     for documented in lines:
         if " ".join(words(documented)) in NOT_RUN_HERE:
             continue
-        line = rewrite_addresses(documented, session.address).replace("{run_id}", session.run_id)
+        line = rewrite_addresses(documented, session.address, session.ports)
+        line = line.replace("{run_id}", session.run_id)
+        if POSTGRES_URL.search(line):
+            assert session.new_database is not None
+            session.database = session.database or session.new_database()
+            line = POSTGRES_URL.sub(shlex.quote(session.database), line)
         argv = words(line)
+        lasting = bool(argv) and argv[-1] == "&"
+        argv = argv[:-1] if lasting else argv
         command = argv[argv.index("podium") :] if "podium" in argv else argv
         if command[:2] == ["podium", "serve"]:
             # Without its comment, so that options can be added at the end.
-            start_server(session, shlex.join(argv))
+            start_server(session, shlex.join(argv), lasting)
         elif command[:2] == ["podium", "worker"]:
             start_worker(session, shlex.join(argv))
         else:
@@ -256,6 +292,8 @@ def run_block(session: Session, lines: list[str]) -> None:
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "examples", directory / "examples")
+    # `buf curl --schema protos` reads the contract from the repository, as a reader's would.
+    shutil.copytree(ROOT / "protos", directory / "protos")
     # The TLS files the security section names: a CA and a server certificate for 127.0.0.1.
     (directory / "pki").mkdir()
     ca = make_ca(directory / "pki")
@@ -267,21 +305,31 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shared(workdir: Path) -> Iterator[Session]:
+def shared(workdir: Path, postgres_server: PostgresForTests) -> Iterator[Session]:
     env = {
         **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        # The workspace's podium, then buf (`buf curl`), then the system's.
+        "PATH": os.pathsep.join(
+            [str(BIN), str(ROOT / "node_modules" / ".bin"), os.environ.get("PATH", "")]
+        ),
         "COLUMNS": "120",
     }
     for name in ("PODIUM_TOKEN", "PODIUM_TLS_CA", "PODIUM_ADDRESS", "OPENAI_API_KEY"):
         env.pop(name, None)
-    session = Session(workdir, env, address="")
+    session = Session(
+        workdir,
+        env,
+        address="",
+        new_database=lambda: asyncio.run(postgres_server.create_database()),
+    )
     start_server(
         session,
         f"podium serve --policy examples/policy.yaml --db {workdir / 'shared.db'}",
     )
     yield session
     session.stop()
+    for server in session.lasting:
+        server.stop()
 
 
 def test_the_readme_has_shell_blocks_and_only_make_is_left_to_ci() -> None:
@@ -294,8 +342,24 @@ def test_the_readme_has_shell_blocks_and_only_make_is_left_to_ci() -> None:
 @pytest.mark.parametrize("index", range(len(shell_blocks())))
 def test_every_shell_block_runs(shared: Session, workdir: Path, index: int) -> None:
     lines = shell_blocks()[index]
-    session = Session(workdir, dict(shared.env), shared.address, tls_ca=workdir / "ca.pem")
+    session = Session(
+        workdir,
+        dict(shared.env),
+        shared.address,
+        tls_ca=workdir / "ca.pem",
+        ports=shared.ports,
+        lasting=shared.lasting,
+        new_database=shared.new_database,
+        run_id=shared.run_id,
+    )
+    lasting_before = len(shared.lasting)
     try:
         run_block(session, lines)
     finally:
         session.stop()
+    # The run a block started, and a server left running (`&`), are what the next blocks
+    # talk about and to, as for a reader.
+    shared.run_id = session.run_id
+    if len(shared.lasting) > lasting_before:
+        shared.env["PODIUM_ADDRESS"] = session.env["PODIUM_ADDRESS"]
+        shared.address = session.address

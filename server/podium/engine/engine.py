@@ -44,7 +44,7 @@ from podium.core.model import (
 )
 from podium.core.schemas import json_pointer, violations
 from podium.core.spec import NotificationSpec, WorkflowVersion
-from podium.core.states import RunState
+from podium.core.states import RunState, StepState
 from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import KeyedRunAdmission, RunAdmission
 from podium.engine.executor import RunExecutor
@@ -442,7 +442,17 @@ class Engine:
         if step_id not in executor.steps:
             raise NotFound(f"run {run_id!r} has no step {step_id!r}", reason="STEP_NOT_FOUND")
         if not executor.waiting_approval(step_id):
-            state = executor.steps[step_id].state.name
+            step = executor.steps[step_id]
+            planned = executor.plan.steps.get(step_id)
+            if (
+                step.state == StepState.WAITING
+                and planned is not None
+                and planned.spec.approval is not None
+            ):
+                # Stored as waiting for its decision, not yet waiting again in this
+                # process (a resumed run schedules it anew): the caller retries shortly.
+                raise self._not_active(run_id, executor.run.state)
+            state = step.state.name
             raise FailedPrecondition(
                 f"step {step_id!r} is not waiting for approval (it is {state})",
                 reason="NOT_WAITING_FOR_APPROVAL",

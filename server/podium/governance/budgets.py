@@ -491,7 +491,7 @@ def _check_budget(budget: Budget, where: str) -> None:
         raise BudgetError(f"{where}.period", "a run budget has no period")
     try:
         ZoneInfo(budget.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise BudgetError(f"{where}.timezone", f"unknown time zone {budget.timezone!r}") from None
     if not 0 < budget.warn_fraction <= 1:
         raise BudgetError(f"{where}.warn_fraction", "must be in (0, 1]")

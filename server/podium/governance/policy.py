@@ -115,7 +115,11 @@ class BudgetPolicy(_Strict):
     def _zone(cls, value: str) -> str:
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (
+            zoneinfo.ZoneInfoNotFoundError,
+            ValueError,
+            OSError,
+        ):  # OSError: a name too long for a file
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 

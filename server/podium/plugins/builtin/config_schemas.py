@@ -15,7 +15,20 @@ _TARGET = {
     "type": "object",
     "required": ["provider", "model"],
     "additionalProperties": False,
-    "properties": {"provider": _TEXT, "model": _TEXT},
+    "properties": {
+        "provider": _TEXT,
+        "model": _TEXT,
+        "when_budget_above": {
+            "description": "take the calls once this budget is used that far (run: max_cost)",
+            "type": "object",
+            "required": ["budget", "fraction"],
+            "additionalProperties": False,
+            "properties": {
+                "budget": {"type": "string", "minLength": 1},
+                "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
+    },
 }
 RESPONSE_FORMAT: dict[str, Any] = {
     "description": "structured output: the parsed JSON object becomes the step's output",

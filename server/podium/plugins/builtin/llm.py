@@ -130,8 +130,6 @@ def catalog_problems(config: Mapping[str, Any], catalog: Catalog) -> list[Config
             problems.append(
                 (f"fallbacks[{i}]", "needs provider and model (and optionally when_budget_above)")
             )
-        elif (threshold_problem := _threshold_problem(target.get("when_budget_above"))) is not None:
-            problems.append((f"fallbacks[{i}].when_budget_above", threshold_problem))
         elif target["provider"] not in catalog.provider_names:
             problems.append(
                 (
@@ -140,23 +138,6 @@ def catalog_problems(config: Mapping[str, Any], catalog: Catalog) -> list[Config
                 )
             )
     return problems
-
-
-def _threshold_problem(threshold: Any) -> str | None:
-    if threshold is None:
-        return None
-    if not isinstance(threshold, Mapping) or set(threshold) != {"budget", "fraction"}:
-        return "needs exactly budget (a budget's name) and fraction (0 to 1)"
-    budget, fraction = threshold["budget"], threshold["fraction"]
-    if not isinstance(budget, str) or not budget:
-        return "budget must be a budget's name"
-    if (
-        isinstance(fraction, bool)
-        or not isinstance(fraction, int | float)
-        or not 0 <= fraction <= 1
-    ):
-        return "fraction must be a number from 0 to 1"
-    return None
 
 
 def render_messages(config: Mapping[str, Any], step_input: Any) -> list[Message]:
