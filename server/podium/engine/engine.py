@@ -14,6 +14,7 @@ import copy
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Collection, Mapping
 from decimal import Decimal
@@ -34,11 +35,12 @@ from podium.core.model import DEFAULT_TENANT, AttemptRecord, Event, RunRecord, R
 from podium.core.states import RunState
 from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import RunAdmission
+from podium.engine.cluster import ClusterMember, ClusterSettings
 from podium.engine.executor import RunExecutor
 from podium.engine.history import finished_runs
 from podium.engine.hub import EventHub
 from podium.engine.observer import RunObserver
-from podium.engine.ports import RunStore
+from podium.engine.ports import ClusterStore, RunCommand, RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
 from podium.engine.services import RunServices
@@ -57,6 +59,9 @@ CANCEL_WAIT_SECONDS = 5.0
 # From this many attempts, get_run copies a running run's records (a few
 # milliseconds) so that the caller can translate them off the event loop.
 SNAPSHOT_ATTEMPTS = 500
+# Cluster mode: how long CancelRun / ResolveApproval for a run owned elsewhere
+# wait for its owner to carry them out (long enough for a takeover in between).
+COMMAND_WAIT_SECONDS = 30.0
 R = TypeVar("R", RunRecord, StepRecord, AttemptRecord)
 
 
@@ -72,6 +77,8 @@ class Engine:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
         observer: RunObserver | None = None,
+        cluster: ClusterStore | None = None,
+        cluster_settings: ClusterSettings | None = None,
     ) -> None:
         self.store = store
         self.hub = hub or EventHub()
@@ -95,6 +102,18 @@ class Engine:
         self._starting: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
+        # Cluster mode (several servers on one database): None on a single server.
+        self.cluster: ClusterMember | None = None
+        if cluster is not None:
+            self.cluster = ClusterMember(
+                cluster,
+                cluster_settings or ClusterSettings(),
+                self.hub,
+                resume=self._take_over,
+                lose=self._lose,
+                apply=self._apply_command,
+                durable=self.services.recorder.durable,
+            )
 
     @property
     def running_steps(self) -> int:
@@ -244,6 +263,10 @@ class Engine:
             for i, step in enumerate(workflow.spec.steps)
         ]
         recorder = self.services.recorder
+        if self.cluster is not None:
+            # The receiving server owns the run: no hop, and clients that spread
+            # their StartRun calls spread the runs.
+            self.cluster.store.own_new_run(run.run_id)
         recorder.run(run)
         for step in steps:
             recorder.step(run.run_id, step)
@@ -347,6 +370,8 @@ class Engine:
             view = await self.get_run(run_id)
             if view.run.state == RunState.CANCELLED:
                 return view
+            if self.cluster is not None and not view.run.state.is_final:
+                return await self._ask_owner(run_id, "cancel", {"reason": reason})
             raise self._not_active(run_id, view.run.state)
         executor.cancel(reason)
         # Running agents see CancelledError; give them a moment to unwind so
@@ -379,6 +404,9 @@ class Engine:
         executor = self.active.get(run_id)
         if executor is None:
             view = await self.get_run(run_id)
+            if self.cluster is not None and not view.run.state.is_final:
+                body = {"step_id": step_id, "approve": approve, "comment": comment, "actor": actor}
+                return await self._ask_owner(run_id, "approval", body)
             raise self._not_active(run_id, view.run.state)
         if step_id not in executor.steps:
             raise NotFound(f"run {run_id!r} has no step {step_id!r}", reason="STEP_NOT_FOUND")
@@ -404,8 +432,106 @@ class Engine:
 
     def _run_finished(self, executor: RunExecutor) -> None:
         run = executor.run
-        self.active.pop(run.run_id, None)
+        if self.active.get(run.run_id) is executor:
+            del self.active[run.run_id]
         self.admission.run_ended(run.run_id, run.workflow_id)
+        if self.cluster is not None:
+            self.cluster.store.release_run(run.run_id)
+
+    # -- cluster mode -------------------------------------------------------------------
+
+    async def _take_over(self, run_ids: list[str]) -> None:
+        """Runs this server now owns (taken over, or its own from before a restart
+        under the same id): resumed exactly as after a restart, with the calls
+        their last owner left in flight charged at their worst case."""
+        await self.services.governance.adopt_left_open(run_ids)
+        for run_id in run_ids:
+            self.hub.regain(run_id)
+            try:
+                await self._resume(run_id)
+            except Exception:
+                log.exception("could not take over run %s", run_id, extra={"run_id": run_id})
+
+    def _lose(self, run_ids: set[str]) -> None:
+        """Another server owns these runs now (this one was presumed dead): stop
+        driving them; their writes from here on are fenced off anyway."""
+        assert self.cluster is not None
+        for run_id in run_ids:
+            self.hub.lose(run_id)
+            self.cluster.store.forget_run(run_id)
+            executor = self.active.pop(run_id, None)
+            if executor is not None:
+                log.warning(
+                    "run %s: owned by another server now; stopped here",
+                    run_id,
+                    extra={"run_id": run_id},
+                )
+                self.admission.run_ended(run_id, executor.run.workflow_id)
+                task = asyncio.ensure_future(executor.stop())
+                task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def _apply_command(self, command: RunCommand) -> dict[str, Any]:
+        """Carries out a command another server queued for a run owned here; the
+        result is what that server replies (an error by reason, or {})."""
+        _, run_id, kind, body = command
+        try:
+            if kind == "cancel":
+                await self.cancel_run(run_id, str(body.get("reason", "")))
+            elif kind == "approval":
+                await self.resolve_approval(
+                    run_id,
+                    str(body["step_id"]),
+                    approve=bool(body["approve"]),
+                    comment=str(body.get("comment", "")),
+                    actor=str(body.get("actor", "")),
+                )
+            else:
+                return {"error": "internal", "message": f"unknown command {kind!r}"}
+        except (NotFound, FailedPrecondition) as error:
+            kind_name = "not_found" if isinstance(error, NotFound) else "failed_precondition"
+            return {"error": kind_name, "reason": error.reason, "message": error.message}
+        return {}
+
+    async def _ask_owner(self, run_id: str, kind: str, body: dict[str, Any]) -> RunView:
+        """Queues a command for the run's owner (another server) and waits until it
+        is carried out, or the run ends, or COMMAND_WAIT_SECONDS pass."""
+        assert self.cluster is not None
+        store = self.cluster.store
+        command_id = await store.post_command(run_id, kind, body, time.time())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COMMAND_WAIT_SECONDS
+        poll = self.cluster.settings.poll_seconds
+        while True:
+            result = await store.command_result(command_id)
+            if result is not None:
+                break
+            status = await self.store.run_status(run_id)
+            if status is not None and status[0].is_final:
+                # Ended before its owner saw the command; read the result once more.
+                result = await store.command_result(command_id)
+                break
+            if loop.time() > deadline:
+                raise Unavailable(
+                    f"the server that owns run {run_id!r} did not answer; try again",
+                    reason="RUN_RESUMING",
+                )
+            await asyncio.sleep(poll)
+        if result is None:
+            view = await self.get_run(run_id)
+            if kind == "cancel" and view.run.state == RunState.CANCELLED:
+                return view
+            raise self._not_active(run_id, view.run.state)
+        error = result.get("error")
+        if error == "not_found":
+            raise NotFound(str(result.get("message", "")), reason=result.get("reason"))
+        if error == "failed_precondition":
+            raise FailedPrecondition(str(result.get("message", "")), reason=result.get("reason"))
+        if error:
+            raise Unavailable(
+                f"the run's owner could not carry out {kind}: {result.get('message', '')}",
+                reason="RUN_RESUMING",
+            )
+        return await self.get_run(run_id)
 
     def _start_when_admitted(self, executor: RunExecutor) -> None:
         run_id = executor.run.run_id
@@ -464,7 +590,13 @@ class Engine:
 
     def start_recovery(self) -> asyncio.Task[None]:
         """Resumes unfinished runs in the background: the server answers
-        (health, GetRun) while this proceeds."""
+        (health, GetRun) while this proceeds. In cluster mode: joins the cluster,
+        which resumes the runs of an earlier life under this server's id and
+        takes over those of stopped servers (others' runs are theirs)."""
+        cluster = self.cluster
+        if cluster is not None:
+            self._recovery = asyncio.create_task(cluster.start(), name="podium-cluster-join")
+            return self._recovery
 
         async def recover_then_charge() -> None:
             await recover(self.store, self._resume, lambda: self._closed)
@@ -516,9 +648,14 @@ class Engine:
         if self._recovery is not None and not self._recovery.done():
             self._recovery.cancel()
             await asyncio.gather(self._recovery, return_exceptions=True)
+        if self.cluster is not None:
+            await self.cluster.stop(leave=False)
         await asyncio.gather(*(executor.stop() for executor in list(self.active.values())))
         self.active.clear()
         self.hub.close_all()
+        if self.cluster is not None:
+            # After the last write of this server's runs: the others take them over now.
+            await self.cluster.stop(leave=True)
 
     def _check_open(self) -> None:
         if self._closed:

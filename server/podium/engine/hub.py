@@ -85,6 +85,9 @@ class EventHub:
         self._by_run: dict[str, set[Subscription]] = {}
         self._all: set[Subscription] = set()
         self._recent: dict[str, deque[Event]] = {}
+        # Cluster mode: runs this server lost to another; what it recorded for
+        # them was not committed, and only the owner's events (relayed) count.
+        self._lost: set[str] = set()
 
     def subscribe_run(self, run_id: str, capacity: int = DEFAULT_BUFFER) -> Subscription:
         subscription = Subscription(self, run_id, capacity, None)
@@ -98,8 +101,19 @@ class EventHub:
         self._all.add(subscription)
         return subscription
 
-    def publish(self, events: Iterable[Event]) -> None:
-        """Called with committed events only, in commit order."""
+    def lose(self, run_id: str) -> None:
+        """Cluster mode: this server lost the run; its own events of it are dropped."""
+        self._lost.add(run_id)
+
+    def regain(self, run_id: str) -> None:
+        """Cluster mode: this server owns the run (again)."""
+        self._lost.discard(run_id)
+
+    def publish(self, events: Iterable[Event], *, remote: bool = False) -> None:
+        """Called with committed events only, in commit order; `remote`: events
+        another server committed (cluster mode), relayed from the database."""
+        if self._lost and not remote:
+            events = [event for event in events if event.run_id not in self._lost]
         recent = self._recent
         by_run: dict[str, list[Event]] = {}
         for event in events:

@@ -286,8 +286,10 @@ class LlmGate:
                     attempt=caller.attempt,
                     item=caller.item,
                 )
-            except BaseException:
+            except BaseException as error:
                 governance.release(reservation)
+                if isinstance(error, BudgetExceeded):  # shared budgets (cluster mode)
+                    raise AgentError(str(error), code=BUDGET_EXCEEDED, retryable=False) from None
                 raise
             observer.calling(target.provider, target.model)
             try:

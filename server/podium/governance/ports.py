@@ -125,6 +125,20 @@ class GovernanceStore(Protocol):
         """Deletes a reservation (settled or released); rides the next commit."""
         ...
 
+    async def reserve_within(
+        self,
+        reservation_id: str,
+        run_id: str,
+        amount: Decimal,
+        body: dict[str, Any],
+        limits: list[tuple[str, str, Decimal]],
+    ) -> tuple[str, Decimal, Decimal] | None:
+        """Cluster mode: stores a reservation, durable on return, in one transaction
+        that checks each (budget, period_key, limit): settled spend plus the open
+        reservations holding that key plus `amount` within the limit. If one cannot
+        hold it, stores nothing and returns (budget, spent, reserved) of the first."""
+        ...
+
     async def open_reservations(self) -> list[ReservationRow]:
         """The reservations never closed: calls in flight when a server stopped."""
         ...

@@ -25,6 +25,7 @@ from podium.governance.breakers import BreakerBoard, BreakerSettings
 from podium.governance.budgets import (
     Budget,
     BudgetError,
+    BudgetExceeded,
     BudgetLedger,
     BudgetView,
     Reservation,
@@ -76,7 +77,21 @@ _collector: contextvars.ContextVar[list[Transition] | None] = contextvars.Contex
 
 
 class Governance:
-    def __init__(self, policy: Policy, clock: Clock, store: GovernanceStore | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        clock: Clock,
+        store: GovernanceStore | None = None,
+        *,
+        shared: bool = False,
+    ) -> None:
+        """`shared` (cluster mode: several servers on one database): each budget
+        reservation is checked against the database's spend and open reservations in
+        the transaction that stores it, and the reservations other servers hold are
+        theirs (a stopped server's are adopted with its runs, `adopt_left_open`)."""
+        if shared and store is None:
+            raise ValueError("shared governance needs a store")
+        self.shared = shared
         self.policy = policy
         self.clock = clock
         self._store = store
@@ -116,15 +131,31 @@ class Governance:
         self.ledger.load(await self._store.budget_spend())
         self._apply()
         # Calls in flight at a crash: their bill is unknown, so they hold
-        # their worst case in every budget until charged (fail closed).
-        for row in await self._store.open_reservations():
-            stored = OpenReservation.from_row(row)
-            reservation = Reservation(stored.amount, stored.run_id, stored.keys, id=stored.id)
-            self.ledger.restore(reservation)
-            self._left_open.setdefault(stored.run_id, []).append((stored, reservation))
+        # their worst case in every budget until charged (fail closed). In a
+        # cluster, open rows may be calls other servers have in flight now.
+        if not self.shared:
+            for row in await self._store.open_reservations():
+                self._adopt(OpenReservation.from_row(row))
         if await self._store.note_start():
             # What the buckets handed out before the restart is unknown.
             self.quotas.drain()
+
+    def _adopt(self, stored: OpenReservation) -> None:
+        reservation = Reservation(stored.amount, stored.run_id, stored.keys, id=stored.id)
+        self.ledger.restore(reservation)
+        self._left_open.setdefault(stored.run_id, []).append((stored, reservation))
+
+    async def adopt_left_open(self, run_ids: list[str]) -> None:
+        """Cluster mode: runs taken over from a stopped server bring the calls it had
+        in flight (their reservations), charged when each run resumes."""
+        if self._store is None or not self.shared:
+            return
+        wanted = set(run_ids)
+        known = {stored.id for held in self._left_open.values() for stored, _ in held}
+        for row in await self._store.open_reservations():
+            stored = OpenReservation.from_row(row)
+            if stored.run_id in wanted and stored.id not in known:
+                self._adopt(stored)
 
     # -- breaker transitions ---------------------------------------------------------
 
@@ -330,8 +361,26 @@ class Governance:
             item=item,
             tenant=call.tenant,
         )
+        if self.shared:
+            await self._reserve_shared(reservation, stored)
+            return
         self._store.open_reservation(*stored.row())
         await self._store.commit()
+
+    async def _reserve_shared(self, reservation: Reservation, stored: OpenReservation) -> None:
+        """The database decides: settled + reserved + this call within every
+        configured budget, across servers (a run's own budget is its owner's)."""
+        assert self._store is not None
+        limits = []
+        for name, period_key in reservation.keys:
+            limit = self.ledger.limit(name)
+            if limit is not None:
+                limits.append((name, period_key, limit))
+        refused = await self._store.reserve_within(*stored.row(), limits)
+        if refused is not None:
+            name, spent, reserved = refused
+            limit = self.ledger.limit(name) or Decimal(0)
+            raise BudgetExceeded(name, limit, spent, reserved, reservation.amount)
 
     def release(self, reservation: Reservation) -> None:
         """Drops a reservation without spend (the call never reached the provider)."""

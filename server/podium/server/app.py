@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from podium.core import limits as server_limits
 from podium.core.clock import Clock, SystemClock
 from podium.core.limits import Limits
+from podium.engine.cluster import ClusterSettings
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.retention import Pruner, default_interval
 from podium.governance.policy import Policy
@@ -45,6 +48,7 @@ from podium.server.store_watch import StoreWatch
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.worker_service import WorkerService
 from podium.server.workflow_service import WorkflowService
+from podium.store.sqlite.cluster import SqliteCluster
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.ownership import DatabaseLock
@@ -164,6 +168,8 @@ async def start_server(
     remote_agents_only: bool = False,
     synchronous: str = "FULL",
     security: SecurityConfig | None = None,
+    cluster: ClusterSettings | None = None,
+    server_id: str = "",
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -185,6 +191,9 @@ async def start_server(
     `security`: authentication, TLS and request rates; None serves without
     credentials, which only a loopback address allows (ServeRefused, before
     anything is opened or bound, otherwise).
+    `cluster`: serve in cluster mode, with other servers on the same database
+    file (docs/cluster.md): no exclusive lock, runs owned through leases.
+    `server_id` names this server among them ("": a new random id).
     """
     security = security or SecurityConfig()
     check_address(address, security)
@@ -213,6 +222,8 @@ async def start_server(
             security=security,
             jwt=jwt,
             telemetry=telemetry or telemetry_setup.off(),
+            cluster=cluster,
+            server_id=server_id,
         )
     except BaseException:
         server_limits.release()
@@ -236,10 +247,18 @@ async def _open_and_serve(
     security: SecurityConfig,
     jwt: JwtVerifier | None,
     telemetry: telemetry_setup.TelemetryRuntime,
+    cluster: ClusterSettings | None,
+    server_id: str,
 ) -> PodiumServer:
     started = time.time()
-    store = SqliteStore(db_path, synchronous=synchronous)  # checks its arguments first
-    lock = None if db_path == MEMORY else DatabaseLock(db_path)
+    if cluster is not None:
+        server_id = server_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    else:
+        server_id = ""
+    # Checks its arguments first (cluster mode needs a file).
+    store = SqliteStore(db_path, synchronous=synchronous, server_id=server_id)
+    # One server per file, unless in cluster mode: then leases and fencing share it.
+    lock = None if db_path == MEMORY or cluster is not None else DatabaseLock(db_path)
     if lock is not None:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
@@ -267,6 +286,7 @@ async def _open_and_serve(
             remote_agents_only=remote_agents_only,
             security=security,
             jwt=jwt,
+            cluster=cluster,
         )
     except BaseException:
         # Whatever failed, nothing may keep running: the store's threads would
@@ -295,12 +315,16 @@ async def _serve_store(
     remote_agents_only: bool,
     security: SecurityConfig,
     jwt: JwtVerifier | None,
+    cluster: ClusterSettings | None,
 ) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins(agents=not remote_agents_only)
     for failed in report.failed:
         log.warning("plugin %s failed to load: %s", failed.name, failed.error)
     governance = Governance(
-        policy or Policy(), clock or SystemClock(), SqliteGovernanceStore(store)
+        policy or Policy(),
+        clock or SystemClock(),
+        SqliteGovernanceStore(store),
+        shared=cluster is not None,
     )
     await governance.load()
     _configure_providers(report, policy or Policy())
@@ -312,6 +336,8 @@ async def _serve_store(
         clock=governance.clock,
         max_running_steps=max_running_steps,
         observer=telemetry.telemetry,
+        cluster=SqliteCluster(store) if cluster is not None else None,
+        cluster_settings=cluster,
     )
 
     # The shedder first: a call past the limit costs nothing more. Then

@@ -6,12 +6,14 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 from podium.core.limits import LimitError, Limits
+from podium.engine.cluster import DEFAULT_LEASE_SECONDS, DEFAULT_POLL_SECONDS, ClusterSettings
 from podium.governance.policy import Policy, PolicyError, load_policy
 from podium.identity.jwt_bearer import JwtSettings
 from podium.server import loop
@@ -21,6 +23,9 @@ from podium.telemetry import setup
 from podium.telemetry.logs import configure_logging
 
 log = logging.getLogger("podium.server")
+
+MAX_LEASE_SECONDS = 3600.0
+SERVER_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 def run_server(
@@ -36,6 +41,7 @@ def run_server(
     log_level: str = "info",
     log_format: str = "text",
     metrics_address: str = "",
+    cluster_options: dict[str, Any] | None = None,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
@@ -44,7 +50,9 @@ def run_server(
     variables, over the defaults; a bad one is an error before anything starts.
     `synchronous`: FULL or NORMAL, what an acknowledged commit survives (see SqliteStore).
     `metrics_address`: host:port of a Prometheus /metrics endpoint ("": none);
-    traces and metrics go to OTLP when the standard OTEL_* variables say so."""
+    traces and metrics go to OTLP when the standard OTEL_* variables say so.
+    `cluster_options` (server_id, lease_seconds, poll_seconds): cluster mode
+    (docs/cluster.md); None serves alone, holding the database file's lock."""
     configure_logging(log_level, log_format, sys.stderr)
     telemetry_settings = setup.TelemetrySettings.from_env(metrics_address)
     if metrics_address:
@@ -57,6 +65,9 @@ def run_server(
         settings = Limits.from_settings(os.environ, limits)
         security = security_config(security_options or {})
         check_address(address, security)
+        cluster, server_id = cluster_config(cluster_options)
+        if cluster is not None and db_path == ":memory:":
+            raise ValueError("--cluster needs a database file, not :memory:")
     except (LimitError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -80,6 +91,8 @@ def run_server(
                 synchronous,
                 security,
                 telemetry_settings,
+                cluster,
+                server_id,
             )
         )
     except OSError as error:
@@ -98,6 +111,8 @@ async def _serve(
     synchronous: str,
     security: SecurityConfig,
     telemetry_settings: setup.TelemetrySettings,
+    cluster: ClusterSettings | None,
+    server_id: str,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -115,6 +130,8 @@ async def _serve(
             synchronous=synchronous,
             security=security,
             telemetry=telemetry,
+            cluster=cluster,
+            server_id=server_id,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit
@@ -146,6 +163,22 @@ async def _serve(
     await server.stop(grace_seconds)
     log.info("stopped")
     return 0
+
+
+def cluster_config(options: dict[str, Any] | None) -> tuple[ClusterSettings | None, str]:
+    """Cluster settings from `podium serve`'s options (ValueError naming a bad one)."""
+    if options is None:
+        return None, ""
+    lease = float(options.get("lease_seconds", DEFAULT_LEASE_SECONDS))
+    poll = float(options.get("poll_seconds", DEFAULT_POLL_SECONDS))
+    if not 0 < lease <= MAX_LEASE_SECONDS:
+        raise ValueError(f"--lease must be above 0 and at most {MAX_LEASE_SECONDS:g} seconds")
+    if not 0 < poll <= lease / 4:
+        raise ValueError("--cluster-poll must be above 0 and at most a quarter of --lease")
+    server_id = str(options.get("server_id", ""))
+    if server_id and not SERVER_ID.fullmatch(server_id):
+        raise ValueError("--server-id must match [A-Za-z0-9_.-]{1,100}")
+    return ClusterSettings(lease_seconds=lease, poll_seconds=poll), server_id
 
 
 def security_config(options: dict[str, Any]) -> SecurityConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from decimal import Decimal
 from typing import Any
@@ -96,6 +97,29 @@ class SqliteGovernanceStore:
             "DELETE FROM budget_reservations WHERE id = ?", (reservation_id,)
         )
 
+    async def reserve_within(
+        self,
+        reservation_id: str,
+        run_id: str,
+        amount: Decimal,
+        body: dict[str, Any],
+        limits: list[tuple[str, str, Decimal]],
+    ) -> tuple[str, Decimal, Decimal] | None:
+        # Its own transaction on the writer's thread: BEGIN IMMEDIATE holds the
+        # database's write lock from the check to the insert, across processes.
+        writer_conn = self._store.writer._conn
+        refused: tuple[str, int, int] | None = await writer_conn.call(
+            _reserve_within,
+            reservation_id,
+            run_id,
+            to_nanos(amount),
+            json.dumps(body),
+            [(name, key, to_nanos(limit)) for name, key, limit in limits],
+        )
+        if refused is None:
+            return None
+        return (refused[0], from_nanos(refused[1]), from_nanos(refused[2]))
+
     async def open_reservations(self) -> list[tuple[str, str, Decimal, dict[str, Any]]]:
         rows = await self._store._fetchall(
             "SELECT id, run_id, amount_nanos, body FROM budget_reservations ORDER BY id"
@@ -112,6 +136,47 @@ class SqliteGovernanceStore:
         )
         await self._store.writer.commit()
         return bool(rows)
+
+
+def _reserve_within(
+    conn: sqlite3.Connection,
+    reservation_id: str,
+    run_id: str,
+    amount: int,
+    body: str,
+    limits: list[tuple[str, str, int]],
+) -> tuple[str, int, int] | None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for name, period_key, limit in limits:
+            row = conn.execute(
+                "SELECT spent_nanos FROM budget_spend WHERE budget = ? AND period_key = ?",
+                (name, period_key),
+            ).fetchone()
+            spent = int(row[0]) if row else 0
+            # The keys a reservation holds are in its body (few rows: calls in flight).
+            reserved = int(
+                conn.execute(
+                    "SELECT COALESCE(SUM(r.amount_nanos), 0) FROM budget_reservations r, "
+                    "json_each(r.body, '$.keys') k "
+                    "WHERE json_extract(k.value, '$[0]') = ? "
+                    "AND json_extract(k.value, '$[1]') = ?",
+                    (name, period_key),
+                ).fetchone()[0]
+            )
+            if spent + reserved + amount > limit:
+                conn.execute("ROLLBACK")
+                return (name, spent, reserved)
+        conn.execute(
+            "INSERT INTO budget_reservations (id, run_id, amount_nanos, body) VALUES (?, ?, ?, ?)",
+            (reservation_id, run_id, amount, body),
+        )
+        conn.execute("COMMIT")
+        return None
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
 
 
 def _table(kind: str) -> str:

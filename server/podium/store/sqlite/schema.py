@@ -248,6 +248,34 @@ MIGRATIONS: list[str] = [
     DROP TABLE spend;
     ALTER TABLE spend_v9 RENAME TO spend;
     """,
+    # 10: several servers on one database (cluster mode): each live server's lease,
+    # each unfinished run's owner and fencing epoch, control commands for a run's
+    # owner (CancelRun, ResolveApproval received elsewhere), and a database-wide
+    # order of events (feed) that other servers poll to stream them.
+    """
+    CREATE TABLE cluster_servers (
+        server_id TEXT PRIMARY KEY,
+        expire_time REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE run_owners (
+        run_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        epoch INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX run_owners_by_owner ON run_owners (owner);
+    CREATE TABLE run_commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        create_time REAL NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0,
+        result TEXT
+    );
+    CREATE INDEX run_commands_pending ON run_commands (run_id) WHERE done = 0;
+    ALTER TABLE events ADD COLUMN feed INTEGER;
+    CREATE INDEX events_by_feed ON events (feed) WHERE feed IS NOT NULL;
+    """,
 ]
 
 
