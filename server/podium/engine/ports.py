@@ -248,5 +248,6 @@ class ClusterStore(Protocol):
     async def events_after(self, position: int, limit: int) -> tuple[list[Event], int]:
         """Events committed by other servers with a feed number above `position` (at
         most `limit` read), in feed order, with their run's tenant; and the position
-        to read from next."""
+        to read from next. A server reads forward only: each call from the position
+        the previous one returned (or `feed_position()` at the start)."""
         ...

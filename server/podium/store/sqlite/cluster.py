@@ -200,13 +200,15 @@ def _leave(conn: sqlite3.Connection, server_id: str) -> None:
 
 
 def _take_over(conn: sqlite3.Connection, server_id: str, now: float) -> list[tuple[str, int]]:
-    live = [
+    # The server taking over counts as live whatever its row says (it is running).
+    live = [server_id] + [
         row[0]
         for row in conn.execute(
-            "SELECT server_id FROM cluster_servers WHERE expire_time >= ?", (now,)
+            "SELECT server_id FROM cluster_servers WHERE expire_time >= ? AND server_id != ?",
+            (now, server_id),
         )
     ]
-    live_marks = ", ".join("?" for _ in live) or "NULL"
+    live_marks = ", ".join("?" for _ in live)
     # Orphans: unfinished runs whose owner holds no live lease, or with no owner
     # (created before cluster mode, or by a single server).
     orphans = [
@@ -221,7 +223,7 @@ def _take_over(conn: sqlite3.Connection, server_id: str, now: float) -> list[tup
     ]
     claimed: list[tuple[str, int]] = []
     if orphans:
-        share = orphans[: math.ceil(len(orphans) / max(1, len(live)))]
+        share = orphans[: math.ceil(len(orphans) / len(live))]
         for run_id in share:
             row = conn.execute(
                 "INSERT INTO run_owners (run_id, owner, epoch) VALUES (?, ?, 1) "
