@@ -10,6 +10,7 @@ run) is printed."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ import grpc
 from podium.testing import (
     Cluster,
     Stubs,
+    collect_events,
     create_workflow,
     echo_step,
     eventually,
@@ -278,3 +280,70 @@ async def test_kill_one_of_three_servers_then_the_others_finish_its_runs(
         f"\ncluster failover (lease {cluster.lease:g} s): first event of a taken-over run "
         f"{min(failover):.2f} s after kill -9, last {max(failover):.2f} s"
     )
+
+
+async def test_a_stale_owner_s_late_writes_are_fenced_off(
+    cluster: Cluster, hold_env: dict[str, str], release_file: Path
+) -> None:
+    """A server frozen (SIGSTOP) past its lease loses its run to another; thawed, its
+    agent finishes and it writes: the batch leaves the run out, the server stops
+    driving it and keeps serving, and the run's records are the new owner's only."""
+    stale = cluster.start("stale", env=hold_env)
+    survivor = cluster.start("survivor", env=hold_env)
+    async with (
+        grpc.aio.insecure_channel(stale.address) as stale_channel,
+        grpc.aio.insecure_channel(survivor.address) as survivor_channel,
+    ):
+        on_stale, on_survivor = Stubs.on(stale_channel), Stubs.on(survivor_channel)
+        await create_workflow(on_stale, "chain", chain({"release": str(release_file)}))
+        run = await start_run(on_stale, "chain", {"x": 1})
+        watcher = Watcher(on_survivor, run.name)
+        try:
+            await eventually(
+                lambda: any(
+                    e.step_id == "slow" and e.type == E.RUN_EVENT_TYPE_STEP_STARTED
+                    for e in watcher.events
+                ),
+                what="the slow step running on the stale server",
+            )
+            stale.process.send_signal(signal.SIGSTOP)
+            # Taken over: the survivor records the interrupted attempt and a new one.
+            await eventually(
+                lambda: (
+                    len(
+                        [
+                            e
+                            for e in watcher.events
+                            if e.step_id == "slow" and e.type == E.RUN_EVENT_TYPE_STEP_STARTED
+                        ]
+                    )
+                    == 2
+                ),
+                what="the run taken over by the survivor",
+            )
+            release_file.touch()
+            await asyncio.wait_for(watcher.task, timeout=60)
+        finally:
+            stale.process.send_signal(signal.SIGCONT)
+            await watcher.close()
+        final = await get_run(on_survivor, run.name)
+        # Thawed, the stale server's agent returns and its writes are refused.
+        await eventually(
+            lambda: "owned by another server now" in stale.log_text(),
+            what="the stale server told it lost the run",
+        )
+        # Its late writes changed nothing; it still serves (its writer did not fail).
+        assert await get_run(on_survivor, run.name) == final
+        again = await collect_events(on_survivor, run.name)
+        assert again == watcher.events
+        await create_workflow(on_stale, "quick", {"steps": [echo_step("only")]})
+        quick = await start_run(on_stale, "quick")
+        assert (await collect_events(on_stale, quick.name))[-1].type == (
+            E.RUN_EVENT_TYPE_RUN_SUCCEEDED
+        )
+    assert final.state == R.RUN_STATE_SUCCEEDED
+    assert sequences(watcher.events) == list(range(1, len(watcher.events) + 1))
+    assert [a.state for a in step_of(final, "slow").attempts] == [
+        R.ATTEMPT_STATE_INTERRUPTED,
+        R.ATTEMPT_STATE_SUCCEEDED,
+    ]
