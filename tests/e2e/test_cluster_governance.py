@@ -5,6 +5,8 @@ site/podium_e2e_faults.py, logs every call it receives in a file).
 - a budget holds across servers: 200 concurrent budgeted calls spread over the
   three servers never settle more than the limit (overshoot 0), while each
   server alone would have admitted up to the whole limit;
+- a rate quota admits no more than rate + burst over any window, across servers;
+- a concurrency quota lets no more calls in flight than its limit, across servers.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from podium.testing import (
     step_of,
 )
 from podium.testing.values import money_nanos
-from podium.v1 import event_pb2
+from podium.v1 import event_pb2, progress_service_pb2
 
 E = event_pb2
 SITE = Path(__file__).resolve().parent / "site"
@@ -158,3 +160,145 @@ async def test_a_budget_holds_across_three_servers(
         assert money_nanos(final.cost) == sum(
             money_nanos(e.cost) for e in of_type(history, E.RUN_EVENT_TYPE_LLM_CALL)
         )
+
+
+RATE_PER_MINUTE = 120  # two a second
+BURST = 4
+RATE_CALLS_PER_SERVER = 6
+
+
+async def test_a_rate_quota_holds_across_three_servers(
+    cluster: Cluster, faults_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Each server alone would send its first calls at once (3 x BURST); together
+    they never send more than rate + burst over any window."""
+    calls = tmp_path / "calls"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "quotas:\n"
+        f"  - {{name: counted-rpm, scope: 'provider:counted', dimension: requests,"
+        f" limit: {RATE_PER_MINUTE}, burst: {BURST}}}\n"
+    )
+    config = {"log": str(tmp_path / "executions"), "llm": {"calls": str(calls)}}
+    servers = [
+        cluster.start(name, env=faults_env, args=("--policy", str(policy)))
+        for name in ("one", "two", "three")
+    ]
+    channels = [grpc.aio.insecure_channel(server.address) for server in servers]
+    try:
+        stubs = [Stubs.on(channel) for channel in channels]
+        await create_workflow(stubs[0], "fan", fan_out(RATE_CALLS_PER_SERVER, config))
+        items = {"items": list(range(RATE_CALLS_PER_SERVER))}
+        runs = await asyncio.gather(*(start_run(s, "fan", items) for s in stubs))
+        histories = await asyncio.gather(
+            *(collect_events(s, run.name, timeout=240) for s, run in zip(stubs, runs, strict=True))
+        )
+    finally:
+        for channel in channels:
+            await channel.close()
+
+    for history in histories:
+        assert history[-1].type == E.RUN_EVENT_TYPE_RUN_SUCCEEDED
+    times = sorted(float(line) for line in lines(calls))
+    assert len(times) == len(servers) * RATE_CALLS_PER_SERVER
+    rate = RATE_PER_MINUTE / 60
+    # Timestamps are taken just after admission: a tenth of a second and one call
+    # of slack for the time between admission and the provider's log line.
+    worst = 0.0
+    for i in range(len(times)):
+        for j in range(i, len(times)):
+            allowed = BURST + rate * (times[j] - times[i] + 0.1) + 1
+            worst = max(worst, (j - i + 1) - (BURST + rate * (times[j] - times[i])))
+            assert j - i + 1 <= allowed, (i, j, times)
+    # Calls waited for the quota on every server (each alone had room for BURST).
+    waited = [
+        any(
+            e.type == E.RUN_EVENT_TYPE_STEP_WAITING and "quota:counted-rpm" in e.message
+            for e in history
+        )
+        for history in histories
+    ]
+    print(
+        f"\ncluster rate quota: {len(times)} calls over {times[-1] - times[0]:.2f} s, "
+        f"most above rate + burst in any window: {worst:.2f} calls; waited: {waited}"
+    )
+
+
+IN_FLIGHT_LIMIT = 3
+IN_FLIGHT_PER_SERVER = 3
+
+
+async def test_a_concurrency_quota_holds_across_three_servers(
+    cluster: Cluster, faults_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Calls held inside the provider: only IN_FLIGHT_LIMIT reach it across the
+    three servers (each alone would let IN_FLIGHT_PER_SERVER through), while every
+    other call waits for the quota, visibly; released, all of them run."""
+    calls, release = tmp_path / "calls", tmp_path / "release"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "quotas:\n"
+        f"  - {{name: counted-in-flight, scope: 'provider:counted', dimension: concurrency,"
+        f" limit: {IN_FLIGHT_LIMIT}}}\n"
+    )
+    config = {
+        "log": str(tmp_path / "executions"),
+        "llm": {"calls": str(calls), "hold_until": str(release)},
+    }
+    servers = [
+        cluster.start(name, env=faults_env, args=("--policy", str(policy)))
+        for name in ("one", "two", "three")
+    ]
+    channels = [grpc.aio.insecure_channel(server.address) for server in servers]
+    watchers: list[Watcher] = []
+    try:
+        stubs = [Stubs.on(channel) for channel in channels]
+        await create_workflow(stubs[0], "fan", fan_out(IN_FLIGHT_PER_SERVER, config))
+        items = {"items": list(range(IN_FLIGHT_PER_SERVER))}
+        runs = await asyncio.gather(*(start_run(s, "fan", items) for s in stubs))
+        watchers = [Watcher(s, run.name) for s, run in zip(stubs, runs, strict=True)]
+        others = len(servers) * IN_FLIGHT_PER_SERVER - IN_FLIGHT_LIMIT
+
+        def waiting() -> int:
+            return sum(
+                1
+                for watcher in watchers
+                for e in watcher.events
+                if e.type == E.RUN_EVENT_TYPE_STEP_WAITING
+                and "quota:counted-in-flight" in e.message
+            )
+
+        await eventually(
+            lambda: len(lines(calls)) == IN_FLIGHT_LIMIT and waiting() == others,
+            what="the limit's calls in the provider, every other one waiting for the quota",
+        )
+        # Every call is either in the provider or waiting: the limit held.
+        in_provider = len(lines(calls))
+        release.touch()
+        await asyncio.wait_for(asyncio.gather(*(w.task for w in watchers)), timeout=240)
+    finally:
+        for watcher in watchers:
+            await watcher.close()
+        for channel in channels:
+            await channel.close()
+    assert in_provider == IN_FLIGHT_LIMIT
+    for watcher in watchers:
+        assert watcher.events[-1].type == E.RUN_EVENT_TYPE_RUN_SUCCEEDED
+    assert len(lines(calls)) == len(servers) * IN_FLIGHT_PER_SERVER
+
+
+class Watcher:
+    """Every event of one run's WatchRun stream, until it ends."""
+
+    def __init__(self, stubs: Stubs, run: str) -> None:
+        self.events: list[event_pb2.RunEvent] = []
+        self._call = stubs.progress.WatchRun(progress_service_pb2.WatchRunRequest(run=run))
+        self.task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        async for response in self._call:
+            self.events.extend(response.events)
+
+    async def close(self) -> None:
+        self._call.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)

@@ -263,9 +263,21 @@ class LlmGate:
             raise AgentError(
                 f"quota {error.reason} cannot admit this call", code=QUOTA_EXCEEDED
             ) from None
+        shared = None
+        settled = False
+        try:
+            # Cluster mode: the quotas of every server together (the database's).
+            shared = await governance.admit_shared(demand, on_wait)
+        except BaseException as error:
+            governance.quotas.settle(admission, 0, 0)
+            governance.quotas.release(admission)
+            if isinstance(error, QuotaTimeout):
+                raise AgentError(
+                    f"quota {error.reason} cannot admit this call", code=QUOTA_EXCEEDED
+                ) from None
+            raise
         if waited:
             observer.resumed(waited[0])
-        settled = False
         try:
             worst = governance.prices.worst_case(
                 target.provider, target.model, input_estimate, max_tokens
@@ -330,6 +342,7 @@ class LlmGate:
             usage = completion.usage.copy()
             usage.calls = max(usage.calls, 1)
             governance.quotas.settle(admission, usage.input_tokens, usage.output_tokens)
+            governance.settle_shared(shared, usage.input_tokens, usage.output_tokens)
             settled = True
             # The settlement (spend, reservation closed) and the LLM_CALL event
             # below ride one transaction: nothing awaits in between.
@@ -345,6 +358,7 @@ class LlmGate:
         finally:
             if not settled:
                 governance.quotas.settle(admission, 0, 0)
+            governance.settle_shared(shared, 0, 0)  # the leases, if not settled above
             governance.quotas.release(admission)
 
 

@@ -139,6 +139,31 @@ class GovernanceStore(Protocol):
         hold it, stores nothing and returns (budget, spent, reserved) of the first."""
         ...
 
+    async def take_shared(
+        self,
+        takes: list[tuple[str, float, float, float]],
+        leases: list[tuple[str, int]],
+        lease_id: str,
+        now: float,
+    ) -> float | None:
+        """Cluster mode: in one transaction, all or nothing, takes `amount` from each
+        shared rate bucket (name, amount, rate_per_second, capacity), refilled at its
+        rate since its last change and created full, and one lease of each
+        (name, max_concurrent) under `lease_id`, counting only the leases of servers
+        whose lease is live. None when taken; else seconds to wait before trying
+        again (inf: the amount exceeds a capacity; 0: a lease blocks, try again
+        after a poll). `now`: wall-clock seconds."""
+        ...
+
+    def adjust_shared(self, name: str, amount: float, capacity: float) -> None:
+        """Gives `amount` back to a shared bucket (a negative amount debits it), up to
+        its capacity; rides the next commit."""
+        ...
+
+    def release_shared(self, lease_id: str) -> None:
+        """Drops the leases taken under `lease_id`; rides the next commit."""
+        ...
+
     async def open_reservations(self) -> list[ReservationRow]:
         """The reservations never closed: calls in flight when a server stopped."""
         ...

@@ -7,12 +7,15 @@ restarts; deleting a file-defined entry at runtime stores a tombstone.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import datetime
 import logging
+import math
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -42,7 +45,16 @@ from podium.governance.policy import (
 )
 from podium.governance.ports import GovernanceStore, OpenReservation, OverrideKind, SpendRow
 from podium.governance.prices import Price, PriceTable
-from podium.governance.quotas import ConcurrencyLimit, LeaseView, QuotaBook, RateLimit, RateView
+from podium.governance.quotas import (
+    ConcurrencyLimit,
+    Demand,
+    LeaseView,
+    QuotaBook,
+    QuotaTimeout,
+    RateLimit,
+    RateView,
+    Take,
+)
 from podium.governance.scopes import CallScopes, Scope
 from podium.governance.spend import ReportPeriod, SpendReport, month_start, spend_report
 
@@ -69,6 +81,21 @@ class QuotaStatus:
 class BudgetStatus:
     policy: BudgetPolicy
     view: BudgetView | None
+
+
+# Shared quotas: how often a call waiting for a lease or a refill asks again.
+SHARED_QUOTA_POLL = 0.05
+SHARED_QUOTA_MAX_WAIT = 1.0
+
+
+@dataclass(slots=True)
+class SharedAdmission:
+    """What a call took from the shared quotas (cluster mode)."""
+
+    lease_id: str
+    takes: tuple[tuple[Take, RateLimit], ...]
+    leases: bool
+    done: bool = False
 
 
 _collector: contextvars.ContextVar[list[Transition] | None] = contextvars.ContextVar(
@@ -136,8 +163,9 @@ class Governance:
         if not self.shared:
             for row in await self._store.open_reservations():
                 self._adopt(OpenReservation.from_row(row))
-        if await self._store.note_start():
-            # What the buckets handed out before the restart is unknown.
+        if await self._store.note_start() and not self.shared:
+            # What the buckets handed out before the restart is unknown. (In a
+            # cluster the shared buckets in the database decide, across restarts.)
             self.quotas.drain()
 
     def _adopt(self, stored: OpenReservation) -> None:
@@ -156,6 +184,65 @@ class Governance:
             stored = OpenReservation.from_row(row)
             if stored.run_id in wanted and stored.id not in known:
                 self._adopt(stored)
+
+    # -- shared quotas (cluster mode) ------------------------------------------------
+
+    async def admit_shared(
+        self, demand: Demand, on_wait: Callable[[str], None] | None = None
+    ) -> SharedAdmission | None:
+        """Cluster mode: takes the demand's rate and concurrency quotas in the
+        database too, waiting until it fits (after the local admission: what one
+        server admits never exceeds what all of them may). None outside cluster
+        mode or when no quota applies. QuotaTimeout if it can never fit."""
+        if not self.shared or self._store is None:
+            return None
+        takes = []
+        for take in demand.takes:
+            limit = self.quotas.rate_limit(take.limit)
+            if limit is not None:
+                takes.append((take, limit))
+        leases = []
+        for name in demand.leases:
+            concurrency = self.quotas.concurrency_limit(name)
+            if concurrency is not None:
+                leases.append((name, concurrency.max_concurrent))
+        if not takes and not leases:
+            return None
+        rows = [(t.limit, t.amount, lim.rate_per_second, lim.capacity) for t, lim in takes]
+        lease_id = uuid.uuid4().hex
+        waiting = False
+        while True:
+            wait = await self._store.take_shared(rows, leases, lease_id, time.time())
+            if wait is None:
+                return SharedAdmission(lease_id, tuple(takes), bool(leases))
+            reason = f"quota:{(takes[0][0].limit if takes else leases[0][0])}"
+            if wait == math.inf:
+                raise QuotaTimeout(reason)
+            if not waiting and on_wait is not None:
+                on_wait(reason)
+            waiting = True
+            await asyncio.sleep(min(max(wait, SHARED_QUOTA_POLL), SHARED_QUOTA_MAX_WAIT))
+
+    def settle_shared(
+        self, admission: SharedAdmission | None, actual_input: int, actual_output: int
+    ) -> None:
+        """Gives back the unused part of the shared token takes (or debits an
+        overrun), and the leases: rides the next commit. Once only."""
+        if admission is None or admission.done or self._store is None:
+            return
+        admission.done = True
+        actual = {
+            "input_tokens": float(actual_input),
+            "output_tokens": float(actual_output),
+            "tokens": float(actual_input + actual_output),
+        }
+        for take, limit in admission.takes:
+            if take.dimension != "requests":
+                unused = take.amount - actual[take.dimension]
+                if unused:
+                    self._store.adjust_shared(take.limit, unused, limit.capacity)
+        if admission.leases:
+            self._store.release_shared(admission.lease_id)
 
     # -- breaker transitions ---------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from decimal import Decimal
@@ -120,6 +121,30 @@ class SqliteGovernanceStore:
             return None
         return (refused[0], from_nanos(refused[1]), from_nanos(refused[2]))
 
+    async def take_shared(
+        self,
+        takes: list[tuple[str, float, float, float]],
+        leases: list[tuple[str, int]],
+        lease_id: str,
+        now: float,
+    ) -> float | None:
+        fence = self._store.fence
+        server_id = fence.server_id if fence is not None else ""
+        writer_conn = self._store.writer._conn
+        wait: float | None = await writer_conn.call(
+            _take_shared, takes, leases, lease_id, server_id, now
+        )
+        return wait
+
+    def adjust_shared(self, name: str, amount: float, capacity: float) -> None:
+        self._store.writer.execute(
+            "UPDATE quota_buckets SET tokens = MIN(?, tokens + ?) WHERE name = ?",
+            (capacity, amount, name),
+        )
+
+    def release_shared(self, lease_id: str) -> None:
+        self._store.writer.execute("DELETE FROM quota_leases WHERE id = ?", (lease_id,))
+
     async def open_reservations(self) -> list[tuple[str, str, Decimal, dict[str, Any]]]:
         rows = await self._store._fetchall(
             "SELECT id, run_id, amount_nanos, body FROM budget_reservations ORDER BY id"
@@ -171,6 +196,63 @@ def _reserve_within(
             "INSERT INTO budget_reservations (id, run_id, amount_nanos, body) VALUES (?, ?, ?, ?)",
             (reservation_id, run_id, amount, body),
         )
+        conn.execute("COMMIT")
+        return None
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+
+
+def _take_shared(
+    conn: sqlite3.Connection,
+    takes: list[tuple[str, float, float, float]],
+    leases: list[tuple[str, int]],
+    lease_id: str,
+    server_id: str,
+    now: float,
+) -> float | None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        wait = 0.0
+        levels: list[tuple[str, float]] = []
+        for name, amount, rate, capacity in takes:
+            if amount > capacity:
+                conn.execute("ROLLBACK")
+                return math.inf
+            row = conn.execute(
+                "SELECT tokens, update_time FROM quota_buckets WHERE name = ?", (name,)
+            ).fetchone()
+            tokens = (
+                capacity if row is None else min(capacity, row[0] + rate * max(0.0, now - row[1]))
+            )
+            if tokens < amount:
+                wait = max(wait, (amount - tokens) / rate)
+            levels.append((name, tokens - amount))
+        if wait > 0:
+            conn.execute("ROLLBACK")
+            return wait
+        for name, maximum in leases:
+            held = conn.execute(
+                "SELECT COUNT(*) FROM quota_leases WHERE name = ? AND server_id IN "
+                "(SELECT server_id FROM cluster_servers WHERE expire_time >= ?)",
+                (name, now),
+            ).fetchone()[0]
+            if held >= maximum:
+                conn.execute("ROLLBACK")
+                return 0.0
+        for name, level in levels:
+            conn.execute(
+                "INSERT INTO quota_buckets (name, tokens, update_time) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, "
+                "update_time = excluded.update_time",
+                (name, level, now),
+            )
+        for name, _ in leases:
+            conn.execute(
+                "INSERT INTO quota_leases (id, name, server_id) VALUES (?, ?, ?)",
+                (lease_id, name, server_id),
+            )
         conn.execute("COMMIT")
         return None
     except BaseException:

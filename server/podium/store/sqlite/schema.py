@@ -250,8 +250,10 @@ MIGRATIONS: list[str] = [
     """,
     # 10: several servers on one database (cluster mode): each live server's lease,
     # each unfinished run's owner and fencing epoch, control commands for a run's
-    # owner (CancelRun, ResolveApproval received elsewhere), and a database-wide
-    # order of events (feed) that other servers poll to stream them.
+    # owner (CancelRun, ResolveApproval received elsewhere), a database-wide order
+    # of events (feed) that other servers poll to stream them, and the shared
+    # quotas: rate buckets and concurrency leases (a lease counts while its
+    # server's lease is live).
     """
     CREATE TABLE cluster_servers (
         server_id TEXT PRIMARY KEY,
@@ -275,6 +277,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX run_commands_pending ON run_commands (run_id) WHERE done = 0;
     ALTER TABLE events ADD COLUMN feed INTEGER;
     CREATE INDEX events_by_feed ON events (feed) WHERE feed IS NOT NULL;
+    CREATE TABLE quota_buckets (
+        name TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        update_time REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE quota_leases (
+        id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        server_id TEXT NOT NULL,
+        PRIMARY KEY (id, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX quota_leases_by_name ON quota_leases (name);
     """,
 ]
 
