@@ -6,13 +6,15 @@ site/podium_e2e_faults.py, logs every call it receives in a file).
   three servers never settle more than the limit (overshoot 0), while each
   server alone would have admitted up to the whole limit;
 - a rate quota admits no more than rate + burst over any window, across servers;
-- a concurrency quota lets no more calls in flight than its limit, across servers.
+- a concurrency quota lets no more calls in flight than its limit, across servers;
+- a breaker opened by one server's faults is open on the others, and one probe decides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from podium.testing import (
     step_of,
 )
 from podium.testing.values import money_nanos
-from podium.v1 import event_pb2, progress_service_pb2
+from podium.v1 import control_service_pb2, event_pb2, progress_service_pb2
 
 E = event_pb2
 SITE = Path(__file__).resolve().parent / "site"
@@ -302,3 +304,92 @@ class Watcher:
     async def close(self) -> None:
         self._call.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+
+
+FAILURES_TO_OPEN = 3
+COOLDOWN = 3
+
+
+async def test_a_breaker_opened_on_one_server_is_open_on_all_and_one_probe_decides(
+    cluster: Cluster, faults_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Provider faults on one server open the breaker; calls on the two others (which
+    saw no fault) wait for it. After the cooldown exactly one probe reaches the
+    provider, from whichever server, while every server is half-open; its success
+    closes the breaker everywhere and the waiting calls go through."""
+    calls, release = tmp_path / "calls", tmp_path / "release"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"breakers:\n  defaults: {{failure_threshold: {FAILURES_TO_OPEN}, cooldown: {COOLDOWN}}}\n"
+    )
+    failing = {
+        "log": str(tmp_path / "executions"),
+        "llm": {"calls": str(calls), "fail_with": "server_error"},
+    }
+    held = {
+        "log": str(tmp_path / "executions"),
+        "llm": {"calls": str(calls), "hold_until": str(release)},
+    }
+    servers = [
+        cluster.start(name, env=faults_env, args=("--policy", str(policy)))
+        for name in ("one", "two", "three")
+    ]
+    channels = [grpc.aio.insecure_channel(server.address) for server in servers]
+    watchers: list[Watcher] = []
+    try:
+        stubs = [Stubs.on(channel) for channel in channels]
+        await create_workflow(stubs[0], "failing", fan_out(FAILURES_TO_OPEN, failing))
+        await create_workflow(stubs[0], "held", fan_out(1, held))
+        broken = await start_run(stubs[0], "failing", {"items": list(range(FAILURES_TO_OPEN))})
+        await collect_events(stubs[0], broken.name, timeout=120)
+        assert len(lines(calls)) == FAILURES_TO_OPEN
+
+        async def states() -> list[int]:
+            found = []
+            for s in stubs:
+                listed = await s.control.ListBreakers(control_service_pb2.ListBreakersRequest())
+                by_name = {b.name: b.state for b in listed.breakers}
+                found.append(by_name.get("provider:counted", 0))
+            return found
+
+        async def open_everywhere() -> bool:
+            return await states() == [control_service_pb2.BREAKER_STATE_OPEN] * len(stubs)
+
+        # Open on the servers that saw no fault too (adopted within a poll).
+        await eventually(open_everywhere, what="the breaker open on every server")
+        runs = [await start_run(s, "held", {"items": [0]}) for s in stubs]
+        watchers = [Watcher(s, run.name) for s, run in zip(stubs, runs, strict=True)]
+
+        def waited_for_the_breaker(watcher: Watcher) -> bool:
+            return any(
+                e.type == E.RUN_EVENT_TYPE_STEP_WAITING and "breaker:" in e.message
+                for e in watcher.events
+            )
+
+        # Their calls wait (the provider, which logs every call it receives, got none).
+        await eventually(
+            lambda: all(waited_for_the_breaker(w) for w in watchers),
+            what="every server's call waiting for the breaker",
+        )
+        await eventually(
+            lambda: len(lines(calls)) == FAILURES_TO_OPEN + 1, what="a probe in the provider"
+        )
+
+        async def all_half_open() -> bool:
+            return await states() == [control_service_pb2.BREAKER_STATE_HALF_OPEN] * len(stubs)
+
+        # Every server is past the cooldown, each with a call waiting: still one probe.
+        await eventually(all_half_open, what="every server half-open")
+        released_at = time.time()
+        release.touch()
+        await asyncio.wait_for(asyncio.gather(*(w.task for w in watchers)), timeout=120)
+    finally:
+        for watcher in watchers:
+            await watcher.close()
+        for channel in channels:
+            await channel.close()
+    times = [float(line) for line in lines(calls)]
+    assert len([t for t in times if t < released_at]) == FAILURES_TO_OPEN + 1
+    for watcher in watchers:
+        assert watcher.events[-1].type == E.RUN_EVENT_TYPE_RUN_SUCCEEDED
+    assert len(times) == FAILURES_TO_OPEN + len(servers)

@@ -4,8 +4,9 @@ Two loops. The lease loop renews this server's lease, takes over the runs of
 servers whose lease expired (a fair share per pass, so survivors split them),
 and gives up runs the database says another server now owns. The poll loop
 streams other servers' events into the local hub (so WatchRun / WatchRuns
-here see runs owned elsewhere) and carries out the commands queued for runs
-this server owns (CancelRun / ResolveApproval received by another server).
+here see runs owned elsewhere), carries out the commands queued for runs
+this server owns (CancelRun / ResolveApproval received by another server),
+and adopts the circuit-breaker changes other servers published (`sync`).
 
 Leases use the wall clock (time.time), not the engine's clock: they are
 compared across processes.
@@ -63,6 +64,7 @@ class ClusterMember:
         lose: Callable[[set[str]], None],
         apply: Callable[[RunCommand], Awaitable[dict[str, Any]]],
         durable: Callable[[], Awaitable[None]],
+        sync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -71,6 +73,7 @@ class ClusterMember:
         self._lose = lose
         self._apply = apply
         self._durable = durable
+        self._sync = sync
         self._tasks: list[asyncio.Task[None]] = []
         self._applying: set[int] = set()
 
@@ -139,6 +142,8 @@ class ClusterMember:
             try:
                 position = await self._relay_events(position)
                 await self._apply_commands()
+                if self._sync is not None:
+                    await self._sync()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -113,6 +113,7 @@ class Engine:
                 lose=self._lose,
                 apply=self._apply_command,
                 durable=self.services.recorder.durable,
+                sync=governance.sync_breakers,
             )
 
     @property
@@ -521,16 +522,7 @@ class Engine:
             if kind == "cancel" and view.run.state == RunState.CANCELLED:
                 return view
             raise self._not_active(run_id, view.run.state)
-        error = result.get("error")
-        if error == "not_found":
-            raise NotFound(str(result.get("message", "")), reason=result.get("reason"))
-        if error == "failed_precondition":
-            raise FailedPrecondition(str(result.get("message", "")), reason=result.get("reason"))
-        if error:
-            raise Unavailable(
-                f"the run's owner could not carry out {kind}: {result.get('message', '')}",
-                reason="RUN_RESUMING",
-            )
+        _raise_refusal(result, kind)
         return await self.get_run(run_id)
 
     def _start_when_admitted(self, executor: RunExecutor) -> None:
@@ -660,6 +652,25 @@ class Engine:
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the server is shutting down", reason="SHUTTING_DOWN")
+
+
+def _raise_refusal(result: dict[str, Any], kind: str) -> None:
+    """The owner's refusal of a command (cluster mode) as the error it raised there."""
+    error, reason = result.get("error"), result.get("reason")
+    message = str(result.get("message", ""))
+    if not error:
+        return
+    if reason == "RUN_NOT_FOUND":
+        raise NotFound(message, reason="RUN_NOT_FOUND")
+    if reason == "STEP_NOT_FOUND":
+        raise NotFound(message, reason="STEP_NOT_FOUND")
+    if reason == "NOT_WAITING_FOR_APPROVAL":
+        raise FailedPrecondition(message, reason="NOT_WAITING_FOR_APPROVAL")
+    if reason == "RUN_ALREADY_ENDED":
+        raise FailedPrecondition(message, reason="RUN_ALREADY_ENDED")
+    raise Unavailable(
+        f"the run's owner could not carry out {kind}: {message}", reason="RUN_RESUMING"
+    )
 
 
 def _check_input_size(input: dict[str, Any]) -> None:

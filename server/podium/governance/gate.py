@@ -39,6 +39,8 @@ from podium.plugins.api import (
 
 __all__ = ["DEFAULT_MAX_TOKENS", "Caller", "GateObserver", "LlmGate", "NullObserver"]
 
+# Cluster mode: how soon a call asks again while another server's probe is out.
+PROBE_RETRY = 0.1
 # What the gate reserves for output when a call sets no max_tokens (and then
 # sends to the provider, so that the reservation is a true bound).
 DEFAULT_MAX_TOKENS = 1024
@@ -171,9 +173,13 @@ class LlmGate:
                 last = index == len(targets) - 1
                 breakers = self._breakers(target)
                 refusing = self._refusing(breakers)
+                default_wait = 0.0
+                if not refusing and self._governance.shared:
+                    refusing = await self._probed_elsewhere(breakers)
+                    default_wait = PROBE_RETRY
                 if refusing:
                     retry = [b.retry_in() for b in refusing]
-                    wait = max((r for r in retry if r is not None), default=0.0)
+                    wait = max((r for r in retry if r is not None), default=default_wait)
                     earliest = wait if earliest is None else min(earliest, wait)
                     blocked = blocked or refusing[0].name
                     continue
@@ -219,6 +225,16 @@ class LlmGate:
                         breaker.record_ignored()
         self._announce(seen)
         return refusing
+
+    async def _probed_elsewhere(self, breakers: list[CircuitBreaker]) -> list[CircuitBreaker]:
+        """Cluster mode: the half-open breakers whose probe another server holds
+        (this server's probe slots are handed back); none when this one may probe."""
+        probes = [b for b in breakers if b.probing]
+        if not probes or await self._governance.claim_probes(probes):
+            return []
+        for breaker in probes:
+            breaker.record_ignored()
+        return probes
 
     def _record(self, breakers: list[CircuitBreaker], outcome: Outcome, cause: str) -> None:
         with self._governance.transitions() as seen:

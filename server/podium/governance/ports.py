@@ -164,6 +164,26 @@ class GovernanceStore(Protocol):
         """Drops the leases taken under `lease_id`; rides the next commit."""
         ...
 
+    def publish_breaker(self, tenant: str, name: str, state: str, changed_time: float) -> None:
+        """Cluster mode: a breaker's state (OPEN or CLOSED) as this server decided it
+        at `changed_time` (wall clock), for the others; clears its probe claim;
+        rides the next commit."""
+        ...
+
+    async def breaker_states(self) -> list[tuple[str, str, str, float]]:
+        """Cluster mode: every published breaker's last change (tenant, name, state,
+        changed_time)."""
+        ...
+
+    async def claim_probe(
+        self, tenant: str, name: str, changed_time: float, now: float, hold: float
+    ) -> bool:
+        """Cluster mode: takes the probe of a breaker OPEN since `changed_time` for
+        this server until `now + hold`; durable on return. True if taken, or if no
+        server published the breaker (its probe is local); False if another server
+        holds the probe or the breaker changed since."""
+        ...
+
     async def open_reservations(self) -> list[ReservationRow]:
         """The reservations never closed: calls in flight when a server stopped."""
         ...

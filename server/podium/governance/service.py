@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from podium.core.clock import Clock
 from podium.core.model import DEFAULT_TENANT
-from podium.governance.breakers import BreakerBoard, BreakerSettings
+from podium.governance.breakers import BreakerBoard, BreakerSettings, BreakerState, CircuitBreaker
 from podium.governance.budgets import (
     Budget,
     BudgetError,
@@ -86,6 +86,9 @@ class BudgetStatus:
 # Shared quotas: how often a call waiting for a lease or a refill asks again.
 SHARED_QUOTA_POLL = 0.05
 SHARED_QUOTA_MAX_WAIT = 1.0
+# Shared breakers: how long a probe claim holds at least (a server that dies
+# while probing frees it then; a probe call longer than this lets a second one in).
+PROBE_HOLD_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -135,6 +138,8 @@ class Governance:
             clock,
             on_transition=self._on_transition,
         )
+        if shared:
+            self.breakers.on_moved = self._breaker_moved
         self._pending_spend: list[tuple[str, str, Decimal]] = []
         # Reservations a crash left open, by run, until the run is resumed
         # (or recovery ends) and charges them at their worst case.
@@ -243,6 +248,46 @@ class Governance:
                     self._store.adjust_shared(take.limit, unused, limit.capacity)
         if admission.leases:
             self._store.release_shared(admission.lease_id)
+
+    # -- shared breakers (cluster mode) ----------------------------------------------
+
+    def _breaker_moved(self, breaker: CircuitBreaker) -> None:
+        """A breaker changed state here: the others adopt it at their next sync.
+        HALF_OPEN is not shared: every server derives it from the same cooldown."""
+        if self._store is None:
+            return
+        state = breaker.state_recorded
+        if state is BreakerState.HALF_OPEN:
+            return
+        changed = max(time.time(), breaker.shared_changed + 1e-6)
+        breaker.shared_changed = changed
+        self._store.publish_breaker(breaker.tenant, breaker.name, state.value, changed)
+
+    async def sync_breakers(self) -> None:
+        """Cluster mode: adopts the breaker changes other servers published since
+        the last sync (an open with its cooldown's end, a close after a probe)."""
+        if not self.shared or self._store is None:
+            return
+        now = time.time()
+        for tenant, name, state, changed in await self._store.breaker_states():
+            breaker = self.breakers.breaker(name, tenant)
+            if changed > breaker.shared_changed:
+                breaker.shared_changed = changed
+                breaker.adopt(BreakerState(state), now - changed)
+
+    async def claim_probes(self, probes: list[CircuitBreaker]) -> bool:
+        """Cluster mode: whether this server may send the probe of each half-open
+        breaker (no other server holds it): one probe decides for all."""
+        if not self.shared or self._store is None:
+            return True
+        now = time.time()
+        for breaker in probes:
+            hold = max(breaker.settings.cooldown, PROBE_HOLD_SECONDS)
+            if not await self._store.claim_probe(
+                breaker.tenant, breaker.name, breaker.shared_changed, now, hold
+            ):
+                return False
+        return True
 
     # -- breaker transitions ---------------------------------------------------------
 

@@ -145,6 +145,29 @@ class SqliteGovernanceStore:
     def release_shared(self, lease_id: str) -> None:
         self._store.writer.execute("DELETE FROM quota_leases WHERE id = ?", (lease_id,))
 
+    def publish_breaker(self, tenant: str, name: str, state: str, changed_time: float) -> None:
+        self._store.writer.execute(
+            "INSERT INTO breaker_states (tenant, name, state, changed_time, probe_expire) "
+            "VALUES (?, ?, ?, ?, NULL) ON CONFLICT (tenant, name) DO UPDATE SET "
+            "state = excluded.state, changed_time = excluded.changed_time, probe_expire = NULL",
+            (tenant, name, state, changed_time),
+        )
+
+    async def breaker_states(self) -> list[tuple[str, str, str, float]]:
+        rows = await self._store._fetchall(
+            "SELECT tenant, name, state, changed_time FROM breaker_states"
+        )
+        return [(row[0], row[1], row[2], float(row[3])) for row in rows]
+
+    async def claim_probe(
+        self, tenant: str, name: str, changed_time: float, now: float, hold: float
+    ) -> bool:
+        writer_conn = self._store.writer._conn
+        taken: bool = await writer_conn.call(
+            _claim_probe, tenant, name, changed_time, now, now + hold
+        )
+        return taken
+
     async def open_reservations(self) -> list[tuple[str, str, Decimal, dict[str, Any]]]:
         rows = await self._store._fetchall(
             "SELECT id, run_id, amount_nanos, body FROM budget_reservations ORDER BY id"
@@ -259,6 +282,29 @@ def _take_shared(
         if conn.in_transaction:
             conn.rollback()
         raise
+
+
+def _claim_probe(
+    conn: sqlite3.Connection,
+    tenant: str,
+    name: str,
+    changed_time: float,
+    now: float,
+    until: float,
+) -> bool:
+    # One statement: atomic on its own (the connection autocommits).
+    cursor = conn.execute(
+        "UPDATE breaker_states SET probe_expire = ? WHERE tenant = ? AND name = ? "
+        "AND state = 'OPEN' AND changed_time = ? AND (probe_expire IS NULL OR probe_expire < ?)",
+        (until, tenant, name, changed_time, now),
+    )
+    if cursor.rowcount == 1:
+        return True
+    # A breaker no server published (opened before cluster mode): its probe is local.
+    row = conn.execute(
+        "SELECT 1 FROM breaker_states WHERE tenant = ? AND name = ?", (tenant, name)
+    ).fetchone()
+    return row is None
 
 
 def _table(kind: str) -> str:

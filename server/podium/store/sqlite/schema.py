@@ -253,7 +253,7 @@ MIGRATIONS: list[str] = [
     # owner (CancelRun, ResolveApproval received elsewhere), a database-wide order
     # of events (feed) that other servers poll to stream them, and the shared
     # quotas: rate buckets and concurrency leases (a lease counts while its
-    # server's lease is live).
+    # server's lease is live), and the shared circuit breakers (state and probe).
     """
     CREATE TABLE cluster_servers (
         server_id TEXT PRIMARY KEY,
@@ -289,6 +289,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (id, name)
     ) WITHOUT ROWID;
     CREATE INDEX quota_leases_by_name ON quota_leases (name);
+    CREATE TABLE breaker_states (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        changed_time REAL NOT NULL,
+        probe_expire REAL,
+        PRIMARY KEY (tenant, name)
+    ) WITHOUT ROWID;
     """,
 ]
 
