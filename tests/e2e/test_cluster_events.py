@@ -1,4 +1,4 @@
-"""Events across servers: WatchRuns and WatchRun on one server of a cluster
+"""Any server of a cluster answers for runs another owns. Events: WatchRuns and WatchRun on one server of a cluster
 stream the events of runs another server owns, each run's gap-free and in
 order, replay then live; and the latency the relay adds (the poll of the
 database's event feed) is printed: arrival at the watcher minus the event's
@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from pathlib import Path
 
 import grpc
+import pytest
 
 from podium.testing import (
     Cluster,
@@ -18,13 +20,19 @@ from podium.testing import (
     collect_events,
     create_workflow,
     echo_step,
+    error_info,
     eventually,
+    get_run,
+    resolve_approval,
     sequences,
     start_run,
+    step_of,
+    step_reaches,
 )
-from podium.v1 import event_pb2, progress_service_pb2
+from podium.v1 import event_pb2, execution_service_pb2, progress_service_pb2, run_pb2
 
 E = event_pb2
+R = run_pb2
 RUNS = 10
 CHAIN = {"steps": [echo_step(f"s{i}", *([f"s{i - 1}"] if i else [])) for i in range(5)]}
 
@@ -116,3 +124,62 @@ async def test_watchers_on_any_server_see_runs_owned_by_another(cluster: Cluster
         f"{summary(latencies(here.events))}; on another server (poll "
         f"{cluster.poll * 1000:.0f} ms): {summary(latencies(there.events))}"
     )
+
+
+async def test_control_rpcs_on_another_server_reach_the_run_s_owner(
+    cluster: Cluster, hold_env: dict[str, str], release_file: Path
+) -> None:
+    """CancelRun and ResolveApproval sent to a server that does not own the run are
+    carried out by the owner (a command through the database), and its refusals
+    come back with their reasons."""
+    owner = cluster.start("owner", env=hold_env)
+    other = cluster.start("other", env=hold_env)
+    gate = {"steps": [{"id": "gate", "approval": {"prompt": "ok?"}}, echo_step("after", "gate")]}
+    held = {
+        "steps": [
+            {"id": "slow", "agent": "hold", "input": {}, "config": {"release": str(release_file)}}
+        ]
+    }
+    async with (
+        grpc.aio.insecure_channel(owner.address) as owner_channel,
+        grpc.aio.insecure_channel(other.address) as other_channel,
+    ):
+        on_owner, on_other = Stubs.on(owner_channel), Stubs.on(other_channel)
+        await create_workflow(on_owner, "gate", gate)
+        await create_workflow(on_owner, "held", held)
+        approved = await start_run(on_owner, "gate")
+        rejected = await start_run(on_owner, "gate")
+        cancelled = await start_run(on_owner, "held")
+        for run in (approved, rejected):
+            await collect_events(on_other, run.name, limit=3)  # ... APPROVAL_REQUESTED
+        await step_reaches(on_other, cancelled.name, "slow", R.STEP_STATE_RUNNING)
+
+        # A step that is not waiting for approval: refused by the owner, with its reason.
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await resolve_approval(on_other, cancelled.name, "slow")
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(refused.value).reason == "NOT_WAITING_FOR_APPROVAL"
+
+        answer = await resolve_approval(on_other, approved.name, "gate")
+        assert step_of(answer, "gate").state == R.STEP_STATE_SUCCEEDED
+        answer = await resolve_approval(
+            on_other, rejected.name, "gate", E.APPROVAL_DECISION_REJECT, "no"
+        )
+        assert step_of(answer, "gate").state == R.STEP_STATE_FAILED
+        reply = await on_other.executions.CancelRun(
+            execution_service_pb2.CancelRunRequest(name=cancelled.name, reason="enough")
+        )
+        assert reply.run.state == R.RUN_STATE_CANCELLED
+
+        finals = {
+            run.name: await get_run(on_owner, run.name) for run in (approved, rejected, cancelled)
+        }
+        # Cancelling again: the run ended CANCELLED, answered as on one server.
+        again = await on_other.executions.CancelRun(
+            execution_service_pb2.CancelRunRequest(name=cancelled.name)
+        )
+        assert again.run.state == R.RUN_STATE_CANCELLED
+    assert finals[approved.name].state == R.RUN_STATE_SUCCEEDED
+    assert finals[rejected.name].state == R.RUN_STATE_FAILED
+    assert finals[cancelled.name].state == R.RUN_STATE_CANCELLED
+    assert finals[cancelled.name].failure.message == "enough"
