@@ -1,8 +1,11 @@
-"""Any server of a cluster answers for runs another owns. Events: WatchRuns and WatchRun on one server of a cluster
-stream the events of runs another server owns, each run's gap-free and in
-order, replay then live; and the latency the relay adds (the poll of the
-database's event feed) is printed: arrival at the watcher minus the event's
-recording time, for watchers on the owner and on another server."""
+"""Any server of a cluster answers for runs another owns.
+
+Events: WatchRuns and WatchRun on one server stream the events of runs another
+server owns, each run's gap-free and in order, replay then live; the latency
+the relay adds (the poll of the database's event feed) is printed: arrival at
+the watcher minus the event's recording time, on the owner and on another
+server. Control: CancelRun and ResolveApproval on a server that does not own
+the run reach its owner."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ class ClusterMember:
         *,
         resume: Callable[[list[str]], Awaitable[None]],
         lose: Callable[[set[str]], None],
-        apply: Callable[[RunCommand], Awaitable[dict[str, Any]]],
+        apply: Callable[[RunCommand], Awaitable[dict[str, Any] | None]],
         durable: Callable[[], Awaitable[None]],
         sync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -76,6 +76,7 @@ class ClusterMember:
         self._sync = sync
         self._tasks: list[asyncio.Task[None]] = []
         self._applying: set[int] = set()
+        self._commands: set[asyncio.Task[None]] = set()
 
     @property
     def server_id(self) -> str:
@@ -102,9 +103,10 @@ class ClusterMember:
     async def stop(self, *, leave: bool) -> None:
         """Stops both loops; with `leave`, removes the lease so that the others take
         this server's runs over at once (a graceful stop)."""
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._commands]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -159,16 +161,25 @@ class ClusterMember:
                 return position
 
     async def _apply_commands(self) -> None:
-        commands = [c for c in await self.store.pending_commands() if c[0] not in self._applying]
-        if not commands:
-            return
-        for command in commands:
-            self._applying.add(command[0])
+        """Starts each new command in a task of its own: a cancellation waits for
+        its agents to unwind, which must not hold the relay of events."""
+        for command in await self.store.pending_commands():
+            if command[0] not in self._applying:
+                self._applying.add(command[0])
+                task = asyncio.create_task(self._apply_one(command))
+                self._commands.add(task)
+                task.add_done_callback(self._commands.discard)
+
+    async def _apply_one(self, command: RunCommand) -> None:
+        try:
             try:
                 result = await self._apply(command)
             except Exception as error:  # a command never stops the loop
                 log.exception("cluster: command %d failed", command[0])
                 result = {"error": "internal", "message": str(error)}
+            if result is None:
+                return  # not now (the run is being resumed here): the next poll retries
             self.store.finish_command(command[0], result)
-        await self._durable()
-        self._applying.difference_update(c[0] for c in commands)
+            await self._durable()
+        finally:
+            self._applying.discard(command[0])

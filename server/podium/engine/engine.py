@@ -471,10 +471,13 @@ class Engine:
                 task = asyncio.ensure_future(executor.stop())
                 task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
-    async def _apply_command(self, command: RunCommand) -> dict[str, Any]:
+    async def _apply_command(self, command: RunCommand) -> dict[str, Any] | None:
         """Carries out a command another server queued for a run owned here; the
-        result is what that server replies (an error by reason, or {})."""
+        result is what that server replies (an error by reason, or {}); None: not
+        now, the run is not running here yet (being taken over)."""
         _, run_id, kind, body = command
+        if run_id not in self.active:
+            return None
         try:
             if kind == "cancel":
                 await self.cancel_run(run_id, str(body.get("reason", "")))
