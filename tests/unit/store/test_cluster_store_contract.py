@@ -1,5 +1,6 @@
-"""The ClusterStore port (podium.engine.ports) and shared budget reservations
-(GovernanceStore.reserve_within): two servers' stores open on one database.
+"""The ClusterStore port (podium.engine.ports) and the shared governance of
+GovernanceStore (budget reservations, rate buckets and concurrency leases,
+breaker states and probes): two servers' stores open on one database.
 
 Leases, takeover with a new epoch, fencing of a stale owner's writes inside
 the batch, commands for a run's owner, the event feed other servers read, and
@@ -243,3 +244,59 @@ async def test_shared_reservations_never_exceed_a_limit(members: tuple[Member, M
     # A key no limit names is not checked.
     other = {"keys": [["other", ""]], "provider": "p", "model": "m"}
     assert await a.governance.reserve_within("x5", "r5", Decimal(100), other, []) is None
+
+
+async def test_shared_buckets_and_leases_hold_across_servers(
+    members: tuple[Member, Member],
+) -> None:
+    a, b = members
+    await a.cluster.join(NOW, LEASE)
+    await b.cluster.join(NOW, LEASE)
+    # A bucket of capacity 2, one a second, created full.
+    take = [("rpm", 1.0, 1.0, 2.0)]
+    assert await a.governance.take_shared(take, [], "t1", NOW) is None
+    assert await b.governance.take_shared(take, [], "t2", NOW) is None
+    wait = await a.governance.take_shared(take, [], "t3", NOW)
+    assert wait == pytest.approx(1.0)
+    assert await b.governance.take_shared(take, [], "t3", NOW + 1) is None
+    # More than the capacity never fits.
+    assert await a.governance.take_shared([("rpm", 3.0, 1.0, 2.0)], [], "t4", NOW + 9) == float(
+        "inf"
+    )
+    # A refund up to the capacity.
+    a.governance.adjust_shared("rpm", 5.0, 2.0)
+    await a.governance.commit()
+    assert await b.governance.take_shared([("rpm", 2.0, 1.0, 2.0)], [], "t5", NOW + 1) is None
+
+    # Leases: one at a time across servers, all or nothing with the takes.
+    lease = [("in-flight", 1)]
+    assert await a.governance.take_shared([], lease, "l1", NOW + 1) is None
+    assert await b.governance.take_shared([], lease, "l2", NOW + 1) == 0.0
+    a.governance.release_shared("l1")
+    await a.governance.commit()
+    assert await b.governance.take_shared([], lease, "l2", NOW + 1) is None
+    # A lease of a server whose lease expired does not count.
+    assert await a.governance.take_shared([], lease, "l3", NOW + LEASE + 1) is None
+
+
+async def test_a_breaker_change_is_shared_and_one_probe_is_claimed(
+    members: tuple[Member, Member],
+) -> None:
+    a, b = members
+    # Never published: the probe is local.
+    assert await b.governance.claim_probe("default", "provider:p", 1.0, NOW, 30.0)
+    a.governance.publish_breaker("default", "provider:p", "OPEN", NOW)
+    await a.governance.commit()
+    assert await b.governance.breaker_states() == [("default", "provider:p", "OPEN", NOW)]
+    # One probe per open: the first claim wins until it expires.
+    assert await b.governance.claim_probe("default", "provider:p", NOW, NOW + 5, 30.0)
+    assert not await a.governance.claim_probe("default", "provider:p", NOW, NOW + 6, 30.0)
+    assert await a.governance.claim_probe("default", "provider:p", NOW, NOW + 36, 30.0)
+    # A claim for an open that is no longer the last change is refused.
+    a.governance.publish_breaker("default", "provider:p", "OPEN", NOW + 40)
+    await a.governance.commit()
+    assert not await b.governance.claim_probe("default", "provider:p", NOW, NOW + 41, 30.0)
+    assert await b.governance.claim_probe("default", "provider:p", NOW + 40, NOW + 41, 30.0)
+    a.governance.publish_breaker("default", "provider:p", "CLOSED", NOW + 42)
+    await a.governance.commit()
+    assert await b.governance.breaker_states() == [("default", "provider:p", "CLOSED", NOW + 42)]
