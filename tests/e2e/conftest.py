@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from podium.testing import ServerProcess, start_server_process
+from podium.testing import Cluster, ServerProcess, start_server_process
 
 ROOT = Path(__file__).resolve().parents[2]
 # A site directory with the `hold` agent plugin (see site/podium_e2e_hold.py).
@@ -77,3 +77,23 @@ def hold_env() -> dict[str, str]:
 def release_file(tmp_path: Path) -> Path:
     """The file whose creation releases held steps (it does not exist yet)."""
     return tmp_path / "release-the-hold"
+
+
+# -- clusters: several servers on one database ---------------------------------------
+# Each backend says how to start one server of a cluster on its database. SQLite: one
+# file, `--cluster`. A PostgreSQL backend plugs in here (`--db postgresql://...` with the
+# same flags), and every cluster test runs against it too.
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    if request.param == "sqlite":
+        made = Cluster(str(tmp_path / "cluster.db"), tmp_path, cwd=ROOT, env=CLI_ENV)
+    else:  # pragma: no cover - a backend listed without a set-up
+        raise AssertionError(f"no set-up for backend {request.param}")
+    try:
+        yield made
+    finally:
+        made.stop_all()

@@ -136,6 +136,36 @@ def register(commands: Any) -> None:
         help="allow outbound calls to this address or network although private, loopback or"
         " link-local (e.g. 127.0.0.1, 10.0.0.0/8; repeatable; default: public addresses only)",
     )
+    cluster = serve.add_argument_group(
+        "cluster", "several servers on one database file (docs/cluster.md)"
+    )
+    cluster.add_argument(
+        "--cluster",
+        action="store_true",
+        default=False,
+        help="share the database with other `podium serve --cluster` processes: runs are"
+        " owned through leases and taken over when their server dies",
+    )
+    cluster.add_argument(
+        "--server-id",
+        default="",
+        metavar="ID",
+        help="this server's name in the cluster (default: host-pid-random)",
+    )
+    cluster.add_argument(
+        "--lease",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a server's runs are taken over this long after it stops renewing (default: 10)",
+    )
+    cluster.add_argument(
+        "--cluster-poll",
+        type=float,
+        default=0.05,
+        metavar="SECONDS",
+        help="how often other servers' events and commands are read (default: 0.05)",
+    )
     security = serve.add_argument_group(
         "security", "without --auth, --jwks or --tls-client-ca only a loopback address is served"
     )
@@ -220,6 +250,15 @@ def serve_command(args: argparse.Namespace, ctx: Context) -> int:
             "secret_files": args.secrets_file,
             "allow": args.http_allow,
         },
+        cluster_options=(
+            {
+                "server_id": args.server_id,
+                "lease_seconds": args.lease,
+                "poll_seconds": args.cluster_poll,
+            }
+            if args.cluster
+            else None
+        ),
         security_options={
             "auth": args.auth,
             "insecure": args.insecure,

@@ -14,6 +14,7 @@ import copy
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Collection, Mapping
 from decimal import Decimal
@@ -47,12 +48,13 @@ from podium.core.spec import NotificationSpec, WorkflowVersion
 from podium.core.states import RunState, StepState
 from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import KeyedRunAdmission, RunAdmission
+from podium.engine.cluster import ClusterMember, ClusterSettings
 from podium.engine.executor import RunExecutor
 from podium.engine.history import finished_runs
 from podium.engine.hub import EventHub
 from podium.engine.notifier import Notifier
 from podium.engine.observer import RunObserver
-from podium.engine.ports import RunStore
+from podium.engine.ports import ClusterStore, RunCommand, RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
 from podium.engine.services import RunServices
@@ -71,6 +73,9 @@ CANCEL_WAIT_SECONDS = 5.0
 # From this many attempts, get_run copies a running run's records (a few
 # milliseconds) so that the caller can translate them off the event loop.
 SNAPSHOT_ATTEMPTS = 500
+# Cluster mode: how long CancelRun / ResolveApproval for a run owned elsewhere
+# wait for its owner to carry them out (long enough for a takeover in between).
+COMMAND_WAIT_SECONDS = 30.0
 R = TypeVar("R", RunRecord, StepRecord, AttemptRecord)
 
 
@@ -87,6 +92,8 @@ class Engine:
         max_running_steps: int = DEFAULT_MAX_RUNNING_STEPS,
         observer: RunObserver | None = None,
         notifier: Notifier | None = None,
+        cluster: ClusterStore | None = None,
+        cluster_settings: ClusterSettings | None = None,
     ) -> None:
         self.store = store
         # Delivers runs' completion notifications (None: they stay PENDING).
@@ -114,6 +121,19 @@ class Engine:
         self._starting: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
+        # Cluster mode (several servers on one database): None on a single server.
+        self.cluster: ClusterMember | None = None
+        if cluster is not None:
+            self.cluster = ClusterMember(
+                cluster,
+                cluster_settings or ClusterSettings(),
+                self.hub,
+                resume=self._take_over,
+                lose=self._lose,
+                apply=self._apply_command,
+                durable=self.services.recorder.durable,
+                sync=governance.sync_breakers,
+            )
 
     @property
     def running_steps(self) -> int:
@@ -280,6 +300,10 @@ class Engine:
             for i, step in enumerate(workflow.spec.steps)
         ]
         recorder = self.services.recorder
+        if self.cluster is not None:
+            # The receiving server owns the run: no hop, and clients that spread
+            # their StartRun calls spread the runs.
+            self.cluster.store.own_new_run(run.run_id)
         recorder.run(run)
         for step in steps:
             recorder.step(run.run_id, step)
@@ -406,6 +430,8 @@ class Engine:
             view = await self.get_run(run_id)
             if view.run.state == RunState.CANCELLED:
                 return view
+            if self.cluster is not None and not view.run.state.is_final:
+                return await self._ask_owner(run_id, "cancel", {"reason": reason})
             raise self._not_active(run_id, view.run.state)
         executor.cancel(reason)
         # Running agents see CancelledError; give them a moment to unwind so
@@ -438,6 +464,9 @@ class Engine:
         executor = self.active.get(run_id)
         if executor is None:
             view = await self.get_run(run_id)
+            if self.cluster is not None and not view.run.state.is_final:
+                body = {"step_id": step_id, "approve": approve, "comment": comment, "actor": actor}
+                return await self._ask_owner(run_id, "approval", body)
             raise self._not_active(run_id, view.run.state)
         if step_id not in executor.steps:
             raise NotFound(f"run {run_id!r} has no step {step_id!r}", reason="STEP_NOT_FOUND")
@@ -555,11 +584,105 @@ class Engine:
 
     def _run_finished(self, executor: RunExecutor) -> None:
         run = executor.run
-        self.active.pop(run.run_id, None)
+        if self.active.get(run.run_id) is executor:
+            del self.active[run.run_id]
         self.admission.run_ended(run.run_id, run.workflow_id)
         if executor.notification is not None and self.notifier is not None:
             self.notifier.wake()
         self.keyed_admission.run_ended(run.run_id)
+        if self.cluster is not None:
+            self.cluster.store.release_run(run.run_id)
+
+    # -- cluster mode -------------------------------------------------------------------
+
+    async def _take_over(self, run_ids: list[str]) -> None:
+        """Runs this server now owns (taken over, or its own from before a restart
+        under the same id): resumed exactly as after a restart, with the calls
+        their last owner left in flight charged at their worst case."""
+        await self.services.governance.adopt_left_open(run_ids)
+        for run_id in run_ids:
+            self.hub.regain(run_id)
+            try:
+                view = await self.store.get_run(run_id)
+                if view is not None:
+                    await self._resume(view, {})
+            except Exception:
+                log.exception("could not take over run %s", run_id, extra={"run_id": run_id})
+
+    def _lose(self, run_ids: set[str]) -> None:
+        """Another server owns these runs now (this one was presumed dead): stop
+        driving them; their writes from here on are fenced off anyway."""
+        assert self.cluster is not None
+        for run_id in run_ids:
+            self.hub.lose(run_id)
+            self.cluster.store.forget_run(run_id)
+            executor = self.active.pop(run_id, None)
+            if executor is not None:
+                log.warning(
+                    "run %s: owned by another server now; stopped here",
+                    run_id,
+                    extra={"run_id": run_id},
+                )
+                self.admission.run_ended(run_id, executor.run.workflow_id)
+                task = asyncio.ensure_future(executor.stop())
+                task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def _apply_command(self, command: RunCommand) -> dict[str, Any] | None:
+        """Carries out a command another server queued for a run owned here; the
+        result is what that server replies (an error by reason, or {}); None: not
+        now, the run is not running here yet (being taken over)."""
+        _, run_id, kind, body = command
+        if run_id not in self.active:
+            return None
+        try:
+            if kind == "cancel":
+                await self.cancel_run(run_id, str(body.get("reason", "")))
+            elif kind == "approval":
+                await self.resolve_approval(
+                    run_id,
+                    str(body["step_id"]),
+                    approve=bool(body["approve"]),
+                    comment=str(body.get("comment", "")),
+                    actor=str(body.get("actor", "")),
+                )
+            else:
+                return {"error": "internal", "message": f"unknown command {kind!r}"}
+        except (NotFound, FailedPrecondition) as error:
+            kind_name = "not_found" if isinstance(error, NotFound) else "failed_precondition"
+            return {"error": kind_name, "reason": error.reason, "message": error.message}
+        return {}
+
+    async def _ask_owner(self, run_id: str, kind: str, body: dict[str, Any]) -> RunView:
+        """Queues a command for the run's owner (another server) and waits until it
+        is carried out, or the run ends, or COMMAND_WAIT_SECONDS pass."""
+        assert self.cluster is not None
+        store = self.cluster.store
+        command_id = await store.post_command(run_id, kind, body, time.time())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COMMAND_WAIT_SECONDS
+        poll = self.cluster.settings.poll_seconds
+        while True:
+            result = await store.command_result(command_id)
+            if result is not None:
+                break
+            status = await self.store.run_status(run_id)
+            if status is not None and status[0].is_final:
+                # Ended before its owner saw the command; read the result once more.
+                result = await store.command_result(command_id)
+                break
+            if loop.time() > deadline:
+                raise Unavailable(
+                    f"the server that owns run {run_id!r} did not answer; try again",
+                    reason="RUN_RESUMING",
+                )
+            await asyncio.sleep(poll)
+        if result is None:
+            view = await self.get_run(run_id)
+            if kind == "cancel" and view.run.state == RunState.CANCELLED:
+                return view
+            raise self._not_active(run_id, view.run.state)
+        _raise_refusal(result, kind)
+        return await self.get_run(run_id)
 
     def _start_when_admitted(self, executor: RunExecutor) -> None:
         run = executor.run
@@ -631,9 +754,13 @@ class Engine:
 
     def start_recovery(self) -> asyncio.Task[None]:
         """Resumes unfinished runs in the background: the server answers
-        (health, GetRun) while this proceeds. A run not yet resumed is read
-        from the store (GetRun, WatchRun) and refuses changes (RUN_RESUMING);
-        once resumed, it is executed here, and only here, from then on."""
+        (health, GetRun) while this proceeds. In cluster mode: joins the cluster,
+        which resumes the runs of an earlier life under this server's id and
+        takes over those of stopped servers (others' runs are theirs)."""
+        cluster = self.cluster
+        if cluster is not None:
+            self._recovery = asyncio.create_task(cluster.start(), name="podium-cluster-join")
+            return self._recovery
         pinned: dict[tuple[str, str, int], WorkflowVersion | None] = {}
 
         async def resume(view: RunView) -> None:
@@ -712,9 +839,14 @@ class Engine:
         if self._recovery is not None and not self._recovery.done():
             self._recovery.cancel()
             await asyncio.gather(self._recovery, return_exceptions=True)
+        if self.cluster is not None:
+            await self.cluster.stop(leave=False)
         await asyncio.gather(*(executor.stop() for executor in list(self.active.values())))
         self.active.clear()
         self.hub.close_all()
+        if self.cluster is not None:
+            # After the last write of this server's runs: the others take them over now.
+            await self.cluster.stop(leave=True)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -753,6 +885,25 @@ def _check_input_schema(schema: Mapping[str, Any] | None, value: dict[str, Any])
             [FieldViolation(f"/input{json_pointer(path)}", reason) for path, reason in found],
             reason="INPUT_SCHEMA_VIOLATED",
         )
+
+
+def _raise_refusal(result: dict[str, Any], kind: str) -> None:
+    """The owner's refusal of a command (cluster mode) as the error it raised there."""
+    error, reason = result.get("error"), result.get("reason")
+    message = str(result.get("message", ""))
+    if not error:
+        return
+    if reason == "RUN_NOT_FOUND":
+        raise NotFound(message, reason="RUN_NOT_FOUND")
+    if reason == "STEP_NOT_FOUND":
+        raise NotFound(message, reason="STEP_NOT_FOUND")
+    if reason == "NOT_WAITING_FOR_APPROVAL":
+        raise FailedPrecondition(message, reason="NOT_WAITING_FOR_APPROVAL")
+    if reason == "RUN_ALREADY_ENDED":
+        raise FailedPrecondition(message, reason="RUN_ALREADY_ENDED")
+    raise Unavailable(
+        f"the run's owner could not carry out {kind}: {message}", reason="RUN_RESUMING"
+    )
 
 
 def _check_input_size(input: dict[str, Any]) -> None:

@@ -147,6 +147,9 @@ class EventHub:
         self._recent: dict[str, deque[Event]] = {}
         # Subscribers that asked for output deltas, by run.
         self._delta_runs: dict[str, int] = {}
+        # Cluster mode: runs this server lost to another; what it recorded for
+        # them was not committed, and only the owner's events (relayed) count.
+        self._lost: set[str] = set()
 
     def subscribe_run(
         self, run_id: str, capacity: int = DEFAULT_BUFFER, *, deltas: bool = False
@@ -177,8 +180,19 @@ class EventHub:
         self._all.add(subscription)
         return subscription
 
-    def publish(self, events: Iterable[Event]) -> None:
-        """Called with committed events only, in commit order."""
+    def lose(self, run_id: str) -> None:
+        """Cluster mode: this server lost the run; its own events of it are dropped."""
+        self._lost.add(run_id)
+
+    def regain(self, run_id: str) -> None:
+        """Cluster mode: this server owns the run (again)."""
+        self._lost.discard(run_id)
+
+    def publish(self, events: Iterable[Event], *, remote: bool = False) -> None:
+        """Called with committed events only, in commit order; `remote`: events
+        another server committed (cluster mode), relayed from the database."""
+        if self._lost and not remote:
+            events = [event for event in events if event.run_id not in self._lost]
         recent = self._recent
         by_run: dict[str, list[Event]] = {}
         for event in events:

@@ -29,7 +29,7 @@ from podium.core.model import (
 from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import EventType, RunState
 
-__all__ = ["RunStore", "WorkflowStore"]
+__all__ = ["ClusterStore", "RunCommand", "RunStore", "WorkflowStore"]
 
 
 class WorkflowStore(Protocol):
@@ -214,4 +214,90 @@ class RunStore(WorkflowStore, Protocol):
         """Deletes runs with everything recorded about them (signals, callbacks and
         notifications included), in one
         transaction; how many existed."""
+        ...
+
+
+# A control request (CancelRun, ResolveApproval) for a run that another server
+# owns, queued in the database for the owner: (id, run_id, kind, body).
+RunCommand = tuple[int, str, str, dict[str, Any]]
+
+
+class ClusterStore(Protocol):
+    """Several servers on one database (cluster mode): server leases, run
+    ownership with fencing epochs, commands for a run's owner, and the
+    database-wide event feed. Times are wall-clock seconds of the caller.
+
+    A run's writes (RunStore.put_*) commit only while its owner row names this
+    server with the epoch it holds; a batch leaves a fenced run's rows out and
+    reports the run to the `on_lost` callback."""
+
+    @property
+    def server_id(self) -> str: ...
+
+    async def join(self, now: float, lease_seconds: float) -> list[str]:
+        """Registers this server's lease (durable on return) and takes back, with a
+        new epoch, the unfinished runs its id owned (a restart under the same id)."""
+        ...
+
+    async def renew(self, now: float, lease_seconds: float) -> None:
+        """Extends this server's lease to `now + lease_seconds` (re-registers it if
+        another server removed it as expired)."""
+        ...
+
+    async def leave(self) -> None:
+        """Removes this server's lease (a graceful stop): its runs are taken over at once."""
+        ...
+
+    async def take_over(self, now: float) -> list[str]:
+        """Claims, with epoch + 1, a fair share (orphaned / live servers, rounded up) of
+        the unfinished runs whose owner's lease expired before `now` or that have no
+        owner; removes expired leases no run names any more; returns the runs claimed."""
+        ...
+
+    def own_new_run(self, run_id: str) -> None:
+        """Makes this server the owner (epoch 1) of a run being created: the owner
+        row rides the batch of the run's first write."""
+        ...
+
+    def release_run(self, run_id: str) -> None:
+        """Stops holding a finished run (its owner row stays until the run is deleted)."""
+        ...
+
+    def forget_run(self, run_id: str) -> None:
+        """Stops holding a run locally (it was lost to another server)."""
+        ...
+
+    def on_lost(self, callback: Callable[[set[str]], None]) -> None:
+        """`callback(run_ids)` when a batch was refused for runs this server no longer owns."""
+        ...
+
+    async def lost_runs(self) -> set[str]:
+        """Runs held locally whose owner row now names another server or epoch."""
+        ...
+
+    async def post_command(self, run_id: str, kind: str, body: dict[str, Any], now: float) -> int:
+        """Queues a command for a run's owner; durable on return; its id."""
+        ...
+
+    async def pending_commands(self) -> list[RunCommand]:
+        """Commands not yet done for the runs this server owns, oldest first."""
+        ...
+
+    def finish_command(self, command_id: int, result: dict[str, Any]) -> None:
+        """Marks a command done with its result; rides the next commit."""
+        ...
+
+    async def command_result(self, command_id: int) -> dict[str, Any] | None:
+        """A done command's result, None while it is pending."""
+        ...
+
+    async def feed_position(self) -> int:
+        """The highest feed number committed (0 for none)."""
+        ...
+
+    async def events_after(self, position: int, limit: int) -> tuple[list[Event], int]:
+        """Events committed by other servers with a feed number above `position` (at
+        most `limit` read), in feed order, with their run's tenant; and the position
+        to read from next. A server reads forward only: each call from the position
+        the previous one returned (or `feed_position()` at the start)."""
         ...

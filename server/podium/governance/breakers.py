@@ -131,6 +131,10 @@ class CircuitBreaker:
         self._probing = False
         self._cause = ""
         self._last_failure = ""
+        # Cluster mode (breakers shared through the database): told of every
+        # change of state made here; the wall time of the last shared change known.
+        self.on_moved: Callable[[CircuitBreaker], None] | None = None
+        self.shared_changed = 0.0
 
     @property
     def state(self) -> BreakerState:
@@ -202,6 +206,28 @@ class CircuitBreaker:
         else:
             self._move(BreakerState.CLOSED, "reset")
 
+    def adopt(self, state: BreakerState, opened_ago: float = 0.0) -> None:
+        """Takes the state another server decided (cluster mode), without telling
+        anyone: OPEN as opened `opened_ago` seconds ago (its cooldown ends when the
+        other server's does), or CLOSED (its probe succeeded)."""
+        if state is BreakerState.OPEN:
+            self._state = BreakerState.OPEN
+            self._opened_at = self._clock.monotonic() - max(0.0, opened_ago)
+            self._probing = False
+        elif state is BreakerState.CLOSED and self._state is not BreakerState.CLOSED:
+            self._state = BreakerState.CLOSED
+            self._clear()
+
+    @property
+    def state_recorded(self) -> BreakerState:
+        """The state as last moved to (an elapsed cooldown not yet applied)."""
+        return self._state
+
+    @property
+    def probing(self) -> bool:
+        """Whether this server's probe is out (HALF_OPEN, its slot taken)."""
+        return self._probing
+
     def view(self) -> BreakerView:
         state = self.state
         self._prune()
@@ -260,6 +286,8 @@ class CircuitBreaker:
         # Called last, so a callback that reads the breaker sees the new state.
         if self._on_transition is not None and old is not new:
             self._on_transition(self.name, old.value, new.value, cause)
+        if self.on_moved is not None and old is not new:
+            self.on_moved(self)
 
 
 class BreakerBoard:
@@ -281,12 +309,15 @@ class BreakerBoard:
         self._on_transition = on_transition
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._known: frozenset[str] = frozenset()
+        # Cluster mode: given to every breaker (see CircuitBreaker.on_moved).
+        self.on_moved: Callable[[CircuitBreaker], None] | None = None
 
     def breaker(self, name: str, tenant: str = DEFAULT_TENANT) -> CircuitBreaker:
         breaker = self._breakers.get((tenant, name))
         if breaker is None:
             settings = self._overrides.get(name, self._default)
             breaker = CircuitBreaker(name, settings, self._clock, self._on_transition, tenant)
+            breaker.on_moved = self.on_moved
             self._breakers[(tenant, name)] = breaker
         return breaker
 

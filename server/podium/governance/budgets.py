@@ -387,6 +387,11 @@ class BudgetLedger:
 
     # -- reading ------------------------------------------------------------
 
+    def limit(self, name: str) -> Decimal | None:
+        """A configured budget's limit (None: no such budget, or a run's)."""
+        budget = self._budgets.get(name)
+        return None if budget is None else budget.limit
+
     def spent(self, name: str, period_key: str | None = None) -> Decimal:
         """Settled spend of a budget in a period (default: the current one)."""
         return self._settled.get(self._key(name, period_key), ZERO)

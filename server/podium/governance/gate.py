@@ -47,6 +47,8 @@ from podium.plugins.api import (
 
 __all__ = ["DEFAULT_MAX_TOKENS", "Caller", "GateObserver", "LlmGate", "NullObserver"]
 
+# Cluster mode: how soon a call asks again while another server's probe is out.
+PROBE_RETRY = 0.1
 # What the gate reserves for output when a call sets no max_tokens (and then
 # sends to the provider, so that the reservation is a true bound).
 DEFAULT_MAX_TOKENS = 1024
@@ -181,9 +183,13 @@ class LlmGate:
                 last = index == len(targets) - 1
                 breakers = self._breakers(target)
                 refusing = self._refusing(breakers)
+                default_wait = 0.0
+                if not refusing and self._governance.shared:
+                    refusing = await self._probed_elsewhere(breakers)
+                    default_wait = PROBE_RETRY
                 if refusing:
                     retry = [b.retry_in() for b in refusing]
-                    wait = max((r for r in retry if r is not None), default=0.0)
+                    wait = max((r for r in retry if r is not None), default=default_wait)
                     earliest = wait if earliest is None else min(earliest, wait)
                     blocked = blocked or refusing[0].name
                     continue
@@ -253,6 +259,16 @@ class LlmGate:
         self._announce(seen)
         return refusing
 
+    async def _probed_elsewhere(self, breakers: list[CircuitBreaker]) -> list[CircuitBreaker]:
+        """Cluster mode: the half-open breakers whose probe another server holds
+        (this server's probe slots are handed back); none when this one may probe."""
+        probes = [b for b in breakers if b.probing]
+        if not probes or await self._governance.claim_probes(probes):
+            return []
+        for breaker in probes:
+            breaker.record_ignored()
+        return probes
+
     def _record(self, breakers: list[CircuitBreaker], outcome: Outcome, cause: str) -> None:
         with self._governance.transitions() as seen:
             for breaker in breakers:
@@ -303,9 +319,21 @@ class LlmGate:
                 code=QUOTA_EXCEEDED,
                 retryable=not error.detail,
             ) from None
+        shared = None
+        settled = False
+        try:
+            # Cluster mode: the quotas of every server together (the database's).
+            shared = await governance.admit_shared(demand, on_wait)
+        except BaseException as error:
+            governance.quotas.settle(admission, 0, 0)
+            governance.quotas.release(admission)
+            if isinstance(error, QuotaTimeout):
+                raise AgentError(
+                    f"quota {error.reason} cannot admit this call", code=QUOTA_EXCEEDED
+                ) from None
+            raise
         if waited:
             observer.resumed(waited[0])
-        settled = False
         try:
             worst = governance.prices.worst_case(
                 target.provider, target.model, input_estimate, max_tokens
@@ -326,8 +354,10 @@ class LlmGate:
                     attempt=caller.attempt,
                     item=caller.item,
                 )
-            except BaseException:
+            except BaseException as error:
                 governance.release(reservation)
+                if isinstance(error, BudgetExceeded):  # shared budgets (cluster mode)
+                    raise AgentError(str(error), code=BUDGET_EXCEEDED, retryable=False) from None
                 raise
             observer.calling(target.provider, target.model)
             try:
@@ -368,6 +398,7 @@ class LlmGate:
             usage = completion.usage.copy()
             usage.calls = max(usage.calls, 1)
             governance.quotas.settle(admission, usage.input_tokens, usage.output_tokens)
+            governance.settle_shared(shared, usage.input_tokens, usage.output_tokens)
             settled = True
             # The settlement (spend, reservation closed) and the LLM_CALL event
             # below ride one transaction: nothing awaits in between.
@@ -383,6 +414,7 @@ class LlmGate:
         finally:
             if not settled:
                 governance.quotas.settle(admission, 0, 0)
+            governance.settle_shared(shared, 0, 0)  # the leases, if not settled above
             governance.quotas.release(admission)
 
     async def _reserve(self, call: CallScopes, worst: Decimal) -> Reservation:

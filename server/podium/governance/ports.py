@@ -16,7 +16,6 @@ as well as one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -122,24 +121,69 @@ class GovernanceStore(Protocol):
         """Stores a reservation; rides the next commit (await `commit`)."""
         ...
 
+    def close_reservation(self, reservation_id: str) -> None:
+        """Deletes a reservation (settled or released); rides the next commit."""
+        ...
+
     async def reserve_within(
         self,
         reservation_id: str,
         run_id: str,
         amount: Decimal,
         body: dict[str, Any],
-        limits: Mapping[tuple[str, str], Decimal],
-    ) -> bool:
-        """Stores a reservation only if, for every (budget, period_key) in `limits`, the
-        settled spend in it plus the open reservations whose body lists it (`keys`) plus
-        `amount` stays within its limit. The check and the insert are one transaction,
-        atomic against every store on the same database (several servers included, when
-        each reserves through this method); durable when it returns True; False stores
-        nothing."""
+        limits: list[tuple[str, str, Decimal]],
+    ) -> tuple[str, Decimal, Decimal] | None:
+        """Stores a reservation, durable on return, in one transaction that checks each
+        (budget, period_key, limit): settled spend plus the open reservations holding
+        that key (their body's `keys`) plus `amount` within the limit, atomic against
+        every store on the same database (what cluster mode reserves through). If one
+        cannot hold it, stores nothing and returns (budget, spent, reserved) of the
+        first."""
         ...
 
-    def close_reservation(self, reservation_id: str) -> None:
-        """Deletes a reservation (settled or released); rides the next commit."""
+    async def take_shared(
+        self,
+        takes: list[tuple[str, float, float, float]],
+        leases: list[tuple[str, int]],
+        lease_id: str,
+        now: float,
+    ) -> float | None:
+        """Cluster mode: in one transaction, all or nothing, takes `amount` from each
+        shared rate bucket (name, amount, rate_per_second, capacity), refilled at its
+        rate since its last change and created full, and one lease of each
+        (name, max_concurrent) under `lease_id`, counting only the leases of servers
+        whose lease is live. None when taken; else seconds to wait before trying
+        again (inf: the amount exceeds a capacity; 0: a lease blocks, try again
+        after a poll). `now`: wall-clock seconds."""
+        ...
+
+    def adjust_shared(self, name: str, amount: float, capacity: float) -> None:
+        """Gives `amount` back to a shared bucket (a negative amount debits it), up to
+        its capacity; rides the next commit."""
+        ...
+
+    def release_shared(self, lease_id: str) -> None:
+        """Drops the leases taken under `lease_id`; rides the next commit."""
+        ...
+
+    def publish_breaker(self, tenant: str, name: str, state: str, changed_time: float) -> None:
+        """Cluster mode: a breaker's state (OPEN or CLOSED) as this server decided it
+        at `changed_time` (wall clock), for the others; clears its probe claim;
+        rides the next commit."""
+        ...
+
+    async def breaker_states(self) -> list[tuple[str, str, str, float]]:
+        """Cluster mode: every published breaker's last change (tenant, name, state,
+        changed_time)."""
+        ...
+
+    async def claim_probe(
+        self, tenant: str, name: str, changed_time: float, now: float, hold: float
+    ) -> bool:
+        """Cluster mode: takes the probe of a breaker OPEN since `changed_time` for
+        this server until `now + hold`; durable on return. True if taken, or if no
+        server published the breaker (its probe is local); False if another server
+        holds the probe or the breaker changed since."""
         ...
 
     async def open_reservations(self) -> list[ReservationRow]:

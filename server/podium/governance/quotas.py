@@ -238,6 +238,13 @@ class QuotaBook:
         # A larger max_concurrent may admit a waiter right away.
         self._wake_lease_waiters()
 
+    def rate_limit(self, name: str) -> RateLimit | None:
+        return self._limits.get(name)
+
+    def concurrency_limit(self, name: str) -> ConcurrencyLimit | None:
+        pool = self._pools.get(name)
+        return None if pool is None else pool.limit
+
     def drain(self) -> None:
         """Empties every rate bucket (a restart: see TokenBucket.drain)."""
         now = self._clock.monotonic()

@@ -7,12 +7,15 @@ restarts; deleting a file-defined entry at runtime stores a tombstone.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import datetime
 import logging
+import math
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -21,10 +24,11 @@ from pydantic import ValidationError
 
 from podium.core.clock import Clock
 from podium.core.model import DEFAULT_TENANT
-from podium.governance.breakers import BreakerBoard, BreakerSettings
+from podium.governance.breakers import BreakerBoard, BreakerSettings, BreakerState, CircuitBreaker
 from podium.governance.budgets import (
     Budget,
     BudgetError,
+    BudgetExceeded,
     BudgetLedger,
     BudgetView,
     Reservation,
@@ -41,7 +45,16 @@ from podium.governance.policy import (
 )
 from podium.governance.ports import GovernanceStore, OpenReservation, OverrideKind, SpendRow
 from podium.governance.prices import Price, PriceTable
-from podium.governance.quotas import ConcurrencyLimit, LeaseView, QuotaBook, RateLimit, RateView
+from podium.governance.quotas import (
+    ConcurrencyLimit,
+    Demand,
+    LeaseView,
+    QuotaBook,
+    QuotaTimeout,
+    RateLimit,
+    RateView,
+    Take,
+)
 from podium.governance.scopes import CallScopes, Scope
 from podium.governance.spend import ReportPeriod, SpendReport, month_start, spend_report
 
@@ -70,13 +83,45 @@ class BudgetStatus:
     view: BudgetView | None
 
 
+# Shared quotas: how often a call waiting for a lease or a refill asks again.
+SHARED_QUOTA_POLL = 0.05
+SHARED_QUOTA_MAX_WAIT = 1.0
+# Shared breakers: how long a probe claim holds at least (a server that dies
+# while probing frees it then; a probe call longer than this lets a second one in).
+PROBE_HOLD_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class SharedAdmission:
+    """What a call took from the shared quotas (cluster mode)."""
+
+    lease_id: str
+    takes: tuple[tuple[Take, RateLimit], ...]
+    leases: bool
+    done: bool = False
+
+
 _collector: contextvars.ContextVar[list[Transition] | None] = contextvars.ContextVar(
     "podium_breaker_transitions", default=None
 )
 
 
 class Governance:
-    def __init__(self, policy: Policy, clock: Clock, store: GovernanceStore | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        clock: Clock,
+        store: GovernanceStore | None = None,
+        *,
+        shared: bool = False,
+    ) -> None:
+        """`shared` (cluster mode: several servers on one database): each budget
+        reservation is checked against the database's spend and open reservations in
+        the transaction that stores it, and the reservations other servers hold are
+        theirs (a stopped server's are adopted with its runs, `adopt_left_open`)."""
+        if shared and store is None:
+            raise ValueError("shared governance needs a store")
+        self.shared = shared
         self.policy = policy
         self.clock = clock
         self._store = store
@@ -93,6 +138,8 @@ class Governance:
             clock,
             on_transition=self._on_transition,
         )
+        if shared:
+            self.breakers.on_moved = self._breaker_moved
         self._pending_spend: list[tuple[str, str, Decimal]] = []
         # Reservations a crash left open, by run, until the run is resumed
         # (or recovery ends) and charges them at their worst case.
@@ -116,15 +163,131 @@ class Governance:
         self.ledger.load(await self._store.budget_spend())
         self._apply()
         # Calls in flight at a crash: their bill is unknown, so they hold
-        # their worst case in every budget until charged (fail closed).
+        # their worst case in every budget until charged (fail closed). In a
+        # cluster, open rows may be calls other servers have in flight now.
+        if not self.shared:
+            for row in await self._store.open_reservations():
+                self._adopt(OpenReservation.from_row(row))
+        if await self._store.note_start() and not self.shared:
+            # What the buckets handed out before the restart is unknown. (In a
+            # cluster the shared buckets in the database decide, across restarts.)
+            self.quotas.drain()
+
+    def _adopt(self, stored: OpenReservation) -> None:
+        reservation = Reservation(stored.amount, stored.run_id, stored.keys, id=stored.id)
+        self.ledger.restore(reservation)
+        self._left_open.setdefault(stored.run_id, []).append((stored, reservation))
+
+    async def adopt_left_open(self, run_ids: list[str]) -> None:
+        """Cluster mode: runs taken over from a stopped server bring the calls it had
+        in flight (their reservations), charged when each run resumes."""
+        if self._store is None or not self.shared:
+            return
+        wanted = set(run_ids)
+        known = {stored.id for held in self._left_open.values() for stored, _ in held}
         for row in await self._store.open_reservations():
             stored = OpenReservation.from_row(row)
-            reservation = Reservation(stored.amount, stored.run_id, stored.keys, id=stored.id)
-            self.ledger.restore(reservation)
-            self._left_open.setdefault(stored.run_id, []).append((stored, reservation))
-        if await self._store.note_start():
-            # What the buckets handed out before the restart is unknown.
-            self.quotas.drain()
+            if stored.run_id in wanted and stored.id not in known:
+                self._adopt(stored)
+
+    # -- shared quotas (cluster mode) ------------------------------------------------
+
+    async def admit_shared(
+        self, demand: Demand, on_wait: Callable[[str], None] | None = None
+    ) -> SharedAdmission | None:
+        """Cluster mode: takes the demand's rate and concurrency quotas in the
+        database too, waiting until it fits (after the local admission: what one
+        server admits never exceeds what all of them may). None outside cluster
+        mode or when no quota applies. QuotaTimeout if it can never fit."""
+        if not self.shared or self._store is None:
+            return None
+        takes = []
+        for take in demand.takes:
+            limit = self.quotas.rate_limit(take.limit)
+            if limit is not None:
+                takes.append((take, limit))
+        leases = []
+        for name in demand.leases:
+            concurrency = self.quotas.concurrency_limit(name)
+            if concurrency is not None:
+                leases.append((name, concurrency.max_concurrent))
+        if not takes and not leases:
+            return None
+        rows = [(t.limit, t.amount, lim.rate_per_second, lim.capacity) for t, lim in takes]
+        lease_id = uuid.uuid4().hex
+        waiting = False
+        while True:
+            wait = await self._store.take_shared(rows, leases, lease_id, time.time())
+            if wait is None:
+                return SharedAdmission(lease_id, tuple(takes), bool(leases))
+            reason = f"quota:{(takes[0][0].limit if takes else leases[0][0])}"
+            if wait == math.inf:
+                raise QuotaTimeout(reason)
+            if not waiting and on_wait is not None:
+                on_wait(reason)
+            waiting = True
+            await asyncio.sleep(min(max(wait, SHARED_QUOTA_POLL), SHARED_QUOTA_MAX_WAIT))
+
+    def settle_shared(
+        self, admission: SharedAdmission | None, actual_input: int, actual_output: int
+    ) -> None:
+        """Gives back the unused part of the shared token takes (or debits an
+        overrun), and the leases: rides the next commit. Once only."""
+        if admission is None or admission.done or self._store is None:
+            return
+        admission.done = True
+        actual = {
+            "input_tokens": float(actual_input),
+            "output_tokens": float(actual_output),
+            "tokens": float(actual_input + actual_output),
+        }
+        for take, limit in admission.takes:
+            if take.dimension != "requests":
+                unused = take.amount - actual[take.dimension]
+                if unused:
+                    self._store.adjust_shared(take.limit, unused, limit.capacity)
+        if admission.leases:
+            self._store.release_shared(admission.lease_id)
+
+    # -- shared breakers (cluster mode) ----------------------------------------------
+
+    def _breaker_moved(self, breaker: CircuitBreaker) -> None:
+        """A breaker changed state here: the others adopt it at their next sync.
+        HALF_OPEN is not shared: every server derives it from the same cooldown."""
+        if self._store is None:
+            return
+        state = breaker.state_recorded
+        if state is BreakerState.HALF_OPEN:
+            return
+        changed = max(time.time(), breaker.shared_changed + 1e-6)
+        breaker.shared_changed = changed
+        self._store.publish_breaker(breaker.tenant, breaker.name, state.value, changed)
+
+    async def sync_breakers(self) -> None:
+        """Cluster mode: adopts the breaker changes other servers published since
+        the last sync (an open with its cooldown's end, a close after a probe)."""
+        if not self.shared or self._store is None:
+            return
+        now = time.time()
+        for tenant, name, state, changed in await self._store.breaker_states():
+            breaker = self.breakers.breaker(name, tenant)
+            if changed > breaker.shared_changed:
+                breaker.shared_changed = changed
+                breaker.adopt(BreakerState(state), now - changed)
+
+    async def claim_probes(self, probes: list[CircuitBreaker]) -> bool:
+        """Cluster mode: whether this server may send the probe of each half-open
+        breaker (no other server holds it): one probe decides for all."""
+        if not self.shared or self._store is None:
+            return True
+        now = time.time()
+        for breaker in probes:
+            hold = max(breaker.settings.cooldown, PROBE_HOLD_SECONDS)
+            if not await self._store.claim_probe(
+                breaker.tenant, breaker.name, breaker.shared_changed, now, hold
+            ):
+                return False
+        return True
 
     # -- breaker transitions ---------------------------------------------------------
 
@@ -337,8 +500,26 @@ class Governance:
             item=item,
             tenant=call.tenant,
         )
+        if self.shared:
+            await self._reserve_shared(reservation, stored)
+            return
         self._store.open_reservation(*stored.row())
         await self._store.commit()
+
+    async def _reserve_shared(self, reservation: Reservation, stored: OpenReservation) -> None:
+        """The database decides: settled + reserved + this call within every
+        configured budget, across servers (a run's own budget is its owner's)."""
+        assert self._store is not None
+        limits = []
+        for name, period_key in reservation.keys:
+            limit = self.ledger.limit(name)
+            if limit is not None:
+                limits.append((name, period_key, limit))
+        refused = await self._store.reserve_within(*stored.row(), limits)
+        if refused is not None:
+            name, spent, reserved = refused
+            limit = self.ledger.limit(name) or Decimal(0)
+            raise BudgetExceeded(name, limit, spent, reserved, reservation.amount)
 
     def release(self, reservation: Reservation) -> None:
         """Drops a reservation without spend (the call never reached the provider)."""

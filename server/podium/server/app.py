@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,7 @@ from podium.egress import webhooks
 from podium.egress.client import EgressClient
 from podium.egress.destinations import DestinationPolicy
 from podium.egress.settings import EgressSettings
+from podium.engine.cluster import ClusterSettings
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.notifier import Notifier
 from podium.engine.retention import Pruner, default_interval
@@ -58,6 +61,7 @@ from podium.store.postgres.connection import is_postgres_url, redact
 from podium.store.postgres.governance_store import PostgresGovernanceStore
 from podium.store.postgres.identity_store import PostgresIdentityStore
 from podium.store.postgres.store import PostgresStore
+from podium.store.sqlite.cluster import SqliteCluster
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.ownership import DatabaseLock
@@ -195,6 +199,8 @@ async def start_server(
     security: SecurityConfig | None = None,
     http: HttpSettings | None = None,
     egress: EgressSettings | None = None,
+    cluster: ClusterSettings | None = None,
+    server_id: str = "",
 ) -> PodiumServer:
     """Opens the store, loads plugins, starts serving and resumes unfinished runs.
 
@@ -220,6 +226,9 @@ async def start_server(
     on `http.address` (the same loopback rule holds there).
     `egress`: secrets and allowed private networks of outbound calls (the `http`
     agent, completion notifications); None: no secrets, public addresses only.
+    `cluster`: serve in cluster mode, with other servers on the same database
+    file (docs/cluster.md): no exclusive lock, runs owned through leases.
+    `server_id` names this server among them ("": a new random id).
     """
     security = security or SecurityConfig()
     check_address(address, security)
@@ -252,6 +261,8 @@ async def start_server(
             telemetry=telemetry or telemetry_setup.off(),
             http=http,
             egress=egress or EgressSettings(),
+            cluster=cluster,
+            server_id=server_id,
         )
     except BaseException:
         server_limits.release()
@@ -277,16 +288,27 @@ async def _open_and_serve(
     telemetry: telemetry_setup.TelemetryRuntime,
     http: HttpSettings | None,
     egress: EgressSettings,
+    cluster: ClusterSettings | None,
+    server_id: str,
 ) -> PodiumServer:
     started = time.time()
     store: Store
     if is_postgres_url(db_path):
+        if cluster is not None:
+            raise ValueError("--cluster runs on a SQLite file for now, not on PostgreSQL")
         # One server per database: the store takes an advisory lock (exclusive).
         store = PostgresStore(db_path)
         lock = None
+        server_id = ""
     else:
-        store = SqliteStore(db_path, synchronous=synchronous)  # checks its arguments first
-        lock = None if db_path == MEMORY else DatabaseLock(db_path)
+        if cluster is not None:
+            server_id = server_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        else:
+            server_id = ""
+        # Checks its arguments first (cluster mode needs a file).
+        store = SqliteStore(db_path, synchronous=synchronous, server_id=server_id)
+        # One server per file, unless in cluster mode: then leases and fencing share it.
+        lock = None if db_path == MEMORY or cluster is not None else DatabaseLock(db_path)
     if lock is not None:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
@@ -316,6 +338,7 @@ async def _open_and_serve(
             jwt=jwt,
             http=http,
             egress=egress,
+            cluster=cluster,
         )
     except BaseException:
         # Whatever failed, nothing may keep running: the store's threads would
@@ -346,6 +369,7 @@ async def _serve_store(
     jwt: JwtVerifier | None,
     http: HttpSettings | None,
     egress: EgressSettings,
+    cluster: ClusterSettings | None,
 ) -> PodiumServer:
     report = plugins if plugins is not None else load_plugins(agents=not remote_agents_only)
     outbound = EgressClient(DestinationPolicy(egress.allow), egress.secrets)
@@ -359,7 +383,12 @@ async def _serve_store(
         report.registry.add_agent(HttpAgent(outbound), BUILTIN_PLUGIN)
     for failed in report.failed:
         log.warning("plugin %s failed to load: %s", failed.name, failed.error)
-    governance = Governance(policy or Policy(), clock or SystemClock(), _governance_store(store))
+    governance = Governance(
+        policy or Policy(),
+        clock or SystemClock(),
+        _governance_store(store),
+        shared=cluster is not None,
+    )
     await governance.load()
     _configure_providers(report, policy or Policy())
     contribute_provider_prices(governance.prices, (e.provider for e in report.registry.providers))
@@ -380,6 +409,10 @@ async def _serve_store(
         clock=governance.clock,
         max_running_steps=max_running_steps,
         observer=telemetry.telemetry,
+        cluster=SqliteCluster(store)
+        if cluster is not None and isinstance(store, SqliteStore)
+        else None,
+        cluster_settings=cluster,
     )
     engine.notifier = Notifier(
         store,

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from typing import Any
 from podium.core.limits import LimitError, Limits
 from podium.egress.secrets import SecretError
 from podium.egress.settings import EgressSettings
+from podium.engine.cluster import DEFAULT_LEASE_SECONDS, DEFAULT_POLL_SECONDS, ClusterSettings
 from podium.governance.policy import Policy, PolicyError, load_policy
 from podium.identity.jwt_settings import JwtSettings
 from podium.server import loop
@@ -24,6 +26,9 @@ from podium.telemetry import setup
 from podium.telemetry.logs import configure_logging
 
 log = logging.getLogger("podium.server")
+
+MAX_LEASE_SECONDS = 3600.0
+SERVER_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 def run_server(
@@ -42,6 +47,7 @@ def run_server(
     http_address: str = "",
     http_cors_origins: tuple[str, ...] = (),
     egress_options: Mapping[str, list[str]] | None = None,
+    cluster_options: dict[str, Any] | None = None,
 ) -> int:
     """Serves until a signal arrives; returns the process exit code.
 
@@ -52,7 +58,9 @@ def run_server(
     `metrics_address`: host:port of a Prometheus /metrics endpoint ("": none);
     traces and metrics go to OTLP when the standard OTEL_* variables say so.
     `http_address`: host:port of the HTTP API and web console ("": none), whose pages may be
-    called from `http_cors_origins`."""
+    called from `http_cors_origins`. `cluster_options` (server_id, lease_seconds,
+    poll_seconds): cluster mode (docs/cluster.md); None serves alone, holding the database
+    file's lock."""
     configure_logging(log_level, log_format, sys.stderr)
     telemetry_settings = setup.TelemetrySettings.from_env(metrics_address)
     if metrics_address:
@@ -72,6 +80,9 @@ def run_server(
         elif http_cors_origins:
             raise ValueError("--http-cors-origin needs --http-address")
         egress = EgressSettings.parse(**(egress_options or {}))
+        cluster, server_id = cluster_config(cluster_options)
+        if cluster is not None and db_path == ":memory:":
+            raise ValueError("--cluster needs a database file, not :memory:")
     except (LimitError, SecretError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -97,6 +108,8 @@ def run_server(
                 telemetry_settings,
                 http,
                 egress,
+                cluster,
+                server_id,
             )
         )
     except OSError as error:
@@ -117,6 +130,8 @@ async def _serve(
     telemetry_settings: setup.TelemetrySettings,
     http: HttpSettings | None,
     egress: EgressSettings,
+    cluster: ClusterSettings | None,
+    server_id: str,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -136,6 +151,8 @@ async def _serve(
             telemetry=telemetry,
             http=http,
             egress=egress,
+            cluster=cluster,
+            server_id=server_id,
         )
     except PolicyError as error:
         # Stored runtime changes conflict with the file (e.g. a budget limit
@@ -166,6 +183,22 @@ async def _serve(
     await server.stop(grace_seconds)
     log.info("stopped")
     return 0
+
+
+def cluster_config(options: dict[str, Any] | None) -> tuple[ClusterSettings | None, str]:
+    """Cluster settings from `podium serve`'s options (ValueError naming a bad one)."""
+    if options is None:
+        return None, ""
+    lease = float(options.get("lease_seconds", DEFAULT_LEASE_SECONDS))
+    poll = float(options.get("poll_seconds", DEFAULT_POLL_SECONDS))
+    if not 0 < lease <= MAX_LEASE_SECONDS:
+        raise ValueError(f"--lease must be above 0 and at most {MAX_LEASE_SECONDS:g} seconds")
+    if not 0 < poll <= lease / 4:
+        raise ValueError("--cluster-poll must be above 0 and at most a quarter of --lease")
+    server_id = str(options.get("server_id", ""))
+    if server_id and not SERVER_ID.fullmatch(server_id):
+        raise ValueError("--server-id must match [A-Za-z0-9_.-]{1,100}")
+    return ClusterSettings(lease_seconds=lease, poll_seconds=poll), server_id
 
 
 def security_config(options: dict[str, Any]) -> SecurityConfig:

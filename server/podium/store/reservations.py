@@ -22,14 +22,15 @@ def reserved_in(rows: Iterable[tuple[int, str]], keys: Iterable[Key]) -> dict[Ke
     return totals
 
 
-def fits(
+def first_refusal(
     limits: Mapping[Key, int],
     spent: Mapping[Key, int],
     reserved: Mapping[Key, int],
     amount_nanos: int,
-) -> bool:
-    """Whether settled + reserved + the new amount stays within every limit."""
-    return all(
-        spent.get(key, 0) + reserved.get(key, 0) + amount_nanos <= limit
-        for key, limit in limits.items()
-    )
+) -> Key | None:
+    """The first key (in key order) where settled + reserved + the new amount
+    passes its limit, or None when it fits every one."""
+    for key in sorted(limits):
+        if spent.get(key, 0) + reserved.get(key, 0) + amount_nanos > limits[key]:
+            return key
+    return None

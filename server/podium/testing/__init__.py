@@ -27,6 +27,7 @@ Modules, one concept each:
 - stubs: typed stubs of every service on one channel
 - workflows, runs, events, errors, values: building requests and reading answers
 - waiting: polling for a state instead of sleeping (and HANG_TIMEOUT)
+- cluster: several `podium serve --cluster` processes on one database
 - workers: `podium worker` as a subprocess, waiting until workers serve an agent
 
 `ManualClock` (from podium.core.clock) moves only when the test advances it:
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 from podium.core.clock import ManualClock
 from podium.testing.agents import BarrierAgent, HoldAgent
+from podium.testing.cluster import Cluster
 from podium.testing.errors import error_info, error_status, field_violations
 from podium.testing.events import FINAL_EVENT_TYPES, index_of, of_type, sequences
 from podium.testing.fake_context import FakeStepContext, ProgressReport, ToolUse
@@ -81,6 +83,7 @@ __all__ = [
     "FOREVER_MS",
     "HANG_TIMEOUT",
     "BarrierAgent",
+    "Cluster",
     "DirectLlmGateway",
     "FakeStepContext",
     "HoldAgent",

@@ -356,13 +356,28 @@ def in_budgets(*keys: tuple[str, str]) -> dict[str, Any]:
     return {"keys": [list(key) for key in keys], "provider": "p"}
 
 
+async def reserved(
+    store: GovernanceStore,
+    reservation_id: str,
+    run_id: str,
+    amount: Decimal,
+    body: dict[str, Any],
+    limits: dict[tuple[str, str], Decimal],
+) -> bool:
+    """Whether `reserve_within` stored the reservation (it returns the refusal, or None)."""
+    refusal = await store.reserve_within(
+        reservation_id, run_id, amount, body, [(*key, limit) for key, limit in limits.items()]
+    )
+    return refusal is None
+
+
 async def test_a_reservation_within_its_limits_is_stored_durably(
     backend: StoreFactory, tmp_path: Path
 ) -> None:
     async with backend(tmp_path) as first:
         body = in_budgets(("run:r1", ""), DAILY)
-        assert await first.governance.reserve_within(
-            "a", "r1", Decimal("2.5"), body, {DAILY: Decimal(10)}
+        assert await reserved(
+            first.governance, "a", "r1", Decimal("2.5"), body, {DAILY: Decimal(10)}
         )
         assert await first.governance.open_reservations() == [("a", "r1", Decimal("2.5"), body)]
         if not first.shared:
@@ -379,17 +394,17 @@ async def test_settled_spend_and_open_reservations_count_against_the_limit(
     governance_store.open_reservation("held", "r0", Decimal(3), in_budgets(DAILY))
     await governance_store.commit()
 
-    assert await governance_store.reserve_within("a", "r1", Decimal(3), in_budgets(DAILY), limit)
+    assert await reserved(governance_store, "a", "r1", Decimal(3), in_budgets(DAILY), limit)
     # 4 settled + 3 + 3 reserved: not a nanodollar more.
-    assert not await governance_store.reserve_within(
-        "b", "r1", Decimal("0.000000001"), in_budgets(DAILY), limit
+    assert not await reserved(
+        governance_store, "b", "r1", Decimal("0.000000001"), in_budgets(DAILY), limit
     )
     assert sorted(r[0] for r in await governance_store.open_reservations()) == ["a", "held"]
 
     # Closing one (settled or released) frees its amount.
     governance_store.close_reservation("held")
     await governance_store.commit()
-    assert await governance_store.reserve_within("b", "r1", Decimal(3), in_budgets(DAILY), limit)
+    assert await reserved(governance_store, "b", "r1", Decimal(3), in_budgets(DAILY), limit)
 
 
 async def test_only_reservations_and_spend_in_the_same_budget_period_count(
@@ -401,8 +416,8 @@ async def test_only_reservations_and_spend_in_the_same_budget_period_count(
     governance_store.open_reservation("x", "r0", Decimal(100), in_budgets(other_day))
     await governance_store.commit()
 
-    assert await governance_store.reserve_within(
-        "a", "r1", Decimal(10), in_budgets(DAILY), {DAILY: Decimal(10)}
+    assert await reserved(
+        governance_store, "a", "r1", Decimal(10), in_budgets(DAILY), {DAILY: Decimal(10)}
     )
 
 
@@ -413,9 +428,9 @@ async def test_every_limit_must_hold_and_none_is_no_check(
     limits = {DAILY: Decimal(10), monthly: Decimal(5)}
     body = in_budgets(DAILY, monthly)
 
-    assert not await governance_store.reserve_within("a", "r1", Decimal(6), body, limits)
-    assert await governance_store.reserve_within("b", "r1", Decimal(5), body, limits)
-    assert await governance_store.reserve_within("c", "r1", Decimal(10**6), body, {})
+    assert not await reserved(governance_store, "a", "r1", Decimal(6), body, limits)
+    assert await reserved(governance_store, "b", "r1", Decimal(5), body, limits)
+    assert await reserved(governance_store, "c", "r1", Decimal(10**6), body, {})
     assert sorted(r[0] for r in await governance_store.open_reservations()) == ["b", "c"]
 
 
@@ -435,8 +450,8 @@ async def test_concurrent_reservations_never_exceed_the_limit(
 
         results = await asyncio.gather(
             *(
-                stores[n % len(stores)].reserve_within(
-                    f"r{n}", "run", Decimal(1), in_budgets(DAILY), limit
+                reserved(
+                    stores[n % len(stores)], f"r{n}", "run", Decimal(1), in_budgets(DAILY), limit
                 )
                 for n in range(30)
             )

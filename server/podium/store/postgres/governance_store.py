@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from podium.store.codec import from_nanos, to_nanos
 from podium.store.postgres.store import PostgresStore
-from podium.store.reservations import fits, reserved_in
+from podium.store.reservations import first_refusal, reserved_in
 
 
 class PostgresGovernanceStore:
@@ -105,12 +104,13 @@ class PostgresGovernanceStore:
         run_id: str,
         amount: Decimal,
         body: dict[str, Any],
-        limits: Mapping[tuple[str, str], Decimal],
-    ) -> bool:
+        limits: list[tuple[str, str, Decimal]],
+    ) -> tuple[str, Decimal, Decimal] | None:
         failure = self._store.writer.failure
         if failure is not None:
             raise failure
-        keys = sorted(limits)
+        ceilings = {(name, period): to_nanos(limit) for name, period, limit in limits}
+        keys = sorted(ceilings)
         budgets = [key[0] for key in keys]
         periods = [key[1] for key in keys]
         nanos = to_nanos(amount)
@@ -138,9 +138,14 @@ class PostgresGovernanceStore:
             # Open reservations are calls in flight: few, read whole.
             held = await conn.fetch("SELECT amount_nanos, body FROM budget_reservations")
             reserved = reserved_in(((int(r[0]), r[1]) for r in held), keys)
-            ceilings = {key: to_nanos(limit) for key, limit in limits.items()}
-            if not fits(ceilings, spent, reserved, nanos):
-                return False
+            refused = first_refusal(ceilings, spent, reserved, nanos)
+            if refused is not None:
+                budget, _ = refused
+                return (
+                    budget,
+                    from_nanos(spent.get(refused, 0)),
+                    from_nanos(reserved.get(refused, 0)),
+                )
             await conn.execute(
                 "INSERT INTO budget_reservations (id, run_id, amount_nanos, body) "
                 "VALUES ($1, $2, $3, $4)",
@@ -149,12 +154,43 @@ class PostgresGovernanceStore:
                 nanos,
                 json.dumps(body),
             )
-        return True
+        return None
 
     def close_reservation(self, reservation_id: str) -> None:
         self._store.writer.execute(
             "DELETE FROM budget_reservations WHERE id = $1", (reservation_id,)
         )
+
+    # -- cluster mode's shared quotas and breakers: not on PostgreSQL yet -----------
+    # `podium serve --cluster` runs on a SQLite file only (server.app refuses it with a
+    # PostgreSQL URL), so a single server never calls these; they refuse plainly rather
+    # than pretend.
+
+    async def take_shared(
+        self,
+        takes: list[tuple[str, float, float, float]],
+        leases: list[tuple[str, int]],
+        lease_id: str,
+        now: float,
+    ) -> float | None:
+        raise _cluster_unsupported()
+
+    def adjust_shared(self, name: str, amount: float, capacity: float) -> None:
+        raise _cluster_unsupported()
+
+    def release_shared(self, lease_id: str) -> None:
+        raise _cluster_unsupported()
+
+    def publish_breaker(self, tenant: str, name: str, state: str, changed_time: float) -> None:
+        raise _cluster_unsupported()
+
+    async def breaker_states(self) -> list[tuple[str, str, str, float]]:
+        raise _cluster_unsupported()
+
+    async def claim_probe(
+        self, tenant: str, name: str, changed_time: float, now: float, hold: float
+    ) -> bool:
+        raise _cluster_unsupported()
 
     async def open_reservations(self) -> list[tuple[str, str, Decimal, dict[str, Any]]]:
         rows = await self._store.fetch(
@@ -178,3 +214,7 @@ def _table(kind: str) -> str:
     if kind not in ("quotas", "budgets"):
         raise ValueError(kind)
     return f"governance_{kind}"
+
+
+def _cluster_unsupported() -> NotImplementedError:
+    return NotImplementedError("cluster mode runs on a SQLite file; PostgreSQL serves alone")

@@ -284,6 +284,56 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX notifications_pending ON notifications (state) WHERE state = 'PENDING';
     """,
+    # 11: several servers on one database (cluster mode): each live server's lease,
+    # each unfinished run's owner and fencing epoch, control commands for a run's
+    # owner (CancelRun, ResolveApproval received elsewhere), a database-wide order
+    # of events (feed) that other servers poll to stream them, and the shared
+    # quotas: rate buckets and concurrency leases (a lease counts while its
+    # server's lease is live), and the shared circuit breakers (state and probe).
+    """
+    CREATE TABLE cluster_servers (
+        server_id TEXT PRIMARY KEY,
+        expire_time REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE run_owners (
+        run_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        epoch INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX run_owners_by_owner ON run_owners (owner);
+    CREATE TABLE run_commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        create_time REAL NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0,
+        result TEXT
+    );
+    CREATE INDEX run_commands_pending ON run_commands (run_id) WHERE done = 0;
+    ALTER TABLE events ADD COLUMN feed INTEGER;
+    CREATE INDEX events_by_feed ON events (feed) WHERE feed IS NOT NULL;
+    CREATE TABLE quota_buckets (
+        name TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        update_time REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE quota_leases (
+        id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        server_id TEXT NOT NULL,
+        PRIMARY KEY (id, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX quota_leases_by_name ON quota_leases (name);
+    CREATE TABLE breaker_states (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        changed_time REAL NOT NULL,
+        probe_expire REAL,
+        PRIMARY KEY (tenant, name)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

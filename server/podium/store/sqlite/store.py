@@ -13,6 +13,7 @@ run or a page of events does not hold the event loop.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import sqlite3
@@ -38,6 +39,7 @@ from podium.core.states import EventType, RunState
 from podium.store import codec
 from podium.store.sqlite.connection import ThreadConnection
 from podium.store.sqlite.errors import StoreOpenError
+from podium.store.sqlite.fence import RunFence
 from podium.store.sqlite.schema import migrate
 from podium.store.sqlite.writer import Writer
 
@@ -48,6 +50,8 @@ MEMORY = ":memory:"
 # (power loss included); NORMAL leaves it to the OS until a checkpoint (a
 # killed process loses nothing, a power loss may lose the last commits).
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+BUSY_MS = 5000
+CLUSTER_BUSY_MS = 60000
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:
@@ -61,11 +65,16 @@ def _file_identity(path: str) -> tuple[int, int] | None:
 class SqliteStore:
     """The SQLite backend of the engine's RunStore port (podium.engine.ports)."""
 
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, *, synchronous: str = "FULL", server_id: str = "") -> None:
+        """`server_id` (cluster mode, several servers on one file): run writes are
+        fenced by their owner and epoch (fence.py)."""
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
+        if server_id and path == MEMORY:
+            raise ValueError("cluster mode needs a database file, not :memory:")
         self.path = path
         self.synchronous = synchronous
+        self.fence = RunFence(server_id) if server_id else None
         self._writer_conn: ThreadConnection | None = None
         self._reader_conn: ThreadConnection | None = None
         self._writer: Writer | None = None
@@ -105,15 +114,19 @@ class SqliteStore:
         writer = ThreadConnection(self.path, "podium-store-writer")
         self._writer_conn = writer
         await writer.open()
-        await writer.call(_prepare_writer, self.synchronous)
+        # Several processes on one file wait for each other's write lock: in
+        # cluster mode a longer wait, so that a burst elsewhere never fails a batch.
+        busy_ms = CLUSTER_BUSY_MS if self.fence is not None else BUSY_MS
+        lock_path = self.path + ".migrate" if self.fence is not None else None
+        await writer.call(_prepare_writer, self.synchronous, busy_ms, lock_path)
         if memory:
             self._reader_conn = writer
         else:
             reader = ThreadConnection(self.path, "podium-store-reader")
             self._reader_conn = reader
             await reader.open()
-            await reader.call(_prepare_reader)
-        self._writer = Writer(writer)
+            await reader.call(_prepare_reader, busy_ms)
+        self._writer = Writer(writer, self.fence)
         self._writer.start()
         if not memory:
             self._identity = _file_identity(self.path)
@@ -428,7 +441,17 @@ class SqliteStore:
             return 0
         ids = tuple(row[0] for row in existing)
         marks = ", ".join("?" for _ in ids)
-        tables = ("events", "items", "attempts", "steps", "signals", "callbacks", "notifications")
+        tables = (
+            "events",
+            "items",
+            "attempts",
+            "steps",
+            "signals",
+            "callbacks",
+            "notifications",
+            "run_owners",
+            "run_commands",
+        )
         for table in (*tables, "runs"):
             self.writer.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
         await self.writer.commit()
@@ -549,18 +572,30 @@ class SqliteStore:
         return int(rows[0][0])
 
 
-def _prepare_writer(conn: sqlite3.Connection, synchronous: str) -> None:
+def _prepare_writer(
+    conn: sqlite3.Connection, synchronous: str, busy_ms: int, lock_path: str | None
+) -> None:
+    conn.execute(f"PRAGMA busy_timeout={busy_ms}")
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL (the default): a commit is on disk when StartRun returns, even
     # across a power loss; group commit amortises the fsync.
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=5000")
-    migrate(conn)
+    if lock_path is None:
+        migrate(conn)
+        return
+    # Servers of a cluster may start together on a new file: one migrates, the
+    # others then find the schema up to date (a blocking lock, held briefly).
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        migrate(conn)
+    finally:
+        os.close(fd)
 
 
-def _prepare_reader(conn: sqlite3.Connection) -> None:
+def _prepare_reader(conn: sqlite3.Connection, busy_ms: int) -> None:
     conn.execute("PRAGMA query_only=1")
-    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute(f"PRAGMA busy_timeout={busy_ms}")
 
 
 def _transact(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

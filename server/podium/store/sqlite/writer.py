@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from podium.core.errors import PodiumError, ResourceExhausted, Unavailable
 from podium.store.codec import ATTEMPT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
 from podium.store.group_commit import Batch, GroupCommitWriter, Statement
 from podium.store.sqlite.connection import ThreadConnection
+from podium.store.sqlite.fence import INSERT_NUMBERED_EVENT, RunFence
 
 log = logging.getLogger("podium.store")
 
@@ -59,15 +60,27 @@ def commit_batch(
     attempts: list[tuple[Any, ...]],
     items: list[tuple[Any, ...]],
     events: list[tuple[Any, ...]],
-) -> None:
-    """One transaction, all of it or nothing (runs on the connection's thread).
+    fence: RunFence | None = None,
+) -> set[str]:
+    """One transaction, all of it or nothing (runs on the connection's thread);
+    returns the runs whose rows a fence left out (cluster mode, see fence.py).
 
     Statements come first: a DELETE of a run then removes what earlier batches
-    wrote, and `delete_runs` flushes before, so nothing of it comes back."""
+    wrote, and `delete_runs` flushes before, so nothing of it comes back; a new
+    run's owner row is in place before the fence looks."""
     conn.execute("BEGIN IMMEDIATE")
+    fenced: set[str] = set()
     try:
         for sql, params in statements:
             conn.execute(sql, params)
+        if fence is not None:
+            run_ids = {row[0] for rows in (runs, steps, attempts, items, events) for row in rows}
+            fenced = fence.fenced_runs(conn, run_ids)
+            if fenced:
+                runs, steps, attempts, items, events = (
+                    [row for row in rows if row[0] not in fenced]
+                    for rows in (runs, steps, attempts, items, events)
+                )
         if runs:
             conn.executemany(UPSERT_RUN, runs)
         if steps:
@@ -77,8 +90,12 @@ def commit_batch(
         if items:
             conn.executemany(UPSERT_ITEM, items)
         if events:
-            conn.executemany(INSERT_EVENT, events)
+            if fence is None:
+                conn.executemany(INSERT_EVENT, events)
+            else:
+                conn.executemany(INSERT_NUMBERED_EVENT, fence.number_events(conn, events))
         conn.execute("COMMIT")
+        return fenced
     except BaseException:
         if conn.in_transaction:
             try:
@@ -91,13 +108,18 @@ def commit_batch(
 class Writer(GroupCommitWriter):
     """Group commit on SQLite: a batch is one call on the connection's thread."""
 
-    def __init__(self, conn: ThreadConnection) -> None:
+    def __init__(self, conn: ThreadConnection, fence: RunFence | None = None) -> None:
         super().__init__()
         self._conn = conn
+        # Cluster mode: run writes are fenced by epoch, events numbered (fence.py).
+        self.fence = fence
+        # Told (on the event loop, before the batch's callbacks run) which runs
+        # a batch left out: this server no longer owns them.
+        self.on_fenced: Callable[[set[str]], None] | None = None
 
     def _start_commit(self, batch: Batch) -> Awaitable[None]:
         # On the connection's thread at once: held callbacks run while it commits.
-        return self._conn.call(
+        committing = self._conn.call(
             commit_batch,
             batch.statements,
             list(batch.runs.values()),
@@ -105,7 +127,17 @@ class Writer(GroupCommitWriter):
             list(batch.attempts.values()),
             list(batch.items.values()),
             batch.events,
+            self.fence,
         )
+        return self._report_fenced(committing)
 
     def _failure(self, error: Exception) -> PodiumError:
         return storage_failure(error)
+
+    async def _report_fenced(self, committing: Awaitable[set[str]]) -> None:
+        fenced = await committing
+        if fenced and self.on_fenced is not None:
+            try:
+                self.on_fenced(fenced)
+            except Exception:
+                log.exception("fenced-run callback failed")
