@@ -19,6 +19,7 @@ export const RUN_STATES = [
   RunState.PENDING,
   RunState.RUNNING,
   RunState.WAITING_APPROVAL,
+  RunState.PAUSED,
   RunState.SUCCEEDED,
   RunState.PARTIALLY_SUCCEEDED,
   RunState.FAILED,

@@ -33,6 +33,7 @@ _STATE_STYLES = {
     "READY": "cyan",
     "RUNNING": "bold yellow",
     "WAITING": "yellow",
+    "PAUSED": "cyan",
     "SUCCEEDED": "bold green",
     "FAILED": "bold red",
     "SKIPPED": "magenta",

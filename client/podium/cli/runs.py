@@ -1,4 +1,4 @@
-"""`podium runs start|get|list|cancel|watch|delete|approve|reject|signal|complete-callback`."""
+"""`podium runs start|get|list|cancel|pause|resume|watch|delete|approve|reject|signal|complete-callback`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from podium.cli.render import run_details, runs_table
 from podium.cli.watch import follow_run
 from podium.client.enums import run_state_label
 from podium.client.names import run_name
-from podium.v1 import execution_service_pb2
+from podium.v1 import execution_service_pb2, run_pb2
 
 __all__ = ["register"]
 
@@ -112,6 +112,17 @@ def register(commands: Any) -> None:
     cancel.add_argument("run", metavar="RUN", help="run id or runs/ID")
     cancel.add_argument("--reason", default="", help="recorded on the run")
     cancel.set_defaults(handler=cancel_run)
+
+    pause = sub.add_parser(
+        "pause", parents=read, help="pause a run: nothing new starts, running steps finish"
+    )
+    pause.add_argument("run", metavar="RUN", help="run id or runs/ID")
+    pause.add_argument("--reason", default="", help="recorded in the RUN_PAUSED event")
+    pause.set_defaults(handler=pause_run)
+
+    resume = sub.add_parser("resume", parents=read, help="resume a paused run")
+    resume.add_argument("run", metavar="RUN", help="run id or runs/ID")
+    resume.set_defaults(handler=resume_run)
 
     watch = sub.add_parser(
         "watch",
@@ -236,6 +247,23 @@ def list_runs(args: argparse.Namespace, ctx: Context) -> int:
 
 def cancel_run(args: argparse.Namespace, ctx: Context) -> int:
     run = ctx.client().cancel_run(args.run, reason=args.reason)
+    if ctx.json:
+        ctx.print_message(run)
+    else:
+        ctx.out.print(f"{run.name}: {run_state_label(run.state)}", highlight=False)
+    return 0
+
+
+def pause_run(args: argparse.Namespace, ctx: Context) -> int:
+    run = ctx.client().pause_run(args.run, reason=args.reason)
+    return _print_run_state(run, ctx)
+
+
+def resume_run(args: argparse.Namespace, ctx: Context) -> int:
+    return _print_run_state(ctx.client().resume_run(args.run), ctx)
+
+
+def _print_run_state(run: run_pb2.Run, ctx: Context) -> int:
     if ctx.json:
         ctx.print_message(run)
     else:

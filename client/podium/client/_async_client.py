@@ -282,6 +282,20 @@ class AsyncClient:
             response = await self._executions.CancelRun(request, timeout=self.timeout)
         return response.run
 
+    async def pause_run(self, run: str, reason: str = "") -> run_pb2.Run:
+        """Pause `run`: no new step or item starts until resume_run; running ones finish."""
+        request = _requests.pause_run(run, reason)
+        with translate_rpc_errors():
+            response = await self._executions.PauseRun(request, timeout=self.timeout)
+        return response.run
+
+    async def resume_run(self, run: str) -> run_pb2.Run:
+        """Resume a paused run: what it held starts."""
+        request = _requests.resume_run(run)
+        with translate_rpc_errors():
+            response = await self._executions.ResumeRun(request, timeout=self.timeout)
+        return response.run
+
     async def delete_run(self, run: str) -> None:
         """Delete a finished run with its steps and events (FAILED_PRECONDITION if it runs)."""
         with translate_rpc_errors():

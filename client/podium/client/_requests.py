@@ -89,6 +89,14 @@ def cancel_run(run: str, reason: str) -> execution_service_pb2.CancelRunRequest:
     return execution_service_pb2.CancelRunRequest(name=run_name(run), reason=reason)
 
 
+def pause_run(run: str, reason: str) -> execution_service_pb2.PauseRunRequest:
+    return execution_service_pb2.PauseRunRequest(name=run_name(run), reason=reason)
+
+
+def resume_run(run: str) -> execution_service_pb2.ResumeRunRequest:
+    return execution_service_pb2.ResumeRunRequest(name=run_name(run))
+
+
 def delete_run(run: str) -> execution_service_pb2.DeleteRunRequest:
     return execution_service_pb2.DeleteRunRequest(name=run_name(run))
 

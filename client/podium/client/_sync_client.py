@@ -269,6 +269,16 @@ class Client:
         with translate_rpc_errors():
             return self._executions.CancelRun(request, timeout=self.timeout).run
 
+    def pause_run(self, run: str, reason: str = "") -> run_pb2.Run:
+        """Pause `run`: no new step or item starts until resume_run; running ones finish."""
+        with translate_rpc_errors():
+            return self._executions.PauseRun(_requests.pause_run(run, reason), timeout=self.timeout).run
+
+    def resume_run(self, run: str) -> run_pb2.Run:
+        """Resume a paused run: what it held starts."""
+        with translate_rpc_errors():
+            return self._executions.ResumeRun(_requests.resume_run(run), timeout=self.timeout).run
+
     def delete_run(self, run: str) -> None:
         """Delete a finished run with its steps and events (FAILED_PRECONDITION if it runs)."""
         with translate_rpc_errors():

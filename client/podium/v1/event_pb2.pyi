@@ -91,6 +91,10 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     """A delivery attempt failed (attempt, message, due_time: the next
     attempt; none when it was the last).
     """
+    RUN_EVENT_TYPE_RUN_PAUSED: _RunEventType.ValueType  # 70
+    """PauseRun paused the run (message: the reason, actor: who paused it)."""
+    RUN_EVENT_TYPE_RUN_RESUMED: _RunEventType.ValueType  # 71
+    """ResumeRun resumed the paused run (actor: who resumed it)."""
 
 class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
     """What happened."""
@@ -158,6 +162,10 @@ RUN_EVENT_TYPE_NOTIFICATION_FAILED: RunEventType.ValueType  # 54
 """A delivery attempt failed (attempt, message, due_time: the next
 attempt; none when it was the last).
 """
+RUN_EVENT_TYPE_RUN_PAUSED: RunEventType.ValueType  # 70
+"""PauseRun paused the run (message: the reason, actor: who paused it)."""
+RUN_EVENT_TYPE_RUN_RESUMED: RunEventType.ValueType  # 71
+"""ResumeRun resumed the paused run (actor: who resumed it)."""
 Global___RunEventType: _TypeAlias = RunEventType  # noqa: Y015
 
 class _ApprovalDecision:

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint
 from pyqwest import Client
 
-from .execution_service_pb2 import CancelRunRequest, CancelRunResponse, CompleteCallbackRequest, CompleteCallbackResponse, DeleteRunRequest, DeleteRunResponse, GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, ResolveApprovalRequest, ResolveApprovalResponse, SignalRunRequest, SignalRunResponse, StartRunRequest, StartRunResponse
+from .execution_service_pb2 import CancelRunRequest, CancelRunResponse, CompleteCallbackRequest, CompleteCallbackResponse, DeleteRunRequest, DeleteRunResponse, GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, PauseRunRequest, PauseRunResponse, ResolveApprovalRequest, ResolveApprovalResponse, ResumeRunRequest, ResumeRunResponse, SignalRunRequest, SignalRunResponse, StartRunRequest, StartRunResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -68,6 +68,22 @@ class ExecutionService(Protocol):
     async def cancel_run(self, request: CancelRunRequest, ctx: RequestContext[CancelRunRequest, CancelRunResponse], /) -> CancelRunResponse:
         """
         Cancels a run; cancelling a cancelled run is a no-op.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def pause_run(self, request: PauseRunRequest, ctx: RequestContext[PauseRunRequest, PauseRunResponse], /) -> PauseRunResponse:
+        """
+        Pauses a run (state PAUSED, event RUN_PAUSED): no new step, fan-out item
+        or retry attempt starts; running attempts finish; timers keep their due
+        times. Durable across restarts. Pausing a paused run is a no-op; a run
+        that ended: FAILED_PRECONDITION, RUN_ALREADY_ENDED.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def resume_run(self, request: ResumeRunRequest, ctx: RequestContext[ResumeRunRequest, ResumeRunResponse], /) -> ResumeRunResponse:
+        """
+        Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
+        a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -161,6 +177,28 @@ class ExecutionServiceASGIApplication(ConnectASGIApplication[ExecutionService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.cancel_run,
+                ),
+                "/podium.v1.ExecutionService/PauseRun": Endpoint.unary(
+                    method=MethodInfo(
+                        name="PauseRun",
+                        service_name="podium.v1.ExecutionService",
+                        input=PauseRunRequest,
+                        output=PauseRunResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.pause_run,
+                ),
+                "/podium.v1.ExecutionService/ResumeRun": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ResumeRun",
+                        service_name="podium.v1.ExecutionService",
+                        input=ResumeRunRequest,
+                        output=ResumeRunResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.resume_run,
                 ),
                 "/podium.v1.ExecutionService/ResolveApproval": Endpoint.unary(
                     method=MethodInfo(
@@ -339,6 +377,56 @@ class ExecutionServiceClient(ConnectClient):
                 service_name="podium.v1.ExecutionService",
                 input=CancelRunRequest,
                 output=CancelRunResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def pause_run(
+        self,
+        request: PauseRunRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PauseRunResponse:
+        """
+        Pauses a run (state PAUSED, event RUN_PAUSED): no new step, fan-out item
+        or retry attempt starts; running attempts finish; timers keep their due
+        times. Durable across restarts. Pausing a paused run is a no-op; a run
+        that ended: FAILED_PRECONDITION, RUN_ALREADY_ENDED.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PauseRun",
+                service_name="podium.v1.ExecutionService",
+                input=PauseRunRequest,
+                output=PauseRunResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def resume_run(
+        self,
+        request: ResumeRunRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResumeRunResponse:
+        """
+        Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
+        a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResumeRun",
+                service_name="podium.v1.ExecutionService",
+                input=ResumeRunRequest,
+                output=ResumeRunResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

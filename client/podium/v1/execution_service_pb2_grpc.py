@@ -55,6 +55,16 @@ class ExecutionServiceStub:
                 request_serializer=podium_dot_v1_dot_execution__service__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_execution__service__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.PauseRun = channel.unary_unary(
+                '/podium.v1.ExecutionService/PauseRun',
+                request_serializer=podium_dot_v1_dot_execution__service__pb2.PauseRunRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_execution__service__pb2.PauseRunResponse.FromString,
+                _registered_method=True)
+        self.ResumeRun = channel.unary_unary(
+                '/podium.v1.ExecutionService/ResumeRun',
+                request_serializer=podium_dot_v1_dot_execution__service__pb2.ResumeRunRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_execution__service__pb2.ResumeRunResponse.FromString,
+                _registered_method=True)
         self.ResolveApproval = channel.unary_unary(
                 '/podium.v1.ExecutionService/ResolveApproval',
                 request_serializer=podium_dot_v1_dot_execution__service__pb2.ResolveApprovalRequest.SerializeToString,
@@ -112,6 +122,24 @@ class ExecutionServiceServicer:
 
     def CancelRun(self, request, context):
         """Cancels a run; cancelling a cancelled run is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseRun(self, request, context):
+        """Pauses a run (state PAUSED, event RUN_PAUSED): no new step, fan-out item
+        or retry attempt starts; running attempts finish; timers keep their due
+        times. Durable across restarts. Pausing a paused run is a no-op; a run
+        that ended: FAILED_PRECONDITION, RUN_ALREADY_ENDED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeRun(self, request, context):
+        """Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
+        a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,6 +204,16 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=podium_dot_v1_dot_execution__service__pb2.CancelRunRequest.FromString,
                     response_serializer=podium_dot_v1_dot_execution__service__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'PauseRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseRun,
+                    request_deserializer=podium_dot_v1_dot_execution__service__pb2.PauseRunRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_execution__service__pb2.PauseRunResponse.SerializeToString,
+            ),
+            'ResumeRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeRun,
+                    request_deserializer=podium_dot_v1_dot_execution__service__pb2.ResumeRunRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_execution__service__pb2.ResumeRunResponse.SerializeToString,
             ),
             'ResolveApproval': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveApproval,
@@ -307,6 +345,60 @@ class ExecutionService:
             '/podium.v1.ExecutionService/CancelRun',
             podium_dot_v1_dot_execution__service__pb2.CancelRunRequest.SerializeToString,
             podium_dot_v1_dot_execution__service__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ExecutionService/PauseRun',
+            podium_dot_v1_dot_execution__service__pb2.PauseRunRequest.SerializeToString,
+            podium_dot_v1_dot_execution__service__pb2.PauseRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ExecutionService/ResumeRun',
+            podium_dot_v1_dot_execution__service__pb2.ResumeRunRequest.SerializeToString,
+            podium_dot_v1_dot_execution__service__pb2.ResumeRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,16 @@ class ExecutionServiceStub:
     """Lists runs, newest first."""
     CancelRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.CancelRunRequest, _execution_service_pb2.CancelRunResponse]
     """Cancels a run; cancelling a cancelled run is a no-op."""
+    PauseRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.PauseRunRequest, _execution_service_pb2.PauseRunResponse]
+    """Pauses a run (state PAUSED, event RUN_PAUSED): no new step, fan-out item
+    or retry attempt starts; running attempts finish; timers keep their due
+    times. Durable across restarts. Pausing a paused run is a no-op; a run
+    that ended: FAILED_PRECONDITION, RUN_ALREADY_ENDED.
+    """
+    ResumeRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.ResumeRunRequest, _execution_service_pb2.ResumeRunResponse]
+    """Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
+    a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
+    """
     ResolveApproval: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.ResolveApprovalRequest, _execution_service_pb2.ResolveApprovalResponse]
     """Approves or rejects an approval step that waits."""
     DeleteRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.DeleteRunRequest, _execution_service_pb2.DeleteRunResponse]
@@ -92,6 +102,16 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """Lists runs, newest first."""
     CancelRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.CancelRunRequest, _execution_service_pb2.CancelRunResponse]  # type: ignore[assignment]
     """Cancels a run; cancelling a cancelled run is a no-op."""
+    PauseRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.PauseRunRequest, _execution_service_pb2.PauseRunResponse]  # type: ignore[assignment]
+    """Pauses a run (state PAUSED, event RUN_PAUSED): no new step, fan-out item
+    or retry attempt starts; running attempts finish; timers keep their due
+    times. Durable across restarts. Pausing a paused run is a no-op; a run
+    that ended: FAILED_PRECONDITION, RUN_ALREADY_ENDED.
+    """
+    ResumeRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.ResumeRunRequest, _execution_service_pb2.ResumeRunResponse]  # type: ignore[assignment]
+    """Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
+    a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
+    """
     ResolveApproval: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.ResolveApprovalRequest, _execution_service_pb2.ResolveApprovalResponse]  # type: ignore[assignment]
     """Approves or rejects an approval step that waits."""
     DeleteRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.DeleteRunRequest, _execution_service_pb2.DeleteRunResponse]  # type: ignore[assignment]
@@ -155,6 +175,28 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_execution_service_pb2.CancelRunResponse, _abc.Awaitable[_execution_service_pb2.CancelRunResponse]]:
         """Cancels a run; cancelling a cancelled run is a no-op."""
+
+    @_abc_1.abstractmethod
+    def PauseRun(
+        self,
+        request: _execution_service_pb2.PauseRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.PauseRunResponse, _abc.Awaitable[_execution_service_pb2.PauseRunResponse]]:
+        """Pauses a run (state PAUSED, event RUN_PAUSED): no new step, fan-out item
+        or retry attempt starts; running attempts finish; timers keep their due
+        times. Durable across restarts. Pausing a paused run is a no-op; a run
+        that ended: FAILED_PRECONDITION, RUN_ALREADY_ENDED.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeRun(
+        self,
+        request: _execution_service_pb2.ResumeRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.ResumeRunResponse, _abc.Awaitable[_execution_service_pb2.ResumeRunResponse]]:
+        """Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
+        a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
+        """
 
     @_abc_1.abstractmethod
     def ResolveApproval(

@@ -39,6 +39,10 @@ class _RunStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunState.Val
     """Ended with some steps FAILED under FAILURE_POLICY_CONTINUE."""
     RUN_STATE_WAITING_APPROVAL: _RunState.ValueType  # 7
     """Running, and at least one approval step waits for a decision."""
+    RUN_STATE_PAUSED: _RunState.ValueType  # 70
+    """Paused by PauseRun: no new step or item starts until ResumeRun; running
+    attempts finish and timers keep their due times.
+    """
 
 class RunState(_RunState, metaclass=_RunStateEnumTypeWrapper):
     """Lifecycle of a run."""
@@ -54,6 +58,10 @@ RUN_STATE_PARTIALLY_SUCCEEDED: RunState.ValueType  # 6
 """Ended with some steps FAILED under FAILURE_POLICY_CONTINUE."""
 RUN_STATE_WAITING_APPROVAL: RunState.ValueType  # 7
 """Running, and at least one approval step waits for a decision."""
+RUN_STATE_PAUSED: RunState.ValueType  # 70
+"""Paused by PauseRun: no new step or item starts until ResumeRun; running
+attempts finish and timers keep their due times.
+"""
 Global___RunState: _TypeAlias = RunState  # noqa: Y015
 
 class _StepState:

@@ -17,6 +17,8 @@ class RunState(IntEnum):
     CANCELLED = 5
     PARTIALLY_SUCCEEDED = 6
     WAITING_APPROVAL = 7
+    # pause: held by PauseRun until ResumeRun (not final).
+    PAUSED = 70
 
     @property
     def is_final(self) -> bool:
@@ -25,6 +27,15 @@ class RunState(IntEnum):
 
 _FINAL_RUN_STATES = frozenset(
     {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.PARTIALLY_SUCCEEDED}
+)
+
+
+# The states of a run that is not over (recovery resumes these), in number order.
+UNFINISHED_RUN_STATES = (
+    RunState.PENDING,
+    RunState.RUNNING,
+    RunState.WAITING_APPROVAL,
+    RunState.PAUSED,
 )
 
 
@@ -92,3 +103,5 @@ class EventType(IntEnum):
     CALLBACK_COMPLETED = 52
     NOTIFICATION_DELIVERED = 53
     NOTIFICATION_FAILED = 54
+    RUN_PAUSED = 70
+    RUN_RESUMED = 71

@@ -37,6 +37,11 @@ class Approvals:
         if not self._pending and self._journal.run.state == RunState.WAITING_APPROVAL:
             self._journal.set_run_state(RunState.RUNNING)
 
+    @property
+    def any_pending(self) -> bool:
+        """Whether some approval step waits (the run is WAITING_APPROVAL, unless paused)."""
+        return bool(self._pending)
+
     def waiting(self, step_id: str) -> bool:
         future = self._pending.get(step_id)
         return future is not None and not future.done()

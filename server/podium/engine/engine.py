@@ -447,6 +447,37 @@ class Engine:
         await self.services.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 
+    async def pause_run(
+        self, run_id: str, reason: str = "", *, actor: str = "", tenant: str | None = None
+    ) -> RunView:
+        """Pauses a run (see pausing.py); durable when this returns. A no-op on a
+        paused run; FailedPrecondition on a run that ended."""
+        return await self._pause_or_resume(run_id, "pause", {"reason": reason, "actor": actor}, tenant)
+
+    async def resume_run(
+        self, run_id: str, *, actor: str = "", tenant: str | None = None
+    ) -> RunView:
+        """Resumes a paused run; a no-op on a run that is not paused."""
+        return await self._pause_or_resume(run_id, "resume", {"actor": actor}, tenant)
+
+    async def _pause_or_resume(
+        self, run_id: str, kind: str, body: dict[str, Any], tenant: str | None
+    ) -> RunView:
+        self._check_open()
+        await self.check_tenant(run_id, tenant)
+        executor = self.active.get(run_id)
+        if executor is None or executor.finished.is_set():
+            view = await self.get_run(run_id)
+            if self.cluster is not None and not view.run.state.is_final:
+                return await self._ask_owner(run_id, kind, body)
+            raise self._not_active(run_id, view.run.state)
+        if kind == "pause":
+            executor.pause(str(body.get("reason", "")), str(body.get("actor", "")))
+        else:
+            executor.resume(str(body.get("actor", "")))
+        await self.services.recorder.durable()
+        return RunView(executor.run, list(executor.steps.values()))
+
     async def resolve_approval(
         self,
         run_id: str,
@@ -637,6 +668,8 @@ class Engine:
         try:
             if kind == "cancel":
                 await self.cancel_run(run_id, str(body.get("reason", "")))
+            elif kind in ("pause", "resume"):
+                await self._pause_or_resume(run_id, kind, body, None)
             elif kind == "approval":
                 await self.resolve_approval(
                     run_id,

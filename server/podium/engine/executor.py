@@ -31,6 +31,7 @@ from podium.engine.approvals import Approvals
 from podium.engine.callbacks import CallbackBox
 from podium.engine.compensation import run_compensation
 from podium.engine.environment import RunEnvironment
+from podium.engine.pausing import PauseGate
 from podium.engine.run_journal import RunJournal
 from podium.engine.scheduler import DependencyCounters, decide
 from podium.engine.services import RunServices, StopSignal
@@ -71,11 +72,15 @@ class RunExecutor:
             1,
             run.max_concurrency or plan.spec.max_concurrency or services.default_max_concurrency,
         )
+        # pause: closed while the run is PAUSED (also when read back PAUSED).
+        self.gate = PauseGate(paused=run.state == RunState.PAUSED)
+        # Steps that became ready while paused: launched by resume().
+        self._held: list[str] = []
         self.env = RunEnvironment(
             services=services,
             journal=self.journal,
             approvals=self.approvals,
-            slots=RunSlots(limit, services.slots, run.priority),
+            slots=RunSlots(limit, services.slots, run.priority, self.gate),
             stop=self.stop_signal,
             signals=self.signals,
             callbacks=self.callbacks,
@@ -115,6 +120,12 @@ class RunExecutor:
         """Starts a new run, or resumes one read back from the store."""
         if self.run.state == RunState.PENDING:
             self.journal.started()
+        elif self.run.state == RunState.PAUSED and self.run.start_time is None:
+            # Paused before it was admitted: it starts now (its clock runs), and
+            # stays paused; RUN_PAUSED was recorded already.
+            self.journal.started()
+            self.run.state = RunState.PAUSED
+            self.journal.save_run()
         else:
             self.journal.resumed()
         in_progress: list[StepRecord] = []
@@ -164,6 +175,31 @@ class RunExecutor:
         self._cancel_tasks()
         self._maybe_finish()
 
+    # -- pause and resume (see pausing.py) ------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self.gate.paused
+
+    def pause(self, reason: str, actor: str) -> None:
+        if self.gate.paused or self._ending is not None or self.run.state.is_final:
+            return
+        self.gate.close()
+        self.journal.paused(reason, actor)
+
+    def resume(self, actor: str) -> None:
+        if not self.gate.paused or self._ending is not None or self.run.state.is_final:
+            return
+        state = RunState.WAITING_APPROVAL if self.approvals.any_pending else RunState.RUNNING
+        if self.run.start_time is None:
+            state = RunState.PENDING  # paused before admission: start() starts it
+        self.journal.unpaused(state, actor)
+        self.gate.open()
+        held, self._held = self._held, []
+        for step_id in held:
+            if self.steps[step_id].state == StepState.PENDING:
+                self._consider(step_id)
+
     async def stop(self) -> None:
         """Server shutdown: cancels running agents without recording it, so
         that the run resumes (in-flight attempts re-run) after a restart."""
@@ -200,6 +236,10 @@ class RunExecutor:
             cause,
         )
         if decision.action == "launch":
+            if self.gate.paused:
+                if step_id not in self._held:
+                    self._held.append(step_id)
+                return
             self._launch(steps[step_id])
         elif decision.action == "skip":
             step = steps[step_id]

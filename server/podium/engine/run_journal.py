@@ -67,7 +67,21 @@ class RunJournal:
         if self.observer is not None:
             self.observer.run_started(self.run, resumed=True)
 
+    def paused(self, reason: str, actor: str) -> None:
+        self.run.state = RunState.PAUSED
+        self.emit(EventType.RUN_PAUSED, message=reason, actor=actor)
+        self.save_run()
+
+    def unpaused(self, state: RunState, actor: str) -> None:
+        """ResumeRun: back to `state` (RUNNING, or WAITING_APPROVAL)."""
+        self.run.state = state
+        self.emit(EventType.RUN_RESUMED, actor=actor)
+        self.save_run()
+
     def set_run_state(self, state: RunState) -> None:
+        # A paused run stays PAUSED until ResumeRun (which works out its state anew).
+        if self.run.state == RunState.PAUSED:
+            return
         if self.run.state != state and not self.run.state.is_final:
             self.run.state = state
             self.save_run()

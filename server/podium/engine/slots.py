@@ -17,6 +17,7 @@ import itertools
 from collections.abc import AsyncIterator
 
 from podium.core.clock import Clock
+from podium.engine.pausing import PauseGate
 
 AGING_SECONDS = 10.0
 
@@ -59,19 +60,28 @@ class PrioritySlots:
 class RunSlots:
     """A run's slots: its own limit (FIFO), then a server-wide slot (by priority)."""
 
-    __slots__ = ("_priority", "_run", "_server", "limit")
+    __slots__ = ("_priority", "_run", "_server", "gate", "limit")
 
-    def __init__(self, limit: int, server: PrioritySlots, priority: int) -> None:
+    def __init__(
+        self, limit: int, server: PrioritySlots, priority: int, gate: PauseGate | None = None
+    ) -> None:
         self.limit = limit
         self._run = asyncio.Semaphore(limit)
         self._server = server
         self._priority = priority
+        # Closed while the run is paused: no new agent call starts then.
+        self.gate = gate or PauseGate()
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        async with self._run:
-            await self._server.acquire(self._priority)
-            try:
-                yield
-            finally:
-                self._server.release()
+        while True:
+            await self.gate.passage()
+            async with self._run:
+                await self._server.acquire(self._priority)
+                try:
+                    # Paused while queueing for a slot: hand it on and wait again.
+                    if not self.gate.paused:
+                        yield
+                        return
+                finally:
+                    self._server.release()

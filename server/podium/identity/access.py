@@ -62,6 +62,8 @@ TABLE: dict[str, Access] = {
     _EX + "GetRun": _READ,
     _EX + "ListRuns": _READ,
     _EX + "CancelRun": _allow(OPERATOR, DEVELOPER, mutation=True),
+    _EX + "PauseRun": _allow(OPERATOR, DEVELOPER, mutation=True),
+    _EX + "ResumeRun": _allow(OPERATOR, DEVELOPER, mutation=True),
     _EX + "ResolveApproval": _allow(OPERATOR, APPROVER, mutation=True),
     _EX + "DeleteRun": _allow(OPERATOR, DEVELOPER, mutation=True),
     _EX + "SignalRun": _allow(OPERATOR, DEVELOPER, mutation=True),

@@ -1,6 +1,7 @@
 """What an audited mutation is about to change, read just before it runs:
 the `before` of its audit record. Quotas, budgets and breakers by name; a
-run's state (never its data) for CancelRun, DeleteRun and ResolveApproval."""
+run's state (never its data) for CancelRun, DeleteRun, ResolveApproval,
+PauseRun and ResumeRun."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class BeforeReader:
                         name=view.name, state=gt.breaker_message(view, now).state
                     )
             return None
-        if name in ("CancelRun", "DeleteRun", "ResolveApproval"):
+        if name in ("CancelRun", "DeleteRun", "ResolveApproval", "PauseRun", "ResumeRun"):
             return await self._run_state(request.run if name == "ResolveApproval" else request.name)
         return None
 

@@ -108,6 +108,29 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
         return execution_service_pb2.CancelRunResponse(run=translate.run_view_to_proto(view))
 
     @unary
+    async def PauseRun(
+        self, request: execution_service_pb2.PauseRunRequest, context: Context
+    ) -> execution_service_pb2.PauseRunResponse:
+        caller = current_caller()
+        view = await self._engine.pause_run(
+            requests.run_id(request.name),
+            request.reason,
+            actor=caller.subject,
+            tenant=caller.tenant,
+        )
+        return execution_service_pb2.PauseRunResponse(run=translate.run_view_to_proto(view))
+
+    @unary
+    async def ResumeRun(
+        self, request: execution_service_pb2.ResumeRunRequest, context: Context
+    ) -> execution_service_pb2.ResumeRunResponse:
+        caller = current_caller()
+        view = await self._engine.resume_run(
+            requests.run_id(request.name), actor=caller.subject, tenant=caller.tenant
+        )
+        return execution_service_pb2.ResumeRunResponse(run=translate.run_view_to_proto(view))
+
+    @unary
     async def ResolveApproval(
         self, request: execution_service_pb2.ResolveApprovalRequest, context: Context
     ) -> execution_service_pb2.ResolveApprovalResponse:

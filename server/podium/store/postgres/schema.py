@@ -228,6 +228,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX notifications_pending ON notifications (state) WHERE state = 'PENDING';
     """,
+    # pause: recovery reads PAUSED runs too (RunState.PAUSED = 70), so the
+    # partial index covers them.
+    """
+    DROP INDEX runs_unfinished;
+    CREATE INDEX runs_unfinished ON runs (create_time) WHERE state IN (1, 2, 7, 70);
+    """,
 ]
 
 

@@ -643,7 +643,7 @@ def _notification(row: Any) -> NotificationRecord:
     )
 
 
-_UNFINISHED = str((int(RunState.PENDING), int(RunState.RUNNING), int(RunState.WAITING_APPROVAL)))
+_UNFINISHED = str(tuple(int(state) for state in UNFINISHED_RUN_STATES))
 
 
 def _final_states() -> list[int]:

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 from podium.core.model import Event
-from podium.core.states import RunState
+from podium.core.states import UNFINISHED_RUN_STATES, RunState
 from podium.store import codec
 from podium.store.sqlite.fence import RunFence
 from podium.store.sqlite.store import SqliteStore
 
-_UNFINISHED = (int(RunState.PENDING), int(RunState.RUNNING), int(RunState.WAITING_APPROVAL))
+_UNFINISHED = tuple(int(state) for state in UNFINISHED_RUN_STATES)
 _UNFINISHED_SQL = ", ".join(str(state) for state in _UNFINISHED)
 
 

@@ -35,7 +35,7 @@ from podium.core.model import (
     StepRecord,
 )
 from podium.core.spec import WorkflowSpec, WorkflowVersion
-from podium.core.states import EventType, RunState
+from podium.core.states import UNFINISHED_RUN_STATES, EventType, RunState
 from podium.store import codec
 from podium.store.sqlite.connection import ThreadConnection
 from podium.store.sqlite.errors import StoreOpenError
@@ -400,8 +400,8 @@ class SqliteStore:
 
     async def unfinished_run_ids(self) -> list[str]:
         rows = await self._fetchall(
-            "SELECT run_id FROM runs WHERE state IN (?, ?, ?) ORDER BY create_time",
-            (int(RunState.PENDING), int(RunState.RUNNING), int(RunState.WAITING_APPROVAL)),
+            "SELECT run_id FROM runs WHERE state IN (?, ?, ?, ?) ORDER BY create_time",
+            tuple(int(state) for state in UNFINISHED_RUN_STATES),
         )
         return [row[0] for row in rows]
 
@@ -656,7 +656,7 @@ def _read_run(conn: sqlite3.Connection, run_id: str) -> RunView | None:
         conn.execute("COMMIT")
 
 
-_UNFINISHED = (int(RunState.PENDING), int(RunState.RUNNING), int(RunState.WAITING_APPROVAL))
+_UNFINISHED = tuple(int(state) for state in UNFINISHED_RUN_STATES)
 
 
 def _read_unfinished_runs(
@@ -664,7 +664,7 @@ def _read_unfinished_runs(
 ) -> list[RunView]:
     conn.execute("BEGIN")  # one snapshot for the runs, their steps, attempts and events
     try:
-        where, params = "state IN (?, ?, ?)", list[Any](_UNFINISHED)
+        where, params = "state IN (?, ?, ?, ?)", list[Any](_UNFINISHED)
         if after is not None:
             where += " AND (create_time > ? OR (create_time = ? AND run_id > ?))"
             params += [after[0], after[0], after[1]]

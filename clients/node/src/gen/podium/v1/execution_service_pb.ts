@@ -20,7 +20,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file podium/v1/execution_service.proto.
  */
 export const file_podium_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFwb2RpdW0vdjEvZXhlY3V0aW9uX3NlcnZpY2UucHJvdG8SCXBvZGl1bS52MSLeAgoPU3RhcnRSdW5SZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAiABKAMSJgoFaW5wdXQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnJlcXVlc3RfaWQYBCABKAkSNgoGbGFiZWxzGAUgAygLMiYucG9kaXVtLnYxLlN0YXJ0UnVuUmVxdWVzdC5MYWJlbHNFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBiABKAUSEAoIcHJpb3JpdHkYByABKAUSIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSLQoMbm90aWZpY2F0aW9uGDIgASgLMhcucG9kaXVtLnYxLk5vdGlmaWNhdGlvbhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi8KEFN0YXJ0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biIdCg1HZXRSdW5SZXF1ZXN0EgwKBG5hbWUYASABKAkiLQoOR2V0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biLWAQoPTGlzdFJ1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgASgJEiMKBnN0YXRlcxgEIAMoDjITLnBvZGl1bS52MS5SdW5TdGF0ZRI2CgZsYWJlbHMYBSADKAsyJi5wb2RpdW0udjEuTGlzdFJ1bnNSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4ucG9kaXVtLnYxLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoQQ2FuY2VsUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIwChFDYW5jZWxSdW5SZXNwb25zZRIbCgNydW4YASABKAsyDi5wb2RpdW0udjEuUnVuInYKFlJlc29sdmVBcHByb3ZhbFJlcXVlc3QSCwoDcnVuGAEgASgJEg8KB3N0ZXBfaWQYAiABKAkSLQoIZGVjaXNpb24YAyABKA4yGy5wb2RpdW0udjEuQXBwcm92YWxEZWNpc2lvbhIPCgdjb21tZW50GAQgASgJIjYKF1Jlc29sdmVBcHByb3ZhbFJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4iIAoQRGVsZXRlUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJIhMKEURlbGV0ZVJ1blJlc3BvbnNlImoKEFNpZ25hbFJ1blJlcXVlc3QSCwoDcnVuGAEgASgJEgwKBG5hbWUYAiABKAkSJwoHcGF5bG9hZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRISCgpyZXF1ZXN0X2lkGAQgASgJIjoKEVNpZ25hbFJ1blJlc3BvbnNlEhAKCHBvc2l0aW9uGAEgASgDEhMKC2NvbnN1bWVkX2J5GAIgASgJIlEKF0NvbXBsZXRlQ2FsbGJhY2tSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEicKB3BheWxvYWQYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiOAoYQ29tcGxldGVDYWxsYmFja1Jlc3BvbnNlEgsKA3J1bhgBIAEoCRIPCgdzdGVwX2lkGAIgASgJMuoEChBFeGVjdXRpb25TZXJ2aWNlEkMKCFN0YXJ0UnVuEhoucG9kaXVtLnYxLlN0YXJ0UnVuUmVxdWVzdBobLnBvZGl1bS52MS5TdGFydFJ1blJlc3BvbnNlEj0KBkdldFJ1bhIYLnBvZGl1bS52MS5HZXRSdW5SZXF1ZXN0GhkucG9kaXVtLnYxLkdldFJ1blJlc3BvbnNlEkMKCExpc3RSdW5zEhoucG9kaXVtLnYxLkxpc3RSdW5zUmVxdWVzdBobLnBvZGl1bS52MS5MaXN0UnVuc1Jlc3BvbnNlEkYKCUNhbmNlbFJ1bhIbLnBvZGl1bS52MS5DYW5jZWxSdW5SZXF1ZXN0GhwucG9kaXVtLnYxLkNhbmNlbFJ1blJlc3BvbnNlElgKD1Jlc29sdmVBcHByb3ZhbBIhLnBvZGl1bS52MS5SZXNvbHZlQXBwcm92YWxSZXF1ZXN0GiIucG9kaXVtLnYxLlJlc29sdmVBcHByb3ZhbFJlc3BvbnNlEkYKCURlbGV0ZVJ1bhIbLnBvZGl1bS52MS5EZWxldGVSdW5SZXF1ZXN0GhwucG9kaXVtLnYxLkRlbGV0ZVJ1blJlc3BvbnNlEkYKCVNpZ25hbFJ1bhIbLnBvZGl1bS52MS5TaWduYWxSdW5SZXF1ZXN0GhwucG9kaXVtLnYxLlNpZ25hbFJ1blJlc3BvbnNlElsKEENvbXBsZXRlQ2FsbGJhY2sSIi5wb2RpdW0udjEuQ29tcGxldGVDYWxsYmFja1JlcXVlc3QaIy5wb2RpdW0udjEuQ29tcGxldGVDYWxsYmFja1Jlc3BvbnNlQjMKDWRldi5wb2RpdW0udjFQAVogcG9kaXVtL2dlbi9nby9wb2RpdW0vdjE7cG9kaXVtdjFiBnByb3RvMw", [file_google_protobuf_struct, file_podium_v1_common, file_podium_v1_event, file_podium_v1_run, file_podium_v1_workflow]);
+  fileDesc("CiFwb2RpdW0vdjEvZXhlY3V0aW9uX3NlcnZpY2UucHJvdG8SCXBvZGl1bS52MSLeAgoPU3RhcnRSdW5SZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAiABKAMSJgoFaW5wdXQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnJlcXVlc3RfaWQYBCABKAkSNgoGbGFiZWxzGAUgAygLMiYucG9kaXVtLnYxLlN0YXJ0UnVuUmVxdWVzdC5MYWJlbHNFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBiABKAUSEAoIcHJpb3JpdHkYByABKAUSIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSLQoMbm90aWZpY2F0aW9uGDIgASgLMhcucG9kaXVtLnYxLk5vdGlmaWNhdGlvbhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi8KEFN0YXJ0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biIdCg1HZXRSdW5SZXF1ZXN0EgwKBG5hbWUYASABKAkiLQoOR2V0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biLWAQoPTGlzdFJ1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgASgJEiMKBnN0YXRlcxgEIAMoDjITLnBvZGl1bS52MS5SdW5TdGF0ZRI2CgZsYWJlbHMYBSADKAsyJi5wb2RpdW0udjEuTGlzdFJ1bnNSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4ucG9kaXVtLnYxLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoQQ2FuY2VsUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIwChFDYW5jZWxSdW5SZXNwb25zZRIbCgNydW4YASABKAsyDi5wb2RpdW0udjEuUnVuIi8KD1BhdXNlUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIvChBQYXVzZVJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4iIAoQUmVzdW1lUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJIjAKEVJlc3VtZVJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4idgoWUmVzb2x2ZUFwcHJvdmFsUmVxdWVzdBILCgNydW4YASABKAkSDwoHc3RlcF9pZBgCIAEoCRItCghkZWNpc2lvbhgDIAEoDjIbLnBvZGl1bS52MS5BcHByb3ZhbERlY2lzaW9uEg8KB2NvbW1lbnQYBCABKAkiNgoXUmVzb2x2ZUFwcHJvdmFsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biIgChBEZWxldGVSdW5SZXF1ZXN0EgwKBG5hbWUYASABKAkiEwoRRGVsZXRlUnVuUmVzcG9uc2UiagoQU2lnbmFsUnVuUmVxdWVzdBILCgNydW4YASABKAkSDAoEbmFtZRgCIAEoCRInCgdwYXlsb2FkGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhIKCnJlcXVlc3RfaWQYBCABKAkiOgoRU2lnbmFsUnVuUmVzcG9uc2USEAoIcG9zaXRpb24YASABKAMSEwoLY29uc3VtZWRfYnkYAiABKAkiUQoXQ29tcGxldGVDYWxsYmFja1JlcXVlc3QSDQoFdG9rZW4YASABKAkSJwoHcGF5bG9hZBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSI4ChhDb21wbGV0ZUNhbGxiYWNrUmVzcG9uc2USCwoDcnVuGAEgASgJEg8KB3N0ZXBfaWQYAiABKAky9wUKEEV4ZWN1dGlvblNlcnZpY2USQwoIU3RhcnRSdW4SGi5wb2RpdW0udjEuU3RhcnRSdW5SZXF1ZXN0GhsucG9kaXVtLnYxLlN0YXJ0UnVuUmVzcG9uc2USPQoGR2V0UnVuEhgucG9kaXVtLnYxLkdldFJ1blJlcXVlc3QaGS5wb2RpdW0udjEuR2V0UnVuUmVzcG9uc2USQwoITGlzdFJ1bnMSGi5wb2RpdW0udjEuTGlzdFJ1bnNSZXF1ZXN0GhsucG9kaXVtLnYxLkxpc3RSdW5zUmVzcG9uc2USRgoJQ2FuY2VsUnVuEhsucG9kaXVtLnYxLkNhbmNlbFJ1blJlcXVlc3QaHC5wb2RpdW0udjEuQ2FuY2VsUnVuUmVzcG9uc2USQwoIUGF1c2VSdW4SGi5wb2RpdW0udjEuUGF1c2VSdW5SZXF1ZXN0GhsucG9kaXVtLnYxLlBhdXNlUnVuUmVzcG9uc2USRgoJUmVzdW1lUnVuEhsucG9kaXVtLnYxLlJlc3VtZVJ1blJlcXVlc3QaHC5wb2RpdW0udjEuUmVzdW1lUnVuUmVzcG9uc2USWAoPUmVzb2x2ZUFwcHJvdmFsEiEucG9kaXVtLnYxLlJlc29sdmVBcHByb3ZhbFJlcXVlc3QaIi5wb2RpdW0udjEuUmVzb2x2ZUFwcHJvdmFsUmVzcG9uc2USRgoJRGVsZXRlUnVuEhsucG9kaXVtLnYxLkRlbGV0ZVJ1blJlcXVlc3QaHC5wb2RpdW0udjEuRGVsZXRlUnVuUmVzcG9uc2USRgoJU2lnbmFsUnVuEhsucG9kaXVtLnYxLlNpZ25hbFJ1blJlcXVlc3QaHC5wb2RpdW0udjEuU2lnbmFsUnVuUmVzcG9uc2USWwoQQ29tcGxldGVDYWxsYmFjaxIiLnBvZGl1bS52MS5Db21wbGV0ZUNhbGxiYWNrUmVxdWVzdBojLnBvZGl1bS52MS5Db21wbGV0ZUNhbGxiYWNrUmVzcG9uc2VCMwoNZGV2LnBvZGl1bS52MVABWiBwb2RpdW0vZ2VuL2dvL3BvZGl1bS92MTtwb2RpdW12MWIGcHJvdG8z", [file_google_protobuf_struct, file_podium_v1_common, file_podium_v1_event, file_podium_v1_run, file_podium_v1_workflow]);
 
 /**
  * @generated from message podium.v1.StartRunRequest
@@ -268,6 +268,85 @@ export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE_
   messageDesc(file_podium_v1_execution_service, 7);
 
 /**
+ * @generated from message podium.v1.PauseRunRequest
+ */
+export type PauseRunRequest = Message<"podium.v1.PauseRunRequest"> & {
+  /**
+   * "runs/{run_id}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Recorded in the RUN_PAUSED event.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message podium.v1.PauseRunRequest.
+ * Use `create(PauseRunRequestSchema)` to create a new message.
+ */
+export const PauseRunRequestSchema: GenMessage<PauseRunRequest> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 8);
+
+/**
+ * @generated from message podium.v1.PauseRunResponse
+ */
+export type PauseRunResponse = Message<"podium.v1.PauseRunResponse"> & {
+  /**
+   * @generated from field: podium.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message podium.v1.PauseRunResponse.
+ * Use `create(PauseRunResponseSchema)` to create a new message.
+ */
+export const PauseRunResponseSchema: GenMessage<PauseRunResponse> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 9);
+
+/**
+ * @generated from message podium.v1.ResumeRunRequest
+ */
+export type ResumeRunRequest = Message<"podium.v1.ResumeRunRequest"> & {
+  /**
+   * "runs/{run_id}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message podium.v1.ResumeRunRequest.
+ * Use `create(ResumeRunRequestSchema)` to create a new message.
+ */
+export const ResumeRunRequestSchema: GenMessage<ResumeRunRequest> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 10);
+
+/**
+ * @generated from message podium.v1.ResumeRunResponse
+ */
+export type ResumeRunResponse = Message<"podium.v1.ResumeRunResponse"> & {
+  /**
+   * @generated from field: podium.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message podium.v1.ResumeRunResponse.
+ * Use `create(ResumeRunResponseSchema)` to create a new message.
+ */
+export const ResumeRunResponseSchema: GenMessage<ResumeRunResponse> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 11);
+
+/**
  * @generated from message podium.v1.ResolveApprovalRequest
  */
 export type ResolveApprovalRequest = Message<"podium.v1.ResolveApprovalRequest"> & {
@@ -303,7 +382,7 @@ export type ResolveApprovalRequest = Message<"podium.v1.ResolveApprovalRequest">
  * Use `create(ResolveApprovalRequestSchema)` to create a new message.
  */
 export const ResolveApprovalRequestSchema: GenMessage<ResolveApprovalRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 8);
+  messageDesc(file_podium_v1_execution_service, 12);
 
 /**
  * @generated from message podium.v1.ResolveApprovalResponse
@@ -320,7 +399,7 @@ export type ResolveApprovalResponse = Message<"podium.v1.ResolveApprovalResponse
  * Use `create(ResolveApprovalResponseSchema)` to create a new message.
  */
 export const ResolveApprovalResponseSchema: GenMessage<ResolveApprovalResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 9);
+  messageDesc(file_podium_v1_execution_service, 13);
 
 /**
  * @generated from message podium.v1.DeleteRunRequest
@@ -339,7 +418,7 @@ export type DeleteRunRequest = Message<"podium.v1.DeleteRunRequest"> & {
  * Use `create(DeleteRunRequestSchema)` to create a new message.
  */
 export const DeleteRunRequestSchema: GenMessage<DeleteRunRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 10);
+  messageDesc(file_podium_v1_execution_service, 14);
 
 /**
  * @generated from message podium.v1.DeleteRunResponse
@@ -352,7 +431,7 @@ export type DeleteRunResponse = Message<"podium.v1.DeleteRunResponse"> & {
  * Use `create(DeleteRunResponseSchema)` to create a new message.
  */
 export const DeleteRunResponseSchema: GenMessage<DeleteRunResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 11);
+  messageDesc(file_podium_v1_execution_service, 15);
 
 /**
  * @generated from message podium.v1.SignalRunRequest
@@ -393,7 +472,7 @@ export type SignalRunRequest = Message<"podium.v1.SignalRunRequest"> & {
  * Use `create(SignalRunRequestSchema)` to create a new message.
  */
 export const SignalRunRequestSchema: GenMessage<SignalRunRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 12);
+  messageDesc(file_podium_v1_execution_service, 16);
 
 /**
  * @generated from message podium.v1.SignalRunResponse
@@ -419,7 +498,7 @@ export type SignalRunResponse = Message<"podium.v1.SignalRunResponse"> & {
  * Use `create(SignalRunResponseSchema)` to create a new message.
  */
 export const SignalRunResponseSchema: GenMessage<SignalRunResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 13);
+  messageDesc(file_podium_v1_execution_service, 17);
 
 /**
  * @generated from message podium.v1.CompleteCallbackRequest
@@ -445,7 +524,7 @@ export type CompleteCallbackRequest = Message<"podium.v1.CompleteCallbackRequest
  * Use `create(CompleteCallbackRequestSchema)` to create a new message.
  */
 export const CompleteCallbackRequestSchema: GenMessage<CompleteCallbackRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 14);
+  messageDesc(file_podium_v1_execution_service, 18);
 
 /**
  * @generated from message podium.v1.CompleteCallbackResponse
@@ -469,7 +548,7 @@ export type CompleteCallbackResponse = Message<"podium.v1.CompleteCallbackRespon
  * Use `create(CompleteCallbackResponseSchema)` to create a new message.
  */
 export const CompleteCallbackResponseSchema: GenMessage<CompleteCallbackResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 15);
+  messageDesc(file_podium_v1_execution_service, 19);
 
 /**
  * Starts, reads and cancels runs.
@@ -523,6 +602,30 @@ export const ExecutionService: GenService<{
     methodKind: "unary";
     input: typeof CancelRunRequestSchema;
     output: typeof CancelRunResponseSchema;
+  },
+  /**
+   * Pauses a run (state PAUSED, event RUN_PAUSED): no new step, fan-out item
+   * or retry attempt starts; running attempts finish; timers keep their due
+   * times. Durable across restarts. Pausing a paused run is a no-op; a run
+   * that ended: FAILED_PRECONDITION, RUN_ALREADY_ENDED.
+   *
+   * @generated from rpc podium.v1.ExecutionService.PauseRun
+   */
+  pauseRun: {
+    methodKind: "unary";
+    input: typeof PauseRunRequestSchema;
+    output: typeof PauseRunResponseSchema;
+  },
+  /**
+   * Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
+   * a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
+   *
+   * @generated from rpc podium.v1.ExecutionService.ResumeRun
+   */
+  resumeRun: {
+    methodKind: "unary";
+    input: typeof ResumeRunRequestSchema;
+    output: typeof ResumeRunResponseSchema;
   },
   /**
    * Approves or rejects an approval step that waits.
