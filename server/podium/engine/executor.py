@@ -199,6 +199,7 @@ class RunExecutor:
         for step_id in held:
             if self.steps[step_id].state == StepState.PENDING:
                 self._consider(step_id)
+        self._maybe_finish()
 
     async def stop(self) -> None:
         """Server shutdown: cancels running agents without recording it, so
@@ -373,6 +374,8 @@ class RunExecutor:
     def _maybe_finish(self) -> None:
         if self.tasks or self.finished.is_set() or self.stop_signal.stopping or self._finalizing:
             return
+        if self._held and self._ending is None:
+            return  # paused with steps held: ResumeRun starts them
         if self._ending is None:
             pending = [s.step_id for s in self.steps.values() if not s.state.is_final]
             if pending:

@@ -36,7 +36,7 @@ from podium.core.model import (
     StepRecord,
 )
 from podium.core.spec import WorkflowSpec, WorkflowVersion
-from podium.core.states import EventType, RunState
+from podium.core.states import UNFINISHED_RUN_STATES, EventType, RunState
 from podium.store import codec
 from podium.store.postgres import codec as pg_codec
 from podium.store.postgres.connection import CONNECT_TIMEOUT, open_pool, redact
