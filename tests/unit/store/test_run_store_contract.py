@@ -680,6 +680,23 @@ async def test_unfinished_runs_are_pending_running_or_waiting_oldest_first(
     ]
 
 
+async def test_a_paused_run_is_unfinished_and_listed_as_paused(run_store: RunStore) -> None:
+    # pause: recovery must resume a PAUSED run (to keep it paused), and
+    # ListRuns filters on the state.
+    run_store.put_run(run_record("paused", state=RunState.PAUSED, create_time=T0))
+    run_store.put_run(run_record("running", state=RunState.RUNNING, create_time=T0 + 1))
+    await run_store.commit()
+
+    assert await run_store.unfinished_run_ids() == ["paused", "running"]
+    batch = await run_store.unfinished_runs(10)
+    assert [(view.run.run_id, view.run.state) for view in batch] == [
+        ("paused", RunState.PAUSED),
+        ("running", RunState.RUNNING),
+    ]
+    listed = await run_store.list_runs(10, states=[RunState.PAUSED])
+    assert [run.run_id for run in listed] == ["paused"]
+
+
 async def test_a_run_that_finishes_leaves_the_unfinished_list(run_store: RunStore) -> None:
     run_store.put_run(run_record("r1", state=RunState.RUNNING))
     await run_store.commit()
