@@ -90,7 +90,9 @@ async def test_pause_holds_the_next_step_and_resume_starts_it(db_path: str) -> N
     resumed_at = types.index(E.RUN_EVENT_TYPE_RUN_RESUMED)
     assert len(of_type(events, E.RUN_EVENT_TYPE_RUN_PAUSED)) == 1
     next_started = next(
-        i for i, e in enumerate(events) if e.type == E.RUN_EVENT_TYPE_STEP_STARTED and e.step_id == "next"
+        i
+        for i, e in enumerate(events)
+        if e.type == E.RUN_EVENT_TYPE_STEP_STARTED and e.step_id == "next"
     )
     assert paused_at < resumed_at < next_started
     assert events[paused_at].message == "maintenance"
@@ -137,9 +139,7 @@ async def test_pause_with_running_fan_out_items(db_path: str) -> None:
     assert step_of(final, "each").items_succeeded == 6
     assert len(of_type(events, E.RUN_EVENT_TYPE_ITEM_STARTED)) == 6
     resumed_at = events.index(of_type(events, E.RUN_EVENT_TYPE_RUN_RESUMED)[0])
-    item_starts = [
-        i for i, e in enumerate(events) if e.type == E.RUN_EVENT_TYPE_ITEM_STARTED
-    ]
+    item_starts = [i for i, e in enumerate(events) if e.type == E.RUN_EVENT_TYPE_ITEM_STARTED]
     assert sum(1 for i in item_starts if i > resumed_at) == 4
 
 

@@ -68,7 +68,9 @@ async def test_a_paused_run_stays_paused_after_sigkill_and_resumes(
                 return len(step_of(current, "each").attempts) == CONCURRENCY
 
             await eventually(items_running, what="two items running")
-            paused = await asyncio.to_thread(first.cli, "runs", "pause", run.name, "--reason", "ops")
+            paused = await asyncio.to_thread(
+                first.cli, "runs", "pause", run.name, "--reason", "ops"
+            )
             assert paused.returncode == 0, paused.stderr
             assert "paused" in paused.stdout.lower()
             assert (await get_run(stubs, run.name)).state == R.RUN_STATE_PAUSED

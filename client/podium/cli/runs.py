@@ -1,4 +1,5 @@
-"""`podium runs start|get|list|cancel|pause|resume|watch|delete|approve|reject|signal|complete-callback`."""
+"""`podium runs start|get|list|cancel|pause|resume|watch|delete|approve|reject|signal|
+complete-callback`."""
 
 from __future__ import annotations
 

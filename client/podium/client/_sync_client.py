@@ -272,7 +272,9 @@ class Client:
     def pause_run(self, run: str, reason: str = "") -> run_pb2.Run:
         """Pause `run`: no new step or item starts until resume_run; running ones finish."""
         with translate_rpc_errors():
-            return self._executions.PauseRun(_requests.pause_run(run, reason), timeout=self.timeout).run
+            return self._executions.PauseRun(
+                _requests.pause_run(run, reason), timeout=self.timeout
+            ).run
 
     def resume_run(self, run: str) -> run_pb2.Run:
         """Resume a paused run: what it held starts."""

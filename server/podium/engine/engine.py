@@ -452,7 +452,9 @@ class Engine:
     ) -> RunView:
         """Pauses a run (see pausing.py); durable when this returns. A no-op on a
         paused run; FailedPrecondition on a run that ended."""
-        return await self._pause_or_resume(run_id, "pause", {"reason": reason, "actor": actor}, tenant)
+        return await self._pause_or_resume(
+            run_id, "pause", {"reason": reason, "actor": actor}, tenant
+        )
 
     async def resume_run(
         self, run_id: str, *, actor: str = "", tenant: str | None = None

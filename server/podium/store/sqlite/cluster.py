@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from podium.core.model import Event
-from podium.core.states import UNFINISHED_RUN_STATES, RunState
+from podium.core.states import UNFINISHED_RUN_STATES
 from podium.store import codec
 from podium.store.sqlite.fence import RunFence
 from podium.store.sqlite.store import SqliteStore
