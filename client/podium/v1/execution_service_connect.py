@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint
 from pyqwest import Client
 
-from .execution_service_pb2 import CancelRunRequest, CancelRunResponse, CompleteCallbackRequest, CompleteCallbackResponse, DeleteRunRequest, DeleteRunResponse, GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, PauseRunRequest, PauseRunResponse, ResolveApprovalRequest, ResolveApprovalResponse, ResumeRunRequest, ResumeRunResponse, SignalRunRequest, SignalRunResponse, StartRunRequest, StartRunResponse
+from .execution_service_pb2 import CancelRunRequest, CancelRunResponse, CompleteCallbackRequest, CompleteCallbackResponse, DeleteRunRequest, DeleteRunResponse, GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, PauseRunRequest, PauseRunResponse, RerunRunRequest, RerunRunResponse, RerunRunsRequest, RerunRunsResponse, ResolveApprovalRequest, ResolveApprovalResponse, ResumeRunRequest, ResumeRunResponse, SignalRunRequest, SignalRunResponse, StartRunRequest, StartRunResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -84,6 +84,25 @@ class ExecutionService(Protocol):
         """
         Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
         a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def rerun_run(self, request: RerunRunRequest, ctx: RequestContext[RerunRunRequest, RerunRunResponse], /) -> RerunRunResponse:
+        """
+        Starts a new run of a finished run's workflow version and input
+        (Run.rerun_of names the original). Steps that succeeded in the original
+        are reused (their output, no attempt, no cost), except `from_steps` and
+        everything downstream of them; without `from_steps`, the steps that did
+        not succeed and everything downstream run again. Unknown run: NOT_FOUND;
+        a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
+        step: INVALID_ARGUMENT (field from_steps).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def rerun_runs(self, request: RerunRunsRequest, ctx: RequestContext[RerunRunsRequest, RerunRunsResponse], /) -> RerunRunsResponse:
+        """
+        RerunRun for every finished run matching a ListRuns filter (at most
+        max_runs, 0: 100), newest first; returns the new runs' names.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -199,6 +218,28 @@ class ExecutionServiceASGIApplication(ConnectASGIApplication[ExecutionService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.resume_run,
+                ),
+                "/podium.v1.ExecutionService/RerunRun": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RerunRun",
+                        service_name="podium.v1.ExecutionService",
+                        input=RerunRunRequest,
+                        output=RerunRunResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.rerun_run,
+                ),
+                "/podium.v1.ExecutionService/RerunRuns": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RerunRuns",
+                        service_name="podium.v1.ExecutionService",
+                        input=RerunRunsRequest,
+                        output=RerunRunsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.rerun_runs,
                 ),
                 "/podium.v1.ExecutionService/ResolveApproval": Endpoint.unary(
                     method=MethodInfo(
@@ -427,6 +468,59 @@ class ExecutionServiceClient(ConnectClient):
                 service_name="podium.v1.ExecutionService",
                 input=ResumeRunRequest,
                 output=ResumeRunResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def rerun_run(
+        self,
+        request: RerunRunRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RerunRunResponse:
+        """
+        Starts a new run of a finished run's workflow version and input
+        (Run.rerun_of names the original). Steps that succeeded in the original
+        are reused (their output, no attempt, no cost), except `from_steps` and
+        everything downstream of them; without `from_steps`, the steps that did
+        not succeed and everything downstream run again. Unknown run: NOT_FOUND;
+        a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
+        step: INVALID_ARGUMENT (field from_steps).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RerunRun",
+                service_name="podium.v1.ExecutionService",
+                input=RerunRunRequest,
+                output=RerunRunResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def rerun_runs(
+        self,
+        request: RerunRunsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RerunRunsResponse:
+        """
+        RerunRun for every finished run matching a ListRuns filter (at most
+        max_runs, 0: 100), newest first; returns the new runs' names.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RerunRuns",
+                service_name="podium.v1.ExecutionService",
+                input=RerunRunsRequest,
+                output=RerunRunsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

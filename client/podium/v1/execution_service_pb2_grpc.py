@@ -65,6 +65,16 @@ class ExecutionServiceStub:
                 request_serializer=podium_dot_v1_dot_execution__service__pb2.ResumeRunRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_execution__service__pb2.ResumeRunResponse.FromString,
                 _registered_method=True)
+        self.RerunRun = channel.unary_unary(
+                '/podium.v1.ExecutionService/RerunRun',
+                request_serializer=podium_dot_v1_dot_execution__service__pb2.RerunRunRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_execution__service__pb2.RerunRunResponse.FromString,
+                _registered_method=True)
+        self.RerunRuns = channel.unary_unary(
+                '/podium.v1.ExecutionService/RerunRuns',
+                request_serializer=podium_dot_v1_dot_execution__service__pb2.RerunRunsRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_execution__service__pb2.RerunRunsResponse.FromString,
+                _registered_method=True)
         self.ResolveApproval = channel.unary_unary(
                 '/podium.v1.ExecutionService/ResolveApproval',
                 request_serializer=podium_dot_v1_dot_execution__service__pb2.ResolveApprovalRequest.SerializeToString,
@@ -145,6 +155,27 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RerunRun(self, request, context):
+        """Starts a new run of a finished run's workflow version and input
+        (Run.rerun_of names the original). Steps that succeeded in the original
+        are reused (their output, no attempt, no cost), except `from_steps` and
+        everything downstream of them; without `from_steps`, the steps that did
+        not succeed and everything downstream run again. Unknown run: NOT_FOUND;
+        a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
+        step: INVALID_ARGUMENT (field from_steps).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RerunRuns(self, request, context):
+        """RerunRun for every finished run matching a ListRuns filter (at most
+        max_runs, 0: 100), newest first; returns the new runs' names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResolveApproval(self, request, context):
         """Approves or rejects an approval step that waits.
         """
@@ -214,6 +245,16 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.ResumeRun,
                     request_deserializer=podium_dot_v1_dot_execution__service__pb2.ResumeRunRequest.FromString,
                     response_serializer=podium_dot_v1_dot_execution__service__pb2.ResumeRunResponse.SerializeToString,
+            ),
+            'RerunRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunRun,
+                    request_deserializer=podium_dot_v1_dot_execution__service__pb2.RerunRunRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_execution__service__pb2.RerunRunResponse.SerializeToString,
+            ),
+            'RerunRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunRuns,
+                    request_deserializer=podium_dot_v1_dot_execution__service__pb2.RerunRunsRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_execution__service__pb2.RerunRunsResponse.SerializeToString,
             ),
             'ResolveApproval': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveApproval,
@@ -399,6 +440,60 @@ class ExecutionService:
             '/podium.v1.ExecutionService/ResumeRun',
             podium_dot_v1_dot_execution__service__pb2.ResumeRunRequest.SerializeToString,
             podium_dot_v1_dot_execution__service__pb2.ResumeRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ExecutionService/RerunRun',
+            podium_dot_v1_dot_execution__service__pb2.RerunRunRequest.SerializeToString,
+            podium_dot_v1_dot_execution__service__pb2.RerunRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ExecutionService/RerunRuns',
+            podium_dot_v1_dot_execution__service__pb2.RerunRunsRequest.SerializeToString,
+            podium_dot_v1_dot_execution__service__pb2.RerunRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,19 @@ class ExecutionServiceStub:
     """Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
     a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
     """
+    RerunRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.RerunRunRequest, _execution_service_pb2.RerunRunResponse]
+    """Starts a new run of a finished run's workflow version and input
+    (Run.rerun_of names the original). Steps that succeeded in the original
+    are reused (their output, no attempt, no cost), except `from_steps` and
+    everything downstream of them; without `from_steps`, the steps that did
+    not succeed and everything downstream run again. Unknown run: NOT_FOUND;
+    a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
+    step: INVALID_ARGUMENT (field from_steps).
+    """
+    RerunRuns: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.RerunRunsRequest, _execution_service_pb2.RerunRunsResponse]
+    """RerunRun for every finished run matching a ListRuns filter (at most
+    max_runs, 0: 100), newest first; returns the new runs' names.
+    """
     ResolveApproval: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.ResolveApprovalRequest, _execution_service_pb2.ResolveApprovalResponse]
     """Approves or rejects an approval step that waits."""
     DeleteRun: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.DeleteRunRequest, _execution_service_pb2.DeleteRunResponse]
@@ -111,6 +124,19 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     ResumeRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.ResumeRunRequest, _execution_service_pb2.ResumeRunResponse]  # type: ignore[assignment]
     """Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
     a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
+    """
+    RerunRun: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.RerunRunRequest, _execution_service_pb2.RerunRunResponse]  # type: ignore[assignment]
+    """Starts a new run of a finished run's workflow version and input
+    (Run.rerun_of names the original). Steps that succeeded in the original
+    are reused (their output, no attempt, no cost), except `from_steps` and
+    everything downstream of them; without `from_steps`, the steps that did
+    not succeed and everything downstream run again. Unknown run: NOT_FOUND;
+    a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
+    step: INVALID_ARGUMENT (field from_steps).
+    """
+    RerunRuns: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.RerunRunsRequest, _execution_service_pb2.RerunRunsResponse]  # type: ignore[assignment]
+    """RerunRun for every finished run matching a ListRuns filter (at most
+    max_runs, 0: 100), newest first; returns the new runs' names.
     """
     ResolveApproval: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.ResolveApprovalRequest, _execution_service_pb2.ResolveApprovalResponse]  # type: ignore[assignment]
     """Approves or rejects an approval step that waits."""
@@ -196,6 +222,31 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_execution_service_pb2.ResumeRunResponse, _abc.Awaitable[_execution_service_pb2.ResumeRunResponse]]:
         """Resumes a paused run (event RUN_RESUMED): what was held starts. Resuming
         a run that is not paused is a no-op; a run that ended: FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def RerunRun(
+        self,
+        request: _execution_service_pb2.RerunRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.RerunRunResponse, _abc.Awaitable[_execution_service_pb2.RerunRunResponse]]:
+        """Starts a new run of a finished run's workflow version and input
+        (Run.rerun_of names the original). Steps that succeeded in the original
+        are reused (their output, no attempt, no cost), except `from_steps` and
+        everything downstream of them; without `from_steps`, the steps that did
+        not succeed and everything downstream run again. Unknown run: NOT_FOUND;
+        a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
+        step: INVALID_ARGUMENT (field from_steps).
+        """
+
+    @_abc_1.abstractmethod
+    def RerunRuns(
+        self,
+        request: _execution_service_pb2.RerunRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.RerunRunsResponse, _abc.Awaitable[_execution_service_pb2.RerunRunsResponse]]:
+        """RerunRun for every finished run matching a ListRuns filter (at most
+        max_runs, 0: 100), newest first; returns the new runs' names.
         """
 
     @_abc_1.abstractmethod

@@ -145,6 +145,8 @@ class RunRecord:
     # The tenant of the principal that started the run: it sees the run, and
     # its calls are governed and charged as that tenant's.
     tenant: str = DEFAULT_TENANT
+    # The run this one re-runs (RerunRun), else "".
+    rerun_of: str = ""
 
 
 @dataclass(slots=True)

@@ -46,7 +46,7 @@ from podium.core.model import (
 from podium.core.schemas import json_pointer, violations
 from podium.core.spec import NotificationSpec, WorkflowVersion
 from podium.core.states import RunState, StepState
-from podium.engine import estimates, insights, pagination, retention
+from podium.engine import estimates, insights, pagination, rerun, retention
 from podium.engine.admission import KeyedRunAdmission, RunAdmission
 from podium.engine.cluster import ClusterMember, ClusterSettings
 from podium.engine.executor import RunExecutor
@@ -76,6 +76,9 @@ SNAPSHOT_ATTEMPTS = 500
 # Cluster mode: how long CancelRun / ResolveApproval for a run owned elsewhere
 # wait for its owner to carry them out (long enough for a takeover in between).
 COMMAND_WAIT_SECONDS = 30.0
+# RerunRuns: runs re-run by one call when it does not say (and at most).
+DEFAULT_RERUNS = 100
+MAX_RERUNS = 1000
 R = TypeVar("R", RunRecord, StepRecord, AttemptRecord)
 
 
@@ -479,6 +482,105 @@ class Engine:
             executor.resume(str(body.get("actor", "")))
         await self.services.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
+
+    # -- re-runs (see rerun.py) -------------------------------------------------------
+
+    async def rerun_run(
+        self, run_id: str, from_steps: Collection[str] = (), *, tenant: str | None = None
+    ) -> RunView:
+        """A new run of a finished run's workflow version and input, reusing the
+        outputs of its succeeded steps (all but `from_steps` and downstream)."""
+        self._check_open()
+        original = await self.get_run(run_id, tenant=tenant)
+        names = list(from_steps)
+        rerun.check_from_steps(names, {step.step_id for step in original.steps})
+        if not original.run.state.is_final:
+            raise FailedPrecondition(
+                f"run {run_id!r} has not finished (it is {original.run.state.name})",
+                reason="RUN_NOT_FINISHED",
+            )
+        return await self._rerun(original, names)
+
+    async def rerun_runs(
+        self,
+        *,
+        workflow_id: str = "",
+        states: Collection[RunState] = (),
+        labels: Mapping[str, str] | None = None,
+        from_steps: Collection[str] = (),
+        max_runs: int = 0,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[tuple[str, RunView]]:
+        """rerun_run for each finished run that matches the filter (newest first, at
+        most `max_runs`, 0: 100); returns (original run id, new run) pairs. Every
+        run is checked before any re-run starts."""
+        self._check_open()
+        if max_runs < 0 or max_runs > MAX_RERUNS:
+            raise InvalidArgument(
+                "invalid max_runs",
+                [FieldViolation("max_runs", f"must be between 0 and {MAX_RERUNS}")],
+            )
+        chosen = set(states)
+        if any(not state.is_final for state in chosen):
+            raise InvalidArgument(
+                "invalid states",
+                [FieldViolation("states", "only runs that ended can be re-run")],
+            )
+        finals = chosen or {state for state in RunState if state.is_final}
+        found = await self.store.list_runs(
+            max_runs or DEFAULT_RERUNS,
+            workflow_id=workflow_id,
+            states=sorted(finals),
+            labels=dict(labels or {}),
+            tenant=tenant,
+        )
+        names = list(from_steps)
+        originals = [await self.get_run(record.run_id, tenant=tenant) for record in found]
+        for view in originals:
+            rerun.check_from_steps(names, {step.step_id for step in view.steps})
+        return [(view.run.run_id, await self._rerun(view, names)) for view in originals]
+
+    async def _rerun(self, original: RunView, from_steps: list[str]) -> RunView:
+        source = original.run
+        workflow = await self.workflows.get(
+            source.workflow_id, source.workflow_version, tenant=source.tenant
+        )
+        plan = self.workflows.plan_for(workflow)
+        by_id = {step.step_id: step for step in original.steps}
+        again = rerun.steps_to_run_again(by_id, plan.dependents, from_steps)
+        run = RunRecord(
+            run_id=uuid.uuid4().hex,
+            workflow_id=source.workflow_id,
+            workflow_version=source.workflow_version,
+            state=RunState.PENDING,
+            input=dict(source.input),
+            create_time=self.clock.now(),
+            request_hash=source.request_hash,
+            labels=dict(source.labels),
+            max_concurrency=source.max_concurrency,
+            priority=source.priority,
+            max_cost=source.max_cost,
+            tenant=source.tenant,
+            rerun_of=source.run_id,
+        )
+        steps = [
+            StepRecord(step_id=spec.id, agent=spec.agent, position=i)
+            if spec.id in again or spec.id not in by_id
+            else rerun.reused_step(by_id[spec.id], source.run_id)
+            for i, spec in enumerate(workflow.spec.steps)
+        ]
+        recorder = self.services.recorder
+        if self.cluster is not None:
+            self.cluster.store.own_new_run(run.run_id)
+        recorder.run(run)
+        for step in steps:
+            recorder.step(run.run_id, step)
+        executor = self._executor(run, steps, plan)
+        executor.created()
+        await recorder.durable()
+        self.active[run.run_id] = executor
+        self._start_when_admitted(executor)
+        return RunView(run, list(executor.steps.values()))
 
     async def resolve_approval(
         self,

@@ -131,6 +131,41 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
         return execution_service_pb2.ResumeRunResponse(run=translate.run_view_to_proto(view))
 
     @unary
+    async def RerunRun(
+        self, request: execution_service_pb2.RerunRunRequest, context: Context
+    ) -> execution_service_pb2.RerunRunResponse:
+        view = await self._engine.rerun_run(
+            requests.run_id(request.name),
+            list(request.from_steps),
+            tenant=current_caller().tenant,
+        )
+        return execution_service_pb2.RerunRunResponse(run=translate.run_view_to_proto(view))
+
+    @unary
+    async def RerunRuns(
+        self, request: execution_service_pb2.RerunRunsRequest, context: Context
+    ) -> execution_service_pb2.RerunRunsResponse:
+        workflow_id = requests.workflow_id(request.workflow, "workflow") if request.workflow else ""
+        states = []
+        for i, state in enumerate(request.states):
+            try:
+                states.append(RunState(state))
+            except ValueError:
+                raise invalid(f"states[{i}]", f"unknown run state {state}") from None
+        pairs = await self._engine.rerun_runs(
+            workflow_id=workflow_id,
+            states=states,
+            labels=dict(request.labels),
+            from_steps=list(request.from_steps),
+            max_runs=request.max_runs,
+            tenant=current_caller().tenant,
+        )
+        return execution_service_pb2.RerunRunsResponse(
+            runs=[translate.run_name(view.run.run_id) for _, view in pairs],
+            originals=[translate.run_name(original) for original, _ in pairs],
+        )
+
+    @unary
     async def ResolveApproval(
         self, request: execution_service_pb2.ResolveApprovalRequest, context: Context
     ) -> execution_service_pb2.ResolveApprovalResponse:

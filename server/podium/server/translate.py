@@ -450,6 +450,7 @@ def run_to_proto(run: RunRecord, steps: Iterable[StepRecord] = ()) -> run_pb2.Ru
         last_sequence=run.last_sequence,
         priority=run.priority,
         max_cost=money(run.max_cost) if run.max_cost is not None else None,
+        rerun_of=run_name(run.rerun_of) if run.rerun_of else "",
     )
 
 

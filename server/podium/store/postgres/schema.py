@@ -234,6 +234,10 @@ MIGRATIONS: list[str] = [
     DROP INDEX runs_unfinished;
     CREATE INDEX runs_unfinished ON runs (create_time) WHERE state IN (1, 2, 7, 70);
     """,
+    # pause: a re-run names the run it re-runs (RerunRun).
+    """
+    ALTER TABLE runs ADD COLUMN rerun_of TEXT;
+    """,
 ]
 
 

@@ -334,6 +334,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant, name)
     ) WITHOUT ROWID;
     """,
+    # pause: a re-run names the run it re-runs (RerunRun).
+    """
+    ALTER TABLE runs ADD COLUMN rerun_of TEXT;
+    """,
 ]
 
 

@@ -20,7 +20,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file podium/v1/execution_service.proto.
  */
 export const file_podium_v1_execution_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFwb2RpdW0vdjEvZXhlY3V0aW9uX3NlcnZpY2UucHJvdG8SCXBvZGl1bS52MSLeAgoPU3RhcnRSdW5SZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAiABKAMSJgoFaW5wdXQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnJlcXVlc3RfaWQYBCABKAkSNgoGbGFiZWxzGAUgAygLMiYucG9kaXVtLnYxLlN0YXJ0UnVuUmVxdWVzdC5MYWJlbHNFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBiABKAUSEAoIcHJpb3JpdHkYByABKAUSIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSLQoMbm90aWZpY2F0aW9uGDIgASgLMhcucG9kaXVtLnYxLk5vdGlmaWNhdGlvbhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi8KEFN0YXJ0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biIdCg1HZXRSdW5SZXF1ZXN0EgwKBG5hbWUYASABKAkiLQoOR2V0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biLWAQoPTGlzdFJ1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgASgJEiMKBnN0YXRlcxgEIAMoDjITLnBvZGl1bS52MS5SdW5TdGF0ZRI2CgZsYWJlbHMYBSADKAsyJi5wb2RpdW0udjEuTGlzdFJ1bnNSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4ucG9kaXVtLnYxLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoQQ2FuY2VsUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIwChFDYW5jZWxSdW5SZXNwb25zZRIbCgNydW4YASABKAsyDi5wb2RpdW0udjEuUnVuIi8KD1BhdXNlUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIvChBQYXVzZVJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4iIAoQUmVzdW1lUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJIjAKEVJlc3VtZVJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4idgoWUmVzb2x2ZUFwcHJvdmFsUmVxdWVzdBILCgNydW4YASABKAkSDwoHc3RlcF9pZBgCIAEoCRItCghkZWNpc2lvbhgDIAEoDjIbLnBvZGl1bS52MS5BcHByb3ZhbERlY2lzaW9uEg8KB2NvbW1lbnQYBCABKAkiNgoXUmVzb2x2ZUFwcHJvdmFsUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biIgChBEZWxldGVSdW5SZXF1ZXN0EgwKBG5hbWUYASABKAkiEwoRRGVsZXRlUnVuUmVzcG9uc2UiagoQU2lnbmFsUnVuUmVxdWVzdBILCgNydW4YASABKAkSDAoEbmFtZRgCIAEoCRInCgdwYXlsb2FkGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhIKCnJlcXVlc3RfaWQYBCABKAkiOgoRU2lnbmFsUnVuUmVzcG9uc2USEAoIcG9zaXRpb24YASABKAMSEwoLY29uc3VtZWRfYnkYAiABKAkiUQoXQ29tcGxldGVDYWxsYmFja1JlcXVlc3QSDQoFdG9rZW4YASABKAkSJwoHcGF5bG9hZBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSI4ChhDb21wbGV0ZUNhbGxiYWNrUmVzcG9uc2USCwoDcnVuGAEgASgJEg8KB3N0ZXBfaWQYAiABKAky9wUKEEV4ZWN1dGlvblNlcnZpY2USQwoIU3RhcnRSdW4SGi5wb2RpdW0udjEuU3RhcnRSdW5SZXF1ZXN0GhsucG9kaXVtLnYxLlN0YXJ0UnVuUmVzcG9uc2USPQoGR2V0UnVuEhgucG9kaXVtLnYxLkdldFJ1blJlcXVlc3QaGS5wb2RpdW0udjEuR2V0UnVuUmVzcG9uc2USQwoITGlzdFJ1bnMSGi5wb2RpdW0udjEuTGlzdFJ1bnNSZXF1ZXN0GhsucG9kaXVtLnYxLkxpc3RSdW5zUmVzcG9uc2USRgoJQ2FuY2VsUnVuEhsucG9kaXVtLnYxLkNhbmNlbFJ1blJlcXVlc3QaHC5wb2RpdW0udjEuQ2FuY2VsUnVuUmVzcG9uc2USQwoIUGF1c2VSdW4SGi5wb2RpdW0udjEuUGF1c2VSdW5SZXF1ZXN0GhsucG9kaXVtLnYxLlBhdXNlUnVuUmVzcG9uc2USRgoJUmVzdW1lUnVuEhsucG9kaXVtLnYxLlJlc3VtZVJ1blJlcXVlc3QaHC5wb2RpdW0udjEuUmVzdW1lUnVuUmVzcG9uc2USWAoPUmVzb2x2ZUFwcHJvdmFsEiEucG9kaXVtLnYxLlJlc29sdmVBcHByb3ZhbFJlcXVlc3QaIi5wb2RpdW0udjEuUmVzb2x2ZUFwcHJvdmFsUmVzcG9uc2USRgoJRGVsZXRlUnVuEhsucG9kaXVtLnYxLkRlbGV0ZVJ1blJlcXVlc3QaHC5wb2RpdW0udjEuRGVsZXRlUnVuUmVzcG9uc2USRgoJU2lnbmFsUnVuEhsucG9kaXVtLnYxLlNpZ25hbFJ1blJlcXVlc3QaHC5wb2RpdW0udjEuU2lnbmFsUnVuUmVzcG9uc2USWwoQQ29tcGxldGVDYWxsYmFjaxIiLnBvZGl1bS52MS5Db21wbGV0ZUNhbGxiYWNrUmVxdWVzdBojLnBvZGl1bS52MS5Db21wbGV0ZUNhbGxiYWNrUmVzcG9uc2VCMwoNZGV2LnBvZGl1bS52MVABWiBwb2RpdW0vZ2VuL2dvL3BvZGl1bS92MTtwb2RpdW12MWIGcHJvdG8z", [file_google_protobuf_struct, file_podium_v1_common, file_podium_v1_event, file_podium_v1_run, file_podium_v1_workflow]);
+  fileDesc("CiFwb2RpdW0vdjEvZXhlY3V0aW9uX3NlcnZpY2UucHJvdG8SCXBvZGl1bS52MSLeAgoPU3RhcnRSdW5SZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAiABKAMSJgoFaW5wdXQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnJlcXVlc3RfaWQYBCABKAkSNgoGbGFiZWxzGAUgAygLMiYucG9kaXVtLnYxLlN0YXJ0UnVuUmVxdWVzdC5MYWJlbHNFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBiABKAUSEAoIcHJpb3JpdHkYByABKAUSIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSLQoMbm90aWZpY2F0aW9uGDIgASgLMhcucG9kaXVtLnYxLk5vdGlmaWNhdGlvbhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi8KEFN0YXJ0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biIdCg1HZXRSdW5SZXF1ZXN0EgwKBG5hbWUYASABKAkiLQoOR2V0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9kaXVtLnYxLlJ1biLWAQoPTGlzdFJ1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgASgJEiMKBnN0YXRlcxgEIAMoDjITLnBvZGl1bS52MS5SdW5TdGF0ZRI2CgZsYWJlbHMYBSADKAsyJi5wb2RpdW0udjEuTGlzdFJ1bnNSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSQoQTGlzdFJ1bnNSZXNwb25zZRIcCgRydW5zGAEgAygLMg4ucG9kaXVtLnYxLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoQQ2FuY2VsUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIwChFDYW5jZWxSdW5SZXNwb25zZRIbCgNydW4YASABKAsyDi5wb2RpdW0udjEuUnVuIi8KD1BhdXNlUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIvChBQYXVzZVJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4iIAoQUmVzdW1lUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJIjAKEVJlc3VtZVJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4iMwoPUmVydW5SdW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKZnJvbV9zdGVwcxgCIAMoCSIvChBSZXJ1blJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvZGl1bS52MS5SdW4i1wEKEFJlcnVuUnVuc1JlcXVlc3QSEAoId29ya2Zsb3cYASABKAkSIwoGc3RhdGVzGAIgAygOMhMucG9kaXVtLnYxLlJ1blN0YXRlEjcKBmxhYmVscxgDIAMoCzInLnBvZGl1bS52MS5SZXJ1blJ1bnNSZXF1ZXN0LkxhYmVsc0VudHJ5EhIKCmZyb21fc3RlcHMYBCADKAkSEAoIbWF4X3J1bnMYBSABKAUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI0ChFSZXJ1blJ1bnNSZXNwb25zZRIMCgRydW5zGAEgAygJEhEKCW9yaWdpbmFscxgCIAMoCSJ2ChZSZXNvbHZlQXBwcm92YWxSZXF1ZXN0EgsKA3J1bhgBIAEoCRIPCgdzdGVwX2lkGAIgASgJEi0KCGRlY2lzaW9uGAMgASgOMhsucG9kaXVtLnYxLkFwcHJvdmFsRGVjaXNpb24SDwoHY29tbWVudBgEIAEoCSI2ChdSZXNvbHZlQXBwcm92YWxSZXNwb25zZRIbCgNydW4YASABKAsyDi5wb2RpdW0udjEuUnVuIiAKEERlbGV0ZVJ1blJlcXVlc3QSDAoEbmFtZRgBIAEoCSITChFEZWxldGVSdW5SZXNwb25zZSJqChBTaWduYWxSdW5SZXF1ZXN0EgsKA3J1bhgBIAEoCRIMCgRuYW1lGAIgASgJEicKB3BheWxvYWQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEgoKcmVxdWVzdF9pZBgEIAEoCSI6ChFTaWduYWxSdW5SZXNwb25zZRIQCghwb3NpdGlvbhgBIAEoAxITCgtjb25zdW1lZF9ieRgCIAEoCSJRChdDb21wbGV0ZUNhbGxiYWNrUmVxdWVzdBINCgV0b2tlbhgBIAEoCRInCgdwYXlsb2FkGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjgKGENvbXBsZXRlQ2FsbGJhY2tSZXNwb25zZRILCgNydW4YASABKAkSDwoHc3RlcF9pZBgCIAEoCTKEBwoQRXhlY3V0aW9uU2VydmljZRJDCghTdGFydFJ1bhIaLnBvZGl1bS52MS5TdGFydFJ1blJlcXVlc3QaGy5wb2RpdW0udjEuU3RhcnRSdW5SZXNwb25zZRI9CgZHZXRSdW4SGC5wb2RpdW0udjEuR2V0UnVuUmVxdWVzdBoZLnBvZGl1bS52MS5HZXRSdW5SZXNwb25zZRJDCghMaXN0UnVucxIaLnBvZGl1bS52MS5MaXN0UnVuc1JlcXVlc3QaGy5wb2RpdW0udjEuTGlzdFJ1bnNSZXNwb25zZRJGCglDYW5jZWxSdW4SGy5wb2RpdW0udjEuQ2FuY2VsUnVuUmVxdWVzdBocLnBvZGl1bS52MS5DYW5jZWxSdW5SZXNwb25zZRJDCghQYXVzZVJ1bhIaLnBvZGl1bS52MS5QYXVzZVJ1blJlcXVlc3QaGy5wb2RpdW0udjEuUGF1c2VSdW5SZXNwb25zZRJGCglSZXN1bWVSdW4SGy5wb2RpdW0udjEuUmVzdW1lUnVuUmVxdWVzdBocLnBvZGl1bS52MS5SZXN1bWVSdW5SZXNwb25zZRJDCghSZXJ1blJ1bhIaLnBvZGl1bS52MS5SZXJ1blJ1blJlcXVlc3QaGy5wb2RpdW0udjEuUmVydW5SdW5SZXNwb25zZRJGCglSZXJ1blJ1bnMSGy5wb2RpdW0udjEuUmVydW5SdW5zUmVxdWVzdBocLnBvZGl1bS52MS5SZXJ1blJ1bnNSZXNwb25zZRJYCg9SZXNvbHZlQXBwcm92YWwSIS5wb2RpdW0udjEuUmVzb2x2ZUFwcHJvdmFsUmVxdWVzdBoiLnBvZGl1bS52MS5SZXNvbHZlQXBwcm92YWxSZXNwb25zZRJGCglEZWxldGVSdW4SGy5wb2RpdW0udjEuRGVsZXRlUnVuUmVxdWVzdBocLnBvZGl1bS52MS5EZWxldGVSdW5SZXNwb25zZRJGCglTaWduYWxSdW4SGy5wb2RpdW0udjEuU2lnbmFsUnVuUmVxdWVzdBocLnBvZGl1bS52MS5TaWduYWxSdW5SZXNwb25zZRJbChBDb21wbGV0ZUNhbGxiYWNrEiIucG9kaXVtLnYxLkNvbXBsZXRlQ2FsbGJhY2tSZXF1ZXN0GiMucG9kaXVtLnYxLkNvbXBsZXRlQ2FsbGJhY2tSZXNwb25zZUIzCg1kZXYucG9kaXVtLnYxUAFaIHBvZGl1bS9nZW4vZ28vcG9kaXVtL3YxO3BvZGl1bXYxYgZwcm90bzM", [file_google_protobuf_struct, file_podium_v1_common, file_podium_v1_event, file_podium_v1_run, file_podium_v1_workflow]);
 
 /**
  * @generated from message podium.v1.StartRunRequest
@@ -347,6 +347,123 @@ export const ResumeRunResponseSchema: GenMessage<ResumeRunResponse> = /*@__PURE_
   messageDesc(file_podium_v1_execution_service, 11);
 
 /**
+ * @generated from message podium.v1.RerunRunRequest
+ */
+export type RerunRunRequest = Message<"podium.v1.RerunRunRequest"> & {
+  /**
+   * The original run: "runs/{run_id}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Re-run from these steps (and everything downstream); empty: from the
+   * steps that did not succeed.
+   *
+   * @generated from field: repeated string from_steps = 2;
+   */
+  fromSteps: string[];
+};
+
+/**
+ * Describes the message podium.v1.RerunRunRequest.
+ * Use `create(RerunRunRequestSchema)` to create a new message.
+ */
+export const RerunRunRequestSchema: GenMessage<RerunRunRequest> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 12);
+
+/**
+ * @generated from message podium.v1.RerunRunResponse
+ */
+export type RerunRunResponse = Message<"podium.v1.RerunRunResponse"> & {
+  /**
+   * The new run.
+   *
+   * @generated from field: podium.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message podium.v1.RerunRunResponse.
+ * Use `create(RerunRunResponseSchema)` to create a new message.
+ */
+export const RerunRunResponseSchema: GenMessage<RerunRunResponse> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 13);
+
+/**
+ * @generated from message podium.v1.RerunRunsRequest
+ */
+export type RerunRunsRequest = Message<"podium.v1.RerunRunsRequest"> & {
+  /**
+   * Only runs of this workflow ("workflows/{workflow_id}").
+   *
+   * @generated from field: string workflow = 1;
+   */
+  workflow: string;
+
+  /**
+   * Only runs in one of these (final) states; empty: every final state.
+   *
+   * @generated from field: repeated podium.v1.RunState states = 2;
+   */
+  states: RunState[];
+
+  /**
+   * Only runs carrying every one of these labels.
+   *
+   * @generated from field: map<string, string> labels = 3;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * @generated from field: repeated string from_steps = 4;
+   */
+  fromSteps: string[];
+
+  /**
+   * At most this many runs; 0: 100; at most 1000.
+   *
+   * @generated from field: int32 max_runs = 5;
+   */
+  maxRuns: number;
+};
+
+/**
+ * Describes the message podium.v1.RerunRunsRequest.
+ * Use `create(RerunRunsRequestSchema)` to create a new message.
+ */
+export const RerunRunsRequestSchema: GenMessage<RerunRunsRequest> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 14);
+
+/**
+ * @generated from message podium.v1.RerunRunsResponse
+ */
+export type RerunRunsResponse = Message<"podium.v1.RerunRunsResponse"> & {
+  /**
+   * The new runs, in the order of their originals (newest first).
+   *
+   * @generated from field: repeated string runs = 1;
+   */
+  runs: string[];
+
+  /**
+   * The originals, in the same order.
+   *
+   * @generated from field: repeated string originals = 2;
+   */
+  originals: string[];
+};
+
+/**
+ * Describes the message podium.v1.RerunRunsResponse.
+ * Use `create(RerunRunsResponseSchema)` to create a new message.
+ */
+export const RerunRunsResponseSchema: GenMessage<RerunRunsResponse> = /*@__PURE__*/
+  messageDesc(file_podium_v1_execution_service, 15);
+
+/**
  * @generated from message podium.v1.ResolveApprovalRequest
  */
 export type ResolveApprovalRequest = Message<"podium.v1.ResolveApprovalRequest"> & {
@@ -382,7 +499,7 @@ export type ResolveApprovalRequest = Message<"podium.v1.ResolveApprovalRequest">
  * Use `create(ResolveApprovalRequestSchema)` to create a new message.
  */
 export const ResolveApprovalRequestSchema: GenMessage<ResolveApprovalRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 12);
+  messageDesc(file_podium_v1_execution_service, 16);
 
 /**
  * @generated from message podium.v1.ResolveApprovalResponse
@@ -399,7 +516,7 @@ export type ResolveApprovalResponse = Message<"podium.v1.ResolveApprovalResponse
  * Use `create(ResolveApprovalResponseSchema)` to create a new message.
  */
 export const ResolveApprovalResponseSchema: GenMessage<ResolveApprovalResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 13);
+  messageDesc(file_podium_v1_execution_service, 17);
 
 /**
  * @generated from message podium.v1.DeleteRunRequest
@@ -418,7 +535,7 @@ export type DeleteRunRequest = Message<"podium.v1.DeleteRunRequest"> & {
  * Use `create(DeleteRunRequestSchema)` to create a new message.
  */
 export const DeleteRunRequestSchema: GenMessage<DeleteRunRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 14);
+  messageDesc(file_podium_v1_execution_service, 18);
 
 /**
  * @generated from message podium.v1.DeleteRunResponse
@@ -431,7 +548,7 @@ export type DeleteRunResponse = Message<"podium.v1.DeleteRunResponse"> & {
  * Use `create(DeleteRunResponseSchema)` to create a new message.
  */
 export const DeleteRunResponseSchema: GenMessage<DeleteRunResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 15);
+  messageDesc(file_podium_v1_execution_service, 19);
 
 /**
  * @generated from message podium.v1.SignalRunRequest
@@ -472,7 +589,7 @@ export type SignalRunRequest = Message<"podium.v1.SignalRunRequest"> & {
  * Use `create(SignalRunRequestSchema)` to create a new message.
  */
 export const SignalRunRequestSchema: GenMessage<SignalRunRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 16);
+  messageDesc(file_podium_v1_execution_service, 20);
 
 /**
  * @generated from message podium.v1.SignalRunResponse
@@ -498,7 +615,7 @@ export type SignalRunResponse = Message<"podium.v1.SignalRunResponse"> & {
  * Use `create(SignalRunResponseSchema)` to create a new message.
  */
 export const SignalRunResponseSchema: GenMessage<SignalRunResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 17);
+  messageDesc(file_podium_v1_execution_service, 21);
 
 /**
  * @generated from message podium.v1.CompleteCallbackRequest
@@ -524,7 +641,7 @@ export type CompleteCallbackRequest = Message<"podium.v1.CompleteCallbackRequest
  * Use `create(CompleteCallbackRequestSchema)` to create a new message.
  */
 export const CompleteCallbackRequestSchema: GenMessage<CompleteCallbackRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 18);
+  messageDesc(file_podium_v1_execution_service, 22);
 
 /**
  * @generated from message podium.v1.CompleteCallbackResponse
@@ -548,7 +665,7 @@ export type CompleteCallbackResponse = Message<"podium.v1.CompleteCallbackRespon
  * Use `create(CompleteCallbackResponseSchema)` to create a new message.
  */
 export const CompleteCallbackResponseSchema: GenMessage<CompleteCallbackResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_execution_service, 19);
+  messageDesc(file_podium_v1_execution_service, 23);
 
 /**
  * Starts, reads and cancels runs.
@@ -626,6 +743,33 @@ export const ExecutionService: GenService<{
     methodKind: "unary";
     input: typeof ResumeRunRequestSchema;
     output: typeof ResumeRunResponseSchema;
+  },
+  /**
+   * Starts a new run of a finished run's workflow version and input
+   * (Run.rerun_of names the original). Steps that succeeded in the original
+   * are reused (their output, no attempt, no cost), except `from_steps` and
+   * everything downstream of them; without `from_steps`, the steps that did
+   * not succeed and everything downstream run again. Unknown run: NOT_FOUND;
+   * a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
+   * step: INVALID_ARGUMENT (field from_steps).
+   *
+   * @generated from rpc podium.v1.ExecutionService.RerunRun
+   */
+  rerunRun: {
+    methodKind: "unary";
+    input: typeof RerunRunRequestSchema;
+    output: typeof RerunRunResponseSchema;
+  },
+  /**
+   * RerunRun for every finished run matching a ListRuns filter (at most
+   * max_runs, 0: 100), newest first; returns the new runs' names.
+   *
+   * @generated from rpc podium.v1.ExecutionService.RerunRuns
+   */
+  rerunRuns: {
+    methodKind: "unary";
+    input: typeof RerunRunsRequestSchema;
+    output: typeof RerunRunsResponseSchema;
   },
   /**
    * Approves or rejects an approval step that waits.

@@ -1,0 +1,184 @@
+"""RerunRun / RerunRuns through gRPC: succeeded steps are reused (no attempt,
+no cost: the simulated LLM's spend proves it), failed ones and everything
+downstream run again, from_steps, the link to the original, the bulk form,
+and bad input (unknown step, unknown run, a run not finished)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+
+from podium.plugins.api import AgentError, StepContext
+from podium.testing import (
+    HoldAgent,
+    Stubs,
+    collect_events,
+    create_workflow,
+    echo_step,
+    error_info,
+    eventually,
+    field_violations,
+    get_run,
+    money_nanos,
+    plugins_with,
+    serving,
+    start_run,
+    step_of,
+)
+from podium.v1 import execution_service_pb2, run_pb2
+
+R = run_pb2
+X = execution_service_pb2
+
+
+class FailsFirstCalls:
+    """Fails its first `failures` calls (across runs), then returns its input:
+    a step that failed in a run and succeeds when re-run."""
+
+    name = "fails-first"
+    description = "Fails its first calls, then returns its input (test agent)."
+    version = "1"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def run(self, ctx: StepContext) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise AgentError(f"call {self.calls} fails", code="Broken", retryable=False)
+        return ctx.input
+
+
+SPEC = {
+    "steps": [
+        {
+            "id": "ask",
+            "agent": "llm",
+            "config": {"provider": "simulated", "model": "sim-small", "prompt": "Hi"},
+        },
+        {"id": "fragile", "agent": "fails-first", "dependsOn": ["ask"], "input": {"x": "1"}},
+        echo_step("after", "fragile"),
+        echo_step("side"),
+    ]
+}
+
+
+async def finish(stubs: Stubs, run: str) -> run_pb2.Run:
+    await collect_events(stubs, run)
+    return await get_run(stubs, run)
+
+
+async def rerun(stubs: Stubs, run: str, *from_steps: str) -> run_pb2.Run:
+    request = X.RerunRunRequest(name=run, from_steps=list(from_steps))
+    return (await stubs.executions.RerunRun(request)).run
+
+
+def attempts(run: run_pb2.Run) -> dict[str, int]:
+    return {step.step_id: len(step.attempts) for step in run.steps}
+
+
+async def test_rerun_reuses_succeeded_steps_and_runs_the_failed_and_downstream(
+    db_path: str,
+) -> None:
+    fragile = FailsFirstCalls(1)
+    async with serving(db_path, plugins=plugins_with([fragile])) as (_, stubs):
+        await create_workflow(stubs, "flow", SPEC)
+        original = await finish(stubs, (await start_run(stubs, "flow", {"k": 1})).name)
+        assert original.state == R.RUN_STATE_FAILED
+        assert step_of(original, "after").state == R.STEP_STATE_SKIPPED
+        assert money_nanos(original.cost) > 0
+
+        started = await rerun(stubs, original.name)
+        assert started.rerun_of == original.name
+        again = await finish(stubs, started.name)
+        # The original is untouched.
+        assert (await get_run(stubs, original.name)).state == R.RUN_STATE_FAILED
+
+    assert again.state == R.RUN_STATE_SUCCEEDED
+    assert again.rerun_of == original.name
+    assert again.workflow_version == original.workflow_version
+    assert again.input == original.input
+    assert attempts(again) == {"ask": 0, "fragile": 1, "after": 1, "side": 0}
+    assert money_nanos(again.cost) == 0  # the LLM step was not called again
+    assert fragile.calls == 2
+    ask = step_of(again, "ask")
+    assert ask.state == R.STEP_STATE_SUCCEEDED
+    assert ask.output == step_of(original, "ask").output
+    assert original.name.removeprefix("runs/") in ask.reason
+    assert step_of(again, "side").state == R.STEP_STATE_SUCCEEDED
+
+
+async def test_rerun_from_named_steps_runs_them_and_downstream(db_path: str) -> None:
+    fragile = FailsFirstCalls(0)
+    async with serving(db_path, plugins=plugins_with([fragile])) as (_, stubs):
+        await create_workflow(stubs, "flow", SPEC)
+        original = await finish(stubs, (await start_run(stubs, "flow")).name)
+        assert original.state == R.RUN_STATE_SUCCEEDED
+
+        from_llm = await finish(stubs, (await rerun(stubs, original.name, "ask")).name)
+        from_tail = await finish(stubs, (await rerun(stubs, original.name, "after")).name)
+    assert from_llm.state == R.RUN_STATE_SUCCEEDED
+    assert attempts(from_llm) == {"ask": 1, "fragile": 1, "after": 1, "side": 0}
+    assert money_nanos(from_llm.cost) == money_nanos(original.cost) > 0
+    assert from_tail.state == R.RUN_STATE_SUCCEEDED
+    assert attempts(from_tail) == {"ask": 0, "fragile": 0, "after": 1, "side": 0}
+    assert money_nanos(from_tail.cost) == 0
+    assert fragile.calls == 2  # the original and the re-run from `ask`
+
+
+async def test_rerun_runs_in_bulk_by_filter(db_path: str) -> None:
+    fragile = FailsFirstCalls(2)
+    async with serving(db_path, plugins=plugins_with([fragile])) as (_, stubs):
+        await create_workflow(stubs, "flow", SPEC)
+        failed = [await finish(stubs, (await start_run(stubs, "flow")).name) for _ in range(2)]
+        succeeded = await finish(stubs, (await start_run(stubs, "flow")).name)
+        assert [r.state for r in failed] == [R.RUN_STATE_FAILED] * 2
+        assert succeeded.state == R.RUN_STATE_SUCCEEDED
+
+        response = await stubs.executions.RerunRuns(
+            X.RerunRunsRequest(workflow="workflows/flow", states=[R.RUN_STATE_FAILED])
+        )
+        assert sorted(response.originals) == sorted(r.name for r in failed)
+        reruns = [await finish(stubs, name) for name in response.runs]
+    assert [r.rerun_of for r in reruns] == list(response.originals)
+    assert [r.state for r in reruns] == [R.RUN_STATE_SUCCEEDED] * 2
+    assert all(attempts(r)["ask"] == 0 for r in reruns)
+
+
+async def test_bad_reruns(db_path: str) -> None:
+    hold = HoldAgent()
+    async with serving(db_path, plugins=plugins_with([hold, FailsFirstCalls(0)])) as (_, stubs):
+        await create_workflow(stubs, "flow", SPEC)
+        done = await finish(stubs, (await start_run(stubs, "flow")).name)
+
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await rerun(stubs, done.name, "ask", "nope")
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(bad.value) == [("from_steps[1]", "the run has no step 'nope'")]
+
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await rerun(stubs, "runs/nope")
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+        with pytest.raises(grpc.aio.AioRpcError) as malformed:
+            await rerun(stubs, "workflows/flow")
+        assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+        await create_workflow(stubs, "held", {"steps": [{"id": "h", "agent": "hold"}]})
+        running = await start_run(stubs, "held")
+        await eventually(lambda: "h" in hold.held, what="h running")
+        with pytest.raises(grpc.aio.AioRpcError) as unfinished:
+            await rerun(stubs, running.name)
+        assert unfinished.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(unfinished.value).reason == "RUN_NOT_FINISHED"
+
+        with pytest.raises(grpc.aio.AioRpcError) as bulk:
+            await stubs.executions.RerunRuns(X.RerunRunsRequest(states=[R.RUN_STATE_RUNNING]))
+        assert bulk.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as bulk:
+            await stubs.executions.RerunRuns(X.RerunRunsRequest(from_steps=["nope"]))
+        assert bulk.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        hold.release()
