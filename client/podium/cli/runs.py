@@ -1,4 +1,4 @@
-"""`podium runs start|get|list|cancel|pause|resume|watch|delete|approve|reject|signal|
+"""`podium runs start|get|list|cancel|pause|resume|rerun|watch|delete|approve|reject|signal|
 complete-callback`."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from podium.cli import inputs
 from podium.cli.context import Context
-from podium.cli.parser import ArgumentParser, json_option, leaf_options
+from podium.cli.parser import ArgumentParser, UsageError, json_option, leaf_options
 from podium.cli.render import run_details, runs_table
 from podium.cli.watch import follow_run
 from podium.client.enums import run_state_label
@@ -124,6 +124,43 @@ def register(commands: Any) -> None:
     resume = sub.add_parser("resume", parents=read, help="resume a paused run")
     resume.add_argument("run", metavar="RUN", help="run id or runs/ID")
     resume.set_defaults(handler=resume_run)
+
+    again = sub.add_parser(
+        "rerun",
+        parents=read,
+        help="re-run finished runs, reusing the outputs of their succeeded steps",
+    )
+    again.add_argument(
+        "run", metavar="RUN", nargs="?", default=None, help="run id or runs/ID (or a filter)"
+    )
+    again.add_argument(
+        "--from-step",
+        action="append",
+        default=[],
+        metavar="STEP",
+        dest="from_steps",
+        help="run again from this step and downstream (repeatable; default: the failed ones)",
+    )
+    again.add_argument("--workflow", default=None, help="every finished run of this workflow")
+    again.add_argument(
+        "--state",
+        type=inputs.state,
+        action="append",
+        default=[],
+        metavar="STATE",
+        help="with the filter: only runs that ended in this state (repeatable)",
+    )
+    again.add_argument(
+        "--label", type=inputs.label, action="append", default=[], metavar="KEY=VALUE"
+    )
+    again.add_argument(
+        "--max-runs",
+        type=inputs.non_negative,
+        default=0,
+        metavar="N",
+        help="with the filter: at most N runs (default 100)",
+    )
+    again.set_defaults(handler=rerun_runs)
 
     watch = sub.add_parser(
         "watch",
@@ -262,6 +299,34 @@ def pause_run(args: argparse.Namespace, ctx: Context) -> int:
 
 def resume_run(args: argparse.Namespace, ctx: Context) -> int:
     return _print_run_state(ctx.client().resume_run(args.run), ctx)
+
+
+def rerun_runs(args: argparse.Namespace, ctx: Context) -> int:
+    filtered = args.workflow or args.state or args.label
+    if (args.run is None) == (not filtered):
+        raise UsageError("give either RUN or a filter (--workflow, --state, --label), not both")
+    if args.run is not None:
+        run = ctx.client().rerun_run(args.run, args.from_steps)
+        if ctx.json:
+            ctx.print_message(run)
+        else:
+            ctx.out.print(f"started {run.name} (re-run of {run.rerun_of})", highlight=False)
+        return 0
+    response = ctx.client().rerun_runs(
+        args.workflow,
+        args.state,
+        dict(args.label),
+        from_steps=args.from_steps,
+        max_runs=args.max_runs,
+    )
+    if ctx.json:
+        ctx.print_message(response)
+    else:
+        for new, original in zip(response.runs, response.originals, strict=True):
+            ctx.out.print(f"started {new} (re-run of {original})", highlight=False)
+        if not response.runs:
+            ctx.out.print("no finished run matches", highlight=False)
+    return 0
 
 
 def _print_run_state(run: run_pb2.Run, ctx: Context) -> int:

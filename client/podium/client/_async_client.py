@@ -296,6 +296,31 @@ class AsyncClient:
             response = await self._executions.ResumeRun(request, timeout=self.timeout)
         return response.run
 
+    async def rerun_run(self, run: str, from_steps: Iterable[str] = ()) -> run_pb2.Run:
+        """A new run of a finished run's version and input, reusing its succeeded
+        steps' outputs (all but `from_steps` and downstream); `rerun_of` links it."""
+        request = _requests.rerun_run(run, from_steps)
+        with translate_rpc_errors():
+            response = await self._executions.RerunRun(request, timeout=self.timeout)
+        return response.run
+
+    async def rerun_runs(
+        self,
+        workflow: str | None = None,
+        states: Iterable[int | str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        from_steps: Iterable[str] = (),
+        max_runs: int = 0,
+    ) -> execution_service_pb2.RerunRunsResponse:
+        """rerun_run for each finished run matching the filter (newest first)."""
+        request = _requests.rerun_runs(workflow, states, labels, from_steps, max_runs)
+        with translate_rpc_errors():
+            response: execution_service_pb2.RerunRunsResponse = await self._executions.RerunRuns(
+                request, timeout=self.timeout
+            )
+        return response
+
     async def delete_run(self, run: str) -> None:
         """Delete a finished run with its steps and events (FAILED_PRECONDITION if it runs)."""
         with translate_rpc_errors():

@@ -97,6 +97,26 @@ def resume_run(run: str) -> execution_service_pb2.ResumeRunRequest:
     return execution_service_pb2.ResumeRunRequest(name=run_name(run))
 
 
+def rerun_run(run: str, from_steps: Iterable[str]) -> execution_service_pb2.RerunRunRequest:
+    return execution_service_pb2.RerunRunRequest(name=run_name(run), from_steps=list(from_steps))
+
+
+def rerun_runs(
+    workflow: str | None,
+    states: Iterable[int | str] | None,
+    labels: Mapping[str, str] | None,
+    from_steps: Iterable[str],
+    max_runs: int,
+) -> execution_service_pb2.RerunRunsRequest:
+    return execution_service_pb2.RerunRunsRequest(
+        workflow=workflow_name(workflow) if workflow else "",
+        states=[run_state(s) for s in states or ()],
+        labels=dict(labels or {}),
+        from_steps=list(from_steps),
+        max_runs=max_runs,
+    )
+
+
 def delete_run(run: str) -> execution_service_pb2.DeleteRunRequest:
     return execution_service_pb2.DeleteRunRequest(name=run_name(run))
 
