@@ -156,6 +156,9 @@ async def test_a_server_that_loses_its_database_stops_writes_until_restarted(
         database = (await system_status(stubs)).database
         assert (database.reachable, database.writable) == (False, False)
         assert database.error
+        shown = await asyncio.to_thread(first.cli, "status")
+        assert shown.returncode == 1, shown.stderr
+        assert "postgresql, unreachable" in shown.stdout
 
         # The database comes back: this server stays NOT_SERVING (what it
         # holds in memory may be ahead of what was committed), and says why.
