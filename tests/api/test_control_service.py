@@ -63,3 +63,13 @@ async def test_system_status_counts_active_runs(stubs: Stubs) -> None:
     await collect_events(stubs, run.name)
     done = await stubs.control.GetSystemStatus(control_service_pb2.GetSystemStatusRequest())
     assert (done.active_runs, done.running_steps) == (0, 0)
+
+
+async def test_system_status_reports_the_database(stubs: Stubs) -> None:
+    status = await stubs.control.GetSystemStatus(control_service_pb2.GetSystemStatusRequest())
+    database = status.database
+    assert database.backend == "sqlite"
+    assert database.reachable and database.writable
+    assert database.error == ""
+    assert database.HasField("ping_latency")
+    assert 0 < database.ping_latency.ToNanoseconds() < 2 * 10**9

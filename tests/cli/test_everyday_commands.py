@@ -100,8 +100,15 @@ def test_status_agents_and_the_servers_plugins(
     code, out, _ = cli(capsys, "status", *address)
     assert code == 0
     assert "version" in out and "active runs" in out and "failed plugins" in out
+    assert "sqlite, reachable (ping " in out
     code, out, _ = cli(capsys, "--json", "status", *address)
     assert code == 0 and json.loads(out)["version"] == "0.1.0"
+    database = json.loads(out)["database"]
+    assert (database["backend"], database["reachable"], database["writable"]) == (
+        "sqlite",
+        True,
+        True,
+    )
 
     code, out, _ = cli(capsys, "agents", *address)
     assert code == 0

@@ -32,7 +32,7 @@ from podium.testing import (
 )
 from podium.testing.postgres import PodiumDatabases, PostgresForTests
 from podium.testing.process import CLI
-from podium.v1 import execution_service_pb2, run_pb2
+from podium.v1 import control_service_pb2, execution_service_pb2, run_pb2
 from tests.e2e.conftest import CLI_ENV, ROOT, OneLineError, StartServing
 from tests.e2e.test_crash_recovery import (
     test_sigkill_mid_flight_then_every_run_completes,
@@ -74,6 +74,10 @@ def start_serving(tmp_path: Path, postgres_db: str) -> Iterator[StartServing]:
 async def health(stubs: Stubs) -> int:
     reply = await stubs.health.Check(health_pb2.HealthCheckRequest(service=""))
     return int(reply.status)
+
+
+async def system_status(stubs: Stubs) -> control_service_pb2.GetSystemStatusResponse:
+    return await stubs.control.GetSystemStatus(control_service_pb2.GetSystemStatusRequest())
 
 
 async def run_names(stubs: Stubs) -> set[str]:
@@ -132,6 +136,12 @@ async def test_a_server_that_loses_its_database_stops_writes_until_restarted(
         await create_workflow(stubs, "hello", {"steps": [echo_step("greet")]})
         acknowledged = {(await run_to_end(stubs, "hello", {"n": n}))[0].name for n in range(5)}
         assert await health(stubs) == SERVING
+        database = (await system_status(stubs)).database
+        assert (database.backend, database.reachable, database.writable) == (
+            "postgresql",
+            True,
+            True,
+        )
 
         await asyncio.to_thread(private_postgres.kill)
 
@@ -143,11 +153,25 @@ async def test_a_server_that_loses_its_database_stops_writes_until_restarted(
             await start_run(stubs, "hello", {"n": "late"})
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert error_info(refused.value).reason == "STORAGE_UNAVAILABLE"
+        database = (await system_status(stubs)).database
+        assert (database.reachable, database.writable) == (False, False)
+        assert database.error
+        shown = await asyncio.to_thread(first.cli, "status")
+        assert shown.returncode == 1, shown.stderr
+        assert "postgresql, unreachable" in shown.stdout
 
         # The database comes back: this server stays NOT_SERVING (what it
         # holds in memory may be ahead of what was committed), and says why.
         await asyncio.to_thread(private_postgres.restart)
         assert await health(stubs) == NOT_SERVING
+
+        async def answers_again() -> bool:
+            return (await system_status(stubs)).database.reachable
+
+        await eventually(answers_again, what="the database answering a ping again")
+        database = (await system_status(stubs)).database
+        assert not database.writable
+        assert "lost the database" in database.error
     assert "not serving: lost the database postgresql://" in first.log_tail(200)
 
     # A new server on the same database serves everything acknowledged.

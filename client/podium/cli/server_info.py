@@ -52,8 +52,23 @@ def status_command(args: argparse.Namespace, ctx: Context) -> int:
     table.add_row("active runs", str(status.active_runs))
     table.add_row("running steps", str(status.running_steps))
     table.add_row("failed plugins", str(status.failed_plugins))
+    healthy_database = True
+    if status.HasField("database"):
+        table.add_row("database", _database(status.database))
+        healthy_database = status.database.reachable and status.database.writable
     ctx.out.print(table)
-    return 1 if status.failed_plugins else 0
+    return 1 if status.failed_plugins or not healthy_database else 0
+
+
+def _database(database: control_service_pb2.DatabaseStatus) -> str:
+    latency = database.ping_latency.ToNanoseconds() / 1e6
+    state = "reachable" if database.reachable else "unreachable"
+    text = f"{database.backend}, {state} (ping {latency:.1f} ms)"
+    if not database.writable:
+        text += ", refuses writes"
+    if database.error:
+        text += f": {database.error}"
+    return text
 
 
 def agents_command(args: argparse.Namespace, ctx: Context) -> int:

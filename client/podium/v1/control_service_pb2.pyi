@@ -501,6 +501,7 @@ class GetSystemStatusResponse(_message.Message):
     ACTIVE_RUNS_FIELD_NUMBER: _builtins.int
     RUNNING_STEPS_FIELD_NUMBER: _builtins.int
     FAILED_PLUGINS_FIELD_NUMBER: _builtins.int
+    DATABASE_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """Version of the podium distribution."""
     active_runs: _builtins.int
@@ -513,6 +514,10 @@ class GetSystemStatusResponse(_message.Message):
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def uptime(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def database(self) -> Global___DatabaseStatus:
+        """The database this server stores into, pinged for this answer."""
+
     def __init__(
         self,
         *,
@@ -522,14 +527,55 @@ class GetSystemStatusResponse(_message.Message):
         active_runs: _builtins.int = ...,
         running_steps: _builtins.int = ...,
         failed_plugins: _builtins.int = ...,
+        database: Global___DatabaseStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time", "uptime", b"uptime"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["database", b"database", "start_time", b"start_time", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "failed_plugins", b"failed_plugins", "running_steps", b"running_steps", "start_time", b"start_time", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "database", b"database", "failed_plugins", b"failed_plugins", "running_steps", b"running_steps", "start_time", b"start_time", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSystemStatusResponse: _TypeAlias = GetSystemStatusResponse  # noqa: Y015
+
+@_typing.final
+class DatabaseStatus(_message.Message):
+    """Output only. The database as this server sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_FIELD_NUMBER: _builtins.int
+    REACHABLE_FIELD_NUMBER: _builtins.int
+    PING_LATENCY_FIELD_NUMBER: _builtins.int
+    WRITABLE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    backend: _builtins.str
+    """"sqlite" or "postgresql"."""
+    reachable: _builtins.bool
+    """The database answered a trivial query (SELECT 1) just now."""
+    writable: _builtins.bool
+    """The store takes writes; false once a write failed (health is then NOT_SERVING)."""
+    error: _builtins.str
+    """Why the database is unreachable or refuses writes; empty while it does not."""
+    @_builtins.property
+    def ping_latency(self) -> _duration_pb2.Duration:
+        """How long that query took (also set when it failed: the time until it failed)."""
+
+    def __init__(
+        self,
+        *,
+        backend: _builtins.str = ...,
+        reachable: _builtins.bool = ...,
+        ping_latency: _duration_pb2.Duration | None = ...,
+        writable: _builtins.bool = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ping_latency", b"ping_latency"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "error", b"error", "ping_latency", b"ping_latency", "reachable", b"reachable", "writable", b"writable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatabaseStatus: _TypeAlias = DatabaseStatus  # noqa: Y015
 
 @_typing.final
 class Scope(_message.Message):

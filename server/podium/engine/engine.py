@@ -135,7 +135,7 @@ class Engine:
                 lose=self._lose,
                 apply=self._apply_command,
                 durable=self.services.recorder.durable,
-                sync=governance.sync_breakers,
+                sync=governance.sync_cluster,
             )
 
     @property

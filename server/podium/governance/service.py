@@ -43,6 +43,7 @@ from podium.governance.policy import (
     field_of,
     parse_scope,
 )
+from podium.governance.policy_sync import PolicySync, with_overrides
 from podium.governance.ports import GovernanceStore, OpenReservation, OverrideKind, SpendRow
 from podium.governance.prices import Price, PriceTable
 from podium.governance.quotas import (
@@ -144,6 +145,8 @@ class Governance:
         # Reservations a crash left open, by run, until the run is resumed
         # (or recovery ends) and charges them at their worst case.
         self._left_open: dict[str, list[tuple[OpenReservation, Reservation]]] = {}
+        self._policy_sync = PolicySync()
+        self._saving = 0  # overrides being stored by this server (a sync waits for them)
         self._apply()
 
     async def load(self) -> None:
@@ -275,6 +278,40 @@ class Governance:
                 breaker.shared_changed = changed
                 breaker.adopt(BreakerState(state), now - changed)
 
+    async def sync_cluster(self) -> None:
+        """Cluster mode, each poll: other servers' breaker changes, and (throttled)
+        their runtime quota and budget changes."""
+        await self.sync_breakers()
+        if self._policy_sync.due():
+            await self.sync_policies()
+
+    async def sync_policies(self) -> bool:
+        """Applies the runtime overrides stored by any server when they differ from
+        what this server applies (podium.governance.policy_sync); whether it did."""
+        if self._store is None or self._saving:
+            return False
+        quotas, budgets = with_overrides(
+            self.policy.quotas,
+            self.policy.budgets,
+            await self._store.overrides("quotas"),
+            await self._store.overrides("budgets"),
+        )
+        if self._saving or (quotas == self._quotas and budgets == self._budgets):
+            return False  # a local change is being stored, or nothing changed
+        previous = self._quotas, self._budgets
+        self._quotas, self._budgets = quotas, budgets
+        try:
+            self._apply()
+        except PolicyError as error:
+            # Another server's budget below this server's view of the spend: keep
+            # the last good policy and say so (the next sync tries again).
+            self._quotas, self._budgets = previous
+            self._apply()
+            log.warning("cluster: a stored quota or budget cannot apply here: %s", error)
+            return False
+        log.info("cluster: adopted quota and budget changes made on another server")
+        return True
+
     async def claim_probes(self, probes: list[CircuitBreaker]) -> bool:
         """Cluster mode: whether this server may send the probe of each half-open
         breaker (no other server holds it): one probe decides for all."""
@@ -391,7 +428,11 @@ class Governance:
 
     async def _save(self, kind: OverrideKind, name: str, body: dict[str, Any] | None) -> None:
         if self._store is not None:
-            await self._store.save_override(kind, name, body)
+            self._saving += 1
+            try:
+                await self._store.save_override(kind, name, body)
+            finally:
+                self._saving -= 1
 
     def _apply(self) -> None:
         rates: list[RateLimit] = []

@@ -467,7 +467,7 @@ async def _serve_store(
         WorkflowService(engine.workflows, engine.estimate),
         ExecutionService(engine),
         progress_service,
-        ControlService(engine, governance, report, version or _version(), started),
+        ControlService(engine, governance, report, version or _version(), started, store),
         WorkerService(engine.workers),
         IdentityService(tokens, identity_store, store.commit),
     )

@@ -13,6 +13,7 @@ from podium.governance.service import Governance
 from podium.plugins.api import AGENT_SCHEMAS, agent_schema
 from podium.plugins.manager import PluginReport
 from podium.server import requests, translate
+from podium.server.database_status import PingedStore, database_status
 from podium.server.governance_service import GovernanceRpcs
 from podium.server.insights_translate import insights_to_proto
 from podium.server.status import unary
@@ -35,7 +36,9 @@ class ControlService(GovernanceRpcs, control_service_pb2_grpc.ControlServiceServ
         plugins: PluginReport,
         version: str,
         start_time: float,
+        store: PingedStore | None = None,
     ) -> None:
+        self._store = store
         self._engine = engine
         self._governance = governance
         self._plugins = plugins
@@ -136,6 +139,7 @@ class ControlService(GovernanceRpcs, control_service_pb2_grpc.ControlServiceServ
             active_runs=len(self._engine.active),
             running_steps=self._engine.running_steps,
             failed_plugins=len(self._plugins.failed),
+            database=await database_status(self._store) if self._store is not None else None,
         )
 
     @unary

@@ -134,6 +134,13 @@ class PostgresStore:
         """Why the store can no longer be written, or None while it can."""
         return self.writer.failure
 
+    backend = "postgresql"
+
+    async def ping(self) -> None:
+        """A trivial query on a connection of the pool (system status); what
+        asyncpg raises when the database does not answer."""
+        await self.pool.fetchval("SELECT 1")
+
     async def close(self) -> None:
         if self._pinger is not None:
             self._pinger.cancel()

@@ -191,6 +191,12 @@ class SqliteStore:
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._read(_fetchall, sql, params)
 
+    backend = "sqlite"
+
+    async def ping(self) -> None:
+        """A trivial read on the reader's connection (system status)."""
+        await self._fetchall("SELECT 1")
+
     async def _fetch(self, sql: str, params: Sequence[Any], decode: Callable[[Any], T]) -> list[T]:
         """Rows decoded on the reader's thread."""
         return await self._read(_fetch_decoded, sql, params, decode)

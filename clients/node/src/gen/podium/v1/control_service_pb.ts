@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file podium/v1/control_service.proto.
  */
 export const file_podium_v1_control_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wb2RpdW0vdjEvY29udHJvbF9zZXJ2aWNlLnByb3RvEglwb2RpdW0udjEiEwoRTGlzdEFnZW50c1JlcXVlc3QiOgoSTGlzdEFnZW50c1Jlc3BvbnNlEiQKBmFnZW50cxgBIAMoCzIULnBvZGl1bS52MS5BZ2VudEluZm8inAIKCUFnZW50SW5mbxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSDgoGcGx1Z2luGAQgASgJEhIKCmluX3Byb2Nlc3MYBSABKAgSKAoHd29ya2VycxgGIAMoCzIXLnBvZGl1bS52MS5BZ2VudFdvcmtlcnMSLgoNY29uZmlnX3NjaGVtYRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLQoMaW5wdXRfc2NoZW1hGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCg1vdXRwdXRfc2NoZW1hGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJSCgxBZ2VudFdvcmtlcnMSDQoFcXVldWUYASABKAkSEAoIc2Vzc2lvbnMYAiABKAUSEAoIY2FwYWNpdHkYAyABKAUSDwoHcnVubmluZxgEIAEoBSIWChRMaXN0UHJvdmlkZXJzUmVxdWVzdCJDChVMaXN0UHJvdmlkZXJzUmVzcG9uc2USKgoJcHJvdmlkZXJzGAEgAygLMhcucG9kaXVtLnYxLlByb3ZpZGVySW5mbyJRCgxQcm92aWRlckluZm8SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIOCgZtb2RlbHMYAyADKAkSDgoGcGx1Z2luGAQgASgJIhQKEkxpc3RQbHVnaW5zUmVxdWVzdCI9ChNMaXN0UGx1Z2luc1Jlc3BvbnNlEiYKB3BsdWdpbnMYASADKAsyFS5wb2RpdW0udjEuUGx1Z2luSW5mbyKrAQoKUGx1Z2luSW5mbxIMCgRuYW1lGAEgASgJEhQKDGRpc3RyaWJ1dGlvbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEicKBnN0YXR1cxgEIAEoDjIXLnBvZGl1bS52MS5QbHVnaW5TdGF0dXMSDQoFZXJyb3IYBSABKAkSDgoGYWdlbnRzGAYgAygJEhEKCXByb3ZpZGVycxgHIAMoCRINCgV0b29scxgIIAMoCSIYChZHZXRTeXN0ZW1TdGF0dXNSZXF1ZXN0IskBChdHZXRTeXN0ZW1TdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBnVwdGltZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgthY3RpdmVfcnVucxgEIAEoAxIVCg1ydW5uaW5nX3N0ZXBzGAUgASgDEhYKDmZhaWxlZF9wbHVnaW5zGAYgASgDIjoKBVNjb3BlEiIKBGtpbmQYASABKA4yFC5wb2RpdW0udjEuU2NvcGVLaW5kEg0KBXZhbHVlGAIgASgJIvMBCgVRdW90YRIMCgRuYW1lGAEgASgJEh8KBXNjb3BlGAIgASgLMhAucG9kaXVtLnYxLlNjb3BlEiwKCWRpbWVuc2lvbhgDIAEoDjIZLnBvZGl1bS52MS5RdW90YURpbWVuc2lvbhINCgVsaW1pdBgEIAEoARINCgVidXJzdBgFIAEoARIRCglhdmFpbGFibGUYBiABKAESMAoMcGF1c2VkX3VudGlsGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgZ3aW5kb3cYjAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIhMKEUxpc3RRdW90YXNSZXF1ZXN0IjYKEkxpc3RRdW90YXNSZXNwb25zZRIgCgZxdW90YXMYASADKAsyEC5wb2RpdW0udjEuUXVvdGEiNQoSVXBkYXRlUXVvdGFSZXF1ZXN0Eh8KBXF1b3RhGAEgASgLMhAucG9kaXVtLnYxLlF1b3RhIjYKE1VwZGF0ZVF1b3RhUmVzcG9uc2USHwoFcXVvdGEYASABKAsyEC5wb2RpdW0udjEuUXVvdGEiIgoSRGVsZXRlUXVvdGFSZXF1ZXN0EgwKBG5hbWUYASABKAkiFQoTRGVsZXRlUXVvdGFSZXNwb25zZSKEAgoGQnVkZ2V0EgwKBG5hbWUYASABKAkSHwoFc2NvcGUYAiABKAsyEC5wb2RpdW0udjEuU2NvcGUSHwoFbGltaXQYAyABKAsyEC5wb2RpdW0udjEuTW9uZXkSJwoGcGVyaW9kGAQgASgOMhcucG9kaXVtLnYxLkJ1ZGdldFBlcmlvZBIRCgl0aW1lX3pvbmUYBSABKAkSFQoNd2Fybl9mcmFjdGlvbhgGIAEoARISCgpwZXJpb2Rfa2V5GAcgASgJEh8KBXNwZW50GAggASgLMhAucG9kaXVtLnYxLk1vbmV5EiIKCHJlc2VydmVkGAkgASgLMhAucG9kaXVtLnYxLk1vbmV5IhQKEkxpc3RCdWRnZXRzUmVxdWVzdCI5ChNMaXN0QnVkZ2V0c1Jlc3BvbnNlEiIKB2J1ZGdldHMYASADKAsyES5wb2RpdW0udjEuQnVkZ2V0IjgKE1VwZGF0ZUJ1ZGdldFJlcXVlc3QSIQoGYnVkZ2V0GAEgASgLMhEucG9kaXVtLnYxLkJ1ZGdldCI5ChRVcGRhdGVCdWRnZXRSZXNwb25zZRIhCgZidWRnZXQYASABKAsyES5wb2RpdW0udjEuQnVkZ2V0IiMKE0RlbGV0ZUJ1ZGdldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIWChREZWxldGVCdWRnZXRSZXNwb25zZSKIAQoPR2V0U3BlbmRSZXF1ZXN0EigKCnNjb3BlX2tpbmQYASABKA4yFC5wb2RpdW0udjEuU2NvcGVLaW5kEhMKC3Njb3BlX3ZhbHVlGAIgASgJEicKBnBlcmlvZBgDIAEoDjIXLnBvZGl1bS52MS5CdWRnZXRQZXJpb2QSDQoFc2luY2UYBCABKAkicQoKU3BlbmRFbnRyeRIfCgVzY29wZRgBIAEoCzIQLnBvZGl1bS52MS5TY29wZRISCgpwZXJpb2Rfa2V5GAIgASgJEh8KBXNwZW50GAMgASgLMhAucG9kaXVtLnYxLk1vbmV5Eg0KBWNhbGxzGAQgASgDIlsKEEdldFNwZW5kUmVzcG9uc2USJgoHZW50cmllcxgBIAMoCzIVLnBvZGl1bS52MS5TcGVuZEVudHJ5Eh8KBXRvdGFsGAIgASgLMhAucG9kaXVtLnYxLk1vbmV5IsoBCgdCcmVha2VyEgwKBG5hbWUYASABKAkSJgoFc3RhdGUYAiABKA4yFy5wb2RpdW0udjEuQnJlYWtlclN0YXRlEg0KBWNhdXNlGAMgASgJEhAKCGZhaWx1cmVzGAQgASgDEg0KBWNhbGxzGAUgASgDEjIKDmhhbGZfb3Blbl90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZ0ZW5hbnQYByABKAkSFQoMbGFzdF9mYWlsdXJlGI0BIAEoCSIVChNMaXN0QnJlYWtlcnNSZXF1ZXN0IjwKFExpc3RCcmVha2Vyc1Jlc3BvbnNlEiQKCGJyZWFrZXJzGAEgAygLMhIucG9kaXVtLnYxLkJyZWFrZXIiIwoTUmVzZXRCcmVha2VyUmVxdWVzdBIMCgRuYW1lGAEgASgJIjsKFFJlc2V0QnJlYWtlclJlc3BvbnNlEiMKB2JyZWFrZXIYASABKAsyEi5wb2RpdW0udjEuQnJlYWtlciJZChpHZXRXb3JrZmxvd0luc2lnaHRzUmVxdWVzdBIQCgh3b3JrZmxvdxgBIAEoCRIpCgZ3aW5kb3cYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iTAobR2V0V29ya2Zsb3dJbnNpZ2h0c1Jlc3BvbnNlEi0KCGluc2lnaHRzGAEgASgLMhsucG9kaXVtLnYxLldvcmtmbG93SW5zaWdodHMivwMKEFdvcmtmbG93SW5zaWdodHMSEAoId29ya2Zsb3cYASABKAkSDAoEcnVucxgCIAEoAxIWCg5lbm91Z2hfaGlzdG9yeRgDIAEoCBIMCgRub3RlGAQgASgJEjMKEHA1MF9ydW5fZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMwoQcDk1X3J1bl9kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgxwNTBfcnVuX2Nvc3QYByABKAsyEC5wb2RpdW0udjEuTW9uZXkSJgoMcDk1X3J1bl9jb3N0GAggASgLMhAucG9kaXVtLnYxLk1vbmV5EiUKBXN0ZXBzGAkgAygLMhYucG9kaXVtLnYxLlN0ZXBJbnNpZ2h0EhUKDWNyaXRpY2FsX3BhdGgYCiADKAkSOQoWY3JpdGljYWxfcGF0aF9kdXJhdGlvbhgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIyCg9yZWNvbW1lbmRhdGlvbnMYDCADKAsyGS5wb2RpdW0udjEuUmVjb21tZW5kYXRpb24iyAQKC1N0ZXBJbnNpZ2h0Eg8KB3N0ZXBfaWQYASABKAkSDQoFYWdlbnQYAiABKAkSEgoKZXhlY3V0aW9ucxgDIAEoAxIvCgxwNTBfZHVyYXRpb24YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoMcDk1X2R1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDnA1MF9xdWV1ZV93YWl0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDnA5NV9xdWV1ZV93YWl0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDnA1MF9xdW90YV93YWl0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDnA5NV9xdW90YV93YWl0GAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJldHJ5X3JhdGUYCiABKAESFAoMZmFpbHVyZV9yYXRlGAsgASgBEj8KDWZhaWx1cmVfdHlwZXMYDCADKAsyKC5wb2RpdW0udjEuU3RlcEluc2lnaHQuRmFpbHVyZVR5cGVzRW50cnkSEgoKY29zdF9zaGFyZRgNIAEoARIjCgltZWFuX2Nvc3QYDiABKAsyEC5wb2RpdW0udjEuTW9uZXkaMwoRRmFpbHVyZVR5cGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASLwAQoOUmVjb21tZW5kYXRpb24SKwoEa2luZBgBIAEoDjIdLnBvZGl1bS52MS5SZWNvbW1lbmRhdGlvbktpbmQSDwoHc3RlcF9pZBgCIAEoCRIPCgdzdW1tYXJ5GAMgASgJEhAKCGV2aWRlbmNlGAQgASgJEjgKFWVzdGltYXRlZF90aW1lX3NhdmluZxgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIvChVlc3RpbWF0ZWRfY29zdF9zYXZpbmcYBiABKAsyEC5wb2RpdW0udjEuTW9uZXkSEgoKc3VnZ2VzdGlvbhgHIAEoCSp9CgxQbHVnaW5TdGF0dXMSHQoZUExVR0lOX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFBMVUdJTl9TVEFUVVNfTE9BREVEEAESGAoUUExVR0lOX1NUQVRVU19GQUlMRUQQAhIaChZQTFVHSU5fU1RBVFVTX0RJU0FCTEVEEAMqswEKCVNjb3BlS2luZBIaChZTQ09QRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRU0NPUEVfS0lORF9TRVJWRVIQARIXChNTQ09QRV9LSU5EX1BST1ZJREVSEAISFAoQU0NPUEVfS0lORF9NT0RFTBADEhQKEFNDT1BFX0tJTkRfQUdFTlQQBBIXChNTQ09QRV9LSU5EX1dPUktGTE9XEAUSFQoRU0NPUEVfS0lORF9URU5BTlQQBirRAQoOUXVvdGFEaW1lbnNpb24SHwobUVVPVEFfRElNRU5TSU9OX1VOU1BFQ0lGSUVEEAASHAoYUVVPVEFfRElNRU5TSU9OX1JFUVVFU1RTEAESIAocUVVPVEFfRElNRU5TSU9OX0lOUFVUX1RPS0VOUxACEiEKHVFVT1RBX0RJTUVOU0lPTl9PVVRQVVRfVE9LRU5TEAMSGgoWUVVPVEFfRElNRU5TSU9OX1RPS0VOUxAEEh8KG1FVT1RBX0RJTUVOU0lPTl9DT05DVVJSRU5DWRAFKnUKDEJ1ZGdldFBlcmlvZBIdChlCVURHRVRfUEVSSU9EX1VOU1BFQ0lGSUVEEAASFgoSQlVER0VUX1BFUklPRF9OT05FEAESFQoRQlVER0VUX1BFUklPRF9EQVkQAhIXChNCVURHRVRfUEVSSU9EX01PTlRIEAMqfAoMQnJlYWtlclN0YXRlEh0KGUJSRUFLRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRCUkVBS0VSX1NUQVRFX0NMT1NFRBABEhYKEkJSRUFLRVJfU1RBVEVfT1BFThACEhsKF0JSRUFLRVJfU1RBVEVfSEFMRl9PUEVOEAMqggIKElJlY29tbWVuZGF0aW9uS2luZBIjCh9SRUNPTU1FTkRBVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASIgoeUkVDT01NRU5EQVRJT05fS0lORF9CT1RUTEVORUNLEAESHQoZUkVDT01NRU5EQVRJT05fS0lORF9GTEFLWRACEhwKGFJFQ09NTUVOREFUSU9OX0tJTkRfQ09TVBADEiIKHlJFQ09NTUVOREFUSU9OX0tJTkRfREVQRU5ERU5DWRAEEiMKH1JFQ09NTUVOREFUSU9OX0tJTkRfQ09OQ1VSUkVOQ1kQBRIdChlSRUNPTU1FTkRBVElPTl9LSU5EX0NBQ0hFEAYy+wgKDkNvbnRyb2xTZXJ2aWNlEkkKCkxpc3RBZ2VudHMSHC5wb2RpdW0udjEuTGlzdEFnZW50c1JlcXVlc3QaHS5wb2RpdW0udjEuTGlzdEFnZW50c1Jlc3BvbnNlElIKDUxpc3RQcm92aWRlcnMSHy5wb2RpdW0udjEuTGlzdFByb3ZpZGVyc1JlcXVlc3QaIC5wb2RpdW0udjEuTGlzdFByb3ZpZGVyc1Jlc3BvbnNlEkwKC0xpc3RQbHVnaW5zEh0ucG9kaXVtLnYxLkxpc3RQbHVnaW5zUmVxdWVzdBoeLnBvZGl1bS52MS5MaXN0UGx1Z2luc1Jlc3BvbnNlElgKD0dldFN5c3RlbVN0YXR1cxIhLnBvZGl1bS52MS5HZXRTeXN0ZW1TdGF0dXNSZXF1ZXN0GiIucG9kaXVtLnYxLkdldFN5c3RlbVN0YXR1c1Jlc3BvbnNlEkkKCkxpc3RRdW90YXMSHC5wb2RpdW0udjEuTGlzdFF1b3Rhc1JlcXVlc3QaHS5wb2RpdW0udjEuTGlzdFF1b3Rhc1Jlc3BvbnNlEkwKC1VwZGF0ZVF1b3RhEh0ucG9kaXVtLnYxLlVwZGF0ZVF1b3RhUmVxdWVzdBoeLnBvZGl1bS52MS5VcGRhdGVRdW90YVJlc3BvbnNlEkwKC0RlbGV0ZVF1b3RhEh0ucG9kaXVtLnYxLkRlbGV0ZVF1b3RhUmVxdWVzdBoeLnBvZGl1bS52MS5EZWxldGVRdW90YVJlc3BvbnNlEkwKC0xpc3RCdWRnZXRzEh0ucG9kaXVtLnYxLkxpc3RCdWRnZXRzUmVxdWVzdBoeLnBvZGl1bS52MS5MaXN0QnVkZ2V0c1Jlc3BvbnNlEk8KDFVwZGF0ZUJ1ZGdldBIeLnBvZGl1bS52MS5VcGRhdGVCdWRnZXRSZXF1ZXN0Gh8ucG9kaXVtLnYxLlVwZGF0ZUJ1ZGdldFJlc3BvbnNlEk8KDERlbGV0ZUJ1ZGdldBIeLnBvZGl1bS52MS5EZWxldGVCdWRnZXRSZXF1ZXN0Gh8ucG9kaXVtLnYxLkRlbGV0ZUJ1ZGdldFJlc3BvbnNlEkMKCEdldFNwZW5kEhoucG9kaXVtLnYxLkdldFNwZW5kUmVxdWVzdBobLnBvZGl1bS52MS5HZXRTcGVuZFJlc3BvbnNlEk8KDExpc3RCcmVha2VycxIeLnBvZGl1bS52MS5MaXN0QnJlYWtlcnNSZXF1ZXN0Gh8ucG9kaXVtLnYxLkxpc3RCcmVha2Vyc1Jlc3BvbnNlEk8KDFJlc2V0QnJlYWtlchIeLnBvZGl1bS52MS5SZXNldEJyZWFrZXJSZXF1ZXN0Gh8ucG9kaXVtLnYxLlJlc2V0QnJlYWtlclJlc3BvbnNlEmQKE0dldFdvcmtmbG93SW5zaWdodHMSJS5wb2RpdW0udjEuR2V0V29ya2Zsb3dJbnNpZ2h0c1JlcXVlc3QaJi5wb2RpdW0udjEuR2V0V29ya2Zsb3dJbnNpZ2h0c1Jlc3BvbnNlQjMKDWRldi5wb2RpdW0udjFQAVogcG9kaXVtL2dlbi9nby9wb2RpdW0vdjE7cG9kaXVtdjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
+  fileDesc("Ch9wb2RpdW0vdjEvY29udHJvbF9zZXJ2aWNlLnByb3RvEglwb2RpdW0udjEiEwoRTGlzdEFnZW50c1JlcXVlc3QiOgoSTGlzdEFnZW50c1Jlc3BvbnNlEiQKBmFnZW50cxgBIAMoCzIULnBvZGl1bS52MS5BZ2VudEluZm8inAIKCUFnZW50SW5mbxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSDgoGcGx1Z2luGAQgASgJEhIKCmluX3Byb2Nlc3MYBSABKAgSKAoHd29ya2VycxgGIAMoCzIXLnBvZGl1bS52MS5BZ2VudFdvcmtlcnMSLgoNY29uZmlnX3NjaGVtYRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLQoMaW5wdXRfc2NoZW1hGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCg1vdXRwdXRfc2NoZW1hGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJSCgxBZ2VudFdvcmtlcnMSDQoFcXVldWUYASABKAkSEAoIc2Vzc2lvbnMYAiABKAUSEAoIY2FwYWNpdHkYAyABKAUSDwoHcnVubmluZxgEIAEoBSIWChRMaXN0UHJvdmlkZXJzUmVxdWVzdCJDChVMaXN0UHJvdmlkZXJzUmVzcG9uc2USKgoJcHJvdmlkZXJzGAEgAygLMhcucG9kaXVtLnYxLlByb3ZpZGVySW5mbyJRCgxQcm92aWRlckluZm8SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIOCgZtb2RlbHMYAyADKAkSDgoGcGx1Z2luGAQgASgJIhQKEkxpc3RQbHVnaW5zUmVxdWVzdCI9ChNMaXN0UGx1Z2luc1Jlc3BvbnNlEiYKB3BsdWdpbnMYASADKAsyFS5wb2RpdW0udjEuUGx1Z2luSW5mbyKrAQoKUGx1Z2luSW5mbxIMCgRuYW1lGAEgASgJEhQKDGRpc3RyaWJ1dGlvbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEicKBnN0YXR1cxgEIAEoDjIXLnBvZGl1bS52MS5QbHVnaW5TdGF0dXMSDQoFZXJyb3IYBSABKAkSDgoGYWdlbnRzGAYgAygJEhEKCXByb3ZpZGVycxgHIAMoCRINCgV0b29scxgIIAMoCSIYChZHZXRTeXN0ZW1TdGF0dXNSZXF1ZXN0IvcBChdHZXRTeXN0ZW1TdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBnVwdGltZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgthY3RpdmVfcnVucxgEIAEoAxIVCg1ydW5uaW5nX3N0ZXBzGAUgASgDEhYKDmZhaWxlZF9wbHVnaW5zGAYgASgDEiwKCGRhdGFiYXNlGKoBIAEoCzIZLnBvZGl1bS52MS5EYXRhYmFzZVN0YXR1cyKGAQoORGF0YWJhc2VTdGF0dXMSDwoHYmFja2VuZBgBIAEoCRIRCglyZWFjaGFibGUYAiABKAgSLwoMcGluZ19sYXRlbmN5GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCHdyaXRhYmxlGAQgASgIEg0KBWVycm9yGAUgASgJIjoKBVNjb3BlEiIKBGtpbmQYASABKA4yFC5wb2RpdW0udjEuU2NvcGVLaW5kEg0KBXZhbHVlGAIgASgJIvMBCgVRdW90YRIMCgRuYW1lGAEgASgJEh8KBXNjb3BlGAIgASgLMhAucG9kaXVtLnYxLlNjb3BlEiwKCWRpbWVuc2lvbhgDIAEoDjIZLnBvZGl1bS52MS5RdW90YURpbWVuc2lvbhINCgVsaW1pdBgEIAEoARINCgVidXJzdBgFIAEoARIRCglhdmFpbGFibGUYBiABKAESMAoMcGF1c2VkX3VudGlsGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgZ3aW5kb3cYjAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIhMKEUxpc3RRdW90YXNSZXF1ZXN0IjYKEkxpc3RRdW90YXNSZXNwb25zZRIgCgZxdW90YXMYASADKAsyEC5wb2RpdW0udjEuUXVvdGEiNQoSVXBkYXRlUXVvdGFSZXF1ZXN0Eh8KBXF1b3RhGAEgASgLMhAucG9kaXVtLnYxLlF1b3RhIjYKE1VwZGF0ZVF1b3RhUmVzcG9uc2USHwoFcXVvdGEYASABKAsyEC5wb2RpdW0udjEuUXVvdGEiIgoSRGVsZXRlUXVvdGFSZXF1ZXN0EgwKBG5hbWUYASABKAkiFQoTRGVsZXRlUXVvdGFSZXNwb25zZSKEAgoGQnVkZ2V0EgwKBG5hbWUYASABKAkSHwoFc2NvcGUYAiABKAsyEC5wb2RpdW0udjEuU2NvcGUSHwoFbGltaXQYAyABKAsyEC5wb2RpdW0udjEuTW9uZXkSJwoGcGVyaW9kGAQgASgOMhcucG9kaXVtLnYxLkJ1ZGdldFBlcmlvZBIRCgl0aW1lX3pvbmUYBSABKAkSFQoNd2Fybl9mcmFjdGlvbhgGIAEoARISCgpwZXJpb2Rfa2V5GAcgASgJEh8KBXNwZW50GAggASgLMhAucG9kaXVtLnYxLk1vbmV5EiIKCHJlc2VydmVkGAkgASgLMhAucG9kaXVtLnYxLk1vbmV5IhQKEkxpc3RCdWRnZXRzUmVxdWVzdCI5ChNMaXN0QnVkZ2V0c1Jlc3BvbnNlEiIKB2J1ZGdldHMYASADKAsyES5wb2RpdW0udjEuQnVkZ2V0IjgKE1VwZGF0ZUJ1ZGdldFJlcXVlc3QSIQoGYnVkZ2V0GAEgASgLMhEucG9kaXVtLnYxLkJ1ZGdldCI5ChRVcGRhdGVCdWRnZXRSZXNwb25zZRIhCgZidWRnZXQYASABKAsyES5wb2RpdW0udjEuQnVkZ2V0IiMKE0RlbGV0ZUJ1ZGdldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIWChREZWxldGVCdWRnZXRSZXNwb25zZSKIAQoPR2V0U3BlbmRSZXF1ZXN0EigKCnNjb3BlX2tpbmQYASABKA4yFC5wb2RpdW0udjEuU2NvcGVLaW5kEhMKC3Njb3BlX3ZhbHVlGAIgASgJEicKBnBlcmlvZBgDIAEoDjIXLnBvZGl1bS52MS5CdWRnZXRQZXJpb2QSDQoFc2luY2UYBCABKAkicQoKU3BlbmRFbnRyeRIfCgVzY29wZRgBIAEoCzIQLnBvZGl1bS52MS5TY29wZRISCgpwZXJpb2Rfa2V5GAIgASgJEh8KBXNwZW50GAMgASgLMhAucG9kaXVtLnYxLk1vbmV5Eg0KBWNhbGxzGAQgASgDIlsKEEdldFNwZW5kUmVzcG9uc2USJgoHZW50cmllcxgBIAMoCzIVLnBvZGl1bS52MS5TcGVuZEVudHJ5Eh8KBXRvdGFsGAIgASgLMhAucG9kaXVtLnYxLk1vbmV5IsoBCgdCcmVha2VyEgwKBG5hbWUYASABKAkSJgoFc3RhdGUYAiABKA4yFy5wb2RpdW0udjEuQnJlYWtlclN0YXRlEg0KBWNhdXNlGAMgASgJEhAKCGZhaWx1cmVzGAQgASgDEg0KBWNhbGxzGAUgASgDEjIKDmhhbGZfb3Blbl90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZ0ZW5hbnQYByABKAkSFQoMbGFzdF9mYWlsdXJlGI0BIAEoCSIVChNMaXN0QnJlYWtlcnNSZXF1ZXN0IjwKFExpc3RCcmVha2Vyc1Jlc3BvbnNlEiQKCGJyZWFrZXJzGAEgAygLMhIucG9kaXVtLnYxLkJyZWFrZXIiIwoTUmVzZXRCcmVha2VyUmVxdWVzdBIMCgRuYW1lGAEgASgJIjsKFFJlc2V0QnJlYWtlclJlc3BvbnNlEiMKB2JyZWFrZXIYASABKAsyEi5wb2RpdW0udjEuQnJlYWtlciJZChpHZXRXb3JrZmxvd0luc2lnaHRzUmVxdWVzdBIQCgh3b3JrZmxvdxgBIAEoCRIpCgZ3aW5kb3cYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iTAobR2V0V29ya2Zsb3dJbnNpZ2h0c1Jlc3BvbnNlEi0KCGluc2lnaHRzGAEgASgLMhsucG9kaXVtLnYxLldvcmtmbG93SW5zaWdodHMivwMKEFdvcmtmbG93SW5zaWdodHMSEAoId29ya2Zsb3cYASABKAkSDAoEcnVucxgCIAEoAxIWCg5lbm91Z2hfaGlzdG9yeRgDIAEoCBIMCgRub3RlGAQgASgJEjMKEHA1MF9ydW5fZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMwoQcDk1X3J1bl9kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgxwNTBfcnVuX2Nvc3QYByABKAsyEC5wb2RpdW0udjEuTW9uZXkSJgoMcDk1X3J1bl9jb3N0GAggASgLMhAucG9kaXVtLnYxLk1vbmV5EiUKBXN0ZXBzGAkgAygLMhYucG9kaXVtLnYxLlN0ZXBJbnNpZ2h0EhUKDWNyaXRpY2FsX3BhdGgYCiADKAkSOQoWY3JpdGljYWxfcGF0aF9kdXJhdGlvbhgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIyCg9yZWNvbW1lbmRhdGlvbnMYDCADKAsyGS5wb2RpdW0udjEuUmVjb21tZW5kYXRpb24iyAQKC1N0ZXBJbnNpZ2h0Eg8KB3N0ZXBfaWQYASABKAkSDQoFYWdlbnQYAiABKAkSEgoKZXhlY3V0aW9ucxgDIAEoAxIvCgxwNTBfZHVyYXRpb24YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoMcDk1X2R1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDnA1MF9xdWV1ZV93YWl0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDnA5NV9xdWV1ZV93YWl0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDnA1MF9xdW90YV93YWl0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDnA5NV9xdW90YV93YWl0GAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJldHJ5X3JhdGUYCiABKAESFAoMZmFpbHVyZV9yYXRlGAsgASgBEj8KDWZhaWx1cmVfdHlwZXMYDCADKAsyKC5wb2RpdW0udjEuU3RlcEluc2lnaHQuRmFpbHVyZVR5cGVzRW50cnkSEgoKY29zdF9zaGFyZRgNIAEoARIjCgltZWFuX2Nvc3QYDiABKAsyEC5wb2RpdW0udjEuTW9uZXkaMwoRRmFpbHVyZVR5cGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASLwAQoOUmVjb21tZW5kYXRpb24SKwoEa2luZBgBIAEoDjIdLnBvZGl1bS52MS5SZWNvbW1lbmRhdGlvbktpbmQSDwoHc3RlcF9pZBgCIAEoCRIPCgdzdW1tYXJ5GAMgASgJEhAKCGV2aWRlbmNlGAQgASgJEjgKFWVzdGltYXRlZF90aW1lX3NhdmluZxgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIvChVlc3RpbWF0ZWRfY29zdF9zYXZpbmcYBiABKAsyEC5wb2RpdW0udjEuTW9uZXkSEgoKc3VnZ2VzdGlvbhgHIAEoCSp9CgxQbHVnaW5TdGF0dXMSHQoZUExVR0lOX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFBMVUdJTl9TVEFUVVNfTE9BREVEEAESGAoUUExVR0lOX1NUQVRVU19GQUlMRUQQAhIaChZQTFVHSU5fU1RBVFVTX0RJU0FCTEVEEAMqswEKCVNjb3BlS2luZBIaChZTQ09QRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRU0NPUEVfS0lORF9TRVJWRVIQARIXChNTQ09QRV9LSU5EX1BST1ZJREVSEAISFAoQU0NPUEVfS0lORF9NT0RFTBADEhQKEFNDT1BFX0tJTkRfQUdFTlQQBBIXChNTQ09QRV9LSU5EX1dPUktGTE9XEAUSFQoRU0NPUEVfS0lORF9URU5BTlQQBirRAQoOUXVvdGFEaW1lbnNpb24SHwobUVVPVEFfRElNRU5TSU9OX1VOU1BFQ0lGSUVEEAASHAoYUVVPVEFfRElNRU5TSU9OX1JFUVVFU1RTEAESIAocUVVPVEFfRElNRU5TSU9OX0lOUFVUX1RPS0VOUxACEiEKHVFVT1RBX0RJTUVOU0lPTl9PVVRQVVRfVE9LRU5TEAMSGgoWUVVPVEFfRElNRU5TSU9OX1RPS0VOUxAEEh8KG1FVT1RBX0RJTUVOU0lPTl9DT05DVVJSRU5DWRAFKnUKDEJ1ZGdldFBlcmlvZBIdChlCVURHRVRfUEVSSU9EX1VOU1BFQ0lGSUVEEAASFgoSQlVER0VUX1BFUklPRF9OT05FEAESFQoRQlVER0VUX1BFUklPRF9EQVkQAhIXChNCVURHRVRfUEVSSU9EX01PTlRIEAMqfAoMQnJlYWtlclN0YXRlEh0KGUJSRUFLRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRCUkVBS0VSX1NUQVRFX0NMT1NFRBABEhYKEkJSRUFLRVJfU1RBVEVfT1BFThACEhsKF0JSRUFLRVJfU1RBVEVfSEFMRl9PUEVOEAMqggIKElJlY29tbWVuZGF0aW9uS2luZBIjCh9SRUNPTU1FTkRBVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASIgoeUkVDT01NRU5EQVRJT05fS0lORF9CT1RUTEVORUNLEAESHQoZUkVDT01NRU5EQVRJT05fS0lORF9GTEFLWRACEhwKGFJFQ09NTUVOREFUSU9OX0tJTkRfQ09TVBADEiIKHlJFQ09NTUVOREFUSU9OX0tJTkRfREVQRU5ERU5DWRAEEiMKH1JFQ09NTUVOREFUSU9OX0tJTkRfQ09OQ1VSUkVOQ1kQBRIdChlSRUNPTU1FTkRBVElPTl9LSU5EX0NBQ0hFEAYy+wgKDkNvbnRyb2xTZXJ2aWNlEkkKCkxpc3RBZ2VudHMSHC5wb2RpdW0udjEuTGlzdEFnZW50c1JlcXVlc3QaHS5wb2RpdW0udjEuTGlzdEFnZW50c1Jlc3BvbnNlElIKDUxpc3RQcm92aWRlcnMSHy5wb2RpdW0udjEuTGlzdFByb3ZpZGVyc1JlcXVlc3QaIC5wb2RpdW0udjEuTGlzdFByb3ZpZGVyc1Jlc3BvbnNlEkwKC0xpc3RQbHVnaW5zEh0ucG9kaXVtLnYxLkxpc3RQbHVnaW5zUmVxdWVzdBoeLnBvZGl1bS52MS5MaXN0UGx1Z2luc1Jlc3BvbnNlElgKD0dldFN5c3RlbVN0YXR1cxIhLnBvZGl1bS52MS5HZXRTeXN0ZW1TdGF0dXNSZXF1ZXN0GiIucG9kaXVtLnYxLkdldFN5c3RlbVN0YXR1c1Jlc3BvbnNlEkkKCkxpc3RRdW90YXMSHC5wb2RpdW0udjEuTGlzdFF1b3Rhc1JlcXVlc3QaHS5wb2RpdW0udjEuTGlzdFF1b3Rhc1Jlc3BvbnNlEkwKC1VwZGF0ZVF1b3RhEh0ucG9kaXVtLnYxLlVwZGF0ZVF1b3RhUmVxdWVzdBoeLnBvZGl1bS52MS5VcGRhdGVRdW90YVJlc3BvbnNlEkwKC0RlbGV0ZVF1b3RhEh0ucG9kaXVtLnYxLkRlbGV0ZVF1b3RhUmVxdWVzdBoeLnBvZGl1bS52MS5EZWxldGVRdW90YVJlc3BvbnNlEkwKC0xpc3RCdWRnZXRzEh0ucG9kaXVtLnYxLkxpc3RCdWRnZXRzUmVxdWVzdBoeLnBvZGl1bS52MS5MaXN0QnVkZ2V0c1Jlc3BvbnNlEk8KDFVwZGF0ZUJ1ZGdldBIeLnBvZGl1bS52MS5VcGRhdGVCdWRnZXRSZXF1ZXN0Gh8ucG9kaXVtLnYxLlVwZGF0ZUJ1ZGdldFJlc3BvbnNlEk8KDERlbGV0ZUJ1ZGdldBIeLnBvZGl1bS52MS5EZWxldGVCdWRnZXRSZXF1ZXN0Gh8ucG9kaXVtLnYxLkRlbGV0ZUJ1ZGdldFJlc3BvbnNlEkMKCEdldFNwZW5kEhoucG9kaXVtLnYxLkdldFNwZW5kUmVxdWVzdBobLnBvZGl1bS52MS5HZXRTcGVuZFJlc3BvbnNlEk8KDExpc3RCcmVha2VycxIeLnBvZGl1bS52MS5MaXN0QnJlYWtlcnNSZXF1ZXN0Gh8ucG9kaXVtLnYxLkxpc3RCcmVha2Vyc1Jlc3BvbnNlEk8KDFJlc2V0QnJlYWtlchIeLnBvZGl1bS52MS5SZXNldEJyZWFrZXJSZXF1ZXN0Gh8ucG9kaXVtLnYxLlJlc2V0QnJlYWtlclJlc3BvbnNlEmQKE0dldFdvcmtmbG93SW5zaWdodHMSJS5wb2RpdW0udjEuR2V0V29ya2Zsb3dJbnNpZ2h0c1JlcXVlc3QaJi5wb2RpdW0udjEuR2V0V29ya2Zsb3dJbnNpZ2h0c1Jlc3BvbnNlQjMKDWRldi5wb2RpdW0udjFQAVogcG9kaXVtL2dlbi9nby9wb2RpdW0vdjE7cG9kaXVtdjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
 
 /**
  * @generated from message podium.v1.ListAgentsRequest
@@ -375,6 +375,13 @@ export type GetSystemStatusResponse = Message<"podium.v1.GetSystemStatusResponse
    * @generated from field: int64 failed_plugins = 6;
    */
   failedPlugins: bigint;
+
+  /**
+   * The database this server stores into, pinged for this answer.
+   *
+   * @generated from field: podium.v1.DatabaseStatus database = 170;
+   */
+  database?: DatabaseStatus | undefined;
 };
 
 /**
@@ -383,6 +390,55 @@ export type GetSystemStatusResponse = Message<"podium.v1.GetSystemStatusResponse
  */
 export const GetSystemStatusResponseSchema: GenMessage<GetSystemStatusResponse> = /*@__PURE__*/
   messageDesc(file_podium_v1_control_service, 11);
+
+/**
+ * Output only. The database as this server sees it.
+ *
+ * @generated from message podium.v1.DatabaseStatus
+ */
+export type DatabaseStatus = Message<"podium.v1.DatabaseStatus"> & {
+  /**
+   * "sqlite" or "postgresql".
+   *
+   * @generated from field: string backend = 1;
+   */
+  backend: string;
+
+  /**
+   * The database answered a trivial query (SELECT 1) just now.
+   *
+   * @generated from field: bool reachable = 2;
+   */
+  reachable: boolean;
+
+  /**
+   * How long that query took (also set when it failed: the time until it failed).
+   *
+   * @generated from field: google.protobuf.Duration ping_latency = 3;
+   */
+  pingLatency?: Duration | undefined;
+
+  /**
+   * The store takes writes; false once a write failed (health is then NOT_SERVING).
+   *
+   * @generated from field: bool writable = 4;
+   */
+  writable: boolean;
+
+  /**
+   * Why the database is unreachable or refuses writes; empty while it does not.
+   *
+   * @generated from field: string error = 5;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message podium.v1.DatabaseStatus.
+ * Use `create(DatabaseStatusSchema)` to create a new message.
+ */
+export const DatabaseStatusSchema: GenMessage<DatabaseStatus> = /*@__PURE__*/
+  messageDesc(file_podium_v1_control_service, 12);
 
 /**
  * @generated from message podium.v1.Scope
@@ -406,7 +462,7 @@ export type Scope = Message<"podium.v1.Scope"> & {
  * Use `create(ScopeSchema)` to create a new message.
  */
 export const ScopeSchema: GenMessage<Scope> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 12);
+  messageDesc(file_podium_v1_control_service, 13);
 
 /**
  * @generated from message podium.v1.Quota
@@ -472,7 +528,7 @@ export type Quota = Message<"podium.v1.Quota"> & {
  * Use `create(QuotaSchema)` to create a new message.
  */
 export const QuotaSchema: GenMessage<Quota> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 13);
+  messageDesc(file_podium_v1_control_service, 14);
 
 /**
  * @generated from message podium.v1.ListQuotasRequest
@@ -485,7 +541,7 @@ export type ListQuotasRequest = Message<"podium.v1.ListQuotasRequest"> & {
  * Use `create(ListQuotasRequestSchema)` to create a new message.
  */
 export const ListQuotasRequestSchema: GenMessage<ListQuotasRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 14);
+  messageDesc(file_podium_v1_control_service, 15);
 
 /**
  * @generated from message podium.v1.ListQuotasResponse
@@ -502,7 +558,7 @@ export type ListQuotasResponse = Message<"podium.v1.ListQuotasResponse"> & {
  * Use `create(ListQuotasResponseSchema)` to create a new message.
  */
 export const ListQuotasResponseSchema: GenMessage<ListQuotasResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 15);
+  messageDesc(file_podium_v1_control_service, 16);
 
 /**
  * @generated from message podium.v1.UpdateQuotaRequest
@@ -519,7 +575,7 @@ export type UpdateQuotaRequest = Message<"podium.v1.UpdateQuotaRequest"> & {
  * Use `create(UpdateQuotaRequestSchema)` to create a new message.
  */
 export const UpdateQuotaRequestSchema: GenMessage<UpdateQuotaRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 16);
+  messageDesc(file_podium_v1_control_service, 17);
 
 /**
  * @generated from message podium.v1.UpdateQuotaResponse
@@ -536,7 +592,7 @@ export type UpdateQuotaResponse = Message<"podium.v1.UpdateQuotaResponse"> & {
  * Use `create(UpdateQuotaResponseSchema)` to create a new message.
  */
 export const UpdateQuotaResponseSchema: GenMessage<UpdateQuotaResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 17);
+  messageDesc(file_podium_v1_control_service, 18);
 
 /**
  * @generated from message podium.v1.DeleteQuotaRequest
@@ -553,7 +609,7 @@ export type DeleteQuotaRequest = Message<"podium.v1.DeleteQuotaRequest"> & {
  * Use `create(DeleteQuotaRequestSchema)` to create a new message.
  */
 export const DeleteQuotaRequestSchema: GenMessage<DeleteQuotaRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 18);
+  messageDesc(file_podium_v1_control_service, 19);
 
 /**
  * @generated from message podium.v1.DeleteQuotaResponse
@@ -566,7 +622,7 @@ export type DeleteQuotaResponse = Message<"podium.v1.DeleteQuotaResponse"> & {
  * Use `create(DeleteQuotaResponseSchema)` to create a new message.
  */
 export const DeleteQuotaResponseSchema: GenMessage<DeleteQuotaResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 19);
+  messageDesc(file_podium_v1_control_service, 20);
 
 /**
  * @generated from message podium.v1.Budget
@@ -633,7 +689,7 @@ export type Budget = Message<"podium.v1.Budget"> & {
  * Use `create(BudgetSchema)` to create a new message.
  */
 export const BudgetSchema: GenMessage<Budget> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 20);
+  messageDesc(file_podium_v1_control_service, 21);
 
 /**
  * @generated from message podium.v1.ListBudgetsRequest
@@ -646,7 +702,7 @@ export type ListBudgetsRequest = Message<"podium.v1.ListBudgetsRequest"> & {
  * Use `create(ListBudgetsRequestSchema)` to create a new message.
  */
 export const ListBudgetsRequestSchema: GenMessage<ListBudgetsRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 21);
+  messageDesc(file_podium_v1_control_service, 22);
 
 /**
  * @generated from message podium.v1.ListBudgetsResponse
@@ -663,7 +719,7 @@ export type ListBudgetsResponse = Message<"podium.v1.ListBudgetsResponse"> & {
  * Use `create(ListBudgetsResponseSchema)` to create a new message.
  */
 export const ListBudgetsResponseSchema: GenMessage<ListBudgetsResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 22);
+  messageDesc(file_podium_v1_control_service, 23);
 
 /**
  * @generated from message podium.v1.UpdateBudgetRequest
@@ -680,7 +736,7 @@ export type UpdateBudgetRequest = Message<"podium.v1.UpdateBudgetRequest"> & {
  * Use `create(UpdateBudgetRequestSchema)` to create a new message.
  */
 export const UpdateBudgetRequestSchema: GenMessage<UpdateBudgetRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 23);
+  messageDesc(file_podium_v1_control_service, 24);
 
 /**
  * @generated from message podium.v1.UpdateBudgetResponse
@@ -697,7 +753,7 @@ export type UpdateBudgetResponse = Message<"podium.v1.UpdateBudgetResponse"> & {
  * Use `create(UpdateBudgetResponseSchema)` to create a new message.
  */
 export const UpdateBudgetResponseSchema: GenMessage<UpdateBudgetResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 24);
+  messageDesc(file_podium_v1_control_service, 25);
 
 /**
  * @generated from message podium.v1.DeleteBudgetRequest
@@ -714,7 +770,7 @@ export type DeleteBudgetRequest = Message<"podium.v1.DeleteBudgetRequest"> & {
  * Use `create(DeleteBudgetRequestSchema)` to create a new message.
  */
 export const DeleteBudgetRequestSchema: GenMessage<DeleteBudgetRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 25);
+  messageDesc(file_podium_v1_control_service, 26);
 
 /**
  * @generated from message podium.v1.DeleteBudgetResponse
@@ -727,7 +783,7 @@ export type DeleteBudgetResponse = Message<"podium.v1.DeleteBudgetResponse"> & {
  * Use `create(DeleteBudgetResponseSchema)` to create a new message.
  */
 export const DeleteBudgetResponseSchema: GenMessage<DeleteBudgetResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 26);
+  messageDesc(file_podium_v1_control_service, 27);
 
 /**
  * @generated from message podium.v1.GetSpendRequest
@@ -767,7 +823,7 @@ export type GetSpendRequest = Message<"podium.v1.GetSpendRequest"> & {
  * Use `create(GetSpendRequestSchema)` to create a new message.
  */
 export const GetSpendRequestSchema: GenMessage<GetSpendRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 27);
+  messageDesc(file_podium_v1_control_service, 28);
 
 /**
  * Output only.
@@ -805,7 +861,7 @@ export type SpendEntry = Message<"podium.v1.SpendEntry"> & {
  * Use `create(SpendEntrySchema)` to create a new message.
  */
 export const SpendEntrySchema: GenMessage<SpendEntry> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 28);
+  messageDesc(file_podium_v1_control_service, 29);
 
 /**
  * @generated from message podium.v1.GetSpendResponse
@@ -829,7 +885,7 @@ export type GetSpendResponse = Message<"podium.v1.GetSpendResponse"> & {
  * Use `create(GetSpendResponseSchema)` to create a new message.
  */
 export const GetSpendResponseSchema: GenMessage<GetSpendResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 29);
+  messageDesc(file_podium_v1_control_service, 30);
 
 /**
  * @generated from message podium.v1.Breaker
@@ -896,7 +952,7 @@ export type Breaker = Message<"podium.v1.Breaker"> & {
  * Use `create(BreakerSchema)` to create a new message.
  */
 export const BreakerSchema: GenMessage<Breaker> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 30);
+  messageDesc(file_podium_v1_control_service, 31);
 
 /**
  * @generated from message podium.v1.ListBreakersRequest
@@ -909,7 +965,7 @@ export type ListBreakersRequest = Message<"podium.v1.ListBreakersRequest"> & {
  * Use `create(ListBreakersRequestSchema)` to create a new message.
  */
 export const ListBreakersRequestSchema: GenMessage<ListBreakersRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 31);
+  messageDesc(file_podium_v1_control_service, 32);
 
 /**
  * @generated from message podium.v1.ListBreakersResponse
@@ -926,7 +982,7 @@ export type ListBreakersResponse = Message<"podium.v1.ListBreakersResponse"> & {
  * Use `create(ListBreakersResponseSchema)` to create a new message.
  */
 export const ListBreakersResponseSchema: GenMessage<ListBreakersResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 32);
+  messageDesc(file_podium_v1_control_service, 33);
 
 /**
  * @generated from message podium.v1.ResetBreakerRequest
@@ -945,7 +1001,7 @@ export type ResetBreakerRequest = Message<"podium.v1.ResetBreakerRequest"> & {
  * Use `create(ResetBreakerRequestSchema)` to create a new message.
  */
 export const ResetBreakerRequestSchema: GenMessage<ResetBreakerRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 33);
+  messageDesc(file_podium_v1_control_service, 34);
 
 /**
  * @generated from message podium.v1.ResetBreakerResponse
@@ -962,7 +1018,7 @@ export type ResetBreakerResponse = Message<"podium.v1.ResetBreakerResponse"> & {
  * Use `create(ResetBreakerResponseSchema)` to create a new message.
  */
 export const ResetBreakerResponseSchema: GenMessage<ResetBreakerResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 34);
+  messageDesc(file_podium_v1_control_service, 35);
 
 /**
  * @generated from message podium.v1.GetWorkflowInsightsRequest
@@ -989,7 +1045,7 @@ export type GetWorkflowInsightsRequest = Message<"podium.v1.GetWorkflowInsightsR
  * Use `create(GetWorkflowInsightsRequestSchema)` to create a new message.
  */
 export const GetWorkflowInsightsRequestSchema: GenMessage<GetWorkflowInsightsRequest> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 35);
+  messageDesc(file_podium_v1_control_service, 36);
 
 /**
  * @generated from message podium.v1.GetWorkflowInsightsResponse
@@ -1006,7 +1062,7 @@ export type GetWorkflowInsightsResponse = Message<"podium.v1.GetWorkflowInsights
  * Use `create(GetWorkflowInsightsResponseSchema)` to create a new message.
  */
 export const GetWorkflowInsightsResponseSchema: GenMessage<GetWorkflowInsightsResponse> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 36);
+  messageDesc(file_podium_v1_control_service, 37);
 
 /**
  * @generated from message podium.v1.WorkflowInsights
@@ -1088,7 +1144,7 @@ export type WorkflowInsights = Message<"podium.v1.WorkflowInsights"> & {
  * Use `create(WorkflowInsightsSchema)` to create a new message.
  */
 export const WorkflowInsightsSchema: GenMessage<WorkflowInsights> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 37);
+  messageDesc(file_podium_v1_control_service, 38);
 
 /**
  * @generated from message podium.v1.StepInsight
@@ -1184,7 +1240,7 @@ export type StepInsight = Message<"podium.v1.StepInsight"> & {
  * Use `create(StepInsightSchema)` to create a new message.
  */
 export const StepInsightSchema: GenMessage<StepInsight> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 38);
+  messageDesc(file_podium_v1_control_service, 39);
 
 /**
  * @generated from message podium.v1.Recommendation
@@ -1237,7 +1293,7 @@ export type Recommendation = Message<"podium.v1.Recommendation"> & {
  * Use `create(RecommendationSchema)` to create a new message.
  */
 export const RecommendationSchema: GenMessage<Recommendation> = /*@__PURE__*/
-  messageDesc(file_podium_v1_control_service, 39);
+  messageDesc(file_podium_v1_control_service, 40);
 
 /**
  * Whether a plugin could be used.
