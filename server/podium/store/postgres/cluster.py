@@ -104,9 +104,7 @@ class PostgresCluster:
             list(held),
         )
         # No row yet: the run's creating batch is still on its way.
-        return {
-            row[0] for row in rows if row[1] != self.server_id or int(row[2]) != held[row[0]]
-        }
+        return {row[0] for row in rows if row[1] != self.server_id or int(row[2]) != held[row[0]]}
 
     # -- commands ---------------------------------------------------------------------
 
@@ -151,9 +149,7 @@ class PostgresCluster:
     # -- the event feed -----------------------------------------------------------------
 
     async def feed_position(self) -> int:
-        top = await self._store.pool.fetchval(
-            "SELECT MAX(feed) FROM events WHERE feed IS NOT NULL"
-        )
+        top = await self._store.pool.fetchval("SELECT MAX(feed) FROM events WHERE feed IS NOT NULL")
         return int(top or 0)
 
     async def events_after(self, position: int, limit: int) -> tuple[list[Event], int]:

@@ -298,4 +298,3 @@ def _table(kind: str) -> str:
     if kind not in ("quotas", "budgets"):
         raise ValueError(kind)
     return f"governance_{kind}"
-

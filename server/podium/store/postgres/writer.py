@@ -91,7 +91,9 @@ class Writer(GroupCommitWriter):
                 await conn.execute(sql, *params)
             fence = self.fence
             if fence is not None:
-                run_ids = {row[0] for rows in (runs, steps, attempts, items, events) for row in rows}
+                run_ids = {
+                    row[0] for rows in (runs, steps, attempts, items, events) for row in rows
+                }
                 fenced = await fence.fenced_runs(conn, run_ids)
                 if fenced:
                     runs, steps, attempts, items, events = (
