@@ -57,11 +57,11 @@ from podium.server.store_watch import StoreWatch
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.worker_service import WorkerService
 from podium.server.workflow_service import WorkflowService
+from podium.store.postgres.cluster import PostgresCluster
 from podium.store.postgres.connection import is_postgres_url, redact
 from podium.store.postgres.governance_store import PostgresGovernanceStore
 from podium.store.postgres.identity_store import PostgresIdentityStore
 from podium.store.postgres.store import PostgresStore
-from podium.store.postgres.cluster import PostgresCluster
 from podium.store.sqlite.cluster import SqliteCluster
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.identity_store import SqliteIdentityStore

@@ -27,7 +27,6 @@ from podium.store.postgres.store import PostgresStore
 from podium.store.sqlite.cluster import SqliteCluster
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.store import SqliteStore
-
 from podium.testing.postgres import PodiumDatabases
 
 from .records import event, run_record, step_record

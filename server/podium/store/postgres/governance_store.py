@@ -19,7 +19,6 @@ from podium.store.codec import from_nanos, to_nanos
 from podium.store.postgres.store import PostgresStore
 from podium.store.reservations import first_refusal, reserved_in
 
-
 # pg_advisory_xact_lock key of the shared quotas' takes ("podiumqt").
 QUOTA_LOCK = 0x706F6469756D7174
 
