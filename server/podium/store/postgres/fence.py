@@ -20,7 +20,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
+# A connection of the pool (the writer's batches) or one of its own.
+Connection = asyncpg.Connection | PoolConnectionProxy
 # pg_advisory_xact_lock key under which events are numbered ("podiumfd").
 FEED_LOCK = 0x706F6469756D6664
 
@@ -34,7 +37,7 @@ class PostgresFence:
         self._written: list[tuple[int, int]] = []
         self._lock = threading.Lock()
 
-    async def fenced_runs(self, conn: asyncpg.Connection, run_ids: Iterable[str]) -> set[str]:
+    async def fenced_runs(self, conn: Connection, run_ids: Iterable[str]) -> set[str]:
         """The runs among `run_ids` whose owner row is missing or names another
         server or another epoch than the one held (inside the batch's transaction)."""
         ids = list(run_ids)
@@ -52,7 +55,7 @@ class PostgresFence:
         return fenced
 
     async def number_events(
-        self, conn: asyncpg.Connection, events: list[tuple[Any, ...]]
+        self, conn: Connection, events: list[tuple[Any, ...]]
     ) -> list[tuple[Any, ...]]:
         """The event rows with their feed numbers, next after the highest committed."""
         if not events:
