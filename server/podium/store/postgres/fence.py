@@ -67,6 +67,12 @@ class PostgresFence:
             self._written.append((base + 1, base + len(events)))
         return [(*row, base + index) for index, row in enumerate(events, start=1)]
 
+    def unwrite(self, first: int) -> None:
+        """Forgets the range that starts at `first`: its transaction rolled back,
+        and those numbers go to the next batch that commits, maybe another server's."""
+        with self._lock:
+            self._written = [(a, b) for a, b in self._written if a != first]
+
     def written_here(self, feed: int) -> bool:
         with self._lock:
             return any(first <= feed <= last for first, last in self._written)

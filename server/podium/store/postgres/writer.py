@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
@@ -21,6 +22,9 @@ from podium.store.postgres.codec import RUN_COLUMNS
 from podium.store.postgres.fence import INSERT_NUMBERED_EVENT, PostgresFence
 
 log = logging.getLogger("podium.store")
+
+# Tries of a batch that PostgreSQL rolled back to break a deadlock.
+DEADLOCK_TRIES = 3
 
 # SQLSTATE class 53: insufficient resources (disk full, out of memory, too many connections).
 _INSUFFICIENT_RESOURCES = "53"
@@ -69,7 +73,17 @@ class Writer(GroupCommitWriter):
         return asyncio.ensure_future(self._commit(batch))
 
     async def _commit(self, batch: Batch) -> None:
-        fenced = await self._transaction(batch)
+        for attempt in range(1, DEADLOCK_TRIES + 1):
+            try:
+                fenced = await self._transaction(batch)
+                break
+            except asyncpg.exceptions.DeadlockDetectedError:
+                # Cluster mode: two servers' batches took the same rows (budget
+                # spend) in different orders and PostgreSQL rolled this one back
+                # whole; the batch is the same, so it goes again.
+                if attempt == DEADLOCK_TRIES:
+                    raise
+                log.warning("a batch was rolled back by a deadlock; committing it again")
         if fenced and self.on_fenced is not None:
             try:
                 self.on_fenced(fenced)
@@ -85,6 +99,26 @@ class Writer(GroupCommitWriter):
         attempts = list(batch.attempts.values())
         items = list(batch.items.values())
         events = batch.events
+        numbered: list[tuple[Any, ...]] = []
+        try:
+            return await self._write_batch(batch, runs, steps, attempts, items, events, numbered)
+        except BaseException:
+            if numbered and self.fence is not None:
+                self.fence.unwrite(numbered[0][-1])
+            raise
+
+    async def _write_batch(
+        self,
+        batch: Batch,
+        runs: list[tuple[Any, ...]],
+        steps: list[tuple[Any, ...]],
+        attempts: list[tuple[Any, ...]],
+        items: list[tuple[Any, ...]],
+        events: list[tuple[Any, ...]],
+        numbered: list[tuple[Any, ...]],
+    ) -> set[str]:
+        """The transaction; `numbered` gets the events' rows with their feed
+        numbers (cluster mode) as soon as they are numbered."""
         fenced: set[str] = set()
         async with self._pool.acquire() as conn, conn.transaction():
             for sql, params in batch.statements:
@@ -112,7 +146,7 @@ class Writer(GroupCommitWriter):
                 if fence is None:
                     await conn.executemany(INSERT_EVENT, events)
                 else:
-                    numbered = await fence.number_events(conn, events)
+                    numbered.extend(await fence.number_events(conn, events))
                     await conn.executemany(INSERT_NUMBERED_EVENT, numbered)
         return fenced
 
