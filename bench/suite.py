@@ -17,6 +17,11 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.budget_race import measure_budget_race
+from bench.cluster import (
+    measure_dag_on_three,
+    measure_sustained_on_postgres,
+    measure_sustained_on_three,
+)
 from bench.gate import measure_gate
 from bench.measure import REPO_ROOT, Measurement
 from bench.podium_run import (
@@ -50,6 +55,9 @@ PODIUM_MEASURES: dict[str, Callable[[Workload], Awaitable[Measurement]]] = {
     "idle": measure_idle,
     "live_runs": measure_live_runs,
     "sustained": measure_sustained,
+    "dag_postgres_cluster": measure_dag_on_three,
+    "sustained_postgres": measure_sustained_on_postgres,
+    "sustained_postgres_cluster": measure_sustained_on_three,
 }
 
 

@@ -97,7 +97,9 @@ class Workload:
     # "gate" (the governance gate in-process, bench/gate.py) or "budget_race"
     # (a fan-out of `llm` calls against one run budget, bench/budget_race.py),
     # "dag_worker" (as "dag", each step's agent run by one worker process),
-    # "dag_postgres" (as "dag", the server on a PostgreSQL database).
+    # "dag_postgres" (as "dag", the server on a PostgreSQL database),
+    # "dag_postgres_cluster", "sustained_postgres", "sustained_postgres_cluster"
+    # (bench/cluster.py).
     kind: str = "dag"
     max_concurrency: int = 0  # 0: unbounded; the floor honours it too
     # False where a bare asyncio executor has nothing to compare with (W7).
@@ -418,6 +420,42 @@ WORKLOADS += [
         runs=100,
         repetitions=3,
         kind="dag_postgres",
+        has_floor=False,
+    ),
+]
+
+
+# Cluster mode on PostgreSQL (bench/cluster.py): W4 with three `podium serve
+# --cluster` servers on one database (W4pg is the same with one server), and
+# W15's sustained throughput with one server and with three (the clients and
+# runs spread round-robin over the servers).
+WORKLOADS += [
+    Workload(
+        "W4pg3",
+        "100 concurrent 5-step diamonds, three cluster servers on one PostgreSQL",
+        diamond,
+        NO_OP_TARGET,
+        runs=100,
+        repetitions=3,
+        kind="dag_postgres_cluster",
+        has_floor=False,
+    ),
+    Workload(
+        "W15pg",
+        "W15 (sustained, 50 clients) on PostgreSQL, one server",
+        diamond,
+        Target(),
+        repetitions=1,
+        kind="sustained_postgres",
+        has_floor=False,
+    ),
+    Workload(
+        "W15pg3",
+        "W15 (sustained, 50 clients) on PostgreSQL, three cluster servers",
+        diamond,
+        Target(),
+        repetitions=1,
+        kind="sustained_postgres_cluster",
         has_floor=False,
     ),
 ]

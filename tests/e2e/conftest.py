@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from podium.testing import Cluster, ServerProcess, start_server_process
+from podium.testing.cluster import TEST_LEASE
 
 ROOT = Path(__file__).resolve().parents[2]
 # A site directory with the `hold` agent plugin (see site/podium_e2e_hold.py).
@@ -81,18 +82,26 @@ def release_file(tmp_path: Path) -> Path:
 
 # -- clusters: several servers on one database ---------------------------------------
 # Each backend says how to start one server of a cluster on its database. SQLite: one
-# file, `--cluster`. A PostgreSQL backend plugs in here (`--db postgresql://...` with the
-# same flags), and every cluster test runs against it too.
+# file, `--cluster`; PostgreSQL: a database of the test's own on the session's
+# embedded server, `--db postgresql://... --cluster`. Every cluster test runs on both.
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
+# The lease the cluster tests' servers take (seconds): short by default so that a
+# takeover comes soon; PODIUM_TEST_LEASE=10 measures failover with the default lease.
+LEASE = float(os.environ.get("PODIUM_TEST_LEASE", "0") or 0) or TEST_LEASE
 
 
 @pytest.fixture(params=BACKENDS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     if request.param == "sqlite":
-        made = Cluster(str(tmp_path / "cluster.db"), tmp_path, cwd=ROOT, env=CLI_ENV)
-    else:  # pragma: no cover - a backend listed without a set-up
-        raise AssertionError(f"no set-up for backend {request.param}")
+        made = Cluster(str(tmp_path / "cluster.db"), tmp_path, cwd=ROOT, env=CLI_ENV, lease=LEASE)
+        try:
+            yield made
+        finally:
+            made.stop_all()
+        return
+    url = request.getfixturevalue("postgres_db")
+    made = Cluster(url, tmp_path, cwd=ROOT, env=CLI_ENV, lease=LEASE)
     try:
         yield made
     finally:

@@ -57,6 +57,7 @@ from podium.server.store_watch import StoreWatch
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.worker_service import WorkerService
 from podium.server.workflow_service import WorkflowService
+from podium.store.postgres.cluster import PostgresCluster
 from podium.store.postgres.connection import is_postgres_url, redact
 from podium.store.postgres.governance_store import PostgresGovernanceStore
 from podium.store.postgres.identity_store import PostgresIdentityStore
@@ -293,18 +294,16 @@ async def _open_and_serve(
 ) -> PodiumServer:
     started = time.time()
     store: Store
-    if is_postgres_url(db_path):
-        if cluster is not None:
-            raise ValueError("--cluster runs on a SQLite file for now, not on PostgreSQL")
-        # One server per database: the store takes an advisory lock (exclusive).
-        store = PostgresStore(db_path)
-        lock = None
-        server_id = ""
+    if cluster is not None:
+        server_id = server_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     else:
-        if cluster is not None:
-            server_id = server_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        else:
-            server_id = ""
+        server_id = ""
+    if is_postgres_url(db_path):
+        # One server per database (an advisory lock), unless in cluster mode:
+        # then leases and fencing share it.
+        store = PostgresStore(db_path, server_id=server_id)
+        lock = None
+    else:
         # Checks its arguments first (cluster mode needs a file).
         store = SqliteStore(db_path, synchronous=synchronous, server_id=server_id)
         # One server per file, unless in cluster mode: then leases and fencing share it.
@@ -409,9 +408,7 @@ async def _serve_store(
         clock=governance.clock,
         max_running_steps=max_running_steps,
         observer=telemetry.telemetry,
-        cluster=SqliteCluster(store)
-        if cluster is not None and isinstance(store, SqliteStore)
-        else None,
+        cluster=_cluster_store(store) if cluster is not None else None,
         cluster_settings=cluster,
     )
     engine.notifier = Notifier(
@@ -639,3 +636,11 @@ def _configure_providers(plugins: PluginReport, policy: Policy) -> None:
         # Even SystemExit or KeyboardInterrupt: a plugin never keeps the server from serving.
         except BaseException:
             log.exception("provider %r rejected its settings", name)
+
+
+def _cluster_store(store: Store) -> SqliteCluster | PostgresCluster:
+    """The cluster port of the store, opened with this server's id."""
+    if isinstance(store, PostgresStore):
+        return PostgresCluster(store)
+    assert isinstance(store, SqliteStore)
+    return SqliteCluster(store)

@@ -4,14 +4,14 @@ breaker states and probes): two servers' stores open on one database.
 
 Leases, takeover with a new epoch, fencing of a stale owner's writes inside
 the batch, commands for a run's owner, the event feed other servers read, and
-budget reservations checked in the transaction that stores them. A backend
-joins this suite by adding a factory to `CLUSTER_BACKENDS` that opens two
-members (server ids "a" and "b") on one fresh database."""
+budget reservations checked in the transaction that stores them. Both
+backends run it: two stores on one SQLite file, and two on one PostgreSQL
+database (the session's embedded server)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -21,9 +21,13 @@ import pytest
 from podium.core.states import RunState
 from podium.engine.ports import ClusterStore, RunStore
 from podium.governance.ports import GovernanceStore
+from podium.store.postgres.cluster import PostgresCluster
+from podium.store.postgres.governance_store import PostgresGovernanceStore
+from podium.store.postgres.store import PostgresStore
 from podium.store.sqlite.cluster import SqliteCluster
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.store import SqliteStore
+from podium.testing.postgres import PodiumDatabases
 
 from .records import event, run_record, step_record
 
@@ -36,9 +40,6 @@ class Member:
     runs: RunStore
     cluster: ClusterStore
     governance: GovernanceStore
-
-
-ClusterFactory = Callable[[Path], AbstractAsyncContextManager[tuple[Member, Member]]]
 
 
 @asynccontextmanager
@@ -61,16 +62,44 @@ async def sqlite_cluster(directory: Path) -> AsyncIterator[tuple[Member, Member]
         await a.close()
 
 
-CLUSTER_BACKENDS: list[ClusterFactory] = [sqlite_cluster]
+@asynccontextmanager
+async def postgres_cluster(databases: PodiumDatabases) -> AsyncIterator[tuple[Member, Member]]:
+    """Two stores on one fresh PostgreSQL database, as two `podium serve --db
+    postgresql://... --cluster` processes."""
+    url = await databases.create()
+    try:
+        a = PostgresStore(url, server_id="a")
+        b = PostgresStore(url, server_id="b")
+        await a.open()
+        try:
+            await b.open()
+            try:
+                yield (
+                    Member(a, PostgresCluster(a), PostgresGovernanceStore(a)),
+                    Member(b, PostgresCluster(b), PostgresGovernanceStore(b)),
+                )
+            finally:
+                await b.close()
+        finally:
+            await a.close()
+    finally:
+        await databases.drop(url)
 
 
-@pytest.fixture(params=CLUSTER_BACKENDS, ids=lambda factory: factory.__name__)
+CLUSTER_BACKENDS: list[str] = ["sqlite_cluster", "postgres_cluster"]
+
+
+@pytest.fixture(params=CLUSTER_BACKENDS)
 async def members(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[Member, Member]]:
-    factory: ClusterFactory = request.param
-    async with factory(tmp_path) as opened:
-        yield opened
+    if request.param == "postgres_cluster":
+        databases: PodiumDatabases = request.getfixturevalue("podium_databases")
+        async with postgres_cluster(databases) as opened:
+            yield opened
+    else:
+        async with sqlite_cluster(tmp_path) as opened:
+            yield opened
 
 
 async def create_owned_run(member: Member, run_id: str) -> None:

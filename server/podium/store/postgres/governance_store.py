@@ -10,6 +10,7 @@ the budget_spend rows of its budgets first, as a settlement's upsert does.
 from __future__ import annotations
 
 import json
+import math
 import time
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 from podium.store.codec import from_nanos, to_nanos
 from podium.store.postgres.store import PostgresStore
 from podium.store.reservations import first_refusal, reserved_in
+
+# pg_advisory_xact_lock key of the shared quotas' takes ("podiumqt").
+QUOTA_LOCK = 0x706F6469756D7174
 
 
 class PostgresGovernanceStore:
@@ -161,10 +165,7 @@ class PostgresGovernanceStore:
             "DELETE FROM budget_reservations WHERE id = $1", (reservation_id,)
         )
 
-    # -- cluster mode's shared quotas and breakers: not on PostgreSQL yet -----------
-    # `podium serve --cluster` runs on a SQLite file only (server.app refuses it with a
-    # PostgreSQL URL), so a single server never calls these; they refuse plainly rather
-    # than pretend.
+    # -- cluster mode's shared quotas and breakers ----------------------------------
 
     async def take_shared(
         self,
@@ -173,24 +174,106 @@ class PostgresGovernanceStore:
         lease_id: str,
         now: float,
     ) -> float | None:
-        raise _cluster_unsupported()
+        failure = self._store.writer.failure
+        if failure is not None:
+            raise failure
+        fence = self._store.fence
+        server_id = fence.server_id if fence is not None else ""
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            # One taker at a time across servers, from the bucket's read to its
+            # write: the quotas' check and take are all or nothing together.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", QUOTA_LOCK)
+            wait = 0.0
+            levels: list[tuple[str, float]] = []
+            for name, amount, rate, capacity in takes:
+                if amount > capacity:
+                    return math.inf
+                row = await conn.fetchrow(
+                    "SELECT tokens, update_time FROM quota_buckets WHERE name = $1", name
+                )
+                tokens = (
+                    capacity
+                    if row is None
+                    else min(capacity, row[0] + rate * max(0.0, now - row[1]))
+                )
+                if tokens < amount:
+                    wait = max(wait, (amount - tokens) / rate)
+                levels.append((name, tokens - amount))
+            if wait > 0:
+                return wait
+            for name, maximum in leases:
+                held = await conn.fetchval(
+                    "SELECT COUNT(*) FROM quota_leases WHERE name = $1 AND server_id IN "
+                    "(SELECT server_id FROM cluster_servers WHERE expire_time >= $2)",
+                    name,
+                    now,
+                )
+                if held >= maximum:
+                    return 0.0
+            for name, level in levels:
+                await conn.execute(
+                    "INSERT INTO quota_buckets (name, tokens, update_time) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (name) DO UPDATE SET tokens = EXCLUDED.tokens, "
+                    "update_time = EXCLUDED.update_time",
+                    name,
+                    level,
+                    now,
+                )
+            for name, _ in leases:
+                await conn.execute(
+                    "INSERT INTO quota_leases (id, name, server_id) VALUES ($1, $2, $3)",
+                    lease_id,
+                    name,
+                    server_id,
+                )
+        return None
 
     def adjust_shared(self, name: str, amount: float, capacity: float) -> None:
-        raise _cluster_unsupported()
+        self._store.writer.execute(
+            "UPDATE quota_buckets SET tokens = LEAST($1::float8, tokens + $2::float8) "
+            "WHERE name = $3",
+            (capacity, amount, name),
+        )
 
     def release_shared(self, lease_id: str) -> None:
-        raise _cluster_unsupported()
+        self._store.writer.execute("DELETE FROM quota_leases WHERE id = $1", (lease_id,))
 
     def publish_breaker(self, tenant: str, name: str, state: str, changed_time: float) -> None:
-        raise _cluster_unsupported()
+        self._store.writer.execute(
+            "INSERT INTO breaker_states (tenant, name, state, changed_time, probe_expire) "
+            "VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (tenant, name) DO UPDATE SET "
+            "state = EXCLUDED.state, changed_time = EXCLUDED.changed_time, probe_expire = NULL",
+            (tenant, name, state, changed_time),
+        )
 
     async def breaker_states(self) -> list[tuple[str, str, str, float]]:
-        raise _cluster_unsupported()
+        rows = await self._store.fetch(
+            "SELECT tenant, name, state, changed_time FROM breaker_states ORDER BY tenant, name"
+        )
+        return [(row[0], row[1], row[2], float(row[3])) for row in rows]
 
     async def claim_probe(
         self, tenant: str, name: str, changed_time: float, now: float, hold: float
     ) -> bool:
-        raise _cluster_unsupported()
+        # One statement: the row's lock makes concurrent claims queue, and the
+        # second sees the first's probe_expire.
+        claimed = await self._store.pool.fetchval(
+            "UPDATE breaker_states SET probe_expire = $1 WHERE tenant = $2 AND name = $3 "
+            "AND state = 'OPEN' AND changed_time = $4 "
+            "AND (probe_expire IS NULL OR probe_expire < $5) RETURNING 1",
+            now + hold,
+            tenant,
+            name,
+            changed_time,
+            now,
+        )
+        if claimed is not None:
+            return True
+        # A breaker no server published (opened before cluster mode): its probe is local.
+        known = await self._store.pool.fetchval(
+            "SELECT 1 FROM breaker_states WHERE tenant = $1 AND name = $2", tenant, name
+        )
+        return known is None
 
     async def open_reservations(self) -> list[tuple[str, str, Decimal, dict[str, Any]]]:
         rows = await self._store.fetch(
@@ -214,7 +297,3 @@ def _table(kind: str) -> str:
     if kind not in ("quotas", "budgets"):
         raise ValueError(kind)
     return f"governance_{kind}"
-
-
-def _cluster_unsupported() -> NotImplementedError:
-    return NotImplementedError("cluster mode runs on a SQLite file; PostgreSQL serves alone")

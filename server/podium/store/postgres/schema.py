@@ -238,6 +238,54 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN rerun_of TEXT;
     """,
+    # pgcluster: several servers on one database (cluster mode), as SQLite's: each
+    # live server's lease, each unfinished run's owner and fencing epoch, commands
+    # for a run's owner, a database-wide order of events (feed) that other servers
+    # read, and the shared quotas (rate buckets, concurrency leases) and breakers.
+    """
+    CREATE TABLE cluster_servers (
+        server_id TEXT PRIMARY KEY,
+        expire_time DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE run_owners (
+        run_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        epoch BIGINT NOT NULL
+    );
+    CREATE INDEX run_owners_by_owner ON run_owners (owner);
+    CREATE TABLE run_commands (
+        id BIGSERIAL PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        create_time DOUBLE PRECISION NOT NULL,
+        done BOOLEAN NOT NULL DEFAULT FALSE,
+        result TEXT
+    );
+    CREATE INDEX run_commands_pending ON run_commands (run_id) WHERE NOT done;
+    ALTER TABLE events ADD COLUMN feed BIGINT;
+    CREATE INDEX events_by_feed ON events (feed) WHERE feed IS NOT NULL;
+    CREATE TABLE quota_buckets (
+        name TEXT PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        update_time DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE quota_leases (
+        id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        server_id TEXT NOT NULL,
+        PRIMARY KEY (id, name)
+    );
+    CREATE INDEX quota_leases_by_name ON quota_leases (name);
+    CREATE TABLE breaker_states (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        changed_time DOUBLE PRECISION NOT NULL,
+        probe_expire DOUBLE PRECISION,
+        PRIMARY KEY (tenant, name)
+    );
+    """,
 ]
 
 

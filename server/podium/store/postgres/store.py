@@ -41,6 +41,7 @@ from podium.store import codec
 from podium.store.postgres import codec as pg_codec
 from podium.store.postgres.connection import CONNECT_TIMEOUT, open_pool, redact
 from podium.store.postgres.errors import StoreOpenError
+from podium.store.postgres.fence import PostgresFence
 from podium.store.postgres.schema import migrate
 from podium.store.postgres.writer import Writer
 
@@ -56,11 +57,14 @@ PING_INTERVAL = 0.5
 class PostgresStore:
     """The PostgreSQL backend of the engine's RunStore port (podium.engine.ports)."""
 
-    def __init__(self, dsn: str, *, exclusive: bool = True) -> None:
+    def __init__(self, dsn: str, *, exclusive: bool = True, server_id: str = "") -> None:
         # exclusive: refuse to open a database another store holds (a server
         # does; the store contract suite opens two stores on one database).
+        # server_id: cluster mode (several servers on the database): not
+        # exclusive, run writes fenced by their owner and epoch (fence.py).
         self.dsn = dsn
-        self.exclusive = exclusive
+        self.exclusive = exclusive and not server_id
+        self.fence = PostgresFence(server_id) if server_id else None
         self.path = redact(dsn)  # what logs and errors name
         self._pool: asyncpg.Pool | None = None
         self._owner: asyncpg.Connection | None = None
@@ -109,7 +113,7 @@ class PostgresStore:
             raise StoreOpenError(f"database {self.path} is in use by another podium server")
         await migrate(self._owner)
         self._pool = await open_pool(self.dsn)
-        self._writer = Writer(self._pool)
+        self._writer = Writer(self._pool, self.fence)
         self._writer.start()
         self._pinger = asyncio.create_task(self._ping(), name="podium-store-ping")
 
