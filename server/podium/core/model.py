@@ -145,6 +145,11 @@ class RunRecord:
     # The tenant of the principal that started the run: it sees the run, and
     # its calls are governed and charged as that tenant's.
     tenant: str = DEFAULT_TENANT
+    # A child run: the run and step that started it ("" for StartRun's), and
+    # how deep it nests (0 for StartRun's).
+    parent_run_id: str = ""
+    parent_step_id: str = ""
+    depth: int = 0
 
 
 @dataclass(slots=True)

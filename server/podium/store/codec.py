@@ -50,7 +50,7 @@ RUN_COLUMNS = (
     "run_id, workflow_id, workflow_version, state, input, output, failure, request_id,"
     " request_hash, labels, max_concurrency, create_time, start_time, end_time,"
     " last_sequence, usage, cost_nanos, priority, max_cost_nanos, trace_parent, trace_context,"
-    " tenant"
+    " tenant, parent_run_id, parent_step_id, depth"
 )
 
 
@@ -78,6 +78,9 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
         run.trace_parent or None,
         run.trace_context or None,
         run.tenant,
+        run.parent_run_id,
+        run.parent_step_id,
+        run.depth,
     )
 
 
@@ -105,6 +108,9 @@ def run_from_row(row: Any) -> RunRecord:
         trace_parent=row[19] or "",
         trace_context=row[20] or "",
         tenant=row[21],
+        parent_run_id=row[22],
+        parent_step_id=row[23],
+        depth=row[24],
     )
 
 
