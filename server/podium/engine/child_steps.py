@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from decimal import Decimal
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Protocol
 
 from podium.core import limits

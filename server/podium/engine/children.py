@@ -90,9 +90,7 @@ class EngineChildren:
         room: Decimal | None,
     ) -> RunRecord:
         link = ChildLink(run_id, parent.run_id, step_id, parent.depth + 1)
-        view = await self.engine.start_child(
-            link, spec.name, spec.version, input, room, parent
-        )
+        view = await self.engine.start_child(link, spec.name, spec.version, input, room, parent)
         return view.run
 
     async def wait(self, run_id: str) -> RunRecord:

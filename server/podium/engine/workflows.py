@@ -128,9 +128,7 @@ class WorkflowCatalog:
             except NotFound as error:
                 violations.append(FieldViolation(f"spec.steps[{i}].workflow.name", error.message))
         if violations:
-            raise InvalidArgument(
-                "unknown child workflow", violations, reason="INVALID_WORKFLOW"
-            )
+            raise InvalidArgument("unknown child workflow", violations, reason="INVALID_WORKFLOW")
 
     async def get(
         self, workflow_id: str, version: int = 0, *, tenant: str = DEFAULT_TENANT
