@@ -1,6 +1,6 @@
 """A real `podium serve` process: the order-webhook example run with the CLI
 (a signal, an `http` step against a local endpoint with a secret header, a
-signed notification), and kill -9 while a run waits for a signal and a
+child workflow, a signed notification), and kill -9 while a run waits for a signal and a
 callback: after the restart both still wait, and complete."""
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ ENV = {"PODIUM_E2E_KEY": KEY}
 def test_the_order_webhook_example_runs_from_the_cli(start_serving: StartServing) -> None:
     with http_endpoint() as endpoint:
         served = start_serving(env=ENV, args=("--http-allow", "127.0.0.1", *SECRETS))
-        applied = served.cli("workflows", "apply", "-f", "examples/order-webhook.yaml")
-        assert applied.returncode == 0, applied.stderr
+        for example in ("order-receipt", "order-webhook"):  # the child workflow first
+            applied = served.cli("workflows", "apply", "-f", f"examples/{example}.yaml")
+            assert applied.returncode == 0, applied.stderr
         run_input = json.dumps({"order": "A-1", "fulfilment_url": endpoint.url("/orders")})
         started = served.cli(
             "runs",
@@ -63,9 +64,20 @@ def test_the_order_webhook_example_runs_from_the_cli(start_serving: StartServing
         watched = served.cli("runs", "watch", run)
         assert "RUN_SUCCEEDED" in watched.stdout, watched.stdout + watched.stderr
         fetched = json.loads(served.cli("runs", "get", run, "--json").stdout)
+        shown = served.cli("runs", "get", run)
+        children = json.loads(served.cli("runs", "list", "--parent", run, "--json").stdout)
         bad = served.cli("runs", "signal", run, "payment", "--payload", "{not json")
         ended = served.cli("runs", "signal", run, "payment")
     assert fetched["output"]["paid"] == 42
+    assert fetched["output"]["receipt"] == "Order A-1: paid 42"
+    (child,) = children["runs"]
+    assert (child["workflow"], child["parent_run"], child["parent_step"]) == (
+        "workflows/order-receipt",
+        run,
+        "receipt",
+    )
+    assert child["state"] == "RUN_STATE_SUCCEEDED"
+    assert child["name"] in shown.stdout and "child runs" in shown.stdout
     posted = endpoint.requests[0]
     assert (posted.method, posted.path) == ("POST", "/orders/A-1")
     assert posted.json() == {"order": "A-1", "amount": 42}

@@ -122,7 +122,8 @@ def runs_table(runs: Iterable[run_pb2.Run]) -> Table:
     return table
 
 
-def run_details(run: run_pb2.Run) -> RenderableType:
+def run_details(run: run_pb2.Run, children: Iterable[run_pb2.Run] = ()) -> RenderableType:
+    """A run, its steps and the child runs its `workflow` steps started."""
     label, style = run_state_text(run.state)
     header = _fields(
         ("run", run.name),
@@ -135,13 +136,33 @@ def run_details(run: run_pb2.Run) -> RenderableType:
         ("labels", _pairs(run.labels) or "-"),
         ("spend", spend_text(run.usage, run.cost)),
         ("max cost", format_usd(run.max_cost) if run.HasField("max_cost") else "-"),
+        ("parent", f"{run.parent_run} (step {run.parent_step})" if run.parent_run else "-"),
     )
     parts: list[RenderableType] = [header, Text(), _steps_table(run.steps)]
+    children = list(children)
+    if children:
+        parts += [Text(), Text("child runs", style="bold"), _children_table(children)]
     if run.HasField("output"):
         parts += [Text("output", style="bold"), Text(value_json(run.output))]
     if run.HasField("failure"):
         parts.append(Text.assemble(("failure: ", "bold red"), failure_text(run.failure)))
     return Group(*parts)
+
+
+def _children_table(children: Iterable[run_pb2.Run]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("STEP", "RUN", "WORKFLOW", "STATE", "COST"):
+        table.add_column(column, justify="right" if column == "COST" else "left")
+    for child in children:
+        label, style = run_state_text(child.state)
+        table.add_row(
+            child.parent_step,
+            child.name,
+            f"{child.workflow} v{child.workflow_version}",
+            Text(label, style=style),
+            format_usd(child.cost),
+        )
+    return table
 
 
 def spend_text(usage: common_pb2.Usage, cost: common_pb2.Money) -> str:

@@ -94,6 +94,9 @@ def register(commands: Any) -> None:
         "--label", type=inputs.label, action="append", default=[], metavar="KEY=VALUE"
     )
     listing.add_argument(
+        "--parent", default=None, metavar="RUN", help="only the child runs this run started"
+    )
+    listing.add_argument(
         "--limit",
         type=inputs.non_negative,
         default=_DEFAULT_LIST_LIMIT,
@@ -250,11 +253,14 @@ def start_run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def get_run(args: argparse.Namespace, ctx: Context) -> int:
-    run = ctx.client().get_run(args.run)
+    client = ctx.client()
+    run = client.get_run(args.run)
     if ctx.json:
         ctx.print_message(run)
     else:
-        ctx.out.print(run_details(run))
+        # The child runs its `workflow` steps started (GetRun does not list them).
+        children = list(client.list_runs(parent=run.name))
+        ctx.out.print(run_details(run, children))
     return 0
 
 
@@ -262,7 +268,7 @@ def list_runs(args: argparse.Namespace, ctx: Context) -> int:
     limit: int = args.limit
     page_size: int = args.page_size or (min(limit + 1, _MAX_PAGE) if limit else 0)
     listed = ctx.client().list_runs(
-        args.workflow, args.state, dict(args.label), page_size=page_size
+        args.workflow, args.state, dict(args.label), page_size=page_size, parent=args.parent
     )
     # One run past the limit tells whether there are more, without reading every page.
     runs = list(itertools.islice(listed, limit + 1)) if limit else list(listed)

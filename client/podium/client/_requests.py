@@ -160,12 +160,14 @@ def list_runs(
     states: Iterable[int | str] | None,
     labels: Mapping[str, str] | None,
     page_size: int,
+    parent: str | None = None,
 ) -> execution_service_pb2.ListRunsRequest:
     return execution_service_pb2.ListRunsRequest(
         page_size=page_size,
         workflow=workflow_name(workflow) if workflow else "",
         states=[run_state(s) for s in states or ()],
         labels=dict(labels or {}),
+        parent_run=run_name(parent) if parent else "",
     )
 
 

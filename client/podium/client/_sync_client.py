@@ -253,9 +253,11 @@ class Client:
         labels: Mapping[str, str] | None = None,
         *,
         page_size: int = 0,
+        parent: str | None = None,
     ) -> Iterator[run_pb2.Run]:
-        """Runs (without their steps), newest first, fetching pages as the iteration goes."""
-        request = _requests.list_runs(workflow, states, labels, page_size)
+        """Runs (without their steps), newest first, fetching pages as the iteration goes;
+        `parent` (a run id or runs/ID): only the child runs that run started."""
+        request = _requests.list_runs(workflow, states, labels, page_size, parent)
         while True:
             with translate_rpc_errors():
                 response = self._executions.ListRuns(request, timeout=self.timeout)

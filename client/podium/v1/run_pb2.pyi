@@ -174,6 +174,9 @@ class Run(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     MAX_COST_FIELD_NUMBER: _builtins.int
     RERUN_OF_FIELD_NUMBER: _builtins.int
+    PARENT_RUN_FIELD_NUMBER: _builtins.int
+    PARENT_STEP_FIELD_NUMBER: _builtins.int
+    DEPTH_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: "runs/{run_id}"."""
     workflow: _builtins.str
@@ -191,6 +194,13 @@ class Run(_message.Message):
     """Higher runs first when concurrency limits are reached."""
     rerun_of: _builtins.str
     """The run this one re-runs ("runs/{run_id}"), if RerunRun created it."""
+    parent_run: _builtins.str
+    """A child run (see Step.workflow): the run that started it ("runs/{id}")
+    and its step; empty for a run started by StartRun.
+    """
+    parent_step: _builtins.str
+    depth: _builtins.int
+    """How deep the run is nested: 0 for a run started by StartRun."""
     @_builtins.property
     def input(self) -> _struct_pb2.Struct:
         """The run's input."""
@@ -248,10 +258,13 @@ class Run(_message.Message):
         priority: _builtins.int = ...,
         max_cost: _common_pb2.Money | None = ...,
         rerun_of: _builtins.str = ...,
+        parent_run: _builtins.str = ...,
+        parent_step: _builtins.str = ...,
+        depth: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "max_cost", b"max_cost", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "name", b"name", "output", b"output", "priority", b"priority", "request_id", b"request_id", "rerun_of", b"rerun_of", "start_time", b"start_time", "state", b"state", "steps", b"steps", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "depth", b"depth", "end_time", b"end_time", "failure", b"failure", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "name", b"name", "output", b"output", "parent_run", b"parent_run", "parent_step", b"parent_step", "priority", b"priority", "request_id", b"request_id", "rerun_of", b"rerun_of", "start_time", b"start_time", "state", b"state", "steps", b"steps", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

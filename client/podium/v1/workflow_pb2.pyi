@@ -422,6 +422,7 @@ class Step(_message.Message):
     HEARTBEAT_TIMEOUT_FIELD_NUMBER: _builtins.int
     WAIT_FOR_SIGNAL_FIELD_NUMBER: _builtins.int
     CALLBACK_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FIELD_NUMBER: _builtins.int
     OUTPUT_SCHEMA_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the workflow: [a-z_][a-z0-9_]*, at most 63 characters."""
@@ -523,6 +524,12 @@ class Step(_message.Message):
         """
 
     @_builtins.property
+    def workflow(self) -> Global___ChildWorkflow:
+        """A step that starts a run of another workflow (a child run) and waits for
+        it (no agent); its output is the child's output, its cost the child's.
+        """
+
+    @_builtins.property
     def output_schema(self) -> _struct_pb2.Struct:
         """JSON Schema each output of the step's agent must satisfy (each item's,
         for a for_each); a violation fails the attempt with "podium.InvalidOutput"
@@ -556,15 +563,75 @@ class Step(_message.Message):
         heartbeat_timeout: _duration_pb2.Duration | None = ...,
         wait_for_signal: Global___WaitForSignal | None = ...,
         callback: Global___Callback | None = ...,
+        workflow: Global___ChildWorkflow | None = ...,
         output_schema: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "callback", b"callback", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "loop", b"loop", "output_schema", b"output_schema", "timeout", b"timeout", "wait", b"wait", "wait_for_signal", b"wait_for_signal"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "callback", b"callback", "compensate", b"compensate", "config", b"config", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "loop", b"loop", "output_schema", b"output_schema", "timeout", b"timeout", "wait", b"wait", "wait_for_signal", b"wait_for_signal", "workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "callback", b"callback", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "output_schema", b"output_schema", "retry", b"retry", "task_queue", b"task_queue", "timeout", b"timeout", "tools", b"tools", "trigger_rule", b"trigger_rule", "wait", b"wait", "wait_for_signal", b"wait_for_signal", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "approval", b"approval", "attempt_timeout", b"attempt_timeout", "cache", b"cache", "callback", b"callback", "compensate", b"compensate", "config", b"config", "depends_on", b"depends_on", "description", b"description", "fail_fast", b"fail_fast", "for_each", b"for_each", "heartbeat_timeout", b"heartbeat_timeout", "id", b"id", "input", b"input", "loop", b"loop", "on_failure", b"on_failure", "output_schema", b"output_schema", "retry", b"retry", "task_queue", b"task_queue", "timeout", b"timeout", "tools", b"tools", "trigger_rule", b"trigger_rule", "wait", b"wait", "wait_for_signal", b"wait_for_signal", "when", b"when", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Step: _TypeAlias = Step  # noqa: Y015
+
+@_typing.final
+class ChildWorkflow(_message.Message):
+    """Starts a child run of workflow `name` and waits for it to end. The child's
+    failure fails the step (type and message of the child's failure, with its
+    run); cancelling the parent cancels the child. The child's max_cost is what
+    is left of the parent's. Children nest at most the server's
+    --max-workflow-depth deep (default 8); deeper fails with podium.DepthExceeded.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class InputEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The child workflow's id ("workflows/{id}" or "{id}"); it must exist when
+    the parent workflow is created.
+    """
+    version: _builtins.int
+    """The child workflow's version; 0: the latest one when the child starts."""
+    @_builtins.property
+    def input(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The child run's input: key -> CEL expression over `input` and `steps`."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        input: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChildWorkflow: _TypeAlias = ChildWorkflow  # noqa: Y015
 
 @_typing.final
 class Retrier(_message.Message):

@@ -83,6 +83,9 @@ class Limits:
     # Unary calls the server handles at once; past it, a new one is answered
     # RESOURCE_EXHAUSTED (OVERLOADED) with a retry delay.
     max_calls_in_flight: int = 4096
+    # How deeply child runs (`workflow` steps) may nest: a run started by
+    # StartRun is at depth 0, its children at 1; a deeper child's step fails.
+    max_workflow_depth: int = 8
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -147,6 +147,11 @@ class RunRecord:
     tenant: str = DEFAULT_TENANT
     # The run this one re-runs (RerunRun), else "".
     rerun_of: str = ""
+    # A child run: the run and step that started it ("" for StartRun's), and
+    # how deep it nests (0 for StartRun's).
+    parent_run_id: str = ""
+    parent_step_id: str = ""
+    depth: int = 0
 
 
 @dataclass(slots=True)

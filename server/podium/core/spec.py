@@ -69,6 +69,14 @@ class WaitForSignalSpec(_Frozen):
     timeout: float | None = None
 
 
+class ChildWorkflowSpec(_Frozen):
+    """A step that runs another workflow as a child run (podium.engine.child_steps)."""
+
+    name: str
+    version: int = 0
+    input: dict[str, str] = Field(default_factory=dict)
+
+
 class CallbackSpec(_Frozen):
     timeout: float | None = None
 
@@ -117,6 +125,7 @@ class StepSpec(_Frozen):
     heartbeat_timeout: float | None = None
     wait_for_signal: WaitForSignalSpec | None = None
     callback: CallbackSpec | None = None
+    workflow: ChildWorkflowSpec | None = None
     # JSON Schema every output of the agent must satisfy (None: no check).
     output_schema: dict[str, Any] | None = None
 

@@ -48,6 +48,7 @@ from podium.core.spec import NotificationSpec, WorkflowVersion
 from podium.core.states import RunState, StepState
 from podium.engine import estimates, insights, pagination, rerun, retention
 from podium.engine.admission import KeyedRunAdmission, RunAdmission
+from podium.engine.children import ChildLink, EngineChildren
 from podium.engine.cluster import ClusterMember, ClusterSettings
 from podium.engine.executor import RunExecutor
 from podium.engine.history import finished_runs
@@ -105,6 +106,7 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.workers = WorkerPool(self.clock)
         self.workflows = WorkflowCatalog(store, registry, self.clock, self.workers)
+        children = EngineChildren()
         self.services = RunServices(
             clock=self.clock,
             store=store,
@@ -117,7 +119,9 @@ class Engine:
             observer=observer,
             workers=self.workers,
             deltas=self.hub,
+            children=children,
         )
+        children.bind(self)
         self.admission = RunAdmission(governance.quotas)
         self.keyed_admission = KeyedRunAdmission()
         self.active: dict[str, RunExecutor] = {}
@@ -276,6 +280,7 @@ class Engine:
         max_cost: Decimal | None,
         trace_parent: str,
         notification: NotificationSpec | None,
+        link: ChildLink | None = None,
     ) -> RunView:
         workflow = await self.workflows.get(workflow_id, version, tenant=tenant)
         _check_input_schema(workflow.spec.input_schema, input)
@@ -283,7 +288,7 @@ class Engine:
         _check_run_key(plan, input)
         now = self.clock.now()
         run = RunRecord(
-            run_id=uuid.uuid4().hex,
+            run_id=link.run_id if link is not None else uuid.uuid4().hex,
             workflow_id=workflow_id,
             workflow_version=workflow.version,
             state=RunState.PENDING,
@@ -298,6 +303,9 @@ class Engine:
             trace_parent=trace_parent,
             tenant=tenant,
         )
+        if link is not None:
+            run.parent_run_id, run.parent_step_id = link.parent_run_id, link.parent_step_id
+            run.depth = link.depth
         steps = [
             StepRecord(step_id=step.id, agent=step.agent, position=i)
             for i, step in enumerate(workflow.spec.steps)
@@ -321,6 +329,35 @@ class Engine:
         self.active[run.run_id] = executor
         self._start_when_admitted(executor)
         return RunView(run, list(executor.steps.values()))
+
+    async def start_child(
+        self,
+        link: ChildLink,
+        workflow_id: str,
+        version: int,
+        input: dict[str, Any],
+        max_cost: Decimal | None,
+        parent: RunRecord,
+    ) -> RunView:
+        """Starts a child run (podium.engine.children): the parent's tenant and
+        priority, its span's child, with `max_cost` lowering the workflow's."""
+        self._check_open()
+        _check_input_size(input)
+        return await self._create_run(
+            parent.tenant,
+            workflow_id,
+            version,
+            input,
+            "",
+            "",
+            {},
+            0,
+            parent.priority,
+            max_cost,
+            parent.trace_context,
+            None,
+            link,
+        )
 
     def _executor(
         self,
@@ -378,6 +415,7 @@ class Engine:
         states: Collection[RunState] = (),
         labels: Mapping[str, str] | None = None,
         tenant: str = DEFAULT_TENANT,
+        parent_run_id: str = "",
     ) -> tuple[list[RunRecord], str]:
         """A page of runs, newest first, and the next page's token. Runs this
         server is executing are shown as they are in memory (fresher than the
@@ -396,6 +434,7 @@ class Engine:
             states=states,
             labels=dict(labels or {}),
             tenant=tenant,
+            parent_run_id=parent_run_id,
         )
         page = found[:size]
         token = ""

@@ -12,6 +12,7 @@ whole or not at all, and reads see committed data only, never part of a batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
+from decimal import Decimal
 from typing import Any, Protocol
 
 from podium.core.model import (
@@ -26,7 +27,7 @@ from podium.core.model import (
     SignalRecord,
     StepRecord,
 )
-from podium.core.spec import WorkflowSpec, WorkflowVersion
+from podium.core.spec import ChildWorkflowSpec, WorkflowSpec, WorkflowVersion
 from podium.core.states import EventType, RunState
 
 __all__ = ["ClusterStore", "RunCommand", "RunStore", "WorkflowStore"]
@@ -132,6 +133,7 @@ class RunStore(WorkflowStore, Protocol):
         states: Iterable[RunState] = (),
         labels: dict[str, str] | None = None,
         tenant: str = DEFAULT_TENANT,
+        parent_run_id: str = "",
     ) -> list[RunRecord]:
         """A tenant's runs newest first (create_time, then run_id), after the `after` key."""
         ...
@@ -301,3 +303,24 @@ class ClusterStore(Protocol):
         to read from next. A server reads forward only: each call from the position
         the previous one returned (or `feed_position()` at the start)."""
         ...
+
+
+class ChildRuns(Protocol):
+    """What a `workflow` step (podium.engine.child_steps) needs of the engine;
+    podium.engine.children implements it."""
+
+    async def find(self, run_id: str) -> RunRecord | None: ...
+
+    async def start(
+        self,
+        run_id: str,
+        parent: RunRecord,
+        step_id: str,
+        spec: ChildWorkflowSpec,
+        input: dict[str, Any],
+        room: Decimal | None,
+    ) -> RunRecord: ...
+
+    async def wait(self, run_id: str) -> RunRecord: ...
+
+    def cancel(self, run_id: str, reason: str) -> None: ...

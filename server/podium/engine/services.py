@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from podium.core.clock import Clock
 from podium.engine.observer import RunObserver
-from podium.engine.ports import RunStore
+from podium.engine.ports import ChildRuns, RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.slots import PrioritySlots
 from podium.engine.streaming import DeltaSink
@@ -35,6 +35,8 @@ class RunServices:
     workers: WorkerPool | None = None
     # Live subscribers of output deltas (streamed answers); None: nobody.
     deltas: DeltaSink | None = None
+    # Starts, awaits and cancels child runs (`workflow` steps); None: no such steps.
+    children: ChildRuns | None = None
 
 
 class StopSignal:

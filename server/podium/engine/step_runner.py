@@ -40,7 +40,7 @@ from podium.core.limits import LIMIT_EXCEEDED
 from podium.core.model import AttemptRecord, ItemRecord, StepRecord
 from podium.core.states import AttemptState, StepState
 from podium.core.templates import Template
-from podium.engine import signal_steps
+from podium.engine import child_steps, signal_steps
 from podium.engine.agent_guard import guarded
 from podium.engine.context import AttemptContext
 from podium.engine.environment import RunEnvironment
@@ -164,6 +164,11 @@ class StepRunner:
                 output = await signal_steps.wait_for_signal(self, scope)
             elif self.spec.callback is not None:
                 output = await signal_steps.callback(self, scope)
+            elif self.spec.workflow is not None:
+                assert self.services.children is not None
+                output = await child_steps.run_child(
+                    self, self.services.children, lambda: self._inputs(scope)
+                )
             elif self.spec.for_each is not None:
                 output = await self._fan_out(scope)
             elif self.spec.loop is not None:

@@ -289,16 +289,18 @@ def _check_kind(
     kinds = [k for k, on in (("agent", bool(step.agent)), ("wait", step.wait is not None),
                              ("approval", step.approval is not None),
                              ("wait_for_signal", step.wait_for_signal is not None),
-                             ("callback", step.callback is not None)) if on]  # fmt: skip
+                             ("callback", step.callback is not None),
+                             ("workflow", step.workflow is not None)) if on]  # fmt: skip
     if not kinds:
         check.problem(
             f"{where}.agent",
-            "an agent is required (or a wait, approval, wait_for_signal or callback)",
+            "an agent is required (or a wait, approval, wait_for_signal, callback or workflow)",
         )
     elif len(kinds) > 1:
         check.problem(
             f"{where}.{kinds[1]}",
-            f"a step is one of agent, wait, approval, wait_for_signal, callback; got {kinds}",
+            f"a step is one of agent, wait, approval, wait_for_signal, callback, workflow; "
+            f"got {kinds}",
         )
     if step.wait_for_signal is not None:
         if not SIGNAL_NAME.fullmatch(step.wait_for_signal.name):
@@ -306,6 +308,13 @@ def _check_kind(
         check.positive(step.wait_for_signal.timeout, f"{where}.wait_for_signal.timeout")
     if step.callback is not None:
         check.positive(step.callback.timeout, f"{where}.callback.timeout")
+    if step.workflow is not None:
+        if not step.workflow.name:
+            check.problem(f"{where}.workflow.name", "a child workflow's name is required")
+        if step.workflow.version < 0:
+            check.problem(f"{where}.workflow.version", "must be 0 (latest) or positive")
+        if step.input:
+            check.problem(f"{where}.input", "a workflow step takes workflow.input instead")
     if step.agent:
         agent = agent_lookup(step.agent)
         if agent is None and step.task_queue:
@@ -405,8 +414,12 @@ def _compile_step(
     elif step.loop is not None:
         scope = LOOP_SCOPE
     inputs: dict[str, Expression] = {}
-    for key, source in step.input.items():
-        expression = compile_read(source, f"{where}.input.{key}", scope)
+    # A workflow step's inputs are its child run's input.
+    input_map, input_field = step.input, f"{where}.input"
+    if step.workflow is not None:
+        input_map, input_field = step.workflow.input, f"{where}.workflow.input"
+    for key, source in input_map.items():
+        expression = compile_read(source, f"{input_field}.{key}", scope)
         if expression is not None:
             inputs[key] = expression
 
@@ -452,9 +465,9 @@ def _compile_step(
     retry = check.retriers(step.retry, f"{where}.retry") if step.retry else default_retry
     all_refs = frozenset(refs)
     input_refs = {
-        key: read_refs[f"{where}.input.{key}"]
+        key: read_refs[f"{input_field}.{key}"]
         for key in inputs
-        if len(read_refs[f"{where}.input.{key}"]) < len(all_refs)
+        if len(read_refs[f"{input_field}.{key}"]) < len(all_refs)
     }
     return StepPlan(
         spec=step,

@@ -99,6 +99,7 @@ class WorkflowCatalog:
             ) from None
         if violations:
             raise InvalidArgument("invalid workflow_id", violations, reason="INVALID_WORKFLOW")
+        await self._check_children(workflow_id, spec, tenant)
         now = self._clock.now()
         version = await self._store.create_workflow(workflow_id, spec, now, applied, tenant=tenant)
         self._remember_plan((tenant, workflow_id, version), plan)
@@ -112,6 +113,22 @@ class WorkflowCatalog:
         )
         self._latest[(tenant, workflow_id)] = created
         return created
+
+    async def _check_children(self, workflow_id: str, spec: WorkflowSpec, tenant: str) -> None:
+        """Child workflows (`workflow` steps) must exist: the workflow itself
+        (recursion, bounded by the depth limit) or one of the tenant's. One
+        deleted later fails its step when the child would start."""
+        violations: list[FieldViolation] = []
+        for i, step in enumerate(spec.steps):
+            child = step.workflow
+            if child is None or child.name == workflow_id:
+                continue
+            try:
+                await self.get(child.name, child.version, tenant=tenant)
+            except NotFound as error:
+                violations.append(FieldViolation(f"spec.steps[{i}].workflow.name", error.message))
+        if violations:
+            raise InvalidArgument("unknown child workflow", violations, reason="INVALID_WORKFLOW")
 
     async def get(
         self, workflow_id: str, version: int = 0, *, tenant: str = DEFAULT_TENANT

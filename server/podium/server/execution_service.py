@@ -93,6 +93,9 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             states=states,
             labels=dict(request.labels),
             tenant=current_caller().tenant,
+            parent_run_id=requests.run_id(request.parent_run, "parent_run")
+            if request.parent_run
+            else "",
         )
         return execution_service_pb2.ListRunsResponse(
             runs=[translate.run_to_proto(run) for run in runs], next_page_token=token

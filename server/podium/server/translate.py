@@ -14,6 +14,7 @@ from podium.core.spec import (
     ApprovalSpec,
     CacheSpec,
     CallbackSpec,
+    ChildWorkflowSpec,
     CompensationSpec,
     FailurePolicy,
     ForEachSpec,
@@ -250,6 +251,13 @@ def _step_from_proto(step: workflow_pb2.Step, field: str) -> StepSpec:
         )
         if step.HasField("callback")
         else None,
+        workflow=ChildWorkflowSpec(
+            name=step.workflow.name.removeprefix("workflows/"),
+            version=step.workflow.version,
+            input=dict(step.workflow.input),
+        )
+        if step.HasField("workflow")
+        else None,
         output_schema=_optional_struct(step, "output_schema", field),
     )
 
@@ -347,6 +355,14 @@ def _step_to_proto(step: StepSpec) -> workflow_pb2.Step:
         )
     if step.callback is not None:
         message.callback.CopyFrom(workflow_pb2.Callback(timeout=duration(step.callback.timeout)))
+    if step.workflow is not None:
+        message.workflow.CopyFrom(
+            workflow_pb2.ChildWorkflow(
+                name=step.workflow.name,
+                version=step.workflow.version,
+                input=step.workflow.input,
+            )
+        )
     return message
 
 
@@ -451,6 +467,9 @@ def run_to_proto(run: RunRecord, steps: Iterable[StepRecord] = ()) -> run_pb2.Ru
         priority=run.priority,
         max_cost=money(run.max_cost) if run.max_cost is not None else None,
         rerun_of=run_name(run.rerun_of) if run.rerun_of else "",
+        parent_run=run_name(run.parent_run_id) if run.parent_run_id else "",
+        parent_step=run.parent_step_id,
+        depth=run.depth,
     )
 
 

@@ -50,7 +50,7 @@ RUN_COLUMNS = (
     "run_id, workflow_id, workflow_version, state, input, output, failure, request_id,"
     " request_hash, labels, max_concurrency, create_time, start_time, end_time,"
     " last_sequence, usage, cost_nanos, priority, max_cost_nanos, trace_parent, trace_context,"
-    " tenant, rerun_of"
+    " tenant, rerun_of, parent_run_id, parent_step_id, depth"
 )
 
 
@@ -79,6 +79,9 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
         run.trace_context or None,
         run.tenant,
         run.rerun_of or None,
+        run.parent_run_id,
+        run.parent_step_id,
+        run.depth,
     )
 
 
@@ -107,6 +110,9 @@ def run_from_row(row: Any) -> RunRecord:
         trace_context=row[20] or "",
         tenant=row[21],
         rerun_of=row[22] or "",
+        parent_run_id=row[23],
+        parent_step_id=row[24],
+        depth=row[25],
     )
 
 

@@ -106,6 +106,9 @@ def complete_run_record(run_id: str) -> RunRecord:
         trace_parent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         trace_context="00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01",
         rerun_of="original-of-" + run_id,
+        parent_run_id="the-parent-run",
+        parent_step_id="sub",
+        depth=2,
     )
 
 

@@ -498,6 +498,31 @@ async def test_listing_filters_by_workflow(run_store: RunStore) -> None:
     assert [run.run_id for run in listed] == ["i2", "i1"]
 
 
+async def test_listing_filters_by_parent_run(run_store: RunStore) -> None:
+    parent = run_record("p", create_time=T0)
+    children = [
+        dataclasses.replace(
+            run_record(f"c{i}", create_time=T0 + 1 + i), parent_run_id="p", parent_step_id="sub"
+        )
+        for i in range(2)
+    ]
+    other = dataclasses.replace(run_record("o", create_time=T0 + 5), parent_run_id="q", depth=1)
+    for run in (parent, *children, other):
+        run_store.put_run(run)
+    await run_store.commit()
+
+    listed = await run_store.list_runs(10, parent_run_id="p")
+    everything = await run_store.list_runs(10)
+
+    assert [(r.run_id, r.parent_run_id, r.parent_step_id) for r in listed] == [
+        ("c1", "p", "sub"),
+        ("c0", "p", "sub"),
+    ]
+    assert [r.run_id for r in everything] == ["o", "c1", "c0", "p"]
+    assert everything[0].depth == 1
+    assert await run_store.list_runs(10, parent_run_id="nobody") == []
+
+
 async def test_listing_filters_by_any_of_several_states(run_store: RunStore) -> None:
     for offset, state in enumerate(RunState):
         run_store.put_run(run_record(state.name.lower(), state=state, create_time=T0 + offset))

@@ -286,6 +286,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant, name)
     );
     """,
+    # child: child runs (Step.workflow) link to their parent run and step.
+    """
+    ALTER TABLE runs ADD COLUMN parent_run_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN parent_step_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_by_parent ON runs (parent_run_id, create_time) WHERE parent_run_id <> '';
+    """,
 ]
 
 

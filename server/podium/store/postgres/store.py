@@ -382,6 +382,7 @@ class PostgresStore:
         states: Iterable[RunState] = (),
         labels: dict[str, str] | None = None,
         tenant: str = DEFAULT_TENANT,
+        parent_run_id: str = "",
     ) -> list[RunRecord]:
         """A tenant's runs newest first (create_time, then run_id), after the `after` key."""
         params: list[Any] = [tenant]
@@ -396,6 +397,8 @@ class PostgresStore:
             where.append(f"(create_time, run_id) < ({param(after[0])}, {param(after[1])})")
         if workflow_id:
             where.append(f"workflow_id = {param(workflow_id)}")
+        if parent_run_id:
+            where.append(f"parent_run_id = {param(parent_run_id)}")
         state_values = [int(s) for s in states]
         if state_values:
             where.append(f"state = ANY({param(state_values)}::integer[])")

@@ -338,6 +338,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN rerun_of TEXT;
     """,
+    # child: child runs (Step.workflow) link to their parent run and step.
+    """
+    ALTER TABLE runs ADD COLUMN parent_run_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN parent_step_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_by_parent ON runs (parent_run_id, create_time) WHERE parent_run_id != '';
+    """,
 ]
 
 

@@ -376,6 +376,7 @@ class SqliteStore:
         states: Iterable[RunState] = (),
         labels: dict[str, str] | None = None,
         tenant: str = DEFAULT_TENANT,
+        parent_run_id: str = "",
     ) -> list[RunRecord]:
         """A tenant's runs newest first (create_time, then run_id), after the `after` key."""
         where: list[str] = ["tenant = ?"]
@@ -386,6 +387,9 @@ class SqliteStore:
         if workflow_id:
             where.append("workflow_id = ?")
             params.append(workflow_id)
+        if parent_run_id:
+            where.append("parent_run_id = ?")
+            params.append(parent_run_id)
         state_values = [int(s) for s in states]
         if state_values:
             where.append(f"state IN ({', '.join('?' for _ in state_values)})")

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file podium/v1/workflow.proto.
  */
 export const file_podium_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("Chhwb2RpdW0vdjEvd29ya2Zsb3cucHJvdG8SCXBvZGl1bS52MSKBAQoIV29ya2Zsb3cSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEiUKBHNwZWMYAyABKAsyFy5wb2RpdW0udjEuV29ya2Zsb3dTcGVjEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLZBAoMV29ya2Zsb3dTcGVjEhMKC2Rlc2NyaXB0aW9uGAEgASgJEh4KBXN0ZXBzGAIgAygLMg8ucG9kaXVtLnYxLlN0ZXASMwoGb3V0cHV0GAMgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5PdXRwdXRFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBCABKAUSMwoGbGFiZWxzGAUgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5MYWJlbHNFbnRyeRIhCgVyZXRyeRgGIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEioKB3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSLQoMbm90aWZpY2F0aW9uGDIgASgLMhcucG9kaXVtLnYxLk5vdGlmaWNhdGlvbhItCgxpbnB1dF9zY2hlbWEYWiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KDW91dHB1dF9zY2hlbWEYWyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKD3J1bl9jb25jdXJyZW5jeRhcIAEoCzIZLnBvZGl1bS52MS5SdW5Db25jdXJyZW5jeRotCgtPdXRwdXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiKwoMTm90aWZpY2F0aW9uEgsKA3VybBgBIAEoCRIOCgZzZWNyZXQYAiABKAkiWQoNV2FpdEZvclNpZ25hbBIMCgRuYW1lGAEgASgJEg4KBmZpbHRlchgCIAEoCRIqCgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjYKCENhbGxiYWNrEioKB3RpbWVvdXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iiAcKBFN0ZXASCgoCaWQYASABKAkSDQoFYWdlbnQYAiABKAkSKQoFaW5wdXQYAyADKAsyGi5wb2RpdW0udjEuU3RlcC5JbnB1dEVudHJ5EhIKCmRlcGVuZHNfb24YBCADKAkSJwoGY29uZmlnGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtkZXNjcmlwdGlvbhgGIAEoCRIhCgVyZXRyeRgHIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEjIKD2F0dGVtcHRfdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCm9uX2ZhaWx1cmUYCiABKA4yGC5wb2RpdW0udjEuRmFpbHVyZVBvbGljeRIsCgx0cmlnZ2VyX3J1bGUYCyABKA4yFi5wb2RpdW0udjEuVHJpZ2dlclJ1bGUSDAoEd2hlbhgMIAEoCRIkCghmb3JfZWFjaBgNIAEoCzISLnBvZGl1bS52MS5Gb3JFYWNoEh0KBGxvb3AYDiABKAsyDy5wb2RpdW0udjEuTG9vcBIdCgR3YWl0GA8gASgLMg8ucG9kaXVtLnYxLldhaXQSJQoIYXBwcm92YWwYECABKAsyEy5wb2RpdW0udjEuQXBwcm92YWwSKwoKY29tcGVuc2F0ZRgRIAEoCzIXLnBvZGl1bS52MS5Db21wZW5zYXRpb24SHwoFY2FjaGUYEiABKAsyEC5wb2RpdW0udjEuQ2FjaGUSEQoJZmFpbF9mYXN0GBMgASgIEg0KBXRvb2xzGBQgAygJEhIKCnRhc2tfcXVldWUYFSABKAkSNAoRaGVhcnRiZWF0X3RpbWVvdXQYFiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoPd2FpdF9mb3Jfc2lnbmFsGDIgASgLMhgucG9kaXVtLnYxLldhaXRGb3JTaWduYWwSJQoIY2FsbGJhY2sYMyABKAsyEy5wb2RpdW0udjEuQ2FsbGJhY2sSLgoNb3V0cHV0X3NjaGVtYRhaIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QaLAoKSW5wdXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIswBCgdSZXRyaWVyEhQKDGVycm9yX2VxdWFscxgBIAMoCRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxiYWNrb2ZmX3JhdGUYAyABKAESLwoMbWF4X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgFIAEoBRIhCgZqaXR0ZXIYBiABKA4yES5wb2RpdW0udjEuSml0dGVyIqMBCgdGb3JFYWNoEg0KBWl0ZW1zGAEgASgJEhcKD21heF9jb25jdXJyZW5jeRgCIAEoBRIfChd0b2xlcmF0ZWRfZmFpbHVyZV9jb3VudBgDIAEoBRIhChl0b2xlcmF0ZWRfZmFpbHVyZV9wZXJjZW50GAQgASgBEhcKD2NvbmN1cnJlbmN5X2tleRhaIAEoCRITCgttYXhfcGVyX2tleRhbIAEoBSIvCg5SdW5Db25jdXJyZW5jeRILCgNrZXkYASABKAkSEAoIbWF4X3J1bnMYAiABKAUiLQoETG9vcBINCgV1bnRpbBgBIAEoCRIWCg5tYXhfaXRlcmF0aW9ucxgCIAEoBSKFAQoEV2FpdBItCghkdXJhdGlvbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASGQoPdGltZV9leHByZXNzaW9uGAMgASgJSABCBwoFdW50aWwiRgoIQXBwcm92YWwSDgoGcHJvbXB0GAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ipwEKDENvbXBlbnNhdGlvbhINCgVhZ2VudBgBIAEoCRIxCgVpbnB1dBgCIAMoCzIiLnBvZGl1bS52MS5Db21wZW5zYXRpb24uSW5wdXRFbnRyeRInCgZjb25maWcYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0GiwKCklucHV0RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIvCgVDYWNoZRImCgN0dGwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iIgoORXhlY3V0aW9uTGV2ZWwSEAoIc3RlcF9pZHMYASADKAkqQgoGSml0dGVyEhYKEkpJVFRFUl9VTlNQRUNJRklFRBAAEg8KC0pJVFRFUl9OT05FEAESDwoLSklUVEVSX0ZVTEwQAiplCg1GYWlsdXJlUG9saWN5Eh4KGkZBSUxVUkVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASFwoTRkFJTFVSRV9QT0xJQ1lfRkFJTBABEhsKF0ZBSUxVUkVfUE9MSUNZX0NPTlRJTlVFEAIqhgEKC1RyaWdnZXJSdWxlEhwKGFRSSUdHRVJfUlVMRV9VTlNQRUNJRklFRBAAEh4KGlRSSUdHRVJfUlVMRV9BTExfU1VDQ0VFREVEEAESGQoVVFJJR0dFUl9SVUxFX0FMTF9ET05FEAISHgoaVFJJR0dFUl9SVUxFX0FOWV9TVUNDRUVERUQQA0IzCg1kZXYucG9kaXVtLnYxUAFaIHBvZGl1bS9nZW4vZ28vcG9kaXVtL3YxO3BvZGl1bXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
+  fileDesc("Chhwb2RpdW0vdjEvd29ya2Zsb3cucHJvdG8SCXBvZGl1bS52MSKBAQoIV29ya2Zsb3cSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEiUKBHNwZWMYAyABKAsyFy5wb2RpdW0udjEuV29ya2Zsb3dTcGVjEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLZBAoMV29ya2Zsb3dTcGVjEhMKC2Rlc2NyaXB0aW9uGAEgASgJEh4KBXN0ZXBzGAIgAygLMg8ucG9kaXVtLnYxLlN0ZXASMwoGb3V0cHV0GAMgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5PdXRwdXRFbnRyeRIXCg9tYXhfY29uY3VycmVuY3kYBCABKAUSMwoGbGFiZWxzGAUgAygLMiMucG9kaXVtLnYxLldvcmtmbG93U3BlYy5MYWJlbHNFbnRyeRIhCgVyZXRyeRgGIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEioKB3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIgoIbWF4X2Nvc3QYCCABKAsyEC5wb2RpdW0udjEuTW9uZXkSLQoMbm90aWZpY2F0aW9uGDIgASgLMhcucG9kaXVtLnYxLk5vdGlmaWNhdGlvbhItCgxpbnB1dF9zY2hlbWEYWiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KDW91dHB1dF9zY2hlbWEYWyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKD3J1bl9jb25jdXJyZW5jeRhcIAEoCzIZLnBvZGl1bS52MS5SdW5Db25jdXJyZW5jeRotCgtPdXRwdXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiKwoMTm90aWZpY2F0aW9uEgsKA3VybBgBIAEoCRIOCgZzZWNyZXQYAiABKAkiWQoNV2FpdEZvclNpZ25hbBIMCgRuYW1lGAEgASgJEg4KBmZpbHRlchgCIAEoCRIqCgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjYKCENhbGxiYWNrEioKB3RpbWVvdXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24itAcKBFN0ZXASCgoCaWQYASABKAkSDQoFYWdlbnQYAiABKAkSKQoFaW5wdXQYAyADKAsyGi5wb2RpdW0udjEuU3RlcC5JbnB1dEVudHJ5EhIKCmRlcGVuZHNfb24YBCADKAkSJwoGY29uZmlnGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtkZXNjcmlwdGlvbhgGIAEoCRIhCgVyZXRyeRgHIAMoCzISLnBvZGl1bS52MS5SZXRyaWVyEjIKD2F0dGVtcHRfdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCm9uX2ZhaWx1cmUYCiABKA4yGC5wb2RpdW0udjEuRmFpbHVyZVBvbGljeRIsCgx0cmlnZ2VyX3J1bGUYCyABKA4yFi5wb2RpdW0udjEuVHJpZ2dlclJ1bGUSDAoEd2hlbhgMIAEoCRIkCghmb3JfZWFjaBgNIAEoCzISLnBvZGl1bS52MS5Gb3JFYWNoEh0KBGxvb3AYDiABKAsyDy5wb2RpdW0udjEuTG9vcBIdCgR3YWl0GA8gASgLMg8ucG9kaXVtLnYxLldhaXQSJQoIYXBwcm92YWwYECABKAsyEy5wb2RpdW0udjEuQXBwcm92YWwSKwoKY29tcGVuc2F0ZRgRIAEoCzIXLnBvZGl1bS52MS5Db21wZW5zYXRpb24SHwoFY2FjaGUYEiABKAsyEC5wb2RpdW0udjEuQ2FjaGUSEQoJZmFpbF9mYXN0GBMgASgIEg0KBXRvb2xzGBQgAygJEhIKCnRhc2tfcXVldWUYFSABKAkSNAoRaGVhcnRiZWF0X3RpbWVvdXQYFiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoPd2FpdF9mb3Jfc2lnbmFsGDIgASgLMhgucG9kaXVtLnYxLldhaXRGb3JTaWduYWwSJQoIY2FsbGJhY2sYMyABKAsyEy5wb2RpdW0udjEuQ2FsbGJhY2sSKgoId29ya2Zsb3cYUCABKAsyGC5wb2RpdW0udjEuQ2hpbGRXb3JrZmxvdxIuCg1vdXRwdXRfc2NoZW1hGFogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBosCgpJbnB1dEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikAEKDUNoaWxkV29ya2Zsb3cSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEjIKBWlucHV0GAMgAygLMiMucG9kaXVtLnYxLkNoaWxkV29ya2Zsb3cuSW5wdXRFbnRyeRosCgpJbnB1dEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEizAEKB1JldHJpZXISFAoMZXJyb3JfZXF1YWxzGAEgAygJEisKCGludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDGJhY2tvZmZfcmF0ZRgDIAEoARIvCgxtYXhfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAUgASgFEiEKBmppdHRlchgGIAEoDjIRLnBvZGl1bS52MS5KaXR0ZXIiowEKB0ZvckVhY2gSDQoFaXRlbXMYASABKAkSFwoPbWF4X2NvbmN1cnJlbmN5GAIgASgFEh8KF3RvbGVyYXRlZF9mYWlsdXJlX2NvdW50GAMgASgFEiEKGXRvbGVyYXRlZF9mYWlsdXJlX3BlcmNlbnQYBCABKAESFwoPY29uY3VycmVuY3lfa2V5GFogASgJEhMKC21heF9wZXJfa2V5GFsgASgFIi8KDlJ1bkNvbmN1cnJlbmN5EgsKA2tleRgBIAEoCRIQCghtYXhfcnVucxgCIAEoBSItCgRMb29wEg0KBXVudGlsGAEgASgJEhYKDm1heF9pdGVyYXRpb25zGAIgASgFIoUBCgRXYWl0Ei0KCGR1cmF0aW9uGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uSAASKgoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIZCg90aW1lX2V4cHJlc3Npb24YAyABKAlIAEIHCgV1bnRpbCJGCghBcHByb3ZhbBIOCgZwcm9tcHQYASABKAkSKgoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKnAQoMQ29tcGVuc2F0aW9uEg0KBWFnZW50GAEgASgJEjEKBWlucHV0GAIgAygLMiIucG9kaXVtLnYxLkNvbXBlbnNhdGlvbi5JbnB1dEVudHJ5EicKBmNvbmZpZxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QaLAoKSW5wdXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi8KBUNhY2hlEiYKA3R0bBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIiCg5FeGVjdXRpb25MZXZlbBIQCghzdGVwX2lkcxgBIAMoCSpCCgZKaXR0ZXISFgoSSklUVEVSX1VOU1BFQ0lGSUVEEAASDwoLSklUVEVSX05PTkUQARIPCgtKSVRURVJfRlVMTBACKmUKDUZhaWx1cmVQb2xpY3kSHgoaRkFJTFVSRV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIXChNGQUlMVVJFX1BPTElDWV9GQUlMEAESGwoXRkFJTFVSRV9QT0xJQ1lfQ09OVElOVUUQAiqGAQoLVHJpZ2dlclJ1bGUSHAoYVFJJR0dFUl9SVUxFX1VOU1BFQ0lGSUVEEAASHgoaVFJJR0dFUl9SVUxFX0FMTF9TVUNDRUVERUQQARIZChVUUklHR0VSX1JVTEVfQUxMX0RPTkUQAhIeChpUUklHR0VSX1JVTEVfQU5ZX1NVQ0NFRURFRBADQjMKDWRldi5wb2RpdW0udjFQAVogcG9kaXVtL2dlbi9nby9wb2RpdW0vdjE7cG9kaXVtdjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_podium_v1_common]);
 
 /**
  * A stored version of a workflow definition. Output only: CreateWorkflow
@@ -445,6 +445,14 @@ export type Step = Message<"podium.v1.Step"> & {
   callback?: Callback | undefined;
 
   /**
+   * A step that starts a run of another workflow (a child run) and waits for
+   * it (no agent); its output is the child's output, its cost the child's.
+   *
+   * @generated from field: podium.v1.ChildWorkflow workflow = 80;
+   */
+  workflow?: ChildWorkflow | undefined;
+
+  /**
    * JSON Schema each output of the step's agent must satisfy (each item's,
    * for a for_each); a violation fails the attempt with "podium.InvalidOutput"
    * (not retried). Unset: only the agent's own output schema, if it has one.
@@ -460,6 +468,46 @@ export type Step = Message<"podium.v1.Step"> & {
  */
 export const StepSchema: GenMessage<Step> = /*@__PURE__*/
   messageDesc(file_podium_v1_workflow, 5);
+
+/**
+ * Starts a child run of workflow `name` and waits for it to end. The child's
+ * failure fails the step (type and message of the child's failure, with its
+ * run); cancelling the parent cancels the child. The child's max_cost is what
+ * is left of the parent's. Children nest at most the server's
+ * --max-workflow-depth deep (default 8); deeper fails with podium.DepthExceeded.
+ *
+ * @generated from message podium.v1.ChildWorkflow
+ */
+export type ChildWorkflow = Message<"podium.v1.ChildWorkflow"> & {
+  /**
+   * The child workflow's id ("workflows/{id}" or "{id}"); it must exist when
+   * the parent workflow is created.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The child workflow's version; 0: the latest one when the child starts.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+
+  /**
+   * The child run's input: key -> CEL expression over `input` and `steps`.
+   *
+   * @generated from field: map<string, string> input = 3;
+   */
+  input: { [key: string]: string };
+};
+
+/**
+ * Describes the message podium.v1.ChildWorkflow.
+ * Use `create(ChildWorkflowSchema)` to create a new message.
+ */
+export const ChildWorkflowSchema: GenMessage<ChildWorkflow> = /*@__PURE__*/
+  messageDesc(file_podium_v1_workflow, 6);
 
 /**
  * One rule of a retry policy.
@@ -513,7 +561,7 @@ export type Retrier = Message<"podium.v1.Retrier"> & {
  * Use `create(RetrierSchema)` to create a new message.
  */
 export const RetrierSchema: GenMessage<Retrier> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 6);
+  messageDesc(file_podium_v1_workflow, 7);
 
 /**
  * Fan-out: one agent execution per item, with `item` and `index` in scope.
@@ -572,7 +620,7 @@ export type ForEach = Message<"podium.v1.ForEach"> & {
  * Use `create(ForEachSchema)` to create a new message.
  */
 export const ForEachSchema: GenMessage<ForEach> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 7);
+  messageDesc(file_podium_v1_workflow, 8);
 
 /**
  * Runs of a workflow that may run at once per key (Hatchet's concurrency
@@ -601,7 +649,7 @@ export type RunConcurrency = Message<"podium.v1.RunConcurrency"> & {
  * Use `create(RunConcurrencySchema)` to create a new message.
  */
 export const RunConcurrencySchema: GenMessage<RunConcurrency> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 8);
+  messageDesc(file_podium_v1_workflow, 9);
 
 /**
  * Repetition: `iteration` (0-based) and `previous` (the last output) in scope.
@@ -629,7 +677,7 @@ export type Loop = Message<"podium.v1.Loop"> & {
  * Use `create(LoopSchema)` to create a new message.
  */
 export const LoopSchema: GenMessage<Loop> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 9);
+  messageDesc(file_podium_v1_workflow, 10);
 
 /**
  * A durable timer.
@@ -672,7 +720,7 @@ export type Wait = Message<"podium.v1.Wait"> & {
  * Use `create(WaitSchema)` to create a new message.
  */
 export const WaitSchema: GenMessage<Wait> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 10);
+  messageDesc(file_podium_v1_workflow, 11);
 
 /**
  * A human decision: the run waits in WAITING_APPROVAL until ResolveApproval.
@@ -700,7 +748,7 @@ export type Approval = Message<"podium.v1.Approval"> & {
  * Use `create(ApprovalSchema)` to create a new message.
  */
 export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 11);
+  messageDesc(file_podium_v1_workflow, 12);
 
 /**
  * An undo action.
@@ -731,7 +779,7 @@ export type Compensation = Message<"podium.v1.Compensation"> & {
  * Use `create(CompensationSchema)` to create a new message.
  */
 export const CompensationSchema: GenMessage<Compensation> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 12);
+  messageDesc(file_podium_v1_workflow, 13);
 
 /**
  * Result caching.
@@ -752,7 +800,7 @@ export type Cache = Message<"podium.v1.Cache"> & {
  * Use `create(CacheSchema)` to create a new message.
  */
 export const CacheSchema: GenMessage<Cache> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 13);
+  messageDesc(file_podium_v1_workflow, 14);
 
 /**
  * Steps that could run together: every step of level n depends only on steps
@@ -773,7 +821,7 @@ export type ExecutionLevel = Message<"podium.v1.ExecutionLevel"> & {
  * Use `create(ExecutionLevelSchema)` to create a new message.
  */
 export const ExecutionLevelSchema: GenMessage<ExecutionLevel> = /*@__PURE__*/
-  messageDesc(file_podium_v1_workflow, 14);
+  messageDesc(file_podium_v1_workflow, 15);
 
 /**
  * Randomisation of retry delays.
