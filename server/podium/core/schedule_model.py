@@ -15,6 +15,7 @@ class FireOutcome:
 
     CLAIMED = "CLAIMED"  # due, claimed, its run not started yet
     STARTED = "STARTED"  # its run was started (run_id set)
+    ENDED = "ENDED"  # its run was started and has ended since
     BUFFERED = "BUFFERED"  # waits for the schedule's running run to end
     SKIPPED = "SKIPPED"  # overlap policy skip: a run of the schedule was still running
     MISSED = "MISSED"  # older than the catch-up window when the scheduler saw it

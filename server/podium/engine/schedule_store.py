@@ -27,6 +27,10 @@ class ScheduleStore(Protocol):
         self, schedule_id: str, *, tenant: str = DEFAULT_TENANT
     ) -> ScheduleRecord | None: ...
 
+    async def schedule_by_id(self, schedule_id: str) -> ScheduleRecord | None:
+        """A schedule of any tenant (ids are unique across tenants)."""
+        ...
+
     async def list_schedules(
         self, limit: int, after_id: str = "", *, tenant: str = DEFAULT_TENANT
     ) -> list[ScheduleRecord]:

@@ -39,6 +39,7 @@ async def test_a_schedule_is_read_back_listed_and_deleted(schedule_store: Schedu
     await schedule_store.put_schedule(schedule("s3", tenant="other"))
     assert await schedule_store.get_schedule("s1") == schedule("s1")
     assert await schedule_store.get_schedule("s3") is None
+    assert await schedule_store.schedule_by_id("s3") == schedule("s3", tenant="other")
     assert await schedule_store.get_schedule("s3", tenant="other") == schedule("s3", tenant="other")
     assert [s.schedule_id for s in await schedule_store.list_schedules(10)] == ["s1", "s2"]
     assert [s.schedule_id for s in await schedule_store.list_schedules(10, "s1")] == ["s2"]

@@ -47,6 +47,12 @@ class PostgresScheduleStore:
         )
         return schedule_from_row(rows[0]) if rows else None
 
+    async def schedule_by_id(self, schedule_id: str) -> ScheduleRecord | None:
+        rows = await self._store.fetch(
+            f"SELECT {_COLUMNS} FROM schedules WHERE schedule_id = $1", schedule_id
+        )
+        return schedule_from_row(rows[0]) if rows else None
+
     async def list_schedules(
         self, limit: int, after_id: str = "", *, tenant: str = DEFAULT_TENANT
     ) -> list[ScheduleRecord]:

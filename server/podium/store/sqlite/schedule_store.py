@@ -56,6 +56,14 @@ class SqliteScheduleStore:
         )
         return rows[0] if rows else None
 
+    async def schedule_by_id(self, schedule_id: str) -> ScheduleRecord | None:
+        rows = await self._store._fetch(
+            f"SELECT {_COLUMNS} FROM schedules WHERE schedule_id = ?",
+            (schedule_id,),
+            schedule_from_row,
+        )
+        return rows[0] if rows else None
+
     async def list_schedules(
         self, limit: int, after_id: str = "", *, tenant: str = DEFAULT_TENANT
     ) -> list[ScheduleRecord]:
