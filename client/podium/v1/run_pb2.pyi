@@ -165,6 +165,8 @@ class Run(_message.Message):
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     MAX_COST_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    NOMINAL_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: "runs/{run_id}"."""
     workflow: _builtins.str
@@ -180,6 +182,8 @@ class Run(_message.Message):
     """Sequence of the newest event of this run."""
     priority: _builtins.int
     """Higher runs first when concurrency limits are reached."""
+    schedule: _builtins.str
+    """The schedule that started the run ("schedules/{schedule_id}"), if one did."""
     @_builtins.property
     def input(self) -> _struct_pb2.Struct:
         """The run's input."""
@@ -214,6 +218,12 @@ class Run(_message.Message):
     def max_cost(self) -> _common_pb2.Money:
         """Hard ceiling of the run's LLM spend; unset: none."""
 
+    @_builtins.property
+    def nominal_time(self) -> _timestamp_pb2.Timestamp:
+        """The nominal time of the schedule's fire that started the run (the run
+        itself may start later: jitter, catch-up, a buffered fire).
+        """
+
     def __init__(
         self,
         *,
@@ -236,10 +246,12 @@ class Run(_message.Message):
         last_sequence: _builtins.int = ...,
         priority: _builtins.int = ...,
         max_cost: _common_pb2.Money | None = ...,
+        schedule: _builtins.str = ...,
+        nominal_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "max_cost", b"max_cost", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "max_cost", b"max_cost", "nominal_time", b"nominal_time", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "name", b"name", "output", b"output", "priority", b"priority", "request_id", b"request_id", "start_time", b"start_time", "state", b"state", "steps", b"steps", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "name", b"name", "nominal_time", b"nominal_time", "output", b"output", "priority", b"priority", "request_id", b"request_id", "schedule", b"schedule", "start_time", b"start_time", "state", b"state", "steps", b"steps", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
