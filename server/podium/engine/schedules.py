@@ -26,6 +26,7 @@ from podium.core.clock import Clock
 from podium.core.errors import FieldViolation, InvalidArgument, NotFound
 from podium.core.model import DEFAULT_TENANT
 from podium.core.schedule_model import FireOutcome, FireRecord, ScheduleRecord
+from podium.engine.engine import Engine
 from podium.engine.schedule_store import ScheduleStore
 from podium.engine.schedule_times import (
     ScheduleSpecError,
@@ -106,7 +107,7 @@ class Scheduler:
     # -- requests --------------------------------------------------------------------
 
     async def create(
-        self, request: ScheduleRequest, *, tenant: str = DEFAULT_TENANT
+        self, request: ScheduleRequest, *, tenant: str = DEFAULT_TENANT, field_prefix: str = ""
     ) -> ScheduleRecord:
         now = self.clock.now()
         violations: list[FieldViolation] = []
@@ -159,7 +160,10 @@ class Scheduler:
             except ScheduleSpecError as error:
                 violations.append(FieldViolation(error.field, error.reason))
         if violations:
-            raise InvalidArgument("invalid schedule", violations)
+            raise InvalidArgument(
+                "invalid schedule",
+                [FieldViolation(field_prefix + v.field, v.description) for v in violations],
+            )
         record = dataclasses.replace(record, next_fire=None if first is None else first.timestamp())
         await self.store.put_schedule(record)
         return record
@@ -350,3 +354,38 @@ class Scheduler:
 
 def _dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
+
+
+def engine_scheduler(engine: Engine, store: ScheduleStore) -> Scheduler:
+    """A scheduler that starts runs through `engine` (idempotent on request id)."""
+
+    async def start_run(
+        workflow_id: str,
+        version: int,
+        input: Any,
+        request_id: str,
+        labels: dict[str, str],
+        tenant: str,
+    ) -> str:
+        view = await engine.start_run(
+            workflow_id,
+            version=version,
+            input=input,
+            request_id=request_id,
+            labels=labels,
+            tenant=tenant,
+        )
+        return view.run.run_id
+
+    async def run_ended(run_id: str) -> bool:
+        status = await engine.store.run_status(run_id)
+        return status is None or status[0].is_final
+
+    async def workflow_exists(workflow_id: str, version: int, tenant: str) -> bool:
+        try:
+            await engine.workflows.get(workflow_id, version, tenant=tenant)
+        except NotFound:
+            return False
+        return True
+
+    return Scheduler(store, engine.clock, start_run, run_ended, workflow_exists)
