@@ -103,6 +103,11 @@ class Scheduler:
         self._workflow_exists = workflow_exists
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # Ticks done, and whether the loop waits for the next: a test on a
+        # ManualClock advances time only while the loop sleeps, then waits for
+        # the tick it caused (ticks is a progress count, not a metric).
+        self.ticks = 0
+        self.sleeping = False
 
     # -- requests --------------------------------------------------------------------
 
@@ -239,7 +244,12 @@ class Scheduler:
                 # A database hiccup must not stop schedules for good: the next
                 # tick retries (claims are conditional, so nothing doubles).
                 log.exception("scheduler tick failed")
-            await self.clock.sleep(TICK_SECONDS)
+            self.ticks += 1
+            self.sleeping = True
+            try:
+                await self.clock.sleep(TICK_SECONDS)
+            finally:
+                self.sleeping = False
 
     async def tick(self) -> None:
         """Claims and handles every due nominal time, then the open fires."""
