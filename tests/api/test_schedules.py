@@ -277,7 +277,9 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
 async def test_jitter_delays_a_fire_within_its_bound(manual: tuple[Clock, Stubs]) -> None:
     clock, stubs = manual
     await create_workflow(stubs, "wf", ECHO)
-    schedule = await create(stubs, interval=secs(600), jitter=secs(30))
+    schedule = await create(
+        stubs, interval=secs(600), jitter=secs(30), catch_up_window=secs(60)
+    )
     await clock.advance(600)
     await clock.advance(1)
     await clock.advance(30)

@@ -118,9 +118,10 @@ class Schedule(_message.Message):
 
     @_builtins.property
     def catch_up_window(self) -> _duration_pb2.Duration:
-        """A nominal time older than this when the scheduler sees it (after a
-        downtime) is skipped and counted in missed_fires; younger ones fire late,
-        by the overlap policy.
+        """A fire due (nominal time plus jitter) longer ago than this (plus two
+        seconds, the scheduler's granularity) when the scheduler sees it, after a
+        downtime, is skipped and counted in missed_fires; a younger one fires
+        late, by the overlap policy.
         """
 
     @_builtins.property

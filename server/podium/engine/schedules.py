@@ -279,12 +279,16 @@ class Scheduler:
         if not due:
             return
         upcoming = next_fire(spec, due[-1])
-        horizon = now - schedule.catch_up_window
+        # Lateness is counted from when the fire was due (nominal time plus its
+        # jitter); a fire seen within a couple of ticks is on time.
+        horizon = now - schedule.catch_up_window - 2 * TICK_SECONDS
         fires = [
             FireRecord(
                 schedule.schedule_id,
                 at.timestamp(),
-                FireOutcome.MISSED if at.timestamp() < horizon else FireOutcome.CLAIMED,
+                FireOutcome.MISSED
+                if (at + jitter_offset(schedule.schedule_id, at, jitter)).timestamp() < horizon
+                else FireOutcome.CLAIMED,
                 "",
                 now,
             )

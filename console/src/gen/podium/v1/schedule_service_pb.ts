@@ -76,9 +76,10 @@ export type Schedule = Message<"podium.v1.Schedule"> & {
   overlapPolicy: OverlapPolicy;
 
   /**
-   * A nominal time older than this when the scheduler sees it (after a
-   * downtime) is skipped and counted in missed_fires; younger ones fire late,
-   * by the overlap policy.
+   * A fire due (nominal time plus jitter) longer ago than this (plus two
+   * seconds, the scheduler's granularity) when the scheduler sees it, after a
+   * downtime, is skipped and counted in missed_fires; a younger one fires
+   * late, by the overlap policy.
    *
    * @generated from field: google.protobuf.Duration catch_up_window = 9;
    */
