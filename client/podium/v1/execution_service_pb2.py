@@ -29,7 +29,7 @@ from podium.v1 import run_pb2 as podium_dot_v1_dot_run__pb2
 from podium.v1 import workflow_pb2 as podium_dot_v1_dot_workflow__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!podium/v1/execution_service.proto\x12\tpodium.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16podium/v1/common.proto\x1a\x15podium/v1/event.proto\x1a\x13podium/v1/run.proto\x1a\x18podium/v1/workflow.proto\"\xd0\x03\n\x0fStartRunRequest\x12\x1a\n\x08workflow\x18\x01 \x01(\tR\x08workflow\x12)\n\x10workflow_version\x18\x02 \x01(\x03R\x0fworkflowVersion\x12-\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x05input\x12\x1d\n\nrequest_id\x18\x04 \x01(\tR\trequestId\x12>\n\x06labels\x18\x05 \x03(\x0b\x32&.podium.v1.StartRunRequest.LabelsEntryR\x06labels\x12\'\n\x0fmax_concurrency\x18\x06 \x01(\x05R\x0emaxConcurrency\x12\x1a\n\x08priority\x18\x07 \x01(\x05R\x08priority\x12+\n\x08max_cost\x18\x08 \x01(\x0b\x32\x10.podium.v1.MoneyR\x07maxCost\x12;\n\x0cnotification\x18\x32 \x01(\x0b\x32\x17.podium.v1.NotificationR\x0cnotification\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"4\n\x10StartRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"#\n\rGetRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"2\n\x0eGetRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"\xb0\x02\n\x0fListRunsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x1a\n\x08workflow\x18\x03 \x01(\tR\x08workflow\x12+\n\x06states\x18\x04 \x03(\x0e\x32\x13.podium.v1.RunStateR\x06states\x12>\n\x06labels\x18\x05 \x03(\x0b\x32&.podium.v1.ListRunsRequest.LabelsEntryR\x06labels\x12\x1d\n\nparent_run\x18P \x01(\tR\tparentRun\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"^\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.podium.v1.RunR\x04runs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n\x10\x43\x61ncelRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"5\n\x11\x43\x61ncelRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"=\n\x0fPauseRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"4\n\x10PauseRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"&\n\x10ResumeRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"5\n\x11ResumeRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"D\n\x0fRerunRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n\nfrom_steps\x18\x02 \x03(\tR\tfromSteps\"4\n\x10RerunRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"\x91\x02\n\x10RerunRunsRequest\x12\x1a\n\x08workflow\x18\x01 \x01(\tR\x08workflow\x12+\n\x06states\x18\x02 \x03(\x0e\x32\x13.podium.v1.RunStateR\x06states\x12?\n\x06labels\x18\x03 \x03(\x0b\x32\'.podium.v1.RerunRunsRequest.LabelsEntryR\x06labels\x12\x1d\n\nfrom_steps\x18\x04 \x03(\tR\tfromSteps\x12\x19\n\x08max_runs\x18\x05 \x01(\x05R\x07maxRuns\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"E\n\x11RerunRunsResponse\x12\x12\n\x04runs\x18\x01 \x03(\tR\x04runs\x12\x1c\n\toriginals\x18\x02 \x03(\tR\toriginals\"\x96\x01\n\x16ResolveApprovalRequest\x12\x10\n\x03run\x18\x01 \x01(\tR\x03run\x12\x17\n\x07step_id\x18\x02 \x01(\tR\x06stepId\x12\x37\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x1b.podium.v1.ApprovalDecisionR\x08\x64\x65\x63ision\x12\x18\n\x07\x63omment\x18\x04 \x01(\tR\x07\x63omment\";\n\x17ResolveApprovalResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"&\n\x10\x44\x65leteRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"\x13\n\x11\x44\x65leteRunResponse\"\x89\x01\n\x10SignalRunRequest\x12\x10\n\x03run\x18\x01 \x01(\tR\x03run\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x30\n\x07payload\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueR\x07payload\x12\x1d\n\nrequest_id\x18\x04 \x01(\tR\trequestId\"P\n\x11SignalRunResponse\x12\x1a\n\x08position\x18\x01 \x01(\x03R\x08position\x12\x1f\n\x0b\x63onsumed_by\x18\x02 \x01(\tR\nconsumedBy\"a\n\x17\x43ompleteCallbackRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x30\n\x07payload\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueR\x07payload\"E\n\x18\x43ompleteCallbackResponse\x12\x10\n\x03run\x18\x01 \x01(\tR\x03run\x12\x17\n\x07step_id\x18\x02 \x01(\tR\x06stepId2\x84\x07\n\x10\x45xecutionService\x12\x43\n\x08StartRun\x12\x1a.podium.v1.StartRunRequest\x1a\x1b.podium.v1.StartRunResponse\x12=\n\x06GetRun\x12\x18.podium.v1.GetRunRequest\x1a\x19.podium.v1.GetRunResponse\x12\x43\n\x08ListRuns\x12\x1a.podium.v1.ListRunsRequest\x1a\x1b.podium.v1.ListRunsResponse\x12\x46\n\tCancelRun\x12\x1b.podium.v1.CancelRunRequest\x1a\x1c.podium.v1.CancelRunResponse\x12\x43\n\x08PauseRun\x12\x1a.podium.v1.PauseRunRequest\x1a\x1b.podium.v1.PauseRunResponse\x12\x46\n\tResumeRun\x12\x1b.podium.v1.ResumeRunRequest\x1a\x1c.podium.v1.ResumeRunResponse\x12\x43\n\x08RerunRun\x12\x1a.podium.v1.RerunRunRequest\x1a\x1b.podium.v1.RerunRunResponse\x12\x46\n\tRerunRuns\x12\x1b.podium.v1.RerunRunsRequest\x1a\x1c.podium.v1.RerunRunsResponse\x12X\n\x0fResolveApproval\x12!.podium.v1.ResolveApprovalRequest\x1a\".podium.v1.ResolveApprovalResponse\x12\x46\n\tDeleteRun\x12\x1b.podium.v1.DeleteRunRequest\x1a\x1c.podium.v1.DeleteRunResponse\x12\x46\n\tSignalRun\x12\x1b.podium.v1.SignalRunRequest\x1a\x1c.podium.v1.SignalRunResponse\x12[\n\x10\x43ompleteCallback\x12\".podium.v1.CompleteCallbackRequest\x1a#.podium.v1.CompleteCallbackResponseB3\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!podium/v1/execution_service.proto\x12\tpodium.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16podium/v1/common.proto\x1a\x15podium/v1/event.proto\x1a\x13podium/v1/run.proto\x1a\x18podium/v1/workflow.proto\"\xd0\x03\n\x0fStartRunRequest\x12\x1a\n\x08workflow\x18\x01 \x01(\tR\x08workflow\x12)\n\x10workflow_version\x18\x02 \x01(\x03R\x0fworkflowVersion\x12-\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x05input\x12\x1d\n\nrequest_id\x18\x04 \x01(\tR\trequestId\x12>\n\x06labels\x18\x05 \x03(\x0b\x32&.podium.v1.StartRunRequest.LabelsEntryR\x06labels\x12\'\n\x0fmax_concurrency\x18\x06 \x01(\x05R\x0emaxConcurrency\x12\x1a\n\x08priority\x18\x07 \x01(\x05R\x08priority\x12+\n\x08max_cost\x18\x08 \x01(\x0b\x32\x10.podium.v1.MoneyR\x07maxCost\x12;\n\x0cnotification\x18\x32 \x01(\x0b\x32\x17.podium.v1.NotificationR\x0cnotification\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"4\n\x10StartRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"#\n\rGetRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"2\n\x0eGetRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"\xcd\x02\n\x0fListRunsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x1a\n\x08workflow\x18\x03 \x01(\tR\x08workflow\x12+\n\x06states\x18\x04 \x03(\x0e\x32\x13.podium.v1.RunStateR\x06states\x12>\n\x06labels\x18\x05 \x03(\x0b\x32&.podium.v1.ListRunsRequest.LabelsEntryR\x06labels\x12\x1d\n\nparent_run\x18P \x01(\tR\tparentRun\x12\x1b\n\x08schedule\x18\xbe\x01 \x01(\tR\x08schedule\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"^\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.podium.v1.RunR\x04runs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n\x10\x43\x61ncelRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"5\n\x11\x43\x61ncelRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"=\n\x0fPauseRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"4\n\x10PauseRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"&\n\x10ResumeRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"5\n\x11ResumeRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"D\n\x0fRerunRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n\nfrom_steps\x18\x02 \x03(\tR\tfromSteps\"4\n\x10RerunRunResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"\x91\x02\n\x10RerunRunsRequest\x12\x1a\n\x08workflow\x18\x01 \x01(\tR\x08workflow\x12+\n\x06states\x18\x02 \x03(\x0e\x32\x13.podium.v1.RunStateR\x06states\x12?\n\x06labels\x18\x03 \x03(\x0b\x32\'.podium.v1.RerunRunsRequest.LabelsEntryR\x06labels\x12\x1d\n\nfrom_steps\x18\x04 \x03(\tR\tfromSteps\x12\x19\n\x08max_runs\x18\x05 \x01(\x05R\x07maxRuns\x1a\x39\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"E\n\x11RerunRunsResponse\x12\x12\n\x04runs\x18\x01 \x03(\tR\x04runs\x12\x1c\n\toriginals\x18\x02 \x03(\tR\toriginals\"\x96\x01\n\x16ResolveApprovalRequest\x12\x10\n\x03run\x18\x01 \x01(\tR\x03run\x12\x17\n\x07step_id\x18\x02 \x01(\tR\x06stepId\x12\x37\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x1b.podium.v1.ApprovalDecisionR\x08\x64\x65\x63ision\x12\x18\n\x07\x63omment\x18\x04 \x01(\tR\x07\x63omment\";\n\x17ResolveApprovalResponse\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x0e.podium.v1.RunR\x03run\"&\n\x10\x44\x65leteRunRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"\x13\n\x11\x44\x65leteRunResponse\"\x89\x01\n\x10SignalRunRequest\x12\x10\n\x03run\x18\x01 \x01(\tR\x03run\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x30\n\x07payload\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueR\x07payload\x12\x1d\n\nrequest_id\x18\x04 \x01(\tR\trequestId\"P\n\x11SignalRunResponse\x12\x1a\n\x08position\x18\x01 \x01(\x03R\x08position\x12\x1f\n\x0b\x63onsumed_by\x18\x02 \x01(\tR\nconsumedBy\"a\n\x17\x43ompleteCallbackRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x30\n\x07payload\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueR\x07payload\"E\n\x18\x43ompleteCallbackResponse\x12\x10\n\x03run\x18\x01 \x01(\tR\x03run\x12\x17\n\x07step_id\x18\x02 \x01(\tR\x06stepId2\x84\x07\n\x10\x45xecutionService\x12\x43\n\x08StartRun\x12\x1a.podium.v1.StartRunRequest\x1a\x1b.podium.v1.StartRunResponse\x12=\n\x06GetRun\x12\x18.podium.v1.GetRunRequest\x1a\x19.podium.v1.GetRunResponse\x12\x43\n\x08ListRuns\x12\x1a.podium.v1.ListRunsRequest\x1a\x1b.podium.v1.ListRunsResponse\x12\x46\n\tCancelRun\x12\x1b.podium.v1.CancelRunRequest\x1a\x1c.podium.v1.CancelRunResponse\x12\x43\n\x08PauseRun\x12\x1a.podium.v1.PauseRunRequest\x1a\x1b.podium.v1.PauseRunResponse\x12\x46\n\tResumeRun\x12\x1b.podium.v1.ResumeRunRequest\x1a\x1c.podium.v1.ResumeRunResponse\x12\x43\n\x08RerunRun\x12\x1a.podium.v1.RerunRunRequest\x1a\x1b.podium.v1.RerunRunResponse\x12\x46\n\tRerunRuns\x12\x1b.podium.v1.RerunRunsRequest\x1a\x1c.podium.v1.RerunRunsResponse\x12X\n\x0fResolveApproval\x12!.podium.v1.ResolveApprovalRequest\x1a\".podium.v1.ResolveApprovalResponse\x12\x46\n\tDeleteRun\x12\x1b.podium.v1.DeleteRunRequest\x1a\x1c.podium.v1.DeleteRunResponse\x12\x46\n\tSignalRun\x12\x1b.podium.v1.SignalRunRequest\x1a\x1c.podium.v1.SignalRunResponse\x12[\n\x10\x43ompleteCallback\x12\".podium.v1.CompleteCallbackRequest\x1a#.podium.v1.CompleteCallbackResponseB3\n\rdev.podium.v1P\x01Z podium/gen/go/podium/v1;podiumv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,49 +54,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNRESPONSE']._serialized_start=730
   _globals['_GETRUNRESPONSE']._serialized_end=780
   _globals['_LISTRUNSREQUEST']._serialized_start=783
-  _globals['_LISTRUNSREQUEST']._serialized_end=1087
+  _globals['_LISTRUNSREQUEST']._serialized_end=1116
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_start=580
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_end=637
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1089
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1183
-  _globals['_CANCELRUNREQUEST']._serialized_start=1185
-  _globals['_CANCELRUNREQUEST']._serialized_end=1247
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1249
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1302
-  _globals['_PAUSERUNREQUEST']._serialized_start=1304
-  _globals['_PAUSERUNREQUEST']._serialized_end=1365
-  _globals['_PAUSERUNRESPONSE']._serialized_start=1367
-  _globals['_PAUSERUNRESPONSE']._serialized_end=1419
-  _globals['_RESUMERUNREQUEST']._serialized_start=1421
-  _globals['_RESUMERUNREQUEST']._serialized_end=1459
-  _globals['_RESUMERUNRESPONSE']._serialized_start=1461
-  _globals['_RESUMERUNRESPONSE']._serialized_end=1514
-  _globals['_RERUNRUNREQUEST']._serialized_start=1516
-  _globals['_RERUNRUNREQUEST']._serialized_end=1584
-  _globals['_RERUNRUNRESPONSE']._serialized_start=1586
-  _globals['_RERUNRUNRESPONSE']._serialized_end=1638
-  _globals['_RERUNRUNSREQUEST']._serialized_start=1641
-  _globals['_RERUNRUNSREQUEST']._serialized_end=1914
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1118
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1212
+  _globals['_CANCELRUNREQUEST']._serialized_start=1214
+  _globals['_CANCELRUNREQUEST']._serialized_end=1276
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1278
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1331
+  _globals['_PAUSERUNREQUEST']._serialized_start=1333
+  _globals['_PAUSERUNREQUEST']._serialized_end=1394
+  _globals['_PAUSERUNRESPONSE']._serialized_start=1396
+  _globals['_PAUSERUNRESPONSE']._serialized_end=1448
+  _globals['_RESUMERUNREQUEST']._serialized_start=1450
+  _globals['_RESUMERUNREQUEST']._serialized_end=1488
+  _globals['_RESUMERUNRESPONSE']._serialized_start=1490
+  _globals['_RESUMERUNRESPONSE']._serialized_end=1543
+  _globals['_RERUNRUNREQUEST']._serialized_start=1545
+  _globals['_RERUNRUNREQUEST']._serialized_end=1613
+  _globals['_RERUNRUNRESPONSE']._serialized_start=1615
+  _globals['_RERUNRUNRESPONSE']._serialized_end=1667
+  _globals['_RERUNRUNSREQUEST']._serialized_start=1670
+  _globals['_RERUNRUNSREQUEST']._serialized_end=1943
   _globals['_RERUNRUNSREQUEST_LABELSENTRY']._serialized_start=580
   _globals['_RERUNRUNSREQUEST_LABELSENTRY']._serialized_end=637
-  _globals['_RERUNRUNSRESPONSE']._serialized_start=1916
-  _globals['_RERUNRUNSRESPONSE']._serialized_end=1985
-  _globals['_RESOLVEAPPROVALREQUEST']._serialized_start=1988
-  _globals['_RESOLVEAPPROVALREQUEST']._serialized_end=2138
-  _globals['_RESOLVEAPPROVALRESPONSE']._serialized_start=2140
-  _globals['_RESOLVEAPPROVALRESPONSE']._serialized_end=2199
-  _globals['_DELETERUNREQUEST']._serialized_start=2201
-  _globals['_DELETERUNREQUEST']._serialized_end=2239
-  _globals['_DELETERUNRESPONSE']._serialized_start=2241
-  _globals['_DELETERUNRESPONSE']._serialized_end=2260
-  _globals['_SIGNALRUNREQUEST']._serialized_start=2263
-  _globals['_SIGNALRUNREQUEST']._serialized_end=2400
-  _globals['_SIGNALRUNRESPONSE']._serialized_start=2402
-  _globals['_SIGNALRUNRESPONSE']._serialized_end=2482
-  _globals['_COMPLETECALLBACKREQUEST']._serialized_start=2484
-  _globals['_COMPLETECALLBACKREQUEST']._serialized_end=2581
-  _globals['_COMPLETECALLBACKRESPONSE']._serialized_start=2583
-  _globals['_COMPLETECALLBACKRESPONSE']._serialized_end=2652
-  _globals['_EXECUTIONSERVICE']._serialized_start=2655
-  _globals['_EXECUTIONSERVICE']._serialized_end=3555
+  _globals['_RERUNRUNSRESPONSE']._serialized_start=1945
+  _globals['_RERUNRUNSRESPONSE']._serialized_end=2014
+  _globals['_RESOLVEAPPROVALREQUEST']._serialized_start=2017
+  _globals['_RESOLVEAPPROVALREQUEST']._serialized_end=2167
+  _globals['_RESOLVEAPPROVALRESPONSE']._serialized_start=2169
+  _globals['_RESOLVEAPPROVALRESPONSE']._serialized_end=2228
+  _globals['_DELETERUNREQUEST']._serialized_start=2230
+  _globals['_DELETERUNREQUEST']._serialized_end=2268
+  _globals['_DELETERUNRESPONSE']._serialized_start=2270
+  _globals['_DELETERUNRESPONSE']._serialized_end=2289
+  _globals['_SIGNALRUNREQUEST']._serialized_start=2292
+  _globals['_SIGNALRUNREQUEST']._serialized_end=2429
+  _globals['_SIGNALRUNRESPONSE']._serialized_start=2431
+  _globals['_SIGNALRUNRESPONSE']._serialized_end=2511
+  _globals['_COMPLETECALLBACKREQUEST']._serialized_start=2513
+  _globals['_COMPLETECALLBACKREQUEST']._serialized_end=2610
+  _globals['_COMPLETECALLBACKRESPONSE']._serialized_start=2612
+  _globals['_COMPLETECALLBACKRESPONSE']._serialized_end=2681
+  _globals['_EXECUTIONSERVICE']._serialized_start=2684
+  _globals['_EXECUTIONSERVICE']._serialized_end=3584
 # @@protoc_insertion_point(module_scope)

@@ -195,6 +195,7 @@ class ListRunsRequest(_message.Message):
     STATES_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     PARENT_RUN_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most this many; 0 means 50, values above 1000 are coerced to 1000."""
     page_token: _builtins.str
@@ -203,6 +204,8 @@ class ListRunsRequest(_message.Message):
     """Only runs of this workflow ("workflows/{workflow_id}")."""
     parent_run: _builtins.str
     """Only the child runs of this run ("runs/{run_id}")."""
+    schedule: _builtins.str
+    """Only runs started by this schedule ("schedules/{schedule_id}")."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[_run_pb2.RunState.ValueType]:
         """Only runs in one of these states."""
@@ -220,10 +223,11 @@ class ListRunsRequest(_message.Message):
         states: _abc.Iterable[_run_pb2.RunState.ValueType] | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         parent_run: _builtins.str = ...,
+        schedule: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "parent_run", b"parent_run", "states", b"states", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "parent_run", b"parent_run", "schedule", b"schedule", "states", b"states", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -177,6 +177,8 @@ class Run(_message.Message):
     PARENT_RUN_FIELD_NUMBER: _builtins.int
     PARENT_STEP_FIELD_NUMBER: _builtins.int
     DEPTH_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    NOMINAL_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: "runs/{run_id}"."""
     workflow: _builtins.str
@@ -201,6 +203,8 @@ class Run(_message.Message):
     parent_step: _builtins.str
     depth: _builtins.int
     """How deep the run is nested: 0 for a run started by StartRun."""
+    schedule: _builtins.str
+    """The schedule that started the run ("schedules/{schedule_id}"), if one did."""
     @_builtins.property
     def input(self) -> _struct_pb2.Struct:
         """The run's input."""
@@ -235,6 +239,12 @@ class Run(_message.Message):
     def max_cost(self) -> _common_pb2.Money:
         """Hard ceiling of the run's LLM spend; unset: none."""
 
+    @_builtins.property
+    def nominal_time(self) -> _timestamp_pb2.Timestamp:
+        """The nominal time of the schedule's fire that started the run (the run
+        itself may start later: jitter, catch-up, a buffered fire).
+        """
+
     def __init__(
         self,
         *,
@@ -261,10 +271,12 @@ class Run(_message.Message):
         parent_run: _builtins.str = ...,
         parent_step: _builtins.str = ...,
         depth: _builtins.int = ...,
+        schedule: _builtins.str = ...,
+        nominal_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "max_cost", b"max_cost", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "end_time", b"end_time", "failure", b"failure", "input", b"input", "max_cost", b"max_cost", "nominal_time", b"nominal_time", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "depth", b"depth", "end_time", b"end_time", "failure", b"failure", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "name", b"name", "output", b"output", "parent_run", b"parent_run", "parent_step", b"parent_step", "priority", b"priority", "request_id", b"request_id", "rerun_of", b"rerun_of", "start_time", b"start_time", "state", b"state", "steps", b"steps", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "depth", b"depth", "end_time", b"end_time", "failure", b"failure", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "max_concurrency", b"max_concurrency", "max_cost", b"max_cost", "name", b"name", "nominal_time", b"nominal_time", "output", b"output", "parent_run", b"parent_run", "parent_step", b"parent_step", "priority", b"priority", "request_id", b"request_id", "rerun_of", b"rerun_of", "schedule", b"schedule", "start_time", b"start_time", "state", b"state", "steps", b"steps", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

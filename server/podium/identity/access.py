@@ -51,6 +51,7 @@ _PR = "/podium.v1.ProgressService/"
 _CT = "/podium.v1.ControlService/"
 _ID = "/podium.v1.IdentityService/"
 _WK = "/podium.v1.WorkerService/"
+_SC = "/podium.v1.ScheduleService/"
 
 TABLE: dict[str, Access] = {
     _WF + "CreateWorkflow": _allow(DEVELOPER, mutation=True),
@@ -97,6 +98,14 @@ TABLE: dict[str, Access] = {
     _WK + "Connect": _allow(WORKER),
     _WK + "CallModel": _allow(WORKER),
     _WK + "CallTool": _allow(WORKER),
+    # A schedule starts runs: who may start runs may schedule them.
+    _SC + "CreateSchedule": _allow(OPERATOR, DEVELOPER, mutation=True),
+    _SC + "GetSchedule": _READ,
+    _SC + "ListSchedules": _READ,
+    _SC + "PauseSchedule": _allow(OPERATOR, DEVELOPER, mutation=True),
+    _SC + "ResumeSchedule": _allow(OPERATOR, DEVELOPER, mutation=True),
+    _SC + "DeleteSchedule": _allow(OPERATOR, DEVELOPER, mutation=True),
+    _SC + "TriggerSchedule": _allow(OPERATOR, DEVELOPER, mutation=True),
 }
 
 

@@ -26,6 +26,7 @@ from podium.engine.cluster import ClusterSettings
 from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.notifier import Notifier
 from podium.engine.retention import Pruner, default_interval
+from podium.engine.schedules import Scheduler, engine_scheduler
 from podium.governance.policy import Policy
 from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
@@ -47,6 +48,7 @@ from podium.server.identity_service import IdentityService
 from podium.server.load_shedding import LoadShedder
 from podium.server.malformed import MalformedRequests
 from podium.server.progress_service import ProgressService, add_progress_service
+from podium.server.schedule_service import ScheduleService
 from podium.server.security import (
     SecurityConfig,
     ServeRefused,
@@ -61,11 +63,13 @@ from podium.store.postgres.cluster import PostgresCluster
 from podium.store.postgres.connection import is_postgres_url, redact
 from podium.store.postgres.governance_store import PostgresGovernanceStore
 from podium.store.postgres.identity_store import PostgresIdentityStore
+from podium.store.postgres.schedule_store import PostgresScheduleStore
 from podium.store.postgres.store import PostgresStore
 from podium.store.sqlite.cluster import SqliteCluster
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.ownership import DatabaseLock
+from podium.store.sqlite.schedule_store import SqliteScheduleStore
 from podium.store.sqlite.store import MEMORY, SqliteStore
 from podium.telemetry import setup as telemetry_setup
 from podium.telemetry.logs import TraceIds
@@ -78,6 +82,8 @@ from podium.v1 import (
     identity_service_pb2,
     identity_service_pb2_grpc,
     progress_service_pb2,
+    schedule_service_pb2,
+    schedule_service_pb2_grpc,
     worker_service_pb2,
     worker_service_pb2_grpc,
     workflow_service_pb2,
@@ -111,6 +117,7 @@ SERVICE_NAMES = (
     control_service_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
+    schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
 )
 
 
@@ -142,6 +149,7 @@ class PodiumServer:
     # The HTTP API and console (`--http-address`), when served.
     http: HttpServer | None = None
     outbound: EgressClient | None = None
+    scheduler: Scheduler | None = None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting calls, lets unary calls finish within `grace`,
@@ -162,6 +170,8 @@ class PodiumServer:
         if self.pruner is not None:
             # Before the engine and the store go: a pass in flight would write to a closed store.
             await self.pruner.stop()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self.engine.notifier is not None:
             await self.engine.notifier.stop()
         await self.engine.shutdown()
@@ -467,6 +477,7 @@ async def _serve_store(
         ControlService(engine, governance, report, version or _version(), started, store),
         WorkerService(engine.workers),
         IdentityService(tokens, identity_store, store.commit),
+        ScheduleService(scheduler := engine_scheduler(engine, _schedule_store(store))),
     )
     servicers.add_to(server)
     health_servicer = health.aio.HealthServicer()
@@ -492,6 +503,7 @@ async def _serve_store(
         )
     engine.start_recovery()
     engine.notifier.start()
+    scheduler.start()
     pruner = None
     if retention_seconds:
         pruner = Pruner(
@@ -541,6 +553,7 @@ async def _serve_store(
         log_ids,
         http_server,
         outbound,
+        scheduler,
     )
 
 
@@ -552,6 +565,7 @@ class _Servicers:
     control: ControlService
     workers: WorkerService
     identity: IdentityService
+    schedules: ScheduleService
 
     def add_to(self, server: Any) -> None:
         """Registers every servicer on a grpc.aio.Server, or on the HTTP side's collector
@@ -562,12 +576,19 @@ class _Servicers:
         control_service_pb2_grpc.add_ControlServiceServicer_to_server(self.control, server)
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(self.workers, server)
         identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(self.identity, server)
+        schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(self.schedules, server)
 
 
 def _governance_store(store: Store) -> SqliteGovernanceStore | PostgresGovernanceStore:
     if isinstance(store, PostgresStore):
         return PostgresGovernanceStore(store)
     return SqliteGovernanceStore(store)
+
+
+def _schedule_store(store: Store) -> SqliteScheduleStore | PostgresScheduleStore:
+    if isinstance(store, PostgresStore):
+        return PostgresScheduleStore(store)
+    return SqliteScheduleStore(store)
 
 
 def _identity_store(store: Store) -> SqliteIdentityStore | PostgresIdentityStore:

@@ -12,6 +12,7 @@ from podium.core.errors import FieldViolation, InvalidArgument
 from podium.core.jsonvalues import from_json_numbers
 from podium.core.states import RunState
 from podium.engine.engine import SNAPSHOT_ATTEMPTS, Engine
+from podium.engine.schedules import SCHEDULE_LABEL
 from podium.server import requests, translate
 from podium.server.caller import current_caller
 from podium.server.status import invalid, unary
@@ -86,12 +87,16 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
                 states.append(RunState(state))
             except ValueError:
                 raise invalid(f"states[{i}]", f"unknown run state {state}") from None
+        labels = dict(request.labels)
+        if request.schedule:
+            # A scheduled run carries its schedule as a label (podium.engine.schedules).
+            labels[SCHEDULE_LABEL] = requests.schedule_id(request.schedule, "schedule")
         runs, token = await self._engine.list_runs(
             request.page_size,
             request.page_token,
             workflow_id=workflow_id,
             states=states,
-            labels=dict(request.labels),
+            labels=labels,
             tenant=current_caller().tenant,
             parent_run_id=requests.run_id(request.parent_run, "parent_run")
             if request.parent_run

@@ -8,6 +8,7 @@ from podium.server.status import invalid
 
 _WORKFLOW = re.compile(r"^workflows/([^/]+)$")
 _RUN = re.compile(r"^runs/([^/]+)$")
+_SCHEDULE = re.compile(r"^schedules/([0-9a-f]{1,64})$")
 
 
 def workflow_id(name: str, field: str = "name") -> str:
@@ -21,4 +22,11 @@ def run_id(name: str, field: str = "name") -> str:
     match = _RUN.match(name)
     if match is None:
         raise invalid(field, f"expected runs/{{run_id}}, got {name!r}")
+    return match.group(1)
+
+
+def schedule_id(name: str, field: str = "name") -> str:
+    match = _SCHEDULE.match(name)
+    if match is None:
+        raise invalid(field, f"expected schedules/{{schedule_id}}, got {name!r}")
     return match.group(1)

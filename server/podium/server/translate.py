@@ -29,6 +29,7 @@ from podium.core.spec import (
     WorkflowSpec,
     WorkflowVersion,
 )
+from podium.engine.schedules import NOMINAL_LABEL, SCHEDULE_LABEL
 from podium.server.struct_values import struct_to_dict
 from podium.v1 import common_pb2, event_pb2, run_pb2, workflow_pb2
 
@@ -470,7 +471,22 @@ def run_to_proto(run: RunRecord, steps: Iterable[StepRecord] = ()) -> run_pb2.Ru
         parent_run=run_name(run.parent_run_id) if run.parent_run_id else "",
         parent_step=run.parent_step_id,
         depth=run.depth,
+        **_scheduled(run.labels),
     )
+
+
+def _scheduled(labels: dict[str, str]) -> dict[str, Any]:
+    """Run.schedule and Run.nominal_time, from the labels the scheduler gives a run."""
+    schedule_id = labels.get(SCHEDULE_LABEL)
+    if not schedule_id:
+        return {}
+    fields: dict[str, Any] = {"schedule": f"schedules/{schedule_id}"}
+    nominal = labels.get(NOMINAL_LABEL, "")
+    if nominal:
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromJsonString(nominal)
+        fields["nominal_time"] = stamp
+    return fields
 
 
 def run_view_to_proto(view: RunView) -> run_pb2.Run:

@@ -27,13 +27,16 @@ from pathlib import Path
 import pytest
 
 from podium.engine.ports import RunStore, WorkflowStore
+from podium.engine.schedule_store import ScheduleStore
 from podium.governance.ports import GovernanceStore
 from podium.identity.ports import IdentityStore
 from podium.store.postgres.governance_store import PostgresGovernanceStore
 from podium.store.postgres.identity_store import PostgresIdentityStore
+from podium.store.postgres.schedule_store import PostgresScheduleStore
 from podium.store.postgres.store import PostgresStore
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.identity_store import SqliteIdentityStore
+from podium.store.sqlite.schedule_store import SqliteScheduleStore
 from podium.store.sqlite.store import MEMORY, SqliteStore
 from podium.testing.postgres import PodiumDatabases
 
@@ -45,6 +48,7 @@ class Stores:
     runs: RunStore
     governance: GovernanceStore
     identity: IdentityStore
+    schedules: ScheduleStore
     # Whether another store opened on the same directory reaches this
     # database (False for a private in-process one, such as ":memory:").
     shared: bool
@@ -63,6 +67,7 @@ async def sqlite_file(directory: Path) -> AsyncIterator[Stores]:
             runs=store,
             governance=SqliteGovernanceStore(store),
             identity=SqliteIdentityStore(store),
+            schedules=SqliteScheduleStore(store),
             shared=True,
         )
     finally:
@@ -81,6 +86,7 @@ async def sqlite_memory(directory: Path) -> AsyncIterator[Stores]:
             runs=store,
             governance=SqliteGovernanceStore(store),
             identity=SqliteIdentityStore(store),
+            schedules=SqliteScheduleStore(store),
             shared=False,
         )
     finally:
@@ -107,6 +113,7 @@ class postgres:
                 runs=store,
                 governance=PostgresGovernanceStore(store),
                 identity=PostgresIdentityStore(store),
+                schedules=PostgresScheduleStore(store),
                 shared=True,
             )
         finally:
@@ -166,6 +173,11 @@ def governance_store(stores: Stores) -> GovernanceStore:
 @pytest.fixture
 def identity_store(stores: Stores) -> IdentityStore:
     return stores.identity
+
+
+@pytest.fixture
+def schedule_store(stores: Stores) -> ScheduleStore:
+    return stores.schedules
 
 
 FreshStores = Callable[[], AbstractAsyncContextManager[Stores]]

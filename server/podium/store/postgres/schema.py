@@ -293,6 +293,28 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX runs_by_parent ON runs (parent_run_id, create_time) WHERE parent_run_id <> '';
     """,
+    # sched: schedules and their fires, as in podium.store.sqlite.schema.
+    """
+    CREATE TABLE schedules (
+        tenant TEXT NOT NULL,
+        schedule_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        paused BOOLEAN NOT NULL,
+        next_fire DOUBLE PRECISION,
+        PRIMARY KEY (tenant, schedule_id)
+    );
+    CREATE INDEX schedules_due ON schedules (next_fire) WHERE NOT paused;
+    CREATE TABLE schedule_fires (
+        schedule_id TEXT NOT NULL,
+        nominal_time DOUBLE PRECISION NOT NULL,
+        outcome TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        time DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (schedule_id, nominal_time)
+    );
+    CREATE INDEX schedule_fires_open ON schedule_fires (outcome)
+        WHERE outcome IN ('CLAIMED', 'BUFFERED');
+    """,
 ]
 
 

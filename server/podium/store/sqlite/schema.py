@@ -345,6 +345,31 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX runs_by_parent ON runs (parent_run_id, create_time) WHERE parent_run_id != '';
     """,
+    # sched: schedules (cron or interval, zone, overlap policy, catch-up window,
+    # jitter) with the next nominal time not yet claimed, and each claimed
+    # nominal time's outcome (claimed, started with its run, buffered, skipped,
+    # missed); a conditional update of next_fire is the claim.
+    """
+    CREATE TABLE schedules (
+        tenant TEXT NOT NULL,
+        schedule_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        paused INTEGER NOT NULL,
+        next_fire REAL,
+        PRIMARY KEY (tenant, schedule_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX schedules_due ON schedules (next_fire) WHERE paused = 0;
+    CREATE TABLE schedule_fires (
+        schedule_id TEXT NOT NULL,
+        nominal_time REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        time REAL NOT NULL,
+        PRIMARY KEY (schedule_id, nominal_time)
+    ) WITHOUT ROWID;
+    CREATE INDEX schedule_fires_open ON schedule_fires (outcome)
+        WHERE outcome IN ('CLAIMED', 'BUFFERED');
+    """,
 ]
 
 

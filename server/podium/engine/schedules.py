@@ -1,0 +1,405 @@
+"""Schedules: workflows started at cron or interval times, durable and claimed once.
+
+The scheduler decides; the store stores (podium.engine.schedule_store). Every
+tick it reads the schedules whose next nominal time has come and, for each,
+claims the nominal times due so far with one conditional write (the cluster's
+guarantee: one server wins each nominal time). A claimed nominal time older
+than the catch-up window is MISSED (recorded, counted, never run); the others
+are CLAIMED and then started, buffered or skipped by the overlap policy.
+
+A server killed after a claim leaves CLAIMED fires; the next tick (here or on
+another server) handles them like fresh ones. A run's request id is derived
+from its fire, so starting a fire twice starts one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from podium.core.clock import Clock
+from podium.core.errors import FieldViolation, InvalidArgument, NotFound
+from podium.core.model import DEFAULT_TENANT
+from podium.core.schedule_model import FireOutcome, FireRecord, ScheduleRecord
+from podium.engine.engine import Engine
+from podium.engine.schedule_store import ScheduleStore
+from podium.engine.schedule_times import (
+    ScheduleSpecError,
+    Timing,
+    fires_between,
+    jitter_offset,
+    next_fire,
+    timing,
+)
+
+log = logging.getLogger("podium.schedules")
+
+OVERLAP_POLICIES = ("SKIP", "BUFFER_ONE", "ALLOW")
+# The labels a scheduled run carries: its schedule and its nominal time.
+SCHEDULE_LABEL = "podium-schedule"
+NOMINAL_LABEL = "podium-nominal-time"
+# Nominal times claimed by one write at most (a long downtime is worked off
+# over several ticks).
+MAX_CLAIM = 500
+TICK_SECONDS = 1.0
+
+# (workflow_id, version, input, request_id, labels, tenant) -> run id
+StartRun = Callable[[str, int, Any, str, dict[str, str], str], Awaitable[str]]
+# run id -> whether the run has ended (or no longer exists)
+RunEnded = Callable[[str], Awaitable[bool]]
+# (workflow_id, version, tenant) -> whether it exists
+WorkflowExists = Callable[[str, int, str], Awaitable[bool]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleRequest:
+    workflow_id: str
+    workflow_version: int
+    cron: str
+    interval: float
+    time_zone: str
+    input: Any
+    overlap: str
+    catch_up_window: float
+    jitter: float
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def spec_of(schedule: ScheduleRecord) -> Timing:
+    return timing(
+        cron=schedule.cron,
+        interval=timedelta(seconds=schedule.interval) if schedule.interval else None,
+        zone_name=schedule.time_zone,
+        anchor=_dt(schedule.create_time),
+    )
+
+
+def nominal_label(nominal: float) -> str:
+    return _dt(nominal).isoformat().replace("+00:00", "Z")
+
+
+def request_id_of(schedule_id: str, nominal: float) -> str:
+    return f"schedule/{schedule_id}/{round(nominal * 1000)}"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: ScheduleStore,
+        clock: Clock,
+        start_run: StartRun,
+        run_ended: RunEnded,
+        workflow_exists: WorkflowExists,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._start_run = start_run
+        self._run_ended = run_ended
+        self._workflow_exists = workflow_exists
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        # Ticks done, and whether the loop waits for the next: a test on a
+        # ManualClock advances time only while the loop sleeps, then waits for
+        # the tick it caused (ticks is a progress count, not a metric).
+        self.ticks = 0
+        self.sleeping = False
+
+    # -- requests --------------------------------------------------------------------
+
+    async def create(
+        self, request: ScheduleRequest, *, tenant: str = DEFAULT_TENANT, field_prefix: str = ""
+    ) -> ScheduleRecord:
+        now = self.clock.now()
+        violations: list[FieldViolation] = []
+        if not request.workflow_id:
+            violations.append(FieldViolation("workflow", "name a workflow: workflows/{id}"))
+        elif not await self._workflow_exists(request.workflow_id, request.workflow_version, tenant):
+            violations.append(
+                FieldViolation("workflow", f"no workflow {request.workflow_id!r} (or version)")
+            )
+        if request.overlap not in OVERLAP_POLICIES:
+            violations.append(
+                FieldViolation("overlap_policy", f"one of {', '.join(OVERLAP_POLICIES)}")
+            )
+        if request.catch_up_window < 0:
+            violations.append(FieldViolation("catch_up_window", "must not be negative"))
+        if request.jitter < 0:
+            violations.append(FieldViolation("jitter", "must not be negative"))
+        if request.interval < 0:
+            violations.append(FieldViolation("interval", "the interval must be greater than zero"))
+        record = ScheduleRecord(
+            schedule_id=uuid.uuid4().hex,
+            workflow_id=request.workflow_id,
+            workflow_version=request.workflow_version,
+            cron=request.cron,
+            interval=request.interval,
+            time_zone=request.time_zone,
+            input=request.input,
+            overlap=request.overlap,
+            catch_up_window=request.catch_up_window,
+            jitter=request.jitter,
+            create_time=now,
+            next_fire=None,
+            tenant=tenant,
+            labels=dict(request.labels),
+        )
+        first: datetime | None = None
+        if not violations:
+            try:
+                first = next_fire(
+                    timing(
+                        cron=request.cron,
+                        interval=timedelta(seconds=request.interval)
+                        if request.interval > 0
+                        else None,
+                        zone_name=request.time_zone,
+                        anchor=_dt(now),
+                    ),
+                    _dt(now),
+                )
+            except ScheduleSpecError as error:
+                violations.append(FieldViolation(error.field, error.reason))
+        if violations:
+            raise InvalidArgument(
+                "invalid schedule",
+                [FieldViolation(field_prefix + v.field, v.description) for v in violations],
+            )
+        record = dataclasses.replace(record, next_fire=None if first is None else first.timestamp())
+        await self.store.put_schedule(record)
+        return record
+
+    async def get(self, schedule_id: str, *, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
+        record = await self.store.get_schedule(schedule_id, tenant=tenant)
+        if record is None:
+            raise NotFound(f"schedule {schedule_id!r} not found", reason="SCHEDULE_NOT_FOUND")
+        return record
+
+    async def list_page(
+        self, limit: int, after_id: str = "", *, tenant: str = DEFAULT_TENANT
+    ) -> list[ScheduleRecord]:
+        return await self.store.list_schedules(limit, after_id, tenant=tenant)
+
+    async def pause(self, schedule_id: str, *, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
+        async with self._lock:
+            record = await self.get(schedule_id, tenant=tenant)
+            if not record.paused:
+                record = dataclasses.replace(record, paused=True)
+                await self.store.put_schedule(record)
+            return record
+
+    async def resume(self, schedule_id: str, *, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
+        """Resumes from now: nominal times that passed while paused are not fired."""
+        async with self._lock:
+            record = await self.get(schedule_id, tenant=tenant)
+            if record.paused:
+                upcoming = next_fire(spec_of(record), _dt(self.clock.now()))
+                record = dataclasses.replace(
+                    record,
+                    paused=False,
+                    next_fire=None if upcoming is None else upcoming.timestamp(),
+                )
+                await self.store.put_schedule(record)
+            return record
+
+    async def delete(self, schedule_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
+        if not await self.store.delete_schedule(schedule_id, tenant=tenant):
+            raise NotFound(f"schedule {schedule_id!r} not found", reason="SCHEDULE_NOT_FOUND")
+
+    async def trigger(self, schedule_id: str, *, tenant: str = DEFAULT_TENANT) -> FireRecord:
+        """Starts a run now (nominal time: now), whatever the overlap policy says."""
+        record = await self.get(schedule_id, tenant=tenant)
+        now = self.clock.now()
+        run_id = await self._start(record, now)
+        fire = FireRecord(schedule_id, now, FireOutcome.STARTED, run_id, now)
+        await self.store.set_fire(fire)
+        return fire
+
+    async def missed_count(self, schedule_id: str) -> int:
+        return len(await self.store.fires_of(schedule_id, (FireOutcome.MISSED,), 1_000_000))
+
+    # -- firing ----------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self._loop(), name="podium-scheduler")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A database hiccup must not stop schedules for good: the next
+                # tick retries (claims are conditional, so nothing doubles).
+                log.exception("scheduler tick failed")
+            self.ticks += 1
+            self.sleeping = True
+            try:
+                await self.clock.sleep(TICK_SECONDS)
+            finally:
+                self.sleeping = False
+
+    async def tick(self) -> None:
+        """Claims and handles every due nominal time, then the open fires."""
+        async with self._lock:
+            now = self.clock.now()
+            for schedule in await self.store.due_schedules(now):
+                await self._claim(schedule, now)
+            opened: dict[str, list[FireRecord]] = {}
+            for fire in await self.store.open_fires():
+                opened.setdefault(fire.schedule_id, []).append(fire)
+            for schedule_id, fires in opened.items():
+                await self._handle(schedule_id, fires, now)
+
+    async def _claim(self, schedule: ScheduleRecord, now: float) -> None:
+        assert schedule.next_fire is not None
+        spec = spec_of(schedule)
+        jitter = timedelta(seconds=schedule.jitter)
+        nominal = _dt(schedule.next_fire)
+        due: list[datetime] = []
+        candidates = [nominal, *fires_between(spec, nominal, _dt(now), MAX_CLAIM - 1)]
+        for candidate in candidates:
+            if (
+                candidate + jitter_offset(schedule.schedule_id, candidate, jitter)
+            ).timestamp() > now:
+                break
+            due.append(candidate)
+        if not due:
+            return
+        upcoming = next_fire(spec, due[-1])
+        # Lateness is counted from when the fire was due (nominal time plus its
+        # jitter); a fire seen within a couple of ticks is on time.
+        horizon = now - schedule.catch_up_window - 2 * TICK_SECONDS
+        fires = [
+            FireRecord(
+                schedule.schedule_id,
+                at.timestamp(),
+                FireOutcome.MISSED
+                if (at + jitter_offset(schedule.schedule_id, at, jitter)).timestamp() < horizon
+                else FireOutcome.CLAIMED,
+                "",
+                now,
+            )
+            for at in due
+        ]
+        won = await self.store.claim_fires(
+            schedule.schedule_id,
+            schedule.next_fire,
+            None if upcoming is None else upcoming.timestamp(),
+            fires,
+        )
+        if won:
+            missed = sum(f.outcome == FireOutcome.MISSED for f in fires)
+            if missed:
+                log.info(
+                    "schedule %s: %d fire(s) older than its catch-up window skipped",
+                    schedule.schedule_id,
+                    missed,
+                )
+
+    async def _handle(self, schedule_id: str, fires: list[FireRecord], now: float) -> None:
+        # Fires do not carry their tenant; a schedule id is unique across tenants.
+        schedule = await self.store.schedule_by_id(schedule_id)
+        if schedule is None:
+            return
+        running = await self._running(schedule_id)
+        buffered = [f for f in fires if f.outcome == FireOutcome.BUFFERED]
+        claimed = [f for f in fires if f.outcome == FireOutcome.CLAIMED]
+        # A buffered fire goes first, as soon as the schedule runs nothing.
+        for fire in [*buffered, *claimed]:
+            if schedule.overlap == "ALLOW" or not running:
+                run_id = await self._start(schedule, fire.nominal_time)
+                await self.store.set_fire(
+                    dataclasses.replace(fire, outcome=FireOutcome.STARTED, run_id=run_id, time=now)
+                )
+                running = True
+                if fire in buffered:
+                    buffered.remove(fire)
+            elif fire.outcome == FireOutcome.BUFFERED:
+                continue
+            elif schedule.overlap == "BUFFER_ONE" and not buffered:
+                buffered.append(fire)
+                await self.store.set_fire(
+                    dataclasses.replace(fire, outcome=FireOutcome.BUFFERED, time=now)
+                )
+            else:
+                await self.store.set_fire(
+                    dataclasses.replace(fire, outcome=FireOutcome.SKIPPED, time=now)
+                )
+
+    async def _running(self, schedule_id: str) -> bool:
+        """Whether a run this schedule started has not ended yet (those that ended
+        are marked so, which keeps this read short)."""
+        running = False
+        for fire in await self.store.fires_of(schedule_id, (FireOutcome.STARTED,)):
+            if await self._run_ended(fire.run_id):
+                await self.store.set_fire(dataclasses.replace(fire, outcome=FireOutcome.ENDED))
+            else:
+                running = True
+        return running
+
+    async def _start(self, schedule: ScheduleRecord, nominal: float) -> str:
+        labels = {
+            **schedule.labels,
+            SCHEDULE_LABEL: schedule.schedule_id,
+            NOMINAL_LABEL: nominal_label(nominal),
+        }
+        return await self._start_run(
+            schedule.workflow_id,
+            schedule.workflow_version,
+            schedule.input,
+            request_id_of(schedule.schedule_id, nominal),
+            labels,
+            schedule.tenant,
+        )
+
+
+def _dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def engine_scheduler(engine: Engine, store: ScheduleStore) -> Scheduler:
+    """A scheduler that starts runs through `engine` (idempotent on request id)."""
+
+    async def start_run(
+        workflow_id: str,
+        version: int,
+        input: Any,
+        request_id: str,
+        labels: dict[str, str],
+        tenant: str,
+    ) -> str:
+        view = await engine.start_run(
+            workflow_id,
+            version=version,
+            input=input,
+            request_id=request_id,
+            labels=labels,
+            tenant=tenant,
+        )
+        return view.run.run_id
+
+    async def run_ended(run_id: str) -> bool:
+        status = await engine.store.run_status(run_id)
+        return status is None or status[0].is_final
+
+    async def workflow_exists(workflow_id: str, version: int, tenant: str) -> bool:
+        try:
+            await engine.workflows.get(workflow_id, version, tenant=tenant)
+        except NotFound:
+            return False
+        return True
+
+    return Scheduler(store, engine.clock, start_run, run_ended, workflow_exists)
