@@ -71,7 +71,7 @@ async def manual(db_path: str) -> AsyncIterator[tuple[Clock, Stubs]]:
 
 
 def schedules(stubs: Stubs) -> sched_grpc.ScheduleServiceAsyncStub:
-    return sched_grpc.ScheduleServiceStub(stubs.channel)  # type: ignore[return-value]
+    return sched_grpc.ScheduleServiceStub(stubs.channel)
 
 
 async def create(stubs: Stubs, **fields: Any) -> S.Schedule:
@@ -277,9 +277,7 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
 async def test_jitter_delays_a_fire_within_its_bound(manual: tuple[Clock, Stubs]) -> None:
     clock, stubs = manual
     await create_workflow(stubs, "wf", ECHO)
-    schedule = await create(
-        stubs, interval=secs(600), jitter=secs(30), catch_up_window=secs(60)
-    )
+    schedule = await create(stubs, interval=secs(600), jitter=secs(30), catch_up_window=secs(60))
     await clock.advance(600)
     await clock.advance(1)
     await clock.advance(30)
