@@ -26,6 +26,7 @@ from podium.v1 import (
     execution_service_pb2,
     identity_service_pb2,
     progress_service_pb2,
+    schedule_service_pb2,
     worker_service_pb2,
     workflow_service_pb2,
 )
@@ -38,6 +39,7 @@ _MODULES = (
     control_service_pb2,
     identity_service_pb2,
     worker_service_pb2,
+    schedule_service_pb2,
 )
 _STUB_OF = {
     "WorkflowService": "workflows",
@@ -46,6 +48,7 @@ _STUB_OF = {
     "ControlService": "control",
     "IdentityService": "identity",
     "WorkerService": "workers",
+    "ScheduleService": "schedules",
 }
 
 

@@ -17,6 +17,7 @@ from podium.v1 import (
     execution_service_pb2_grpc,
     identity_service_pb2_grpc,
     progress_service_pb2_grpc,
+    schedule_service_pb2_grpc,
     worker_service_pb2_grpc,
     workflow_service_pb2_grpc,
 )
@@ -35,6 +36,7 @@ class Stubs:
     control: control_service_pb2_grpc.ControlServiceAsyncStub
     workers: worker_service_pb2_grpc.WorkerServiceAsyncStub
     identity: identity_service_pb2_grpc.IdentityServiceAsyncStub
+    schedules: schedule_service_pb2_grpc.ScheduleServiceAsyncStub
     # grpc.health.v1.Health; typed Any because its type stubs know no aio methods.
     health: Any
 
@@ -49,5 +51,6 @@ class Stubs:
             control=control_service_pb2_grpc.ControlServiceStub(channel),
             workers=worker_service_pb2_grpc.WorkerServiceStub(channel),
             identity=identity_service_pb2_grpc.IdentityServiceStub(channel),
+            schedules=schedule_service_pb2_grpc.ScheduleServiceStub(channel),  # type: ignore[arg-type]
             health=health_pb2_grpc.HealthStub(channel),
         )
