@@ -7,6 +7,11 @@ failing model whose breaker opens, with calls falling back to a smaller one;
 then `podium quotas|breakers|budgets|spend`; then the same run again with a
 max_cost too small for it: once its spend nears the ceiling, calls are
 refused with podium.BudgetExceeded, and the run fails within its budget.
+Last, examples/governance-budget.yaml drafts replies on the large model, four
+at a time, under the small monthly budget replies-monthly: calls wait for the
+budget (STEP_WAITING budget:replies-monthly) while others' worst cases hold
+its room, and once it is half spent the cheaper model answers (the LLM_CALL
+event says why).
 
 Everything goes through the real `podium` CLI, as a user would type it; after
 each run, the lines under "what happened" are read from the run's events.
@@ -33,6 +38,7 @@ PODIUM = str(Path(sys.executable).with_name("podium"))
 POLICY = "examples/policy.yaml"
 WORKFLOW = "examples/governance.yaml"
 INPUT = "examples/governance-input.json"
+BUDGET_WORKFLOW = "examples/governance-budget.yaml"
 MAX_COST = "0.0005"
 _E = event_pb2
 CIRCUIT_EVENTS = (
@@ -43,7 +49,8 @@ CIRCUIT_EVENTS = (
 # The model each step of the workflow asks for, by step id.
 MODELS: dict[str, str] = {
     step["id"]: f"{step['config'].get('provider', 'simulated')}/{step['config']['model']}"
-    for step in yaml.safe_load((ROOT / WORKFLOW).read_text())["spec"]["steps"]
+    for path in (WORKFLOW, BUDGET_WORKFLOW)
+    for step in yaml.safe_load((ROOT / path).read_text())["spec"]["steps"]
 }
 
 
@@ -58,21 +65,27 @@ def heading(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def latest_run(client: Client) -> run_pb2.Run:
-    return next(iter(client.list_runs("governance")))
+def latest_run(client: Client, workflow: str = "governance") -> run_pb2.Run:
+    return next(iter(client.list_runs(workflow)))
 
 
 def what_happened(client: Client, run: run_pb2.Run) -> None:
     """The governance the run went through, from its event log, step by step."""
     waits: Counter[tuple[str, str]] = Counter()
     calls: Counter[tuple[str, str]] = Counter()
+    routed: dict[tuple[str, str], str] = {}  # why a threshold switched the target, first seen
     failed: Counter[tuple[str, str]] = Counter()
     notices: list[str] = []  # breaker changes and budget warnings, in order
     for event in client.watch(run.name):
-        if event.type == _E.RUN_EVENT_TYPE_STEP_WAITING and event.message.startswith("quota:"):
+        if event.type == _E.RUN_EVENT_TYPE_STEP_WAITING and event.message.startswith(
+            ("quota:", "budget:")
+        ):
             waits[event.step_id, event.message] += 1
         elif event.type == _E.RUN_EVENT_TYPE_LLM_CALL:
-            calls[event.step_id, f"{event.provider}/{event.model}"] += 1
+            model = f"{event.provider}/{event.model}"
+            calls[event.step_id, model] += 1
+            if event.message.startswith("routed to"):
+                routed.setdefault((event.step_id, model), event.message)
         elif event.type == _E.RUN_EVENT_TYPE_ITEM_FAILED:
             failed[event.step_id, event.failure.type] += 1
         elif event.type in CIRCUIT_EVENTS:
@@ -81,13 +94,19 @@ def what_happened(client: Client, run: run_pb2.Run) -> None:
         elif event.type == _E.RUN_EVENT_TYPE_BUDGET_WARNING:
             notices.append(f"{event.step_id}: BUDGET_WARNING {event.budget}: {event.message}")
     lines = [
-        f"{step}: {count} STEP_WAITING {reason} (calls held back by the quota)"
+        f"{step}: {count} STEP_WAITING {reason} (calls held back by the {reason.partition(':')[0]})"
         for (step, reason), count in waits.items()
     ]
     lines += notices
     for (step, model), count in calls.items():
         asked = MODELS.get(step, "")
-        fallback = f" (it asks for {asked}: the fallback)" if asked not in ("", model) else ""
+        why = routed.get((step, model))
+        if why is not None:
+            fallback = f" (it asks for {asked}: {why})"
+        elif asked not in ("", model):
+            fallback = f" (it asks for {asked}: the fallback)"
+        else:
+            fallback = ""
         lines.append(f"{step}: {count} LLM calls answered by {model}{fallback}")
     lines += [f"{step}: {n} items failed with {failure}" for (step, failure), n in failed.items()]
     final = client.get_run(run.name)
@@ -134,6 +153,14 @@ def main() -> int:
                     env=env, ok=(1,),  # the run fails: exit 1 is what we expect
                 )  # fmt: skip
                 what_happened(client, latest_run(client))
+
+                heading("4. A budget that waits, and a cheaper model past a threshold")
+                # Section 1 left sim-large's breaker open; the operator closes it.
+                podium("breakers", "reset", "model:simulated/sim-large", env=env)
+                podium("workflows", "apply", "-f", BUDGET_WORKFLOW, env=env)
+                podium("runs", "start", "replies", "--input", run_input, "--watch", env=env)
+                what_happened(client, latest_run(client, "replies"))
+                podium("budgets", env=env)
         finally:
             server.stop()
     print("\nserver stopped; its database is gone", flush=True)

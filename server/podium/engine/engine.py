@@ -105,7 +105,9 @@ class Engine:
         self.hub = hub or EventHub()
         self.clock: Clock = clock or SystemClock()
         self.workers = WorkerPool(self.clock)
-        self.workflows = WorkflowCatalog(store, registry, self.clock, self.workers)
+        self.workflows = WorkflowCatalog(
+            store, registry, self.clock, self.workers, vet=governance.oversized_calls
+        )
         children = EngineChildren()
         self.services = RunServices(
             clock=self.clock,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 
 from podium.core.clock import Clock
 from podium.core.errors import FieldViolation, InvalidArgument, NotFound
@@ -34,8 +35,11 @@ class WorkflowCatalog:
         registry: Registry,
         clock: Clock,
         workers: WorkerPool | None = None,
+        vet: Callable[[str, str, WorkflowSpec], list[FieldViolation]] | None = None,
     ) -> None:
         self._store = store
+        # Governance's look at a valid definition (calls no quota could ever admit).
+        self._vet = vet
         self._registry = registry
         self._workers = workers
         self._clock = clock
@@ -100,6 +104,13 @@ class WorkflowCatalog:
         if violations:
             raise InvalidArgument("invalid workflow_id", violations, reason="INVALID_WORKFLOW")
         await self._check_children(workflow_id, spec, tenant)
+        refused = self._vet(workflow_id, tenant, spec) if self._vet is not None else []
+        if refused:
+            raise InvalidArgument(
+                "a step's call is larger than a quota can ever admit",
+                refused,
+                reason="INVALID_WORKFLOW",
+            )
         now = self._clock.now()
         version = await self._store.create_workflow(workflow_id, spec, now, applied, tenant=tenant)
         self._remember_plan((tenant, workflow_id, version), plan)

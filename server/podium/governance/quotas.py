@@ -241,6 +241,9 @@ class QuotaBook:
     def rate_limit(self, name: str) -> RateLimit | None:
         return self._limits.get(name)
 
+    def rate_limits(self) -> tuple[RateLimit, ...]:
+        return tuple(self._limits.values())
+
     def concurrency_limit(self, name: str) -> ConcurrencyLimit | None:
         pool = self._pools.get(name)
         return None if pool is None else pool.limit

@@ -23,7 +23,9 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from podium.core.clock import Clock
+from podium.core.errors import FieldViolation
 from podium.core.model import DEFAULT_TENANT
+from podium.core.spec import WorkflowSpec
 from podium.governance.breakers import BreakerBoard, BreakerSettings, BreakerState, CircuitBreaker
 from podium.governance.budgets import (
     Budget,
@@ -34,6 +36,7 @@ from podium.governance.budgets import (
     Reservation,
     run_budget_name,
 )
+from podium.governance.fit import oversized_calls
 from podium.governance.policy import (
     BreakerPolicy,
     BudgetPolicy,
@@ -346,6 +349,13 @@ class Governance:
             seen.append(Transition(name, str(new), cause))
 
     # -- runtime changes ---------------------------------------------------------
+
+    def oversized_calls(
+        self, workflow_id: str, tenant: str, spec: WorkflowSpec
+    ) -> list[FieldViolation]:
+        """The steps of a definition whose every call is larger than a configured
+        quota can ever admit (see governance.fit); checked at CreateWorkflow."""
+        return oversized_calls(spec, workflow_id, tenant, self.quotas.rate_limits())
 
     def quota_policies(self) -> list[QuotaPolicy]:
         return list(self._quotas.values())
