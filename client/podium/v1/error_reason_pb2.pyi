@@ -74,6 +74,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """No budget of that name."""
     ERROR_REASON_BREAKER_NOT_FOUND: _ErrorReason.ValueType  # 16
     """No circuit breaker of that name."""
+    ERROR_REASON_SCHEDULE_NOT_FOUND: _ErrorReason.ValueType  # 190
+    """No schedule of that name."""
     ERROR_REASON_REQUEST_ID_REUSED: _ErrorReason.ValueType  # 17
     """Conflicts with what exists.
 
@@ -254,6 +256,8 @@ ERROR_REASON_BUDGET_NOT_FOUND: ErrorReason.ValueType  # 15
 """No budget of that name."""
 ERROR_REASON_BREAKER_NOT_FOUND: ErrorReason.ValueType  # 16
 """No circuit breaker of that name."""
+ERROR_REASON_SCHEDULE_NOT_FOUND: ErrorReason.ValueType  # 190
+"""No schedule of that name."""
 ERROR_REASON_REQUEST_ID_REUSED: ErrorReason.ValueType  # 17
 """Conflicts with what exists.
 
