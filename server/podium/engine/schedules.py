@@ -15,6 +15,7 @@ from its fire, so starting a fire twice starts one run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import uuid
@@ -47,6 +48,8 @@ NOMINAL_LABEL = "podium-nominal-time"
 # over several ticks).
 MAX_CLAIM = 500
 TICK_SECONDS = 1.0
+# A nominal time later than any schedule's: `due_schedules(_FOREVER)` lists every unpaused one.
+_FOREVER = 1e300
 
 # (workflow_id, version, input, request_id, labels, tenant) -> run id
 StartRun = Callable[[str, int, Any, str, dict[str, str], str], Awaitable[str]]
@@ -108,6 +111,8 @@ class Scheduler:
         # the tick it caused (ticks is a progress count, not a metric).
         self.ticks = 0
         self.sleeping = False
+        # Set when a schedule is created or resumed: an idle loop ticks at once.
+        self._wake = asyncio.Event()
 
     # -- requests --------------------------------------------------------------------
 
@@ -171,6 +176,7 @@ class Scheduler:
             )
         record = dataclasses.replace(record, next_fire=None if first is None else first.timestamp())
         await self.store.put_schedule(record)
+        self._wake.set()
         return record
 
     async def get(self, schedule_id: str, *, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
@@ -190,6 +196,7 @@ class Scheduler:
             if not record.paused:
                 record = dataclasses.replace(record, paused=True)
                 await self.store.put_schedule(record)
+                self._wake.set()
             return record
 
     async def resume(self, schedule_id: str, *, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
@@ -204,6 +211,7 @@ class Scheduler:
                     next_fire=None if upcoming is None else upcoming.timestamp(),
                 )
                 await self.store.put_schedule(record)
+                self._wake.set()
             return record
 
     async def delete(self, schedule_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
@@ -247,9 +255,28 @@ class Scheduler:
             self.ticks += 1
             self.sleeping = True
             try:
-                await self.clock.sleep(TICK_SECONDS)
+                if await self._active():
+                    await self.clock.sleep(TICK_SECONDS)
+                else:
+                    # Nothing to fire: wait in real time, off the clock, so an idle
+                    # scheduler is not a sleeper of a ManualClock (tests that advance
+                    # time once something sleeps would otherwise see it instead of
+                    # the run's own timer); a new schedule wakes the loop at once.
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
             finally:
                 self.sleeping = False
+
+    async def _active(self) -> bool:
+        """Whether any unpaused schedule or open fire exists (any tenant, any server)."""
+        try:
+            return bool(await self.store.due_schedules(_FOREVER)) or bool(
+                await self.store.open_fires()
+            )
+        except Exception:
+            log.exception("scheduler: reading the schedules failed")
+            return True
 
     async def tick(self) -> None:
         """Claims and handles every due nominal time, then the open fires."""
