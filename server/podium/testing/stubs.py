@@ -51,6 +51,6 @@ class Stubs:
             control=control_service_pb2_grpc.ControlServiceStub(channel),
             workers=worker_service_pb2_grpc.WorkerServiceStub(channel),
             identity=identity_service_pb2_grpc.IdentityServiceStub(channel),
-            schedules=schedule_service_pb2_grpc.ScheduleServiceStub(channel),  # type: ignore[arg-type]
+            schedules=schedule_service_pb2_grpc.ScheduleServiceStub(channel),
             health=health_pb2_grpc.HealthStub(channel),
         )
