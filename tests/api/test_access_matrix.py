@@ -87,8 +87,10 @@ async def _call(stubs: Stubs, service: str, method: Any) -> grpc.StatusCode:
     rpc = getattr(stub, method.name)
     try:
         if method.client_streaming:
-            # A worker's session: one (empty, so invalid) opening message.
-            async for _ in rpc(iter([request]), timeout=0.5):
+            # A worker's session: one (empty, so invalid) opening message; it is
+            # answered at once either way, so a long deadline costs nothing and
+            # keeps a loaded machine from turning a refusal into DEADLINE_EXCEEDED.
+            async for _ in rpc(iter([request]), timeout=10):
                 break
         elif method.server_streaming:
             # An admitted watch of nothing streams until the deadline.

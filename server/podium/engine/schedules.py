@@ -252,10 +252,13 @@ class Scheduler:
                 # A database hiccup must not stop schedules for good: the next
                 # tick retries (claims are conditional, so nothing doubles).
                 log.exception("scheduler tick failed")
+            # Read before `sleeping` is set: a test advances a ManualClock once the
+            # loop sleeps, and an advance during this read would be missed.
+            active = await self._active()
             self.ticks += 1
             self.sleeping = True
             try:
-                if await self._active():
+                if active:
                     await self.clock.sleep(TICK_SECONDS)
                 else:
                     # Nothing to fire: wait in real time, off the clock, so an idle
