@@ -16,6 +16,7 @@ from podium.cli import (
     plugin_template,
     plugins,
     runs,
+    schedules,
     serve,
     server_info,
     worker,
@@ -60,6 +61,7 @@ def build_parser() -> ArgumentParser:
     worker.register(commands)
     workflows.register(commands)
     runs.register(commands)
+    schedules.register(commands)
     governance.register(commands)
     insights.register(commands)
     plugins.register(commands)

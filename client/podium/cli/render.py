@@ -137,6 +137,12 @@ def run_details(run: run_pb2.Run, children: Iterable[run_pb2.Run] = ()) -> Rende
         ("spend", spend_text(run.usage, run.cost)),
         ("max cost", format_usd(run.max_cost) if run.HasField("max_cost") else "-"),
         ("parent", f"{run.parent_run} (step {run.parent_step})" if run.parent_run else "-"),
+        (
+            "schedule",
+            f"{run.schedule} (nominal time {format_time(run.nominal_time)})"
+            if run.schedule
+            else "-",
+        ),
     )
     parts: list[RenderableType] = [header, Text(), _steps_table(run.steps)]
     children = list(children)

@@ -97,6 +97,9 @@ def register(commands: Any) -> None:
         "--parent", default=None, metavar="RUN", help="only the child runs this run started"
     )
     listing.add_argument(
+        "--schedule", default=None, metavar="SCHEDULE", help="only the runs this schedule started"
+    )
+    listing.add_argument(
         "--limit",
         type=inputs.non_negative,
         default=_DEFAULT_LIST_LIMIT,
@@ -268,7 +271,12 @@ def list_runs(args: argparse.Namespace, ctx: Context) -> int:
     limit: int = args.limit
     page_size: int = args.page_size or (min(limit + 1, _MAX_PAGE) if limit else 0)
     listed = ctx.client().list_runs(
-        args.workflow, args.state, dict(args.label), page_size=page_size, parent=args.parent
+        args.workflow,
+        args.state,
+        dict(args.label),
+        page_size=page_size,
+        parent=args.parent,
+        schedule=args.schedule,
     )
     # One run past the limit tells whether there are more, without reading every page.
     runs = list(itertools.islice(listed, limit + 1)) if limit else list(listed)

@@ -36,6 +36,8 @@ RETRYABLE_METHODS = frozenset(
         "/podium.v1.ExecutionService/ListRuns",
         "/podium.v1.WorkflowService/GetWorkflow",
         "/podium.v1.WorkflowService/ListWorkflows",
+        "/podium.v1.ScheduleService/GetSchedule",
+        "/podium.v1.ScheduleService/ListSchedules",
         "/podium.v1.WorkflowService/ValidateWorkflow",
     }
 )

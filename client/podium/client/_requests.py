@@ -13,6 +13,7 @@ from podium.client.enums import event_type, run_state
 from podium.client.governance import budget_period, quota_dimension, scope_message
 from podium.client.money import from_decimal
 from podium.client.names import run_name, workflow_name
+from podium.client.schedules import schedule_name
 from podium.v1 import (
     common_pb2,
     control_service_pb2,
@@ -161,6 +162,7 @@ def list_runs(
     labels: Mapping[str, str] | None,
     page_size: int,
     parent: str | None = None,
+    schedule: str | None = None,
 ) -> execution_service_pb2.ListRunsRequest:
     return execution_service_pb2.ListRunsRequest(
         page_size=page_size,
@@ -168,6 +170,7 @@ def list_runs(
         states=[run_state(s) for s in states or ()],
         labels=dict(labels or {}),
         parent_run=run_name(parent) if parent else "",
+        schedule=schedule_name(schedule) if schedule else "",
     )
 
 

@@ -19,6 +19,7 @@ from podium.client.definitions import DefinitionSource, load_definition
 from podium.client.errors import PodiumError, translate_rpc_errors
 from podium.client.identity import create_token_request, token_name
 from podium.client.names import run_name, workflow_name
+from podium.client.schedules import create_schedule_request, schedule_name
 from podium.v1 import (
     control_service_pb2,
     control_service_pb2_grpc,
@@ -30,6 +31,8 @@ from podium.v1 import (
     progress_service_pb2,
     progress_service_pb2_grpc,
     run_pb2,
+    schedule_service_pb2,
+    schedule_service_pb2_grpc,
     workflow_pb2,
     workflow_service_pb2,
     workflow_service_pb2_grpc,
@@ -77,6 +80,7 @@ class Client:
         self._progress = progress_service_pb2_grpc.ProgressServiceStub(self._channel)
         self._control = control_service_pb2_grpc.ControlServiceStub(self._channel)
         self._identity = identity_service_pb2_grpc.IdentityServiceStub(self._channel)
+        self._schedules = schedule_service_pb2_grpc.ScheduleServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -91,6 +95,82 @@ class Client:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+    # Schedules
+
+    def create_schedule(
+        self,
+        workflow: str,
+        *,
+        cron: str = "",
+        interval_seconds: float | None = None,
+        time_zone: str = "",
+        input: Mapping[str, Any] | None = None,
+        overlap: str = "skip",
+        catch_up_window_seconds: float = 0.0,
+        jitter_seconds: float = 0.0,
+        labels: Mapping[str, str] | None = None,
+        workflow_version: int = 0,
+    ) -> schedule_service_pb2.Schedule:
+        """Start runs of `workflow` at `cron` times (in `time_zone`, "" is UTC) or every
+        `interval_seconds`. `overlap` (skip, buffer-one, allow) says what a fire does while
+        a run of the schedule still runs; a fire due longer ago than
+        `catch_up_window_seconds` when the server sees it (after a downtime) is missed;
+        `jitter_seconds` delays each fire by up to that much."""
+        request = create_schedule_request(
+            workflow,
+            cron=cron,
+            interval_seconds=interval_seconds,
+            time_zone=time_zone,
+            input=input,
+            overlap=overlap,
+            catch_up_window_seconds=catch_up_window_seconds,
+            jitter_seconds=jitter_seconds,
+            labels=labels,
+            workflow_version=workflow_version,
+        )
+        with translate_rpc_errors():
+            return self._schedules.CreateSchedule(request, timeout=self.timeout).schedule
+
+    def get_schedule(self, name: str) -> schedule_service_pb2.Schedule:
+        request = schedule_service_pb2.GetScheduleRequest(name=schedule_name(name))
+        with translate_rpc_errors():
+            return self._schedules.GetSchedule(request, timeout=self.timeout).schedule
+
+    def list_schedules(self, *, page_size: int = 0) -> Iterator[schedule_service_pb2.Schedule]:
+        """Schedules by id, fetching pages as the iteration goes."""
+        request = schedule_service_pb2.ListSchedulesRequest(page_size=page_size)
+        while True:
+            with translate_rpc_errors():
+                response = self._schedules.ListSchedules(request, timeout=self.timeout)
+            yield from response.schedules
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
+
+    def pause_schedule(self, name: str) -> schedule_service_pb2.Schedule:
+        """No fire until resume_schedule (a paused schedule stays paused)."""
+        request = schedule_service_pb2.PauseScheduleRequest(name=schedule_name(name))
+        with translate_rpc_errors():
+            return self._schedules.PauseSchedule(request, timeout=self.timeout).schedule
+
+    def resume_schedule(self, name: str) -> schedule_service_pb2.Schedule:
+        """Fires again from the next nominal time after now (none of those passed)."""
+        request = schedule_service_pb2.ResumeScheduleRequest(name=schedule_name(name))
+        with translate_rpc_errors():
+            return self._schedules.ResumeSchedule(request, timeout=self.timeout).schedule
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the runs it started stay."""
+        request = schedule_service_pb2.DeleteScheduleRequest(name=schedule_name(name))
+        with translate_rpc_errors():
+            self._schedules.DeleteSchedule(request, timeout=self.timeout)
+
+    def trigger_schedule(self, name: str) -> str:
+        """Start a run now (even if paused, whatever the overlap policy); its name."""
+        request = schedule_service_pb2.TriggerScheduleRequest(name=schedule_name(name))
+        with translate_rpc_errors():
+            return self._schedules.TriggerSchedule(request, timeout=self.timeout).run
 
     # Identity
 
@@ -254,10 +334,12 @@ class Client:
         *,
         page_size: int = 0,
         parent: str | None = None,
+        schedule: str | None = None,
     ) -> Iterator[run_pb2.Run]:
         """Runs (without their steps), newest first, fetching pages as the iteration goes;
-        `parent` (a run id or runs/ID): only the child runs that run started."""
-        request = _requests.list_runs(workflow, states, labels, page_size, parent)
+        `parent` (a run id or runs/ID): only the child runs that run started; `schedule`
+        (an id or schedules/ID): only the runs that schedule started."""
+        request = _requests.list_runs(workflow, states, labels, page_size, parent, schedule)
         while True:
             with translate_rpc_errors():
                 response = self._executions.ListRuns(request, timeout=self.timeout)
