@@ -19,7 +19,7 @@ from podium.server.app import PodiumServer
 from podium.store.sqlite.schedule_store import SqliteScheduleStore
 from podium.store.sqlite.store import SqliteStore
 from podium.testing import Stubs, create_workflow, eventually, serving
-from podium.v1 import execution_service_pb2, run_pb2, schedule_service_pb2
+from podium.v1 import execution_service_pb2, run_pb2, schedule_service_pb2, workflow_service_pb2
 from podium.v1 import schedule_service_pb2_grpc as sched_grpc
 
 S = schedule_service_pb2
@@ -284,3 +284,106 @@ async def test_jitter_delays_a_fire_within_its_bound(manual: tuple[Clock, Stubs]
     runs = await count_reaches(stubs, schedule.name, 1)
     assert runs[0].nominal_time.ToSeconds() == START + 600
     assert START + 600 <= runs[0].create_time.ToSeconds() <= START + 631
+
+
+async def put_fire(db_path: str, fire: FireRecord) -> None:
+    """Writes a fire as a server killed mid-way would have left it (no server runs)."""
+    store = SqliteStore(db_path)
+    await store.open()
+    try:
+        await SqliteScheduleStore(store).set_fire(fire)
+    finally:
+        await store.close()
+
+
+async def fires_of(db_path: str, schedule: str) -> list[FireRecord]:
+    store = SqliteStore(db_path)
+    await store.open()
+    try:
+        return await SqliteScheduleStore(store).fires_of(schedule.split("/")[1])
+    finally:
+        await store.close()
+
+
+async def test_a_claim_left_older_than_the_catch_up_window_is_missed(db_path: str) -> None:
+    clock = Clock(ManualClock(start=START))
+    async with served(db_path, clock) as stubs:
+        await create_workflow(stubs, "wf", ECHO)
+        schedule = await create(stubs, interval=secs(60), catch_up_window=secs(300))
+    schedule_id = schedule.name.split("/")[1]
+    clock.clock.advance(60)
+    # Claimed at START + 60 by a server killed before it started the run.
+    store = SqliteStore(db_path)
+    await store.open()
+    try:
+        claimed = FireRecord(schedule_id, START + 60, FireOutcome.CLAIMED, "", START + 60)
+        assert await SqliteScheduleStore(store).claim_fires(
+            schedule_id, START + 60, START + 120, [claimed]
+        )
+    finally:
+        await store.close()
+    # Down until START + 460: the claimed fire is 400 s old, beyond the window.
+    clock.clock.advance(400)
+    async with served(db_path, clock) as stubs:
+        runs = await count_reaches(stubs, schedule.name, 1)
+        await clock.advance(1)
+        runs = await runs_of(stubs, schedule.name)
+        # 60 (claimed, never started) and 120 are older than 300 s (plus the
+        # grace): missed; of 180..420 the first starts, the others are skipped
+        # (the default overlap policy; the echo run is still running).
+        assert [r.nominal_time.ToSeconds() - START for r in runs] == [180]
+        got = await schedules(stubs).GetSchedule(S.GetScheduleRequest(name=schedule.name))
+        assert got.schedule.missed_fires == 2
+    outcomes = {f.nominal_time - START: f.outcome for f in await fires_of(db_path, schedule.name)}
+    assert outcomes[60] == FireOutcome.MISSED
+    assert outcomes[120] == FireOutcome.MISSED
+
+
+async def test_a_claim_whose_run_had_started_is_not_missed_nor_started_again(
+    db_path: str,
+) -> None:
+    clock = Clock(ManualClock(start=START))
+    async with served(db_path, clock) as stubs:
+        await create_workflow(stubs, "wf", GATE)
+        schedule = await create(stubs, interval=secs(3600), catch_up_window=secs(60))
+        await clock.advance(3600)
+        [run] = await count_reaches(stubs, schedule.name, 1)
+    # The server was killed after starting the run, before recording it: the
+    # fire still says CLAIMED.
+    await put_fire(
+        db_path, FireRecord(schedule.name.split("/")[1], START + 3600, FireOutcome.CLAIMED, "", 0)
+    )
+    clock.clock.advance(600)  # beyond the catch-up window
+    async with served(db_path, clock) as stubs:
+        await clock.advance(1)
+        await clock.advance(1)
+        runs = await runs_of(stubs, schedule.name)
+        assert [r.name for r in runs] == [run.name]
+        got = await schedules(stubs).GetSchedule(S.GetScheduleRequest(name=schedule.name))
+        assert got.schedule.missed_fires == 0
+    [fire] = await fires_of(db_path, schedule.name)
+    assert (fire.outcome, fire.run_id) == (FireOutcome.STARTED, run.name.split("/")[1])
+
+
+async def test_a_fire_that_cannot_start_holds_up_no_other_and_is_missed_after_its_window(
+    manual: tuple[Clock, Stubs],
+) -> None:
+    clock, stubs = manual
+    await create_workflow(stubs, "wf", ECHO)
+    await create_workflow(stubs, "gone", ECHO)
+    doomed = await create(
+        stubs, workflow="workflows/gone", interval=secs(60), catch_up_window=secs(30)
+    )
+    healthy = await create(stubs, interval=secs(60))
+    await stubs.workflows.DeleteWorkflow(
+        workflow_service_pb2.DeleteWorkflowRequest(name="workflows/gone")
+    )
+    await clock.advance(60)
+    await count_reaches(stubs, healthy.name, 1)
+    assert await runs_of(stubs, doomed.name) == []
+    got = await schedules(stubs).GetSchedule(S.GetScheduleRequest(name=doomed.name))
+    assert got.schedule.missed_fires == 0  # retried while within its window
+    await clock.advance(40)
+    got = await schedules(stubs).GetSchedule(S.GetScheduleRequest(name=doomed.name))
+    assert got.schedule.missed_fires == 1
+    assert await runs_of(stubs, doomed.name) == []

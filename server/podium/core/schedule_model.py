@@ -54,3 +54,6 @@ class FireRecord:
     run_id: str = ""
     # When the outcome was decided (the server's clock).
     time: float = 0.0
+    # The server that claimed it and handles it ("" on a server not in a cluster);
+    # another takes it over only once this one holds no live lease.
+    claimer: str = ""

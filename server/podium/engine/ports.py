@@ -250,6 +250,10 @@ class ClusterStore(Protocol):
         """Removes this server's lease (a graceful stop): its runs are taken over at once."""
         ...
 
+    async def live_servers(self, now: float) -> set[str]:
+        """The servers whose lease has not expired at `now` (this one included once joined)."""
+        ...
+
     async def take_over(self, now: float) -> list[str]:
         """Claims, with epoch + 1, a fair share (orphaned / live servers, rounded up) of
         the unfinished runs whose owner's lease expired before `now` or that have no

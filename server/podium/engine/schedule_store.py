@@ -3,9 +3,12 @@
 A fire is claimed by moving a schedule's `next_fire` forward with a conditional
 write (only if it still holds the value the claimer read) that records the
 claimed nominal times in the same transaction. Of several servers on one
-database exactly one wins each claim; a server killed after its claim leaves
-the fire recorded as CLAIMED, and whoever runs the scheduler next starts it
-(the run's request id is derived from the fire, so a start is never doubled).
+database exactly one wins each claim and records itself as the fires'
+claimer; only the claimer handles them while its lease lives. A server killed
+after its claim leaves the fire recorded as CLAIMED; the next server to run
+the scheduler (it, restarted, or a survivor once the lease has expired) takes
+it over with a conditional write and handles it like a late fire (the run's
+request id is derived from the fire, so a start is never doubled).
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class ScheduleStore(Protocol):
 
     async def set_fire(self, fire: FireRecord) -> None:
         """Records a fire's new outcome (and run); durable when this returns."""
+        ...
+
+    async def take_fire(self, fire: FireRecord, claimer: str) -> bool:
+        """Atomically: if `fire` still has its outcome and its claimer, make `claimer`
+        its claimer (a survivor adopting a dead server's fire); whether this call did."""
         ...
 
     async def fires_of(

@@ -7,9 +7,15 @@ guarantee: one server wins each nominal time). A claimed nominal time older
 than the catch-up window is MISSED (recorded, counted, never run); the others
 are CLAIMED and then started, buffered or skipped by the overlap policy.
 
-A server killed after a claim leaves CLAIMED fires; the next tick (here or on
-another server) handles them like fresh ones. A run's request id is derived
-from its fire, so starting a fire twice starts one run.
+The server that claims a fire handles it. A server killed after a claim
+leaves CLAIMED (or BUFFERED) fires: the next tick of the same server id
+(a restart) handles them, and in a cluster a survivor takes them over once
+the claimer's lease has expired. A fire left over like this is late: if its
+run was started before the crash it is recorded as started; otherwise it
+follows the catch-up rule of any fire (older than the window: MISSED) and
+then the overlap policy. A run's request id is derived from its fire, so
+starting a fire twice starts one run. A buffered fire was decided on time
+and waits by its policy, however long the running run takes.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -48,6 +55,8 @@ NOMINAL_LABEL = "podium-nominal-time"
 # over several ticks).
 MAX_CLAIM = 500
 TICK_SECONDS = 1.0
+# A fire seen within this much of its due time is on time (two ticks).
+GRACE_SECONDS = 2 * TICK_SECONDS
 # A nominal time later than any schedule's: `due_schedules(_FOREVER)` lists every unpaused one.
 _FOREVER = 1e300
 
@@ -57,6 +66,10 @@ StartRun = Callable[[str, int, Any, str, dict[str, str], str], Awaitable[str]]
 RunEnded = Callable[[str], Awaitable[bool]]
 # (workflow_id, version, tenant) -> whether it exists
 WorkflowExists = Callable[[str, int, str], Awaitable[bool]]
+# (request_id, tenant) -> the id of the run started with it, if any
+RunOfRequest = Callable[[str, str], Awaitable[str | None]]
+# () -> the ids of the cluster's servers whose lease is live
+LiveServers = Callable[[], Awaitable[set[str]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,12 +111,22 @@ class Scheduler:
         start_run: StartRun,
         run_ended: RunEnded,
         workflow_exists: WorkflowExists,
+        run_of_request: RunOfRequest,
+        *,
+        server_id: str = "",
+        live_servers: LiveServers | None = None,
     ) -> None:
+        """`server_id` and `live_servers` in a cluster: this server's id (recorded as
+        the claimer of its fires) and who holds a live lease; without them every
+        open fire is this server's."""
         self.store = store
         self.clock = clock
         self._start_run = start_run
         self._run_ended = run_ended
         self._workflow_exists = workflow_exists
+        self._run_of_request = run_of_request
+        self.server_id = server_id
+        self._live_servers = live_servers
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         # Ticks done, and whether the loop waits for the next: a test on a
@@ -223,7 +246,7 @@ class Scheduler:
         record = await self.get(schedule_id, tenant=tenant)
         now = self.clock.now()
         run_id = await self._start(record, now)
-        fire = FireRecord(schedule_id, now, FireOutcome.STARTED, run_id, now)
+        fire = FireRecord(schedule_id, now, FireOutcome.STARTED, run_id, now, self.server_id)
         await self.store.set_fire(fire)
         return fire
 
@@ -282,16 +305,54 @@ class Scheduler:
             return True
 
     async def tick(self) -> None:
-        """Claims and handles every due nominal time, then the open fires."""
+        """Claims and handles every due nominal time, then the open fires this server
+        handles. A schedule that fails (its run cannot start) does not hold up the others."""
         async with self._lock:
             now = self.clock.now()
             for schedule in await self.store.due_schedules(now):
-                await self._claim(schedule, now)
+                try:
+                    await self._claim(schedule, now)
+                except Exception:
+                    log.exception("schedule %s: claiming its fires failed", schedule.schedule_id)
             opened: dict[str, list[FireRecord]] = {}
-            for fire in await self.store.open_fires():
+            for fire in await self._handled_here(await self.store.open_fires()):
                 opened.setdefault(fire.schedule_id, []).append(fire)
             for schedule_id, fires in opened.items():
-                await self._handle(schedule_id, fires, now)
+                try:
+                    await self._handle(schedule_id, fires, now)
+                except Exception:
+                    # Retried next tick; a fire that stays unstarted past its
+                    # catch-up window is then missed.
+                    log.exception("schedule %s: starting its fires failed", schedule_id)
+
+    async def _handled_here(self, fires: list[FireRecord]) -> list[FireRecord]:
+        """This server's open fires, and those of claimers that no longer hold a
+        live lease, taken over (a conditional write: one survivor takes each)."""
+        live = None if self._live_servers is None else await self._live_servers()
+        mine: list[FireRecord] = []
+        for fire in fires:
+            if fire.claimer != self.server_id:
+                if live is not None and fire.claimer in live:
+                    continue
+                if not await self.store.take_fire(fire, self.server_id):
+                    continue
+                log.info(
+                    "schedule %s: fire %s of %s taken over",
+                    fire.schedule_id,
+                    nominal_label(fire.nominal_time),
+                    fire.claimer or "a server",
+                )
+                fire = dataclasses.replace(fire, claimer=self.server_id)
+            mine.append(fire)
+        return mine
+
+    def _late(self, schedule: ScheduleRecord, nominal: datetime, now: float) -> bool:
+        """Whether a fire was due (nominal time plus its jitter) longer ago than the
+        schedule's catch-up window allows, counted from `now`, beyond the grace."""
+        due = nominal + jitter_offset(
+            schedule.schedule_id, nominal, timedelta(seconds=schedule.jitter)
+        )
+        return due.timestamp() < now - schedule.catch_up_window - GRACE_SECONDS
 
     async def _claim(self, schedule: ScheduleRecord, now: float) -> None:
         assert schedule.next_fire is not None
@@ -309,18 +370,14 @@ class Scheduler:
         if not due:
             return
         upcoming = next_fire(spec, due[-1])
-        # Lateness is counted from when the fire was due (nominal time plus its
-        # jitter); a fire seen within a couple of ticks is on time.
-        horizon = now - schedule.catch_up_window - 2 * TICK_SECONDS
         fires = [
             FireRecord(
                 schedule.schedule_id,
                 at.timestamp(),
-                FireOutcome.MISSED
-                if (at + jitter_offset(schedule.schedule_id, at, jitter)).timestamp() < horizon
-                else FireOutcome.CLAIMED,
+                FireOutcome.MISSED if self._late(schedule, at, now) else FireOutcome.CLAIMED,
                 "",
                 now,
+                self.server_id,
             )
             for at in due
         ]
@@ -346,7 +403,18 @@ class Scheduler:
             return
         running = await self._running(schedule_id)
         buffered = [f for f in fires if f.outcome == FireOutcome.BUFFERED]
-        claimed = [f for f in fires if f.outcome == FireOutcome.CLAIMED]
+        claimed: list[FireRecord] = []
+        for fire in fires:
+            if fire.outcome != FireOutcome.CLAIMED:
+                continue
+            if fire.time < now:
+                # Claimed by an earlier tick, here or by a server that died since.
+                settled = await self._settle_late(schedule, fire, now)
+                if settled is None:
+                    claimed.append(fire)
+                running = running or bool(settled)
+                continue
+            claimed.append(fire)
         # A buffered fire goes first, as soon as the schedule runs nothing.
         for fire in [*buffered, *claimed]:
             if schedule.overlap == "ALLOW" or not running:
@@ -368,6 +436,33 @@ class Scheduler:
                 await self.store.set_fire(
                     dataclasses.replace(fire, outcome=FireOutcome.SKIPPED, time=now)
                 )
+
+    async def _settle_late(
+        self, schedule: ScheduleRecord, fire: FireRecord, now: float
+    ) -> bool | None:
+        """A CLAIMED fire left by an earlier tick. Its run may have been started just
+        before a crash: then it is STARTED (True while that run runs). Otherwise the
+        catch-up rule of a missed fire applies: older than the window, it is MISSED
+        (False). Else None: the overlap policy decides, as for a fresh fire."""
+        request_id = request_id_of(schedule.schedule_id, fire.nominal_time)
+        run_id = await self._run_of_request(request_id, schedule.tenant)
+        if run_id:
+            await self.store.set_fire(
+                dataclasses.replace(fire, outcome=FireOutcome.STARTED, run_id=run_id, time=now)
+            )
+            return not await self._run_ended(run_id)
+        if self._late(schedule, _dt(fire.nominal_time), now):
+            await self.store.set_fire(
+                dataclasses.replace(fire, outcome=FireOutcome.MISSED, time=now)
+            )
+            log.info(
+                "schedule %s: fire %s claimed but never started, older than its catch-up"
+                " window: missed",
+                schedule.schedule_id,
+                nominal_label(fire.nominal_time),
+            )
+            return False
+        return None
 
     async def _running(self, schedule_id: str) -> bool:
         """Whether a run this schedule started has not ended yet (those that ended
@@ -432,4 +527,26 @@ def engine_scheduler(engine: Engine, store: ScheduleStore) -> Scheduler:
             return False
         return True
 
-    return Scheduler(store, engine.clock, start_run, run_ended, workflow_exists)
+    async def run_of_request(request_id: str, tenant: str) -> str | None:
+        run = await engine.store.find_run_by_request_id(request_id, tenant=tenant)
+        return None if run is None else run.run_id
+
+    cluster = engine.cluster
+    if cluster is None:
+        return Scheduler(store, engine.clock, start_run, run_ended, workflow_exists, run_of_request)
+    cluster_store = cluster.store
+
+    async def live_servers() -> set[str]:
+        # Leases are wall-clock times, compared across processes (as engine.cluster does).
+        return await cluster_store.live_servers(time.time())
+
+    return Scheduler(
+        store,
+        engine.clock,
+        start_run,
+        run_ended,
+        workflow_exists,
+        run_of_request,
+        server_id=cluster_store.server_id,
+        live_servers=live_servers,
+    )

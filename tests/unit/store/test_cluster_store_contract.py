@@ -126,6 +126,19 @@ async def test_a_live_owner_keeps_its_runs(members: tuple[Member, Member]) -> No
     assert await a.cluster.lost_runs() == set()
 
 
+async def test_live_servers_are_those_whose_lease_has_not_expired(
+    members: tuple[Member, Member],
+) -> None:
+    a, b = members
+    assert await a.cluster.live_servers(NOW) == set()
+    await a.cluster.join(NOW, LEASE)
+    await b.cluster.join(NOW + 5, LEASE)
+    assert await b.cluster.live_servers(NOW + LEASE) == {"a", "b"}
+    assert await b.cluster.live_servers(NOW + LEASE + 1) == {"b"}
+    await b.cluster.leave()
+    assert await a.cluster.live_servers(NOW) == {"a"}
+
+
 async def test_an_expired_owner_s_runs_are_taken_over_and_its_late_writes_fenced(
     members: tuple[Member, Member],
 ) -> None:

@@ -110,3 +110,25 @@ async def test_claims_from_two_stores_on_one_database_win_once(
             )
             assert sorted(won) == [False, True]
             assert await second.schedules.open_fires() == [fire]
+
+
+async def test_a_fire_keeps_its_claimer_and_is_taken_over_once(
+    schedule_store: ScheduleStore,
+) -> None:
+    await schedule_store.put_schedule(schedule("s1", next_fire=T0))
+    fire = FireRecord("s1", T0, FireOutcome.CLAIMED, "", T0, claimer="dead")
+    assert await schedule_store.claim_fires("s1", T0, T0 + 300, [fire])
+    assert await schedule_store.open_fires() == [fire]
+    # Two survivors try: one takes it.
+    taken = await asyncio.gather(
+        schedule_store.take_fire(fire, "b"), schedule_store.take_fire(fire, "c")
+    )
+    assert sorted(taken) == [False, True]
+    [adopted] = await schedule_store.open_fires()
+    assert adopted.claimer in ("b", "c")
+    # A stale view (the claimer or the outcome moved on) takes nothing.
+    assert not await schedule_store.take_fire(fire, "d")
+    started = dataclasses.replace(adopted, outcome=FireOutcome.STARTED, run_id="r1")
+    await schedule_store.set_fire(started)
+    assert not await schedule_store.take_fire(adopted, "d")
+    assert await schedule_store.fires_of("s1") == [started]

@@ -148,6 +148,12 @@ class PostgresCluster:
 
     # -- the event feed -----------------------------------------------------------------
 
+    async def live_servers(self, now: float) -> set[str]:
+        rows = await self._store.fetch(
+            "SELECT server_id FROM cluster_servers WHERE expire_time >= $1", now
+        )
+        return {row[0] for row in rows}
+
     async def feed_position(self) -> int:
         top = await self._store.pool.fetchval("SELECT MAX(feed) FROM events WHERE feed IS NOT NULL")
         return int(top or 0)

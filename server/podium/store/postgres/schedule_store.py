@@ -12,11 +12,11 @@ from podium.store.postgres.store import PostgresStore
 from podium.store.schedule_codec import schedule_body, schedule_from_row
 
 _COLUMNS = "tenant, schedule_id, body, paused, next_fire"
-_FIRE_COLUMNS = "schedule_id, nominal_time, outcome, run_id, time"
+_FIRE_COLUMNS = "schedule_id, nominal_time, outcome, run_id, time, claimer"
 _UPSERT_FIRE = (
-    f"INSERT INTO schedule_fires ({_FIRE_COLUMNS}) VALUES ($1, $2, $3, $4, $5) "
+    f"INSERT INTO schedule_fires ({_FIRE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "
     "ON CONFLICT (schedule_id, nominal_time) DO UPDATE SET outcome = EXCLUDED.outcome, "
-    "run_id = EXCLUDED.run_id, time = EXCLUDED.time"
+    "run_id = EXCLUDED.run_id, time = EXCLUDED.time, claimer = EXCLUDED.claimer"
 )
 
 
@@ -105,7 +105,7 @@ class PostgresScheduleStore:
             if status != "UPDATE 1":
                 return False
             await conn.executemany(
-                f"INSERT INTO schedule_fires ({_FIRE_COLUMNS}) VALUES ($1, $2, $3, $4, $5) "
+                f"INSERT INTO schedule_fires ({_FIRE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "
                 "ON CONFLICT (schedule_id, nominal_time) DO NOTHING",
                 [_fire_row(fire) for fire in fires],
             )
@@ -114,6 +114,19 @@ class PostgresScheduleStore:
     async def set_fire(self, fire: FireRecord) -> None:
         await self._store.commit()
         await self._store.pool.execute(_UPSERT_FIRE, *_fire_row(fire))
+
+    async def take_fire(self, fire: FireRecord, claimer: str) -> bool:
+        await self._store.commit()
+        status = await self._store.pool.execute(
+            "UPDATE schedule_fires SET claimer = $1 WHERE schedule_id = $2 AND nominal_time = $3 "
+            "AND outcome = $4 AND claimer = $5",
+            claimer,
+            fire.schedule_id,
+            fire.nominal_time,
+            fire.outcome,
+            fire.claimer,
+        )
+        return bool(status == "UPDATE 1")
 
     async def fires_of(
         self, schedule_id: str, outcomes: tuple[str, ...] = (), limit: int = 1000
@@ -145,8 +158,8 @@ class PostgresScheduleStore:
 
 
 def _fire_row(fire: FireRecord) -> tuple[Any, ...]:
-    return (fire.schedule_id, fire.nominal_time, fire.outcome, fire.run_id, fire.time)
+    return (fire.schedule_id, fire.nominal_time, fire.outcome, fire.run_id, fire.time, fire.claimer)
 
 
 def _fire(row: Any) -> FireRecord:
-    return FireRecord(row[0], float(row[1]), row[2], row[3], float(row[4]))
+    return FireRecord(row[0], float(row[1]), row[2], row[3], float(row[4]), row[5])

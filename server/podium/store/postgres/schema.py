@@ -315,6 +315,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX schedule_fires_open ON schedule_fires (outcome)
         WHERE outcome IN ('CLAIMED', 'BUFFERED');
     """,
+    # sched2: the server that claimed a fire handles it; another takes it over
+    # only once that server's lease has expired (cluster mode).
+    """
+    ALTER TABLE schedule_fires ADD COLUMN claimer TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

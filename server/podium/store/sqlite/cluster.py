@@ -136,6 +136,12 @@ class SqliteCluster:
 
     # -- the event feed -----------------------------------------------------------------
 
+    async def live_servers(self, now: float) -> set[str]:
+        rows = await self._store._fetchall(
+            "SELECT server_id FROM cluster_servers WHERE expire_time >= ?", (now,)
+        )
+        return {row[0] for row in rows}
+
     async def feed_position(self) -> int:
         rows = await self._store._fetchall("SELECT MAX(feed) FROM events WHERE feed IS NOT NULL")
         return int(rows[0][0] or 0)

@@ -18,7 +18,7 @@ from podium.store.schedule_codec import schedule_body, schedule_from_row
 from podium.store.sqlite.store import SqliteStore
 
 _COLUMNS = "tenant, schedule_id, body, paused, next_fire"
-_FIRE_COLUMNS = "schedule_id, nominal_time, outcome, run_id, time"
+_FIRE_COLUMNS = "schedule_id, nominal_time, outcome, run_id, time, claimer"
 
 
 class SqliteScheduleStore:
@@ -99,11 +99,15 @@ class SqliteScheduleStore:
     async def set_fire(self, fire: FireRecord) -> None:
         await self._write(
             _execute,
-            f"INSERT INTO schedule_fires ({_FIRE_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
+            f"INSERT INTO schedule_fires ({_FIRE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (schedule_id, nominal_time) DO UPDATE SET outcome = excluded.outcome, "
-            "run_id = excluded.run_id, time = excluded.time",
+            "run_id = excluded.run_id, time = excluded.time, claimer = excluded.claimer",
             _fire_row(fire),
         )
+
+    async def take_fire(self, fire: FireRecord, claimer: str) -> bool:
+        taken: bool = await self._write(_take, fire, claimer)
+        return taken
 
     async def fires_of(
         self, schedule_id: str, outcomes: tuple[str, ...] = (), limit: int = 1000
@@ -132,11 +136,11 @@ class SqliteScheduleStore:
 
 
 def _fire_row(fire: FireRecord) -> tuple[Any, ...]:
-    return (fire.schedule_id, fire.nominal_time, fire.outcome, fire.run_id, fire.time)
+    return (fire.schedule_id, fire.nominal_time, fire.outcome, fire.run_id, fire.time, fire.claimer)
 
 
 def _fire(row: Any) -> FireRecord:
-    return FireRecord(row[0], float(row[1]), row[2], row[3], float(row[4]))
+    return FireRecord(row[0], float(row[1]), row[2], row[3], float(row[4]), row[5])
 
 
 def _transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
@@ -179,8 +183,17 @@ def _claim(
     if cursor.rowcount != 1:
         return False
     conn.executemany(
-        f"INSERT INTO schedule_fires ({_FIRE_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
+        f"INSERT INTO schedule_fires ({_FIRE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (schedule_id, nominal_time) DO NOTHING",
         [_fire_row(fire) for fire in fires],
     )
     return True
+
+
+def _take(conn: sqlite3.Connection, fire: FireRecord, claimer: str) -> bool:
+    cursor = conn.execute(
+        "UPDATE schedule_fires SET claimer = ? WHERE schedule_id = ? AND nominal_time = ? "
+        "AND outcome = ? AND claimer = ?",
+        (claimer, fire.schedule_id, fire.nominal_time, fire.outcome, fire.claimer),
+    )
+    return cursor.rowcount == 1
