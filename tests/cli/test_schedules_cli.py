@@ -105,6 +105,15 @@ def test_create_list_get_pause_trigger_resume_delete(
     assert "every" in out and "next fire" in out
     hourly = out.split()[1].rstrip(":")
 
+    code, out, err = run_cli(
+        capsys, server, "schedules", "create", "--workflow", "wf", "--every", "1d", "-q"
+    )
+    assert code == 0, err
+    quiet = out.strip()
+    assert quiet.startswith("schedules/") and "\n" not in quiet
+    assert main(["schedules", "delete", quiet, "--address", server.address]) == 0
+    capsys.readouterr()
+
     code, out, err = run_cli(capsys, server, "schedules", "list", "--json")
     assert code == 0, err
     listed = {s["name"]: s for s in json.loads(out)["schedules"]}

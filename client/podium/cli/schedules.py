@@ -81,6 +81,13 @@ def register(commands: Any) -> None:
         help="a label of every run it starts (repeatable)",
     )
     create.add_argument("--workflow-version", type=int, default=0, help="default: latest")
+    create.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="print only the new schedule's name (for scripts: SCHEDULE=$(podium schedules"
+        " create ... -q))",
+    )
     create.set_defaults(handler=create_schedule)
 
     listing = sub.add_parser("list", parents=read, help="list schedules")
@@ -127,6 +134,8 @@ def create_schedule(args: argparse.Namespace, ctx: Context) -> int:
     )
     if ctx.json:
         ctx.print_message(schedule)
+    elif args.quiet:
+        ctx.print_plain(schedule.name)
     else:
         ctx.out.print(
             f"created {schedule.name}: {_timing(schedule)},"
