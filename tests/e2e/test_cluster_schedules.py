@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+
+from google.protobuf import timestamp_pb2
 
 from podium.client import AsyncClient
 from podium.testing import Cluster, eventually
@@ -27,7 +28,7 @@ BIG_INPUT = {"pad": "x" * 200}
 SMALL_LIMIT = ("--limit", "max_input_bytes=64")
 
 
-def seconds(timestamp: Any) -> float:
+def seconds(timestamp: timestamp_pb2.Timestamp) -> float:
     return round(timestamp.ToNanoseconds() / 1e9, 3)
 
 

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import timestamp_pb2
+
 from podium.client import AsyncClient
 from podium.testing import ServerProcess, eventually
 from podium.v1 import run_pb2
@@ -62,7 +64,7 @@ async def runs_of(client: AsyncClient, schedule: str) -> list[run_pb2.Run]:
     return sorted(runs, key=lambda r: r.nominal_time.ToNanoseconds())
 
 
-def seconds(timestamp: Any) -> float:
+def seconds(timestamp: timestamp_pb2.Timestamp) -> float:
     """A timestamp to the millisecond (the precision of a nominal time's record)."""
     return round(timestamp.ToNanoseconds() / 1e9, 3)
 
