@@ -31,7 +31,6 @@ from podium.governance.budgets import (
     BudgetExceeded,
     BudgetWarning,
     Reservation,
-    WaitTicket,
 )
 from podium.governance.quotas import QuotaTimeout
 from podium.governance.scopes import CallScopes
@@ -76,6 +75,8 @@ class Caller:
     # The run's tenant: its `tenant:<t>` quotas and budgets apply, its spend and
     # its breakers are its own.
     tenant: str = DEFAULT_TENANT
+    # The run's priority: its calls' place among quota and budget waiters.
+    priority: int = 0
 
 
 class GateObserver(Protocol):
@@ -311,7 +312,9 @@ class LlmGate:
             observer.waiting(reason)
 
         try:
-            admission = await governance.quotas.admit(demand, None, on_wait=on_wait)
+            admission = await governance.quotas.admit(
+                demand, None, on_wait=on_wait, priority=caller.priority
+            )
         except QuotaTimeout as error:
             figures = f": {error.detail}" if error.detail else ""
             raise AgentError(
@@ -421,22 +424,20 @@ class LlmGate:
         """Reserves the call's worst case in its budgets, waiting (`budget:<name>`) while
         other calls' open reservations leave no room; BudgetExceeded once it can never fit."""
         ledger, caller = self._governance.ledger, self._caller
-        ticket: WaitTicket | None = None
+        ticket = ledger.ticket(caller.priority)
         waiting_for = ""
         try:
             while True:
                 try:
                     return ledger.reserve(call, caller.run_id, caller.max_cost, worst, ticket)
                 except BudgetBusy as busy:
-                    if ticket is None:
-                        ticket = WaitTicket()
                     ledger.enqueue(ticket, busy.key)
                     if not waiting_for:
                         waiting_for = f"budget:{busy.budget_name}"
                         self._observer.waiting(waiting_for)
                 await ledger.wait_for_room()
         finally:
-            if ticket is not None:
+            if ticket.keys:
                 ledger.dequeue(ticket)
             if waiting_for:
                 self._observer.resumed(waiting_for)
