@@ -26,6 +26,7 @@ from podium.core.clock import Clock
 from podium.core.errors import FieldViolation
 from podium.core.model import DEFAULT_TENANT
 from podium.core.spec import WorkflowSpec
+from podium.governance.alerts import Alerter
 from podium.governance.breakers import BreakerBoard, BreakerSettings, BreakerState, CircuitBreaker
 from podium.governance.budgets import (
     Budget,
@@ -38,6 +39,7 @@ from podium.governance.budgets import (
 )
 from podium.governance.fit import oversized_calls
 from podium.governance.policy import (
+    AlertKind,
     BreakerPolicy,
     BudgetPolicy,
     Policy,
@@ -142,8 +144,8 @@ class Governance:
             clock,
             on_transition=self._on_transition,
         )
-        if shared:
-            self.breakers.on_moved = self._breaker_moved
+        self.alerts = Alerter(clock, policy.alerts)
+        self.breakers.on_moved = self._breaker_moved
         self._pending_spend: list[tuple[str, str, Decimal]] = []
         # Reservations a crash left open, by run, until the run is resumed
         # (or recovery ends) and charges them at their worst case.
@@ -258,9 +260,12 @@ class Governance:
     # -- shared breakers (cluster mode) ----------------------------------------------
 
     def _breaker_moved(self, breaker: CircuitBreaker) -> None:
-        """A breaker changed state here: the others adopt it at their next sync.
-        HALF_OPEN is not shared: every server derives it from the same cooldown."""
-        if self._store is None:
+        """A breaker changed state here: it alerts (opened, closed again), and in
+        cluster mode the others adopt it at their next sync (adopting alerts nothing:
+        the server that moved it did). HALF_OPEN is not shared: every server derives
+        it from the same cooldown."""
+        self._breaker_alert(breaker)
+        if not self.shared or self._store is None:
             return
         state = breaker.state_recorded
         if state is BreakerState.HALF_OPEN:
@@ -341,6 +346,27 @@ class Governance:
             yield seen
         finally:
             _collector.reset(token)
+
+    def _breaker_alert(self, breaker: CircuitBreaker) -> None:
+        state = breaker.state_recorded
+        if state is BreakerState.HALF_OPEN:
+            return
+        kind: AlertKind = "breaker_opened" if state is BreakerState.OPEN else "breaker_closed"
+        name = (
+            breaker.name if breaker.tenant == DEFAULT_TENANT else f"{breaker.tenant}/{breaker.name}"
+        )
+        verb = "opened" if state is BreakerState.OPEN else "closed again"
+        self.alerts.raise_alert(
+            kind,
+            f"breaker:{name}",
+            f"circuit breaker {name} {verb}: {breaker.cause}",
+            {
+                "breaker": breaker.name,
+                "tenant": breaker.tenant,
+                "state": state.value,
+                "cause": breaker.cause,
+            },
+        )
 
     def _on_transition(self, name: str, old: str, new: str, cause: str) -> None:
         log.info("circuit breaker %s: %s -> %s (%s)", name, old, new, cause)
@@ -520,6 +546,35 @@ class Governance:
         # A run's own spend is its Run.cost, stored with each LLM_CALL event.
         if not budget.startswith("run:"):
             self._pending_spend.append((budget, period_key, amount))
+            self._threshold_alerts(budget, period_key, amount)
+
+    def _threshold_alerts(self, name: str, period_key: str, amount: Decimal) -> None:
+        """Alerts for each threshold that `amount`, just settled, took the budget's
+        period across (once per period: settled spend only grows within one)."""
+        policy = self._budgets.get(name)
+        if policy is None or policy.limit <= 0 or not self.alerts.enabled("budget_threshold"):
+            return
+        spent = self.ledger.spent(name, period_key)
+        before = spent - amount
+        for fraction in self.alerts.budget_thresholds(policy.warn_fraction):
+            mark = policy.limit * Decimal(str(fraction))
+            if before < mark <= spent:
+                period = f" in period {period_key}" if period_key else ""
+                self.alerts.raise_alert(
+                    "budget_threshold",
+                    f"budget:{name}",
+                    f"budget {name} has spent {spent} of {policy.limit}{period}, "
+                    f"past {fraction * 100:g}%",
+                    {
+                        "budget": name,
+                        "period": period_key,
+                        "limit": str(policy.limit),
+                        "spent": str(spent),
+                        "reserved": str(self.ledger.reserved(name, period_key)),
+                        "threshold": fraction,
+                    },
+                    dedupe=f"{period_key}@{fraction}",
+                )
 
     # -- durable reservations ------------------------------------------------------
 
