@@ -275,6 +275,32 @@ def test_serve_refuses_a_bad_policy_in_one_line(
     one_line_error(result, "quotas[0].limit")
 
 
+@pytest.mark.parametrize(
+    ("alerts", "field"),
+    [
+        # A secret the server does not hold: refused at start, not at every alert.
+        ('{url: "http://127.0.0.1:9/alerts", secret: nowhere}', "alerts.secret"),
+        ('{url: "ftp://example.com/alerts", secret: k}', "alerts.url"),
+        ("{kinds: [budget_threshold, budget_exploded]}", "alerts.kinds[1]"),
+    ],
+)
+def test_serve_refuses_a_bad_alerts_section_in_one_line(
+    tmp_path: Path, one_line_error: OneLineError, alerts: str, field: str
+) -> None:
+    bad = tmp_path / "alerts.yaml"
+    bad.write_text(f"alerts: {alerts}\n")
+    address, db = "127.0.0.1:0", str(tmp_path / "a.db")
+    result = subprocess.run(
+        [*CLI, "serve", "--address", address, "--db", db, "--policy", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    one_line_error(result, field)
+
+
 async def test_the_async_client_governs_too(governed: ServerProcess) -> None:
     async with AsyncClient(governed.address) as podium:
         assert {q.name for q in await podium.list_quotas()} == {"sim-rpm", "sim-calls"}
