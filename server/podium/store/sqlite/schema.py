@@ -370,6 +370,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX schedule_fires_open ON schedule_fires (outcome)
         WHERE outcome IN ('CLAIMED', 'BUFFERED');
     """,
+    # alerts: the alerts settings changed at runtime (UpdateAlerts), one row "alerts";
+    # a NULL body switches alerting off (a tombstone, as for quotas and budgets).
+    """
+    CREATE TABLE governance_alerts (
+        name TEXT PRIMARY KEY,
+        body TEXT
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
