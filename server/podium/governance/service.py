@@ -26,7 +26,7 @@ from podium.core.clock import Clock
 from podium.core.errors import FieldViolation
 from podium.core.model import DEFAULT_TENANT
 from podium.core.spec import WorkflowSpec
-from podium.governance.alerts import Alerter
+from podium.governance.alerts import Alerter, check_secret
 from podium.governance.breakers import BreakerBoard, BreakerSettings, BreakerState, CircuitBreaker
 from podium.governance.budgets import (
     Budget,
@@ -40,6 +40,7 @@ from podium.governance.budgets import (
 from podium.governance.fit import oversized_calls
 from podium.governance.policy import (
     AlertKind,
+    AlertsPolicy,
     BreakerPolicy,
     BudgetPolicy,
     Policy,
@@ -145,6 +146,9 @@ class Governance:
             on_transition=self._on_transition,
         )
         self.alerts = Alerter(clock, policy.alerts)
+        # The secrets the server holds (names), against which a runtime alerts URL's
+        # secret is checked; None: not known (no server), not checked.
+        self.secret_names: frozenset[str] | None = None
         self.breakers.on_moved = self._breaker_moved
         self._pending_spend: list[tuple[str, str, Decimal]] = []
         # Reservations a crash left open, by run, until the run is resumed
@@ -170,6 +174,10 @@ class Governance:
                 self._budgets[name] = BudgetPolicy.model_validate(body)
         self.ledger.load(await self._store.budget_spend())
         self._apply()
+        alerts = _alerts_with(self.policy.alerts, await self._store.overrides("alerts"))
+        if self.secret_names is not None:
+            check_secret(alerts, self.secret_names)  # a stored URL's secret, too
+        self.alerts.configure(alerts)
         # Calls in flight at a crash: their bill is unknown, so they hold
         # their worst case in every budget until charged (fail closed). In a
         # cluster, open rows may be calls other servers have in flight now.
@@ -304,6 +312,10 @@ class Governance:
             await self._store.overrides("quotas"),
             await self._store.overrides("budgets"),
         )
+        alerts = _alerts_with(self.policy.alerts, await self._store.overrides("alerts"))
+        if not self._saving and alerts != self.alerts.policy:
+            self.alerts.configure(alerts)
+            log.info("cluster: adopted the alerts settings changed on another server")
         if self._saving or (quotas == self._quotas and budgets == self._budgets):
             return False  # a local change is being stored, or nothing changed
         previous = self._quotas, self._budgets
@@ -461,6 +473,22 @@ class Governance:
         self._apply()
         await self._save("budgets", name, None)
         return True
+
+    def alerts_policy(self) -> AlertsPolicy | None:
+        """The alerts settings in force (None: alerting is off)."""
+        return self.alerts.policy
+
+    async def put_alerts(self, data: dict[str, Any] | None) -> AlertsPolicy | None:
+        """Replaces the alerts settings (None switches alerting off); stored, wins over
+        the policy file. PolicyError names a bad field, or a secret the server lacks."""
+        alerts = None if data is None else _validated(AlertsPolicy, data, "alerts")
+        if self.secret_names is not None:
+            check_secret(alerts, self.secret_names)
+        self.alerts.configure(alerts)
+        await self._save(
+            "alerts", "alerts", None if alerts is None else alerts.model_dump(mode="json")
+        )
+        return alerts
 
     async def _save(self, kind: OverrideKind, name: str, body: dict[str, Any] | None) -> None:
         if self._store is not None:
@@ -698,7 +726,17 @@ class Governance:
         self._store.add_spend(call.tenant, scopes, day, amount)
 
 
-M = TypeVar("M", QuotaPolicy, BudgetPolicy)
+M = TypeVar("M", QuotaPolicy, BudgetPolicy, AlertsPolicy)
+
+
+def _alerts_with(
+    alerts: AlertsPolicy | None, overrides: dict[str, dict[str, Any] | None]
+) -> AlertsPolicy | None:
+    """The policy file's alerts settings, or the runtime change (UpdateAlerts) if any."""
+    if "alerts" not in overrides:
+        return alerts
+    body = overrides["alerts"]
+    return None if body is None else AlertsPolicy.model_validate(body)
 
 
 def _validated(model: type[M], data: dict[str, Any], prefix: str) -> M:

@@ -402,6 +402,7 @@ async def _serve_store(
         _governance_store(store),
         shared=cluster is not None,
     )
+    governance.secret_names = frozenset(egress.secrets.names)
     await governance.load()
     _configure_providers(report, policy or Policy())
     contribute_provider_prices(governance.prices, (e.provider for e in report.registry.providers))
