@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import grpc
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -29,10 +30,11 @@ from podium.testing import (
     start_run,
     step_reaches,
 )
+from podium.testing.errors import error_info, field_violations
 from podium.testing.http_endpoint import HttpEndpoint, Reply, Request, http_endpoint
-from podium.v1 import run_pb2
+from podium.v1 import control_service_pb2, run_pb2
 
-R = run_pb2
+C, R = control_service_pb2, run_pb2
 KEY = "alert-signing-key-5d0e"
 
 
@@ -314,3 +316,74 @@ async def test_alerts_to_a_secret_the_server_lacks_stop_it_at_start(monkeypatch:
             pass
     assert refused.value.field == "alerts.secret"
     assert "'missing' is not configured" in refused.value.reason
+
+
+# -- runtime changes: GetAlerts / UpdateAlerts ------------------------------------------
+
+
+def update(**fields: Any) -> C.UpdateAlertsRequest:
+    return C.UpdateAlertsRequest(alerts=C.Alerts(**fields))
+
+
+@pytest.mark.parametrize(
+    ("alerts", "field"),
+    [
+        ({"url": "http://127.0.0.1:9/alerts"}, "alerts.secret"),
+        ({"url": "http://127.0.0.1:9/alerts", "secret": "not-held"}, "alerts.secret"),
+        ({"url": "gopher://127.0.0.1/", "secret": "alerts"}, "alerts.url"),
+        ({"kinds": [C.ALERT_KIND_QUOTA_WAIT, C.ALERT_KIND_UNSPECIFIED]}, "alerts.kinds[1]"),
+        ({"budget_thresholds": [0.5, float("nan")]}, "alerts.budget_thresholds"),
+        ({"queue_size": -3}, "alerts.queue_size"),
+    ],
+)
+async def test_bad_alerts_settings_are_invalid_argument_naming_the_field(
+    monkeypatch: Any, alerts: dict[str, Any], field: str
+) -> None:
+    async with serving(egress=egress(monkeypatch)) as (_, stubs):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stubs.control.UpdateAlerts(update(**alerts))
+        after = await stubs.control.GetAlerts(C.GetAlertsRequest())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in field_violations(caught.value)] == [field]
+    assert error_info(caught.value).reason == "INVALID_POLICY"
+    assert not after.HasField("alerts")  # nothing changed
+
+
+async def test_alerts_changed_at_runtime_apply_at_once_and_survive_a_restart(
+    monkeypatch: Any, db_path: str
+) -> None:
+    settings = egress(monkeypatch)
+    rules = Policy.model_validate(
+        {
+            "breakers": {"overrides": {"model:simulated/sim-large": {"failure_threshold": 1}}},
+            "alerts": {"kinds": ["budget_threshold"]},  # the file's: metrics only
+        }
+    )
+    failing = llm_step(model="sim-large", options={"latency_ms": 0, "fail_with": "server_error"})
+    with http_endpoint() as endpoint:
+        async with serving(db_path, policy=rules, egress=settings) as (_, stubs):
+            before = await stubs.control.GetAlerts(C.GetAlertsRequest())
+            assert list(before.alerts.kinds) == [C.ALERT_KIND_BUDGET_THRESHOLD]
+            assert before.alerts.url == ""
+            changed = await stubs.control.UpdateAlerts(
+                update(
+                    url=endpoint.url("/ops"), secret="alerts", kinds=[C.ALERT_KIND_BREAKER_OPENED]
+                )
+            )
+            assert changed.alerts.wait_after.seconds == 60  # the defaults, filled in
+            assert changed.alerts.min_interval.seconds == 300
+            await create_workflow(stubs, "failing", {"steps": [failing]})
+            await run_to_end(stubs, "failing")
+            await eventually(lambda: len(endpoint.requests) == 1, what="the opening")
+        async with serving(db_path, policy=rules, egress=settings) as (_, stubs):
+            kept = await stubs.control.GetAlerts(C.GetAlertsRequest())
+            await stubs.control.UpdateAlerts(C.UpdateAlertsRequest())  # off
+            off = await stubs.control.GetAlerts(C.GetAlertsRequest())
+        async with serving(db_path, policy=rules, egress=settings) as (_, stubs):
+            still_off = await stubs.control.GetAlerts(C.GetAlertsRequest())
+    assert endpoint.requests[0].path == "/ops"
+    assert endpoint.requests[0].json()["kind"] == "breaker_opened"
+    verify(endpoint.requests[0])
+    assert kept.alerts.url == endpoint.url("/ops")
+    assert list(kept.alerts.kinds) == [C.ALERT_KIND_BREAKER_OPENED]
+    assert not off.HasField("alerts") and not still_off.HasField("alerts")

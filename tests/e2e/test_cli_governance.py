@@ -197,6 +197,40 @@ def test_bad_values_are_one_line_errors_naming_the_field(
     assert "b" not in names
 
 
+def test_alerts_are_shown_set_and_switched_off(
+    governed: ServerProcess, one_line_error: OneLineError
+) -> None:
+    assert ok(governed, "alerts").strip() == "alerts are off"
+    shown = ok(
+        governed,
+        "alerts",
+        "set",
+        "--kind",
+        "quota_wait",
+        "--kind",
+        "breaker_opened",
+        "--wait-after",
+        "15",
+        "--threshold",
+        "0.5",
+    )
+    assert "url: metrics only" in shown
+    assert "kinds: quota_wait, breaker_opened" in shown
+    assert "budget thresholds: 0.5" in shown and "wait after: 15s" in shown
+    assert ok_json(governed, "alerts")["alerts"]["wait_after"] == "15s"  # type: ignore[index]
+
+    # A secret the server does not hold: one line naming the field; nothing changes.
+    refused = governed.cli("alerts", "set", "--url", "https://hooks.example.com", "--secret", "k")
+    assert refused.returncode == 1
+    one_line_error(refused, "INVALID_ARGUMENT", "alerts.secret", "'k' is not configured")
+    late = governed.cli("alerts", "set", "--threshold", "1.5")
+    one_line_error(late, "INVALID_ARGUMENT", "alerts.budget_thresholds")
+    assert "wait after: 15s" in ok(governed, "alerts")
+
+    assert ok(governed, "alerts", "off").strip() == "alerts are off"
+    assert ok(governed, "alerts").strip() == "alerts are off"
+
+
 def test_resetting_an_unknown_breaker_is_not_found(
     governed: ServerProcess, one_line_error: OneLineError
 ) -> None:
