@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from podium.core.clock import ManualClock
 from podium.egress.settings import EgressSettings
@@ -59,6 +59,7 @@ def counted(reader: InMemoryMetricReader, name: str) -> dict[tuple[Any, ...], fl
             for metric in scope.metrics:
                 if metric.name == name:
                     for point in metric.data.data_points:
+                        assert isinstance(point, NumberDataPoint)
                         found[tuple(sorted((point.attributes or {}).items()))] = point.value
     return found
 
