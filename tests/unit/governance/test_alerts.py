@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from podium.core.clock import ManualClock
@@ -17,9 +18,18 @@ from podium.egress.client import EgressClient
 from podium.egress.destinations import DestinationPolicy, parse_networks
 from podium.egress.secrets import Secrets
 from podium.governance.alerts import Alerter
-from podium.governance.policy import AlertsPolicy
+from podium.governance.budgets import Budget
+from podium.governance.gate import Caller, LlmGate, NullObserver
+from podium.governance.policy import AlertsPolicy, Policy
+from podium.governance.prices import contribute_provider_prices
+from podium.governance.scopes import CallScopes
+from podium.governance.service import Governance
+from podium.plugins.api import CompletionRequest, Message
+from podium.plugins.builtin.simulated_provider import SimulatedProvider
 from podium.testing import eventually
 from podium.testing.http_endpoint import Reply, http_endpoint
+
+CALL = CallScopes(provider="simulated", model="sim-small", agent="llm", workflow="wf")
 
 
 @dataclass
@@ -164,3 +174,38 @@ async def test_queued_alerts_follow_a_new_url() -> None:
             await eventually(lambda: counts.of("delivered") != [], what="the delivery")
     assert len(old.requests) == 1 and len(new.requests) == 1
     assert old.requests[0].json() == new.requests[0].json()
+
+
+async def test_the_gate_alerts_a_budget_wait_that_lasts_and_not_one_that_ends_sooner() -> None:
+    clock, provider = ManualClock(), SimulatedProvider(latency_ms=0)
+    rules = {"alerts": {"kinds": ["budget_wait"], "wait_after": 5, "min_interval": 0}}
+    governed = Governance(Policy.model_validate(rules), clock)
+    contribute_provider_prices(governed.prices, [provider])
+    counts = Counts()
+    governed.alerts.observer = counts
+    worst = governed.prices.worst_case("simulated", "sim-small", 2, 50)
+    governed.ledger.update([Budget("cap", "server", "", worst * Decimal("1.5"))])
+    request = CompletionRequest(
+        model="sim-small", messages=[Message("user", "hello")], max_tokens=50
+    )
+    gate = LlmGate(
+        governed,
+        lambda _: provider,
+        Caller(run_id="r1", workflow="wf", agent="llm", step_id="ask"),
+        NullObserver(),
+    )
+
+    async def wait_for(seconds: float) -> None:
+        # Another call in flight holds the room for `seconds`; ours waits meanwhile.
+        in_flight = governed.ledger.reserve(CALL, "r0", None, worst)
+        call = asyncio.create_task(gate.complete("simulated", request))
+        await eventually(lambda: governed.ledger.waiting("cap") == 1, what="the call waiting")
+        clock.advance(seconds)
+        await asyncio.sleep(0.05)
+        governed.ledger.release(in_flight)
+        await call
+
+    await wait_for(4)
+    assert counts.seen == []
+    await wait_for(5)
+    assert counts.seen == [("raised", "budget_wait", "budget:cap")]
