@@ -197,6 +197,40 @@ def test_bad_values_are_one_line_errors_naming_the_field(
     assert "b" not in names
 
 
+def test_alerts_are_shown_set_and_switched_off(
+    governed: ServerProcess, one_line_error: OneLineError
+) -> None:
+    assert ok(governed, "alerts").strip() == "alerts are off"
+    shown = ok(
+        governed,
+        "alerts",
+        "set",
+        "--kind",
+        "quota_wait",
+        "--kind",
+        "breaker_opened",
+        "--wait-after",
+        "15",
+        "--threshold",
+        "0.5",
+    )
+    assert "url: metrics only" in shown
+    assert "kinds: quota_wait, breaker_opened" in shown
+    assert "budget thresholds: 0.5" in shown and "wait after: 15s" in shown
+    assert ok_json(governed, "alerts")["alerts"]["wait_after"] == "15s"  # type: ignore[index]
+
+    # A secret the server does not hold: one line naming the field; nothing changes.
+    refused = governed.cli("alerts", "set", "--url", "https://hooks.example.com", "--secret", "k")
+    assert refused.returncode == 1
+    one_line_error(refused, "INVALID_ARGUMENT", "alerts.secret", "'k' is not configured")
+    late = governed.cli("alerts", "set", "--threshold", "1.5")
+    one_line_error(late, "INVALID_ARGUMENT", "alerts.budget_thresholds")
+    assert "wait after: 15s" in ok(governed, "alerts")
+
+    assert ok(governed, "alerts", "off").strip() == "alerts are off"
+    assert ok(governed, "alerts").strip() == "alerts are off"
+
+
 def test_resetting_an_unknown_breaker_is_not_found(
     governed: ServerProcess, one_line_error: OneLineError
 ) -> None:
@@ -273,6 +307,32 @@ def test_serve_refuses_a_bad_policy_in_one_line(
     )
     assert result.returncode == 2
     one_line_error(result, "quotas[0].limit")
+
+
+@pytest.mark.parametrize(
+    ("alerts", "field"),
+    [
+        # A secret the server does not hold: refused at start, not at every alert.
+        ('{url: "http://127.0.0.1:9/alerts", secret: nowhere}', "alerts.secret"),
+        ('{url: "ftp://example.com/alerts", secret: k}', "alerts.url"),
+        ("{kinds: [budget_threshold, budget_exploded]}", "alerts.kinds[1]"),
+    ],
+)
+def test_serve_refuses_a_bad_alerts_section_in_one_line(
+    tmp_path: Path, one_line_error: OneLineError, alerts: str, field: str
+) -> None:
+    bad = tmp_path / "alerts.yaml"
+    bad.write_text(f"alerts: {alerts}\n")
+    address, db = "127.0.0.1:0", str(tmp_path / "a.db")
+    result = subprocess.run(
+        [*CLI, "serve", "--address", address, "--db", db, "--policy", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    one_line_error(result, field)
 
 
 async def test_the_async_client_governs_too(governed: ServerProcess) -> None:

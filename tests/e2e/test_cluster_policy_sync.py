@@ -95,3 +95,29 @@ async def test_quota_and_budget_changes_on_one_server_apply_on_the_other(
         # b keeps its own change (its sync does not undo what it stored itself).
         assert (await quotas(b))["runtime-q"].limit == 5
         assert await budgets(b) == {}
+
+
+async def test_alerts_changed_on_one_server_apply_on_the_other(cluster: Cluster) -> None:
+    servers = [cluster.start(name) for name in ("a", "b")]
+    async with (
+        grpc.aio.insecure_channel(servers[0].address) as channel_a,
+        grpc.aio.insecure_channel(servers[1].address) as channel_b,
+    ):
+        a, b = Stubs.on(channel_a), Stubs.on(channel_b)
+        assert not (await b.control.GetAlerts(C.GetAlertsRequest())).HasField("alerts")
+        await a.control.UpdateAlerts(
+            C.UpdateAlertsRequest(alerts=C.Alerts(kinds=[C.ALERT_KIND_QUOTA_WAIT]))
+        )
+
+        async def b_alerts_on_quota_waits() -> bool:
+            reply = await b.control.GetAlerts(C.GetAlertsRequest())
+            return list(reply.alerts.kinds) == [C.ALERT_KIND_QUOTA_WAIT]
+
+        await eventually(b_alerts_on_quota_waits, what="server b taking server a's alerts")
+
+        await b.control.UpdateAlerts(C.UpdateAlertsRequest())  # off, from the other side
+
+        async def a_is_off() -> bool:
+            return not (await a.control.GetAlerts(C.GetAlertsRequest())).HasField("alerts")
+
+        await eventually(a_is_off, what="server a switching alerts off")

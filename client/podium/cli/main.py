@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from podium.cli import (
+    alerts,
     completion,
     governance,
     identity,
@@ -63,6 +64,7 @@ def build_parser() -> ArgumentParser:
     runs.register(commands)
     schedules.register(commands)
     governance.register(commands)
+    alerts.register(commands)
     insights.register(commands)
     plugins.register(commands)
     plugin_template.register(commands)

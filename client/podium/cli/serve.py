@@ -50,7 +50,7 @@ def register(commands: Any) -> None:
         "--policy",
         default=None,
         metavar="FILE",
-        help="governance policy (YAML): quotas, budgets, breakers, prices",
+        help="governance policy (YAML): quotas, budgets, breakers, prices, alerts",
     )
     serve.add_argument(
         "--limit",

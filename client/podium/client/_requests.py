@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from google.protobuf import json_format, struct_pb2
 
 from podium.client.enums import event_type, run_state
-from podium.client.governance import budget_period, quota_dimension, scope_message
+from podium.client.governance import alert_kind, budget_period, quota_dimension, scope_message
 from podium.client.money import from_decimal
 from podium.client.names import run_name, workflow_name
 from podium.client.schedules import schedule_name
@@ -223,6 +223,29 @@ def update_budget(
         warn_fraction=warn_fraction,
     )
     return control_service_pb2.UpdateBudgetRequest(budget=budget)
+
+
+def update_alerts(
+    url: str,
+    secret: str,
+    kinds: Sequence[int | str],
+    budget_thresholds: Sequence[float],
+    wait_after: float | None,
+    min_interval: float | None,
+    queue_size: int,
+) -> control_service_pb2.UpdateAlertsRequest:
+    alerts = control_service_pb2.Alerts(
+        url=url,
+        secret=secret,
+        kinds=[_field(alert_kind, kind, f"alerts.kinds[{i}]") for i, kind in enumerate(kinds)],
+        budget_thresholds=list(budget_thresholds),
+        queue_size=queue_size,
+    )
+    if wait_after is not None:
+        alerts.wait_after.FromNanoseconds(round(wait_after * 1e9))
+    if min_interval is not None:
+        alerts.min_interval.FromNanoseconds(round(min_interval * 1e9))
+    return control_service_pb2.UpdateAlertsRequest(alerts=alerts)
 
 
 def get_spend(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
@@ -510,6 +510,42 @@ class Client:
         request = control_service_pb2.DeleteBudgetRequest(name=name)
         with translate_rpc_errors():
             self._control.DeleteBudget(request, timeout=self.timeout)
+
+    def get_alerts(self) -> control_service_pb2.Alerts | None:
+        """The alerts settings in force; None: alerting is off."""
+        request = control_service_pb2.GetAlertsRequest()
+        with translate_rpc_errors():
+            response = self._control.GetAlerts(request, timeout=self.timeout)
+        return response.alerts if response.HasField("alerts") else None
+
+    def update_alerts(
+        self,
+        url: str = "",
+        secret: str = "",
+        *,
+        kinds: Sequence[int | str] = (),
+        budget_thresholds: Sequence[float] = (),
+        wait_after: float | None = None,
+        min_interval: float | None = None,
+        queue_size: int = 0,
+    ) -> control_service_pb2.Alerts:
+        """Replace the alerts settings (persisted): POST to `url`, signed with the server
+        secret named `secret`; `kinds` ("budget_threshold", "breaker_opened",
+        "breaker_closed", "quota_wait", "budget_wait"; empty: all); `budget_thresholds`
+        (fractions; empty: each budget's warn_fraction and 1); `wait_after` and
+        `min_interval` in seconds (None: 60 and 300); `queue_size` (0: 1000)."""
+        request = _requests.update_alerts(
+            url, secret, kinds, budget_thresholds, wait_after, min_interval, queue_size
+        )
+        with translate_rpc_errors():
+            response = self._control.UpdateAlerts(request, timeout=self.timeout)
+        return response.alerts
+
+    def disable_alerts(self) -> None:
+        """Switch alerting off (persisted; wins over the policy file)."""
+        request = control_service_pb2.UpdateAlertsRequest()
+        with translate_rpc_errors():
+            self._control.UpdateAlerts(request, timeout=self.timeout)
 
     def get_spend(
         self, scope: str | None = None, period: int | str = "day", since: str = ""

@@ -10,6 +10,8 @@ from podium.client.enums import _lookup
 from podium.v1 import control_service_pb2
 
 __all__ = [
+    "alert_kind",
+    "alert_kind_label",
     "breaker_state_label",
     "budget_period",
     "budget_period_label",
@@ -90,6 +92,20 @@ def budget_period(value: int | str) -> control_service_pb2.BudgetPeriod.ValueTyp
     return control_service_pb2.BudgetPeriod.Value(
         _lookup(names, "BUDGET_PERIOD_", value, "budget period")
     )
+
+
+def alert_kind(value: int | str) -> control_service_pb2.AlertKind.ValueType:
+    """An AlertKind from "budget_threshold", "breaker_opened", "breaker_closed",
+    "quota_wait" or "budget_wait" (any case)."""
+    if isinstance(value, int):
+        return control_service_pb2.AlertKind.ValueType(value)
+    names = list(control_service_pb2.AlertKind.keys())
+    return control_service_pb2.AlertKind.Value(_lookup(names, "ALERT_KIND_", value, "alert kind"))
+
+
+def alert_kind_label(value: int) -> str:
+    """ "quota_wait" for ALERT_KIND_QUOTA_WAIT; the number for unknown values."""
+    return _label(control_service_pb2.AlertKind, value, "ALERT_KIND_")
 
 
 def _label(enum: object, value: int, prefix: str) -> str:

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint
 from pyqwest import Client
 
-from .control_service_pb2 import DeleteBudgetRequest, DeleteBudgetResponse, DeleteQuotaRequest, DeleteQuotaResponse, GetSpendRequest, GetSpendResponse, GetSystemStatusRequest, GetSystemStatusResponse, GetWorkflowInsightsRequest, GetWorkflowInsightsResponse, ListAgentsRequest, ListAgentsResponse, ListBreakersRequest, ListBreakersResponse, ListBudgetsRequest, ListBudgetsResponse, ListPluginsRequest, ListPluginsResponse, ListProvidersRequest, ListProvidersResponse, ListQuotasRequest, ListQuotasResponse, ResetBreakerRequest, ResetBreakerResponse, UpdateBudgetRequest, UpdateBudgetResponse, UpdateQuotaRequest, UpdateQuotaResponse
+from .control_service_pb2 import DeleteBudgetRequest, DeleteBudgetResponse, DeleteQuotaRequest, DeleteQuotaResponse, GetAlertsRequest, GetAlertsResponse, GetSpendRequest, GetSpendResponse, GetSystemStatusRequest, GetSystemStatusResponse, GetWorkflowInsightsRequest, GetWorkflowInsightsResponse, ListAgentsRequest, ListAgentsResponse, ListBreakersRequest, ListBreakersResponse, ListBudgetsRequest, ListBudgetsResponse, ListPluginsRequest, ListPluginsResponse, ListProvidersRequest, ListProvidersResponse, ListQuotasRequest, ListQuotasResponse, ResetBreakerRequest, ResetBreakerResponse, UpdateAlertsRequest, UpdateAlertsResponse, UpdateBudgetRequest, UpdateBudgetResponse, UpdateQuotaRequest, UpdateQuotaResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -103,6 +103,21 @@ class ControlService(Protocol):
     async def reset_breaker(self, request: ResetBreakerRequest, ctx: RequestContext[ResetBreakerRequest, ResetBreakerResponse], /) -> ResetBreakerResponse:
         """
         Closes a breaker.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_alerts(self, request: GetAlertsRequest, ctx: RequestContext[GetAlertsRequest, GetAlertsResponse], /) -> GetAlertsResponse:
+        """
+        The alerts settings in force: the policy file's `alerts:` section, or the
+        last UpdateAlerts.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def update_alerts(self, request: UpdateAlertsRequest, ctx: RequestContext[UpdateAlertsRequest, UpdateAlertsResponse], /) -> UpdateAlertsResponse:
+        """
+        Replaces the alerts settings; persisted, survives restarts and wins over the
+        policy file. Without `alerts`, alerting is switched off. A URL without a
+        secret the server holds, or a bad value, is INVALID_ARGUMENT naming the field.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -268,6 +283,28 @@ class ControlServiceASGIApplication(ConnectASGIApplication[ControlService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.reset_breaker,
+                ),
+                "/podium.v1.ControlService/GetAlerts": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetAlerts",
+                        service_name="podium.v1.ControlService",
+                        input=GetAlertsRequest,
+                        output=GetAlertsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_alerts,
+                ),
+                "/podium.v1.ControlService/UpdateAlerts": Endpoint.unary(
+                    method=MethodInfo(
+                        name="UpdateAlerts",
+                        service_name="podium.v1.ControlService",
+                        input=UpdateAlertsRequest,
+                        output=UpdateAlertsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.update_alerts,
                 ),
                 "/podium.v1.ControlService/GetWorkflowInsights": Endpoint.unary(
                     method=MethodInfo(
@@ -601,6 +638,55 @@ class ControlServiceClient(ConnectClient):
                 service_name="podium.v1.ControlService",
                 input=ResetBreakerRequest,
                 output=ResetBreakerResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def get_alerts(
+        self,
+        request: GetAlertsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetAlertsResponse:
+        """
+        The alerts settings in force: the policy file's `alerts:` section, or the
+        last UpdateAlerts.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetAlerts",
+                service_name="podium.v1.ControlService",
+                input=GetAlertsRequest,
+                output=GetAlertsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def update_alerts(
+        self,
+        request: UpdateAlertsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UpdateAlertsResponse:
+        """
+        Replaces the alerts settings; persisted, survives restarts and wins over the
+        policy file. Without `alerts`, alerting is switched off. A URL without a
+        secret the server holds, or a bad value, is INVALID_ARGUMENT naming the field.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateAlerts",
+                service_name="podium.v1.ControlService",
+                input=UpdateAlertsRequest,
+                output=UpdateAlertsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

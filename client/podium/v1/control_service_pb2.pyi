@@ -192,6 +192,40 @@ RECOMMENDATION_KIND_CACHE: RecommendationKind.ValueType  # 6
 """A step run again with an identical input: cache it."""
 Global___RecommendationKind: _TypeAlias = RecommendationKind  # noqa: Y015
 
+class _AlertKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_KIND_UNSPECIFIED: _AlertKind.ValueType  # 0
+    ALERT_KIND_BUDGET_THRESHOLD: _AlertKind.ValueType  # 1
+    """Settled spend crossed one of a budget's thresholds (once per period each)."""
+    ALERT_KIND_BREAKER_OPENED: _AlertKind.ValueType  # 2
+    """A circuit breaker opened."""
+    ALERT_KIND_BREAKER_CLOSED: _AlertKind.ValueType  # 3
+    """A circuit breaker closed again (its probe succeeded, or it was reset)."""
+    ALERT_KIND_QUOTA_WAIT: _AlertKind.ValueType  # 4
+    """A call has waited `wait_after` for a quota."""
+    ALERT_KIND_BUDGET_WAIT: _AlertKind.ValueType  # 5
+    """A call has waited `wait_after` for room in a budget."""
+
+class AlertKind(_AlertKind, metaclass=_AlertKindEnumTypeWrapper):
+    """What governance alerts about."""
+
+ALERT_KIND_UNSPECIFIED: AlertKind.ValueType  # 0
+ALERT_KIND_BUDGET_THRESHOLD: AlertKind.ValueType  # 1
+"""Settled spend crossed one of a budget's thresholds (once per period each)."""
+ALERT_KIND_BREAKER_OPENED: AlertKind.ValueType  # 2
+"""A circuit breaker opened."""
+ALERT_KIND_BREAKER_CLOSED: AlertKind.ValueType  # 3
+"""A circuit breaker closed again (its probe succeeded, or it was reset)."""
+ALERT_KIND_QUOTA_WAIT: AlertKind.ValueType  # 4
+"""A call has waited `wait_after` for a quota."""
+ALERT_KIND_BUDGET_WAIT: AlertKind.ValueType  # 5
+"""A call has waited `wait_after` for room in a budget."""
+Global___AlertKind: _TypeAlias = AlertKind  # noqa: Y015
+
 @_typing.final
 class ListAgentsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -1397,3 +1431,143 @@ class Recommendation(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Recommendation: _TypeAlias = Recommendation  # noqa: Y015
+
+@_typing.final
+class Alerts(_message.Message):
+    """Where and when alerts go. Each alert is POSTed as JSON, signed as completion
+    notifications are (Podium-Timestamp, Podium-Signature: v1= HMAC-SHA256 of
+    "timestamp.body"), retried with backoff; alerts are also metrics (podium.alerts).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    BUDGET_THRESHOLDS_FIELD_NUMBER: _builtins.int
+    WAIT_AFTER_FIELD_NUMBER: _builtins.int
+    MIN_INTERVAL_FIELD_NUMBER: _builtins.int
+    QUEUE_SIZE_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """http:// or https:// URL alerts are POSTed to; empty: metrics and log lines only."""
+    secret: _builtins.str
+    """Name of the server secret (podium serve --secret) whose value signs them;
+    required with a url.
+    """
+    queue_size: _builtins.int
+    """Alerts queued for delivery at most (the oldest is dropped beyond); 0: 1000."""
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___AlertKind.ValueType]:
+        """The kinds raised; empty: every kind."""
+
+    @_builtins.property
+    def budget_thresholds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Fractions of a budget's limit, in (0, 1], whose crossing alerts; empty: the
+        budget's warn_fraction and 1.
+        """
+
+    @_builtins.property
+    def wait_after(self) -> _duration_pb2.Duration:
+        """How long a call waits for a quota or budget before it alerts; unset: 60 s."""
+
+    @_builtins.property
+    def min_interval(self) -> _duration_pb2.Duration:
+        """Least time between two alerts of one kind and subject; unset: 300 s."""
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        secret: _builtins.str = ...,
+        kinds: _abc.Iterable[Global___AlertKind.ValueType] | None = ...,
+        budget_thresholds: _abc.Iterable[_builtins.float] | None = ...,
+        wait_after: _duration_pb2.Duration | None = ...,
+        min_interval: _duration_pb2.Duration | None = ...,
+        queue_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["min_interval", b"min_interval", "wait_after", b"wait_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_thresholds", b"budget_thresholds", "kinds", b"kinds", "min_interval", b"min_interval", "queue_size", b"queue_size", "secret", b"secret", "url", b"url", "wait_after", b"wait_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Alerts: _TypeAlias = Alerts  # noqa: Y015
+
+@_typing.final
+class GetAlertsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAlertsRequest: _TypeAlias = GetAlertsRequest  # noqa: Y015
+
+@_typing.final
+class GetAlertsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alerts(self) -> Global___Alerts:
+        """Unset: alerting is off."""
+
+    def __init__(
+        self,
+        *,
+        alerts: Global___Alerts | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAlertsResponse: _TypeAlias = GetAlertsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateAlertsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alerts(self) -> Global___Alerts:
+        """Unset: switches alerting off."""
+
+    def __init__(
+        self,
+        *,
+        alerts: Global___Alerts | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAlertsRequest: _TypeAlias = UpdateAlertsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateAlertsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alerts(self) -> Global___Alerts: ...
+    def __init__(
+        self,
+        *,
+        alerts: Global___Alerts | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAlertsResponse: _TypeAlias = UpdateAlertsResponse  # noqa: Y015

@@ -101,6 +101,16 @@ class ControlServiceStub:
                 request_serializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerResponse.FromString,
                 _registered_method=True)
+        self.GetAlerts = channel.unary_unary(
+                '/podium.v1.ControlService/GetAlerts',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.GetAlertsRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.GetAlertsResponse.FromString,
+                _registered_method=True)
+        self.UpdateAlerts = channel.unary_unary(
+                '/podium.v1.ControlService/UpdateAlerts',
+                request_serializer=podium_dot_v1_dot_control__service__pb2.UpdateAlertsRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__service__pb2.UpdateAlertsResponse.FromString,
+                _registered_method=True)
         self.GetWorkflowInsights = channel.unary_unary(
                 '/podium.v1.ControlService/GetWorkflowInsights',
                 request_serializer=podium_dot_v1_dot_control__service__pb2.GetWorkflowInsightsRequest.SerializeToString,
@@ -200,6 +210,23 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAlerts(self, request, context):
+        """The alerts settings in force: the policy file's `alerts:` section, or the
+        last UpdateAlerts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAlerts(self, request, context):
+        """Replaces the alerts settings; persisted, survives restarts and wins over the
+        policy file. Without `alerts`, alerting is switched off. A URL without a
+        secret the server holds, or a bad value, is INVALID_ARGUMENT naming the field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetWorkflowInsights(self, request, context):
         """Statistics and recommendations computed from a workflow's finished runs.
         """
@@ -274,6 +301,16 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.ResetBreaker,
                     request_deserializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerRequest.FromString,
                     response_serializer=podium_dot_v1_dot_control__service__pb2.ResetBreakerResponse.SerializeToString,
+            ),
+            'GetAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlerts,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.GetAlertsRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.GetAlertsResponse.SerializeToString,
+            ),
+            'UpdateAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAlerts,
+                    request_deserializer=podium_dot_v1_dot_control__service__pb2.UpdateAlertsRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__service__pb2.UpdateAlertsResponse.SerializeToString,
             ),
             'GetWorkflowInsights': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkflowInsights,
@@ -634,6 +671,60 @@ class ControlService:
             '/podium.v1.ControlService/ResetBreaker',
             podium_dot_v1_dot_control__service__pb2.ResetBreakerRequest.SerializeToString,
             podium_dot_v1_dot_control__service__pb2.ResetBreakerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/GetAlerts',
+            podium_dot_v1_dot_control__service__pb2.GetAlertsRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.GetAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.ControlService/UpdateAlerts',
+            podium_dot_v1_dot_control__service__pb2.UpdateAlertsRequest.SerializeToString,
+            podium_dot_v1_dot_control__service__pb2.UpdateAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

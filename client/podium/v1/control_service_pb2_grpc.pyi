@@ -58,6 +58,15 @@ class ControlServiceStub:
     """Circuit breakers and their state."""
     ResetBreaker: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.ResetBreakerRequest, _control_service_pb2.ResetBreakerResponse]
     """Closes a breaker."""
+    GetAlerts: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.GetAlertsRequest, _control_service_pb2.GetAlertsResponse]
+    """The alerts settings in force: the policy file's `alerts:` section, or the
+    last UpdateAlerts.
+    """
+    UpdateAlerts: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.UpdateAlertsRequest, _control_service_pb2.UpdateAlertsResponse]
+    """Replaces the alerts settings; persisted, survives restarts and wins over the
+    policy file. Without `alerts`, alerting is switched off. A URL without a
+    secret the server holds, or a bad value, is INVALID_ARGUMENT naming the field.
+    """
     GetWorkflowInsights: _grpc.UnaryUnaryMultiCallable[_control_service_pb2.GetWorkflowInsightsRequest, _control_service_pb2.GetWorkflowInsightsResponse]
     """Statistics and recommendations computed from a workflow's finished runs."""
 
@@ -91,6 +100,15 @@ class ControlServiceAsyncStub(ControlServiceStub):
     """Circuit breakers and their state."""
     ResetBreaker: _aio.UnaryUnaryMultiCallable[_control_service_pb2.ResetBreakerRequest, _control_service_pb2.ResetBreakerResponse]  # type: ignore[assignment]
     """Closes a breaker."""
+    GetAlerts: _aio.UnaryUnaryMultiCallable[_control_service_pb2.GetAlertsRequest, _control_service_pb2.GetAlertsResponse]  # type: ignore[assignment]
+    """The alerts settings in force: the policy file's `alerts:` section, or the
+    last UpdateAlerts.
+    """
+    UpdateAlerts: _aio.UnaryUnaryMultiCallable[_control_service_pb2.UpdateAlertsRequest, _control_service_pb2.UpdateAlertsResponse]  # type: ignore[assignment]
+    """Replaces the alerts settings; persisted, survives restarts and wins over the
+    policy file. Without `alerts`, alerting is switched off. A URL without a
+    secret the server holds, or a bad value, is INVALID_ARGUMENT naming the field.
+    """
     GetWorkflowInsights: _aio.UnaryUnaryMultiCallable[_control_service_pb2.GetWorkflowInsightsRequest, _control_service_pb2.GetWorkflowInsightsResponse]  # type: ignore[assignment]
     """Statistics and recommendations computed from a workflow's finished runs."""
 
@@ -199,6 +217,27 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_service_pb2.ResetBreakerResponse, _abc.Awaitable[_control_service_pb2.ResetBreakerResponse]]:
         """Closes a breaker."""
+
+    @_abc_1.abstractmethod
+    def GetAlerts(
+        self,
+        request: _control_service_pb2.GetAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.GetAlertsResponse, _abc.Awaitable[_control_service_pb2.GetAlertsResponse]]:
+        """The alerts settings in force: the policy file's `alerts:` section, or the
+        last UpdateAlerts.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateAlerts(
+        self,
+        request: _control_service_pb2.UpdateAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_service_pb2.UpdateAlertsResponse, _abc.Awaitable[_control_service_pb2.UpdateAlertsResponse]]:
+        """Replaces the alerts settings; persisted, survives restarts and wins over the
+        policy file. Without `alerts`, alerting is switched off. A URL without a
+        secret the server holds, or a bad value, is INVALID_ARGUMENT naming the field.
+        """
 
     @_abc_1.abstractmethod
     def GetWorkflowInsights(

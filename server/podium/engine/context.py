@@ -172,6 +172,7 @@ class AttemptContext:
                 attempt=self._attempt.number,
                 item=self._attempt.item,
                 tenant=run.tenant,
+                priority=run.priority,
             )
             gate = LlmGate(
                 self._services.governance,

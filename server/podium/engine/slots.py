@@ -1,11 +1,8 @@
 """Server-wide execution slots, granted by priority with aging.
 
 When every slot is taken, waiters are served by effective priority
-`priority + waited / AGING_SECONDS`: higher-priority runs go first, FIFO
-within a priority, and a waiter gains one priority level per AGING_SECONDS
-so nothing starves. Since every waiter ages at the same rate, the order
-between two waiters never changes while they wait: a heap keyed on
-`enqueued / AGING_SECONDS - priority` serves them exactly in that order.
+`priority + waited / AGING_SECONDS` (podium.core.priority, the rule quota
+and budget waiters follow too): a heap of their places serves them in order.
 """
 
 from __future__ import annotations
@@ -13,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import itertools
 from collections.abc import AsyncIterator
 
 from podium.core.clock import Clock
+from podium.core.priority import AGING_SECONDS, Place, place
 from podium.engine.pausing import PauseGate
 
-AGING_SECONDS = 10.0
+__all__ = ["AGING_SECONDS", "PrioritySlots", "RunSlots"]
 
 
 class PrioritySlots:
@@ -27,8 +24,7 @@ class PrioritySlots:
         self.capacity = capacity
         self.in_use = 0
         self._clock = clock
-        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._tiebreak = itertools.count()
+        self._waiters: list[tuple[Place, asyncio.Future[None]]] = []
 
     @property
     def waiting(self) -> int:
@@ -39,8 +35,7 @@ class PrioritySlots:
             self.in_use += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        key = self._clock.monotonic() / AGING_SECONDS - priority
-        heapq.heappush(self._waiters, (key, next(self._tiebreak), future))
+        heapq.heappush(self._waiters, (place(priority, self._clock.monotonic()), future))
         try:
             await future
         except asyncio.CancelledError:
@@ -51,7 +46,7 @@ class PrioritySlots:
     def release(self) -> None:
         self.in_use -= 1
         while self._waiters and self.in_use < self.capacity:
-            _, _, future = heapq.heappop(self._waiters)
+            _, future = heapq.heappop(self._waiters)
             if not future.done():
                 self.in_use += 1
                 future.set_result(None)

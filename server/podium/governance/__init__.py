@@ -1,5 +1,5 @@
 """Governance of LLM calls: quotas (rate and concurrency), budgets (money),
-circuit breakers and prices. Pure logic on an injectable clock; the LLM
+circuit breakers, prices, and alerts about them. Pure logic on an injectable clock; the LLM
 gateway and ControlService wire it up."""
 
 from podium.governance.breakers import (

@@ -219,6 +219,11 @@ class CircuitBreaker:
             self._clear()
 
     @property
+    def cause(self) -> str:
+        """Why the breaker is in its state."""
+        return self._cause
+
+    @property
     def state_recorded(self) -> BreakerState:
         """The state as last moved to (an elapsed cooldown not yet applied)."""
         return self._state

@@ -8,8 +8,9 @@ loop they are atomic.
 
 A call that fits a limit on settled spend but not with other calls' open
 reservations is told so (BudgetBusy) and may wait: most of that room comes
-back when those calls settle. Waiters are served in arrival order: a newcomer
-never overtakes a call already waiting on the same budget. Only a call that
+back when those calls settle. Waiters are served by their run's priority with
+aging (podium.core.priority), in arrival order within a priority: a newcomer
+never overtakes a call of its priority already waiting on the same budget. Only a call that
 can never fit (settled spend plus its own worst case past the limit) is
 refused (BudgetExceeded), so waiting cannot deadlock: every reservation it
 waits for belongs to a call already past admission, which settles.
@@ -18,6 +19,7 @@ waits for belongs to a call already past admission, which settles.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +30,7 @@ from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from podium.core.clock import Clock
+from podium.core.priority import Place, place
 from podium.governance.scopes import CallScopes
 
 __all__ = [
@@ -148,11 +151,12 @@ class BudgetBusy(Exception):
 
 
 class WaitTicket:
-    """A waiting call's place in the queues of the budgets it waits on."""
+    """A call's place in the queues of the budgets it waits on (`BudgetLedger.ticket`)."""
 
-    __slots__ = ("keys",)
+    __slots__ = ("keys", "place")
 
-    def __init__(self) -> None:
+    def __init__(self, place: Place) -> None:
+        self.place = place
         self.keys: list[Key] = []
 
 
@@ -292,8 +296,8 @@ class BudgetLedger:
         """Reserves `amount` in every budget the call falls in, having reserved
         nothing if it raises: BudgetExceeded for the first budget it can never
         fit (settled spend plus `amount` past the limit), else BudgetBusy for
-        the first it cannot fit now (open reservations, or earlier waiters:
-        `ticket` is the call's place if it already waits)."""
+        the first it cannot fit now (open reservations, or waiters with a
+        better place than `ticket`, the call's; None: behind every waiter)."""
         if amount < 0:
             raise ValueError(f"a reservation cannot be negative, got {amount}")
         applicable = [b for b in self._budgets.values() if b.applies_to(call)]
@@ -325,11 +329,16 @@ class BudgetLedger:
 
     # -- waiting for room ---------------------------------------------------
 
+    def ticket(self, priority: int = 0) -> WaitTicket:
+        """The place of a call of `priority` arriving now, should it wait."""
+        return WaitTicket(place(priority, self._clock.monotonic()))
+
     def enqueue(self, ticket: WaitTicket, key: Key) -> None:
-        """Puts a waiting call in line for a budget (once per budget)."""
+        """Puts a waiting call in line for a budget (once per budget), at its place."""
         if key not in ticket.keys:
             ticket.keys.append(key)
-            self._queues.setdefault(key, []).append(ticket)
+            queue = self._queues.setdefault(key, [])
+            bisect.insort(queue, ticket, key=lambda queued: queued.place)
 
     def dequeue(self, ticket: WaitTicket) -> None:
         """Takes a call out of every line it is in (it reserved, gave up or was
@@ -465,9 +474,12 @@ class BudgetLedger:
         self._signal_room()
 
     def _others_first(self, key: Key, ticket: WaitTicket | None) -> bool:
-        """Whether calls that waited longer are in line for this budget."""
+        """Whether calls with a better place are in line for this budget (the lines are
+        sorted: their head has the best place)."""
         queue = self._queues.get(key)
-        return queue is not None and len(queue) > 0 and queue[0] is not ticket
+        if not queue or queue[0] is ticket:
+            return False
+        return ticket is None or queue[0].place < ticket.place
 
     def _signal_room(self) -> None:
         # Every waiter wakes and tries again, in the order it began to wait (asyncio resumes

@@ -21,17 +21,17 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from podium.core.failures import BUDGET_EXCEEDED, CIRCUIT_OPEN, QUOTA_EXCEEDED
 from podium.core.model import DEFAULT_TENANT, Usage
+from podium.governance.alerts import WaitWatch
 from podium.governance.breakers import BreakerState, CircuitBreaker, Outcome, classify
 from podium.governance.budgets import (
     BudgetBusy,
     BudgetExceeded,
     BudgetWarning,
     Reservation,
-    WaitTicket,
 )
 from podium.governance.quotas import QuotaTimeout
 from podium.governance.scopes import CallScopes
@@ -76,6 +76,8 @@ class Caller:
     # The run's tenant: its `tenant:<t>` quotas and budgets apply, its spend and
     # its breakers are its own.
     tenant: str = DEFAULT_TENANT
+    # The run's priority: its calls' place among quota and budget waiters.
+    priority: int = 0
 
 
 class GateObserver(Protocol):
@@ -213,6 +215,17 @@ class LlmGate:
             await self._governance.clock.sleep(max(earliest or 0.0, 0.01))
             self._observer.resumed(f"breaker:{blocked}")
 
+    def _who(self) -> dict[str, Any]:
+        """Who waits, for an alert's details."""
+        caller = self._caller
+        return {
+            "run": f"runs/{caller.run_id}",
+            "workflow": caller.workflow,
+            "step": caller.step_id,
+            "agent": caller.agent,
+            "tenant": caller.tenant,
+        }
+
     # -- budget-aware routing ----------------------------------------------------------
 
     def _route(self, targets: Sequence[Target]) -> tuple[int, str]:
@@ -305,33 +318,42 @@ class LlmGate:
         input_estimate = estimate_tokens(request)
         demand = governance.quotas.plan(call, input_estimate, max_tokens)
         waited: list[str] = []
+        watches: list[WaitWatch] = []
 
         def on_wait(reason: str) -> None:
             waited.append(reason)
             observer.waiting(reason)
+            # A wait that lasts alerts (quota_wait), unless it ends first.
+            watches.append(governance.alerts.watch_wait("quota_wait", reason, self._who()))
 
         try:
-            admission = await governance.quotas.admit(demand, None, on_wait=on_wait)
-        except QuotaTimeout as error:
-            figures = f": {error.detail}" if error.detail else ""
-            raise AgentError(
-                f"quota {error.reason} cannot admit this call{figures}",
-                code=QUOTA_EXCEEDED,
-                retryable=not error.detail,
-            ) from None
-        shared = None
-        settled = False
-        try:
-            # Cluster mode: the quotas of every server together (the database's).
-            shared = await governance.admit_shared(demand, on_wait)
-        except BaseException as error:
-            governance.quotas.settle(admission, 0, 0)
-            governance.quotas.release(admission)
-            if isinstance(error, QuotaTimeout):
+            try:
+                admission = await governance.quotas.admit(
+                    demand, None, on_wait=on_wait, priority=caller.priority
+                )
+            except QuotaTimeout as error:
+                figures = f": {error.detail}" if error.detail else ""
                 raise AgentError(
-                    f"quota {error.reason} cannot admit this call", code=QUOTA_EXCEEDED
+                    f"quota {error.reason} cannot admit this call{figures}",
+                    code=QUOTA_EXCEEDED,
+                    retryable=not error.detail,
                 ) from None
-            raise
+            shared = None
+            settled = False
+            try:
+                # Cluster mode: the quotas of every server together (the database's).
+                shared = await governance.admit_shared(demand, on_wait)
+            except BaseException as error:
+                governance.quotas.settle(admission, 0, 0)
+                governance.quotas.release(admission)
+                if isinstance(error, QuotaTimeout):
+                    raise AgentError(
+                        f"quota {error.reason} cannot admit this call", code=QUOTA_EXCEEDED
+                    ) from None
+                raise
+        finally:
+            for watch in watches:
+                watch.end()
         if waited:
             observer.resumed(waited[0])
         try:
@@ -421,22 +443,25 @@ class LlmGate:
         """Reserves the call's worst case in its budgets, waiting (`budget:<name>`) while
         other calls' open reservations leave no room; BudgetExceeded once it can never fit."""
         ledger, caller = self._governance.ledger, self._caller
-        ticket: WaitTicket | None = None
+        ticket = ledger.ticket(caller.priority)
         waiting_for = ""
+        watch = WaitWatch(None)
         try:
             while True:
                 try:
                     return ledger.reserve(call, caller.run_id, caller.max_cost, worst, ticket)
                 except BudgetBusy as busy:
-                    if ticket is None:
-                        ticket = WaitTicket()
                     ledger.enqueue(ticket, busy.key)
                     if not waiting_for:
                         waiting_for = f"budget:{busy.budget_name}"
                         self._observer.waiting(waiting_for)
+                        watch = self._governance.alerts.watch_wait(
+                            "budget_wait", waiting_for, self._who()
+                        )
                 await ledger.wait_for_room()
         finally:
-            if ticket is not None:
+            watch.end()
+            if ticket.keys:
                 ledger.dequeue(ticket)
             if waiting_for:
                 self._observer.resumed(waiting_for)

@@ -10,13 +10,32 @@ import zoneinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from podium.governance.windows import WINDOWS
 
 ScopeKind = Literal["server", "provider", "model", "agent", "workflow", "tenant"]
+AlertKind = Literal[
+    "budget_threshold", "breaker_opened", "breaker_closed", "quota_wait", "budget_wait"
+]
+ALERT_KINDS: tuple[AlertKind, ...] = (
+    "budget_threshold",
+    "breaker_opened",
+    "breaker_closed",
+    "quota_wait",
+    "budget_wait",
+)
 Dimension = Literal["requests", "input_tokens", "output_tokens", "tokens", "concurrency"]
 Period = Literal["none", "day", "month"]
 
@@ -165,6 +184,66 @@ class PricePolicy(_Strict):
     reasoning: Decimal | None = Field(default=None, ge=0)
 
 
+class AlertsPolicy(_Strict):
+    """Where and when governance alerts go (podium.governance.alerts)."""
+
+    # Where alerts are POSTed, signed; none: alerts are metrics and log lines only.
+    url: str = ""
+    # The server secret (`podium serve --secret NAME=...`) whose value signs them.
+    secret: str = Field(default="", validate_default=True)
+    kinds: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS), min_length=1)
+    # Fractions of a budget's limit whose crossing by settled spend alerts; none: the
+    # budget's warn_fraction and 1 (exhausted).
+    budget_thresholds: list[float] | None = Field(default=None, min_length=1)
+    # Seconds a call waits for a quota or a budget before its wait alerts.
+    wait_after: float = Field(default=60.0, gt=0, le=86400)
+    # Seconds between two alerts of one kind and subject (the later ones are dropped).
+    min_interval: float = Field(default=300.0, ge=0, le=7 * 86400)
+    # Alerts waiting for delivery at most; the oldest is dropped beyond it.
+    queue_size: int = Field(default=1000, ge=1, le=100_000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("an alerts url is an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("credentials in the URL are not allowed (alerts are signed)")
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: list[AlertKind]) -> list[AlertKind]:
+        if len(set(value)) != len(value):
+            raise ValueError("each kind once")
+        return value
+
+    @field_validator("budget_thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            for fraction in value:
+                if not 0 < fraction <= 1:
+                    raise ValueError(f"a threshold is a fraction in (0, 1], got {fraction:g}")
+            if len(set(value)) != len(value):
+                raise ValueError("each threshold once")
+        return value
+
+    @field_validator("secret", mode="after")
+    @classmethod
+    def _signed(cls, value: str, info: ValidationInfo) -> str:
+        # Validated after `url` (field order), so the url is known here.
+        if info.data.get("url") and not value:
+            raise ValueError(
+                "alerts to a url are signed: name a server secret "
+                "(podium serve --secret NAME=env:VAR)"
+            )
+        return value
+
+
 class Policy(_Strict):
     quotas: list[QuotaPolicy] = Field(default_factory=list)
     budgets: list[BudgetPolicy] = Field(default_factory=list)
@@ -173,6 +252,7 @@ class Policy(_Strict):
     # Provider settings by provider name (API key, base URL, organisation,
     # timeouts, per-model options), handed to the provider's `configure`.
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    alerts: AlertsPolicy | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:
@@ -213,7 +293,9 @@ def load_policy(path: str | Path) -> Policy:
     except yaml.YAMLError as error:
         raise PolicyError("", f"{path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
-        raise PolicyError("", f"{path} must hold a mapping with quotas, budgets, breakers, prices")
+        raise PolicyError(
+            "", f"{path} must hold a mapping with quotas, budgets, breakers, prices, alerts"
+        )
     for kind in ("quotas", "budgets"):
         seen: set[object] = set()
         for index, item in enumerate(data.get(kind) or []):

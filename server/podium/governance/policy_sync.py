@@ -1,6 +1,6 @@
 """Cluster mode: quota and budget changes made on another server take effect here.
 
-UpdateQuota / DeleteQuota / UpdateBudget / DeleteBudget on any server store a
+UpdateQuota / DeleteQuota / UpdateBudget / DeleteBudget (and UpdateAlerts) on any server store a
 runtime override (a body, or a tombstone) in the shared database; every server
 re-reads the overrides at most every `interval` seconds (a poll of two small
 tables, riding the cluster's poll loop) and, when they differ from what it

@@ -24,7 +24,7 @@ from podium.core.model import DEFAULT_TENANT
 
 __all__ = ["GovernanceStore", "OpenReservation", "OverrideKind", "ReservationRow", "SpendRow"]
 
-OverrideKind = Literal["quotas", "budgets"]
+OverrideKind = Literal["quotas", "budgets", "alerts"]
 # (scope_kind, scope_value, UTC day "YYYY-MM-DD", spent, calls)
 SpendRow = tuple[str, str, str, Decimal, int]
 # (id, run_id, amount, body): the body is governance's own (OpenReservation's other fields).

@@ -9,12 +9,14 @@ another caller's.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from podium.core.clock import Clock
+from podium.core.priority import Place, place
 from podium.governance.buckets import TokenBucket
 from podium.governance.scopes import CallScopes, Scope
 from podium.governance.windows import WINDOWS, window_name
@@ -132,11 +134,13 @@ class QuotaTimeout(Exception):
 
 
 class _Waiter:
-    """A demand waiting in line for the limits that blocked it."""
+    """A demand's place in the lines of the limits that blocked it (podium.core.priority:
+    by its run's priority, with aging, then arrival)."""
 
-    __slots__ = ("names",)
+    __slots__ = ("names", "place")
 
-    def __init__(self) -> None:
+    def __init__(self, place: Place) -> None:
+        self.place = place
         self.names: list[str] = []
 
 
@@ -290,8 +294,9 @@ class QuotaBook:
 
     def try_admit(self, demand: Demand, waiter: _Waiter | None = None) -> Admission | Blocked:
         """Takes everything the demand needs, or nothing at all. A limit that
-        others wait for (before `waiter`, the caller's place if it waits)
-        blocks too: waiters are admitted in arrival order."""
+        others wait for ahead of `waiter` (the caller's place; None: behind
+        everyone) blocks too: waiters are admitted by priority with aging, in
+        arrival order within a priority."""
         now = self._clock.monotonic()
         blockers: list[tuple[str, float | None]] = []
         for take in demand.takes:
@@ -330,14 +335,17 @@ class QuotaBook:
         demand: Demand,
         deadline: float | None,
         on_wait: Callable[[str], None] | None = None,
+        priority: int = 0,
     ) -> Admission:
         """Waits until the demand is admitted. Raises QuotaTimeout as soon as
         the wait would outlast `deadline` (monotonic seconds), or at once,
         with the figures, if the demand can never fit. `on_wait(reason)` is
-        called once, when the wait begins. Fair: a demand that waits is
-        admitted before any that came after it to the same limits (a small
-        demand never overtakes a large one that waits)."""
-        waiter: _Waiter | None = None
+        called once, when the wait begins. Fair: waiters for the same limits
+        are admitted by `priority` with aging (podium.core.priority), and a
+        demand that waits is admitted before any of its priority that came
+        after it (a small demand never overtakes a large one that waits)."""
+        waiter = _Waiter(place(priority, self._clock.monotonic()))
+        waiting = False
         try:
             while True:
                 outcome = self.try_admit(demand, waiter)
@@ -352,15 +360,15 @@ class QuotaBook:
                     raise QuotaTimeout(outcome.reason)
                 if deadline is not None and now >= deadline:
                     raise QuotaTimeout(outcome.reason)
-                if waiter is None:
-                    waiter = _Waiter()
+                if not waiting:
+                    waiting = True
                     if on_wait is not None:
                         on_wait(outcome.reason)
                 self._enqueue(waiter, demand)
                 if not await self._wait_for_change(outcome.retry_in, deadline):
                     raise QuotaTimeout(outcome.reason)
         finally:
-            if waiter is not None:
+            if waiter.names:
                 self._dequeue(waiter)
 
     def settle(self, admission: Admission, actual_input: int, actual_output: int) -> None:
@@ -502,16 +510,21 @@ class QuotaBook:
         await self._clock.sleep(max(due - self._clock.monotonic(), 0.0))
 
     def _others_first(self, name: str, waiter: _Waiter | None) -> bool:
+        """Whether a demand with a better place waits for this limit (the
+        lines are sorted: their head has the best place)."""
         queue = self._queues.get(name)
-        return queue is not None and len(queue) > 0 and queue[0] is not waiter
+        if not queue or queue[0] is waiter:
+            return False
+        return waiter is None or queue[0].place < waiter.place
 
     def _enqueue(self, waiter: _Waiter, demand: Demand) -> None:
-        """In line for every limit of the demand, so nothing that came later
-        overtakes it on any of them."""
+        """In line for every limit of the demand, at its place, so nothing with
+        a worse place overtakes it on any of them."""
         for name in [take.limit for take in demand.takes] + list(demand.leases):
             if name not in waiter.names:
                 waiter.names.append(name)
-                self._queues.setdefault(name, []).append(waiter)
+                queue = self._queues.setdefault(name, [])
+                bisect.insort(queue, waiter, key=lambda queued: queued.place)
 
     def _dequeue(self, waiter: _Waiter) -> None:
         for name in waiter.names:

@@ -26,6 +26,7 @@ from podium.core.clock import Clock
 from podium.core.errors import FieldViolation
 from podium.core.model import DEFAULT_TENANT
 from podium.core.spec import WorkflowSpec
+from podium.governance.alerts import Alerter, check_secret
 from podium.governance.breakers import BreakerBoard, BreakerSettings, BreakerState, CircuitBreaker
 from podium.governance.budgets import (
     Budget,
@@ -38,6 +39,8 @@ from podium.governance.budgets import (
 )
 from podium.governance.fit import oversized_calls
 from podium.governance.policy import (
+    AlertKind,
+    AlertsPolicy,
     BreakerPolicy,
     BudgetPolicy,
     Policy,
@@ -142,8 +145,11 @@ class Governance:
             clock,
             on_transition=self._on_transition,
         )
-        if shared:
-            self.breakers.on_moved = self._breaker_moved
+        self.alerts = Alerter(clock, policy.alerts)
+        # The secrets the server holds (names), against which a runtime alerts URL's
+        # secret is checked; None: not known (no server), not checked.
+        self.secret_names: frozenset[str] | None = None
+        self.breakers.on_moved = self._breaker_moved
         self._pending_spend: list[tuple[str, str, Decimal]] = []
         # Reservations a crash left open, by run, until the run is resumed
         # (or recovery ends) and charges them at their worst case.
@@ -168,6 +174,10 @@ class Governance:
                 self._budgets[name] = BudgetPolicy.model_validate(body)
         self.ledger.load(await self._store.budget_spend())
         self._apply()
+        alerts = _alerts_with(self.policy.alerts, await self._store.overrides("alerts"))
+        if self.secret_names is not None:
+            check_secret(alerts, self.secret_names)  # a stored URL's secret, too
+        self.alerts.configure(alerts)
         # Calls in flight at a crash: their bill is unknown, so they hold
         # their worst case in every budget until charged (fail closed). In a
         # cluster, open rows may be calls other servers have in flight now.
@@ -258,9 +268,12 @@ class Governance:
     # -- shared breakers (cluster mode) ----------------------------------------------
 
     def _breaker_moved(self, breaker: CircuitBreaker) -> None:
-        """A breaker changed state here: the others adopt it at their next sync.
-        HALF_OPEN is not shared: every server derives it from the same cooldown."""
-        if self._store is None:
+        """A breaker changed state here: it alerts (opened, closed again), and in
+        cluster mode the others adopt it at their next sync (adopting alerts nothing:
+        the server that moved it did). HALF_OPEN is not shared: every server derives
+        it from the same cooldown."""
+        self._breaker_alert(breaker)
+        if not self.shared or self._store is None:
             return
         state = breaker.state_recorded
         if state is BreakerState.HALF_OPEN:
@@ -299,6 +312,10 @@ class Governance:
             await self._store.overrides("quotas"),
             await self._store.overrides("budgets"),
         )
+        alerts = _alerts_with(self.policy.alerts, await self._store.overrides("alerts"))
+        if not self._saving and alerts != self.alerts.policy:
+            self.alerts.configure(alerts)
+            log.info("cluster: adopted the alerts settings changed on another server")
         if self._saving or (quotas == self._quotas and budgets == self._budgets):
             return False  # a local change is being stored, or nothing changed
         previous = self._quotas, self._budgets
@@ -341,6 +358,27 @@ class Governance:
             yield seen
         finally:
             _collector.reset(token)
+
+    def _breaker_alert(self, breaker: CircuitBreaker) -> None:
+        state = breaker.state_recorded
+        if state is BreakerState.HALF_OPEN:
+            return
+        kind: AlertKind = "breaker_opened" if state is BreakerState.OPEN else "breaker_closed"
+        name = (
+            breaker.name if breaker.tenant == DEFAULT_TENANT else f"{breaker.tenant}/{breaker.name}"
+        )
+        verb = "opened" if state is BreakerState.OPEN else "closed again"
+        self.alerts.raise_alert(
+            kind,
+            f"breaker:{name}",
+            f"circuit breaker {name} {verb}: {breaker.cause}",
+            {
+                "breaker": breaker.name,
+                "tenant": breaker.tenant,
+                "state": state.value,
+                "cause": breaker.cause,
+            },
+        )
 
     def _on_transition(self, name: str, old: str, new: str, cause: str) -> None:
         log.info("circuit breaker %s: %s -> %s (%s)", name, old, new, cause)
@@ -436,6 +474,22 @@ class Governance:
         await self._save("budgets", name, None)
         return True
 
+    def alerts_policy(self) -> AlertsPolicy | None:
+        """The alerts settings in force (None: alerting is off)."""
+        return self.alerts.policy
+
+    async def put_alerts(self, data: dict[str, Any] | None) -> AlertsPolicy | None:
+        """Replaces the alerts settings (None switches alerting off); stored, wins over
+        the policy file. PolicyError names a bad field, or a secret the server lacks."""
+        alerts = None if data is None else _validated(AlertsPolicy, data, "alerts")
+        if self.secret_names is not None:
+            check_secret(alerts, self.secret_names)
+        self.alerts.configure(alerts)
+        await self._save(
+            "alerts", "alerts", None if alerts is None else alerts.model_dump(mode="json")
+        )
+        return alerts
+
     async def _save(self, kind: OverrideKind, name: str, body: dict[str, Any] | None) -> None:
         if self._store is not None:
             self._saving += 1
@@ -520,6 +574,35 @@ class Governance:
         # A run's own spend is its Run.cost, stored with each LLM_CALL event.
         if not budget.startswith("run:"):
             self._pending_spend.append((budget, period_key, amount))
+            self._threshold_alerts(budget, period_key, amount)
+
+    def _threshold_alerts(self, name: str, period_key: str, amount: Decimal) -> None:
+        """Alerts for each threshold that `amount`, just settled, took the budget's
+        period across (once per period: settled spend only grows within one)."""
+        policy = self._budgets.get(name)
+        if policy is None or policy.limit <= 0 or not self.alerts.enabled("budget_threshold"):
+            return
+        spent = self.ledger.spent(name, period_key)
+        before = spent - amount
+        for fraction in self.alerts.budget_thresholds(policy.warn_fraction):
+            mark = policy.limit * Decimal(str(fraction))
+            if before < mark <= spent:
+                period = f" in period {period_key}" if period_key else ""
+                self.alerts.raise_alert(
+                    "budget_threshold",
+                    f"budget:{name}",
+                    f"budget {name} has spent {spent} of {policy.limit}{period}, "
+                    f"past {fraction * 100:g}%",
+                    {
+                        "budget": name,
+                        "period": period_key,
+                        "limit": str(policy.limit),
+                        "spent": str(spent),
+                        "reserved": str(self.ledger.reserved(name, period_key)),
+                        "threshold": fraction,
+                    },
+                    dedupe=f"{period_key}@{fraction}",
+                )
 
     # -- durable reservations ------------------------------------------------------
 
@@ -643,7 +726,17 @@ class Governance:
         self._store.add_spend(call.tenant, scopes, day, amount)
 
 
-M = TypeVar("M", QuotaPolicy, BudgetPolicy)
+M = TypeVar("M", QuotaPolicy, BudgetPolicy, AlertsPolicy)
+
+
+def _alerts_with(
+    alerts: AlertsPolicy | None, overrides: dict[str, dict[str, Any] | None]
+) -> AlertsPolicy | None:
+    """The policy file's alerts settings, or the runtime change (UpdateAlerts) if any."""
+    if "alerts" not in overrides:
+        return alerts
+    body = overrides["alerts"]
+    return None if body is None else AlertsPolicy.model_validate(body)
 
 
 def _validated(model: type[M], data: dict[str, Any], prefix: str) -> M:

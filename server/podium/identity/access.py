@@ -88,6 +88,9 @@ TABLE: dict[str, Access] = {
     _CT + "ListBreakers": _READ,
     _CT + "ResetBreaker": _allow(OPERATOR, mutation=True),
     _CT + "GetWorkflowInsights": _READ,
+    # The URL alerts go to is the operators' business, not every viewer's.
+    _CT + "GetAlerts": _allow(OPERATOR),
+    _CT + "UpdateAlerts": _allow(mutation=True),
     _ID + "CreateToken": _allow(mutation=True),
     _ID + "ListTokens": _ADMIN_ONLY,
     _ID + "RevokeToken": _allow(mutation=True),

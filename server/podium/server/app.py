@@ -8,6 +8,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from podium.engine.engine import DEFAULT_MAX_RUNNING_STEPS, Engine
 from podium.engine.notifier import Notifier
 from podium.engine.retention import Pruner, default_interval
 from podium.engine.schedules import Scheduler, engine_scheduler
+from podium.governance.alerts import check_secret
 from podium.governance.policy import Policy
 from podium.governance.prices import contribute_provider_prices
 from podium.governance.service import Governance
@@ -174,6 +176,7 @@ class PodiumServer:
             await self.scheduler.stop()
         if self.engine.notifier is not None:
             await self.engine.notifier.stop()
+        await self.engine.services.governance.alerts.stop()
         await self.engine.shutdown()
         if self.outbound is not None:
             await self.outbound.close()
@@ -380,6 +383,7 @@ async def _serve_store(
     egress: EgressSettings,
     cluster: ClusterSettings | None,
 ) -> PodiumServer:
+    check_secret(policy.alerts if policy is not None else None, egress.secrets.names)
     report = plugins if plugins is not None else load_plugins(agents=not remote_agents_only)
     outbound = EgressClient(DestinationPolicy(egress.allow), egress.secrets)
     # Builtin, but configured by the server (its secrets and allow-list), so
@@ -398,6 +402,7 @@ async def _serve_store(
         _governance_store(store),
         shared=cluster is not None,
     )
+    governance.secret_names = frozenset(egress.secrets.names)
     await governance.load()
     _configure_providers(report, policy or Policy())
     contribute_provider_prices(governance.prices, (e.provider for e in report.registry.providers))
@@ -421,12 +426,11 @@ async def _serve_store(
         cluster=_cluster_store(store) if cluster is not None else None,
         cluster_settings=cluster,
     )
-    engine.notifier = Notifier(
-        store,
-        engine.services.recorder,
-        engine.clock,
-        lambda url, secret, payload, now: webhooks.deliver(outbound, url, secret, payload, now),
-    )
+
+    def deliver(url: str, secret: str, payload: Any, now: float) -> Awaitable[webhooks.Delivery]:
+        return webhooks.deliver(outbound, url, secret, payload, now)
+
+    engine.notifier = Notifier(store, engine.services.recorder, engine.clock, deliver)
 
     # The shedder first: a call past the limit costs nothing more. Then
     # the RPC's span (child of the caller's traceparent), when tracing, so it
@@ -503,6 +507,10 @@ async def _serve_store(
         )
     engine.start_recovery()
     engine.notifier.start()
+    # Alerts go out with the notifications' signed deliveries, counted by telemetry.
+    metrics = telemetry.telemetry.metrics
+    governance.alerts.observer = metrics.alerts if metrics is not None else None
+    governance.alerts.start(deliver)
     scheduler.start()
     pruner = None
     if retention_seconds:

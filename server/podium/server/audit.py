@@ -71,6 +71,8 @@ def resource_of(method: str, request: dict[str, Any], after: dict[str, Any]) -> 
         return f"quotas/{request.get('quota', {}).get('name', '')}"
     if name == "UpdateBudget":
         return f"budgets/{request.get('budget', {}).get('name', '')}"
+    if name == "UpdateAlerts":
+        return "alerts"
     if name == "CreateToken":
         return str(after.get("token", {}).get("name", ""))
     prefix = {"DeleteQuota": "quotas/", "DeleteBudget": "budgets/", "ResetBreaker": "breakers/"}

@@ -40,6 +40,9 @@ class BeforeReader:
                 if budget_status.policy.name == budget:
                     return gt.budget_message(budget_status.policy, budget_status.view)
             return None
+        if name == "UpdateAlerts":
+            alerts = governance.alerts_policy()
+            return None if alerts is None else gt.alerts_message(alerts)
         if name == "ResetBreaker":
             now = governance.clock.now()
             for view in governance.breakers.list(current_caller().tenant):

@@ -118,6 +118,24 @@ class GovernanceRpcs:
         return pb.DeleteBudgetResponse()
 
     @unary
+    async def GetAlerts(
+        self, request: pb.GetAlertsRequest, context: Context
+    ) -> pb.GetAlertsResponse:
+        alerts = self._governance.alerts_policy()
+        return pb.GetAlertsResponse(alerts=None if alerts is None else gt.alerts_message(alerts))
+
+    @unary
+    async def UpdateAlerts(
+        self, request: pb.UpdateAlertsRequest, context: Context
+    ) -> pb.UpdateAlertsResponse:
+        data = gt.alerts_data(request.alerts) if request.HasField("alerts") else None
+        try:
+            alerts = await self._governance.put_alerts(data)
+        except PolicyError as error:
+            raise _invalid(error) from None
+        return pb.UpdateAlertsResponse(alerts=None if alerts is None else gt.alerts_message(alerts))
+
+    @unary
     async def GetSpend(self, request: pb.GetSpendRequest, context: Context) -> pb.GetSpendResponse:
         period: ReportPeriod = "month" if gt.period_name(request.period) == "month" else "day"
         report = await self._governance.spend_report(

@@ -9,7 +9,13 @@ from google.protobuf import duration_pb2
 
 from podium.governance.breakers import BreakerState, BreakerView
 from podium.governance.budgets import BudgetView
-from podium.governance.policy import BudgetPolicy, QuotaPolicy, parse_scope
+from podium.governance.policy import (
+    ALERT_KINDS,
+    AlertsPolicy,
+    BudgetPolicy,
+    QuotaPolicy,
+    parse_scope,
+)
 from podium.governance.quotas import LeaseView, RateView
 from podium.server.translate import money, money_to_decimal
 from podium.v1 import control_service_pb2 as pb
@@ -42,6 +48,10 @@ _BREAKERS = {
     BreakerState.OPEN: pb.BREAKER_STATE_OPEN,
     BreakerState.HALF_OPEN: pb.BREAKER_STATE_HALF_OPEN,
 }
+
+
+_ALERT_KINDS = {getattr(pb, f"ALERT_KIND_{kind.upper()}"): kind for kind in ALERT_KINDS}
+_ALERT_KINDS_BACK = {kind: number for number, kind in _ALERT_KINDS.items()}
 
 
 def scope_text(scope: pb.Scope) -> str:
@@ -82,6 +92,34 @@ def budget_data(message: pb.Budget) -> dict[str, Any]:
         "time_zone": message.time_zone or "UTC",
         "warn_fraction": message.warn_fraction or 0.8,
     }
+
+
+def alerts_data(message: pb.Alerts) -> dict[str, Any]:
+    """An Alerts message as policy data (validated by AlertsPolicy, fields named alike)."""
+    data: dict[str, Any] = {"url": message.url, "secret": message.secret}
+    if message.kinds:
+        data["kinds"] = [_ALERT_KINDS.get(kind, "unspecified") for kind in message.kinds]
+    if message.budget_thresholds:
+        data["budget_thresholds"] = list(message.budget_thresholds)
+    for name in ("wait_after", "min_interval"):
+        if message.HasField(name):
+            data[name] = _seconds(getattr(message, name))
+    if message.queue_size:
+        data["queue_size"] = message.queue_size
+    return data
+
+
+def alerts_message(policy: AlertsPolicy) -> pb.Alerts:
+    message = pb.Alerts(
+        url=policy.url,
+        secret=policy.secret,
+        kinds=[_ALERT_KINDS_BACK[kind] for kind in policy.kinds],
+        budget_thresholds=policy.budget_thresholds or [],
+        queue_size=policy.queue_size,
+    )
+    message.wait_after.FromNanoseconds(round(policy.wait_after * 1e9))
+    message.min_interval.FromNanoseconds(round(policy.min_interval * 1e9))
+    return message
 
 
 def quota_message(

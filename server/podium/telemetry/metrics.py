@@ -78,6 +78,7 @@ class RunMetrics:
         self.breaker_transitions = meter.create_counter(
             "podium.breaker.transitions", unit="{transition}", description="Breaker changes"
         )
+        self.alerts = AlertCounters(meter)
 
     def observe(self, gauges: Gauges) -> None:
         """Registers the server's gauges (read on each collection)."""
@@ -145,6 +146,43 @@ class RunMetrics:
             meter.create_observable_counter(
                 "podium.store.commit_time", [single(lambda: commits()[2])], unit="s"
             )
+
+
+class AlertCounters:
+    """Governance alerts as counters, by kind (budget_threshold, breaker_opened,
+    breaker_closed, quota_wait, budget_wait) and subject (budget:<name>, ...):
+    implements podium.governance.alerts.AlertObserver."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._raised = meter.create_counter(
+            "podium.alerts", unit="{alert}", description="Governance alerts raised"
+        )
+        self._delivered = meter.create_counter(
+            "podium.alerts.delivered", unit="{alert}", description="Alerts the URL accepted"
+        )
+        self._failures = meter.create_counter(
+            "podium.alerts.delivery_failures",
+            unit="{attempt}",
+            description="Failed alert deliveries (final: given up)",
+        )
+        self._dropped = meter.create_counter(
+            "podium.alerts.dropped", unit="{alert}", description="Alerts dropped, queue full"
+        )
+
+    def raised(self, kind: str, subject: str) -> None:
+        self._raised.add(1, {"podium.alert.kind": kind, "podium.alert.subject": subject})
+
+    def delivered(self, kind: str, subject: str) -> None:
+        self._delivered.add(1, {"podium.alert.kind": kind, "podium.alert.subject": subject})
+
+    def failed(self, kind: str, subject: str, final: bool) -> None:
+        self._failures.add(
+            1,
+            {"podium.alert.kind": kind, "podium.alert.subject": subject, "podium.final": final},
+        )
+
+    def dropped(self, kind: str, subject: str) -> None:
+        self._dropped.add(1, {"podium.alert.kind": kind, "podium.alert.subject": subject})
 
 
 def _safe(

@@ -20,7 +20,6 @@ from podium.governance.budgets import (
     BudgetLedger,
     BudgetWarning,
     Reservation,
-    WaitTicket,
     run_budget_name,
 )
 from podium.governance.scopes import CallScopes
@@ -355,7 +354,7 @@ async def test_waiters_are_served_in_arrival_order_and_newcomers_queue_behind() 
     books, _ = ledger(Budget("b", "server", "", D(10)))
     first = books.reserve(CALL, "r", None, D(8))
     # Two calls wait for the 8 held: A (needs 6), then B (needs 2).
-    a, b = WaitTicket(), WaitTicket()
+    a, b = books.ticket(), books.ticket()
     for ticket, amount in ((a, D(6)), (b, D(2))):
         with pytest.raises(BudgetBusy) as busy:
             books.reserve(CALL, "r", None, amount, ticket)

@@ -87,12 +87,39 @@ QUOTA = "  - {name: %s, scope: provider:simulated, dimension: requests, limit: %
         ("budgets:\n  - {name: b, scope: server, limit: -2}\n", "budgets[0].limit"),
         ("breakers:\n  defaults: {cooldown: -1}\n", "breakers.defaults.cooldown"),
         ("quota:\n  - {name: a}\n", "quota"),
+        ("alerts: {url: 'http://hooks.example.com/podium'}\n", "alerts.secret"),
+        ("alerts: {url: 'mailto:ops@example.com', secret: k}\n", "alerts.url"),
+        ("alerts: {url: 'https://u:p@example.com/', secret: k}\n", "alerts.url"),
+        ("alerts: {kinds: []}\n", "alerts.kinds"),
+        ("alerts: {kinds: [quota_wait, quota_wait]}\n", "alerts.kinds"),
+        ("alerts: {kinds: [disk_full]}\n", "alerts.kinds[0]"),
+        ("alerts: {budget_thresholds: [0.5, 1.5]}\n", "alerts.budget_thresholds"),
+        ("alerts: {wait_after: 0}\n", "alerts.wait_after"),
+        ("alerts: {min_interval: -1}\n", "alerts.min_interval"),
+        ("alerts: {queue_size: 0}\n", "alerts.queue_size"),
+        ("alerts: {webhook: 'https://example.com'}\n", "alerts.webhook"),
     ],
 )
 def test_a_bad_policy_file_names_the_field(tmp_path: Path, text: str, field: str) -> None:
     with pytest.raises(PolicyError) as caught:
         load_policy(write(tmp_path, text))
     assert caught.value.field == field, caught.value
+
+
+def test_an_alerts_section_loads_with_its_defaults(tmp_path: Path) -> None:
+    text = "alerts: {url: 'https://hooks.example.com/podium', secret: alerts-key}\n"
+    alerts = load_policy(write(tmp_path, text)).alerts
+    assert alerts is not None
+    assert (alerts.url, alerts.secret) == ("https://hooks.example.com/podium", "alerts-key")
+    assert alerts.kinds == [
+        "budget_threshold",
+        "breaker_opened",
+        "breaker_closed",
+        "quota_wait",
+        "budget_wait",
+    ]
+    assert (alerts.wait_after, alerts.min_interval, alerts.queue_size) == (60, 300, 1000)
+    assert load_policy(write(tmp_path, "")).alerts is None
 
 
 def test_duplicate_names_in_a_policy_file_are_refused(tmp_path: Path) -> None:

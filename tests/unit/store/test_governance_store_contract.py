@@ -43,7 +43,7 @@ BUDGET: dict[str, Any] = {
 # -- overrides ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["quotas", "budgets"])
+@pytest.mark.parametrize("kind", ["quotas", "budgets", "alerts"])
 async def test_no_overrides_before_any_is_saved(
     governance_store: GovernanceStore, kind: OverrideKind
 ) -> None:
@@ -59,6 +59,17 @@ async def test_a_saved_override_round_trips_under_its_kind_only(
     # Same name, different kinds: two independent entries.
     assert await governance_store.overrides("quotas") == {"shared-name": QUOTA}
     assert await governance_store.overrides("budgets") == {"shared-name": BUDGET}
+
+
+async def test_the_alerts_settings_round_trip_and_switch_off_as_a_tombstone(
+    governance_store: GovernanceStore,
+) -> None:
+    alerts = {"url": "https://hooks.example.com/podium", "secret": "k", "kinds": ["quota_wait"]}
+    await governance_store.save_override("alerts", "alerts", alerts)
+    assert await governance_store.overrides("alerts") == {"alerts": alerts}
+    assert await governance_store.overrides("budgets") == {}
+    await governance_store.save_override("alerts", "alerts", None)
+    assert await governance_store.overrides("alerts") == {"alerts": None}
 
 
 async def test_saving_an_override_again_replaces_it(governance_store: GovernanceStore) -> None:

@@ -294,6 +294,6 @@ class PostgresGovernanceStore:
 
 
 def _table(kind: str) -> str:
-    if kind not in ("quotas", "budgets"):
+    if kind not in ("quotas", "budgets", "alerts"):
         raise ValueError(kind)
     return f"governance_{kind}"

@@ -308,6 +308,6 @@ def _claim_probe(
 
 
 def _table(kind: str) -> str:
-    if kind not in ("quotas", "budgets"):
+    if kind not in ("quotas", "budgets", "alerts"):
         raise ValueError(kind)
     return f"governance_{kind}"

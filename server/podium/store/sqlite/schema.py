@@ -375,6 +375,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE schedule_fires ADD COLUMN claimer TEXT NOT NULL DEFAULT '';
     """,
+    # alerts: the alerts settings changed at runtime (UpdateAlerts), one row "alerts";
+    # a NULL body switches alerting off (a tombstone, as for quotas and budgets).
+    """
+    CREATE TABLE governance_alerts (
+        name TEXT PRIMARY KEY,
+        body TEXT
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
