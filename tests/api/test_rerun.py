@@ -27,10 +27,12 @@ from podium.testing import (
     start_run,
     step_of,
 )
-from podium.v1 import execution_service_pb2, run_pb2
+from podium.v1 import event_pb2, execution_service_pb2, run_pb2
 
+E = event_pb2
 R = run_pb2
 X = execution_service_pb2
+UNDO = {"agent": "echo", "input": {"undo": "output"}}
 
 
 class FailsFirstCalls:
@@ -49,6 +51,23 @@ class FailsFirstCalls:
         self.calls += 1
         if self.calls <= self.failures:
             raise AgentError(f"call {self.calls} fails", code="Broken", retryable=False)
+        return ctx.input
+
+
+class Switch:
+    """Fails while `failing` is set, else returns its input: a step that
+    succeeded in a run and fails when re-run (or the other way round)."""
+
+    name = "switch"
+    description = "Fails while told to (test agent)."
+    version = "1"
+
+    def __init__(self, failing: bool) -> None:
+        self.failing = failing
+
+    async def run(self, ctx: StepContext) -> Any:
+        if self.failing:
+            raise AgentError("switched off", code="Switched", retryable=False)
         return ctx.input
 
 
@@ -182,3 +201,99 @@ async def test_bad_reruns(db_path: str) -> None:
             await stubs.executions.RerunRuns(X.RerunRunsRequest(from_steps=["nope"]))
         assert bulk.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         hold.release()
+
+
+# -- re-runs and compensation (rerun.py: a reused step belongs to the original) ----------
+
+SAGA = {
+    "steps": [
+        echo_step("book", input={"booked": "'flight'"}, compensate=UNDO),
+        echo_step("hold", "book", input={"held": "'seat'"}, compensate=UNDO),
+        {"id": "pay", "agent": "switch", "dependsOn": ["hold"], "input": {"x": "1"}},
+    ]
+}
+
+
+def compensated(events: list[event_pb2.RunEvent]) -> list[tuple[int, str]]:
+    kinds = {
+        E.RUN_EVENT_TYPE_COMPENSATION_STARTED,
+        E.RUN_EVENT_TYPE_COMPENSATION_SUCCEEDED,
+        E.RUN_EVENT_TYPE_COMPENSATION_FAILED,
+    }
+    return [(e.type, e.step_id) for e in events if e.type in kinds]
+
+
+async def test_a_failed_rerun_compensates_only_the_steps_it_ran(db_path: str) -> None:
+    pay = Switch(failing=False)
+    async with serving(db_path, plugins=plugins_with([pay])) as (_, stubs):
+        await create_workflow(stubs, "saga", SAGA)
+        original = await finish(stubs, (await start_run(stubs, "saga")).name)
+        assert original.state == R.RUN_STATE_SUCCEEDED  # nothing compensated
+        pay.failing = True
+        started = await rerun(stubs, original.name, "hold")
+        events = await collect_events(stubs, started.name)
+        again = await get_run(stubs, started.name)
+    assert again.state == R.RUN_STATE_FAILED
+    assert attempts(again) == {"book": 0, "hold": 1, "pay": 1}
+    assert step_of(again, "book").reason.startswith("reused from runs/")
+    # `hold` ran in the re-run: undone. `book` was reused: its effect is the
+    # original's, which succeeded and keeps it.
+    assert compensated(events) == [
+        (E.RUN_EVENT_TYPE_COMPENSATION_STARTED, "hold"),
+        (E.RUN_EVENT_TYPE_COMPENSATION_SUCCEEDED, "hold"),
+    ]
+
+
+async def test_a_reused_step_is_not_compensated_after_a_restart_either(db_path: str) -> None:
+    # The re-run is read back from the store: only the durable record tells
+    # its reused steps from the steps it ran.
+    pay = Switch(failing=False)
+    hold = HoldAgent()
+    spec = {
+        "steps": [
+            echo_step("book", input={"booked": "'flight'"}, compensate=UNDO),
+            {"id": "wait", "agent": "hold", "dependsOn": ["book"]},
+            {"id": "pay", "agent": "switch", "dependsOn": ["wait"], "input": {"x": "1"}},
+        ]
+    }
+    async with serving(db_path, plugins=plugins_with([pay, hold])) as (_, stubs):
+        await create_workflow(stubs, "saga", spec)
+        hold.release()
+        original = await finish(stubs, (await start_run(stubs, "saga")).name)
+        assert original.state == R.RUN_STATE_SUCCEEDED
+    pay.failing = True
+    hold = HoldAgent()
+    async with serving(db_path, plugins=plugins_with([pay, hold])) as (_, stubs):
+        started = await rerun(stubs, original.name, "wait")
+        await eventually(lambda: "wait" in hold.held, what="the re-run's wait running")
+    hold = HoldAgent()
+    hold.release()
+    async with serving(db_path, plugins=plugins_with([pay, hold])) as (_, stubs):
+        events = await collect_events(stubs, started.name)
+        again = await get_run(stubs, started.name)
+    assert again.state == R.RUN_STATE_FAILED
+    assert attempts(again)["book"] == 0
+    assert compensated(events) == []
+
+
+async def test_a_step_the_original_compensated_is_not_reused(db_path: str) -> None:
+    pay = Switch(failing=True)
+    async with serving(db_path, plugins=plugins_with([pay])) as (_, stubs):
+        await create_workflow(stubs, "saga", SAGA)
+        original_run = await start_run(stubs, "saga")
+        original_events = await collect_events(stubs, original_run.name)
+        original = await get_run(stubs, original_run.name)
+        assert original.state == R.RUN_STATE_FAILED
+        assert [step for _, step in compensated(original_events)] == [
+            "hold",
+            "hold",
+            "book",
+            "book",
+        ]
+        pay.failing = False
+        again = await finish(stubs, (await rerun(stubs, original.name)).name)
+    # Their effects were undone when the original failed: reusing their
+    # outputs would build on bookings that no longer exist.
+    assert again.state == R.RUN_STATE_SUCCEEDED
+    assert attempts(again) == {"book": 1, "hold": 1, "pay": 1}
+    assert not step_of(again, "book").reason

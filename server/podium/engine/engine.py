@@ -45,7 +45,7 @@ from podium.core.model import (
 )
 from podium.core.schemas import json_pointer, violations
 from podium.core.spec import NotificationSpec, WorkflowVersion
-from podium.core.states import RunState, StepState
+from podium.core.states import EventType, RunState, StepState
 from podium.engine import estimates, insights, pagination, rerun, retention
 from podium.engine.admission import KeyedRunAdmission, RunAdmission
 from podium.engine.children import ChildLink, EngineChildren
@@ -588,7 +588,8 @@ class Engine:
         )
         plan = self.workflows.plan_for(workflow)
         by_id = {step.step_id: step for step in original.steps}
-        again = rerun.steps_to_run_again(by_id, plan.dependents, from_steps)
+        compensated = await self._compensated_steps(original, plan)
+        again = rerun.steps_to_run_again(by_id, plan.dependents, from_steps, compensated)
         run = RunRecord(
             run_id=uuid.uuid4().hex,
             workflow_id=source.workflow_id,
@@ -622,6 +623,18 @@ class Engine:
         self.active[run.run_id] = executor
         self._start_when_admitted(executor)
         return RunView(run, list(executor.steps.values()))
+
+    async def _compensated_steps(self, original: RunView, plan: Plan) -> set[str]:
+        """The steps whose compensation the original started (rerun.py: they
+        run again). Only a run that failed or was cancelled compensates."""
+        if original.run.state not in (RunState.FAILED, RunState.CANCELLED) or not any(
+            step.spec.compensate is not None for step in plan.steps.values()
+        ):
+            return set()
+        events = await self.store.read_events_of_types(
+            original.run.run_id, [EventType.COMPENSATION_STARTED], len(plan.steps)
+        )
+        return {event.step_id for event in events}
 
     async def resolve_approval(
         self,

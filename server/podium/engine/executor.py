@@ -27,6 +27,7 @@ from podium.core.model import (
 )
 from podium.core.schemas import first_violation
 from podium.core.states import RunState, StepState
+from podium.engine import rerun
 from podium.engine.approvals import Approvals
 from podium.engine.callbacks import CallbackBox
 from podium.engine.compensation import run_compensation
@@ -129,7 +130,12 @@ class RunExecutor:
         else:
             self.journal.resumed()
         in_progress: list[StepRecord] = []
-        done = [s for s in self.steps.values() if s.state == StepState.SUCCEEDED]
+        # A re-run's reused steps are the original's (rerun.py): never compensated here.
+        done = [
+            s
+            for s in self.steps.values()
+            if s.state == StepState.SUCCEEDED and not rerun.is_reused(s)
+        ]
         done.sort(key=lambda s: (s.end_time or 0.0, s.position))
         self._completed = [s.step_id for s in done]
         for step in self.steps.values():
