@@ -5,6 +5,7 @@ and bad input (unknown step, unknown run, a run not finished)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -297,3 +298,82 @@ async def test_a_step_the_original_compensated_is_not_reused(db_path: str) -> No
     assert again.state == R.RUN_STATE_SUCCEEDED
     assert attempts(again) == {"book": 1, "hold": 1, "pay": 1}
     assert not step_of(again, "book").reason
+
+
+# -- idempotency: request_id ---------------------------------------------------------------
+
+
+async def test_a_retried_rerun_returns_the_same_run_after_a_restart_too(db_path: str) -> None:
+    fragile = FailsFirstCalls(1)
+    async with serving(db_path, plugins=plugins_with([fragile])) as (_, stubs):
+        await create_workflow(stubs, "flow", SPEC)
+        original = await finish(stubs, (await start_run(stubs, "flow")).name)
+        request = X.RerunRunRequest(name=original.name, request_id="retry-me")
+        # Concurrent retries wait for the first call: one run.
+        calls = [stubs.executions.RerunRun(request) for _ in range(3)]
+        first, *others = [r.run for r in await asyncio.gather(*calls)]
+        assert {r.name for r in others} == {first.name}
+        assert (await stubs.executions.RerunRun(request)).run.name == first.name
+        await finish(stubs, first.name)
+    async with serving(db_path, plugins=plugins_with([fragile])) as (_, stubs):
+        again = (await stubs.executions.RerunRun(request)).run
+        listed = await stubs.executions.ListRuns(X.ListRunsRequest(workflow="workflows/flow"))
+        with pytest.raises(grpc.aio.AioRpcError) as reused:
+            await stubs.executions.RerunRun(
+                X.RerunRunRequest(name=original.name, from_steps=["side"], request_id="retry-me")
+            )
+        # StartRun shares the namespace: the id names another request there.
+        with pytest.raises(grpc.aio.AioRpcError) as started:
+            await stubs.executions.StartRun(
+                X.StartRunRequest(workflow="workflows/flow", request_id="retry-me")
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as too_long:
+            await stubs.executions.RerunRun(
+                X.RerunRunRequest(name=original.name, request_id="x" * 129)
+            )
+    assert again.name == first.name
+    assert again.state == R.RUN_STATE_SUCCEEDED
+    assert len(listed.runs) == 2  # the original and one re-run
+    assert fragile.calls == 2
+    for raised in (reused, started):
+        assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert error_info(raised.value).reason == "REQUEST_ID_REUSED"
+    assert too_long.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(too_long.value)[0][0] == "request_id"
+
+
+async def test_a_retried_bulk_rerun_reruns_the_same_originals_after_a_restart(
+    db_path: str,
+) -> None:
+    # Every call fails: the re-runs fail too, so that by the retry the filter
+    # (failed runs of `flow`) matches them as well; the retry must not re-run them.
+    fragile = FailsFirstCalls(100)
+    bulk = X.RerunRunsRequest(
+        workflow="workflows/flow", states=[R.RUN_STATE_FAILED], request_id="nightly"
+    )
+    async with serving(db_path, plugins=plugins_with([fragile])) as (_, stubs):
+        await create_workflow(stubs, "flow", SPEC)
+        failed = [await finish(stubs, (await start_run(stubs, "flow")).name) for _ in range(2)]
+        first = await stubs.executions.RerunRuns(bulk)
+        for name in first.runs:
+            assert (await finish(stubs, name)).state == R.RUN_STATE_FAILED
+        retried = await stubs.executions.RerunRuns(bulk)
+    async with serving(db_path, plugins=plugins_with([fragile])) as (_, stubs):
+        restarted = await stubs.executions.RerunRuns(bulk)
+        listed = await stubs.executions.ListRuns(X.ListRunsRequest(workflow="workflows/flow"))
+        with pytest.raises(grpc.aio.AioRpcError) as other_filter:
+            await stubs.executions.RerunRuns(
+                X.RerunRunsRequest(workflow="workflows/flow", request_id="nightly")
+            )
+        # Without a request id the filter is read again: now four runs match.
+        fresh = await stubs.executions.RerunRuns(
+            X.RerunRunsRequest(workflow="workflows/flow", states=[R.RUN_STATE_FAILED])
+        )
+    assert sorted(first.originals) == sorted(r.name for r in failed)
+    for response in (retried, restarted):
+        assert list(response.originals) == list(first.originals)
+        assert list(response.runs) == list(first.runs)
+    assert len(listed.runs) == 4  # two originals, two re-runs
+    assert other_filter.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_info(other_filter.value).reason == "REQUEST_ID_REUSED"
+    assert len(fresh.runs) == 4

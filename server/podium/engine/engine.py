@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -38,6 +39,7 @@ from podium.core.model import (
     CallbackRecord,
     Event,
     NotificationRecord,
+    RerunBatchRecord,
     RunRecord,
     RunView,
     SignalRecord,
@@ -58,6 +60,7 @@ from podium.engine.observer import RunObserver
 from podium.engine.ports import ClusterStore, RunCommand, RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
+from podium.engine.request_ids import RequestClaims
 from podium.engine.services import RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import SIGNAL_NAME, Plan, check_notification
@@ -127,7 +130,10 @@ class Engine:
         self.admission = RunAdmission(governance.quotas)
         self.keyed_admission = KeyedRunAdmission()
         self.active: dict[str, RunExecutor] = {}
-        self._starting: dict[tuple[str, str], asyncio.Future[str]] = {}
+        self.requests = RequestClaims(self._run_with_request_id, self.get_run)
+        # RerunRuns calls under way, by (tenant, request id): one at a time each.
+        # (lock, how many calls use it).
+        self._rerun_batches: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
         # Cluster mode (several servers on one database): None on a single server.
@@ -218,21 +224,11 @@ class Engine:
                 trace_parent,
                 notification,
             )
-        claim = (tenant, request_id)
-        pending = self._starting.get(claim)
-        if pending is not None:
-            run_id = await asyncio.shield(pending)
-            return await self._same_request(run_id, request_id, request_hash)
-        # Claim the key before the first await, so that concurrent calls with
-        # the same request_id wait for this one instead of racing it.
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._starting[claim] = future
-        try:
-            existing = await self.store.find_run_by_request_id(request_id, tenant=tenant)
-            if existing is not None:
-                future.set_result(existing.run_id)
-                return await self._same_request(existing.run_id, request_id, request_hash)
-            view = await self._create_run(
+        return await self.requests.once(
+            tenant,
+            request_id,
+            request_hash,
+            lambda: self._create_run(
                 tenant,
                 workflow_id,
                 version,
@@ -245,28 +241,12 @@ class Engine:
                 max_cost,
                 trace_parent,
                 notification,
-            )
-            future.set_result(view.run.run_id)
-            return view
-        except BaseException as error:
-            if not future.done():
-                future.set_exception(error)
-                future.exception()  # retrieved: the waiters re-raise it themselves
-            raise
-        finally:
-            if self._starting.get(claim) is future:
-                del self._starting[claim]
+            ),
+        )
 
-    async def _same_request(self, run_id: str, request_id: str, request_hash: str) -> RunView:
-        view = await self.get_run(run_id)
-        if view.run.request_hash != request_hash:
-            raise AlreadyExists(
-                f"request_id {request_id!r} was already used for a different request "
-                f"(run runs/{run_id})",
-                resource=f"runs/{run_id}",
-                reason="REQUEST_ID_REUSED",
-            )
-        return view
+    async def _run_with_request_id(self, request_id: str, tenant: str) -> str | None:
+        found = await self.store.find_run_by_request_id(request_id, tenant=tenant)
+        return None if found is None else found.run_id
 
     async def _create_run(
         self,
@@ -527,20 +507,51 @@ class Engine:
     # -- re-runs (see rerun.py) -------------------------------------------------------
 
     async def rerun_run(
-        self, run_id: str, from_steps: Collection[str] = (), *, tenant: str | None = None
+        self,
+        run_id: str,
+        from_steps: Collection[str] = (),
+        *,
+        tenant: str | None = None,
+        request_id: str = "",
     ) -> RunView:
         """A new run of a finished run's workflow version and input, reusing the
-        outputs of its succeeded steps (all but `from_steps` and downstream)."""
+        outputs of its succeeded steps (all but `from_steps` and downstream).
+        Idempotent on request_id (within the tenant), as StartRun."""
         self._check_open()
-        original = await self.get_run(run_id, tenant=tenant)
         names = list(from_steps)
+        if not request_id:
+            return await self._checked_rerun(run_id, names, tenant)
+        owner = tenant if tenant is not None else await self._tenant_of(run_id)
+        request_hash = _rerun_hash(["rerun", run_id, names])
+        return await self.requests.once(
+            owner,
+            request_id,
+            request_hash,
+            lambda: self._checked_rerun(run_id, names, tenant, request_id, request_hash),
+        )
+
+    async def _tenant_of(self, run_id: str) -> str:
+        found = await self.store.run_tenant(run_id)
+        if found is None:
+            raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
+        return found
+
+    async def _checked_rerun(
+        self,
+        run_id: str,
+        names: list[str],
+        tenant: str | None,
+        request_id: str = "",
+        request_hash: str = "",
+    ) -> RunView:
+        original = await self.get_run(run_id, tenant=tenant)
         rerun.check_from_steps(names, {step.step_id for step in original.steps})
         if not original.run.state.is_final:
             raise FailedPrecondition(
                 f"run {run_id!r} has not finished (it is {original.run.state.name})",
                 reason="RUN_NOT_FINISHED",
             )
-        return await self._rerun(original, names)
+        return await self._rerun(original, names, request_id, request_hash)
 
     async def rerun_runs(
         self,
@@ -551,10 +562,16 @@ class Engine:
         from_steps: Collection[str] = (),
         max_runs: int = 0,
         tenant: str = DEFAULT_TENANT,
+        request_id: str = "",
     ) -> list[tuple[str, RunView]]:
         """rerun_run for each finished run that matches the filter (newest first, at
         most `max_runs`, 0: 100); returns (original run id, new run) pairs. Every
-        run is checked before any re-run starts."""
+        run is checked before any re-run starts.
+
+        Idempotent on request_id (within the tenant): the originals chosen are
+        stored first, and each new run carries `{request_id}/{original}`, so a
+        retry (after a restart too) re-runs the same originals, returns the runs
+        made already and makes only those a crash left unmade."""
         self._check_open()
         if max_runs < 0 or max_runs > MAX_RERUNS:
             raise InvalidArgument(
@@ -567,21 +584,79 @@ class Engine:
                 "invalid states",
                 [FieldViolation("states", "only runs that ended can be re-run")],
             )
-        finals = chosen or {state for state in RunState if state.is_final}
-        found = await self.store.list_runs(
-            max_runs or DEFAULT_RERUNS,
-            workflow_id=workflow_id,
-            states=sorted(finals),
-            labels=dict(labels or {}),
-            tenant=tenant,
-        )
         names = list(from_steps)
-        originals = [await self.get_run(record.run_id, tenant=tenant) for record in found]
-        for view in originals:
-            rerun.check_from_steps(names, {step.step_id for step in view.steps})
-        return [(view.run.run_id, await self._rerun(view, names)) for view in originals]
+        wanted = dict(labels or {})
 
-    async def _rerun(self, original: RunView, from_steps: list[str]) -> RunView:
+        async def choose() -> list[RunView]:
+            finals = chosen or {state for state in RunState if state.is_final}
+            found = await self.store.list_runs(
+                max_runs or DEFAULT_RERUNS,
+                workflow_id=workflow_id,
+                states=sorted(finals),
+                labels=wanted,
+                tenant=tenant,
+            )
+            originals = [await self.get_run(record.run_id, tenant=tenant) for record in found]
+            for view in originals:
+                rerun.check_from_steps(names, {step.step_id for step in view.steps})
+            return originals
+
+        if not request_id:
+            return [(view.run.run_id, await self._rerun(view, names)) for view in await choose()]
+        request_hash = _rerun_hash(
+            ["reruns", workflow_id, sorted(s.name for s in chosen), wanted, names, max_runs]
+        )
+        key = (tenant, request_id)
+        lock, users = self._rerun_batches.get(key, (asyncio.Lock(), 0))
+        self._rerun_batches[key] = (lock, users + 1)
+        try:
+            async with lock:
+                batch = await self.store.get_rerun_batch(request_id, tenant=tenant)
+                if batch is None:
+                    views = await choose()
+                    batch = RerunBatchRecord(
+                        tenant,
+                        request_id,
+                        request_hash,
+                        [view.run.run_id for view in views],
+                        self.clock.now(),
+                    )
+                    self.store.put_rerun_batch(batch)
+                    await self.store.commit()
+                elif batch.request_hash != request_hash:
+                    raise AlreadyExists(
+                        f"request_id {request_id!r} was already used for different "
+                        "RerunRuns filters",
+                        resource="runs",
+                        reason="REQUEST_ID_REUSED",
+                    )
+                pairs = []
+                for original in batch.originals:
+                    run_request = f"{request_id}/{original}"
+                    view = await self.requests.once(
+                        tenant,
+                        run_request,
+                        request_hash,
+                        functools.partial(
+                            self._checked_rerun, original, names, tenant, run_request, request_hash
+                        ),
+                    )
+                    pairs.append((original, view))
+                return pairs
+        finally:
+            lock, users = self._rerun_batches[key]
+            if users == 1:
+                del self._rerun_batches[key]
+            else:
+                self._rerun_batches[key] = (lock, users - 1)
+
+    async def _rerun(
+        self,
+        original: RunView,
+        from_steps: list[str],
+        request_id: str = "",
+        request_hash: str = "",
+    ) -> RunView:
         source = original.run
         workflow = await self.workflows.get(
             source.workflow_id, source.workflow_version, tenant=source.tenant
@@ -597,7 +672,8 @@ class Engine:
             state=RunState.PENDING,
             input=dict(source.input),
             create_time=self.clock.now(),
-            request_hash=source.request_hash,
+            request_id=request_id,
+            request_hash=request_hash or source.request_hash,
             labels=dict(source.labels),
             max_concurrency=source.max_concurrency,
             priority=source.priority,
@@ -1127,6 +1203,11 @@ def _request_hash(
         sort_keys=True,
         separators=(",", ":"),
     )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _rerun_hash(parts: list[Any]) -> str:
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
