@@ -142,7 +142,10 @@ class RunExecutor:
             if step.state.is_final:
                 self._step_scope[step.step_id] = _scope_entry(step)
             elif step.state in _IN_PROGRESS:
-                self.journal.interrupted(step)
+                # A child run goes on across its parent's restart: the
+                # attempt that started it was not interrupted (child_steps.py).
+                if self.plan.steps[step.step_id].spec.workflow is None:
+                    self.journal.interrupted(step)
                 in_progress.append(step)
         if self.plan.spec.timeout is not None and self.run.start_time is not None:
             self._timer = asyncio.create_task(
