@@ -33,23 +33,21 @@ OUTER = {"steps": [{"id": "sub", "workflow": {"name": "inner"}}]}
 async def owners(db: str, run_names: list[str]) -> dict[str, str]:
     """Each run's owning server, as the database says (no API tells it)."""
     ids = [name.removeprefix("runs/") for name in run_names]
+    found: dict[str, str]
     if db.startswith("postgresql://"):
-        conn = await asyncpg.connect(db)
+        server = await asyncpg.connect(db)
         try:
-            rows = await conn.fetch(
+            rows = await server.fetch(
                 "SELECT run_id, owner FROM run_owners WHERE run_id = ANY($1::text[])", ids
             )
         finally:
-            await conn.close()
+            await server.close()
         found = {row["run_id"]: row["owner"] for row in rows}
     else:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as local:
             marks = ", ".join("?" for _ in ids)
-            found = dict(
-                conn.execute(
-                    f"SELECT run_id, owner FROM run_owners WHERE run_id IN ({marks})", ids
-                ).fetchall()
-            )
+            query = f"SELECT run_id, owner FROM run_owners WHERE run_id IN ({marks})"
+            found = dict(local.execute(query, ids).fetchall())
     return {f"runs/{run_id}": owner for run_id, owner in found.items()}
 
 
