@@ -7,6 +7,7 @@ A kill -9 while the parent waits: tests/e2e/test_child_crash.py."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from decimal import Decimal
 from typing import Any
@@ -33,7 +34,8 @@ from podium.testing import (
     step_of,
 )
 from podium.testing.values import money_nanos
-from podium.v1 import common_pb2, event_pb2, execution_service_pb2, run_pb2
+from podium.testing.waiting import HANG_TIMEOUT
+from podium.v1 import common_pb2, event_pb2, execution_service_pb2, progress_service_pb2, run_pb2
 
 E = event_pb2
 R = run_pb2
@@ -255,6 +257,74 @@ async def test_a_child_waits_for_room_another_child_holds_then_starts() -> None:
     assert money_nanos(run.cost) == money_nanos(usd(2 * cost))
     waits = [e.message for e in events if e.type == E.RUN_EVENT_TYPE_STEP_WAITING]
     assert budget in waits
+
+
+async def test_after_a_restart_a_waiting_child_step_still_waits_for_the_running_sibling(
+    db_path: str,
+) -> None:
+    # The running child's ceiling is held again before the waiting step looks
+    # for room: it must not see that room as free because the sibling's step
+    # has not been resumed yet.
+    cost = small_cost(5)
+    inner = {"steps": [{"id": "gate", "waitForSignal": {"name": "go"}}, llm("a", "gate")]}
+    # The step that waits comes first in the run's steps (it is resumed first);
+    # it waits because `early`, with no step to wait for, started its child first.
+    outer = {
+        "steps": [
+            echo_step("pre", delay_ms=50),
+            child_step("late", "inner", "pre"),
+            child_step("early", "inner"),
+        ]
+    }
+    async with serving(db_path) as (_, stubs):
+        await create_workflow(stubs, "inner", inner)
+        await create_workflow(stubs, "outer", outer)
+        run = await start_run(stubs, "outer", max_cost=usd(2 * cost))
+        budget = f"budget:run:{run.name.removeprefix('runs/')}"
+
+        async def one_waits_for_room() -> bool:
+            parent = await get_run(stubs, run.name)
+            reasons = {step_of(parent, "late").reason}
+            return budget in reasons and len(await children_of(stubs, run.name)) == 1
+
+        await eventually(one_waits_for_room, what="a step waiting for the parent's budget")
+        parent = await get_run(stubs, run.name)
+        waiting = "late"
+        (first,) = await children_of(stubs, run.name)
+        before = parent.last_sequence
+    async with serving(db_path) as (_, stubs):
+
+        async def next_wait() -> str:
+            """The message of `late`'s first STEP_WAITING since the restart."""
+            request = progress_service_pb2.WatchRunRequest(run=run.name, after_sequence=before)
+            call = stubs.progress.WatchRun(request)
+            try:
+                async for response in call:
+                    for e in response.events:
+                        if e.type == E.RUN_EVENT_TYPE_STEP_WAITING and e.step_id == waiting:
+                            return e.message
+            finally:
+                call.cancel()
+            raise AssertionError("the run ended")
+
+        # Resumed, the step looks for room again and waits again (rather than
+        # starting a child with the room the running one holds).
+        assert await asyncio.wait_for(next_wait(), HANG_TIMEOUT) == budget
+        assert [c.name for c in await children_of(stubs, run.name)] == [first.name]
+        await stubs.executions.SignalRun(X.SignalRunRequest(run=first.name, name="go"))
+
+        async def second_child() -> bool:
+            return len(await children_of(stubs, run.name)) == 2
+
+        await eventually(second_child, what="the second child started")
+        (second,) = [c for c in await children_of(stubs, run.name) if c.name != first.name]
+        await stubs.executions.SignalRun(X.SignalRunRequest(run=second.name, name="go"))
+        await collect_events(stubs, run.name)
+        run = await get_run(stubs, run.name)
+        second = await get_run(stubs, second.name)
+    assert money_nanos(second.max_cost) == money_nanos(usd(cost))
+    assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+    assert money_nanos(run.cost) == money_nanos(usd(2 * cost))
 
 
 class FailsFirstCalls:

@@ -13,7 +13,7 @@ for it; its output is the child's output.
   that the parent's other steps cannot spend it too); when the child ends,
   its cost becomes the step's and the parent's, and the hold is dropped. A
   step that finds no room waits while some may come back; one that never
-  can fit fails with podium.BudgetExceeded (_wait_for_room).
+  can fit fails with podium.BudgetExceeded (podium.engine.child_budget).
 - Depth: a child nests one deeper than its parent; past the limit
   max_workflow_depth (podium.core.limits) the step fails with
   podium.LimitExceeded, naming the limit.
@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from podium.core import limits
 from podium.core.errors import InvalidArgument, NotFound
-from podium.core.failures import BUDGET_EXCEEDED, CANCELLED, INVALID_INPUT, Failure
+from podium.core.failures import CANCELLED, INVALID_INPUT, Failure
 from podium.core.limits import LIMIT_EXCEEDED
 from podium.core.model import AttemptRecord, RunRecord, StepRecord
 from podium.core.spec import StepSpec
@@ -39,7 +39,6 @@ from podium.engine.ports import ChildRuns
 from podium.engine.run_journal import RunJournal
 from podium.engine.step_values import StepFailed
 from podium.engine.validation import StepPlan
-from podium.governance.budgets import run_budget_name
 
 NOT_FOUND = "podium.WorkflowNotFound"
 _CHILD_IDS = uuid.UUID("5b0e3f8e-7a1c-4d2b-9a57-0c1d2e3f4a5b")
@@ -128,22 +127,29 @@ async def _attempt(
             )
             raise StepFailed(Failure(LIMIT_EXCEEDED, message, retryable=False))
         step.input = inputs()
-        room = await _wait_for_room(runner)
-        # Held from now on, before the first await: a sibling step that
-        # looks for room meanwhile must not be handed the same.
-        hold = _set_aside(runner.env, parent, room)
+        holds = runner.env.child_holds
+        room = await holds.room(
+            runner.env, step, lambda: children.running_children(parent.run_id, parent.tenant)
+        )
+        # Held from now on, before the next await: a sibling step that looks
+        # for room meanwhile must not be handed the same.
+        holds.hold(runner.env, run_id, room)
         try:
             child = await children.start(run_id, parent, step.step_id, spec, step.input, room)
         except BaseException as error:
-            _set_aside(runner.env, parent, -hold)
+            holds.release(runner.env, run_id)
             if not isinstance(error, (NotFound, InvalidArgument)):
                 raise
             # Deleted since the parent was defined, or the input does not fit.
             type = INVALID_INPUT if isinstance(error, InvalidArgument) else NOT_FOUND
             message = f"child workflow {spec.name!r} could not start: {error.message}"
             raise StepFailed(Failure(type, message, retryable=False)) from None
-    else:
-        hold = _hold(runner.env, parent, child)
+    elif not child.state.is_final:
+        # Resumed with its child running: held again (once, whoever asks first).
+        await runner.env.child_holds.hold_running(
+            runner.env, lambda: children.running_children(parent.run_id, parent.tenant)
+        )
+        runner.env.child_holds.hold(runner.env, run_id, child.max_cost)
     if attempt is None:
         attempt = AttemptRecord(number, AttemptState.RUNNING, runner.env.services.clock.now())
         journal.attempt_started(step, attempt)
@@ -155,7 +161,7 @@ async def _attempt(
         if not runner.env.stop.stopping:
             children.cancel(run_id, f"parent run {parent.run_id} cancelled")
         raise
-    _roll_up(runner.env, step, attempt, child, hold)
+    _roll_up(runner.env, step, attempt, child)
     if child.state in (RunState.SUCCEEDED, RunState.PARTIALLY_SUCCEEDED):
         if attempt.state != AttemptState.SUCCEEDED:
             journal.attempt_ended(step, attempt, AttemptState.SUCCEEDED, None)
@@ -169,79 +175,20 @@ async def _attempt(
     raise _ChildFailed(attempt)
 
 
-async def _wait_for_room(runner: StepRunner) -> Decimal | None:
-    """What is left of the parent's ceiling: the child's ceiling. While none
-    is left now but some may come back (the parent's calls in flight settle
-    below their worst case, another child ends below its ceiling), the step
-    waits (`budget:run:ID`), as a call waits for its budget (governance/gate.py);
-    once the parent's settled spend alone is at its ceiling, nothing ever will,
-    and the step fails with podium.BudgetExceeded and the figures."""
-    env, journal = runner.env, runner.journal
-    parent = journal.run
-    if parent.max_cost is None:
-        return None
-    ledger = env.services.governance.ledger
-    name = run_budget_name(parent.run_id)
-    waiting = ""
-    try:
-        while True:
-            # The ledger's spend holds the other children's ceilings as well.
-            spent = max(ledger.spent(name, ""), parent.cost)
-            reserved = ledger.reserved(name, "")
-            room = parent.max_cost - spent - reserved
-            if room > 0:
-                return room
-            if parent.cost >= parent.max_cost:
-                message = (
-                    f"budget {name!r} exceeded: limit {parent.max_cost}, spent {parent.cost}, "
-                    f"reserved {reserved}: no room left for a child run"
-                )
-                raise StepFailed(Failure(BUDGET_EXCEEDED, message, retryable=False))
-            if not waiting:
-                waiting = f"budget:{name}"
-                journal.step_waiting(runner.step, None, waiting)
-            await ledger.wait_for_room()
-    finally:
-        if waiting and not env.stop.stopping:
-            journal.step_resumed(runner.step, waiting)
-
-
-def _hold(env: RunEnvironment, parent: RunRecord, child: RunRecord) -> Decimal:
-    """Sets a child's ceiling aside again (a parent resumed after a restart
-    finds its child running) until the child ends."""
-    if child.state.is_final:
-        return ZERO
-    return _set_aside(env, parent, child.max_cost)
-
-
-def _set_aside(env: RunEnvironment, parent: RunRecord, amount: Decimal | None) -> Decimal:
-    """Holds `amount` in the parent's run budget (as spend, so that no call of
-    the parent's and no other child may use it; negative: gives it back)."""
-    if parent.max_cost is None or amount is None:
-        return ZERO
-    ledger = env.services.governance.ledger
-    key = (run_budget_name(parent.run_id), "")
-    ledger.load({key: max(ZERO, max(ledger.spent(key[0], ""), parent.cost) + amount)})
-    return amount
-
-
 def _roll_up(
-    env: RunEnvironment, step: StepRecord, attempt: AttemptRecord, child: RunRecord, hold: Decimal
+    env: RunEnvironment, step: StepRecord, attempt: AttemptRecord, child: RunRecord
 ) -> None:
     """The child's cost becomes its attempt's, and the attempts' the step's
     and the parent's (assigned, not added: a step resumed after a restart may
-    roll up twice)."""
+    roll up twice); the child's ceiling is given back."""
     journal = env.journal
     parent = journal.run
     attempt.cost = child.cost
     total = sum((a.cost for a in step.attempts), ZERO)
     delta = total - step.cost
+    env.child_holds.release(env, child.run_id, delta)
     step.cost = total
     parent.cost += delta
-    if parent.max_cost is not None:
-        ledger = env.services.governance.ledger
-        key = (run_budget_name(parent.run_id), "")
-        ledger.load({key: max(ZERO, ledger.spent(key[0], "") - hold) + delta})
     if delta:
         journal.save_run()
         journal.save_step(step, attempt)
