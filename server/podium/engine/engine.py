@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import hashlib
 import json
 import logging
@@ -39,7 +38,6 @@ from podium.core.model import (
     CallbackRecord,
     Event,
     NotificationRecord,
-    RerunBatchRecord,
     RunRecord,
     RunView,
     SignalRecord,
@@ -47,8 +45,8 @@ from podium.core.model import (
 )
 from podium.core.schemas import json_pointer, violations
 from podium.core.spec import NotificationSpec, WorkflowVersion
-from podium.core.states import EventType, RunState, StepState
-from podium.engine import estimates, insights, pagination, rerun, retention
+from podium.core.states import RunState, StepState
+from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import KeyedRunAdmission, RunAdmission
 from podium.engine.children import ChildLink, EngineChildren
 from podium.engine.cluster import ClusterMember, ClusterSettings
@@ -61,6 +59,7 @@ from podium.engine.ports import ClusterStore, RunCommand, RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
 from podium.engine.request_ids import RequestClaims
+from podium.engine.reruns import Reruns
 from podium.engine.services import RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import SIGNAL_NAME, Plan, check_notification
@@ -81,8 +80,6 @@ SNAPSHOT_ATTEMPTS = 500
 # wait for its owner to carry them out (long enough for a takeover in between).
 COMMAND_WAIT_SECONDS = 30.0
 # RerunRuns: runs re-run by one call when it does not say (and at most).
-DEFAULT_RERUNS = 100
-MAX_RERUNS = 1000
 R = TypeVar("R", RunRecord, StepRecord, AttemptRecord)
 
 
@@ -131,9 +128,7 @@ class Engine:
         self.keyed_admission = KeyedRunAdmission()
         self.active: dict[str, RunExecutor] = {}
         self.requests = RequestClaims(self._run_with_request_id, self.get_run)
-        # RerunRuns calls under way, by (tenant, request id): one at a time each.
-        # (lock, how many calls use it).
-        self._rerun_batches: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self.reruns = Reruns(self)
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
         # Cluster mode (several servers on one database): None on a single server.
@@ -504,7 +499,7 @@ class Engine:
         await self.services.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 
-    # -- re-runs (see rerun.py) -------------------------------------------------------
+    # -- re-runs (see reruns.py) ------------------------------------------------------
 
     async def rerun_run(
         self,
@@ -518,40 +513,9 @@ class Engine:
         outputs of its succeeded steps (all but `from_steps` and downstream).
         Idempotent on request_id (within the tenant), as StartRun."""
         self._check_open()
-        names = list(from_steps)
-        if not request_id:
-            return await self._checked_rerun(run_id, names, tenant)
-        owner = tenant if tenant is not None else await self._tenant_of(run_id)
-        request_hash = _rerun_hash(["rerun", run_id, names])
-        return await self.requests.once(
-            owner,
-            request_id,
-            request_hash,
-            lambda: self._checked_rerun(run_id, names, tenant, request_id, request_hash),
+        return await self.reruns.rerun_run(
+            run_id, list(from_steps), tenant=tenant, request_id=request_id
         )
-
-    async def _tenant_of(self, run_id: str) -> str:
-        found = await self.store.run_tenant(run_id)
-        if found is None:
-            raise NotFound(f"run {run_id!r} not found", reason="RUN_NOT_FOUND")
-        return found
-
-    async def _checked_rerun(
-        self,
-        run_id: str,
-        names: list[str],
-        tenant: str | None,
-        request_id: str = "",
-        request_hash: str = "",
-    ) -> RunView:
-        original = await self.get_run(run_id, tenant=tenant)
-        rerun.check_from_steps(names, {step.step_id for step in original.steps})
-        if not original.run.state.is_final:
-            raise FailedPrecondition(
-                f"run {run_id!r} has not finished (it is {original.run.state.name})",
-                reason="RUN_NOT_FINISHED",
-            )
-        return await self._rerun(original, names, request_id, request_hash)
 
     async def rerun_runs(
         self,
@@ -565,128 +529,21 @@ class Engine:
         request_id: str = "",
     ) -> list[tuple[str, RunView]]:
         """rerun_run for each finished run that matches the filter (newest first, at
-        most `max_runs`, 0: 100); returns (original run id, new run) pairs. Every
-        run is checked before any re-run starts.
-
-        Idempotent on request_id (within the tenant): the originals chosen are
-        stored first, and each new run carries `{request_id}/{original}`, so a
-        retry (after a restart too) re-runs the same originals, returns the runs
-        made already and makes only those a crash left unmade."""
+        most `max_runs`, 0: 100); returns (original run id, new run) pairs.
+        Idempotent on request_id (reruns.py)."""
         self._check_open()
-        if max_runs < 0 or max_runs > MAX_RERUNS:
-            raise InvalidArgument(
-                "invalid max_runs",
-                [FieldViolation("max_runs", f"must be between 0 and {MAX_RERUNS}")],
-            )
-        chosen = set(states)
-        if any(not state.is_final for state in chosen):
-            raise InvalidArgument(
-                "invalid states",
-                [FieldViolation("states", "only runs that ended can be re-run")],
-            )
-        names = list(from_steps)
-        wanted = dict(labels or {})
-
-        async def choose() -> list[RunView]:
-            finals = chosen or {state for state in RunState if state.is_final}
-            found = await self.store.list_runs(
-                max_runs or DEFAULT_RERUNS,
-                workflow_id=workflow_id,
-                states=sorted(finals),
-                labels=wanted,
-                tenant=tenant,
-            )
-            originals = [await self.get_run(record.run_id, tenant=tenant) for record in found]
-            for view in originals:
-                rerun.check_from_steps(names, {step.step_id for step in view.steps})
-            return originals
-
-        if not request_id:
-            return [(view.run.run_id, await self._rerun(view, names)) for view in await choose()]
-        request_hash = _rerun_hash(
-            ["reruns", workflow_id, sorted(s.name for s in chosen), wanted, names, max_runs]
-        )
-        key = (tenant, request_id)
-        lock, users = self._rerun_batches.get(key, (asyncio.Lock(), 0))
-        self._rerun_batches[key] = (lock, users + 1)
-        try:
-            async with lock:
-                batch = await self.store.get_rerun_batch(request_id, tenant=tenant)
-                if batch is None:
-                    views = await choose()
-                    batch = RerunBatchRecord(
-                        tenant,
-                        request_id,
-                        request_hash,
-                        [view.run.run_id for view in views],
-                        self.clock.now(),
-                    )
-                    self.store.put_rerun_batch(batch)
-                    await self.store.commit()
-                elif batch.request_hash != request_hash:
-                    raise AlreadyExists(
-                        f"request_id {request_id!r} was already used for different "
-                        "RerunRuns filters",
-                        resource="runs",
-                        reason="REQUEST_ID_REUSED",
-                    )
-                pairs = []
-                for original in batch.originals:
-                    run_request = f"{request_id}/{original}"
-                    view = await self.requests.once(
-                        tenant,
-                        run_request,
-                        request_hash,
-                        functools.partial(
-                            self._checked_rerun, original, names, tenant, run_request, request_hash
-                        ),
-                    )
-                    pairs.append((original, view))
-                return pairs
-        finally:
-            lock, users = self._rerun_batches[key]
-            if users == 1:
-                del self._rerun_batches[key]
-            else:
-                self._rerun_batches[key] = (lock, users - 1)
-
-    async def _rerun(
-        self,
-        original: RunView,
-        from_steps: list[str],
-        request_id: str = "",
-        request_hash: str = "",
-    ) -> RunView:
-        source = original.run
-        workflow = await self.workflows.get(
-            source.workflow_id, source.workflow_version, tenant=source.tenant
-        )
-        plan = self.workflows.plan_for(workflow)
-        by_id = {step.step_id: step for step in original.steps}
-        compensated = await self._compensated_steps(original, plan)
-        again = rerun.steps_to_run_again(by_id, plan.dependents, from_steps, compensated)
-        run = RunRecord(
-            run_id=uuid.uuid4().hex,
-            workflow_id=source.workflow_id,
-            workflow_version=source.workflow_version,
-            state=RunState.PENDING,
-            input=dict(source.input),
-            create_time=self.clock.now(),
+        return await self.reruns.rerun_runs(
+            workflow_id=workflow_id,
+            states=set(states),
+            labels=dict(labels or {}),
+            from_steps=list(from_steps),
+            max_runs=max_runs,
+            tenant=tenant,
             request_id=request_id,
-            request_hash=request_hash or source.request_hash,
-            labels=dict(source.labels),
-            max_concurrency=source.max_concurrency,
-            priority=source.priority,
-            max_cost=source.max_cost,
-            tenant=source.tenant,
-            rerun_of=source.run_id,
         )
-        steps = [
-            StepRecord(step_id=spec.id, agent=spec.agent, position=i)
-            if spec.id in again or spec.id not in by_id
-            else rerun.reused_step(by_id[spec.id], source.run_id)
-            for i, spec in enumerate(workflow.spec.steps)
-        ]
+
+    async def launch_rerun(self, run: RunRecord, steps: list[StepRecord], plan: Plan) -> RunView:
+        """Records a re-run (durable on return) and starts it when admitted."""
         recorder = self.services.recorder
         if self.cluster is not None:
             self.cluster.store.own_new_run(run.run_id)
@@ -699,18 +556,6 @@ class Engine:
         self.active[run.run_id] = executor
         self._start_when_admitted(executor)
         return RunView(run, list(executor.steps.values()))
-
-    async def _compensated_steps(self, original: RunView, plan: Plan) -> set[str]:
-        """The steps whose compensation the original started (rerun.py: they
-        run again). Only a run that failed or was cancelled compensates."""
-        if original.run.state not in (RunState.FAILED, RunState.CANCELLED) or not any(
-            step.spec.compensate is not None for step in plan.steps.values()
-        ):
-            return set()
-        events = await self.store.read_events_of_types(
-            original.run.run_id, [EventType.COMPENSATION_STARTED], len(plan.steps)
-        )
-        return {event.step_id for event in events}
 
     async def resolve_approval(
         self,
@@ -1203,11 +1048,6 @@ def _request_hash(
         sort_keys=True,
         separators=(",", ":"),
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _rerun_hash(parts: list[Any]) -> str:
-    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
