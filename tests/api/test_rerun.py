@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
+from podium.client import AsyncClient
 from podium.plugins.api import AgentError, StepContext
 from podium.testing import (
     HoldAgent,
@@ -377,3 +378,19 @@ async def test_a_retried_bulk_rerun_reruns_the_same_originals_after_a_restart(
     assert other_filter.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert error_info(other_filter.value).reason == "REQUEST_ID_REUSED"
     assert len(fresh.runs) == 4
+
+
+async def test_the_async_client_passes_the_request_id(db_path: str) -> None:
+    fragile = FailsFirstCalls(100)
+    async with serving(db_path, plugins=plugins_with([fragile])) as (server, stubs):
+        await create_workflow(stubs, "flow", SPEC)
+        original = await finish(stubs, (await start_run(stubs, "flow")).name)
+        async with AsyncClient(f"127.0.0.1:{server.port}") as client:
+            one = await client.rerun_run(original.name, request_id="client-1")
+            again = await client.rerun_run(original.name, ["side"], request_id="client-2")
+            retried = await client.rerun_run(original.name, request_id="client-1")
+            bulk = await client.rerun_runs("flow", request_id="client-bulk")
+            bulk_again = await client.rerun_runs("flow", request_id="client-bulk")
+    assert retried.name == one.name != again.name
+    assert list(bulk_again.runs) == list(bulk.runs)
+    assert original.name in bulk.originals
