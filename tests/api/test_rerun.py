@@ -394,3 +394,27 @@ async def test_the_async_client_passes_the_request_id(db_path: str) -> None:
     assert retried.name == one.name != again.name
     assert list(bulk_again.runs) == list(bulk.runs)
     assert original.name in bulk.originals
+
+
+async def test_a_retried_bulk_rerun_makes_the_reruns_missing_from_its_originals(
+    db_path: str,
+) -> None:
+    # A re-run of the batch that is gone (as if a crash had come before it was
+    # made; here it was deleted) is made by the retry, for the same original;
+    # the others are returned as they are.
+    fragile = FailsFirstCalls(100)
+    bulk = X.RerunRunsRequest(workflow="workflows/flow", request_id="mend")
+    async with serving(db_path, plugins=plugins_with([fragile])) as (_, stubs):
+        await create_workflow(stubs, "flow", SPEC)
+        for _ in range(2):
+            await finish(stubs, (await start_run(stubs, "flow")).name)
+        first = await stubs.executions.RerunRuns(bulk)
+        for name in first.runs:
+            await finish(stubs, name)
+        await stubs.executions.DeleteRun(X.DeleteRunRequest(name=first.runs[1]))
+        retried = await stubs.executions.RerunRuns(bulk)
+        remade = await get_run(stubs, retried.runs[1])
+    assert list(retried.originals) == list(first.originals)
+    assert retried.runs[0] == first.runs[0]
+    assert retried.runs[1] != first.runs[1]
+    assert remade.rerun_of == first.originals[1]
