@@ -1,9 +1,10 @@
 """The `workflow` step kind: starts a child run of another workflow and waits
 for it; its output is the child's output.
 
-- The child's run id is derived from the parent's run and step, so a parent
-  resumed after a restart finds the child it started (or starts it, if the
-  crash came first) and waits again; a child that ended meanwhile is read back.
+- The child's run id is derived from the parent's run, step and attempt, so a
+  parent resumed after a restart finds the child it started (or starts it, if
+  the crash came first) and waits again; a child that ended meanwhile is read
+  back. Each child is an attempt of the step (its cost is the child's).
 - The child's failure fails the attempt with the child's failure type and a
   message naming the child run; the step's retry policy then decides, and
   each retry starts a new child (its id derived from the attempt number too).
