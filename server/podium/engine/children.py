@@ -113,13 +113,9 @@ class EngineChildren:
             await asyncio.sleep(POLL_SECONDS)
 
     async def running_children(self, parent_run_id: str, tenant: str) -> list[RunRecord]:
-        records = await self.engine.store.list_runs(
-            MAX_CHILDREN,
-            states=UNFINISHED_RUN_STATES,
-            tenant=tenant,
-            parent_run_id=parent_run_id,
+        return await self.engine.store.list_runs(
+            MAX_CHILDREN, states=UNFINISHED_RUN_STATES, tenant=tenant, parent_run_id=parent_run_id
         )
-        return [record for record in records if not record.state.is_final]
 
     def cancel(self, run_id: str, reason: str) -> None:
         """Cancels a child (its parent's step is being cancelled: this must not
