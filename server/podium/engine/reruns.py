@@ -27,6 +27,7 @@ from podium.core.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 from podium.core.model import RerunBatchRecord, RunRecord, RunView, StepRecord
 from podium.core.states import EventType, RunState
@@ -176,7 +177,15 @@ class Reruns:
                     )
                     self._engine.store.put_rerun_batch(batch)
                     await self._engine.store.commit()
-                elif batch.request_hash != request_hash:
+                    # The record that stands: another server's, if one made the
+                    # same call at the same time (the first write wins).
+                    batch = await self._engine.store.get_rerun_batch(request_id, tenant=tenant)
+                    if batch is None:  # committed, yet not read back: the store failed
+                        raise Unavailable(
+                            "the re-run request could not be read back",
+                            reason="STORAGE_UNAVAILABLE",
+                        )
+                if batch.request_hash != request_hash:
                     raise AlreadyExists(
                         f"request_id {request_id!r} was already used for different "
                         "RerunRuns filters",
