@@ -7,6 +7,7 @@ A kill -9 while the parent waits: tests/e2e/test_child_crash.py."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ import grpc
 import pytest
 
 from podium.core.limits import Limits
+from podium.plugins.api import AgentError, StepContext
 from podium.testing import (
     Stubs,
     collect_events,
@@ -25,14 +27,17 @@ from podium.testing import (
     field_violations,
     get_run,
     plain,
+    plugins_with,
     run_to_end,
     serving,
     start_run,
     step_of,
 )
 from podium.testing.values import money_nanos
-from podium.v1 import common_pb2, execution_service_pb2, run_pb2
+from podium.testing.waiting import HANG_TIMEOUT
+from podium.v1 import common_pb2, event_pb2, execution_service_pb2, progress_service_pb2, run_pb2
 
+E = event_pb2
 R = run_pb2
 X = execution_service_pb2
 SIM_SMALL = (Decimal("0.50"), Decimal("1.50"))  # USD per million input / output tokens
@@ -191,20 +196,210 @@ async def test_the_childs_cost_rolls_up_and_the_parents_max_cost_bounds_both() -
     assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
 
 
-async def test_a_parent_without_room_left_starts_a_child_that_can_spend_nothing() -> None:
+async def test_a_child_that_can_never_fit_fails_with_the_figures_and_starts_nothing() -> None:
     cost = small_cost(5)
     inner = {"steps": [llm("a")]}
     outer = {"steps": [llm("first"), child_step("sub", "inner", "first"), llm("last", "sub")]}
     async with serving() as (_, stubs):
         await create_workflow(stubs, "inner", inner)
         await create_workflow(stubs, "outer", outer)
-        run, _ = await run_to_end(stubs, "outer", max_cost=usd(cost))
-        (child,) = await children_of(stubs, run.name)
-        child = await get_run(stubs, child.name)
-    assert money_nanos(child.max_cost) == 0
-    assert money_nanos(child.cost) == 0
-    assert step_of(run, "last").failure.type == "podium.BudgetExceeded"
+        run, events = await run_to_end(stubs, "outer", max_cost=usd(cost))
+        children = await children_of(stubs, run.name)
+    # The parent's settled spend is at its ceiling: no room can ever come back.
+    assert children == []
+    sub = step_of(run, "sub")
+    assert sub.state == R.STEP_STATE_FAILED
+    assert sub.failure.type == "podium.BudgetExceeded"
+    assert f"limit {cost}" in sub.failure.message
+    assert f"spent {cost}" in sub.failure.message
+    assert not [e for e in events if e.type == E.RUN_EVENT_TYPE_STEP_WAITING]
     assert money_nanos(run.cost) == money_nanos(usd(cost))
+
+
+async def test_a_child_waits_for_room_another_child_holds_then_starts() -> None:
+    cost = small_cost(5)
+    # Each child waits for its signal, then makes one call: the first child
+    # holds the parent's whole ceiling (two calls' worth) while it runs.
+    inner = {"steps": [{"id": "gate", "waitForSignal": {"name": "go"}}, llm("a", "gate")]}
+    outer = {"steps": [child_step("one", "inner"), child_step("two", "inner")]}
+    async with serving() as (_, stubs):
+        await create_workflow(stubs, "inner", inner)
+        await create_workflow(stubs, "outer", outer)
+        run = await start_run(stubs, "outer", max_cost=usd(2 * cost))
+        budget = f"budget:run:{run.name.removeprefix('runs/')}"
+
+        async def one_waits_for_room() -> bool:
+            parent = await get_run(stubs, run.name)
+            reasons = {step_of(parent, s).reason for s in ("one", "two")}
+            return budget in reasons and len(await children_of(stubs, run.name)) == 1
+
+        await eventually(one_waits_for_room, what="a step waiting for the parent's budget")
+        parent = await get_run(stubs, run.name)
+        waiting = next(s for s in ("one", "two") if step_of(parent, s).reason == budget)
+        assert step_of(parent, waiting).state == R.STEP_STATE_WAITING
+        (first,) = await children_of(stubs, run.name)
+        assert money_nanos(first.max_cost) == money_nanos(usd(2 * cost))
+        await stubs.executions.SignalRun(X.SignalRunRequest(run=first.name, name="go"))
+
+        async def second_child() -> bool:
+            return len(await children_of(stubs, run.name)) == 2
+
+        await eventually(second_child, what="the second child started")
+        (second,) = [c for c in await children_of(stubs, run.name) if c.name != first.name]
+        await stubs.executions.SignalRun(X.SignalRunRequest(run=second.name, name="go"))
+        events = await collect_events(stubs, run.name)
+        run = await get_run(stubs, run.name)
+        second = await get_run(stubs, second.name)
+    # The first child spent one call of its two: the other came back, and the
+    # second child got exactly that.
+    assert money_nanos(second.max_cost) == money_nanos(usd(cost))
+    assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+    assert money_nanos(run.cost) == money_nanos(usd(2 * cost))
+    waits = [e.message for e in events if e.type == E.RUN_EVENT_TYPE_STEP_WAITING]
+    assert budget in waits
+
+
+async def test_after_a_restart_a_waiting_child_step_still_waits_for_the_running_sibling(
+    db_path: str,
+) -> None:
+    # The running child's ceiling is held again before the waiting step looks
+    # for room: it must not see that room as free because the sibling's step
+    # has not been resumed yet.
+    cost = small_cost(5)
+    inner = {"steps": [{"id": "gate", "waitForSignal": {"name": "go"}}, llm("a", "gate")]}
+    # The step that waits comes first in the run's steps (it is resumed first);
+    # it waits because `early`, with no step to wait for, started its child first.
+    outer = {
+        "steps": [
+            echo_step("pre", delay_ms=50),
+            child_step("late", "inner", "pre"),
+            child_step("early", "inner"),
+        ]
+    }
+    async with serving(db_path) as (_, stubs):
+        await create_workflow(stubs, "inner", inner)
+        await create_workflow(stubs, "outer", outer)
+        run = await start_run(stubs, "outer", max_cost=usd(2 * cost))
+        budget = f"budget:run:{run.name.removeprefix('runs/')}"
+
+        async def one_waits_for_room() -> bool:
+            parent = await get_run(stubs, run.name)
+            reasons = {step_of(parent, "late").reason}
+            return budget in reasons and len(await children_of(stubs, run.name)) == 1
+
+        await eventually(one_waits_for_room, what="a step waiting for the parent's budget")
+        parent = await get_run(stubs, run.name)
+        waiting = "late"
+        (first,) = await children_of(stubs, run.name)
+        before = parent.last_sequence
+    async with serving(db_path) as (_, stubs):
+
+        async def next_wait() -> str:
+            """The message of `late`'s first STEP_WAITING since the restart."""
+            request = progress_service_pb2.WatchRunRequest(run=run.name, after_sequence=before)
+            call = stubs.progress.WatchRun(request)
+            try:
+                async for response in call:
+                    for e in response.events:
+                        if e.type == E.RUN_EVENT_TYPE_STEP_WAITING and e.step_id == waiting:
+                            return e.message
+            finally:
+                call.cancel()
+            raise AssertionError("the run ended")
+
+        # Resumed, the step looks for room again and waits again (rather than
+        # starting a child with the room the running one holds).
+        assert await asyncio.wait_for(next_wait(), HANG_TIMEOUT) == budget
+        assert [c.name for c in await children_of(stubs, run.name)] == [first.name]
+        await stubs.executions.SignalRun(X.SignalRunRequest(run=first.name, name="go"))
+
+        async def second_child() -> bool:
+            return len(await children_of(stubs, run.name)) == 2
+
+        await eventually(second_child, what="the second child started")
+        (second,) = [c for c in await children_of(stubs, run.name) if c.name != first.name]
+        await stubs.executions.SignalRun(X.SignalRunRequest(run=second.name, name="go"))
+        await collect_events(stubs, run.name)
+        run = await get_run(stubs, run.name)
+        second = await get_run(stubs, second.name)
+    assert money_nanos(second.max_cost) == money_nanos(usd(cost))
+    assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+    assert money_nanos(run.cost) == money_nanos(usd(2 * cost))
+
+
+class FailsFirstCalls:
+    """Fails its first `failures` calls across runs (each child run is new, so
+    a step that fails per attempt would fail every child alike)."""
+
+    name = "fails-first"
+    description = "Fails its first calls, then returns its input (test agent)."
+    version = "1"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def run(self, ctx: StepContext) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise AgentError(f"call {self.calls} fails", code="Broken", retryable=False)
+        return {"call": self.calls}
+
+
+FRAGILE_INNER = {
+    "steps": [llm("a"), {"id": "b", "agent": "fails-first", "dependsOn": ["a"]}],
+    "output": {"call": "steps.b.output.call"},
+}
+
+
+def retried(max_attempts: int) -> dict[str, Any]:
+    step = child_step("sub", "inner")
+    step["retry"] = [{"errorEquals": ["Broken"], "interval": "0.001s", "maxAttempts": max_attempts}]
+    return {"steps": [step]}
+
+
+async def test_a_failed_child_is_retried_per_the_steps_policy_with_a_new_child() -> None:
+    cost = small_cost(5)
+    fragile = FailsFirstCalls(2)
+    async with serving(plugins=plugins_with([fragile])) as (_, stubs):
+        await create_workflow(stubs, "inner", FRAGILE_INNER)
+        await create_workflow(stubs, "outer", retried(3))
+        run, events = await run_to_end(stubs, "outer")
+        children = [await get_run(stubs, c.name) for c in await children_of(stubs, run.name)]
+    sub = step_of(run, "sub")
+    assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+    assert plain(sub.output) == {"call": 3}
+    assert [a.state for a in sub.attempts] == [
+        R.ATTEMPT_STATE_FAILED,
+        R.ATTEMPT_STATE_FAILED,
+        R.ATTEMPT_STATE_SUCCEEDED,
+    ]
+    assert "Broken" in sub.attempts[0].failure.type
+    # One child per attempt, all linked to the same step.
+    assert len({c.name for c in children}) == 3
+    assert {(c.parent_run, c.parent_step) for c in children} == {(run.name, "sub")}
+    assert sorted(c.state for c in children) == sorted(
+        [R.RUN_STATE_FAILED, R.RUN_STATE_FAILED, R.RUN_STATE_SUCCEEDED]
+    )
+    # Every child's cost counts: three calls of `a`.
+    assert money_nanos(sub.cost) == money_nanos(usd(3 * cost))
+    assert money_nanos(run.cost) == money_nanos(usd(3 * cost))
+    assert len([e for e in events if e.type == E.RUN_EVENT_TYPE_STEP_RETRYING]) == 2
+
+
+async def test_a_child_failing_past_the_policy_fails_the_step() -> None:
+    fragile = FailsFirstCalls(5)
+    async with serving(plugins=plugins_with([fragile])) as (_, stubs):
+        await create_workflow(stubs, "inner", FRAGILE_INNER)
+        await create_workflow(stubs, "outer", retried(2))
+        run, _ = await run_to_end(stubs, "outer")
+        children = await children_of(stubs, run.name)
+    sub = step_of(run, "sub")
+    assert run.state == R.RUN_STATE_FAILED
+    assert [a.state for a in sub.attempts] == [R.ATTEMPT_STATE_FAILED] * 2
+    assert len(children) == 2
+    assert sub.failure.type == "Broken"
+    assert fragile.calls == 2
 
 
 async def test_children_nest_up_to_the_depth_limit_and_recursion_stops_there() -> None:

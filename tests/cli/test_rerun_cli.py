@@ -80,3 +80,22 @@ def test_rerun_errors_are_one_line(
     assert len(err.splitlines()) == 1 and "either RUN or a filter" in err
     assert main(["runs", "rerun", "runs/nope", *address]) != 0
     assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_rerun_with_a_request_id_starts_one_run(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A workflow of its own: the filter test above counts the failed runs of `flow`.
+    address = ["--address", server.address]
+    with Client(server.address) as client:
+        client.apply_workflow({**FLOW, "workflow_id": "idempotent"})
+        original = ended(client, client.start_run("idempotent", {"n": 3}).name)
+        request = ["runs", "rerun", original.name, "--request-id", "once", *address]
+        assert main(request) == 0
+        first = capsys.readouterr().out.split()[1]
+        assert main(request) == 0
+        assert capsys.readouterr().out.split()[1] == first
+        assert len(list(client.list_runs(workflow="idempotent"))) == 2
+    assert main([*request, "--from-step", "first"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ALREADY_EXISTS" in err and "once" in err

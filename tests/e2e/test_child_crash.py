@@ -1,6 +1,8 @@
 """A real `podium serve` process killed (SIGKILL) while a parent run waits for
 its child run: after the restart the parent waits for the same child (no
-second child starts), and ends with the child's output once it ends."""
+second child starts), and ends with the child's output once it ends. Killed
+while the parent waits to retry a failed child: after the restart the retry
+starts one new child, as the step's policy says, and no more."""
 
 from __future__ import annotations
 
@@ -79,5 +81,53 @@ async def test_a_parent_waiting_for_its_child_survives_kill_9(start_serving: Sta
     assert plain(final.output) == {"child": None}
     assert [c.name for c in children] == [child.name]
     assert step_of(final, "sub").state == R.STEP_STATE_SUCCEEDED
+    # The child went on across the restart: its attempt was not interrupted.
+    assert [a.state for a in step_of(final, "sub").attempts] == [R.ATTEMPT_STATE_SUCCEEDED]
     assert shown.returncode == 0, shown.stderr
     assert child.name in shown.stdout and "child runs" in shown.stdout
+
+
+async def test_a_child_retry_survives_kill_9_with_one_child_per_attempt(
+    start_serving: StartServing,
+) -> None:
+    # Every child fails (a new child is a new run: `flaky` fails its first
+    # attempt in each); the parent's step retries once, and is killed while
+    # it waits for the retry's due time.
+    inner = {"steps": [{"id": "boom", "agent": "flaky", "config": {"fail_attempts": 1}}]}
+    outer = {
+        "steps": [
+            {
+                "id": "sub",
+                "workflow": {"name": "inner"},
+                "retry": [{"errorEquals": ["FlakyError"], "interval": "2s", "maxAttempts": 2}],
+            }
+        ]
+    }
+    first = start_serving()
+    async with grpc.aio.insecure_channel(first.address) as channel:
+        stubs = Stubs.on(channel)
+        await create_workflow(stubs, "inner", inner)
+        await create_workflow(stubs, "outer", outer)
+        run = await start_run(stubs, "outer")
+
+        async def retrying() -> bool:
+            step = step_of(await get_run(stubs, run.name), "sub")
+            return step.reason.startswith("retrying")
+
+        await eventually(retrying, what="the step waiting to retry its child")
+        assert len(await children_of(stubs, run.name)) == 1
+    first.kill()
+
+    second = start_serving()
+    async with grpc.aio.insecure_channel(second.address) as channel:
+        stubs = Stubs.on(channel)
+        await collect_events(stubs, run.name)
+        final = await get_run(stubs, run.name)
+        children = [await get_run(stubs, c.name) for c in await children_of(stubs, run.name)]
+    sub = step_of(final, "sub")
+    assert final.state == R.RUN_STATE_FAILED
+    assert [a.state for a in sub.attempts] == [R.ATTEMPT_STATE_FAILED] * 2
+    assert sub.failure.type == "FlakyError"
+    assert len(children) == 2
+    assert [c.state for c in children] == [R.RUN_STATE_FAILED] * 2
+    assert {c.parent_step for c in children} == {"sub"}

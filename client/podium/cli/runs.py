@@ -166,6 +166,12 @@ def register(commands: Any) -> None:
         metavar="N",
         help="with the filter: at most N runs (default 100)",
     )
+    again.add_argument(
+        "--request-id",
+        default="",
+        metavar="ID",
+        help="idempotency key: a retry with the same ID returns the runs the first call started",
+    )
     again.set_defaults(handler=rerun_runs)
 
     watch = sub.add_parser(
@@ -320,7 +326,7 @@ def rerun_runs(args: argparse.Namespace, ctx: Context) -> int:
     if (args.run is None) == (not filtered):
         raise UsageError("give either RUN or a filter (--workflow, --state, --label), not both")
     if args.run is not None:
-        run = ctx.client().rerun_run(args.run, args.from_steps)
+        run = ctx.client().rerun_run(args.run, args.from_steps, request_id=args.request_id)
         if ctx.json:
             ctx.print_message(run)
         else:
@@ -332,6 +338,7 @@ def rerun_runs(args: argparse.Namespace, ctx: Context) -> int:
         dict(args.label),
         from_steps=args.from_steps,
         max_runs=args.max_runs,
+        request_id=args.request_id,
     )
     if ctx.json:
         ctx.print_message(response)

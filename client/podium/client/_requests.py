@@ -98,8 +98,12 @@ def resume_run(run: str) -> execution_service_pb2.ResumeRunRequest:
     return execution_service_pb2.ResumeRunRequest(name=run_name(run))
 
 
-def rerun_run(run: str, from_steps: Iterable[str]) -> execution_service_pb2.RerunRunRequest:
-    return execution_service_pb2.RerunRunRequest(name=run_name(run), from_steps=list(from_steps))
+def rerun_run(
+    run: str, from_steps: Iterable[str], request_id: str = ""
+) -> execution_service_pb2.RerunRunRequest:
+    return execution_service_pb2.RerunRunRequest(
+        name=run_name(run), from_steps=list(from_steps), request_id=request_id
+    )
 
 
 def rerun_runs(
@@ -108,6 +112,7 @@ def rerun_runs(
     labels: Mapping[str, str] | None,
     from_steps: Iterable[str],
     max_runs: int,
+    request_id: str = "",
 ) -> execution_service_pb2.RerunRunsRequest:
     return execution_service_pb2.RerunRunsRequest(
         workflow=workflow_name(workflow) if workflow else "",
@@ -115,6 +120,7 @@ def rerun_runs(
         labels=dict(labels or {}),
         from_steps=list(from_steps),
         max_runs=max_runs,
+        request_id=request_id,
     )
 
 

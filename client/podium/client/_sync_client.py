@@ -365,10 +365,13 @@ class Client:
         with translate_rpc_errors():
             return self._executions.ResumeRun(_requests.resume_run(run), timeout=self.timeout).run
 
-    def rerun_run(self, run: str, from_steps: Iterable[str] = ()) -> run_pb2.Run:
+    def rerun_run(
+        self, run: str, from_steps: Iterable[str] = (), *, request_id: str = ""
+    ) -> run_pb2.Run:
         """A new run of a finished run's version and input, reusing its succeeded
-        steps' outputs (all but `from_steps` and downstream); `rerun_of` links it."""
-        request = _requests.rerun_run(run, from_steps)
+        steps' outputs (all but `from_steps` and downstream); `rerun_of` links it.
+        With `request_id`, a retry returns the run the first call started."""
+        request = _requests.rerun_run(run, from_steps, request_id)
         with translate_rpc_errors():
             return self._executions.RerunRun(request, timeout=self.timeout).run
 
@@ -380,9 +383,12 @@ class Client:
         *,
         from_steps: Iterable[str] = (),
         max_runs: int = 0,
+        request_id: str = "",
     ) -> execution_service_pb2.RerunRunsResponse:
-        """rerun_run for each finished run matching the filter (newest first)."""
-        request = _requests.rerun_runs(workflow, states, labels, from_steps, max_runs)
+        """rerun_run for each finished run matching the filter (newest first).
+        With `request_id`, a retry re-runs the originals the first call chose
+        and returns the runs it started."""
+        request = _requests.rerun_runs(workflow, states, labels, from_steps, max_runs, request_id)
         with translate_rpc_errors():
             response: execution_service_pb2.RerunRunsResponse = self._executions.RerunRuns(
                 request, timeout=self.timeout

@@ -95,7 +95,10 @@ class ExecutionService(Protocol):
         everything downstream of them; without `from_steps`, the steps that did
         not succeed and everything downstream run again. Unknown run: NOT_FOUND;
         a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
-        step: INVALID_ARGUMENT (field from_steps).
+        step: INVALID_ARGUMENT (field from_steps). A reused step's side effects
+        belong to the original run: a re-run that fails compensates only the
+        steps it ran, never a reused one; a step whose compensation the original
+        started is not reused (it runs again, with everything downstream).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -488,7 +491,10 @@ class ExecutionServiceClient(ConnectClient):
         everything downstream of them; without `from_steps`, the steps that did
         not succeed and everything downstream run again. Unknown run: NOT_FOUND;
         a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
-        step: INVALID_ARGUMENT (field from_steps).
+        step: INVALID_ARGUMENT (field from_steps). A reused step's side effects
+        belong to the original run: a re-run that fails compensates only the
+        steps it ran, never a reused one; a step whose compensation the original
+        started is not reused (it runs again, with everything downstream).
         """
         return await self.execute_unary(
             request=request,

@@ -393,8 +393,16 @@ class RerunRunRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     FROM_STEPS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The original run: "runs/{run_id}"."""
+    request_id: _builtins.str
+    """Makes the call idempotent within the tenant (as StartRun's request_id,
+    and in the same namespace): a retry with the same request_id, run and
+    from_steps returns the run the first call started (after a restart too)
+    and starts nothing; the same request_id with another request fails with
+    ALREADY_EXISTS, reason REQUEST_ID_REUSED. At most 128 characters.
+    """
     @_builtins.property
     def from_steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Re-run from these steps (and everything downstream); empty: from the
@@ -406,10 +414,11 @@ class RerunRunRequest(_message.Message):
         *,
         name: _builtins.str = ...,
         from_steps: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_steps", b"from_steps", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_steps", b"from_steps", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -466,10 +475,20 @@ class RerunRunsRequest(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     FROM_STEPS_FIELD_NUMBER: _builtins.int
     MAX_RUNS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     """Only runs of this workflow ("workflows/{workflow_id}")."""
     max_runs: _builtins.int
     """At most this many runs; 0: 100; at most 1000."""
+    request_id: _builtins.str
+    """Makes the call idempotent within the tenant: the originals the filter
+    chose are stored with it, so a retry with the same request_id and filter
+    re-runs the same originals (whatever the filter matches by then),
+    returns the runs the first call started (after a restart too) and starts
+    only those it had not started yet; each new run carries the request id
+    "{request_id}/{original run id}". Another filter with the same request_id:
+    ALREADY_EXISTS, reason REQUEST_ID_REUSED. At most 128 characters.
+    """
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[_run_pb2.RunState.ValueType]:
         """Only runs in one of these (final) states; empty: every final state."""
@@ -488,10 +507,11 @@ class RerunRunsRequest(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         from_steps: _abc.Iterable[_builtins.str] | None = ...,
         max_runs: _builtins.int = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_steps", b"from_steps", "labels", b"labels", "max_runs", b"max_runs", "states", b"states", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_steps", b"from_steps", "labels", b"labels", "max_runs", b"max_runs", "request_id", b"request_id", "states", b"states", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -162,7 +162,10 @@ class ExecutionServiceServicer:
         everything downstream of them; without `from_steps`, the steps that did
         not succeed and everything downstream run again. Unknown run: NOT_FOUND;
         a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
-        step: INVALID_ARGUMENT (field from_steps).
+        step: INVALID_ARGUMENT (field from_steps). A reused step's side effects
+        belong to the original run: a re-run that fails compensates only the
+        steps it ran, never a reused one; a step whose compensation the original
+        started is not reused (it runs again, with everything downstream).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -67,7 +67,10 @@ class ExecutionServiceStub:
     everything downstream of them; without `from_steps`, the steps that did
     not succeed and everything downstream run again. Unknown run: NOT_FOUND;
     a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
-    step: INVALID_ARGUMENT (field from_steps).
+    step: INVALID_ARGUMENT (field from_steps). A reused step's side effects
+    belong to the original run: a re-run that fails compensates only the
+    steps it ran, never a reused one; a step whose compensation the original
+    started is not reused (it runs again, with everything downstream).
     """
     RerunRuns: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.RerunRunsRequest, _execution_service_pb2.RerunRunsResponse]
     """RerunRun for every finished run matching a ListRuns filter (at most
@@ -132,7 +135,10 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     everything downstream of them; without `from_steps`, the steps that did
     not succeed and everything downstream run again. Unknown run: NOT_FOUND;
     a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
-    step: INVALID_ARGUMENT (field from_steps).
+    step: INVALID_ARGUMENT (field from_steps). A reused step's side effects
+    belong to the original run: a re-run that fails compensates only the
+    steps it ran, never a reused one; a step whose compensation the original
+    started is not reused (it runs again, with everything downstream).
     """
     RerunRuns: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.RerunRunsRequest, _execution_service_pb2.RerunRunsResponse]  # type: ignore[assignment]
     """RerunRun for every finished run matching a ListRuns filter (at most
@@ -236,7 +242,10 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         everything downstream of them; without `from_steps`, the steps that did
         not succeed and everything downstream run again. Unknown run: NOT_FOUND;
         a run not finished: FAILED_PRECONDITION, RUN_NOT_FINISHED; an unknown
-        step: INVALID_ARGUMENT (field from_steps).
+        step: INVALID_ARGUMENT (field from_steps). A reused step's side effects
+        belong to the original run: a re-run that fails compensates only the
+        steps it ran, never a reused one; a step whose compensation the original
+        started is not reused (it runs again, with everything downstream).
         """
 
     @_abc_1.abstractmethod

@@ -221,6 +221,19 @@ _FINAL_EVENT_TYPES = frozenset(
 
 
 @dataclass(slots=True)
+class RerunBatchRecord:
+    """A RerunRuns call made with a request id: the originals its filter chose
+    (kept so that a retry re-runs the same runs, whatever the filter matches
+    by then); each new run carries the request id `{request_id}/{original}`."""
+
+    tenant: str
+    request_id: str
+    request_hash: str
+    originals: list[str]
+    time: float
+
+
+@dataclass(slots=True)
 class SignalRecord:
     """A signal sent to a run: kept in order until a step consumes it."""
 

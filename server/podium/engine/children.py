@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from podium.core.errors import PodiumError
 from podium.core.model import RunRecord, RunView
 from podium.core.spec import ChildWorkflowSpec
+from podium.core.states import UNFINISHED_RUN_STATES
 from podium.engine.ports import RunStore
 
 log = logging.getLogger("podium.engine")
@@ -20,6 +21,9 @@ log = logging.getLogger("podium.engine")
 # How often a child run that is neither this server's (cluster mode: another
 # server owns it) nor final yet is read again; a local child is awaited.
 POLL_SECONDS = 0.5
+# A parent has at most one running child per `workflow` step: far fewer than
+# this many (the steps of a workflow are limited well below it).
+MAX_CHILDREN = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,11 @@ class EngineChildren:
             if view.run.state.is_final:
                 return view.run
             await asyncio.sleep(POLL_SECONDS)
+
+    async def running_children(self, parent_run_id: str, tenant: str) -> list[RunRecord]:
+        return await self.engine.store.list_runs(
+            MAX_CHILDREN, states=UNFINISHED_RUN_STATES, tenant=tenant, parent_run_id=parent_run_id
+        )
 
     def cancel(self, run_id: str, reason: str) -> None:
         """Cancels a child (its parent's step is being cancelled: this must not

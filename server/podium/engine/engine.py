@@ -46,7 +46,7 @@ from podium.core.model import (
 from podium.core.schemas import json_pointer, violations
 from podium.core.spec import NotificationSpec, WorkflowVersion
 from podium.core.states import RunState, StepState
-from podium.engine import estimates, insights, pagination, rerun, retention
+from podium.engine import estimates, insights, pagination, retention
 from podium.engine.admission import KeyedRunAdmission, RunAdmission
 from podium.engine.children import ChildLink, EngineChildren
 from podium.engine.cluster import ClusterMember, ClusterSettings
@@ -58,6 +58,8 @@ from podium.engine.observer import RunObserver
 from podium.engine.ports import ClusterStore, RunCommand, RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
+from podium.engine.request_ids import RequestClaims
+from podium.engine.reruns import Reruns
 from podium.engine.services import RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import SIGNAL_NAME, Plan, check_notification
@@ -78,8 +80,6 @@ SNAPSHOT_ATTEMPTS = 500
 # wait for its owner to carry them out (long enough for a takeover in between).
 COMMAND_WAIT_SECONDS = 30.0
 # RerunRuns: runs re-run by one call when it does not say (and at most).
-DEFAULT_RERUNS = 100
-MAX_RERUNS = 1000
 R = TypeVar("R", RunRecord, StepRecord, AttemptRecord)
 
 
@@ -127,7 +127,8 @@ class Engine:
         self.admission = RunAdmission(governance.quotas)
         self.keyed_admission = KeyedRunAdmission()
         self.active: dict[str, RunExecutor] = {}
-        self._starting: dict[tuple[str, str], asyncio.Future[str]] = {}
+        self.requests = RequestClaims(self._run_with_request_id, self.get_run)
+        self.reruns = Reruns(self)
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
         # Cluster mode (several servers on one database): None on a single server.
@@ -218,21 +219,11 @@ class Engine:
                 trace_parent,
                 notification,
             )
-        claim = (tenant, request_id)
-        pending = self._starting.get(claim)
-        if pending is not None:
-            run_id = await asyncio.shield(pending)
-            return await self._same_request(run_id, request_id, request_hash)
-        # Claim the key before the first await, so that concurrent calls with
-        # the same request_id wait for this one instead of racing it.
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._starting[claim] = future
-        try:
-            existing = await self.store.find_run_by_request_id(request_id, tenant=tenant)
-            if existing is not None:
-                future.set_result(existing.run_id)
-                return await self._same_request(existing.run_id, request_id, request_hash)
-            view = await self._create_run(
+        return await self.requests.once(
+            tenant,
+            request_id,
+            request_hash,
+            lambda: self._create_run(
                 tenant,
                 workflow_id,
                 version,
@@ -245,28 +236,12 @@ class Engine:
                 max_cost,
                 trace_parent,
                 notification,
-            )
-            future.set_result(view.run.run_id)
-            return view
-        except BaseException as error:
-            if not future.done():
-                future.set_exception(error)
-                future.exception()  # retrieved: the waiters re-raise it themselves
-            raise
-        finally:
-            if self._starting.get(claim) is future:
-                del self._starting[claim]
+            ),
+        )
 
-    async def _same_request(self, run_id: str, request_id: str, request_hash: str) -> RunView:
-        view = await self.get_run(run_id)
-        if view.run.request_hash != request_hash:
-            raise AlreadyExists(
-                f"request_id {request_id!r} was already used for a different request "
-                f"(run runs/{run_id})",
-                resource=f"runs/{run_id}",
-                reason="REQUEST_ID_REUSED",
-            )
-        return view
+    async def _run_with_request_id(self, request_id: str, tenant: str) -> str | None:
+        found = await self.store.find_run_by_request_id(request_id, tenant=tenant)
+        return None if found is None else found.run_id
 
     async def _create_run(
         self,
@@ -524,23 +499,23 @@ class Engine:
         await self.services.recorder.durable()
         return RunView(executor.run, list(executor.steps.values()))
 
-    # -- re-runs (see rerun.py) -------------------------------------------------------
+    # -- re-runs (see reruns.py) ------------------------------------------------------
 
     async def rerun_run(
-        self, run_id: str, from_steps: Collection[str] = (), *, tenant: str | None = None
+        self,
+        run_id: str,
+        from_steps: Collection[str] = (),
+        *,
+        tenant: str | None = None,
+        request_id: str = "",
     ) -> RunView:
         """A new run of a finished run's workflow version and input, reusing the
-        outputs of its succeeded steps (all but `from_steps` and downstream)."""
+        outputs of its succeeded steps (all but `from_steps` and downstream).
+        Idempotent on request_id (within the tenant), as StartRun."""
         self._check_open()
-        original = await self.get_run(run_id, tenant=tenant)
-        names = list(from_steps)
-        rerun.check_from_steps(names, {step.step_id for step in original.steps})
-        if not original.run.state.is_final:
-            raise FailedPrecondition(
-                f"run {run_id!r} has not finished (it is {original.run.state.name})",
-                reason="RUN_NOT_FINISHED",
-            )
-        return await self._rerun(original, names)
+        return await self.reruns.rerun_run(
+            run_id, list(from_steps), tenant=tenant, request_id=request_id
+        )
 
     async def rerun_runs(
         self,
@@ -551,65 +526,24 @@ class Engine:
         from_steps: Collection[str] = (),
         max_runs: int = 0,
         tenant: str = DEFAULT_TENANT,
+        request_id: str = "",
     ) -> list[tuple[str, RunView]]:
         """rerun_run for each finished run that matches the filter (newest first, at
-        most `max_runs`, 0: 100); returns (original run id, new run) pairs. Every
-        run is checked before any re-run starts."""
+        most `max_runs`, 0: 100); returns (original run id, new run) pairs.
+        Idempotent on request_id (reruns.py)."""
         self._check_open()
-        if max_runs < 0 or max_runs > MAX_RERUNS:
-            raise InvalidArgument(
-                "invalid max_runs",
-                [FieldViolation("max_runs", f"must be between 0 and {MAX_RERUNS}")],
-            )
-        chosen = set(states)
-        if any(not state.is_final for state in chosen):
-            raise InvalidArgument(
-                "invalid states",
-                [FieldViolation("states", "only runs that ended can be re-run")],
-            )
-        finals = chosen or {state for state in RunState if state.is_final}
-        found = await self.store.list_runs(
-            max_runs or DEFAULT_RERUNS,
+        return await self.reruns.rerun_runs(
             workflow_id=workflow_id,
-            states=sorted(finals),
+            states=set(states),
             labels=dict(labels or {}),
+            from_steps=list(from_steps),
+            max_runs=max_runs,
             tenant=tenant,
+            request_id=request_id,
         )
-        names = list(from_steps)
-        originals = [await self.get_run(record.run_id, tenant=tenant) for record in found]
-        for view in originals:
-            rerun.check_from_steps(names, {step.step_id for step in view.steps})
-        return [(view.run.run_id, await self._rerun(view, names)) for view in originals]
 
-    async def _rerun(self, original: RunView, from_steps: list[str]) -> RunView:
-        source = original.run
-        workflow = await self.workflows.get(
-            source.workflow_id, source.workflow_version, tenant=source.tenant
-        )
-        plan = self.workflows.plan_for(workflow)
-        by_id = {step.step_id: step for step in original.steps}
-        again = rerun.steps_to_run_again(by_id, plan.dependents, from_steps)
-        run = RunRecord(
-            run_id=uuid.uuid4().hex,
-            workflow_id=source.workflow_id,
-            workflow_version=source.workflow_version,
-            state=RunState.PENDING,
-            input=dict(source.input),
-            create_time=self.clock.now(),
-            request_hash=source.request_hash,
-            labels=dict(source.labels),
-            max_concurrency=source.max_concurrency,
-            priority=source.priority,
-            max_cost=source.max_cost,
-            tenant=source.tenant,
-            rerun_of=source.run_id,
-        )
-        steps = [
-            StepRecord(step_id=spec.id, agent=spec.agent, position=i)
-            if spec.id in again or spec.id not in by_id
-            else rerun.reused_step(by_id[spec.id], source.run_id)
-            for i, spec in enumerate(workflow.spec.steps)
-        ]
+    async def launch_rerun(self, run: RunRecord, steps: list[StepRecord], plan: Plan) -> RunView:
+        """Records a re-run (durable on return) and starts it when admitted."""
         recorder = self.services.recorder
         if self.cluster is not None:
             self.cluster.store.own_new_run(run.run_id)

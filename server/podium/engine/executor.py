@@ -27,6 +27,7 @@ from podium.core.model import (
 )
 from podium.core.schemas import first_violation
 from podium.core.states import RunState, StepState
+from podium.engine import rerun
 from podium.engine.approvals import Approvals
 from podium.engine.callbacks import CallbackBox
 from podium.engine.compensation import run_compensation
@@ -129,14 +130,22 @@ class RunExecutor:
         else:
             self.journal.resumed()
         in_progress: list[StepRecord] = []
-        done = [s for s in self.steps.values() if s.state == StepState.SUCCEEDED]
+        # A re-run's reused steps are the original's (rerun.py): never compensated here.
+        done = [
+            s
+            for s in self.steps.values()
+            if s.state == StepState.SUCCEEDED and not rerun.is_reused(s)
+        ]
         done.sort(key=lambda s: (s.end_time or 0.0, s.position))
         self._completed = [s.step_id for s in done]
         for step in self.steps.values():
             if step.state.is_final:
                 self._step_scope[step.step_id] = _scope_entry(step)
             elif step.state in _IN_PROGRESS:
-                self.journal.interrupted(step)
+                # A child run goes on across its parent's restart: the
+                # attempt that started it was not interrupted (child_steps.py).
+                if self.plan.steps[step.step_id].spec.workflow is None:
+                    self.journal.interrupted(step)
                 in_progress.append(step)
         if self.plan.spec.timeout is not None and self.run.start_time is not None:
             self._timer = asyncio.create_task(

@@ -22,6 +22,7 @@ from podium.core.model import (
     Event,
     ItemRecord,
     NotificationRecord,
+    RerunBatchRecord,
     RunRecord,
     RunView,
     SignalRecord,
@@ -176,6 +177,15 @@ class RunStore(WorkflowStore, Protocol):
 
     # -- signals, callbacks and completion notifications --------------------------------
 
+    def put_rerun_batch(self, batch: RerunBatchRecord) -> None:
+        """Writes a RerunRuns call's record, keyed by (tenant, request_id), in
+        the current batch (a second write of the same key changes nothing)."""
+        ...
+
+    async def get_rerun_batch(self, request_id: str, *, tenant: str) -> RerunBatchRecord | None:
+        """A tenant's RerunRuns record by its request id."""
+        ...
+
     def put_signal(self, signal: SignalRecord) -> None:
         """Writes a signal, keyed by (run_id, position), in the current batch."""
         ...
@@ -326,5 +336,9 @@ class ChildRuns(Protocol):
     ) -> RunRecord: ...
 
     async def wait(self, run_id: str) -> RunRecord: ...
+
+    async def running_children(self, parent_run_id: str, tenant: str) -> list[RunRecord]:
+        """A parent's child runs that have not ended (their ceilings are held)."""
+        ...
 
     def cancel(self, run_id: str, reason: str) -> None: ...

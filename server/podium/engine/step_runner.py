@@ -167,7 +167,12 @@ class StepRunner:
             elif self.spec.workflow is not None:
                 assert self.services.children is not None
                 output = await child_steps.run_child(
-                    self, self.services.children, lambda: self._inputs(scope)
+                    self,
+                    self.services.children,
+                    lambda: self._inputs(scope),
+                    lambda attempt, made, resumed: self._retry_or_fail(
+                        attempt, -1, made, resumed=resumed
+                    ),
                 )
             elif self.spec.for_each is not None:
                 output = await self._fan_out(scope)

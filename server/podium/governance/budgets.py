@@ -276,6 +276,9 @@ class BudgetLedger:
             budget = self._budgets.get(key[0])
             if budget is not None and _past_warning(budget, amount):
                 self._warned.add(key)
+        # Spend set lower (a child run's ceiling handed back to its parent,
+        # engine/child_steps.py) is room: whoever waits for some tries again.
+        self._signal_room()
 
     def restore(self, reservation: Reservation) -> None:
         """Holds a stored reservation again (at start, one left open by a

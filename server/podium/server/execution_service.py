@@ -142,10 +142,13 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
     async def RerunRun(
         self, request: execution_service_pb2.RerunRunRequest, context: Context
     ) -> execution_service_pb2.RerunRunResponse:
+        if len(request.request_id) > MAX_REQUEST_ID:
+            raise invalid("request_id", f"at most {MAX_REQUEST_ID} characters")
         view = await self._engine.rerun_run(
             requests.run_id(request.name),
             list(request.from_steps),
             tenant=current_caller().tenant,
+            request_id=request.request_id,
         )
         return execution_service_pb2.RerunRunResponse(run=translate.run_view_to_proto(view))
 
@@ -154,6 +157,8 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
         self, request: execution_service_pb2.RerunRunsRequest, context: Context
     ) -> execution_service_pb2.RerunRunsResponse:
         workflow_id = requests.workflow_id(request.workflow, "workflow") if request.workflow else ""
+        if len(request.request_id) > MAX_REQUEST_ID:
+            raise invalid("request_id", f"at most {MAX_REQUEST_ID} characters")
         states = []
         for i, state in enumerate(request.states):
             try:
@@ -167,6 +172,7 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             from_steps=list(request.from_steps),
             max_runs=request.max_runs,
             tenant=current_caller().tenant,
+            request_id=request.request_id,
         )
         return execution_service_pb2.RerunRunsResponse(
             runs=[translate.run_name(view.run.run_id) for _, view in pairs],

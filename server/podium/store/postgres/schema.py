@@ -328,6 +328,18 @@ MIGRATIONS: list[str] = [
         body TEXT
     );
     """,
+    # child2: as SQLite's: RerunRuns calls made with a request id, with the
+    # originals their filter chose (a JSON list).
+    """
+    CREATE TABLE rerun_batches (
+        tenant TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        originals TEXT NOT NULL,
+        time DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant, request_id)
+    );
+    """,
 ]
 
 

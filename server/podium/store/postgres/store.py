@@ -30,6 +30,7 @@ from podium.core.model import (
     Event,
     ItemRecord,
     NotificationRecord,
+    RerunBatchRecord,
     RunRecord,
     RunView,
     SignalRecord,
@@ -507,6 +508,28 @@ class PostgresStore:
 
     # -- signals, callbacks and completion notifications ------------------------
 
+    def put_rerun_batch(self, batch: RerunBatchRecord) -> None:
+        self.writer.execute(
+            "INSERT INTO rerun_batches (tenant, request_id, request_hash, originals, time) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, request_id) DO NOTHING",
+            (
+                pg_codec.text(batch.tenant),
+                pg_codec.text(batch.request_id),
+                batch.request_hash,
+                json.dumps(batch.originals),
+                batch.time,
+            ),
+        )
+
+    async def get_rerun_batch(self, request_id: str, *, tenant: str) -> RerunBatchRecord | None:
+        found = await self._fetch(
+            "SELECT tenant, request_id, request_hash, originals, time FROM rerun_batches "
+            "WHERE tenant = $1 AND request_id = $2",
+            (tenant, pg_codec.text(request_id)),
+            _rerun_batch,
+        )
+        return found[0] if found else None
+
     def put_signal(self, signal: SignalRecord) -> None:
         self.writer.execute(
             "INSERT INTO signals (run_id, position, name, payload, time, request_id, consumed_by) "
@@ -619,6 +642,16 @@ class PostgresStore:
             "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE run_id = $1", run_id
         )
         return int(value)
+
+
+def _rerun_batch(row: Any) -> RerunBatchRecord:
+    return RerunBatchRecord(
+        tenant=row[0],
+        request_id=row[1],
+        request_hash=row[2],
+        originals=list(json.loads(row[3])),
+        time=row[4],
+    )
 
 
 def _signal(row: Any) -> SignalRecord:

@@ -383,6 +383,18 @@ MIGRATIONS: list[str] = [
         body TEXT
     ) WITHOUT ROWID;
     """,
+    # child2: RerunRuns calls made with a request id, with the originals their
+    # filter chose (a JSON list), so that a retry re-runs the same runs.
+    """
+    CREATE TABLE rerun_batches (
+        tenant TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        originals TEXT NOT NULL,
+        time REAL NOT NULL,
+        PRIMARY KEY (tenant, request_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

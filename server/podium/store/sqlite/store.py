@@ -29,6 +29,7 @@ from podium.core.model import (
     Event,
     ItemRecord,
     NotificationRecord,
+    RerunBatchRecord,
     RunRecord,
     RunView,
     SignalRecord,
@@ -491,6 +492,28 @@ class SqliteStore:
 
     # -- signals, callbacks and completion notifications ------------------------
 
+    def put_rerun_batch(self, batch: RerunBatchRecord) -> None:
+        self.writer.execute(
+            "INSERT INTO rerun_batches (tenant, request_id, request_hash, originals, time) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, request_id) DO NOTHING",
+            (
+                batch.tenant,
+                batch.request_id,
+                batch.request_hash,
+                json.dumps(batch.originals),
+                batch.time,
+            ),
+        )
+
+    async def get_rerun_batch(self, request_id: str, *, tenant: str) -> RerunBatchRecord | None:
+        found = await self._fetch(
+            "SELECT tenant, request_id, request_hash, originals, time FROM rerun_batches "
+            "WHERE tenant = ? AND request_id = ?",
+            (tenant, request_id),
+            _rerun_batch,
+        )
+        return found[0] if found else None
+
     def put_signal(self, signal: SignalRecord) -> None:
         self.writer.execute(
             "INSERT INTO signals (run_id, position, name, payload, time, request_id, consumed_by) "
@@ -738,6 +761,16 @@ def _workflow(row: Any) -> WorkflowVersion:
         create_time=row[3],
         applied=row[4] or b"",
         tenant=row[5],
+    )
+
+
+def _rerun_batch(row: Any) -> RerunBatchRecord:
+    return RerunBatchRecord(
+        tenant=row[0],
+        request_id=row[1],
+        request_hash=row[2],
+        originals=list(json.loads(row[3])),
+        time=row[4],
     )
 
 

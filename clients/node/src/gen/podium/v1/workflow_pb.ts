@@ -471,10 +471,15 @@ export const StepSchema: GenMessage<Step> = /*@__PURE__*/
 
 /**
  * Starts a child run of workflow `name` and waits for it to end. The child's
- * failure fails the step (type and message of the child's failure, with its
- * run); cancelling the parent cancels the child. The child's max_cost is what
- * is left of the parent's. Children nest at most the server's
- * --max-workflow-depth deep (default 8); deeper fails with podium.DepthExceeded.
+ * failure fails the attempt (type and message of the child's failure, with
+ * its run); the step's retry policy then applies, each retry starting a new
+ * child run linked to the same step. Cancelling the parent cancels the child
+ * (on whichever server owns it). The child's max_cost is what is left of the
+ * parent's; with none left the step waits (STEP_WAITING `budget:run:ID`)
+ * while some may come back, and fails with podium.BudgetExceeded once the
+ * parent's settled spend is at its max_cost. Children nest at most the
+ * server's max_workflow_depth limit deep (default 8); deeper fails with
+ * podium.LimitExceeded.
  *
  * @generated from message podium.v1.ChildWorkflow
  */
