@@ -258,6 +258,8 @@ class EventHub:
         # Cluster mode: runs this server lost to another; what it recorded for
         # them was not committed, and only the owner's events (relayed) count.
         self._lost: set[str] = set()
+        # WatchRun subscribers cut off for falling out of their run's feed, since start.
+        self.cut_offs = 0
 
     def subscribe_run(self, run_id: str, *, deltas: bool = False) -> RunSubscription:
         """A run's committed events (through its feed); with `deltas`, its output deltas too."""

@@ -106,6 +106,7 @@ async def watch_run(
                 yield DeltaBatch(streamed)
             batch = feed.take(last)
             if batch is None:
+                hub.cut_offs += 1
                 raise SubscriberTooSlow(last, feed.capacity)
             if not batch:
                 continue
