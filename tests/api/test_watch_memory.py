@@ -6,12 +6,13 @@ memory and the run's wall time with 200 subscribers)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from podium.core.model import Event
 from podium.core.states import EventType, RunState
 from podium.server import translate
-from podium.server.event_encoding import EventEncoder
+from podium.server.event_encoding import RESPONSE_BYTES, EventEncoder
 from podium.testing import collect_events, create_workflow, echo_step, run_to_end, serving
 from podium.v1 import progress_service_pb2, run_pb2
 
@@ -59,12 +60,21 @@ async def _responses(encoder: EventEncoder, events: list[Event]) -> list[bytes]:
 
 
 async def test_a_long_batch_is_sent_as_several_responses_in_order() -> None:
-    events = _items(600, output={"v": 1})
+    events = _items(2500, output={"v": 1})
     responses = await _responses(EventEncoder(), events)
     decoded = [progress_service_pb2.WatchRunResponse.FromString(r).events for r in responses]
-    # At most RESPONSE_EVENTS (256) each: the loop is free between two of them.
-    assert [len(d) for d in decoded] == [256, 256, 88]
+    # At most RESPONSE_EVENTS (1024) each: the loop is free between two of them.
+    assert [len(d) for d in decoded] == [1024, 1024, 452]
     assert [e for d in decoded for e in d] == [translate.event_to_proto(e) for e in events]
+
+
+async def test_a_response_stays_under_its_byte_bound_and_a_huge_event_goes_alone() -> None:
+    events = _items(7, output="x" * (RESPONSE_BYTES // 3))
+    events[4] = replace(events[4], output="y" * (2 * RESPONSE_BYTES))
+    responses = await _responses(EventEncoder(), events)
+    decoded = [progress_service_pb2.WatchRunResponse.FromString(r).events for r in responses]
+    assert [[e.sequence for e in d] for d in decoded] == [[1, 2], [3, 4], [5], [6, 7]]
+    assert all(len(r) <= RESPONSE_BYTES for i, r in enumerate(responses) if i != 2)
 
 
 async def test_subscribers_draining_the_same_batch_share_its_response() -> None:

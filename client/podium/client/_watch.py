@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from podium.client.errors import PodiumError
 from podium.v1 import event_pb2
 
 __all__ = ["TERMINAL_EVENT_TYPES", "ReconnectPolicy", "WatchCursor"]
@@ -23,6 +24,9 @@ TERMINAL_EVENT_TYPES = frozenset(
         event_pb2.RUN_EVENT_TYPE_RUN_CANCELLED,
     }
 )
+
+# ErrorInfo reason of a subscriber cut off for lagging (ErrorReason SUBSCRIBER_TOO_SLOW).
+SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
 
 # How a dropped HTTP/2 stream surfaces when the server process dies mid-stream, besides
 # UNAVAILABLE; matched on the details because the codes are also used for real server faults.
@@ -83,7 +87,11 @@ class WatchCursor:
 
     def retry_delay(self, error: grpc.RpcError) -> float | None:
         """Seconds to wait before reconnecting after `error`, or None to give up and raise."""
-        if not _is_connection_loss(error):
+        if _is_cut_off(error) and self._delivered_this_stream:
+            # The server cut this subscriber off for falling too far behind the run; the
+            # rest is in the event log, and resuming after last_sequence reads it at once.
+            return 0.0
+        if not _is_connection_loss(error) and not _is_cut_off(error):
             return None
         now = self._policy.clock()
         if self._failing_since is None:
@@ -95,6 +103,17 @@ class WatchCursor:
             return None
         self._failures += 1
         return delay
+
+
+def _is_cut_off(error: grpc.RpcError) -> bool:
+    """A WatchRun stream the server ended because its subscriber lagged behind the run
+    (RESOURCE_EXHAUSTED, reason SUBSCRIBER_TOO_SLOW): resumable from the last sequence seen."""
+    call: grpc.Call = error  # type: ignore[assignment]
+    code = call.code() if callable(getattr(call, "code", None)) else None
+    if code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return False
+    decoded = PodiumError.from_rpc_error(error)
+    return decoded.reason == SUBSCRIBER_TOO_SLOW and decoded.domain == "podium"
 
 
 def _is_connection_loss(error: grpc.RpcError) -> bool:

@@ -105,9 +105,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     resumes from the last sequence seen).
     """
     ERROR_REASON_SUBSCRIBER_TOO_SLOW: _ErrorReason.ValueType  # 23
-    """[RESOURCE_EXHAUSTED] A WatchRuns subscriber fell a whole buffer behind
-    the live events and was cut off; reconnect and re-read the runs it cares
-    about.
+    """[RESOURCE_EXHAUSTED] A subscriber fell too far behind and was cut off.
+    WatchRun: metadata "last_sequence" is the last event it was sent; call
+    again with after_sequence = last_sequence to resume with no gap. WatchRuns
+    (a whole buffer behind the live events): reconnect and re-read the runs
+    it cares about.
     """
     ERROR_REASON_STORAGE_FULL: _ErrorReason.ValueType  # 24
     """[RESOURCE_EXHAUSTED] The database's disk (or file-size limit) is full;
@@ -287,9 +289,11 @@ ERROR_REASON_SHUTTING_DOWN: ErrorReason.ValueType  # 22
 resumes from the last sequence seen).
 """
 ERROR_REASON_SUBSCRIBER_TOO_SLOW: ErrorReason.ValueType  # 23
-"""[RESOURCE_EXHAUSTED] A WatchRuns subscriber fell a whole buffer behind
-the live events and was cut off; reconnect and re-read the runs it cares
-about.
+"""[RESOURCE_EXHAUSTED] A subscriber fell too far behind and was cut off.
+WatchRun: metadata "last_sequence" is the last event it was sent; call
+again with after_sequence = last_sequence to resume with no gap. WatchRuns
+(a whole buffer behind the live events): reconnect and re-read the runs
+it cares about.
 """
 ERROR_REASON_STORAGE_FULL: ErrorReason.ValueType  # 24
 """[RESOURCE_EXHAUSTED] The database's disk (or file-size limit) is full;

@@ -59,9 +59,17 @@ class ResourceExhausted(PodiumError):
     reason = "RESOURCE_EXHAUSTED"
 
     def __init__(
-        self, message: str, *, reason: str | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after: float | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         """`retry_after`: seconds after which the same call may succeed (sent
-        to the client as google.rpc.RetryInfo), when the server can say."""
+        to the client as google.rpc.RetryInfo), when the server can say;
+        `metadata`: what the client needs to go on (the ErrorInfo's metadata),
+        e.g. where a cut-off stream resumes."""
         super().__init__(message, reason=reason)
         self.retry_after = retry_after
+        self.metadata = dict(metadata or {})

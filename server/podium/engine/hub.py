@@ -1,9 +1,19 @@
 """Live fan-out of committed events to subscribers.
 
-The engine never waits for a subscriber: publishing appends to each
-subscriber's bounded buffer and returns. A subscriber whose buffer overflows is
-marked `lagging` and its buffer dropped; a run watcher then catches up from the
-event log (see progress.py), so memory stays bounded whatever a client does.
+The engine never waits for a subscriber: publishing records the events and
+returns. Memory is bounded per run, not per subscriber:
+
+- A run's subscribers (WatchRun) share one feed, the run's last FEED_EVENTS
+  committed events held once for all of them. Each subscriber only keeps its
+  position in it. A run watched by many is released to its subscribers in
+  ticks (see RunFeed.publish), so that they all send the same slices of it:
+  the same response bytes (encoded once, see server/event_encoding.py), fewer
+  and fuller messages, and a few wake-ups per tick instead of one per
+  subscriber and commit. A subscriber whose position falls out of the feed
+  (it has not taken its events while FEED_EVENTS more were committed) is cut
+  off by the watcher (progress.py) with a resumable status.
+- A subscriber of many runs (WatchRuns) has a bounded buffer of its own; one
+  that overflows it is marked `lagging` and cut off.
 """
 
 from __future__ import annotations
@@ -14,48 +24,41 @@ from collections.abc import Callable, Iterable
 
 from podium.core.model import Event, OutputDelta
 
+# WatchRuns: events buffered per subscriber.
 DEFAULT_BUFFER = 2048
+# WatchRun: committed events a watched run's feed holds for its subscribers;
+# one further behind than that is cut off (it resumes from the log).
+FEED_EVENTS = 4096
 # Output deltas held per subscriber; past it the newest are dropped (the final
-# output is an event, never lost) until the subscriber drains its buffer.
+# output is an event, never lost) until the subscriber takes them.
 DELTA_BUFFER = 1024
 # Committed events kept per unfinished run, so that a watcher that connects
 # right after StartRun (the common case) replays from memory, not SQLite.
 RECENT_EVENTS = 64
+# A run watched by many is released at most once per PACE_PER_SUBSCRIBER
+# times its other subscribers (at most MAX_PACE). A message costs the event
+# loop about as much whatever it holds, so 200 subscribers each sent a message
+# per commit would cost the run several times its own work; paced, each
+# message carries many commits' events. A lone subscriber is not paced, and
+# the final event is released at once.
+PACE_PER_SUBSCRIBER = 0.0005
+MAX_PACE = 0.1
+# Subscribers woken per turn of the event loop at a release: between two
+# groups the loop polls I/O, so the commit the engine waits for is handled
+# before the rest of the fan-out writes, not after all of them.
+WAKE_GROUP = 16
 
 
-class Subscription:
-    __slots__ = (
-        "_hub",
-        "_key",
-        "_pause",
-        "buffer",
-        "capacity",
-        "closed",
-        "deltas",
-        "final",
-        "lagging",
-        "matches",
-        "wake",
-    )
+class RunSubscription:
+    """One WatchRun subscriber: its wake-up, and its output deltas if it asked."""
 
-    def __init__(
-        self,
-        hub: EventHub,
-        key: str | None,
-        capacity: int,
-        matches: Callable[[Event], bool] | None,
-    ) -> None:
+    __slots__ = ("_hub", "closed", "deltas", "feed", "wake")
+
+    def __init__(self, hub: EventHub, feed: RunFeed) -> None:
         self._hub = hub
-        self._key = key
-        self.capacity = capacity
-        self.matches = matches
-        self.buffer: deque[Event] = deque()
+        self.feed = feed
         self.wake = asyncio.Event()
-        self.lagging = False
         self.closed = False
-        # The run's final event has been pushed: a pause ends at once.
-        self.final = False
-        self._pause: asyncio.Future[None] | None = None
         # None: this subscriber did not ask for output deltas.
         self.deltas: deque[OutputDelta] | None = None
 
@@ -71,6 +74,152 @@ class Subscription:
         self.deltas.clear()
         return deltas
 
+    async def wait(self) -> None:
+        """Until the feed released events, deltas came, or the subscription closed;
+        then the next wait waits again."""
+        await self.wake.wait()
+        self.wake.clear()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._hub._remove_run(self)
+            self.wake.set()
+
+
+class RunFeed:
+    """A watched run's recent committed events, held once for all its subscribers."""
+
+    __slots__ = (
+        "_events",
+        "_first",
+        "_last_release",
+        "_shared",
+        "_timer",
+        "capacity",
+        "released",
+        "run_id",
+        "subscribers",
+    )
+
+    def __init__(self, run_id: str, capacity: int) -> None:
+        self.run_id = run_id
+        self.capacity = capacity
+        # Consecutive events, the first of them numbered _first.
+        self._events: list[Event] = []
+        self._first = 0
+        # The last sequence subscribers may take (see publish).
+        self.released = 0
+        self.subscribers: dict[RunSubscription, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_release = float("-inf")
+        # The last slice taken, for the subscribers that take the same one.
+        self._shared: tuple[int, int, list[Event]] | None = None
+
+    @property
+    def head(self) -> int:
+        """The last sequence published to the feed (0: none yet)."""
+        return self._events[-1].sequence if self._events else 0
+
+    def covers(self, after: int) -> bool:
+        """Whether the feed holds the event right after `after`, if there is one yet."""
+        return bool(self._events) and self._first <= after + 1
+
+    def take(self, after: int, upto: int | None = None) -> list[Event] | None:
+        """The events after `after` up to `upto` (default: what was released);
+        None when the feed no longer holds the event right after `after`."""
+        end = self.released if upto is None else upto
+        if after >= end:
+            return []
+        if not self.covers(after):
+            return None
+        shared = self._shared
+        if shared is not None and shared[0] == after and shared[1] == end:
+            return shared[2]
+        events = self._events[after + 1 - self._first : end + 1 - self._first]
+        self._shared = (after, end, events)
+        return events
+
+    def publish(self, events: list[Event]) -> None:
+        """Adds a commit's events of the run and releases them now or at the next tick.
+
+        A tick is due `pace` after the last one; it is taken at the first commit
+        after that, which is when the engine has just handed the store its next
+        batch and waits for the disk (see podium.store.group_commit), so the
+        fan-out writes overlap that wait. The timer is only the fallback of a
+        run that commits nothing more for a while."""
+        self._extend(events)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        others = len(self.subscribers) - 1
+        pace = min(MAX_PACE, others * PACE_PER_SUBSCRIBER) if others > 0 else 0.0
+        due = self._last_release + pace
+        if now >= due or events[-1].is_final or self.head - self.released >= self.capacity // 2:
+            self.release()
+        elif self._timer is None:
+            self._timer = loop.call_later(due - now + pace / 2, self.release)
+
+    def release(self) -> None:
+        """Lets subscribers take everything published so far, and wakes them."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.head == self.released:
+            return
+        self.released = self.head
+        loop = asyncio.get_running_loop()
+        self._last_release = loop.time()
+        subscribers = list(self.subscribers)
+        _wake_in_groups(loop, subscribers, 0)
+
+    def _extend(self, events: list[Event]) -> None:
+        held = self._events
+        if held and events[0].sequence != held[-1].sequence + 1:
+            # Never serve across a gap (defensive: a run's commits are
+            # consecutive): whoever is behind it resumes from the log.
+            held.clear()
+        if not held:
+            self._first = events[0].sequence
+        held.extend(events)
+        excess = len(held) - self.capacity
+        if excess > 0:
+            del held[:excess]
+            self._first += excess
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
+def _wake_in_groups(
+    loop: asyncio.AbstractEventLoop, subscribers: list[RunSubscription], start: int
+) -> None:
+    for subscription in subscribers[start : start + WAKE_GROUP]:
+        subscription.wake.set()
+    if start + WAKE_GROUP < len(subscribers):
+        loop.call_soon(_wake_in_groups, loop, subscribers, start + WAKE_GROUP)
+
+
+class Subscription:
+    """One WatchRuns subscriber: a bounded buffer of the events it matches."""
+
+    __slots__ = ("_hub", "buffer", "capacity", "closed", "lagging", "matches", "wake")
+
+    def __init__(
+        self, hub: EventHub, capacity: int, matches: Callable[[Event], bool] | None
+    ) -> None:
+        self._hub = hub
+        self.capacity = capacity
+        self.matches = matches
+        self.buffer: deque[Event] = deque()
+        self.wake = asyncio.Event()
+        self.lagging = False
+        self.closed = False
+
     def push(self, event: Event) -> None:
         if self.lagging or (self.matches is not None and not self.matches(event)):
             return
@@ -81,39 +230,6 @@ class Subscription:
             self.buffer.append(event)
         self.wake.set()
 
-    def push_all(self, events: list[Event]) -> None:
-        """As `push` for each of a run's committed events, in one go (a run's
-        subscribers take every event of the run, no filter)."""
-        if self.lagging:
-            return
-        if len(self.buffer) + len(events) > self.capacity:
-            self.buffer.clear()
-            self.lagging = True
-        else:
-            self.buffer.extend(events)
-        if events and events[-1].is_final:
-            self.final = True
-        pause = self._pause
-        if pause is not None and (self.final or len(self.buffer) * 2 >= self.capacity):
-            # The final event, or half a buffer: send now rather than lag
-            # (a lagging subscriber catches up from the log, which costs more).
-            _end_pause(pause)
-        self.wake.set()
-
-    async def pause(self, seconds: float) -> None:
-        """Lets events accumulate for up to `seconds`, or until the run's
-        final event arrives, half the buffer is full, or the subscription closes."""
-        if self.final or self.closed or seconds <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        pause = self._pause = loop.create_future()
-        timer = loop.call_later(seconds, _end_pause, pause)
-        try:
-            await pause
-        finally:
-            timer.cancel()
-            self._pause = None
-
     def drain(self) -> list[Event]:
         events = list(self.buffer)
         self.buffer.clear()
@@ -123,26 +239,18 @@ class Subscription:
     async def wait(self) -> None:
         await self.wake.wait()
 
-    def reset_lag(self) -> None:
-        self.lagging = False
-
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._hub._remove(self._key, self)
+            self._hub._all.discard(self)
             self.wake.set()
-            if self._pause is not None:
-                _end_pause(self._pause)
-
-
-def _end_pause(pause: asyncio.Future[None]) -> None:
-    if not pause.done():
-        pause.set_result(None)
 
 
 class EventHub:
-    def __init__(self) -> None:
-        self._by_run: dict[str, set[Subscription]] = {}
+    def __init__(self, feed_events: int = FEED_EVENTS) -> None:
+        # What a watched run's feed holds (feeds made from now on).
+        self.feed_events = feed_events
+        self._feeds: dict[str, RunFeed] = {}
         self._all: set[Subscription] = set()
         self._recent: dict[str, deque[Event]] = {}
         # Subscribers that asked for output deltas, by run.
@@ -150,23 +258,27 @@ class EventHub:
         # Cluster mode: runs this server lost to another; what it recorded for
         # them was not committed, and only the owner's events (relayed) count.
         self._lost: set[str] = set()
+        # WatchRun subscribers cut off for falling out of their run's feed, since start.
+        self.cut_offs = 0
 
-    def subscribe_run(
-        self, run_id: str, capacity: int = DEFAULT_BUFFER, *, deltas: bool = False
-    ) -> Subscription:
-        """A run's committed events; with `deltas`, its output deltas too."""
-        subscription = Subscription(self, run_id, capacity, None)
+    def subscribe_run(self, run_id: str, *, deltas: bool = False) -> RunSubscription:
+        """A run's committed events (through its feed); with `deltas`, its output deltas too."""
+        feed = self._feeds.get(run_id)
+        if feed is None:
+            feed = self._feeds[run_id] = RunFeed(run_id, self.feed_events)
+        subscription = RunSubscription(self, feed)
         if deltas:
             subscription.deltas = deque()
             self._delta_runs[run_id] = self._delta_runs.get(run_id, 0) + 1
-        self._by_run.setdefault(run_id, set()).add(subscription)
+        feed.subscribers[subscription] = None
         return subscription
 
     def publish_delta(self, delta: OutputDelta) -> None:
         """Live only: to the run's subscribers that asked for deltas, now."""
         if delta.run_id not in self._delta_runs:
             return
-        for subscription in self._by_run.get(delta.run_id, ()):
+        feed = self._feeds.get(delta.run_id)
+        for subscription in feed.subscribers if feed is not None else ():
             subscription.push_delta(delta)
 
     def wants_deltas(self, run_id: str) -> bool:
@@ -176,7 +288,7 @@ class EventHub:
     def subscribe_all(
         self, matches: Callable[[Event], bool] | None = None, capacity: int = DEFAULT_BUFFER
     ) -> Subscription:
-        subscription = Subscription(self, None, capacity, matches)
+        subscription = Subscription(self, capacity, matches)
         self._all.add(subscription)
         return subscription
 
@@ -205,11 +317,11 @@ class EventHub:
                 subscription.push(event)
             if event.is_final:
                 del recent[event.run_id]
-        # A run's subscribers get its events of the batch in one go: with 200
-        # subscribers, a push per subscriber and event costs the run its pace.
+        feeds = self._feeds
         for run_id, run_events in by_run.items():
-            for subscription in self._by_run.get(run_id, ()):
-                subscription.push_all(run_events)
+            feed = feeds.get(run_id)
+            if feed is not None:
+                feed.publish(run_events)
 
     def recent(self, run_id: str, after_sequence: int) -> list[Event] | None:
         """The committed events after `after_sequence` if memory still holds
@@ -220,37 +332,37 @@ class EventHub:
         return [event for event in ring if event.sequence > after_sequence]
 
     def close_all(self) -> None:
-        for subscriptions in list(self._by_run.values()):
-            for subscription in list(subscriptions):
+        for feed in list(self._feeds.values()):
+            for subscription in list(feed.subscribers):
                 subscription.close()
-        for subscription in list(self._all):
-            subscription.close()
+        for watcher in list(self._all):
+            watcher.close()
 
     def subscribers_of(self, run_id: str) -> int:
         """How many subscriptions watch the run."""
-        return len(self._by_run.get(run_id, ()))
+        feed = self._feeds.get(run_id)
+        return len(feed.subscribers) if feed is not None else 0
 
-    def buffered(self, run_id: str) -> list[int]:
-        """Events held for each subscriber of a run (a test checks the bound)."""
-        return [len(s.buffer) for s in self._by_run.get(run_id, ())]
+    def held(self, run_id: str) -> int:
+        """Events the run's feed holds for its subscribers (a test checks the bound)."""
+        feed = self._feeds.get(run_id)
+        return len(feed) if feed is not None else 0
 
     @property
     def subscriber_count(self) -> int:
         """Live subscriptions (a test waits on it instead of sleeping)."""
-        return len(self._all) + sum(len(s) for s in self._by_run.values())
+        return len(self._all) + sum(len(f.subscribers) for f in self._feeds.values())
 
-    def _remove(self, key: str | None, subscription: Subscription) -> None:
-        if key is None:
-            self._all.discard(subscription)
-            return
+    def _remove_run(self, subscription: RunSubscription) -> None:
+        feed = subscription.feed
+        run_id = feed.run_id
         if subscription.deltas is not None:
-            left = self._delta_runs.get(key, 0) - 1
+            left = self._delta_runs.get(run_id, 0) - 1
             if left > 0:
-                self._delta_runs[key] = left
+                self._delta_runs[run_id] = left
             else:
-                self._delta_runs.pop(key, None)
-        subscriptions = self._by_run.get(key)
-        if subscriptions is not None:
-            subscriptions.discard(subscription)
-            if not subscriptions:
-                del self._by_run[key]
+                self._delta_runs.pop(run_id, None)
+        feed.subscribers.pop(subscription, None)
+        if not feed.subscribers and self._feeds.get(run_id) is feed:
+            feed.close()
+            del self._feeds[run_id]

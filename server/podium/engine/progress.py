@@ -1,10 +1,11 @@
 """Watching runs: replay from the event log, then live events, gap-free.
 
 A watcher subscribes *before* reading the log, so every event committed after
-the read reaches its buffer; duplicates between the two are dropped by
-sequence. A watcher too slow for its bounded buffer is marked lagging and
-catches up from the log again: it never slows the engine and never holds more
-than its buffer in memory.
+the read reaches the run's feed; duplicates between the two are dropped by
+sequence. A watcher that falls out of the feed (see hub.py) is cut off with a
+resumable status naming the last sequence it was sent: it never slows the
+engine, never holds events of its own in memory, and resumes exactly where it
+stopped with WatchRun(after_sequence=that sequence).
 """
 
 from __future__ import annotations
@@ -13,21 +14,12 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Protocol
 
-from podium.core.errors import NotFound, ResourceExhausted, Unavailable
+from podium.core.errors import ResourceExhausted, Unavailable
 from podium.core.model import Event, OutputDelta
 from podium.core.states import EventType, RunState
 from podium.engine.hub import EventHub
 
 REPLAY_PAGE = 1000
-# A run watched by many: each subscriber is sent to at most once per
-# PACE_PER_SUBSCRIBER times the run's other subscribers (at most MAX_PACE).
-# A message costs the event loop about 0.1 ms whatever it holds, so 100
-# subscribers each sent a message per commit of a chain would cost the run
-# several times its own work; paced, each message carries many commits' events
-# and the sends stay a fraction of the loop. A lone subscriber is not paced,
-# and the final event ends any pause.
-PACE_PER_SUBSCRIBER = 0.0005
-MAX_PACE = 0.1
 
 
 class RunLog(Protocol):
@@ -77,74 +69,66 @@ async def watch_run(
 ) -> AsyncIterator[list[Event] | DeltaBatch]:
     """Batches of consecutive events after `after_sequence`; ends after the
     run's final event. With `deltas`, live output deltas come between them,
-    as DeltaBatch, each before the events committed after it was streamed."""
+    as DeltaBatch, each before the events committed after it was streamed.
+
+    Raises SubscriberTooSlow once the subscriber fell out of the run's feed:
+    it took so long to take its events that the feed no longer holds the next
+    one. Everything before that was yielded; the caller resumes after
+    `last_sequence` (a new WatchRun replays the rest from the log)."""
     subscription = hub.subscribe_run(run_id, deltas=deltas)
+    feed = subscription.feed
     try:
         state, last_sequence = await log.run_status(run_id)
         last = max(0, after_sequence)
+        # Catch up: from memory when it holds everything after `last`, else
+        # from the log, until memory holds the rest.
         while True:
-            # Catch up (first time, and whenever we lagged): from memory when
-            # it still holds everything after `last`, else from the log.
-            while True:
+            events = feed.take(last, feed.head) if feed.covers(last) else None
+            if events is None:
                 events = hub.recent(run_id, last)
-                if events is None:
-                    events = await log.read_events(run_id, last, REPLAY_PAGE)
-                if not events:
-                    break
-                last = events[-1].sequence
-                yield events
-                if events[-1].is_final:
-                    return
-            if state.is_final and last >= last_sequence:
+            if events is None:
+                events = await log.read_events(run_id, last, REPLAY_PAGE)
+            if not events:
+                break
+            last = events[-1].sequence
+            yield events
+            if events[-1].is_final:
                 return
-            subscription.reset_lag()
-            # Live: everything committed from now on lands in the buffer.
-            loop = asyncio.get_running_loop()
-            sent = loop.time()
-            while not subscription.lagging:
-                # Publishing already waited for the engine work its commit
-                # released (store writer: callbacks are held until the next
-                # batch is on its way to disk), so this serves at once.
-                await subscription.wait()
-                others = hub.subscribers_of(run_id) - 1
-                if others > 0:
-                    pace = min(MAX_PACE, others * PACE_PER_SUBSCRIBER)
-                    await subscription.pause(sent + pace - loop.time())
-                if subscription.closed:
-                    raise Unavailable(
-                        "the server is shutting down; reconnect", reason="SHUTTING_DOWN"
-                    )
-                if subscription.lagging:
-                    break
-                streamed = subscription.drain_deltas()
-                if streamed:
-                    yield DeltaBatch(streamed)
-                batch = _after(subscription.drain(), last)
-                if not batch:
-                    continue
-                if batch[0].sequence != last + 1:
-                    break  # defensive: never skip; read the gap from the log
-                last = batch[-1].sequence
-                sent = loop.time()
-                yield batch
-                if batch[-1].is_final:
-                    return
-            subscription.drain()
-            state, last_sequence = await log.run_status(run_id)
-    except NotFound:
-        raise
+        if state.is_final and last >= last_sequence:
+            return
+        # Live: whatever the feed releases from now on.
+        while True:
+            await subscription.wait()
+            if subscription.closed:
+                raise Unavailable("the server is shutting down; reconnect", reason="SHUTTING_DOWN")
+            streamed = subscription.drain_deltas()
+            if streamed:
+                yield DeltaBatch(streamed)
+            batch = feed.take(last)
+            if batch is None:
+                hub.cut_offs += 1
+                raise SubscriberTooSlow(last, feed.capacity)
+            if not batch:
+                continue
+            last = batch[-1].sequence
+            yield batch
+            if batch[-1].is_final:
+                return
     finally:
         subscription.close()
 
 
-def _after(events: list[Event], sequence: int) -> list[Event]:
-    """The events after `sequence`, without a look at each event when they are
-    consecutive (as a run's committed events are)."""
-    if not events or events[0].sequence > sequence:
-        return events
-    if events[-1].sequence - events[0].sequence != len(events) - 1:
-        return [event for event in events if event.sequence > sequence]
-    return events[sequence - events[0].sequence + 1 :]
+class SubscriberTooSlow(ResourceExhausted):
+    """A WatchRun subscriber cut off for lagging; it resumes after `last_sequence`."""
+
+    def __init__(self, last_sequence: int, bound: int) -> None:
+        super().__init__(
+            f"subscriber fell more than {bound} events behind the run; call WatchRun "
+            f"again with after_sequence={last_sequence} to resume where it stopped",
+            reason="SUBSCRIBER_TOO_SLOW",
+            metadata={"last_sequence": str(last_sequence)},
+        )
+        self.last_sequence = last_sequence
 
 
 async def watch_runs(

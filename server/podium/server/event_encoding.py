@@ -9,11 +9,15 @@ entries, which is exactly how protobuf encodes a repeated message field; the
 servicer yields those bytes and the handler sends them as they are
 (`passthrough`), instead of serialising a message per subscriber.
 
-A batch is sent as responses of at most RESPONSE_EVENTS events, each encoded
-just before it is sent, so that a subscriber catching up on thousands of
-events does not hold the event loop for all of them at once; an event whose
-output is large (a fan-out's 10,000 item outputs) is encoded in a worker
-thread, which hands the interpreter back to the loop every switch interval.
+A batch is sent as responses of at most RESPONSE_EVENTS events and
+RESPONSE_BYTES bytes (a single larger event goes alone), each encoded just
+before it is sent, so that a subscriber catching up on thousands of events
+does not hold the event loop for all of them at once, and a response stays
+well under the 4 MiB clients accept by default; an event whose output is
+large (a fan-out's 10,000 item outputs) is encoded in a worker thread, which
+hands the interpreter back to the loop every switch interval. Subscribers
+sending the same batch (a run's feed releases the same slice to all of them,
+see engine/hub.py) cut it the same way and send the same bytes objects.
 """
 
 from __future__ import annotations
@@ -32,10 +36,13 @@ _EVENTS_TAG = bytes([(1 << 3) | 2])
 # (a slower reader, a catch-up from the log). Bytes, not events: an event with
 # a large output weighs what it weighs.
 DEFAULT_BUDGET_BYTES = 32 * 1024 * 1024
-RESPONSE_EVENTS = 256
-# Whole responses kept: subscribers that keep up drain the same batches (the
-# events of one commit), so all but the first send the bytes the first built,
-# with one look-up instead of one per event.
+# A message costs the loop (and the client) about as much whatever it holds:
+# fuller messages, fewer of them.
+RESPONSE_EVENTS = 1024
+RESPONSE_BYTES = 1024 * 1024
+# Whole responses kept: subscribers that keep up take the same batches (what
+# their run's feed released), so all but the first send the bytes the first
+# built, with one look-up instead of one per event.
 RESPONSES_KEPT = 64
 # Lists and maps entries from which an event's output is encoded in a thread.
 LARGE_OUTPUT_ENTRIES = 2000
@@ -53,7 +60,9 @@ class EventEncoder:
         # Large events being encoded in a thread, so that subscribers share that too.
         self._encoding: dict[tuple[str, int], asyncio.Future[bytes]] = {}
         # Recent responses by (run, first sequence, last sequence) of their events.
-        self._responses: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+        # Recent responses by (run, first sequence, the batch's last sequence):
+        # the bytes, and how many events they hold.
+        self._responses: OrderedDict[tuple[str, int, int], tuple[bytes, int]] = OrderedDict()
 
     def entry(self, event: Event) -> bytes:
         """The event's encoded entry in a watch response's `events` field."""
@@ -86,33 +95,47 @@ class EventEncoder:
 
     async def responses(self, events: Sequence[Event]) -> AsyncIterator[bytes]:
         """The batch as WatchRun(s)Response messages of at most RESPONSE_EVENTS
-        events each, every one encoded just before it is sent."""
-        for start in range(0, len(events), RESPONSE_EVENTS):
-            yield await self._response(events[start : start + RESPONSE_EVENTS])
+        events and RESPONSE_BYTES bytes each, every one encoded just before it is sent."""
+        start = 0
+        while start < len(events):
+            response, start = await self._response(events, start)
+            yield response
 
-    async def _response(self, events: Sequence[Event]) -> bytes:
-        first, last = events[0], events[-1]
+    async def _response(self, events: Sequence[Event], start: int) -> tuple[bytes, int]:
+        """The response of the events from `start` on, and where the next one starts."""
+        first, last = events[start], events[-1]
         # A run's consecutive events (WatchRun's batches) are named by their ends.
         key = (first.run_id, first.sequence, last.sequence)
-        named = last.run_id == first.run_id and last.sequence - first.sequence == len(events) - 1
+        named = (
+            last.run_id == first.run_id
+            and last.sequence - first.sequence == len(events) - 1 - start
+        )
         if named:
             cached = self._responses.get(key)
             if cached is not None:
-                return cached
+                return cached[0], start + cached[1]
         entries = self._entries
         parts: list[bytes] = []
-        for event in events:
+        size = 0
+        end = min(len(events), start + RESPONSE_EVENTS)
+        index = start
+        while index < end:
+            event = events[index]
             entry = entries.get((event.run_id, event.sequence))
             if entry is None:
                 entry = await self.entry_aside(event)
+            if parts and size + len(entry) > RESPONSE_BYTES:
+                break
             parts.append(entry)
+            size += len(entry)
+            index += 1
         response = b"".join(parts)
-        if named and len(response) <= self._budget // RESPONSES_KEPT:
+        if named and size <= self._budget // RESPONSES_KEPT:
             responses = self._responses
-            responses[key] = response
+            responses[key] = (response, index - start)
             if len(responses) > RESPONSES_KEPT:
                 responses.popitem(last=False)
-        return response
+        return response, index
 
     def _keep(self, key: tuple[str, int], encoded: bytes) -> bytes:
         self.encodings += 1

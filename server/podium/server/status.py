@@ -45,6 +45,8 @@ def to_status(error: PodiumError) -> status_pb2.Status:
     if isinstance(error, AlreadyExists):
         metadata["resource"] = error.resource
         details.append(error_details_pb2.ResourceInfo(resource_name=error.resource))
+    if isinstance(error, ResourceExhausted):
+        metadata.update(error.metadata)
     details.insert(
         0, error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)
     )

@@ -191,10 +191,19 @@ export const ProgressService: GenService<{
    * Every event of one run after after_sequence: first those already
    * recorded, then live ones; the stream ends after the run's final event.
    * Events come in batches, in sequence order, without gaps or duplicates.
-   * A subscriber slower than the run never loses events: it is served from
-   * the event log. When the server shuts down the stream ends with
-   * UNAVAILABLE (reason SHUTTING_DOWN); call again with the last sequence
-   * seen to resume exactly where it stopped.
+   * A subscriber slower than the run never loses events, and never slows it:
+   * the server holds a run's last 4096 events once for all its subscribers.
+   * One that falls further behind (4096 events were committed after the last
+   * one it was sent, while it did not take them) is cut off with
+   * RESOURCE_EXHAUSTED, ErrorInfo reason SUBSCRIBER_TOO_SLOW and metadata
+   * "last_sequence": the last event it was sent, which it receives before
+   * the status. Call again with after_sequence = last_sequence to resume
+   * exactly where it stopped (the rest is replayed from the event log). A run
+   * watched by many sends each subscriber at most every 0.5 ms times the
+   * run's other subscribers (at most every 100 ms; the final event at once).
+   * When the server shuts down the stream ends with UNAVAILABLE (reason
+   * SHUTTING_DOWN); call again with the last sequence seen to resume
+   * exactly where it stopped.
    *
    * @generated from rpc podium.v1.ProgressService.WatchRun
    */

@@ -209,9 +209,11 @@ export enum ErrorReason {
   SHUTTING_DOWN = 22,
 
   /**
-   * [RESOURCE_EXHAUSTED] A WatchRuns subscriber fell a whole buffer behind
-   * the live events and was cut off; reconnect and re-read the runs it cares
-   * about.
+   * [RESOURCE_EXHAUSTED] A subscriber fell too far behind and was cut off.
+   * WatchRun: metadata "last_sequence" is the last event it was sent; call
+   * again with after_sequence = last_sequence to resume with no gap. WatchRuns
+   * (a whole buffer behind the live events): reconnect and re-read the runs
+   * it cares about.
    *
    * @generated from enum value: ERROR_REASON_SUBSCRIBER_TOO_SLOW = 23;
    */
