@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
+from podium.core.clock import ManualClock
 from podium.core.limits import Limits
 from podium.plugins.api import AgentError, StepContext
 from podium.testing import (
@@ -484,3 +485,86 @@ async def test_a_child_whose_workflow_was_deleted_fails_the_step() -> None:
         run = await get_run(stubs, run.name)
     assert run.state == R.RUN_STATE_FAILED
     assert step_of(run, "sub").failure.type == "podium.WorkflowNotFound"
+
+
+# -- timeouts: the wait for a child is bounded by the step's deadlines ---------------
+
+
+GATED_INNER = {"steps": [{"id": "gate", "waitForSignal": {"name": "go"}}]}
+
+
+async def _child_waiting(stubs: Stubs, run: str, *, besides: str = "") -> R.Run:
+    """A child of the parent (other than `besides`), once its gate waits."""
+    found: list[R.Run] = []
+
+    async def ready() -> bool:
+        for child in await children_of(stubs, run):
+            view = await get_run(stubs, child.name)
+            if child.name != besides and step_of(view, "gate").state == R.STEP_STATE_WAITING:
+                found.append(view)
+                return True
+        return False
+
+    await eventually(ready, what="a child waiting for its signal")
+    return found[0]
+
+
+async def test_a_child_step_past_its_timeout_fails_and_cancels_the_child() -> None:
+    clock = ManualClock()
+    step = child_step("sub", "inner")
+    step["timeout"] = "30s"
+    async with serving(clock=clock) as (_, stubs):
+        await create_workflow(stubs, "inner", GATED_INNER)
+        await create_workflow(stubs, "outer", {"steps": [step]})
+        run = await start_run(stubs, "outer")
+        child = await _child_waiting(stubs, run.name)
+        clock.advance(29)
+        await asyncio.sleep(0.05)
+        assert (await get_run(stubs, run.name)).state == R.RUN_STATE_RUNNING
+        clock.advance(2)
+        await collect_events(stubs, run.name)
+        run = await get_run(stubs, run.name)
+        child = await get_run(stubs, child.name)
+    sub = step_of(run, "sub")
+    assert run.state == R.RUN_STATE_FAILED
+    assert sub.failure.type == "podium.Timeout"
+    assert child.name in sub.failure.message and "30s" in sub.failure.message
+    assert [a.state for a in sub.attempts] == [R.ATTEMPT_STATE_FAILED]
+    assert child.state == R.RUN_STATE_CANCELLED
+
+
+async def test_a_child_past_its_attempt_timeout_is_cancelled_and_retried() -> None:
+    clock = ManualClock()
+    step = child_step("sub", "inner")
+    step["attemptTimeout"] = "10s"
+    step["retry"] = [{"errorEquals": ["podium.Timeout"], "interval": "1s", "maxAttempts": 2}]
+    async with serving(clock=clock) as (_, stubs):
+        await create_workflow(stubs, "inner", GATED_INNER)
+        await create_workflow(stubs, "outer", {"steps": [step]})
+        run = await start_run(stubs, "outer")
+        first = await _child_waiting(stubs, run.name)
+        clock.advance(11)
+
+        async def first_cancelled() -> bool:
+            return (await get_run(stubs, first.name)).state == R.RUN_STATE_CANCELLED
+
+        await eventually(first_cancelled, what="the first child cancelled")
+
+        async def second_started() -> bool:
+            # The retry's 1 s interval passes however late its timer starts.
+            clock.advance(1)
+            return len(await children_of(stubs, run.name)) == 2
+
+        await eventually(second_started, what="a second child started by the retry")
+        second = await _child_waiting(stubs, run.name, besides=first.name)
+        assert second.name != first.name
+        await stubs.executions.SignalRun(X.SignalRunRequest(run=second.name, name="go"))
+        await collect_events(stubs, run.name)
+        run = await get_run(stubs, run.name)
+    sub = step_of(run, "sub")
+    assert run.state == R.RUN_STATE_SUCCEEDED, run.failure
+    assert [a.state for a in sub.attempts] == [
+        R.ATTEMPT_STATE_FAILED,
+        R.ATTEMPT_STATE_SUCCEEDED,
+    ]
+    assert sub.attempts[0].failure.type == "podium.Timeout"

@@ -15,6 +15,10 @@ for it; its output is the child's output.
   its cost becomes the step's and the parent's, and the hold is dropped. A
   step that finds no room waits while some may come back; one that never
   can fit fails with podium.BudgetExceeded (podium.engine.child_budget).
+- Timeouts: the step's `timeout` (over all its attempts) and
+  `attempt_timeout` (one child) bound the wait; past either the child is
+  cancelled and the attempt fails with podium.Timeout (an attempt timeout
+  is retried per the policy, a step timeout never is).
 - Depth: a child nests one deeper than its parent; past the limit
   max_workflow_depth (podium.core.limits) the step fails with
   podium.LimitExceeded, naming the limit.
@@ -29,8 +33,9 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from podium.core import limits
+from podium.core.clock import DeadlineExceeded, run_with_deadline
 from podium.core.errors import InvalidArgument, NotFound
-from podium.core.failures import CANCELLED, INVALID_INPUT, Failure
+from podium.core.failures import CANCELLED, INVALID_INPUT, TIMEOUT, Failure
 from podium.core.limits import LIMIT_EXCEEDED
 from podium.core.model import AttemptRecord, RunRecord, StepRecord
 from podium.core.spec import StepSpec
@@ -61,6 +66,9 @@ class StepRunner(Protocol):
     def env(self) -> RunEnvironment: ...
     @property
     def journal(self) -> RunJournal: ...
+
+    # The step's deadline (start + its timeout), None without one.
+    deadline: float | None
 
 
 def child_run_id(parent_run_id: str, step_id: str, attempt: int = 1) -> str:
@@ -157,11 +165,21 @@ async def _attempt(
     if not child.state.is_final and step.state != StepState.WAITING:
         journal.step_waiting(step, None, f"waiting for child run runs/{run_id}")
     try:
-        child = await children.wait(run_id)
+        child = await run_with_deadline(
+            children.wait(run_id), _wait_budget(runner, attempt), runner.env.services.clock
+        )
     except asyncio.CancelledError:
         if not runner.env.stop.stopping:
             children.cancel(run_id, f"parent run {parent.run_id} cancelled")
         raise
+    except DeadlineExceeded:
+        message = _timeout_message(runner, run_id)
+        children.cancel(run_id, message)
+        # Its cost so far is the attempt's: wait for the cancel to end it.
+        child = await children.wait(run_id)
+        _roll_up(runner.env, step, attempt, child)
+        if child.state not in (RunState.SUCCEEDED, RunState.PARTIALLY_SUCCEEDED):
+            _timed_out(runner, attempt, message)
     _roll_up(runner.env, step, attempt, child)
     if child.state in (RunState.SUCCEEDED, RunState.PARTIALLY_SUCCEEDED):
         if attempt.state != AttemptState.SUCCEEDED:
@@ -173,6 +191,40 @@ async def _attempt(
     # decides (failures no retry can fix, a cancel among them, never are).
     failure = Failure(failure.type, message, retryable=child.state == RunState.FAILED)
     journal.attempt_ended(step, attempt, AttemptState.FAILED, failure)
+    raise _ChildFailed(attempt)
+
+
+def _wait_budget(runner: StepRunner, attempt: AttemptRecord) -> float | None:
+    """How long the child may still run: the earlier of the step's deadline
+    and the attempt's (counted from the attempt's start, so a resumed wait
+    keeps its due time)."""
+    dues = [] if runner.deadline is None else [runner.deadline]
+    if runner.spec.attempt_timeout is not None:
+        dues.append(attempt.start_time + runner.spec.attempt_timeout)
+    if not dues:
+        return None
+    return min(dues) - runner.env.services.clock.now()
+
+
+def _step_over(runner: StepRunner) -> bool:
+    return runner.deadline is not None and runner.env.services.clock.now() >= runner.deadline
+
+
+def _timeout_message(runner: StepRunner, run_id: str) -> str:
+    if _step_over(runner):
+        return f"step timed out after {runner.spec.timeout:g}s waiting for runs/{run_id}"
+    return f"attempt timed out after {runner.spec.attempt_timeout:g}s waiting for runs/{run_id}"
+
+
+def _timed_out(runner: StepRunner, attempt: AttemptRecord, message: str) -> None:
+    """Past a deadline, with the child cancelled: the attempt fails; the
+    step's own deadline ends the step, an attempt's leaves it to the retry
+    policy."""
+    step_over = _step_over(runner)
+    failure = Failure(TIMEOUT, message, retryable=not step_over)
+    runner.journal.attempt_ended(runner.step, attempt, AttemptState.FAILED, failure)
+    if step_over:
+        raise StepFailed(failure)
     raise _ChildFailed(attempt)
 
 
