@@ -1,0 +1,176 @@
+"""What the task relay (podium.engine.relay) needs from storage: worker presence
+per server and relayed tasks, in the database the servers of a cluster share.
+
+A run's owner posts a task when the worker its step needs is connected to
+another server; a server whose worker serves the task's queue and agent claims
+it (one claim wins), runs it on the worker and writes the outcome back; the
+owner reads the outcome. The owner's fencing epoch rides each task: a new owner
+adopts the tasks of the runs it took over (re-stamping them with its epoch),
+and an outcome stamped with another epoch than the one the reader holds is not
+its to record. Liveness is the server lease (ClusterStore): a task held by a
+server whose lease expired is lost, and presence rows count only for live
+servers. Times are wall-clock seconds of the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "AdoptedTask",
+    "PendingTask",
+    "RelayStatus",
+    "RelayStore",
+    "RelayTask",
+    "WorkerOffer",
+]
+
+RelayState = Literal["PENDING", "CLAIMED", "DONE"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOffer:
+    """A (queue, agent) a connected worker serves, for `tenant`'s runs
+    (None: every tenant's)."""
+
+    queue: str
+    agent: str
+    tenant: str | None = None
+
+    def takes(self, queue: str, agent: str, tenant: str) -> bool:
+        return (
+            self.queue == queue
+            and self.agent == agent
+            and (self.tenant is None or self.tenant == tenant)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RelayTask:
+    """One attempt the owner relays: `payload` is what the worker's task carries
+    besides these fields (JSON), `epoch` the owner's fencing epoch of the run."""
+
+    run_id: str
+    step_id: str
+    item: int
+    attempt: int
+    epoch: int
+    queue: str
+    agent: str
+    tenant: str
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTask:
+    """A task not claimed yet, as a server that may run it reads it."""
+
+    task_id: int
+    owner: str
+    task: RelayTask
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStatus:
+    """A task as its owner polls it. `holder_live`: whether the server holding it
+    still holds a live lease (False while PENDING)."""
+
+    task_id: int
+    state: RelayState
+    epoch: int
+    holder: str | None
+    holder_live: bool
+    cancel: bool
+    outcome: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptedTask:
+    """A relayed attempt of a run this server took over, now stamped with its epoch."""
+
+    task_id: int
+    run_id: str
+    step_id: str
+    item: int
+    attempt: int
+
+
+class RelayStore(Protocol):
+    @property
+    def server_id(self) -> str: ...
+
+    def held_epoch(self, run_id: str) -> int | None:
+        """The fencing epoch this server holds for `run_id` (None: not its run)."""
+        ...
+
+    # -- presence ----------------------------------------------------------------
+
+    async def set_offers(self, offers: Collection[WorkerOffer]) -> None:
+        """Replaces what this server's connected workers serve; durable on return."""
+        ...
+
+    async def offers_elsewhere(self, now: float) -> dict[str, list[WorkerOffer]]:
+        """What the workers of the other servers serve, for those whose lease is live
+        at `now`, by server id."""
+        ...
+
+    # -- the owner's side ------------------------------------------------------------
+
+    async def post(self, task: RelayTask, now: float) -> int:
+        """Writes a PENDING task owned by this server (durable on return); removes the
+        tasks of earlier attempts of the same step and item (superseded). Its id."""
+        ...
+
+    async def statuses(self, task_ids: Collection[int], now: float) -> dict[int, RelayStatus]:
+        """The tasks that still exist among `task_ids`, with their holder's liveness at `now`."""
+        ...
+
+    async def cancel(self, task_id: int) -> None:
+        """Raises the task's cancel flag (its holder stops the worker); durable on return."""
+        ...
+
+    async def withdraw(self, task_id: int) -> bool:
+        """Removes the task if no server claimed it yet; whether it did."""
+        ...
+
+    async def adopt(self, run_ids: Collection[str]) -> list[AdoptedTask]:
+        """Re-stamps the tasks of these runs (which this server now holds) with this
+        server as owner and its epoch of each run; those whose cancel flag is up are
+        removed instead. The adopted tasks, by id."""
+        ...
+
+    async def forget_run(self, run_id: str) -> None:
+        """Removes every task of a run (it ended)."""
+        ...
+
+    # -- the holder's side -----------------------------------------------------------
+
+    async def pending(self, offers: Collection[WorkerOffer], limit: int) -> list[PendingTask]:
+        """PENDING tasks some of `offers` take, oldest first, at most `limit`."""
+        ...
+
+    async def claim(self, task_id: int, now: float) -> bool:
+        """Takes a PENDING task for this server; False when another server took it,
+        or its owner withdrew it."""
+        ...
+
+    async def cancelled(self, task_ids: Collection[int]) -> set[int]:
+        """Those of `task_ids` this server holds whose cancel flag is up, or that
+        were removed (the owner gave up on them)."""
+        ...
+
+    async def finish(self, task_id: int, outcome: Mapping[str, Any]) -> bool:
+        """Records the outcome of a task this server holds (DONE); durable on
+        return. False when the task is no longer this server's (removed)."""
+        ...
+
+    async def remove(self, task_id: int) -> None:
+        """Removes a task (its holder gives up on a cancelled one)."""
+        ...
+
+    async def abandon_held(self) -> int:
+        """Ends every task this server id still holds from an earlier life (a
+        restart) with an interrupted outcome; how many."""
+        ...
