@@ -15,8 +15,15 @@ servers. Times are wall-clock seconds of the caller.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
+
+from podium.core.relay_model import (
+    AdoptedTask,
+    PendingTask,
+    RelayStatus,
+    RelayTask,
+    WorkerOffer,
+)
 
 __all__ = [
     "AdoptedTask",
@@ -26,75 +33,6 @@ __all__ = [
     "RelayTask",
     "WorkerOffer",
 ]
-
-RelayState = Literal["PENDING", "CLAIMED", "DONE"]
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOffer:
-    """A (queue, agent) a connected worker serves, for `tenant`'s runs
-    (None: every tenant's)."""
-
-    queue: str
-    agent: str
-    tenant: str | None = None
-
-    def takes(self, queue: str, agent: str, tenant: str) -> bool:
-        return (
-            self.queue == queue
-            and self.agent == agent
-            and (self.tenant is None or self.tenant == tenant)
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RelayTask:
-    """One attempt the owner relays: `payload` is what the worker's task carries
-    besides these fields (JSON), `epoch` the owner's fencing epoch of the run."""
-
-    run_id: str
-    step_id: str
-    item: int
-    attempt: int
-    epoch: int
-    queue: str
-    agent: str
-    tenant: str
-    payload: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class PendingTask:
-    """A task not claimed yet, as a server that may run it reads it."""
-
-    task_id: int
-    owner: str
-    task: RelayTask
-
-
-@dataclass(frozen=True, slots=True)
-class RelayStatus:
-    """A task as its owner polls it. `holder_live`: whether the server holding it
-    still holds a live lease (False while PENDING)."""
-
-    task_id: int
-    state: RelayState
-    epoch: int
-    holder: str | None
-    holder_live: bool
-    cancel: bool
-    outcome: Mapping[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class AdoptedTask:
-    """A relayed attempt of a run this server took over, now stamped with its epoch."""
-
-    task_id: int
-    run_id: str
-    step_id: str
-    item: int
-    attempt: int
 
 
 class RelayStore(Protocol):
@@ -128,11 +66,13 @@ class RelayStore(Protocol):
         ...
 
     async def cancel(self, task_id: int) -> None:
-        """Raises the task's cancel flag (its holder stops the worker); durable on return."""
+        """Raises the task's cancel flag (its holder stops the worker) if this server
+        still owns the task (not adopted by another); durable on return."""
         ...
 
     async def withdraw(self, task_id: int) -> bool:
-        """Removes the task if no server claimed it yet; whether it did."""
+        """Removes the task if this server owns it and no server claimed it yet;
+        whether it did."""
         ...
 
     async def adopt(self, run_ids: Collection[str]) -> list[AdoptedTask]:
@@ -142,7 +82,7 @@ class RelayStore(Protocol):
         ...
 
     async def forget_run(self, run_id: str) -> None:
-        """Removes every task of a run (it ended)."""
+        """Removes every task of a run (it ended) that this server owns."""
         ...
 
     # -- the holder's side -----------------------------------------------------------

@@ -14,6 +14,7 @@ import grpc
 
 from podium.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from podium.core.failures import INVALID_OUTPUT, Failure, failure_from_exception
+from podium.engine.relay import RelayedContext, relayed_call_refused
 from podium.engine.workers import RemoteTask, WorkerPool, WorkerSession
 from podium.identity.principal import Principal
 from podium.plugins.api import StepContext
@@ -195,6 +196,8 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                 "attempt_token: not the token of a running attempt",
                 reason="ATTEMPT_NOT_RUNNING",
             )
+        if isinstance(ctx, RelayedContext):
+            raise relayed_call_refused()
         return ctx
 
 

@@ -217,3 +217,26 @@ async def test_pending_is_limited_and_oldest_first(members: tuple[Member, Member
     assert await b.relay.pending([WLOG], 0) == []
     every = await b.relay.pending([WLOG], 100)
     assert [p.task.run_id for p in every][-1] == "acme-run"
+
+
+async def test_a_server_that_no_longer_owns_a_task_cannot_cancel_withdraw_or_forget_it(
+    members: tuple[Member, Member],
+) -> None:
+    a, b = members
+    await joined(a, b)
+    await create_owned_run(a, "r1")
+    claimed = await a.relay.post(task("r1", step_id="s"), NOW)
+    pending = await a.relay.post(task("r1", step_id="t"), NOW)
+    assert await b.relay.claim(claimed, NOW)
+    await b.cluster.renew(NOW + LEASE, LEASE)
+    assert await b.cluster.take_over(NOW + LEASE + 1) == ["r1"]
+    assert len(await b.relay.adopt(["r1"])) == 2
+
+    # a, stale, still believes it owns r1: nothing it does touches b's tasks.
+    await a.relay.cancel(claimed)
+    assert not await a.relay.withdraw(pending)
+    await a.relay.forget_run("r1")
+    statuses = await b.relay.statuses([claimed, pending], NOW)
+    assert set(statuses) == {claimed, pending}
+    assert not statuses[claimed].cancel
+    assert await b.relay.cancelled([claimed]) == set()

@@ -13,7 +13,7 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from podium.engine.relay_store import (
+from podium.core.relay_model import (
     AdoptedTask,
     PendingTask,
     RelayStatus,
@@ -138,11 +138,17 @@ class PostgresRelay:
         }
 
     async def cancel(self, task_id: int) -> None:
-        await self._execute("UPDATE relay_tasks SET cancel = TRUE WHERE id = $1", task_id)
+        await self._execute(
+            "UPDATE relay_tasks SET cancel = TRUE WHERE id = $1 AND owner = $2",
+            task_id,
+            self.server_id,
+        )
 
     async def withdraw(self, task_id: int) -> bool:
         removed = await self._execute(
-            "DELETE FROM relay_tasks WHERE id = $1 AND state = 'PENDING'", task_id
+            "DELETE FROM relay_tasks WHERE id = $1 AND owner = $2 AND state = 'PENDING'",
+            task_id,
+            self.server_id,
         )
         return removed == 1
 
@@ -184,7 +190,9 @@ class PostgresRelay:
         return sorted(adopted, key=lambda task: task.task_id)
 
     async def forget_run(self, run_id: str) -> None:
-        await self._execute("DELETE FROM relay_tasks WHERE run_id = $1", run_id)
+        await self._execute(
+            "DELETE FROM relay_tasks WHERE run_id = $1 AND owner = $2", run_id, self.server_id
+        )
 
     # -- the holder's side -----------------------------------------------------------
 

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from podium.engine.relay_store import (
+from podium.core.relay_model import (
     AdoptedTask,
     PendingTask,
     RelayStatus,
@@ -100,11 +100,17 @@ class SqliteRelay:
         return found
 
     async def cancel(self, task_id: int) -> None:
-        await self._write(_execute, "UPDATE relay_tasks SET cancel = 1 WHERE id = ?", (task_id,))
+        await self._write(
+            _execute,
+            "UPDATE relay_tasks SET cancel = 1 WHERE id = ? AND owner = ?",
+            (task_id, self.server_id),
+        )
 
     async def withdraw(self, task_id: int) -> bool:
         removed: int = await self._write(
-            _execute, "DELETE FROM relay_tasks WHERE id = ? AND state = 'PENDING'", (task_id,)
+            _execute,
+            "DELETE FROM relay_tasks WHERE id = ? AND owner = ? AND state = 'PENDING'",
+            (task_id, self.server_id),
         )
         return removed == 1
 
@@ -118,7 +124,11 @@ class SqliteRelay:
         return adopted
 
     async def forget_run(self, run_id: str) -> None:
-        await self._write(_execute, "DELETE FROM relay_tasks WHERE run_id = ?", (run_id,))
+        await self._write(
+            _execute,
+            "DELETE FROM relay_tasks WHERE run_id = ? AND owner = ?",
+            (run_id, self.server_id),
+        )
 
     # -- the holder's side -----------------------------------------------------------
 
