@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +38,13 @@ from podium.core.errors import FailedPrecondition
 from podium.core.failures import AgentError, failure_from_exception
 from podium.core.model import AttemptRecord
 from podium.engine.relay_store import PendingTask, RelayStore, RelayTask, WorkerOffer
-from podium.engine.workers import AttemptInterrupted, RemoteTask, Reservation, WorkerPool
+from podium.engine.workers import (
+    AgentDeclaration,
+    AttemptInterrupted,
+    RemoteTask,
+    Reservation,
+    WorkerPool,
+)
 from podium.plugins.api import LlmGateway, ToolSpec
 
 __all__ = ["RelayedContext", "TaskRelay", "remote_task_payload"]
@@ -162,6 +169,7 @@ class TaskRelay:
         self._pool = pool
         self._elsewhere: dict[str, list[WorkerOffer]] = {}
         self._published: frozenset[WorkerOffer] | None = None
+        self._published_declarations = ""
         self._offer_waiters: list[tuple[tuple[str, str, str], asyncio.Future[None]]] = []
         self._awaited: dict[int, _Awaited] = {}
         self._held: dict[int, _Held] = {}
@@ -284,7 +292,11 @@ class TaskRelay:
         and cancels."""
         now = time.time()
         await self._publish()
-        self._elsewhere = await self.store.offers_elsewhere(now)
+        elsewhere = await self.store.offers_elsewhere(now)
+        if elsewhere != self._elsewhere:
+            for declaration in (await self.store.declarations_elsewhere(now)).values():
+                self._pool.learn(_declaration(declaration))
+        self._elsewhere = elsewhere
         self._wake_offered()
         if self._awaited:
             await self._check_awaited(now)
@@ -316,9 +328,14 @@ class TaskRelay:
 
     async def _publish(self) -> None:
         offers = frozenset(self._pool.offers())
-        if offers != self._published:
-            await self.store.set_offers(offers)
+        declarations = {
+            name: _declaration_json(d) for name, d in self._pool.session_declarations().items()
+        }
+        fingerprint = json.dumps(declarations, sort_keys=True, default=str)
+        if offers != self._published or fingerprint != self._published_declarations:
+            await self.store.set_offers(offers, declarations)
             self._published = offers
+            self._published_declarations = fingerprint
 
     def _wake_offered(self) -> None:
         for (queue, agent, tenant), waiter in list(self._offer_waiters):
@@ -444,6 +461,32 @@ class TaskRelay:
         task = asyncio.ensure_future(run())
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
+
+
+def _declaration_json(declaration: AgentDeclaration) -> dict[str, Any]:
+    return {
+        "name": declaration.name,
+        "version": declaration.version,
+        "description": declaration.description,
+        "config_schema": _plain(declaration.config_schema),
+        "input_schema": _plain(declaration.input_schema),
+        "output_schema": _plain(declaration.output_schema),
+    }
+
+
+def _plain(schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if schema is None else json.loads(json.dumps(schema, default=str))
+
+
+def _declaration(data: Mapping[str, Any]) -> AgentDeclaration:
+    return AgentDeclaration(
+        name=str(data["name"]),
+        version=str(data.get("version", "")),
+        description=str(data.get("description", "")),
+        config_schema=data.get("config_schema"),
+        input_schema=data.get("input_schema"),
+        output_schema=data.get("output_schema"),
+    )
 
 
 def _result(outcome: Mapping[str, Any]) -> Any:

@@ -45,13 +45,21 @@ class RelayStore(Protocol):
 
     # -- presence ----------------------------------------------------------------
 
-    async def set_offers(self, offers: Collection[WorkerOffer]) -> None:
-        """Replaces what this server's connected workers serve; durable on return."""
+    async def set_offers(
+        self, offers: Collection[WorkerOffer], declarations: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        """Replaces what this server's connected workers serve, with each agent's
+        declaration (JSON, by agent name: every offered agent has one); durable on return."""
         ...
 
     async def offers_elsewhere(self, now: float) -> dict[str, list[WorkerOffer]]:
         """What the workers of the other servers serve, for those whose lease is live
         at `now`, by server id."""
+        ...
+
+    async def declarations_elsewhere(self, now: float) -> dict[str, Mapping[str, Any]]:
+        """The declarations of the agents the other live servers' workers serve, by
+        agent name (one of them when servers disagree)."""
         ...
 
     # -- the owner's side ------------------------------------------------------------

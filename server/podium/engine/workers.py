@@ -225,6 +225,20 @@ class WorkerPool:
             for agent in session.agents
         }
 
+    def session_declarations(self) -> dict[str, AgentDeclaration]:
+        """The agents the connected sessions declare, by name."""
+        return {
+            name: agent
+            for session in self._sessions.values()
+            for name, agent in session.agents.items()
+        }
+
+    def learn(self, declaration: AgentDeclaration) -> None:
+        """An agent a worker connected to another server of the cluster declares:
+        workflows may name it here too (a session connected here has the last word)."""
+        if not any(declaration.name in s.agents for s in self._sessions.values()):
+            self._declared[declaration.name] = declaration
+
     def free_slots(self) -> int:
         """Free slots over every session (whatever they serve)."""
         return sum(max(0, session.free()) for session in self._sessions.values())

@@ -11,6 +11,13 @@ from podium.engine.relay_store import RelayTask, WorkerOffer
 from .cluster_members import LEASE, NOW, Member, create_owned_run
 
 WLOG = WorkerOffer("default", "wlog")
+DECLARATION = {
+    "name": "wlog",
+    "version": "1",
+    "description": "logs",
+    "config_schema": {"type": "object", "required": ["log"]},
+    "output_schema": {"type": "object", "properties": {"pid": {"type": "integer"}}},
+}
 
 
 def task(
@@ -41,16 +48,25 @@ async def test_presence_is_seen_by_the_others_while_the_server_s_lease_is_live(
 ) -> None:
     a, b = members
     await joined(a, b)
-    await b.relay.set_offers([WLOG, WorkerOffer("gpu", "wlog", "acme"), WLOG])
+    await b.relay.set_offers(
+        [WLOG, WorkerOffer("gpu", "wlog", "acme"), WLOG], {"wlog": DECLARATION}
+    )
 
     assert await a.relay.offers_elsewhere(NOW) == {"b": [WLOG, WorkerOffer("gpu", "wlog", "acme")]}
     assert await b.relay.offers_elsewhere(NOW) == {}  # its own are not "elsewhere"
     assert await a.relay.offers_elsewhere(NOW + LEASE + 1) == {}  # b's lease expired
 
-    await b.relay.set_offers([WorkerOffer("default", "other")])  # replaced, not added
+    assert await a.relay.declarations_elsewhere(NOW) == {"wlog": DECLARATION}
+    assert await b.relay.declarations_elsewhere(NOW) == {}
+    assert await a.relay.declarations_elsewhere(NOW + LEASE + 1) == {}
+
+    other = {"name": "other", "version": "2", "config_schema": None}
+    await b.relay.set_offers([WorkerOffer("default", "other")], {"other": other})  # replaced
     assert await a.relay.offers_elsewhere(NOW) == {"b": [WorkerOffer("default", "other")]}
-    await b.relay.set_offers([])
+    assert await a.relay.declarations_elsewhere(NOW) == {"other": other}
+    await b.relay.set_offers([], {})
     assert await a.relay.offers_elsewhere(NOW) == {}
+    assert await a.relay.declarations_elsewhere(NOW) == {}
 
 
 async def test_a_posted_task_is_claimed_once_and_its_outcome_reaches_the_owner(

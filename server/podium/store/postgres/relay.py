@@ -53,16 +53,23 @@ class PostgresRelay:
 
     # -- presence ----------------------------------------------------------------
 
-    async def set_offers(self, offers: Collection[WorkerOffer]) -> None:
-        rows = sorted({(o.queue, o.agent, o.tenant or "") for o in offers})
+    async def set_offers(
+        self, offers: Collection[WorkerOffer], declarations: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        rows = sorted(
+            {
+                (o.queue, o.agent, o.tenant or "", codec.dumps(dict(declarations[o.agent])))
+                for o in offers
+            }
+        )
         failure = self._store.writer.failure
         if failure is not None:
             raise failure
         async with self._store.pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM cluster_workers WHERE server_id = $1", self.server_id)
             await conn.executemany(
-                "INSERT INTO cluster_workers (server_id, queue, agent, tenant) "
-                "VALUES ($1, $2, $3, $4)",
+                "INSERT INTO cluster_workers (server_id, queue, agent, tenant, declaration) "
+                "VALUES ($1, $2, $3, $4, $5)",
                 [(self.server_id, *row) for row in rows],
             )
 
@@ -79,6 +86,16 @@ class PostgresRelay:
         for server, queue, agent, tenant in rows:
             found.setdefault(server, []).append(WorkerOffer(queue, agent, tenant or None))
         return found
+
+    async def declarations_elsewhere(self, now: float) -> dict[str, Mapping[str, Any]]:
+        rows = await self._store.fetch(
+            "SELECT w.agent, MIN(w.declaration) FROM cluster_workers w "
+            "JOIN cluster_servers s ON s.server_id = w.server_id "
+            "WHERE s.expire_time >= $1 AND w.server_id != $2 GROUP BY w.agent",
+            now,
+            self.server_id,
+        )
+        return {row[0]: json.loads(row[1]) for row in rows}
 
     # -- the owner's side ------------------------------------------------------------
 

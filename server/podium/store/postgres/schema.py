@@ -323,6 +323,7 @@ MIGRATIONS: list[str] = [
         queue TEXT NOT NULL,
         agent TEXT NOT NULL,
         tenant TEXT NOT NULL,
+        declaration TEXT NOT NULL,
         PRIMARY KEY (server_id, queue, agent, tenant)
     );
     CREATE TABLE relay_tasks (

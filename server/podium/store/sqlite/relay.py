@@ -51,9 +51,25 @@ class SqliteRelay:
 
     # -- presence ----------------------------------------------------------------
 
-    async def set_offers(self, offers: Collection[WorkerOffer]) -> None:
-        rows = sorted({(o.queue, o.agent, o.tenant or "") for o in offers})
+    async def set_offers(
+        self, offers: Collection[WorkerOffer], declarations: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        rows = sorted(
+            {
+                (o.queue, o.agent, o.tenant or "", codec.dumps(dict(declarations[o.agent])))
+                for o in offers
+            }
+        )
         await self._write(_set_offers, self.server_id, rows)
+
+    async def declarations_elsewhere(self, now: float) -> dict[str, Mapping[str, Any]]:
+        rows = await self._store._fetchall(
+            "SELECT w.agent, MIN(w.declaration) FROM cluster_workers w "
+            "JOIN cluster_servers s ON s.server_id = w.server_id "
+            "WHERE s.expire_time >= ? AND w.server_id != ? GROUP BY w.agent",
+            (now, self.server_id),
+        )
+        return {row[0]: json.loads(row[1]) for row in rows}
 
     async def offers_elsewhere(self, now: float) -> dict[str, list[WorkerOffer]]:
         rows = await self._store._fetchall(
@@ -214,10 +230,13 @@ def _execute(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int
     return conn.execute(sql, params).rowcount
 
 
-def _set_offers(conn: sqlite3.Connection, server_id: str, rows: list[tuple[str, str, str]]) -> None:
+def _set_offers(
+    conn: sqlite3.Connection, server_id: str, rows: list[tuple[str, str, str, str]]
+) -> None:
     conn.execute("DELETE FROM cluster_workers WHERE server_id = ?", (server_id,))
     conn.executemany(
-        "INSERT INTO cluster_workers (server_id, queue, agent, tenant) VALUES (?, ?, ?, ?)",
+        "INSERT INTO cluster_workers (server_id, queue, agent, tenant, declaration) "
+        "VALUES (?, ?, ?, ?, ?)",
         [(server_id, *row) for row in rows],
     )
 

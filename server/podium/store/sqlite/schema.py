@@ -378,6 +378,7 @@ MIGRATIONS: list[str] = [
         queue TEXT NOT NULL,
         agent TEXT NOT NULL,
         tenant TEXT NOT NULL,
+        declaration TEXT NOT NULL,
         PRIMARY KEY (server_id, queue, agent, tenant)
     ) WITHOUT ROWID;
     CREATE TABLE relay_tasks (
