@@ -11,6 +11,7 @@ from typing import Any, Literal
 __all__ = [
     "AdoptedTask",
     "PendingTask",
+    "RelayCall",
     "RelayState",
     "RelayStatus",
     "RelayTask",
@@ -75,6 +76,18 @@ class RelayStatus:
     holder_live: bool
     cancel: bool
     outcome: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayCall:
+    """A governed call (a model or a tool) a relayed attempt's worker made on the
+    server holding it, for the run's owner to carry out: `request` and the answer
+    are opaque bytes to the relay (the worker protocol's messages)."""
+
+    call_id: int
+    task_id: int
+    kind: str
+    request: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from podium.core.relay_model import (
     AdoptedTask,
     PendingTask,
+    RelayCall,
     RelayStatus,
     RelayTask,
     WorkerOffer,
@@ -28,6 +29,7 @@ from podium.core.relay_model import (
 __all__ = [
     "AdoptedTask",
     "PendingTask",
+    "RelayCall",
     "RelayStatus",
     "RelayStore",
     "RelayTask",
@@ -116,6 +118,30 @@ class RelayStore(Protocol):
 
     async def remove(self, task_id: int) -> None:
         """Removes a task (its holder gives up on a cancelled one)."""
+        ...
+
+    # -- governed calls: made on the holder, carried out by the owner ---------------------
+
+    async def post_call(self, task_id: int, kind: str, request: bytes, now: float) -> int:
+        """The holder asks the owner of a task it holds to carry out a call; durable on
+        return; its id."""
+        ...
+
+    async def open_calls(self, task_ids: Collection[int]) -> list[RelayCall]:
+        """Calls not answered yet of these tasks (this server owns them), oldest first."""
+        ...
+
+    async def answer_call(self, call_id: int, response: bytes) -> bool:
+        """The owner's answer; only for a call of a task this server owns and not answered
+        yet (whether it was recorded); durable on return."""
+        ...
+
+    async def call_answers(self, call_ids: Collection[int]) -> dict[int, bytes]:
+        """The answers among these calls (the holder polls them)."""
+        ...
+
+    async def drop_call(self, call_id: int) -> None:
+        """Removes a call (the holder read its answer, or gave up on it)."""
         ...
 
     async def abandon_held(self) -> int:

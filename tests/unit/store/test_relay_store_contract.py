@@ -256,3 +256,70 @@ async def test_a_server_that_no_longer_owns_a_task_cannot_cancel_withdraw_or_for
     assert set(statuses) == {claimed, pending}
     assert not statuses[claimed].cancel
     assert await b.relay.cancelled([claimed]) == set()
+
+
+async def test_a_governed_call_goes_to_the_owner_and_its_answer_back(
+    members: tuple[Member, Member],
+) -> None:
+    a, b = members
+    await joined(a, b)
+    task_id = await a.relay.post(task(), NOW)
+    other = await a.relay.post(task("r2"), NOW)
+    assert await b.relay.claim(task_id, NOW)
+
+    first = await b.relay.post_call(task_id, "model", b"\x00request\xff", NOW)
+    second = await b.relay.post_call(task_id, "tool", b"", NOW)
+    assert [
+        (c.call_id, c.task_id, c.kind, c.request)
+        for c in await a.relay.open_calls([task_id, other])
+    ] == [
+        (first, task_id, "model", b"\x00request\xff"),
+        (second, task_id, "tool", b""),
+    ]
+    assert await b.relay.open_calls([task_id]) == []  # b does not own the task
+    assert await b.relay.call_answers([first, second]) == {}
+    assert not await b.relay.answer_call(first, b"not the owner")
+
+    assert await a.relay.answer_call(first, b"\x01answer")
+    assert not await a.relay.answer_call(first, b"twice")
+    assert await b.relay.call_answers([first, second]) == {first: b"\x01answer"}
+    assert [c.call_id for c in await a.relay.open_calls([task_id])] == [second]
+    await b.relay.drop_call(first)
+    assert await b.relay.call_answers([first]) == {}
+
+
+async def test_a_task_s_calls_go_with_it(members: tuple[Member, Member]) -> None:
+    a, b = members
+    await joined(a, b)
+    removed = await a.relay.post(task("r1"), NOW)
+    superseded = await a.relay.post(task("r2", attempt=1), NOW)
+    forgotten = await a.relay.post(task("r3"), NOW)
+    calls = [
+        await b.relay.post_call(t, "model", b"x", NOW) for t in (removed, superseded, forgotten)
+    ]
+
+    await b.relay.remove(removed)
+    await a.relay.post(task("r2", attempt=2), NOW)
+    await a.relay.forget_run("r3")
+    for call_id in calls:
+        assert not await a.relay.answer_call(call_id, b"late")
+    assert await a.relay.open_calls([removed, superseded, forgotten]) == []
+
+
+async def test_a_stale_owner_cannot_answer_the_calls_of_an_adopted_task(
+    members: tuple[Member, Member],
+) -> None:
+    a, b = members
+    await joined(a, b)
+    await create_owned_run(a, "r1")
+    task_id = await a.relay.post(task("r1"), NOW)
+    assert await b.relay.claim(task_id, NOW)
+    call_id = await b.relay.post_call(task_id, "model", b"x", NOW)
+    await b.cluster.renew(NOW + LEASE, LEASE)
+    assert await b.cluster.take_over(NOW + LEASE + 1) == ["r1"]
+    await b.relay.adopt(["r1"])
+
+    assert await a.relay.open_calls([task_id]) == []
+    assert not await a.relay.answer_call(call_id, b"stale")
+    assert [c.call_id for c in await b.relay.open_calls([task_id])] == [call_id]
+    assert await b.relay.answer_call(call_id, b"fresh")

@@ -16,6 +16,7 @@ from typing import Any
 from podium.core.relay_model import (
     AdoptedTask,
     PendingTask,
+    RelayCall,
     RelayStatus,
     RelayTask,
     WorkerOffer,
@@ -105,8 +106,9 @@ class PostgresRelay:
             raise failure
         async with self._store.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "DELETE FROM relay_tasks WHERE run_id = $1 AND step_id = $2 AND item = $3 "
-                "AND attempt < $4",
+                "WITH gone AS (DELETE FROM relay_tasks WHERE run_id = $1 AND step_id = $2 "
+                "AND item = $3 AND attempt < $4 RETURNING id) "
+                "DELETE FROM relay_calls WHERE task_id IN (SELECT id FROM gone)",
                 task.run_id,
                 task.step_id,
                 task.item,
@@ -208,7 +210,11 @@ class PostgresRelay:
 
     async def forget_run(self, run_id: str) -> None:
         await self._execute(
-            "DELETE FROM relay_tasks WHERE run_id = $1 AND owner = $2", run_id, self.server_id
+            "WITH gone AS (DELETE FROM relay_tasks WHERE run_id = $1 AND owner = $2 "
+            "RETURNING id), calls AS (DELETE FROM relay_calls WHERE task_id IN "
+            "(SELECT id FROM gone)) SELECT 1",
+            run_id,
+            self.server_id,
         )
 
     # -- the holder's side -----------------------------------------------------------
@@ -275,7 +281,61 @@ class PostgresRelay:
         return done == 1
 
     async def remove(self, task_id: int) -> None:
-        await self._execute("DELETE FROM relay_tasks WHERE id = $1", task_id)
+        await self._execute(
+            "WITH calls AS (DELETE FROM relay_calls WHERE task_id = $1) "
+            "DELETE FROM relay_tasks WHERE id = $1",
+            task_id,
+        )
+
+    async def post_call(self, task_id: int, kind: str, request: bytes, now: float) -> int:
+        failure = self._store.writer.failure
+        if failure is not None:
+            raise failure
+        call_id = await self._store.pool.fetchval(
+            "INSERT INTO relay_calls (task_id, kind, request, create_time) "
+            "VALUES ($1, $2, $3, $4) RETURNING id",
+            task_id,
+            kind,
+            request,
+            now,
+        )
+        return int(call_id)
+
+    async def open_calls(self, task_ids: Collection[int]) -> list[RelayCall]:
+        if not task_ids:
+            return []
+        rows = await self._store.fetch(
+            "SELECT c.id, c.task_id, c.kind, c.request FROM relay_calls c "
+            "JOIN relay_tasks t ON t.id = c.task_id "
+            "WHERE c.task_id = ANY($1::bigint[]) AND c.response IS NULL AND t.owner = $2 "
+            "ORDER BY c.id",
+            list(task_ids),
+            self.server_id,
+        )
+        return [RelayCall(int(r[0]), int(r[1]), r[2], bytes(r[3])) for r in rows]
+
+    async def answer_call(self, call_id: int, response: bytes) -> bool:
+        answered = await self._execute(
+            "UPDATE relay_calls SET response = $1 WHERE id = $2 AND response IS NULL "
+            "AND task_id IN (SELECT id FROM relay_tasks WHERE owner = $3)",
+            response,
+            call_id,
+            self.server_id,
+        )
+        return answered == 1
+
+    async def call_answers(self, call_ids: Collection[int]) -> dict[int, bytes]:
+        if not call_ids:
+            return {}
+        rows = await self._store.fetch(
+            "SELECT id, response FROM relay_calls WHERE id = ANY($1::bigint[]) "
+            "AND response IS NOT NULL",
+            list(call_ids),
+        )
+        return {int(r[0]): bytes(r[1]) for r in rows}
+
+    async def drop_call(self, call_id: int) -> None:
+        await self._execute("DELETE FROM relay_calls WHERE id = $1", call_id)
 
     async def abandon_held(self) -> int:
         return await self._execute(

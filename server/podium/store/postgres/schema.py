@@ -348,6 +348,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX relay_tasks_pending ON relay_tasks (agent) WHERE state = 'PENDING';
     CREATE INDEX relay_tasks_by_holder ON relay_tasks (holder) WHERE state = 'CLAIMED';
     CREATE INDEX relay_tasks_by_run ON relay_tasks (run_id, step_id, item);
+    CREATE TABLE relay_calls (
+        id BIGSERIAL PRIMARY KEY,
+        task_id BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        request BYTEA NOT NULL,
+        response BYTEA,
+        create_time DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX relay_calls_by_task ON relay_calls (task_id);
     """,
 ]
 

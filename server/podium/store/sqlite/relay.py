@@ -16,6 +16,7 @@ from typing import Any
 from podium.core.relay_model import (
     AdoptedTask,
     PendingTask,
+    RelayCall,
     RelayStatus,
     RelayTask,
     WorkerOffer,
@@ -140,11 +141,7 @@ class SqliteRelay:
         return adopted
 
     async def forget_run(self, run_id: str) -> None:
-        await self._write(
-            _execute,
-            "DELETE FROM relay_tasks WHERE run_id = ? AND owner = ?",
-            (run_id, self.server_id),
-        )
+        await self._write(_forget_run, run_id, self.server_id)
 
     # -- the holder's side -----------------------------------------------------------
 
@@ -214,7 +211,52 @@ class SqliteRelay:
         return done == 1
 
     async def remove(self, task_id: int) -> None:
-        await self._write(_execute, "DELETE FROM relay_tasks WHERE id = ?", (task_id,))
+        await self._write(_remove, task_id)
+
+    async def post_call(self, task_id: int, kind: str, request: bytes, now: float) -> int:
+        call_id: int = await self._write(_post_call, task_id, kind, request, now)
+        return call_id
+
+    async def open_calls(self, task_ids: Collection[int]) -> list[RelayCall]:
+        ids = list(task_ids)
+        calls: list[RelayCall] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._store._fetchall(
+                "SELECT c.id, c.task_id, c.kind, c.request FROM relay_calls c "
+                "JOIN relay_tasks t ON t.id = c.task_id "
+                f"WHERE c.task_id IN ({marks}) AND c.response IS NULL AND t.owner = ?",
+                (*chunk, self.server_id),
+            )
+            calls += [RelayCall(int(r[0]), int(r[1]), r[2], bytes(r[3])) for r in rows]
+        return sorted(calls, key=lambda call: call.call_id)
+
+    async def answer_call(self, call_id: int, response: bytes) -> bool:
+        answered: int = await self._write(
+            _execute,
+            "UPDATE relay_calls SET response = ? WHERE id = ? AND response IS NULL "
+            "AND task_id IN (SELECT id FROM relay_tasks WHERE owner = ?)",
+            (response, call_id, self.server_id),
+        )
+        return answered == 1
+
+    async def call_answers(self, call_ids: Collection[int]) -> dict[int, bytes]:
+        ids = list(call_ids)
+        answers: dict[int, bytes] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._store._fetchall(
+                f"SELECT id, response FROM relay_calls WHERE id IN ({marks}) "
+                "AND response IS NOT NULL",
+                chunk,
+            )
+            answers.update((int(r[0]), bytes(r[1])) for r in rows)
+        return answers
+
+    async def drop_call(self, call_id: int) -> None:
+        await self._write(_execute, "DELETE FROM relay_calls WHERE id = ?", (call_id,))
 
     async def abandon_held(self) -> int:
         count: int = await self._write(
@@ -241,11 +283,37 @@ def _set_offers(
     )
 
 
-def _post(conn: sqlite3.Connection, owner: str, task: RelayTask, now: float) -> int:
+def _remove(conn: sqlite3.Connection, task_id: int) -> None:
+    conn.execute("DELETE FROM relay_calls WHERE task_id = ?", (task_id,))
+    conn.execute("DELETE FROM relay_tasks WHERE id = ?", (task_id,))
+
+
+def _forget_run(conn: sqlite3.Connection, run_id: str, owner: str) -> None:
     conn.execute(
-        "DELETE FROM relay_tasks WHERE run_id = ? AND step_id = ? AND item = ? AND attempt < ?",
-        (task.run_id, task.step_id, task.item, task.attempt),
+        "DELETE FROM relay_calls WHERE task_id IN "
+        "(SELECT id FROM relay_tasks WHERE run_id = ? AND owner = ?)",
+        (run_id, owner),
     )
+    conn.execute("DELETE FROM relay_tasks WHERE run_id = ? AND owner = ?", (run_id, owner))
+
+
+def _post_call(
+    conn: sqlite3.Connection, task_id: int, kind: str, request: bytes, now: float
+) -> int:
+    cursor = conn.execute(
+        "INSERT INTO relay_calls (task_id, kind, request, create_time) VALUES (?, ?, ?, ?)",
+        (task_id, kind, request, now),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _post(conn: sqlite3.Connection, owner: str, task: RelayTask, now: float) -> int:
+    superseded = (
+        "SELECT id FROM relay_tasks WHERE run_id = ? AND step_id = ? AND item = ? AND attempt < ?"
+    )
+    key = (task.run_id, task.step_id, task.item, task.attempt)
+    conn.execute(f"DELETE FROM relay_calls WHERE task_id IN ({superseded})", key)
+    conn.execute(f"DELETE FROM relay_tasks WHERE id IN ({superseded})", key)
     cursor = conn.execute(
         "INSERT INTO relay_tasks (run_id, step_id, item, attempt, owner, epoch, queue, agent, "
         "tenant, payload, state, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",

@@ -403,6 +403,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX relay_tasks_pending ON relay_tasks (agent) WHERE state = 'PENDING';
     CREATE INDEX relay_tasks_by_holder ON relay_tasks (holder) WHERE state = 'CLAIMED';
     CREATE INDEX relay_tasks_by_run ON relay_tasks (run_id, step_id, item);
+    CREATE TABLE relay_calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        request BLOB NOT NULL,
+        response BLOB,
+        create_time REAL NOT NULL
+    );
+    CREATE INDEX relay_calls_by_task ON relay_calls (task_id);
     """,
 ]
 
