@@ -11,6 +11,7 @@ owned its run is not run again, nor is one still running)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,6 +31,7 @@ from podium.testing import (
     echo_step,
     eventually,
     get_run,
+    money_nanos,
     of_type,
     plain,
     start_run,
@@ -38,7 +40,13 @@ from podium.testing import (
     worker_sessions,
     workers_serve,
 )
-from podium.v1 import control_service_pb2, event_pb2, execution_service_pb2, run_pb2
+from podium.v1 import (
+    control_service_pb2,
+    event_pb2,
+    execution_service_pb2,
+    progress_service_pb2,
+    run_pb2,
+)
 
 E = event_pb2
 R = run_pb2
@@ -189,6 +197,54 @@ async def test_a_worker_on_b_runs_the_steps_of_runs_owned_by_a(
     assert (await get_run(on_b, first.name)).state == R.RUN_STATE_SUCCEEDED
 
 
+async def test_a_relayed_attempt_s_model_calls_are_governed_and_recorded_by_the_owner(
+    cluster: Cluster,
+    tmp_path: Path,
+    connect: Callable[[ServerProcess], Stubs],
+) -> None:
+    """The builtin `llm` agent on a worker connected to B, queue "finance": its
+    CallModel reaches B, which relays it to A (the run's owner), whose gate runs
+    it: the LLM_CALL event and the cost are the run's, as for a local worker."""
+    a, b = cluster.start("a"), cluster.start("b")
+    on_a, on_b = connect(a), connect(b)
+    worker = start_worker_process(
+        b.address,
+        log_dir=tmp_path,
+        args=["--queue", "finance", "--agent", "llm", "--concurrency", "2"],
+        env={"PODIUM_PLUGINS": "none"},
+        cwd=ROOT,
+    )
+    try:
+        await workers_serve(on_b, "llm", queue="finance")
+        step = {
+            "id": "invoice",
+            "agent": "llm",
+            "taskQueue": "finance",
+            "input": {"amount": "input.amount"},
+            "config": {
+                "model": "sim-small",
+                "max_tokens": 50,
+                "options": {"latency_ms": 0},
+                "prompt": "Write an invoice for {{ input.amount }} EUR.",
+            },
+        }
+        await create_workflow(on_a, "billing", {"steps": [step, echo_step("after", "invoice")]})
+        run = await start_run(on_a, "billing", {"amount": 120})
+        events = await collect_events(on_a, run.name)
+        final = await get_run(on_a, run.name)
+    finally:
+        worker.stop()
+
+    assert final.state == R.RUN_STATE_SUCCEEDED, final.failure
+    [call] = of_type(events, E.RUN_EVENT_TYPE_LLM_CALL)
+    assert call.step_id == "invoice"
+    assert money_nanos(call.cost) == money_nanos(final.cost) > 0
+    assert money_nanos(step_of(final, "invoice").cost) == money_nanos(final.cost)
+    assert f"{run.name}/invoice attempt 1 (llm): succeeded" in worker.log_text()
+    assert f"(run {run_id(run.name)} step 'invoice' attempt 1)" in b.log_text()
+    assert f"run {run_id(run.name)} step 'invoice' attempt 1 relayed" in a.log_text()
+
+
 async def test_cancel_run_on_the_owner_reaches_the_worker_on_another_server(
     cluster: Cluster,
     tmp_path: Path,
@@ -205,9 +261,16 @@ async def test_cancel_run_on_the_owner_reaches_the_worker_on_another_server(
         what="A accepts a workflow naming wlog",
     )
     run = await start_run(on_a, "held", {"x": 1})
+    seen: list[event_pb2.RunEvent] = []
+    watch = asyncio.ensure_future(watch_into(on_a, run.name, seen))
     await eventually(
         lambda: started(log, run_id(run.name)) == [(1, worker.pid, "start")],
         what="the worker on B starts the step",
+    )
+    # The worker's progress report ("holding") reaches the owner's event log.
+    await eventually(
+        lambda: "holding" in [e.message for e in of_type(seen, E.RUN_EVENT_TYPE_STEP_PROGRESS)],
+        what="the relayed progress report",
     )
 
     await on_a.executions.CancelRun(
@@ -223,6 +286,8 @@ async def test_cancel_run_on_the_owner_reaches_the_worker_on_another_server(
     )
     final = await get_run(on_a, run.name)
     assert final.state == R.RUN_STATE_CANCELLED
+    await asyncio.wait_for(watch, 60)
+    assert seen[-1].type == E.RUN_EVENT_TYPE_RUN_CANCELLED
     assert [a.state for a in step_of(final, "remote").attempts] == [R.ATTEMPT_STATE_CANCELLED]
     # The worker's slot is free again: a new run's step runs there.
     release.touch()
@@ -336,6 +401,13 @@ async def test_kill_9_of_the_owner_its_relayed_attempts_are_adopted_not_run_agai
         assert len(of_type(events, E.RUN_EVENT_TYPE_STEP_STARTED)) == 3
         assert not of_type(events, E.RUN_EVENT_TYPE_STEP_FAILED)
     assert "relayed attempts of runs taken over" in b.log_text()
+
+
+async def watch_into(stubs: Stubs, name: str, seen: list[event_pb2.RunEvent]) -> None:
+    """Appends the run's events to `seen` as they come, until the run ends."""
+    call = stubs.progress.WatchRun(progress_service_pb2.WatchRunRequest(run=name))
+    async for response in call:
+        seen.extend(response.events)
 
 
 async def creates(stubs: Stubs, workflow_id: str, spec: dict[str, Any]) -> bool:

@@ -30,11 +30,10 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from podium.core.errors import FailedPrecondition
 from podium.core.failures import AgentError, failure_from_exception
 from podium.core.model import AttemptRecord
 from podium.engine.relay_store import PendingTask, RelayStore, RelayTask, WorkerOffer
@@ -45,11 +44,15 @@ from podium.engine.workers import (
     Reservation,
     WorkerPool,
 )
-from podium.plugins.api import LlmGateway, ToolSpec
+from podium.plugins.api import LlmGateway, StepContext, ToolSpec
 
-__all__ = ["RelayedContext", "TaskRelay", "remote_task_payload"]
+__all__ = ["CallHandler", "RelayedContext", "TaskRelay", "remote_task_payload"]
 
 log = logging.getLogger("podium.engine.relay")
+# The kind of call a worker's progress report travels as (answered with nothing).
+PROGRESS = "progress"
+# Carries out a relayed governed call on the attempt's context: (context, kind, request) -> answer.
+CallHandler = Callable[["StepContext", str, bytes], Awaitable[bytes]]
 
 
 def remote_task_payload(task: RemoteTask) -> dict[str, Any]:
@@ -93,12 +96,18 @@ def _remote_task(task: RelayTask, token: str) -> RemoteTask:
 class RelayedContext:
     """The step context of an attempt this server runs for another server's run
     (podium.plugins.api.StepContext). Governed calls (models, tools) belong to the
-    run's owner, which records them: they are refused here (ATTEMPT_RELAYED)."""
+    run's owner, which records them: the worker servicer hands them to
+    `relay_call` (the worker protocol's request, as bytes) and the owner carries
+    them out on the attempt's own context; progress reports go to the owner too."""
 
-    def __init__(self, task: RelayTask) -> None:
+    def __init__(self, relay: TaskRelay, task_id: int, task: RelayTask) -> None:
+        self._relay = relay
+        self._task_id = task_id
         self._task = task
-        # The worker's last progress report (not forwarded to the owner).
-        self.last_progress: tuple[float, str] | None = None
+
+    async def relay_call(self, kind: str, request: bytes) -> bytes:
+        """The owner's answer to a governed call (b"" when it could not carry it out)."""
+        return await self._relay.call(self._task_id, kind, request)
 
     @property
     def run_id(self) -> str:
@@ -123,25 +132,17 @@ class RelayedContext:
 
     @property
     def llm(self) -> LlmGateway:
-        raise relayed_call_refused()
+        raise RuntimeError("a relayed attempt's model calls go through relay_call")
 
     @property
     def tools(self) -> Sequence[ToolSpec]:
         return _remote_task(self._task, "").tools
 
     async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> Any:
-        raise relayed_call_refused()
+        raise RuntimeError("a relayed attempt's tool calls go through relay_call")
 
     def report(self, progress: float, message: str = "") -> None:
-        self.last_progress = (progress, message)
-
-
-def relayed_call_refused() -> FailedPrecondition:
-    return FailedPrecondition(
-        "attempt_token: the attempt runs for a run another server owns; its model and "
-        "tool calls are not relayed yet (connect the worker to the run's owner)",
-        reason="ATTEMPT_RELAYED",
-    )
+        self._relay.report(self._task_id, progress, message)
 
 
 @dataclass(eq=False)
@@ -150,6 +151,8 @@ class _Awaited:
 
     run_id: str
     future: asyncio.Future[Mapping[str, Any]]
+    # The attempt's context: governed calls relayed by the holder run on it.
+    context: StepContext
     # What the task needs (None for an adopted one): withdrawn when no live server serves it.
     needs: tuple[str, str, str] | None = None
 
@@ -178,6 +181,11 @@ class TaskRelay:
         # Runs with tasks in the relay: their tasks are removed when they end.
         self._relayed_runs: set[str] = set()
         self._chores: set[asyncio.Task[Any]] = set()
+        # Governed calls: the owner's handler, the calls being carried out here (as
+        # owner) and the answers awaited here (as holder).
+        self._call_handler: CallHandler | None = None
+        self._answering: set[int] = set()
+        self._calls: dict[int, asyncio.Future[bytes]] = {}
         # Set by stop(): the owner's attempts cut short by a shutdown keep running
         # on their workers (the run's next owner adopts them).
         self._stopping = False
@@ -208,7 +216,12 @@ class TaskRelay:
 
     # -- the owner's side ------------------------------------------------------------
 
-    async def execute(self, task: RelayTask) -> Any:
+    def serve_calls(self, handler: CallHandler) -> None:
+        """Who carries out the governed calls of this server's relayed attempts
+        (`handler(context, kind, request)` returns the answer's bytes)."""
+        self._call_handler = handler
+
+    async def execute(self, task: RelayTask, context: StepContext) -> Any:
         """Posts the attempt and returns its output; raises what its outcome says
         (AgentError, AttemptInterrupted). Cancelled, it raises the cancel flag."""
         task_id = await self.store.post(task, time.time())
@@ -221,7 +234,8 @@ class TaskRelay:
             task_id,
             extra={"run_id": task.run_id, "step_id": task.step_id},
         )
-        return await self._outcome(task_id, task.run_id, (task.queue, task.agent, task.tenant))
+        needs = (task.queue, task.agent, task.tenant)
+        return await self._outcome(task_id, task.run_id, context, needs)
 
     def epoch(self, run_id: str) -> int:
         """The fencing epoch this server holds for a run it drives."""
@@ -248,12 +262,14 @@ class TaskRelay:
 
         return keeps
 
-    async def resume(self, run_id: str, step_id: str, attempt: AttemptRecord) -> Any:
+    async def resume(
+        self, run_id: str, step_id: str, attempt: AttemptRecord, context: StepContext
+    ) -> Any:
         """The outcome of an adopted attempt, as `execute` gives it."""
         task_id = self._adopted.pop((run_id, step_id, attempt.item, attempt.number), None)
         if task_id is None:
             raise AttemptInterrupted("the relayed attempt is gone")
-        return await self._outcome(task_id, run_id, None)
+        return await self._outcome(task_id, run_id, context, None)
 
     def run_ended(self, run_id: str) -> None:
         """Removes a finished run's tasks (only a run that had some)."""
@@ -263,9 +279,15 @@ class TaskRelay:
                 del self._adopted[key]
             self._chore(self.store.forget_run(run_id))
 
-    async def _outcome(self, task_id: int, run_id: str, needs: tuple[str, str, str] | None) -> Any:
+    async def _outcome(
+        self,
+        task_id: int,
+        run_id: str,
+        context: StepContext,
+        needs: tuple[str, str, str] | None,
+    ) -> Any:
         future: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
-        self._awaited[task_id] = _Awaited(run_id, future, needs)
+        self._awaited[task_id] = _Awaited(run_id, future, context, needs)
         try:
             outcome = await future
         except asyncio.CancelledError:
@@ -300,9 +322,67 @@ class TaskRelay:
         self._wake_offered()
         if self._awaited:
             await self._check_awaited(now)
+            await self._carry_out_calls()
         if self._held:
             await self._check_cancelled()
+        if self._calls:
+            await self._check_answers()
         await self._claim(now)
+
+    # -- governed calls ---------------------------------------------------------------
+
+    async def call(self, task_id: int, kind: str, request: bytes) -> bytes:
+        """As the holder: posts a governed call for the task's owner and awaits its answer."""
+        call_id = await self.store.post_call(task_id, kind, request, time.time())
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._calls[call_id] = future
+        try:
+            return await future
+        finally:
+            self._calls.pop(call_id, None)
+            self._chore(self.store.drop_call(call_id))
+
+    def report(self, task_id: int, progress: float, message: str) -> None:
+        """As the holder: a worker's progress report, for the owner (nobody awaits it)."""
+        body = json.dumps({"progress": progress, "message": message}).encode()
+        self._chore(self.store.post_call(task_id, PROGRESS, body, time.time()))
+
+    async def _check_answers(self) -> None:
+        answers = await self.store.call_answers(list(self._calls))
+        for call_id, answer in answers.items():
+            future = self._calls.get(call_id)
+            if future is not None and not future.done():
+                future.set_result(answer)
+
+    async def _carry_out_calls(self) -> None:
+        """As the owner: the calls the holders of the awaited tasks posted."""
+        calls = await self.store.open_calls(list(self._awaited))
+        for call in calls:
+            awaited = self._awaited.get(call.task_id)
+            if awaited is None or call.call_id in self._answering:
+                continue
+            if call.kind == PROGRESS:
+                report = json.loads(call.request)
+                awaited.context.report(float(report["progress"]), str(report["message"]))
+                await self.store.answer_call(call.call_id, b"")
+                continue
+            self._answering.add(call.call_id)
+            self._chore(self._answer(call.call_id, call.kind, call.request, awaited.context))
+
+    async def _answer(self, call_id: int, kind: str, request: bytes, context: StepContext) -> None:
+        try:
+            answer = b""
+            handler = self._call_handler
+            if handler is not None:
+                try:
+                    answer = await handler(context, kind, request)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("relay: call %d (%s) failed", call_id, kind)
+            await self.store.answer_call(call_id, answer)
+        finally:
+            self._answering.discard(call_id)
 
     async def stop(self) -> None:
         """Stops the attempts held for other servers (their outcome: interrupted, so
@@ -412,7 +492,7 @@ class TaskRelay:
 
     async def _run(self, entry: _Held, reservation: Reservation) -> None:
         pending = entry.pending
-        context = RelayedContext(pending.task)
+        context = RelayedContext(self, pending.task_id, pending.task)
         outcome: dict[str, Any]
         try:
             output = await self._pool.execute(

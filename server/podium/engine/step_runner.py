@@ -387,7 +387,7 @@ class StepRunner:
         ):
             # Taken over from another server while a worker ran it (relayed):
             # its outcome is awaited, not run again.
-            adopted = await self._adopted(previous[-1], item)
+            adopted = await self._adopted(previous[-1], item, inputs)
             if adopted is not None:
                 return adopted[0]
         elif previous and previous[-1].state != AttemptState.SUCCEEDED:
@@ -543,18 +543,22 @@ class StepRunner:
             tenant=run.tenant,
             payload=remote_task_payload(remote),
         )
-        return await relay.execute(task)
+        return await relay.execute(task, context)
 
-    async def _adopted(self, attempt: AttemptRecord, item: int) -> tuple[Any] | None:
+    async def _adopted(self, attempt: AttemptRecord, item: int, inputs: Any) -> tuple[Any] | None:
         """Awaits the outcome of a relayed attempt adopted with its run (taken over
         from the server that relayed it) and records it: (output,) when it
         succeeded, None after deciding about a retry (or raises StepFailed)."""
         relay, journal, step = self.services.relay, self.journal, self.step
         assert relay is not None
         ended = AttemptState.FAILED
+        # The worker's governed calls from now on run on this server's context.
+        context = AttemptContext(
+            self.services, journal, self.spec, step, attempt, inputs, self.spec.config
+        )
         try:
             output = await run_with_deadline(
-                relay.resume(journal.run.run_id, step.step_id, attempt),
+                relay.resume(journal.run.run_id, step.step_id, attempt, context),
                 None if self.deadline is None else self.deadline - self.clock.now(),
                 self.clock,
             )

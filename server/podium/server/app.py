@@ -478,7 +478,7 @@ async def _serve_store(
         ExecutionService(engine),
         progress_service,
         ControlService(engine, governance, report, version or _version(), started, store),
-        WorkerService(engine.workers),
+        WorkerService(engine.workers, engine.relay),
         IdentityService(tokens, identity_store, store.commit),
         ScheduleService(scheduler := engine_scheduler(engine, _schedule_store(store))),
     )
