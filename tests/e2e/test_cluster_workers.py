@@ -161,6 +161,11 @@ async def test_a_worker_on_b_runs_the_steps_of_runs_owned_by_a(
     await eventually(lambda: step_waits(on_a, first.name, "remote"), what="the step waits")
     worker = start_worker(b.address, "--concurrency", "2")
     await workers_serve(on_b, "wlog")
+    # Presence is cluster-wide: A lists the agent as served by B's workers.
+    await eventually(
+        lambda: served_on(on_a, "wlog", [("default", 0, ["b"])]),
+        what="A lists wlog as served by B",
+    )
     second = await start_run(on_a, "relayed", {"x": 2})
     fanned = await start_run(on_a, "fan", {"items": [10, 11, 12]})
 
@@ -426,6 +431,16 @@ async def no_sessions(stubs: Stubs) -> bool:
 async def step_waits(stubs: Stubs, name: str, step_id: str) -> bool:
     step = step_of(await get_run(stubs, name), step_id)
     return step.state == R.STEP_STATE_WAITING and "worker:default/wlog" in step.reason
+
+
+async def served_on(stubs: Stubs, agent: str, expected: list[tuple[str, int, list[str]]]) -> bool:
+    """Whether ListAgents shows `agent` served as `expected`: (queue, this server's
+    sessions, other servers)."""
+    response = await stubs.control.ListAgents(control_service_pb2.ListAgentsRequest())
+    for info in response.agents:
+        if info.name == agent:
+            return [(w.queue, w.sessions, list(w.other_servers)) for w in info.workers] == expected
+    return False
 
 
 async def list_agents(stubs: Stubs) -> list[Any]:

@@ -201,6 +201,15 @@ class TaskRelay:
             for offer in offers
         )
 
+    def served_elsewhere(self) -> dict[tuple[str, str], list[str]]:
+        """(agent, queue) -> the other live servers whose workers serve it, sorted
+        (as of the last poll pass; any tenant)."""
+        found: dict[tuple[str, str], set[str]] = {}
+        for server, offers in self._elsewhere.items():
+            for offer in offers:
+                found.setdefault((offer.agent, offer.queue), set()).add(server)
+        return {key: sorted(servers) for key, servers in sorted(found.items())}
+
     async def wait_offered(self, queue: str, agent: str, tenant: str) -> None:
         """Returns once another live server has a worker for it."""
         if self.offered(queue, agent, tenant):
