@@ -166,6 +166,10 @@ async def test_a_worker_on_b_runs_the_steps_of_runs_owned_by_a(
         lambda: served_on(on_a, "wlog", [("default", 0, ["b"])]),
         what="A lists wlog as served by B",
     )
+    listed = a.cli("agents", "--address", a.address)
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if "wlog" in line]
+    assert "workers of server(s) b on default" in row
     second = await start_run(on_a, "relayed", {"x": 2})
     fanned = await start_run(on_a, "fan", {"items": [10, 11, 12]})
 
