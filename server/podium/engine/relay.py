@@ -439,6 +439,7 @@ class TaskRelay:
                 continue
             status = statuses.get(task_id)
             if status is None:
+                log.warning("relay: awaited task %d of run %s is gone", task_id, awaited.run_id)
                 future.set_result({"interrupted": "the relayed task was removed"})
             elif status.state == "DONE":
                 held = self.store.held_epoch(awaited.run_id)
@@ -468,6 +469,7 @@ class TaskRelay:
         for task_id in await self.store.cancelled(list(self._held)):
             entry = self._held.get(task_id)
             if entry is not None and not entry.cancelled and entry.task is not None:
+                log.info("relay: task %d was cancelled or given up by its owner", task_id)
                 entry.cancelled = True
                 entry.task.cancel()
 
