@@ -432,8 +432,14 @@ class TaskRelay:
                 waiter.set_result(None)
 
     async def _check_awaited(self, now: float) -> None:
-        statuses = await self.store.statuses(list(self._awaited), now)
-        for task_id, awaited in list(self._awaited.items()):
+        asked = list(self._awaited)
+        statuses = await self.store.statuses(asked, now)
+        # Only the tasks asked about: one awaited meanwhile is not in `statuses`
+        # (yet it is not gone).
+        for task_id in asked:
+            awaited = self._awaited.get(task_id)
+            if awaited is None:
+                continue
             future = awaited.future
             if future.done():
                 continue
