@@ -98,7 +98,13 @@ def agents_command(args: argparse.Namespace, ctx: Context) -> int:
 
 def _where(agent: control_service_pb2.AgentInfo) -> str:
     places = ["in-process"] if agent.in_process else []
-    places += [f"{w.sessions} worker(s) on {w.queue}" for w in agent.workers]
+    for workers in agent.workers:
+        if workers.sessions:
+            places.append(f"{workers.sessions} worker(s) on {workers.queue}")
+        if workers.other_servers:
+            # Cluster mode: served by workers connected to other servers (relayed).
+            servers = ", ".join(workers.other_servers)
+            places.append(f"workers of server(s) {servers} on {workers.queue}")
     return ", ".join(places) or "nowhere (no worker connected)"
 
 

@@ -334,6 +334,7 @@ class AgentWorkers(_message.Message):
     SESSIONS_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
     RUNNING_FIELD_NUMBER: _builtins.int
+    OTHER_SERVERS_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """The task queue."""
     sessions: _builtins.int
@@ -342,6 +343,14 @@ class AgentWorkers(_message.Message):
     """Their max_concurrent_tasks summed."""
     running: _builtins.int
     """Attempts those sessions run now."""
+    @_builtins.property
+    def other_servers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Cluster mode: the other live servers whose connected workers serve the
+        agent on this queue (their ids, sorted). A run's owner relays a step to
+        one of them when no worker connected to itself serves it; `sessions`,
+        `capacity` and `running` count this server's own sessions only.
+        """
+
     def __init__(
         self,
         *,
@@ -349,10 +358,11 @@ class AgentWorkers(_message.Message):
         sessions: _builtins.int = ...,
         capacity: _builtins.int = ...,
         running: _builtins.int = ...,
+        other_servers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "queue", b"queue", "running", b"running", "sessions", b"sessions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "other_servers", b"other_servers", "queue", b"queue", "running", b"running", "sessions", b"sessions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

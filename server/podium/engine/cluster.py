@@ -24,6 +24,7 @@ from typing import Any
 
 from podium.engine.hub import EventHub
 from podium.engine.ports import ClusterStore, RunCommand
+from podium.engine.relay import TaskRelay
 
 log = logging.getLogger("podium.engine")
 
@@ -65,6 +66,7 @@ class ClusterMember:
         apply: Callable[[RunCommand], Awaitable[dict[str, Any] | None]],
         durable: Callable[[], Awaitable[None]],
         sync: Callable[[], Awaitable[None]] | None = None,
+        relay: TaskRelay | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -74,6 +76,7 @@ class ClusterMember:
         self._apply = apply
         self._durable = durable
         self._sync = sync
+        self._relay = relay
         self._tasks: list[asyncio.Task[None]] = []
         self._applying: set[int] = set()
         self._commands: set[asyncio.Task[None]] = set()
@@ -87,6 +90,8 @@ class ClusterMember:
         same id, then takes over orphaned runs and keeps doing both in the background."""
         self.store.on_lost(self._lose)
         position = await self.store.feed_position()
+        if self._relay is not None:
+            await self._relay.start()
         mine = await self.store.join(time.time(), self.settings.lease_seconds)
         log.info(
             "cluster mode: server %s joined (lease %.1fs)",
@@ -110,6 +115,8 @@ class ClusterMember:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._relay is not None:
+            await self._relay.stop()
         if leave:
             try:
                 await self.store.leave()
@@ -146,6 +153,8 @@ class ClusterMember:
                 await self._apply_commands()
                 if self._sync is not None:
                     await self._sync()
+                if self._relay is not None:
+                    await self._relay.poll()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -60,6 +60,8 @@ from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
 from podium.engine.request_ids import RequestClaims
 from podium.engine.reruns import Reruns
+from podium.engine.relay import TaskRelay
+from podium.engine.relay_store import RelayStore
 from podium.engine.services import RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import SIGNAL_NAME, Plan, check_notification
@@ -98,13 +100,17 @@ class Engine:
         notifier: Notifier | None = None,
         cluster: ClusterStore | None = None,
         cluster_settings: ClusterSettings | None = None,
+        relay: RelayStore | None = None,
     ) -> None:
+        """`relay` (cluster mode): the task relay's store, through which workers
+        connected to other servers run this server's steps and the reverse."""
         self.store = store
         # Delivers runs' completion notifications (None: they stay PENDING).
         self.notifier = notifier
         self.hub = hub or EventHub()
         self.clock: Clock = clock or SystemClock()
         self.workers = WorkerPool(self.clock)
+        self.relay = None if relay is None or cluster is None else TaskRelay(relay, self.workers)
         self.workflows = WorkflowCatalog(
             store, registry, self.clock, self.workers, vet=governance.oversized_calls
         )
@@ -120,6 +126,7 @@ class Engine:
             default_max_concurrency=max_concurrency,
             observer=observer,
             workers=self.workers,
+            relay=self.relay,
             deltas=self.hub,
             children=children,
         )
@@ -143,6 +150,7 @@ class Engine:
                 apply=self._apply_command,
                 durable=self.services.recorder.durable,
                 sync=governance.sync_cluster,
+                relay=self.relay,
             )
 
     @property
@@ -702,6 +710,8 @@ class Engine:
         self.keyed_admission.run_ended(run.run_id)
         if self.cluster is not None:
             self.cluster.store.release_run(run.run_id)
+        if self.relay is not None:
+            self.relay.run_ended(run.run_id)
 
     # -- cluster mode -------------------------------------------------------------------
 
@@ -710,6 +720,9 @@ class Engine:
         under the same id): resumed exactly as after a restart, with the calls
         their last owner left in flight charged at their worst case."""
         await self.services.governance.adopt_left_open(run_ids)
+        if self.relay is not None:
+            # Before resuming: their relayed attempts in flight are awaited, not re-run.
+            await self.relay.adopt(run_ids)
         for run_id in run_ids:
             self.hub.regain(run_id)
             try:

@@ -138,6 +138,8 @@ class RunExecutor:
         ]
         done.sort(key=lambda s: (s.end_time or 0.0, s.position))
         self._completed = [s.step_id for s in done]
+        relay = self.services.relay
+        keep = None if relay is None else relay.adopted(self.run.run_id)
         for step in self.steps.values():
             if step.state.is_final:
                 self._step_scope[step.step_id] = _scope_entry(step)
@@ -145,7 +147,7 @@ class RunExecutor:
                 # A child run goes on across its parent's restart: the
                 # attempt that started it was not interrupted (child_steps.py).
                 if self.plan.steps[step.step_id].spec.workflow is None:
-                    self.journal.interrupted(step)
+                    self.journal.interrupted(step, keep)
                 in_progress.append(step)
         if self.plan.spec.timeout is not None and self.run.start_time is not None:
             self._timer = asyncio.create_task(

@@ -6,7 +6,7 @@ the step runners decide, then tell the journal).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import Any
 
@@ -231,12 +231,17 @@ class RunJournal:
         if self.observer is not None:
             self.observer.attempt_ended(self.run, step, attempt)
 
-    def interrupted(self, step: StepRecord) -> None:
+    def interrupted(
+        self, step: StepRecord, keep: Callable[[str, AttemptRecord], bool] | None = None
+    ) -> None:
         """Resuming after a restart: an attempt that was in flight is recorded
-        as interrupted (the step runner then decides whether it runs again)."""
+        as interrupted (the step runner then decides whether it runs again),
+        unless `keep` says it still runs (a relayed attempt, adopted)."""
         now = self._clock.now()
         for attempt in step.attempts:
             if attempt.state == AttemptState.RUNNING:
+                if keep is not None and keep(step.step_id, attempt):
+                    continue
                 attempt.state = AttemptState.INTERRUPTED
                 attempt.end_time = now
                 attempt.failure = Failure(

@@ -9,6 +9,7 @@ from podium.core.clock import Clock
 from podium.engine.observer import RunObserver
 from podium.engine.ports import ChildRuns, RunStore
 from podium.engine.recorder import Recorder
+from podium.engine.relay import TaskRelay
 from podium.engine.slots import PrioritySlots
 from podium.engine.streaming import DeltaSink
 from podium.engine.workers import WorkerPool
@@ -33,6 +34,8 @@ class RunServices:
     observer: RunObserver | None = None
     # Connected workers: agents whose execution is delegated to them.
     workers: WorkerPool | None = None
+    # Cluster mode: attempts relayed to workers connected to other servers.
+    relay: TaskRelay | None = None
     # Live subscribers of output deltas (streamed answers); None: nobody.
     deltas: DeltaSink | None = None
     # Starts, awaits and cancels child runs (`workflow` steps); None: no such steps.

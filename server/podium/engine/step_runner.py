@@ -45,6 +45,8 @@ from podium.engine.agent_guard import guarded
 from podium.engine.context import AttemptContext
 from podium.engine.environment import RunEnvironment
 from podium.engine.keyed import ItemQueue, KeyedItemQueue
+from podium.engine.relay import remote_task_payload
+from podium.engine.relay_store import RelayTask
 from podium.engine.retry import next_delay
 from podium.engine.step_values import (
     StepFailed,
@@ -73,6 +75,14 @@ from podium.plugins.api import AgentError
 # must end.
 MAX_INTERRUPTIONS = 5
 _jitter = random.Random()
+
+
+class _Relayed:
+    """The slot `_reserve_worker` gives when the attempt goes to a worker connected
+    to another server of the cluster (through the task relay)."""
+
+
+RELAYED = _Relayed()
 
 log = logging.getLogger("podium.engine")
 
@@ -375,7 +385,17 @@ class StepRunner:
         if agent is None and queue is None:
             raise StepFailed(Failure(UNKNOWN_AGENT, f"agent {spec.agent!r} is not registered"))
         previous = self._previous_attempts(item)
-        if previous and previous[-1].state != AttemptState.SUCCEEDED:
+        if (
+            previous
+            and previous[-1].state == AttemptState.RUNNING
+            and self.services.relay is not None
+        ):
+            # Taken over from another server while a worker ran it (relayed):
+            # its outcome is awaited, not run again.
+            adopted = await self._adopted(previous[-1], item, inputs)
+            if adopted is not None:
+                return adopted[0]
+        elif previous and previous[-1].state != AttemptState.SUCCEEDED:
             # Resuming after a restart: decide about the last attempt again.
             await self._retry_or_fail(previous[-1], item, len(previous), resumed=True)
         made = len(previous)
@@ -403,6 +423,8 @@ class StepRunner:
                         assert agent is not None
                         check_agent_input(agent, inputs)
                         work = guarded(agent.run(context))
+                    elif isinstance(reservation, _Relayed):
+                        work = self._relay(queue or DEFAULT_QUEUE, context, attempt, inputs)
                     else:
                         work = self._delegate(reservation, context, attempt, inputs)
                     output = await run_with_deadline(work, self._attempt_budget(), self.clock)
@@ -425,7 +447,7 @@ class StepRunner:
                 finally:
                     # A slot whose task was never sent (the commit failed, the
                     # step was cancelled) goes back to its worker.
-                    if reservation is not None and self.services.workers is not None:
+                    if isinstance(reservation, Reservation) and self.services.workers is not None:
                         self.services.workers.release(reservation)
             journal.attempt_ended(step, attempt, ended, failure)
             await self._retry_or_fail(attempt, item, made, resumed=False)
@@ -445,9 +467,11 @@ class StepRunner:
             return DEFAULT_QUEUE
         return None
 
-    async def _reserve_worker(self, queue: str) -> Reservation:
+    async def _reserve_worker(self, queue: str) -> Reservation | _Relayed:
         """A slot of a worker serving the step's agent on `queue`; while there
-        is none the step waits visibly, until the step's deadline."""
+        is none the step waits visibly, until the step's deadline. In cluster
+        mode, RELAYED when no worker connected here serves it but one connected
+        to another live server does."""
         workers = self.services.workers
         assert workers is not None
         agent = self.spec.agent
@@ -455,15 +479,20 @@ class StepRunner:
         reservation = workers.try_reserve(queue, agent, tenant)
         if reservation is not None:
             return reservation
+        relay = self.services.relay
+        if (
+            relay is not None
+            and not workers.serves(queue, agent, tenant)
+            and relay.offered(queue, agent, tenant)
+        ):
+            return RELAYED
         reason = f"worker:{queue}/{agent}"
         if self._waiting_for_worker == 0:
             self.journal.step_waiting(self.step, None, reason)
         self._waiting_for_worker += 1
         budget = None if self.deadline is None else self.deadline - self.clock.now()
         try:
-            reservation = await run_with_deadline(
-                workers.reserve(queue, agent, tenant), budget, self.clock
-            )
+            slot = await run_with_deadline(self._local_or_relayed(queue), budget, self.clock)
         except DeadlineExceeded:
             message = (
                 f"no worker served agent {agent!r} on queue {queue!r} before the step timed out"
@@ -473,13 +502,98 @@ class StepRunner:
             self._waiting_for_worker -= 1
         if self._waiting_for_worker == 0:
             self.journal.step_resumed(self.step, reason)
-        return reservation
+        return slot
 
-    async def _delegate(
-        self, reservation: Reservation, context: AttemptContext, attempt: AttemptRecord, inputs: Any
-    ) -> Any:
-        workers = self.services.workers
+    async def _local_or_relayed(self, queue: str) -> Reservation | _Relayed:
+        """The first of: a slot of a worker connected here, or (cluster mode, while
+        no worker here serves the agent) a worker of it connecting to another server."""
+        workers, relay = self.services.workers, self.services.relay
         assert workers is not None
+        agent, tenant = self.spec.agent, self.journal.run.tenant
+        if relay is None or workers.serves(queue, agent, tenant):
+            return await workers.reserve(queue, agent, tenant)
+        local = asyncio.ensure_future(workers.reserve(queue, agent, tenant))
+        elsewhere = asyncio.ensure_future(relay.wait_offered(queue, agent, tenant))
+        try:
+            await asyncio.wait({local, elsewhere}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            elsewhere.cancel()
+            if not local.done():
+                local.cancel()
+            # A slot granted while being cancelled is given back by reserve().
+            await asyncio.gather(local, elsewhere, return_exceptions=True)
+        if local.done() and not local.cancelled():
+            return local.result()
+        if workers.serves(queue, agent, tenant):
+            # A worker connected here meanwhile: its slot it is.
+            return await workers.reserve(queue, agent, tenant)
+        return RELAYED
+
+    async def _relay(
+        self, queue: str, context: AttemptContext, attempt: AttemptRecord, inputs: Any
+    ) -> Any:
+        """Runs the attempt on a worker connected to another server (cluster mode)."""
+        relay = self.services.relay
+        assert relay is not None
+        run = self.journal.run
+        remote = self._remote_task("", queue, context, attempt, inputs)
+        task = RelayTask(
+            run_id=run.run_id,
+            step_id=self.step.step_id,
+            item=attempt.item,
+            attempt=attempt.number,
+            epoch=relay.epoch(run.run_id),
+            queue=queue,
+            agent=self.spec.agent,
+            tenant=run.tenant,
+            payload=remote_task_payload(remote),
+        )
+        return await relay.execute(task, context)
+
+    async def _adopted(self, attempt: AttemptRecord, item: int, inputs: Any) -> tuple[Any] | None:
+        """Awaits the outcome of a relayed attempt adopted with its run (taken over
+        from the server that relayed it) and records it: (output,) when it
+        succeeded, None after deciding about a retry (or raises StepFailed)."""
+        relay, journal, step = self.services.relay, self.journal, self.step
+        assert relay is not None
+        ended = AttemptState.FAILED
+        # The worker's governed calls from now on run on this server's context.
+        context = AttemptContext(
+            self.services, journal, self.spec, step, attempt, inputs, self.spec.config
+        )
+        try:
+            output = await run_with_deadline(
+                relay.resume(journal.run.run_id, step.step_id, attempt, context),
+                None if self.deadline is None else self.deadline - self.clock.now(),
+                self.clock,
+            )
+            output = json_output(output)
+            check_output_schemas(output, self.spec.output_schema, None, False)
+        except DeadlineExceeded:
+            failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
+        except asyncio.CancelledError:
+            if not self.env.stop.stopping:
+                journal.attempt_ended(step, attempt, AttemptState.CANCELLED, None)
+            raise
+        except AttemptInterrupted as interrupted:
+            failure, ended = interrupted.failure, AttemptState.INTERRUPTED
+        except Exception as error:
+            failure = failure_from_exception(error)
+        else:
+            journal.attempt_ended(step, attempt, AttemptState.SUCCEEDED, None)
+            return (output,)
+        journal.attempt_ended(step, attempt, ended, failure)
+        await self._retry_or_fail(attempt, item, attempt.number, resumed=False)
+        return None
+
+    def _remote_task(
+        self,
+        token: str,
+        queue: str,
+        context: AttemptContext,
+        attempt: AttemptRecord,
+        inputs: Any,
+    ) -> RemoteTask:
         run, spec = self.journal.run, self.spec
         observer = self.journal.observer
         # With tracing on, the worker's span of the attempt joins the run's trace.
@@ -489,25 +603,32 @@ class StepRunner:
         attempt_deadline = (
             None if spec.attempt_timeout is None else attempt.start_time + spec.attempt_timeout
         )
+        return RemoteTask(
+            token=token,
+            run_id=run.run_id,
+            workflow_id=run.workflow_id,
+            step_id=self.step.step_id,
+            item=attempt.item,
+            attempt=attempt.number,
+            agent=spec.agent,
+            queue=queue,
+            input=inputs,
+            config=spec.config,
+            attempt_deadline=attempt_deadline,
+            step_deadline=self.deadline,
+            heartbeat_timeout=spec.heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT,
+            traceparent=traceparent,
+            tools=context.tools,
+        )
+
+    async def _delegate(
+        self, reservation: Reservation, context: AttemptContext, attempt: AttemptRecord, inputs: Any
+    ) -> Any:
+        workers = self.services.workers
+        assert workers is not None
 
         def task(token: str) -> RemoteTask:
-            return RemoteTask(
-                token=token,
-                run_id=run.run_id,
-                workflow_id=run.workflow_id,
-                step_id=self.step.step_id,
-                item=attempt.item,
-                attempt=attempt.number,
-                agent=spec.agent,
-                queue=reservation.queue,
-                input=inputs,
-                config=spec.config,
-                attempt_deadline=attempt_deadline,
-                step_deadline=self.deadline,
-                heartbeat_timeout=spec.heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT,
-                traceparent=traceparent,
-                tools=context.tools,
-            )
+            return self._remote_task(token, reservation.queue, context, attempt, inputs)
 
         return await workers.execute(reservation, context, task)
 

@@ -29,6 +29,7 @@ from podium.core.clock import Clock, DeadlineExceeded, run_with_deadline
 from podium.core.failures import INTERRUPTED, INVALID_INPUT, INVALID_OUTPUT, AgentError, Failure
 from podium.core.model import DEFAULT_TENANT
 from podium.core.schemas import first_violation, schema_problem
+from podium.engine.relay_store import WorkerOffer
 from podium.plugins.api import StepContext, ToolSpec
 
 __all__ = [
@@ -214,6 +215,33 @@ class WorkerPool:
     def serves(self, queue: str, agent: str, tenant: str = DEFAULT_TENANT) -> bool:
         """Whether a session takes `agent`'s tasks on `queue` for a run of `tenant`."""
         return any(s.takes(queue, agent, tenant) for s in self._sessions.values())
+
+    def offers(self) -> set[WorkerOffer]:
+        """What the connected sessions serve (cluster presence)."""
+        return {
+            WorkerOffer(queue, agent, session.tenant)
+            for session in self._sessions.values()
+            for queue in session.queues
+            for agent in session.agents
+        }
+
+    def session_declarations(self) -> dict[str, AgentDeclaration]:
+        """The agents the connected sessions declare, by name."""
+        return {
+            name: agent
+            for session in self._sessions.values()
+            for name, agent in session.agents.items()
+        }
+
+    def learn(self, declaration: AgentDeclaration) -> None:
+        """An agent a worker connected to another server of the cluster declares:
+        workflows may name it here too (a session connected here has the last word)."""
+        if not any(declaration.name in s.agents for s in self._sessions.values()):
+            self._declared[declaration.name] = declaration
+
+    def free_slots(self) -> int:
+        """Free slots over every session (whatever they serve)."""
+        return sum(max(0, session.free()) for session in self._sessions.values())
 
     def declared(self, agent: str) -> AgentDeclaration | None:
         return self._declared.get(agent)

@@ -65,12 +65,14 @@ from podium.store.postgres.cluster import PostgresCluster
 from podium.store.postgres.connection import is_postgres_url, redact
 from podium.store.postgres.governance_store import PostgresGovernanceStore
 from podium.store.postgres.identity_store import PostgresIdentityStore
+from podium.store.postgres.relay import PostgresRelay
 from podium.store.postgres.schedule_store import PostgresScheduleStore
 from podium.store.postgres.store import PostgresStore
 from podium.store.sqlite.cluster import SqliteCluster
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.ownership import DatabaseLock
+from podium.store.sqlite.relay import SqliteRelay
 from podium.store.sqlite.schedule_store import SqliteScheduleStore
 from podium.store.sqlite.store import MEMORY, SqliteStore
 from podium.telemetry import setup as telemetry_setup
@@ -425,6 +427,7 @@ async def _serve_store(
         observer=telemetry.telemetry,
         cluster=_cluster_store(store) if cluster is not None else None,
         cluster_settings=cluster,
+        relay=_relay_store(store) if cluster is not None else None,
     )
 
     def deliver(url: str, secret: str, payload: Any, now: float) -> Awaitable[webhooks.Delivery]:
@@ -479,7 +482,7 @@ async def _serve_store(
         ExecutionService(engine),
         progress_service,
         ControlService(engine, governance, report, version or _version(), started, store),
-        WorkerService(engine.workers),
+        WorkerService(engine.workers, engine.relay),
         IdentityService(tokens, identity_store, store.commit),
         ScheduleService(scheduler := engine_scheduler(engine, _schedule_store(store))),
     )
@@ -665,6 +668,14 @@ def _configure_providers(plugins: PluginReport, policy: Policy) -> None:
         # Even SystemExit or KeyboardInterrupt: a plugin never keeps the server from serving.
         except BaseException:
             log.exception("provider %r rejected its settings", name)
+
+
+def _relay_store(store: Store) -> SqliteRelay | PostgresRelay:
+    """The task relay's port of the store (cluster mode)."""
+    if isinstance(store, PostgresStore):
+        return PostgresRelay(store)
+    assert isinstance(store, SqliteStore)
+    return SqliteRelay(store)
 
 
 def _cluster_store(store: Store) -> SqliteCluster | PostgresCluster:

@@ -77,6 +77,8 @@ class ControlService(GovernanceRpcs, control_service_pb2_grpc.ControlServiceServ
                 # Workers win over the in-process agent (see README, Workers).
                 if schema is not None:
                     getattr(info, kind).CopyFrom(translate.struct(dict(schema)))
+        relay = self._engine.relay
+        elsewhere = {} if relay is None else relay.served_elsewhere()
         for serving in workers.serving():
             agents[serving.agent.name].workers.append(
                 control_service_pb2.AgentWorkers(
@@ -84,7 +86,13 @@ class ControlService(GovernanceRpcs, control_service_pb2_grpc.ControlServiceServ
                     sessions=serving.sessions,
                     capacity=serving.capacity,
                     running=serving.running,
+                    other_servers=elsewhere.pop((serving.agent.name, serving.queue), []),
                 )
+            )
+        for (name, queue), servers in elsewhere.items():
+            info = agents.setdefault(name, control_service_pb2.AgentInfo(name=name))
+            info.workers.append(
+                control_service_pb2.AgentWorkers(queue=queue, other_servers=servers)
             )
         return control_service_pb2.ListAgentsResponse(
             agents=[agents[name] for name in sorted(agents)]

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 
 from podium.core.errors import FailedPrecondition, InvalidArgument, Unavailable
-from podium.core.failures import INVALID_OUTPUT, Failure, failure_from_exception
+from podium.core.failures import INTERNAL, INVALID_OUTPUT, Failure, failure_from_exception
+from podium.engine.relay import RelayedContext, TaskRelay
 from podium.engine.workers import RemoteTask, WorkerPool, WorkerSession
 from podium.identity.principal import Principal
-from podium.plugins.api import StepContext
+from podium.plugins.api import CompletionRequest, StepContext, Target
 from podium.server import translate
 from podium.server import worker_translate as wt
 from podium.server.caller import current_caller
@@ -25,6 +26,11 @@ from podium.v1 import worker_service_pb2 as pb
 from podium.v1 import worker_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# Kinds of governed calls relayed to a run's owner (cluster mode).
+MODEL, TOOL = "model", "tool"
+_NOT_CARRIED_OUT = Failure(
+    INTERNAL, "the server that owns the run could not carry out the call", retryable=True
+)
 log = logging.getLogger("podium.server")
 
 _CLOSED = object()  # the server ends the session (shutdown)
@@ -63,8 +69,12 @@ class StreamLink:
 
 
 class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, workers: WorkerPool) -> None:
+    def __init__(self, workers: WorkerPool, relay: TaskRelay | None = None) -> None:
+        """`relay` (cluster mode): the governed calls of this server's attempts run by
+        workers connected to other servers arrive through it, carried out here."""
         self._workers = workers
+        if relay is not None:
+            relay.serve_calls(self._relayed_call)
 
     @streaming
     async def Connect(
@@ -166,10 +176,22 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         ctx = self._running(request.attempt_token)
         completion_request = wt.completion_request(request.request)
         fallbacks = wt.targets(request.fallbacks)
+        if isinstance(ctx, RelayedContext):
+            answer = await ctx.relay_call(MODEL, request.SerializeToString())
+            if not answer:
+                return pb.CallModelResponse(failure=translate.failure(_NOT_CARRIED_OUT))
+            return pb.CallModelResponse.FromString(answer)
+        return await self._call_model(ctx, request.provider, completion_request, fallbacks)
+
+    async def _call_model(
+        self,
+        ctx: StepContext,
+        provider: str,
+        completion_request: CompletionRequest,
+        fallbacks: Sequence[Target],
+    ) -> pb.CallModelResponse:
         try:
-            result = await ctx.llm.complete(
-                request.provider, completion_request, fallbacks=fallbacks
-            )
+            result = await ctx.llm.complete(provider, completion_request, fallbacks=fallbacks)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -180,8 +202,18 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     async def CallTool(self, request: pb.CallToolRequest, context: Context) -> pb.CallToolResponse:
         ctx = self._running(request.attempt_token)
         arguments = wt.arguments(request)
+        if isinstance(ctx, RelayedContext):
+            answer = await ctx.relay_call(TOOL, request.SerializeToString())
+            if not answer:
+                return pb.CallToolResponse(failure=translate.failure(_NOT_CARRIED_OUT))
+            return pb.CallToolResponse.FromString(answer)
+        return await self._call_tool(ctx, request.name, arguments)
+
+    async def _call_tool(
+        self, ctx: StepContext, name: str, arguments: dict[str, Any]
+    ) -> pb.CallToolResponse:
         try:
-            output = await ctx.call_tool(request.name, arguments)
+            output = await ctx.call_tool(name, arguments)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -196,6 +228,24 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                 reason="ATTEMPT_NOT_RUNNING",
             )
         return ctx
+
+    async def _relayed_call(self, ctx: StepContext, kind: str, request: bytes) -> bytes:
+        """Carries out a governed call that a worker connected to another server made
+        for an attempt of a run owned here, on the attempt's own context."""
+        if kind == MODEL:
+            model = pb.CallModelRequest.FromString(request)
+            response: pb.CallModelResponse | pb.CallToolResponse = await self._call_model(
+                ctx,
+                model.provider,
+                wt.completion_request(model.request),
+                wt.targets(model.fallbacks),
+            )
+        elif kind == TOOL:
+            tool = pb.CallToolRequest.FromString(request)
+            response = await self._call_tool(ctx, tool.name, wt.arguments(tool))
+        else:
+            raise ValueError(f"unknown relayed call {kind!r}")
+        return response.SerializeToString()
 
 
 def _session_tenant(caller: Principal) -> str | None:

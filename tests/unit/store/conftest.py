@@ -40,6 +40,8 @@ from podium.store.sqlite.schedule_store import SqliteScheduleStore
 from podium.store.sqlite.store import MEMORY, SqliteStore
 from podium.testing.postgres import PodiumDatabases
 
+from .cluster_members import CLUSTER_BACKENDS, Member, postgres_cluster, sqlite_cluster
+
 
 @dataclass(frozen=True)
 class Stores:
@@ -196,3 +198,18 @@ def fresh_stores(backend: StoreFactory, tmp_path: Path) -> FreshStores:
         return backend(directory)
 
     return open_fresh
+
+
+@pytest.fixture(params=CLUSTER_BACKENDS)
+async def members(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Member, Member]]:
+    """Two servers' stores on one database (cluster mode), on each backend that
+    can be shared."""
+    if request.param == "postgres_cluster":
+        databases: PodiumDatabases = request.getfixturevalue("podium_databases")
+        async with postgres_cluster(databases) as opened:
+            yield opened
+    else:
+        async with sqlite_cluster(tmp_path) as opened:
+            yield opened

@@ -340,6 +340,49 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant, request_id)
     );
     """,
+    # relay: worker presence per server and the task relay through the database
+    # (cluster mode: a worker connected to one server runs another's steps)
+    """
+    CREATE TABLE cluster_workers (
+        server_id TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        declaration TEXT NOT NULL,
+        PRIMARY KEY (server_id, queue, agent, tenant)
+    );
+    CREATE TABLE relay_tasks (
+        id BIGSERIAL PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        item INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        queue TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        holder TEXT,
+        claim_time DOUBLE PRECISION,
+        cancel BOOLEAN NOT NULL DEFAULT FALSE,
+        outcome TEXT,
+        create_time DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX relay_tasks_pending ON relay_tasks (agent) WHERE state = 'PENDING';
+    CREATE INDEX relay_tasks_by_holder ON relay_tasks (holder) WHERE state = 'CLAIMED';
+    CREATE INDEX relay_tasks_by_run ON relay_tasks (run_id, step_id, item);
+    CREATE TABLE relay_calls (
+        id BIGSERIAL PRIMARY KEY,
+        task_id BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        request BYTEA NOT NULL,
+        response BYTEA,
+        create_time DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX relay_calls_by_task ON relay_calls (task_id);
+    """,
 ]
 
 

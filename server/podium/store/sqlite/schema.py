@@ -395,6 +395,49 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant, request_id)
     ) WITHOUT ROWID;
     """,
+    # relay: worker presence per server and the task relay through the database
+    # (cluster mode: a worker connected to one server runs another's steps)
+    """
+    CREATE TABLE cluster_workers (
+        server_id TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        declaration TEXT NOT NULL,
+        PRIMARY KEY (server_id, queue, agent, tenant)
+    ) WITHOUT ROWID;
+    CREATE TABLE relay_tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        item INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        queue TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        holder TEXT,
+        claim_time REAL,
+        cancel INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT,
+        create_time REAL NOT NULL
+    );
+    CREATE INDEX relay_tasks_pending ON relay_tasks (agent) WHERE state = 'PENDING';
+    CREATE INDEX relay_tasks_by_holder ON relay_tasks (holder) WHERE state = 'CLAIMED';
+    CREATE INDEX relay_tasks_by_run ON relay_tasks (run_id, step_id, item);
+    CREATE TABLE relay_calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        request BLOB NOT NULL,
+        response BLOB,
+        create_time REAL NOT NULL
+    );
+    CREATE INDEX relay_calls_by_task ON relay_calls (task_id);
+    """,
 ]
 
 
