@@ -58,10 +58,10 @@ from podium.engine.observer import RunObserver
 from podium.engine.ports import ClusterStore, RunCommand, RunStore
 from podium.engine.recorder import Recorder
 from podium.engine.recovery import recover
-from podium.engine.request_ids import RequestClaims
-from podium.engine.reruns import Reruns
 from podium.engine.relay import TaskRelay
 from podium.engine.relay_store import RelayStore
+from podium.engine.request_ids import RequestClaims
+from podium.engine.reruns import Reruns
 from podium.engine.services import RunServices
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import SIGNAL_NAME, Plan, check_notification
