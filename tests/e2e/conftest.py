@@ -87,7 +87,7 @@ def release_file(tmp_path: Path) -> Path:
 
 BACKENDS = ["sqlite", "postgres"]
 # The lease the cluster tests' servers take (seconds): short by default so that a
-# takeover comes soon; PODIUM_TEST_LEASE=10 measures failover with the default lease.
+# takeover comes soon; PODIUM_TEST_LEASE=7 measures failover with the default lease.
 LEASE = float(os.environ.get("PODIUM_TEST_LEASE", "0") or 0) or TEST_LEASE
 
 

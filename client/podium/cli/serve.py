@@ -155,9 +155,9 @@ def register(commands: Any) -> None:
     cluster.add_argument(
         "--lease",
         type=float,
-        default=10.0,
+        default=7.0,
         metavar="SECONDS",
-        help="a server's runs are taken over this long after it stops renewing (default: 10)",
+        help="a server's runs are taken over this long after it stops renewing (default: 7)",
     )
     cluster.add_argument(
         "--cluster-poll",

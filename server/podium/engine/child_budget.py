@@ -16,15 +16,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from podium.core.failures import BUDGET_EXCEEDED, Failure
 from podium.core.model import RunRecord, StepRecord
+from podium.engine.run_journal import RunJournal
+from podium.engine.services import RunServices, StopSignal
 from podium.engine.step_values import StepFailed
 from podium.governance.budgets import run_budget_name
 
-if TYPE_CHECKING:  # the environment holds a ChildHolds
-    from podium.engine.environment import RunEnvironment
+
+class RunEnvironment(Protocol):
+    """What of a run's environment (podium.engine.environment, which holds a
+    ChildHolds: hence a protocol, not an import) the holds use."""
+
+    @property
+    def services(self) -> RunServices: ...
+    @property
+    def journal(self) -> RunJournal: ...
+    @property
+    def stop(self) -> StopSignal: ...
+
 
 __all__ = ["ChildHolds"]
 
