@@ -25,7 +25,7 @@ class SlowReads(SqliteGovernanceStore):
         self.read = asyncio.Event()
 
     async def overrides(self, kind: Any) -> Any:
-        rows = await super().overrides(kind); print("read", kind, rows)
+        rows = await super().overrides(kind)
         self.read.set()
         await self.answer.wait()
         return rows
