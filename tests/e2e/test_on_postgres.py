@@ -172,7 +172,7 @@ async def test_a_server_that_loses_its_database_stops_writes_until_restarted(
         database = (await system_status(stubs)).database
         assert not database.writable
         assert "lost the database" in database.error
-    # The whole log: the requests refused afterwards log their tracebacks below it.
+    # The whole log: each request refused afterwards logs a line below it.
     assert "not serving: lost the database postgresql://" in first.log_text()
 
     # A new server on the same database serves everything acknowledged.

@@ -312,7 +312,9 @@ class PauseRunRequest(_message.Message):
     name: _builtins.str
     """"runs/{run_id}"."""
     reason: _builtins.str
-    """Recorded in the RUN_PAUSED event."""
+    """Recorded in the RUN_PAUSED event; at most 1000 characters (beyond:
+    INVALID_ARGUMENT, field reason).
+    """
     def __init__(
         self,
         *,

@@ -156,6 +156,10 @@ class Governance:
         self._left_open: dict[str, list[tuple[OpenReservation, Reservation]]] = {}
         self._policy_sync = PolicySync()
         self._saving = 0  # overrides being stored by this server (a sync waits for them)
+        # Bumped by each local change: a sync whose reads began before a local
+        # change that has since been stored read stale overrides, and must not
+        # apply them (it would undo the change until the next sync).
+        self._changes = 0
         self._apply()
 
     async def load(self) -> None:
@@ -306,6 +310,7 @@ class Governance:
         what this server applies (podium.governance.policy_sync); whether it did."""
         if self._store is None or self._saving:
             return False
+        changes = self._changes
         quotas, budgets = with_overrides(
             self.policy.quotas,
             self.policy.budgets,
@@ -313,11 +318,13 @@ class Governance:
             await self._store.overrides("budgets"),
         )
         alerts = _alerts_with(self.policy.alerts, await self._store.overrides("alerts"))
-        if not self._saving and alerts != self.alerts.policy:
+        if not self._saving and changes == self._changes and alerts != self.alerts.policy:
             self.alerts.configure(alerts)
             log.info("cluster: adopted the alerts settings changed on another server")
-        if self._saving or (quotas == self._quotas and budgets == self._budgets):
-            return False  # a local change is being stored, or nothing changed
+        if self._saving or changes != self._changes:
+            return False  # a local change is being (or was just) stored: read again next time
+        if quotas == self._quotas and budgets == self._budgets:
+            return False
         previous = self._quotas, self._budgets
         self._quotas, self._budgets = quotas, budgets
         try:
@@ -492,6 +499,7 @@ class Governance:
 
     async def _save(self, kind: OverrideKind, name: str, body: dict[str, Any] | None) -> None:
         if self._store is not None:
+            self._changes += 1
             self._saving += 1
             try:
                 await self._store.save_override(kind, name, body)

@@ -122,7 +122,7 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
         caller = current_caller()
         view = await self._engine.pause_run(
             requests.run_id(request.name),
-            request.reason,
+            requests.reason(request.reason),
             actor=caller.subject,
             tenant=caller.tenant,
         )

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from podium.core.errors import Unavailable
+
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Record attributes a line about a run carries (set through `extra=`).
@@ -79,6 +81,21 @@ class TraceIds(logging.Filter):
         return True
 
 
+class OneLineUnavailable(logging.Filter):
+    """A background loop that logs the exception it caught gets one line, not a
+    traceback, when that exception is Unavailable (the database is gone): it is
+    expected then, said once by the store watch, and repeated every tick."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, Unavailable):
+            record.msg = f"{record.getMessage()}: {error.message}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def parse_level(text: str) -> int:
     """A level name (debug, info, warning, error); ValueError otherwise."""
     if text.lower() not in LOG_LEVELS:
@@ -96,6 +113,7 @@ def configure_logging(
         raise ValueError(f"unknown log format {format!r} (one of {', '.join(LOG_FORMATS)})")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if format == "json" else TextFormatter())
+    handler.addFilter(OneLineUnavailable())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -9,6 +9,7 @@ import logging
 
 import pytest
 
+from podium.core.errors import Unavailable
 from podium.telemetry.logs import (
     JsonFormatter,
     TextFormatter,
@@ -97,3 +98,31 @@ def test_unknown_levels_and_formats_are_refused(level: str) -> None:
         parse_level(level)
     with pytest.raises(ValueError, match="unknown log format"):
         configure_logging("info", "xml", io.StringIO())
+
+
+def test_an_unavailable_caught_by_a_loop_is_one_line_other_errors_keep_their_traceback() -> None:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    log = logging.getLogger("podium.test")
+    try:
+        configure_logging("info", "text", stream)
+        for error in (
+            Unavailable("lost the database db: gone", reason="STORAGE_UNAVAILABLE"),
+            KeyError("a bug"),
+        ):
+            try:
+                raise error
+            except Exception:
+                log.exception("tick %d failed", 3)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+    text = stream.getvalue()
+    first, rest = text.split("\n", 1)
+    assert first.endswith("tick 3 failed: lost the database db: gone")
+    assert rest.startswith(first[:10]) and "tick 3 failed" in rest
+    assert text.count("Traceback") == 1 and "KeyError: 'a bug'" in text

@@ -14,8 +14,11 @@ import asyncpg
 SCHEMES = ("postgresql", "postgres")
 
 # Reads of the API and the writer's transactions share the pool; the writer
-# holds at most one connection at a time.
-POOL_MIN = 2
+# holds at most one connection at a time. No floor: asyncpg restores a floor
+# by reconnecting in the background, and once the database is lost it would
+# log a traceback every retry (a server that lost its database stays
+# NOT_SERVING; the store's pinger has said why, once).
+POOL_MIN = 0
 POOL_MAX = 10
 # Seconds to wait for a connection or a statement before the database counts as lost.
 CONNECT_TIMEOUT = 10.0

@@ -43,6 +43,7 @@ from podium.store.postgres import codec as pg_codec
 from podium.store.postgres.connection import CONNECT_TIMEOUT, open_pool, redact
 from podium.store.postgres.errors import StoreOpenError
 from podium.store.postgres.fence import PostgresFence
+from podium.store.postgres.guarded import GuardedPool
 from podium.store.postgres.schema import migrate
 from podium.store.postgres.writer import Writer
 
@@ -79,9 +80,10 @@ class PostgresStore:
         return self._writer
 
     @property
-    def pool(self) -> asyncpg.Pool:
+    def pool(self) -> GuardedPool:
+        """The pool of reads and claims: a lost database raises Unavailable."""
         assert self._pool is not None, "store is not open"
-        return self._pool
+        return GuardedPool(self._pool, self.path)
 
     def commit_stats(self) -> tuple[int, int, float]:
         """Batches committed, rows in them and seconds spent committing, since
@@ -144,7 +146,8 @@ class PostgresStore:
     async def ping(self) -> None:
         """A trivial query on a connection of the pool (system status); what
         asyncpg raises when the database does not answer."""
-        await self.pool.fetchval("SELECT 1")
+        assert self._pool is not None, "store is not open"
+        await self._pool.fetchval("SELECT 1")
 
     async def close(self) -> None:
         if self._pinger is not None:

@@ -293,7 +293,8 @@ export type PauseRunRequest = Message<"podium.v1.PauseRunRequest"> & {
   name: string;
 
   /**
-   * Recorded in the RUN_PAUSED event.
+   * Recorded in the RUN_PAUSED event; at most 1000 characters (beyond:
+   * INVALID_ARGUMENT, field reason).
    *
    * @generated from field: string reason = 2;
    */
