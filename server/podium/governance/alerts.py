@@ -217,13 +217,18 @@ class Alerter:
                 log.exception("delivering alerts failed")
             waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
             if self._queue:
-                delay = min(p.due for p in self._queue) - self._clock.monotonic()
-                waits.append(asyncio.ensure_future(self._clock.sleep(max(delay, 0.0))))
+                due = min(p.due for p in self._queue)
+                waits.append(asyncio.ensure_future(self._sleep_until(due)))
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for wait in waits:
                     wait.cancel()
+
+    async def _sleep_until(self, due: float) -> None:
+        # The delay is read when the sleep begins, not when it is scheduled:
+        # the clock may move in between (a due time must not slip by that much).
+        await self._clock.sleep(max(due - self._clock.monotonic(), 0.0))
 
     async def _deliver_due(self) -> None:
         """Attempts each due alert once, oldest first."""
