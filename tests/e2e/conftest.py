@@ -7,17 +7,27 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
-from podium.testing import Cluster, ServerProcess, start_server_process
+from podium.testing import (
+    Cluster,
+    ServerProcess,
+    Stubs,
+    WorkerProcess,
+    start_server_process,
+    start_worker_process,
+)
 from podium.testing.cluster import TEST_LEASE
 
 ROOT = Path(__file__).resolve().parents[2]
 # A site directory with the `hold` agent plugin (see site/podium_e2e_hold.py).
 HOLD_SITE = Path(__file__).resolve().parent / "site"
+# A site directory with the `wlog` agent plugin that workers load (worker_site/).
+WORKER_SITE = Path(__file__).resolve().parent / "worker_site"
 # Wide enough that the CLI's renderer never wraps an error line.
 CLI_ENV = {"COLUMNS": "200"}
 
@@ -106,3 +116,45 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
         yield made
     finally:
         made.stop_all()
+
+
+# -- workers: `podium worker` processes serving `wlog`, and channels to servers -------
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts `podium worker` processes with the `wlog` plugin installed,
+    serving only `wlog`; stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+    pythonpath = os.pathsep.join(filter(None, [str(WORKER_SITE), os.environ.get("PYTHONPATH")]))
+
+    def start(address: str, *args: str) -> WorkerProcess:
+        worker = start_worker_process(
+            address,
+            log_dir=tmp_path,
+            args=["--agent", "wlog", *args],
+            # Only this plugin (and the builtin one): the provider SDKs' imports
+            # would only slow the worker's start.
+            env={"PYTHONPATH": pythonpath, "PODIUM_PLUGINS": "worker_agents"},
+            cwd=ROOT,
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[[ServerProcess], Stubs]]:
+    channels: list[grpc.aio.Channel] = []
+
+    def on(server: ServerProcess) -> Stubs:
+        channel = grpc.aio.insecure_channel(server.address)
+        channels.append(channel)
+        return Stubs.on(channel)
+
+    yield on
+    for channel in channels:
+        await channel.close()

@@ -12,14 +12,11 @@ owned its run is not run again, nor is one still running)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 
 from podium.testing import (
     Cluster,
@@ -47,64 +44,11 @@ from podium.v1 import (
     progress_service_pb2,
     run_pb2,
 )
+from tests.e2e.test_workers import executions, wlog
 
 E = event_pb2
 R = run_pb2
-WORKER_SITE = Path(__file__).resolve().parent / "worker_site"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Starts `podium worker` processes serving only `wlog` (its plugin is
-    installed beside the workers, never in the servers)."""
-    started: list[WorkerProcess] = []
-    pythonpath = os.pathsep.join(filter(None, [str(WORKER_SITE), os.environ.get("PYTHONPATH")]))
-
-    def start(address: str, *args: str) -> WorkerProcess:
-        worker = start_worker_process(
-            address,
-            log_dir=tmp_path,
-            args=["--agent", "wlog", *args],
-            env={"PYTHONPATH": pythonpath, "PODIUM_PLUGINS": "worker_agents"},
-            cwd=ROOT,
-        )
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Callable[[ServerProcess], Stubs]]:
-    channels: list[grpc.aio.Channel] = []
-
-    def on(server: ServerProcess) -> Stubs:
-        channel = grpc.aio.insecure_channel(server.address)
-        channels.append(channel)
-        return Stubs.on(channel)
-
-    yield on
-    for channel in channels:
-        await channel.close()
-
-
-def executions(log: Path) -> list[dict[str, Any]]:
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines()]
-
-
-def wlog(step_id: str, *depends_on: str, log: Path, **config: Any) -> dict[str, Any]:
-    return {
-        "id": step_id,
-        "agent": "wlog",
-        "dependsOn": list(depends_on),
-        "input": {"x": "input.x"},
-        "config": {"log": str(log), **config},
-    }
 
 
 def chain(log: Path, **config: Any) -> dict[str, Any]:

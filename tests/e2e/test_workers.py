@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-import pytest
 import yaml
 from google.protobuf import json_format
 
@@ -42,47 +40,7 @@ from podium.v1 import control_service_pb2, event_pb2, run_pb2, workflow_service_
 E = event_pb2
 R = run_pb2
 StartServing = Callable[..., ServerProcess]
-WORKER_SITE = Path(__file__).resolve().parent / "worker_site"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Starts `podium worker` processes with the `wlog` plugin installed,
-    serving only `wlog`; stopped at the end of the test."""
-    started: list[WorkerProcess] = []
-    pythonpath = os.pathsep.join(filter(None, [str(WORKER_SITE), os.environ.get("PYTHONPATH")]))
-
-    def start(address: str, *args: str) -> WorkerProcess:
-        worker = start_worker_process(
-            address,
-            log_dir=tmp_path,
-            args=["--agent", "wlog", *args],
-            # Only this plugin (and the builtin one): the provider SDKs' imports
-            # would only slow the worker's start.
-            env={"PYTHONPATH": pythonpath, "PODIUM_PLUGINS": "worker_agents"},
-            cwd=ROOT,
-        )
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Callable[[ServerProcess], Stubs]]:
-    channels: list[grpc.aio.Channel] = []
-
-    def on(server: ServerProcess) -> Stubs:
-        channel = grpc.aio.insecure_channel(server.address)
-        channels.append(channel)
-        return Stubs.on(channel)
-
-    yield on
-    for channel in channels:
-        await channel.close()
 
 
 def executions(log: Path) -> list[dict[str, Any]]:
