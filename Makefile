@@ -108,7 +108,7 @@ imports: $(VENV_STAMP)
 check: lint typecheck imports node console
 
 test: check browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: install
 	$(PY) scripts/demo.py

@@ -198,3 +198,36 @@ def test_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
     code = main(["schedules", "list", "--address", "127.0.0.1:1"])
     captured = capsys.readouterr()
     one_line_error(code, captured.out, captured.err, "cannot reach")
+
+
+@pytest.mark.parametrize("columns", ["80", "250"])
+def test_list_never_cuts_a_cell_at_any_width(
+    server: ServerProcess,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    columns: str,
+) -> None:
+    code, out, err = run_cli(
+        capsys,
+        server,
+        "schedules",
+        "create",
+        "--workflow",
+        "wf",
+        "--cron",
+        "30 6 * * *",
+        "--timezone",
+        "Pacific/Chatham",
+        "-q",
+    )
+    assert code == 0, err
+    name = out.strip()
+    monkeypatch.setenv("COLUMNS", columns)
+    code, out, err = run_cli(capsys, server, "schedules", "list")
+    assert code == 0, err
+    assert name in out and "Pacific/Chatham" in out
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= int(columns)
+    # At 80 columns each schedule is a block of fields; wide, one table row each.
+    assert ("timing" in out) == (columns == "80")
+    assert main(["schedules", "delete", name, "--address", server.address]) == 0

