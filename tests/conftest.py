@@ -4,6 +4,7 @@ The helpers tests use to drive it live in podium.testing."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +21,23 @@ from podium.testing.postgres import PodiumDatabases, PostgresForTests
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """`podium serve` run in-process (main(["serve", ...])) points the root
+    logger at the sys.stderr of its test, which pytest closes after it: a
+    later test in the same worker would log into a closed file."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    yield
+    for handler in list(root.handlers):
+        if handler not in saved[0]:
+            root.removeHandler(handler)
+    for handler in saved[0]:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(saved[1])
 
 
 @pytest.fixture(scope="session")

@@ -74,15 +74,25 @@ class CallbackBox:
         """Spends a live token: the step gets `payload`. None when the token is
         not one this run waits for (unknown, spent, or its step not waiting)."""
         record = self._records.get(token)
+        if record is None or record.outcome:
+            return None
         future = self._waiting.pop(token, None)
-        if record is None or record.outcome or future is None or future.done():
+        if future is None:
+            # Resumed after a restart, the step waits for its token again only
+            # once it runs: the completion is kept until then (`wait` hands it
+            # over at once), rather than refused while the run is being resumed.
+            step = self._journal.steps.get(record.step_id)
+            if step is None or step.state.is_final:
+                return None
+        elif future.done():
             return None
         record.outcome = COMPLETED
         record.payload = payload
         self._store.put_callback(record)
         step = self._journal.steps[record.step_id]
         self._journal.emit(EventType.CALLBACK_COMPLETED, step=step, output=payload, actor=actor)
-        future.set_result(payload)
+        if future is not None:
+            future.set_result(payload)
         return record
 
     def done(self, token: str, *, stopping: bool) -> None:
