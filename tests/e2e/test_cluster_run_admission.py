@@ -38,7 +38,8 @@ QUOTA_LIMIT = 2
 RUNS = 12
 POLICY = (
     "quotas:\n"
-    f"  - {{name: two-runs, scope: 'workflow:quota', dimension: concurrency, limit: {QUOTA_LIMIT}}}\n"
+    "  - {name: two-runs, scope: 'workflow:quota', dimension: concurrency,"
+    f" limit: {QUOTA_LIMIT}}}\n"
     "  - {name: one-run, scope: 'workflow:single', dimension: concurrency, limit: 1}\n"
 )
 

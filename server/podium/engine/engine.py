@@ -3,8 +3,9 @@ resumes them. Servicers call it with domain values; it decides and records
 through the store port. Nothing here knows about gRPC or SQL.
 
 Workflow definitions are the catalog's (workflows.py); a workflow's
-concurrency quota is admission's (admission.py); a run's life is its
-executor's (executor.py), which gets narrow services, never the engine.
+concurrency quota is admission's (admission.py; across a cluster's servers,
+shared_admission.py); a run's life is its executor's (executor.py), which
+gets narrow services, never the engine.
 """
 
 from __future__ import annotations
