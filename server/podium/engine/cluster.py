@@ -82,6 +82,8 @@ class ClusterMember:
         self._tasks: list[asyncio.Task[None]] = []
         self._applying: set[int] = set()
         self._commands: set[asyncio.Task[None]] = set()
+        # Set once this server's lease is registered (its shared leases count).
+        self.joined = asyncio.Event()
 
     @property
     def server_id(self) -> str:
@@ -95,6 +97,7 @@ class ClusterMember:
         if self._relay is not None:
             await self._relay.start()
         mine = await self.store.join(time.time(), self.settings.lease_seconds)
+        self.joined.set()
         log.info(
             "cluster mode: server %s joined (lease %.1fs)",
             self.server_id,

@@ -3,8 +3,9 @@ resumes them. Servicers call it with domain values; it decides and records
 through the store port. Nothing here knows about gRPC or SQL.
 
 Workflow definitions are the catalog's (workflows.py); a workflow's
-concurrency quota is admission's (admission.py); a run's life is its
-executor's (executor.py), which gets narrow services, never the engine.
+concurrency quota is admission's (admission.py; across a cluster's servers,
+shared_admission.py); a run's life is its executor's (executor.py), which
+gets narrow services, never the engine.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -63,6 +64,7 @@ from podium.engine.relay_store import RelayStore
 from podium.engine.request_ids import RequestClaims
 from podium.engine.reruns import Reruns
 from podium.engine.services import RunServices
+from podium.engine.shared_admission import SharedRunAdmission, run_concurrency_lease
 from podium.engine.slots import PrioritySlots
 from podium.engine.validation import SIGNAL_NAME, Plan, check_notification
 from podium.engine.workers import WorkerPool
@@ -140,6 +142,8 @@ class Engine:
         self._closed = False
         # Cluster mode (several servers on one database): None on a single server.
         self.cluster: ClusterMember | None = None
+        # Cluster mode: run admission's leases held across servers.
+        self.shared_admission: SharedRunAdmission | None = None
         if cluster is not None:
             self.cluster = ClusterMember(
                 cluster,
@@ -152,6 +156,7 @@ class Engine:
                 sync=governance.sync_cluster,
                 relay=self.relay,
             )
+            self.shared_admission = SharedRunAdmission(governance, self.cluster.joined.wait)
 
     @property
     def running_steps(self) -> int:
@@ -708,6 +713,8 @@ class Engine:
         if executor.notification is not None and self.notifier is not None:
             self.notifier.wake()
         self.keyed_admission.run_ended(run.run_id)
+        if self.shared_admission is not None:
+            self.shared_admission.run_ended(run.run_id)
         if self.cluster is not None:
             self.cluster.store.release_run(run.run_id)
         if self.relay is not None:
@@ -746,7 +753,11 @@ class Engine:
                     run_id,
                     extra={"run_id": run_id},
                 )
+                # Its places here and in the database: the new owner takes its own.
                 self.admission.run_ended(run_id, executor.run.workflow_id)
+                self.keyed_admission.run_ended(run_id)
+                if self.shared_admission is not None:
+                    self.shared_admission.run_ended(run_id)
                 task = asyncio.ensure_future(executor.stop())
                 task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
@@ -812,17 +823,30 @@ class Engine:
     def _start_when_admitted(self, executor: RunExecutor) -> None:
         run = executor.run
         run_id = run.run_id
-
-        def still_waiting() -> bool:
-            return not executor.finished.is_set() and run_id in self.active
-
-        def start() -> None:
-            self.admission.start_when_admitted(
-                run_id, run.workflow_id, executor.start, still_waiting
-            )
-
         limit = executor.plan.spec.run_concurrency
         key = _run_key(executor.plan, run.input)
+
+        def still_waiting() -> bool:
+            # This executor, not a later one of the same run (lost, then taken back).
+            return not executor.finished.is_set() and self.active.get(run_id) is executor
+
+        begin: Callable[[], None] = executor.start
+        shared = self.shared_admission
+        if shared is not None:
+
+            def begin_shared() -> None:
+                # Cluster mode: after the local admission, the same limits across servers.
+                leases = self.services.governance.run_quota_leases(run.workflow_id)
+                if limit is not None and key is not None:
+                    name = run_concurrency_lease(run.tenant, run.workflow_id, key)
+                    leases.append((name, limit.max_runs))
+                shared.start_when_admitted(run_id, leases, executor.start, still_waiting)
+
+            begin = begin_shared
+
+        def start() -> None:
+            self.admission.start_when_admitted(run_id, run.workflow_id, begin, still_waiting)
+
         if limit is None or key is None:
             start()
             return
@@ -966,6 +990,8 @@ class Engine:
             await asyncio.gather(self._recovery, return_exceptions=True)
         if self.cluster is not None:
             await self.cluster.stop(leave=False)
+        if self.shared_admission is not None:
+            await self.shared_admission.close()
         await asyncio.gather(*(executor.stop() for executor in list(self.active.values())))
         self.active.clear()
         self.hub.close_all()

@@ -248,7 +248,8 @@ class ClusterStore(Protocol):
 
     async def join(self, now: float, lease_seconds: float) -> list[str]:
         """Registers this server's lease (durable on return) and takes back, with a
-        new epoch, the unfinished runs its id owned (a restart under the same id)."""
+        new epoch, the unfinished runs its id owned (a restart under the same id);
+        drops the shared quota leases that id held before (its runs take them anew)."""
         ...
 
     async def renew(self, now: float, lease_seconds: float) -> None:

@@ -269,6 +269,35 @@ class Governance:
         if admission.leases:
             self._store.release_shared(admission.lease_id)
 
+    # -- shared run admission (cluster mode: engine/shared_admission.py) -------------
+
+    def run_quota_leases(self, workflow_id: str) -> list[tuple[str, int]]:
+        """The workflow-scope concurrency quotas a run of `workflow_id` takes a
+        lease of (name, max_concurrent); empty outside cluster mode."""
+        if not self.shared:
+            return []
+        quotas = self.quotas
+        leases = []
+        for name in quotas.plan_run(workflow_id).leases:
+            limit = quotas.concurrency_limit(name)
+            if limit is not None:
+                leases.append((name, limit.max_concurrent))
+        return leases
+
+    async def take_run_leases(self, leases: list[tuple[str, int]], lease_id: str) -> bool:
+        """Takes every lease (name, max) under `lease_id` in one transaction, or none:
+        False when one is full (its live holders across servers are at its max).
+        Store errors propagate (the caller retries)."""
+        assert self._store is not None and self.shared
+        wait = await self._store.take_shared([], leases, lease_id, time.time())
+        return wait is None
+
+    def release_run_leases(self, lease_id: str) -> None:
+        """Drops what `take_run_leases` took under `lease_id` (nothing if it took
+        nothing); rides the next commit."""
+        assert self._store is not None and self.shared
+        self._store.release_shared(lease_id)
+
     # -- shared breakers (cluster mode) ----------------------------------------------
 
     def _breaker_moved(self, breaker: CircuitBreaker) -> None:

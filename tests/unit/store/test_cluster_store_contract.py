@@ -125,6 +125,21 @@ async def test_a_restart_under_the_same_id_takes_its_runs_back_with_a_new_epoch(
     assert [e.sequence for e in await a.runs.read_events("r1", 0, 10)] == [1, 2]
 
 
+async def test_a_restart_under_the_same_id_drops_the_leases_of_its_earlier_life(
+    members: tuple[Member, Member],
+) -> None:
+    a, b = members
+    await a.cluster.join(NOW, LEASE)
+    await b.cluster.join(NOW, LEASE)
+    lease = [("one-run", 1)]
+    assert await a.governance.take_shared([], lease, "before", NOW) is None
+    assert await b.governance.take_shared([], lease, "other", NOW) == 0.0
+    # a restarts under its id: the lease it held counts no more (its runs, resumed,
+    # take theirs anew), where the renewed server lease would have revived it.
+    await a.cluster.join(NOW + 1, LEASE)
+    assert await b.governance.take_shared([], lease, "other", NOW + 1) is None
+
+
 async def test_commands_reach_the_owner_and_their_result_the_sender(
     members: tuple[Member, Member],
 ) -> None:

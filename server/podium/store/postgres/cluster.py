@@ -196,6 +196,10 @@ async def _join(
     conn: asyncpg.Connection, server_id: str, expire_time: float
 ) -> list[tuple[str, int]]:
     await _renew(conn, server_id, expire_time)
+    # Shared quota leases of an earlier life under this id (a restart): its calls
+    # died with it and its runs, resumed, take theirs anew; kept, they would count
+    # again with the renewed lease and never be released.
+    await conn.execute("DELETE FROM quota_leases WHERE server_id = $1", server_id)
     rows = await conn.fetch(
         "UPDATE run_owners SET epoch = epoch + 1 WHERE owner = $1 AND run_id IN "
         "(SELECT run_id FROM runs WHERE state = ANY($2::integer[])) "

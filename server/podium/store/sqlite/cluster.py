@@ -192,6 +192,10 @@ def _renew(conn: sqlite3.Connection, server_id: str, expire_time: float) -> None
 
 def _join(conn: sqlite3.Connection, server_id: str, expire_time: float) -> list[tuple[str, int]]:
     _renew(conn, server_id, expire_time)
+    # Shared quota leases of an earlier life under this id (a restart): its calls
+    # died with it and its runs, resumed, take theirs anew; kept, they would count
+    # again with the renewed lease and never be released.
+    conn.execute("DELETE FROM quota_leases WHERE server_id = ?", (server_id,))
     rows = conn.execute(
         "UPDATE run_owners SET epoch = epoch + 1 WHERE owner = ? AND run_id IN "
         f"(SELECT run_id FROM runs WHERE state IN ({_UNFINISHED_SQL})) "
