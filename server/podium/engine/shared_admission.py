@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from podium.governance.policy import RESERVED_QUOTA_PREFIX
+
 log = logging.getLogger("podium.engine")
 
 # A waiting run asks the database again after this, growing by half each time
@@ -51,7 +53,7 @@ def run_concurrency_lease(tenant: str, workflow_id: str, key: str) -> str:
     the tenant or key hold), and bounded (a long key by its hash)."""
     if len(key) > MAX_KEY_CHARS:
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-    return "run_concurrency:" + json.dumps([tenant, workflow_id, key], separators=(",", ":"))
+    return RESERVED_QUOTA_PREFIX + json.dumps([tenant, workflow_id, key], separators=(",", ":"))
 
 
 def next_poll(delay: float) -> float:

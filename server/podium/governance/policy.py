@@ -72,6 +72,9 @@ def parse_scope(text: str) -> tuple[ScopeKind, str]:
     return kind, value  # type: ignore[return-value]
 
 
+RESERVED_QUOTA_PREFIX = "run_concurrency:"
+
+
 class QuotaPolicy(_Strict):
     name: str = Field(min_length=1, max_length=100)
     scope: str
@@ -89,6 +92,15 @@ class QuotaPolicy(_Strict):
             return WINDOWS[value]
         if isinstance(value, str):
             raise ValueError(f"a window is one of {', '.join(WINDOWS)} or a number of seconds")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # The shared leases of a run_concurrency key (cluster mode) sit beside
+        # quotas' under this prefix: a quota of that name would share their count.
+        if value.startswith(RESERVED_QUOTA_PREFIX):
+            raise ValueError(f"a quota's name must not begin with {RESERVED_QUOTA_PREFIX!r}")
         return value
 
     @field_validator("scope")

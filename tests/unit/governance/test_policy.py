@@ -71,6 +71,8 @@ QUOTA = "  - {name: %s, scope: provider:simulated, dimension: requests, limit: %
     [
         ("quotas:\n" + QUOTA % ("a", "-1"), "quotas[0].limit"),
         ("quotas:\n" + QUOTA % ("a", "1") + QUOTA % ("b", "-5"), "quotas[1].limit"),
+        # The prefix of run_concurrency's shared leases in cluster mode.
+        ("quotas:\n" + QUOTA % ("'run_concurrency:x'", "1"), "quotas[0].name"),
         (
             "quotas:\n  - {name: a, scope: region:eu, dimension: requests, limit: 1}\n",
             "quotas[0].scope",
