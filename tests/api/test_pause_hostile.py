@@ -223,3 +223,34 @@ async def test_an_overlong_reason_is_refused(db_path: str) -> None:
         assert (await get_run(stubs, run.name)).state == R.RUN_STATE_RUNNING
         hold.release()
         await collect_events(stubs, run.name)
+
+
+async def test_an_overlong_cancel_reason_or_approval_comment_is_refused(db_path: str) -> None:
+    async with serving(db_path) as (_, stubs):
+        await create_workflow(
+            stubs, "gated", {"steps": [{"id": "gate", "approval": {"prompt": "ok?"}}]}
+        )
+        run = await start_run(stubs, "gated")
+        await step_reaches(stubs, run.name, "gate", R.STEP_STATE_WAITING)
+        with pytest.raises(grpc.aio.AioRpcError) as bad_cancel:
+            await stubs.executions.CancelRun(
+                execution_service_pb2.CancelRunRequest(name=run.name, reason="x" * 1001)
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as bad_comment:
+            await stubs.executions.ResolveApproval(
+                execution_service_pb2.ResolveApprovalRequest(
+                    run=run.name,
+                    step_id="gate",
+                    decision=event_pb2.APPROVAL_DECISION_APPROVE,
+                    comment="x" * 1001,
+                )
+            )
+        for bad, field in ((bad_cancel, "reason"), (bad_comment, "comment")):
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert field in (bad.value.details() or "")
+        # Nothing changed: the run still waits, and a sentence still passes.
+        assert (await get_run(stubs, run.name)).state == R.RUN_STATE_WAITING_APPROVAL
+        await stubs.executions.CancelRun(
+            execution_service_pb2.CancelRunRequest(name=run.name, reason="x" * 1000)
+        )
+        assert (await get_run(stubs, run.name)).state == R.RUN_STATE_CANCELLED

@@ -268,7 +268,9 @@ class CancelRunRequest(_message.Message):
     name: _builtins.str
     """"runs/{run_id}"."""
     reason: _builtins.str
-    """Recorded on the run and its cancelled steps."""
+    """Recorded on the run and its cancelled steps; at most 1000 characters
+    (beyond: INVALID_ARGUMENT, field reason).
+    """
     def __init__(
         self,
         *,
@@ -561,7 +563,9 @@ class ResolveApprovalRequest(_message.Message):
     """The approval step's id."""
     decision: _event_pb2.ApprovalDecision.ValueType
     comment: _builtins.str
-    """Recorded with the decision."""
+    """Recorded with the decision; at most 1000 characters (beyond:
+    INVALID_ARGUMENT, field comment).
+    """
     def __init__(
         self,
         *,

@@ -111,7 +111,9 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
         self, request: execution_service_pb2.CancelRunRequest, context: Context
     ) -> execution_service_pb2.CancelRunResponse:
         view = await self._engine.cancel_run(
-            requests.run_id(request.name), request.reason, tenant=current_caller().tenant
+            requests.run_id(request.name),
+            requests.reason(request.reason),
+            tenant=current_caller().tenant,
         )
         return execution_service_pb2.CancelRunResponse(run=translate.run_view_to_proto(view))
 
@@ -184,11 +186,12 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
         self, request: execution_service_pb2.ResolveApprovalRequest, context: Context
     ) -> execution_service_pb2.ResolveApprovalResponse:
         run_id = _approval_run_id(request)  # before touching the engine: bad input changes nothing
+        comment = requests.reason(request.comment, "comment")
         view = await self._engine.resolve_approval(
             run_id,
             request.step_id,
             approve=request.decision == event_pb2.APPROVAL_DECISION_APPROVE,
-            comment=request.comment,
+            comment=comment,
             actor=current_caller().subject,
             tenant=current_caller().tenant,
         )

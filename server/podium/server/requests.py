@@ -10,8 +10,9 @@ _WORKFLOW = re.compile(r"^workflows/([^/]+)$")
 _RUN = re.compile(r"^runs/([^/]+)$")
 _SCHEDULE = re.compile(r"^schedules/([0-9a-f]{1,64})$")
 
-# A reason is recorded in an event that every watcher replays: a sentence, not
-# a payload (PauseRun may be called again and again on one run).
+# A reason (PauseRun, CancelRun) or an approval's comment is recorded in an
+# event that every watcher replays: a sentence, not a payload (PauseRun may be
+# called again and again on one run).
 MAX_REASON_CHARACTERS = 1000
 
 

@@ -250,7 +250,8 @@ export type CancelRunRequest = Message<"podium.v1.CancelRunRequest"> & {
   name: string;
 
   /**
-   * Recorded on the run and its cancelled steps.
+   * Recorded on the run and its cancelled steps; at most 1000 characters
+   * (beyond: INVALID_ARGUMENT, field reason).
    *
    * @generated from field: string reason = 2;
    */
@@ -526,7 +527,8 @@ export type ResolveApprovalRequest = Message<"podium.v1.ResolveApprovalRequest">
   decision: ApprovalDecision;
 
   /**
-   * Recorded with the decision.
+   * Recorded with the decision; at most 1000 characters (beyond:
+   * INVALID_ARGUMENT, field comment).
    *
    * @generated from field: string comment = 4;
    */
