@@ -21,6 +21,17 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def timer(self, due: float) -> asyncio.Future[None]:
+        """A future resolved once now() reaches `due`, armed by this call
+        (not when someone first awaits it), so that time passing meanwhile
+        counts. Cancelling the future disarms it."""
+        ...
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
 
 class SystemClock:
     def now(self) -> float:
@@ -31,6 +42,15 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def timer(self, due: float) -> asyncio.Future[None]:
+        # What asyncio.sleep does, without the task that awaiting it would
+        # take to start: the loop's timer is set here and now.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        handle = loop.call_later(max(due - time.time(), 0.0), _resolve, future)
+        future.add_done_callback(lambda _: handle.cancel())
+        return future
 
 
 class ManualClock:
@@ -52,14 +72,23 @@ class ManualClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self.timer(self._now + seconds)
+
+    def timer(self, due: float) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if due <= self._now:
+            # Already due: resolved on the loop's next turn, as the system
+            # clock's loop timer of no delay would be.
+            loop.call_soon(_resolve, future)
+            return future
         self._counter += 1
-        self._sleepers.append((self._now + seconds, self._counter, future))
-        await future
+        self._sleepers.append((due, self._counter, future))
+        return future
 
     @property
     def sleepers(self) -> int:
-        """How many sleeps are pending (tests wait for a timer to be armed)."""
+        """How many sleeps and timers are pending (tests wait for one to be armed)."""
         return sum(1 for _, _, future in self._sleepers if not future.done())
 
     def advance(self, seconds: float) -> None:
@@ -85,19 +114,26 @@ class DeadlineExceeded(Exception):
     """The awaited work did not finish before its deadline; it was cancelled."""
 
 
-async def run_with_deadline(work: Coroutine[Any, Any, T], seconds: float | None, clock: Clock) -> T:
-    """Runs `work`; if it is not done within `seconds` on `clock`, cancels it
-    (the work sees CancelledError) and raises DeadlineExceeded."""
-    if seconds is None:
+async def run_until(work: Coroutine[Any, Any, T], due: float | None, clock: Clock) -> T:
+    """Runs `work`; if it is not done when `clock.now()` reaches `due`, cancels
+    it (the work sees CancelledError) and raises DeadlineExceeded. None: no
+    deadline.
+
+    The deadline is an instant, not a number of seconds, and its timer is
+    armed before this call first yields: time that passes before the work or
+    anything else runs (a ManualClock advanced meanwhile, a busy loop) is
+    counted, so the work is cut off at `due` whatever clock is used."""
+    if due is None:
         return await work
+    timer = clock.timer(due)
     task = asyncio.ensure_future(work)
-    timer = asyncio.ensure_future(clock.sleep(max(seconds, 0.0)))
+    racers: set[asyncio.Future[Any]] = {task, timer}
     try:
-        await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         task.cancel()
         timer.cancel()
-        await asyncio.gather(task, timer, return_exceptions=True)
+        await asyncio.gather(task, return_exceptions=True)
         raise
     if task.done():
         timer.cancel()

@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from podium.core import limits
-from podium.core.clock import DeadlineExceeded, run_with_deadline
+from podium.core.clock import DeadlineExceeded, run_until
 from podium.core.errors import InvalidArgument, NotFound
 from podium.core.failures import CANCELLED, INVALID_INPUT, TIMEOUT, Failure
 from podium.core.limits import LIMIT_EXCEEDED
@@ -165,8 +165,8 @@ async def _attempt(
     if not child.state.is_final and step.state != StepState.WAITING:
         journal.step_waiting(step, None, f"waiting for child run runs/{run_id}")
     try:
-        child = await run_with_deadline(
-            children.wait(run_id), _wait_budget(runner, attempt), runner.env.services.clock
+        child = await run_until(
+            children.wait(run_id), _wait_due(runner, attempt), runner.env.services.clock
         )
     except asyncio.CancelledError:
         if not runner.env.stop.stopping:
@@ -194,16 +194,14 @@ async def _attempt(
     raise _ChildFailed(attempt)
 
 
-def _wait_budget(runner: StepRunner, attempt: AttemptRecord) -> float | None:
-    """How long the child may still run: the earlier of the step's deadline
+def _wait_due(runner: StepRunner, attempt: AttemptRecord) -> float | None:
+    """Until when the child may run: the earlier of the step's deadline
     and the attempt's (counted from the attempt's start, so a resumed wait
     keeps its due time)."""
     dues = [] if runner.deadline is None else [runner.deadline]
     if runner.spec.attempt_timeout is not None:
         dues.append(attempt.start_time + runner.spec.attempt_timeout)
-    if not dues:
-        return None
-    return min(dues) - runner.env.services.clock.now()
+    return min(dues) if dues else None
 
 
 def _step_over(runner: StepRunner) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from podium.core.clock import Clock, DeadlineExceeded, run_with_deadline
+from podium.core.clock import Clock, DeadlineExceeded, run_until
 from podium.core.failures import TIMEOUT, Failure
 from podium.core.jsonvalues import from_json_numbers
 from podium.core.model import StepRecord
@@ -53,7 +53,7 @@ def _due(runner: StepRunner, timeout: float | None) -> float | None:
 async def _until(runner: StepRunner, future: asyncio.Future[Any], due: float | None) -> Any:
     if due is None:
         return await future
-    return await run_with_deadline(_await(future), due - runner.clock.now(), runner.clock)
+    return await run_until(_await(future), due, runner.clock)
 
 
 async def wait_for_signal(runner: StepRunner, scope: dict[str, Any]) -> Any:

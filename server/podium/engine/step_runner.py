@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from podium.core import limits
-from podium.core.clock import DeadlineExceeded, run_with_deadline, sleep_until
+from podium.core.clock import DeadlineExceeded, run_until, sleep_until
 from podium.core.expressions import ExpressionError
 from podium.core.failures import (
     INTERNAL,
@@ -233,9 +233,7 @@ class StepRunner:
             if due is None:
                 approve, comment = await decision
             else:
-                approve, comment = await run_with_deadline(
-                    _await(decision), due - self.clock.now(), self.clock
-                )
+                approve, comment = await run_until(_await(decision), due, self.clock)
         except DeadlineExceeded:
             raise StepFailed(Failure(TIMEOUT, "no decision before the approval timeout")) from None
         finally:
@@ -408,6 +406,8 @@ class StepRunner:
                 reservation = None if queue is None else await self._reserve_worker(queue)
                 made += 1
                 now = self.clock.now()
+                # Fixed at the attempt's start: the commit below takes time too.
+                due = self._attempt_due(now)
                 attempt = AttemptRecord(made, AttemptState.RUNNING, now, item=item)
                 journal.attempt_started(step, attempt, now - queued_from)
                 context = AttemptContext(
@@ -427,7 +427,7 @@ class StepRunner:
                         work = self._relay(queue or DEFAULT_QUEUE, context, attempt, inputs)
                     else:
                         work = self._delegate(reservation, context, attempt, inputs)
-                    output = await run_with_deadline(work, self._attempt_budget(), self.clock)
+                    output = await run_until(work, due, self.clock)
                     output = json_output(output)
                     check_output_schemas(output, spec.output_schema, agent, reservation is None)
                 except DeadlineExceeded:
@@ -490,9 +490,8 @@ class StepRunner:
         if self._waiting_for_worker == 0:
             self.journal.step_waiting(self.step, None, reason)
         self._waiting_for_worker += 1
-        budget = None if self.deadline is None else self.deadline - self.clock.now()
         try:
-            slot = await run_with_deadline(self._local_or_relayed(queue), budget, self.clock)
+            slot = await run_until(self._local_or_relayed(queue), self.deadline, self.clock)
         except DeadlineExceeded:
             message = (
                 f"no worker served agent {agent!r} on queue {queue!r} before the step timed out"
@@ -562,9 +561,9 @@ class StepRunner:
             self.services, journal, self.spec, step, attempt, inputs, self.spec.config
         )
         try:
-            output = await run_with_deadline(
+            output = await run_until(
                 relay.resume(journal.run.run_id, step.step_id, attempt, context),
-                None if self.deadline is None else self.deadline - self.clock.now(),
+                self.deadline,
                 self.clock,
             )
             output = json_output(output)
@@ -744,11 +743,14 @@ class StepRunner:
         if self.deadline is not None and self.clock.now() >= self.deadline:
             raise StepFailed(Failure(TIMEOUT, self._timeout_message(), retryable=False))
 
-    def _attempt_budget(self) -> float | None:
-        budgets = [b for b in (self.spec.attempt_timeout,) if b is not None]
-        if self.deadline is not None:
-            budgets.append(self.deadline - self.clock.now())
-        return min(budgets) if budgets else None
+    def _attempt_due(self, start: float) -> float | None:
+        """When an attempt started at `start` is cut off: the earlier of its
+        own timeout and the step's deadline (None: never)."""
+        attempt_timeout, deadline = self.spec.attempt_timeout, self.deadline
+        if attempt_timeout is None:
+            return deadline
+        due = start + attempt_timeout
+        return due if deadline is None else min(due, deadline)
 
     def _timeout_message(self) -> str:
         if self.deadline is not None and self.clock.now() >= self.deadline:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from podium.core.clock import Clock, DeadlineExceeded, run_with_deadline
+from podium.core.clock import Clock, DeadlineExceeded, run_until
 from podium.core.failures import INTERRUPTED, INVALID_INPUT, INVALID_OUTPUT, AgentError, Failure
 from podium.core.model import DEFAULT_TENANT
 from podium.core.schemas import first_violation, schema_problem
@@ -516,8 +516,8 @@ class WorkerPool:
         outcome = reservation.outcome
         assert outcome is not None
         while True:
-            lapse = reservation.last_heartbeat + reservation.heartbeat_timeout - self.clock.now()
-            if lapse <= 0 and not outcome.done():
+            lapse = reservation.last_heartbeat + reservation.heartbeat_timeout
+            if lapse <= self.clock.now() and not outcome.done():
                 session = reservation.session
                 if session.running.pop(reservation.token, None) is not None:
                     session.draining[reservation.token] = reservation
@@ -527,7 +527,7 @@ class WorkerPool:
                     f"{reservation.heartbeat_timeout:g}s"
                 )
             try:
-                return await run_with_deadline(_wait(outcome), lapse, self.clock)
+                return await run_until(_wait(outcome), lapse, self.clock)
             except DeadlineExceeded:
                 continue
 

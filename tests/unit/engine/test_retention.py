@@ -57,6 +57,13 @@ class ManualClock:
         self.sleeps += 1
         await asyncio.sleep(0.005)  # let the pass's database work proceed
 
+    def timer(self, due: float) -> asyncio.Future[None]:
+        # Time moves for a timer as for a sleep: at once, to its due time.
+        self.time = max(self.time, due)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
 
 def rows_of(db_path: str, run_name: str) -> dict[str, int]:
     """Rows per table for one run, read through a separate SQLite connection."""
