@@ -228,6 +228,13 @@ class RunStore(WorkflowStore, Protocol):
         transaction; how many existed."""
         ...
 
+    async def delete_rerun_batches_before(self, cutoff: float) -> int:
+        """Deletes the RerunRuns records made before `cutoff` none of whose
+        originals exists any more (a record naming none is kept until `cutoff`
+        too); how many. While one original exists, a retry must still re-run
+        the same originals, so its record stays."""
+        ...
+
 
 # A control request (CancelRun, ResolveApproval) for a run that another server
 # owns, queued in the database for the owner: (id, run_id, kind, body).
