@@ -33,6 +33,7 @@ from typing import Any
 from podium.core.clock import Clock
 from podium.core.errors import FieldViolation, InvalidArgument, NotFound
 from podium.core.model import DEFAULT_TENANT
+from podium.core.refusals import reported_by_caller
 from podium.core.schedule_model import FireOutcome, FireRecord, ScheduleRecord
 from podium.engine.engine import Engine
 from podium.engine.outage_log import OutageLog
@@ -309,22 +310,29 @@ class Scheduler:
 
     async def _active(self) -> bool:
         """Whether any unpaused schedule or open fire exists (any tenant, any server)."""
-        return bool(await self.store.due_schedules(_FOREVER)) or bool(
-            await self.store.open_fires()
-        )
+        with reported_by_caller():
+            return bool(await self.store.due_schedules(_FOREVER)) or bool(
+                await self.store.open_fires()
+            )
 
     async def tick(self) -> None:
         """Claims and handles every due nominal time, then the open fires this server
         handles. A schedule that fails (its run cannot start) does not hold up the others."""
         async with self._lock:
             now = self.clock.now()
-            for schedule in await self.store.due_schedules(now):
+            # The reads every tick makes: a lost database fails them first, and the
+            # loop logs that (OutageLog), not the store once a tick.
+            with reported_by_caller():
+                due = await self.store.due_schedules(now)
+            for schedule in due:
                 try:
                     await self._claim(schedule, now)
                 except Exception:
                     log.exception("schedule %s: claiming its fires failed", schedule.schedule_id)
             opened: dict[str, list[FireRecord]] = {}
-            for fire in await self._handled_here(await self.store.open_fires()):
+            with reported_by_caller():
+                open_fires = await self.store.open_fires()
+            for fire in await self._handled_here(open_fires):
                 opened.setdefault(fire.schedule_id, []).append(fire)
             for schedule_id, fires in opened.items():
                 try:
