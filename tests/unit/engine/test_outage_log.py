@@ -33,9 +33,7 @@ def test_an_outage_is_one_line_then_one_a_minute_then_one_at_its_end(
     outage.failed(GONE)
     first = caplog.records[0]
     assert first.exc_info is not None and first.exc_info[1] is GONE
-    assert lines(caplog) == [
-        "scheduler tick failed (retried; while it fails, logged once per 60s)"
-    ]
+    assert lines(caplog) == ["scheduler tick failed (retried; while it fails, logged once per 60s)"]
     # A failure a second for the next 59 s: not logged.
     for _ in range(59):
         clock.advance(1)
@@ -61,9 +59,7 @@ def test_an_outage_is_one_line_then_one_a_minute_then_one_at_its_end(
 
     # The next outage is logged at once again.
     outage.failed(KeyError("a bug"))
-    assert lines(caplog) == [
-        "scheduler tick failed (retried; while it fails, logged once per 60s)"
-    ]
+    assert lines(caplog) == ["scheduler tick failed (retried; while it fails, logged once per 60s)"]
 
 
 def test_the_interval_must_be_positive() -> None:

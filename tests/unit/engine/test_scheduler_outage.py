@@ -74,6 +74,7 @@ async def test_a_lost_database_is_logged_once_then_once_a_minute_then_when_back(
         ), still
 
         await asyncio.to_thread(private_postgres.restart)
+
         # Back: the next ticks succeed (the pool reconnects); one line says so.
         def back_again() -> bool:
             if any("works again" in line for line in scheduler_lines(caplog)):
