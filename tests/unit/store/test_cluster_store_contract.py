@@ -318,3 +318,21 @@ async def test_rows_of_a_server_without_a_lease_row_are_deleted(
     await a.cluster.join(NOW + 1, LEASE)
     assert await b.relay.offers_elsewhere(NOW + 1) == {}
     assert await b.governance.take_shared([], [("one", 1)], "b-lease", NOW + 1) is None
+
+
+async def test_a_deleted_run_leaves_no_owner_row_or_command(
+    members: tuple[Member, Member],
+) -> None:
+    # Retention (delete_runs) takes a run's ownership and queued commands with
+    # it: nothing is left for its owner to carry out.
+    a, b = members
+    await a.cluster.join(NOW, LEASE)
+    await b.cluster.join(NOW, LEASE)
+    await create_owned_run(a, "r1")
+    command_id = await b.cluster.post_command("r1", "cancel", {"reason": "late"}, NOW)
+    a.runs.put_run(run_record("r1", state=RunState.SUCCEEDED, end_time=NOW))
+    await a.runs.commit()
+
+    assert await a.runs.delete_runs(["r1"]) == 1
+    assert await a.cluster.pending_commands() == []
+    assert await b.cluster.command_result(command_id) is None

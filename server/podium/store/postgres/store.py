@@ -503,7 +503,17 @@ class PostgresStore:
         if not existing:
             return 0
         ids = [row[0] for row in existing]
-        tables = ("events", "items", "attempts", "steps", "signals", "callbacks", "notifications")
+        tables = (
+            "events",
+            "items",
+            "attempts",
+            "steps",
+            "signals",
+            "callbacks",
+            "notifications",
+            "run_owners",
+            "run_commands",
+        )
         for table in (*tables, "runs"):
             self.writer.execute(f"DELETE FROM {table} WHERE run_id = ANY($1::text[])", (ids,))
         await self.writer.commit()
