@@ -32,6 +32,10 @@ log = logging.getLogger("podium.engine")
 # 7 + 1.75 s of its death, inside the 10 s a failover may take.
 DEFAULT_LEASE_SECONDS = 7.0
 DEFAULT_POLL_SECONDS = 0.05
+# A dead server's rows (shared quota leases, worker presence, its lease row) are
+# deleted this many leases after its lease expired: long past its takeover, and
+# far longer than a live server is late to renew unless its runs were taken over.
+FORGET_AFTER_LEASES = 10
 FEED_PAGE = 1000
 
 
@@ -54,6 +58,11 @@ class ClusterSettings:
     @property
     def renew_seconds(self) -> float:
         return self.lease_seconds / 4
+
+    @property
+    def forget_seconds(self) -> float:
+        """How long after a server's lease expired its rows are deleted."""
+        return self.lease_seconds * FORGET_AFTER_LEASES
 
 
 class ClusterMember:
@@ -84,6 +93,10 @@ class ClusterMember:
         self._commands: set[asyncio.Task[None]] = set()
         # Set once this server's lease is registered (its shared leases count).
         self.joined = asyncio.Event()
+        # When this server's lease last renewed (time.time), and when it last
+        # deleted dead servers' rows.
+        self._renewed = 0.0
+        self._forgotten = 0.0
 
     @property
     def server_id(self) -> str:
@@ -96,8 +109,14 @@ class ClusterMember:
         position = await self.store.feed_position()
         if self._relay is not None:
             await self._relay.start()
-        mine = await self.store.join(time.time(), self.settings.lease_seconds)
+        joined = time.time()
+        mine = await self.store.join(joined, self.settings.lease_seconds)
+        self._renewed = joined
         self.joined.set()
+        if self._relay is not None:
+            # What relay.start published came before this server had a lease row:
+            # another server may have deleted it as a dead server's.
+            self._relay.republish()
         log.info(
             "cluster mode: server %s joined (lease %.1fs)",
             self.server_id,
@@ -139,13 +158,25 @@ class ClusterMember:
             await asyncio.sleep(self.settings.renew_seconds)
 
     async def lease_pass(self) -> None:
-        """Renews, takes over, gives up: one pass of the lease loop."""
+        """Renews, takes over, gives up, and now and then deletes what dead servers
+        left: one pass of the lease loop."""
         now = time.time()
         await self.store.renew(now, self.settings.lease_seconds)
+        if now - self._renewed > self.settings.lease_seconds and self._relay is not None:
+            # This lease had expired (a frozen process, a database out of reach): the
+            # others may have deleted this server's worker presence as a dead one's.
+            self._relay.republish()
+        self._renewed = now
         claimed = await self.store.take_over(now)
         if claimed:
             log.info("cluster: taking over %d runs of stopped servers", len(claimed))
             await self._resume(claimed)
+        if now - self._forgotten >= self.settings.lease_seconds:
+            # Once per lease is enough for rows that wait ten of them.
+            self._forgotten = now
+            forgotten = await self.store.forget_servers(now - self.settings.forget_seconds)
+            if forgotten:
+                log.info("cluster: deleted %d rows of servers gone for good", forgotten)
         lost = await self.store.lost_runs()
         if lost:
             log.warning("cluster: %d runs are now owned by another server", len(lost))

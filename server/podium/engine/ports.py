@@ -228,6 +228,13 @@ class RunStore(WorkflowStore, Protocol):
         transaction; how many existed."""
         ...
 
+    async def delete_rerun_batches_before(self, cutoff: float) -> int:
+        """Deletes the RerunRuns records made before `cutoff` none of whose
+        originals exists any more (a record naming none is kept until `cutoff`
+        too); how many. While one original exists, a retry must still re-run
+        the same originals, so its record stays."""
+        ...
+
 
 # A control request (CancelRun, ResolveApproval) for a run that another server
 # owns, queued in the database for the owner: (id, run_id, kind, body).
@@ -268,7 +275,15 @@ class ClusterStore(Protocol):
     async def take_over(self, now: float) -> list[str]:
         """Claims, with epoch + 1, a fair share (orphaned / live servers, rounded up) of
         the unfinished runs whose owner's lease expired before `now` or that have no
-        owner; removes expired leases no run names any more; returns the runs claimed."""
+        owner; returns the runs claimed."""
+        ...
+
+    async def forget_servers(self, before: float) -> int:
+        """Deletes what the other servers whose lease expired before `before` (or that
+        hold no lease row: they left, or never joined) still have in the database:
+        their shared quota leases and worker presence, and their lease row once no
+        unfinished run names them. Their runs, relayed tasks and schedule fires are
+        left to takeover. How many rows it deleted."""
         ...
 
     def own_new_run(self, run_id: str) -> None:

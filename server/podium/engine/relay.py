@@ -415,6 +415,11 @@ class TaskRelay:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await chore
 
+    def republish(self) -> None:
+        """Writes this server's worker presence again at the next poll pass, changed
+        or not (the rows may have been deleted while this server's lease had expired)."""
+        self._published = None
+
     async def _publish(self) -> None:
         offers = frozenset(self._pool.offers())
         declarations = {

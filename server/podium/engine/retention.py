@@ -1,4 +1,5 @@
-"""Retention: deleting finished runs, on request and by age.
+"""Retention: deleting finished runs, on request and by age, and the
+RerunRuns records whose originals are all gone.
 
 A run is deleted only once it has ended: an active run is still written by its
 executor, and deleting it under the executor's feet would leave half a run.
@@ -111,4 +112,12 @@ class Pruner:
             await asyncio.sleep(0)  # one page per turn: RPCs go in between
         if total:
             log.info("deleted %d runs that ended over %.0fs ago", total, self.max_age)
+        # After the runs: a RerunRuns record goes once it is as old as the runs
+        # retention deletes and none of its originals is left (every original
+        # ended before the record was made, so by then retention took them all
+        # unless something keeps one); while one exists a retry needs the record
+        # to re-run the same originals.
+        batches = await store.delete_rerun_batches_before(cutoff)
+        if batches:
+            log.info("deleted %d RerunRuns records older than %.0fs", batches, self.max_age)
         return total

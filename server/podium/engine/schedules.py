@@ -33,8 +33,10 @@ from typing import Any
 from podium.core.clock import Clock
 from podium.core.errors import FieldViolation, InvalidArgument, NotFound
 from podium.core.model import DEFAULT_TENANT
+from podium.core.refusals import reported_by_caller
 from podium.core.schedule_model import FireOutcome, FireRecord, ScheduleRecord
 from podium.engine.engine import Engine
+from podium.engine.outage_log import OutageLog
 from podium.engine.schedule_store import ScheduleStore
 from podium.engine.schedule_times import (
     ScheduleSpecError,
@@ -136,6 +138,7 @@ class Scheduler:
         self.sleeping = False
         # Set when a schedule is created or resumed: an idle loop ticks at once.
         self._wake = asyncio.Event()
+        self._outage = OutageLog(log, "scheduler tick", clock.monotonic)
 
     # -- requests --------------------------------------------------------------------
 
@@ -267,17 +270,28 @@ class Scheduler:
 
     async def _loop(self) -> None:
         while True:
+            failure: Exception | None = None
             try:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 # A database hiccup must not stop schedules for good: the next
                 # tick retries (claims are conditional, so nothing doubles).
-                log.exception("scheduler tick failed")
+                failure = error
             # Read before `sleeping` is set: a test advances a ManualClock once the
             # loop sleeps, and an advance during this read would be missed.
-            active = await self._active()
+            try:
+                active = await self._active()
+            except Exception as error:
+                failure = failure or error
+                active = True  # retry on the clock's tick
+            # A database out of reach fails every tick: logged once, then once a
+            # minute, and once when it is back (not a line a second).
+            if failure is not None:
+                self._outage.failed(failure)
+            else:
+                self._outage.succeeded()
             self.ticks += 1
             self.sleeping = True
             try:
@@ -296,26 +310,29 @@ class Scheduler:
 
     async def _active(self) -> bool:
         """Whether any unpaused schedule or open fire exists (any tenant, any server)."""
-        try:
+        with reported_by_caller():
             return bool(await self.store.due_schedules(_FOREVER)) or bool(
                 await self.store.open_fires()
             )
-        except Exception:
-            log.exception("scheduler: reading the schedules failed")
-            return True
 
     async def tick(self) -> None:
         """Claims and handles every due nominal time, then the open fires this server
         handles. A schedule that fails (its run cannot start) does not hold up the others."""
         async with self._lock:
             now = self.clock.now()
-            for schedule in await self.store.due_schedules(now):
+            # The reads every tick makes: a lost database fails them first, and the
+            # loop logs that (OutageLog), not the store once a tick.
+            with reported_by_caller():
+                due = await self.store.due_schedules(now)
+            for schedule in due:
                 try:
                     await self._claim(schedule, now)
                 except Exception:
                     log.exception("schedule %s: claiming its fires failed", schedule.schedule_id)
             opened: dict[str, list[FireRecord]] = {}
-            for fire in await self._handled_here(await self.store.open_fires()):
+            with reported_by_caller():
+                open_fires = await self.store.open_fires()
+            for fire in await self._handled_here(open_fires):
                 opened.setdefault(fire.schedule_id, []).append(fire)
             for schedule_id, fires in opened.items():
                 try:

@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 
+from podium.core.model import RerunBatchRecord, RunRecord
+from podium.core.states import RunState
 from podium.engine.retention import Pruner, default_interval
 from podium.server.app import PodiumServer
+from podium.store.sqlite.store import SqliteStore
 from podium.testing import (
     FOREVER_MS,
     Stubs,
@@ -145,3 +149,38 @@ def test_default_interval_is_a_tenth_of_the_age_within_bounds() -> None:
     assert default_interval(30 * 86400) == 3600
     assert default_interval(600) == 60
     assert default_interval(3) == 1
+
+
+async def test_a_pass_deletes_a_rerun_batch_with_its_last_original(tmp_path: Path) -> None:
+    # The RerunRuns record outlives its originals by no pass: deleted in the
+    # pass that deletes the last run it names, kept while one is left.
+    store = SqliteStore(str(tmp_path / "podium.db"))
+    await store.open()
+    try:
+        clock = ManualClock(10_000.0)
+        for run_id, end_time in (("old", 100.0), ("young", 9_000.0)):
+            store.put_run(
+                RunRecord(
+                    run_id=run_id,
+                    workflow_id="w",
+                    workflow_version=1,
+                    state=RunState.SUCCEEDED,
+                    input={},
+                    create_time=end_time - 1,
+                    end_time=end_time,
+                )
+            )
+        store.put_rerun_batch(RerunBatchRecord("t", "both", "h", ["old", "young"], 200.0))
+        store.put_rerun_batch(RerunBatchRecord("t", "old-only", "h", ["old"], 200.0))
+        await store.commit()
+        pruner = Pruner(store, set(), max_age=5_000.0, interval=1.0, clock=clock)
+
+        assert await pruner.prune_once() == 1
+        assert await store.get_rerun_batch("old-only", tenant="t") is None
+        assert await store.get_rerun_batch("both", tenant="t") is not None
+
+        clock.time = 20_000.0
+        assert await pruner.prune_once() == 1
+        assert await store.get_rerun_batch("both", tenant="t") is None
+    finally:
+        await store.close()

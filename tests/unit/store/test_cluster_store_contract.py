@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from podium.core.states import RunState
+from podium.engine.relay_store import WorkerOffer
 
 from .cluster_members import LEASE, NOW, Member, create_owned_run, lost_to
 from .records import event, run_record
@@ -262,3 +263,76 @@ async def test_a_breaker_change_is_shared_and_one_probe_is_claimed(
     a.governance.publish_breaker("default", "provider:p", "CLOSED", NOW + 42)
     await a.governance.commit()
     assert await b.governance.breaker_states() == [("default", "provider:p", "CLOSED", NOW + 42)]
+
+
+async def test_a_dead_server_s_rows_are_deleted_only_long_after_its_lease_expired(
+    members: tuple[Member, Member],
+) -> None:
+    a, b = members
+    await a.cluster.join(NOW, LEASE)
+    await b.cluster.join(NOW, LEASE)
+    one = [("one-at-a-time", 1)]
+    assert await a.governance.take_shared([], one, "a-lease", NOW) is None
+    await a.relay.set_offers([WorkerOffer("default", "wlog")], {"wlog": {"name": "wlog"}})
+    await b.relay.set_offers([WorkerOffer("default", "other")], {"other": {"name": "other"}})
+    await create_owned_run(a, "r1")
+    expired = NOW + LEASE  # a's lease ends; b renews and takes a's run over
+    await b.cluster.renew(expired + 1, LEASE)
+    assert await b.cluster.take_over(expired + 1) == ["r1"]
+
+    # Within the margin a server that was only late to renew gets everything back
+    # (its leases count again): nothing of it is deleted yet.
+    assert await b.cluster.forget_servers(expired) == 0
+    await a.cluster.renew(expired + 2, LEASE)
+    assert await b.governance.take_shared([], one, "b-lease", expired + 2) == 0.0
+    assert await b.relay.offers_elsewhere(expired + 2) == {"a": [WorkerOffer("default", "wlog")]}
+
+    # Past the margin: a's quota lease, presence and lease row go; b's own stay,
+    # even while b's lease row has expired too (b is the one running the pass).
+    expired = expired + 2 + LEASE
+    assert await b.cluster.forget_servers(expired + LEASE * 20) == 3
+    assert await a.cluster.live_servers(expired - 1) == {"b"}
+    # a comes back: its old rows do not revive with the new lease.
+    await a.cluster.renew(expired + LEASE * 20, LEASE)
+    now = expired + LEASE * 20
+    await b.cluster.renew(now, LEASE)
+    assert await b.relay.offers_elsewhere(now) == {}
+    assert await a.relay.offers_elsewhere(now) == {"b": [WorkerOffer("default", "other")]}
+    assert await b.governance.take_shared([], one, "b-lease", now) is None
+    assert await a.cluster.forget_servers(now) == 0  # b's lease is live
+
+
+async def test_rows_of_a_server_without_a_lease_row_are_deleted(
+    members: tuple[Member, Member],
+) -> None:
+    # It left (a graceful stop removes its lease row) or never joined: a joining
+    # server drops its quota leases and publishes its presence again anyway.
+    a, b = members
+    await a.cluster.join(NOW, LEASE)
+    await b.cluster.join(NOW, LEASE)
+    await a.relay.set_offers([WorkerOffer("default", "wlog")], {"wlog": {"name": "wlog"}})
+    assert await a.governance.take_shared([], [("one", 1)], "a-lease", NOW) is None
+    await a.cluster.leave()
+    # An unfinished run it owned keeps nothing of it but the run (taken over).
+    assert await b.cluster.forget_servers(NOW) == 2
+    await a.cluster.join(NOW + 1, LEASE)
+    assert await b.relay.offers_elsewhere(NOW + 1) == {}
+    assert await b.governance.take_shared([], [("one", 1)], "b-lease", NOW + 1) is None
+
+
+async def test_a_deleted_run_leaves_no_owner_row_or_command(
+    members: tuple[Member, Member],
+) -> None:
+    # Retention (delete_runs) takes a run's ownership and queued commands with
+    # it: nothing is left for its owner to carry out.
+    a, b = members
+    await a.cluster.join(NOW, LEASE)
+    await b.cluster.join(NOW, LEASE)
+    await create_owned_run(a, "r1")
+    command_id = await b.cluster.post_command("r1", "cancel", {"reason": "late"}, NOW)
+    a.runs.put_run(run_record("r1", state=RunState.SUCCEEDED, end_time=NOW))
+    await a.runs.commit()
+
+    assert await a.runs.delete_runs(["r1"]) == 1
+    assert await a.cluster.pending_commands() == []
+    assert await b.cluster.command_result(command_id) is None

@@ -70,6 +70,10 @@ class PostgresCluster:
         claimed: list[tuple[str, int]] = await self._write(_take_over, self.server_id, now)
         return self._hold(claimed)
 
+    async def forget_servers(self, before: float) -> int:
+        forgotten: int = await self._write(_forget, self.server_id, before)
+        return forgotten
+
     def _hold(self, claimed: list[tuple[str, int]]) -> list[str]:
         for run_id, epoch in claimed:
             self._fence.owned[run_id] = epoch
@@ -250,12 +254,33 @@ async def _take_over(conn: asyncpg.Connection, server_id: str, now: float) -> li
         )
         epochs = {row[0]: int(row[1]) for row in rows}
         claimed = [(run_id, epochs[run_id]) for run_id in share]
-    # Leases that expired and own no unfinished run any more.
-    await conn.execute(
-        "DELETE FROM cluster_servers WHERE expire_time < $1 AND server_id NOT IN "
-        "(SELECT o.owner FROM run_owners o JOIN runs r ON r.run_id = o.run_id "
-        "WHERE r.state = ANY($2::integer[]))",
-        now,
+    return claimed
+
+
+async def _forget(conn: asyncpg.Connection, server_id: str, before: float) -> int:
+    # As SQLite's: this server's rows and those of servers whose lease expired at
+    # or after `before` are kept. Renewals take the same advisory lock, so no
+    # server renews between the reads of cluster_servers and the deletes.
+    deleted = 0
+    for table in ("quota_leases", "cluster_workers"):
+        status = await conn.execute(
+            f"DELETE FROM {table} WHERE server_id != $1 AND server_id NOT IN "
+            "(SELECT server_id FROM cluster_servers WHERE expire_time >= $2)",
+            server_id,
+            before,
+        )
+        deleted += _count(status)
+    status = await conn.execute(
+        "DELETE FROM cluster_servers WHERE expire_time < $1 AND server_id != $2 "
+        "AND server_id NOT IN (SELECT o.owner FROM run_owners o JOIN runs r "
+        "ON r.run_id = o.run_id WHERE r.state = ANY($3::integer[]))",
+        before,
+        server_id,
         _UNFINISHED,
     )
-    return claimed
+    return deleted + _count(status)
+
+
+def _count(status: str) -> int:
+    """Rows a statement touched, from its command tag ("DELETE 3")."""
+    return int(status.rsplit(" ", 1)[-1])

@@ -17,6 +17,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from podium.core.errors import Unavailable
+from podium.core.refusals import caller_reports
 
 log = logging.getLogger("podium.store")
 
@@ -34,7 +35,8 @@ LOST = (
 def lost(path: str, error: BaseException) -> Unavailable:
     detail = str(error) or type(error).__name__
     refused = Unavailable(f"lost the database {path}: {detail}", reason="STORAGE_UNAVAILABLE")
-    log.warning("refused: %s", refused.message)
+    if not caller_reports():  # a background loop's retry: the loop says it, once a minute
+        log.warning("refused: %s", refused.message)
     return refused
 
 

@@ -503,11 +503,38 @@ class PostgresStore:
         if not existing:
             return 0
         ids = [row[0] for row in existing]
-        tables = ("events", "items", "attempts", "steps", "signals", "callbacks", "notifications")
+        tables = (
+            "events",
+            "items",
+            "attempts",
+            "steps",
+            "signals",
+            "callbacks",
+            "notifications",
+            "run_owners",
+            "run_commands",
+        )
         for table in (*tables, "runs"):
             self.writer.execute(f"DELETE FROM {table} WHERE run_id = ANY($1::text[])", (ids,))
         await self.writer.commit()
         return len(ids)
+
+    async def delete_rerun_batches_before(self, cutoff: float) -> int:
+        # The originals are a JSON list (TEXT): each element looked up in runs.
+        rows = await self.fetch(
+            "SELECT tenant, request_id FROM rerun_batches b WHERE b.time < $1 AND NOT EXISTS "
+            "(SELECT 1 FROM json_array_elements_text(b.originals::json) AS o(run_id) "
+            "JOIN runs r ON r.run_id = o.run_id)",
+            cutoff,
+        )
+        for row in rows:
+            self.writer.execute(
+                "DELETE FROM rerun_batches WHERE tenant = $1 AND request_id = $2",
+                (row[0], row[1]),
+            )
+        if rows:
+            await self.writer.commit()
+        return len(rows)
 
     # -- signals, callbacks and completion notifications ------------------------
 

@@ -63,6 +63,10 @@ class SqliteCluster:
         claimed: list[tuple[str, int]] = await self._write(_take_over, self.server_id, now)
         return self._hold(claimed)
 
+    async def forget_servers(self, before: float) -> int:
+        forgotten: int = await self._write(_forget, self.server_id, before)
+        return forgotten
+
     def _hold(self, claimed: list[tuple[str, int]]) -> list[str]:
         for run_id, epoch in claimed:
             self._fence.owned[run_id] = epoch
@@ -242,14 +246,29 @@ def _take_over(conn: sqlite3.Connection, server_id: str, now: float) -> list[tup
                 (run_id, server_id),
             ).fetchone()
             claimed.append((run_id, int(row[0])))
-    # Leases that expired and own no unfinished run any more.
-    conn.execute(
-        "DELETE FROM cluster_servers WHERE expire_time < ? AND server_id NOT IN "
-        "(SELECT o.owner FROM run_owners o JOIN runs r ON r.run_id = o.run_id "
-        f"WHERE r.state IN ({_UNFINISHED_SQL}))",
-        (now,),
-    )
     return claimed
+
+
+def _forget(conn: sqlite3.Connection, server_id: str, before: float) -> int:
+    # Kept: this server's rows (it is running, whatever its lease row says) and
+    # those of every server whose lease expired at or after `before` (one that
+    # was slow to renew revives them with its next renewal).
+    forgotten = (
+        "server_id != ? AND server_id NOT IN "
+        "(SELECT server_id FROM cluster_servers WHERE expire_time >= ?)"
+    )
+    deleted = 0
+    for table in ("quota_leases", "cluster_workers"):
+        cursor = conn.execute(f"DELETE FROM {table} WHERE {forgotten}", (server_id, before))
+        deleted += cursor.rowcount
+    # The lease row last: while it is there, the rows above are kept (the margin).
+    deleted += conn.execute(
+        "DELETE FROM cluster_servers WHERE expire_time < ? AND server_id != ? "
+        "AND server_id NOT IN (SELECT o.owner FROM run_owners o JOIN runs r "
+        f"ON r.run_id = o.run_id WHERE r.state IN ({_UNFINISHED_SQL}))",
+        (before, server_id),
+    ).rowcount
+    return deleted
 
 
 def _post_command(conn: sqlite3.Connection, run_id: str, kind: str, body: str, now: float) -> int:

@@ -468,6 +468,22 @@ class SqliteStore:
         await self.writer.commit()
         return len(ids)
 
+    async def delete_rerun_batches_before(self, cutoff: float) -> int:
+        # The originals are a JSON list: json_each looks them up in runs.
+        rows = await self._fetchall(
+            "SELECT tenant, request_id FROM rerun_batches b WHERE b.time < ? AND NOT EXISTS "
+            "(SELECT 1 FROM json_each(b.originals) o JOIN runs r ON r.run_id = o.value)",
+            (cutoff,),
+        )
+        for tenant, request_id in rows:
+            self.writer.execute(
+                "DELETE FROM rerun_batches WHERE tenant = ? AND request_id = ?",
+                (tenant, request_id),
+            )
+        if rows:
+            await self.writer.commit()
+        return len(rows)
+
     async def read_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
         return await self._fetch(
             "SELECT run_id, sequence, time, type, body FROM events "
