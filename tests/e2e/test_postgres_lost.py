@@ -104,3 +104,30 @@ async def test_every_request_after_the_database_is_lost_is_a_clean_unavailable(
     assert "Traceback" not in log, log[-4000:]
     assert "failed unexpectedly" not in log
     assert log.count("refused: lost the database") >= len(calls) - 1
+
+
+async def test_a_cluster_server_logs_a_lost_database_once_not_once_per_pass(
+    private_postgres: PostgresForTests, tmp_path: Path
+) -> None:
+    """The cluster's lease and poll loops retry every few milliseconds (poll:
+    0.05 s); while the database is gone each says so once (a minute later,
+    once more), and the store adds no line per retried read."""
+    url = await PodiumDatabases(private_postgres).create()
+    server = await start_server_process_async(url, log_dir=tmp_path, args=("--cluster",))
+    async with server, grpc.aio.insecure_channel(server.address) as channel:
+        stubs = Stubs.on(channel)
+        await asyncio.to_thread(private_postgres.kill)
+
+        async def both_loops_failed() -> bool:
+            log = server.log_text()
+            return "cluster: poll pass failed" in log and "cluster: lease pass failed" in log
+
+        await eventually(both_loops_failed, what="the lease and poll loops failing")
+        # Dozens of poll passes and a few lease passes more (0.05 s and 1.75 s apart).
+        await asyncio.sleep(4)
+        assert await health(stubs) == NOT_SERVING
+    log = server.log_text()
+    assert log.count("cluster: poll pass") == 1, log[-4000:]
+    assert log.count("cluster: lease pass") == 1, log[-4000:]
+    assert log.count("refused: lost the database") <= 2, log[-4000:]
+    assert "Traceback" not in log, log[-4000:]

@@ -22,7 +22,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from podium.core.refusals import reported_by_caller
 from podium.engine.hub import EventHub
+from podium.engine.outage_log import OutageLog
 from podium.engine.ports import ClusterStore, RunCommand
 from podium.engine.relay import TaskRelay
 
@@ -97,6 +99,10 @@ class ClusterMember:
         # deleted dead servers' rows.
         self._renewed = 0.0
         self._forgotten = 0.0
+        # The loops retry every few milliseconds while the database is out of
+        # reach: one line per outage and a minute, not one per pass.
+        self._lease_outage = OutageLog(log, "cluster: lease pass", time.monotonic)
+        self._poll_outage = OutageLog(log, "cluster: poll pass", time.monotonic)
 
     @property
     def server_id(self) -> str:
@@ -153,15 +159,20 @@ class ClusterMember:
                 await self.lease_pass()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("cluster: lease pass failed")
+            except Exception as error:
+                self._lease_outage.failed(error)
+            else:
+                self._lease_outage.succeeded()
             await asyncio.sleep(self.settings.renew_seconds)
 
     async def lease_pass(self) -> None:
         """Renews, takes over, gives up, and now and then deletes what dead servers
         left: one pass of the lease loop."""
         now = time.time()
-        await self.store.renew(now, self.settings.lease_seconds)
+        # The first read of each pass: a lost database fails it, and the loop
+        # logs that (OutageLog), not the store once a pass.
+        with reported_by_caller():
+            await self.store.renew(now, self.settings.lease_seconds)
         if now - self._renewed > self.settings.lease_seconds and self._relay is not None:
             # This lease had expired (a frozen process, a database out of reach): the
             # others may have deleted this server's worker presence as a dead one's.
@@ -193,13 +204,16 @@ class ClusterMember:
                     await self._relay.poll()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("cluster: poll pass failed")
+            except Exception as error:
+                self._poll_outage.failed(error)
+            else:
+                self._poll_outage.succeeded()
             await asyncio.sleep(self.settings.poll_seconds)
 
     async def _relay_events(self, position: int) -> int:
         while True:
-            events, position = await self.store.events_after(position, FEED_PAGE)
+            with reported_by_caller():  # as renew in lease_pass
+                events, position = await self.store.events_after(position, FEED_PAGE)
             if events:
                 self._hub.publish(events, remote=True)
             if not events:
