@@ -1,6 +1,7 @@
 """The Node client's watchRun (clients/node/src/watch.ts) against a real server: it resumes a
 stream the server cut off for lagging (SUBSCRIBER_TOO_SLOW) and one a restarting server dropped,
-and yields every sequence once, in order, to the run's final event.
+and yields every sequence once, in order, to the run's final event. Then its other rules
+against a scripted WatchRun server, as the Python client's are tested.
 
 The watcher is clients/node/test/watch.ts, built by `make node`; it prints one JSON record per
 line. The cut-off is forced as in tests/api/test_watch_cut_off.py: a feed of 20 events, outputs
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from podium.testing import (
     start_run,
     start_server_process_async,
 )
-from podium.v1 import event_pb2
+from podium.v1 import event_pb2, progress_service_pb2, progress_service_pb2_grpc, run_pb2
 
 NODE = Path(__file__).resolve().parents[2] / "clients" / "node"
 WATCH = NODE / "dist" / "test" / "watch.js"
@@ -60,9 +62,11 @@ class NodeWatcher:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, address: str, run: str, *, hold: bool = False) -> NodeWatcher:
+    async def start(
+        cls, address: str, run: str, *, hold: bool = False, options: Sequence[str] = ()
+    ) -> NodeWatcher:
         _built()
-        args = ["--address", address, "--run", run, *(["--hold"] if hold else [])]
+        args = ["--address", address, "--run", run, *(["--hold"] if hold else []), *options]
         process = await asyncio.create_subprocess_exec(
             "node", str(WATCH), *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
         )
@@ -177,3 +181,90 @@ async def test_watch_run_raises_other_errors_at_once(in_process_server: InProces
     watcher = await NodeWatcher.start(in_process_server.address, "no-such-run")
     records = await watcher.finished()
     assert [(r["event"], r["code"]) for r in records] == [("error", 5)]  # NOT_FOUND
+
+
+# The rules a real server seldom shows (a replay overlapping what was delivered, a clean end
+# before the final event, giving up), against a scripted WatchRun as in
+# tests/unit/client/test_watch.py for the Python client. A script is what each successive call
+# does: batches to send, then how it ends (None: cleanly; a StatusCode: aborted with it).
+Script = tuple[Sequence[Sequence[int]], grpc.StatusCode | None]
+WatchContext = grpc.aio.ServicerContext[
+    progress_service_pb2.WatchRunRequest, progress_service_pb2.WatchRunResponse
+]
+FINAL = 5  # the scripts' final event
+
+
+def event(sequence: int) -> event_pb2.RunEvent:
+    final = sequence == FINAL
+    return event_pb2.RunEvent(
+        run="runs/abc",
+        sequence=sequence,
+        type=event_pb2.RUN_EVENT_TYPE_RUN_SUCCEEDED
+        if final
+        else event_pb2.RUN_EVENT_TYPE_STEP_PROGRESS,
+        run_state=run_pb2.RUN_STATE_SUCCEEDED if final else run_pb2.RUN_STATE_RUNNING,
+    )
+
+
+class ScriptedProgress(progress_service_pb2_grpc.ProgressServiceServicer):
+    def __init__(self, scripts: Sequence[Script]) -> None:
+        self.scripts = list(scripts)
+        self.requests: list[int] = []
+
+    async def WatchRun(
+        self, request: progress_service_pb2.WatchRunRequest, context: WatchContext
+    ) -> AsyncIterator[progress_service_pb2.WatchRunResponse]:
+        self.requests.append(request.after_sequence)
+        batches, ending = self.scripts.pop(0) if self.scripts else ((), grpc.StatusCode.UNAVAILABLE)
+        for batch in batches:
+            yield progress_service_pb2.WatchRunResponse(events=[event(s) for s in batch])
+        if ending is not None:
+            await context.abort(ending, "scripted")
+
+
+async def watch_scripted(
+    scripts: Sequence[Script], options: Sequence[str] = ()
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """The watcher's records, and the after_sequence of each call it made."""
+    servicer = ScriptedProgress(scripts)  # type: ignore[abstract]
+    server = grpc.aio.server()
+    progress_service_pb2_grpc.add_ProgressServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        watcher = await NodeWatcher.start(f"127.0.0.1:{port}", "abc", options=options)
+        return await watcher.finished(), servicer.requests
+    finally:
+        await server.stop(grace=None)
+
+
+def sequences_of(records: list[dict[str, Any]]) -> list[int]:
+    return [r["sequence"] for r in records if r["event"] == "run-event"]
+
+
+async def test_a_replay_overlapping_what_was_delivered_repeats_nothing() -> None:
+    records, requests = await watch_scripted(
+        [
+            (([1, 2], [3]), grpc.StatusCode.UNAVAILABLE),
+            (([2, 3, 4], [5]), None),
+        ]
+    )
+    assert sequences_of(records) == [1, 2, 3, 4, 5]
+    assert records[-1] == {"event": "end"}
+    assert requests == [0, 3]
+
+
+async def test_a_clean_end_before_the_final_event_resumes_once_then_stops() -> None:
+    # Cut short after delivering events: resume; an empty clean stream: stop.
+    records, requests = await watch_scripted([(([1],), None), ((), None)])
+    assert sequences_of(records) == [1]
+    assert records[-1] == {"event": "end"}
+    assert requests == [0, 1]
+
+
+async def test_it_gives_up_after_the_policy_time() -> None:
+    # Every call UNAVAILABLE; the policy's clock is 100 ms further at each failure and it gives
+    # up after 300 ms: at the fourth failure, whatever the machine's speed.
+    records, requests = await watch_scripted([], ["--tick-clock", "--give-up-ms", "300"])
+    assert [(r["event"], r["code"]) for r in records] == [("error", 14)]  # UNAVAILABLE
+    assert requests == [0, 0, 0, 0]
