@@ -3,14 +3,7 @@
 // heartbeats, progress, cancellation, and reconnection with backoff.
 import { hostname } from "node:os";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  createClient,
-  type Client,
-  type Interceptor,
-} from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import {
   ConnectRequestSchema,
   WorkerService,
@@ -21,6 +14,7 @@ import { AgentError, type Agent } from "./agent.js";
 import { StepContext } from "./context.js";
 import { notJson, valueOf } from "./json.js";
 import { Outbox } from "./queue.js";
+import { podiumTransport } from "./transport.js";
 
 export const SDK = "podium-node/0.1.0";
 export const DEFAULT_QUEUE = "default";
@@ -78,19 +72,8 @@ export class Worker {
     this.concurrency = concurrency;
     this.identity = options.identity ?? `${hostname()}/pid-${process.pid}`;
     this.#log = options.log ?? (() => {});
-    const baseUrl = /^https?:\/\//.test(options.address)
-      ? options.address
-      : `http://${options.address}`;
-    const token = options.token ?? process.env.PODIUM_TOKEN;
-    const interceptors: Interceptor[] = token
-      ? [
-          (next) => async (request) => {
-            request.header.set("authorization", `Bearer ${token}`);
-            return await next(request);
-          },
-        ]
-      : [];
-    this.#client = createClient(WorkerService, createGrpcTransport({ baseUrl, interceptors }));
+    const transport = podiumTransport({ address: options.address, token: options.token });
+    this.#client = createClient(WorkerService, transport);
   }
 
   /** Ends the session; run() returns once its attempts have ended. */
