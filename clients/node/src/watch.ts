@@ -21,15 +21,22 @@ const SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW";
 // How a dropped HTTP/2 stream may surface when the server process dies mid-stream, besides
 // UNAVAILABLE; matched on the message because these codes are also used for real server faults.
 // The Python client's hints, plus connect-node's wording: a server killed mid-stream ends the
-// call with "http/2 stream closed with error code CANCEL (0x8)", code CANCELED.
+// call with "http/2 stream closed with error code CANCEL (0x8)", code CANCELED, or with the
+// socket's "read ECONNRESET", code ABORTED.
 const CONNECTION_LOSS_HINTS = [
   "stream removed",
   "rst_stream",
   "socket closed",
   "connection reset",
   "http/2 stream closed",
+  "econnreset",
 ];
-const HINTED_CODES: ReadonlySet<Code> = new Set([Code.Unknown, Code.Internal, Code.Canceled]);
+const HINTED_CODES: ReadonlySet<Code> = new Set([
+  Code.Unknown,
+  Code.Internal,
+  Code.Canceled,
+  Code.Aborted,
+]);
 
 /**
  * Exponential backoff between reconnects after a lost connection, giving up after
