@@ -51,6 +51,12 @@ __all__ = ["CallHandler", "RelayedContext", "TaskRelay", "remote_task_payload"]
 log = logging.getLogger("podium.engine.relay")
 # The kind of call a worker's progress report travels as (answered with nothing).
 PROGRESS = "progress"
+# A pending task is withdrawn (its attempt interrupted, retried by the step's
+# rules) once no live server has served its agent for this long: presence is
+# read per poll pass, and a server whose lease renewal is late on a loaded
+# machine drops out of it for a pass or two (an attempt was interrupted 16 ms
+# after it was relayed to a worker that was there).
+UNSERVED_GRACE = 1.0
 # Carries out a relayed governed call on the attempt's context: (context, kind, request) -> answer.
 CallHandler = Callable[["StepContext", str, bytes], Awaitable[bytes]]
 
@@ -155,6 +161,8 @@ class _Awaited:
     context: StepContext
     # What the task needs (None for an adopted one): withdrawn when no live server serves it.
     needs: tuple[str, str, str] | None = None
+    # Since when (time.time) no live server was seen to serve it; None: served.
+    unserved_since: float | None = None
 
 
 @dataclass(eq=False)
@@ -167,9 +175,12 @@ class _Held:
 
 
 class TaskRelay:
-    def __init__(self, store: RelayStore, pool: WorkerPool) -> None:
+    def __init__(
+        self, store: RelayStore, pool: WorkerPool, *, unserved_grace: float = UNSERVED_GRACE
+    ) -> None:
         self.store = store
         self._pool = pool
+        self._unserved_grace = unserved_grace
         self._elsewhere: dict[str, list[WorkerOffer]] = {}
         self._published: frozenset[WorkerOffer] | None = None
         self._published_declarations = ""
@@ -465,16 +476,19 @@ class TaskRelay:
                 future.set_result(
                     {"interrupted": f"server {status.holder!r} holding the worker stopped"}
                 )
-            elif (
-                status.state == "PENDING"
-                and awaited.needs is not None
-                and not self.offered(*awaited.needs)
-                and await self.store.withdraw(task_id)
-            ):
-                queue, agent, _ = awaited.needs
-                future.set_result(
-                    {"interrupted": f"no live server serves agent {agent!r} on {queue!r}"}
-                )
+            elif status.state == "PENDING" and awaited.needs is not None:
+                if self.offered(*awaited.needs):
+                    awaited.unserved_since = None
+                    continue
+                if awaited.unserved_since is None:
+                    awaited.unserved_since = now
+                if now - awaited.unserved_since < self._unserved_grace:
+                    continue
+                if await self.store.withdraw(task_id):
+                    queue, agent, _ = awaited.needs
+                    future.set_result(
+                        {"interrupted": f"no live server serves agent {agent!r} on {queue!r}"}
+                    )
 
     async def _check_cancelled(self) -> None:
         for task_id in await self.store.cancelled(list(self._held)):

@@ -82,8 +82,8 @@ async def posted(b: Server) -> int:
     raise AssertionError("nothing was posted")
 
 
-def owner(a: Server) -> TaskRelay:
-    return TaskRelay(a.relay, WorkerPool(SystemClock()))
+def owner(a: Server, *, unserved_grace: float = 0.0) -> TaskRelay:
+    return TaskRelay(a.relay, WorkerPool(SystemClock()), unserved_grace=unserved_grace)
 
 
 async def test_the_owner_records_what_the_holder_wrote(servers: tuple[Server, Server]) -> None:
@@ -170,6 +170,24 @@ async def test_a_pending_task_no_live_server_serves_is_withdrawn(
     with pytest.raises(AttemptInterrupted, match="no live server serves agent 'wlog'"):
         execution.result()
     assert not await b.relay.claim(task_id, time.time())
+
+
+async def test_a_task_unserved_for_less_than_the_grace_is_kept_for_a_worker_that_comes_back(
+    servers: tuple[Server, Server],
+) -> None:
+    a, b = servers
+    await owned_run(a, "r1")
+    relay = owner(a, unserved_grace=3600.0)
+    execution = asyncio.ensure_future(relay.execute(relay_task("r1"), FakeStepContext()))
+    task_id = await posted(b)
+    for _ in range(20):  # passes that see no live server serving wlog
+        await relay.poll()
+    assert not execution.done()
+    # A worker of b's (back within the grace) claims it and finishes it.
+    assert await b.relay.claim(task_id, time.time())
+    assert await b.relay.finish(task_id, {"output": {"ok": 1}})
+    await until(lambda: _done(execution), relay)
+    assert execution.result() == {"ok": 1}
 
 
 async def test_a_cancelled_attempt_raises_the_cancel_flag(servers: tuple[Server, Server]) -> None:
