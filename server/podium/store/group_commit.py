@@ -21,7 +21,9 @@ run in commit order.
 A backend supplies `_start_commit(batch)` (one transaction: the batch's
 statements first, then its upserts and events, all or nothing; started at
 once, awaited later) and `_failure(error)` (how a failed commit reads to
-callers); the rest is the same for all.
+callers); the rest is the same for all. A backend whose commit runs in a
+thread of its own may release the held callbacks itself, once that thread no
+longer needs the interpreter lock (`releases_held_itself`, SQLite does).
 """
 
 from __future__ import annotations
@@ -120,6 +122,11 @@ class GroupCommitWriter:
     def _failure(self, error: Exception) -> PodiumError:
         """A failed commit as callers see it."""
         raise NotImplementedError
+
+    # True when `_start_commit` has `_release_held` called on the event loop
+    # itself, at the moment that best overlaps the commit; False: right after
+    # `_start_commit` returns. Either way before the batch is settled.
+    releases_held_itself = False
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -239,7 +246,8 @@ class GroupCommitWriter:
             committing = self._start_commit(batch)
             # The previous batches are committed: their callbacks run while
             # this one is on its way to the database.
-            self._release_held()
+            if not self.releases_held_itself:
+                self._release_held()
             await committing
             self.commits += 1
             self.committed_rows += batch.row_count()

@@ -5,12 +5,16 @@ A batch is one call on the connection's thread (BEGIN IMMEDIATE, every
 statement and upsert, COMMIT, see `commit_batch`): one hop to the thread and
 one wake-up of the event loop per commit, which is what a chain of steps
 waits for between one step's end and the next step's agent. The batch is on
-the thread as soon as it is taken, so the previous batches' held callbacks
-overlap its fsync (see the order of work in podium.store.group_commit).
+the thread as soon as it is taken, and the previous batches' held callbacks
+run once its rows are written, so they overlap its fsync without keeping the
+thread from the interpreter lock it needs to write them (see the order of
+work in podium.store.group_commit).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -61,13 +65,16 @@ def commit_batch(
     items: list[tuple[Any, ...]],
     events: list[tuple[Any, ...]],
     fence: RunFence | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> set[str]:
     """One transaction, all of it or nothing (runs on the connection's thread);
     returns the runs whose rows a fence left out (cluster mode, see fence.py).
 
     Statements come first: a DELETE of a run then removes what earlier batches
     wrote, and `delete_runs` flushes before, so nothing of it comes back; a new
-    run's owner row is in place before the fence looks."""
+    run's owner row is in place before the fence looks. `before_commit` is
+    called once every row is written, just before COMMIT (whose fsync needs no
+    interpreter lock)."""
     conn.execute("BEGIN IMMEDIATE")
     fenced: set[str] = set()
     try:
@@ -94,6 +101,8 @@ def commit_batch(
                 conn.executemany(INSERT_EVENT, events)
             else:
                 conn.executemany(INSERT_NUMBERED_EVENT, fence.number_events(conn, events))
+        if before_commit is not None:
+            before_commit()
         conn.execute("COMMIT")
         return fenced
     except BaseException:
@@ -117,8 +126,22 @@ class Writer(GroupCommitWriter):
         # a batch left out: this server no longer owns them.
         self.on_fenced: Callable[[set[str]], None] | None = None
 
+    # Held callbacks run once the batch's rows are written (see _start_commit).
+    releases_held_itself = True
+
     def _start_commit(self, batch: Batch) -> Awaitable[None]:
-        # On the connection's thread at once: held callbacks run while it commits.
+        # On the connection's thread at once. The previous batches' held
+        # callbacks (encoding and sending events) run once this batch's rows are
+        # written, while its COMMIT waits for the disk: run any earlier, they
+        # would hold the interpreter lock the thread needs to write the rows
+        # (about 0.2 ms more per commit on a chain, measured).
+        loop = asyncio.get_running_loop()
+
+        def release_held() -> None:
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._release_held)
+
         committing = self._conn.call(
             commit_batch,
             batch.statements,
@@ -128,6 +151,7 @@ class Writer(GroupCommitWriter):
             list(batch.items.values()),
             batch.events,
             self.fence,
+            release_held,
         )
         return self._report_fenced(committing)
 
