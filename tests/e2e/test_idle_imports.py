@@ -1,8 +1,10 @@
 """What an idle `podium serve` has imported: not the provider SDKs, PyJWT,
-cryptography or the CEL runtime (tens of MB and most of a second of start-up),
-which load on first use. (jsonschema loads at start-up: plugins' agent schemas
-and tool parameters are checked to be JSON Schemas when they register, so that
-a broken one fails its plugin then.) The provider plugins are loaded all
+cryptography, the CEL runtime, the outbound HTTP client or croniter (tens of
+MB and most of a second of start-up), which load on first use, nor the HTTP
+API's server or the PostgreSQL driver, which load when configured.
+(jsonschema loads at start-up: plugins' agent schemas and tool parameters are
+checked to be JSON Schemas when they register, so that a broken one fails its
+plugin then.) The provider plugins are loaded all
 the same, and a broken plugin is still reported at start-up.
 
 The modules are read from the real server process: a sitecustomize on its
@@ -25,7 +27,23 @@ from .conftest import StartServing
 C = control_service_pb2
 
 # Top-level packages an idle server must not have imported.
-DEFERRED = ("openai", "anthropic", "httpx", "jwt", "cryptography", "cel_expr_python")
+DEFERRED = (
+    "openai",
+    "anthropic",
+    "httpx",
+    "jwt",
+    "cryptography",
+    "cel_expr_python",
+    # The outbound HTTP client (http steps, notifications, alert webhooks).
+    "httpx2",
+    # The HTTP API (off by default), the PostgreSQL driver (SQLite here) and
+    # cron expressions (no schedule here).
+    "hypercorn",
+    "starlette",
+    "connectrpc",
+    "asyncpg",
+    "croniter",
+)
 
 DUMP_MODULES = """
 import atexit

@@ -6,8 +6,7 @@ redirect could point anywhere) and without proxies from the environment."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import httpx2
+from typing import TYPE_CHECKING
 
 from podium.egress.destinations import DestinationPolicy
 from podium.egress.secrets import Secrets
@@ -15,6 +14,11 @@ from podium.egress.secrets import Secrets
 DEFAULT_TIMEOUT = 30.0
 # A response body larger than this fails the request instead of filling memory.
 MAX_RESPONSE_BYTES = 1024 * 1024
+
+if TYPE_CHECKING:
+    # httpx2 and its transport (several MB) load with the first request: most
+    # servers never send one.
+    import httpx2
 
 
 class ResponseTooLarge(Exception):
@@ -33,9 +37,20 @@ class EgressClient:
     ) -> None:
         self.policy = policy
         self.secrets = secrets
-        self._client = httpx2.AsyncClient(
-            follow_redirects=False, trust_env=False, transport=transport
-        )
+        self._transport = transport
+        self._client: httpx2.AsyncClient | None = None
+        self._closed = False
+
+    def _http(self) -> httpx2.AsyncClient:
+        if self._closed:
+            raise RuntimeError("the outbound HTTP client is closed")
+        if self._client is None:
+            import httpx2
+
+            self._client = httpx2.AsyncClient(
+                follow_redirects=False, trust_env=False, transport=self._transport
+            )
+        return self._client
 
     async def request(
         self,
@@ -48,11 +63,12 @@ class EgressClient:
     ) -> tuple[int, str, bytes]:
         """(status, content type, body) of one request; DestinationRefused,
         httpx2.HTTPError (timeouts, connection failures) or ResponseTooLarge."""
+        client = self._http()
         destination = await self.policy.resolve(url)
         sent = {k: v for k, v in (headers or {}).items() if k.lower() != "host"}
         sent["Host"] = destination.host_header
         extensions = {"sni_hostname": destination.host} if destination.scheme == "https" else {}
-        request = self._client.build_request(
+        request = client.build_request(
             method,
             destination.pinned_url,
             headers=sent,
@@ -60,7 +76,7 @@ class EgressClient:
             timeout=timeout,
             extensions=extensions,
         )
-        response = await self._client.send(request, stream=True)
+        response = await client.send(request, stream=True)
         try:
             body = bytearray()
             async for chunk in response.aiter_bytes():
@@ -74,4 +90,6 @@ class EgressClient:
         return response.status_code, response.headers.get("content-type", ""), bytes(body)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        self._closed = True
+        if self._client is not None:
+            await self._client.aclose()

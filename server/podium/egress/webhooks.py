@@ -17,8 +17,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
-
 from podium.egress.client import EgressClient
 from podium.egress.destinations import DestinationRefused
 
@@ -66,6 +64,8 @@ async def deliver(
     if key is None:
         return Delivery(False, f"secret {secret!r} is not configured on the server")
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    import httpx2  # loads with the first outbound request (egress/client.py)
+
     try:
         status, _, _ = await client.request(
             "POST",

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+# croniter (and dateutil with it) loads with the first cron expression: a
+# server with no cron schedule never needs it.
 
 # A cron expression whose next wall time lies further than this many candidates
 # away (each skipped because it is not after the given instant) is treated as
@@ -78,6 +79,8 @@ def timing(*, cron: str, interval: timedelta | None, zone_name: str, anchor: dat
         raise ScheduleSpecError(
             "cron", "a cron expression has five fields: minute hour day-of-month month day-of-week"
         )
+    from croniter import CroniterBadCronError, CroniterError, croniter
+
     try:
         croniter(cron, datetime(2000, 1, 1))
     except (CroniterBadCronError, CroniterError, ValueError, KeyError) as exc:
@@ -99,6 +102,8 @@ def next_fire(spec: Timing, after: datetime) -> datetime | None:
         return spec.anchor + steps * spec.interval
     assert spec.cron is not None
     local = after.astimezone(spec.zone).replace(tzinfo=None)
+    from croniter import CroniterBadDateError, croniter
+
     try:
         it = croniter(spec.cron, local)
         for _ in range(_MAX_CANDIDATES):

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -42,9 +42,7 @@ from podium.server.audit_before import BeforeReader
 from podium.server.control_service import ControlService
 from podium.server.event_encoding import EventEncoder
 from podium.server.execution_service import ExecutionService
-from podium.server.http.app import build_application
-from podium.server.http.grpc_bridge import HandlerCollector, intercepted
-from podium.server.http.serving import HttpServer, HttpSettings, start_http
+from podium.server.http.serving import HttpServer, HttpSettings
 from podium.server.identity_interceptor import IdentityInterceptor
 from podium.server.identity_service import IdentityService
 from podium.server.load_shedding import LoadShedder
@@ -61,13 +59,7 @@ from podium.server.store_watch import StoreWatch
 from podium.server.watchdog import DEFAULT_THRESHOLD, LoopWatchdog
 from podium.server.worker_service import WorkerService
 from podium.server.workflow_service import WorkflowService
-from podium.store.postgres.cluster import PostgresCluster
-from podium.store.postgres.connection import is_postgres_url, redact
-from podium.store.postgres.governance_store import PostgresGovernanceStore
-from podium.store.postgres.identity_store import PostgresIdentityStore
-from podium.store.postgres.relay import PostgresRelay
-from podium.store.postgres.schedule_store import PostgresScheduleStore
-from podium.store.postgres.store import PostgresStore
+from podium.store.postgres.url import is_postgres_url, redact
 from podium.store.sqlite.cluster import SqliteCluster
 from podium.store.sqlite.governance_store import SqliteGovernanceStore
 from podium.store.sqlite.identity_store import SqliteIdentityStore
@@ -98,10 +90,18 @@ if TYPE_CHECKING:
     # PyJWT and cryptography: imported by a server with JWT settings only (_jwt_verifier).
     from podium.identity.jwt_bearer import JwtVerifier
 
+    # asyncpg and the PostgreSQL backend: imported by a server on PostgreSQL only.
+    from podium.store.postgres.cluster import PostgresCluster
+    from podium.store.postgres.governance_store import PostgresGovernanceStore
+    from podium.store.postgres.identity_store import PostgresIdentityStore
+    from podium.store.postgres.relay import PostgresRelay
+    from podium.store.postgres.schedule_store import PostgresScheduleStore
+    from podium.store.postgres.store import PostgresStore
+
 log = logging.getLogger("podium.server")
 
 # The backend `--db` picks: a SQLite file (or ":memory:"), or a PostgreSQL URL.
-Store = SqliteStore | PostgresStore
+Store: TypeAlias = "SqliteStore | PostgresStore"
 
 
 def server_options(limits: Limits) -> tuple[tuple[str, int], ...]:
@@ -314,6 +314,8 @@ async def _open_and_serve(
     else:
         server_id = ""
     if is_postgres_url(db_path):
+        from podium.store.postgres.store import PostgresStore
+
         # One server per database (an advisory lock), unless in cluster mode:
         # then leases and fencing share it.
         store = PostgresStore(db_path, server_id=server_id)
@@ -493,6 +495,11 @@ async def _serve_store(
     port = _listen(server, address, security)
     http_server = None
     if http is not None:
+        # The HTTP stack (hypercorn, starlette, connectrpc) loads only when asked for.
+        from podium.server.http.app import build_application
+        from podium.server.http.grpc_bridge import HandlerCollector, intercepted
+        from podium.server.http.serving import start_http
+
         # The same handlers behind the same admission (the shedder, identity, malformed
         # requests; RPC spans are gRPC's instrumentation's), bound before anything starts.
         collector = HandlerCollector()
@@ -591,19 +598,25 @@ class _Servicers:
 
 
 def _governance_store(store: Store) -> SqliteGovernanceStore | PostgresGovernanceStore:
-    if isinstance(store, PostgresStore):
+    if not isinstance(store, SqliteStore):
+        from podium.store.postgres.governance_store import PostgresGovernanceStore
+
         return PostgresGovernanceStore(store)
     return SqliteGovernanceStore(store)
 
 
 def _schedule_store(store: Store) -> SqliteScheduleStore | PostgresScheduleStore:
-    if isinstance(store, PostgresStore):
+    if not isinstance(store, SqliteStore):
+        from podium.store.postgres.schedule_store import PostgresScheduleStore
+
         return PostgresScheduleStore(store)
     return SqliteScheduleStore(store)
 
 
 def _identity_store(store: Store) -> SqliteIdentityStore | PostgresIdentityStore:
-    if isinstance(store, PostgresStore):
+    if not isinstance(store, SqliteStore):
+        from podium.store.postgres.identity_store import PostgresIdentityStore
+
         return PostgresIdentityStore(store)
     return SqliteIdentityStore(store)
 
@@ -672,7 +685,9 @@ def _configure_providers(plugins: PluginReport, policy: Policy) -> None:
 
 def _relay_store(store: Store) -> SqliteRelay | PostgresRelay:
     """The task relay's port of the store (cluster mode)."""
-    if isinstance(store, PostgresStore):
+    if not isinstance(store, SqliteStore):
+        from podium.store.postgres.relay import PostgresRelay
+
         return PostgresRelay(store)
     assert isinstance(store, SqliteStore)
     return SqliteRelay(store)
@@ -680,7 +695,9 @@ def _relay_store(store: Store) -> SqliteRelay | PostgresRelay:
 
 def _cluster_store(store: Store) -> SqliteCluster | PostgresCluster:
     """The cluster port of the store, opened with this server's id."""
-    if isinstance(store, PostgresStore):
+    if not isinstance(store, SqliteStore):
+        from podium.store.postgres.cluster import PostgresCluster
+
         return PostgresCluster(store)
     assert isinstance(store, SqliteStore)
     return SqliteCluster(store)

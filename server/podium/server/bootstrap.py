@@ -10,9 +10,9 @@ from podium.core.clock import SystemClock
 from podium.identity.principal import Role
 from podium.identity.token_catalog import TokenCatalog
 from podium.identity.tokens import NewToken
-from podium.store.postgres.connection import is_postgres_url
 from podium.store.postgres.identity_store import PostgresIdentityStore
 from podium.store.postgres.store import PostgresStore
+from podium.store.postgres.url import is_postgres_url
 from podium.store.sqlite.identity_store import SqliteIdentityStore
 from podium.store.sqlite.ownership import DatabaseLock
 from podium.store.sqlite.store import SqliteStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from podium.store.postgres.connection import is_postgres_url, redact
+from podium.store.postgres.url import is_postgres_url, redact
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,6 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import httpx2
-
 from podium.core.expressions import ExpressionError
 from podium.core.templates import Template, compile_template
 from podium.egress.client import EgressClient, ResponseTooLarge
@@ -88,6 +86,8 @@ class HttpAgent:
             body = _render(config["body"], scope, "body").encode()
         headers = {str(k): _header(v, secrets) for k, v in (config.get("headers") or {}).items()}
         timeout = float(config.get("timeout_s", 30.0))
+        import httpx2  # loads with the first outbound request (egress/client.py)
+
         try:
             status, content_type, raw = await self._client.request(
                 method, url, headers=headers, content=body, timeout=timeout

@@ -9,14 +9,12 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Any, cast
-
-from hypercorn.asyncio.run import worker_serve
-from hypercorn.config import Config, Sockets
-from hypercorn.utils import wrap_app
-from starlette.applications import Starlette
+from typing import TYPE_CHECKING, Any, cast
 
 from podium.server.security import TlsFiles
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 log = logging.getLogger("podium.server")
 
@@ -70,6 +68,12 @@ def bind(address: str) -> socket.socket:
 async def start_http(
     application: Starlette, settings: HttpSettings, tls: TlsFiles | None, grace: float = 10.0
 ) -> HttpServer:
+    # Hypercorn, h2 and wsproto (several MB) load with the first HTTP server:
+    # the HTTP API is off by default.
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.config import Config, Sockets
+    from hypercorn.utils import wrap_app
+
     sock = bind(settings.address)
     port = int(sock.getsockname()[1])
     config = Config()

@@ -1,5 +1,5 @@
 """Connections to PostgreSQL: a pool for reads, the writer's transactions and
-migrations, and the DSN as an operator may see it (without its password).
+migrations (what `--db` names, and the URL without its password: url.py).
 
 asyncpg speaks the protocol on the event loop itself: no thread hop, and a
 batch of upserts is pipelined (`executemany`), one round trip per table.
@@ -7,11 +7,7 @@ batch of upserts is pipelined (`executemany`), one round trip per table.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 import asyncpg
-
-SCHEMES = ("postgresql", "postgres")
 
 # Reads of the API and the writer's transactions share the pool; the writer
 # holds at most one connection at a time. No floor: asyncpg restores a floor
@@ -22,23 +18,6 @@ POOL_MIN = 0
 POOL_MAX = 10
 # Seconds to wait for a connection or a statement before the database counts as lost.
 CONNECT_TIMEOUT = 10.0
-
-
-def is_postgres_url(database: str) -> bool:
-    """Whether `--db` names a PostgreSQL database (postgresql://...) rather than a file."""
-    return database.split("://", 1)[0].lower() in SCHEMES and "://" in database
-
-
-def redact(dsn: str) -> str:
-    """The DSN with its password replaced, for logs and error messages."""
-    parts = urlsplit(dsn)
-    if not parts.password:
-        return dsn
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 async def open_pool(dsn: str) -> asyncpg.Pool:

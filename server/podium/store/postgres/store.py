@@ -40,11 +40,12 @@ from podium.core.spec import WorkflowSpec, WorkflowVersion
 from podium.core.states import UNFINISHED_RUN_STATES, EventType, RunState
 from podium.store import codec
 from podium.store.postgres import codec as pg_codec
-from podium.store.postgres.connection import CONNECT_TIMEOUT, open_pool, redact
+from podium.store.postgres.connection import CONNECT_TIMEOUT, open_pool
 from podium.store.postgres.errors import StoreOpenError
 from podium.store.postgres.fence import PostgresFence
 from podium.store.postgres.guarded import GuardedPool
 from podium.store.postgres.schema import migrate
+from podium.store.postgres.url import redact
 from podium.store.postgres.writer import Writer
 
 T = TypeVar("T")
