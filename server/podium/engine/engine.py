@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -73,6 +74,20 @@ from podium.governance.service import Governance
 from podium.plugins.registry import Registry
 
 log = logging.getLogger("podium.engine")
+
+
+# Runs whose kept state (three reads each) recovery reads at once.
+KEPT_READS_AT_ONCE = 20
+
+
+@dataclass(frozen=True)
+class KeptState:
+    """What a run being resumed kept besides its steps."""
+
+    notification: NotificationRecord | None
+    signals: list[SignalRecord]
+    callbacks: list[CallbackRecord]
+
 
 DEFAULT_MAX_CONCURRENCY = 256
 DEFAULT_MAX_RUNNING_STEPS = 1024
@@ -911,24 +926,52 @@ class Engine:
             self._recovery = asyncio.create_task(cluster.start(), name="podium-cluster-join")
             return self._recovery
         pinned: dict[tuple[str, str, int], WorkflowVersion | None] = {}
+        # What each run of the batch being resumed kept, read for the whole batch at once.
+        kept: dict[str, KeptState] = {}
+
+        async def prepare(views: list[RunView]) -> None:
+            kept.clear()
+            ids = [view.run.run_id for view in views]
+            # A few runs' reads at a time: an API read queued behind them waits little.
+            for start in range(0, len(ids), KEPT_READS_AT_ONCE):
+                chunk = ids[start : start + KEPT_READS_AT_ONCE]
+                for run_id, state in zip(
+                    chunk, await asyncio.gather(*map(self._kept, chunk)), strict=True
+                ):
+                    kept[run_id] = state
 
         async def resume(view: RunView) -> None:
-            await self._resume(view, pinned)
+            await self._resume(view, pinned, kept.pop(view.run.run_id, None))
 
         async def recover_then_charge() -> None:
-            await recover(self.store, resume, lambda: self._closed)
+            await recover(self.store, resume, lambda: self._closed, prepare=prepare)
             # Calls in flight at the crash whose run did not resume.
             self.services.governance.charge_all_left_open()
 
         self._recovery = asyncio.create_task(recover_then_charge(), name="podium-recovery")
         return self._recovery
 
+    async def _kept(self, run_id: str) -> KeptState:
+        """What a run kept besides its steps: its notification, signals and
+        callbacks (three reads issued at once). Nothing changes them while the
+        run is not active here: signals and callbacks for it are refused with
+        RUN_RESUMING until it is."""
+        notification, signals, callbacks = await asyncio.gather(
+            self.store.get_notification(run_id),
+            self.store.signals_of(run_id),
+            self.store.callbacks_of(run_id),
+        )
+        return KeptState(notification, signals, callbacks)
+
     async def _resume(
-        self, view: RunView, pinned: dict[tuple[str, str, int], WorkflowVersion | None]
+        self,
+        view: RunView,
+        pinned: dict[tuple[str, str, int], WorkflowVersion | None],
+        kept: KeptState | None = None,
     ) -> None:
         """Resumes one run read back from the store; `pinned` caches the
         workflow versions of this recovery (runs share a few versions, and so
-        their spec and plan)."""
+        their spec and plan); `kept`: what `_kept` read for it, if read already."""
         run = view.run
         run_id = run.run_id
         if run.state.is_final or run_id in self.active:
@@ -944,20 +987,18 @@ class Engine:
                 "run %s: workflow version is gone; cannot resume", run_id, extra={"run_id": run_id}
             )
             return
-        # What the run kept besides its steps (signals, callbacks, its notification);
-        # the batch read gave its last sequence already. (Three reads per run: a
-        # batch read of these too is left for later.)
-        notification = await self.store.get_notification(run_id)
-        signals = await self.store.signals_of(run_id)
-        callbacks = await self.store.callbacks_of(run_id)
+        # The batch read gave its last sequence already.
+        if kept is None:
+            kept = await self._kept(run_id)
         if run_id in self.active:  # resumed meanwhile (never twice)
             return
+        notification = kept.notification
         executor = self._executor(
             run,
             view.steps,
             self.workflows.plan_for(workflow),
-            signals=signals,
-            callbacks=callbacks,
+            signals=kept.signals,
+            callbacks=kept.callbacks,
             notification=notification if notification and notification.state == "ARMED" else None,
         )
         self._charge_open_calls(executor)

@@ -30,10 +30,14 @@ async def recover(
     closed: Callable[[], bool],
     *,
     batch: int = RECOVERY_BATCH,
+    prepare: Callable[[list[RunView]], Awaitable[None]] | None = None,
 ) -> int:
     """Calls `resume(view)` for every unfinished run, oldest first, until
     `closed()`; a run that fails to resume is logged and skipped. Returns how
-    many runs it read."""
+    many runs it read. `prepare(views)`, awaited before a batch is resumed,
+    reads what its runs need all at once (reads issued together share the
+    trips to the database that one run at a time would each pay); if it
+    fails, the batch's runs read for themselves."""
     after: tuple[float, str] | None = None
     count = 0
     while not closed():
@@ -42,6 +46,13 @@ async def recover(
             break
         if not count:
             log.info("resuming unfinished runs")
+        if prepare is not None:
+            try:
+                await prepare(views)
+            except Exception:
+                log.exception(
+                    "could not read ahead for %d runs; resuming them one by one", len(views)
+                )
         for index, view in enumerate(views, start=1):
             if closed():
                 return count

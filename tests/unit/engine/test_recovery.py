@@ -87,3 +87,41 @@ async def test_closing_stops_recovery_before_the_next_run(store: SqliteStore) ->
     await recover(store, resume, lambda: len(resumed) >= 7, batch=BATCH)
 
     assert resumed == [f"run-{i:02}" for i in range(7)]
+
+
+async def test_prepare_sees_each_batch_before_its_runs_are_resumed(store: SqliteStore) -> None:
+    order: list[str] = []
+
+    async def prepare(views: list[RunView]) -> None:
+        order.append("prepare " + ",".join(view.run.run_id[-2:] for view in views))
+
+    async def resume(view: RunView) -> None:
+        order.append(view.run.run_id[-2:])
+
+    await recover(store, resume, lambda: False, batch=BATCH, prepare=prepare)
+
+    expected: list[str] = []
+    for first in range(0, RUNS, BATCH):
+        batch = [f"{i:02}" for i in range(first, min(first + BATCH, RUNS))]
+        expected += ["prepare " + ",".join(batch), *batch]
+    assert order == expected
+
+
+async def test_a_failed_prepare_is_logged_and_its_runs_still_resume(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    resumed: list[str] = []
+
+    async def prepare(views: list[RunView]) -> None:
+        if views[0].run.run_id == "run-05":
+            raise RuntimeError("the read failed")
+
+    async def resume(view: RunView) -> None:
+        resumed.append(view.run.run_id)
+
+    with caplog.at_level(logging.ERROR, logger="podium.engine"):
+        await recover(store, resume, lambda: False, batch=BATCH, prepare=prepare)
+
+    assert resumed == [f"run-{i:02}" for i in range(RUNS)]
+    failed = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert failed == ["could not read ahead for 5 runs; resuming them one by one"]
