@@ -138,6 +138,10 @@ class Writer(GroupCommitWriter):
         loop = asyncio.get_running_loop()
 
         def release_held() -> None:
+            # Nothing is added to the held callbacks while a batch commits (only
+            # its own settling adds): with none, the loop need not be woken.
+            if not self._held:
+                return
             # A closed loop raises RuntimeError: nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._release_held)
