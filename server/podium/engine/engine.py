@@ -76,19 +76,6 @@ from podium.plugins.registry import Registry
 log = logging.getLogger("podium.engine")
 
 
-# Runs whose kept state (three reads each) recovery reads at once.
-KEPT_READS_AT_ONCE = 20
-
-
-@dataclass(frozen=True)
-class KeptState:
-    """What a run being resumed kept besides its steps."""
-
-    notification: NotificationRecord | None
-    signals: list[SignalRecord]
-    callbacks: list[CallbackRecord]
-
-
 DEFAULT_MAX_CONCURRENCY = 256
 DEFAULT_MAX_RUNNING_STEPS = 1024
 CANCEL_WAIT_SECONDS = 5.0
@@ -98,8 +85,19 @@ SNAPSHOT_ATTEMPTS = 500
 # Cluster mode: how long CancelRun / ResolveApproval for a run owned elsewhere
 # wait for its owner to carry them out (long enough for a takeover in between).
 COMMAND_WAIT_SECONDS = 30.0
+# Runs whose kept state (three reads each) recovery reads at once.
+KEPT_READS_AT_ONCE = 20
 # RerunRuns: runs re-run by one call when it does not say (and at most).
 R = TypeVar("R", RunRecord, StepRecord, AttemptRecord)
+
+
+@dataclass(frozen=True)
+class KeptState:
+    """What a run being resumed kept besides its steps."""
+
+    notification: NotificationRecord | None
+    signals: list[SignalRecord]
+    callbacks: list[CallbackRecord]
 
 
 class Engine:

@@ -4,6 +4,7 @@ submitted together commits together, or nothing of it does."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,28 +15,34 @@ from podium.store.sqlite.store import SqliteStore
 from .records import run_record
 
 
-async def test_a_batch_that_fails_leaves_nothing_of_it_and_refuses_what_follows(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "podium.db"
-    store = SqliteStore(str(path))
-    await store.open()
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A store on tmp_path / "podium.db"; a test may close it earlier itself."""
+    opened = SqliteStore(str(tmp_path / "podium.db"))
+    await opened.open()
     try:
-        store.put_run(run_record("committed"))
-        await store.commit()
-        store.put_run(run_record("r1"))
-        store.writer.execute("INSERT INTO no_such_table VALUES (1)")
-        store.put_run(run_record("r2"))
-        with pytest.raises(Unavailable):
-            await store.commit()
-        # Acknowledging anything after a failed batch could acknowledge what
-        # was never committed.
-        store.put_run(run_record("r3"))
-        with pytest.raises(Unavailable):
-            await store.commit()
+        yield opened
     finally:
-        await store.close()
-    with sqlite3.connect(path) as conn:
+        await opened.close()
+
+
+async def test_a_batch_that_fails_leaves_nothing_of_it_and_refuses_what_follows(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    store.put_run(run_record("committed"))
+    await store.commit()
+    store.put_run(run_record("r1"))
+    store.writer.execute("INSERT INTO no_such_table VALUES (1)")
+    store.put_run(run_record("r2"))
+    with pytest.raises(Unavailable):
+        await store.commit()
+    # Acknowledging anything after a failed batch could acknowledge what
+    # was never committed.
+    store.put_run(run_record("r3"))
+    with pytest.raises(Unavailable):
+        await store.commit()
+    await store.close()
+    with sqlite3.connect(tmp_path / "podium.db") as conn:
         runs = {row[0] for row in conn.execute("SELECT run_id FROM runs")}
     assert runs == {"committed"}
 
@@ -46,50 +53,40 @@ def test_only_full_and_normal_are_synchronous_modes() -> None:
 
 
 async def test_a_batch_s_callbacks_have_run_when_the_next_batch_is_acknowledged(
-    tmp_path: Path,
+    store: SqliteStore, tmp_path: Path
 ) -> None:
     # The writer thread releases the held callbacks once the next batch's rows
     # are written, just before its COMMIT: they run on the loop before that
     # batch's waiters hear of it, and only after their own batch is durable.
-    path = tmp_path / "podium.db"
-    store = SqliteStore(str(path))
-    await store.open()
     seen: list[set[str]] = []
 
     def first_batch_published() -> None:
-        with sqlite3.connect(path) as conn:
+        with sqlite3.connect(tmp_path / "podium.db") as conn:
             seen.append({row[0] for row in conn.execute("SELECT run_id FROM runs")})
 
-    try:
-        store.put_run(run_record("r1"))
-        store.after_commit(first_batch_published)
-        await store.commit()
-        store.put_run(run_record("r2"))
-        await store.commit()
-        assert len(seen) == 1, "run by the time the next batch is acknowledged"
-        assert "r1" in seen[0], "never before its own batch is committed"
-    finally:
-        await store.close()
+    store.put_run(run_record("r1"))
+    store.after_commit(first_batch_published)
+    await store.commit()
+    store.put_run(run_record("r2"))
+    await store.commit()
+    assert len(seen) == 1, "run by the time the next batch is acknowledged"
+    assert "r1" in seen[0], "never before its own batch is committed"
 
 
 async def test_a_failed_batch_still_lets_the_callbacks_of_the_batch_before_run(
-    tmp_path: Path,
+    store: SqliteStore,
 ) -> None:
     # A batch that fails before its COMMIT never reaches the point where the
     # thread releases the held callbacks: the failure path releases them.
-    store = SqliteStore(str(tmp_path / "podium.db"))
-    await store.open()
     calls: list[str] = []
-    try:
-        store.put_run(run_record("r1"))
-        store.after_commit(lambda: calls.append("committed"))
+    store.put_run(run_record("r1"))
+    store.after_commit(lambda: calls.append("committed"))
+    await store.commit()
+    store.put_run(run_record("r2"))
+    store.writer.execute("INSERT INTO no_such_table VALUES (1)")
+    store.after_commit(lambda: calls.append("failed"))
+    with pytest.raises(Unavailable):
         await store.commit()
-        store.put_run(run_record("r2"))
-        store.writer.execute("INSERT INTO no_such_table VALUES (1)")
-        store.after_commit(lambda: calls.append("failed"))
-        with pytest.raises(Unavailable):
-            await store.commit()
-        assert calls == ["committed"]
-    finally:
-        await store.close()
+    assert calls == ["committed"]
+    await store.close()
     assert calls == ["committed"], "a failed batch's callbacks never run"
