@@ -489,7 +489,9 @@ class Engine:
                 run_id,
                 extra={"run_id": run_id},
             )
-        await self.services.recorder.durable()
+        # Settled, not only durable: a DeleteRun right after this reply finds the
+        # run out of the running set.
+        await self.services.recorder.settled()
         return RunView(executor.run, list(executor.steps.values()))
 
     async def pause_run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, StepRecord
@@ -47,3 +48,19 @@ class Recorder:
     async def durable(self) -> None:
         """Waits until everything recorded so far is committed."""
         await self.store.commit()
+
+    async def settled(self) -> None:
+        """As `durable`, and until the after-commit callbacks registered so far
+        have run too (they run in registration order): their events published,
+        a finished run out of the engine's running set. The store may hold
+        callbacks for a while after their commit (store/group_commit.py)."""
+        ran: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def mark() -> None:
+            if not ran.done():  # the caller may have given up (cancelled)
+                ran.set_result(None)
+
+        self.store.after_commit(mark)
+        # A failed commit raises here: its callbacks, ours included, never run.
+        await self.store.commit()
+        await ran
