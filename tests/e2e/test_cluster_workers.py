@@ -99,6 +99,10 @@ async def test_a_worker_on_b_runs_the_steps_of_runs_owned_by_a(
     await create_workflow(on_a, "fan", fan)
     declaring.stop()
     await eventually(lambda: no_sessions(on_b), what="B's worker disconnects")
+    # A must see that too before the run starts: were B's presence still
+    # published, A would relay the step at once, withdraw it when B's offer
+    # lapsed, and its first attempt would end interrupted.
+    await eventually(lambda: served_on(on_a, "wlog", []), what="A sees no worker for wlog")
     # Started while no worker is connected anywhere: the step waits for one,
     # and is relayed as soon as B says it has one.
     first = await start_run(on_a, "relayed", {"x": 1})

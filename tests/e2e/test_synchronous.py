@@ -33,7 +33,7 @@ async def test_with_synchronous_normal_acknowledged_runs_survive_a_kill(
         await create_workflow(stubs, "chain", {"steps": [echo_step("a"), echo_step("b", "a")]})
         runs = [await start_run(stubs, "chain") for _ in range(RUNS)]
     first.kill()  # right after the last StartRun was acknowledged
-    assert "synchronous=NORMAL" in first.log_tail()
+    assert "synchronous=NORMAL" in first.log_text()
 
     second = start_serving()  # the default, FULL, on the same database
     async with grpc.aio.insecure_channel(second.address) as channel:
