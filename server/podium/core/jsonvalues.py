@@ -9,6 +9,7 @@ integers again for CEL.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "NotJsonCompatible",
     "TooLarge",
     "check_json_size",
+    "flat_json_copy",
     "from_json_numbers",
     "json_compatible",
     "json_depth",
@@ -27,6 +29,12 @@ __all__ = [
 # stored (beyond ~1.8e308, not at all), so it travels as its decimal string
 # instead ("9007199254740993"), exactly; `int(...)` reads it back in CEL.
 MAX_EXACT_INT = 2**53
+# Upper bounds of JSON text, in UTF-8 bytes, for flat_json_copy: a character
+# of a string ("\u001f" is six), a number ("-2.2250738585072014e-308" is 24),
+# `false` or `null`.
+_CHAR_BYTES = 6
+_NUMBER_BYTES = 24
+_WORD_BYTES = 5
 
 
 class NotJsonCompatible(ValueError):
@@ -49,6 +57,9 @@ def json_compatible(value: Any, *, max_bytes: int | None = None) -> Any:
     its JSON text (UTF-8) is longer than that."""
     if value is None or (isinstance(value, str | bool) and max_bytes is None):
         return value
+    flat = flat_json_copy(value, max_bytes)
+    if flat is not None:
+        return flat
     if max_bytes is not None:
         text_at_least = _text_at_least(value, max_bytes)
         if text_at_least > max_bytes:
@@ -65,6 +76,41 @@ def json_compatible(value: Any, *, max_bytes: int | None = None) -> Any:
         if size > max_bytes:
             raise TooLarge(size, max_bytes)
     return _exact_integers(json.loads(text))
+
+
+def flat_json_copy(value: Any, max_bytes: int | None) -> dict[str, Any] | None:
+    """What json_compatible returns for `value` when `value` is a map of
+    plain strings, exact integers, finite doubles, booleans and nulls whose
+    JSON text is certainly within `max_bytes` (most agent outputs, and every
+    step's output in a chain of no-op steps); None for anything else, which
+    the general path decides. Checked in one pass, without encoding and
+    decoding it: on the server's event loop, that is a tenth of a step's
+    cost for a small output."""
+    if type(value) is not dict:
+        return None
+    size = 2  # the braces
+    for key, item in value.items():
+        if type(key) is not str:
+            return None  # json.dumps would turn it into a string, or refuse it
+        kind = type(item)
+        if kind is str:
+            size += len(item) * _CHAR_BYTES + 2
+        elif kind is int:
+            if not -MAX_EXACT_INT <= item <= MAX_EXACT_INT:
+                return None  # travels as its decimal string
+            size += _NUMBER_BYTES
+        elif kind is float:
+            if not math.isfinite(item):
+                return None  # refused
+            size += _NUMBER_BYTES
+        elif kind is bool or item is None:
+            size += _WORD_BYTES
+        else:
+            return None  # a container, or a subclass json.dumps may encode otherwise
+        size += len(key) * _CHAR_BYTES + 4  # its quotes, the colon and a comma
+    if max_bytes is not None and size > max_bytes:
+        return None  # perhaps too large: the general path measures it exactly
+    return dict(value)
 
 
 def check_json_size(value: Any, max_bytes: int) -> None:

@@ -8,15 +8,13 @@ and budget waiters follow too): a heap of their places serves them in order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
-from collections.abc import AsyncIterator
 
 from podium.core.clock import Clock
 from podium.core.priority import AGING_SECONDS, Place, place
 from podium.engine.pausing import PauseGate
 
-__all__ = ["AGING_SECONDS", "PrioritySlots", "RunSlots"]
+__all__ = ["AGING_SECONDS", "PrioritySlots", "RunSlot", "RunSlots"]
 
 
 class PrioritySlots:
@@ -67,16 +65,37 @@ class RunSlots:
         # Closed while the run is paused: no new agent call starts then.
         self.gate = gate or PauseGate()
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def slot(self) -> RunSlot:
+        """`async with slots.slot():` holds one of the run's slots and a
+        server-wide one while its body runs (an agent call)."""
+        return RunSlot(self)
+
+
+class RunSlot:
+    """One use of a run's slots (a class rather than a generator-based
+    context manager: it is entered once per attempt, on the event loop)."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self, slots: RunSlots) -> None:
+        self._slots = slots
+
+    async def __aenter__(self) -> None:
+        slots = self._slots
         while True:
-            await self.gate.passage()
-            async with self._run:
-                await self._server.acquire(self._priority)
-                try:
-                    # Paused while queueing for a slot: hand it on and wait again.
-                    if not self.gate.paused:
-                        yield
-                        return
-                finally:
-                    self._server.release()
+            await slots.gate.passage()
+            await slots._run.acquire()
+            try:
+                await slots._server.acquire(slots._priority)
+            except BaseException:
+                slots._run.release()
+                raise
+            if not slots.gate.paused:
+                return
+            # Paused while queueing for a slot: hand it on and wait again.
+            slots._server.release()
+            slots._run.release()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._slots._server.release()
+        self._slots._run.release()

@@ -17,6 +17,7 @@ from podium.core.jsonvalues import (
     NotJsonCompatible,
     TooLarge,
     check_json_size,
+    flat_json_copy,
     json_compatible,
     json_depth,
 )
@@ -79,6 +80,10 @@ def json_output(value: Any) -> Any:
     """Agents must return what JSON can hold, within the server's output size
     and depth limits; anything else fails the attempt."""
     limit = limits.current()
+    if limit.max_output_depth >= 1:
+        flat = flat_json_copy(value, limit.max_output_bytes)
+        if flat is not None:
+            return flat
     # Before the conversion: its own recursion would fail on a value nested
     # deeply enough, with a less helpful message.
     depth = json_depth(value, limit.max_output_depth)

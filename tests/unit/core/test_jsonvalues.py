@@ -17,6 +17,7 @@ from podium.core.jsonvalues import (
     NotJsonCompatible,
     TooLarge,
     check_json_size,
+    flat_json_copy,
     json_compatible,
     json_depth,
 )
@@ -124,3 +125,65 @@ def test_a_value_nested_far_past_the_recursion_limit_is_measured() -> None:
     for _ in range(5000):
         value = [value]
     assert json_depth(value, 24) == 25
+
+
+FLAT_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | st.just("\u001f" * 3)
+    | st.just("é€😀")
+)
+
+
+@given(st.dictionaries(st.text(max_size=6), FLAT_SCALARS, max_size=8), st.integers(0, 400))
+def test_the_flat_map_shortcut_agrees_with_the_general_path(value: Any, max_bytes: int) -> None:
+    # Where flat_json_copy answers, it answers what encoding and decoding would:
+    # a fresh copy, within the limit. Where it cannot (a big integer, NaN, a
+    # value near the limit), json_compatible's general path decides.
+    flat = flat_json_copy(value, max_bytes)
+    if flat is None:
+        return
+    assert flat is not value
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    assert len(text.encode()) <= max_bytes
+    decoded = json.loads(text)
+    assert flat == decoded
+    assert [type(item) for item in flat.values()] == [type(item) for item in decoded.values()]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"n": MAX_EXACT_INT + 1},
+        {"n": math.nan},
+        {"n": -math.inf},
+        {1: "a"},
+        {"n": [1]},
+        {"n": True, "m": (1,)},
+        {"x": "y" * 100},
+    ],
+    ids=["big-int", "nan", "inf", "int-key", "list", "tuple", "near-limit"],
+)
+def test_the_flat_map_shortcut_leaves_the_rest_to_the_general_path(value: Any) -> None:
+    assert flat_json_copy(value, 500) is None
+
+
+def test_json_compatible_of_a_flat_map_still_refuses_what_json_cannot_carry() -> None:
+    assert json_compatible({"n": MAX_EXACT_INT + 1, "m": 1}) == {
+        "n": str(MAX_EXACT_INT + 1),
+        "m": 1,
+    }
+    with pytest.raises(NotJsonCompatible):
+        json_compatible({"n": math.nan})
+    with pytest.raises(TooLarge):
+        json_compatible({"x": "y" * 100}, max_bytes=50)
+    assert json_compatible({1: "a"}) == {"1": "a"}
+
+
+def test_the_flat_map_shortcut_answers_for_a_small_output() -> None:
+    value = {"a": 1, "b": "x", "c": None, "d": 1.5, "e": False, "f": -MAX_EXACT_INT}
+    copied = flat_json_copy(value, 1000)
+    assert copied == value and copied is not value
