@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import resource
 import statistics
 import sys
@@ -30,10 +31,17 @@ class Measurement:
         return statistics.median(self.walls_s)
 
 
-async def repeat(workload: Workload, once: Callable[[], Awaitable[float]]) -> list[float]:
+async def repeat(
+    workload: Workload,
+    once: Callable[[], Awaitable[float]],
+    timing: Callable[[], None] | None = None,
+) -> list[float]:
     """Wall times of the timed repetitions, after one untimed warm-up run
-    (imports, caches, first connections and SQLite pages are paid there)."""
+    (imports, caches, first connections and SQLite pages are paid there);
+    `timing` is called once the warm-up is done."""
     await once()
+    if timing is not None:
+        timing()
     return [await once() for _ in range(workload.repetitions)]
 
 
@@ -52,6 +60,18 @@ def own_peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # ru_maxrss is in kilobytes on Linux but in bytes on macOS.
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """CPU time another process has used so far (user and system, all its
+    threads), in seconds: Linux only (NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # Fields after the command name, which may hold spaces: utime, stime are 14, 15.
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb_of(pid: int) -> float:

@@ -17,7 +17,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from bench.measure import Measurement, repeat
+from bench.measure import Measurement, cpu_seconds_of, repeat
 from bench.server import FINAL_EVENTS, BenchError, auth_requested, server_process
 from bench.workloads import StepDef, Workload, expected_outputs
 from podium.testing import Stubs, start_worker_process, workers_serve
@@ -147,11 +147,23 @@ async def measure_dag(workload: Workload, database: str | None = None) -> Measur
                 workload.name.lower(), workload.build(), max_concurrency=workload.max_concurrency
             )
             workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
-            walls = await repeat(workload, lambda: run_dag_once(stubs, workflow, workload))
+            cpu_at: list[float] = []
+            walls = await repeat(
+                workload,
+                lambda: run_dag_once(stubs, workflow, workload),
+                lambda: cpu_at.append(cpu_seconds_of(server.process.pid)),
+            )
+            cpu_s = cpu_seconds_of(server.process.pid) - cpu_at[0]
         rss = await server.stop()
     wall = statistics.median(walls)
     backend = "PostgreSQL" if database else "SQLite"
-    note = f"{workload.name} ({backend}): {workload.runs / wall:.1f} runs/s"
+    # The server's CPU (all its threads) over the timed repetitions: steadier
+    # than the wall on a shared machine, and what a step costs wherever it runs.
+    cpu_ms = cpu_s * 1000 / (workload.repetitions * workload.steps_per_run * workload.runs)
+    note = (
+        f"{workload.name} ({backend}): {workload.runs / wall:.1f} runs/s, "
+        f"server CPU {cpu_ms:.3f} ms/step"
+    )
     return Measurement(walls, rss, notes=(note,))
 
 
