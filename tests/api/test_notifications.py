@@ -76,13 +76,15 @@ async def deliveries(stubs: Stubs, run: run_pb2.Run, count: int) -> list[event_p
 
 async def test_the_summary_is_posted_signed_and_recorded(monkeypatch: Any, db_path: str) -> None:
     with http_endpoint() as endpoint:
-        async with serving(db_path, egress=egress(monkeypatch)) as (_, stubs):
+        async with serving(db_path, egress=egress(monkeypatch)) as (server, stubs):
             await create_workflow(stubs, "told", notified(endpoint))
             view, events = await run_to_end(stubs, "told", {"x": 1})
             await requests_reach(endpoint, 1)
             (delivered,) = await deliveries(stubs, view, 1)
             after = await collect_events(stubs, view.name, events[-1].sequence)
             run = await get_run(stubs, view.name)
+            # The event after the end leaves nothing behind in the server's memory.
+            assert server.engine.hub.remembered_runs == 0
     (request,) = endpoint.requests
     verify(request)
     body = request.json()

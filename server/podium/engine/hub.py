@@ -309,14 +309,17 @@ class EventHub:
         by_run: dict[str, list[Event]] = {}
         for event in events:
             ring = recent.get(event.run_id)
-            if ring is None:
+            if ring is None and not event.run_state.is_final:
                 ring = recent[event.run_id] = deque(maxlen=RECENT_EVENTS)
-            ring.append(event)
+            # A finished run's later events (its notification's) start no ring:
+            # no final event would ever remove it.
+            if ring is not None:
+                ring.append(event)
             by_run.setdefault(event.run_id, []).append(event)
             for subscription in self._all:
                 subscription.push(event)
             if event.is_final:
-                del recent[event.run_id]
+                recent.pop(event.run_id, None)
         feeds = self._feeds
         for run_id, run_events in by_run.items():
             feed = feeds.get(run_id)
@@ -347,6 +350,11 @@ class EventHub:
         """Events the run's feed holds for its subscribers (a test checks the bound)."""
         feed = self._feeds.get(run_id)
         return len(feed) if feed is not None else 0
+
+    @property
+    def remembered_runs(self) -> int:
+        """Runs whose recent events memory holds: unfinished ones only (a test checks)."""
+        return len(self._recent)
 
     @property
     def subscriber_count(self) -> int:

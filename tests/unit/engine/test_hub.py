@@ -125,3 +125,28 @@ async def test_closing_wakes_the_subscriber() -> None:
         await waiting
     assert subscription.closed
     assert hub.subscriber_count == 0
+
+
+async def test_a_finished_run_s_later_events_leave_nothing_held() -> None:
+    # A notification's events come after the run's final one: they reach
+    # subscribers, but start no ring of recent events that nothing would remove.
+    hub = EventHub()
+    watcher = hub.subscribe_all()
+    hub.publish([*item_events("r", 3), final_event("r", 4)])
+    assert hub.remembered_runs == 0
+    notified = Event(
+        "r", 5, 0.0, EventType.NOTIFICATION_DELIVERED, "wf", RunState.SUCCEEDED, attempt=1
+    )
+    hub.publish([notified])
+    assert hub.remembered_runs == 0
+    assert watcher.drain()[-1] is notified
+    assert hub.recent("r", 4) is None  # read from the log instead
+
+
+async def test_an_unfinished_run_s_recent_events_are_held_until_its_end() -> None:
+    hub = EventHub()
+    hub.publish(item_events("r", 3))
+    assert hub.remembered_runs == 1
+    assert [event.sequence for event in hub.recent("r", 1) or []] == [2, 3]
+    hub.publish([final_event("r", 4)])
+    assert hub.remembered_runs == 0
