@@ -6,6 +6,8 @@ memory and the run's wall time with 200 subscribers)."""
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -99,3 +101,31 @@ async def test_a_large_event_is_encoded_once_in_a_thread_and_shared() -> None:
     assert all(entry is entries[0] for entry in entries)
     assert entries[0] == EventEncoder().entry(event)
     assert encoder.entry(event) is entries[0]  # kept for later subscribers
+
+
+def test_the_events_kept_encoded_cost_at_most_their_budget_in_memory() -> None:
+    # Small events of many runs, each run's id alive only in the cache's key
+    # (its run has finished): what the cache holds, measured, stays within
+    # its budget however many pass through.
+    budget = 1_000_000
+    encoder = EventEncoder(budget_bytes=budget)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for sequence in range(1000, 31_000):
+            encoder.entry(
+                Event(
+                    uuid.uuid4().hex,
+                    sequence,
+                    1.5,
+                    EventType.STEP_STARTED,
+                    "wf",
+                    RunState.RUNNING,
+                    "a",
+                )
+            )
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert encoder.cached_bytes <= budget
+    assert kept <= budget * 1.1, f"{kept} bytes held for a budget of {budget}"
