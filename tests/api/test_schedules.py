@@ -5,6 +5,7 @@ pause/resume, trigger now, and bad input."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -387,3 +388,29 @@ async def test_a_fire_that_cannot_start_holds_up_no_other_and_is_missed_after_it
     got = await schedules(stubs).GetSchedule(S.GetScheduleRequest(name=doomed.name))
     assert got.schedule.missed_fires == 1
     assert await runs_of(stubs, doomed.name) == []
+
+
+async def test_a_fire_that_keeps_failing_is_logged_once_not_every_tick(
+    manual: tuple[Clock, Stubs], caplog: pytest.LogCaptureFixture
+) -> None:
+    clock, stubs = manual
+    await create_workflow(stubs, "gone", ECHO)
+    doomed = await create(
+        stubs, workflow="workflows/gone", interval=secs(60), catch_up_window=secs(30)
+    )
+    await stubs.workflows.DeleteWorkflow(
+        workflow_service_pb2.DeleteWorkflowRequest(name="workflows/gone")
+    )
+    schedule_id = doomed.name.removeprefix("schedules/")
+    with caplog.at_level(logging.INFO, logger="podium.schedules"):
+        await clock.advance(60)
+        for _ in range(5):  # five more ticks, each retrying the fire and failing
+            await clock.advance(1)
+        failed = [r for r in caplog.records if schedule_id in r.getMessage()]
+        # The first failure, with its traceback; the retries within the minute, silent.
+        assert [r.levelno for r in failed] == [logging.ERROR]
+        assert failed[0].exc_info is not None
+        await clock.advance(40)  # past its catch-up window: missed, and the retries end
+    lines = [r.getMessage() for r in caplog.records if schedule_id in r.getMessage()]
+    assert "missed" in lines[-2]
+    assert "works again" in lines[-1] and "6 failures" in lines[-1]

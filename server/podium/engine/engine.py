@@ -87,7 +87,7 @@ SNAPSHOT_ATTEMPTS = 500
 COMMAND_WAIT_SECONDS = 30.0
 # Runs whose kept state (three reads each) recovery reads at once.
 KEPT_READS_AT_ONCE = 20
-# RerunRuns: runs re-run by one call when it does not say (and at most).
+# The records `_copy_record` copies (a run view snapshot taken off the live objects).
 R = TypeVar("R", RunRecord, StepRecord, AttemptRecord)
 
 

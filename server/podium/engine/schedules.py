@@ -139,6 +139,10 @@ class Scheduler:
         # Set when a schedule is created or resumed: an idle loop ticks at once.
         self._wake = asyncio.Event()
         self._outage = OutageLog(log, "scheduler tick", clock.monotonic)
+        # A schedule whose fires keep failing (its workflow was deleted, its
+        # input no longer valid) is retried every tick until its catch-up
+        # window passes: one outage log each, not a traceback a second.
+        self._failing: dict[tuple[str, str], OutageLog] = {}
 
     # -- requests --------------------------------------------------------------------
 
@@ -327,8 +331,10 @@ class Scheduler:
             for schedule in due:
                 try:
                     await self._claim(schedule, now)
-                except Exception:
-                    log.exception("schedule %s: claiming its fires failed", schedule.schedule_id)
+                except Exception as error:
+                    self._failed(schedule.schedule_id, "claiming its fires", error)
+                else:
+                    self._succeeded(schedule.schedule_id, "claiming its fires")
             opened: dict[str, list[FireRecord]] = {}
             with reported_by_caller():
                 open_fires = await self.store.open_fires()
@@ -337,10 +343,24 @@ class Scheduler:
             for schedule_id, fires in opened.items():
                 try:
                     await self._handle(schedule_id, fires, now)
-                except Exception:
+                except Exception as error:
                     # Retried next tick; a fire that stays unstarted past its
                     # catch-up window is then missed.
-                    log.exception("schedule %s: starting its fires failed", schedule_id)
+                    self._failed(schedule_id, "starting its fires", error)
+                else:
+                    self._succeeded(schedule_id, "starting its fires")
+
+    def _failed(self, schedule_id: str, work: str, error: Exception) -> None:
+        outage = self._failing.get((schedule_id, work))
+        if outage is None:
+            outage = OutageLog(log, f"schedule {schedule_id}: {work}", self.clock.monotonic)
+            self._failing[(schedule_id, work)] = outage
+        outage.failed(error)
+
+    def _succeeded(self, schedule_id: str, work: str) -> None:
+        outage = self._failing.pop((schedule_id, work), None)
+        if outage is not None:
+            outage.succeeded()
 
     async def _handled_here(self, fires: list[FireRecord]) -> list[FireRecord]:
         """This server's open fires, and those of claimers that no longer hold a
