@@ -349,6 +349,10 @@ class Scheduler:
                     self._failed(schedule_id, "starting its fires", error)
                 else:
                     self._succeeded(schedule_id, "starting its fires")
+            # A schedule deleted (or its fire gone) while it failed: nothing left to retry.
+            retried = {schedule.schedule_id for schedule in due} | opened.keys()
+            for key in [key for key in self._failing if key[0] not in retried]:
+                del self._failing[key]
 
     def _failed(self, schedule_id: str, work: str, error: Exception) -> None:
         outage = self._failing.get((schedule_id, work))
