@@ -108,8 +108,12 @@ def flat_json_copy(value: Any, max_bytes: int | None) -> dict[str, Any] | None:
         else:
             return None  # a container, or a subclass json.dumps may encode otherwise
         size += len(key) * _CHAR_BYTES + 4  # its quotes, the colon and a comma
+        if max_bytes is not None and size > max_bytes:
+            # Perhaps too large: the general path measures it exactly (and
+            # stops counting a huge map at the limit, as this does).
+            return None
     if max_bytes is not None and size > max_bytes:
-        return None  # perhaps too large: the general path measures it exactly
+        return None  # `{}` itself is two bytes
     return dict(value)
 
 
