@@ -75,7 +75,6 @@ from podium.plugins.registry import Registry
 
 log = logging.getLogger("podium.engine")
 
-
 DEFAULT_MAX_CONCURRENCY = 256
 DEFAULT_MAX_RUNNING_STEPS = 1024
 CANCEL_WAIT_SECONDS = 5.0

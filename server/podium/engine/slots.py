@@ -14,7 +14,7 @@ from podium.core.clock import Clock
 from podium.core.priority import AGING_SECONDS, Place, place
 from podium.engine.pausing import PauseGate
 
-__all__ = ["AGING_SECONDS", "PrioritySlots", "RunSlot", "RunSlots"]
+__all__ = ["AGING_SECONDS", "PrioritySlots", "RunSlots"]
 
 
 class PrioritySlots:
@@ -65,37 +65,28 @@ class RunSlots:
         # Closed while the run is paused: no new agent call starts then.
         self.gate = gate or PauseGate()
 
-    def slot(self) -> RunSlot:
+    def slot(self) -> RunSlots:
         """`async with slots.slot():` holds one of the run's slots and a
-        server-wide one while its body runs (an agent call)."""
-        return RunSlot(self)
-
-
-class RunSlot:
-    """One use of a run's slots (a class rather than a generator-based
-    context manager: it is entered once per attempt, on the event loop)."""
-
-    __slots__ = ("_slots",)
-
-    def __init__(self, slots: RunSlots) -> None:
-        self._slots = slots
+        server-wide one while its body runs (an agent call). The slots are
+        their own context manager (no state per use; a class rather than a
+        generator-based one: it is entered once per attempt, on the event loop)."""
+        return self
 
     async def __aenter__(self) -> None:
-        slots = self._slots
         while True:
-            await slots.gate.passage()
-            await slots._run.acquire()
+            await self.gate.passage()
+            await self._run.acquire()
             try:
-                await slots._server.acquire(slots._priority)
+                await self._server.acquire(self._priority)
             except BaseException:
-                slots._run.release()
+                self._run.release()
                 raise
-            if not slots.gate.paused:
+            if not self.gate.paused:
                 return
             # Paused while queueing for a slot: hand it on and wait again.
-            slots._server.release()
-            slots._run.release()
+            self._server.release()
+            self._run.release()
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._slots._server.release()
-        self._slots._run.release()
+        self._server.release()
+        self._run.release()
