@@ -5,26 +5,36 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from google.protobuf import message
-from rich.console import Console
-
-from podium.cli.formatting import message_json
-from podium.client import Client
 from podium.client._channel import resolve_address
 from podium.client._credentials import TlsOptions, resolve_tls, resolve_token
+
+if TYPE_CHECKING:
+    # Loaded on first use: `podium serve` and `podium worker` print through
+    # logging and open no client, and should not pay for rich and the stubs.
+    from google.protobuf import message
+    from rich.console import Console
+
+    from podium.client import Client
 
 __all__ = ["Context"]
 
 _PIPE_WIDTH = 200
 
 
-@dataclass
 class Context:
-    args: argparse.Namespace
-    out: Console = field(default_factory=lambda: _stdout_console())
-    _client: Client | None = None
+    def __init__(self, args: argparse.Namespace, out: Console | None = None) -> None:
+        self.args = args
+        self._out = out
+        self._client: Client | None = None
+
+    @property
+    def out(self) -> Console:
+        """The console for tables and live views, made on first use."""
+        if self._out is None:
+            self._out = _stdout_console()
+        return self._out
 
     @property
     def address(self) -> str:
@@ -50,6 +60,8 @@ class Context:
     def client(self) -> Client:
         """The client, connected on first use so that local commands never open a channel."""
         if self._client is None:
+            from podium.client import Client
+
             self._client = Client(self.address, token=self.token, tls=self.tls)
         return self._client
 
@@ -59,6 +71,8 @@ class Context:
             self._client = None
 
     def print_message(self, msg: message.Message) -> None:
+        from podium.cli.formatting import message_json
+
         self.print_plain(message_json(msg))
 
     def print_plain(self, text: str) -> None:
@@ -68,6 +82,8 @@ class Context:
 
 
 def _stdout_console() -> Console:
+    from rich.console import Console
+
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # Piped output has no width to respect; rich's 80-column fallback would cut run names.

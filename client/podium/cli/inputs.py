@@ -13,19 +13,26 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from podium.client import DefinitionError
-from podium.client.definitions import read_document
 from podium.client.enums import run_state
+from podium.client.errors import DefinitionError
 from podium.v1 import run_pb2
 
 __all__ = ["age", "amount", "json_payload", "label", "number", "run_input", "state"]
+
+
+def _read_document(path: Path) -> Any:
+    # The YAML loader is imported by the options that read a file, not by
+    # every command that parses an age or a number (`podium serve`).
+    from podium.client.definitions import read_document
+
+    return read_document(path)
 
 
 def run_input(text: str) -> dict[str, Any]:
     """A JSON object, or @FILE holding JSON or YAML."""
     if text.startswith("@"):
         try:
-            document = read_document(Path(text[1:]))
+            document = _read_document(Path(text[1:]))
         except DefinitionError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
         origin = text[1:]
@@ -47,7 +54,7 @@ def json_payload(text: str) -> Any:
     """Any JSON value, or @FILE holding JSON or YAML."""
     if text.startswith("@"):
         try:
-            return read_document(Path(text[1:]))
+            return _read_document(Path(text[1:]))
         except DefinitionError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
     try:

@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
-from podium.cli import (
-    alerts,
-    completion,
-    governance,
-    identity,
-    insights,
-    plugin_template,
-    plugins,
-    runs,
-    schedules,
-    serve,
-    server_info,
-    worker,
-    workflows,
-)
 from podium.cli.context import Context
 from podium.cli.parser import (
     ArgumentParser,
@@ -37,11 +23,33 @@ __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace, Context], int]
 
+# The command modules, in the order `podium --help` lists them.
+_COMMAND_MODULES = (
+    "serve",
+    "worker",
+    "workflows",
+    "runs",
+    "schedules",
+    "governance",
+    "alerts",
+    "insights",
+    "plugins",
+    "plugin_template",
+    "server_info",
+    "identity",
+)
+# Long-running processes parsed with their own command only: a server or a
+# worker restarted by a supervisor should not import every other command's
+# tables and formatting first (see _parse).
+_STANDALONE = ("serve", "worker")
+_HELP_OPTIONS = frozenset({"-h", "--help", "--version"})
+
 # Set to see the traceback of an unexpected error instead of its one-line summary.
 _DEBUG_ENV = "PODIUM_DEBUG"
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(only: str | None = None) -> ArgumentParser:
+    """The `podium` parser; with `only`, just that command's (see _parse)."""
     parser = ArgumentParser(
         prog="podium", description="Podium: a control plane for AI-agent workflows."
     )
@@ -58,20 +66,26 @@ def build_parser() -> ArgumentParser:
     )
     add_credential_options(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    serve.register(commands)
-    worker.register(commands)
-    workflows.register(commands)
-    runs.register(commands)
-    schedules.register(commands)
-    governance.register(commands)
-    alerts.register(commands)
-    insights.register(commands)
-    plugins.register(commands)
-    plugin_template.register(commands)
-    server_info.register(commands)
-    identity.register(commands)
-    completion.register(commands, parser)
+    for name in (only,) if only else _COMMAND_MODULES:
+        importlib.import_module(f"podium.cli.{name}").register(commands)
+    if only is None:
+        importlib.import_module("podium.cli.completion").register(commands, parser)
     return parser
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line. `serve` and `worker` are first tried with a
+    parser of their command alone; anything that parser refuses (another
+    command, a usage error, help) is parsed again by the whole one, so every
+    message is the whole parser's."""
+    if not _HELP_OPTIONS.intersection(argv):
+        for name in _STANDALONE:
+            if name in argv:
+                try:
+                    return build_parser(only=name).parse_args(argv)
+                except (UsageError, SystemExit):
+                    break
+    return build_parser().parse_args(argv)
 
 
 def _version() -> str:
@@ -103,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(list(sys.argv[1:] if argv is None else argv))
     except UsageError as error:
         return _fail(str(error), 2)
     except SystemExit as exit_:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -295,6 +294,8 @@ def load_policy(path: str | Path) -> Policy:
     """Reads a policy file, or raises PolicyError naming the field."""
     # The client distribution's loader, imported here: `podium.client` is not otherwise needed
     # by a server, and only a server started with --policy reads a file.
+    import yaml  # only a server started with --policy pays for it
+
     from podium.client import yaml12
 
     try:
