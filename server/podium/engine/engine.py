@@ -463,6 +463,7 @@ class Engine:
         """Deletes a finished run with everything recorded about it."""
         await self.check_tenant(run_id, tenant)
         await retention.delete_run(self.store, self.active, run_id)
+        self.hub.forget(run_id)
 
     async def cancel_run(
         self, run_id: str, reason: str = "", *, tenant: str | None = None

@@ -19,7 +19,7 @@ returns. Memory is bounded per run, not per subscriber:
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
 from podium.core.model import Event, OutputDelta
@@ -35,6 +35,11 @@ DELTA_BUFFER = 1024
 # Committed events kept per unfinished run, so that a watcher that connects
 # right after StartRun (the common case) replays from memory, not SQLite.
 RECENT_EVENTS = 64
+# ... and, in all, at most this many events of runs that just finished: a
+# short run often ends before its watcher (who called WatchRun as soon as
+# StartRun returned) has asked, and that watcher would otherwise read the
+# log. Oldest finished run first out.
+FINISHED_EVENTS = 4096
 # A run watched by many is released at most once per PACE_PER_SUBSCRIBER
 # times its other subscribers (at most MAX_PACE). A message costs the event
 # loop about as much whatever it holds, so 200 subscribers each sent a message
@@ -253,6 +258,12 @@ class EventHub:
         self._feeds: dict[str, RunFeed] = {}
         self._all: set[Subscription] = set()
         self._recent: dict[str, deque[Event]] = {}
+        # Runs whose ring was opened before its first event was published:
+        # every event after this sequence will reach the ring (see expect).
+        self._floors: dict[str, int] = {}
+        # The recent events of runs that finished, newest run last (FINISHED_EVENTS).
+        self._finished: OrderedDict[str, deque[Event]] = OrderedDict()
+        self._finished_events = 0
         # Subscribers that asked for output deltas, by run.
         self._delta_runs: dict[str, int] = {}
         # Cluster mode: runs this server lost to another; what it recorded for
@@ -295,6 +306,20 @@ class EventHub:
     def lose(self, run_id: str) -> None:
         """Cluster mode: this server lost the run; its own events of it are dropped."""
         self._lost.add(run_id)
+        # What it held may miss the new owner's events: the log answers now.
+        self._recent.pop(run_id, None)
+        self._floors.pop(run_id, None)
+
+    def expect(self, run_id: str, sequence: int) -> None:
+        """An event of an unfinished run was recorded (not yet committed):
+        every later one of this server's is published here in order, so from
+        now on a watcher asking for what follows sequence - 1 is answered from
+        memory (and waits for the commit), not from the log. A watcher that
+        calls WatchRun right after StartRun returned, before the commit that
+        made the run has been published, is the common case."""
+        if run_id not in self._recent and run_id not in self._lost:
+            self._recent[run_id] = deque(maxlen=RECENT_EVENTS)
+            self._floors[run_id] = sequence - 1
 
     def regain(self, run_id: str) -> None:
         """Cluster mode: this server owns the run (again)."""
@@ -311,15 +336,20 @@ class EventHub:
             ring = recent.get(event.run_id)
             if ring is None and not event.run_state.is_final:
                 ring = recent[event.run_id] = deque(maxlen=RECENT_EVENTS)
-            # A finished run's later events (its notification's) start no ring:
-            # no final event would ever remove it.
             if ring is not None:
                 ring.append(event)
+            elif event.run_id in self._finished:
+                # A finished run's later events (its notification's) extend
+                # its ring while it is held; they never start one.
+                self._hold_finished(event.run_id, [event])
             by_run.setdefault(event.run_id, []).append(event)
             for subscription in self._all:
                 subscription.push(event)
             if event.is_final:
-                recent.pop(event.run_id, None)
+                self._floors.pop(event.run_id, None)
+                ended = recent.pop(event.run_id, None)
+                if ended is not None:
+                    self._hold_finished(event.run_id, ended)
         feeds = self._feeds
         for run_id, run_events in by_run.items():
             feed = feeds.get(run_id)
@@ -330,9 +360,33 @@ class EventHub:
         """The committed events after `after_sequence` if memory still holds
         all of them, else None (read the log)."""
         ring = self._recent.get(run_id)
-        if not ring or ring[0].sequence > after_sequence + 1:
+        if ring is None:
+            ring = self._finished.get(run_id)
+        if not ring:
+            # Opened by expect and nothing published yet: what follows the
+            # floor is still to come, what precedes it is in the log.
+            floor = self._floors.get(run_id) if ring is not None else None
+            return [] if floor is not None and after_sequence >= floor else None
+        if ring[0].sequence > after_sequence + 1:
             return None
         return [event for event in ring if event.sequence > after_sequence]
+
+    def _hold_finished(self, run_id: str, events: Iterable[Event]) -> None:
+        ring = self._finished.get(run_id)
+        if ring is None:
+            ring = self._finished[run_id] = deque(maxlen=RECENT_EVENTS)
+        before = len(ring)
+        ring.extend(events)
+        self._finished_events += len(ring) - before
+        while self._finished_events > FINISHED_EVENTS:
+            _, oldest = self._finished.popitem(last=False)
+            self._finished_events -= len(oldest)
+
+    def forget(self, run_id: str) -> None:
+        """The run was deleted: memory must not answer for it any more."""
+        ring = self._finished.pop(run_id, None)
+        if ring is not None:
+            self._finished_events -= len(ring)
 
     def close_all(self) -> None:
         for feed in list(self._feeds.values()):
@@ -353,8 +407,13 @@ class EventHub:
 
     @property
     def remembered_runs(self) -> int:
-        """Runs whose recent events memory holds: unfinished ones only (a test checks)."""
+        """Unfinished runs whose recent events memory holds (a test checks)."""
         return len(self._recent)
+
+    @property
+    def finished_events_held(self) -> int:
+        """Events of finished runs held for late watchers (at most FINISHED_EVENTS)."""
+        return self._finished_events
 
     @property
     def subscriber_count(self) -> int:

@@ -31,6 +31,8 @@ class Recorder:
 
     def event(self, event: Event) -> None:
         self.store.put_event(event)
+        if not event.run_state.is_final:
+            self.hub.expect(event.run_id, event.sequence)
         store = self.store
         if store.batch_id != self._batch_id:
             # First event of a new batch: publish this batch's events, and only

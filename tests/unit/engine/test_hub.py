@@ -6,6 +6,7 @@ subscriber takes the same slices."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from podium.core.model import Event
 from podium.core.states import EventType, RunState
@@ -132,15 +133,42 @@ async def test_a_finished_run_s_later_events_leave_nothing_held() -> None:
     # subscribers, but start no ring of recent events that nothing would remove.
     hub = EventHub()
     watcher = hub.subscribe_all()
-    hub.publish([*item_events("r", 3), final_event("r", 4)])
-    assert hub.remembered_runs == 0
     notified = Event(
         "r", 5, 0.0, EventType.NOTIFICATION_DELIVERED, "wf", RunState.SUCCEEDED, attempt=1
     )
     hub.publish([notified])
-    assert hub.remembered_runs == 0
+    assert hub.remembered_runs == 0 and hub.finished_events_held == 0
     assert watcher.drain()[-1] is notified
     assert hub.recent("r", 4) is None  # read from the log instead
+
+
+async def test_a_run_that_just_finished_replays_from_memory_notification_included() -> None:
+    # A short run often ends before the watcher that called WatchRun right
+    # after StartRun asks: its catch-up is served from memory, not the log.
+    hub = EventHub()
+    hub.publish([*item_events("r", 3), final_event("r", 4)])
+    assert hub.remembered_runs == 0
+    assert [event.sequence for event in hub.recent("r", 0) or []] == [1, 2, 3, 4]
+    notified = Event(
+        "r", 5, 0.0, EventType.NOTIFICATION_DELIVERED, "wf", RunState.SUCCEEDED, attempt=1
+    )
+    hub.publish([notified])
+    # The held ring stays a suffix of the log: the later event extends it.
+    assert [event.sequence for event in hub.recent("r", 3) or []] == [4, 5]
+    hub.forget("r")  # deleted
+    assert hub.recent("r", 0) is None and hub.finished_events_held == 0
+
+
+async def test_finished_runs_hold_at_most_finished_events_oldest_out(monkeypatch: Any) -> None:
+    monkeypatch.setattr(hub_module, "FINISHED_EVENTS", 10)
+    hub = EventHub()
+    for run in range(20):
+        hub.publish([*item_events(f"r{run}", 3), final_event(f"r{run}", 4)])
+        assert hub.finished_events_held <= 10
+    assert hub.finished_events_held == 8  # the last two runs
+    assert hub.recent("r17", 0) is None
+    assert [event.sequence for event in hub.recent("r19", 2) or []] == [3, 4]
+    assert [event.sequence for event in hub.recent("r18", 0) or []] == [1, 2, 3, 4]
 
 
 async def test_an_unfinished_run_s_recent_events_are_held_until_its_end() -> None:
@@ -150,3 +178,35 @@ async def test_an_unfinished_run_s_recent_events_are_held_until_its_end() -> Non
     assert [event.sequence for event in hub.recent("r", 1) or []] == [2, 3]
     hub.publish([final_event("r", 4)])
     assert hub.remembered_runs == 0
+
+
+async def test_a_run_expected_before_its_first_publish_is_answered_from_memory() -> None:
+    # The run's first events are recorded, not yet committed: a watcher that
+    # asks now waits for them live instead of reading the log, which could
+    # not have them either.
+    hub = EventHub()
+    hub.expect("r", 1)
+    assert hub.recent("r", 0) == []
+    hub.publish(item_events("r", 2))
+    assert [event.sequence for event in hub.recent("r", 0) or []] == [1, 2]
+
+
+async def test_a_resumed_run_s_earlier_events_come_from_the_log() -> None:
+    # Recovered after a restart: events 1-7 were published by the earlier process.
+    hub = EventHub()
+    hub.expect("r", 8)
+    assert hub.recent("r", 3) is None
+    assert hub.recent("r", 7) == []
+    hub.publish(item_events("r", 2, first=8))
+    assert hub.recent("r", 6) is None
+    assert [event.sequence for event in hub.recent("r", 7) or []] == [8, 9]
+
+
+async def test_a_lost_run_is_answered_by_the_log() -> None:
+    hub = EventHub()
+    hub.expect("r", 1)
+    hub.publish(item_events("r", 2))
+    hub.lose("r")
+    assert hub.recent("r", 0) is None
+    hub.expect("r", 3)  # its old executor still records: no ring again
+    assert hub.recent("r", 2) is None and hub.remembered_runs == 0
