@@ -78,6 +78,7 @@ async def test_a_callback_completes_once_with_its_payload() -> None:
         run = await start_run(stubs, "hooked")
         token = await issued_token(stubs, run.name)
         assert len(token) >= 40  # 32 random bytes
+        assert token.startswith("cb_")  # never "-": a command line takes it as is
         view = await get_run(stubs, run.name)
         assert step_of(view, "hook").state == R.STEP_STATE_WAITING
         done = await complete(stubs, token, {"status": "paid"})

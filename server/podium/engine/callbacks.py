@@ -21,8 +21,11 @@ from podium.engine.run_journal import RunJournal
 
 COMPLETED = "COMPLETED"
 EXPIRED = "EXPIRED"
-# 32 random bytes, URL-safe base64: 43 characters.
+# 32 random bytes, URL-safe base64: 43 characters after the prefix. The prefix
+# keeps a token from starting with "-" (1 in 64 would), which a command line
+# (`podium runs complete-callback TOKEN`) would read as an option.
 TOKEN_BYTES = 32
+TOKEN_PREFIX = "cb_"
 
 
 class CallbackBox:
@@ -42,7 +45,7 @@ class CallbackBox:
                 step.callback_token = record.token
                 return record
         record = CallbackRecord(
-            token=secrets.token_urlsafe(TOKEN_BYTES),
+            token=TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES),
             run_id=journal.run.run_id,
             step_id=step.step_id,
             tenant=journal.run.tenant,
