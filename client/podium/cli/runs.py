@@ -221,7 +221,9 @@ def register(commands: Any) -> None:
     callback = sub.add_parser(
         "complete-callback", parents=read, help="complete a callback step with its token"
     )
-    callback.add_argument("token", metavar="TOKEN", help="the token of a CALLBACK_ISSUED event (cb_...)")
+    callback.add_argument(
+        "token", metavar="TOKEN", help="the token of a CALLBACK_ISSUED event (cb_...)"
+    )
     callback.add_argument(
         "--payload",
         type=inputs.json_payload,
