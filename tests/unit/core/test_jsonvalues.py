@@ -104,6 +104,21 @@ def test_a_long_list_of_numbers_is_too_large_without_being_encoded() -> None:
         check_json_size([1] * 1_000_000, 1000)
 
 
+def test_a_map_met_twice_is_measured_as_json_writes_it() -> None:
+    # The same map twice is written twice: the count is a lower bound, the size exact.
+    shared = {"k": "v" * 50}
+    pair = [shared, shared]
+    size = len(json.dumps(pair, separators=(",", ":")))
+    check_json_size(pair, size)
+    with pytest.raises(TooLarge):
+        check_json_size(pair, size - 1)
+
+
+def test_a_huge_flat_map_is_too_large_without_a_walk_of_all_of_it() -> None:
+    with pytest.raises(TooLarge, match="at least"):
+        check_json_size({str(i): i for i in range(100_000)}, 1000)
+
+
 def depth_of(value: Any) -> int:
     if isinstance(value, dict):
         return 1 + max(map(depth_of, value.values()), default=0)
