@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from google.protobuf import json_format, message
+from google.protobuf.descriptor import FieldDescriptor
 
 from podium.identity.ports import AuditRecord
 from podium.identity.principal import Principal
@@ -82,10 +83,64 @@ def resource_of(method: str, request: dict[str, Any], after: dict[str, Any]) -> 
 def _json(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, message.Message):
         return None
-    body = json_format.MessageToDict(value)
-    redacted = _redact(body)
+    redacted = _redact(_message_json(value))
     assert isinstance(redacted, dict)
     return redacted
+
+
+def _message_json(value: message.Message) -> dict[str, Any]:
+    """json_format.MessageToDict(value) with every secret field already
+    [redacted]: a field is redacted before it is converted, since a run's
+    input of 10,000 items took 45 ms of the event loop to convert, only to be
+    replaced by "[redacted]". Nested messages are walked for their secrets;
+    every other field (scalars, enums, maps, lists of scalars, well-known
+    types) is converted by json_format itself, on a copy without the rest."""
+    fields = value.ListFields()
+    converted: dict[str, Any] = {}
+    rest: message.Message | None = None
+    for field, field_value in fields:
+        key = field.json_name
+        if key in _SECRET_KEYS or (
+            key in _SECRET_STRINGS and field.type == FieldDescriptor.TYPE_STRING
+        ):
+            converted[key] = REDACTED
+        elif _is_plain_message(field):
+            if field.is_repeated:
+                converted[key] = [_message_json(item) for item in field_value]
+            else:
+                converted[key] = _message_json(field_value)
+        else:
+            if rest is None:
+                rest = type(value)()
+            _copy_field(rest, field, field_value)
+    others = json_format.MessageToDict(rest) if rest is not None else {}
+    # In field order, as MessageToDict would have it.
+    return {
+        field.json_name: converted.get(field.json_name, others.get(field.json_name))
+        for field, _ in fields
+        if field.json_name in converted or field.json_name in others
+    }
+
+
+def _is_plain_message(field: FieldDescriptor) -> bool:
+    """A message field (or list of them) of our own: walked for secrets. Map
+    entries and well-known types (google.protobuf.*, with JSON forms of their
+    own) are left to json_format."""
+    kind = field.message_type
+    return (
+        kind is not None
+        and not kind.GetOptions().map_entry
+        and not kind.full_name.startswith("google.protobuf.")
+    )
+
+
+def _copy_field(target: message.Message, field: FieldDescriptor, value: Any) -> None:
+    if field.is_repeated:
+        getattr(target, field.name).MergeFrom(value)
+    elif field.message_type is not None:
+        getattr(target, field.name).CopyFrom(value)
+    else:
+        setattr(target, field.name, value)
 
 
 def _redact(value: Any) -> Any:

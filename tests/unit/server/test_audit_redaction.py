@@ -1,0 +1,78 @@
+"""An audit record's request and resource are the messages' JSON with their
+secrets redacted: converting with the secret fields left out first (so that
+a huge run input is never converted) gives exactly what converting all of it
+and then redacting would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format, message
+from hypothesis import given
+from hypothesis import strategies as st
+
+from podium.server import audit
+from podium.v1 import (
+    common_pb2,
+    control_service_pb2,
+    execution_service_pb2,
+    identity_service_pb2,
+    run_pb2,
+    workflow_service_pb2,
+)
+
+# Keys that are secrets in the audit trail, mixed with ordinary ones.
+KEYS = st.sampled_from(["input", "output", "token", "payload", "secret", "name", "n", "items"])
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+    max_leaves=12,
+)
+MAPS = st.dictionaries(KEYS, JSON, max_size=4)
+
+
+def converted_then_redacted(value: message.Message) -> Any:
+    return audit._redact(json_format.MessageToDict(value))
+
+
+def _struct(data: dict[str, Any]) -> Any:
+    return json_format.ParseDict(data, run_pb2.Run().input)
+
+
+@given(MAPS, MAPS, st.text(max_size=8), JSON)
+def test_secret_fields_are_redacted_as_before_without_converting_them(
+    run_input: dict[str, Any], output: dict[str, Any], text: str, payload: Any
+) -> None:
+    run = run_pb2.Run(
+        name="runs/r1",
+        state=run_pb2.RUN_STATE_SUCCEEDED,
+        input=_struct(run_input),
+        output=_struct(output),
+        labels={"token": text, "team": "a"},
+        cost=common_pb2.Money(currency_code="USD", units=1, nanos=5),
+        last_sequence=2**40,
+    )
+    run.create_time.FromSeconds(1_700_000_000)
+    step = run.steps.add(step_id="s")
+    json_format.ParseDict(payload, step.output)
+    run.steps.add(step_id="t")
+    messages: list[message.Message] = [
+        run,
+        execution_service_pb2.StartRunResponse(run=run),
+        execution_service_pb2.StartRunRequest(
+            workflow="workflows/w", input=_struct(run_input), request_id=text
+        ),
+        execution_service_pb2.CompleteCallbackRequest(token=text, payload=step.output),
+        identity_service_pb2.CreateTokenResponse(
+            token=identity_service_pb2.Token(name="tokens/t"), secret=text
+        ),
+        control_service_pb2.UpdateQuotaRequest(),
+        workflow_service_pb2.CreateWorkflowRequest(workflow_id="w"),
+        execution_service_pb2.StartRunRequest(),
+    ]
+    for value in messages:
+        assert audit._json(value) == converted_then_redacted(value)
+        assert list(audit._json(value) or {}) == list(json_format.MessageToDict(value))
