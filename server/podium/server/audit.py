@@ -21,6 +21,8 @@ _SECRET_KEYS = frozenset({"input", "output", "secret", "callbackToken", "payload
 # A callback token (CompleteCallback's `token`, a string) is a capability: whoever
 # holds it completes the step. CreateToken's `token` is a message, kept.
 _SECRET_STRINGS = frozenset({"token"})
+# Up to this size (wire bytes) a message is converted whole, then redacted.
+CONVERT_WHOLE_BYTES = 16 * 1024
 
 
 def request_id_of(metadata: Any) -> str:
@@ -83,7 +85,10 @@ def resource_of(method: str, request: dict[str, Any], after: dict[str, Any]) -> 
 def _json(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, message.Message):
         return None
-    redacted = _redact(_message_json(value))
+    # A small message is quicker to convert whole (one call into json_format);
+    # a large one is mostly run data, redacted before it is converted.
+    small = value.ByteSize() <= CONVERT_WHOLE_BYTES
+    redacted = _redact(json_format.MessageToDict(value) if small else _message_json(value))
     assert isinstance(redacted, dict)
     return redacted
 

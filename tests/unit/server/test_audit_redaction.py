@@ -46,6 +46,7 @@ def _struct(data: dict[str, Any]) -> Any:
 def test_secret_fields_are_redacted_as_before_without_converting_them(
     run_input: dict[str, Any], output: dict[str, Any], text: str, payload: Any
 ) -> None:
+
     run = run_pb2.Run(
         name="runs/r1",
         state=run_pb2.RUN_STATE_SUCCEEDED,
@@ -74,5 +75,15 @@ def test_secret_fields_are_redacted_as_before_without_converting_them(
         execution_service_pb2.StartRunRequest(),
     ]
     for value in messages:
+        # The path of a large message, whatever this one's size.
+        assert audit._redact(audit._message_json(value)) == converted_then_redacted(value)
+        assert list(audit._message_json(value)) == list(json_format.MessageToDict(value))
         assert audit._json(value) == converted_then_redacted(value)
-        assert list(audit._json(value) or {}) == list(json_format.MessageToDict(value))
+
+
+def test_a_large_message_reads_as_a_small_one_would() -> None:
+    run = run_pb2.Run(name="runs/r1", input=_struct({"items": list(range(10_000))}))
+    json_format.ParseDict({"token": "t", "n": [{"secret": 1}]}, run.output)
+    for value in (run, execution_service_pb2.StartRunResponse(run=run)):
+        assert value.ByteSize() > audit.CONVERT_WHOLE_BYTES
+        assert audit._json(value) == converted_then_redacted(value)
