@@ -105,9 +105,7 @@ def _message_json(value: message.Message) -> dict[str, Any]:
     rest: message.Message | None = None
     for field, field_value in fields:
         key = field.json_name
-        if key in _SECRET_KEYS or (
-            key in _SECRET_STRINGS and field.type == FieldDescriptor.TYPE_STRING
-        ):
+        if _secret(key, field_value):  # a string field is a str here, as in the dict
             converted[key] = REDACTED
         elif _is_plain_message(field):
             if field.is_repeated:
