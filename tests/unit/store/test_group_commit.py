@@ -3,6 +3,7 @@ submitted together commits together, or nothing of it does."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -90,3 +91,39 @@ async def test_a_failed_batch_still_lets_the_callbacks_of_the_batch_before_run(
     assert calls == ["committed"]
     await store.close()
     assert calls == ["committed"], "a failed batch's callbacks never run"
+
+
+async def test_work_a_commit_releases_joins_the_next_batch_while_other_writes_wait(
+    store: SqliteStore,
+) -> None:
+    # A diamond's first step ends and its dependents start: the step's task
+    # resumes once its attempt is durable (one turn), records its end and
+    # launches the next step's task, which records its attempt (the turn
+    # after). Under load other runs' writes have set the writer's wake
+    # already; taken at once, the next batch held the end alone and the
+    # dependents' attempts waited a commit more (9 sequential commits per
+    # diamond instead of 5 in W4).
+    writer = store.writer
+    batch_of: dict[str, int] = {}
+
+    def put(run_id: str) -> None:
+        store.put_run(run_record(run_id))
+        batch_of[run_id] = writer.batch_id
+
+    async def next_step() -> None:
+        put("next-step-started")
+        await store.commit()
+
+    put("step-started")
+    started = writer.commit()
+    taken = writer.batch_id
+    while writer.batch_id == taken:  # the batch is on its way to the database
+        await asyncio.sleep(0)
+    put("another-run")  # sets the wake before the batch settles
+    await started
+    put("step-ended")
+    launched = asyncio.create_task(next_step())
+    await launched
+    assert batch_of["step-ended"] == batch_of["next-step-started"]
+    assert batch_of["another-run"] == batch_of["step-ended"]
+    assert batch_of["step-started"] < batch_of["step-ended"]
