@@ -194,6 +194,11 @@ class RunStore(WorkflowStore, Protocol):
         """A run's signals in order of position (what a resumed run keeps)."""
         ...
 
+    async def signals_of_runs(self, run_ids: Sequence[str]) -> dict[str, list[SignalRecord]]:
+        """`signals_of` for many runs in one read (a restart resumes runs a
+        batch at a time): run id to its signals; a run without any is absent."""
+        ...
+
     def put_callback(self, callback: CallbackRecord) -> None:
         """Writes a callback token's record, keyed by token, in the current batch."""
         ...
@@ -206,11 +211,21 @@ class RunStore(WorkflowStore, Protocol):
         """A run's callback records (a resumed callback step finds its token)."""
         ...
 
+    async def callbacks_of_runs(self, run_ids: Sequence[str]) -> dict[str, list[CallbackRecord]]:
+        """`callbacks_of` for many runs in one read: run id to its records,
+        by issue time; a run without any is absent."""
+        ...
+
     def put_notification(self, notification: NotificationRecord) -> None:
         """Writes a run's notification record, keyed by run_id, in the current batch."""
         ...
 
     async def get_notification(self, run_id: str) -> NotificationRecord | None: ...
+
+    async def notifications_of(self, run_ids: Sequence[str]) -> dict[str, NotificationRecord]:
+        """`get_notification` for many runs in one read: run id to its
+        notification; a run without one is absent."""
+        ...
 
     async def pending_notifications(self) -> list[NotificationRecord]:
         """Notifications in state PENDING (to deliver, after a restart too), by due time."""

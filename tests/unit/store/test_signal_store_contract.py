@@ -72,3 +72,36 @@ async def test_deleting_a_run_deletes_its_signals_callbacks_and_notification(
     assert await run_store.get_callback("tok") is None
     assert await run_store.get_notification("gone") is None
     assert await run_store.pending_notifications() == []
+
+
+async def test_many_runs_kept_state_reads_as_each_run_s_own(run_store: RunStore) -> None:
+    # A restart reads a batch of runs' signals, callbacks and notifications
+    # at once: each run gets exactly what reading it alone gives, in order.
+    run_ids = [f"r{index:04d}" for index in range(1_200)]  # more than one IN list
+    for index, run_id in enumerate(run_ids):
+        if index % 3 == 0:
+            run_store.put_signal(SignalRecord(run_id, 2, "b", {"n": index}, T0 + 2))
+            run_store.put_signal(SignalRecord(run_id, 1, "a", None, T0 + 1, consumed_by="s"))
+        if index % 4 == 0:
+            run_store.put_callback(CallbackRecord(f"tok-{index}-late", run_id, "h", "t", T0 + 5))
+            run_store.put_callback(CallbackRecord(f"tok-{index}", run_id, "h", "t", T0))
+        if index % 5 == 0:
+            run_store.put_notification(
+                NotificationRecord(run_id, "http://x/", "k", "PENDING", index % 7, T0 + index)
+            )
+    run_store.put_signal(SignalRecord("not-asked", 1, "a", 1, T0))
+    run_store.put_callback(CallbackRecord("tok-other", "not-asked", "h", "t", T0))
+    run_store.put_notification(NotificationRecord("not-asked", "http://x/", "k"))
+    await run_store.commit()
+    asked = [*run_ids, "missing"]
+    signals = await run_store.signals_of_runs(asked)
+    callbacks = await run_store.callbacks_of_runs(asked)
+    notifications = await run_store.notifications_of(asked)
+    for run_id in asked:
+        assert signals.get(run_id, []) == await run_store.signals_of(run_id)
+        assert callbacks.get(run_id, []) == await run_store.callbacks_of(run_id)
+        assert notifications.get(run_id) == await run_store.get_notification(run_id)
+    assert (len(signals), len(callbacks), len(notifications)) == (400, 300, 240)
+    assert "not-asked" not in signals | callbacks | notifications
+    assert [c.token for c in callbacks["r0000"]] == ["tok-0", "tok-0-late"]
+    assert await run_store.signals_of_runs([]) == {}

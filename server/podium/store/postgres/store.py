@@ -585,6 +585,17 @@ class PostgresStore:
             _signal,
         )
 
+    async def signals_of_runs(self, run_ids: Sequence[str]) -> dict[str, list[SignalRecord]]:
+        found: dict[str, list[SignalRecord]] = {}
+        for signal in await self._fetch(
+            "SELECT run_id, position, name, payload, time, request_id, consumed_by FROM signals "
+            "WHERE run_id = ANY($1::text[]) ORDER BY run_id, position",
+            (list(run_ids),),
+            _signal,
+        ):
+            found.setdefault(signal.run_id, []).append(signal)
+        return found
+
     def put_callback(self, callback: CallbackRecord) -> None:
         self.writer.execute(
             "INSERT INTO callbacks (token, run_id, step_id, tenant, issue_time, outcome, payload) "
@@ -616,6 +627,17 @@ class PostgresStore:
             _callback,
         )
 
+    async def callbacks_of_runs(self, run_ids: Sequence[str]) -> dict[str, list[CallbackRecord]]:
+        found: dict[str, list[CallbackRecord]] = {}
+        for callback in await self._fetch(
+            f"SELECT {_CALLBACK_COLUMNS} FROM callbacks WHERE run_id = ANY($1::text[]) "
+            "ORDER BY run_id, issue_time",
+            (list(run_ids),),
+            _callback,
+        ):
+            found.setdefault(callback.run_id, []).append(callback)
+        return found
+
     def put_notification(self, notification: NotificationRecord) -> None:
         self.writer.execute(
             "INSERT INTO notifications (run_id, url, secret, state, attempts, due_time) "
@@ -638,6 +660,14 @@ class PostgresStore:
             _notification,
         )
         return found[0] if found else None
+
+    async def notifications_of(self, run_ids: Sequence[str]) -> dict[str, NotificationRecord]:
+        found = await self._fetch(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE run_id = ANY($1::text[])",
+            (list(run_ids),),
+            _notification,
+        )
+        return {notification.run_id: notification for notification in found}
 
     async def pending_notifications(self) -> list[NotificationRecord]:
         return await self._fetch(

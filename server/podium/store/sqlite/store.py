@@ -554,6 +554,18 @@ class SqliteStore:
             _signal,
         )
 
+    async def signals_of_runs(self, run_ids: Sequence[str]) -> dict[str, list[SignalRecord]]:
+        found: dict[str, list[SignalRecord]] = {}
+        for chunk in _chunks(run_ids):
+            for signal in await self._fetch(
+                "SELECT run_id, position, name, payload, time, request_id, consumed_by "
+                f"FROM signals WHERE run_id IN ({_marks(chunk)}) ORDER BY run_id, position",
+                chunk,
+                _signal,
+            ):
+                found.setdefault(signal.run_id, []).append(signal)
+        return found
+
     def put_callback(self, callback: CallbackRecord) -> None:
         self.writer.execute(
             "INSERT INTO callbacks (token, run_id, step_id, tenant, issue_time, outcome, payload) "
@@ -583,6 +595,18 @@ class SqliteStore:
             _callback,
         )
 
+    async def callbacks_of_runs(self, run_ids: Sequence[str]) -> dict[str, list[CallbackRecord]]:
+        found: dict[str, list[CallbackRecord]] = {}
+        for chunk in _chunks(run_ids):
+            for callback in await self._fetch(
+                f"SELECT {_CALLBACK_COLUMNS} FROM callbacks WHERE run_id IN ({_marks(chunk)}) "
+                "ORDER BY run_id, issue_time",
+                chunk,
+                _callback,
+            ):
+                found.setdefault(callback.run_id, []).append(callback)
+        return found
+
     def put_notification(self, notification: NotificationRecord) -> None:
         self.writer.execute(
             "INSERT INTO notifications (run_id, url, secret, state, attempts, due_time) "
@@ -606,6 +630,18 @@ class SqliteStore:
         )
         return found[0] if found else None
 
+    async def notifications_of(self, run_ids: Sequence[str]) -> dict[str, NotificationRecord]:
+        found: dict[str, NotificationRecord] = {}
+        for chunk in _chunks(run_ids):
+            for notification in await self._fetch(
+                f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications "
+                f"WHERE run_id IN ({_marks(chunk)})",
+                chunk,
+                _notification,
+            ):
+                found[notification.run_id] = notification
+        return found
+
     async def pending_notifications(self) -> list[NotificationRecord]:
         return await self._fetch(
             f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE state = 'PENDING' "
@@ -619,6 +655,20 @@ class SqliteStore:
             "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE run_id = ?", (run_id,)
         )
         return int(rows[0][0])
+
+
+# Ids per `IN (...)` list: well under SQLite's limit of bound parameters.
+IDS_PER_QUERY = 500
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+    ids = list(ids)
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        yield ids[start : start + IDS_PER_QUERY]
+
+
+def _marks(ids: Sequence[str]) -> str:
+    return ", ".join("?" for _ in ids)
 
 
 def _prepare_writer(
