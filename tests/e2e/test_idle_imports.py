@@ -1,6 +1,7 @@
 """What an idle `podium serve` has imported: not the provider SDKs, PyJWT,
 cryptography, the CEL runtime, the outbound HTTP client or croniter (tens of
-MB and most of a second of start-up), which load on first use, nor the HTTP
+MB and most of a second of start-up), which load on first use, nor reflection's
+servicer with protobuf's descriptor_pb2 (loaded at the first reflection call), nor the HTTP
 API's server or the PostgreSQL driver, which load when configured.
 (jsonschema loads at start-up: plugins' agent schemas and tool parameters are
 checked to be JSON Schemas when they register, so that a broken one fails its
@@ -109,3 +110,5 @@ async def test_an_idle_server_defers_heavy_imports_and_still_reports_plugins(
     assert "podium.server.app" in modules  # the dump is the server's
     imported = sorted(m for m in modules if m.split(".")[0] in DEFERRED)
     assert imported == []
+    # Reflection's servicer and the descriptors it serves load at its first call.
+    assert not {"google.protobuf.descriptor_pb2", "grpc_reflection.v1alpha._base"} & modules
