@@ -1,7 +1,7 @@
 """W10: health checks answered while one request or run is heavy.
 
-A prober sends grpc.health.v1 Check every 10 ms on a channel of its own while
-the driver, on another channel, runs one heavy thing after another: a
+A prober in a process of its own (bench/health_probe.py) sends grpc.health.v1
+Check every 10 ms while the driver runs one heavy thing after another: a
 ValidateWorkflow of a 10,000-step chain (max_steps), a 10,000-item fan-out
 (max_fan_out_items), a 1,000-iteration loop (max_loop_iterations), a fan-out
 over one item more than allowed (refused), and a definition of 100,000 steps
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2
 
 from bench.gate import percentile
 from bench.measure import Measurement
@@ -28,7 +30,6 @@ from podium.core.limits import DEFAULTS
 from podium.testing import Stubs, echo_step, make_spec, run_to_end
 from podium.v1 import workflow_service_pb2
 
-PROBE_INTERVAL_S = 0.01
 MAX_P99_MS = 100.0
 
 
@@ -40,12 +41,29 @@ def _chain(length: int) -> Any:
     return make_spec({"steps": steps})
 
 
-async def _probe(stubs: Stubs, latencies: list[float], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        sent = time.perf_counter()
-        await stubs.health.Check(health_pb2.HealthCheckRequest(service=""))
-        latencies.append(time.perf_counter() - sent)
-        await asyncio.sleep(PROBE_INTERVAL_S)
+@contextlib.asynccontextmanager
+async def _probing(address: str) -> AsyncIterator[list[float]]:
+    """Health latencies (seconds) measured by a prober process while the block runs."""
+    prober = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("health_probe.py")),
+        address,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert prober.stdin is not None and prober.stdout is not None
+    latencies: list[float] = []
+    try:
+        if (await prober.stdout.readline()).strip() != b"ready":
+            raise RuntimeError("the health prober did not start")
+        yield latencies
+        prober.stdin.close()
+        latencies += json.loads(await prober.stdout.read())
+    finally:
+        if prober.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                prober.kill()
+        await prober.wait()
 
 
 async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
@@ -100,20 +118,13 @@ async def measure_responsiveness(workload: Workload) -> Measurement:
     worst_p99 = 0.0
     walls: list[float] = []
     async with server_process() as server:
-        async with (
-            grpc.aio.insecure_channel(server.address) as driver_channel,
-            grpc.aio.insecure_channel(server.address) as probe_channel,
-        ):
-            driver, prober = Stubs.on(driver_channel), Stubs.on(probe_channel)
+        async with grpc.aio.insecure_channel(server.address) as driver_channel:
+            driver = Stubs.on(driver_channel)
             for name, scenario in await _scenarios(driver):
-                latencies: list[float] = []
-                stop = asyncio.Event()
-                probing = asyncio.create_task(_probe(prober, latencies, stop))
-                started = time.perf_counter()
-                await scenario()
-                walls.append(time.perf_counter() - started)
-                stop.set()
-                await probing
+                async with _probing(server.address) as latencies:
+                    started = time.perf_counter()
+                    await scenario()
+                    walls.append(time.perf_counter() - started)
                 p99 = percentile(latencies, 0.99) * 1000
                 worst_p99 = max(worst_p99, p99)
                 notes.append(
