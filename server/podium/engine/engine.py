@@ -942,22 +942,13 @@ class Engine:
         self._recovery = asyncio.create_task(recover_then_charge(), name="podium-recovery")
         return self._recovery
 
-    async def _kept(self, run_id: str) -> KeptState:
-        """What a run kept besides its steps: its notification, signals and
-        callbacks (three reads issued at once). Nothing changes them while the
-        run is not active here: signals and callbacks for it are refused with
-        RUN_RESUMING until it is."""
-        notification, signals, callbacks = await asyncio.gather(
-            self.store.get_notification(run_id),
-            self.store.signals_of(run_id),
-            self.store.callbacks_of(run_id),
-        )
-        return KeptState(notification, signals, callbacks)
-
     async def _kept_of(self, run_ids: list[str]) -> dict[str, KeptState]:
-        """`_kept` for a batch of runs being resumed, in three reads for all of
-        them: three per run made the reads of a restart over 1,000 runs take
-        most of a second, behind which every API read queued."""
+        """What runs being resumed kept besides their steps: notifications,
+        signals and callbacks, in three reads for all of them (three per run
+        made the reads of a restart over 1,000 runs take most of a second,
+        behind which every API read queued). Nothing changes them while a run
+        is not active here: signals and callbacks for it are refused with
+        RUN_RESUMING until it is."""
         notifications, signals, callbacks = await asyncio.gather(
             self.store.notifications_of(run_ids),
             self.store.signals_of_runs(run_ids),
@@ -978,7 +969,7 @@ class Engine:
     ) -> None:
         """Resumes one run read back from the store; `pinned` caches the
         workflow versions of this recovery (runs share a few versions, and so
-        their spec and plan); `kept`: what `_kept` read for it, if read already."""
+        their spec and plan); `kept`: what `_kept_of` read for it, if read already."""
         run = view.run
         run_id = run.run_id
         if run.state.is_final or run_id in self.active:
@@ -996,7 +987,7 @@ class Engine:
             return
         # The batch read gave its last sequence already.
         if kept is None:
-            kept = await self._kept(run_id)
+            kept = (await self._kept_of([run_id]))[run_id]
         if run_id in self.active:  # resumed meanwhile (never twice)
             return
         notification = kept.notification

@@ -34,9 +34,25 @@ def run_record(run_id: str, create_time: float, state: RunState = RunState.RUNNI
     )
 
 
+class ObservedStore(SqliteStore):
+    """The real store, counting the batch reads recovery issues (and failing
+    the one numbered `fail_read`)."""
+
+    reads = 0
+    fail_read = 0
+
+    async def unfinished_runs(
+        self, limit: int, *, after: tuple[float, str] | None = None
+    ) -> list[RunView]:
+        self.reads += 1
+        if self.reads == self.fail_read:
+            raise OSError("disk I/O error")
+        return await super().unfinished_runs(limit, after=after)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(str(tmp_path / "podium.db"))
+async def store(tmp_path: Path) -> AsyncIterator[ObservedStore]:
+    opened = ObservedStore(str(tmp_path / "podium.db"))
     await opened.open()
     try:
         for i in range(RUNS):
@@ -129,77 +145,48 @@ async def test_a_failed_prepare_is_logged_and_its_runs_still_resume(
     assert failed == ["could not read ahead for 5 runs; resuming them one by one"]
 
 
-class ObservedStore(SqliteStore):
-    """The real store, counting the batch reads recovery issues (and failing
-    the one numbered `fail_read`)."""
-
-    reads = 0
-    fail_read = 0
-
-    async def unfinished_runs(
-        self, limit: int, *, after: tuple[float, str] | None = None
-    ) -> list[RunView]:
-        self.reads += 1
-        if self.reads == self.fail_read:
-            raise OSError("disk I/O error")
-        return await super().unfinished_runs(limit, after=after)
-
-
-@pytest.fixture
-async def observed(tmp_path: Path) -> AsyncIterator[ObservedStore]:
-    opened = ObservedStore(str(tmp_path / "podium.db"))
-    await opened.open()
-    try:
-        for i in range(RUNS):
-            opened.put_run(run_record(f"run-{i:02}", T0 + i))
-        await opened.commit()
-        yield opened
-    finally:
-        await opened.close()
-
-
-async def test_the_next_batch_is_read_while_this_one_resumes(observed: ObservedStore) -> None:
+async def test_the_next_batch_is_read_while_this_one_resumes(store: ObservedStore) -> None:
     # Reading and resuming overlap: a restart over 1,000 runs no longer
     # waits for each batch's read between two batches' resumptions.
     reads_when_resumed: dict[str, int] = {}
 
     async def resume(view: RunView) -> None:
-        reads_when_resumed[view.run.run_id] = observed.reads
+        reads_when_resumed[view.run.run_id] = store.reads
 
-    await recover(observed, resume, lambda: False, batch=BATCH)
+    await recover(store, resume, lambda: False, batch=BATCH)
 
     batches = -(-RUNS // BATCH)
     assert [reads_when_resumed[f"run-{i:02}"] for i in range(0, RUNS, BATCH)] == [
         batch + 2 for batch in range(batches)
     ]
-    assert observed.reads == batches + 1  # the last read finds nothing
+    assert store.reads == batches + 1  # the last read finds nothing
 
 
 async def test_a_failed_read_ahead_fails_recovery_after_the_batch_before(
-    observed: ObservedStore,
+    store: ObservedStore,
 ) -> None:
     resumed: list[str] = []
 
     async def resume(view: RunView) -> None:
         resumed.append(view.run.run_id)
 
-    observed.fail_read = 3
+    store.fail_read = 3
     with pytest.raises(OSError, match="disk I/O error"):
-        await recover(observed, resume, lambda: False, batch=BATCH)
+        await recover(store, resume, lambda: False, batch=BATCH)
     assert resumed == [f"run-{i:02}" for i in range(2 * BATCH)]
 
 
 async def test_closing_leaves_no_read_behind(
-    observed: ObservedStore, caplog: pytest.LogCaptureFixture
+    store: ObservedStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     resumed: list[str] = []
 
     async def resume(view: RunView) -> None:
         resumed.append(view.run.run_id)
 
-    observed.fail_read = 2  # the read ahead fails, and nobody awaits it
+    store.fail_read = 2  # the read ahead fails, and nobody awaits it
     with caplog.at_level(logging.ERROR):
-        await recover(observed, resume, lambda: len(resumed) >= 3, batch=BATCH)
+        await recover(store, resume, lambda: len(resumed) >= 3, batch=BATCH)
         await asyncio.sleep(0)
         gc.collect()  # a task whose exception nobody retrieved says so when collected
     assert resumed == ["run-00", "run-01", "run-02"]
