@@ -22,6 +22,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -63,6 +64,21 @@ def podium(*args: str, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> None:
 
 def heading(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
+
+
+def await_full_burst(client: Client, quota: str, timeout: float = 30.0) -> None:
+    """Waits until `quota`'s bucket holds its whole burst again. Section 4's
+    story is the burst after a pause: three calls at once, whose three worst
+    cases do not fit the budget together. Started while the bucket is still
+    refilling from section 3, the calls go out one by one at the quota's rate,
+    and none waits for the budget."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = next(q for q in client.list_quotas() if q.name == quota)
+        if state.available >= state.burst:
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"error: quota {quota} did not refill within {timeout:.0f} s")
 
 
 def latest_run(client: Client, workflow: str = "governance") -> run_pb2.Run:
@@ -158,6 +174,7 @@ def main() -> int:
                 # Section 1 left sim-large's breaker open; the operator closes it.
                 podium("breakers", "reset", "model:simulated/sim-large", env=env)
                 podium("workflows", "apply", "-f", BUDGET_WORKFLOW, env=env)
+                await_full_burst(client, "simulated-requests")
                 podium("runs", "start", "replies", "--input", run_input, "--watch", env=env)
                 what_happened(client, latest_run(client, "replies"))
                 podium("budgets", env=env)
