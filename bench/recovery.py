@@ -12,7 +12,9 @@ the moment it is spawned we measure
   finished: until every run's final event reached its WatchRun subscriber
             (the row's wall time),
 
-and, meanwhile, how long health checks and GetRun take while recovery runs.
+and, meanwhile, how long health checks and GetRun take while recovery runs
+(sent by a prober process of its own, bench/health_probe.py, started before
+the server).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from grpc_health.v1 import health_pb2
 
+from bench.health_probe import Prober
 from bench.measure import Measurement
 from bench.server import FINAL_EVENTS, BenchError, server_process
 from bench.workloads import Workload
@@ -134,29 +136,6 @@ class _Resumption:
         raise BenchError(f"{self.name}: the stream ended before the run's final event")
 
 
-async def _probe(
-    stubs: Stubs, names: Sequence[str], done: asyncio.Event
-) -> tuple[list[float], list[float]]:
-    """GetRun and health-check latencies (ms), back to back, until `done`."""
-    health = stubs.health
-    get_ms: list[float] = []
-    health_ms: list[float] = []
-    index = 0
-    while not done.is_set():
-        started = time.perf_counter()
-        reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
-        health_ms.append((time.perf_counter() - started) * 1000)
-        if reply.status != health_pb2.HealthCheckResponse.SERVING:
-            raise BenchError("the restarted server is not SERVING")
-        started = time.perf_counter()
-        request = execution_service_pb2.GetRunRequest(name=names[index % len(names)])
-        await stubs.executions.GetRun(request)
-        get_ms.append((time.perf_counter() - started) * 1000)
-        index += 997  # a stride through the runs, not always the first resumed
-        await asyncio.sleep(0.005)
-    return get_ms, health_ms
-
-
 def _p(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -169,20 +148,25 @@ async def measure_recovery(workload: Workload) -> Measurement:
         names = await _prepare(db, workload, due)
         await asyncio.sleep(max(0.0, due - time.time()) + 0.05)
 
-        async with server_process(db) as second:
-            announced = time.time()
-            spawned = second.spawned_at
-            async with grpc.aio.insecure_channel(second.address) as channel:
-                stubs = Stubs.on(channel)
-                resumptions = [_Resumption(stubs, name) for name in names]
-                done = asyncio.Event()
-                probe = asyncio.ensure_future(_probe(stubs, names, done))
-                try:
+        # Started before the server, so that it probes from the first moments
+        # of recovery; from a process of its own, so that the thousand streams
+        # this one reads do not count as the server's latency.
+        prober = await Prober.start()
+        try:
+            async with server_process(db) as second:
+                announced = time.time()
+                spawned = second.spawned_at
+                await prober.aim(second.address, names)
+                async with grpc.aio.insecure_channel(second.address) as channel:
+                    stubs = Stubs.on(channel)
+                    resumptions = [_Resumption(stubs, name) for name in names]
                     await asyncio.gather(*(r.watch() for r in resumptions))
-                finally:
-                    done.set()
-                get_ms, health_ms = await probe
-            peak_rss_mb = await second.stop()
+                latencies = await prober.stop()
+                peak_rss_mb = await second.stop()
+        finally:
+            await prober.close()
+    get_ms = [seconds * 1000 for seconds in latencies["get_run"]]
+    health_ms = [seconds * 1000 for seconds in latencies["health"]]
 
     startup_s = announced - spawned
     resumed_s = max(r.first_event_time for r in resumptions) - spawned

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from bench.gate import percentile
+from bench.health_probe import probing
 from bench.measure import Measurement
 from bench.server import server_process
 from bench.workloads import Workload
@@ -39,31 +37,6 @@ def _chain(length: int) -> Any:
         for i in range(1, length)
     ]
     return make_spec({"steps": steps})
-
-
-@contextlib.asynccontextmanager
-async def _probing(address: str) -> AsyncIterator[list[float]]:
-    """Health latencies (seconds) measured by a prober process while the block runs."""
-    prober = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(Path(__file__).with_name("health_probe.py")),
-        address,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert prober.stdin is not None and prober.stdout is not None
-    latencies: list[float] = []
-    try:
-        if (await prober.stdout.readline()).strip() != b"ready":
-            raise RuntimeError("the health prober did not start")
-        yield latencies
-        prober.stdin.close()
-        latencies += json.loads(await prober.stdout.read())
-    finally:
-        if prober.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                prober.kill()
-        await prober.wait()
 
 
 async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
@@ -121,7 +94,7 @@ async def measure_responsiveness(workload: Workload) -> Measurement:
         async with grpc.aio.insecure_channel(server.address) as driver_channel:
             driver = Stubs.on(driver_channel)
             for name, scenario in await _scenarios(driver):
-                async with _probing(server.address) as latencies:
+                async with probing(server.address) as latencies:
                     started = time.perf_counter()
                     await scenario()
                     walls.append(time.perf_counter() - started)
