@@ -28,6 +28,15 @@ from podium.telemetry.logs import configure_logging
 log = logging.getLogger("podium.server")
 
 MAX_LEASE_SECONDS = 3600.0
+# The event loop's thread shares the interpreter with the store's writer and
+# reader threads, the worker threads that translate large definitions and
+# encode large events, and gRPC's poller. Whenever one of them holds the
+# interpreter lock, a hand-off to the loop waits up to the switch interval
+# (5 ms by default), and one call crosses several hand-offs. At 1 ms, health
+# checks during a 10,000-step ValidateWorkflow answered in p99 56-64 ms
+# instead of 89-98 (bench W10, three interleaved pairs), with no change on
+# W1-W4, W6 or W9 beyond this machine's noise.
+SWITCH_INTERVAL_S = 0.001
 SERVER_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
@@ -93,6 +102,7 @@ def run_server(
         except PolicyError as error:
             print(f"error: policy {policy_path}: {error}", file=sys.stderr)
             return 2
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         return loop.run(
             _serve(
