@@ -8,10 +8,10 @@ then `podium quotas|breakers|budgets|spend`; then the same run again with a
 max_cost too small for it: once its spend nears the ceiling, calls are
 refused with podium.BudgetExceeded, and the run fails within its budget.
 Last, examples/governance-budget.yaml drafts replies on the large model, four
-at a time, under the small monthly budget replies-monthly: calls wait for the
-budget (STEP_WAITING budget:replies-monthly) while others' worst cases hold
-its room, and once it is half spent the cheaper model answers (the LLM_CALL
-event says why).
+at a time, under the small daily budget replies-daily: calls wait for the
+budget (STEP_WAITING budget:replies-daily) while others' worst cases hold
+its room, and once replies-monthly is half spent the cheaper model answers
+(the LLM_CALL event says why).
 
 Everything goes through the real `podium` CLI, as a user would type it; after
 each run, the lines under "what happened" are read from the run's events.
