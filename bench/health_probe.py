@@ -98,8 +98,11 @@ class Prober:
         """The latencies (seconds) measured since `aim`."""
         assert self._process.stdin is not None and self._process.stdout is not None
         self._process.stdin.close()
-        latencies: dict[str, list[float]] = json.loads(await self._process.stdout.read())
-        await self._process.wait()
+        output = await self._process.stdout.read()
+        if await self._process.wait() != 0:
+            # Its one-line error (the server not SERVING, a refused call) is on stderr.
+            raise RuntimeError(f"the health prober failed (exit {self._process.returncode})")
+        latencies: dict[str, list[float]] = json.loads(output)
         return latencies
 
     async def close(self) -> None:
