@@ -4,8 +4,9 @@ A prober in a process of its own (bench/health_probe.py) sends grpc.health.v1
 Check every 10 ms while the driver runs one heavy thing after another: a
 ValidateWorkflow of a 10,000-step chain (max_steps), a 10,000-item fan-out
 (max_fan_out_items), a 1,000-iteration loop (max_loop_iterations), a fan-out
-over one item more than allowed (refused), and a definition of 100,000 steps
-(refused by count or size). Reported: p99 and max health latency during each.
+over one item more than allowed (refused), a definition of 100,000 steps
+(refused by count or size), and runs started one after another with inputs
+of nearly max_input_bytes. Reported: p99 and max health latency during each.
 The rule: p99 under 100 ms.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +31,17 @@ from podium.testing import Stubs, echo_step, make_spec, run_to_end
 from podium.v1 import workflow_service_pb2
 
 MAX_P99_MS = 100.0
+# Runs started with a large input, one after another.
+LARGE_INPUT_RUNS = 5
+
+
+def _large_input() -> dict[str, Any]:
+    """Small maps whose JSON text is just within max_input_bytes: the costliest
+    shape per byte to convert (a map and a number per dozen bytes)."""
+    items = [{"k": i} for i in range(DEFAULTS.max_input_bytes // 12)]
+    while len(json.dumps({"items": items}, separators=(",", ":"))) > DEFAULTS.max_input_bytes:
+        del items[-100:]
+    return {"items": items}
 
 
 def _chain(length: int) -> Any:
@@ -52,12 +65,18 @@ async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[obj
             }
         ]
     }
-    for workflow_id, spec in (("fan", fan_out), ("loop", loop)):
+    sized = {"steps": [echo_step("count", input={"n": "size(input.items)"})]}
+    for workflow_id, spec in (("fan", fan_out), ("loop", loop), ("sized", sized)):
         await stubs.workflows.CreateWorkflow(
             W.CreateWorkflowRequest(workflow_id=workflow_id, spec=make_spec(spec))
         )
     chain = _chain(DEFAULTS.max_steps)
     huge = _chain(10 * DEFAULTS.max_steps)
+    large_input = _large_input()
+
+    async def large_input_runs() -> None:
+        for _ in range(LARGE_INPUT_RUNS):
+            await run_to_end(stubs, "sized", large_input)
 
     async def refused(call: Awaitable[object]) -> None:
         with contextlib.suppress(grpc.aio.AioRpcError):
@@ -83,6 +102,7 @@ async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[obj
             f"ValidateWorkflow, {10 * DEFAULTS.max_steps} steps (refused)",
             lambda: refused(stubs.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=huge))),
         ),
+        (f"{LARGE_INPUT_RUNS} runs, input of max_input_bytes", large_input_runs),
     ]
 
 

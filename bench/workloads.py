@@ -306,7 +306,7 @@ WORKLOADS += [
     ),
     Workload(
         "W10",
-        "health p99 during a 10,000-step validation, fan-out and loop at the limits",
+        "health p99 during a 10,000-step validation, fan-out, loop and input at the limits",
         lambda: items(1),
         Target(),
         repetitions=1,

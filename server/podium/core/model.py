@@ -152,6 +152,10 @@ class RunRecord:
     parent_run_id: str = ""
     parent_step_id: str = ""
     depth: int = 0
+    # The input's stored JSON text once it is known (encoded at StartRun, or
+    # read from the store): a run's input never changes, and a large one
+    # took tens of milliseconds of the event loop to encode at every save.
+    input_json: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)

@@ -33,7 +33,14 @@ from podium.core.errors import (
     Unavailable,
 )
 from podium.core.expressions import ExpressionError
-from podium.core.jsonvalues import TooLarge, check_json_size, from_json_numbers
+from podium.core.jsonvalues import (
+    OFF_LOOP_BYTES,
+    TooLarge,
+    check_json_size,
+    compact_json_within,
+    exceeds_json_size,
+    from_json_numbers,
+)
 from podium.core.model import (
     DEFAULT_TENANT,
     AttemptRecord,
@@ -215,18 +222,27 @@ class Engine:
             if violations:
                 raise InvalidArgument("invalid notification", violations)
         input_value = dict(input or {})
-        _check_input_size(input_value)
         labels_value = dict(labels or {})
-        request_hash = _request_hash(
-            workflow_id,
-            version,
-            input_value,
-            labels_value,
-            max_concurrency,
-            priority,
-            None if max_cost is None else str(max_cost),
-            notification,
-        )
+
+        def encode() -> tuple[str, str]:
+            # The input's stored text (checked against max_input_bytes) and the
+            # request's hash: a pure function of values nobody else holds yet.
+            input_json = _input_json(input_value)
+            return input_json, _request_hash(
+                workflow_id,
+                version,
+                input_value,
+                labels_value,
+                max_concurrency,
+                priority,
+                None if max_cost is None else str(max_cost),
+                notification,
+            )
+
+        if exceeds_json_size(input_value, OFF_LOOP_BYTES):
+            input_json, request_hash = await asyncio.to_thread(encode)
+        else:
+            input_json, request_hash = encode()
         if not request_id:
             return await self._create_run(
                 tenant,
@@ -241,6 +257,7 @@ class Engine:
                 max_cost,
                 trace_parent,
                 notification,
+                input_json=input_json,
             )
         return await self.requests.once(
             tenant,
@@ -259,6 +276,7 @@ class Engine:
                 max_cost,
                 trace_parent,
                 notification,
+                input_json=input_json,
             ),
         )
 
@@ -281,11 +299,19 @@ class Engine:
         trace_parent: str,
         notification: NotificationSpec | None,
         link: ChildLink | None = None,
+        *,
+        input_json: str,
     ) -> RunView:
+        """`input_json`: the input's stored text (see _input_json)."""
         workflow = await self.workflows.get(workflow_id, version, tenant=tenant)
         _check_input_schema(workflow.spec.input_schema, input)
         plan = self.workflows.plan_for(workflow)
         _check_run_key(plan, input)
+        # What expressions see of the input: made in a worker thread when large
+        # (before anything is recorded, so that the run is created in one go).
+        input_scope = None
+        if len(input_json) > OFF_LOOP_BYTES:
+            input_scope = await asyncio.to_thread(from_json_numbers, input)
         now = self.clock.now()
         run = RunRecord(
             run_id=link.run_id if link is not None else uuid.uuid4().hex,
@@ -302,6 +328,7 @@ class Engine:
             max_cost=_lower(max_cost, workflow.spec.max_cost),
             trace_parent=trace_parent,
             tenant=tenant,
+            input_json=input_json,
         )
         if link is not None:
             run.parent_run_id, run.parent_step_id = link.parent_run_id, link.parent_step_id
@@ -323,7 +350,7 @@ class Engine:
         if notify is not None:
             armed = NotificationRecord(run.run_id, notify.url, notify.secret)
             self.store.put_notification(armed)
-        executor = self._executor(run, steps, plan, notification=armed)
+        executor = self._executor(run, steps, plan, notification=armed, input_scope=input_scope)
         executor.created()
         await recorder.durable()
         self.active[run.run_id] = executor
@@ -342,7 +369,7 @@ class Engine:
         """Starts a child run (podium.engine.children): the parent's tenant and
         priority, its span's child, with `max_cost` lowering the workflow's."""
         self._check_open()
-        _check_input_size(input)
+        input_json = _input_json(input)
         return await self._create_run(
             parent.tenant,
             workflow_id,
@@ -357,6 +384,7 @@ class Engine:
             parent.trace_context,
             None,
             link,
+            input_json=input_json,
         )
 
     def _executor(
@@ -368,6 +396,7 @@ class Engine:
         signals: list[SignalRecord] | None = None,
         callbacks: list[CallbackRecord] | None = None,
         notification: NotificationRecord | None = None,
+        input_scope: dict[str, Any] | None = None,
     ) -> RunExecutor:
         return RunExecutor(
             self.services,
@@ -378,6 +407,7 @@ class Engine:
             signals=signals,
             callbacks=callbacks,
             notification=notification,
+            input_scope=input_scope,
         )
 
     async def check_tenant(self, run_id: str, tenant: str | None) -> None:
@@ -1096,16 +1126,21 @@ def _raise_refusal(result: dict[str, Any], kind: str) -> None:
     )
 
 
-def _check_input_size(input: dict[str, Any]) -> None:
-    """A run's input within max_input_bytes (it is stored, sent in replies
-    and evaluated against in every step's expressions)."""
+def _input_json(input: dict[str, Any]) -> str:
+    """A run's input as stored (JSON text), within max_input_bytes (it is
+    stored, sent in replies and evaluated against in every step's expressions)."""
     max_bytes = limits.current().max_input_bytes
     try:
-        check_json_size(input, max_bytes)
+        return compact_json_within(input, max_bytes)
     except TooLarge as error:
         raise InvalidArgument(
             "invalid input",
             [FieldViolation("input", f"too large: {error} (max_input_bytes)")],
+        ) from None
+    except ValueError as error:
+        # NaN or a cycle: a checked request never holds one.
+        raise InvalidArgument(
+            "invalid input", [FieldViolation("input", f"not JSON: {error}")]
         ) from None
 
 

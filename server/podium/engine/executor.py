@@ -59,7 +59,9 @@ class RunExecutor:
         signals: list[SignalRecord] | None = None,
         callbacks: list[CallbackRecord] | None = None,
         notification: NotificationRecord | None = None,
+        input_scope: dict[str, Any] | None = None,
     ) -> None:
+        """`input_scope`: from_json_numbers(run.input), when the caller made it already."""
         self.services = services
         self.plan = plan
         self.journal = RunJournal(run, steps, services.recorder, services.clock, services.observer)
@@ -89,7 +91,7 @@ class RunExecutor:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.finished = asyncio.Event()
         self._on_finished = on_finished
-        self._input_scope = from_json_numbers(run.input)
+        self._input_scope = from_json_numbers(run.input) if input_scope is None else input_scope
         self._step_scope: dict[str, dict[str, Any]] = {}
         self._ending: RunState | None = None  # FAILED or CANCELLED once decided
         self._ending_failure: Failure | None = None

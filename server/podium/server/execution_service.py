@@ -9,7 +9,8 @@ import grpc
 from google.protobuf import struct_pb2
 
 from podium.core.errors import FieldViolation, InvalidArgument
-from podium.core.jsonvalues import from_json_numbers
+from podium.core.jsonvalues import OFF_LOOP_BYTES, exceeds_json_size, from_json_numbers
+from podium.core.model import RunView
 from podium.core.states import RunState
 from podium.engine.engine import SNAPSHOT_ATTEMPTS, Engine
 from podium.engine.schedules import SCHEDULE_LABEL
@@ -18,7 +19,7 @@ from podium.server.caller import current_caller
 from podium.server.status import invalid, unary
 from podium.server.struct_values import struct_to_dict, value_to_python
 from podium.telemetry.propagation import caller_traceparent
-from podium.v1 import event_pb2, execution_service_pb2, execution_service_pb2_grpc
+from podium.v1 import event_pb2, execution_service_pb2, execution_service_pb2_grpc, run_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REQUEST_ID = 128
@@ -37,10 +38,16 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             raise invalid("workflow_version", "must not be negative")
         if len(request.request_id) > MAX_REQUEST_ID:
             raise invalid("request_id", f"at most {MAX_REQUEST_ID} characters")
+        # A large input is converted in worker threads, both ways (see OFF_LOOP_BYTES).
+        large = request.input.ByteSize() > OFF_LOOP_BYTES
+        if large:
+            input = await asyncio.to_thread(struct_to_dict, request.input, "input")
+        else:
+            input = struct_to_dict(request.input, "input")
         view = await self._engine.start_run(
             workflow_id,
             version=request.workflow_version,
-            input=struct_to_dict(request.input, "input"),
+            input=input,
             request_id=request.request_id,
             labels=dict(request.labels),
             max_concurrency=request.max_concurrency,
@@ -57,7 +64,9 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
             if request.HasField("notification")
             else None,
         )
-        return execution_service_pb2.StartRunResponse(run=translate.run_view_to_proto(view))
+        response = execution_service_pb2.StartRunResponse()
+        await _fill_run(response.run, view)
+        return response
 
     @unary
     async def GetRun(
@@ -66,15 +75,16 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
         view = await self._engine.get_run(
             requests.run_id(request.name), tenant=current_caller().tenant
         )
-        if not view.live and sum(len(step.attempts) for step in view.steps) > SNAPSHOT_ATTEMPTS:
+        response = execution_service_pb2.GetRunResponse()
+        if not view.live and _large(view):
             # A 10,000-item fan-out takes a third of a second of Python to
             # translate: in a worker thread, which hands the interpreter back to
             # the event loop every switch interval. Never a live view: the
             # engine's own records change while the run goes on.
-            run = await asyncio.to_thread(translate.run_view_to_proto, view)
+            await asyncio.to_thread(translate.fill_run, response.run, view.run, view.steps)
         else:
-            run = translate.run_view_to_proto(view)
-        return execution_service_pb2.GetRunResponse(run=run)
+            await _fill_run(response.run, view)
+        return response
 
     @unary
     async def ListRuns(
@@ -240,6 +250,31 @@ class ExecutionService(execution_service_pb2_grpc.ExecutionServiceServicer):
     ) -> execution_service_pb2.DeleteRunResponse:
         await self._engine.delete_run(requests.run_id(request.name), tenant=current_caller().tenant)
         return execution_service_pb2.DeleteRunResponse()
+
+
+async def _fill_run(target: run_pb2.Run, view: RunView) -> None:
+    """The view into `target` (a response's own `run`, nothing copied after);
+    a large input in a worker thread: an input never changes, so it is read
+    there safely even while the run goes on."""
+    text = view.run.input_json
+    large_input = text is not None and len(text) > OFF_LOOP_BYTES
+    translate.fill_run(target, view.run, view.steps, with_input=not large_input)
+    if large_input:
+        await asyncio.to_thread(translate.fill_struct, target.input, view.run.input)
+
+
+def _large(view: RunView) -> bool:
+    """Whether translating the view would hold the event loop for long: many
+    attempts, or a large input or output (cheap to tell: see exceeds_json_size)."""
+    if sum(len(step.attempts) for step in view.steps) > SNAPSHOT_ATTEMPTS:
+        return True
+    text = view.run.input_json
+    if text is not None and len(text) > OFF_LOOP_BYTES:
+        return True
+    outputs = [view.run.output, *(step.output for step in view.steps)]
+    return any(
+        output is not None and exceeds_json_size(output, OFF_LOOP_BYTES) for output in outputs
+    )
 
 
 def _payload(value: struct_pb2.Value) -> Any:

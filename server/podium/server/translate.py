@@ -447,32 +447,59 @@ def step_to_proto(step: StepRecord) -> run_pb2.StepRun:
 
 
 def run_to_proto(run: RunRecord, steps: Iterable[StepRecord] = ()) -> run_pb2.Run:
-    return run_pb2.Run(
-        name=run_name(run.run_id),
-        workflow=workflow_name(run.workflow_id),
-        workflow_version=run.workflow_version,
-        state=run_pb2.RunState.ValueType(int(run.state)),
-        input=struct(run.input),
-        output=struct(run.output),
-        failure=failure(run.failure),
-        request_id=run.request_id,
-        labels=run.labels,
-        max_concurrency=run.max_concurrency,
-        create_time=timestamp(run.create_time),
-        start_time=timestamp(run.start_time),
-        end_time=timestamp(run.end_time),
-        steps=[step_to_proto(step) for step in steps],
-        usage=usage(run.usage),
-        cost=money(run.cost),
-        last_sequence=run.last_sequence,
-        priority=run.priority,
-        max_cost=money(run.max_cost) if run.max_cost is not None else None,
-        rerun_of=run_name(run.rerun_of) if run.rerun_of else "",
-        parent_run=run_name(run.parent_run_id) if run.parent_run_id else "",
-        parent_step=run.parent_step_id,
-        depth=run.depth,
-        **_scheduled(run.labels),
+    message = run_pb2.Run()
+    fill_run(message, run, steps)
+    return message
+
+
+def fill_run(
+    target: run_pb2.Run,
+    run: RunRecord,
+    steps: Iterable[StepRecord] = (),
+    *,
+    with_input: bool = True,
+) -> None:
+    """Translates the run into `target` (a new message's own field, such as a
+    response's `run`): its input and output are converted where they go, not
+    built apart and copied (a copy of a large Struct holds the interpreter
+    lock all along). Without `with_input`, the input is left for the caller."""
+    target.MergeFrom(
+        run_pb2.Run(
+            name=run_name(run.run_id),
+            workflow=workflow_name(run.workflow_id),
+            workflow_version=run.workflow_version,
+            state=run_pb2.RunState.ValueType(int(run.state)),
+            failure=failure(run.failure),
+            request_id=run.request_id,
+            labels=run.labels,
+            max_concurrency=run.max_concurrency,
+            create_time=timestamp(run.create_time),
+            start_time=timestamp(run.start_time),
+            end_time=timestamp(run.end_time),
+            usage=usage(run.usage),
+            cost=money(run.cost),
+            last_sequence=run.last_sequence,
+            priority=run.priority,
+            max_cost=money(run.max_cost) if run.max_cost is not None else None,
+            rerun_of=run_name(run.rerun_of) if run.rerun_of else "",
+            parent_run=run_name(run.parent_run_id) if run.parent_run_id else "",
+            parent_step=run.parent_step_id,
+            depth=run.depth,
+            **_scheduled(run.labels),
+        )
     )
+    target.steps.extend(step_to_proto(step) for step in steps)
+    if with_input:
+        fill_struct(target.input, run.input)
+    if run.output is not None:
+        fill_struct(target.output, run.output)
+
+
+def fill_struct(target: struct_pb2.Struct, value: dict[str, Any]) -> None:
+    """`value` into `target`, present even when empty (as a Struct passed to a
+    message's constructor is)."""
+    target.SetInParent()
+    target.update(value)
 
 
 def _scheduled(labels: dict[str, str]) -> dict[str, Any]:

@@ -8,12 +8,13 @@ from decimal import Decimal
 from typing import Any
 
 from podium.core.failures import Failure
+from podium.core.jsonvalues import compact_json
 from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, StepRecord, Usage
 from podium.core.states import AttemptState, EventType, RunState, StepState
 
 NANOS = Decimal(1_000_000_000)
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_dumps = compact_json
 
 
 def dumps(value: Any) -> str:
@@ -60,7 +61,7 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
         run.workflow_id,
         run.workflow_version,
         int(run.state),
-        _dumps(run.input),
+        run.input_json if run.input_json is not None else _dumps(run.input),
         dumps_optional(run.output),
         _failure(run.failure),
         run.request_id or None,
@@ -92,6 +93,7 @@ def run_from_row(row: Any) -> RunRecord:
         workflow_version=row[2],
         state=RunState(row[3]),
         input=json.loads(row[4]),
+        input_json=row[4],
         output=loads_optional(row[5]),
         failure=Failure.from_dict(loads_optional(row[6])),
         request_id=row[7] or "",

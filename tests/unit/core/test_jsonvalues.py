@@ -17,6 +17,9 @@ from podium.core.jsonvalues import (
     NotJsonCompatible,
     TooLarge,
     check_json_size,
+    compact_json,
+    compact_json_within,
+    exceeds_json_size,
     flat_json_copy,
     json_compatible,
     json_depth,
@@ -96,6 +99,25 @@ def test_the_size_check_is_exact_at_the_limit(value: Any) -> None:
     check_json_size(value, size)
     with pytest.raises(TooLarge):
         check_json_size(value, size - 1)
+
+
+@given(JSON_VALUES)
+def test_the_checked_encoding_is_the_stored_text_and_as_strict(value: Any) -> None:
+    # A run's input is encoded once, by compact_json_within: the same text
+    # and the same limit as check_json_size and the store's encoding.
+    text = compact_json(value)
+    size = len(text.encode())
+    assert compact_json_within(value, size) == text
+    with pytest.raises(TooLarge):
+        compact_json_within(value, size - 1)
+    # The cheap estimate never says "over" for text within the limit.
+    assert not exceeds_json_size(value, len(text))
+
+
+def test_the_checked_encoding_refuses_what_the_store_refuses() -> None:
+    with pytest.raises(ValueError):
+        compact_json_within({"n": math.nan}, 1000)
+    assert exceeds_json_size({"items": list(range(1000))}, 100)
 
 
 def test_a_long_list_of_numbers_is_too_large_without_being_encoded() -> None:

@@ -99,6 +99,27 @@ async def test_a_run_with_only_defaults_round_trips(run_store: RunStore) -> None
     assert view is not None and view.run == run
 
 
+async def test_a_run_s_input_text_is_stored_as_given_and_read_back_with_it(
+    run_store: RunStore,
+) -> None:
+    # The engine encodes a run's input once (StartRun) and hands the text on:
+    # the store writes that text, and a run read back carries the text read.
+    run = RunRecord("given", "invoices", 1, RunState.PENDING, {"n": 1}, T0)
+    run.input_json = '{"n":1}'
+    run_store.put_run(run)
+    plain = RunRecord("encoded", "invoices", 1, RunState.PENDING, {"s": "é", "f": 2.5}, T0)
+    run_store.put_run(plain)
+    await run_store.commit()
+
+    given = await run_store.get_run("given")
+    encoded = await run_store.get_run("encoded")
+
+    assert given is not None and given.run.input == {"n": 1}
+    assert given.run.input_json == '{"n":1}'
+    assert encoded is not None and encoded.run.input == {"s": "é", "f": 2.5}
+    assert encoded.run.input_json == '{"s":"é","f":2.5}'
+
+
 async def test_unknown_runs_read_as_absent(run_store: RunStore) -> None:
     assert await run_store.get_run("nope") is None
     assert await run_store.run_status("nope") is None
