@@ -5,8 +5,9 @@ Check every 10 ms while the driver runs one heavy thing after another: a
 ValidateWorkflow of a 10,000-step chain (max_steps), a 10,000-item fan-out
 (max_fan_out_items), a 1,000-iteration loop (max_loop_iterations), a fan-out
 over one item more than allowed (refused), a definition of 100,000 steps
-(refused by count or size), and runs started one after another with inputs
-of nearly max_input_bytes. Reported: p99 and max health latency during each.
+(refused by count or size), runs started one after another with inputs of
+nearly max_input_bytes, and runs whose step returns such an input whole (an
+output of nearly max_output_bytes). Reported: p99 and max health latency during each.
 The rule: p99 under 100 ms.
 """
 
@@ -27,7 +28,7 @@ from bench.measure import Measurement
 from bench.server import server_process
 from bench.workloads import Workload
 from podium.core.limits import DEFAULTS
-from podium.testing import Stubs, echo_step, make_spec, run_to_end
+from podium.testing import Stubs, collect_events, echo_step, make_spec, run_to_end, start_run
 from podium.v1 import workflow_service_pb2
 
 MAX_P99_MS = 100.0
@@ -66,7 +67,9 @@ async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[obj
         ]
     }
     sized = {"steps": [echo_step("count", input={"n": "size(input.items)"})]}
-    for workflow_id, spec in (("fan", fan_out), ("loop", loop), ("sized", sized)):
+    copied = {"steps": [echo_step("copy", input={"items": "input.items"})]}
+    workflows = (("fan", fan_out), ("loop", loop), ("sized", sized), ("copied", copied))
+    for workflow_id, spec in workflows:
         await stubs.workflows.CreateWorkflow(
             W.CreateWorkflowRequest(workflow_id=workflow_id, spec=make_spec(spec))
         )
@@ -77,6 +80,13 @@ async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[obj
     async def large_input_runs() -> None:
         for _ in range(LARGE_INPUT_RUNS):
             await run_to_end(stubs, "sized", large_input)
+
+    async def large_output_runs() -> None:
+        # Watched to the end, not read back: GetRun of such a run (its input,
+        # the step's input and output) is larger than a default client receives.
+        for _ in range(LARGE_INPUT_RUNS):
+            run = await start_run(stubs, "copied", large_input)
+            await collect_events(stubs, run.name)
 
     async def refused(call: Awaitable[object]) -> None:
         with contextlib.suppress(grpc.aio.AioRpcError):
@@ -103,6 +113,7 @@ async def _scenarios(stubs: Stubs) -> list[tuple[str, Callable[[], Awaitable[obj
             lambda: refused(stubs.workflows.ValidateWorkflow(W.ValidateWorkflowRequest(spec=huge))),
         ),
         (f"{LARGE_INPUT_RUNS} runs, input of max_input_bytes", large_input_runs),
+        (f"{LARGE_INPUT_RUNS} runs, output of max_output_bytes", large_output_runs),
     ]
 
 

@@ -27,18 +27,20 @@ from podium.testing import (
     field_violations,
     get_run,
     plugins_with,
+    run_to_end,
     serving,
     start_run,
     step_of,
 )
 from podium.v1 import execution_service_pb2, run_pb2
 
-# Small maps and a few scalar kinds: about five times OFF_LOOP_BYTES of JSON.
-ITEMS = OFF_LOOP_BYTES // 3
+# Small maps and a few scalar kinds, about six times OFF_LOOP_BYTES of JSON in
+# fewer items than a fan-out may have (max_fan_out_items).
+ITEMS = 8_000
 
 
 def large_input() -> dict[str, Any]:
-    items: list[Any] = [{"k": i, "half": i / 2, "s": "é"} for i in range(ITEMS)]
+    items: list[Any] = [{"k": i, "half": i / 2, "s": "é" * 24} for i in range(ITEMS)]
     items[7] = None
     items[8] = [True, False, 2.5, "x"]
     return {"items": items, "nested": {"deep": [[{"a": 1}]]}}
@@ -90,7 +92,8 @@ async def test_a_large_input_reads_the_same_in_the_reply_the_run_the_row_and_the
     text = stored_input(db_path, started.name)
     assert json.loads(text) == json.loads(json.dumps(value))
     assert text == compact_json(json.loads(text))
-    assert '"k":5,' in text
+    assert '"k":5' in text and '"half":2.5' in text
+    assert '"half":1' in text and '"half":1.0' not in text
 
 
 async def test_a_repeated_request_id_with_a_large_input_gets_the_same_run(stubs: Stubs) -> None:
@@ -162,3 +165,62 @@ async def test_a_large_input_survives_a_restart_unchanged(db_path: str) -> None:
     assert ended.input == as_struct(value)
     # Saved again at the end from the text read back, not re-encoded differently.
     assert stored_input(db_path, started.name) == text
+
+
+# Steps reading, fanning out over and returning large values: their inputs
+# are evaluated, their items listed and their outputs checked in worker
+# threads (step_runner._off_loop, _checked_output), with the same results
+# and failures as on the event loop.
+
+
+async def test_steps_read_fan_out_over_and_return_a_large_input(stubs: Stubs) -> None:
+    spec = {
+        "steps": [
+            echo_step("copy", input={"items": "input.items"}),
+            echo_step(
+                "each",
+                forEach={"items": "[input.items[0], input.items[1], input.items[2]]"},
+                input={"k": "item.k"},
+            ),
+            echo_step(
+                "all", "copy", forEach={"items": "steps.copy.output.items"}, input={"i": "index"}
+            ),
+            echo_step("after", "copy", input={"n": "size(steps.copy.output.items)"}),
+        ]
+    }
+    await create_workflow(stubs, "big", spec)
+    value = large_input()
+    run, _ = await run_to_end(stubs, "big", value)
+    assert run.state == run_pb2.RUN_STATE_SUCCEEDED, run.failure
+    copied = json_format.MessageToDict(step_of(run, "copy").output)
+    assert copied == json.loads(json.dumps({"items": value["items"]}))
+    each: Any = json_format.MessageToDict(step_of(run, "each").output)  # a list: a Value
+    assert each == [{"k": 0}, {"k": 1}, {"k": 2}]
+    assert step_of(run, "all").items_total == ITEMS
+    assert json_format.MessageToDict(step_of(run, "after").output) == {"n": ITEMS}
+
+
+async def test_a_failing_expression_over_a_large_input_fails_its_step_with_its_error(
+    stubs: Stubs,
+) -> None:
+    await create_workflow(
+        stubs, "big", {"steps": [echo_step("bad", input={"v": "input.items[0].missing"})]}
+    )
+    run, _ = await run_to_end(stubs, "big", large_input())
+    assert run.state == run_pb2.RUN_STATE_FAILED
+    failure = step_of(run, "bad").failure
+    assert failure.type == "podium.InvalidInput"
+    assert "missing" in failure.message
+
+
+async def test_a_large_output_over_max_output_bytes_fails_naming_the_limit(db_path: str) -> None:
+    async with serving(db_path, limits=Limits(max_output_bytes=3 * OFF_LOOP_BYTES)) as (_, stubs):
+        await create_workflow(
+            stubs, "big", {"steps": [echo_step("copy", input={"items": "input.items"})]}
+        )
+        run, _ = await run_to_end(stubs, "big", large_input())
+    # The input is within max_input_bytes (1 MiB); echoed, it is over max_output_bytes.
+    assert run.state == run_pb2.RUN_STATE_FAILED
+    failure = step_of(run, "copy").failure
+    assert failure.type == "podium.InvalidOutput"
+    assert "max_output_bytes" in failure.message

@@ -27,6 +27,7 @@ __all__ = [
     "json_compatible",
     "json_depth",
     "jsonable",
+    "shared_compact_json",
 ]
 
 # Every number reaches clients as a double (google.protobuf.Value): an
@@ -51,6 +52,26 @@ OFF_LOOP_BYTES = 64 * 1024
 
 # The JSON text of a value as it is stored: compact, UTF-8 as is, no NaN.
 compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+# The last large value shared_compact_json encoded, and its text.
+_recent_text: tuple[Any, str] | None = None
+
+
+def shared_compact_json(value: Any) -> str:
+    """compact_json(value), encoded once for a large value written several
+    times in a row: a step's output is checked for size, then written to its
+    row and its event, a run's output likewise (six encodings of a fan-out's
+    combined output, each holding the interpreter lock for milliseconds per
+    100 KB). The text is reused only for that very object, which nothing
+    changes once it is recorded."""
+    global _recent_text
+    recent = _recent_text
+    if recent is not None and recent[0] is value:
+        return recent[1]
+    text = compact_json(value)
+    if len(text) > OFF_LOOP_BYTES:
+        _recent_text = (value, text)
+    return text
 
 
 class NotJsonCompatible(ValueError):
@@ -139,7 +160,11 @@ def check_json_size(value: Any, max_bytes: int) -> None:
     text_at_least = _text_at_least(value, max_bytes)
     if text_at_least > max_bytes:
         raise TooLarge(text_at_least, max_bytes, at_least=True)
-    _check_text_size(json.dumps(value, ensure_ascii=False, separators=(",", ":")), max_bytes)
+    try:
+        text = shared_compact_json(value)
+    except ValueError:  # NaN or infinity: JSON text all the same, as json.dumps writes it
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    _check_text_size(text, max_bytes)
 
 
 def compact_json_within(value: Any, max_bytes: int) -> str:

@@ -310,7 +310,7 @@ class RunExecutor:
         if outcome.state == StepState.SUCCEEDED:
             self._completed.append(step.step_id)
             journal.step_succeeded(step, outcome.output)
-            self._step_ended(step)
+            self._step_ended(step, outcome.scope_output)
         elif outcome.state == StepState.FAILED:
             assert outcome.failure is not None
             journal.step_failed(step, outcome.failure)
@@ -329,8 +329,8 @@ class RunExecutor:
         self.journal.step_cancelled(step, reason)
         self._step_scope[step.step_id] = _scope_entry(step)
 
-    def _step_ended(self, step: StepRecord) -> None:
-        self._step_scope[step.step_id] = _scope_entry(step)
+    def _step_ended(self, step: StepRecord, scope_output: Any = None) -> None:
+        self._step_scope[step.step_id] = _scope_entry(step, scope_output)
         counters = self._counters
         assert counters is not None
         succeeded = step.state == StepState.SUCCEEDED
@@ -480,9 +480,10 @@ class RunExecutor:
         }
 
 
-def _scope_entry(step: StepRecord) -> dict[str, Any]:
-    """What `steps.<id>` is in CEL: the state always, the output once succeeded."""
+def _scope_entry(step: StepRecord, scope_output: Any = None) -> dict[str, Any]:
+    """What `steps.<id>` is in CEL: the state always, the output once succeeded
+    (`scope_output`, when the step runner made it already)."""
     entry: dict[str, Any] = {"state": step.state.name}
     if step.state == StepState.SUCCEEDED:
-        entry["output"] = from_json_numbers(step.output)
+        entry["output"] = from_json_numbers(step.output) if scope_output is None else scope_output
     return entry

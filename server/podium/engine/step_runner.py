@@ -35,7 +35,7 @@ from podium.core.failures import (
     ProviderError,
     failure_from_exception,
 )
-from podium.core.jsonvalues import from_json_numbers
+from podium.core.jsonvalues import OFF_LOOP_BYTES, exceeds_json_size, from_json_numbers
 from podium.core.limits import LIMIT_EXCEEDED
 from podium.core.model import AttemptRecord, ItemRecord, StepRecord
 from podium.core.states import AttemptState, StepState
@@ -96,6 +96,17 @@ class StepOutcome:
     output: Any = None
     failure: Failure | None = None
     reason: str = ""
+    # from_json_numbers(output) (what expressions see of it), when made already:
+    # off the event loop for a large output.
+    scope_output: Any = None
+
+
+async def _checked_output(output: Any) -> Any:
+    """json_output(output), in a worker thread when the output is large (its
+    copy and checks took over half a second of the event loop at 1 MiB)."""
+    if exceeds_json_size(output, OFF_LOOP_BYTES):
+        return await asyncio.to_thread(json_output, output)
+    return json_output(output)
 
 
 class StepRunner:
@@ -125,6 +136,9 @@ class StepRunner:
         # Items of this step waiting for a worker's slot: the step shows one
         # wait while any does (not one per item of a large fan-out).
         self._waiting_for_worker = 0
+        # What _off_loop decides once per step: whether the step's scope
+        # holds a large value among the variables its inputs name.
+        self._large_scope: bool | None = None
 
     async def run(self) -> None:
         step = self.step
@@ -192,7 +206,10 @@ class StepRunner:
                 output = await self._cached_call(scope)
         except StepFailed as failed:
             return StepOutcome(StepState.FAILED, failure=failed.failure)
-        return StepOutcome(StepState.SUCCEEDED, output=output)
+        scope_output = None
+        if exceeds_json_size(output, OFF_LOOP_BYTES):
+            scope_output = await asyncio.to_thread(from_json_numbers, output)
+        return StepOutcome(StepState.SUCCEEDED, output=output, scope_output=scope_output)
 
     # -- kinds of steps ------------------------------------------------------------
 
@@ -245,7 +262,14 @@ class StepRunner:
     async def _fan_out(self, scope: dict[str, Any]) -> Any:
         fan_out = self.spec.for_each
         assert fan_out is not None and self.plan.items is not None
-        items = self._evaluate(self.plan.items, scope)
+        if exceeds_json_size(scope.get("input"), OFF_LOOP_BYTES) or exceeds_json_size(
+            scope.get("steps"), OFF_LOOP_BYTES
+        ):
+            # A list of thousands of items from a large value: converted and
+            # checked in a worker thread (see OFF_LOOP_BYTES).
+            items = await asyncio.to_thread(self._evaluate, self.plan.items, scope)
+        else:
+            items = self._evaluate(self.plan.items, scope)
         if not isinstance(items, list):
             raise StepFailed(
                 Failure(INVALID_INPUT, f"for_each.items gave {type(items).__name__}, not a list")
@@ -375,7 +399,10 @@ class StepRunner:
     async def _call(self, scope: dict[str, Any], *, item: int, inputs: Any = None) -> Any:
         journal, step, spec = self.journal, self.step, self.spec
         if inputs is None:
-            inputs = self._inputs(scope)
+            if self._off_loop(scope):
+                inputs = await asyncio.to_thread(self._inputs, scope)
+            else:
+                inputs = self._inputs(scope)
         if item == -1:
             step.input = inputs
         agent = self.services.registry.agent(spec.agent)
@@ -427,8 +454,7 @@ class StepRunner:
                         work = self._relay(queue or DEFAULT_QUEUE, context, attempt, inputs)
                     else:
                         work = self._delegate(reservation, context, attempt, inputs)
-                    output = await run_until(work, due, self.clock)
-                    output = json_output(output)
+                    output = await _checked_output(await run_until(work, due, self.clock))
                     check_output_schemas(output, spec.output_schema, agent, reservation is None)
                 except DeadlineExceeded:
                     failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
@@ -566,7 +592,7 @@ class StepRunner:
                 self.deadline,
                 self.clock,
             )
-            output = json_output(output)
+            output = await _checked_output(output)
             check_output_schemas(output, self.spec.output_schema, None, False)
         except DeadlineExceeded:
             failure = Failure(TIMEOUT, self._timeout_message(), retryable=True)
@@ -712,6 +738,24 @@ class StepRunner:
         if not self.resumed:
             return []
         return await self.services.store.items_of(self.journal.run.run_id, self.step.step_id)
+
+    def _off_loop(self, scope: dict[str, Any]) -> bool:
+        """Whether to evaluate the step's inputs in a worker thread: one of the
+        variables its expressions name holds a large value (CEL converts each
+        named variable whole, and a large result is checked and converted in
+        Python: 0.7-1 s of the event loop for a 1 MiB input read whole). The
+        step's own scope is looked at once; an item or iteration at each call."""
+        names = self.plan.input_names
+        if self._large_scope is None:
+            shared = {key: value for key, value in self.scope.items() if key in names}
+            self._large_scope = exceeds_json_size(shared, OFF_LOOP_BYTES)
+        if self._large_scope:
+            return True
+        return any(
+            exceeds_json_size(value, OFF_LOOP_BYTES)
+            for key, value in scope.items()
+            if key in names and key not in self.scope
+        )
 
     def _inputs(self, scope: dict[str, Any]) -> dict[str, Any]:
         narrowed = self.plan.input_refs

@@ -37,6 +37,8 @@ UNTIL_SCOPE = (*STEP_SCOPE, "iteration", "output")
 COMPENSATION_SCOPE = ("input", "output")
 SIGNAL_SCOPE = (*STEP_SCOPE, "payload")
 SIGNAL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+# A name as CEL and templates spell one (see StepPlan.input_names).
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,10 @@ class StepPlan:
     # `refs`: a join's 500 inputs each see the one step they read, not all
     # 500 (CEL converts every variable it is handed, per evaluation).
     input_refs: dict[str, frozenset[str]] = field(default_factory=dict)
+    # The names its input expressions spell: every variable they read is among
+    # them (a string literal may add some). The step runner evaluates them in a
+    # worker thread when one of those variables holds a large value.
+    input_names: frozenset[str] = frozenset()
     when: Expression | None = None
     items: Expression | None = None
     until: Expression | None = None
@@ -475,6 +481,7 @@ def _compile_step(
         refs=all_refs,
         retry=retry,
         input_refs=input_refs,
+        input_names=frozenset(NAME.findall(" ".join(e.source for e in inputs.values()))),
         when=when,
         items=items,
         until=until,

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from podium.core.failures import Failure
-from podium.core.jsonvalues import compact_json
+from podium.core.jsonvalues import compact_json, shared_compact_json
 from podium.core.model import AttemptRecord, Event, ItemRecord, RunRecord, StepRecord, Usage
 from podium.core.states import AttemptState, EventType, RunState, StepState
 
@@ -62,7 +62,7 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
         run.workflow_version,
         int(run.state),
         run.input_json if run.input_json is not None else _dumps(run.input),
-        dumps_optional(run.output),
+        None if run.output is None else shared_compact_json(run.output),
         _failure(run.failure),
         run.request_id or None,
         run.request_hash,
@@ -133,7 +133,7 @@ def step_row(run_id: str, step: StepRecord) -> tuple[Any, ...]:
         step.agent,
         int(step.state),
         dumps_optional(step.input),
-        dumps_optional(step.output),
+        None if step.output is None else shared_compact_json(step.output),
         _failure(step.failure),
         step.reason,
         step.start_time,
@@ -240,8 +240,6 @@ def event_row(event: Event) -> tuple[Any, ...]:
         body["p"] = event.progress
     if event.failure is not None:
         body["f"] = event.failure.to_dict()
-    if event.output is not None:
-        body["o"] = event.output
     if event.usage is not None:
         body["u"] = event.usage.to_dict()
     if event.cost is not None:
@@ -270,7 +268,12 @@ def event_row(event: Event) -> tuple[Any, ...]:
         body["tl"] = event.tool
     if event.callback_token:
         body["cb"] = event.callback_token
-    return (event.run_id, event.sequence, event.time, int(event.type), _dumps(body))
+    text = _dumps(body)
+    if event.output is not None:
+        # The output's text as its step's or run's row has it (encoded once),
+        # spliced in last: the body always holds "w" and "rs" before it.
+        text = f'{text[:-1]},"o":{shared_compact_json(event.output)}}}'
+    return (event.run_id, event.sequence, event.time, int(event.type), text)
 
 
 def event_from_row(row: Any) -> Event:

@@ -23,6 +23,7 @@ from podium.core.jsonvalues import (
     flat_json_copy,
     json_compatible,
     json_depth,
+    shared_compact_json,
 )
 
 
@@ -224,3 +225,15 @@ def test_the_flat_map_shortcut_answers_for_a_small_output() -> None:
     value = {"a": 1, "b": "x", "c": None, "d": 1.5, "e": False, "f": -MAX_EXACT_INT}
     copied = flat_json_copy(value, 1000)
     assert copied == value and copied is not value
+
+
+def test_a_large_value_written_several_times_is_encoded_once() -> None:
+    value = {"items": [{"k": i, "s": "é"} for i in range(10_000)]}
+    text = shared_compact_json(value)
+    assert text == compact_json(value)
+    assert shared_compact_json(value) is text  # the same text, not encoded again
+    check_json_size(value, len(text.encode()))  # the size check shares it too
+    assert shared_compact_json(value) is text
+    equal = {"items": [{"k": i, "s": "é"} for i in range(10_000)]}
+    assert shared_compact_json(equal) == text  # another object: encoded on its own
+    assert shared_compact_json(equal) is not text

@@ -187,6 +187,29 @@ async def test_a_committed_event_round_trips_every_field(run_store: RunStore) ->
     assert type(read.step_state) is StepState and type(read.cost) is Decimal
 
 
+async def test_a_large_output_shared_by_a_step_and_its_events_round_trips(
+    run_store: RunStore,
+) -> None:
+    # Encoded once and reused by the step's row and its events' (spliced into
+    # each event's body): every record reads back whole, each with its own fields.
+    output = {"items": [{"k": i, "s": "é" * 20} for i in range(5_000)], "n": 2.5}
+    run_store.put_run(run_record("r1"))
+    step = step_record("big", 0, state=StepState.SUCCEEDED)
+    step.output = output
+    run_store.put_step("r1", step)
+    first = dataclasses.replace(complete_event("r1", 1), output=output)
+    second = dataclasses.replace(event("r1", 2), output=output)
+    run_store.put_event(first)
+    run_store.put_event(second)
+    await run_store.commit()
+
+    assert await run_store.read_events("r1", 0, 10) == [first, second]
+    view = await run_store.get_run("r1")
+    assert view is not None
+    [read_step] = view.steps
+    assert read_step.output == output
+
+
 async def test_an_event_with_only_defaults_round_trips(run_store: RunStore) -> None:
     # Unset optional fields must come back unset: None stays None (not zero),
     # item stays -1 (0 is a real item), progress and attempt stay 0.
