@@ -223,3 +223,34 @@ async def test_a_large_output_over_max_output_bytes_fails_naming_the_limit(db_pa
     failure = step_of(run, "copy").failure
     assert failure.type == "podium.InvalidOutput"
     assert "max_output_bytes" in failure.message
+
+
+async def test_a_run_output_of_large_step_outputs_is_stored_and_read_whole(db_path: str) -> None:
+    # The run's output (its final steps' outputs) is written with a text made
+    # of theirs, already encoded: it must read back as the same value.
+    spec = {
+        "steps": [
+            echo_step("a", input={"items": "input.items"}),
+            echo_step("b", input={"nested": "input.nested", "n": "size(input.items)"}),
+            echo_step("c", input={"first": "input.items[0]"}),
+        ]
+    }
+    value = large_input()
+    async with serving(db_path) as (_, stubs):
+        await create_workflow(stubs, "big", spec)
+        run, _ = await run_to_end(stubs, "big", value)
+    assert run.state == run_pb2.RUN_STATE_SUCCEEDED, run.failure
+    expected = json.loads(
+        json.dumps(
+            {
+                "a": {"items": value["items"]},
+                "b": {"nested": value["nested"], "n": ITEMS},
+                "c": {"first": value["items"][0]},
+            }
+        )
+    )
+    assert json_format.MessageToDict(run.output) == expected
+    with sqlite3.connect(db_path) as conn:
+        [(text,)] = conn.execute("SELECT output FROM runs").fetchall()
+    assert json.loads(text) == json.loads(json.dumps(expected))
+    assert text == compact_json(json.loads(text))

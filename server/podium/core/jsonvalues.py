@@ -27,6 +27,7 @@ __all__ = [
     "json_compatible",
     "json_depth",
     "jsonable",
+    "remember_compact_json",
     "shared_compact_json",
 ]
 
@@ -53,25 +54,41 @@ OFF_LOOP_BYTES = 64 * 1024
 # The JSON text of a value as it is stored: compact, UTF-8 as is, no NaN.
 compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
-# The last large value shared_compact_json encoded, and its text.
-_recent_text: tuple[Any, str] | None = None
+# The last few large values shared_compact_json encoded, with their texts
+# (newest last): a step's input and output are written alternately.
+_RECENT_TEXTS = 4
+_recent_texts: tuple[tuple[Any, str], ...] = ()
 
 
 def shared_compact_json(value: Any) -> str:
     """compact_json(value), encoded once for a large value written several
-    times in a row: a step's output is checked for size, then written to its
-    row and its event, a run's output likewise (six encodings of a fan-out's
-    combined output, each holding the interpreter lock for milliseconds per
-    100 KB). The text is reused only for that very object, which nothing
-    changes once it is recorded."""
-    global _recent_text
-    recent = _recent_text
-    if recent is not None and recent[0] is value:
-        return recent[1]
-    text = compact_json(value)
-    if len(text) > OFF_LOOP_BYTES:
-        _recent_text = (value, text)
+    times: a step's input at each save of its row, its output to its row and
+    its events after its size check, a run's output likewise (a fan-out's
+    combined output was encoded six times, each holding the interpreter lock
+    for milliseconds per 100 KB). The text is reused only for that very
+    object, which nothing changes once it is recorded."""
+    text = _shared_text(value)
+    if text is None:
+        text = compact_json(value)
+        remember_compact_json(value, text)
     return text
+
+
+def remember_compact_json(value: Any, text: str) -> None:
+    """Tells shared_compact_json the text of `value` (made by its caller, say
+    from its parts' shared texts), kept if large."""
+    global _recent_texts
+    if len(text) > OFF_LOOP_BYTES:
+        # Rebound whole, never changed in place: a reader in another thread
+        # sees one tuple or the other.
+        _recent_texts = (*_recent_texts[1 - _RECENT_TEXTS :], (value, text))
+
+
+def _shared_text(value: Any) -> str | None:
+    for held, text in _recent_texts:
+        if held is value:
+            return text
+    return None
 
 
 class NotJsonCompatible(ValueError):
@@ -157,6 +174,10 @@ def flat_json_copy(value: Any, max_bytes: int | None) -> dict[str, Any] | None:
 def check_json_size(value: Any, max_bytes: int) -> None:
     """TooLarge when the JSON text (UTF-8) of `value`, already JSON-compatible,
     is longer than `max_bytes`; nothing is copied."""
+    shared = _shared_text(value)
+    if shared is not None:  # encoded already: its length is known
+        _check_text_size(shared, max_bytes)
+        return
     text_at_least = _text_at_least(value, max_bytes)
     if text_at_least > max_bytes:
         raise TooLarge(text_at_least, max_bytes, at_least=True)

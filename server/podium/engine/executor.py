@@ -17,7 +17,12 @@ from typing import Any
 from podium.core.clock import sleep_until
 from podium.core.expressions import ExpressionError
 from podium.core.failures import CANCELLED, INTERNAL, INVALID_OUTPUT, TIMEOUT, Failure
-from podium.core.jsonvalues import from_json_numbers
+from podium.core.jsonvalues import (
+    compact_json,
+    from_json_numbers,
+    remember_compact_json,
+    shared_compact_json,
+)
 from podium.core.model import (
     CallbackRecord,
     NotificationRecord,
@@ -473,11 +478,19 @@ class RunExecutor:
                 "steps": {s: entries[s] for s in self.plan.output_refs if s in entries},
             }
             return {key: expr.evaluate(scope) for key, expr in self.plan.output.items()}
-        return {
+        output = {
             s: self.steps[s].output
             for s in self.plan.final_steps
             if self.steps[s].state == StepState.SUCCEEDED
         }
+        # Its text made of its parts' (a large step output's is encoded already),
+        # for its size check, its row and its event (see shared_compact_json).
+        try:
+            parts = [f"{compact_json(s)}:{shared_compact_json(o)}" for s, o in output.items()]
+        except ValueError:
+            return output  # not JSON (checked outputs never are): the size check says so
+        remember_compact_json(output, "{" + ",".join(parts) + "}")
+        return output
 
 
 def _scope_entry(step: StepRecord, scope_output: Any = None) -> dict[str, Any]:

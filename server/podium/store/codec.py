@@ -132,7 +132,7 @@ def step_row(run_id: str, step: StepRecord) -> tuple[Any, ...]:
         step.position,
         step.agent,
         int(step.state),
-        dumps_optional(step.input),
+        None if step.input is None else shared_compact_json(step.input),
         None if step.output is None else shared_compact_json(step.output),
         _failure(step.failure),
         step.reason,

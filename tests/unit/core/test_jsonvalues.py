@@ -23,6 +23,7 @@ from podium.core.jsonvalues import (
     flat_json_copy,
     json_compatible,
     json_depth,
+    remember_compact_json,
     shared_compact_json,
 )
 
@@ -237,3 +238,15 @@ def test_a_large_value_written_several_times_is_encoded_once() -> None:
     equal = {"items": [{"k": i, "s": "é"} for i in range(10_000)]}
     assert shared_compact_json(equal) == text  # another object: encoded on its own
     assert shared_compact_json(equal) is not text
+
+
+def test_a_text_made_from_parts_serves_the_size_check_and_the_writes() -> None:
+    part = {"items": [{"k": i} for i in range(10_000)]}
+    whole = {"a": part, "b": 1}
+    text = f'{{"a":{shared_compact_json(part)},"b":1}}'
+    assert text == compact_json(whole)
+    remember_compact_json(whole, text)
+    assert shared_compact_json(whole) is text
+    check_json_size(whole, len(text))
+    with pytest.raises(TooLarge):
+        check_json_size(whole, len(text) - 1)
