@@ -256,20 +256,22 @@ async def _fill_run(target: run_pb2.Run, view: RunView) -> None:
     """The view into `target` (a response's own `run`, nothing copied after);
     a large input in a worker thread: an input never changes, so it is read
     there safely even while the run goes on."""
-    text = view.run.input_json
-    large_input = text is not None and len(text) > OFF_LOOP_BYTES
+    large_input = _large_input(view)
     translate.fill_run(target, view.run, view.steps, with_input=not large_input)
     if large_input:
         await asyncio.to_thread(translate.fill_struct, target.input, view.run.input)
 
 
+def _large_input(view: RunView) -> bool:
+    """Whether the run's input is over OFF_LOOP_BYTES (its stored text says, once known)."""
+    text = view.run.input_json
+    return text is not None and len(text) > OFF_LOOP_BYTES
+
+
 def _large(view: RunView) -> bool:
     """Whether translating the view would hold the event loop for long: many
     attempts, or a large input or output (cheap to tell: see exceeds_json_size)."""
-    if sum(len(step.attempts) for step in view.steps) > SNAPSHOT_ATTEMPTS:
-        return True
-    text = view.run.input_json
-    if text is not None and len(text) > OFF_LOOP_BYTES:
+    if sum(len(step.attempts) for step in view.steps) > SNAPSHOT_ATTEMPTS or _large_input(view):
         return True
     outputs = [view.run.output, *(step.output for step in view.steps)]
     return any(
