@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format
 
 from podium.identity.principal import Role
 from podium.server.security import SecurityConfig
@@ -80,6 +81,9 @@ async def test_each_mutation_is_recorded_with_its_principal(tmp_path: Path) -> N
             assert (started.subject, started.tenant) == (developer_subject, "default")
             assert started.resource == run.name and started.request_id == "req-42"
             assert started.request["input"] == "[redacted]"
+            # The run as it was made, without its steps.
+            recorded_run = json_format.MessageToDict(started.after)["run"]
+            assert recorded_run["name"] == run.name and "steps" not in recorded_run
             assert "sk-very-secret" not in str(records)
             assert created.resource == "workflows/hello" and created.code == "OK"
             assert records[0].time.ToSeconds() >= records[-1].time.ToSeconds()

@@ -329,7 +329,9 @@ class AuditRecord(_message.Message):
 
     @_builtins.property
     def after(self) -> _struct_pb2.Struct:
-        """The resource after the change (the response), for calls that succeeded."""
+        """The resource after the change (the response), for calls that succeeded;
+        a run in it without its steps.
+        """
 
     @_builtins.property
     def before(self) -> _struct_pb2.Struct:

@@ -316,7 +316,8 @@ export type AuditRecord = Message<"podium.v1.AuditRecord"> & {
   request?: JsonObject | undefined;
 
   /**
-   * The resource after the change (the response), for calls that succeeded.
+   * The resource after the change (the response), for calls that succeeded;
+   * a run in it without its steps.
    *
    * @generated from field: google.protobuf.Struct after = 10;
    */
