@@ -16,12 +16,14 @@ from bench.workloads import Workload
 
 PODIUM = "podium"
 FLOOR = "floor"
+# The same calls against a server that only answers them (bench/grpc_floor.py).
+GRPC_FLOOR = "grpc"
 
 
 @dataclass(frozen=True)
 class Row:
     workload: Workload
-    system: str  # PODIUM or FLOOR
+    system: str  # PODIUM, FLOOR or GRPC_FLOOR
     measurement: Measurement
     floor_wall_s: float | None  # None: the workload has no floor (W7)
 
@@ -70,7 +72,7 @@ class Row:
 
 def print_table(rows: list[Row], console: Console) -> None:
     table = Table(
-        title="Podium vs bare asyncio (median after one warm-up)",
+        title="Podium vs bare asyncio and bare gRPC (median after one warm-up)",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
@@ -97,6 +99,9 @@ def print_table(rows: list[Row], console: Console) -> None:
         console.print(f"  {name}: {description}")
     console.print("  ms/step: (wall - ideal) / steps   (+x%): wall over the ideal critical path")
     console.print("  RSS MB: peak of the process that executed the steps (the server for podium)")
+    console.print(
+        "  grpc: the same calls answered at once by a bare grpc.aio server (bench/grpc_floor.py)"
+    )
     for row in rows:
         for note in row.measurement.notes:
             console.print(f"  {note}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
@@ -140,36 +141,54 @@ async def _client(
                     latencies.append(time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class Sustained:
+    """What SUSTAINED_CLIENTS clients got done in SUSTAINED["seconds"]."""
+
+    runs: int
+    steps: int
+    wall_s: float
+    latencies_s: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return self.runs / self.wall_s
+
+    def describe(self) -> str:
+        ordered = sorted(self.latencies_s)
+        p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000
+        return (
+            f"{self.per_second:.0f} runs/s ({self.runs} runs of {self.steps} steps in "
+            f"{self.wall_s:.1f} s, {SUSTAINED_CLIENTS} clients); latency p50 "
+            f"{statistics.median(ordered) * 1000:.0f} / p99 {p99:.0f} ms"
+        )
+
+
+async def run_sustained(stubs: Stubs, workflow: str, steps: int) -> Sustained:
+    """SUSTAINED_CLIENTS clients, each starting and watching one run of
+    `workflow` at a time, for SUSTAINED["seconds"] (after a warm-up)."""
+    warm: list[float] = []  # connections, caches and pages, not timed
+    await _client(stubs, workflow, steps, time.perf_counter() + 0.5, warm)
+    latencies: list[float] = []
+    started = time.perf_counter()
+    until = started + SUSTAINED["seconds"]
+    await asyncio.gather(
+        *(_client(stubs, workflow, steps, until, latencies) for _ in range(SUSTAINED_CLIENTS))
+    )
+    wall = time.perf_counter() - started
+    if not latencies:
+        raise BenchError("no run finished")
+    return Sustained(len(latencies), steps, wall, latencies)
+
+
 async def measure_sustained(workload: Workload) -> Measurement:
-    seconds = SUSTAINED["seconds"]
-    steps = workload.steps_per_run
     async with server_process() as server:
         async with server.channel() as channel:
             stubs = Stubs.on(channel)
             request = workflow_request(workload.name.lower(), workload.build())
             workflow = (await stubs.workflows.CreateWorkflow(request)).workflow.name
-            warm: list[float] = []  # connections, caches and pages, not timed
-            await _client(stubs, workflow, steps, time.perf_counter() + 0.5, warm)
-            latencies: list[float] = []
-            started = time.perf_counter()
-            until = started + seconds
-            await asyncio.gather(
-                *(
-                    _client(stubs, workflow, steps, until, latencies)
-                    for _ in range(SUSTAINED_CLIENTS)
-                )
-            )
-            wall = time.perf_counter() - started
+            sustained = await run_sustained(stubs, workflow, workload.steps_per_run)
         peak = await server.stop()
-    if not latencies:
-        raise BenchError("no run finished")
-    per_second = len(latencies) / wall
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000
-    notes = (
-        f"{workload.name}: {per_second:.0f} runs/s ({len(latencies)} runs of {steps} steps in "
-        f"{wall:.1f} s, {SUSTAINED_CLIENTS} clients); latency p50 "
-        f"{statistics.median(latencies) * 1000:.0f} / p99 {p99:.0f} ms",
-    )
-    verdict = ("≥1500 runs/s", per_second >= 1500)
-    return Measurement([wall], peak, notes, verdict)
+    notes = (f"{workload.name}: {sustained.describe()}",)
+    verdict = ("≥1500 runs/s", sustained.per_second >= 1500)
+    return Measurement([sustained.wall_s], peak, notes, verdict)

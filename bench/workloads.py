@@ -106,6 +106,9 @@ class Workload:
     has_floor: bool = True
     # "dag_worker": the attempts a worker process runs at once.
     worker_concurrency: int = 0
+    # Also measured against a server that only answers the client's calls
+    # (bench/grpc_floor.py): what the calls alone cost.
+    grpc_floor: bool = False
 
     @property
     def steps_per_run(self) -> int:
@@ -212,6 +215,7 @@ WORKLOADS: list[Workload] = [
         "500 no-op steps fanning into one that reads all 500 outputs",
         lambda: fan_in(500),
         NO_OP_TARGET,
+        grpc_floor=True,
     ),
     Workload(
         "W1s",
@@ -220,7 +224,7 @@ WORKLOADS: list[Workload] = [
         Target(),
         max_concurrency=100,
     ),
-    Workload("W2", "200-step chain", lambda: chain(200), NO_OP_TARGET),
+    Workload("W2", "200-step chain", lambda: chain(200), NO_OP_TARGET, grpc_floor=True),
     Workload("W3", "ERP DAG, 50 ms per step", lambda: erp(50), Target(max_excess_over_ideal=0.02)),
     Workload(
         "W4",
@@ -229,6 +233,7 @@ WORKLOADS: list[Workload] = [
         NO_OP_TARGET,
         runs=100,
         repetitions=3,
+        grpc_floor=True,
     ),
 ]
 
@@ -396,6 +401,7 @@ WORKLOADS += [
         repetitions=1,
         kind="sustained",
         has_floor=False,
+        grpc_floor=True,
     ),
 ]
 
