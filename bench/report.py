@@ -18,12 +18,14 @@ PODIUM = "podium"
 FLOOR = "floor"
 # The same calls against a server that only answers them (bench/grpc_floor.py).
 GRPC_FLOOR = "grpc"
+# The commits a chain waits for, one per step (bench/commit_floor.py).
+COMMIT_FLOOR = "commits"
 
 
 @dataclass(frozen=True)
 class Row:
     workload: Workload
-    system: str  # PODIUM, FLOOR or GRPC_FLOOR
+    system: str  # PODIUM, FLOOR, GRPC_FLOOR or COMMIT_FLOOR
     measurement: Measurement
     floor_wall_s: float | None  # None: the workload has no floor (W7)
 
@@ -88,7 +90,7 @@ def print_table(rows: list[Row], console: Console) -> None:
             str(row.workload.total_steps),
             f"{row.wall_s:.4f}",
             f"{row.overhead_ms_per_step:.3f}",
-            f"{row.measurement.peak_rss_mb:.1f}",
+            "-" if row.system == COMMIT_FLOOR else f"{row.measurement.peak_rss_mb:.1f}",
             "-" if row.ratio_to_floor is None else f"{row.ratio_to_floor:.1f}",
             *row.target_cells(),
         )
@@ -102,6 +104,7 @@ def print_table(rows: list[Row], console: Console) -> None:
     console.print(
         "  grpc: the same calls answered at once by a bare grpc.aio server (bench/grpc_floor.py)"
     )
+    console.print("  commits: one SQLite commit per step of the chain (bench/commit_floor.py)")
     for row in rows:
         for note in row.measurement.notes:
             console.print(f"  {note}")

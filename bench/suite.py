@@ -1,5 +1,6 @@
 """Runs every selected workload on the floor, then on Podium (then, for some,
-on the gRPC floor: bench/grpc_floor.py), and reports.
+on the gRPC floor and the commit floor: bench/grpc_floor.py, bench/commit_floor.py),
+and reports.
 
 Both systems run each workload in a fresh process so that peak RSS is per
 workload and per system; the floor first, since its figure divides Podium's.
@@ -23,6 +24,7 @@ from bench.cluster import (
     measure_sustained_on_postgres,
     measure_sustained_on_three,
 )
+from bench.commit_floor import measure_commit_floor
 from bench.gate import measure_gate
 from bench.grpc_floor import measure_grpc_floor
 from bench.measure import REPO_ROOT, Measurement
@@ -33,7 +35,7 @@ from bench.podium_run import (
     measure_fan_out,
 )
 from bench.recovery import measure_recovery
-from bench.report import FLOOR, GRPC_FLOOR, PODIUM, Row, print_table, write_json
+from bench.report import COMMIT_FLOOR, FLOOR, GRPC_FLOOR, PODIUM, Row, print_table, write_json
 from bench.responsiveness import measure_responsiveness
 from bench.scale import SUSTAINED, measure_idle, measure_live_runs, measure_sustained
 from bench.server import SERVE_OPTIONS, BenchError
@@ -86,10 +88,13 @@ async def run_suite(workloads: list[Workload], console: Console) -> list[Row]:
             floor = await measure_floor(workload) if workload.has_floor else None
             podium = await PODIUM_MEASURES[workload.kind](workload)
             grpc_floor = await measure_grpc_floor(workload) if workload.grpc_floor else None
+            commits = await measure_commit_floor(workload) if workload.commit_floor else None
         floor_wall_s = floor.wall_s if floor is not None else None
         rows.append(Row(workload, PODIUM, podium, floor_wall_s))
         if grpc_floor is not None:
             rows.append(Row(workload, GRPC_FLOOR, grpc_floor, floor_wall_s))
+        if commits is not None:
+            rows.append(Row(workload, COMMIT_FLOOR, commits, floor_wall_s))
         if floor is not None:
             rows.append(Row(workload, FLOOR, floor, floor_wall_s))
     return rows

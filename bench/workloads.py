@@ -109,6 +109,8 @@ class Workload:
     # Also measured against a server that only answers the client's calls
     # (bench/grpc_floor.py): what the calls alone cost.
     grpc_floor: bool = False
+    # A chain: also the commits it must wait for, one per step (bench/commit_floor.py).
+    commit_floor: bool = False
 
     @property
     def steps_per_run(self) -> int:
@@ -224,7 +226,14 @@ WORKLOADS: list[Workload] = [
         Target(),
         max_concurrency=100,
     ),
-    Workload("W2", "200-step chain", lambda: chain(200), NO_OP_TARGET, grpc_floor=True),
+    Workload(
+        "W2",
+        "200-step chain",
+        lambda: chain(200),
+        NO_OP_TARGET,
+        grpc_floor=True,
+        commit_floor=True,
+    ),
     Workload("W3", "ERP DAG, 50 ms per step", lambda: erp(50), Target(max_excess_over_ideal=0.02)),
     Workload(
         "W4",
