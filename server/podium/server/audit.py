@@ -31,7 +31,7 @@ CONVERT_WHOLE_BYTES = 16 * 1024
 # Fields left out of the record, by message. A run's steps: a new run's are
 # its workflow's steps, every one PENDING, and a run of 500 steps made each
 # StartRun record 500 steps long, converted to JSON on the event loop (8 % of
-# W1's server time) and stored; CancelRun's reply holds every step's attempts.
+# its samples in W1) and stored; CancelRun's reply holds every step's attempts.
 _LEFT_OUT: dict[str, frozenset[str]] = {"podium.v1.Run": frozenset({"steps"})}
 
 
