@@ -95,13 +95,35 @@ def resource_of(method: str, request: dict[str, Any], after: dict[str, Any]) -> 
 def _json(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, message.Message):
         return None
-    # A small message is quicker to convert whole (one call into json_format);
-    # a large one is mostly run data, redacted before it is converted. One
-    # holding fields left out is walked, whatever its size.
-    whole = value.ByteSize() <= CONVERT_WHOLE_BYTES and not _holds_left_out(value.DESCRIPTOR)
-    redacted = _redact(json_format.MessageToDict(value) if whole else _message_json(value))
+    # A small message is quicker to convert whole (one call into json_format),
+    # from a copy without the fields left out; a large one is mostly run data,
+    # redacted (and its fields left out) before it is converted.
+    if value.ByteSize() > CONVERT_WHOLE_BYTES:
+        converted = _message_json(value)
+    elif _holds_left_out(value.DESCRIPTOR):
+        converted = json_format.MessageToDict(_without_left_out(value))
+    else:
+        converted = json_format.MessageToDict(value)
+    redacted = _redact(converted)
     assert isinstance(redacted, dict)
     return redacted
+
+
+def _without_left_out(value: message.Message) -> message.Message:
+    """A copy of a small message without the fields left out of the record."""
+    copy = type(value)()
+    copy.CopyFrom(value)
+    _clear_left_out(copy)
+    for field, field_value in copy.ListFields():
+        if field.message_type is not None and field.message_type.full_name in _LEFT_OUT:
+            for each in field_value if field.is_repeated else (field_value,):
+                _clear_left_out(each)
+    return copy
+
+
+def _clear_left_out(value: message.Message) -> None:
+    for name in _LEFT_OUT.get(value.DESCRIPTOR.full_name, ()):
+        value.ClearField(name)
 
 
 @functools.cache

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from google.protobuf import json_format, message
 from hypothesis import given
 from hypothesis import strategies as st
@@ -86,17 +87,20 @@ def test_secret_fields_are_redacted_as_before_without_converting_them(
         assert audit._json(value) == converted_then_redacted(value)
 
 
-def test_a_run_is_recorded_without_its_steps() -> None:
+@pytest.mark.parametrize("steps", [3, 2000])  # a small message, and one over CONVERT_WHOLE_BYTES
+def test_a_run_is_recorded_without_its_steps(steps: int) -> None:
     run = run_pb2.Run(name="runs/r1", state=run_pb2.RUN_STATE_RUNNING)
-    for index in range(3):
-        run.steps.add(step_id=f"s{index}")
-    for value in (run, execution_service_pb2.StartRunResponse(run=run)):
+    for index in range(steps):
+        run.steps.add(step_id=f"step_{index}", agent="echo")
+    reply = execution_service_pb2.StartRunResponse(run=run)
+    assert (reply.ByteSize() > audit.CONVERT_WHOLE_BYTES) == (steps > 3)
+    for value in (run, reply):
         recorded = audit._json(value)
         assert recorded is not None
         as_run = recorded.get("run", recorded)
         assert as_run == {"name": "runs/r1", "state": "RUN_STATE_RUNNING"}
     # The reply sent is not changed by its record.
-    assert len(run.steps) == 3
+    assert len(run.steps) == len(reply.run.steps) == steps
 
 
 def test_a_large_message_reads_as_a_small_one_would() -> None:
