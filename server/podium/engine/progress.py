@@ -92,7 +92,7 @@ async def watch_run(
                 break
             last = events[-1].sequence
             yield events
-            if events[-1].is_final:
+            if _ends(events):
                 return
         if state.is_final and last >= last_sequence:
             return
@@ -112,10 +112,21 @@ async def watch_run(
                 continue
             last = batch[-1].sequence
             yield batch
-            if batch[-1].is_final:
+            if _ends(batch):
                 return
     finally:
         subscription.close()
+
+
+def _ends(events: list[Event]) -> bool:
+    """Whether the batch holds the run's final event. It need not be the last
+    one: a notification's events are recorded after it, and a subscriber that
+    takes its events late takes them together (then waiting for more would
+    keep its stream open forever). A run's events before its final one carry
+    a state that is not final, so a batch of a running run costs one look."""
+    if not events[-1].run_state.is_final:
+        return False
+    return any(event.is_final for event in reversed(events))
 
 
 class SubscriberTooSlow(ResourceExhausted):
