@@ -6,9 +6,12 @@ owed when the server stops is made after the restart."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from typing import Any
+
+import grpc
 
 from podium.core.clock import ManualClock
 from podium.egress.settings import EgressSettings
@@ -26,7 +29,7 @@ from podium.testing import (
     start_run,
 )
 from podium.testing.http_endpoint import HttpEndpoint, Reply, Request, http_endpoint
-from podium.v1 import event_pb2, run_pb2, workflow_pb2
+from podium.v1 import event_pb2, progress_service_pb2, run_pb2, workflow_pb2
 
 E = event_pb2
 R = run_pb2
@@ -178,3 +181,46 @@ async def test_a_missing_secret_is_recorded_and_nothing_is_sent(monkeypatch: Any
     assert "'absent' is not configured" in failed.message
     assert endpoint.requests == []
     assert of_type([failed], E.RUN_EVENT_TYPE_NOTIFICATION_FAILED)
+
+
+async def test_a_reader_taking_its_events_late_gets_a_stream_that_ends(
+    monkeypatch: Any, db_path: str
+) -> None:
+    """A subscriber that does not read while its stream's window is full takes
+    the rest of the run late: its final event and the notification's, recorded
+    after it, in one batch. Its stream still ends there, with every event once
+    (it never ended). The watcher's channel keeps HTTP/2's 64 KiB window (no
+    BDP probing), so that a chain of 200 KB outputs fills it."""
+    blob = "x" * 200_000
+    steps = [echo_step("s0", input={"blob": "input.blob"})]
+    steps += [
+        echo_step(f"s{i}", f"s{i - 1}", input={"blob": f"steps.s{i - 1}.output.blob"})
+        for i in range(1, 6)
+    ]
+    with http_endpoint() as endpoint:
+        spec = {"steps": steps, "notification": {"url": endpoint.url("/done"), "secret": "hook"}}
+        async with (
+            serving(db_path, egress=egress(monkeypatch)) as served,
+            grpc.aio.insecure_channel(
+                served.address, options=[("grpc.http2.bdp_probe", 0)]
+            ) as slow,
+        ):
+            await create_workflow(served.stubs, "late", spec)
+            run = await start_run(served.stubs, "late", {"blob": blob})
+            call = Stubs.on(slow).progress.WatchRun(
+                progress_service_pb2.WatchRunRequest(run=run.name)
+            )
+            try:
+                # Nothing read until the run has ended and its notification is recorded.
+                await requests_reach(endpoint, 1)
+                (delivered,) = await deliveries(served.stubs, run, 1)
+                events: list[event_pb2.RunEvent] = []
+                async with asyncio.timeout(30):
+                    async for response in call:
+                        events.extend(response.events)
+            finally:
+                call.cancel()
+    # Every event once, up to the notification's (taken with the final event).
+    assert sequences(events) == list(range(1, delivered.sequence + 1))
+    (final,) = of_type(events, E.RUN_EVENT_TYPE_RUN_SUCCEEDED)
+    assert final.sequence == delivered.sequence - 1
